@@ -1,0 +1,44 @@
+// Package crdt is chartsync's only door to Automerge. It wraps
+// github.com/automerge/automerge-go in a small typed layer: a Doc, the
+// Changes that build it, the Heads that name a version of it, and the few
+// structural operations the chart model needs (string values in nested maps,
+// and collaborative text).
+//
+// The package knows nothing of medicine; package record builds the patient
+// chart on top of it.
+//
+// # Usage
+//
+//	d := crdt.New(actor)
+//	ch, err := d.Edit(`{"op":"register"}`, time.Now(), func(tx *crdt.Tx) error {
+//		return tx.Put([]string{"patient"}, "family", "Okafor")
+//	})
+//	// send ch.Raw to a peer; the peer calls ParseChanges and Apply.
+//
+// # Changes and missing dependencies
+//
+// Apply accepts changes in any order, any number of times. A change whose
+// dependencies have not arrived is held by the Doc (see Pending) and applied
+// as soon as they do; it is never dropped. Save writes only applied changes,
+// so callers that persist documents must persist held changes too (package
+// replica keeps every raw change in its store and re-applies on load).
+//
+// # Errors
+//
+// Bytes that are not a valid document or change give an error matching
+// ErrMalformed; a failed Edit or Apply leaves the document exactly as it was.
+// A change that automerge-go reports with a Go panic is turned into an error.
+//
+// # Concurrency
+//
+// A *Doc is safe for concurrent use: every method takes the Doc's lock.
+// Change values are immutable and may be shared. A *Tx is valid only inside
+// the Edit callback that received it.
+//
+// # Caveats
+//
+// The pinned automerge-go exposes no "all values at a key" call, no patches
+// and no rollback. chartsync therefore models conflicts explicitly in the
+// document (see package record) and rolls a failed edit back by forking the
+// document at its previous heads.
+package crdt

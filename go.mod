@@ -1,0 +1,10 @@
+module github.com/chartsync/chartsync
+
+go 1.26.8
+
+require (
+	github.com/automerge/automerge-go v0.0.0-20230903201930-b80ce8aadbb9
+	github.com/stretchr/testify v1.12.1
+)
+
+require go.yaml.in/yaml/v3 v3.0.5 // indirect
