@@ -1,0 +1,87 @@
+package wire_test
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/chartsync/chartsync/internal/wire"
+)
+
+func TestRoundTrip(t *testing.T) {
+	for _, body := range [][]byte{nil, []byte("short"), bytes.Repeat([]byte("prescription "), 500)} {
+		f := wire.Encode('B', 1, body)
+		v, got, err := wire.Decode(f, 'B', 1, 1<<20)
+		require.NoError(t, err)
+		assert.Equal(t, byte(1), v)
+		assert.Equal(t, len(body), len(got))
+		assert.True(t, bytes.Equal(body, got))
+	}
+	big := bytes.Repeat([]byte("prescription "), 500)
+	assert.Less(t, len(wire.Encode('B', 1, big)), len(big)/4, "repetitive bodies are compressed")
+}
+
+func TestDecodeRefusesBadFrames(t *testing.T) {
+	body := bytes.Repeat([]byte("lab result "), 100)
+	good := wire.Encode('B', 1, body)
+	tests := []struct {
+		name  string
+		frame []byte
+		kind  byte
+		max   int
+		want  error
+	}{
+		{"empty", nil, 'B', 1 << 20, wire.ErrTruncated},
+		{"wrong kind", good, 'A', 1 << 20, wire.ErrMalformed},
+		{"truncated", good[:len(good)-1], 'B', 1 << 20, wire.ErrMalformed},
+		{"trailing", append(append([]byte(nil), good...), 0), 'B', 1 << 20, wire.ErrMalformed},
+		{"too large", good, 'B', 10, wire.ErrTooLarge},
+		{"future version", wire.Encode('B', 2, body), 'B', 1 << 20, wire.ErrVersion},
+		{"version zero", wire.Encode('B', 0, body), 'B', 1 << 20, wire.ErrVersion},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, _, err := wire.Decode(tt.frame, tt.kind, 1, tt.max)
+			require.ErrorIs(t, err, tt.want)
+		})
+	}
+	for i := range good {
+		bad := append([]byte(nil), good...)
+		bad[i] ^= 0x10
+		_, _, err := wire.Decode(bad, 'B', 1, 1<<20)
+		require.Error(t, err, "flip at byte %d went unnoticed", i)
+		assert.True(t, errors.Is(err, wire.ErrMalformed) || errors.Is(err, wire.ErrTooLarge) || errors.Is(err, wire.ErrVersion), "flip at %d: %v", i, err)
+	}
+}
+
+func TestReaderBoundsLengths(t *testing.T) {
+	r := wire.NewReader([]byte{0xff, 0xff, 0xff, 0xff, 0x0f})
+	_, err := r.Bytes(1 << 30)
+	require.ErrorIs(t, err, wire.ErrTooLarge, "a 4 GiB length is over the limit")
+	r = wire.NewReader([]byte{0xff, 0xff, 0xff, 0xff, 0x0f})
+	_, err = r.Bytes(1 << 40)
+	require.ErrorIs(t, err, wire.ErrTruncated, "a 4 GiB length over 0 bytes is refused before allocating")
+
+	r = wire.NewReader([]byte{100, 1, 2})
+	_, err = r.Count(1)
+	require.ErrorIs(t, err, wire.ErrMalformed)
+
+	r = wire.NewReader(wire.AppendBytes(nil, []byte("abc")))
+	_, err = r.Bytes(2)
+	require.ErrorIs(t, err, wire.ErrTooLarge)
+}
+
+func FuzzDecode(f *testing.F) {
+	f.Add(wire.Encode('B', 1, []byte("x")))
+	f.Add(wire.Encode('B', 1, bytes.Repeat([]byte("diagnosis "), 100)))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		_, body, err := wire.Decode(data, 'B', 1, 1<<16)
+		if err != nil {
+			return
+		}
+		require.LessOrEqual(t, len(body), 1<<16)
+	})
+}
