@@ -1,0 +1,251 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"slices"
+	"sort"
+	"sync"
+
+	"github.com/chartsync/chartsync/crdt"
+)
+
+// Mem is an in-memory Store for tests and simulations. Its durability ends
+// with the process. FailWrites, when set, makes Write fail with its error
+// and store nothing, to test error paths.
+type Mem struct {
+	mu        sync.Mutex
+	closed    bool
+	log       []Change
+	byHash    map[crdt.Hash]int
+	charts    map[string]Chart
+	snapshots map[string]Snapshot
+	peers     map[string]Peer
+	meta      map[string]string
+
+	FailWrites error
+}
+
+var _ Store = (*Mem)(nil)
+
+// NewMem returns an empty in-memory store.
+func NewMem() *Mem {
+	return &Mem{
+		byHash:    map[crdt.Hash]int{},
+		charts:    map[string]Chart{},
+		snapshots: map[string]Snapshot{},
+		peers:     map[string]Peer{},
+		meta:      map[string]string{},
+	}
+}
+
+func (m *Mem) lock() (func(), error) {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return nil, ErrClosed
+	}
+	return m.mu.Unlock, nil
+}
+
+func cloneChange(c Change) Change {
+	c.Raw = bytes.Clone(c.Raw)
+	return c
+}
+
+// Head implements ChangeLog.
+func (m *Mem) Head(ctx context.Context) (uint64, error) {
+	unlock, err := m.lock()
+	if err != nil {
+		return 0, err
+	}
+	defer unlock()
+	return uint64(len(m.log)), nil
+}
+
+// Log implements ChangeLog.
+func (m *Mem) Log(ctx context.Context, after uint64, limit int) ([]Change, error) {
+	unlock, err := m.lock()
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	var out []Change
+	for i := after; i < uint64(len(m.log)) && (limit <= 0 || len(out) < limit); i++ {
+		out = append(out, cloneChange(m.log[i]))
+	}
+	return out, nil
+}
+
+// ChartChanges implements ChangeLog.
+func (m *Mem) ChartChanges(ctx context.Context, chart string, after uint64) ([]Change, error) {
+	unlock, err := m.lock()
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	var out []Change
+	for i := after; i < uint64(len(m.log)); i++ {
+		if m.log[i].Chart == chart {
+			out = append(out, cloneChange(m.log[i]))
+		}
+	}
+	return out, nil
+}
+
+// Known implements ChangeLog.
+func (m *Mem) Known(ctx context.Context, hashes []crdt.Hash) (map[crdt.Hash]bool, error) {
+	unlock, err := m.lock()
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	out := map[crdt.Hash]bool{}
+	for _, h := range hashes {
+		if _, ok := m.byHash[h]; ok {
+			out[h] = true
+		}
+	}
+	return out, nil
+}
+
+// CountAfter implements ChangeLog.
+func (m *Mem) CountAfter(ctx context.Context, after uint64, peer string) (int, error) {
+	unlock, err := m.lock()
+	if err != nil {
+		return 0, err
+	}
+	defer unlock()
+	n := 0
+	for i := after; i < uint64(len(m.log)); i++ {
+		if m.log[i].From != peer {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// Chart implements Index.
+func (m *Mem) Chart(ctx context.Context, id string) (Chart, error) {
+	unlock, err := m.lock()
+	if err != nil {
+		return Chart{}, err
+	}
+	defer unlock()
+	c, ok := m.charts[id]
+	if !ok {
+		return Chart{}, ErrNotFound
+	}
+	c.Heads = slices.Clone(c.Heads)
+	return c, nil
+}
+
+// Charts implements Index.
+func (m *Mem) Charts(ctx context.Context, q Query) ([]Chart, error) {
+	unlock, err := m.lock()
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	var out []Chart
+	for _, c := range m.charts {
+		if Matches(c, q.Text) {
+			c.Heads = slices.Clone(c.Heads)
+			out = append(out, c)
+		}
+	}
+	SortCharts(out)
+	if q.Limit > 0 && len(out) > q.Limit {
+		out = out[:q.Limit]
+	}
+	return out, nil
+}
+
+// Snapshot implements Index.
+func (m *Mem) Snapshot(ctx context.Context, chart string) (Snapshot, error) {
+	unlock, err := m.lock()
+	if err != nil {
+		return Snapshot{}, err
+	}
+	defer unlock()
+	s, ok := m.snapshots[chart]
+	if !ok {
+		return Snapshot{}, ErrNotFound
+	}
+	s.Data = bytes.Clone(s.Data)
+	return s, nil
+}
+
+// Meta implements Store.
+func (m *Mem) Meta(ctx context.Context, key string) (string, error) {
+	unlock, err := m.lock()
+	if err != nil {
+		return "", err
+	}
+	defer unlock()
+	v, ok := m.meta[key]
+	if !ok {
+		return "", ErrNotFound
+	}
+	return v, nil
+}
+
+// Peers implements Store.
+func (m *Mem) Peers(ctx context.Context) ([]Peer, error) {
+	unlock, err := m.lock()
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	out := make([]Peer, 0, len(m.peers))
+	for _, p := range m.peers {
+		out = append(out, p)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
+}
+
+// Write implements Store.
+func (m *Mem) Write(ctx context.Context, b Batch) (uint64, error) {
+	unlock, err := m.lock()
+	if err != nil {
+		return 0, err
+	}
+	defer unlock()
+	if m.FailWrites != nil {
+		return 0, m.FailWrites
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	for k, v := range b.Meta {
+		m.meta[k] = v
+	}
+	for _, c := range b.Changes {
+		if _, ok := m.byHash[c.Hash]; ok {
+			continue
+		}
+		m.log = append(m.log, Change{Seq: uint64(len(m.log) + 1), Chart: c.Chart, Hash: c.Hash, Raw: bytes.Clone(c.Raw), From: c.From})
+		m.byHash[c.Hash] = len(m.log) - 1
+	}
+	for _, c := range b.Charts {
+		c.Heads = slices.Clone(c.Heads)
+		m.charts[c.ID] = c
+	}
+	head := uint64(len(m.log))
+	for _, s := range b.Snapshots {
+		m.snapshots[s.Chart] = Snapshot{Chart: s.Chart, Seq: head, Data: bytes.Clone(s.Data)}
+	}
+	for _, p := range b.Peers {
+		m.peers[p.ID] = p
+	}
+	return head, nil
+}
+
+// Close implements Store.
+func (m *Mem) Close() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.closed = true
+	return nil
+}

@@ -1,0 +1,16 @@
+package store_test
+
+import (
+	"testing"
+
+	"github.com/chartsync/chartsync/replica/store"
+	"github.com/chartsync/chartsync/replica/store/storetest"
+)
+
+func TestMemConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) storetest.Opened {
+		s := store.NewMem()
+		t.Cleanup(func() { _ = s.Close() })
+		return storetest.Opened{Store: s}
+	})
+}

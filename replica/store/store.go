@@ -1,0 +1,155 @@
+// Package store defines what a chartsync replica needs from durable
+// storage, an in-memory implementation for tests, and (in storetest) the
+// conformance suite every implementation runs.
+//
+// A store keeps four things: the change log (every raw Automerge change the
+// replica holds, each with a local sequence number), chart snapshots, a
+// chart index for finding patients, and per-peer sync positions. All
+// writes go through Write, which commits a Batch atomically and durably.
+//
+// # Usage
+//
+//	st := store.NewMem()
+//	seq, err := st.Write(ctx, store.Batch{Changes: []store.NewChange{{Chart: id, Hash: h, Raw: raw}}})
+//
+// # Caveats
+//
+// Sequence numbers are local to one store and are meaningless to any other.
+// An implementation shared by several writers (a scaled-out PostgreSQL
+// cloud) must still hand out sequence numbers in commit order, or a peer
+// reading the log could acknowledge past a change not yet visible.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/chartsync/chartsync/crdt"
+)
+
+// ErrNotFound is returned by reads of a chart, snapshot, peer or meta key
+// that does not exist.
+var ErrNotFound = errors.New("store: not found")
+
+// ErrClosed is returned by any call after Close.
+var ErrClosed = errors.New("store: closed")
+
+// Change is one stored change.
+type Change struct {
+	Seq   uint64    // position in this store's log: from 1, increasing in commit order, possibly with gaps
+	Chart string    // chart ID
+	Hash  crdt.Hash // content address; unique in the store
+	Raw   []byte    // the change's bytes
+	From  string    // peer it was received from; "" if made here
+}
+
+// NewChange is a change to add. Adding a hash already stored does nothing.
+type NewChange struct {
+	Chart string
+	Hash  crdt.Hash
+	Raw   []byte
+	From  string
+}
+
+// Chart is a chart's index entry: what finding and listing need, without
+// loading the chart.
+type Chart struct {
+	ID         string
+	Heads      crdt.Heads
+	GivenName  string
+	FamilyName string
+	Village    string
+	NationalID string
+	HomeClinic string
+	Updated    time.Time
+}
+
+// Snapshot is a chart saved whole; Seq is the log position it covers: every
+// change of the chart with Seq at most this is in Data.
+type Snapshot struct {
+	Chart string
+	Seq   uint64
+	Data  []byte
+}
+
+// NewSnapshot replaces a chart's snapshot. Its Seq is set by Write to the
+// log head once the batch's changes are added, so the caller must include
+// every change of the chart the data holds in the same or an earlier batch.
+type NewSnapshot struct {
+	Chart string
+	Data  []byte
+}
+
+// Peer is what this replica knows of one peer's sync progress.
+type Peer struct {
+	ID string
+	// Acked: the peer has acknowledged every change in this log up to Acked.
+	Acked uint64
+	// Received: this replica holds the peer's log up to Received (in the
+	// peer's own numbering).
+	Received uint64
+	// LastSync is when a bundle from the peer was last accepted.
+	LastSync time.Time
+}
+
+// Query finds charts. Text matches, case-insensitively, a substring of the
+// given or family name, the village or the national ID, or a whole chart
+// ID. An empty Text lists every chart. Results are sorted by family name,
+// given name, then ID.
+type Query struct {
+	Text  string
+	Limit int // 0 means no limit
+}
+
+// Batch is one atomic write.
+type Batch struct {
+	Meta      map[string]string
+	Changes   []NewChange
+	Charts    []Chart // upserted by ID
+	Snapshots []NewSnapshot
+	Peers     []Peer // upserted by ID
+}
+
+// ChangeLog is the log of changes.
+type ChangeLog interface {
+	// Head returns the highest sequence number in the log (0 if empty).
+	Head(ctx context.Context) (uint64, error)
+	// Log returns up to limit changes with Seq > after, in Seq order.
+	Log(ctx context.Context, after uint64, limit int) ([]Change, error)
+	// ChartChanges returns a chart's changes with Seq > after, in Seq order.
+	ChartChanges(ctx context.Context, chart string, after uint64) ([]Change, error)
+	// Known returns the subset of hashes that are stored.
+	Known(ctx context.Context, hashes []crdt.Hash) (map[crdt.Hash]bool, error)
+	// CountAfter counts changes with Seq > after not received from peer.
+	CountAfter(ctx context.Context, after uint64, peer string) (int, error)
+}
+
+// Index finds charts and their snapshots.
+type Index interface {
+	// Chart returns a chart's index entry, or ErrNotFound.
+	Chart(ctx context.Context, id string) (Chart, error)
+	// Charts returns the charts matching q.
+	Charts(ctx context.Context, q Query) ([]Chart, error)
+	// Snapshot returns a chart's snapshot, or ErrNotFound.
+	Snapshot(ctx context.Context, chart string) (Snapshot, error)
+}
+
+// Store is durable storage for one replica.
+//
+// Implementations are safe for concurrent use. Returned slices belong to
+// the caller. When Write returns nil the batch is durable: it survives a
+// crash or power loss. When it returns an error nothing of the batch was
+// stored.
+type Store interface {
+	ChangeLog
+	Index
+	// Meta returns a replica-level value, or ErrNotFound.
+	Meta(ctx context.Context, key string) (string, error)
+	// Peers returns every known peer, sorted by ID.
+	Peers(ctx context.Context) ([]Peer, error)
+	// Write commits b atomically and durably and returns the log head.
+	Write(ctx context.Context, b Batch) (uint64, error)
+	// Close releases the store. Calls after Close return ErrClosed.
+	Close() error
+}

@@ -1,0 +1,265 @@
+// Package storetest is the conformance suite every store.Store runs:
+//
+//	func TestConformance(t *testing.T) {
+//		storetest.Run(t, func(t *testing.T) storetest.Opened { ... })
+//	}
+package storetest
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/chartsync/chartsync/crdt"
+	"github.com/chartsync/chartsync/replica/store"
+)
+
+// Opened is a fresh, empty store under test. Reopen, if not nil, closes
+// Store and opens the same storage again, to check what survives.
+type Opened struct {
+	Store  store.Store
+	Reopen func(t *testing.T) store.Store
+}
+
+func change(chart string, n int, from string) store.NewChange {
+	raw := []byte(fmt.Sprintf("change %d of %s", n, chart))
+	return store.NewChange{Chart: chart, Hash: sha256.Sum256(raw), Raw: raw, From: from}
+}
+
+// Run runs the suite. open must return a fresh, empty store each call.
+func Run(t *testing.T, open func(t *testing.T) Opened) {
+	ctx := context.Background()
+
+	t.Run("EmptyStore", func(t *testing.T) {
+		s := open(t).Store
+		head, err := s.Head(ctx)
+		require.NoError(t, err)
+		assert.Zero(t, head)
+		_, err = s.Meta(ctx, "replica_id")
+		assert.ErrorIs(t, err, store.ErrNotFound)
+		_, err = s.Chart(ctx, "nope")
+		assert.ErrorIs(t, err, store.ErrNotFound)
+		_, err = s.Snapshot(ctx, "nope")
+		assert.ErrorIs(t, err, store.ErrNotFound)
+		peers, err := s.Peers(ctx)
+		require.NoError(t, err)
+		assert.Empty(t, peers)
+	})
+
+	t.Run("LogIsOrderedAndDeduplicated", func(t *testing.T) {
+		s := open(t).Store
+		head, err := s.Write(ctx, store.Batch{Changes: []store.NewChange{change("a", 1, ""), change("b", 1, "p1"), change("a", 2, "")}})
+		require.NoError(t, err)
+		assert.Equal(t, uint64(3), head)
+		head, err = s.Write(ctx, store.Batch{Changes: []store.NewChange{change("a", 2, "p2"), change("a", 3, "p2"), change("a", 3, "p2")}})
+		require.NoError(t, err)
+
+		all, err := s.Log(ctx, 0, 0)
+		require.NoError(t, err)
+		require.Len(t, all, 4, "a change already stored, or repeated in a batch, is stored once")
+		assertIncreasing(t, all)
+		assert.Equal(t, all[3].Seq, head, "Write returns the log head")
+		assert.Equal(t, "", all[2].From, "the first writer's provenance is kept")
+		assert.Equal(t, change("a", 3, "").Raw, all[3].Raw)
+
+		page, err := s.Log(ctx, all[0].Seq, 2)
+		require.NoError(t, err)
+		require.Len(t, page, 2)
+		assert.Equal(t, []uint64{all[1].Seq, all[2].Seq}, []uint64{page[0].Seq, page[1].Seq})
+
+		ac, err := s.ChartChanges(ctx, "a", all[0].Seq)
+		require.NoError(t, err)
+		require.Len(t, ac, 2)
+		assert.Equal(t, []uint64{all[2].Seq, all[3].Seq}, []uint64{ac[0].Seq, ac[1].Seq})
+
+		known, err := s.Known(ctx, []crdt.Hash{change("a", 1, "").Hash, change("z", 1, "").Hash})
+		require.NoError(t, err)
+		assert.Equal(t, map[crdt.Hash]bool{change("a", 1, "").Hash: true}, known)
+
+		n, err := s.CountAfter(ctx, all[0].Seq, "p2")
+		require.NoError(t, err)
+		assert.Equal(t, 2, n, "changes 2 and 3 were not received from p2; 4 was")
+	})
+
+	t.Run("ReturnedSlicesBelongToCaller", func(t *testing.T) {
+		s := open(t).Store
+		_, err := s.Write(ctx, store.Batch{Changes: []store.NewChange{change("a", 1, "")}})
+		require.NoError(t, err)
+		got, err := s.Log(ctx, 0, 0)
+		require.NoError(t, err)
+		got[0].Raw[0] ^= 0xff
+		again, err := s.Log(ctx, 0, 0)
+		require.NoError(t, err)
+		assert.Equal(t, change("a", 1, "").Raw, again[0].Raw)
+	})
+
+	t.Run("ChartsAreFoundAndSorted", func(t *testing.T) {
+		s := open(t).Store
+		now := time.Date(2026, 11, 3, 8, 0, 0, 0, time.UTC)
+		h := crdt.Heads{sha256.Sum256([]byte("h"))}
+		_, err := s.Write(ctx, store.Batch{Charts: []store.Chart{
+			{ID: "c3", GivenName: "Amina", FamilyName: "Bello", Village: "Kaduna", NationalID: "NG-77", Heads: h, Updated: now},
+			{ID: "c1", GivenName: "Ravi", FamilyName: "Kumar", Village: "Anandpur", NationalID: "ABHA-91-1234", HomeClinic: "clinic-a", Updated: now},
+			{ID: "c2", GivenName: "Asha", FamilyName: "Kumar", Village: "Anandpur", Updated: now},
+		}})
+		require.NoError(t, err)
+
+		got, err := s.Chart(ctx, "c3")
+		require.NoError(t, err)
+		assert.Equal(t, "Amina", got.GivenName)
+		assert.Equal(t, h, got.Heads)
+		assert.True(t, got.Updated.Equal(now))
+
+		tests := []struct {
+			text  string
+			limit int
+			want  []string
+		}{
+			{"", 0, []string{"c3", "c2", "c1"}},
+			{"kumar", 0, []string{"c2", "c1"}},
+			{"ANANDPUR", 1, []string{"c2"}},
+			{"91-12", 0, []string{"c1"}},
+			{"c3", 0, []string{"c3"}},
+			{"nobody", 0, nil},
+		}
+		for _, tt := range tests {
+			cs, err := s.Charts(ctx, store.Query{Text: tt.text, Limit: tt.limit})
+			require.NoError(t, err)
+			var ids []string
+			for _, c := range cs {
+				ids = append(ids, c.ID)
+			}
+			assert.Equal(t, tt.want, ids, "query %q", tt.text)
+		}
+
+		_, err = s.Write(ctx, store.Batch{Charts: []store.Chart{{ID: "c3", GivenName: "Amina", FamilyName: "Musa", Updated: now}}})
+		require.NoError(t, err)
+		got, err = s.Chart(ctx, "c3")
+		require.NoError(t, err)
+		assert.Equal(t, "Musa", got.FamilyName, "charts are upserted")
+	})
+
+	t.Run("SnapshotCoversLogHead", func(t *testing.T) {
+		s := open(t).Store
+		_, err := s.Write(ctx, store.Batch{Changes: []store.NewChange{change("a", 1, ""), change("b", 1, "")}})
+		require.NoError(t, err)
+		head, err := s.Write(ctx, store.Batch{Changes: []store.NewChange{change("a", 2, "")}, Snapshots: []store.NewSnapshot{{Chart: "a", Data: []byte("snap1")}}})
+		require.NoError(t, err)
+		snap, err := s.Snapshot(ctx, "a")
+		require.NoError(t, err)
+		assert.Equal(t, store.Snapshot{Chart: "a", Seq: head, Data: []byte("snap1")}, snap)
+		_, err = s.Write(ctx, store.Batch{Snapshots: []store.NewSnapshot{{Chart: "a", Data: []byte("snap2")}}})
+		require.NoError(t, err)
+		snap, err = s.Snapshot(ctx, "a")
+		require.NoError(t, err)
+		assert.Equal(t, []byte("snap2"), snap.Data, "a snapshot replaces the previous one")
+	})
+
+	t.Run("PeersAndMeta", func(t *testing.T) {
+		s := open(t).Store
+		at := time.Date(2026, 11, 4, 10, 0, 0, 0, time.UTC)
+		_, err := s.Write(ctx, store.Batch{
+			Meta:  map[string]string{"replica_id": "r1"},
+			Peers: []store.Peer{{ID: "p2", Acked: 5, Received: 7, LastSync: at}, {ID: "p1", Acked: 1}},
+		})
+		require.NoError(t, err)
+		_, err = s.Write(ctx, store.Batch{Peers: []store.Peer{{ID: "p1", Acked: 3, Received: 2, LastSync: at}}})
+		require.NoError(t, err)
+		peers, err := s.Peers(ctx)
+		require.NoError(t, err)
+		require.Len(t, peers, 2)
+		assert.Equal(t, "p1", peers[0].ID)
+		assert.Equal(t, uint64(3), peers[0].Acked)
+		assert.Equal(t, uint64(2), peers[0].Received)
+		assert.True(t, peers[1].LastSync.Equal(at))
+		v, err := s.Meta(ctx, "replica_id")
+		require.NoError(t, err)
+		assert.Equal(t, "r1", v)
+	})
+
+	t.Run("CancelledWriteStoresNothing", func(t *testing.T) {
+		s := open(t).Store
+		cctx, cancel := context.WithCancel(ctx)
+		cancel()
+		_, err := s.Write(cctx, store.Batch{Changes: []store.NewChange{change("a", 1, "")}, Meta: map[string]string{"k": "v"}})
+		require.Error(t, err)
+		head, err := s.Head(ctx)
+		require.NoError(t, err)
+		assert.Zero(t, head)
+		_, err = s.Meta(ctx, "k")
+		assert.ErrorIs(t, err, store.ErrNotFound)
+	})
+
+	t.Run("ConcurrentWritersGetDistinctSequences", func(t *testing.T) {
+		s := open(t).Store
+		var wg sync.WaitGroup
+		const writers, each = 4, 25
+		for w := range writers {
+			wg.Go(func() {
+				for i := range each {
+					_, err := s.Write(ctx, store.Batch{Changes: []store.NewChange{change(fmt.Sprint("w", w), i, "")}})
+					assert.NoError(t, err)
+				}
+			})
+		}
+		wg.Wait()
+		all, err := s.Log(ctx, 0, 0)
+		require.NoError(t, err)
+		require.Len(t, all, writers*each)
+		assertIncreasing(t, all)
+	})
+
+	t.Run("SurvivesReopen", func(t *testing.T) {
+		o := open(t)
+		if o.Reopen == nil {
+			t.Skip("store is not persistent")
+		}
+		_, err := o.Store.Write(ctx, store.Batch{
+			Changes:   []store.NewChange{change("a", 1, "p1")},
+			Charts:    []store.Chart{{ID: "a", FamilyName: "Okafor"}},
+			Snapshots: []store.NewSnapshot{{Chart: "a", Data: []byte("s")}},
+			Peers:     []store.Peer{{ID: "p1", Received: 9}},
+			Meta:      map[string]string{"replica_id": "r1"},
+		})
+		require.NoError(t, err)
+		s := o.Reopen(t)
+		all, err := s.Log(ctx, 0, 0)
+		require.NoError(t, err)
+		require.Len(t, all, 1)
+		assert.Equal(t, "p1", all[0].From)
+		c, err := s.Chart(ctx, "a")
+		require.NoError(t, err)
+		assert.Equal(t, "Okafor", c.FamilyName)
+		snap, err := s.Snapshot(ctx, "a")
+		require.NoError(t, err)
+		assert.Equal(t, all[0].Seq, snap.Seq)
+		peers, err := s.Peers(ctx)
+		require.NoError(t, err)
+		assert.Equal(t, uint64(9), peers[0].Received)
+	})
+
+	t.Run("ClosedStoreRefusesCalls", func(t *testing.T) {
+		s := open(t).Store
+		require.NoError(t, s.Close())
+		_, err := s.Head(ctx)
+		assert.ErrorIs(t, err, store.ErrClosed)
+		_, err = s.Write(ctx, store.Batch{})
+		assert.ErrorIs(t, err, store.ErrClosed)
+	})
+}
+
+func assertIncreasing(t *testing.T, cs []store.Change) {
+	t.Helper()
+	for i := 1; i < len(cs); i++ {
+		assert.Greater(t, cs[i].Seq, cs[i-1].Seq, "log positions increase")
+	}
+	if len(cs) > 0 {
+		assert.Positive(t, cs[0].Seq)
+	}
+}
