@@ -524,3 +524,60 @@ func (d *Doc) Merge(other *Doc) ([]Hash, error) {
 	chs = append(chs, other.Pending()...)
 	return d.Apply(chs...)
 }
+
+// ApplyStored applies concatenated raw changes whose hashes are known, as
+// a store keeps them. When every dependency is present it is one bulk load,
+// checked against hashes; otherwise it falls back to ParseChanges and Apply,
+// holding what cannot apply yet. On error the document is unchanged.
+func (d *Doc) ApplyStored(raw []byte, hashes []Hash) error {
+	if len(raw) == 0 {
+		return nil
+	}
+	if d.loadIncremental(raw, hashes) == nil {
+		return nil
+	}
+	chs, err := ParseChanges(raw)
+	if err != nil {
+		return err
+	}
+	if len(chs) != len(hashes) {
+		return fmt.Errorf("apply stored: %d changes for %d hashes: %w", len(chs), len(hashes), ErrMalformed)
+	}
+	for i, c := range chs {
+		if c.Hash != hashes[i] {
+			return fmt.Errorf("apply stored: change %d is %s, expected %s: %w", i, c.Hash, hashes[i], ErrMalformed)
+		}
+	}
+	_, err = d.Apply(chs...)
+	return err
+}
+
+// loadIncremental bulk-loads raw and checks that every hash is then
+// applied; automerge's incremental load skips bytes it cannot parse.
+func (d *Doc) loadIncremental(raw []byte, hashes []Hash) (err error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.pending) > 0 {
+		return errors.New("held changes need the slow path")
+	}
+	before := d.am.Heads()
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("load changes: %v", r)
+		}
+		if err != nil {
+			if rerr := d.rollback(before); rerr != nil {
+				err = errors.Join(err, rerr)
+			}
+		}
+	}()
+	if err := d.am.LoadIncremental(raw); err != nil {
+		return err
+	}
+	for _, h := range hashes {
+		if !d.has(h) {
+			return fmt.Errorf("change %s did not load", h)
+		}
+	}
+	return nil
+}

@@ -258,3 +258,39 @@ func TestApplyRefusesChangeWhoseBytesDoNotMatchHash(t *testing.T) {
 	require.ErrorIs(t, err, crdt.ErrMalformed)
 	assert.Equal(t, heads, b.Heads())
 }
+
+func TestApplyStoredFastAndSlowPaths(t *testing.T) {
+	a := newDoc(t, "aa01")
+	put(t, a, "k1", "v1", t0)
+	put(t, a, "k2", "v2", t0)
+	all, err := a.Changes(nil)
+	require.NoError(t, err)
+
+	fast, err := crdt.New("bb02")
+	require.NoError(t, err)
+	require.NoError(t, fast.ApplyStored(crdt.SaveChanges(all), hashes(all)))
+	assert.Equal(t, a.Heads(), fast.Heads())
+
+	slow, err := crdt.New("bb02")
+	require.NoError(t, err)
+	require.NoError(t, slow.ApplyStored(crdt.SaveChanges(all[1:]), hashes(all[1:])), "missing first change is held, not refused")
+	assert.Len(t, slow.Pending(), 2)
+	require.NoError(t, slow.ApplyStored(all[0].Raw, hashes(all[:1])))
+	assert.Empty(t, slow.Pending())
+	assert.Equal(t, a.Heads(), slow.Heads())
+
+	heads := slow.Heads()
+	require.ErrorIs(t, slow.ApplyStored([]byte("garbage"), hashes(all[:1])), crdt.ErrMalformed)
+	assert.Equal(t, heads, slow.Heads())
+	other := put(t, a, "k3", "v3", t0)
+	require.ErrorIs(t, slow.ApplyStored(other.Raw, hashes(all[:1])), crdt.ErrMalformed, "bytes that are not the promised change")
+	assert.Equal(t, heads, slow.Heads())
+}
+
+func hashes(chs []crdt.Change) []crdt.Hash {
+	out := make([]crdt.Hash, len(chs))
+	for i, c := range chs {
+		out[i] = c.Hash
+	}
+	return out
+}
