@@ -280,10 +280,11 @@ func TestApplyStoredFastAndSlowPaths(t *testing.T) {
 	assert.Equal(t, a.Heads(), slow.Heads())
 
 	heads := slow.Heads()
-	require.ErrorIs(t, slow.ApplyStored([]byte("garbage"), hashes(all[:1])), crdt.ErrMalformed)
+	next := put(t, a, "k3", "v3", t0)
+	other := put(t, a, "k4", "v4", t0)
+	require.ErrorIs(t, slow.ApplyStored([]byte("garbage"), hashes([]crdt.Change{next})), crdt.ErrMalformed)
 	assert.Equal(t, heads, slow.Heads())
-	other := put(t, a, "k3", "v3", t0)
-	require.ErrorIs(t, slow.ApplyStored(other.Raw, hashes(all[:1])), crdt.ErrMalformed, "bytes that are not the promised change")
+	require.ErrorIs(t, slow.ApplyStored(other.Raw, hashes([]crdt.Change{next})), crdt.ErrMalformed, "bytes that are not the promised change")
 	assert.Equal(t, heads, slow.Heads())
 }
 
