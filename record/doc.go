@@ -1,0 +1,78 @@
+// Package record is the patient chart: demographics, allergies, diagnoses,
+// prescriptions, lab results and encounters, kept in a crdt.Doc that any
+// number of devices edit offline and merge.
+//
+// # Usage
+//
+//	chart, res, err := record.New(uuid.NewString(), crdt.NewActorID(), nurse, time.Now(), record.Register{
+//		GivenName: "Wanjiru", FamilyName: "Mwangi", Sex: "female", EstimatedBirthYear: 1988,
+//		HomeClinic: "kamuga-dispensary",
+//	})
+//	res, err = chart.Do(nurse, time.Now(), record.Prescribe{Drug: "Amoxicillin", Dose: 500,
+//		DoseUnit: "mg", Route: "oral", Frequency: "TDS"})
+//	v, err := chart.View() // plain Go; encodes to JSON
+//
+// Every write is a typed operation (an Op: Prescribe, Discontinue,
+// CorrectLabResult, MarkEnteredInError, ...). It is validated against the
+// chart before anything is written — required fields, plausible values and
+// units, legal status transitions — and a bad one returns an error matching
+// ErrInvalid (a *ValidationError naming the field), ErrNotFound or
+// ErrTransition, with the chart unchanged. Each operation is one change
+// recording who made it (user, role, device) and when; View.History lists
+// the changes in words.
+//
+// # How a chart is stored
+//
+// Every entry has a UUID, so concurrent additions never collide. Every
+// field of every entry is a multi-value register: a write is a small JSON
+// record (value, author, role, device, time, and the IDs of the writes it
+// supersedes) stored under its own UUID. A field's current values are the
+// writes nothing supersedes. A new write supersedes all current values the
+// writer could see. Every value ever written stays in the document, for
+// audit. Encounter notes are collaborative text.
+//
+// # Clinical merge rules
+//
+//  1. Concurrent additions are all kept: two prescriptions, two lab
+//     results, two allergies recorded on different devices are all in the
+//     merged chart.
+//  2. Concurrent edits to different fields of one entry both apply (a new
+//     dose on one device, new instructions on another).
+//  3. Concurrent different values for one field converge, and the chart
+//     reports a Conflict naming every competing value with its author and
+//     time, until someone writes a value having seen them all (any edit of
+//     the field, or ResolveConflict). Every replica shows the same value
+//     meanwhile: the latest write, ties broken by write ID. This holds for
+//     dose, frequency, allergy severity, demographics and every other
+//     non-status field.
+//  4. Concurrent status changes resolve by clinical precedence, never by
+//     actor or clock (the conflict is still listed, marked Automatic):
+//     - prescription: entered-in-error > stopped > completed > on-hold > active
+//     - allergy: entered-in-error > active > inactive > resolved
+//     - lab result: entered-in-error > corrected > final > preliminary
+//     - encounter: entered-in-error > recorded
+//     - diagnosis clinical status (keep the problem visible):
+//     relapse > recurrence > active > remission > inactive > resolved
+//     - diagnosis verification: entered-in-error > confirmed > provisional >
+//     differential > unconfirmed > refuted
+//     - an allergy recorded concurrently with "no known allergies" wins:
+//     NoKnownAllergies is false while any allergy is active, and an
+//     allergy-status alert asks the clinician to confirm.
+//     A later change that had seen the earlier ones simply supersedes them.
+//  5. Nothing is deleted: MarkEnteredInError hides an entry from the lists
+//     of a View and shows it in View.EnteredInError; the entry and all its
+//     values stay in the document and the history. A corrected lab result
+//     keeps its earlier values in LabResult.Previous.
+//  6. After a merge the View raises Alerts: the same drug active twice
+//     (duplicate-drug), an active or on-hold prescription for a drug the
+//     patient is allergic to, including a small table of cross-reacting
+//     drug classes (allergy-drug), and a critical lab value
+//     (critical-lab).
+//
+// # Caveats
+//
+// Views are computed from the whole document; a chart with thousands of
+// changes takes milliseconds to view. Writes from changes not made through
+// this package are ignored and counted in View.Unreadable. The drug-class
+// table is a safety net, not a drug-interaction database.
+package record

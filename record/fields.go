@@ -1,0 +1,227 @@
+package record
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+// ErrInvalid is matched by every *ValidationError: an operation's input is
+// missing, implausible or malformed.
+var ErrInvalid = errors.New("record: invalid input")
+
+// ValidationError names the field that failed and why.
+type ValidationError struct {
+	Field  string
+	Reason string
+}
+
+func (e *ValidationError) Error() string {
+	return fmt.Sprintf("record: %s: %s", e.Field, e.Reason)
+}
+
+// Is makes errors.Is(err, ErrInvalid) true.
+func (e *ValidationError) Is(target error) bool { return target == ErrInvalid }
+
+func invalid(field, format string, args ...any) error {
+	return &ValidationError{Field: field, Reason: fmt.Sprintf(format, args...)}
+}
+
+// Statuses, by entry kind.
+const (
+	StatusActive         = "active"
+	StatusOnHold         = "on-hold"
+	StatusCompleted      = "completed"
+	StatusStopped        = "stopped"
+	StatusEnteredInError = "entered-in-error"
+	StatusInactive       = "inactive"
+	StatusResolved       = "resolved"
+	StatusPreliminary    = "preliminary"
+	StatusFinal          = "final"
+	StatusCorrected      = "corrected"
+	StatusRecorded       = "recorded"
+)
+
+// precedence lists, for each status-like field, its values from the one
+// that wins a concurrent change to the one that loses. It never depends on
+// who wrote a value or when: see the package documentation.
+var precedence = map[string][]string{
+	KindPrescription + ".status":    {StatusEnteredInError, StatusStopped, StatusCompleted, StatusOnHold, StatusActive},
+	KindAllergy + ".status":         {StatusEnteredInError, StatusActive, StatusInactive, StatusResolved},
+	KindLabResult + ".status":       {StatusEnteredInError, StatusCorrected, StatusFinal, StatusPreliminary},
+	KindEncounter + ".status":       {StatusEnteredInError, StatusRecorded},
+	KindDiagnosis + ".clinical":     {"relapse", "recurrence", "active", "remission", "inactive", "resolved"},
+	KindDiagnosis + ".verification": {StatusEnteredInError, "confirmed", "provisional", "differential", "unconfirmed", "refuted"},
+	// An allergy recorded concurrently with "no known allergies" wins.
+	KindPatient + ".nka": {"false", "true"},
+}
+
+// A fieldSpec says how a field's stored value is checked.
+type fieldSpec func(v string) error
+
+func text(max int) fieldSpec {
+	return func(v string) error {
+		if !utf8.ValidString(v) {
+			return errors.New("is not valid UTF-8")
+		}
+		if utf8.RuneCountInString(v) > max {
+			return fmt.Errorf("is longer than %d characters", max)
+		}
+		for _, r := range v {
+			if unicode.IsControl(r) && r != '\n' && r != '\t' {
+				return errors.New("contains control characters")
+			}
+		}
+		return nil
+	}
+}
+
+func oneOf(vals ...string) fieldSpec {
+	return func(v string) error {
+		for _, a := range vals {
+			if v == a {
+				return nil
+			}
+		}
+		return fmt.Errorf("%q is not one of %s", v, strings.Join(vals, ", "))
+	}
+}
+
+func optional(f fieldSpec) fieldSpec {
+	return func(v string) error {
+		if v == "" {
+			return nil
+		}
+		return f(v)
+	}
+}
+
+func number(lo, hi float64) fieldSpec {
+	return func(v string) error {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+			return fmt.Errorf("%q is not a number", v)
+		}
+		if f < lo || f > hi {
+			return fmt.Errorf("%s is outside the plausible range %g–%g", v, lo, hi)
+		}
+		return nil
+	}
+}
+
+func pattern(re *regexp.Regexp, what string) fieldSpec {
+	return func(v string) error {
+		if !re.MatchString(v) {
+			return fmt.Errorf("%q is not %s", v, what)
+		}
+		return nil
+	}
+}
+
+func date(v string) error {
+	if _, err := time.Parse(time.DateOnly, v); err != nil {
+		return fmt.Errorf("%q is not a date (YYYY-MM-DD)", v)
+	}
+	return nil
+}
+
+func timestamp(v string) error {
+	if _, err := time.Parse(time.RFC3339, v); err != nil {
+		return fmt.Errorf("%q is not a time (RFC 3339)", v)
+	}
+	return nil
+}
+
+var (
+	reICD10 = regexp.MustCompile(`^[A-Z][0-9][0-9A-Z](\.[0-9A-Z]{1,4})?$`)
+	reLOINC = regexp.MustCompile(`^[0-9]{1,7}-[0-9]$`)
+	rePhone = regexp.MustCompile(`^\+?[0-9][0-9 \-]{4,22}[0-9]$`)
+	reCode  = regexp.MustCompile(`^[A-Za-z0-9.\-:/|]{1,64}$`)
+	reID    = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
+)
+
+// Vocabulary.
+var (
+	sexes       = []string{"female", "male", "other", "unknown"}
+	severities  = []string{"mild", "moderate", "severe", "life-threatening"}
+	doseUnits   = []string{"mg", "g", "mcg", "ml", "IU", "units", "tablet", "capsule", "drop", "puff", "sachet", "suppository"}
+	routes      = []string{"oral", "IV", "IM", "SC", "topical", "inhaled", "rectal", "vaginal", "sublingual", "nasal", "ophthalmic", "otic", "transdermal"}
+	frequencies = []string{"OD", "BD", "TDS", "QID", "Q4H", "Q6H", "Q8H", "Q12H", "NOCTE", "PRN", "STAT", "WEEKLY"}
+	clinicals   = []string{"active", "recurrence", "relapse", "inactive", "remission", "resolved"}
+	verifs      = []string{"unconfirmed", "provisional", "differential", "confirmed", "refuted"}
+)
+
+// frequencyWords says each frequency code in words, for history and apps.
+var frequencyWords = map[string]string{
+	"OD": "once daily", "BD": "twice daily", "TDS": "three times daily", "QID": "four times daily",
+	"Q4H": "every 4 hours", "Q6H": "every 6 hours", "Q8H": "every 8 hours", "Q12H": "every 12 hours",
+	"NOCTE": "at night", "PRN": "when needed", "STAT": "once, immediately", "WEEKLY": "once a week",
+}
+
+// fields lists every field of every entry kind with its check. A write to
+// a field not listed here is refused.
+var fields = map[string]map[string]fieldSpec{
+	KindPatient: {
+		"given": text(100), "family": text(100), "sex": oneOf(sexes...),
+		"birth_date": optional(date), "birth_year": optional(number(1880, 2200)),
+		"village": text(100), "address": text(300), "phone": optional(pattern(rePhone, "a phone number")),
+		"national_id": optional(pattern(reCode, "an identifier")), "guardian": text(200),
+		"home_clinic": text(100), "nka": oneOf("true", "false"),
+	},
+	KindAllergy: {
+		"substance": text(200), "reaction": text(300), "severity": oneOf(severities...),
+		"status": oneOf(StatusActive, StatusInactive, StatusResolved, StatusEnteredInError), "status_reason": text(500),
+	},
+	KindDiagnosis: {
+		"code": optional(pattern(reICD10, "an ICD-10 code such as J18.9")), "text": text(300), "onset": optional(date),
+		"clinical": oneOf(clinicals...), "verification": oneOf(append(verifs, StatusEnteredInError)...),
+		"note": text(2000), "status_reason": text(500),
+	},
+	KindPrescription: {
+		"drug": text(200), "drug_code": optional(pattern(reCode, "a drug code")),
+		"dose": number(0.0001, 100000), "unit": oneOf(doseUnits...), "route": oneOf(routes...),
+		"frequency": oneOf(frequencies...), "duration_days": optional(number(1, 3650)),
+		"start": optional(date), "end": optional(date), "instructions": text(1000),
+		"status": oneOf(StatusActive, StatusOnHold, StatusCompleted, StatusStopped, StatusEnteredInError), "status_reason": text(500),
+	},
+	KindLabResult: {
+		"test": text(200), "loinc": optional(pattern(reLOINC, "a LOINC code such as 718-7")),
+		"value": optional(number(-1e9, 1e9)), "text": text(500), "unit": text(40),
+		"ref_low": optional(number(-1e9, 1e9)), "ref_high": optional(number(-1e9, 1e9)),
+		"critical_low": optional(number(-1e9, 1e9)), "critical_high": optional(number(-1e9, 1e9)),
+		"specimen_at": timestamp,
+		"status":      oneOf(StatusPreliminary, StatusFinal, StatusCorrected, StatusEnteredInError), "status_reason": text(500),
+	},
+	KindEncounter: {
+		"date": date, "clinician": text(200), "complaint": text(1000),
+		"bp_systolic": optional(number(40, 300)), "bp_diastolic": optional(number(20, 200)),
+		"pulse": optional(number(20, 300)), "temperature": optional(number(25, 45)),
+		"weight": optional(number(0.3, 400)), "height": optional(number(20, 260)), "spo2": optional(number(50, 100)),
+		"status": oneOf(StatusRecorded, StatusEnteredInError), "status_reason": text(500),
+	},
+}
+
+// checkField validates one value for one field of one kind of entry.
+func checkField(kind, field, v string) error {
+	spec := fields[kind][field]
+	if spec == nil {
+		return invalid(field, "is not a field of a %s", kind)
+	}
+	if err := spec(v); err != nil {
+		return invalid(field, "%v", err)
+	}
+	return nil
+}
+
+func fmtFloat(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) }
+
+func parseFloat(s string) (float64, bool) {
+	f, err := strconv.ParseFloat(s, 64)
+	return f, err == nil && !math.IsNaN(f) && !math.IsInf(f, 0)
+}

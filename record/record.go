@@ -1,0 +1,250 @@
+package record
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/chartsync/chartsync/crdt"
+)
+
+// ErrNotAChart is returned by Open for a document that is not a chart (or
+// whose registration has not arrived yet).
+var ErrNotAChart = errors.New("record: document is not a chart")
+
+// Chart is one patient's chart over a crdt.Doc. It is safe for concurrent
+// use. Changes applied to the Doc directly (by a sync engine) are seen by
+// the next call.
+type Chart struct {
+	mu  sync.Mutex
+	id  string
+	doc *crdt.Doc
+
+	// parsed state, valid while the document's heads equal heads
+	st    *state
+	heads crdt.Heads
+}
+
+// Result is what a write made: the change to store and send, and the ID of
+// the entry it created or changed.
+type Result struct {
+	Change  crdt.Change
+	EntryID string
+}
+
+// message is the JSON commit message of every change: who did what.
+type message struct {
+	Op      string `json:"op"`
+	User    string `json:"user"`
+	Name    string `json:"name,omitempty"`
+	Role    Role   `json:"role"`
+	Device  string `json:"device,omitempty"`
+	Entry   string `json:"entry"`
+	Summary string `json:"summary"`
+	At      int64  `json:"at"`
+}
+
+// New creates the chart of a newly registered patient in a new document
+// that writes as actor (see crdt.NewActorID). chartID must be a UUID.
+func New(chartID, actor string, by Author, at time.Time, reg Register) (*Chart, Result, error) {
+	if !reID.MatchString(chartID) {
+		return nil, Result{}, invalid("chart_id", "%q is not a lower-case UUID", chartID)
+	}
+	if err := by.Validate(); err != nil {
+		return nil, Result{}, err
+	}
+	pl, err := reg.registerPlan(chartID, at)
+	if err != nil {
+		return nil, Result{}, err
+	}
+	if err := pl.check(); err != nil {
+		return nil, Result{}, err
+	}
+	doc, err := crdt.New(actor)
+	if err != nil {
+		return nil, Result{}, fmt.Errorf("new chart: %w", err)
+	}
+	ch, err := doc.Edit(pl.message(by, at), at, func(tx *crdt.Tx) error {
+		for _, k := range []string{"chart", "w", "notes"} {
+			if err := tx.PutMap(nil, k); err != nil {
+				return err
+			}
+		}
+		if err := tx.Put(pathChart, "id", chartID); err != nil {
+			return err
+		}
+		if err := tx.Put(pathChart, "schema", schemaVersion); err != nil {
+			return err
+		}
+		return pl.write(tx, (&state{chartID: chartID, entries: map[string]*entry{}}), by, at)
+	})
+	if err != nil {
+		return nil, Result{}, fmt.Errorf("new chart: %w", err)
+	}
+	return &Chart{id: chartID, doc: doc}, Result{Change: ch, EntryID: chartID}, nil
+}
+
+// Open reads a chart from a document, which the Chart then owns. It gives
+// ErrNotAChart if the document holds no chart.
+func Open(doc *crdt.Doc) (*Chart, error) {
+	id, err := doc.String(pathChart, "id")
+	if err != nil {
+		return nil, fmt.Errorf("open chart: %v: %w", err, ErrNotAChart)
+	}
+	if v, err := doc.String(pathChart, "schema"); err != nil || v != schemaVersion {
+		return nil, fmt.Errorf("open chart %s: schema %q is not %s: %w", id, v, schemaVersion, ErrNotAChart)
+	}
+	if !reID.MatchString(id) {
+		return nil, fmt.Errorf("open chart: id %q is not a UUID: %w", id, ErrNotAChart)
+	}
+	for _, p := range [][]string{pathW, pathNotes} {
+		if _, err := doc.Keys(p...); err != nil {
+			return nil, fmt.Errorf("open chart %s: %v: %w", id, err, ErrNotAChart)
+		}
+	}
+	return &Chart{id: id, doc: doc}, nil
+}
+
+// ID returns the chart's ID.
+func (c *Chart) ID() string { return c.id }
+
+// Doc returns the document the chart lives in.
+func (c *Chart) Doc() *crdt.Doc { return c.doc }
+
+// state returns the parsed state for the document's current heads.
+// c.mu must be held.
+func (c *Chart) state() (*state, error) {
+	h := c.doc.Heads()
+	if c.st != nil && c.heads.Equal(h) {
+		return c.st, nil
+	}
+	s, err := readState(c.doc)
+	if err != nil {
+		return nil, fmt.Errorf("read chart %s: %w", c.id, err)
+	}
+	c.st, c.heads = s, h
+	return s, nil
+}
+
+// Do validates op against the chart and, if it is valid, applies it as one
+// change made by by at time at. On error the chart is unchanged: errors
+// match ErrInvalid (a *ValidationError), ErrNotFound or ErrTransition.
+func (c *Chart) Do(by Author, at time.Time, op Op) (Result, error) {
+	if op == nil {
+		return Result{}, invalid("op", "no operation")
+	}
+	if err := by.Validate(); err != nil {
+		return Result{}, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s, err := c.state()
+	if err != nil {
+		return Result{}, err
+	}
+	pl, err := op.plan(s, at)
+	if err != nil {
+		return Result{}, err
+	}
+	if err := pl.check(); err != nil {
+		return Result{}, err
+	}
+	ch, err := c.doc.Edit(pl.message(by, at), at, func(tx *crdt.Tx) error {
+		return pl.write(tx, s, by, at)
+	})
+	if err != nil {
+		return Result{}, fmt.Errorf("%s: %w", pl.op, err)
+	}
+	return Result{Change: ch, EntryID: pl.entry}, nil
+}
+
+func (pl *plan) message(by Author, at time.Time) string {
+	b, _ := json.Marshal(message{
+		Op: pl.op, User: by.UserID, Name: by.Name, Role: by.Role, Device: by.Device,
+		Entry: pl.entry, Summary: pl.summary, At: at.UnixMilli(),
+	})
+	return string(b)
+}
+
+// write puts the plan's writes into the document.
+func (pl *plan) write(tx *crdt.Tx, s *state, by Author, at time.Time) error {
+	for _, st := range pl.sets {
+		w := write{
+			Kind: st.kind, Entry: st.entry, Field: st.field, Value: st.value,
+			Supersedes: s.supersedes(st.entry, st.field),
+			User:       by.UserID, Name: by.Name, Role: by.Role, Device: by.Device, At: at.UnixMilli(),
+		}
+		b, err := json.Marshal(w)
+		if err != nil {
+			return err
+		}
+		if err := tx.Put(pathW, newID(), string(b)); err != nil {
+			return err
+		}
+	}
+	switch {
+	case pl.newNote:
+		return tx.PutText(pathNotes, pl.entry, pl.noteText)
+	case pl.splice:
+		err := tx.SpliceText(pathNotes, pl.entry, pl.splicePos, pl.spliceN, pl.noteText)
+		if errors.Is(err, crdt.ErrOutOfRange) {
+			return invalid("pos", "%v", err)
+		}
+		return err
+	}
+	return nil
+}
+
+// Patient returns the patient's current demographics.
+func (c *Chart) Patient() (Patient, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s, err := c.state()
+	if err != nil {
+		return Patient{}, err
+	}
+	return s.patientView(), nil
+}
+
+func (s *state) patientView() Patient {
+	e := s.patient()
+	var p Patient
+	for _, f := range patientFields {
+		*f.get(&p) = e.value(f.field)
+	}
+	if y, ok := parseFloat(e.value("birth_year")); ok {
+		p.EstimatedBirthYear = int(y)
+	}
+	return p
+}
+
+// View returns the chart as it is now.
+func (c *Chart) View() (View, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s, err := c.state()
+	if err != nil {
+		return View{}, err
+	}
+	return buildView(c.doc, s, c.heads)
+}
+
+// ViewAt returns the chart as it was at heads (a version named by an
+// earlier View's Heads or a history entry's change). Unknown heads give an
+// error matching crdt.ErrNotFound.
+func (c *Chart) ViewAt(heads crdt.Heads) (View, error) {
+	if len(heads) == 0 {
+		return View{}, invalid("heads", "a version is required")
+	}
+	f, err := c.doc.Fork(heads, crdt.NewActorID())
+	if err != nil {
+		return View{}, fmt.Errorf("view chart %s at %s: %w", c.id, heads, err)
+	}
+	past, err := Open(f)
+	if err != nil {
+		return View{}, err
+	}
+	return past.View()
+}

@@ -1,0 +1,243 @@
+package record
+
+import (
+	"cmp"
+	"encoding/json"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/chartsync/chartsync/crdt"
+)
+
+// Document layout. The first change of a chart (Register) creates every
+// container, so later concurrent writes never race to create a map:
+//
+//	chart/id, chart/schema   the chart's identity
+//	w/<write id>             one JSON write of one field (see write)
+//	notes/<encounter id>     the collaborative text of an encounter note
+var (
+	pathChart = []string{"chart"}
+	pathW     = []string{"w"}
+	pathNotes = []string{"notes"}
+)
+
+const schemaVersion = "1"
+
+// Entry kinds, as stored in writes and shown in views.
+const (
+	KindPatient      = "patient"
+	KindAllergy      = "allergy"
+	KindDiagnosis    = "diagnosis"
+	KindPrescription = "prescription"
+	KindLabResult    = "lab-result"
+	KindEncounter    = "encounter"
+)
+
+// write is one value written to one field of one entry: the element of
+// every multi-value register in a chart. It is stored as JSON under its
+// own unique ID, so concurrent writes never overwrite each other.
+type write struct {
+	ID         string   `json:"-"`
+	Kind       string   `json:"k"`
+	Entry      string   `json:"e"`
+	Field      string   `json:"f"`
+	Value      string   `json:"v"`
+	Supersedes []string `json:"s,omitempty"`
+	User       string   `json:"u"`
+	Name       string   `json:"n,omitempty"`
+	Role       Role     `json:"r"`
+	Device     string   `json:"d,omitempty"`
+	At         int64    `json:"t"` // Unix milliseconds
+}
+
+func (w *write) author() Author {
+	return Author{UserID: w.User, Name: w.Name, Role: w.Role, Device: w.Device}
+}
+
+func (w *write) time() time.Time { return time.UnixMilli(w.At).UTC() }
+
+// later reports whether w is displayed before o when both are current:
+// the later time wins, and on equal times the larger write ID, so every
+// replica picks the same value without looking at actors or clocks beyond
+// the recorded times.
+func (w *write) later(o *write) bool {
+	if w.At != o.At {
+		return w.At > o.At
+	}
+	return w.ID > o.ID
+}
+
+// register is the multi-value register of one field of one entry.
+type register struct {
+	all     []*write // every write ever made, oldest first
+	current []*write // writes nothing supersedes, displayed value first
+}
+
+// entry is one chart entry with all its field registers.
+type entry struct {
+	id      string
+	kind    string
+	fields  map[string]*register
+	created *write // earliest write
+}
+
+// value returns the displayed value of a field ("" if never written),
+// resolving competing values with the field's rule.
+func (e *entry) value(field string) string {
+	r := e.fields[field]
+	if r == nil || len(r.current) == 0 {
+		return ""
+	}
+	if p := precedence[e.kind+"."+field]; p != nil {
+		return resolveByPrecedence(p, r.current).Value
+	}
+	return r.current[0].Value
+}
+
+// writeOf returns the write that set the displayed value of a field.
+func (e *entry) writeOf(field string) *write {
+	r := e.fields[field]
+	if r == nil || len(r.current) == 0 {
+		return nil
+	}
+	if p := precedence[e.kind+"."+field]; p != nil {
+		return resolveByPrecedence(p, r.current)
+	}
+	return r.current[0]
+}
+
+func resolveByPrecedence(order []string, ws []*write) *write {
+	best, bestRank := ws[0], rank(order, ws[0].Value)
+	for _, w := range ws[1:] {
+		if r := rank(order, w.Value); r < bestRank || (r == bestRank && w.later(best)) {
+			best, bestRank = w, r
+		}
+	}
+	return best
+}
+
+func rank(order []string, v string) int {
+	if i := slices.Index(order, v); i >= 0 {
+		return i
+	}
+	return len(order)
+}
+
+// state is a chart's entries, parsed from its writes.
+type state struct {
+	chartID    string
+	entries    map[string]*entry
+	unreadable int // writes that could not be parsed (a damaged or foreign change)
+}
+
+// readState parses every write in the document.
+func readState(doc *crdt.Doc) (*state, error) {
+	id, err := doc.String(pathChart, "id")
+	if err != nil {
+		return nil, err
+	}
+	raw, err := doc.Strings(pathW...)
+	if err != nil {
+		return nil, err
+	}
+	s := &state{chartID: id, entries: make(map[string]*entry)}
+	superseded := make(map[string]bool)
+	ws := make([]*write, 0, len(raw))
+	for wid, js := range raw {
+		w := &write{}
+		if err := json.Unmarshal([]byte(js), w); err != nil || !knownKind(w.Kind) || w.Entry == "" || w.Field == "" {
+			s.unreadable++
+			continue
+		}
+		w.ID = wid
+		ws = append(ws, w)
+		for _, sup := range w.Supersedes {
+			superseded[sup] = true
+		}
+	}
+	slices.SortFunc(ws, func(a, b *write) int {
+		return cmp.Or(cmp.Compare(a.At, b.At), strings.Compare(a.ID, b.ID))
+	})
+	for _, w := range ws {
+		e := s.entries[w.Entry]
+		if e == nil {
+			e = &entry{id: w.Entry, kind: w.Kind, fields: make(map[string]*register), created: w}
+			s.entries[w.Entry] = e
+		}
+		if e.kind != w.Kind {
+			// A write naming an entry under another kind is not ours.
+			s.unreadable++
+			continue
+		}
+		r := e.fields[w.Field]
+		if r == nil {
+			r = &register{}
+			e.fields[w.Field] = r
+		}
+		r.all = append(r.all, w)
+		if !superseded[w.ID] {
+			r.current = append(r.current, w)
+		}
+	}
+	for _, e := range s.entries {
+		for _, r := range e.fields {
+			slices.SortFunc(r.current, func(a, b *write) int {
+				if a.later(b) {
+					return -1
+				}
+				return 1
+			})
+		}
+	}
+	return s, nil
+}
+
+func knownKind(k string) bool {
+	switch k {
+	case KindPatient, KindAllergy, KindDiagnosis, KindPrescription, KindLabResult, KindEncounter:
+		return true
+	}
+	return false
+}
+
+// entriesOf returns the entries of one kind, oldest first.
+func (s *state) entriesOf(kind string) []*entry {
+	var out []*entry
+	for _, e := range s.entries {
+		if e.kind == kind {
+			out = append(out, e)
+		}
+	}
+	slices.SortFunc(out, func(a, b *entry) int {
+		return cmp.Or(cmp.Compare(a.created.At, b.created.At), strings.Compare(a.id, b.id))
+	})
+	return out
+}
+
+// patient returns the patient entry (the chart ID names it).
+func (s *state) patient() *entry {
+	if e := s.entries[s.chartID]; e != nil && e.kind == KindPatient {
+		return e
+	}
+	return &entry{id: s.chartID, kind: KindPatient, fields: map[string]*register{}}
+}
+
+// supersedes returns the IDs a new write of (entry, field) supersedes:
+// every current value, so the new write has seen them all.
+func (s *state) supersedes(entryID, field string) []string {
+	e := s.entries[entryID]
+	if e == nil {
+		return nil
+	}
+	r := e.fields[field]
+	if r == nil {
+		return nil
+	}
+	ids := make([]string, len(r.current))
+	for i, w := range r.current {
+		ids[i] = w.ID
+	}
+	slices.Sort(ids)
+	return ids
+}

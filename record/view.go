@@ -1,0 +1,527 @@
+package record
+
+import (
+	"cmp"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/chartsync/chartsync/crdt"
+)
+
+// View is a chart as plain Go values, for apps to show. It is
+// deterministic: two replicas with the same heads produce equal Views, and
+// equal JSON. Lists are ordered oldest first (by recording time, then ID).
+type View struct {
+	ChartID string     `json:"chart_id"`
+	Heads   crdt.Heads `json:"heads"`
+	Patient Patient    `json:"patient"`
+	// NoKnownAllergies is true when "no known allergies" is recorded and
+	// no allergy is active.
+	NoKnownAllergies bool `json:"no_known_allergies"`
+	// The lists below leave out entries entered in error; those are in
+	// EnteredInError. They include inactive, stopped and completed
+	// entries, each with its status.
+	Allergies      []Allergy      `json:"allergies"`
+	Diagnoses      []Diagnosis    `json:"diagnoses"`
+	Prescriptions  []Prescription `json:"prescriptions"`
+	LabResults     []LabResult    `json:"lab_results"`
+	Encounters     []Encounter    `json:"encounters"`
+	EnteredInError []ErrorEntry   `json:"entered_in_error"`
+	// Conflicts lists every field that concurrent edits left with more
+	// than one value.
+	Conflicts []Conflict `json:"conflicts"`
+	// Alerts a clinician must see (duplicate drugs, drug allergies,
+	// critical results).
+	Alerts  []Alert        `json:"alerts"`
+	History []HistoryEntry `json:"history"`
+	// Unreadable counts writes in the document that are not well-formed
+	// chart data (from a damaged or foreign change); they are ignored.
+	Unreadable int `json:"unreadable,omitempty"`
+}
+
+// Recorded says who first recorded an entry, and when.
+type Recorded struct {
+	RecordedAt time.Time `json:"recorded_at"`
+	RecordedBy Author    `json:"recorded_by"`
+}
+
+// Allergy is an allergy or intolerance.
+type Allergy struct {
+	ID        string `json:"id"`
+	Substance string `json:"substance"`
+	Reaction  string `json:"reaction,omitempty"`
+	Severity  string `json:"severity"`
+	Status    string `json:"status"`
+	Recorded
+}
+
+// Diagnosis is a problem or diagnosis.
+type Diagnosis struct {
+	ID                 string `json:"id"`
+	Code               string `json:"code,omitempty"`
+	Text               string `json:"text"`
+	Onset              string `json:"onset,omitempty"`
+	ClinicalStatus     string `json:"clinical_status"`
+	VerificationStatus string `json:"verification_status"`
+	Note               string `json:"note,omitempty"`
+	Recorded
+}
+
+// Prescription is a medication order.
+type Prescription struct {
+	ID           string  `json:"id"`
+	Drug         string  `json:"drug"`
+	DrugCode     string  `json:"drug_code,omitempty"`
+	Dose         float64 `json:"dose"`
+	DoseUnit     string  `json:"dose_unit"`
+	Route        string  `json:"route"`
+	Frequency    string  `json:"frequency"`
+	DurationDays int     `json:"duration_days,omitempty"`
+	Start        string  `json:"start,omitempty"`
+	End          string  `json:"end,omitempty"`
+	Instructions string  `json:"instructions,omitempty"`
+	Status       string  `json:"status"`
+	StatusReason string  `json:"status_reason,omitempty"`
+	Recorded
+}
+
+// LabResult is one test result.
+type LabResult struct {
+	ID           string   `json:"id"`
+	Test         string   `json:"test"`
+	LOINC        string   `json:"loinc,omitempty"`
+	Value        *float64 `json:"value,omitempty"`
+	TextValue    string   `json:"text_value,omitempty"`
+	Unit         string   `json:"unit,omitempty"`
+	RefLow       *float64 `json:"ref_low,omitempty"`
+	RefHigh      *float64 `json:"ref_high,omitempty"`
+	CriticalLow  *float64 `json:"critical_low,omitempty"`
+	CriticalHigh *float64 `json:"critical_high,omitempty"`
+	// Interpretation is low, normal, high or critical, computed from the
+	// ranges; empty when there is no range or no numeric value.
+	Interpretation string    `json:"interpretation,omitempty"`
+	SpecimenAt     time.Time `json:"specimen_at"`
+	Status         string    `json:"status"`
+	StatusReason   string    `json:"status_reason,omitempty"`
+	// Previous holds the values this result had before corrections,
+	// oldest first.
+	Previous []Written `json:"previous,omitempty"`
+	Recorded
+}
+
+// Encounter is a visit.
+type Encounter struct {
+	ID        string `json:"id"`
+	Date      string `json:"date"`
+	Clinician string `json:"clinician,omitempty"`
+	Complaint string `json:"complaint"`
+	Vitals    Vitals `json:"vitals"`
+	Note      string `json:"note,omitempty"`
+	Recorded
+}
+
+// ErrorEntry is an entry marked entered in error: hidden from the lists
+// above, kept here and in the history.
+type ErrorEntry struct {
+	Kind   string    `json:"kind"`
+	ID     string    `json:"id"`
+	Label  string    `json:"label"`
+	Reason string    `json:"reason,omitempty"`
+	By     Author    `json:"by"`
+	At     time.Time `json:"at"`
+}
+
+// Written is one value written to a field, by whom and when.
+type Written struct {
+	Value   string    `json:"value"`
+	By      Author    `json:"by"`
+	At      time.Time `json:"at"`
+	WriteID string    `json:"write_id"`
+}
+
+// Conflict is a field that concurrent edits left with several values.
+// Every replica shows the same value (Shown): for a status the one that
+// wins by clinical precedence (Automatic is then true), otherwise the
+// latest write. The conflict stays until someone writes a value having
+// seen all of these (any edit of the field, or ResolveConflict).
+type Conflict struct {
+	Kind      string    `json:"kind"`
+	EntryID   string    `json:"entry_id"`
+	Entry     string    `json:"entry"`
+	Field     string    `json:"field"`
+	Shown     string    `json:"shown"`
+	Automatic bool      `json:"automatic,omitempty"`
+	Values    []Written `json:"values"`
+}
+
+// Alert kinds.
+const (
+	AlertDuplicateDrug = "duplicate-drug"
+	AlertAllergyDrug   = "allergy-drug"
+	AlertCriticalLab   = "critical-lab"
+	AlertAllergyStatus = "allergy-status"
+)
+
+// Alert is something a clinician must see.
+type Alert struct {
+	Kind string `json:"kind"`
+	// Severity is "high" (act before giving a drug) or "warning".
+	Severity string   `json:"severity"`
+	Message  string   `json:"message"`
+	Entries  []string `json:"entries"`
+}
+
+// HistoryEntry is one change to the chart, in words.
+type HistoryEntry struct {
+	At      time.Time `json:"at"`
+	By      Author    `json:"by"`
+	Op      string    `json:"op"`
+	EntryID string    `json:"entry_id,omitempty"`
+	Summary string    `json:"summary"`
+	Change  crdt.Hash `json:"change"`
+}
+
+// MarshalJSON writes the hash as hex.
+func (h HistoryEntry) MarshalJSON() ([]byte, error) {
+	type plain HistoryEntry
+	return json.Marshal(struct {
+		plain
+		Change string `json:"change"`
+	}{plain(h), h.Change.String()})
+}
+
+func buildView(doc *crdt.Doc, s *state, heads crdt.Heads) (View, error) {
+	v := View{
+		ChartID: s.chartID, Heads: heads, Patient: s.patientView(), Unreadable: s.unreadable,
+		Allergies: []Allergy{}, Diagnoses: []Diagnosis{}, Prescriptions: []Prescription{}, LabResults: []LabResult{},
+		Encounters: []Encounter{}, EnteredInError: []ErrorEntry{}, Conflicts: []Conflict{}, Alerts: []Alert{},
+	}
+	notes, err := readNotes(doc)
+	if err != nil {
+		return View{}, err
+	}
+	kinds := []string{KindPatient, KindAllergy, KindDiagnosis, KindPrescription, KindLabResult, KindEncounter}
+	for _, kind := range kinds {
+		for _, e := range s.entriesOf(kind) {
+			v.Conflicts = append(v.Conflicts, conflicts(e)...)
+			if kind == KindPatient {
+				continue
+			}
+			if eie := errorEntry(e); eie != nil {
+				v.EnteredInError = append(v.EnteredInError, *eie)
+				continue
+			}
+			rec := Recorded{RecordedAt: e.created.time(), RecordedBy: e.created.author()}
+			switch kind {
+			case KindAllergy:
+				v.Allergies = append(v.Allergies, Allergy{
+					ID: e.id, Substance: e.value("substance"), Reaction: e.value("reaction"),
+					Severity: e.value("severity"), Status: e.value("status"), Recorded: rec,
+				})
+			case KindDiagnosis:
+				v.Diagnoses = append(v.Diagnoses, Diagnosis{
+					ID: e.id, Code: e.value("code"), Text: e.value("text"), Onset: e.value("onset"),
+					ClinicalStatus: e.value("clinical"), VerificationStatus: e.value("verification"),
+					Note: e.value("note"), Recorded: rec,
+				})
+			case KindPrescription:
+				dose, _ := parseFloat(e.value("dose"))
+				days, _ := strconv.Atoi(e.value("duration_days"))
+				v.Prescriptions = append(v.Prescriptions, Prescription{
+					ID: e.id, Drug: e.value("drug"), DrugCode: e.value("drug_code"), Dose: dose,
+					DoseUnit: e.value("unit"), Route: e.value("route"), Frequency: e.value("frequency"),
+					DurationDays: days, Start: e.value("start"), End: e.value("end"),
+					Instructions: e.value("instructions"), Status: e.value("status"),
+					StatusReason: e.value("status_reason"), Recorded: rec,
+				})
+			case KindLabResult:
+				v.LabResults = append(v.LabResults, labResult(e, rec))
+			case KindEncounter:
+				enc := Encounter{
+					ID: e.id, Date: e.value("date"), Clinician: e.value("clinician"),
+					Complaint: e.value("complaint"), Note: notes[e.id], Recorded: rec,
+				}
+				for _, f := range enc.Vitals.fields() {
+					*f.v, _ = parseFloat(e.value(f.field))
+				}
+				v.Encounters = append(v.Encounters, enc)
+			}
+		}
+	}
+	nka := s.patient().value("nka") == "true"
+	v.NoKnownAllergies = nka && !slices.ContainsFunc(v.Allergies, func(a Allergy) bool { return a.Status == StatusActive })
+	v.Alerts = alerts(&v, s)
+	h, err := history(doc)
+	if err != nil {
+		return View{}, err
+	}
+	v.History = h
+	return v, nil
+}
+
+func readNotes(doc *crdt.Doc) (map[string]string, error) {
+	keys, err := doc.Keys(pathNotes...)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]string, len(keys))
+	for _, k := range keys {
+		t, err := doc.Text(pathNotes, k)
+		if err != nil {
+			continue // not text: not written by this package
+		}
+		out[k] = t
+	}
+	return out, nil
+}
+
+func written(w *write) Written {
+	return Written{Value: w.Value, By: w.author(), At: w.time(), WriteID: w.ID}
+}
+
+func conflicts(e *entry) []Conflict {
+	var out []Conflict
+	names := make([]string, 0, len(e.fields))
+	for f := range e.fields {
+		names = append(names, f)
+	}
+	slices.Sort(names)
+	for _, f := range names {
+		r := e.fields[f]
+		if len(r.current) < 2 {
+			continue
+		}
+		c := Conflict{Kind: e.kind, EntryID: e.id, Entry: label(e), Field: f, Shown: e.value(f),
+			Automatic: precedence[e.kind+"."+f] != nil}
+		for _, w := range r.current {
+			c.Values = append(c.Values, written(w))
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+func errorEntry(e *entry) *ErrorEntry {
+	field := "status"
+	if e.kind == KindDiagnosis {
+		field = "verification"
+	}
+	w := e.writeOf(field)
+	if w == nil || w.Value != StatusEnteredInError {
+		return nil
+	}
+	return &ErrorEntry{Kind: e.kind, ID: e.id, Label: label(e), Reason: e.value("status_reason"), By: w.author(), At: w.time()}
+}
+
+func optFloat(s string) *float64 {
+	if f, ok := parseFloat(s); ok {
+		return &f
+	}
+	return nil
+}
+
+func labResult(e *entry, rec Recorded) LabResult {
+	l := LabResult{
+		ID: e.id, Test: e.value("test"), LOINC: e.value("loinc"), Value: optFloat(e.value("value")),
+		TextValue: e.value("text"), Unit: e.value("unit"),
+		RefLow: optFloat(e.value("ref_low")), RefHigh: optFloat(e.value("ref_high")),
+		CriticalLow: optFloat(e.value("critical_low")), CriticalHigh: optFloat(e.value("critical_high")),
+		Status: e.value("status"), StatusReason: e.value("status_reason"), Recorded: rec,
+	}
+	l.SpecimenAt, _ = time.Parse(time.RFC3339, e.value("specimen_at"))
+	l.Interpretation = interpret(l)
+	// Every value or text write that is no longer current is a value the
+	// result had before a correction.
+	for _, f := range []string{"value", "text"} {
+		r := e.fields[f]
+		if r == nil {
+			continue
+		}
+		for _, w := range r.all {
+			if w.Value != "" && !slices.Contains(r.current, w) {
+				l.Previous = append(l.Previous, written(w))
+			}
+		}
+	}
+	slices.SortFunc(l.Previous, func(a, b Written) int {
+		return cmp.Or(a.At.Compare(b.At), strings.Compare(a.WriteID, b.WriteID))
+	})
+	return l
+}
+
+// Interpretations of a numeric lab result.
+const (
+	InterpretationLow      = "low"
+	InterpretationNormal   = "normal"
+	InterpretationHigh     = "high"
+	InterpretationCritical = "critical"
+)
+
+func interpret(l LabResult) string {
+	if l.Value == nil {
+		return ""
+	}
+	v := *l.Value
+	switch {
+	case l.CriticalLow != nil && v < *l.CriticalLow, l.CriticalHigh != nil && v > *l.CriticalHigh:
+		return InterpretationCritical
+	case l.RefLow != nil && v < *l.RefLow:
+		return InterpretationLow
+	case l.RefHigh != nil && v > *l.RefHigh:
+		return InterpretationHigh
+	case l.RefLow != nil || l.RefHigh != nil:
+		return InterpretationNormal
+	}
+	return ""
+}
+
+func history(doc *crdt.Doc) ([]HistoryEntry, error) {
+	chs, err := doc.Changes(nil)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]HistoryEntry, 0, len(chs))
+	for _, ch := range chs {
+		h := HistoryEntry{At: ch.Time.UTC(), Change: ch.Hash}
+		var m message
+		if err := json.Unmarshal([]byte(ch.Message), &m); err == nil && m.Op != "" {
+			h.Op, h.EntryID, h.Summary = m.Op, m.Entry, m.Summary
+			h.By = Author{UserID: m.User, Name: m.Name, Role: m.Role, Device: m.Device}
+			if m.At != 0 {
+				h.At = time.UnixMilli(m.At).UTC()
+			}
+		} else {
+			h.Op, h.Summary = "unknown", "A change not made through the chart's operations"
+		}
+		out = append(out, h)
+	}
+	slices.SortFunc(out, func(a, b HistoryEntry) int {
+		return cmp.Or(a.At.Compare(b.At), strings.Compare(a.Change.String(), b.Change.String()))
+	})
+	return out, nil
+}
+
+// ---- alerts ----
+
+// drugClasses groups substances whose allergy rules out the others.
+var drugClasses = [][]string{
+	{"penicillin", "amoxicillin", "ampicillin", "cloxacillin", "flucloxacillin", "benzylpenicillin",
+		"phenoxymethylpenicillin", "benzathine", "piperacillin", "co-amoxiclav", "augmentin"},
+	{"sulfa", "sulfonamide", "sulphonamide", "sulfamethoxazole", "cotrimoxazole", "co-trimoxazole",
+		"septrin", "bactrim", "sulfadoxine", "sulfadiazine", "sulfasalazine"},
+	{"nsaid", "aspirin", "ibuprofen", "diclofenac", "naproxen", "indomethacin", "ketorolac", "mefenamic"},
+	{"cephalosporin", "ceftriaxone", "cefalexin", "cephalexin", "cefixime", "cefuroxime", "cefazolin"},
+	{"quinine", "quinidine"},
+	{"artemether", "artesunate", "artemisinin", "coartem", "lumefantrine"},
+}
+
+func normDrug(s string) string { return strings.ToLower(strings.TrimSpace(s)) }
+
+// classOf returns the drug classes a name falls in.
+func classOf(name string) []int {
+	var out []int
+	for i, class := range drugClasses {
+		for _, d := range class {
+			if strings.Contains(name, d) {
+				out = append(out, i)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// allergic reports whether an allergy to substance rules out drug.
+func allergic(substance, drug string) bool {
+	a, d := normDrug(substance), normDrug(drug)
+	if a == "" || d == "" {
+		return false
+	}
+	if strings.Contains(d, a) || strings.Contains(a, d) {
+		return true
+	}
+	for _, ca := range classOf(a) {
+		if slices.Contains(classOf(d), ca) {
+			return true
+		}
+	}
+	return false
+}
+
+func alerts(v *View, s *state) []Alert {
+	out := []Alert{}
+	// The same drug active twice.
+	byDrug := map[string][]Prescription{}
+	for _, p := range v.Prescriptions {
+		if p.Status != StatusActive {
+			continue
+		}
+		key := normDrug(p.Drug)
+		if p.DrugCode != "" {
+			key = "code:" + p.DrugCode
+		}
+		byDrug[key] = append(byDrug[key], p)
+	}
+	for _, ps := range byDrug {
+		if len(ps) < 2 {
+			continue
+		}
+		var ids, who []string
+		for _, p := range ps {
+			ids = append(ids, p.ID)
+			who = append(who, fmt.Sprintf("%s %s %s %s by %s on %s", p.Drug, fmtFloat(p.Dose), p.DoseUnit, p.Frequency,
+				p.RecordedBy, p.RecordedAt.Format(time.DateOnly)))
+		}
+		out = append(out, Alert{Kind: AlertDuplicateDrug, Severity: "high", Entries: ids,
+			Message: fmt.Sprintf("%s is prescribed %d times and all are active (%s): discontinue the ones not wanted",
+				ps[0].Drug, len(ps), strings.Join(who, "; "))})
+	}
+	// An active prescription for a drug the patient is allergic to.
+	for _, a := range v.Allergies {
+		if a.Status != StatusActive {
+			continue
+		}
+		for _, p := range v.Prescriptions {
+			if p.Status != StatusActive && p.Status != StatusOnHold {
+				continue
+			}
+			if allergic(a.Substance, p.Drug) {
+				out = append(out, Alert{Kind: AlertAllergyDrug, Severity: "high", Entries: []string{a.ID, p.ID},
+					Message: fmt.Sprintf("%s is prescribed but the patient is allergic to %s (%s): review before giving it",
+						p.Drug, a.Substance, a.Severity)})
+			}
+		}
+	}
+	for _, l := range v.LabResults {
+		if l.Interpretation == InterpretationCritical {
+			out = append(out, Alert{Kind: AlertCriticalLab, Severity: "high", Entries: []string{l.ID},
+				Message: fmt.Sprintf("%s is critical: %s %s (specimen %s)", l.Test, fmtFloat(*l.Value), l.Unit,
+					l.SpecimenAt.Format(time.DateOnly))})
+		}
+	}
+	// "No known allergies" recorded concurrently with an allergy.
+	if r := s.patient().fields["nka"]; r != nil && slices.ContainsFunc(r.current, func(w *write) bool { return w.Value == "true" }) {
+		var ids, names []string
+		for _, a := range v.Allergies {
+			if a.Status == StatusActive {
+				ids, names = append(ids, a.ID), append(names, a.Substance)
+			}
+		}
+		if len(ids) > 0 {
+			out = append(out, Alert{Kind: AlertAllergyStatus, Severity: "warning", Entries: ids,
+				Message: fmt.Sprintf("\"No known allergies\" was recorded while an allergy to %s was being recorded; the allergy stands: confirm with the patient",
+					strings.Join(names, ", "))})
+		}
+	}
+	for i := range out {
+		slices.Sort(out[i].Entries)
+	}
+	slices.SortFunc(out, func(a, b Alert) int {
+		return cmp.Or(strings.Compare(a.Kind, b.Kind), slices.Compare(a.Entries, b.Entries))
+	})
+	return out
+}
