@@ -1,0 +1,156 @@
+package replica
+
+import (
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+
+	"github.com/google/uuid"
+
+	"github.com/chartsync/chartsync/internal/wire"
+)
+
+// Bundle errors. Receive wraps them; match with errors.Is.
+var (
+	// ErrMalformedBundle: the bytes are not a well-formed bundle
+	// (truncated, corrupted, inconsistent, or carrying invalid changes).
+	ErrMalformedBundle = wire.ErrMalformed
+	// ErrBundleVersion: a bundle of a format version this build does not
+	// understand.
+	ErrBundleVersion = wire.ErrVersion
+	// ErrBundleTooLarge: the bundle or one of its changes is over the limit.
+	ErrBundleTooLarge = wire.ErrTooLarge
+	// ErrWrongRecipient: the bundle is addressed to another replica.
+	ErrWrongRecipient = errors.New("bundle addressed to another replica")
+)
+
+const (
+	bundleKind    = 'B'
+	bundleVersion = 1
+	// MaxBundleBytes bounds a decoded bundle.
+	MaxBundleBytes = 256 << 20
+	// MaxChangeBytes bounds one change in a bundle.
+	MaxChangeBytes = 16 << 20
+)
+
+// Bundle is what one replica sends another, over any courier. It carries
+// the sender's log from Base (exclusive) to Upto (inclusive), less the
+// changes the recipient is known to have, and a summary: the sender's log
+// Head and how far (Ack) it holds the recipient's log.
+//
+// Log positions are the sender's own; a recipient records them per sender.
+// Upto < Head means the sender has more to send.
+type Bundle struct {
+	From, To string // replica IDs
+	Base     uint64
+	Upto     uint64
+	Head     uint64
+	Ack      uint64
+	Changes  []BundleChange
+}
+
+// BundleChange is one raw change of one chart.
+type BundleChange struct {
+	Chart string // chart ID (a UUID)
+	Raw   []byte
+}
+
+// Complete reports whether the bundle carries all the sender had.
+func (b *Bundle) Complete() bool { return b.Upto == b.Head }
+
+func idBytes(id string) ([]byte, error) {
+	b, err := hex.DecodeString(id)
+	if err != nil || len(b) != 16 {
+		return nil, fmt.Errorf("replica id %q is not 32 hex digits", id)
+	}
+	return b, nil
+}
+
+// Encode returns the bundle's wire form: a wire frame of kind 'B'.
+func (b *Bundle) Encode() ([]byte, error) {
+	from, err := idBytes(b.From)
+	if err != nil {
+		return nil, err
+	}
+	to, err := idBytes(b.To)
+	if err != nil {
+		return nil, err
+	}
+	if b.Base > b.Upto || b.Upto > b.Head {
+		return nil, fmt.Errorf("bundle range %d..%d of %d is inconsistent", b.Base, b.Upto, b.Head)
+	}
+	size := 64
+	for _, c := range b.Changes {
+		size += 16 + 4 + len(c.Raw)
+	}
+	body := make([]byte, 0, size)
+	body = append(body, from...)
+	body = append(body, to...)
+	for _, v := range []uint64{b.Base, b.Upto, b.Head, b.Ack, uint64(len(b.Changes))} {
+		body = binary.AppendUvarint(body, v)
+	}
+	for _, c := range b.Changes {
+		id, err := uuid.Parse(c.Chart)
+		if err != nil {
+			return nil, fmt.Errorf("bundle chart id %q: %w", c.Chart, err)
+		}
+		body = append(body, id[:]...)
+		body = wire.AppendBytes(body, c.Raw)
+	}
+	return wire.Encode(bundleKind, bundleVersion, body), nil
+}
+
+// DecodeBundle parses a bundle, bounding every length before allocating.
+// Errors match ErrMalformedBundle, ErrBundleVersion or ErrBundleTooLarge.
+// The changes' bytes are checked by Receive, not here.
+func DecodeBundle(data []byte) (*Bundle, error) {
+	_, body, err := wire.Decode(data, bundleKind, bundleVersion, MaxBundleBytes)
+	if err != nil {
+		return nil, fmt.Errorf("decode bundle: %w", err)
+	}
+	r := wire.NewReader(body)
+	from, err := r.Fixed(16)
+	if err != nil {
+		return nil, fmt.Errorf("decode bundle sender: %w", err)
+	}
+	to, err := r.Fixed(16)
+	if err != nil {
+		return nil, fmt.Errorf("decode bundle recipient: %w", err)
+	}
+	b := &Bundle{From: hex.EncodeToString(from), To: hex.EncodeToString(to)}
+	for _, p := range []*uint64{&b.Base, &b.Upto, &b.Head, &b.Ack} {
+		if *p, err = r.Uvarint(); err != nil {
+			return nil, fmt.Errorf("decode bundle positions: %w", err)
+		}
+	}
+	if b.Base > b.Upto || b.Upto > b.Head {
+		return nil, fmt.Errorf("decode bundle: range %d..%d of %d: %w", b.Base, b.Upto, b.Head, ErrMalformedBundle)
+	}
+	if b.From == b.To {
+		return nil, fmt.Errorf("decode bundle: sender is recipient: %w", ErrMalformedBundle)
+	}
+	n, err := r.Count(16 + 1)
+	if err != nil {
+		return nil, fmt.Errorf("decode bundle change count: %w", err)
+	}
+	b.Changes = make([]BundleChange, n)
+	for i := range b.Changes {
+		id, err := r.Fixed(16)
+		if err != nil {
+			return nil, fmt.Errorf("decode bundle change %d: %w", i, err)
+		}
+		raw, err := r.Bytes(MaxChangeBytes)
+		if err != nil {
+			return nil, fmt.Errorf("decode bundle change %d: %w", i, err)
+		}
+		if len(raw) == 0 {
+			return nil, fmt.Errorf("decode bundle change %d: empty: %w", i, ErrMalformedBundle)
+		}
+		b.Changes[i] = BundleChange{Chart: uuid.UUID(id).String(), Raw: raw}
+	}
+	if err := r.Done(); err != nil {
+		return nil, fmt.Errorf("decode bundle: %w", err)
+	}
+	return b, nil
+}

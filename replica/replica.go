@@ -1,0 +1,423 @@
+package replica
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/chartsync/chartsync/crdt"
+	"github.com/chartsync/chartsync/record"
+	"github.com/chartsync/chartsync/replica/store"
+	"github.com/chartsync/chartsync/replica/store/sqlite"
+)
+
+// ErrNotFound is returned for a chart this replica does not hold (or whose
+// registration has not arrived yet).
+var ErrNotFound = errors.New("chart not found")
+
+// ErrClosed is returned by calls on a closed replica.
+var ErrClosed = errors.New("replica closed")
+
+// Config tunes a Replica. The zero value works.
+type Config struct {
+	// CacheCharts bounds how many charts are kept loaded (default 256;
+	// a loaded chart costs about 80 KB).
+	CacheCharts int
+	// CompactAfter is how many changes may pile up on a chart's snapshot
+	// before a new snapshot is written (default 64).
+	CompactAfter int
+	// BundleBytes is the change bytes a bundle carries at most before the
+	// rest is left for the next exchange (default 4 MiB).
+	BundleBytes int
+	// Logger receives operational logs; nil discards them.
+	Logger *slog.Logger
+	// Now returns the time recorded on edits; nil means time.Now.
+	Now func() time.Time
+}
+
+// Validate reports a configuration that cannot work.
+func (c Config) Validate() error {
+	if c.CacheCharts < 0 || c.CompactAfter < 0 || c.BundleBytes < 0 {
+		return errors.New("replica config: limits must not be negative")
+	}
+	return nil
+}
+
+func (c Config) withDefaults() Config {
+	if c.CacheCharts == 0 {
+		c.CacheCharts = 256
+	}
+	if c.CompactAfter == 0 {
+		c.CompactAfter = 64
+	}
+	if c.BundleBytes == 0 {
+		c.BundleBytes = 4 << 20
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+// Replica holds many charts durably and syncs them with peers. It is safe
+// for concurrent use; writes (edits and received bundles) are serialised.
+type Replica struct {
+	st     store.Store
+	id     string
+	cfg    Config
+	log    *slog.Logger
+	closed bool
+
+	mu    sync.Mutex // serialises writes, chart loads and the cache
+	cache *lru
+}
+
+const metaReplicaID = "replica_id"
+
+// Open opens (or creates) a replica in the SQLite database at path,
+// creating the parent directory if needed.
+func Open(ctx context.Context, path string, cfg Config) (*Replica, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("open replica: %w", err)
+	}
+	st, err := sqlite.Open(ctx, path)
+	if err != nil {
+		return nil, fmt.Errorf("open replica: %w", err)
+	}
+	r, err := New(ctx, st, cfg)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	return r, nil
+}
+
+// New returns a replica over st, which it owns from then on (Close closes
+// it). A new store is given a fresh random replica ID.
+func New(ctx context.Context, st store.Store, cfg Config) (*Replica, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	id, err := st.Meta(ctx, metaReplicaID)
+	if errors.Is(err, store.ErrNotFound) {
+		var b [16]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return nil, fmt.Errorf("new replica id: %w", err)
+		}
+		id = hex.EncodeToString(b[:])
+		if _, err := st.Write(ctx, store.Batch{Meta: map[string]string{metaReplicaID: id}}); err != nil {
+			return nil, fmt.Errorf("store replica id: %w", err)
+		}
+	} else if err != nil {
+		return nil, fmt.Errorf("read replica id: %w", err)
+	}
+	if _, err := idBytes(id); err != nil {
+		return nil, fmt.Errorf("stored %w", err)
+	}
+	return &Replica{st: st, id: id, cfg: cfg, log: cfg.Logger.With("replica", id), cache: newLRU(cfg.CacheCharts)}, nil
+}
+
+// ID returns the replica's stable ID (32 hex digits). It is also the
+// Automerge actor of every change made here.
+func (r *Replica) ID() string { return r.id }
+
+// Close closes the replica and its store.
+func (r *Replica) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil
+	}
+	r.closed = true
+	r.cache = newLRU(1)
+	return r.st.Close()
+}
+
+func (r *Replica) lock() (func(), error) {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return nil, ErrClosed
+	}
+	return r.mu.Unlock, nil
+}
+
+// Register creates a chart for a new patient and returns its ID. When it
+// returns nil the registration is on disk.
+func (r *Replica) Register(ctx context.Context, by record.Author, reg record.Register) (string, error) {
+	unlock, err := r.lock()
+	if err != nil {
+		return "", err
+	}
+	defer unlock()
+	id := uuid.NewString()
+	chart, res, err := record.New(id, r.id, by, r.cfg.Now(), reg)
+	if err != nil {
+		return "", fmt.Errorf("register patient: %w", err)
+	}
+	l := &loaded{id: id, doc: chart.Doc(), chart: chart, sinceSnapshot: 1}
+	entry, err := r.indexEntry(l)
+	if err != nil {
+		return "", err
+	}
+	b := store.Batch{
+		Changes: []store.NewChange{{Chart: id, Hash: res.Change.Hash, Raw: res.Change.Raw}},
+		Charts:  []store.Chart{entry},
+	}
+	if _, err := r.st.Write(ctx, b); err != nil {
+		return "", fmt.Errorf("register patient: %w", err)
+	}
+	r.cache.put(l)
+	return id, nil
+}
+
+// Edit applies one typed operation to a chart as one durable transaction.
+// On error the chart is unchanged, in memory and on disk.
+func (r *Replica) Edit(ctx context.Context, chartID string, by record.Author, op record.Op) (record.Result, error) {
+	unlock, err := r.lock()
+	if err != nil {
+		return record.Result{}, err
+	}
+	defer unlock()
+	l, err := r.load(ctx, chartID)
+	if err != nil {
+		return record.Result{}, err
+	}
+	if l.chart == nil {
+		return record.Result{}, fmt.Errorf("edit chart %s: registration not received yet: %w", chartID, ErrNotFound)
+	}
+	res, err := l.chart.Do(by, r.cfg.Now(), op)
+	if err != nil {
+		return record.Result{}, fmt.Errorf("edit chart %s: %w", chartID, err)
+	}
+	l.sinceSnapshot++
+	b := store.Batch{Changes: []store.NewChange{{Chart: chartID, Hash: res.Change.Hash, Raw: res.Change.Raw}}}
+	if err := r.addChartWrites(&b, l); err != nil {
+		r.cache.remove(chartID)
+		return record.Result{}, err
+	}
+	if _, err := r.st.Write(ctx, b); err != nil {
+		// The change is in memory only: forget the loaded chart so the
+		// next read comes from disk.
+		r.cache.remove(chartID)
+		return record.Result{}, fmt.Errorf("edit chart %s: %w", chartID, err)
+	}
+	if len(b.Snapshots) > 0 {
+		l.sinceSnapshot = 0
+	}
+	return res, nil
+}
+
+// Chart returns the current view of a chart.
+func (r *Replica) Chart(ctx context.Context, chartID string) (record.View, error) {
+	unlock, err := r.lock()
+	if err != nil {
+		return record.View{}, err
+	}
+	defer unlock()
+	l, err := r.load(ctx, chartID)
+	if err != nil {
+		return record.View{}, err
+	}
+	if l.chart == nil {
+		return record.View{}, fmt.Errorf("chart %s: registration not received yet: %w", chartID, ErrNotFound)
+	}
+	v, err := l.chart.View()
+	if err != nil {
+		return record.View{}, fmt.Errorf("chart %s: %w", chartID, err)
+	}
+	return v, nil
+}
+
+// Heads returns a chart's heads as stored in the index.
+func (r *Replica) Heads(ctx context.Context, chartID string) (crdt.Heads, error) {
+	c, err := r.st.Chart(ctx, chartID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("chart %s: %w", chartID, ErrNotFound)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return c.Heads, nil
+}
+
+// Find lists charts whose name, village or national ID contains text (or
+// whose ID is text), sorted by family then given name; "" lists all.
+func (r *Replica) Find(ctx context.Context, text string, limit int) ([]store.Chart, error) {
+	cs, err := r.st.Charts(ctx, store.Query{Text: text, Limit: limit})
+	if err != nil {
+		return nil, fmt.Errorf("find charts: %w", err)
+	}
+	return cs, nil
+}
+
+// PeerStatus is what this replica knows of a peer.
+type PeerStatus struct {
+	ID       string
+	LastSync time.Time
+	// Unacknowledged counts changes held here that the peer has not
+	// acknowledged (excluding those it sent).
+	Unacknowledged int
+}
+
+// Peers lists every peer this replica has synced with.
+func (r *Replica) Peers(ctx context.Context) ([]PeerStatus, error) {
+	ps, err := r.st.Peers(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("peers: %w", err)
+	}
+	out := make([]PeerStatus, len(ps))
+	for i, p := range ps {
+		n, err := r.st.CountAfter(ctx, p.Acked, p.ID)
+		if err != nil {
+			return nil, fmt.Errorf("peers: %w", err)
+		}
+		out[i] = PeerStatus{ID: p.ID, LastSync: p.LastSync, Unacknowledged: n}
+	}
+	return out, nil
+}
+
+// load returns a chart, from the cache or from the store. r.mu is held.
+func (r *Replica) load(ctx context.Context, id string) (*loaded, error) {
+	if l := r.cache.get(id); l != nil {
+		return l, nil
+	}
+	l, err := r.loadStored(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	r.cache.put(l)
+	return l, nil
+}
+
+// loadStored builds a chart from its snapshot and the changes after it.
+// It returns ErrNotFound if nothing of the chart is stored.
+func (r *Replica) loadStored(ctx context.Context, id string) (*loaded, error) {
+	var doc *crdt.Doc
+	var after uint64
+	snap, err := r.st.Snapshot(ctx, id)
+	switch {
+	case err == nil:
+		if doc, err = crdt.Load(snap.Data, r.id); err != nil {
+			return nil, fmt.Errorf("load chart %s snapshot: %w", id, err)
+		}
+		after = snap.Seq
+	case errors.Is(err, store.ErrNotFound):
+		if doc, err = crdt.New(r.id); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, fmt.Errorf("load chart %s: %w", id, err)
+	}
+	chs, err := r.st.ChartChanges(ctx, id, after)
+	if err != nil {
+		return nil, fmt.Errorf("load chart %s: %w", id, err)
+	}
+	if len(chs) == 0 && after == 0 {
+		return nil, fmt.Errorf("chart %s: %w", id, ErrNotFound)
+	}
+	if err := applyStored(doc, chs); err != nil {
+		return nil, fmt.Errorf("load chart %s: %w", id, err)
+	}
+	l := &loaded{id: id, doc: doc, sinceSnapshot: len(chs)}
+	if chart, err := record.Open(doc); err == nil {
+		l.chart = chart
+	} else if !errors.Is(err, record.ErrNotAChart) {
+		return nil, fmt.Errorf("load chart %s: %w", id, err)
+	}
+	return l, nil
+}
+
+func applyStored(doc *crdt.Doc, chs []store.Change) error {
+	if len(chs) == 0 {
+		return nil
+	}
+	size := 0
+	for _, c := range chs {
+		size += len(c.Raw)
+	}
+	raw := make([]byte, 0, size)
+	hashes := make([]crdt.Hash, len(chs))
+	for i, c := range chs {
+		raw = append(raw, c.Raw...)
+		hashes[i] = c.Hash
+	}
+	return doc.ApplyStored(raw, hashes)
+}
+
+// indexEntry computes a chart's index row.
+func (r *Replica) indexEntry(l *loaded) (store.Chart, error) {
+	e := store.Chart{ID: l.id, Heads: l.doc.Heads(), Updated: r.cfg.Now().UTC()}
+	if l.chart == nil {
+		return e, nil
+	}
+	p, err := l.chart.Patient()
+	if err != nil {
+		return e, fmt.Errorf("index chart %s: %w", l.id, err)
+	}
+	e.GivenName, e.FamilyName, e.Village, e.NationalID, e.HomeClinic = p.GivenName, p.FamilyName, p.Village, p.NationalID, p.HomeClinic
+	return e, nil
+}
+
+// addChartWrites adds a chart's index row, and a snapshot when enough
+// changes have piled up and none is held waiting for a dependency (a held
+// change is not in a saved document, so a snapshot then could cover a log
+// position whose change it lacks).
+func (r *Replica) addChartWrites(b *store.Batch, l *loaded) error {
+	e, err := r.indexEntry(l)
+	if err != nil {
+		return err
+	}
+	b.Charts = append(b.Charts, e)
+	if l.sinceSnapshot >= r.cfg.CompactAfter && len(l.doc.Pending()) == 0 {
+		b.Snapshots = append(b.Snapshots, store.NewSnapshot{Chart: l.id, Data: l.doc.Save()})
+	}
+	return nil
+}
+
+// Import stores whole charts built elsewhere (a migration from another
+// system, a bulk registration) in one durable transaction. Charts already
+// held are merged. Each chart's document is written with every change and
+// an index entry; a chart with many changes is stored with a snapshot.
+func (r *Replica) Import(ctx context.Context, charts []*record.Chart) error {
+	unlock, err := r.lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	var b store.Batch
+	for _, c := range charts {
+		chs, err := c.Doc().Changes(nil)
+		if err != nil {
+			return fmt.Errorf("import chart %s: %w", c.ID(), err)
+		}
+		chs = append(chs, c.Doc().Pending()...)
+		for _, ch := range chs {
+			b.Changes = append(b.Changes, store.NewChange{Chart: c.ID(), Hash: ch.Hash, Raw: ch.Raw})
+		}
+		if r.cache.get(c.ID()) != nil {
+			r.cache.remove(c.ID())
+		}
+		l := &loaded{id: c.ID(), doc: c.Doc(), chart: c, sinceSnapshot: len(chs)}
+		if err := r.addChartWrites(&b, l); err != nil {
+			return err
+		}
+	}
+	if _, err := r.st.Write(ctx, b); err != nil {
+		return fmt.Errorf("import %d charts: %w", len(charts), err)
+	}
+	return nil
+}

@@ -1,0 +1,337 @@
+package replica
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/chartsync/chartsync/crdt"
+	"github.com/chartsync/chartsync/record"
+	"github.com/chartsync/chartsync/replica/store"
+)
+
+// This file is the sync engine. Its decisions are pure functions of state
+// (selectChanges, advancePeer); the methods around them read and write the
+// store. Positions only move forward on what a peer acknowledges, and every
+// change is content-addressed, so bundles may be lost, repeated, reordered
+// or carried for days without harm.
+
+// logPage is how many log entries are read at a time while building a bundle.
+const logPage = 512
+
+// selectChanges picks, from a page of the log, the changes to send to peer:
+// those it did not send us, until budget bytes are used. It returns the
+// picked changes, the log position covered, and whether the budget ran out.
+func selectChanges(page []store.Change, peer string, budget int) (picked []store.Change, upto uint64, full bool) {
+	used := 0
+	for _, c := range page {
+		if c.From == peer {
+			upto = c.Seq
+			continue
+		}
+		if used > 0 && used+len(c.Raw) > budget {
+			return picked, upto, true
+		}
+		picked = append(picked, c)
+		used += len(c.Raw)
+		upto = c.Seq
+	}
+	return picked, upto, false
+}
+
+// advancePeer returns what this replica knows of the bundle's sender once
+// the bundle is applied. ownHead is this replica's log head; an
+// acknowledgement beyond it is a malformed bundle.
+func advancePeer(p store.Peer, b *Bundle, ownHead uint64) (store.Peer, error) {
+	if b.Ack > ownHead {
+		return p, fmt.Errorf("bundle acknowledges position %d, beyond this replica's log head %d: %w", b.Ack, ownHead, ErrMalformedBundle)
+	}
+	// Acknowledgements from reordered bundles may be stale: keep the highest.
+	p.Acked = max(p.Acked, b.Ack)
+	// The sender's log is held contiguously up to Upto only if the bundle
+	// starts where we already were.
+	if b.Base <= p.Received {
+		p.Received = max(p.Received, b.Upto)
+	}
+	return p, nil
+}
+
+func (r *Replica) peer(ctx context.Context, id string) (store.Peer, error) {
+	ps, err := r.st.Peers(ctx)
+	if err != nil {
+		return store.Peer{}, err
+	}
+	for _, p := range ps {
+		if p.ID == id {
+			return p, nil
+		}
+	}
+	return store.Peer{ID: id}, nil
+}
+
+// Outgoing is an encoded bundle and what it holds.
+type Outgoing struct {
+	Data     []byte
+	Changes  int  // changes carried
+	Complete bool // false if the sender has more for the next exchange
+}
+
+// MakeBundle builds the bundle for peer: the changes it is not known to
+// have, up to Config.BundleBytes, with this replica's summary and its
+// acknowledgement of the peer's log. It writes nothing: what the peer has
+// only advances when the peer acknowledges it.
+func (r *Replica) MakeBundle(ctx context.Context, peer string) (Outgoing, error) {
+	if _, err := idBytes(peer); err != nil {
+		return Outgoing{}, fmt.Errorf("make bundle: %w", err)
+	}
+	if peer == r.id {
+		return Outgoing{}, errors.New("make bundle: a replica does not sync with itself")
+	}
+	p, err := r.peer(ctx, peer)
+	if err != nil {
+		return Outgoing{}, fmt.Errorf("make bundle for %s: %w", peer, err)
+	}
+	head, err := r.st.Head(ctx)
+	if err != nil {
+		return Outgoing{}, fmt.Errorf("make bundle for %s: %w", peer, err)
+	}
+	b := &Bundle{From: r.id, To: peer, Base: min(p.Acked, head), Head: head, Ack: p.Received}
+	b.Upto = b.Base
+	budget := r.cfg.BundleBytes
+	for b.Upto < head {
+		page, err := r.st.Log(ctx, b.Upto, logPage)
+		if err != nil {
+			return Outgoing{}, fmt.Errorf("make bundle for %s: %w", peer, err)
+		}
+		if len(page) == 0 {
+			break
+		}
+		picked, upto, full := selectChanges(page, peer, budget)
+		for _, c := range picked {
+			b.Changes = append(b.Changes, BundleChange{Chart: c.Chart, Raw: c.Raw})
+			budget -= len(c.Raw)
+		}
+		if upto > b.Upto {
+			b.Upto = upto
+		}
+		if full {
+			break
+		}
+		if len(page) < logPage {
+			b.Upto = head
+		}
+	}
+	data, err := b.Encode()
+	if err != nil {
+		return Outgoing{}, fmt.Errorf("make bundle for %s: %w", peer, err)
+	}
+	return Outgoing{Data: data, Changes: len(b.Changes), Complete: b.Complete()}, nil
+}
+
+// Received reports what Receive did.
+type Received struct {
+	From       string
+	Applied    int      // changes new to this replica
+	Duplicates int      // changes it already had
+	Charts     []string // charts that changed, sorted
+	Complete   bool     // the sender had nothing more to send
+}
+
+type chartBatch struct {
+	chart   string
+	changes []crdt.Change
+}
+
+// Receive applies a bundle from a peer, whole or not at all. A bundle seen
+// before, or older than what is already held, changes nothing. A bundle
+// that is malformed, truncated, of an unknown version, addressed elsewhere
+// or carrying invalid changes returns an error matching
+// ErrMalformedBundle, ErrBundleVersion, ErrBundleTooLarge or
+// ErrWrongRecipient, and the store is exactly as it was.
+func (r *Replica) Receive(ctx context.Context, data []byte) (Received, error) {
+	b, err := DecodeBundle(data)
+	if err != nil {
+		return Received{}, err
+	}
+	if b.To != r.id {
+		return Received{}, fmt.Errorf("receive bundle for %s: %w", b.To, ErrWrongRecipient)
+	}
+	batches, hashes, err := parseBundle(b)
+	if err != nil {
+		return Received{}, err
+	}
+
+	unlock, err := r.lock()
+	if err != nil {
+		return Received{}, err
+	}
+	defer unlock()
+
+	known, err := r.st.Known(ctx, hashes)
+	if err != nil {
+		return Received{}, fmt.Errorf("receive bundle: %w", err)
+	}
+	p, err := r.peer(ctx, b.From)
+	if err != nil {
+		return Received{}, fmt.Errorf("receive bundle: %w", err)
+	}
+	head, err := r.st.Head(ctx)
+	if err != nil {
+		return Received{}, fmt.Errorf("receive bundle: %w", err)
+	}
+	np, err := advancePeer(p, b, head)
+	if err != nil {
+		return Received{}, err
+	}
+	np.LastSync = r.cfg.Now().UTC()
+
+	res := Received{From: b.From, Complete: b.Complete()}
+	batch := store.Batch{Peers: []store.Peer{np}}
+	var touched []*loaded // cached charts changed in memory
+	fail := func(err error) (Received, error) {
+		for _, l := range touched {
+			r.cache.remove(l.id)
+		}
+		return Received{}, err
+	}
+	for _, cb := range batches {
+		var fresh []crdt.Change
+		for _, c := range cb.changes {
+			if known[c.Hash] {
+				res.Duplicates++
+				continue
+			}
+			known[c.Hash] = true
+			fresh = append(fresh, c)
+		}
+		if len(fresh) == 0 {
+			continue
+		}
+		l := r.cache.get(cb.chart)
+		if l != nil {
+			touched = append(touched, l)
+		} else if l, err = r.loadStored(ctx, cb.chart); errors.Is(err, ErrNotFound) {
+			doc, err := crdt.New(r.id)
+			if err != nil {
+				return fail(err)
+			}
+			l = &loaded{id: cb.chart, doc: doc}
+		} else if err != nil {
+			return fail(fmt.Errorf("receive bundle: %w", err))
+		}
+		if _, err := l.doc.Apply(fresh...); err != nil {
+			return fail(fmt.Errorf("receive bundle: chart %s: %w", cb.chart, err))
+		}
+		if l.chart == nil {
+			if chart, err := record.Open(l.doc); err == nil {
+				l.chart = chart
+			} else if !errors.Is(err, record.ErrNotAChart) {
+				return fail(fmt.Errorf("receive bundle: chart %s: %w: %w", cb.chart, ErrMalformedBundle, err))
+			}
+		}
+		l.sinceSnapshot += len(fresh)
+		for _, c := range fresh {
+			batch.Changes = append(batch.Changes, store.NewChange{Chart: cb.chart, Hash: c.Hash, Raw: c.Raw, From: b.From})
+		}
+		if err := r.addChartWrites(&batch, l); err != nil {
+			return fail(fmt.Errorf("receive bundle: %w", err))
+		}
+		res.Applied += len(fresh)
+		res.Charts = append(res.Charts, cb.chart)
+	}
+	if _, err := r.st.Write(ctx, batch); err != nil {
+		return fail(fmt.Errorf("receive bundle: %w", err))
+	}
+	for _, s := range batch.Snapshots {
+		if l := r.cache.get(s.Chart); l != nil {
+			l.sinceSnapshot = 0
+		}
+	}
+	slices.Sort(res.Charts)
+	r.log.Debug("received bundle", "from", b.From, "applied", res.Applied, "duplicates", res.Duplicates, "charts", len(res.Charts))
+	return res, nil
+}
+
+// parseBundle decodes every change of a bundle and groups them by chart,
+// keeping the bundle's order.
+func parseBundle(b *Bundle) ([]chartBatch, []crdt.Hash, error) {
+	var batches []chartBatch
+	idx := map[string]int{}
+	hashes := make([]crdt.Hash, 0, len(b.Changes))
+	for i, bc := range b.Changes {
+		c, err := crdt.ParseChange(bc.Raw)
+		if err != nil {
+			return nil, nil, fmt.Errorf("receive bundle: change %d: %w: %w", i, ErrMalformedBundle, err)
+		}
+		j, ok := idx[bc.Chart]
+		if !ok {
+			j = len(batches)
+			idx[bc.Chart] = j
+			batches = append(batches, chartBatch{chart: bc.Chart})
+		}
+		batches[j].changes = append(batches[j].changes, c)
+		hashes = append(hashes, c.Hash)
+	}
+	return batches, hashes, nil
+}
+
+// SyncStats reports a SyncPair.
+type SyncStats struct {
+	RoundTrips   int
+	BytesAToB    int
+	BytesBToA    int
+	ChangesAToB  int
+	ChangesBToA  int
+	AppliedAtA   int
+	AppliedAtB   int
+	BundlesAToB  int
+	BundlesBToA  int
+	ConvergedAll bool
+}
+
+// maxRoundTrips bounds SyncPair.
+const maxRoundTrips = 10000
+
+// SyncPair syncs two in-process replicas through encoded bundles, as an
+// interactive courier would: a sends its bundle, b applies it and answers
+// with its own, a applies that. It repeats while either side had more to
+// send. The last answer's acknowledgement reaches b on the next sync.
+func SyncPair(ctx context.Context, a, b *Replica) (SyncStats, error) {
+	var st SyncStats
+	for st.RoundTrips < maxRoundTrips {
+		if err := ctx.Err(); err != nil {
+			return st, err
+		}
+		out, err := a.MakeBundle(ctx, b.ID())
+		if err != nil {
+			return st, err
+		}
+		rb, err := b.Receive(ctx, out.Data)
+		if err != nil {
+			return st, fmt.Errorf("sync %s to %s: %w", a.ID(), b.ID(), err)
+		}
+		back, err := b.MakeBundle(ctx, a.ID())
+		if err != nil {
+			return st, err
+		}
+		ra, err := a.Receive(ctx, back.Data)
+		if err != nil {
+			return st, fmt.Errorf("sync %s to %s: %w", b.ID(), a.ID(), err)
+		}
+		st.RoundTrips++
+		st.BundlesAToB++
+		st.BundlesBToA++
+		st.BytesAToB += len(out.Data)
+		st.BytesBToA += len(back.Data)
+		st.ChangesAToB += out.Changes
+		st.ChangesBToA += back.Changes
+		st.AppliedAtB += rb.Applied
+		st.AppliedAtA += ra.Applied
+		if out.Complete && back.Complete {
+			st.ConvergedAll = true
+			return st, nil
+		}
+	}
+	return st, fmt.Errorf("sync %s and %s: no convergence after %d round trips", a.ID(), b.ID(), maxRoundTrips)
+}
