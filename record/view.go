@@ -491,8 +491,8 @@ func alerts(v *View, s *state) []Alert {
 			}
 			if allergic(a.Substance, p.Drug) {
 				out = append(out, Alert{Kind: AlertAllergyDrug, Severity: "high", Entries: []string{a.ID, p.ID},
-					Message: fmt.Sprintf("%s is prescribed but the patient is allergic to %s (%s): review before giving it",
-						p.Drug, a.Substance, a.Severity)})
+					Message: fmt.Sprintf("%s %s %s %s is prescribed but the patient is allergic to %s (%s): review before giving it",
+						p.Drug, fmtFloat(p.Dose), p.DoseUnit, p.Frequency, a.Substance, a.Severity)})
 			}
 		}
 	}
