@@ -157,6 +157,25 @@ func run(ctx context.Context, n int, asJSON bool, dir string, seed uint64, verif
 	results = append(results, conc)
 
 	report(os.Stdout, results, asJSON)
+
+	// Reopening must not load the charts: time it on the replica that
+	// received everything.
+	if err := b.Close(); err != nil {
+		return err
+	}
+	start := time.Now()
+	b, err = replica.Open(ctx, filepath.Join(dir, "b.db"), replica.Config{})
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	opened := time.Since(start)
+	v, err := b.Chart(ctx, ids[len(ids)-1])
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "reopened the replica holding %d charts in %d ms; first chart read after %d ms (%d history entries)\n",
+		n, opened.Milliseconds(), time.Since(start).Milliseconds(), len(v.History))
 	for _, r := range results {
 		if !r.Converged {
 			return fmt.Errorf("scenario %s did not converge", r.Scenario)
