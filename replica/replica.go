@@ -399,6 +399,11 @@ func (r *Replica) Import(ctx context.Context, charts []*record.Chart) error {
 	}
 	defer unlock()
 	var b store.Batch
+	// merged holds, for a chart already held (or imported twice), the
+	// stored chart merged with the imported one: its index row and
+	// snapshot must cover the stored changes too, or a snapshot would hide
+	// them from every later load.
+	merged := map[string]*loaded{}
 	for _, c := range charts {
 		chs, err := c.Doc().Changes(nil)
 		if err != nil {
@@ -408,10 +413,12 @@ func (r *Replica) Import(ctx context.Context, charts []*record.Chart) error {
 		for _, ch := range chs {
 			b.Changes = append(b.Changes, store.NewChange{Chart: c.ID(), Hash: ch.Hash, Raw: ch.Raw})
 		}
-		if r.cache.get(c.ID()) != nil {
-			r.cache.remove(c.ID())
+		r.cache.remove(c.ID())
+		l, err := r.importInto(ctx, merged[c.ID()], c, len(chs))
+		if err != nil {
+			return fmt.Errorf("import chart %s: %w", c.ID(), err)
 		}
-		l := &loaded{id: c.ID(), doc: c.Doc(), chart: c, sinceSnapshot: len(chs)}
+		merged[c.ID()] = l
 		if err := r.addChartWrites(&b, l); err != nil {
 			return err
 		}
@@ -420,4 +427,41 @@ func (r *Replica) Import(ctx context.Context, charts []*record.Chart) error {
 		return fmt.Errorf("import %d charts: %w", len(charts), err)
 	}
 	return nil
+}
+
+// importInto returns the chart to index and snapshot for an imported chart
+// c of n changes: c itself when nothing of it is held, otherwise a copy of
+// what is held (prev, from earlier in the same import, or the store) with
+// c merged in. c is not modified. r.mu is held.
+func (r *Replica) importInto(ctx context.Context, prev *loaded, c *record.Chart, n int) (*loaded, error) {
+	if prev == nil {
+		_, err := r.st.Chart(ctx, c.ID())
+		if errors.Is(err, store.ErrNotFound) {
+			return &loaded{id: c.ID(), doc: c.Doc(), chart: c, sinceSnapshot: n}, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if prev, err = r.loadStored(ctx, c.ID()); err != nil {
+			return nil, err
+		}
+	} else {
+		// Merge into a fork, leaving the earlier imported chart as it was.
+		doc, err := prev.doc.Fork(nil, r.id)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := doc.Merge(prev.doc); err != nil { // carries held changes over
+			return nil, err
+		}
+		prev = &loaded{id: prev.id, doc: doc, sinceSnapshot: prev.sinceSnapshot}
+	}
+	if _, err := prev.doc.Merge(c.Doc()); err != nil {
+		return nil, err
+	}
+	chart, err := record.Open(prev.doc)
+	if err != nil && !errors.Is(err, record.ErrNotAChart) {
+		return nil, err
+	}
+	return &loaded{id: c.ID(), doc: prev.doc, chart: chart, sinceSnapshot: prev.sinceSnapshot + n}, nil
 }
