@@ -1,0 +1,242 @@
+package record_test
+
+import (
+	"encoding/json"
+	"flag"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/require"
+
+	"github.com/chartsync/chartsync/crdt"
+	"github.com/chartsync/chartsync/record"
+)
+
+// TestMain runs the property tests with at least 200 cases unless the
+// caller chose a number (-rapid.checks or RAPID_CHECKS).
+func TestMain(m *testing.M) {
+	flag.Parse()
+	chosen := false
+	flag.Visit(func(f *flag.Flag) { chosen = chosen || f.Name == "rapid.checks" })
+	if _, ok := os.LookupEnv("RAPID_CHECKS"); !ok && !chosen && flag.Lookup("rapid.checks") != nil {
+		if err := flag.Set("rapid.checks", "200"); err != nil {
+			panic(err)
+		}
+	}
+	os.Exit(m.Run())
+}
+
+var (
+	t0 = time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
+
+	nurse    = record.Author{UserID: "u-amina", Name: "Amina Okafor", Role: record.RoleNurse, Device: "tablet-1"}
+	doctor   = record.Author{UserID: "u-baraka", Name: "Dr Baraka", Role: record.RoleClinician, Device: "laptop-2"}
+	labTech  = record.Author{UserID: "u-chege", Name: "Chege", Role: record.RoleLabTechnician, Device: "lab-pc"}
+	chw      = record.Author{UserID: "u-dalia", Name: "Dalia", Role: record.RoleCommunityHealthWorker, Device: "phone-7"}
+	registry = record.Author{UserID: "u-esi", Role: record.RoleRegistrationClerk}
+)
+
+func baseRegister() record.Register {
+	return record.Register{
+		GivenName: "Wanjiru", FamilyName: "Mwangi", Sex: "female", EstimatedBirthYear: 1988,
+		Village: "Kamuga", Phone: "+254 712 345678", HomeClinic: "kamuga-dispensary",
+	}
+}
+
+// newChart registers a patient in a fresh chart.
+func newChart(t testing.TB) *record.Chart {
+	t.Helper()
+	c, res, err := record.New(uuid.NewString(), crdt.NewActorID(), registry, t0, baseRegister())
+	require.NoError(t, err, "registering a valid patient")
+	require.Equal(t, c.ID(), res.EntryID)
+	return c
+}
+
+// do applies op and fails the test if it is refused.
+func do(t testing.TB, c *record.Chart, by record.Author, at time.Time, op record.Op) string {
+	t.Helper()
+	res, err := c.Do(by, at, op)
+	require.NoError(t, err, "operation %T %+v was refused", op, op)
+	require.NotEmpty(t, res.EntryID)
+	require.Equal(t, crdt.Heads{res.Change.Hash}, c.Doc().Heads(), "the change is the chart's only head")
+	return res.EntryID
+}
+
+func view(t testing.TB, c *record.Chart) record.View {
+	t.Helper()
+	v, err := c.View()
+	require.NoError(t, err, "viewing the chart")
+	return v
+}
+
+// fork copies a chart to a new device, as a replica that synced it would.
+func fork(t testing.TB, c *record.Chart) *record.Chart {
+	t.Helper()
+	d, err := c.Doc().Fork(nil, crdt.NewActorID())
+	require.NoError(t, err)
+	f, err := record.Open(d)
+	require.NoError(t, err)
+	return f
+}
+
+// merge gives dst every change of src.
+func merge(t testing.TB, dst, src *record.Chart) {
+	t.Helper()
+	_, err := dst.Doc().Merge(src.Doc())
+	require.NoError(t, err, "merging charts")
+}
+
+// mergeAll merges every chart into every other, both ways.
+func mergeAll(t testing.TB, cs ...*record.Chart) {
+	t.Helper()
+	for i := range cs {
+		for j := range cs {
+			if i != j {
+				merge(t, cs[i], cs[j])
+			}
+		}
+	}
+}
+
+// converged checks that charts agree exactly (heads, View, View JSON) and
+// returns the common view.
+func converged(t testing.TB, cs ...*record.Chart) record.View {
+	t.Helper()
+	first := view(t, cs[0])
+	js, err := json.Marshal(first)
+	require.NoError(t, err)
+	for i, c := range cs[1:] {
+		require.Equal(t, cs[0].Doc().Heads(), c.Doc().Heads(), "replica %d has other heads than replica 0", i+1)
+		v := view(t, c)
+		require.Equal(t, first, v, "replica %d shows another chart than replica 0", i+1)
+		js2, err := json.Marshal(v)
+		require.NoError(t, err)
+		require.Equal(t, string(js), string(js2), "replica %d encodes its view differently", i+1)
+	}
+	return first
+}
+
+// unchanged runs fn, which must be refused, and checks that the chart is
+// exactly as it was.
+func unchanged(t testing.TB, c *record.Chart, fn func() error) error {
+	t.Helper()
+	heads := c.Doc().Heads()
+	before := view(t, c)
+	saved := c.Doc().Save()
+	err := fn()
+	require.Error(t, err, "the bad operation was accepted")
+	require.Equal(t, heads, c.Doc().Heads(), "a refused operation changed the chart's heads")
+	require.Equal(t, before, view(t, c), "a refused operation changed the chart's view")
+	require.Equal(t, saved, c.Doc().Save(), "a refused operation changed the stored document")
+	return err
+}
+
+// find helpers return the entry of a view with the given ID.
+
+func findRx(v record.View, id string) (record.Prescription, bool) {
+	for _, p := range v.Prescriptions {
+		if p.ID == id {
+			return p, true
+		}
+	}
+	return record.Prescription{}, false
+}
+
+func findAllergy(v record.View, id string) (record.Allergy, bool) {
+	for _, a := range v.Allergies {
+		if a.ID == id {
+			return a, true
+		}
+	}
+	return record.Allergy{}, false
+}
+
+func findDiagnosis(v record.View, id string) (record.Diagnosis, bool) {
+	for _, d := range v.Diagnoses {
+		if d.ID == id {
+			return d, true
+		}
+	}
+	return record.Diagnosis{}, false
+}
+
+func findLab(v record.View, id string) (record.LabResult, bool) {
+	for _, l := range v.LabResults {
+		if l.ID == id {
+			return l, true
+		}
+	}
+	return record.LabResult{}, false
+}
+
+func findEncounter(v record.View, id string) (record.Encounter, bool) {
+	for _, e := range v.Encounters {
+		if e.ID == id {
+			return e, true
+		}
+	}
+	return record.Encounter{}, false
+}
+
+func findError(v record.View, id string) (record.ErrorEntry, bool) {
+	for _, e := range v.EnteredInError {
+		if e.ID == id {
+			return e, true
+		}
+	}
+	return record.ErrorEntry{}, false
+}
+
+func findConflict(v record.View, entryID, field string) (record.Conflict, bool) {
+	for _, c := range v.Conflicts {
+		if c.EntryID == entryID && c.Field == field {
+			return c, true
+		}
+	}
+	return record.Conflict{}, false
+}
+
+func alertsOf(v record.View, kind string) []record.Alert {
+	var out []record.Alert
+	for _, a := range v.Alerts {
+		if a.Kind == kind {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// listed reports the IDs of every entry a view shows, in a list or as
+// entered in error.
+func listed(v record.View) map[string]bool {
+	ids := map[string]bool{}
+	for _, a := range v.Allergies {
+		ids[a.ID] = true
+	}
+	for _, d := range v.Diagnoses {
+		ids[d.ID] = true
+	}
+	for _, p := range v.Prescriptions {
+		ids[p.ID] = true
+	}
+	for _, l := range v.LabResults {
+		ids[l.ID] = true
+	}
+	for _, e := range v.Encounters {
+		ids[e.ID] = true
+	}
+	for _, e := range v.EnteredInError {
+		ids[e.ID] = true
+	}
+	return ids
+}
+
+func historyOps(v record.View) []string {
+	out := make([]string, len(v.History))
+	for i, h := range v.History {
+		out[i] = h.Op
+	}
+	return out
+}
