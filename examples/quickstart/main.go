@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/chartsync/chartsync/examples/internal/chartfmt"
 	"github.com/chartsync/chartsync/record"
 	"github.com/chartsync/chartsync/replica"
 )
@@ -144,7 +145,7 @@ func run(ctx context.Context, keep bool) error {
 	if !vk.Heads.Equal(vl.Heads) {
 		return errors.New("the clinics did not converge: please report this as a bug")
 	}
-	printChart(vk)
+	chartfmt.Print(os.Stdout, vk, "   ")
 	fmt.Printf("\n   Kamuga and Lwanda hold the same version: %s\n", short(vk.Heads.String()))
 
 	step("6. Dr Mutua settles the dose and stops the duplicate; the clinics sync again")
@@ -233,40 +234,4 @@ func lastSummary(ctx context.Context, s *site, id string, res record.Result) str
 		}
 	}
 	return "(change not in history)"
-}
-
-func printChart(v record.View) {
-	p := v.Patient
-	fmt.Printf("   %s, %s, born about %d, %s — home clinic %s\n", p.FullName(), p.Sex, p.EstimatedBirthYear, p.Village, p.HomeClinic)
-	fmt.Println("   Allergies:")
-	for _, a := range v.Allergies {
-		fmt.Printf("     - %s (%s, %s): %s\n", a.Substance, a.Severity, a.Status, a.Reaction)
-	}
-	fmt.Println("   Prescriptions:")
-	for _, rx := range v.Prescriptions {
-		fmt.Printf("     - %s %g %s %s %s [%s] by %s\n", rx.Drug, rx.Dose, rx.DoseUnit, rx.Route, rx.Frequency, rx.Status, rx.RecordedBy)
-	}
-	fmt.Println("   Lab results:")
-	for _, l := range v.LabResults {
-		fmt.Printf("     - %s %g %s [%s]\n", l.Test, *l.Value, l.Unit, l.Interpretation)
-	}
-	fmt.Println("   Encounters:")
-	for _, e := range v.Encounters {
-		fmt.Printf("     - %s %s, T %.1f °C, pulse %.0f: %s\n", e.Date, e.Complaint, e.Vitals.Temperature, e.Vitals.Pulse, e.Note)
-	}
-	fmt.Println("   CONFLICTS (concurrent edits a clinician must settle):")
-	for _, c := range v.Conflicts {
-		auto := ""
-		if c.Automatic {
-			auto = " (settled by clinical precedence)"
-		}
-		fmt.Printf("     * %s %s shows %s%s; values written:\n", c.Entry, c.Field, c.Shown, auto)
-		for _, w := range c.Values {
-			fmt.Printf("         %s by %s at %s\n", w.Value, w.By, w.At.Local().Format("2006-01-02 15:04:05"))
-		}
-	}
-	fmt.Println("   ALERTS:")
-	for _, a := range v.Alerts {
-		fmt.Printf("     ! [%s] %s\n", a.Severity, a.Message)
-	}
 }
