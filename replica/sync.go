@@ -1,6 +1,7 @@
 package replica
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -264,6 +265,9 @@ func parseBundle(b *Bundle) ([]chartBatch, []crdt.Hash, error) {
 		if err != nil {
 			return nil, nil, fmt.Errorf("receive bundle: change %d: %w: %w", i, ErrMalformedBundle, err)
 		}
+		if !checksumMatches(bc.Raw, c.Hash) {
+			return nil, nil, fmt.Errorf("receive bundle: change %d: checksum does not match its content: %w", i, ErrMalformedBundle)
+		}
 		j, ok := idx[bc.Chart]
 		if !ok {
 			j = len(batches)
@@ -274,6 +278,14 @@ func parseBundle(b *Bundle) ([]chartBatch, []crdt.Hash, error) {
 		hashes = append(hashes, c.Hash)
 	}
 	return batches, hashes, nil
+}
+
+// checksumMatches reports whether a raw change's header checksum (bytes 4
+// to 8 of an Automerge chunk) is the start of its hash, as Automerge
+// defines it. Automerge does not check it when parsing changes, so a change
+// corrupted anywhere would otherwise parse as a different, valid change.
+func checksumMatches(raw []byte, h crdt.Hash) bool {
+	return len(raw) >= 8 && bytes.Equal(raw[4:8], h[:4])
 }
 
 // SyncStats reports a SyncPair.

@@ -1,0 +1,279 @@
+package replica_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"hash/crc32"
+	"testing"
+
+	"github.com/google/uuid"
+	"github.com/klauspost/compress/zstd"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/chartsync/chartsync/crdt"
+	"github.com/chartsync/chartsync/internal/wire"
+	"github.com/chartsync/chartsync/replica"
+	"github.com/chartsync/chartsync/replica/store"
+)
+
+// typedBundleErrors are the errors Receive may give for bad input.
+var typedBundleErrors = []error{replica.ErrMalformedBundle, replica.ErrBundleVersion, replica.ErrBundleTooLarge, replica.ErrWrongRecipient}
+
+func isTypedBundleError(err error) bool {
+	for _, e := range typedBundleErrors {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// frame builds a wire frame by hand, with a correct checksum, so that the
+// test can declare lengths and flags Encode would never write.
+func frame(kind, version, flags byte, rawLen, storedLen uint64, stored []byte) []byte {
+	out := []byte{'C', 'S', kind, 0x01, version, flags}
+	out = binary.AppendUvarint(out, rawLen)
+	out = binary.AppendUvarint(out, storedLen)
+	out = append(out, stored...)
+	return binary.BigEndian.AppendUint32(out, crc32.Checksum(out, crc32.MakeTable(crc32.Castagnoli)))
+}
+
+// body builds a bundle body by hand: sender and recipient, the four
+// positions, a change count, then the given fields as they are.
+func body(from, to string, pos [4]uint64, count uint64, rest ...[]byte) []byte {
+	f, _ := hex.DecodeString(from)
+	t, _ := hex.DecodeString(to)
+	out := append(append([]byte{}, f...), t...)
+	for _, p := range pos {
+		out = binary.AppendUvarint(out, p)
+	}
+	out = binary.AppendUvarint(out, count)
+	for _, r := range rest {
+		out = append(out, r...)
+	}
+	return out
+}
+
+// changeField is one change as a bundle body holds it.
+func changeField(chart string, raw []byte) []byte {
+	id := uuid.MustParse(chart)
+	return wire.AppendBytes(append([]byte{}, id[:]...), raw)
+}
+
+func encode(t testing.TB, b replica.Bundle) []byte {
+	t.Helper()
+	data, err := b.Encode()
+	require.NoError(t, err)
+	return data
+}
+
+// badBundleFixture is a recipient with charts, peers and cached charts,
+// and a well-formed bundle for it.
+type badBundleFixture struct {
+	a, b  *replica.Replica
+	chart string       // a chart both hold
+	good  []byte       // a's bundle for b: three changes
+	small []byte       // a bundle of one change
+	chs   []crdt.Change // the changes of good, in order
+	dump  func() any    // the recipient's whole store
+}
+
+func newBadBundleFixture(t *testing.T, backend string) *badBundleFixture {
+	ctx := context.Background()
+	cfg := replica.Config{Now: frozen, CompactAfter: 2}
+	f := &badBundleFixture{}
+	var a *replica.Replica
+	a, _ = newMem(t, cfg)
+	f.a = a
+	switch backend {
+	case "mem":
+		b, st := newMem(t, cfg)
+		f.b = b
+		f.dump = func() any { return dumpStore(t, st) }
+	case "sqlite":
+		path := tempDB(t, "recipient")
+		b, st := openSQLite(t, path, cfg)
+		f.b = b
+		f.dump = func() any {
+			return struct {
+				API storeDump
+				SQL string
+			}{dumpStore(t, st), sqlDump(t, path)}
+		}
+	}
+	f.chart = register(t, a, "Wanjiru", "Mwangi", "Kamuga")
+	edit(t, f.b, register(t, f.b, "Baraka", "Otieno", "Siaya"), allergy(0))
+	_, err := replica.SyncPair(ctx, a, f.b)
+	require.NoError(t, err)
+	view(t, f.b, f.chart) // cached at the recipient
+
+	for i := range 3 {
+		f.chs = append(f.chs, edit(t, a, f.chart, allergy(10+i)).Change)
+	}
+	out, err := a.MakeBundle(ctx, f.b.ID())
+	require.NoError(t, err)
+	require.Equal(t, 3, out.Changes)
+	f.good = out.Data
+	f.small = encode(t, replica.Bundle{From: a.ID(), To: f.b.ID(), Changes: []replica.BundleChange{{Chart: f.chart, Raw: f.chs[0].Raw}}})
+	return f
+}
+
+func TestBadBundlesAreRefused(t *testing.T) {
+	for _, backend := range []string{"mem", "sqlite"} {
+		t.Run(backend, func(t *testing.T) { testBadBundles(t, backend) })
+	}
+}
+
+func testBadBundles(t *testing.T, backend string) {
+	ctx := context.Background()
+	f := newBadBundleFixture(t, backend)
+	from, to := f.a.ID(), f.b.ID()
+	good, err := replica.DecodeBundle(f.good)
+	require.NoError(t, err)
+	_, goodBody, err := wire.Decode(f.good, 'B', 1, replica.MaxBundleBytes)
+	require.NoError(t, err)
+	// The recipient's log head, from the summary in its own bundle.
+	answer, err := f.b.MakeBundle(ctx, from)
+	require.NoError(t, err)
+	answerBundle, err := replica.DecodeBundle(answer.Data)
+	require.NoError(t, err)
+	bHead := answerBundle.Head
+	chartID := uuid.MustParse(f.chart)
+	raw0 := f.chs[0].Raw
+	zenc, err := zstd.NewWriter(nil)
+	require.NoError(t, err)
+	defer zenc.Close()
+	bigBody := bytes.Repeat(goodBody, 4)
+	zBig := zenc.EncodeAll(bigBody, nil)
+	savedDoc := func() []byte {
+		doc, err := crdt.New("")
+		require.NoError(t, err)
+		_, err = doc.Apply(f.chs[0])
+		_ = err // held for its dependencies; Save then holds nothing
+		return doc.Save()
+	}()
+
+	pos := func(base, upto, head, ack uint64) [4]uint64 { return [4]uint64{base, upto, head, ack} }
+	cases := []struct {
+		name string
+		data []byte
+		want error
+	}{
+		{"empty", nil, replica.ErrMalformedBundle},
+		{"not a frame", []byte("hello, this is not a bundle at all"), replica.ErrMalformedBundle},
+		{"frame of another kind", wire.Encode('R', 1, goodBody), replica.ErrMalformedBundle},
+		{"version 2", wire.Encode('B', 2, goodBody), replica.ErrBundleVersion},
+		{"version 0", wire.Encode('B', 0, goodBody), replica.ErrBundleVersion},
+		{"version 255", wire.Encode('B', 255, goodBody), replica.ErrBundleVersion},
+		{"declared body just over the limit", frame('B', 1, 0, replica.MaxBundleBytes+1, uint64(len(goodBody)), goodBody), replica.ErrBundleTooLarge},
+		{"declared body of 2^62 bytes", frame('B', 1, 1, 1<<62, uint64(len(zBig)), zBig), replica.ErrBundleTooLarge},
+		{"stored length beyond the data", frame('B', 1, 0, 1<<20, 1<<20, goodBody), replica.ErrMalformedBundle},
+		{"change over the change limit", wire.Encode('B', 1, body(from, to, pos(0, 0, 0, 0), 1,
+			chartID[:], binary.AppendUvarint(nil, replica.MaxChangeBytes+1), raw0)), replica.ErrBundleTooLarge},
+		{"compressed body longer than declared", frame('B', 1, 1, uint64(len(goodBody)), uint64(len(zBig)), zBig), replica.ErrMalformedBundle},
+		{"compressed body shorter than declared", frame('B', 1, 1, uint64(len(bigBody)+1), uint64(len(zBig)), zBig), replica.ErrMalformedBundle},
+		{"compressed body that is not zstd", frame('B', 1, 1, uint64(len(goodBody)), uint64(len(goodBody)), goodBody), replica.ErrMalformedBundle},
+		{"unknown flags", frame('B', 1, 2, uint64(len(goodBody)), uint64(len(goodBody)), goodBody), replica.ErrMalformedBundle},
+		{"raw and stored lengths differ", frame('B', 1, 0, uint64(len(goodBody)+1), uint64(len(goodBody)), goodBody), replica.ErrMalformedBundle},
+		{"byte after the frame", append(bytes.Clone(f.good), 0), replica.ErrMalformedBundle},
+		{"checksum wrong", append(bytes.Clone(f.good[:len(f.good)-1]), f.good[len(f.good)-1]^1), replica.ErrMalformedBundle},
+		{"byte after the last change", wire.Encode('B', 1, append(bytes.Clone(goodBody), 0)), replica.ErrMalformedBundle},
+		{"base after upto", wire.Encode('B', 1, body(from, to, pos(5, 4, 6, 0), 0)), replica.ErrMalformedBundle},
+		{"upto after head", wire.Encode('B', 1, body(from, to, pos(0, 7, 6, 0), 0)), replica.ErrMalformedBundle},
+		{"sender is the recipient", wire.Encode('B', 1, body(to, to, pos(0, 0, 0, 0), 0)), replica.ErrMalformedBundle},
+		{"position varint overflows", wire.Encode('B', 1, append(body(from, to, pos(0, 0, 0, 0), 0)[:32], bytes.Repeat([]byte{0xff}, 11)...)), replica.ErrMalformedBundle},
+		{"body ends inside the positions", wire.Encode('B', 1, body(from, to, pos(0, 0, 0, 0), 0)[:34]), replica.ErrMalformedBundle},
+		{"change count beyond the body", wire.Encode('B', 1, body(from, to, pos(0, 0, 0, 0), 1000, changeField(f.chart, raw0))), replica.ErrMalformedBundle},
+		{"empty change", wire.Encode('B', 1, body(from, to, pos(0, 0, 0, 0), 1, changeField(f.chart, nil))), replica.ErrMalformedBundle},
+		{"change length beyond the body", wire.Encode('B', 1, body(from, to, pos(0, 0, 0, 0), 1, changeField(f.chart, raw0)[:16+3+100])), replica.ErrMalformedBundle},
+		{"garbage change bytes", encode(t, replica.Bundle{From: from, To: to, Changes: []replica.BundleChange{
+			{Chart: f.chart, Raw: []byte("this is not an automerge change")}}}), replica.ErrMalformedBundle},
+		{"good changes, then garbage", encode(t, replica.Bundle{From: from, To: to, Changes: []replica.BundleChange{
+			{Chart: f.chart, Raw: f.chs[0].Raw}, {Chart: f.chart, Raw: f.chs[1].Raw}, {Chart: f.chart, Raw: bytes.Repeat([]byte{0x85}, 64)}}}), replica.ErrMalformedBundle},
+		{"truncated change", encode(t, replica.Bundle{From: from, To: to, Changes: []replica.BundleChange{
+			{Chart: f.chart, Raw: raw0[:len(raw0)-1]}}}), replica.ErrMalformedBundle},
+		{"two changes as one", encode(t, replica.Bundle{From: from, To: to, Changes: []replica.BundleChange{
+			{Chart: f.chart, Raw: append(bytes.Clone(f.chs[0].Raw), f.chs[1].Raw...)}}}), replica.ErrMalformedBundle},
+		{"a saved document instead of a change", encode(t, replica.Bundle{From: from, To: to, Changes: []replica.BundleChange{
+			{Chart: f.chart, Raw: savedDoc}}}), replica.ErrMalformedBundle},
+		{"acknowledges beyond the recipient's log", encode(t, replica.Bundle{From: from, To: to, Ack: bHead + 1, Changes: good.Changes}), replica.ErrMalformedBundle},
+		{"addressed to another replica", encode(t, replica.Bundle{From: from, To: crdt.NewActorID(), Changes: good.Changes}), replica.ErrWrongRecipient},
+	}
+
+	before := f.dump()
+	vBefore := view(t, f.b, f.chart)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := f.b.Receive(ctx, tc.data)
+			require.ErrorIs(t, err, tc.want)
+			assert.Equal(t, before, f.dump(), "the refused bundle left the store as it was")
+		})
+	}
+
+	// Bulk corruptions: every check on the in-memory store, a sample on
+	// SQLite, and a full comparison after each class.
+	every := 1
+	if backend == "sqlite" {
+		every = 37
+	}
+	bulk := func(t *testing.T, name string, n int, corrupt func(i int) []byte) {
+		for i := range n {
+			data := corrupt(i)
+			_, err := f.b.Receive(ctx, data)
+			require.Error(t, err, "%s %d was accepted", name, i)
+			require.True(t, isTypedBundleError(err), "%s %d: untyped error %v", name, i, err)
+			if i%every == 0 {
+				require.Equal(t, before, f.dump(), "%s %d left the store changed", name, i)
+			}
+		}
+		require.Equal(t, before, f.dump(), "%s left the store changed", name)
+	}
+	t.Run("every truncation", func(t *testing.T) {
+		bulk(t, "truncation at", len(f.good), func(i int) []byte { return f.good[:i] })
+	})
+	t.Run("every bit flip of a small bundle", func(t *testing.T) {
+		bulk(t, "bit flip", len(f.small)*8, func(i int) []byte {
+			data := bytes.Clone(f.small)
+			data[i/8] ^= 1 << (i % 8)
+			return data
+		})
+	})
+	t.Run("every byte of a change corrupted inside a well-formed bundle", func(t *testing.T) {
+		bulk(t, "change byte", len(raw0), func(i int) []byte {
+			raw := bytes.Clone(raw0)
+			raw[i] ^= 1 << (i % 8)
+			return encode(t, replica.Bundle{From: from, To: to, Changes: []replica.BundleChange{{Chart: f.chart, Raw: raw}}})
+		})
+	})
+	t.Run("every truncation of a change inside a well-formed bundle", func(t *testing.T) {
+		bulk(t, "change truncated at", len(raw0)-1, func(i int) []byte {
+			return encode(t, replica.Bundle{From: from, To: to, Changes: []replica.BundleChange{{Chart: f.chart, Raw: raw0[:i+1]}}})
+		})
+	})
+
+	// After all that the recipient is unharmed: same chart in memory, and
+	// the good bundle still applies.
+	assert.Equal(t, vBefore, view(t, f.b, f.chart), "the cached chart saw none of the refused bundles")
+	got, err := f.b.Receive(ctx, f.good)
+	require.NoError(t, err)
+	assert.Equal(t, 3, got.Applied)
+	_, err = replica.SyncPair(ctx, f.a, f.b)
+	require.NoError(t, err)
+	requireSameCharts(t, f.a, f.b)
+}
+
+// The sentinels are distinct, so a caller can tell the cases apart.
+func TestBundleErrorsAreDistinct(t *testing.T) {
+	for i, a := range typedBundleErrors {
+		for j, b := range typedBundleErrors {
+			if i != j {
+				assert.NotErrorIs(t, a, b)
+			}
+		}
+	}
+	assert.NotErrorIs(t, replica.ErrMalformedBundle, store.ErrNotFound)
+}
