@@ -75,9 +75,9 @@ func encode(t testing.TB, b replica.Bundle) []byte {
 // and a well-formed bundle for it.
 type badBundleFixture struct {
 	a, b  *replica.Replica
-	chart string       // a chart both hold
-	good  []byte       // a's bundle for b: three changes
-	small []byte       // a bundle of one change
+	chart string        // a chart both hold
+	good  []byte        // a's bundle for b: three changes
+	small []byte        // a bundle of one change
 	chs   []crdt.Change // the changes of good, in order
 	dump  func() any    // the recipient's whole store
 }
