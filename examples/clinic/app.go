@@ -1,0 +1,218 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/chartsync/chartsync/record"
+	"github.com/chartsync/chartsync/replica"
+)
+
+// app is the state of one command run: the data directory and what is
+// opened from it.
+type app struct {
+	dir string
+	out io.Writer
+	r   *replica.Replica
+}
+
+// device is the device's configuration, written by init.
+type device struct {
+	Clinic  string    `json:"clinic"`
+	Device  string    `json:"device"`
+	Cloud   string    `json:"cloud,omitempty"`
+	Created time.Time `json:"created"`
+}
+
+// session is who is logged in on this device.
+type session struct {
+	record.Author
+	Since time.Time `json:"since"`
+}
+
+var (
+	errNotInitialised = errors.New("this device is not set up")
+	errNotLoggedIn    = errors.New("no one is logged in")
+)
+
+func (a *app) path(name string) string { return filepath.Join(a.dir, name) }
+
+func (a *app) device() (device, error) {
+	var d device
+	err := readJSON(a.path("device.json"), &d)
+	if errors.Is(err, os.ErrNotExist) {
+		return d, errNotInitialised
+	}
+	return d, err
+}
+
+func (a *app) session() (session, error) {
+	var s session
+	err := readJSON(a.path("session.json"), &s)
+	if errors.Is(err, os.ErrNotExist) {
+		return s, errNotLoggedIn
+	}
+	return s, err
+}
+
+// replica opens the device's replica.
+func (a *app) replica(ctx context.Context) (*replica.Replica, error) {
+	if a.r != nil {
+		return a.r, nil
+	}
+	if _, err := a.device(); err != nil {
+		return nil, err
+	}
+	r, err := replica.Open(ctx, a.path("replica.db"), replica.Config{})
+	if err != nil {
+		return nil, err
+	}
+	a.r = r
+	return r, nil
+}
+
+func (a *app) close() {
+	if a.r != nil {
+		a.r.Close()
+	}
+}
+
+// author is the logged-in user on this device.
+func (a *app) author() (record.Author, error) {
+	d, err := a.device()
+	if err != nil {
+		return record.Author{}, err
+	}
+	s, err := a.session()
+	if err != nil {
+		return record.Author{}, err
+	}
+	s.Author.Device = d.Device
+	return s.Author, nil
+}
+
+// chart finds a chart by its ID or a unique prefix of it.
+func (a *app) chart(ctx context.Context, ref string) (string, error) {
+	r, err := a.replica(ctx)
+	if err != nil {
+		return "", err
+	}
+	if ref == "" {
+		return "", usagef("name a chart (its ID or the first characters of it; see \"clinic find\")")
+	}
+	charts, err := r.Find(ctx, "", 0)
+	if err != nil {
+		return "", err
+	}
+	var found []string
+	for _, c := range charts {
+		if strings.HasPrefix(c.ID, strings.ToLower(ref)) {
+			found = append(found, c.ID)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return "", fmt.Errorf("no chart starts with %q: find the patient with \"clinic find NAME\"", ref)
+	case 1:
+		return found[0], nil
+	}
+	return "", fmt.Errorf("%d charts start with %q: give more characters of the ID", len(found), ref)
+}
+
+// entry finds an entry of a chart by its ID or a unique prefix.
+func entry(v record.View, ref string) (string, error) {
+	var ids []string
+	for _, a := range v.Allergies {
+		ids = append(ids, a.ID)
+	}
+	for _, d := range v.Diagnoses {
+		ids = append(ids, d.ID)
+	}
+	for _, p := range v.Prescriptions {
+		ids = append(ids, p.ID)
+	}
+	for _, l := range v.LabResults {
+		ids = append(ids, l.ID)
+	}
+	for _, e := range v.Encounters {
+		ids = append(ids, e.ID)
+	}
+	ids = append(ids, v.ChartID)
+	var found []string
+	for _, id := range ids {
+		if ref != "" && strings.HasPrefix(id, strings.ToLower(ref)) {
+			found = append(found, id)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return "", fmt.Errorf("the chart has no entry starting with %q: \"clinic show CHART\" lists them", ref)
+	case 1:
+		return found[0], nil
+	}
+	return "", fmt.Errorf("%d entries start with %q: give more characters", len(found), ref)
+}
+
+// explain turns an error into what a person should do next.
+func explain(err error) string {
+	var ve *record.ValidationError
+	switch {
+	case errors.Is(err, errNotInitialised):
+		return "this device is not set up yet. Run: clinic init -clinic CLINIC-ID -device DEVICE-NAME"
+	case errors.Is(err, errNotLoggedIn):
+		return "no one is logged in. Run: clinic login -user USER-ID -name \"NAME\" -role ROLE"
+	case errors.As(err, &ve):
+		return fmt.Sprintf("%s %s. Correct it and run the command again.", strings.ReplaceAll(ve.Field, "_", " "), ve.Reason)
+	case errors.Is(err, record.ErrTransition):
+		return err.Error() + ". \"clinic show CHART\" shows each entry's status."
+	case errors.Is(err, record.ErrNotFound), errors.Is(err, replica.ErrNotFound):
+		return err.Error() + ". \"clinic find\" lists charts and \"clinic show CHART\" lists entries."
+	}
+	return err.Error()
+}
+
+func readJSON(path string, v any) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("%s is damaged (%v): restore it from a backup or run \"clinic init\" again", path, err)
+	}
+	return nil
+}
+
+// writeJSON writes v to path atomically: a temporary file, fsync, rename.
+func writeJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(append(b, '\n')); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
+}

@@ -1,0 +1,319 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/chartsync/chartsync/examples/internal/chartfmt"
+	"github.com/chartsync/chartsync/record"
+)
+
+// optFloat is a float flag that knows whether it was given.
+type optFloat struct{ v *float64 }
+
+func (o *optFloat) String() string {
+	if o == nil || o.v == nil {
+		return ""
+	}
+	return strconv.FormatFloat(*o.v, 'g', -1, 64)
+}
+
+func (o *optFloat) Set(s string) error {
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		return fmt.Errorf("%q is not a number", s)
+	}
+	o.v = &f
+	return nil
+}
+
+func optFloatFlag(fs *flag.FlagSet, name, usage string) *optFloat {
+	o := &optFloat{}
+	fs.Var(o, name, usage)
+	return o
+}
+
+// edit applies op to a chart as the logged-in user and says what was done.
+func (a *app) edit(ctx context.Context, chartRef string, op func(v record.View) (record.Op, error)) error {
+	by, err := a.author()
+	if err != nil {
+		return err
+	}
+	id, err := a.chart(ctx, chartRef)
+	if err != nil {
+		return err
+	}
+	r := a.r
+	v, err := r.Chart(ctx, id)
+	if err != nil {
+		return err
+	}
+	o, err := op(v)
+	if err != nil {
+		return err
+	}
+	res, err := r.Edit(ctx, id, by, o)
+	if err != nil {
+		return err
+	}
+	after, err := r.Chart(ctx, id)
+	if err != nil {
+		return err
+	}
+	for _, h := range after.History {
+		if h.Change == res.Change.Hash {
+			fmt.Fprintf(a.out, "Saved: %s [entry %s]\n", h.Summary, chartfmt.Short(res.EntryID))
+		}
+	}
+	for _, al := range after.Alerts {
+		if !containsAlert(v.Alerts, al) {
+			fmt.Fprintf(a.out, "!! NEW ALERT [%s] %s\n", strings.ToUpper(al.Severity), al.Message)
+		}
+	}
+	return nil
+}
+
+func containsAlert(as []record.Alert, a record.Alert) bool {
+	for _, x := range as {
+		if x.Kind == a.Kind && strings.Join(x.Entries, ",") == strings.Join(a.Entries, ",") {
+			return true
+		}
+	}
+	return false
+}
+
+// oneArg and twoArgs check positional arguments.
+func oneArg(args []string, what string) (string, error) {
+	if len(args) != 1 {
+		return "", usagef("give %s", what)
+	}
+	return args[0], nil
+}
+
+func twoArgs(args []string, what string) (string, string, error) {
+	if len(args) != 2 {
+		return "", "", usagef("give %s", what)
+	}
+	return args[0], args[1], nil
+}
+
+func init() {
+	var (
+		clinicID, deviceName, cloud string
+	)
+	register(&command{
+		name: "init", args: "-clinic CLINIC-ID -device DEVICE-NAME [-cloud URL]",
+		help: "Set up this device for a clinic (once per device).",
+		flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&clinicID, "clinic", "", "the clinic this device belongs to, e.g. kamuga-dispensary (required)")
+			fs.StringVar(&deviceName, "device", "", "a name for this device, e.g. kamuga-tablet-1 (required)")
+			fs.StringVar(&cloud, "cloud", "", "the cloud's URL, for syncing when there is signal")
+		},
+		run: func(ctx context.Context, a *app, fs *flag.FlagSet, args []string) error {
+			if clinicID == "" || deviceName == "" {
+				return usagef("-clinic and -device are required")
+			}
+			if d, err := a.device(); err == nil {
+				return fmt.Errorf("%s is already set up for clinic %s as %s: use another -dir for another device", a.dir, d.Clinic, d.Device)
+			}
+			if err := writeJSON(a.path("device.json"), device{Clinic: clinicID, Device: deviceName, Cloud: cloud, Created: time.Now().UTC()}); err != nil {
+				return fmt.Errorf("set up %s: %w", a.dir, err)
+			}
+			r, err := a.replica(ctx)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(a.out, "Device %s of clinic %s is ready (replica %s, data in %s).\nNext: clinic login -user USER-ID -name \"NAME\" -role ROLE\n", deviceName, clinicID, r.ID(), a.dir)
+			return nil
+		},
+	})
+
+	var user, name, role string
+	register(&command{
+		name: "login", args: "-user USER-ID -name NAME -role ROLE",
+		help: "Log in as a member of staff; every change records who made it.",
+		flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&user, "user", "", "your user ID (required)")
+			fs.StringVar(&name, "name", "", "your name as colleagues know it")
+			fs.StringVar(&role, "role", "", "clinician, nurse, lab-technician, registration-clerk, community-health-worker or administrator (required)")
+		},
+		run: func(ctx context.Context, a *app, fs *flag.FlagSet, args []string) error {
+			d, err := a.device()
+			if err != nil {
+				return err
+			}
+			au := record.Author{UserID: user, Name: name, Role: record.Role(role), Device: d.Device}
+			if err := au.Validate(); err != nil {
+				return err
+			}
+			if err := writeJSON(a.path("session.json"), session{Author: au, Since: time.Now().UTC()}); err != nil {
+				return err
+			}
+			fmt.Fprintf(a.out, "Logged in as %s on %s.\n", au, d.Device)
+			return nil
+		},
+	})
+
+	register(&command{
+		name: "logout", help: "Log out of this device.",
+		run: func(ctx context.Context, a *app, fs *flag.FlagSet, args []string) error {
+			s, err := a.session()
+			if err != nil {
+				return err
+			}
+			if err := os.Remove(a.path("session.json")); err != nil {
+				return err
+			}
+			fmt.Fprintf(a.out, "%s logged out.\n", s.Author)
+			return nil
+		},
+	})
+
+	register(&command{
+		name: "status", help: "Show this device, who is logged in, the charts held and changes waiting to sync.",
+		run: func(ctx context.Context, a *app, fs *flag.FlagSet, args []string) error {
+			d, err := a.device()
+			if err != nil {
+				return err
+			}
+			r, err := a.replica(ctx)
+			if err != nil {
+				return err
+			}
+			charts, err := r.Find(ctx, "", 0)
+			if err != nil {
+				return err
+			}
+			who := "no one (run clinic login)"
+			if s, err := a.session(); err == nil {
+				who = s.Author.String()
+			}
+			fmt.Fprintf(a.out, "Device %s of clinic %s, replica %s\nLogged in: %s\nCharts held: %d\n", d.Device, d.Clinic, r.ID(), who, len(charts))
+			peers, err := r.Peers(ctx)
+			if err != nil {
+				return err
+			}
+			if len(peers) == 0 {
+				fmt.Fprintln(a.out, "Never synced.")
+			}
+			for _, p := range peers {
+				fmt.Fprintf(a.out, "Peer %s: last sync %s, %d changes waiting to be sent\n", chartfmt.Short(p.ID), p.LastSync.Local().Format(time.DateTime), p.Unacknowledged)
+			}
+			return nil
+		},
+	})
+
+	var reg record.Register
+	var bornYear int
+	register(&command{
+		name: "register", args: "-given NAME -family NAME -sex SEX (-born YYYY-MM-DD | -born-year YYYY) [flags]",
+		help: "Register a new patient and print the chart ID.",
+		flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&reg.GivenName, "given", "", "given name")
+			fs.StringVar(&reg.FamilyName, "family", "", "family name")
+			fs.StringVar(&reg.Sex, "sex", "", "female, male, other or unknown")
+			fs.StringVar(&reg.BirthDate, "born", "", "birth date, YYYY-MM-DD, when known")
+			fs.IntVar(&bornYear, "born-year", 0, "estimated birth year, when the date is not known")
+			fs.StringVar(&reg.Village, "village", "", "village")
+			fs.StringVar(&reg.Address, "address", "", "address or directions")
+			fs.StringVar(&reg.Phone, "phone", "", "phone number")
+			fs.StringVar(&reg.NationalID, "national-id", "", "national health ID")
+			fs.StringVar(&reg.Guardian, "guardian", "", "guardian or next of kin")
+			fs.StringVar(&reg.HomeClinic, "home-clinic", "", "home clinic (default: this device's clinic)")
+		},
+		run: func(ctx context.Context, a *app, fs *flag.FlagSet, args []string) error {
+			by, err := a.author()
+			if err != nil {
+				return err
+			}
+			d, _ := a.device()
+			if reg.HomeClinic == "" {
+				reg.HomeClinic = d.Clinic
+			}
+			reg.EstimatedBirthYear = bornYear
+			r, err := a.replica(ctx)
+			if err != nil {
+				return err
+			}
+			id, err := r.Register(ctx, by, reg)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(a.out, "Registered %s: chart %s\n", record.Patient(reg).FullName(), id)
+			return nil
+		},
+	})
+
+	var limit int
+	register(&command{
+		name: "find", args: "[TEXT]",
+		help: "Find patients by name, village, national ID or chart ID (all when no text).",
+		flags: func(fs *flag.FlagSet) {
+			fs.IntVar(&limit, "limit", 50, "show at most this many")
+		},
+		run: func(ctx context.Context, a *app, fs *flag.FlagSet, args []string) error {
+			r, err := a.replica(ctx)
+			if err != nil {
+				return err
+			}
+			cs, err := r.Find(ctx, strings.Join(args, " "), limit)
+			if err != nil {
+				return err
+			}
+			if len(cs) == 0 {
+				fmt.Fprintln(a.out, "No patient found. Try part of a name or a village, or register the patient.")
+				return nil
+			}
+			tw := tabwriter.NewWriter(a.out, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "CHART\tNAME\tVILLAGE\tNATIONAL ID\tHOME CLINIC")
+			for _, c := range cs {
+				fmt.Fprintf(tw, "%s\t%s %s\t%s\t%s\t%s\n", chartfmt.Short(c.ID), c.GivenName, c.FamilyName, c.Village, c.NationalID, c.HomeClinic)
+			}
+			return tw.Flush()
+		},
+	})
+
+	var asJSON, withHistory bool
+	register(&command{
+		name: "show", args: "CHART",
+		help: "Show a chart, with conflicts and alerts clearly marked.",
+		flags: func(fs *flag.FlagSet) {
+			fs.BoolVar(&asJSON, "json", false, "print the chart as JSON")
+			fs.BoolVar(&withHistory, "history", false, "also print the chart's history")
+		},
+		run: func(ctx context.Context, a *app, fs *flag.FlagSet, args []string) error {
+			ref, err := oneArg(args, "a chart ID (or its first characters)")
+			if err != nil {
+				return err
+			}
+			id, err := a.chart(ctx, ref)
+			if err != nil {
+				return err
+			}
+			v, err := a.r.Chart(ctx, id)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				enc := json.NewEncoder(a.out)
+				enc.SetIndent("", "  ")
+				return enc.Encode(v)
+			}
+			chartfmt.Print(a.out, v, "")
+			if withHistory {
+				fmt.Fprintln(a.out, "History:")
+				chartfmt.History(a.out, v, "  ")
+			}
+			return nil
+		},
+	})
+
+	clinicalCommands()
+}

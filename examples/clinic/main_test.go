@@ -1,0 +1,89 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"regexp"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// clinic runs one command line against dir and returns its output.
+func clinic(t *testing.T, dir string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code = run(context.Background(), append([]string{"-dir", dir}, args...), &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+func TestClinicWorkflow(t *testing.T) {
+	dir := t.TempDir()
+	code, _, errOut := clinic(t, dir, "register", "-given", "A")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errOut, "clinic init", "an uninitialised device must say how to set it up")
+
+	code, _, errOut = clinic(t, dir, "init", "-clinic", "kamuga", "-device", "tab-1")
+	require.Zero(t, code, errOut)
+	code, _, errOut = clinic(t, dir, "init", "-clinic", "other", "-device", "tab-2")
+	assert.Equal(t, 1, code, "a device cannot be set up twice")
+	assert.Contains(t, errOut, "already set up")
+
+	code, _, errOut = clinic(t, dir, "register", "-given", "Wanjiru", "-sex", "female", "-born-year", "1988")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errOut, "clinic login")
+
+	code, _, errOut = clinic(t, dir, "login", "-user", "u1", "-name", "Nurse A", "-role", "surgeon")
+	assert.Equal(t, 1, code, "an unknown role is refused")
+	assert.Contains(t, errOut, "role")
+	code, _, errOut = clinic(t, dir, "login", "-user", "u1", "-name", "Nurse A", "-role", "nurse")
+	require.Zero(t, code, errOut)
+
+	code, out, errOut := clinic(t, dir, "register", "-given", "Wanjiru", "-family", "Mwangi", "-sex", "female", "-born-year", "1988", "-village", "Kamuga")
+	require.Zero(t, code, errOut)
+	id := regexp.MustCompile(`chart ([0-9a-f-]{36})`).FindStringSubmatch(out)
+	require.Len(t, id, 2, "register prints the chart ID: %s", out)
+	short := id[1][:8]
+
+	code, out, _ = clinic(t, dir, "find", "wanj")
+	require.Zero(t, code)
+	assert.Contains(t, out, short)
+	assert.Contains(t, out, "Kamuga")
+
+	code, _, errOut = clinic(t, dir, "allergy", "-substance", "Penicillin", "-severity", "severe", short)
+	require.Zero(t, code, errOut)
+	code, out, errOut = clinic(t, dir, "prescribe", "-drug", "Amoxicillin", "-dose", "500", "-unit", "mg", "-freq", "TDS", short)
+	require.Zero(t, code, errOut)
+	assert.Contains(t, out, "NEW ALERT", "prescribing a drug the patient is allergic to raises an alert at once")
+
+	code, _, errOut = clinic(t, dir, "prescribe", "-drug", "Amoxicillin", "-dose", "-5", "-unit", "mg", "-freq", "TDS", short)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errOut, "dose", "the error names the field to correct")
+
+	code, out, _ = clinic(t, dir, "show", short)
+	require.Zero(t, code)
+	assert.Contains(t, out, "!! ALERTS")
+	assert.Contains(t, out, "Amoxicillin 500 mg oral TDS [active]")
+	rx := regexp.MustCompile(`([0-9a-f]{8}) Amoxicillin`).FindStringSubmatch(out)
+	require.Len(t, rx, 2)
+
+	code, _, errOut = clinic(t, dir, "discontinue", short, rx[1])
+	assert.Equal(t, 1, code, "discontinuing needs a reason")
+	assert.Contains(t, errOut, "reason")
+	code, _, errOut = clinic(t, dir, "discontinue", "-reason", "allergy", short, rx[1])
+	require.Zero(t, code, errOut)
+	code, out, _ = clinic(t, dir, "show", short)
+	require.Zero(t, code)
+	assert.Contains(t, out, "[stopped]")
+	assert.NotContains(t, out, "!! ALERTS", "a stopped prescription raises no allergy alert")
+
+	code, out, _ = clinic(t, dir, "history", short)
+	require.Zero(t, code)
+	assert.Contains(t, out, "Discontinued Amoxicillin: allergy")
+
+	code, _, _ = clinic(t, dir, "show", "ffffffff")
+	assert.Equal(t, 1, code)
+	code, _, _ = clinic(t, dir, "nonsense")
+	assert.Equal(t, 2, code)
+}
