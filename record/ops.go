@@ -935,7 +935,10 @@ func (m MarkEnteredInError) plan(s *state, at time.Time) (*plan, error) {
 // ResolveConflict settles a field that concurrent edits left with several
 // values, by writing the value to keep (one of the competing values or a
 // new one). Statuses are not resolved this way: they follow the clinical
-// precedence, and the status operations change them.
+// precedence, and the status operations change them. The exception is the
+// patient's "nka" field: Value "false" confirms an allergy recorded
+// concurrently with "no known allergies" and clears the allergy-status
+// alert.
 type ResolveConflict struct {
 	EntryID string
 	Field   string
@@ -955,7 +958,13 @@ func (r ResolveConflict) plan(s *state, at time.Time) (*plan, error) {
 		return nil, invalid(r.Field, "a status follows clinical precedence; use the status operations to change it")
 	}
 	reg := e.fields[r.Field]
-	if reg == nil || len(reg.current) < 2 {
+	// "No known allergies" recorded concurrently with an allergy is not a
+	// conflict of values (the allergy wrote none) but raises the
+	// allergy-status alert; confirming the allergy (false) settles it.
+	nkaAlert := nka && r.Value == "false" && reg != nil &&
+		slices.ContainsFunc(reg.current, func(w *write) bool { return w.Value == "true" }) &&
+		slices.ContainsFunc(s.entriesOf(KindAllergy), func(a *entry) bool { return a.value("status") == StatusActive })
+	if (reg == nil || len(reg.current) < 2) && !nkaAlert {
 		return nil, fmt.Errorf("resolve %s of %s: the field is not in conflict: %w", r.Field, label(e), ErrTransition)
 	}
 	p := &plan{op: "resolve-conflict", entry: e.id}
