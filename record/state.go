@@ -107,6 +107,22 @@ func (e *entry) writeOf(field string) *write {
 	return r.current[0]
 }
 
+// statusReason returns the reason given with the displayed value of a
+// status field: when concurrent status changes each gave a reason, the
+// reason of the status that won, not merely the latest reason. Otherwise
+// it is the displayed reason.
+func (e *entry) statusReason(statusField string) string {
+	w, r := e.writeOf(statusField), e.fields["status_reason"]
+	if w != nil && r != nil && len(r.current) > 1 {
+		for _, rw := range r.current {
+			if rw.At == w.At && rw.User == w.User && rw.Device == w.Device && rw.Role == w.Role {
+				return rw.Value
+			}
+		}
+	}
+	return e.value("status_reason")
+}
+
 func resolveByPrecedence(order []string, ws []*write) *write {
 	best, bestRank := ws[0], rank(order, ws[0].Value)
 	for _, w := range ws[1:] {

@@ -236,7 +236,7 @@ func buildView(doc *crdt.Doc, s *state, heads crdt.Heads) (View, error) {
 					DoseUnit: e.value("unit"), Route: e.value("route"), Frequency: e.value("frequency"),
 					DurationDays: days, Start: e.value("start"), End: e.value("end"),
 					Instructions: e.value("instructions"), Status: e.value("status"),
-					StatusReason: e.value("status_reason"), Recorded: rec,
+					StatusReason: e.statusReason("status"), Recorded: rec,
 				})
 			case KindLabResult:
 				v.LabResults = append(v.LabResults, labResult(e, rec))
@@ -314,7 +314,7 @@ func errorEntry(e *entry) *ErrorEntry {
 	if w == nil || w.Value != StatusEnteredInError {
 		return nil
 	}
-	return &ErrorEntry{Kind: e.kind, ID: e.id, Label: label(e), Reason: e.value("status_reason"), By: w.author(), At: w.time()}
+	return &ErrorEntry{Kind: e.kind, ID: e.id, Label: label(e), Reason: e.statusReason(field), By: w.author(), At: w.time()}
 }
 
 func optFloat(s string) *float64 {
@@ -330,7 +330,7 @@ func labResult(e *entry, rec Recorded) LabResult {
 		TextValue: e.value("text"), Unit: e.value("unit"),
 		RefLow: optFloat(e.value("ref_low")), RefHigh: optFloat(e.value("ref_high")),
 		CriticalLow: optFloat(e.value("critical_low")), CriticalHigh: optFloat(e.value("critical_high")),
-		Status: e.value("status"), StatusReason: e.value("status_reason"), Recorded: rec,
+		Status: e.value("status"), StatusReason: e.statusReason("status"), Recorded: rec,
 	}
 	l.SpecimenAt, _ = time.Parse(time.RFC3339, e.value("specimen_at"))
 	l.Interpretation = interpret(l)
