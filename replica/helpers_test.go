@@ -157,7 +157,7 @@ func requireSameCharts(t testing.TB, rs ...*replica.Replica) {
 }
 
 // requireHasChanges checks that every hash is stored in st.
-func requireHasChanges(t testing.TB, st store.Store, hashes []crdt.Hash, what string) {
+func requireHasChanges(t testing.TB, st store.ChangeLog, hashes []crdt.Hash, what string) {
 	t.Helper()
 	known, err := st.Known(context.Background(), hashes)
 	require.NoError(t, err)

@@ -105,7 +105,13 @@ func (r *Replica) MakeBundle(ctx context.Context, peer string) (Outgoing, error)
 		if err != nil {
 			return Outgoing{}, fmt.Errorf("make bundle for %s: %w", peer, err)
 		}
+		// MakeBundle does not hold the write lock: changes stored since
+		// head was read belong to the next bundle, or Upto would pass Head.
+		for len(page) > 0 && page[len(page)-1].Seq > head {
+			page = page[:len(page)-1]
+		}
 		if len(page) == 0 {
+			b.Upto = head
 			break
 		}
 		picked, upto, full := selectChanges(page, peer, budget)
