@@ -158,6 +158,9 @@ func splitChunks(raw []byte) ([][]byte, error) {
 			return nil, fmt.Errorf("parse changes: bad length at byte %d: %w", len(raw)-len(rest), ErrMalformed)
 		}
 		end := 9 + k + int(n)
+		if err := checkChange(rest[:end]); err != nil {
+			return nil, fmt.Errorf("parse changes: change at byte %d: %v: %w", len(raw)-len(rest), err, ErrMalformed)
+		}
 		out = append(out, rest[:end])
 		rest = rest[end:]
 		if len(out) > maxChanges {

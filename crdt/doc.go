@@ -37,6 +37,17 @@
 //
 // # Caveats
 //
+// The pinned automerge-rs panics on some malformed changes, and a Rust
+// panic under cgo aborts the whole process (fuzzing found one: an operation
+// naming an actor the change does not list). ParseChanges therefore checks
+// every change in Go before Automerge sees it: the chunk checksum against
+// the SHA-256 of its content (so corruption in transit never reaches
+// Automerge), the header fields, the column layout and every actor index.
+// A change crafted to pass these checks and hit another panic in
+// automerge-rs would still stop the process; only authenticated peers
+// (see the transports) can send changes, and FuzzApplyCrafted exercises
+// this boundary.
+//
 // The pinned automerge-go exposes no "all values at a key" call, no patches
 // and no rollback. chartsync therefore models conflicts explicitly in the
 // document (see package record) and rolls a failed edit back by forking the

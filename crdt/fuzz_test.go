@@ -1,6 +1,8 @@
 package crdt_test
 
 import (
+	"crypto/sha256"
+	"encoding/binary"
 	"testing"
 	"time"
 
@@ -72,4 +74,65 @@ func FuzzApply(f *testing.F) {
 		}
 		_, _ = doc.Strings("m")
 	})
+}
+
+// reseal recomputes the checksum of every change chunk in data, so the
+// fuzzer explores changes that pass the checksum, as a crafted change from
+// a malicious peer would. Bytes that do not split into chunks are returned
+// as they are.
+func reseal(data []byte) []byte {
+	out := append([]byte(nil), data...)
+	for rest := out; len(rest) >= 10; {
+		n, k := binary.Uvarint(rest[9:])
+		if k <= 0 || n > uint64(len(rest)-9-k) {
+			break
+		}
+		end := 9 + k + int(n)
+		sum := sha256.Sum256(rest[8:end])
+		copy(rest[4:8], sum[:4])
+		rest = rest[end:]
+	}
+	return out
+}
+
+// FuzzApplyCrafted is FuzzApply for changes whose checksums are valid: it
+// exercises the structural checks that stand between a crafted change and
+// a panic in automerge-rs.
+func FuzzApplyCrafted(f *testing.F) {
+	base := seedDoc(f)
+	chs, err := base.Changes(nil)
+	require.NoError(f, err)
+	for _, c := range chs {
+		f.Add(c.Raw)
+	}
+	f.Add(crdt.SaveChanges(chs))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		doc, err := crdt.New("bb02")
+		require.NoError(t, err)
+		_, err = doc.Apply(chs[0])
+		require.NoError(t, err)
+		heads := doc.Heads()
+		parsed, err := crdt.ParseChanges(reseal(data))
+		if err != nil {
+			require.ErrorIs(t, err, crdt.ErrMalformed)
+			return
+		}
+		if _, err := doc.Apply(parsed...); err != nil {
+			require.ErrorIs(t, err, crdt.ErrMalformed)
+			require.Equal(t, heads, doc.Heads())
+			return
+		}
+		_, _ = doc.Strings("m")
+	})
+}
+
+// TestCraftedActorIndex is the change the fuzzer found that made
+// automerge-rs panic (an operation naming actor 48 of a change with one
+// actor), with a valid checksum: it must be refused, not crash.
+func TestCraftedActorIndex(t *testing.T) {
+	crash := []byte("\x85oJ\x830000\x01X\x00\x02\xaa\x01BX\x80\xaf\xf2ۙ4\x04i71\"\x00\n\x01\x04\x02\x06\x11\x04\x13\a\x15\n4\x02B\x05V\x04W\x05p\x02\x00\x01\x060\x00\x01\x7f\x01\x05\x02\x00\x03\x04\x00\x00\x02~\x00\x03\x03\x01~\x01m\x04note\x00\x05\x02\x05~\x00\x04\x05\x01\x02\x00\x05\x16fever\a\x00")
+	for name, data := range map[string][]byte{"as found": crash, "checksum fixed": reseal(crash)} {
+		_, err := crdt.ParseChanges(data)
+		require.ErrorIs(t, err, crdt.ErrMalformed, name)
+	}
 }

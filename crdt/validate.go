@@ -1,0 +1,215 @@
+package crdt
+
+import (
+	"bytes"
+	"compress/flate"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// This file checks a change chunk in Go before its bytes reach
+// automerge-rs. The pinned automerge-rs panics on some malformed changes
+// (for example an operation naming an actor index beyond the change's
+// actor table), and a Rust panic under cgo aborts the whole process. So
+// every change from outside is checked here first: the chunk checksum
+// against the SHA-256 of its content (which catches any corruption in
+// transit), the header fields, the column layout, and every actor index.
+// See the package documentation's Caveats for what this cannot catch.
+
+// Chunk types of the Automerge binary format.
+const (
+	chunkDocument   = 0
+	chunkChange     = 1
+	chunkCompressed = 2
+)
+
+// maxInflate bounds a deflated column once inflated.
+const maxInflate = 64 << 20
+
+// checkChange validates one raw change chunk (magic, checksum, type, length
+// and body, as split by splitChunks).
+func checkChange(chunk []byte) error {
+	if len(chunk) < 10 || !bytes.Equal(chunk[:4], chunkMagic) {
+		return errors.New("no change header")
+	}
+	switch chunk[8] {
+	case chunkChange:
+	case chunkCompressed:
+		return errors.New("compressed change chunks are not accepted")
+	default:
+		return fmt.Errorf("chunk type %d is not a change", chunk[8])
+	}
+	sum := sha256.Sum256(chunk[8:])
+	if !bytes.Equal(sum[:4], chunk[4:8]) {
+		return errors.New("checksum does not match the content")
+	}
+	n, k := binary.Uvarint(chunk[9:])
+	if k <= 0 || uint64(len(chunk)-9-k) != n {
+		return errors.New("bad length")
+	}
+	return checkChangeBody(chunk[9+k:])
+}
+
+// reader reads the fields of a change body, bounding every length by the
+// bytes that remain.
+type reader struct {
+	b   []byte
+	err error
+}
+
+func (r *reader) fail(what string) {
+	if r.err == nil {
+		r.err = fmt.Errorf("truncated or invalid %s", what)
+	}
+}
+
+func (r *reader) uvarint(what string) uint64 {
+	if r.err != nil {
+		return 0
+	}
+	v, k := binary.Uvarint(r.b)
+	if k <= 0 {
+		r.fail(what)
+		return 0
+	}
+	r.b = r.b[k:]
+	return v
+}
+
+// svarint reads a signed LEB128 value (not zig-zag).
+func (r *reader) svarint(what string) int64 {
+	if r.err != nil {
+		return 0
+	}
+	var v int64
+	var shift uint
+	for i := 0; i < len(r.b) && i < 10; i++ {
+		c := r.b[i]
+		v |= int64(c&0x7f) << shift
+		shift += 7
+		if c&0x80 == 0 {
+			if shift < 64 && c&0x40 != 0 {
+				v |= -1 << shift
+			}
+			r.b = r.b[i+1:]
+			return v
+		}
+	}
+	r.fail(what)
+	return 0
+}
+
+func (r *reader) bytes(n uint64, what string) []byte {
+	if r.err != nil {
+		return nil
+	}
+	if n > uint64(len(r.b)) {
+		r.fail(what)
+		return nil
+	}
+	out := r.b[:n]
+	r.b = r.b[n:]
+	return out
+}
+
+// checkChangeBody validates a change chunk's body: dependencies, actor,
+// sequence numbers, time, message, other actors, then the operation
+// columns, whose actor indices must name an actor of the change.
+func checkChangeBody(body []byte) error {
+	r := &reader{b: body}
+	deps := r.uvarint("dependency count")
+	if r.err == nil && deps > uint64(len(r.b))/32 {
+		r.fail("dependencies")
+	}
+	r.bytes(deps*32, "dependencies")
+	if n := r.uvarint("actor length"); r.err == nil && n == 0 {
+		return errors.New("empty actor id")
+	} else {
+		r.bytes(n, "actor")
+	}
+	if seq := r.uvarint("sequence number"); r.err == nil && seq == 0 {
+		return errors.New("sequence number 0")
+	}
+	r.uvarint("start op")
+	r.svarint("time")
+	r.bytes(r.uvarint("message length"), "message")
+	others := r.uvarint("actor count")
+	if r.err == nil && others > uint64(len(r.b)) {
+		r.fail("actors")
+	}
+	for i := uint64(0); i < others && r.err == nil; i++ {
+		if n := r.uvarint("actor length"); r.err == nil && n == 0 {
+			return errors.New("empty actor id")
+		} else {
+			r.bytes(n, "actor")
+		}
+	}
+	actors := others + 1
+	ncols := r.uvarint("column count")
+	if r.err == nil && ncols > uint64(len(r.b)) {
+		r.fail("columns")
+	}
+	type column struct{ spec, length uint64 }
+	cols := make([]column, 0, min(ncols, 64))
+	var total uint64
+	for i := uint64(0); i < ncols && r.err == nil; i++ {
+		c := column{spec: r.uvarint("column spec"), length: r.uvarint("column length")}
+		if r.err == nil && len(cols) > 0 && c.spec <= cols[len(cols)-1].spec {
+			return errors.New("columns out of order")
+		}
+		total += c.length
+		if total > uint64(len(r.b)) {
+			r.fail("column data")
+		}
+		cols = append(cols, c)
+	}
+	if r.err != nil {
+		return r.err
+	}
+	for _, c := range cols {
+		data := r.bytes(c.length, "column data")
+		if c.spec&0x08 != 0 { // deflated
+			inflated, err := io.ReadAll(io.LimitReader(flate.NewReader(bytes.NewReader(data)), maxInflate+1))
+			if err != nil || len(inflated) > maxInflate {
+				return fmt.Errorf("column %d: bad deflate data", c.spec>>4)
+			}
+			data = inflated
+		}
+		if c.spec&0x07 == 1 { // actor index column
+			if err := checkActorColumn(data, actors); err != nil {
+				return fmt.Errorf("column %d: %w", c.spec>>4, err)
+			}
+		}
+	}
+	return r.err
+}
+
+// checkActorColumn walks a run-length encoded column of actor indices and
+// checks each is below actors.
+func checkActorColumn(data []byte, actors uint64) error {
+	r := &reader{b: data}
+	for len(r.b) > 0 && r.err == nil {
+		n := r.svarint("run length")
+		switch {
+		case n > 0: // a run of one repeated value
+			if v := r.uvarint("actor index"); r.err == nil && v >= actors {
+				return fmt.Errorf("actor index %d beyond the %d actors of the change", v, actors)
+			}
+		case n < 0: // -n literal values
+			if uint64(-n) > uint64(len(r.b)) {
+				return errors.New("literal run longer than the column")
+			}
+			for i := int64(0); i < -n && r.err == nil; i++ {
+				if v := r.uvarint("actor index"); r.err == nil && v >= actors {
+					return fmt.Errorf("actor index %d beyond the %d actors of the change", v, actors)
+				}
+			}
+		default: // a run of nulls
+			r.uvarint("null run")
+		}
+	}
+	return r.err
+}
