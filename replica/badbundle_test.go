@@ -64,7 +64,7 @@ func changeField(chart string, raw []byte) []byte {
 	return wire.AppendBytes(append([]byte{}, id[:]...), raw)
 }
 
-func encode(t testing.TB, b replica.Bundle) []byte {
+func encode(t T, b replica.Bundle) []byte {
 	t.Helper()
 	data, err := b.Encode()
 	require.NoError(t, err)

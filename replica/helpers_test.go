@@ -24,6 +24,14 @@ import (
 
 // Fixtures shared by the replica tests.
 
+// T is what most helpers need of a test; *testing.T and *rapid.T both
+// have it.
+type T interface {
+	Helper()
+	Errorf(format string, args ...any)
+	FailNow()
+}
+
 var (
 	nurse  = record.Author{UserID: "u-amina", Name: "Amina", Role: record.RoleNurse, Device: "tablet-1"}
 	doctor = record.Author{UserID: "u-baraka", Name: "Dr Baraka", Role: record.RoleClinician, Device: "laptop-2"}
@@ -80,7 +88,7 @@ func tempDB(t testing.TB, name string) string {
 }
 
 // register creates a chart with a recognisable name.
-func register(t testing.TB, r *replica.Replica, given, family, village string) string {
+func register(t T, r *replica.Replica, given, family, village string) string {
 	t.Helper()
 	id, err := r.Register(context.Background(), nurse, record.Register{
 		GivenName: given, FamilyName: family, Sex: "female", EstimatedBirthYear: 1988,
@@ -91,14 +99,14 @@ func register(t testing.TB, r *replica.Replica, given, family, village string) s
 }
 
 // edit applies op and returns the change it made.
-func edit(t testing.TB, r *replica.Replica, chart string, op record.Op) record.Result {
+func edit(t T, r *replica.Replica, chart string, op record.Op) record.Result {
 	t.Helper()
 	res, err := r.Edit(context.Background(), chart, doctor, op)
 	require.NoError(t, err, "edit chart %s with %T", chart, op)
 	return res
 }
 
-func view(t testing.TB, r *replica.Replica, chart string) record.View {
+func view(t T, r *replica.Replica, chart string) record.View {
 	t.Helper()
 	v, err := r.Chart(context.Background(), chart)
 	require.NoError(t, err, "view chart %s", chart)
@@ -115,7 +123,7 @@ func prescribe(drug string, dose float64) record.Prescribe {
 }
 
 // chartIDs lists the IDs of every chart a replica indexes, sorted.
-func chartIDs(t testing.TB, r *replica.Replica) []string {
+func chartIDs(t T, r *replica.Replica) []string {
 	t.Helper()
 	cs, err := r.Find(context.Background(), "", 0)
 	require.NoError(t, err, "list charts")
@@ -129,7 +137,7 @@ func chartIDs(t testing.TB, r *replica.Replica) []string {
 
 // requireSameCharts checks that replicas hold the same charts with equal
 // heads and byte-identical views.
-func requireSameCharts(t testing.TB, rs ...*replica.Replica) {
+func requireSameCharts(t T, rs ...*replica.Replica) {
 	t.Helper()
 	ctx := context.Background()
 	want := chartIDs(t, rs[0])
@@ -157,7 +165,7 @@ func requireSameCharts(t testing.TB, rs ...*replica.Replica) {
 }
 
 // requireHasChanges checks that every hash is stored in st.
-func requireHasChanges(t testing.TB, st store.ChangeLog, hashes []crdt.Hash, what string) {
+func requireHasChanges(t T, st store.ChangeLog, hashes []crdt.Hash, what string) {
 	t.Helper()
 	known, err := st.Known(context.Background(), hashes)
 	require.NoError(t, err)
@@ -176,7 +184,7 @@ type storeDump struct {
 	ReplicaID string
 }
 
-func dumpStore(t testing.TB, st store.Store) storeDump {
+func dumpStore(t T, st store.Store) storeDump {
 	t.Helper()
 	ctx := context.Background()
 	var d storeDump
@@ -211,7 +219,7 @@ func dumpStore(t testing.TB, st store.Store) storeDump {
 
 // sqlDump is the logical content of a SQLite database file, every row of
 // every table (sqlite_sequence included), read over a second connection.
-func sqlDump(t testing.TB, path string) string {
+func sqlDump(t T, path string) string {
 	t.Helper()
 	db, err := sql.Open("sqlite3", "file:"+path+"?mode=ro")
 	require.NoError(t, err)

@@ -1,0 +1,282 @@
+package replica_test
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"pgregory.net/rapid"
+
+	"github.com/chartsync/chartsync/crdt"
+	"github.com/chartsync/chartsync/record"
+	"github.com/chartsync/chartsync/replica"
+	"github.com/chartsync/chartsync/replica/store"
+	"github.com/chartsync/chartsync/replica/store/sqlite"
+)
+
+// The property: replicas that edit at random and swap bundles at random,
+// with bundles lost, repeated and reordered on the way, and that restart
+// at random, all hold the same charts once they have synced pairwise until
+// nothing moves, and no acknowledged edit is lost.
+
+// flight is a bundle on its way.
+type flight struct {
+	from, to int
+	data     []byte
+}
+
+// sim is one run of the property.
+type sim struct {
+	ctx     context.Context
+	cfg     replica.Config
+	reps    []*replica.Replica
+	logs    []store.ChangeLog
+	open    func(i int) (*replica.Replica, store.ChangeLog) // (re)opens replica i over its store
+	acked   []crdt.Hash
+	flights []flight
+}
+
+func (s *sim) close() {
+	for _, r := range s.reps {
+		_ = r.Close()
+	}
+}
+
+// editErrors are the errors an edit may give for an operation that does
+// not fit the chart; any other error fails the property.
+var editErrors = []error{record.ErrInvalid, record.ErrNotFound, record.ErrTransition, replica.ErrNotFound}
+
+func (s *sim) actions() map[string]func(*rapid.T) {
+	pick := func(t *rapid.T, label string) int { return rapid.IntRange(0, len(s.reps)-1).Draw(t, label) }
+	return map[string]func(*rapid.T){
+		"register": func(t *rapid.T) {
+			i := pick(t, "replica")
+			id, err := s.reps[i].Register(s.ctx, nurse, record.Register{
+				GivenName: rapid.SampledFrom([]string{"Wanjiru", "Baraka", "Amina"}).Draw(t, "given"),
+				Sex:       "female", EstimatedBirthYear: 1980, HomeClinic: fmt.Sprintf("clinic-%d", i),
+			})
+			require.NoError(t, err)
+			h, err := s.reps[i].Heads(s.ctx, id)
+			require.NoError(t, err)
+			s.acked = append(s.acked, h...)
+		},
+		"edit": func(t *rapid.T) {
+			i := pick(t, "replica")
+			r := s.reps[i]
+			ids := chartIDs(t, r)
+			if len(ids) == 0 {
+				t.Skip("no chart to edit")
+			}
+			id := rapid.SampledFrom(ids).Draw(t, "chart")
+			v, err := r.Chart(s.ctx, id)
+			if errors.Is(err, replica.ErrNotFound) {
+				return // its registration has not arrived here yet
+			}
+			require.NoError(t, err)
+			op := drawOp(t, v)
+			res, err := r.Edit(s.ctx, id, doctor, op)
+			if err != nil {
+				for _, e := range editErrors {
+					if errors.Is(err, e) {
+						return
+					}
+				}
+				t.Fatalf("edit %T on replica %d: unexpected error %v", op, i, err)
+			}
+			s.acked = append(s.acked, res.Change.Hash)
+		},
+		"send": func(t *rapid.T) {
+			i, j := pick(t, "from"), pick(t, "to")
+			if i == j {
+				t.Skip("a replica does not sync with itself")
+			}
+			out, err := s.reps[i].MakeBundle(s.ctx, s.reps[j].ID())
+			require.NoError(t, err)
+			s.flights = append(s.flights, flight{from: i, to: j, data: out.Data})
+		},
+		"deliver": func(t *rapid.T) {
+			if len(s.flights) == 0 {
+				t.Skip("nothing in flight")
+			}
+			k := rapid.IntRange(0, len(s.flights)-1).Draw(t, "flight") // any order
+			f := s.flights[k]
+			_, err := s.reps[f.to].Receive(s.ctx, f.data)
+			require.NoError(t, err, "bundle from %d to %d", f.from, f.to)
+			if !rapid.Bool().Draw(t, "deliver again later") {
+				s.flights = append(s.flights[:k], s.flights[k+1:]...)
+			}
+		},
+		"drop": func(t *rapid.T) {
+			if len(s.flights) == 0 {
+				t.Skip("nothing in flight")
+			}
+			k := rapid.IntRange(0, len(s.flights)-1).Draw(t, "flight")
+			s.flights = append(s.flights[:k], s.flights[k+1:]...)
+		},
+		"restart": func(t *rapid.T) {
+			i := pick(t, "replica")
+			require.NoError(t, s.reps[i].Close())
+			s.reps[i], s.logs[i] = s.open(i)
+		},
+	}
+}
+
+// drawOp draws an operation that usually fits the chart.
+func drawOp(t *rapid.T, v record.View) record.Op {
+	substances := []string{"Penicillin", "Sulfa", "Latex", "Peanut"}
+	drugs := []string{"Amoxicillin", "Paracetamol", "Metformin"}
+	var rxID, encID, anyID string
+	if len(v.Prescriptions) > 0 {
+		rxID = rapid.SampledFrom(v.Prescriptions).Draw(t, "prescription").ID
+		anyID = rxID
+	}
+	if len(v.Encounters) > 0 {
+		encID = rapid.SampledFrom(v.Encounters).Draw(t, "encounter").ID
+		if anyID == "" {
+			anyID = encID
+		}
+	}
+	switch rapid.IntRange(0, 9).Draw(t, "op") {
+	case 0:
+		return record.AddAllergy{Substance: rapid.SampledFrom(substances).Draw(t, "substance"),
+			Severity: rapid.SampledFrom([]string{"mild", "moderate", "severe"}).Draw(t, "severity")}
+	case 1:
+		return record.ReviseDose{PrescriptionID: rxID, Dose: float64(rapid.IntRange(1, 4).Draw(t, "dose") * 250), Reason: "review"}
+	case 2:
+		return record.Discontinue{PrescriptionID: rxID, Reason: "finished"}
+	case 3:
+		return record.PutOnHold{PrescriptionID: rxID, Reason: "surgery"}
+	case 4:
+		village := rapid.SampledFrom([]string{"Kamuga", "Siaya", "Kisumu"}).Draw(t, "village")
+		return record.UpdateDemographics{Village: &village}
+	case 5:
+		return record.AddEncounter{Date: "2026-03-02", Complaint: "fever", Note: "seen"}
+	case 6:
+		return record.EditNote{EncounterID: encID, Pos: rapid.IntRange(0, 4).Draw(t, "pos"), Insert: rapid.SampledFrom([]string{"a", "bc", " "}).Draw(t, "text")}
+	case 7:
+		return record.Diagnose{Code: "B54", Text: "Malaria"}
+	case 8:
+		return record.MarkEnteredInError{EntryID: anyID, Reason: "wrong patient"}
+	default:
+		return record.Prescribe{Drug: rapid.SampledFrom(drugs).Draw(t, "drug"), Dose: 500, DoseUnit: "mg", Route: "oral", Frequency: "TDS"}
+	}
+}
+
+// settle syncs every pair until a whole pass moves no change, then checks
+// that the replicas agree and that nothing acknowledged is missing.
+func (s *sim) settle(t *rapid.T) {
+	quiet := false
+	for pass := 0; pass < 20 && !quiet; pass++ {
+		quiet = true
+		for i := range s.reps {
+			for j := i + 1; j < len(s.reps); j++ {
+				st, err := replica.SyncPair(s.ctx, s.reps[i], s.reps[j])
+				require.NoError(t, err, "sync %d and %d", i, j)
+				if st.ChangesAToB+st.ChangesBToA > 0 {
+					quiet = false
+				}
+			}
+		}
+	}
+	require.True(t, quiet, "replicas still exchanging changes after 20 passes")
+	requireSameCharts(t, s.reps...)
+
+	// Every acknowledged edit is stored everywhere and applied: it is in
+	// some chart's history.
+	applied := map[crdt.Hash]bool{}
+	for _, id := range chartIDs(t, s.reps[0]) {
+		for _, h := range view(t, s.reps[0], id).History {
+			applied[h.Change] = true
+		}
+	}
+	for i := range s.reps {
+		requireHasChanges(t, s.logs[i], s.acked, fmt.Sprintf("replica %d", i))
+	}
+	for _, h := range s.acked {
+		require.True(t, applied[h], "acknowledged edit %s is in no chart's history", h)
+	}
+	// Every replica's acknowledgements have caught up.
+	for i, r := range s.reps {
+		ps, err := r.Peers(s.ctx)
+		require.NoError(t, err)
+		for _, p := range ps {
+			require.Zero(t, p.Unacknowledged, "replica %d still waits for %s to acknowledge changes", i, p.ID)
+		}
+	}
+}
+
+func drawConfig(t *rapid.T) replica.Config {
+	return replica.Config{
+		CacheCharts:  rapid.IntRange(1, 4).Draw(t, "cache charts"),
+		CompactAfter: rapid.IntRange(1, 8).Draw(t, "compact after"),
+		BundleBytes:  rapid.SampledFrom([]int{0, 1, 1500, 4000}).Draw(t, "bundle bytes"),
+	}
+}
+
+func TestPropertyConvergence(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		s := &sim{ctx: context.Background(), cfg: drawConfig(t)}
+		n := rapid.IntRange(3, 5).Draw(t, "replicas")
+		mems := make([]*store.Mem, n)
+		s.open = func(i int) (*replica.Replica, store.ChangeLog) {
+			r, err := replica.New(s.ctx, keepOpen{mems[i]}, s.cfg)
+			require.NoError(t, err)
+			return r, mems[i]
+		}
+		s.reps, s.logs = make([]*replica.Replica, n), make([]store.ChangeLog, n)
+		for i := range n {
+			mems[i] = store.NewMem()
+			s.reps[i], s.logs[i] = s.open(i)
+		}
+		defer s.close()
+		t.Repeat(s.actions())
+		s.settle(t)
+	})
+}
+
+func TestPropertyConvergenceSQLite(t *testing.T) {
+	setRapidChecks(t, 6)
+	rapid.Check(t, func(rt *rapid.T) {
+		s := &sim{ctx: context.Background(), cfg: drawConfig(rt)}
+		n := rapid.IntRange(3, 4).Draw(rt, "replicas")
+		dir, err := os.MkdirTemp(t.TempDir(), "run")
+		require.NoError(rt, err)
+		s.open = func(i int) (*replica.Replica, store.ChangeLog) {
+			st, err := sqlite.Open(s.ctx, filepath.Join(dir, fmt.Sprintf("r%d.db", i)))
+			require.NoError(rt, err)
+			r, err := replica.New(s.ctx, st, s.cfg)
+			require.NoError(rt, err)
+			return r, st
+		}
+		s.reps, s.logs = make([]*replica.Replica, n), make([]store.ChangeLog, n)
+		for i := range n {
+			s.reps[i], s.logs[i] = s.open(i)
+		}
+		defer s.close()
+		rt.Repeat(s.actions())
+		s.settle(rt)
+	})
+}
+
+// setRapidChecks lowers the number of rapid checks for one slow test,
+// unless -rapid.checks was given.
+func setRapidChecks(t *testing.T, n int) {
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == "rapid.checks" })
+	if set {
+		return
+	}
+	f := flag.Lookup("rapid.checks")
+	if f == nil {
+		return
+	}
+	old := f.Value.String()
+	require.NoError(t, f.Value.Set(strconv.Itoa(n)))
+	t.Cleanup(func() { _ = f.Value.Set(old) })
+}
