@@ -28,6 +28,14 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
+// tb is what the helpers need of a test: *testing.T, *testing.B and
+// *rapid.T all qualify.
+type tb interface {
+	Helper()
+	Errorf(format string, args ...any)
+	FailNow()
+}
+
 var (
 	t0 = time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
 
@@ -46,7 +54,7 @@ func baseRegister() record.Register {
 }
 
 // newChart registers a patient in a fresh chart.
-func newChart(t testing.TB) *record.Chart {
+func newChart(t tb) *record.Chart {
 	t.Helper()
 	c, res, err := record.New(uuid.NewString(), crdt.NewActorID(), registry, t0, baseRegister())
 	require.NoError(t, err, "registering a valid patient")
@@ -55,7 +63,7 @@ func newChart(t testing.TB) *record.Chart {
 }
 
 // do applies op and fails the test if it is refused.
-func do(t testing.TB, c *record.Chart, by record.Author, at time.Time, op record.Op) string {
+func do(t tb, c *record.Chart, by record.Author, at time.Time, op record.Op) string {
 	t.Helper()
 	res, err := c.Do(by, at, op)
 	require.NoError(t, err, "operation %T %+v was refused", op, op)
@@ -64,7 +72,7 @@ func do(t testing.TB, c *record.Chart, by record.Author, at time.Time, op record
 	return res.EntryID
 }
 
-func view(t testing.TB, c *record.Chart) record.View {
+func view(t tb, c *record.Chart) record.View {
 	t.Helper()
 	v, err := c.View()
 	require.NoError(t, err, "viewing the chart")
@@ -72,7 +80,7 @@ func view(t testing.TB, c *record.Chart) record.View {
 }
 
 // fork copies a chart to a new device, as a replica that synced it would.
-func fork(t testing.TB, c *record.Chart) *record.Chart {
+func fork(t tb, c *record.Chart) *record.Chart {
 	t.Helper()
 	d, err := c.Doc().Fork(nil, crdt.NewActorID())
 	require.NoError(t, err)
@@ -82,14 +90,14 @@ func fork(t testing.TB, c *record.Chart) *record.Chart {
 }
 
 // merge gives dst every change of src.
-func merge(t testing.TB, dst, src *record.Chart) {
+func merge(t tb, dst, src *record.Chart) {
 	t.Helper()
 	_, err := dst.Doc().Merge(src.Doc())
 	require.NoError(t, err, "merging charts")
 }
 
 // mergeAll merges every chart into every other, both ways.
-func mergeAll(t testing.TB, cs ...*record.Chart) {
+func mergeAll(t tb, cs ...*record.Chart) {
 	t.Helper()
 	for i := range cs {
 		for j := range cs {
@@ -102,7 +110,7 @@ func mergeAll(t testing.TB, cs ...*record.Chart) {
 
 // converged checks that charts agree exactly (heads, View, View JSON) and
 // returns the common view.
-func converged(t testing.TB, cs ...*record.Chart) record.View {
+func converged(t tb, cs ...*record.Chart) record.View {
 	t.Helper()
 	first := view(t, cs[0])
 	js, err := json.Marshal(first)
@@ -120,7 +128,7 @@ func converged(t testing.TB, cs ...*record.Chart) record.View {
 
 // unchanged runs fn, which must be refused, and checks that the chart is
 // exactly as it was.
-func unchanged(t testing.TB, c *record.Chart, fn func() error) error {
+func unchanged(t tb, c *record.Chart, fn func() error) error {
 	t.Helper()
 	heads := c.Doc().Heads()
 	before := view(t, c)
@@ -138,7 +146,7 @@ func unchanged(t testing.TB, c *record.Chart, fn func() error) error {
 }
 
 // changeSet returns the hashes of every change a document holds.
-func changeSet(t testing.TB, d *crdt.Doc) map[crdt.Hash]bool {
+func changeSet(t tb, d *crdt.Doc) map[crdt.Hash]bool {
 	t.Helper()
 	chs, err := d.Changes(nil)
 	require.NoError(t, err)
