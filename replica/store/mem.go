@@ -22,6 +22,7 @@ type Mem struct {
 	snapshots map[string]Snapshot
 	peers     map[string]Peer
 	meta      map[string]string
+	grants    []Grant
 
 	FailWrites error
 }
@@ -150,7 +151,7 @@ func (m *Mem) Charts(ctx context.Context, q Query) ([]Chart, error) {
 	var out []Chart
 	for _, c := range m.charts {
 		if Matches(c, q.Text) {
-			c.Heads = slices.Clone(c.Heads)
+			c.Heads, c.Scope = slices.Clone(c.Heads), slices.Clone(c.Scope)
 			out = append(out, c)
 		}
 	}
@@ -158,6 +159,28 @@ func (m *Mem) Charts(ctx context.Context, q Query) ([]Chart, error) {
 	if q.Limit > 0 && len(out) > q.Limit {
 		out = out[:q.Limit]
 	}
+	return out, nil
+}
+
+// Grants implements Index.
+func (m *Mem) Grants(ctx context.Context, clinic string, after, upto uint64) ([]Grant, error) {
+	unlock, err := m.lock()
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	var out []Grant
+	for _, g := range m.grants {
+		if g.Clinic == clinic && g.Seq > after && g.Seq <= upto {
+			out = append(out, g)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Seq != out[j].Seq {
+			return out[i].Seq < out[j].Seq
+		}
+		return out[i].Chart < out[j].Chart
+	})
 	return out, nil
 }
 
@@ -229,10 +252,13 @@ func (m *Mem) Write(ctx context.Context, b Batch) (uint64, error) {
 		m.byHash[c.Hash] = len(m.log) - 1
 	}
 	for _, c := range b.Charts {
-		c.Heads = slices.Clone(c.Heads)
+		c.Heads, c.Scope = slices.Clone(c.Heads), slices.Clone(c.Scope)
 		m.charts[c.ID] = c
 	}
 	head := uint64(len(m.log))
+	for _, g := range b.Grants {
+		m.grants = append(m.grants, Grant{Chart: g.Chart, Clinic: g.Clinic, Seq: head})
+	}
 	for _, s := range b.Snapshots {
 		m.snapshots[s.Chart] = Snapshot{Chart: s.Chart, Seq: head, Data: bytes.Clone(s.Data)}
 	}

@@ -62,7 +62,25 @@ type Chart struct {
 	Village    string
 	NationalID string
 	HomeClinic string
-	Updated    time.Time
+	// Scope lists the clinics whose devices may hold the chart (its home
+	// clinic and active referrals), sorted.
+	Scope   []string
+	Updated time.Time
+}
+
+// Grant records that a clinic joined a chart's scope at log position Seq:
+// its devices must then be sent the chart's earlier changes too.
+type Grant struct {
+	Chart  string
+	Clinic string
+	Seq    uint64
+}
+
+// NewGrant adds a Grant; Write sets its Seq to the log head once the
+// batch's changes are added.
+type NewGrant struct {
+	Chart  string
+	Clinic string
 }
 
 // Snapshot is a chart saved whole; Seq is the log position it covers: every
@@ -109,6 +127,7 @@ type Batch struct {
 	Charts    []Chart // upserted by ID
 	Snapshots []NewSnapshot
 	Peers     []Peer // upserted by ID
+	Grants    []NewGrant
 }
 
 // ChangeLog is the log of changes.
@@ -133,6 +152,9 @@ type Index interface {
 	Charts(ctx context.Context, q Query) ([]Chart, error)
 	// Snapshot returns a chart's snapshot, or ErrNotFound.
 	Snapshot(ctx context.Context, chart string) (Snapshot, error)
+	// Grants returns the grants to clinic with after < Seq <= upto, in
+	// Seq order.
+	Grants(ctx context.Context, clinic string, after, upto uint64) ([]Grant, error)
 }
 
 // Store is durable storage for one replica.

@@ -23,6 +23,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
@@ -54,8 +55,15 @@ CREATE TABLE IF NOT EXISTS charts (
 	village     TEXT NOT NULL DEFAULT '',
 	national_id TEXT NOT NULL DEFAULT '',
 	home_clinic TEXT NOT NULL DEFAULT '',
+	scope       TEXT NOT NULL DEFAULT '[]',
 	updated     INTEGER NOT NULL DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS grants (
+	clinic TEXT NOT NULL,
+	seq    INTEGER NOT NULL,
+	chart  TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS grants_by_clinic ON grants(clinic, seq);
 CREATE TABLE IF NOT EXISTS snapshots (chart TEXT PRIMARY KEY, seq INTEGER NOT NULL, data BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS peers (
 	id        TEXT PRIMARY KEY,
@@ -256,14 +264,18 @@ func decodeHeads(b []byte) (crdt.Heads, error) {
 	return h, nil
 }
 
-const chartCols = "id, heads, given, family, village, national_id, home_clinic, updated"
+const chartCols = "id, heads, given, family, village, national_id, home_clinic, scope, updated"
 
 func scanChart(sc interface{ Scan(...any) error }) (store.Chart, error) {
 	var c store.Chart
 	var heads []byte
 	var updated int64
-	if err := sc.Scan(&c.ID, &heads, &c.GivenName, &c.FamilyName, &c.Village, &c.NationalID, &c.HomeClinic, &updated); err != nil {
+	var scope string
+	if err := sc.Scan(&c.ID, &heads, &c.GivenName, &c.FamilyName, &c.Village, &c.NationalID, &c.HomeClinic, &scope, &updated); err != nil {
 		return c, err
+	}
+	if err := json.Unmarshal([]byte(scope), &c.Scope); err != nil {
+		return c, fmt.Errorf("chart %s: scope %q: %w", c.ID, scope, err)
 	}
 	h, err := decodeHeads(heads)
 	if err != nil {
@@ -274,6 +286,30 @@ func scanChart(sc interface{ Scan(...any) error }) (store.Chart, error) {
 		c.Updated = time.UnixMilli(updated).UTC()
 	}
 	return c, nil
+}
+
+// Grants implements store.Index.
+func (s *Store) Grants(ctx context.Context, clinic string, after, upto uint64) ([]store.Grant, error) {
+	if err := s.check(); err != nil {
+		return nil, err
+	}
+	rows, err := s.db.QueryContext(ctx, "SELECT chart, seq FROM grants WHERE clinic = ? AND seq > ? AND seq <= ? ORDER BY seq, chart", clinic, after, upto)
+	if err != nil {
+		return nil, fmt.Errorf("read grants to %s: %w", clinic, err)
+	}
+	defer rows.Close()
+	var out []store.Grant
+	for rows.Next() {
+		g := store.Grant{Clinic: clinic}
+		if err := rows.Scan(&g.Chart, &g.Seq); err != nil {
+			return nil, fmt.Errorf("read grants to %s: %w", clinic, err)
+		}
+		out = append(out, g)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read grants to %s: %w", clinic, err)
+	}
+	return out, nil
 }
 
 // Chart implements store.Index.
@@ -425,10 +461,18 @@ func (s *Store) Write(ctx context.Context, b store.Batch) (uint64, error) {
 		}
 	}
 	for _, c := range b.Charts {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO charts(`+chartCols+`) VALUES(?, ?, ?, ?, ?, ?, ?, ?)
+		scope, err := json.Marshal(c.Scope)
+		if err != nil {
+			return 0, fmt.Errorf("write chart %s: %w", c.ID, err)
+		}
+		if c.Scope == nil {
+			scope = []byte("[]")
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO charts(`+chartCols+`) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT(id) DO UPDATE SET heads = excluded.heads, given = excluded.given, family = excluded.family,
-			village = excluded.village, national_id = excluded.national_id, home_clinic = excluded.home_clinic, updated = excluded.updated`,
-			c.ID, encodeHeads(c.Heads), c.GivenName, c.FamilyName, c.Village, c.NationalID, c.HomeClinic, millis(c.Updated)); err != nil {
+			village = excluded.village, national_id = excluded.national_id, home_clinic = excluded.home_clinic,
+			scope = excluded.scope, updated = excluded.updated`,
+			c.ID, encodeHeads(c.Heads), c.GivenName, c.FamilyName, c.Village, c.NationalID, c.HomeClinic, string(scope), millis(c.Updated)); err != nil {
 			return 0, fmt.Errorf("write chart %s: %w", c.ID, err)
 		}
 	}
@@ -439,6 +483,11 @@ func (s *Store) Write(ctx context.Context, b store.Batch) (uint64, error) {
 	for _, sn := range b.Snapshots {
 		if _, err := tx.ExecContext(ctx, "INSERT INTO snapshots(chart, seq, data) VALUES(?, ?, ?) ON CONFLICT(chart) DO UPDATE SET seq = excluded.seq, data = excluded.data", sn.Chart, head, sn.Data); err != nil {
 			return 0, fmt.Errorf("write snapshot of %s: %w", sn.Chart, err)
+		}
+	}
+	for _, g := range b.Grants {
+		if _, err := tx.ExecContext(ctx, "INSERT INTO grants(clinic, seq, chart) VALUES(?, ?, ?)", g.Clinic, head, g.Chart); err != nil {
+			return 0, fmt.Errorf("write grant of %s to %s: %w", g.Chart, g.Clinic, err)
 		}
 	}
 	for _, p := range b.Peers {

@@ -161,6 +161,43 @@ func Run(t *testing.T, open func(t *testing.T) Opened) {
 		assert.Equal(t, []byte("snap2"), snap.Data, "a snapshot replaces the previous one")
 	})
 
+	t.Run("ScopeAndGrants", func(t *testing.T) {
+		s := open(t).Store
+		_, err := s.Write(ctx, store.Batch{
+			Changes: []store.NewChange{change("a", 1, "")},
+			Charts:  []store.Chart{{ID: "a", HomeClinic: "north", Scope: []string{"north"}}, {ID: "b"}},
+			Grants:  []store.NewGrant{{Chart: "a", Clinic: "north"}},
+		})
+		require.NoError(t, err)
+		h2, err := s.Write(ctx, store.Batch{
+			Changes: []store.NewChange{change("a", 2, ""), change("b", 1, "")},
+			Charts:  []store.Chart{{ID: "a", HomeClinic: "north", Scope: []string{"north", "south"}}},
+			Grants:  []store.NewGrant{{Chart: "a", Clinic: "south"}, {Chart: "b", Clinic: "north"}},
+		})
+		require.NoError(t, err)
+		a, err := s.Chart(ctx, "a")
+		require.NoError(t, err)
+		assert.Equal(t, []string{"north", "south"}, a.Scope, "a chart's scope is stored with its index entry")
+		b, err := s.Chart(ctx, "b")
+		require.NoError(t, err)
+		assert.Empty(t, b.Scope)
+
+		north, err := s.Grants(ctx, "north", 0, h2)
+		require.NoError(t, err)
+		require.Len(t, north, 2)
+		assert.Equal(t, store.Grant{Chart: "a", Clinic: "north", Seq: 1}, north[0], "a grant's Seq is the log head after its batch")
+		assert.Equal(t, store.Grant{Chart: "b", Clinic: "north", Seq: h2}, north[1])
+		after, err := s.Grants(ctx, "north", 1, h2)
+		require.NoError(t, err)
+		assert.Equal(t, []store.Grant{{Chart: "b", Clinic: "north", Seq: h2}}, after, "grants at or before after are left out")
+		upto, err := s.Grants(ctx, "south", 0, h2-1)
+		require.NoError(t, err)
+		assert.Empty(t, upto, "grants after upto are left out")
+		none, err := s.Grants(ctx, "east", 0, h2)
+		require.NoError(t, err)
+		assert.Empty(t, none)
+	})
+
 	t.Run("PeersAndMeta", func(t *testing.T) {
 		s := open(t).Store
 		at := time.Date(2026, 11, 4, 10, 0, 0, 0, time.UTC)
