@@ -69,6 +69,13 @@
 //     drug classes (allergy-drug), and a critical lab value
 //     (critical-lab).
 //
+// # Scope
+//
+// A chart belongs to its home clinic and to every clinic it is referred to
+// (Refer, EndReferral); Chart.Scope lists them, and a sync server sends a
+// clinic's devices only the charts in its scope. While a concurrent change
+// of home clinic is unresolved, both clinics are in scope.
+//
 // # Caveats
 //
 // Views are computed from the whole document; a chart with thousands of

@@ -56,6 +56,7 @@ var precedence = map[string][]string{
 	KindAllergy + ".status":         {StatusEnteredInError, StatusActive, StatusInactive, StatusResolved},
 	KindLabResult + ".status":       {StatusEnteredInError, StatusCorrected, StatusFinal, StatusPreliminary},
 	KindEncounter + ".status":       {StatusEnteredInError, StatusRecorded},
+	KindReferral + ".status":        {StatusEnteredInError, StatusEnded, StatusActive},
 	KindDiagnosis + ".clinical":     {"relapse", "recurrence", "active", "remission", "inactive", "resolved"},
 	KindDiagnosis + ".verification": {StatusEnteredInError, "confirmed", "provisional", "differential", "unconfirmed", "refuted"},
 	// An allergy recorded concurrently with "no known allergies" wins.
@@ -197,6 +198,10 @@ var fields = map[string]map[string]fieldSpec{
 		"critical_low": optional(number(-1e9, 1e9)), "critical_high": optional(number(-1e9, 1e9)),
 		"specimen_at": timestamp,
 		"status":      oneOf(StatusPreliminary, StatusFinal, StatusCorrected, StatusEnteredInError), "status_reason": text(500),
+	},
+	KindReferral: {
+		"clinic": text(100), "reason": text(500),
+		"status": oneOf(StatusActive, StatusEnded, StatusEnteredInError), "status_reason": text(500),
 	},
 	KindEncounter: {
 		"date": date, "clinician": text(200), "complaint": text(1000),

@@ -988,6 +988,8 @@ func label(e *entry) string {
 		return e.value("date") + " " + e.value("complaint")
 	case KindPatient:
 		return strings.TrimSpace(e.value("given") + " " + e.value("family"))
+	case KindReferral:
+		return "referral to " + e.value("clinic")
 	}
 	return e.id
 }

@@ -211,7 +211,7 @@ func readState(doc *crdt.Doc) (*state, error) {
 
 func knownKind(k string) bool {
 	switch k {
-	case KindPatient, KindAllergy, KindDiagnosis, KindPrescription, KindLabResult, KindEncounter:
+	case KindPatient, KindAllergy, KindDiagnosis, KindPrescription, KindLabResult, KindEncounter, KindReferral:
 		return true
 	}
 	return false

@@ -25,12 +25,15 @@ type View struct {
 	// The lists below leave out entries entered in error; those are in
 	// EnteredInError. They include inactive, stopped and completed
 	// entries, each with its status.
-	Allergies      []Allergy      `json:"allergies"`
-	Diagnoses      []Diagnosis    `json:"diagnoses"`
-	Prescriptions  []Prescription `json:"prescriptions"`
-	LabResults     []LabResult    `json:"lab_results"`
-	Encounters     []Encounter    `json:"encounters"`
-	EnteredInError []ErrorEntry   `json:"entered_in_error"`
+	Allergies     []Allergy      `json:"allergies"`
+	Diagnoses     []Diagnosis    `json:"diagnoses"`
+	Prescriptions []Prescription `json:"prescriptions"`
+	LabResults    []LabResult    `json:"lab_results"`
+	Encounters    []Encounter    `json:"encounters"`
+	// Referrals are the clinics the chart is shared with besides its home
+	// clinic.
+	Referrals      []Referral   `json:"referrals"`
+	EnteredInError []ErrorEntry `json:"entered_in_error"`
 	// Conflicts lists every field that concurrent edits left with more
 	// than one value.
 	Conflicts []Conflict `json:"conflicts"`
@@ -198,13 +201,13 @@ func buildView(doc *crdt.Doc, s *state, heads crdt.Heads) (View, error) {
 	v := View{
 		ChartID: s.chartID, Heads: heads, Patient: s.patientView(), Unreadable: s.unreadable,
 		Allergies: []Allergy{}, Diagnoses: []Diagnosis{}, Prescriptions: []Prescription{}, LabResults: []LabResult{},
-		Encounters: []Encounter{}, EnteredInError: []ErrorEntry{}, Conflicts: []Conflict{}, Alerts: []Alert{},
+		Encounters: []Encounter{}, Referrals: []Referral{}, EnteredInError: []ErrorEntry{}, Conflicts: []Conflict{}, Alerts: []Alert{},
 	}
 	notes, err := readNotes(doc)
 	if err != nil {
 		return View{}, err
 	}
-	kinds := []string{KindPatient, KindAllergy, KindDiagnosis, KindPrescription, KindLabResult, KindEncounter}
+	kinds := []string{KindPatient, KindAllergy, KindDiagnosis, KindPrescription, KindLabResult, KindEncounter, KindReferral}
 	for _, kind := range kinds {
 		for _, e := range s.entriesOf(kind) {
 			v.Conflicts = append(v.Conflicts, conflicts(e)...)
@@ -240,6 +243,11 @@ func buildView(doc *crdt.Doc, s *state, heads crdt.Heads) (View, error) {
 				})
 			case KindLabResult:
 				v.LabResults = append(v.LabResults, labResult(e, rec))
+			case KindReferral:
+				v.Referrals = append(v.Referrals, Referral{
+					ID: e.id, Clinic: e.value("clinic"), Reason: e.value("reason"), Status: e.value("status"),
+					StatusReason: e.value("status_reason"), Recorded: rec,
+				})
 			case KindEncounter:
 				enc := Encounter{
 					ID: e.id, Date: e.value("date"), Clinician: e.value("clinician"),
