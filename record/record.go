@@ -124,6 +124,12 @@ func (c *Chart) state() (*state, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read chart %s: %w", c.id, err)
 	}
+	if s.chartID != c.id {
+		// Another chart's first change was merged in and its containers
+		// won: showing them, or writing into them, would put one
+		// patient's data under another's chart.
+		return nil, fmt.Errorf("read chart %s: the document now shows chart %q: %w", c.id, s.chartID, ErrNotAChart)
+	}
 	c.st, c.heads = s, h
 	return s, nil
 }
