@@ -1017,3 +1017,35 @@ func TestMergeStatusReasonFollowsShownStatus(t *testing.T) {
 	require.True(t, ok)
 	assert.Len(t, c.Values, 2)
 }
+
+// Merging another patient's chart into this one (a misrouted bundle) must
+// never show or edit that patient's data under this chart: either this
+// chart's data stays what it was, or the chart refuses to be read or
+// written with ErrNotAChart. Which of the two happens depends on the
+// actor IDs, so the test tries until it has seen both.
+func TestMergingAnotherChartNeverShowsItAsThisOne(t *testing.T) {
+	var refused, kept int
+	for i := 0; i < 40 && (refused == 0 || kept == 0); i++ {
+		c := seedChart(t)
+		before := view(t, c)
+		merge(t, c, newChart(t))
+		v, err := c.View()
+		if err != nil {
+			require.ErrorIs(t, err, record.ErrNotAChart)
+			_, err = c.Do(nurse, t0.Add(time.Hour), record.AddAllergy{Substance: "Latex", Severity: "mild"})
+			require.ErrorIs(t, err, record.ErrNotAChart, "a write went into another patient's chart")
+			_, err = c.Patient()
+			require.ErrorIs(t, err, record.ErrNotAChart)
+			refused++
+			continue
+		}
+		kept++
+		require.Equal(t, c.ID(), v.ChartID)
+		assert.Equal(t, before.Patient, v.Patient)
+		assert.Equal(t, before.Prescriptions, v.Prescriptions)
+		assert.Equal(t, before.Allergies, v.Allergies)
+		assert.Equal(t, before.Encounters, v.Encounters)
+	}
+	assert.Positive(t, refused, "never saw the other chart's containers win")
+	assert.Positive(t, kept, "never saw this chart's containers win")
+}

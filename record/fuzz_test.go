@@ -1,0 +1,159 @@
+package record_test
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/chartsync/chartsync/crdt"
+	"github.com/chartsync/chartsync/record"
+)
+
+// seedChart is a chart with entries of every kind, a merged conflict and
+// a note, as fuzz seeds start from.
+func seedChart(t tb) *record.Chart {
+	t.Helper()
+	c := newChart(t)
+	at := t0
+	next := func() time.Time { at = at.Add(time.Minute); return at }
+	rx := do(t, c, doctor, next(), record.Prescribe{Drug: "Amoxicillin", Dose: 500, DoseUnit: "mg", Route: "oral", Frequency: "TDS"})
+	do(t, c, nurse, next(), record.AddAllergy{Substance: "Sulfa", Severity: "severe"})
+	do(t, c, doctor, next(), record.Diagnose{Code: "B54", Text: "Malaria"})
+	do(t, c, labTech, next(), record.RecordLabResult{Test: "Potassium", Value: record.Ptr(7.1), Unit: "mmol/L", CriticalHigh: record.Ptr(6.5), SpecimenAt: t0})
+	enc := do(t, c, nurse, next(), record.AddEncounter{Complaint: "fever", Note: "hot for 2 days"})
+	other := fork(t, c)
+	do(t, c, doctor, next(), record.ReviseDose{PrescriptionID: rx, Dose: 250})
+	do(t, other, nurse, next(), record.ReviseDose{PrescriptionID: rx, Dose: 1000})
+	do(t, other, nurse, next(), record.EditNote{EncounterID: enc, Pos: 0, Insert: "Child "})
+	merge(t, c, other)
+	return c
+}
+
+// mutations returns truncations and bit flips of b.
+func mutations(b []byte) [][]byte {
+	var out [][]byte
+	for _, n := range []int{1, 4, 8, 9, 10, 16, 40, len(b) / 2, len(b) - 1} {
+		if n > 0 && n < len(b) {
+			out = append(out, b[:n])
+		}
+	}
+	for _, i := range []int{0, 4, 8, 9, 12, 40, len(b) / 3, len(b) / 2, len(b) - 2} {
+		if i >= 0 && i < len(b) {
+			f := append([]byte(nil), b...)
+			f[i] ^= 0x04
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// FuzzOpenChart reads arbitrary bytes as a saved chart: they are refused
+// with ErrMalformed (not a document) or ErrNotAChart (not a chart), or
+// they open as a chart whose view can be read, never a panic.
+func FuzzOpenChart(f *testing.F) {
+	c := seedChart(f)
+	save := c.Doc().Save()
+	f.Add(save)
+	for _, m := range mutations(save) {
+		f.Add(m)
+	}
+	f.Add(newChart(f).Doc().Save())
+	chs, err := c.Doc().Changes(nil)
+	require.NoError(f, err)
+	f.Add(crdt.SaveChanges(chs))
+	f.Add(chs[0].Raw)
+	notChart, err := crdt.New("")
+	require.NoError(f, err)
+	_, err = notChart.Edit("x", t0, func(tx *crdt.Tx) error { return tx.PutMap(nil, "chart") })
+	require.NoError(f, err)
+	f.Add(notChart.Save())
+	f.Add([]byte{})
+	f.Add([]byte{0x85, 0x6f, 0x4a, 0x83})
+
+	f.Fuzz(func(t *testing.T, data []byte) {
+		doc, err := crdt.Load(data, "")
+		if err != nil {
+			require.ErrorIs(t, err, crdt.ErrMalformed)
+			return
+		}
+		chart, err := record.Open(doc)
+		if err != nil {
+			require.ErrorIs(t, err, record.ErrNotAChart)
+			return
+		}
+		v, err := chart.View()
+		if err != nil {
+			require.ErrorIs(t, err, crdt.ErrMalformed, "a chart that opened could not be viewed")
+			return
+		}
+		require.Equal(t, chart.ID(), v.ChartID)
+		_, err = json.Marshal(v)
+		require.NoError(t, err)
+	})
+}
+
+// FuzzApplyToChart applies arbitrary bytes, parsed as changes, to a real
+// chart: either they are refused with ErrMalformed and the chart is
+// exactly as it was, or they apply (or are held for missing
+// dependencies) and the chart can still be viewed.
+func FuzzApplyToChart(f *testing.F) {
+	base := seedChart(f)
+	// Changes the base lacks, made on another device.
+	away := fork(f, base)
+	v := view(f, base)
+	do(f, away, doctor, t0.Add(time.Hour), record.Prescribe{Drug: "Paracetamol", Dose: 1, DoseUnit: "g", Route: "oral", Frequency: "QID"})
+	do(f, away, doctor, t0.Add(time.Hour), record.MarkEnteredInError{EntryID: v.Diagnoses[0].ID, Reason: "wrong patient"})
+	do(f, away, nurse, t0.Add(time.Hour), record.EditNote{EncounterID: v.Encounters[0].ID, Pos: 3, Delete: 2, Insert: "ld"})
+	fresh, err := away.Doc().Changes(base.Doc().Heads())
+	require.NoError(f, err)
+	require.Len(f, fresh, 3)
+	for _, c := range fresh {
+		f.Add(c.Raw)
+		for _, m := range mutations(c.Raw) {
+			f.Add(m)
+		}
+	}
+	all := crdt.SaveChanges(fresh)
+	f.Add(all)
+	f.Add(crdt.SaveChanges([]crdt.Change{fresh[2], fresh[0], fresh[1]}))
+	f.Add(crdt.SaveChanges(fresh[1:])) // held: its dependency is missing
+	for _, m := range mutations(all) {
+		f.Add(m)
+	}
+	// Changes the chart already has.
+	own, err := base.Doc().Changes(nil)
+	require.NoError(f, err)
+	f.Add(crdt.SaveChanges(own[len(own)-2:]))
+	// Another chart's registration.
+	foreign, err := newChart(f).Doc().Changes(nil)
+	require.NoError(f, err)
+	f.Add(foreign[0].Raw)
+
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c := fork(t, base)
+		heads, before, pending := c.Doc().Heads(), view(t, c), len(c.Doc().Pending())
+		chs, err := crdt.ParseChanges(data)
+		if err != nil {
+			require.ErrorIs(t, err, crdt.ErrMalformed)
+			return
+		}
+		if _, err := c.Doc().Apply(chs...); err != nil {
+			require.ErrorIs(t, err, crdt.ErrMalformed)
+			require.Equal(t, heads, c.Doc().Heads(), "a refused change moved the chart's heads")
+			require.Equal(t, before, view(t, c), "a refused change altered the chart")
+			require.Len(t, c.Doc().Pending(), pending, "a refused change is held")
+			return
+		}
+		after, err := c.View()
+		if err != nil {
+			// Only another chart's registration, winning the chart's
+			// containers, stops a chart from being read.
+			require.ErrorIs(t, err, record.ErrNotAChart, "the chart cannot be viewed after changes applied")
+			return
+		}
+		require.Equal(t, c.ID(), after.ChartID)
+		require.GreaterOrEqual(t, len(after.History), len(before.History), "applying changes lost history")
+	})
+}
