@@ -1,0 +1,81 @@
+// Package device gives each chartsync device an identity and tells every
+// replica which devices to believe.
+//
+// # Identity
+//
+// A device runs one replica. Its Identity binds that replica's ID (which is
+// also the Automerge actor of every change it makes) and its clinic to two
+// secret keys: an ed25519 key that signs (relay bundles, enrolment
+// requests, and later HTTP requests and changes), and an age X25519
+// identity that decrypts what other devices encrypt to it. Generate makes
+// one; Save writes it to a file readable by its owner only (0600), atomically
+// (temporary file, fsync, rename, fsync of the directory); Load reads it
+// back and refuses a file others can read. Public is what others may know:
+// replica ID, clinic, signing key and age recipient.
+//
+// Every signature names its purpose ("enrolment/v1", "relay/v1", ...): the
+// message signed is "chartsync/" + purpose + a zero byte + the message, so
+// a signature made for one purpose never verifies as another. Signatures
+// are plain Ed25519 (crypto/ed25519), which any platform can check.
+//
+// # Enrolment
+//
+// An Authority (the cloud's key, or a hub administrator's) enrols a device
+// by signing an Enrolment: replica ID, clinic, signing key, age recipient,
+// issued and expiry times, and the authority's own public key. The signed
+// record is a small file that needs no further protection: it can be
+// handed over on a USB stick or over Bluetooth, so a clinic that has never
+// been online is enrolled like this:
+//
+//  1. the clinic device runs Generate and writes Identity.Request, its
+//     public identity signed with its own key (proof that it holds it);
+//  2. the request travels to the hub (USB stick, relay phone); the hub
+//     administrator checks it (ParseRequest, and the clinic's word for the
+//     Fingerprint of its key) and signs it (Authority.EnrolRequest);
+//  3. the hub hands back the enrolment file and a roster file
+//     (Roster.Encode) holding the enrolments of the hub and every device
+//     the clinic will exchange bundles with; the clinic merges them
+//     (Roster.Merge).
+//
+// The only thing a device must get from a trusted hand is the authority's
+// public key (TrustedAuthority), installed with the app or compared by
+// Fingerprint; everything else proves itself.
+//
+// # Roster
+//
+// A Roster holds, per replica ID, the enrolment in force, each verified
+// against the trusted authority keys. Lookup returns a sender's keys or
+// ErrUnknownDevice, ErrExpired or ErrRevoked; Add and Merge refuse forged
+// records (ErrBadSignature), records of untrusted keys
+// (ErrUnknownAuthority) and records an authority may not sign
+// (ErrOutOfScope: a hub key limited to its clinics). A record issued later
+// replaces an earlier one for the same replica (new keys after a lost
+// phone; Authority.Revoke to cut a device off), and records settle the
+// same way whatever order they arrive in.
+//
+// File formats are frames of package internal/wire (versioned, length
+// framed, checksummed); every length is bounded before allocation, and
+// FuzzDecodeEnrolment and FuzzMergeRoster exercise the decoders.
+//
+// # Usage
+//
+//	cloud, _ := device.NewAuthority()
+//	id, _ := device.Generate(r.ID(), "kamuga")
+//	_ = id.Save("kamuga.key")
+//	enrolment, _ := cloud.EnrolRequest(id.Request(), time.Now(), 365*24*time.Hour)
+//	roster, _ := device.NewRoster(device.RosterConfig{
+//		Authorities: []device.TrustedAuthority{{Key: cloud.PublicKey()}},
+//	})
+//	_, _ = roster.Add(enrolment)
+//	pub, err := roster.Lookup(r.ID())
+//
+// # Caveats
+//
+// Expiry follows the local clock; an offline device whose clock runs far
+// ahead treats enrolments as expired, one whose clock runs behind keeps
+// believing them longer. Enrolments are not checked for "not before".
+// Revocation only takes effect where the revocation record has arrived. An
+// identity file is protected by file permissions only, not by a
+// passphrase. The age keys are X25519, as the transports' design asks;
+// age's post-quantum hybrid keys would be a new format version.
+package device

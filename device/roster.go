@@ -1,0 +1,334 @@
+package device
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/chartsync/chartsync/internal/wire"
+)
+
+// TrustedAuthority is an authority key a roster trusts, and the clinics it
+// may enrol devices for.
+type TrustedAuthority struct {
+	Key ed25519.PublicKey
+	// Clinics the authority may enrol devices of; empty means any clinic
+	// (the cloud's key). A hub administrator's key is usually limited to
+	// the clinics the hub serves.
+	Clinics []string
+}
+
+func (t TrustedAuthority) covers(clinic string) bool {
+	return len(t.Clinics) == 0 || slices.Contains(t.Clinics, clinic)
+}
+
+// RosterConfig configures a Roster. Authorities is required.
+type RosterConfig struct {
+	// Authorities are the keys whose enrolments are believed. They are
+	// installed with the app or checked by Fingerprint, never learnt from
+	// a file that arrived by courier.
+	Authorities []TrustedAuthority
+	// Now is the clock that decides expiry; nil means time.Now.
+	Now func() time.Time
+}
+
+// Validate reports a configuration that cannot work.
+func (c RosterConfig) Validate() error {
+	if len(c.Authorities) == 0 {
+		return errors.New("roster config: no trusted authority")
+	}
+	for i, a := range c.Authorities {
+		if len(a.Key) != ed25519.PublicKeySize {
+			return fmt.Errorf("roster config: authority %d: key of %d bytes", i, len(a.Key))
+		}
+		for _, c := range a.Clinics {
+			if err := CheckClinic(c); err != nil {
+				return fmt.Errorf("roster config: authority %d: %w", i, err)
+			}
+		}
+	}
+	return nil
+}
+
+// Roster is a directory of enrolled devices: the enrolment in force for
+// each replica ID, each verified against a trusted authority. Transports
+// look up a sender's keys in it. It is safe for concurrent use.
+type Roster struct {
+	cfg RosterConfig
+	mu  sync.RWMutex
+	by  map[string]Enrolment
+}
+
+// NewRoster returns an empty roster trusting cfg.Authorities.
+func NewRoster(cfg RosterConfig) (*Roster, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	cfg.Authorities = slices.Clone(cfg.Authorities)
+	return &Roster{cfg: cfg, by: map[string]Enrolment{}}, nil
+}
+
+func (r *Roster) authority(key ed25519.PublicKey) (TrustedAuthority, bool) {
+	for _, a := range r.cfg.Authorities {
+		if bytes.Equal(a.Key, key) {
+			return a, true
+		}
+	}
+	return TrustedAuthority{}, false
+}
+
+// Add verifies a signed enrolment file and records it, returning the
+// enrolment now in force for its replica.
+//
+// A record is refused with ErrMalformed (or ErrVersion, ErrTooLarge),
+// ErrBadSignature (forged or altered), ErrUnknownAuthority (signed by a key
+// not trusted), ErrOutOfScope (the authority may not enrol that clinic's
+// devices, or may not override the enrolment held, which is of another
+// clinic) or ErrExpired (no longer in force). A revocation is accepted like
+// an enrolment. A record issued before the one held changes nothing; one
+// issued later replaces it (re-enrolment with new keys, or revocation).
+// Adding the same record twice changes nothing.
+func (r *Roster) Add(data []byte) (Enrolment, error) {
+	e, err := decodeEnrolment(data)
+	if err != nil {
+		return Enrolment{}, fmt.Errorf("add enrolment: %w", err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.add(e)
+}
+
+// add checks trust and expiry and records e. r.mu is held.
+func (r *Roster) add(e Enrolment) (Enrolment, error) {
+	id := e.Device.ReplicaID
+	a, ok := r.authority(e.Authority)
+	if !ok {
+		return Enrolment{}, fmt.Errorf("add enrolment of %s: authority %s: %w", id, Fingerprint(e.Authority), ErrUnknownAuthority)
+	}
+	if !a.covers(e.Device.Clinic) {
+		return Enrolment{}, fmt.Errorf("add enrolment of %s: clinic %s: %w", id, e.Device.Clinic, ErrOutOfScope)
+	}
+	if !e.Revoked && !e.ValidAt(r.cfg.Now()) {
+		return Enrolment{}, fmt.Errorf("add enrolment of %s: expired %s: %w", id, e.Expires.Format(time.RFC3339), ErrExpired)
+	}
+	old, held := r.by[id]
+	if held {
+		if bytes.Equal(old.raw, e.raw) || !supersedes(e, old) {
+			return old, nil
+		}
+		if old.Device.Clinic != e.Device.Clinic && !a.covers(old.Device.Clinic) {
+			return Enrolment{}, fmt.Errorf("add enrolment of %s: held for clinic %s: %w", id, old.Device.Clinic, ErrOutOfScope)
+		}
+	}
+	r.by[id] = e
+	return e, nil
+}
+
+// supersedes reports whether e replaces old: issued later, or at the same
+// second and a revocation, or else the greater bytes (so every roster
+// settles on the same record whatever the order records arrive in).
+func supersedes(e, old Enrolment) bool {
+	if !e.Issued.Equal(old.Issued) {
+		return e.Issued.After(old.Issued)
+	}
+	if e.Revoked != old.Revoked {
+		return e.Revoked
+	}
+	return bytes.Compare(e.raw, old.raw) > 0
+}
+
+// Lookup returns the keys of the device running replicaID. It returns an
+// error matching ErrUnknownDevice if no enrolment is held, ErrRevoked if
+// it was revoked, or ErrExpired if it has expired.
+func (r *Roster) Lookup(replicaID string) (Public, error) {
+	r.mu.RLock()
+	e, ok := r.by[replicaID]
+	r.mu.RUnlock()
+	switch {
+	case !ok:
+		return Public{}, fmt.Errorf("device %s: %w", replicaID, ErrUnknownDevice)
+	case e.Revoked:
+		return Public{}, fmt.Errorf("device %s: revoked %s: %w", replicaID, e.Issued.Format(time.RFC3339), ErrRevoked)
+	case !e.ValidAt(r.cfg.Now()):
+		return Public{}, fmt.Errorf("device %s: enrolment expired %s: %w", replicaID, e.Expires.Format(time.RFC3339), ErrExpired)
+	}
+	return e.Device, nil
+}
+
+// Verify checks that sig is replicaID's signature for purpose over msg,
+// made with the key it is enrolled with. Errors are Lookup's, or match
+// ErrBadSignature.
+func (r *Roster) Verify(replicaID, purpose string, msg, sig []byte) (Public, error) {
+	p, err := r.Lookup(replicaID)
+	if err != nil {
+		return Public{}, err
+	}
+	if err := p.Verify(purpose, msg, sig); err != nil {
+		return Public{}, err
+	}
+	return p, nil
+}
+
+// Enrolments returns every record held, in force or not, sorted by replica
+// ID.
+func (r *Roster) Enrolments() []Enrolment {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := make([]Enrolment, 0, len(r.by))
+	for _, e := range r.by {
+		out = append(out, e)
+	}
+	slices.SortFunc(out, func(a, b Enrolment) int { return strings.Compare(a.Device.ReplicaID, b.Device.ReplicaID) })
+	return out
+}
+
+// Encode returns a roster file holding every record (each still signed by
+// its authority, so the file needs no signature of its own): what a hub
+// hands to a clinic that was never online, with the clinic's own
+// enrolment, on a USB stick.
+func (r *Roster) Encode() []byte {
+	es := r.Enrolments()
+	var body []byte
+	body = binary.AppendUvarint(body, uint64(len(es)))
+	for _, e := range es {
+		body = wire.AppendBytes(body, e.raw)
+	}
+	return wire.Encode(kindRoster, rosterVersion, body)
+}
+
+// MergeResult reports a Merge.
+type MergeResult struct {
+	Added   int // records that are now in force
+	Skipped int // records older than those held, or expired
+}
+
+// Merge adds every record of a roster file (Encode) or a single enrolment
+// file. It is all or nothing for forgery: if any record is malformed,
+// forged, signed by an untrusted authority or out of its authority's scope,
+// nothing is added and the error says which. Expired and superseded records
+// are skipped and counted.
+func (r *Roster) Merge(data []byte) (MergeResult, error) {
+	recs, err := decodeRoster(data)
+	if err != nil {
+		return MergeResult{}, fmt.Errorf("merge roster: %w", err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	// Check every record against a copy first, so a bad record adds nothing.
+	trial := &Roster{cfg: r.cfg, by: maps.Clone(r.by)}
+	var res MergeResult
+	for _, e := range recs {
+		got, err := trial.add(e)
+		switch {
+		case errors.Is(err, ErrExpired):
+			res.Skipped++
+		case err != nil:
+			return MergeResult{}, fmt.Errorf("merge roster: %w", err)
+		case bytes.Equal(got.raw, e.raw):
+			res.Added++
+		default:
+			res.Skipped++
+		}
+	}
+	r.by = trial.by
+	return res, nil
+}
+
+// decodeRoster decodes a roster file, or a single enrolment file, into
+// signature-checked records.
+func decodeRoster(data []byte) ([]Enrolment, error) {
+	if len(data) >= 3 && data[2] == kindEnrolment {
+		e, err := decodeEnrolment(data)
+		if err != nil {
+			return nil, err
+		}
+		return []Enrolment{e}, nil
+	}
+	if len(data) > MaxRosterBytes {
+		return nil, fmt.Errorf("%d bytes: %w", len(data), ErrTooLarge)
+	}
+	_, body, err := wire.Decode(data, kindRoster, rosterVersion, MaxRosterBytes)
+	if err != nil {
+		return nil, err
+	}
+	rd := wire.NewReader(body)
+	n, err := rd.Count(1 + 16)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Enrolment, 0, n)
+	for i := range n {
+		raw, err := rd.Bytes(MaxEnrolmentBytes)
+		if err != nil {
+			return nil, fmt.Errorf("record %d: %w", i, err)
+		}
+		e, err := decodeEnrolment(raw)
+		if err != nil {
+			return nil, fmt.Errorf("record %d: %w", i, err)
+		}
+		out = append(out, e)
+	}
+	if err := rd.Done(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Save writes the roster file (Encode) to path atomically. The roster
+// holds no secret; it is written 0644.
+func (r *Roster) Save(path string) error {
+	if err := writeFileAtomic(path, r.Encode(), 0o644); err != nil {
+		return fmt.Errorf("save roster: %w", err)
+	}
+	return nil
+}
+
+// LoadRoster returns a roster trusting cfg.Authorities holding every
+// record of the roster file at path, each verified again as Merge does.
+// A missing file gives an empty roster.
+func LoadRoster(path string, cfg RosterConfig) (*Roster, error) {
+	r, err := NewRoster(cfg)
+	if err != nil {
+		return nil, err
+	}
+	data, err := readBounded(path, MaxRosterBytes)
+	if errors.Is(err, os.ErrNotExist) {
+		return r, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load roster: %w", err)
+	}
+	if _, err := r.Merge(data); err != nil {
+		return nil, fmt.Errorf("load roster %s: %w", path, err)
+	}
+	return r, nil
+}
+
+// readBounded reads a file of at most limit bytes.
+func readBounded(path string, limit int) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, int64(limit)+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > limit {
+		return nil, fmt.Errorf("%s is over %d bytes: %w", path, limit, ErrTooLarge)
+	}
+	return data, nil
+}
