@@ -14,6 +14,9 @@ type loaded struct {
 	chart *record.Chart // nil while the chart's first change has not arrived
 	// sinceSnapshot counts changes applied on top of the stored snapshot.
 	sinceSnapshot int
+	// scope is the chart's scope as last indexed; a clinic that joins it
+	// gets a store.Grant.
+	scope []string
 }
 
 // lru keeps at most max charts loaded. It is not safe for concurrent use.

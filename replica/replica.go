@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -333,6 +334,11 @@ func (r *Replica) loadStored(ctx context.Context, id string) (*loaded, error) {
 		return nil, fmt.Errorf("load chart %s: %w", id, err)
 	}
 	l := &loaded{id: id, doc: doc, sinceSnapshot: len(chs)}
+	if c, err := r.st.Chart(ctx, id); err == nil {
+		l.scope = c.Scope
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("load chart %s: %w", id, err)
+	}
 	if chart, err := record.Open(doc); err == nil {
 		l.chart = chart
 	} else if !errors.Is(err, record.ErrNotAChart) {
@@ -368,6 +374,9 @@ func (r *Replica) indexEntry(l *loaded) (store.Chart, error) {
 	if err != nil {
 		return e, fmt.Errorf("index chart %s: %w", l.id, err)
 	}
+	if e.Scope, err = l.chart.Scope(); err != nil {
+		return e, fmt.Errorf("index chart %s: %w", l.id, err)
+	}
 	e.GivenName, e.FamilyName, e.Village, e.NationalID, e.HomeClinic = p.GivenName, p.FamilyName, p.Village, p.NationalID, p.HomeClinic
 	return e, nil
 }
@@ -382,6 +391,14 @@ func (r *Replica) addChartWrites(b *store.Batch, l *loaded) error {
 		return err
 	}
 	b.Charts = append(b.Charts, e)
+	// A clinic joining the chart's scope must be sent its earlier changes:
+	// record where in the log that happened.
+	for _, clinic := range e.Scope {
+		if !slices.Contains(l.scope, clinic) {
+			b.Grants = append(b.Grants, store.NewGrant{Chart: l.id, Clinic: clinic})
+		}
+	}
+	l.scope = e.Scope
 	if l.sinceSnapshot >= r.cfg.CompactAfter && len(l.doc.Pending()) == 0 {
 		b.Snapshots = append(b.Snapshots, store.NewSnapshot{Chart: l.id, Data: l.doc.Save()})
 	}
@@ -454,7 +471,7 @@ func (r *Replica) importInto(ctx context.Context, prev *loaded, c *record.Chart,
 		if _, err := doc.Merge(prev.doc); err != nil { // carries held changes over
 			return nil, err
 		}
-		prev = &loaded{id: prev.id, doc: doc, sinceSnapshot: prev.sinceSnapshot}
+		prev = &loaded{id: prev.id, doc: doc, sinceSnapshot: prev.sinceSnapshot, scope: prev.scope}
 	}
 	if _, err := prev.doc.Merge(c.Doc()); err != nil {
 		return nil, err
@@ -463,5 +480,5 @@ func (r *Replica) importInto(ctx context.Context, prev *loaded, c *record.Chart,
 	if err != nil && !errors.Is(err, record.ErrNotAChart) {
 		return nil, err
 	}
-	return &loaded{id: c.ID(), doc: prev.doc, chart: chart, sinceSnapshot: prev.sinceSnapshot + n}, nil
+	return &loaded{id: c.ID(), doc: prev.doc, chart: chart, sinceSnapshot: prev.sinceSnapshot + n, scope: prev.scope}, nil
 }

@@ -21,13 +21,14 @@ import (
 // logPage is how many log entries are read at a time while building a bundle.
 const logPage = 512
 
-// selectChanges picks, from a page of the log, the changes to send to peer:
-// those it did not send us, until budget bytes are used. It returns the
-// picked changes, the log position covered, and whether the budget ran out.
-func selectChanges(page []store.Change, peer string, budget int) (picked []store.Change, upto uint64, full bool) {
+// selectChanges picks, from a page of the log, the changes to send: those
+// skip does not refuse (a change the peer sent us, or out of its scope),
+// until budget bytes are used. It returns the picked changes, the log
+// position covered, and whether the budget ran out.
+func selectChanges(page []store.Change, skip func(store.Change) bool, budget int) (picked []store.Change, upto uint64, full bool) {
 	used := 0
 	for _, c := range page {
-		if c.From == peer {
+		if skip(c) {
 			upto = c.Seq
 			continue
 		}
@@ -83,6 +84,20 @@ type Outgoing struct {
 // acknowledgement of the peer's log. It writes nothing: what the peer has
 // only advances when the peer acknowledges it.
 func (r *Replica) MakeBundle(ctx context.Context, peer string) (Outgoing, error) {
+	return r.MakeBundleFor(ctx, peer, BundleOptions{})
+}
+
+// BundleOptions limits what MakeBundleFor sends.
+type BundleOptions struct {
+	// Clinic, if set, sends only changes of charts in that clinic's
+	// scope (see record.Chart.Scope). When a chart joins the scope, its
+	// earlier changes are sent too.
+	Clinic string
+}
+
+// MakeBundleFor is MakeBundle for a peer that may receive only what opt
+// allows, such as a clinic device syncing with the cloud.
+func (r *Replica) MakeBundleFor(ctx context.Context, peer string, opt BundleOptions) (Outgoing, error) {
 	if _, err := idBytes(peer); err != nil {
 		return Outgoing{}, fmt.Errorf("make bundle: %w", err)
 	}
@@ -100,6 +115,18 @@ func (r *Replica) MakeBundle(ctx context.Context, peer string) (Outgoing, error)
 	b := &Bundle{From: r.id, To: peer, Base: min(p.Acked, head), Head: head, Ack: p.Received}
 	b.Upto = b.Base
 	budget := r.cfg.BundleBytes
+	inScope := r.scopeFilter(ctx, opt.Clinic)
+	var scopeErr error
+	skip := func(c store.Change) bool {
+		if c.From == peer {
+			return true
+		}
+		ok, err := inScope(c.Chart)
+		if err != nil && scopeErr == nil {
+			scopeErr = err
+		}
+		return !ok
+	}
 	for b.Upto < head {
 		page, err := r.st.Log(ctx, b.Upto, logPage)
 		if err != nil {
@@ -114,7 +141,10 @@ func (r *Replica) MakeBundle(ctx context.Context, peer string) (Outgoing, error)
 			b.Upto = head
 			break
 		}
-		picked, upto, full := selectChanges(page, peer, budget)
+		picked, upto, full := selectChanges(page, skip, budget)
+		if scopeErr != nil {
+			return Outgoing{}, fmt.Errorf("make bundle for %s: %w", peer, scopeErr)
+		}
 		for _, c := range picked {
 			b.Changes = append(b.Changes, BundleChange{Chart: c.Chart, Raw: c.Raw})
 			budget -= len(c.Raw)
@@ -129,11 +159,77 @@ func (r *Replica) MakeBundle(ctx context.Context, peer string) (Outgoing, error)
 			b.Upto = head
 		}
 	}
+	if opt.Clinic != "" {
+		if err := r.backfill(ctx, b, opt.Clinic, inScope); err != nil {
+			return Outgoing{}, fmt.Errorf("make bundle for %s: %w", peer, err)
+		}
+	}
 	data, err := b.Encode()
 	if err != nil {
 		return Outgoing{}, fmt.Errorf("make bundle for %s: %w", peer, err)
 	}
 	return Outgoing{Data: data, Changes: len(b.Changes), Complete: b.Complete()}, nil
+}
+
+// scopeFilter reports whether a chart is in clinic's scope (every chart
+// when clinic is empty), reading each chart's index entry once.
+func (r *Replica) scopeFilter(ctx context.Context, clinic string) func(chart string) (bool, error) {
+	if clinic == "" {
+		return func(string) (bool, error) { return true, nil }
+	}
+	seen := map[string]bool{}
+	return func(chart string) (bool, error) {
+		if ok, done := seen[chart]; done {
+			return ok, nil
+		}
+		c, err := r.st.Chart(ctx, chart)
+		if errors.Is(err, store.ErrNotFound) {
+			return false, nil // not indexed yet: no registration, so no scope
+		}
+		if err != nil {
+			return false, err
+		}
+		seen[chart] = slices.Contains(c.Scope, clinic)
+		return seen[chart], nil
+	}
+}
+
+// backfill adds to b the earlier changes of every chart that joined
+// clinic's scope within the bundle's log window (Base, Upto]: the peer
+// acknowledged our log up to Base while those charts were not in its scope,
+// so it never got their changes up to there.
+func (r *Replica) backfill(ctx context.Context, b *Bundle, clinic string, inScope func(string) (bool, error)) error {
+	grants, err := r.st.Grants(ctx, clinic, b.Base, b.Upto)
+	if err != nil || len(grants) == 0 || b.Base == 0 {
+		return err
+	}
+	done := map[string]bool{}
+	for _, g := range grants {
+		if done[g.Chart] {
+			continue
+		}
+		done[g.Chart] = true
+		ok, err := inScope(g.Chart)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			continue // the clinic has left the scope again
+		}
+		chs, err := r.st.ChartChanges(ctx, g.Chart, 0)
+		if err != nil {
+			return err
+		}
+		for _, c := range chs {
+			if c.Seq > b.Base {
+				break // in the window: sent by the walk of the log
+			}
+			if c.From != b.To {
+				b.Changes = append(b.Changes, BundleChange{Chart: c.Chart, Raw: c.Raw})
+			}
+		}
+	}
+	return nil
 }
 
 // Received reports what Receive did.
@@ -157,12 +253,41 @@ type chartBatch struct {
 // ErrMalformedBundle, ErrBundleVersion, ErrBundleTooLarge or
 // ErrWrongRecipient, and the store is exactly as it was.
 func (r *Replica) Receive(ctx context.Context, data []byte) (Received, error) {
+	return r.ReceiveFrom(ctx, data, ReceiveOptions{})
+}
+
+// ReceiveOptions limits what ReceiveFrom accepts.
+type ReceiveOptions struct {
+	// Sender, if set, is the only replica the bundle may come from (the
+	// authenticated device); another gives ErrWrongSender.
+	Sender string
+	// Clinic, if set, accepts changes only to charts in that clinic's
+	// scope: a chart held here must be in its scope already, and a new
+	// chart must be registered to it. Anything else gives ErrOutOfScope.
+	Clinic string
+}
+
+// ErrWrongSender is returned by ReceiveFrom for a bundle from a replica
+// other than ReceiveOptions.Sender.
+var ErrWrongSender = errors.New("replica: bundle from another sender than the authenticated one")
+
+// ErrOutOfScope is returned by ReceiveFrom for a bundle that changes a
+// chart outside ReceiveOptions.Clinic's scope. Nothing of it is applied.
+var ErrOutOfScope = errors.New("replica: chart outside the clinic's scope")
+
+// ReceiveFrom is Receive for a bundle from a peer that may change only
+// what opt allows, such as a clinic device syncing with the cloud. The
+// bundle is applied whole or not at all.
+func (r *Replica) ReceiveFrom(ctx context.Context, data []byte, opt ReceiveOptions) (Received, error) {
 	b, err := DecodeBundle(data)
 	if err != nil {
 		return Received{}, err
 	}
 	if b.To != r.id {
 		return Received{}, fmt.Errorf("receive bundle for %s: %w", b.To, ErrWrongRecipient)
+	}
+	if opt.Sender != "" && b.From != opt.Sender {
+		return Received{}, fmt.Errorf("receive bundle from %s as %s: %w", b.From, opt.Sender, ErrWrongSender)
 	}
 	batches, hashes, err := parseBundle(b)
 	if err != nil {
@@ -216,6 +341,7 @@ func (r *Replica) Receive(ctx context.Context, data []byte) (Received, error) {
 			continue
 		}
 		l := r.cache.get(cb.chart)
+		isNew := false
 		if l != nil {
 			touched = append(touched, l)
 		} else if l, err = r.loadStored(ctx, cb.chart); errors.Is(err, ErrNotFound) {
@@ -223,9 +349,12 @@ func (r *Replica) Receive(ctx context.Context, data []byte) (Received, error) {
 			if err != nil {
 				return fail(err)
 			}
-			l = &loaded{id: cb.chart, doc: doc}
+			l, isNew = &loaded{id: cb.chart, doc: doc}, true
 		} else if err != nil {
 			return fail(fmt.Errorf("receive bundle: %w", err))
+		}
+		if opt.Clinic != "" && !isNew && !slices.Contains(l.scope, opt.Clinic) {
+			return fail(fmt.Errorf("receive bundle: chart %s: %w", cb.chart, ErrOutOfScope))
 		}
 		if _, err := l.doc.Apply(fresh...); err != nil {
 			return fail(fmt.Errorf("receive bundle: chart %s: %w", cb.chart, err))
@@ -235,6 +364,17 @@ func (r *Replica) Receive(ctx context.Context, data []byte) (Received, error) {
 				l.chart = chart
 			} else if !errors.Is(err, record.ErrNotAChart) {
 				return fail(fmt.Errorf("receive bundle: chart %s: %w: %w", cb.chart, ErrMalformedBundle, err))
+			}
+		}
+		if opt.Clinic != "" && isNew {
+			var scope []string
+			if l.chart != nil {
+				if scope, err = l.chart.Scope(); err != nil {
+					return fail(fmt.Errorf("receive bundle: chart %s: %w", cb.chart, err))
+				}
+			}
+			if !slices.Contains(scope, opt.Clinic) {
+				return fail(fmt.Errorf("receive bundle: new chart %s is not registered to clinic %s: %w", cb.chart, opt.Clinic, ErrOutOfScope))
 			}
 		}
 		l.sinceSnapshot += len(fresh)

@@ -1,0 +1,122 @@
+package replica_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/chartsync/chartsync/record"
+	"github.com/chartsync/chartsync/replica"
+)
+
+// scopedSync syncs a clinic device with the cloud as a sync server does:
+// the cloud accepts only the device's own bundles within the clinic's
+// scope, and sends only charts in it.
+func scopedSync(t *testing.T, cloud, dev *replica.Replica, clinic string) {
+	t.Helper()
+	ctx := context.Background()
+	for range 100 {
+		up, err := dev.MakeBundle(ctx, cloud.ID())
+		require.NoError(t, err)
+		_, err = cloud.ReceiveFrom(ctx, up.Data, replica.ReceiveOptions{Sender: dev.ID(), Clinic: clinic})
+		require.NoError(t, err, "the cloud refused a device's bundle within its scope")
+		down, err := cloud.MakeBundleFor(ctx, dev.ID(), replica.BundleOptions{Clinic: clinic})
+		require.NoError(t, err)
+		_, err = dev.Receive(ctx, down.Data)
+		require.NoError(t, err)
+		if up.Complete && down.Complete {
+			return
+		}
+	}
+	t.Fatal("scoped sync did not finish in 100 round trips")
+}
+
+func registerAt(t *testing.T, r *replica.Replica, given, clinic string) string {
+	t.Helper()
+	id, err := r.Register(context.Background(), nurse, record.Register{
+		GivenName: given, Sex: "female", EstimatedBirthYear: 1990, HomeClinic: clinic,
+	})
+	require.NoError(t, err)
+	return id
+}
+
+func TestScopedSync(t *testing.T) {
+	ctx := context.Background()
+	cloud, cloudStore := newMem(t, replica.Config{})
+	north, _ := newMem(t, replica.Config{})
+	north2, _ := newMem(t, replica.Config{})
+	south, _ := newMem(t, replica.Config{})
+
+	n1 := registerAt(t, north, "Amina", "north")
+	edit(t, north, n1, prescribe("Amoxicillin", 500))
+	s1 := registerAt(t, south, "Wanjiru", "south")
+	edit(t, south, s1, allergy(1))
+	scopedSync(t, cloud, north, "north")
+	scopedSync(t, cloud, south, "south")
+	scopedSync(t, cloud, north2, "north")
+	scopedSync(t, cloud, north, "north")
+
+	assert.ElementsMatch(t, []string{n1, s1}, chartIDs(t, cloud))
+	assert.Equal(t, []string{n1}, chartIDs(t, north2), "a device receives only its clinic's charts")
+	assert.Equal(t, []string{s1}, chartIDs(t, south))
+
+	t.Run("out-of-scope changes are refused and change nothing", func(t *testing.T) {
+		// A north device that somehow holds the south chart (here: an
+		// unscoped sync) tries to change it through the cloud.
+		rogue, _ := newMem(t, replica.Config{})
+		_, err := replica.SyncPair(ctx, rogue, south)
+		require.NoError(t, err)
+		edit(t, rogue, s1, allergy(2))
+		before := dumpStore(t, cloudStore)
+		up, err := rogue.MakeBundle(ctx, cloud.ID())
+		require.NoError(t, err)
+		_, err = cloud.ReceiveFrom(ctx, up.Data, replica.ReceiveOptions{Sender: rogue.ID(), Clinic: "north"})
+		require.ErrorIs(t, err, replica.ErrOutOfScope)
+		assert.Equal(t, before, dumpStore(t, cloudStore), "a refused bundle changed the cloud's store")
+
+		_, err = cloud.ReceiveFrom(ctx, up.Data, replica.ReceiveOptions{Sender: north.ID(), Clinic: "north"})
+		require.ErrorIs(t, err, replica.ErrWrongSender, "a device cannot pass off another replica's bundle")
+		assert.Equal(t, before, dumpStore(t, cloudStore))
+	})
+
+	t.Run("a device cannot register a chart for another clinic", func(t *testing.T) {
+		dev, _ := newMem(t, replica.Config{})
+		registerAt(t, dev, "Halima", "south")
+		before := dumpStore(t, cloudStore)
+		up, err := dev.MakeBundle(ctx, cloud.ID())
+		require.NoError(t, err)
+		_, err = cloud.ReceiveFrom(ctx, up.Data, replica.ReceiveOptions{Sender: dev.ID(), Clinic: "north"})
+		require.ErrorIs(t, err, replica.ErrOutOfScope)
+		assert.Equal(t, before, dumpStore(t, cloudStore))
+	})
+
+	t.Run("a referral brings the whole chart to the referred clinic, and its end stops it", func(t *testing.T) {
+		// The south device has acknowledged the cloud's log past all of
+		// the north chart's changes, which it never got.
+		ref := edit(t, north, n1, record.Refer{ToClinic: "south", Reason: "antenatal care"})
+		scopedSync(t, cloud, north, "north")
+		scopedSync(t, cloud, south, "south")
+		require.ElementsMatch(t, []string{n1, s1}, chartIDs(t, south))
+		assert.Equal(t, view(t, cloud, n1).Heads, view(t, south, n1).Heads, "the referred clinic holds the whole chart")
+		assert.Len(t, view(t, south, n1).Prescriptions, 1, "changes made before the referral arrived too")
+
+		// The referred clinic may now edit it.
+		edit(t, south, n1, allergy(3))
+		scopedSync(t, cloud, south, "south")
+		scopedSync(t, cloud, north, "north")
+		assert.Equal(t, view(t, south, n1).Heads, view(t, north, n1).Heads)
+
+		edit(t, north, n1, record.EndReferral{ReferralID: ref.EntryID})
+		edit(t, north, n1, allergy(4))
+		scopedSync(t, cloud, north, "north")
+		scopedSync(t, cloud, south, "south")
+		assert.Len(t, view(t, south, n1).Allergies, 1, "after the referral ended the south clinic gets no more changes")
+		edit(t, south, n1, allergy(5))
+		up, err := south.MakeBundle(ctx, cloud.ID())
+		require.NoError(t, err)
+		_, err = cloud.ReceiveFrom(ctx, up.Data, replica.ReceiveOptions{Sender: south.ID(), Clinic: "south"})
+		assert.ErrorIs(t, err, replica.ErrOutOfScope, "after the referral ended the south clinic may not change the chart")
+	})
+}
