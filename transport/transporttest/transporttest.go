@@ -226,29 +226,33 @@ func RequireSame(t testing.TB, a, b *replica.Replica) {
 	}
 }
 
-// state is what a replica holds, as its public API shows it.
-type state struct {
-	Charts []chartState
+// State is what a replica holds, as its public API shows it: every chart's
+// index entry, heads and view, and what it knows of its peers. Two States
+// of one replica are equal when nothing it holds has changed.
+type State struct {
+	Charts []ChartState
 	Peers  []replica.PeerStatus
 }
 
-type chartState struct {
+// ChartState is one chart in a State.
+type ChartState struct {
 	ID    string
 	Heads crdt.Heads
 	Index string // the index entry, as JSON
 	View  string // the view as JSON, or why it cannot be shown
 }
 
-func stateOf(t *testing.T, r *replica.Replica) state {
+// Snapshot returns r's State.
+func Snapshot(t testing.TB, r *replica.Replica) State {
 	t.Helper()
 	ctx := t.Context()
 	cs, err := r.Find(ctx, "", 0)
 	require.NoError(t, err, "list charts")
-	var s state
+	var s State
 	for _, c := range cs {
 		idx, err := json.Marshal(c)
 		require.NoError(t, err)
-		cst := chartState{ID: c.ID, Heads: c.Heads, Index: string(idx)}
+		cst := ChartState{ID: c.ID, Heads: c.Heads, Index: string(idx)}
 		if v, err := r.Chart(ctx, c.ID); err != nil {
 			cst.View = "unviewable: " + err.Error()
 		} else {
@@ -258,16 +262,16 @@ func stateOf(t *testing.T, r *replica.Replica) state {
 		}
 		s.Charts = append(s.Charts, cst)
 	}
-	slices.SortFunc(s.Charts, func(x, y chartState) int { return strings.Compare(x.ID, y.ID) })
+	slices.SortFunc(s.Charts, func(x, y ChartState) int { return strings.Compare(x.ID, y.ID) })
 	s.Peers, err = r.Peers(ctx)
 	require.NoError(t, err, "list peers")
 	slices.SortFunc(s.Peers, func(x, y replica.PeerStatus) int { return strings.Compare(x.ID, y.ID) })
 	return s
 }
 
-// withoutSyncTimes forgets when peers last synced: accepting a bundle that
+// WithoutSyncTimes forgets when peers last synced: accepting a bundle that
 // changes nothing else still records the time.
-func (s state) withoutSyncTimes() state {
+func (s State) WithoutSyncTimes() State {
 	s.Peers = slices.Clone(s.Peers)
 	for i := range s.Peers {
 		s.Peers[i].LastSync = time.Time{}
@@ -326,12 +330,12 @@ func testIdempotence(t *testing.T, p Pair) {
 	RequireSame(t, p.A, p.B)
 
 	// Rounds between replicas that agree change nothing.
-	beforeA, beforeB := stateOf(t, p.A).withoutSyncTimes(), stateOf(t, p.B).withoutSyncTimes()
+	beforeA, beforeB := Snapshot(t, p.A).WithoutSyncTimes(), Snapshot(t, p.B).WithoutSyncTimes()
 	for range 3 {
 		round(t, p)
 	}
-	assert.Equal(t, beforeA, stateOf(t, p.A).withoutSyncTimes(), "extra rounds changed A")
-	assert.Equal(t, beforeB, stateOf(t, p.B).withoutSyncTimes(), "extra rounds changed B")
+	assert.Equal(t, beforeA, Snapshot(t, p.A).WithoutSyncTimes(), "extra rounds changed A")
+	assert.Equal(t, beforeB, Snapshot(t, p.B).WithoutSyncTimes(), "extra rounds changed B")
 
 	// A message delivered twice is applied once.
 	added := edit(t, p.A, wanjiru, nurse, record.AddAllergy{Substance: "Sulfa", Reaction: "hives", Severity: "mild"})
@@ -339,11 +343,11 @@ func testIdempotence(t *testing.T, p Pair) {
 	require.NoError(t, err, "capture a message from A to B")
 	require.NoError(t, p.Inject(ctx, raw), "B refuses a valid message from A")
 	requireHasChange(t, p.B, wanjiru, added.Change.Hash, "B after the captured message was delivered")
-	delivered := stateOf(t, p.B)
+	delivered := Snapshot(t, p.B)
 	if err := p.Inject(ctx, raw); err != nil {
 		assert.True(t, matchesAny(err, p.BadInput), "a replayed message is refused with %v, which matches none of BadInput", err)
 	}
-	assert.Equal(t, delivered.withoutSyncTimes(), stateOf(t, p.B).withoutSyncTimes(), "delivering a message twice changed B")
+	assert.Equal(t, delivered.WithoutSyncTimes(), Snapshot(t, p.B).WithoutSyncTimes(), "delivering a message twice changed B")
 
 	settle(t, p)
 	RequireSame(t, p.A, p.B)
@@ -510,7 +514,7 @@ func testBadInput(t *testing.T, p Pair) {
 	require.NoError(t, err, "capture a message from A to B")
 	require.NotEmpty(t, raw, "a captured message has bytes")
 
-	before := stateOf(t, p.B)
+	before := Snapshot(t, p.B)
 	failures := 0
 	for _, in := range badInputs(raw, rand.New(rand.NewPCG(7, 7))) {
 		err := p.Inject(ctx, in.data)
@@ -518,7 +522,7 @@ func testBadInput(t *testing.T, p Pair) {
 		if ok {
 			ok = assert.True(t, matchesAny(err, p.BadInput), "B refused a message with %s with %v, which matches none of BadInput", in.name, err)
 		}
-		ok = assert.Equal(t, before, stateOf(t, p.B), "B's store changed after a message with %s", in.name) && ok
+		ok = assert.Equal(t, before, Snapshot(t, p.B), "B's store changed after a message with %s", in.name) && ok
 		if !ok {
 			failures++
 			if failures >= 5 {
