@@ -1,0 +1,600 @@
+package httpsync
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/chartsync/chartsync/replica"
+	"github.com/chartsync/chartsync/transport"
+)
+
+var _ transport.Link = (*Client)(nil)
+
+// ClientConfig configures a Client. Every zero value means the documented
+// default.
+type ClientConfig struct {
+	// Credential authenticates the device and tells it how to recognise
+	// the cloud. Required unless HTTPClient is set.
+	Credential *Credential
+	// URL is the cloud's base URL (default Credential.CloudURL).
+	URL string
+	// CloudReplica is the cloud's replica ID (default
+	// Credential.CloudReplica; if both are empty the client asks the cloud
+	// with GET /v1/hello before its first sync).
+	CloudReplica string
+	// Clinic, if set, limits what is sent to the charts in that clinic's
+	// scope as this replica knows it (default Credential.Device.Clinic):
+	// the cloud refuses a whole bundle that touches any other chart, so a
+	// chart that came from elsewhere (a file from another clinic) must not
+	// block syncing.
+	Clinic string
+	// HTTPClient, if set, is used instead of one built from Credential; its
+	// transport must present the device's certificate.
+	HTTPClient *http.Client
+	// Insecure allows a plain http:// URL. No example uses it: it is for a
+	// cloud behind a proxy that authenticates devices itself.
+	Insecure bool
+	// MaxAttempts bounds the tries of one request when the link drops or
+	// the cloud is busy or failing (default 6). 4xx answers are never
+	// retried.
+	MaxAttempts int
+	// MinBackoff and MaxBackoff bound the wait before a retry (defaults
+	// 500ms and 30s): the n-th retry waits a random time up to
+	// min(MaxBackoff, MinBackoff·2ⁿ), or the cloud's Retry-After if longer.
+	MinBackoff, MaxBackoff time.Duration
+	// StallTimeout cuts a request whose bytes stop moving for this long
+	// (default 60s); it is then retried.
+	StallTimeout time.Duration
+	// MaxRounds bounds the round trips of one Sync (default 1000).
+	MaxRounds int
+	// MaxResponseBytes bounds a response bundle (default
+	// replica.MaxBundleBytes).
+	MaxResponseBytes int64
+	// Progress, if set, is called as a sync moves bytes and completes
+	// round trips, for a progress bar. It must return quickly.
+	Progress func(Progress)
+	// Logger receives retries and syncs; nil discards them.
+	Logger *slog.Logger
+}
+
+// Validate reports a configuration that cannot work.
+func (c ClientConfig) Validate() error {
+	if c.Credential == nil && c.HTTPClient == nil {
+		return errors.New("httpsync client: a Credential (or HTTPClient) is required")
+	}
+	u := c.URL
+	if u == "" && c.Credential != nil {
+		u = c.Credential.CloudURL
+	}
+	if u == "" {
+		return errors.New("httpsync client: no cloud URL (set URL, or enrol the device with one)")
+	}
+	pu, err := url.Parse(u)
+	if err != nil || pu.Host == "" {
+		return fmt.Errorf("httpsync client: cloud URL %q is not a URL like https://host:port", u)
+	}
+	switch {
+	case pu.Scheme == "https":
+	case pu.Scheme == "http" && c.Insecure:
+	case pu.Scheme == "http":
+		return fmt.Errorf("httpsync client: cloud URL %q is plain HTTP; use https (Insecure allows http only behind an authenticating proxy)", u)
+	default:
+		return fmt.Errorf("httpsync client: cloud URL %q must start with https://", u)
+	}
+	if c.MaxAttempts < 0 || c.MinBackoff < 0 || c.MaxBackoff < 0 || c.StallTimeout < 0 || c.MaxRounds < 0 || c.MaxResponseBytes < 0 {
+		return errors.New("httpsync client: limits must not be negative")
+	}
+	return nil
+}
+
+func (c ClientConfig) withDefaults() ClientConfig {
+	if c.Credential != nil {
+		if c.URL == "" {
+			c.URL = c.Credential.CloudURL
+		}
+		if c.CloudReplica == "" {
+			c.CloudReplica = c.Credential.CloudReplica
+		}
+		if c.Clinic == "" {
+			c.Clinic = c.Credential.Device.Clinic
+		}
+	}
+	c.URL = strings.TrimRight(c.URL, "/")
+	if c.MaxAttempts == 0 {
+		c.MaxAttempts = 6
+	}
+	if c.MinBackoff == 0 {
+		c.MinBackoff = 500 * time.Millisecond
+	}
+	if c.MaxBackoff == 0 {
+		c.MaxBackoff = 30 * time.Second
+	}
+	if c.StallTimeout == 0 {
+		c.StallTimeout = 60 * time.Second
+	}
+	if c.MaxRounds == 0 {
+		c.MaxRounds = 1000
+	}
+	if c.MaxResponseBytes == 0 {
+		c.MaxResponseBytes = replica.MaxBundleBytes
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// Phase is what a sync is doing when it reports Progress.
+type Phase string
+
+// Phases of a sync.
+const (
+	PhaseSending   Phase = "sending"   // uploading this replica's bundle
+	PhaseReceiving Phase = "receiving" // downloading the cloud's bundle
+	PhaseApplying  Phase = "applying"  // storing what the cloud sent
+	PhaseRetrying  Phase = "retrying"  // waiting before a retry
+	PhaseDone      Phase = "done"      // the sync finished
+)
+
+// Progress is a snapshot of a sync in progress.
+type Progress struct {
+	Phase Phase
+	// Round is the round trip in progress (from 1); RoundTrips those done.
+	Round, RoundTrips int
+	// Done and Total are the bytes moved and expected of the current
+	// transfer (Total is -1 when unknown).
+	Done, Total int64
+	// Sent and Received count every byte of this sync so far, retries
+	// included.
+	Sent, Received int64
+	// Retries counts requests retried so far; RetryIn is the wait before
+	// the next one (PhaseRetrying).
+	Retries int
+	RetryIn time.Duration
+}
+
+// Report is what a sync did: transport.Stats (bundles, bytes and changes
+// each way; bytes include retries) and the HTTP details.
+type Report struct {
+	transport.Stats
+	RoundTrips int           // requests answered
+	Retries    int           // requests retried after a dropped link or a busy cloud
+	Charts     int           // charts changed here
+	Duration   time.Duration // the whole sync, retries included
+}
+
+// Client syncs a local replica with the cloud over HTTPS. It is safe for
+// concurrent use; concurrent Syncs run one after another.
+type Client struct {
+	local *replica.Replica
+	cfg   ClientConfig
+	http  *http.Client
+	log   *slog.Logger
+
+	mu sync.Mutex // one sync at a time
+
+	cloudMu sync.Mutex
+	cloud   string // the cloud's replica ID, once known
+}
+
+// NewClient returns a client syncing local with the cloud.
+func NewClient(local *replica.Replica, cfg ClientConfig) (*Client, error) {
+	if local == nil {
+		return nil, errors.New("httpsync client: a local replica is required")
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	if cfg.CloudReplica != "" {
+		if err := checkReplicaID(cfg.CloudReplica); err != nil {
+			return nil, fmt.Errorf("httpsync client: cloud %w", err)
+		}
+	}
+	hc := cfg.HTTPClient
+	if hc == nil {
+		hc = &http.Client{Transport: newTransport(cfg.Credential.TLSConfig())}
+	}
+	return &Client{local: local, cfg: cfg, http: hc, log: cfg.Logger.With("cloud_url", cfg.URL), cloud: cfg.CloudReplica}, nil
+}
+
+func newTransport(tc *tls.Config) *http.Transport {
+	return &http.Transport{
+		Proxy:               http.ProxyFromEnvironment,
+		DialContext:         (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		TLSClientConfig:     tc,
+		TLSHandshakeTimeout: 30 * time.Second,
+		ForceAttemptHTTP2:   true,
+		MaxIdleConnsPerHost: 2,
+		IdleConnTimeout:     90 * time.Second,
+	}
+}
+
+// Close closes the client's idle connections.
+func (c *Client) Close() error {
+	c.http.CloseIdleConnections()
+	return nil
+}
+
+// CloudReplica returns the cloud's replica ID, or "" until the first
+// sync has asked the cloud.
+func (c *Client) CloudReplica() string {
+	c.cloudMu.Lock()
+	defer c.cloudMu.Unlock()
+	return c.cloud
+}
+
+// Local returns the replica the client syncs.
+func (c *Client) Local() *replica.Replica { return c.local }
+
+// Hello asks the cloud who it is and who it takes this device to be.
+func (c *Client) Hello(ctx context.Context) (Hello, error) {
+	var h Hello
+	var st Report
+	data, err := c.retry(ctx, c.cfg.MaxAttempts, &st, nil, func(ctx context.Context, pr *progress) ([]byte, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.cfg.URL+PathHello, nil)
+		if err != nil {
+			return nil, &permanentError{err}
+		}
+		return c.do(req, pr)
+	})
+	if err != nil {
+		return h, fmt.Errorf("hello %s: %w", c.cfg.URL, err)
+	}
+	if err := json.Unmarshal(data, &h); err != nil {
+		return h, fmt.Errorf("hello %s: the answer is not a chartsync cloud's: %w", c.cfg.URL, err)
+	}
+	if err := checkReplicaID(h.Replica); err != nil {
+		return h, fmt.Errorf("hello %s: cloud %w", c.cfg.URL, err)
+	}
+	return h, nil
+}
+
+// Sync implements transport.Link: it runs SyncReport and returns its
+// Stats.
+func (c *Client) Sync(ctx context.Context) (transport.Stats, error) {
+	r, err := c.SyncReport(ctx)
+	return r.Stats, err
+}
+
+// SyncReport exchanges bundles with the cloud until neither side has more to
+// send: one round trip when everything fits in one bundle each way. A
+// request cut by a dropped link, a stall, a busy or failing cloud is
+// retried with backoff; bundles are idempotent and this replica's record
+// of what the cloud holds moves only when the cloud's answer is applied,
+// so a retry neither loses nor duplicates anything.
+//
+// Errors match ErrUnreachable (with the network error), ErrBusy,
+// ErrServer, ErrUnauthorized, ErrForbidden, ErrTooLarge, ErrMalformed, or
+// the context's error. The report counts what was done, even on error.
+func (c *Client) SyncReport(ctx context.Context) (Report, error) {
+	return c.sync(ctx, c.cfg.MaxAttempts)
+}
+
+// sync is SyncReport with a bound on the tries of each request.
+func (c *Client) sync(ctx context.Context, attempts int) (st Report, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cloud := c.CloudReplica()
+	if cloud == "" {
+		h, err := c.Hello(ctx)
+		if err != nil {
+			return st, fmt.Errorf("sync: %w", err)
+		}
+		cloud = h.Replica
+		c.cloudMu.Lock()
+		c.cloud = cloud
+		c.cloudMu.Unlock()
+	}
+	pr := &progress{fn: c.cfg.Progress}
+	start := time.Now()
+	defer func() {
+		pr.count(&st)
+		st.Duration = time.Since(start)
+	}()
+	for round := 1; round <= c.cfg.MaxRounds; round++ {
+		out, err := c.local.MakeBundleFor(ctx, cloud, replica.BundleOptions{Clinic: c.cfg.Clinic})
+		if err != nil {
+			return st, fmt.Errorf("sync: %w", err)
+		}
+		pr.round(round, st.RoundTrips)
+		answer, err := c.retry(ctx, attempts, &st, pr, func(ctx context.Context, pr *progress) ([]byte, error) {
+			return c.post(ctx, out.Data, pr)
+		})
+		if err != nil {
+			return st, fmt.Errorf("sync with %s: %w", c.cfg.URL, err)
+		}
+		st.RoundTrips++
+		st.BundlesSent++
+		st.ChangesSent += out.Changes
+		pr.phase(PhaseApplying, int64(len(answer)))
+		rec, err := c.local.Receive(ctx, answer)
+		if err != nil {
+			st.BundlesRejected++
+			return st, fmt.Errorf("sync: apply the cloud's bundle: %w", err)
+		}
+		st.BundlesReceived++
+		st.ChangesApplied += rec.Applied
+		st.Duplicates += rec.Duplicates
+		st.Charts += len(rec.Charts)
+		if out.Complete && rec.Complete {
+			pr.done(st.RoundTrips)
+			pr.count(&st)
+			c.log.Debug("synced", "round_trips", st.RoundTrips, "sent_bytes", st.BytesSent, "received_bytes", st.BytesReceived,
+				"sent_changes", st.ChangesSent, "applied", st.ChangesApplied, "retries", st.Retries, "duration", time.Since(start))
+			return st, nil
+		}
+	}
+	return st, fmt.Errorf("sync with %s: not complete after %d round trips", c.cfg.URL, c.cfg.MaxRounds)
+}
+
+// errStalled cancels a request whose bytes stopped moving.
+var errStalled = errors.New("link stalled")
+
+// retry runs one request until it succeeds, fails for good, or runs out of
+// attempts, waiting with capped exponential backoff and full jitter.
+func (c *Client) retry(ctx context.Context, attempts int, st *Report, pr *progress, try func(context.Context, *progress) ([]byte, error)) ([]byte, error) {
+	for attempt := 1; ; attempt++ {
+		tctx, cancel := context.WithCancelCause(ctx)
+		watch := time.AfterFunc(c.cfg.StallTimeout, func() { cancel(errStalled) })
+		tp := pr.forTry(func() { watch.Reset(c.cfg.StallTimeout) })
+		data, err := try(tctx, tp)
+		watch.Stop()
+		stalled := errors.Is(context.Cause(tctx), errStalled)
+		cancel(nil)
+		if err == nil {
+			return data, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if stalled {
+			err = fmt.Errorf("%w: no bytes moved for %s: %w", errStalled, c.cfg.StallTimeout, err)
+		}
+		var se *StatusError
+		isStatus := errors.As(err, &se)
+		if !retryable(err) {
+			return nil, err
+		}
+		if attempt >= attempts {
+			if isStatus {
+				return nil, fmt.Errorf("gave up after %d attempts: %w", attempt, err)
+			}
+			return nil, fmt.Errorf("%w after %d attempts: %w", ErrUnreachable, attempt, err)
+		}
+		wait := c.backoff(attempt)
+		if isStatus && se.RetryAfter > wait {
+			wait = min(se.RetryAfter, c.cfg.MaxBackoff)
+		}
+		st.Retries++
+		pr.retrying(st, wait)
+		c.log.Info("sync request failed; retrying", "attempt", attempt, "wait", wait, "err", err)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// backoff is the wait before retry n (from 1): full jitter over a capped
+// exponential.
+func (c *Client) backoff(n int) time.Duration {
+	ceil := c.cfg.MaxBackoff
+	if n < 30 {
+		ceil = min(ceil, c.cfg.MinBackoff<<n)
+	}
+	if ceil <= 0 {
+		return 0
+	}
+	return rand.N(ceil) + 1
+}
+
+// retryable reports whether a failed request may succeed if tried again:
+// a dropped or stalled link, a busy or failing cloud. A refusal (4xx) or a
+// cloud that is not the one the credential trusts is final.
+func retryable(err error) bool {
+	var se *StatusError
+	if errors.As(err, &se) {
+		return se.transient()
+	}
+	var (
+		unknownCA *x509.UnknownAuthorityError
+		hostname  x509.HostnameError
+		invalid   x509.CertificateInvalidError
+		verify    *tls.CertificateVerificationError
+		permanent *permanentError
+	)
+	switch {
+	case errors.As(err, &unknownCA), errors.As(err, &hostname), errors.As(err, &invalid), errors.As(err, &verify), errors.As(err, &permanent):
+		return false
+	}
+	return true
+}
+
+// permanentError marks a failure no retry can mend.
+type permanentError struct{ err error }
+
+func (e *permanentError) Error() string { return e.err.Error() }
+func (e *permanentError) Unwrap() error { return e.err }
+
+// post sends one bundle and returns the cloud's.
+func (c *Client) post(ctx context.Context, bundle []byte, pr *progress) ([]byte, error) {
+	body := &countingReader{r: bytes.NewReader(bundle), on: pr.sent}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.cfg.URL+PathSync, body)
+	if err != nil {
+		return nil, &permanentError{err}
+	}
+	req.ContentLength = int64(len(bundle))
+	req.GetBody = func() (io.ReadCloser, error) {
+		return io.NopCloser(&countingReader{r: bytes.NewReader(bundle), on: pr.sent}), nil
+	}
+	req.Header.Set("Content-Type", ContentType)
+	pr.phase(PhaseSending, int64(len(bundle)))
+	return c.do(req, pr)
+}
+
+// do sends a request and reads a 200 answer, or turns another answer into
+// a *StatusError.
+func (c *Client) do(req *http.Request, pr *progress) ([]byte, error) {
+	req.Header.Set("Accept", ContentType+", application/json")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, statusError(resp)
+	}
+	if resp.ContentLength > c.cfg.MaxResponseBytes {
+		return nil, &permanentError{fmt.Errorf("the cloud's answer of %d bytes is over the limit of %d", resp.ContentLength, c.cfg.MaxResponseBytes)}
+	}
+	pr.phase(PhaseReceiving, resp.ContentLength)
+	body := io.LimitReader(&countingReader{r: resp.Body, on: pr.received}, c.cfg.MaxResponseBytes+1)
+	data, err := io.ReadAll(body)
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(data)) > c.cfg.MaxResponseBytes {
+		return nil, &permanentError{fmt.Errorf("the cloud's answer is over the limit of %d bytes", c.cfg.MaxResponseBytes)}
+	}
+	return data, nil
+}
+
+// statusError reads an error answer.
+func statusError(resp *http.Response) *StatusError {
+	se := &StatusError{Status: resp.StatusCode}
+	if s := resp.Header.Get("Retry-After"); s != "" {
+		if secs, err := strconv.Atoi(s); err == nil && secs >= 0 {
+			se.RetryAfter = time.Duration(secs) * time.Second
+		} else if t, err := http.ParseTime(s); err == nil {
+			se.RetryAfter = max(0, time.Until(t))
+		}
+	}
+	data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	var eb errorBody
+	if json.Unmarshal(data, &eb) == nil && eb.Error != "" {
+		se.Code, se.Message = eb.Error, eb.Message
+	} else {
+		se.Message = strings.TrimSpace(string(data))
+		if len(se.Message) > 200 {
+			se.Message = se.Message[:200] + "…"
+		}
+	}
+	return se
+}
+
+// countingReader reports every read to on.
+type countingReader struct {
+	r  io.Reader
+	on func(int)
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if n > 0 {
+		c.on(n)
+	}
+	return n, err
+}
+
+// progress tracks a sync for ClientConfig.Progress and the stall watchdog.
+// Reads of a request body may run on the transport's goroutine, so it
+// locks.
+type progress struct {
+	fn func(Progress)
+
+	mu    sync.Mutex
+	p     Progress
+	alive func()
+}
+
+// forTry returns the tracker for one attempt: every byte moved resets
+// the stall watchdog.
+func (pr *progress) forTry(alive func()) *progress {
+	if pr == nil {
+		return &progress{alive: alive}
+	}
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	pr.alive = alive
+	return pr
+}
+
+// count copies the bytes moved into st.
+func (pr *progress) count(st *Report) {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	st.BytesSent, st.BytesReceived = int(pr.p.Sent), int(pr.p.Received)
+}
+
+func (pr *progress) report() {
+	if pr.fn != nil {
+		pr.fn(pr.p)
+	}
+}
+
+func (pr *progress) round(round, done int) {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	pr.p.Round, pr.p.RoundTrips = round, done
+}
+
+func (pr *progress) phase(ph Phase, total int64) {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	pr.p.Phase, pr.p.Done, pr.p.Total, pr.p.RetryIn = ph, 0, total, 0
+	pr.report()
+}
+
+func (pr *progress) sent(n int) {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	pr.alive()
+	pr.p.Sent += int64(n)
+	pr.p.Done += int64(n)
+	pr.report()
+}
+
+func (pr *progress) received(n int) {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	pr.alive()
+	pr.p.Received += int64(n)
+	pr.p.Done += int64(n)
+	pr.report()
+}
+
+func (pr *progress) retrying(st *Report, wait time.Duration) {
+	if pr == nil {
+		return
+	}
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	pr.p.Phase, pr.p.Retries, pr.p.RetryIn, pr.p.Done, pr.p.Total = PhaseRetrying, st.Retries, wait, 0, -1
+	pr.report()
+}
+
+func (pr *progress) done(roundTrips int) {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	pr.p.Phase, pr.p.RoundTrips, pr.p.Done, pr.p.Total, pr.p.RetryIn = PhaseDone, roundTrips, 0, 0, 0
+	pr.report()
+}

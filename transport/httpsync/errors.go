@@ -1,0 +1,123 @@
+package httpsync
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/chartsync/chartsync/replica"
+)
+
+// Errors a Client returns, matched with errors.Is. Each HTTP status the
+// cloud answers with maps to one of them; the *StatusError carrying it has
+// the details.
+var (
+	// ErrUnauthorized (401): the device presented no credential, or one the
+	// cloud does not accept (another CA, expired, damaged). Re-enrol the
+	// device.
+	ErrUnauthorized = errors.New("device not authorised by the cloud")
+	// ErrForbidden (403): the device is known but may not do this: a change
+	// to a chart outside its clinic's scope, or a bundle sent in another
+	// replica's name.
+	ErrForbidden = errors.New("forbidden by the cloud")
+	// ErrTooLarge (413): the request is over the cloud's size limit. Lower
+	// the local replica's Config.BundleBytes.
+	ErrTooLarge = errors.New("request too large for the cloud")
+	// ErrMalformed (400): the cloud could not read the bundle (corrupt, an
+	// unknown format version, or addressed to another replica).
+	ErrMalformed = errors.New("cloud refused a malformed bundle")
+	// ErrBusy (503): the cloud is at its limit of concurrent syncs; retry
+	// after StatusError.RetryAfter.
+	ErrBusy = errors.New("cloud busy")
+	// ErrServer (5xx other than 503): the cloud failed.
+	ErrServer = errors.New("cloud failed")
+	// ErrUnreachable: the cloud could not be reached or the link dropped,
+	// and retries ran out. The network error is wrapped too.
+	ErrUnreachable = errors.New("cloud unreachable")
+)
+
+// Error codes: the "error" member of an error response's JSON body.
+const (
+	CodeMalformed         = "malformed-bundle"
+	CodeVersion           = "unsupported-version"
+	CodeWrongRecipient    = "wrong-recipient"
+	CodeNoCredential      = "no-credential"
+	CodeBadCredential     = "bad-credential"
+	CodeExpiredCredential = "expired-credential"
+	CodeWrongSender       = "wrong-sender"
+	CodeOutOfScope        = "out-of-scope"
+	CodeTooLarge          = "too-large"
+	CodeBusy              = "busy"
+	CodeMethod            = "method-not-allowed"
+	CodeNotFound          = "not-found"
+	CodeInternal          = "internal"
+	CodeUnavailable       = "shutting-down"
+)
+
+// errorBody is the JSON body of every error response.
+type errorBody struct {
+	Error   string `json:"error"`
+	Message string `json:"message"`
+}
+
+// StatusError is an error response from the cloud. It matches, with
+// errors.Is, the sentinel for its status (ErrUnauthorized, ErrForbidden,
+// ErrTooLarge, ErrMalformed, ErrBusy, ErrServer) and, where the code says
+// so, the replica error behind it (replica.ErrBundleVersion,
+// replica.ErrMalformedBundle, replica.ErrWrongRecipient).
+type StatusError struct {
+	Status  int    // HTTP status
+	Code    string // one of the Code constants, or "" if the body was not JSON
+	Message string // the cloud's explanation, for a person
+	// RetryAfter is the cloud's Retry-After, if it sent one.
+	RetryAfter time.Duration
+}
+
+func (e *StatusError) Error() string {
+	msg := e.Message
+	if msg == "" {
+		msg = http.StatusText(e.Status)
+	}
+	if e.Code != "" {
+		return fmt.Sprintf("cloud answered %d %s: %s", e.Status, e.Code, msg)
+	}
+	return fmt.Sprintf("cloud answered %d: %s", e.Status, msg)
+}
+
+// Is maps the status and code to the package's sentinels.
+func (e *StatusError) Is(target error) bool {
+	switch target {
+	case ErrUnauthorized:
+		return e.Status == http.StatusUnauthorized
+	case ErrForbidden:
+		return e.Status == http.StatusForbidden
+	case ErrTooLarge:
+		return e.Status == http.StatusRequestEntityTooLarge
+	case ErrMalformed:
+		return e.Status == http.StatusBadRequest
+	case ErrBusy:
+		return e.Status == http.StatusServiceUnavailable
+	case ErrServer:
+		return e.Status >= 500 && e.Status != http.StatusServiceUnavailable
+	case replica.ErrBundleVersion:
+		return e.Code == CodeVersion
+	case replica.ErrMalformedBundle:
+		return e.Code == CodeMalformed
+	case replica.ErrWrongRecipient:
+		return e.Code == CodeWrongRecipient
+	case ErrNoCredential:
+		return e.Code == CodeNoCredential
+	case ErrCredentialExpired:
+		return e.Code == CodeExpiredCredential
+	case ErrCredentialRejected:
+		return e.Code == CodeBadCredential
+	}
+	return false
+}
+
+// transient reports whether a status is worth retrying: the cloud was busy
+// or failed, not a refusal of this request.
+func (e *StatusError) transient() bool {
+	return e.Status >= 500 || e.Status == http.StatusTooManyRequests
+}

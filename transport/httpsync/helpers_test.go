@@ -1,0 +1,235 @@
+package httpsync_test
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/chartsync/chartsync/crdt"
+	"github.com/chartsync/chartsync/record"
+	"github.com/chartsync/chartsync/replica"
+	"github.com/chartsync/chartsync/replica/store"
+	"github.com/chartsync/chartsync/transport/httpsync"
+)
+
+// Fixtures shared by the httpsync tests.
+
+var (
+	nurse     = record.Author{UserID: "u-achieng", Name: "Nurse Achieng", Role: record.RoleNurse, Device: "tablet"}
+	clinician = record.Author{UserID: "u-mutua", Name: "Clinical Officer Mutua", Role: record.RoleClinician, Device: "laptop"}
+)
+
+// cloud is a cloud replica served over real TLS on 127.0.0.1.
+type cloud struct {
+	rep     *replica.Replica
+	ca      *httpsync.DeviceCA
+	handler *httpsync.Handler
+	srv     *httptest.Server
+	url     string
+}
+
+// cloudOptions varies newCloud.
+type cloudOptions struct {
+	config  httpsync.Config                 // limits; Replica, DeviceCA and Logger are filled in
+	wrap    func(http.Handler) http.Handler // wraps the handler, to inject faults
+	http2   bool                            // serve HTTP/2
+	replica replica.Config                  // the cloud replica's config
+	memory  bool                            // an in-memory store instead of SQLite
+	listen  func(t *testing.T) net.Listener // the listener (default 127.0.0.1:0)
+	tls     func(*tls.Config)               // adjusts the server's TLS config
+	_       struct{}                        // keep literals keyed
+}
+
+// newCloud starts a cloud: a replica, a device CA, a development server
+// certificate for 127.0.0.1, and the Handler behind httptest's TLS server.
+func newCloud(t testing.TB, o cloudOptions) *cloud {
+	t.Helper()
+	ctx := context.Background()
+	var rep *replica.Replica
+	var err error
+	if o.memory {
+		rep, err = replica.New(ctx, store.NewMem(), o.replica)
+	} else {
+		rep, err = replica.Open(ctx, filepath.Join(t.TempDir(), "cloud.db"), o.replica)
+	}
+	require.NoError(t, err, "open the cloud replica")
+	t.Cleanup(func() { _ = rep.Close() })
+	ca, err := httpsync.NewDeviceCA("test device CA", time.Now(), 24*time.Hour)
+	require.NoError(t, err, "create the device CA")
+	cfg := o.config
+	cfg.Replica, cfg.DeviceCA = rep, ca.Pool()
+	cfg.Logger = testLogger(t)
+	h, err := httpsync.NewHandler(cfg)
+	require.NoError(t, err, "new handler")
+	var handler http.Handler = h
+	if o.wrap != nil {
+		handler = o.wrap(h)
+	}
+	srv := httptest.NewUnstartedServer(handler)
+	if o.listen != nil {
+		srv.Listener.Close()
+		srv.Listener = o.listen(t.(*testing.T))
+	}
+	srv.TLS = httpsync.ServerTLSConfig(serverCert(t, ca))
+	if o.tls != nil {
+		o.tls(srv.TLS)
+	}
+	srv.EnableHTTP2 = o.http2
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	return &cloud{rep: rep, ca: ca, handler: h, srv: srv, url: srv.URL}
+}
+
+// serverCert issues a server certificate for 127.0.0.1 from ca.
+func serverCert(t testing.TB, ca *httpsync.DeviceCA) tls.Certificate {
+	t.Helper()
+	certPEM, keyPEM, err := ca.IssueServerCert([]string{"127.0.0.1", "localhost"}, time.Now(), time.Hour)
+	require.NoError(t, err, "issue a server certificate")
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	require.NoError(t, err, "load the server certificate")
+	return cert
+}
+
+// device is a clinic device with its own replica and credential.
+type device struct {
+	name   string
+	clinic string
+	rep    *replica.Replica
+	cred   *httpsync.Credential
+	client *httpsync.Client
+}
+
+// enrol issues a credential for a replica of clinic.
+func (c *cloud) enrol(t testing.TB, replicaID, clinic, name string) *httpsync.Credential {
+	t.Helper()
+	cred, err := c.ca.Enrol(httpsync.Enrolment{
+		Replica: replicaID, Clinic: clinic, Device: name, Valid: time.Hour,
+		CloudURL: c.url, CloudReplica: c.rep.ID(), ServerTrust: []*x509.Certificate{c.ca.Cert},
+	})
+	require.NoError(t, err, "enrol device %s of %s", name, clinic)
+	return cred
+}
+
+// fastRetries is a client config that retries quickly, for tests.
+func fastRetries() httpsync.ClientConfig {
+	return httpsync.ClientConfig{MinBackoff: time.Millisecond, MaxBackoff: 10 * time.Millisecond, StallTimeout: 10 * time.Second}
+}
+
+// newDevice enrols a new device (an in-memory replica) of clinic at the
+// cloud and gives it a client configured by cfg (Credential filled in).
+func (c *cloud) newDevice(t testing.TB, clinic, name string, cfg httpsync.ClientConfig) *device {
+	t.Helper()
+	rep, err := replica.New(context.Background(), store.NewMem(), replica.Config{CacheCharts: 32})
+	require.NoError(t, err, "open device replica")
+	t.Cleanup(func() { _ = rep.Close() })
+	cred := c.enrol(t, rep.ID(), clinic, name)
+	cfg.Credential = cred
+	if cfg.Logger == nil {
+		cfg.Logger = testLogger(t)
+	}
+	cl, err := httpsync.NewClient(rep, cfg)
+	require.NoError(t, err, "new client for %s", name)
+	t.Cleanup(func() { _ = cl.Close() })
+	return &device{name: name, clinic: clinic, rep: rep, cred: cred, client: cl}
+}
+
+func (d *device) sync(t testing.TB) httpsync.Report {
+	t.Helper()
+	rep, err := d.client.SyncReport(context.Background())
+	require.NoError(t, err, "device %s syncs with the cloud", d.name)
+	return rep
+}
+
+func registerAt(t testing.TB, r *replica.Replica, given, family, clinic string) string {
+	t.Helper()
+	id, err := r.Register(context.Background(), nurse, record.Register{
+		GivenName: given, FamilyName: family, Sex: "female", EstimatedBirthYear: 1988,
+		Village: "Kamuga", HomeClinic: clinic,
+	})
+	require.NoError(t, err, "register %s %s at %s", given, family, clinic)
+	return id
+}
+
+func edit(t testing.TB, r *replica.Replica, chart string, op record.Op) record.Result {
+	t.Helper()
+	res, err := r.Edit(context.Background(), chart, clinician, op)
+	require.NoError(t, err, "edit chart %s with %T", chart, op)
+	return res
+}
+
+func amoxicillin(dose float64) record.Prescribe {
+	return record.Prescribe{Drug: "Amoxicillin", Dose: dose, DoseUnit: "mg", Route: "oral", Frequency: "TDS", DurationDays: 5}
+}
+
+func allergy(n int) record.AddAllergy {
+	return record.AddAllergy{Substance: fmt.Sprintf("substance-%d", n), Reaction: "rash", Severity: "mild"}
+}
+
+func chartIDs(t testing.TB, r *replica.Replica) []string {
+	t.Helper()
+	cs, err := r.Find(context.Background(), "", 0)
+	require.NoError(t, err, "list charts")
+	ids := make([]string, len(cs))
+	for i, c := range cs {
+		ids[i] = c.ID
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// snapshot is what a replica holds, as far as a refused request could
+// have changed it: every chart's heads and every peer's positions.
+type snapshot struct {
+	Heads map[string]crdt.Heads
+	Peers []replica.PeerStatus
+}
+
+func snapshotOf(t testing.TB, r *replica.Replica) snapshot {
+	t.Helper()
+	s := snapshot{Heads: map[string]crdt.Heads{}}
+	for _, id := range chartIDs(t, r) {
+		h, err := r.Heads(context.Background(), id)
+		require.NoError(t, err)
+		s.Heads[id] = h
+	}
+	ps, err := r.Peers(context.Background())
+	require.NoError(t, err)
+	s.Peers = ps
+	return s
+}
+
+// testLogger logs to stderr when HTTPSYNC_LOG is set, to nowhere
+// otherwise.
+func testLogger(t testing.TB) *slog.Logger {
+	t.Helper()
+	if os.Getenv("HTTPSYNC_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("test", t.Name())
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// requireHas checks that r holds every change of hashes on chart.
+func requireHasChanges(t testing.TB, r *replica.Replica, chart string, hashes []crdt.Hash, who string) {
+	t.Helper()
+	v, err := r.Chart(context.Background(), chart)
+	require.NoError(t, err, "%s cannot show chart %s", who, chart)
+	have := map[crdt.Hash]int{}
+	for _, h := range v.History {
+		have[h.Change]++
+	}
+	for _, h := range hashes {
+		require.Equal(t, 1, have[h], "%s holds change %s of chart %s %d times, want once", who, h, chart, have[h])
+	}
+}

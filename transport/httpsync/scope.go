@@ -1,0 +1,32 @@
+package httpsync
+
+import (
+	"context"
+	"errors"
+	"net/http"
+
+	"github.com/chartsync/chartsync/replica"
+)
+
+// receive applies a device's bundle: it must come from the replica the
+// credential names and change only charts in the device's clinic's scope.
+func (h *Handler) receive(ctx context.Context, data []byte, dev Device) (replica.Received, error) {
+	return h.rep.ReceiveFrom(ctx, data, replica.ReceiveOptions{Sender: dev.Replica, Clinic: dev.Clinic})
+}
+
+// bundleFor builds the cloud's answer for a device: only charts in its
+// clinic's scope.
+func (h *Handler) bundleFor(ctx context.Context, dev Device) (replica.Outgoing, error) {
+	return h.rep.MakeBundleFor(ctx, dev.Replica, replica.BundleOptions{Clinic: dev.Clinic})
+}
+
+// classifyScope maps the scope errors to 403.
+func classifyScope(err error) (status int, code string, ok bool) {
+	switch {
+	case errors.Is(err, replica.ErrWrongSender):
+		return http.StatusForbidden, CodeWrongSender, true
+	case errors.Is(err, replica.ErrOutOfScope):
+		return http.StatusForbidden, CodeOutOfScope, true
+	}
+	return 0, "", false
+}
