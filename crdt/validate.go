@@ -178,37 +178,93 @@ func checkChangeBody(body []byte) error {
 			}
 			data = inflated
 		}
-		if c.spec&0x07 == 1 { // actor index column
-			if err := checkActorColumn(data, actors); err != nil {
-				return fmt.Errorf("column %d: %w", c.spec>>4, err)
-			}
+		if err := checkColumn(c.spec&0x07, data, actors); err != nil {
+			return fmt.Errorf("column %d: %w", c.spec>>4, err)
 		}
 	}
 	return r.err
 }
 
-// checkActorColumn walks a run-length encoded column of actor indices and
-// checks each is below actors.
-func checkActorColumn(data []byte, actors uint64) error {
+// maxOps bounds the operations one change may describe. Run-length
+// encoding lets a few bytes claim billions of operations, which
+// automerge-rs would then try to expand; a chart change has far fewer
+// (a note is at most 20,000 characters).
+const maxOps = 1 << 20
+
+// Column types of the Automerge binary format.
+const (
+	colGroup     = 0 // RLE of uLEB counts
+	colActor     = 1 // RLE of uLEB actor indices
+	colULEB      = 2 // RLE of uLEB
+	colDelta     = 3 // RLE of signed LEB deltas
+	colBool      = 4 // alternating uLEB run lengths
+	colString    = 5 // RLE of length-prefixed strings
+	colValueMeta = 6 // RLE of uLEB
+	colValueRaw  = 7 // raw bytes
+)
+
+// checkColumn walks a column of the given type, checking that it decodes,
+// that it describes at most maxOps values, and, for an actor column, that
+// each index is below actors.
+func checkColumn(typ uint64, data []byte, actors uint64) error {
 	r := &reader{b: data}
+	var count uint64
+	add := func(n uint64) error {
+		if count += n; count > maxOps || n > maxOps {
+			return fmt.Errorf("describes more than %d operations", maxOps)
+		}
+		return nil
+	}
+	value := func() error {
+		switch typ {
+		case colDelta:
+			r.svarint("value")
+		case colString:
+			r.bytes(r.uvarint("string length"), "string")
+		default:
+			if v := r.uvarint("value"); r.err == nil && typ == colActor && v >= actors {
+				return fmt.Errorf("actor index %d beyond the %d actors of the change", v, actors)
+			}
+		}
+		return r.err
+	}
+	switch typ {
+	case colValueRaw:
+		return nil
+	case colBool:
+		for len(r.b) > 0 && r.err == nil {
+			if err := add(r.uvarint("run length")); err != nil {
+				return err
+			}
+		}
+		return r.err
+	}
 	for len(r.b) > 0 && r.err == nil {
 		n := r.svarint("run length")
 		switch {
 		case n > 0: // a run of one repeated value
-			if v := r.uvarint("actor index"); r.err == nil && v >= actors {
-				return fmt.Errorf("actor index %d beyond the %d actors of the change", v, actors)
+			if err := add(uint64(n)); err != nil {
+				return err
+			}
+			if err := value(); err != nil {
+				return err
 			}
 		case n < 0: // -n literal values
-			if uint64(-n) > uint64(len(r.b)) {
+			if n < -maxOps || uint64(-n) > uint64(len(r.b)) {
 				return errors.New("literal run longer than the column")
 			}
+			if err := add(uint64(-n)); err != nil {
+				return err
+			}
 			for i := int64(0); i < -n && r.err == nil; i++ {
-				if v := r.uvarint("actor index"); r.err == nil && v >= actors {
-					return fmt.Errorf("actor index %d beyond the %d actors of the change", v, actors)
+				if err := value(); err != nil {
+					return err
 				}
 			}
 		default: // a run of nulls
-			r.uvarint("null run")
+			if err := add(r.uvarint("null run")); err != nil {
+				return err
+			}
 		}
 	}
 	return r.err
