@@ -233,3 +233,5 @@ func requireHasChanges(t testing.TB, r *replica.Replica, chart string, hashes []
 		require.Equal(t, 1, have[h], "%s holds change %s of chart %s %d times, want once", who, h, chart, have[h])
 	}
 }
+
+func memStore() store.Store { return store.NewMem() }
