@@ -36,7 +36,8 @@ type cloud struct {
 	rep     *replica.Replica
 	ca      *httpsync.DeviceCA
 	handler *httpsync.Handler
-	srv     *httptest.Server
+	srv     *httptest.Server // nil when served by httpsync.NewServer
+	server  *http.Server     // nil when served by httptest
 	url     string
 }
 
@@ -49,6 +50,7 @@ type cloudOptions struct {
 	memory  bool                            // an in-memory store instead of SQLite
 	listen  func(t *testing.T) net.Listener // the listener (default 127.0.0.1:0)
 	tls     func(*tls.Config)               // adjusts the server's TLS config
+	server  bool                            // serve with httpsync.NewServer on a real listener
 	_       struct{}                        // keep literals keyed
 }
 
@@ -76,6 +78,25 @@ func newCloud(t testing.TB, o cloudOptions) *cloud {
 	var handler http.Handler = h
 	if o.wrap != nil {
 		handler = o.wrap(h)
+	}
+	if o.server {
+		var ln net.Listener
+		if o.listen != nil {
+			ln = o.listen(t.(*testing.T))
+		} else {
+			ln, err = net.Listen("tcp", "127.0.0.1:0")
+			require.NoError(t, err, "listen on 127.0.0.1")
+		}
+		server := httpsync.NewServer(ln.Addr().String(), handler, serverCert(t, ca), cfg.Logger)
+		served := make(chan error, 1)
+		go func() { served <- server.ServeTLS(ln, "", "") }()
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			_ = server.Shutdown(ctx)
+			require.ErrorIs(t, <-served, http.ErrServerClosed, "the server stops cleanly")
+		})
+		return &cloud{rep: rep, ca: ca, handler: h, server: server, url: "https://" + ln.Addr().String()}
 	}
 	srv := httptest.NewUnstartedServer(handler)
 	if o.listen != nil {
