@@ -43,6 +43,11 @@ type Config struct {
 	Logger *slog.Logger
 	// Now returns the time recorded on edits; nil means time.Now.
 	Now func() time.Time
+	// Clinic, on a clinic device, is the clinic it belongs to: Register
+	// then accepts only patients of that home clinic, and Edit only charts
+	// in its scope (see record.Chart.Scope), as the cloud would refuse
+	// anything else. Empty (a cloud or hub) allows everything.
+	Clinic string
 }
 
 // Validate reports a configuration that cannot work.
@@ -164,6 +169,10 @@ func (r *Replica) Register(ctx context.Context, by record.Author, reg record.Reg
 		return "", err
 	}
 	defer unlock()
+	if r.cfg.Clinic != "" && reg.HomeClinic != r.cfg.Clinic {
+		return "", fmt.Errorf("register patient of %q on a device of %q (register at the home clinic, or here and refer): %w",
+			reg.HomeClinic, r.cfg.Clinic, ErrOutOfScope)
+	}
 	id := uuid.NewString()
 	chart, res, err := record.New(id, r.id, by, r.cfg.Now(), reg)
 	if err != nil {
@@ -199,6 +208,16 @@ func (r *Replica) Edit(ctx context.Context, chartID string, by record.Author, op
 	}
 	if l.chart == nil {
 		return record.Result{}, fmt.Errorf("edit chart %s: registration not received yet: %w", chartID, ErrNotFound)
+	}
+	if r.cfg.Clinic != "" {
+		scope, err := l.chart.Scope()
+		if err != nil {
+			return record.Result{}, fmt.Errorf("edit chart %s: %w", chartID, err)
+		}
+		if !slices.Contains(scope, r.cfg.Clinic) {
+			return record.Result{}, fmt.Errorf("edit chart %s: it is not shared with clinic %s (ask its home clinic to refer it): %w",
+				chartID, r.cfg.Clinic, ErrOutOfScope)
+		}
 	}
 	res, err := l.chart.Do(by, r.cfg.Now(), op)
 	if err != nil {
@@ -396,6 +415,11 @@ func (r *Replica) addChartWrites(b *store.Batch, l *loaded) error {
 	for _, clinic := range e.Scope {
 		if !slices.Contains(l.scope, clinic) {
 			b.Grants = append(b.Grants, store.NewGrant{Chart: l.id, Clinic: clinic})
+		}
+	}
+	for _, clinic := range l.scope {
+		if !slices.Contains(e.Scope, clinic) {
+			b.Grants = append(b.Grants, store.NewGrant{Chart: l.id, Clinic: clinic, Revoked: true})
 		}
 	}
 	l.scope = e.Scope

@@ -108,15 +108,64 @@ func TestScopedSync(t *testing.T) {
 		scopedSync(t, cloud, north, "north")
 		assert.Equal(t, view(t, south, n1).Heads, view(t, north, n1).Heads)
 
+		// South edits while north, concurrently, ends the referral: the
+		// edit was made while south held the chart, so it is accepted.
+		concurrent := edit(t, south, n1, allergy(4))
 		edit(t, north, n1, record.EndReferral{ReferralID: ref.EntryID})
-		edit(t, north, n1, allergy(4))
 		scopedSync(t, cloud, north, "north")
 		scopedSync(t, cloud, south, "south")
-		assert.Len(t, view(t, south, n1).Allergies, 1, "after the referral ended the south clinic gets no more changes")
-		edit(t, south, n1, allergy(5))
+		assert.True(t, hasChange(t, cloud, n1, concurrent), "an edit made before the clinic learnt it lost the chart is kept")
+		v := view(t, south, n1)
+		require.Len(t, v.Referrals, 1)
+		assert.Equal(t, record.StatusEnded, v.Referrals[0].Status, "the referred clinic learns that the referral ended")
+
+		edit(t, north, n1, allergy(5))
+		scopedSync(t, cloud, north, "north")
+		scopedSync(t, cloud, south, "south")
+		assert.Len(t, view(t, south, n1).Allergies, 2, "after the referral ended the south clinic gets no more changes")
+		assert.Len(t, view(t, north, n1).Allergies, 3)
+
+		edit(t, south, n1, allergy(6))
 		up, err := south.MakeBundle(ctx, cloud.ID())
 		require.NoError(t, err)
+		before := dumpStore(t, cloudStore)
 		_, err = cloud.ReceiveFrom(ctx, up.Data, replica.ReceiveOptions{Sender: south.ID(), Clinic: "south"})
-		assert.ErrorIs(t, err, replica.ErrOutOfScope, "after the referral ended the south clinic may not change the chart")
+		assert.ErrorIs(t, err, replica.ErrOutOfScope, "an edit made after the clinic learnt it lost the chart is refused")
+		assert.Equal(t, before, dumpStore(t, cloudStore))
 	})
+}
+
+func hasChange(t *testing.T, r *replica.Replica, chart string, res record.Result) bool {
+	t.Helper()
+	for _, h := range view(t, r, chart).History {
+		if h.Change == res.Change.Hash {
+			return true
+		}
+	}
+	return false
+}
+
+func TestDeviceRefusesOutOfScopeWrites(t *testing.T) {
+	ctx := context.Background()
+	hub, _ := newMem(t, replica.Config{})
+	dev, devStore := newMem(t, replica.Config{Clinic: "north"})
+
+	_, err := dev.Register(ctx, nurse, record.Register{GivenName: "Asha", Sex: "female", EstimatedBirthYear: 1990, HomeClinic: "south"})
+	require.ErrorIs(t, err, replica.ErrOutOfScope, "a device registers patients of its own clinic")
+
+	own := registerAt(t, dev, "Amina", "north")
+	edit(t, dev, own, allergy(1))
+	other := registerAt(t, hub, "Wanjiru", "south")
+	_, err = replica.SyncPair(ctx, dev, hub)
+	require.NoError(t, err)
+
+	before := dumpStore(t, devStore)
+	_, err = dev.Edit(ctx, other, doctor, allergy(2))
+	require.ErrorIs(t, err, replica.ErrOutOfScope, "a device edits only charts in its clinic's scope")
+	assert.Equal(t, before, dumpStore(t, devStore))
+
+	edit(t, hub, other, record.Refer{ToClinic: "north"})
+	_, err = replica.SyncPair(ctx, dev, hub)
+	require.NoError(t, err)
+	edit(t, dev, other, allergy(3))
 }

@@ -194,35 +194,48 @@ func (r *Replica) scopeFilter(ctx context.Context, clinic string) func(chart str
 	}
 }
 
-// backfill adds to b the earlier changes of every chart that joined
-// clinic's scope within the bundle's log window (Base, Upto]: the peer
-// acknowledged our log up to Base while those charts were not in its scope,
-// so it never got their changes up to there.
+// backfill adds to b what the walk of the log skipped but clinic's devices
+// need, for the charts whose scope clinic joined or left within the
+// bundle's log window (Base, Upto]:
+//   - a chart that joined: its changes up to Base, which the peer
+//     acknowledged while the chart was not in its scope, so never got;
+//   - a chart that left (and is still out): its changes in the window up
+//     to the one that removed clinic, so the peer learns it lost the
+//     chart and stops editing it.
 func (r *Replica) backfill(ctx context.Context, b *Bundle, clinic string, inScope func(string) (bool, error)) error {
 	grants, err := r.st.Grants(ctx, clinic, b.Base, b.Upto)
-	if err != nil || len(grants) == 0 || b.Base == 0 {
+	if err != nil || len(grants) == 0 {
 		return err
 	}
-	done := map[string]bool{}
+	type key struct {
+		chart   string
+		revoked bool
+	}
+	done := map[key]bool{}
 	for _, g := range grants {
-		if done[g.Chart] {
+		k := key{g.Chart, g.Revoked}
+		if done[k] || (!g.Revoked && b.Base == 0) {
 			continue
 		}
-		done[g.Chart] = true
+		done[k] = true
 		ok, err := inScope(g.Chart)
 		if err != nil {
 			return err
 		}
-		if !ok {
-			continue // the clinic has left the scope again
+		if ok == g.Revoked {
+			continue // the scope has changed back since: the walk decided
 		}
-		chs, err := r.st.ChartChanges(ctx, g.Chart, 0)
+		lo, hi := uint64(0), b.Base // joined: what was acknowledged unseen
+		if g.Revoked {
+			lo, hi = b.Base, g.Seq // left: the window up to the removal
+		}
+		chs, err := r.st.ChartChanges(ctx, g.Chart, lo)
 		if err != nil {
 			return err
 		}
 		for _, c := range chs {
-			if c.Seq > b.Base {
-				break // in the window: sent by the walk of the log
+			if c.Seq > hi {
+				break
 			}
 			if c.From != b.To {
 				b.Changes = append(b.Changes, BundleChange{Chart: c.Chart, Raw: c.Raw})
@@ -353,11 +366,15 @@ func (r *Replica) ReceiveFrom(ctx context.Context, data []byte, opt ReceiveOptio
 		} else if err != nil {
 			return fail(fmt.Errorf("receive bundle: %w", err))
 		}
-		if opt.Clinic != "" && !isNew && !slices.Contains(l.scope, opt.Clinic) {
-			return fail(fmt.Errorf("receive bundle: chart %s: %w", cb.chart, ErrOutOfScope))
-		}
 		if _, err := l.doc.Apply(fresh...); err != nil {
 			return fail(fmt.Errorf("receive bundle: chart %s: %w", cb.chart, err))
+		}
+		if opt.Clinic != "" && !isNew && !slices.Contains(l.scope, opt.Clinic) {
+			// The clinic has lost the chart; changes its devices made
+			// before they learnt of it are still theirs to send.
+			if err := r.madeInScope(l, fresh, opt.Clinic); err != nil {
+				return fail(fmt.Errorf("receive bundle: chart %s: %w", cb.chart, err))
+			}
 		}
 		if l.chart == nil {
 			if chart, err := record.Open(l.doc); err == nil {
@@ -398,6 +415,32 @@ func (r *Replica) ReceiveFrom(ctx context.Context, data []byte, opt ReceiveOptio
 	slices.Sort(res.Charts)
 	r.log.Debug("received bundle", "from", b.From, "applied", res.Applied, "duplicates", res.Duplicates, "charts", len(res.Charts))
 	return res, nil
+}
+
+// madeInScope checks that each change was made on a version of the chart
+// (its dependencies) in whose scope clinic was.
+func (r *Replica) madeInScope(l *loaded, chs []crdt.Change, clinic string) error {
+	for _, c := range chs {
+		if len(c.Deps) == 0 {
+			return fmt.Errorf("change %s starts a new history: %w", c.Hash, ErrOutOfScope)
+		}
+		past, err := l.doc.Fork(c.Deps, r.id)
+		if err != nil {
+			return fmt.Errorf("change %s: the version it was made on is not held: %w", c.Hash, ErrOutOfScope)
+		}
+		chart, err := record.Open(past)
+		if err != nil {
+			return fmt.Errorf("change %s: %v: %w", c.Hash, err, ErrOutOfScope)
+		}
+		scope, err := chart.Scope()
+		if err != nil {
+			return err
+		}
+		if !slices.Contains(scope, clinic) {
+			return fmt.Errorf("change %s was made after clinic %s lost the chart: %w", c.Hash, clinic, ErrOutOfScope)
+		}
+	}
+	return nil
 }
 
 // parseBundle decodes every change of a bundle and groups them by chart,

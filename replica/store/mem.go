@@ -179,7 +179,10 @@ func (m *Mem) Grants(ctx context.Context, clinic string, after, upto uint64) ([]
 		if out[i].Seq != out[j].Seq {
 			return out[i].Seq < out[j].Seq
 		}
-		return out[i].Chart < out[j].Chart
+		if out[i].Chart != out[j].Chart {
+			return out[i].Chart < out[j].Chart
+		}
+		return !out[i].Revoked && out[j].Revoked
 	})
 	return out, nil
 }
@@ -257,7 +260,7 @@ func (m *Mem) Write(ctx context.Context, b Batch) (uint64, error) {
 	}
 	head := uint64(len(m.log))
 	for _, g := range b.Grants {
-		m.grants = append(m.grants, Grant{Chart: g.Chart, Clinic: g.Clinic, Seq: head})
+		m.grants = append(m.grants, Grant{Chart: g.Chart, Clinic: g.Clinic, Seq: head, Revoked: g.Revoked})
 	}
 	for _, s := range b.Snapshots {
 		m.snapshots[s.Chart] = Snapshot{Chart: s.Chart, Seq: head, Data: bytes.Clone(s.Data)}

@@ -68,19 +68,23 @@ type Chart struct {
 	Updated time.Time
 }
 
-// Grant records that a clinic joined a chart's scope at log position Seq:
-// its devices must then be sent the chart's earlier changes too.
+// Grant records that a clinic joined a chart's scope at log position Seq
+// (its devices must then be sent the chart's earlier changes too), or, when
+// Revoked, that it left the scope there (its devices must still be sent
+// the changes up to that point, so they learn of it).
 type Grant struct {
-	Chart  string
-	Clinic string
-	Seq    uint64
+	Chart   string
+	Clinic  string
+	Seq     uint64
+	Revoked bool
 }
 
 // NewGrant adds a Grant; Write sets its Seq to the log head once the
 // batch's changes are added.
 type NewGrant struct {
-	Chart  string
-	Clinic string
+	Chart   string
+	Clinic  string
+	Revoked bool
 }
 
 // Snapshot is a chart saved whole; Seq is the log position it covers: every

@@ -61,7 +61,8 @@ CREATE TABLE IF NOT EXISTS charts (
 CREATE TABLE IF NOT EXISTS grants (
 	clinic TEXT NOT NULL,
 	seq    INTEGER NOT NULL,
-	chart  TEXT NOT NULL
+	chart  TEXT NOT NULL,
+	revoked INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS grants_by_clinic ON grants(clinic, seq);
 CREATE TABLE IF NOT EXISTS snapshots (chart TEXT PRIMARY KEY, seq INTEGER NOT NULL, data BLOB NOT NULL);
@@ -293,7 +294,7 @@ func (s *Store) Grants(ctx context.Context, clinic string, after, upto uint64) (
 	if err := s.check(); err != nil {
 		return nil, err
 	}
-	rows, err := s.db.QueryContext(ctx, "SELECT chart, seq FROM grants WHERE clinic = ? AND seq > ? AND seq <= ? ORDER BY seq, chart", clinic, after, upto)
+	rows, err := s.db.QueryContext(ctx, "SELECT chart, seq, revoked FROM grants WHERE clinic = ? AND seq > ? AND seq <= ? ORDER BY seq, chart, revoked", clinic, after, upto)
 	if err != nil {
 		return nil, fmt.Errorf("read grants to %s: %w", clinic, err)
 	}
@@ -301,7 +302,7 @@ func (s *Store) Grants(ctx context.Context, clinic string, after, upto uint64) (
 	var out []store.Grant
 	for rows.Next() {
 		g := store.Grant{Clinic: clinic}
-		if err := rows.Scan(&g.Chart, &g.Seq); err != nil {
+		if err := rows.Scan(&g.Chart, &g.Seq, &g.Revoked); err != nil {
 			return nil, fmt.Errorf("read grants to %s: %w", clinic, err)
 		}
 		out = append(out, g)
@@ -486,7 +487,7 @@ func (s *Store) Write(ctx context.Context, b store.Batch) (uint64, error) {
 		}
 	}
 	for _, g := range b.Grants {
-		if _, err := tx.ExecContext(ctx, "INSERT INTO grants(clinic, seq, chart) VALUES(?, ?, ?)", g.Clinic, head, g.Chart); err != nil {
+		if _, err := tx.ExecContext(ctx, "INSERT INTO grants(clinic, seq, chart, revoked) VALUES(?, ?, ?, ?)", g.Clinic, head, g.Chart, g.Revoked); err != nil {
 			return 0, fmt.Errorf("write grant of %s to %s: %w", g.Chart, g.Clinic, err)
 		}
 	}

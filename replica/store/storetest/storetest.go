@@ -196,6 +196,16 @@ func Run(t *testing.T, open func(t *testing.T) Opened) {
 		none, err := s.Grants(ctx, "east", 0, h2)
 		require.NoError(t, err)
 		assert.Empty(t, none)
+
+		h3, err := s.Write(ctx, store.Batch{
+			Changes: []store.NewChange{change("a", 3, "")},
+			Grants:  []store.NewGrant{{Chart: "a", Clinic: "south", Revoked: true}},
+		})
+		require.NoError(t, err)
+		south, err := s.Grants(ctx, "south", 0, h3)
+		require.NoError(t, err)
+		assert.Equal(t, []store.Grant{{Chart: "a", Clinic: "south", Seq: h2}, {Chart: "a", Clinic: "south", Seq: h3, Revoked: true}}, south,
+			"a clinic leaving a chart's scope is recorded too")
 	})
 
 	t.Run("PeersAndMeta", func(t *testing.T) {
