@@ -28,6 +28,20 @@
 // Head and Ack as uvarints, a change count, then per change the chart ID
 // (16-byte UUID) and the length-prefixed raw change.
 //
+// # Clinic scope
+//
+// A cloud serves many clinics, and a clinic's devices may hold only the
+// charts in its scope: each chart's home clinic and its referrals
+// (record.Refer). MakeBundleFor with a Clinic sends only those charts,
+// and when a chart joins the scope it sends the chart's earlier changes
+// too (the store records, as a Grant, the log position where a clinic
+// joined or left a chart's scope). ReceiveFrom refuses, whole, a bundle
+// from another sender than the authenticated one (ErrWrongSender) or one
+// that changes a chart outside the clinic's scope (ErrOutOfScope). Scope
+// is judged causally: a clinic that loses a chart is sent the change that
+// removed it, and edits its devices made before they learnt of it are
+// accepted. On a device, Config.Clinic refuses such writes locally.
+//
 // # Usage
 //
 //	r, err := replica.Open(ctx, "clinic.db", replica.Config{})

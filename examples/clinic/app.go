@@ -67,10 +67,11 @@ func (a *app) replica(ctx context.Context) (*replica.Replica, error) {
 	if a.r != nil {
 		return a.r, nil
 	}
-	if _, err := a.device(); err != nil {
+	d, err := a.device()
+	if err != nil {
 		return nil, err
 	}
-	r, err := replica.Open(ctx, a.path("replica.db"), replica.Config{})
+	r, err := replica.Open(ctx, a.path("replica.db"), replica.Config{Clinic: d.Clinic})
 	if err != nil {
 		return nil, err
 	}
@@ -172,6 +173,8 @@ func explain(err error) string {
 		return fmt.Sprintf("%s %s. Correct it and run the command again.", strings.ReplaceAll(ve.Field, "_", " "), ve.Reason)
 	case errors.Is(err, record.ErrTransition):
 		return err.Error() + ". \"clinic show CHART\" shows each entry's status."
+	case errors.Is(err, replica.ErrOutOfScope):
+		return err.Error()
 	case errors.Is(err, record.ErrNotFound), errors.Is(err, replica.ErrNotFound):
 		return err.Error() + ". \"clinic find\" lists charts and \"clinic show CHART\" lists entries."
 	}

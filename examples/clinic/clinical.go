@@ -207,6 +207,25 @@ func clinicalCommands() {
 		return record.EditNote{EncounterID: id, Pos: pos, Insert: text}, nil
 	})
 
+	var refer record.Refer
+	chartOp("refer", "-to CLINIC [-reason TEXT] CHART", "Share the chart with another clinic (a referral).", func(fs *flag.FlagSet) {
+		fs.StringVar(&refer.ToClinic, "to", "", "the clinic to refer the patient to (required)")
+		fs.StringVar(&refer.Reason, "reason", "", "why")
+	}, func(v record.View, refs []string) (record.Op, error) { return refer, noRefs(refs) })
+
+	chartOp("end-referral", "[-reason TEXT] CHART REFERRAL", "Stop sharing the chart with a referred clinic.", reasonFlag,
+		func(v record.View, refs []string) (record.Op, error) {
+			if len(refs) != 1 {
+				return nil, usagef("give the chart and then the referral (see \"clinic show CHART\")")
+			}
+			for _, r := range v.Referrals {
+				if strings.HasPrefix(r.ID, strings.ToLower(refs[0])) {
+					return record.EndReferral{ReferralID: r.ID, Reason: reason}, nil
+				}
+			}
+			return nil, fmt.Errorf("the chart has no referral starting with %q", refs[0])
+		})
+
 	chartOp("error", "-reason TEXT CHART ENTRY", "Mark an entry as entered in error (it is hidden, never deleted).", reasonFlag,
 		func(v record.View, refs []string) (record.Op, error) {
 			id, err := entryRef(v, refs, "entry")

@@ -82,6 +82,16 @@ func TestClinicWorkflow(t *testing.T) {
 	require.Zero(t, code)
 	assert.Contains(t, out, "Discontinued Amoxicillin: allergy")
 
+	code, out, errOut = clinic(t, dir, "refer", "-to", "lwanda", "-reason", "antenatal care", short)
+	require.Zero(t, code, errOut)
+	assert.Contains(t, out, "Referred to lwanda")
+	code, out, _ = clinic(t, dir, "show", short)
+	require.Zero(t, code)
+	assert.Contains(t, out, "to lwanda [active] antenatal care")
+	code, _, errOut = clinic(t, dir, "register", "-given", "Asha", "-sex", "female", "-born-year", "1990", "-home-clinic", "lwanda")
+	assert.Equal(t, 1, code, "a device registers patients of its own clinic only")
+	assert.Contains(t, errOut, "refer")
+
 	code, _, _ = clinic(t, dir, "show", "ffffffff")
 	assert.Equal(t, 1, code)
 	code, _, _ = clinic(t, dir, "nonsense")

@@ -75,6 +75,12 @@ func Print(w io.Writer, v record.View, indent string) {
 			line("      note: %s", e.Note)
 		}
 	}
+	if len(v.Referrals) > 0 {
+		line("Referrals:")
+		for _, r := range v.Referrals {
+			line("  %s to %s [%s] %s", Short(r.ID), r.Clinic, r.Status, r.Reason)
+		}
+	}
 	if len(v.EnteredInError) > 0 {
 		line("Entered in error (kept for the record):")
 		for _, e := range v.EnteredInError {
