@@ -929,3 +929,40 @@ func TestResolveConflict(t *testing.T) {
 	assert.Equal(t, keep, v.Patient.Village)
 	assert.Equal(t, "resolve-conflict", v.History[len(v.History)-1].Op)
 }
+
+// Writes that this package did not make (a damaged or foreign change) are
+// ignored and counted, and the chart around them still reads.
+func TestForeignWritesAreCountedNotShown(t *testing.T) {
+	c := newChart(t)
+	rx := do(t, c, doctor, t0.Add(time.Minute), record.Prescribe{Drug: "Amoxicillin", Dose: 500, DoseUnit: "mg", Route: "oral", Frequency: "TDS"})
+	before := view(t, c)
+	foreign := map[string]string{
+		"junk-1": "not json",
+		"junk-2": `{"k":"martian","e":"` + uuid.NewString() + `","f":"colour","v":"green","t":1}`,
+		"junk-3": `{"k":"prescription","e":"","f":"dose","v":"1","t":1}`,
+		"junk-4": `{"k":"allergy","e":"` + rx + `","f":"substance","v":"Peanut","t":9999999999999}`,
+		"junk-5": `[1,2,3]`,
+	}
+	ch, err := c.Doc().Edit("written by another program", t0.Add(time.Hour), func(tx *crdt.Tx) error {
+		for k, v := range foreign {
+			if err := tx.Put([]string{"w"}, k, v); err != nil {
+				return err
+			}
+		}
+		return tx.Put([]string{"notes"}, "stray", "a string, not text")
+	})
+	require.NoError(t, err)
+	v := view(t, c)
+	assert.Equal(t, len(foreign), v.Unreadable)
+	assert.Equal(t, before.Prescriptions, v.Prescriptions, "foreign writes changed the prescriptions")
+	assert.Equal(t, before.Patient, v.Patient)
+	assert.Empty(t, v.Allergies)
+	last := v.History[len(v.History)-1]
+	assert.Equal(t, ch.Hash, last.Change)
+	assert.Equal(t, "unknown", last.Op, "a change without a chart message is listed as unknown")
+
+	// The chart still takes operations.
+	do(t, c, doctor, t0.Add(2*time.Hour), record.ReviseDose{PrescriptionID: rx, Dose: 250})
+	p, _ := findRx(view(t, c), rx)
+	assert.Equal(t, 250.0, p.Dose)
+}
