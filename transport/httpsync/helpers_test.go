@@ -5,6 +5,8 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"io"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -108,6 +110,7 @@ func newCloud(t testing.TB, o cloudOptions) *cloud {
 		o.tls(srv.TLS)
 	}
 	srv.EnableHTTP2 = o.http2
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // cut handshakes are expected in some tests
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
 	return &cloud{rep: rep, ca: ca, handler: h, srv: srv, url: srv.URL}

@@ -246,13 +246,19 @@ func (h *Handler) serveSync(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.stats.bytesIn.Add(int64(len(data)))
-	rec, err := h.receive(r.Context(), data, dev)
+	// A bundle received whole is applied even if the device has gone
+	// meanwhile: it is idempotent, and its resend is then cheap.
+	rec, err := h.receive(context.WithoutCancel(r.Context()), data, dev)
 	if err != nil {
 		status, code, msg := classify(err)
 		h.fail(w, r, status, code, msg, err)
 		return
 	}
 	out, err := h.bundleFor(r.Context(), dev)
+	if err != nil && r.Context().Err() != nil {
+		log.Info("device went away before the answer", "applied", rec.Applied, "err", err)
+		return
+	}
 	if err != nil {
 		status, code, msg := classify(err)
 		h.fail(w, r, status, code, msg, err)
