@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -84,7 +85,7 @@ type Replica struct {
 	id     string
 	cfg    Config
 	log    *slog.Logger
-	closed bool
+	closed atomic.Bool // set under mu; read without it by the store-only reads
 
 	mu    sync.Mutex // serialises writes, chart loads and the cache
 	cache *lru
@@ -144,17 +145,25 @@ func (r *Replica) ID() string { return r.id }
 func (r *Replica) Close() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.closed {
+	if r.closed.Swap(true) {
 		return nil
 	}
-	r.closed = true
 	r.cache = newLRU(1)
 	return r.st.Close()
 }
 
+// checkOpen returns ErrClosed once Close has been called. Reads that go
+// to the store alone use it instead of taking the write lock.
+func (r *Replica) checkOpen() error {
+	if r.closed.Load() {
+		return ErrClosed
+	}
+	return nil
+}
+
 func (r *Replica) lock() (func(), error) {
 	r.mu.Lock()
-	if r.closed {
+	if r.closed.Load() {
 		r.mu.Unlock()
 		return nil, ErrClosed
 	}
@@ -264,6 +273,9 @@ func (r *Replica) Chart(ctx context.Context, chartID string) (record.View, error
 
 // Heads returns a chart's heads as stored in the index.
 func (r *Replica) Heads(ctx context.Context, chartID string) (crdt.Heads, error) {
+	if err := r.checkOpen(); err != nil {
+		return nil, err
+	}
 	c, err := r.st.Chart(ctx, chartID)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, fmt.Errorf("chart %s: %w", chartID, ErrNotFound)
@@ -277,6 +289,9 @@ func (r *Replica) Heads(ctx context.Context, chartID string) (crdt.Heads, error)
 // Find lists charts whose name, village or national ID contains text (or
 // whose ID is text), sorted by family then given name; "" lists all.
 func (r *Replica) Find(ctx context.Context, text string, limit int) ([]store.Chart, error) {
+	if err := r.checkOpen(); err != nil {
+		return nil, err
+	}
 	cs, err := r.st.Charts(ctx, store.Query{Text: text, Limit: limit})
 	if err != nil {
 		return nil, fmt.Errorf("find charts: %w", err)
@@ -295,6 +310,9 @@ type PeerStatus struct {
 
 // Peers lists every peer this replica has synced with.
 func (r *Replica) Peers(ctx context.Context) ([]PeerStatus, error) {
+	if err := r.checkOpen(); err != nil {
+		return nil, err
+	}
 	ps, err := r.st.Peers(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("peers: %w", err)

@@ -489,7 +489,7 @@ func TestImportMergesChartAlreadyHeld(t *testing.T) {
 func TestClosedReplicaRefusesCalls(t *testing.T) {
 	ctx := context.Background()
 	a, _ := newMem(t, replica.Config{})
-	b, _ := newMem(t, replica.Config{})
+	b, _ := openSQLite(t, tempDB(t, "b"), replica.Config{})
 	id := register(t, a, "Wanjiru", "Mwangi", "Kamuga")
 	out, err := a.MakeBundle(ctx, b.ID())
 	require.NoError(t, err)
@@ -503,6 +503,15 @@ func TestClosedReplicaRefusesCalls(t *testing.T) {
 	assert.ErrorIs(t, err, replica.ErrClosed)
 	_, err = b.Receive(ctx, out.Data)
 	assert.ErrorIs(t, err, replica.ErrClosed)
+	_, err = b.Heads(ctx, id)
+	assert.ErrorIs(t, err, replica.ErrClosed)
+	_, err = b.Find(ctx, "", 0)
+	assert.ErrorIs(t, err, replica.ErrClosed)
+	_, err = b.Peers(ctx)
+	assert.ErrorIs(t, err, replica.ErrClosed)
+	_, err = b.MakeBundle(ctx, a.ID())
+	assert.ErrorIs(t, err, replica.ErrClosed)
+	assert.ErrorIs(t, b.Import(ctx, nil), replica.ErrClosed)
 }
 
 func TestConfigValidate(t *testing.T) {

@@ -98,6 +98,9 @@ type BundleOptions struct {
 // MakeBundleFor is MakeBundle for a peer that may receive only what opt
 // allows, such as a clinic device syncing with the cloud.
 func (r *Replica) MakeBundleFor(ctx context.Context, peer string, opt BundleOptions) (Outgoing, error) {
+	if err := r.checkOpen(); err != nil {
+		return Outgoing{}, err
+	}
 	if _, err := idBytes(peer); err != nil {
 		return Outgoing{}, fmt.Errorf("make bundle: %w", err)
 	}
