@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/chartsync/chartsync/device"
+	"github.com/chartsync/chartsync/internal/wire"
 	"github.com/chartsync/chartsync/record"
 	"github.com/chartsync/chartsync/replica"
 	"github.com/chartsync/chartsync/replica/store"
@@ -200,3 +201,6 @@ func heads(t T, r *replica.Replica) map[string]string {
 	return out
 }
 
+func appendBytes(dst, b []byte) []byte { return wire.AppendBytes(dst, b) }
+
+func encodeFrame(body []byte) []byte { return wire.Encode(frameKind, Version, body) }

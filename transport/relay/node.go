@@ -22,9 +22,10 @@ import (
 
 // NodeConfig tunes a Node. The zero value works.
 type NodeConfig struct {
-	// Budget bounds the bytes of bundles the node holds (a phone's spare
-	// storage); 0 means no limit. Acknowledgements are always accepted:
-	// they are small and free space.
+	// Budget bounds the bytes of bundles of changes the node holds (a
+	// phone's spare storage); 0 means no limit. Acknowledgements are
+	// always accepted and not counted: they are small, signed by enrolled
+	// devices, and free space.
 	Budget int64
 	// MaxHops is the hop count beyond which the node accepts no copy of a
 	// bundle (default 64). It stops honest relays passing a bundle round
@@ -199,6 +200,13 @@ func sortPriority(items []Item) {
 	})
 }
 
+// allItems lists every held bundle, expired or not.
+func (n *Node) allItems(ctx context.Context) ([]Item, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.items(ctx)
+}
+
 func rank(k Kind) int {
 	if k == KindAck {
 		return 0
@@ -360,7 +368,9 @@ func (n *Node) put(ctx context.Context, env *Envelope, data []byte) (PutResult, 
 		if it.Key() == env.Key() {
 			return res, nil
 		}
-		used += it.Size
+		if it.Kind == KindChanges {
+			used += it.Size
+		}
 	}
 	idx := ackIndex(items)
 	if acknowledged(idx, env.Header) {
