@@ -66,6 +66,10 @@ func Export(ctx context.Context, r *replica.Replica, peer, dir string) (Exported
 		return Exported{}, fmt.Errorf("export bundle for %s: %w", peer, err)
 	}
 	name := NameFor(r.ID(), peer, out.Data)
+	if _, err := ParseName(name); err != nil {
+		// MakeBundle accepts upper-case hex, which no importer would read.
+		return Exported{}, fmt.Errorf("export bundle for %s: peer ID is not 32 lower-case hex digits: %w", peer, err)
+	}
 	ex := Exported{Path: filepath.Join(dir, name), Bytes: len(out.Data), Changes: out.Changes, Complete: out.Complete}
 	if !holds(ex.Path, out.Data) {
 		if err := writeAtomic(dir, name, out.Data); err != nil {

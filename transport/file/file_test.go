@@ -440,6 +440,13 @@ func TestExportLeavesNothingBehindOnError(t *testing.T) {
 			}
 		})
 	}
+	t.Run("peer ID not canonical", func(t *testing.T) {
+		a, b := openReplica(t, "a"), openReplica(t, "b")
+		dir := t.TempDir()
+		_, err := file.Export(t.Context(), a, strings.ToUpper(b.ID()), dir)
+		require.ErrorIs(t, err, file.ErrBadName, "an upper-case peer ID would make a file no importer reads")
+		assert.Empty(t, names(t, dir))
+	})
 	t.Run("folder missing", func(t *testing.T) {
 		a, b := openReplica(t, "a"), openReplica(t, "b")
 		dir := filepath.Join(t.TempDir(), "missing")

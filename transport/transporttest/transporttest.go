@@ -1,24 +1,3 @@
-// Package transporttest is the sync conformance suite every chartsync
-// transport runs: two replicas joined by the transport under test must
-// converge, stay put when nothing changes, lose no acknowledged edit, and
-// refuse damaged input without changing anything.
-//
-// # Usage
-//
-//	func TestConformance(t *testing.T) {
-//		transporttest.Run(t, func(t *testing.T) transporttest.Pair {
-//			a, b := openTwoReplicas(t)
-//			...
-//			return transporttest.Pair{A: a, B: b, Round: ..., Capture: ..., Inject: ..., BadInput: ...}
-//		})
-//	}
-//
-// # Caveats
-//
-// The suite edits charts through package record and compares replicas
-// through their public API only (chart index, heads, views, peer status).
-// It calls newPair once per subtest; the pair's replicas and any
-// directories should be cleaned up with t.Cleanup.
 package transporttest
 
 import (
