@@ -61,8 +61,8 @@ func (b *Bundle) Complete() bool { return b.Upto == b.Head }
 
 func idBytes(id string) ([]byte, error) {
 	b, err := hex.DecodeString(id)
-	if err != nil || len(b) != 16 {
-		return nil, fmt.Errorf("replica id %q is not 32 hex digits", id)
+	if err != nil || len(b) != 16 || hex.EncodeToString(b) != id {
+		return nil, fmt.Errorf("replica id %q is not 32 lower-case hex digits", id)
 	}
 	return b, nil
 }

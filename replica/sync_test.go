@@ -3,6 +3,7 @@ package replica_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -452,4 +453,11 @@ func conflictOn(v record.View, field string) *record.Conflict {
 		}
 	}
 	return nil
+}
+
+func TestMakeBundleRefusesUpperCasePeerID(t *testing.T) {
+	a, _ := newMem(t, replica.Config{})
+	b, _ := newMem(t, replica.Config{})
+	_, err := a.MakeBundle(context.Background(), strings.ToUpper(b.ID()))
+	require.Error(t, err, "an upper-case peer ID would be a second, never-acknowledged peer")
 }
