@@ -2,8 +2,10 @@ package record_test
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -965,4 +967,51 @@ func TestForeignWritesAreCountedNotShown(t *testing.T) {
 	do(t, c, doctor, t0.Add(2*time.Hour), record.ReviseDose{PrescriptionID: rx, Dose: 250})
 	p, _ := findRx(view(t, c), rx)
 	assert.Equal(t, 250.0, p.Dose)
+}
+
+// A Chart is safe for concurrent use: operations, views and a sync engine
+// applying changes to its document at once.
+func TestChartIsSafeForConcurrentUse(t *testing.T) {
+	c := newChart(t)
+	peer := fork(t, c)
+	rx := do(t, peer, doctor, t0.Add(time.Minute), record.Prescribe{Drug: "Amoxicillin", Dose: 500, DoseUnit: "mg", Route: "oral", Frequency: "TDS"})
+	peerChanges, err := peer.Doc().Changes(c.Doc().Heads())
+	require.NoError(t, err)
+
+	const writers, each = 4, 5
+	var wg sync.WaitGroup
+	errs := make(chan error, writers*each+10+1)
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				_, err := c.Do(nurse, t0.Add(time.Duration(w*each+i)*time.Second), record.AddEncounter{Complaint: fmt.Sprintf("visit %d-%d", w, i)})
+				errs <- err
+			}
+		}()
+	}
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		for range 10 {
+			_, err := c.View()
+			errs <- err
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		_, err := c.Doc().Apply(peerChanges...)
+		errs <- err
+	}()
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	v := view(t, c)
+	assert.Len(t, v.Encounters, writers*each, "every concurrent write is kept")
+	_, ok := findRx(v, rx)
+	assert.True(t, ok, "the change applied meanwhile is shown")
+	assert.Len(t, v.History, 1+1+writers*each)
 }
