@@ -4,6 +4,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -230,4 +231,29 @@ func TestFingerprint(t *testing.T) {
 	require.NoError(t, err)
 	assert.NotEqual(t, fp, device.Fingerprint(b.PublicKey()))
 	assert.Equal(t, fp, device.Fingerprint(ed25519.PublicKey(append([]byte(nil), a.PublicKey()...))))
+}
+
+func TestPrintingKeysLeaksNoSecret(t *testing.T) {
+	id := newIdentity(t, "kamuga")
+	a, err := device.NewAuthority()
+	require.NoError(t, err)
+	path := filepath.Join(t.TempDir(), "k")
+	require.NoError(t, id.Save(path))
+	for _, v := range []any{id, a} {
+		for _, format := range []string{"%v", "%+v", "%#v", "%s"} {
+			out := fmt.Sprintf(format, v)
+			assert.NotContains(t, out, "AGE-SECRET-KEY", "printing %T with %s shows its age secret", v, format)
+			assert.Regexp(t, `[0-9a-f]{4}-[0-9a-f]{4}`, out, "printing %T with %s names its fingerprint", v, format)
+		}
+	}
+	// The ed25519 seed is in the key file; printing must not show it.
+	data, err := os.ReadFile(path)
+	require.NoError(t, err)
+	_, body, err := wire.Decode(data, data[2], data[4], 1024)
+	require.NoError(t, err)
+	seed := body[16+1+len("kamuga") : 16+1+len("kamuga")+32]
+	for _, format := range []string{"%v", "%+v", "%#v", "%x"} {
+		assert.NotContains(t, fmt.Sprintf(format, id), fmt.Sprintf("%x", seed))
+		assert.NotContains(t, fmt.Sprintf(format, id), fmt.Sprint(seed))
+	}
 }

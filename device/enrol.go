@@ -30,6 +30,13 @@ func NewAuthority() (*Authority, error) {
 	return &Authority{key: sk}, nil
 }
 
+// String names the authority by its key's fingerprint, never printing the
+// secret key.
+func (a *Authority) String() string { return "enrolment authority " + Fingerprint(a.PublicKey()) }
+
+// GoString is String, for %#v.
+func (a *Authority) GoString() string { return a.String() }
+
 // PublicKey returns the key that rosters trust (see RosterConfig).
 func (a *Authority) PublicKey() ed25519.PublicKey { return a.key.Public().(ed25519.PublicKey) }
 

@@ -182,6 +182,15 @@ func Generate(replicaID, clinic string) (*Identity, error) {
 	return &Identity{replicaID: replicaID, clinic: clinic, sign: sk, age: ai}, nil
 }
 
+// String names the identity without its secrets, so that logging or
+// printing one never leaks a key.
+func (id *Identity) String() string {
+	return fmt.Sprintf("device %s of %s (signing key %s)", id.replicaID, id.clinic, Fingerprint(id.sign.Public().(ed25519.PublicKey)))
+}
+
+// GoString is String, for %#v.
+func (id *Identity) GoString() string { return id.String() }
+
 // ReplicaID returns the replica the keys belong to.
 func (id *Identity) ReplicaID() string { return id.replicaID }
 
