@@ -415,18 +415,20 @@ func retryable(err error) bool {
 	if errors.As(err, &se) {
 		return se.transient()
 	}
+	var permanent *permanentError
+	return !errors.As(err, &permanent) && !errors.Is(err, ErrServerNotTrusted)
+}
+
+// untrusted reports whether err is the failure to verify the cloud's
+// certificate.
+func untrusted(err error) bool {
 	var (
-		unknownCA *x509.UnknownAuthorityError
+		unknownCA x509.UnknownAuthorityError
 		hostname  x509.HostnameError
 		invalid   x509.CertificateInvalidError
 		verify    *tls.CertificateVerificationError
-		permanent *permanentError
 	)
-	switch {
-	case errors.As(err, &unknownCA), errors.As(err, &hostname), errors.As(err, &invalid), errors.As(err, &verify), errors.As(err, &permanent):
-		return false
-	}
-	return true
+	return errors.As(err, &unknownCA) || errors.As(err, &hostname) || errors.As(err, &invalid) || errors.As(err, &verify)
 }
 
 // permanentError marks a failure no retry can mend.
@@ -457,6 +459,9 @@ func (c *Client) do(req *http.Request, pr *progress) ([]byte, error) {
 	req.Header.Set("Accept", ContentType+", application/json")
 	resp, err := c.http.Do(req)
 	if err != nil {
+		if untrusted(err) && !errors.Is(err, ErrServerNotTrusted) {
+			err = fmt.Errorf("%w: %w", ErrServerNotTrusted, err)
+		}
 		return nil, err
 	}
 	defer resp.Body.Close()

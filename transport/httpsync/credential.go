@@ -208,14 +208,16 @@ func (c *Credential) TLSConfig() *tls.Config {
 			}
 		}
 		if roots == nil {
-			return errors.New("cloud certificate is not the one pinned in the device credential")
+			return fmt.Errorf("%w: it is not the certificate pinned in the device credential", ErrServerNotTrusted)
 		}
 		inter := x509.NewCertPool()
 		for _, ic := range cs.PeerCertificates[1:] {
 			inter.AddCert(ic)
 		}
-		_, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, DNSName: cs.ServerName})
-		return err
+		if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, DNSName: cs.ServerName}); err != nil {
+			return fmt.Errorf("%w: %w", ErrServerNotTrusted, err)
+		}
+		return nil
 	}
 	return cfg
 }

@@ -32,6 +32,10 @@ var (
 	ErrBusy = errors.New("cloud busy")
 	// ErrServer (5xx other than 503): the cloud failed.
 	ErrServer = errors.New("cloud failed")
+	// ErrServerNotTrusted: the server's certificate is not one the
+	// device credential trusts (another CA, or not the pinned
+	// certificate). It is never retried: check the cloud URL, or re-enrol.
+	ErrServerNotTrusted = errors.New("cloud's certificate not trusted by the device credential")
 	// ErrUnreachable: the cloud could not be reached or the link dropped,
 	// and retries ran out. The network error is wrapped too.
 	ErrUnreachable = errors.New("cloud unreachable")
