@@ -305,6 +305,7 @@ func (u UpdateAllergy) plan(s *state, at time.Time) (*plan, error) {
 	}
 	p := &plan{op: "update-allergy", entry: e.id}
 	var what []string
+	reactivated := false
 	if u.Reaction != nil {
 		p.putChanged(s, KindAllergy, e.id, "reaction", *u.Reaction)
 		what = append(what, "reaction "+*u.Reaction)
@@ -320,11 +321,18 @@ func (u UpdateAllergy) plan(s *state, at time.Time) (*plan, error) {
 		if *u.Status == StatusEnteredInError {
 			return nil, invalid("status", "use MarkEnteredInError for an allergy recorded by mistake")
 		}
+		n := len(p.sets)
 		p.putChanged(s, KindAllergy, e.id, "status", *u.Status)
 		what = append(what, "status "+*u.Status)
+		reactivated = len(p.sets) > n && *u.Status == StatusActive
 	}
 	if len(p.sets) == 0 {
 		return nil, invalid("allergy", "the update changes nothing")
+	}
+	// An allergy made active again withdraws "no known allergies", as
+	// recording one does.
+	if r := s.patient().fields["nka"]; reactivated && r != nil && slices.ContainsFunc(r.current, func(w *write) bool { return w.Value == "true" }) {
+		p.put(KindPatient, s.chartID, "nka", "false")
 	}
 	if u.Reason != "" {
 		p.put(KindAllergy, e.id, "status_reason", u.Reason)
