@@ -1015,3 +1015,23 @@ func TestChartIsSafeForConcurrentUse(t *testing.T) {
 	assert.True(t, ok, "the change applied meanwhile is shown")
 	assert.Len(t, v.History, 1+1+writers*each)
 }
+
+// Reactivating an allergy after "no known allergies" was recorded
+// withdraws the statement, as recording a new allergy does: nothing was
+// concurrent, so there is nothing for a clinician to confirm.
+func TestReactivatedAllergyWithdrawsNoKnownAllergies(t *testing.T) {
+	c := newChart(t)
+	id := do(t, c, nurse, t0.Add(time.Minute), record.AddAllergy{Substance: "Penicillin", Severity: "mild"})
+	do(t, c, doctor, t0.Add(2*time.Minute), record.UpdateAllergy{AllergyID: id, Status: record.Ptr(record.StatusResolved)})
+	do(t, c, doctor, t0.Add(3*time.Minute), record.RecordNoKnownAllergies{})
+	require.True(t, view(t, c).NoKnownAllergies)
+
+	do(t, c, doctor, t0.Add(4*time.Minute), record.UpdateAllergy{AllergyID: id, Status: record.Ptr(record.StatusActive), Reason: "rash again"})
+	v := view(t, c)
+	assert.False(t, v.NoKnownAllergies)
+	assert.Empty(t, v.Alerts, "a sequential reactivation raised an alert meant for concurrent edits")
+	assert.Empty(t, v.Conflicts)
+	// With the allergy resolved again, the statement does not come back.
+	do(t, c, doctor, t0.Add(5*time.Minute), record.UpdateAllergy{AllergyID: id, Status: record.Ptr(record.StatusResolved)})
+	assert.False(t, view(t, c).NoKnownAllergies)
+}
