@@ -972,7 +972,7 @@ func (r ResolveConflict) plan(s *state, at time.Time) (*plan, error) {
 	nkaAlert := nka && r.Value == "false" && reg != nil &&
 		slices.ContainsFunc(reg.current, func(w *write) bool { return w.Value == "true" }) &&
 		slices.ContainsFunc(s.entriesOf(KindAllergy), func(a *entry) bool { return a.value("status") == StatusActive })
-	if (reg == nil || len(reg.current) < 2) && !nkaAlert {
+	if (reg == nil || !reg.inConflict()) && !nkaAlert {
 		return nil, fmt.Errorf("resolve %s of %s: the field is not in conflict: %w", r.Field, label(e), ErrTransition)
 	}
 	p := &plan{op: "resolve-conflict", entry: e.id}

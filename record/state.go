@@ -74,6 +74,17 @@ type register struct {
 	current []*write // writes nothing supersedes, displayed value first
 }
 
+// inConflict reports whether the register's current writes hold
+// different values; writes that agree are not a conflict.
+func (r *register) inConflict() bool {
+	for _, w := range r.current[min(1, len(r.current)):] {
+		if w.Value != r.current[0].Value {
+			return true
+		}
+	}
+	return false
+}
+
 // entry is one chart entry with all its field registers.
 type entry struct {
 	id      string

@@ -300,7 +300,7 @@ func conflicts(e *entry) []Conflict {
 	slices.Sort(names)
 	for _, f := range names {
 		r := e.fields[f]
-		if len(r.current) < 2 {
+		if !r.inConflict() {
 			continue
 		}
 		c := Conflict{Kind: e.kind, EntryID: e.id, Entry: label(e), Field: f, Shown: e.value(f),
