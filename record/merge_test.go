@@ -1049,3 +1049,30 @@ func TestMergingAnotherChartNeverShowsItAsThisOne(t *testing.T) {
 	assert.Positive(t, refused, "never saw the other chart's containers win")
 	assert.Positive(t, kept, "never saw this chart's containers win")
 }
+
+// Devices that concurrently write the same value agree: that is not a
+// conflict for a clinician to settle.
+func TestMergeSameValueIsNoConflict(t *testing.T) {
+	for _, fc := range fieldCases() {
+		t.Run(fc.name, func(t *testing.T) {
+			base := newChart(t)
+			id := fc.setup(t, base)
+			rs := replicas(t, base, 2)
+			do(t, rs[0], nurse, t0.Add(time.Hour), fc.write(id, fc.values[0]))
+			do(t, rs[1], doctor, t0.Add(2*time.Hour), fc.write(id, fc.values[0]))
+			mergeAll(t, rs...)
+			v := converged(t, rs...)
+			assert.Empty(t, v.Conflicts)
+			assert.Equal(t, fc.values[0], fc.read(t, v, id))
+		})
+	}
+	t.Run("both record no known allergies", func(t *testing.T) {
+		rs := replicas(t, newChart(t), 2)
+		do(t, rs[0], nurse, t0.Add(time.Hour), record.RecordNoKnownAllergies{})
+		do(t, rs[1], doctor, t0.Add(time.Hour), record.RecordNoKnownAllergies{})
+		mergeAll(t, rs...)
+		v := converged(t, rs...)
+		assert.True(t, v.NoKnownAllergies)
+		assert.Empty(t, v.Conflicts)
+	})
+}
