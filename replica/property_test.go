@@ -268,7 +268,7 @@ func drawConfig(t *rapid.T) replica.Config {
 }
 
 func TestPropertyConvergence(t *testing.T) {
-	setRapidChecks(t, 250)
+	setRapidChecks(t, 600)
 	rapid.Check(t, func(t *rapid.T) {
 		s := &sim{ctx: context.Background(), cfg: drawConfig(t)}
 		n := rapid.IntRange(3, 5).Draw(t, "replicas")
@@ -292,7 +292,7 @@ func TestPropertyConvergence(t *testing.T) {
 }
 
 func TestPropertyConvergenceSQLite(t *testing.T) {
-	setRapidChecks(t, 6)
+	setRapidChecks(t, 25)
 	rapid.Check(t, func(rt *rapid.T) {
 		s := &sim{ctx: context.Background(), cfg: drawConfig(rt)}
 		defer seedUUIDs()()
