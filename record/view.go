@@ -462,18 +462,18 @@ func allergic(substance, drug string) bool {
 
 func alerts(v *View, s *state) []Alert {
 	out := []Alert{}
-	// The same drug active twice.
+	// The same drug active twice: the same name, or the same drug code.
 	byDrug := map[string][]Prescription{}
 	for _, p := range v.Prescriptions {
 		if p.Status != StatusActive {
 			continue
 		}
-		key := normDrug(p.Drug)
+		byDrug["name:"+normDrug(p.Drug)] = append(byDrug["name:"+normDrug(p.Drug)], p)
 		if p.DrugCode != "" {
-			key = "code:" + p.DrugCode
+			byDrug["code:"+p.DrugCode] = append(byDrug["code:"+p.DrugCode], p)
 		}
-		byDrug[key] = append(byDrug[key], p)
 	}
+	alerted := map[string]bool{}
 	for _, ps := range byDrug {
 		if len(ps) < 2 {
 			continue
@@ -481,6 +481,13 @@ func alerts(v *View, s *state) []Alert {
 		var ids, who []string
 		for _, p := range ps {
 			ids = append(ids, p.ID)
+		}
+		key := strings.Join(ids, " ")
+		if alerted[key] {
+			continue // the same name and the same code: one alert
+		}
+		alerted[key] = true
+		for _, p := range ps {
 			who = append(who, fmt.Sprintf("%s %s %s %s by %s on %s", p.Drug, fmtFloat(p.Dose), p.DoseUnit, p.Frequency,
 				p.RecordedBy, p.RecordedAt.Format(time.DateOnly)))
 		}
