@@ -733,6 +733,11 @@ func TestMergeRaisesAlerts(t *testing.T) {
 			return do(t, c, doctor, at, record.Prescribe{Drug: drug, Dose: 1, DoseUnit: "tablet", Route: "oral", Frequency: "BD"})
 		}
 	}
+	rxCode := func(drug, code string) func(t *testing.T, c *record.Chart, at time.Time) string {
+		return func(t *testing.T, c *record.Chart, at time.Time) string {
+			return do(t, c, doctor, at, record.Prescribe{Drug: drug, DrugCode: code, Dose: 1, DoseUnit: "tablet", Route: "oral", Frequency: "BD"})
+		}
+	}
 	then := func(first func(t *testing.T, c *record.Chart, at time.Time) string, op func(id string) record.Op) func(t *testing.T, c *record.Chart, at time.Time) string {
 		return func(t *testing.T, c *record.Chart, at time.Time) string {
 			id := first(t, c, at)
@@ -762,6 +767,8 @@ func TestMergeRaisesAlerts(t *testing.T) {
 		alert string
 	}{
 		{"same drug prescribed on two devices", rx("Amoxicillin"), rx(" amoxicillin"), record.AlertDuplicateDrug},
+		{"same drug, one with a drug code", rx("Amoxicillin"), rxCode("Amoxicillin", "RX:723"), record.AlertDuplicateDrug},
+		{"same drug code, different names", rxCode("Amoxil", "RX:723"), rxCode("Amoxicillin", "RX:723"), record.AlertDuplicateDrug},
 		{"same drug, one on hold", rx("Amoxicillin"), then(rx("Amoxicillin"), hold), ""},
 		{"same drug, one entered in error", rx("Amoxicillin"), then(rx("Amoxicillin"), eie), ""},
 		{"different drugs", rx("Amoxicillin"), rx("Paracetamol"), ""},
