@@ -127,6 +127,19 @@ func (a *app) chart(ctx context.Context, ref string) (string, error) {
 	return "", fmt.Errorf("%d charts start with %q: give more characters of the ID", len(found), ref)
 }
 
+// view reads the chart named by the single argument of a command.
+func (a *app) view(ctx context.Context, args []string) (record.View, error) {
+	ref, err := oneArg(args, "a chart ID (or its first characters)")
+	if err != nil {
+		return record.View{}, err
+	}
+	id, err := a.chart(ctx, ref)
+	if err != nil {
+		return record.View{}, err
+	}
+	return a.r.Chart(ctx, id)
+}
+
 // entry finds an entry of a chart by its ID or a unique prefix.
 func entry(v record.View, ref string) (string, error) {
 	var ids []string

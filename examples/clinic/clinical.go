@@ -244,15 +244,7 @@ func clinicalCommands() {
 	register(&command{
 		name: "history", args: "CHART", help: "Show who did what to a chart, and when.",
 		run: func(ctx context.Context, a *app, fs *flag.FlagSet, args []string) error {
-			ref, err := oneArg(args, "a chart ID (or its first characters)")
-			if err != nil {
-				return err
-			}
-			id, err := a.chart(ctx, ref)
-			if err != nil {
-				return err
-			}
-			v, err := a.r.Chart(ctx, id)
+			v, err := a.view(ctx, args)
 			if err != nil {
 				return err
 			}

@@ -289,15 +289,7 @@ func init() {
 			fs.BoolVar(&withHistory, "history", false, "also print the chart's history")
 		},
 		run: func(ctx context.Context, a *app, fs *flag.FlagSet, args []string) error {
-			ref, err := oneArg(args, "a chart ID (or its first characters)")
-			if err != nil {
-				return err
-			}
-			id, err := a.chart(ctx, ref)
-			if err != nil {
-				return err
-			}
-			v, err := a.r.Chart(ctx, id)
+			v, err := a.view(ctx, args)
 			if err != nil {
 				return err
 			}
