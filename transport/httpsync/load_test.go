@@ -1,0 +1,338 @@
+package httpsync_test
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime/metrics"
+	"runtime/pprof"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/chartsync/chartsync/record"
+	"github.com/chartsync/chartsync/replica"
+	"github.com/chartsync/chartsync/replica/store"
+	"github.com/chartsync/chartsync/transport/httpsync"
+)
+
+// The load test runs the cloud in a child process (this test binary,
+// re-executed with HTTPSYNC_LOAD_CLOUD naming its data directory) so that
+// its memory is measured apart from the simulated devices'.
+
+const loadCloudEnv = "HTTPSYNC_LOAD_CLOUD"
+
+func TestMain(m *testing.M) {
+	if dir := os.Getenv(loadCloudEnv); dir != "" {
+		os.Exit(runLoadCloud(dir))
+	}
+	os.Exit(m.Run())
+}
+
+// cloudStats is what the child cloud reports when its stdin closes.
+type cloudStats struct {
+	Handler      httpsync.HandlerStats
+	Charts       int
+	PeakHeap     uint64 // bytes of live heap objects, sampled every 5ms
+	PeakGoMemory uint64 // all memory the Go runtime holds, sampled
+	PeakRSS      uint64 // resident set, sampled from /proc/self/statm
+	HighWaterRSS uint64 // the kernel's peak resident set (VmHWM)
+}
+
+// runLoadCloud serves a cloud from dir (cloud.db, ca.crt, server.crt,
+// server.key) on 127.0.0.1, prints "ADDR host:port cloud-id", and when
+// stdin closes shuts down and prints "STATS {json}".
+func runLoadCloud(dir string) int {
+	ctx := context.Background()
+	fail := func(err error) int { fmt.Fprintln(os.Stderr, "load cloud:", err); return 1 }
+	rep, err := replica.Open(ctx, filepath.Join(dir, "cloud.db"), replica.Config{})
+	if err != nil {
+		return fail(err)
+	}
+	defer rep.Close()
+	ca, _, err := httpsync.OpenDeviceCA(dir, time.Now())
+	if err != nil {
+		return fail(err)
+	}
+	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, "server.crt"), filepath.Join(dir, "server.key"))
+	if err != nil {
+		return fail(err)
+	}
+	cfg := httpsync.Config{Replica: rep, DeviceCA: ca.Pool()}
+	if os.Getenv("HTTPSYNC_LOG") != "" {
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	h, err := httpsync.NewHandler(cfg)
+	if err != nil {
+		return fail(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fail(err)
+	}
+	srv := httpsync.NewServer(ln.Addr().String(), h, cert, nil)
+	go func() { _ = srv.ServeTLS(ln, "", "") }()
+
+	var st cloudStats
+	var mu sync.Mutex
+	stop := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		samples := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}, {Name: "/memory/classes/total:bytes"}}
+		tick := time.NewTicker(5 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			metrics.Read(samples)
+			rss := statmRSS()
+			mu.Lock()
+			st.PeakHeap = max(st.PeakHeap, samples[0].Value.Uint64())
+			st.PeakGoMemory = max(st.PeakGoMemory, samples[1].Value.Uint64())
+			st.PeakRSS = max(st.PeakRSS, rss)
+			mu.Unlock()
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	if path := os.Getenv("HTTPSYNC_LOAD_CPUPROFILE"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			return fail(err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fail(err)
+		}
+		defer pprof.StopCPUProfile()
+	}
+	fmt.Printf("ADDR %s %s\n", ln.Addr(), rep.ID())
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	close(stop)
+	<-sampled
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(sctx)
+	st.Handler = h.Stats()
+	charts, err := rep.Find(ctx, "", 0)
+	if err != nil {
+		return fail(err)
+	}
+	st.Charts = len(charts)
+	st.HighWaterRSS = vmHWM()
+	out, _ := json.Marshal(st)
+	fmt.Printf("STATS %s\n", out)
+	return 0
+}
+
+func statmRSS() uint64 {
+	b, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 2 {
+		return 0
+	}
+	pages, _ := strconv.ParseUint(f[1], 10, 64)
+	return pages * uint64(os.Getpagesize())
+}
+
+func vmHWM() uint64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, _ := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+// loadShape is a load: devices spread over clinics, each with charts of
+// its own registered offline, syncing rounds times with an edit before
+// each sync after the first.
+type loadShape struct {
+	devices, clinics, charts, rounds int
+}
+
+// loadResult is what a load measured.
+type loadResult struct {
+	syncs, failures, retries int
+	wall                     time.Duration
+	p50, p99, worst          time.Duration
+	cloud                    cloudStats
+}
+
+func (r loadResult) syncsPerSecond() float64 { return float64(r.syncs) / r.wall.Seconds() }
+
+func (r loadResult) String() string {
+	mib := func(b uint64) float64 { return float64(b) / (1 << 20) }
+	return fmt.Sprintf("%d syncs in %s: %.0f syncs/s; latency p50 %s, p99 %s, worst %s; %d failed, %d retries (cloud busy %d); cloud peak heap %.1f MiB, Go memory %.1f MiB, RSS %.1f MiB (VmHWM %.1f MiB); cloud holds %d charts",
+		r.syncs, r.wall.Round(time.Millisecond), r.syncsPerSecond(), r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), r.worst.Round(time.Microsecond),
+		r.failures, r.retries, r.cloud.Handler.Busy, mib(r.cloud.PeakHeap), mib(r.cloud.PeakGoMemory), mib(r.cloud.PeakRSS), mib(r.cloud.HighWaterRSS), r.cloud.Charts)
+}
+
+func runLoad(t testing.TB, shape loadShape) loadResult {
+	t.Helper()
+	ctx := context.Background()
+	dir := t.TempDir()
+	ca, _, err := httpsync.OpenDeviceCA(dir, time.Now())
+	require.NoError(t, err)
+	certPEM, keyPEM, err := ca.IssueServerCert([]string{"127.0.0.1"}, time.Now(), time.Hour)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "server.crt"), certPEM, 0o600))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "server.key"), keyPEM, 0o600))
+
+	child := exec.Command(os.Args[0], "-test.run=^$")
+	child.Env = append(os.Environ(), loadCloudEnv+"="+dir)
+	child.Stderr = os.Stderr
+	stdin, err := child.StdinPipe()
+	require.NoError(t, err)
+	stdout, err := child.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, child.Start(), "start the cloud process")
+	t.Cleanup(func() { stdin.Close(); _ = child.Wait() })
+	lines := bufio.NewScanner(stdout)
+	require.True(t, lines.Scan(), "the cloud process prints its address")
+	var addr, cloudID string
+	_, err = fmt.Sscanf(lines.Text(), "ADDR %s %s", &addr, &cloudID)
+	require.NoError(t, err, "parse %q", lines.Text())
+
+	type sim struct {
+		rep    *replica.Replica
+		client *httpsync.Client
+		charts []string
+	}
+	sims := make([]*sim, shape.devices)
+	for i := range sims {
+		rep, err := replica.New(ctx, store.NewMem(), replica.Config{CacheCharts: 8})
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = rep.Close() })
+		clinic := fmt.Sprintf("clinic-%02d", i%shape.clinics)
+		cred, err := ca.Enrol(httpsync.Enrolment{Replica: rep.ID(), Clinic: clinic, Device: fmt.Sprintf("device-%03d", i),
+			CloudURL: "https://" + addr, CloudReplica: cloudID, ServerTrust: []*x509.Certificate{ca.Cert}})
+		require.NoError(t, err)
+		cl, err := httpsync.NewClient(rep, httpsync.ClientConfig{Credential: cred, MaxAttempts: 10,
+			MinBackoff: 20 * time.Millisecond, MaxBackoff: time.Second})
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = cl.Close() })
+		s := &sim{rep: rep, client: cl}
+		for j := range shape.charts {
+			id, err := rep.Register(ctx, nurse, record.Register{GivenName: fmt.Sprintf("Patient%d", j), FamilyName: fmt.Sprintf("Device%d", i),
+				Sex: "female", EstimatedBirthYear: 1980 + j, Village: "Kamuga", HomeClinic: clinic})
+			require.NoError(t, err)
+			_, err = rep.Edit(ctx, id, clinician, amoxicillin(500))
+			require.NoError(t, err)
+			s.charts = append(s.charts, id)
+		}
+		sims[i] = s
+	}
+
+	var (
+		mu        sync.Mutex
+		latencies []time.Duration
+		res       loadResult
+		wg        sync.WaitGroup
+	)
+	start := make(chan struct{})
+	for i, s := range sims {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			for round := range shape.rounds {
+				if round > 0 {
+					id := s.charts[round%len(s.charts)]
+					if _, err := s.rep.Edit(ctx, id, clinician, record.AddAllergy{Substance: fmt.Sprintf("substance-%d-%d", i, round), Severity: "mild"}); err != nil {
+						panic(err)
+					}
+				}
+				began := time.Now()
+				rep, err := s.client.SyncReport(ctx)
+				took := time.Since(began)
+				mu.Lock()
+				res.retries += rep.Retries
+				if err != nil {
+					res.failures++
+					t.Logf("device %d round %d: %v", i, round, err)
+				} else {
+					res.syncs++
+					latencies = append(latencies, took)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	began := time.Now()
+	close(start)
+	wg.Wait()
+	res.wall = time.Since(began)
+
+	require.NoError(t, stdin.Close())
+	var statsLine string
+	for lines.Scan() {
+		if rest, ok := strings.CutPrefix(lines.Text(), "STATS "); ok {
+			statsLine = rest
+		}
+	}
+	require.NoError(t, child.Wait(), "the cloud process exits cleanly")
+	require.NoError(t, json.Unmarshal([]byte(statsLine), &res.cloud), "parse the cloud's stats %q", statsLine)
+	slices.Sort(latencies)
+	if n := len(latencies); n > 0 {
+		res.p50, res.p99, res.worst = latencies[n/2], latencies[min(n-1, n*99/100)], latencies[n-1]
+	}
+	return res
+}
+
+// TestCloudLoad: 200 clinic devices in 20 clinics sync concurrently with
+// one cloud (SQLite, its own process) on 127.0.0.1, three times each.
+func TestCloudLoad(t *testing.T) {
+	if testing.Short() {
+		t.Skip("load test skipped in -short mode")
+	}
+	shape := loadShape{devices: 200, clinics: 20, charts: 3, rounds: 3}
+	res := runLoad(t, shape)
+	t.Logf("load (%d devices, %d clinics, %d charts each, %d syncs each): %s", shape.devices, shape.clinics, shape.charts, shape.rounds, res)
+	require.Zero(t, res.failures, "every sync succeeds, retries included")
+	require.Equal(t, shape.devices*shape.rounds, res.syncs)
+	require.Equal(t, shape.devices*shape.charts, res.cloud.Charts, "the cloud holds every device's charts")
+}
+
+// BenchmarkCloudLoad is TestCloudLoad with more rounds, reporting syncs/s,
+// latency percentiles and the cloud's peak memory. Run it once:
+//
+//	go test -run '^$' -bench CloudLoad -benchtime 1x ./transport/httpsync/
+func BenchmarkCloudLoad(b *testing.B) {
+	shape := loadShape{devices: 200, clinics: 20, charts: 5, rounds: 10}
+	var res loadResult
+	for range b.N {
+		res = runLoad(b, shape)
+	}
+	b.Logf("load (%d devices, %d clinics, %d charts each, %d syncs each): %s", shape.devices, shape.clinics, shape.charts, shape.rounds, res)
+	b.ReportMetric(res.syncsPerSecond(), "syncs/s")
+	b.ReportMetric(float64(res.p50.Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(res.p99.Microseconds())/1000, "p99-ms")
+	b.ReportMetric(float64(res.cloud.HighWaterRSS)/(1<<20), "cloud-peak-RSS-MiB")
+	b.ReportMetric(float64(res.cloud.PeakHeap)/(1<<20), "cloud-peak-heap-MiB")
+	b.ReportMetric(float64(res.failures), "failed-syncs")
+}
