@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"github.com/chartsync/chartsync/internal/atomicfile"
 	"time"
 
 	"github.com/chartsync/chartsync/internal/wire"
@@ -44,7 +45,7 @@ func (a *Authority) PublicKey() ed25519.PublicKey { return a.key.Public().(ed255
 // Identity.Save).
 func (a *Authority) Save(path string) error {
 	data := wire.Encode(kindAuthority, authorityVersion, a.key.Seed())
-	if err := writeFileAtomic(path, data, 0o600); err != nil {
+	if err := atomicfile.Write(path, data, atomicfile.Options{Perm: 0o600}); err != nil {
 		return fmt.Errorf("save authority key: %w", err)
 	}
 	return nil

@@ -5,11 +5,10 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
+	"github.com/chartsync/chartsync/internal/atomicfile"
 	"io"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strings"
 
@@ -268,7 +267,7 @@ func decodeIdentity(data []byte) (*Identity, error) {
 // atomically: a temporary file in the same directory, fsynced, renamed over
 // path, and the directory fsynced. An existing file is replaced.
 func (id *Identity) Save(path string) error {
-	if err := writeFileAtomic(path, id.encode(), 0o600); err != nil {
+	if err := atomicfile.Write(path, id.encode(), atomicfile.Options{Perm: 0o600}); err != nil {
 		return fmt.Errorf("save device keys: %w", err)
 	}
 	return nil
@@ -317,50 +316,4 @@ func readSecret(path string) ([]byte, error) {
 		return nil, fmt.Errorf("%s grew while read: %w", path, ErrTooLarge)
 	}
 	return data, nil
-}
-
-// writeFileAtomic writes data to path so that path holds either its old
-// content or all of data, never a part: temp file, fsync, rename, fsync of
-// the directory. The temporary file is removed on any error.
-func writeFileAtomic(path string, data []byte, perm os.FileMode) (err error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if err = f.Chmod(perm); err != nil {
-		return err
-	}
-	if _, err = f.Write(data); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(tmp, path); err != nil {
-		return err
-	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil && !errors.Is(err, os.ErrInvalid) && runtime.GOOS != "windows" {
-		return err
-	}
-	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/chartsync/chartsync/internal/atomicfile"
 	"io"
 	"maps"
 	"os"
@@ -289,7 +290,7 @@ func decodeRoster(data []byte) ([]Enrolment, error) {
 // Save writes the roster file (Encode) to path atomically. The roster
 // holds no secret; it is written 0644.
 func (r *Roster) Save(path string) error {
-	if err := writeFileAtomic(path, r.Encode(), 0o644); err != nil {
+	if err := atomicfile.Write(path, r.Encode(), atomicfile.Options{Perm: 0o644}); err != nil {
 		return fmt.Errorf("save roster: %w", err)
 	}
 	return nil

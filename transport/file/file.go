@@ -6,12 +6,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/chartsync/chartsync/internal/atomicfile"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
-	"syscall"
 
 	"github.com/chartsync/chartsync/replica"
 )
@@ -61,18 +61,17 @@ func Export(ctx context.Context, r *replica.Replica, peer, dir string) (Exported
 	if err := ctx.Err(); err != nil {
 		return Exported{}, err
 	}
+	if _, err := ParseName(NameFor(r.ID(), peer, nil)); err != nil {
+		return Exported{}, fmt.Errorf("export bundle for %s: peer ID is not 32 lower-case hex digits: %w", peer, err)
+	}
 	out, err := r.MakeBundle(ctx, peer)
 	if err != nil {
 		return Exported{}, fmt.Errorf("export bundle for %s: %w", peer, err)
 	}
 	name := NameFor(r.ID(), peer, out.Data)
-	if _, err := ParseName(name); err != nil {
-		// MakeBundle accepts upper-case hex, which no importer would read.
-		return Exported{}, fmt.Errorf("export bundle for %s: peer ID is not 32 lower-case hex digits: %w", peer, err)
-	}
 	ex := Exported{Path: filepath.Join(dir, name), Bytes: len(out.Data), Changes: out.Changes, Complete: out.Complete}
 	if !holds(ex.Path, out.Data) {
-		if err := writeAtomic(dir, name, out.Data); err != nil {
+		if err := atomicfile.Write(filepath.Join(dir, name), out.Data, atomicfile.Options{TempPattern: tempGlob, Sync: syncFile, Rename: rename}); err != nil {
 			return Exported{}, fmt.Errorf("export bundle for %s: %w", peer, err)
 		}
 		ex.Written = true
@@ -100,50 +99,6 @@ var (
 	rename   = os.Rename
 )
 
-// writeAtomic writes data to dir/name through a temporary file, fsyncing
-// the file and the directory. On error the temporary file is removed.
-func writeAtomic(dir, name string, data []byte) (err error) {
-	f, err := os.CreateTemp(dir, tempGlob)
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if _, err := f.Write(data); err != nil {
-		return err
-	}
-	if err := syncFile(f); err != nil {
-		return fmt.Errorf("sync %s: %w", tmp, err)
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := rename(tmp, filepath.Join(dir, name)); err != nil {
-		return err
-	}
-	return syncDir(dir)
-}
-
-// syncDir makes a directory's entries durable. Filesystems that cannot
-// sync a directory (some FAT and network mounts) say so with EINVAL or
-// ENOTSUP; their renames are as durable as they can make them.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil && !errors.Is(err, syscall.EINVAL) && !errors.Is(err, syscall.ENOTSUP) {
-		return fmt.Errorf("sync directory %s: %w", dir, err)
-	}
-	return nil
-}
-
 // removeSuperseded removes the regular files in dir from one replica to
 // another other than keep.
 func removeSuperseded(dir, from, to, keep string) (int, error) {
@@ -165,7 +120,7 @@ func removeSuperseded(dir, from, to, keep string) (int, error) {
 		n++
 	}
 	if n > 0 {
-		if err := syncDir(dir); err != nil {
+		if err := atomicfile.SyncDir(dir); err != nil {
 			errs = append(errs, err)
 		}
 	}

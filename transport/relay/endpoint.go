@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/chartsync/chartsync/internal/atomicfile"
 	"io/fs"
 	"log/slog"
 	"maps"
@@ -184,7 +185,7 @@ func (e *Endpoint) save() error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(e.state, wire.Encode(stateKind, stateVersion, body)); err != nil {
+	if err := atomicfile.Write(e.state, wire.Encode(stateKind, stateVersion, body), atomicfile.Options{TempPattern: "." + filepath.Base(e.state) + tmpPrefix + "*"}); err != nil {
 		return fmt.Errorf("save relay state: %w", err)
 	}
 	return nil
@@ -497,41 +498,4 @@ func (l *Link) Sync(ctx context.Context) (transport.Stats, error) {
 	sent, serr := l.e.send(ctx, l.peer)
 	st.Add(sent)
 	return st, errors.Join(cerr, serr)
-}
-
-// writeFileAtomic writes a file so that it holds its old content or all
-// of data: temporary file, fsync, rename, fsync of the directory.
-func writeFileAtomic(path string, data []byte) (err error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+tmpPrefix+"*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if _, err = f.Write(data); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(f.Name(), path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil && !errors.Is(err, os.ErrInvalid) {
-		return err
-	}
-	return nil
 }
