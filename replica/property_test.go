@@ -27,6 +27,19 @@ import (
 // at random, all hold the same charts once they have synced pairwise until
 // nothing moves, and no acknowledged edit is lost.
 
+// simStats counts what the runs of a property did, to show that they did
+// something.
+type simStats struct{ runs, acked, delivered, parts, restarts, charts int }
+
+func (st *simStats) add(s *sim) {
+	st.runs++
+	st.acked += len(s.acked)
+	st.charts += len(s.charts)
+	st.delivered += s.delivered
+	st.parts += s.parts
+	st.restarts += s.restarts
+}
+
 // flight is a bundle on its way.
 type flight struct {
 	from, to int
@@ -43,6 +56,8 @@ type sim struct {
 	acked   []crdt.Hash
 	charts  []string // registered, in order: drawn by index, so that runs repeat
 	flights []flight
+
+	delivered, parts, restarts int
 }
 
 // replicaID is replica i's fixed ID: with a frozen clock and a seeded UUID
@@ -94,13 +109,23 @@ func (s *sim) actions() map[string]func(*rapid.T) {
 		"edit": func(t *rapid.T) {
 			i := pick(t, "replica")
 			r := s.reps[i]
-			if len(s.charts) == 0 {
-				t.Skip("no chart to edit")
+			indexed := map[string]bool{}
+			for _, id := range chartIDs(t, r) {
+				indexed[id] = true
 			}
-			id := rapid.SampledFrom(s.charts).Draw(t, "chart")
+			var held []string // in registration order, so that runs repeat
+			for _, id := range s.charts {
+				if indexed[id] {
+					held = append(held, id)
+				}
+			}
+			if len(held) == 0 {
+				t.Skip("no chart to edit here")
+			}
+			id := rapid.SampledFrom(held).Draw(t, "chart")
 			v, err := r.Chart(s.ctx, id)
 			if errors.Is(err, replica.ErrNotFound) {
-				return // its registration has not arrived here
+				return // changes of it are here, its registration is not
 			}
 			require.NoError(t, err)
 			op := drawOp(t, v)
@@ -132,6 +157,7 @@ func (s *sim) actions() map[string]func(*rapid.T) {
 			f := s.flights[k]
 			_, err := s.reps[f.to].Receive(s.ctx, f.data)
 			require.NoError(t, err, "bundle from %d to %d", f.from, f.to)
+			s.delivered++
 			if !rapid.Bool().Draw(t, "deliver again later") {
 				s.flights = append(s.flights[:k], s.flights[k+1:]...)
 			}
@@ -158,6 +184,7 @@ func (s *sim) actions() map[string]func(*rapid.T) {
 			require.NoError(t, err)
 			_, err = s.reps[f.to].Receive(s.ctx, data)
 			require.NoError(t, err, "part of a bundle from %d to %d", f.from, f.to)
+			s.parts++
 		},
 		"drop": func(t *rapid.T) {
 			if len(s.flights) == 0 {
@@ -170,6 +197,7 @@ func (s *sim) actions() map[string]func(*rapid.T) {
 			i := pick(t, "replica")
 			require.NoError(t, s.reps[i].Close())
 			s.reps[i], s.logs[i] = s.open(i)
+			s.restarts++
 		},
 	}
 }
@@ -178,38 +206,37 @@ func (s *sim) actions() map[string]func(*rapid.T) {
 func drawOp(t *rapid.T, v record.View) record.Op {
 	substances := []string{"Penicillin", "Sulfa", "Latex", "Peanut"}
 	drugs := []string{"Amoxicillin", "Paracetamol", "Metformin"}
-	var rxID, encID, anyID string
+	kinds := []string{"allergy", "prescribe", "demographics", "encounter", "diagnose"}
+	var rxID, encID string
 	if len(v.Prescriptions) > 0 {
 		rxID = rapid.SampledFrom(v.Prescriptions).Draw(t, "prescription").ID
-		anyID = rxID
+		kinds = append(kinds, "revise", "discontinue", "hold", "error")
 	}
 	if len(v.Encounters) > 0 {
 		encID = rapid.SampledFrom(v.Encounters).Draw(t, "encounter").ID
-		if anyID == "" {
-			anyID = encID
-		}
+		kinds = append(kinds, "note", "note")
 	}
-	switch rapid.IntRange(0, 9).Draw(t, "op") {
-	case 0:
+	switch rapid.SampledFrom(kinds).Draw(t, "op") {
+	case "allergy":
 		return record.AddAllergy{Substance: rapid.SampledFrom(substances).Draw(t, "substance"),
 			Severity: rapid.SampledFrom([]string{"mild", "moderate", "severe"}).Draw(t, "severity")}
-	case 1:
+	case "revise":
 		return record.ReviseDose{PrescriptionID: rxID, Dose: float64(rapid.IntRange(1, 4).Draw(t, "dose") * 250), Reason: "review"}
-	case 2:
+	case "discontinue":
 		return record.Discontinue{PrescriptionID: rxID, Reason: "finished"}
-	case 3:
+	case "hold":
 		return record.PutOnHold{PrescriptionID: rxID, Reason: "surgery"}
-	case 4:
+	case "error":
+		return record.MarkEnteredInError{EntryID: rxID, Reason: "wrong patient"}
+	case "demographics":
 		village := rapid.SampledFrom([]string{"Kamuga", "Siaya", "Kisumu"}).Draw(t, "village")
 		return record.UpdateDemographics{Village: &village}
-	case 5:
+	case "encounter":
 		return record.AddEncounter{Date: "2026-03-02", Complaint: "fever", Note: "seen"}
-	case 6:
+	case "note":
 		return record.EditNote{EncounterID: encID, Pos: rapid.IntRange(0, 4).Draw(t, "pos"), Insert: rapid.SampledFrom([]string{"a", "bc", " "}).Draw(t, "text")}
-	case 7:
+	case "diagnose":
 		return record.Diagnose{Code: "B54", Text: "Malaria"}
-	case 8:
-		return record.MarkEnteredInError{EntryID: anyID, Reason: "wrong patient"}
 	default:
 		return record.Prescribe{Drug: rapid.SampledFrom(drugs).Draw(t, "drug"), Dose: 500, DoseUnit: "mg", Route: "oral", Frequency: "TDS"}
 	}
@@ -268,7 +295,9 @@ func drawConfig(t *rapid.T) replica.Config {
 }
 
 func TestPropertyConvergence(t *testing.T) {
-	setRapidChecks(t, 600)
+	setRapidFlag(t, "checks", 100)
+	setRapidFlag(t, "steps", 100)
+	var stats simStats
 	rapid.Check(t, func(t *rapid.T) {
 		s := &sim{ctx: context.Background(), cfg: drawConfig(t)}
 		n := rapid.IntRange(3, 5).Draw(t, "replicas")
@@ -288,11 +317,15 @@ func TestPropertyConvergence(t *testing.T) {
 		defer s.close()
 		t.Repeat(s.actions())
 		s.settle(t)
+		stats.add(s)
 	})
+	t.Logf("%+v", stats)
 }
 
 func TestPropertyConvergenceSQLite(t *testing.T) {
-	setRapidChecks(t, 25)
+	setRapidFlag(t, "checks", 10)
+	setRapidFlag(t, "steps", 80)
+	var stats simStats
 	rapid.Check(t, func(rt *rapid.T) {
 		s := &sim{ctx: context.Background(), cfg: drawConfig(rt)}
 		defer seedUUIDs()()
@@ -314,18 +347,21 @@ func TestPropertyConvergenceSQLite(t *testing.T) {
 		defer s.close()
 		rt.Repeat(s.actions())
 		s.settle(rt)
+		stats.add(s)
 	})
+	t.Logf("%+v", stats)
 }
 
-// setRapidChecks sets the number of rapid checks for one test, unless
-// -rapid.checks was given.
-func setRapidChecks(t *testing.T, n int) {
+// setRapidFlag sets a rapid flag (checks, steps) for one test, unless it
+// was given on the command line.
+func setRapidFlag(t *testing.T, name string, n int) {
+	name = "rapid." + name
 	set := false
-	flag.Visit(func(f *flag.Flag) { set = set || f.Name == "rapid.checks" })
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == name })
 	if set {
 		return
 	}
-	f := flag.Lookup("rapid.checks")
+	f := flag.Lookup(name)
 	if f == nil {
 		return
 	}
