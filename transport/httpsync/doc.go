@@ -1,0 +1,102 @@
+// Package httpsync is the HTTPS courier: a Client that syncs a clinic
+// device's replica with the cloud, an http.Handler that serves the cloud
+// replica to enrolled devices, a background Syncer, and the small device
+// CA that enrols devices.
+//
+// # Protocol
+//
+// A sync is one or more round trips of POST /v1/sync. The request body is
+// the device's bundle for the cloud (replica.MakeBundleFor); the cloud
+// authenticates the device, applies the bundle (replica.ReceiveFrom, which
+// refuses a bundle from another replica than the credential names, or one
+// touching a chart outside the device's clinic's scope) and answers 200
+// with its own bundle for the device, holding only charts in that scope.
+// The client repeats while either side had more than one bundle's worth.
+// Replicas that agree cost one round trip of a few dozen bytes each way.
+// GET /v1/hello returns the cloud's replica ID and the device as the cloud
+// sees it.
+//
+// Errors are JSON, {"error": code, "message": text}, with a status the
+// Client maps to a sentinel matched with errors.Is: 400 ErrMalformed (a
+// corrupt bundle, an unknown format version, the wrong recipient; the
+// replica sentinels match too), 401 ErrUnauthorized (no, damaged, foreign
+// or expired credential), 403 ErrForbidden (out of scope, wrong sender),
+// 413 ErrTooLarge, 503 ErrBusy (with Retry-After), other 5xx ErrServer.
+// A network failure after the retries is ErrUnreachable, wrapping the
+// network error.
+//
+// # Why mutual TLS with device certificates
+//
+// Devices authenticate with X.509 client certificates issued by the
+// cloud's own device CA (an ed25519 key and self-signed certificate in its
+// data directory). Enrolment issues an ed25519 key and a certificate whose
+// URI SANs bind the device's replica ID (chartsync:replica:<32 hex>) and
+// its clinic (chartsync:clinic:<id>), with an expiry. The alternatives
+// were signed requests (a custom signature scheme over method, path, body
+// and time, with replay windows to get right) and bearer tokens (a secret
+// sent on every request, replayable if it leaks, and a token store to
+// keep). Mutual TLS uses only the standard library's well-kept crypto/tls
+// and crypto/x509, proves possession of the key on every connection
+// without sending it, binds the identity to the channel so nothing can be
+// replayed, and works with any HTTP client and proxy that can present a
+// certificate. The handler asks for the certificate (tls.RequestClientCert)
+// but verifies it itself, so a missing, foreign or expired credential gets
+// a 401 that says what to do instead of a failed handshake.
+//
+// The device verifies the cloud against the CA certificate (or a pinned
+// server certificate) in its credential file, which also names the cloud's
+// URL and replica ID. TLS 1.3 only. Plain HTTP needs ClientConfig.Insecure
+// and a Handler with Config.Authenticate; no example uses either.
+//
+// # Retries and resumption
+//
+// The Client retries a request cut by a dropped link, a stall (no byte
+// moved for StallTimeout), a busy (503) or failing (5xx) cloud, with
+// capped exponential backoff and full jitter, honouring Retry-After; a
+// refusal (4xx) or an untrusted server certificate is final. Retrying is
+// safe because bundles are idempotent and a replica's record of what its
+// peer holds moves only when the peer's acknowledgement arrives: a bundle
+// the cloud applied but whose answer was lost is simply sent again, and
+// its changes are recognised as duplicates. The Handler applies a bundle
+// it received whole even if the device has gone meanwhile.
+//
+// # Usage
+//
+// The cloud:
+//
+//	ca, _, err := httpsync.OpenDeviceCA(filepath.Join(dir, "ca"), time.Now())
+//	h, err := httpsync.NewHandler(httpsync.Config{Replica: cloud, DeviceCA: ca.Pool(), Logger: log})
+//	srv := httpsync.NewServer("127.0.0.1:8443", h, serverCert, log)
+//	err = srv.ListenAndServeTLS("", "") // srv.Shutdown lets syncs in flight finish
+//
+// Enrolling a device (an admin command at the cloud):
+//
+//	cred, err := ca.Enrol(httpsync.Enrolment{Replica: deviceReplicaID, Clinic: "kamuga", Device: "kamuga-tablet-1",
+//		CloudURL: "https://127.0.0.1:8443", CloudReplica: cloud.ID(), ServerTrust: []*x509.Certificate{ca.Cert}})
+//	err = cred.WriteFile("kamuga-tablet-1.pem") // 0600, atomic
+//
+// A device:
+//
+//	cred, err := httpsync.ReadCredentialFile("kamuga-tablet-1.pem")
+//	client, err := httpsync.NewClient(local, httpsync.ClientConfig{Credential: cred, Progress: bar})
+//	report, err := client.SyncReport(ctx)
+//
+//	syncer, err := httpsync.NewSyncer(client, httpsync.SyncerConfig{})
+//	err = syncer.Start(ctx)
+//	defer syncer.Close()
+//	syncer.Notify() // after every saved edit
+//	st := syncer.Status() // Online, LastSuccess, Pending, LastError
+//
+// # Caveats
+//
+// There is no revocation list: a lost device's credential is valid until
+// it expires, so enrol with a short validity (the default is a year) and
+// re-enrol. The Handler applies bundles one at a time (the replica
+// serialises writes); MaxConcurrent and QueueWait bound the syncs waiting,
+// and the rest get 503 with Retry-After. A device that holds a chart
+// outside its clinic's scope (from a file carried from another clinic)
+// does not send it: the Client builds its bundles for its own clinic, as
+// the cloud would refuse the whole bundle otherwise. The Syncer's Pending
+// is -1 until the first successful sync, as the replica counts
+// unacknowledged changes per known peer only.
+package httpsync
