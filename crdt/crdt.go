@@ -32,6 +32,19 @@ type Hash [32]byte
 // String returns the hash in lower-case hex.
 func (h Hash) String() string { return hex.EncodeToString(h[:]) }
 
+// MarshalText encodes the hash as hex, so JSON shows it as a string.
+func (h Hash) MarshalText() ([]byte, error) { return []byte(h.String()), nil }
+
+// UnmarshalText parses a hex hash.
+func (h *Hash) UnmarshalText(b []byte) error {
+	p, err := ParseHash(string(b))
+	if err != nil {
+		return err
+	}
+	*h = p
+	return nil
+}
+
 // ParseHash parses a 64-digit hex hash.
 func ParseHash(s string) (Hash, error) {
 	var h Hash

@@ -1,6 +1,7 @@
 package crdt_test
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"testing"
@@ -294,4 +295,15 @@ func hashes(chs []crdt.Change) []crdt.Hash {
 		out[i] = c.Hash
 	}
 	return out
+}
+
+func TestHashJSONIsHex(t *testing.T) {
+	h := crdt.Hash{0xab, 0x01}
+	b, err := json.Marshal(crdt.Heads{h})
+	require.NoError(t, err)
+	assert.Equal(t, `["`+h.String()+`"]`, string(b))
+	var back crdt.Heads
+	require.NoError(t, json.Unmarshal(b, &back))
+	assert.Equal(t, crdt.Heads{h}, back)
+	assert.ErrorIs(t, json.Unmarshal([]byte(`["zz"]`), &back), crdt.ErrMalformed)
 }

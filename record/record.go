@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"sync"
 	"time"
 
@@ -124,6 +125,17 @@ func (c *Chart) state() (*state, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read chart %s: %w", c.id, err)
 	}
+	if after := c.doc.Heads(); !after.Equal(h) {
+		// A change was applied while reading: read again, so the state
+		// is never tagged with heads older than its content.
+		h = after
+		if s, err = readState(c.doc); err != nil {
+			return nil, fmt.Errorf("read chart %s: %w", c.id, err)
+		}
+		if !c.doc.Heads().Equal(h) {
+			return nil, fmt.Errorf("read chart %s: the document keeps changing while it is read", c.id)
+		}
+	}
 	if s.chartID != c.id {
 		// Another chart's first change was merged in and its containers
 		// won: showing them, or writing into them, would put one
@@ -138,7 +150,7 @@ func (c *Chart) state() (*state, error) {
 // change made by by at time at. On error the chart is unchanged: errors
 // match ErrInvalid (a *ValidationError), ErrNotFound or ErrTransition.
 func (c *Chart) Do(by Author, at time.Time, op Op) (Result, error) {
-	if op == nil {
+	if v := reflect.ValueOf(op); op == nil || (v.Kind() == reflect.Pointer && v.IsNil()) {
 		return Result{}, invalid("op", "no operation")
 	}
 	if err := by.Validate(); err != nil {

@@ -68,3 +68,11 @@ func TestReferralScopeMerges(t *testing.T) {
 	assert.Equal(t, want, scope(t, a), "concurrent referrals are both kept, and both home clinics stay in scope")
 	assert.Equal(t, want, scope(t, b))
 }
+
+func TestDoRefusesNilOperation(t *testing.T) {
+	c := newChart(t)
+	for name, op := range map[string]record.Op{"nil": nil, "typed nil": (*record.Prescribe)(nil)} {
+		err := unchanged(t, c, func() error { _, err := c.Do(nurse, t0, op); return err })
+		assert.ErrorIs(t, err, record.ErrInvalid, name)
+	}
+}

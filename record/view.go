@@ -188,15 +188,6 @@ type HistoryEntry struct {
 	Change  crdt.Hash `json:"change"`
 }
 
-// MarshalJSON writes the hash as hex.
-func (h HistoryEntry) MarshalJSON() ([]byte, error) {
-	type plain HistoryEntry
-	return json.Marshal(struct {
-		plain
-		Change string `json:"change"`
-	}{plain(h), h.Change.String()})
-}
-
 func buildView(doc *crdt.Doc, s *state, heads crdt.Heads) (View, error) {
 	v := View{
 		ChartID: s.chartID, Heads: heads, Patient: s.patientView(), Unreadable: s.unreadable,

@@ -17,6 +17,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/chartsync/chartsync/internal/atomicfile"
 )
 
 // Credential errors, returned by VerifyDevice and matched by a client's
@@ -122,10 +124,10 @@ func OpenDeviceCA(dir string, now time.Time) (ca *DeviceCA, created bool, err er
 	}
 	// The key first: a certificate without its key is useless, a key
 	// without its certificate is reported above rather than replaced.
-	if err := WriteFileAtomic(filepath.Join(dir, caKeyFile), keyPEM, 0o600); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, caKeyFile), keyPEM, atomicfile.Options{Perm: 0o600}); err != nil {
 		return nil, false, fmt.Errorf("device CA: %w", err)
 	}
-	if err := WriteFileAtomic(filepath.Join(dir, caCertFile), certPEM, 0o644); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, caCertFile), certPEM, atomicfile.Options{Perm: 0o644}); err != nil {
 		return nil, false, fmt.Errorf("device CA: %w", err)
 	}
 	return ca, true, nil

@@ -9,7 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
+
+	"github.com/chartsync/chartsync/internal/atomicfile"
 )
 
 // Credential is what a device needs to sync with the cloud: its key and
@@ -142,7 +143,7 @@ func (c *Credential) WriteFile(path string) error {
 	if err != nil {
 		return fmt.Errorf("write credential: %w", err)
 	}
-	if err := WriteFileAtomic(path, data, 0o600); err != nil {
+	if err := atomicfile.Write(path, data, atomicfile.Options{Perm: 0o600}); err != nil {
 		return fmt.Errorf("write credential: %w", err)
 	}
 	return nil
@@ -220,43 +221,4 @@ func (c *Credential) TLSConfig() *tls.Config {
 		return nil
 	}
 	return cfg
-}
-
-// WriteFileAtomic writes data to path so that path holds either its old
-// content or all of data, never a part: a temporary file in the same
-// directory, fsynced, renamed over path, and the directory fsynced. On
-// error nothing is left behind.
-func WriteFileAtomic(path string, data []byte, perm os.FileMode) (err error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if err := f.Chmod(perm); err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
