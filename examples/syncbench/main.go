@@ -121,7 +121,7 @@ func run(ctx context.Context, n int, asJSON bool, dir string, seed uint64, verif
 		r   *replica.Replica
 		ids []string
 	}{{a, onA}, {b, onB}} {
-		p, err := editAll(ctx, e.r, e.ids, rng, false)
+		p, err := editAll(ctx, e.r, e.ids, rng, 0)
 		if err != nil {
 			return err
 		}
@@ -138,7 +138,9 @@ func run(ctx context.Context, n int, asJSON bool, dir string, seed uint64, verif
 	same := pickIDs(ids, perm[60:80])
 	payload = 0
 	for i, r := range []*replica.Replica{a, b} {
-		p, err := editAll(ctx, r, same, rand.New(rand.NewPCG(seed, uint64(i))), true)
+		// Side a multiplies each dose by 1.5, side b by 2: different
+		// values, so every chart must show a conflict.
+		p, err := editAll(ctx, r, same, rand.New(rand.NewPCG(seed, uint64(i))), 1.5+0.5*float64(i))
 		if err != nil {
 			return err
 		}
@@ -226,14 +228,15 @@ func build(ctx context.Context, a *replica.Replica, rng *rand.Rand, n int) ([]st
 }
 
 // editAll makes one edit on each chart and returns the raw bytes of the
-// changes made. With sameRx it revises the dose of the chart's first
-// prescription (so both sides edit the same field).
-func editAll(ctx context.Context, r *replica.Replica, ids []string, rng *rand.Rand, sameRx bool) (int, error) {
+// changes made. With a doseFactor it multiplies the dose of the chart's
+// first prescription by it (so both sides edit the same field); without,
+// it records an encounter.
+func editAll(ctx context.Context, r *replica.Replica, ids []string, rng *rand.Rand, doseFactor float64) (int, error) {
 	by := staff[1]
 	payload := 0
 	for _, id := range ids {
 		var op record.Op = record.AddEncounter{Complaint: pick(rng, complaints), Vitals: record.Vitals{Pulse: float64(60 + rng.IntN(40))}}
-		if sameRx {
+		if doseFactor != 0 {
 			v, err := r.Chart(ctx, id)
 			if err != nil {
 				return 0, err
@@ -242,7 +245,7 @@ func editAll(ctx context.Context, r *replica.Replica, ids []string, rng *rand.Ra
 				return 0, fmt.Errorf("chart %s has no prescription", id)
 			}
 			p := v.Prescriptions[0]
-			op = record.ReviseDose{PrescriptionID: p.ID, Dose: p.Dose * float64(3+rng.IntN(3)) / 2}
+			op = record.ReviseDose{PrescriptionID: p.ID, Dose: p.Dose * doseFactor}
 		}
 		res, err := r.Edit(ctx, id, by, op)
 		if err != nil {
