@@ -38,11 +38,11 @@ const (
 
 // Device is who a verified device certificate says a device is.
 type Device struct {
-	Replica  string    // the device's replica ID (32 hex digits)
-	Clinic   string    // the clinic whose charts it may read and write
-	Name     string    // the device's name (certificate common name)
-	Serial   string    // certificate serial number, hex
-	NotAfter time.Time // when the credential expires
+	Replica  string    `json:"replica"`   // the device's replica ID (32 hex digits)
+	Clinic   string    `json:"clinic"`    // the clinic whose charts it may read and write
+	Name     string    `json:"name"`      // the device's name (certificate common name)
+	Serial   string    `json:"serial"`    // certificate serial number, hex
+	NotAfter time.Time `json:"not_after"` // when the credential expires
 }
 
 // DeviceCA issues and verifies device credentials: an ed25519 key and a

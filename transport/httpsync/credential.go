@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -28,101 +29,102 @@ type Credential struct {
 	CloudReplica string
 }
 
-// PEM block types and headers of a credential file.
-const (
-	pemCredential     = "CHARTSYNC DEVICE CREDENTIAL"
-	hdrCloudURL       = "Cloud-Url"
-	hdrCloudReplica   = "Cloud-Replica"
-	hdrUse            = "Use"
-	useDevice         = "device"
-	useServerTrust    = "server-trust"
-	credentialComment = "# chartsync device credential. Anyone holding this file can sync as the\n# device it names: keep it secret (mode 0600) and on that device only.\n"
-)
+// pemCloud is the PEM block type of a credential file's chartsync part,
+// whose body is cloudBlock as JSON.
+const pemCloud = "CHARTSYNC CLOUD"
 
-// MarshalPEM encodes the credential as a PEM file: a CHARTSYNC DEVICE
-// CREDENTIAL block whose headers give the cloud's URL and replica ID, the
-// PKCS #8 key, the device certificate (header Use: device) and each
-// server-trust certificate (Use: server-trust).
+type cloudBlock struct {
+	URL     string `json:"url,omitempty"`
+	Replica string `json:"replica,omitempty"`
+}
+
+// MarshalPEM encodes the credential as a PEM file that curl and openssl
+// read too (curl --cert FILE): the PKCS #8 key, the device certificate,
+// each server-trust certificate, and last a CHARTSYNC CLOUD block holding
+// the cloud's URL and replica ID as JSON.
 func (c *Credential) MarshalPEM() ([]byte, error) {
 	if c.Key == nil || c.Cert == nil {
 		return nil, errors.New("credential has no key or certificate")
 	}
 	var buf bytes.Buffer
-	buf.WriteString(credentialComment)
-	hdr := map[string]string{}
-	if c.CloudURL != "" {
-		hdr[hdrCloudURL] = c.CloudURL
-	}
-	if c.CloudReplica != "" {
-		hdr[hdrCloudReplica] = c.CloudReplica
-	}
-	if err := pem.Encode(&buf, &pem.Block{Type: pemCredential, Headers: hdr}); err != nil {
-		return nil, err
-	}
+	fmt.Fprintf(&buf, "# chartsync credential of device %s, clinic %s, for the cloud at %s.\n", c.Device.Name, c.Device.Clinic, c.CloudURL)
+	fmt.Fprintf(&buf, "# Anyone holding this file can sync as that device: keep it secret (mode 0600).\n")
 	key, err := marshalKeyPEM(c.Key)
 	if err != nil {
 		return nil, err
 	}
 	buf.Write(key)
-	if err := pem.Encode(&buf, &pem.Block{Type: "CERTIFICATE", Headers: map[string]string{hdrUse: useDevice}, Bytes: c.Cert.Raw}); err != nil {
-		return nil, err
-	}
-	for _, t := range c.ServerTrust {
-		if err := pem.Encode(&buf, &pem.Block{Type: "CERTIFICATE", Headers: map[string]string{hdrUse: useServerTrust}, Bytes: t.Raw}); err != nil {
+	for _, cert := range append([]*x509.Certificate{c.Cert}, c.ServerTrust...) {
+		if err := pem.Encode(&buf, &pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}); err != nil {
 			return nil, err
 		}
+	}
+	cloud, err := json.Marshal(cloudBlock{URL: c.CloudURL, Replica: c.CloudReplica})
+	if err != nil {
+		return nil, err
+	}
+	if err := pem.Encode(&buf, &pem.Block{Type: pemCloud, Bytes: cloud}); err != nil {
+		return nil, err
 	}
 	return buf.Bytes(), nil
 }
 
-// ParseCredential reads a credential written by MarshalPEM. It checks that
-// the key matches the certificate and that the certificate names a replica
-// and a clinic; it does not check expiry (the cloud does).
+// ParseCredential reads a credential written by MarshalPEM: the device
+// certificate is the one whose key the file holds; every other
+// certificate is server trust. It checks that the certificate names a
+// replica and a clinic; it does not check expiry (the cloud does).
 func ParseCredential(data []byte) (*Credential, error) {
 	c := &Credential{}
 	var sawHeader bool
+	var certs []*x509.Certificate
 	for {
 		var b *pem.Block
 		b, data = pem.Decode(data)
 		if b == nil {
 			break
 		}
-		switch {
-		case b.Type == pemCredential:
+		switch b.Type {
+		case pemCloud:
+			var cb cloudBlock
+			if err := json.Unmarshal(b.Bytes, &cb); err != nil {
+				return nil, fmt.Errorf("credential %s block: %w", pemCloud, err)
+			}
 			sawHeader = true
-			c.CloudURL = b.Headers[hdrCloudURL]
-			c.CloudReplica = b.Headers[hdrCloudReplica]
-		case b.Type == "PRIVATE KEY":
+			c.CloudURL, c.CloudReplica = cb.URL, cb.Replica
+		case "PRIVATE KEY":
+			if c.Key != nil {
+				return nil, errors.New("credential holds more than one private key")
+			}
 			k, err := parseKeyPEM(pem.EncodeToMemory(b))
 			if err != nil {
 				return nil, fmt.Errorf("credential key: %w", err)
 			}
 			c.Key = k
-		case b.Type == "CERTIFICATE" && b.Headers[hdrUse] == useDevice:
+		case "CERTIFICATE":
 			cert, err := x509.ParseCertificate(b.Bytes)
 			if err != nil {
-				return nil, fmt.Errorf("credential device certificate: %w", err)
+				return nil, fmt.Errorf("credential certificate: %w", err)
 			}
-			c.Cert = cert
-		case b.Type == "CERTIFICATE" && b.Headers[hdrUse] == useServerTrust:
-			cert, err := x509.ParseCertificate(b.Bytes)
-			if err != nil {
-				return nil, fmt.Errorf("credential server certificate: %w", err)
-			}
-			c.ServerTrust = append(c.ServerTrust, cert)
+			certs = append(certs, cert)
 		default:
 			return nil, fmt.Errorf("credential: unexpected PEM block %q", b.Type)
 		}
 	}
 	switch {
 	case !sawHeader:
-		return nil, errors.New("not a chartsync device credential (no " + pemCredential + " block)")
+		return nil, errors.New("not a chartsync device credential (no " + pemCloud + " block)")
 	case c.Key == nil:
 		return nil, errors.New("credential has no private key")
-	case c.Cert == nil:
-		return nil, errors.New("credential has no device certificate")
-	case !c.Key.Public().(ed25519.PublicKey).Equal(c.Cert.PublicKey):
-		return nil, errors.New("credential key does not match its certificate")
+	}
+	for _, cert := range certs {
+		if c.Cert == nil && c.Key.Public().(ed25519.PublicKey).Equal(cert.PublicKey) {
+			c.Cert = cert
+		} else {
+			c.ServerTrust = append(c.ServerTrust, cert)
+		}
+	}
+	if c.Cert == nil {
+		return nil, errors.New("credential has no certificate for its key")
 	}
 	if c.CloudReplica != "" {
 		if err := checkReplicaID(c.CloudReplica); err != nil {

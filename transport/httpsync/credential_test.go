@@ -48,6 +48,12 @@ func TestCredentialFile(t *testing.T) {
 	require.NoError(t, err)
 	assert.Len(t, entries, 1, "writing a credential leaves no temporary file behind")
 
+	data, err := os.ReadFile(path)
+	require.NoError(t, err)
+	pair, err := tls.X509KeyPair(data, data)
+	require.NoError(t, err, "standard tools (curl --cert FILE) can load the credential as a key pair")
+	assert.True(t, cred.Cert.Equal(pair.Leaf), "the device certificate comes first")
+
 	got, err := httpsync.ReadCredentialFile(path)
 	require.NoError(t, err, "read the credential back")
 	assert.Equal(t, cred.Device, got.Device)
