@@ -1,0 +1,158 @@
+package main
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/chartsync/chartsync/internal/atomicfile"
+	"github.com/chartsync/chartsync/replica"
+	"github.com/chartsync/chartsync/transport/httpsync"
+)
+
+// Files in the data directory.
+const (
+	fileReplica = "cloud.db"
+	fileInfo    = "cloud.json"
+	fileLock    = "serve.lock"
+	fileDevices = "devices.jsonl"
+	dirCA       = "ca"
+	dirTLS      = "tls"
+)
+
+// info is what enrol needs to know about the cloud without opening its
+// database (which serve holds): written by serve and enrol.
+type info struct {
+	Replica string `json:"replica"`
+	URL     string `json:"url,omitempty"` // where serve last listened
+}
+
+func readInfo(dir string) (info, error) {
+	var in info
+	data, err := os.ReadFile(filepath.Join(dir, fileInfo))
+	if err != nil {
+		return in, err
+	}
+	if err := json.Unmarshal(data, &in); err != nil {
+		return in, fmt.Errorf("%s: %w", filepath.Join(dir, fileInfo), err)
+	}
+	return in, nil
+}
+
+func writeInfo(dir string, in info) error {
+	data, err := json.MarshalIndent(in, "", "  ")
+	if err != nil {
+		return err
+	}
+	return atomicfile.Write(filepath.Join(dir, fileInfo), append(data, '\n'), atomicfile.Options{Perm: 0o644})
+}
+
+// lockDir takes the data directory's lock, which serve holds while it
+// runs: two processes must never open the replica at once.
+func lockDir(dir string) (unlock func(), err error) {
+	f, err := os.OpenFile(filepath.Join(dir, fileLock), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, errLocked
+		}
+		return nil, fmt.Errorf("lock %s: %w", dir, err)
+	}
+	return func() {
+		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		f.Close()
+	}, nil
+}
+
+var errLocked = errors.New("another cloud process is using this data directory")
+
+// openDir creates the data directory if needed and opens its device CA.
+func openDir(dir string) (*httpsync.DeviceCA, bool, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, false, fmt.Errorf("create data directory: %w", err)
+	}
+	return httpsync.OpenDeviceCA(filepath.Join(dir, dirCA), time.Now())
+}
+
+// cloudReplicaID returns the cloud's replica ID: from cloud.json, or, if
+// the cloud has never been served, by opening (creating) its replica.
+func cloudReplicaID(ctx context.Context, dir string) (info, error) {
+	in, err := readInfo(dir)
+	if err == nil {
+		return in, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return in, err
+	}
+	unlock, err := lockDir(dir)
+	if err != nil {
+		return in, err
+	}
+	defer unlock()
+	r, err := replica.Open(ctx, filepath.Join(dir, fileReplica), replica.Config{})
+	if err != nil {
+		return in, err
+	}
+	in.Replica = r.ID()
+	if err := r.Close(); err != nil {
+		return in, err
+	}
+	return in, writeInfo(dir, in)
+}
+
+// enrolment is one line of devices.jsonl.
+type enrolment struct {
+	Device   string    `json:"device"`
+	Clinic   string    `json:"clinic"`
+	Replica  string    `json:"replica"`
+	Serial   string    `json:"serial"`
+	Issued   time.Time `json:"issued"`
+	NotAfter time.Time `json:"not_after"`
+	File     string    `json:"file"`
+}
+
+func appendEnrolment(dir string, e enrolment) error {
+	line, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	f, err := os.OpenFile(filepath.Join(dir, fileDevices), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(append(line, '\n')); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// nextCert returns the first PEM certificate in data and what follows it,
+// or nil at the end.
+func nextCert(data []byte) (*x509.Certificate, []byte, error) {
+	for {
+		b, rest := pem.Decode(data)
+		if b == nil {
+			return nil, nil, nil
+		}
+		if b.Type == "CERTIFICATE" {
+			c, err := x509.ParseCertificate(b.Bytes)
+			return c, rest, err
+		}
+		data = rest
+	}
+}

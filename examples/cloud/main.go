@@ -1,0 +1,113 @@
+// Command cloud serves a cloud replica to enrolled clinic devices over
+// HTTPS with mutual TLS, and enrols devices. Everything lives in one data
+// directory (-dir): the replica (cloud.db, SQLite), the device CA (ca/),
+// the development server certificate (tls/), and a list of enrolled
+// devices (devices.jsonl).
+//
+//	go run ./examples/cloud serve -dir cloud-data -addr 127.0.0.1:8443 -dev-cert
+//	go run ./examples/cloud enrol -dir cloud-data -clinic kamuga -device kamuga-tablet-1 -replica <id> -out kamuga-tablet-1.pem
+//	go run ./examples/cloud devices -dir cloud-data
+//
+// serve logs one structured line per sync (log/slog) and, on SIGINT or
+// SIGTERM, stops taking new syncs and lets those in flight finish.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// command is one subcommand.
+type command struct {
+	name, args, help string
+	run              func(ctx context.Context, fs *flag.FlagSet, dir string, stdout, stderr io.Writer) error
+	flags            func(fs *flag.FlagSet)
+}
+
+var commands = []*command{serveCommand, enrolCommand, devicesCommand}
+
+// usageError is a mistake on the command line: the usage is printed.
+type usageError struct{ msg string }
+
+func (u usageError) Error() string { return u.msg }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
+
+// run executes one command line and returns the exit code.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		w := stderr
+		if len(args) > 0 {
+			w = stdout
+		}
+		usage(w)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	var c *command
+	for _, cc := range commands {
+		if cc.name == args[0] || (args[0] == "enroll" && cc.name == "enrol") {
+			c = cc
+		}
+	}
+	if c == nil {
+		fmt.Fprintf(stderr, "cloud: there is no command %q.\n\n", args[0])
+		usage(stderr)
+		return 2
+	}
+	fs := flag.NewFlagSet("cloud "+c.name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dir := fs.String("dir", envOr("CHARTSYNC_CLOUD_DIR", "cloud-data"), "the cloud's data directory (or $CHARTSYNC_CLOUD_DIR)")
+	if c.flags != nil {
+		c.flags(fs)
+	}
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: cloud %s %s\n\n%s\n\n", c.name, c.args, c.help)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args[1:]); err != nil {
+		return 2
+	}
+	err := c.run(ctx, fs, *dir, stdout, stderr)
+	var ue usageError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &ue):
+		fmt.Fprintf(stderr, "cloud %s: %s\n\n", c.name, ue.msg)
+		fs.Usage()
+		return 2
+	default:
+		fmt.Fprintf(stderr, "cloud %s: %v\n", c.name, err)
+		return 1
+	}
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintf(w, "cloud serves a chartsync cloud replica to enrolled clinic devices over HTTPS.\n\nCommands:\n")
+	for _, c := range commands {
+		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.help)
+	}
+	fmt.Fprintf(w, "\nStart with: cloud serve -dir cloud-data -dev-cert\nRun \"cloud COMMAND -h\" for a command's flags.\n")
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}

@@ -1,0 +1,199 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/chartsync/chartsync/internal/atomicfile"
+	"github.com/chartsync/chartsync/replica"
+	"github.com/chartsync/chartsync/transport/httpsync"
+)
+
+// listening, if set (by tests), is called with the address once serve
+// accepts connections.
+var listening func(addr string)
+
+// shutdownGrace is how long in-flight syncs get to finish on shutdown.
+const shutdownGrace = 30 * time.Second
+
+var serveCommand = &command{
+	name: "serve",
+	args: "[-dir DIR] [-addr 127.0.0.1:8443] (-dev-cert | -cert FILE -key FILE)",
+	help: "Serve the cloud replica to enrolled devices over HTTPS until SIGINT or SIGTERM.",
+	flags: func(fs *flag.FlagSet) {
+		fs.String("addr", "127.0.0.1:8443", "the address to listen on")
+		fs.Bool("dev-cert", false, "use a development server certificate signed by the device CA (made in DIR/tls if missing), for 127.0.0.1 and localhost")
+		fs.String("cert", "", "the server's TLS certificate (PEM), instead of -dev-cert")
+		fs.String("key", "", "the key of -cert (PEM)")
+		fs.Int("max-concurrent", 0, "syncs served at once (default 32)")
+		fs.Int64("max-body", 0, "largest request in bytes (default 64 MiB)")
+		fs.Bool("json", false, "log JSON lines instead of text")
+		fs.Bool("debug", false, "log debug lines too")
+	},
+	run: serve,
+}
+
+func flagValue[T any](fs *flag.FlagSet, name string) T {
+	return fs.Lookup(name).Value.(flag.Getter).Get().(T)
+}
+
+func serve(ctx context.Context, fs *flag.FlagSet, dir string, stdout, stderr io.Writer) error {
+	if fs.NArg() > 0 {
+		return usagef("unexpected arguments %q", fs.Args())
+	}
+	addr := flagValue[string](fs, "addr")
+	devCert := flagValue[bool](fs, "dev-cert")
+	certFile, keyFile := flagValue[string](fs, "cert"), flagValue[string](fs, "key")
+	switch {
+	case devCert && (certFile != "" || keyFile != ""):
+		return usagef("use either -dev-cert or -cert and -key, not both")
+	case !devCert && (certFile == "" || keyFile == ""):
+		return usagef("no TLS certificate: pass -dev-cert to make a development certificate for 127.0.0.1 and localhost, or -cert FILE -key FILE")
+	}
+	level := slog.LevelInfo
+	if flagValue[bool](fs, "debug") {
+		level = slog.LevelDebug
+	}
+	var handler slog.Handler = slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})
+	if flagValue[bool](fs, "json") {
+		handler = slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level})
+	}
+	log := slog.New(handler)
+
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create data directory: %w", err)
+	}
+	unlock, err := lockDir(dir)
+	if errors.Is(err, errLocked) {
+		return fmt.Errorf("%w (%s); stop the other \"cloud serve\" first", err, dir)
+	}
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	ca, created, err := openDir(dir)
+	if err != nil {
+		return err
+	}
+	if created {
+		log.Info("created the device CA; back it up: losing it locks out every enrolled device", "dir", filepath.Join(dir, dirCA))
+	}
+
+	var cert tls.Certificate
+	if devCert {
+		cert, err = developmentCert(dir, ca, addr, log)
+	} else {
+		cert, err = tls.LoadX509KeyPair(certFile, keyFile)
+	}
+	if err != nil {
+		return fmt.Errorf("server certificate: %w", err)
+	}
+
+	rep, err := replica.Open(ctx, filepath.Join(dir, fileReplica), replica.Config{Logger: log})
+	if err != nil {
+		return err
+	}
+	defer rep.Close()
+	h, err := httpsync.NewHandler(httpsync.Config{
+		Replica: rep, DeviceCA: ca.Pool(), Logger: log,
+		MaxConcurrent: flagValue[int](fs, "max-concurrent"), MaxBodyBytes: flagValue[int64](fs, "max-body"),
+	})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w (is another server using the port? choose another with -addr)", addr, err)
+	}
+	url := "https://" + ln.Addr().String()
+	if err := writeInfo(dir, info{Replica: rep.ID(), URL: url}); err != nil {
+		ln.Close()
+		return err
+	}
+	srv := httpsync.NewServer(ln.Addr().String(), h, cert, log)
+	served := make(chan error, 1)
+	go func() { served <- srv.ServeTLS(ln, "", "") }()
+	log.Info("cloud serving", "url", url, "replica", rep.ID(), "dir", dir)
+	fmt.Fprintf(stdout, "Cloud replica %s is serving on %s.\nEnrol a device: cloud enrol -dir %s -clinic CLINIC -device NAME -replica DEVICE-REPLICA-ID -out NAME.pem\nStop with Ctrl-C; syncs in flight finish first.\n", rep.ID(), url, dir)
+	if listening != nil {
+		listening(ln.Addr().String())
+	}
+
+	select {
+	case err := <-served:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down: finishing syncs in flight", "grace", shutdownGrace)
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Warn("syncs still running at the deadline were cut; their devices will resend", "err", err)
+	}
+	if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	st := h.Stats()
+	log.Info("stopped", "syncs", st.Syncs, "refused", st.Refused, "failed", st.Failed, "busy", st.Busy)
+	return nil
+}
+
+// developmentCert loads the development server certificate from DIR/tls,
+// or makes one signed by the device CA (which every credential trusts)
+// when it is missing, expiring within a week, not signed by this CA, or
+// not valid for the host of addr.
+func developmentCert(dir string, ca *httpsync.DeviceCA, addr string, log *slog.Logger) (tls.Certificate, error) {
+	certPath, keyPath := filepath.Join(dir, dirTLS, "server.crt"), filepath.Join(dir, dirTLS, "server.key")
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("address %q: %w", addr, err)
+	}
+	hosts := []string{"127.0.0.1", "localhost"}
+	if host != "" && host != "127.0.0.1" && host != "localhost" {
+		hosts = append(hosts, host)
+	}
+	if cert, err := tls.LoadX509KeyPair(certPath, keyPath); err == nil && cert.Leaf != nil && devCertFits(cert.Leaf, ca, hosts) {
+		return cert, nil
+	}
+	certPEM, keyPEM, err := ca.IssueServerCert(hosts, time.Now(), 365*24*time.Hour)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	if err := os.MkdirAll(filepath.Join(dir, dirTLS), 0o700); err != nil {
+		return tls.Certificate{}, err
+	}
+	if err := atomicfile.Write(keyPath, keyPEM, atomicfile.Options{Perm: 0o600}); err != nil {
+		return tls.Certificate{}, err
+	}
+	if err := atomicfile.Write(certPath, certPEM, atomicfile.Options{Perm: 0o644}); err != nil {
+		return tls.Certificate{}, err
+	}
+	log.Info("made a development server certificate", "hosts", hosts, "cert", certPath)
+	return tls.X509KeyPair(certPEM, keyPEM)
+}
+
+func devCertFits(leaf *x509.Certificate, ca *httpsync.DeviceCA, hosts []string) bool {
+	if time.Until(leaf.NotAfter) < 7*24*time.Hour {
+		return false
+	}
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: ca.Pool(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
+		return false
+	}
+	for _, h := range hosts {
+		if leaf.VerifyHostname(h) != nil {
+			return false
+		}
+	}
+	return true
+}
