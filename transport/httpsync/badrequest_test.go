@@ -113,6 +113,7 @@ func TestBadRequests(t *testing.T) {
 		{"unknown version", a.client, version2, 400, httpsync.CodeVersion, []error{httpsync.ErrMalformed, replica.ErrBundleVersion}},
 		{"addressed to another replica", a.client, misaddressed.Data, 400, httpsync.CodeWrongRecipient, []error{httpsync.ErrMalformed, replica.ErrWrongRecipient}},
 		{"oversized body", a.client, oversized, 413, httpsync.CodeTooLarge, []error{httpsync.ErrTooLarge}},
+		{"a body 128 times the limit", a.client, bytes.Repeat(oversized, 128), 413, httpsync.CodeTooLarge, []error{httpsync.ErrTooLarge}},
 		{"another device's bundle", a.client, fromB.Data, 403, httpsync.CodeWrongSender, []error{httpsync.ErrForbidden}},
 		{"a change outside the clinic's scope", a.client, outOfScope.Data, 403, httpsync.CodeOutOfScope, []error{httpsync.ErrForbidden}},
 		{"a credential from another CA", clientFor(stranger), good.Data, 401, httpsync.CodeBadCredential, []error{httpsync.ErrUnauthorized, httpsync.ErrCredentialRejected}},
