@@ -53,7 +53,9 @@ func server(t *testing.T, dir string) (addr string, stop func() (int, string)) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var out, errOut lockedBuffer
 	exited := make(chan int, 1)
-	go func() { exited <- run(ctx, []string{"serve", "-dir", dir, "-addr", "127.0.0.1:0", "-dev-cert"}, &out, &errOut) }()
+	go func() {
+		exited <- run(ctx, []string{"serve", "-dir", dir, "-addr", "127.0.0.1:0", "-dev-cert"}, &out, &errOut)
+	}()
 	select {
 	case addr = <-addrs:
 	case code := <-exited:

@@ -345,7 +345,7 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, status int, code,
 	if cause != nil {
 		attrs = append(attrs, "err", cause)
 	}
-	h.log.Log(r.Context(), level, "sync refused", attrs...)
+	h.log.Log(r.Context(), level, "request refused", attrs...)
 	if status == http.StatusServiceUnavailable && w.Header().Get("Retry-After") == "" {
 		w.Header().Set("Retry-After", "1")
 	}
