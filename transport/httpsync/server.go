@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"runtime"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -39,13 +40,18 @@ type Config struct {
 	// matching ErrUnauthorized. Use it only behind a proxy that has
 	// already verified the device.
 	Authenticate func(*http.Request) (Device, error)
-	// MaxBodyBytes bounds a request body (default 64 MiB; keep it above
-	// the devices' replica.Config.BundleBytes).
+	// MaxBodyBytes bounds a request body (default 32 MiB; keep it well
+	// above the devices' replica.Config.BundleBytes, 4 MiB by default).
 	MaxBodyBytes int64
-	// MaxConcurrent bounds the syncs served at once (default 32). A sync
-	// that finds no slot within QueueWait gets 503 with Retry-After.
+	// MaxConcurrent bounds the syncs in progress at once (default 32),
+	// and so the memory they hold: at most MaxConcurrent × MaxBodyBytes
+	// of request bodies. A sync that finds no slot within QueueWait gets
+	// 503 with Retry-After. Bundles are then applied one or a few at a
+	// time, in arrival order (the replica serialises writes); a slow
+	// upload or download does not hold up the others.
 	MaxConcurrent int
-	// QueueWait is how long a sync waits for a slot (default 2s).
+	// QueueWait is how long a sync waits for a slot (default 10s): waiting
+	// costs a device less than uploading its bundle again.
 	QueueWait time.Duration
 	// StallTimeout cuts a request or response that moves no byte for
 	// this long (default 60s), so a dead 2G link does not hold a slot.
@@ -72,13 +78,13 @@ func (c Config) Validate() error {
 
 func (c Config) withDefaults() Config {
 	if c.MaxBodyBytes == 0 {
-		c.MaxBodyBytes = 64 << 20
+		c.MaxBodyBytes = 32 << 20
 	}
 	if c.MaxConcurrent == 0 {
 		c.MaxConcurrent = 32
 	}
 	if c.QueueWait == 0 {
-		c.QueueWait = 2 * time.Second
+		c.QueueWait = 10 * time.Second
 	}
 	if c.StallTimeout == 0 {
 		c.StallTimeout = 60 * time.Second
@@ -103,7 +109,8 @@ type Handler struct {
 	cfg   Config
 	rep   *replica.Replica
 	log   *slog.Logger
-	slots chan struct{}
+	slots chan struct{} // syncs in progress
+	apply chan struct{} // syncs applying and building bundles
 	stats handlerStats
 }
 
@@ -133,6 +140,7 @@ func NewHandler(cfg Config) (*Handler, error) {
 		cfg: cfg, rep: cfg.Replica,
 		log:   cfg.Logger.With("cloud", cfg.Replica.ID()),
 		slots: make(chan struct{}, cfg.MaxConcurrent),
+		apply: make(chan struct{}, min(cfg.MaxConcurrent, max(2, runtime.GOMAXPROCS(0)))),
 	}, nil
 }
 
@@ -246,16 +254,24 @@ func (h *Handler) serveSync(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.stats.bytesIn.Add(int64(len(data)))
+	// Apply in arrival order (a channel queues its waiters first come,
+	// first served) rather than all at once on the replica's lock.
+	select {
+	case h.apply <- struct{}{}:
+	case <-r.Context().Done():
+		log.Info("device went away while its bundle waited", "request_bytes", len(data))
+		return
+	}
 	// A bundle received whole is applied even if the device has gone
 	// meanwhile: it is idempotent, and its resend is then cheap.
 	rec, err := h.receive(context.WithoutCancel(r.Context()), data, dev)
-	if err != nil {
-		status, code, msg := classify(err)
-		h.fail(w, r, status, code, msg, err)
-		return
+	received := err == nil
+	var out replica.Outgoing
+	if received {
+		out, err = h.bundleFor(r.Context(), dev)
 	}
-	out, err := h.bundleFor(r.Context(), dev)
-	if err != nil && r.Context().Err() != nil {
+	<-h.apply
+	if err != nil && received && r.Context().Err() != nil {
 		log.Info("device went away before the answer", "applied", rec.Applied, "err", err)
 		return
 	}
