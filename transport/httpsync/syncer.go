@@ -83,8 +83,10 @@ type Status struct {
 // Syncer keeps a replica synced with the cloud in the background: soon
 // after local edits (Notify, debounced), every Interval, and, while the
 // cloud is unreachable, at backed-off attempts so that it syncs soon after
-// the link returns. One goroutine, owned by Start and Close, does all the
-// syncing. Its methods are safe for concurrent use.
+// the link returns. Each request is tried twice (a blip); beyond that the
+// Syncer backs off itself, so Status shows the cloud offline promptly.
+// One goroutine, owned by Start and Close, does all the syncing. Its
+// methods are safe for concurrent use.
 type Syncer struct {
 	c   *Client
 	cfg SyncerConfig
