@@ -188,13 +188,9 @@ func (r *Replica) Register(ctx context.Context, by record.Author, reg record.Reg
 		return "", fmt.Errorf("register patient: %w", err)
 	}
 	l := &loaded{id: id, doc: chart.Doc(), chart: chart, sinceSnapshot: 1}
-	entry, err := r.indexEntry(l)
-	if err != nil {
+	b := store.Batch{Changes: []store.NewChange{{Chart: id, Hash: res.Change.Hash, Raw: res.Change.Raw}}}
+	if err := r.addChartWrites(&b, l); err != nil {
 		return "", err
-	}
-	b := store.Batch{
-		Changes: []store.NewChange{{Chart: id, Hash: res.Change.Hash, Raw: res.Change.Raw}},
-		Charts:  []store.Chart{entry},
 	}
 	if _, err := r.st.Write(ctx, b); err != nil {
 		return "", fmt.Errorf("register patient: %w", err)
@@ -297,6 +293,23 @@ func (r *Replica) Find(ctx context.Context, text string, limit int) ([]store.Cha
 		return nil, fmt.Errorf("find charts: %w", err)
 	}
 	return cs, nil
+}
+
+// Pending counts the changes held here that peer has not acknowledged
+// (excluding those it sent): all of them for a peer never synced with.
+func (r *Replica) Pending(ctx context.Context, peer string) (int, error) {
+	if err := r.checkOpen(); err != nil {
+		return 0, err
+	}
+	p, err := r.peer(ctx, peer)
+	if err != nil {
+		return 0, fmt.Errorf("pending for %s: %w", peer, err)
+	}
+	n, err := r.st.CountAfter(ctx, p.Acked, peer)
+	if err != nil {
+		return 0, fmt.Errorf("pending for %s: %w", peer, err)
+	}
+	return n, nil
 }
 
 // PeerStatus is what this replica knows of a peer.

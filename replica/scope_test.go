@@ -169,3 +169,34 @@ func TestDeviceRefusesOutOfScopeWrites(t *testing.T) {
 	require.NoError(t, err)
 	edit(t, dev, other, allergy(3))
 }
+
+func TestRegistrationGrantsHomeClinicOnce(t *testing.T) {
+	ctx := context.Background()
+	cloud, cloudStore := newMem(t, replica.Config{})
+	dev, devStore := newMem(t, replica.Config{Clinic: "north"})
+	id := registerAt(t, dev, "Amina", "north")
+	grants, err := devStore.Grants(ctx, "north", 0, 1<<62)
+	require.NoError(t, err)
+	require.Len(t, grants, 1, "registering records the home clinic's grant")
+	edit(t, dev, id, allergy(1))
+	grants, err = devStore.Grants(ctx, "north", 0, 1<<62)
+	require.NoError(t, err)
+	assert.Len(t, grants, 1, "an edit that does not change the scope records no grant")
+
+	pending, err := dev.Pending(ctx, cloud.ID())
+	require.NoError(t, err)
+	assert.Equal(t, 2, pending, "a peer never synced with lacks every change")
+	scopedSync(t, cloud, dev, "north")
+	pending, err = dev.Pending(ctx, cloud.ID())
+	require.NoError(t, err)
+	assert.Zero(t, pending)
+	log, err := cloudStore.Log(ctx, 0, 0)
+	require.NoError(t, err)
+	assert.Len(t, log, 2)
+
+	// A second device of the clinic gets each change once.
+	dev2, _ := newMem(t, replica.Config{Clinic: "north"})
+	down, err := cloud.MakeBundleFor(ctx, dev2.ID(), replica.BundleOptions{Clinic: "north"})
+	require.NoError(t, err)
+	assert.Equal(t, 2, down.Changes, "no change is sent twice")
+}
