@@ -14,6 +14,7 @@ import (
 
 	"github.com/chartsync/chartsync/record"
 	"github.com/chartsync/chartsync/replica"
+	"github.com/chartsync/chartsync/transport/httpsync"
 )
 
 // app is the state of one command run: the data directory and what is
@@ -181,6 +182,14 @@ func explain(err error) string {
 	switch {
 	case errors.Is(err, errNotInitialised):
 		return "this device is not set up yet. Run: clinic init -clinic CLINIC-ID -device DEVICE-NAME"
+	case errors.Is(err, errNotConnected):
+		return "this device has no cloud credential yet. Ask the administrator to run \"cloud enrol\" with this device's replica ID (see \"clinic status\"), then run: clinic connect -credential FILE"
+	case errors.Is(err, httpsync.ErrUnreachable):
+		return err.Error() + ". No signal? Keep working: everything is saved on this device; run \"clinic sync\" when there is a connection."
+	case errors.Is(err, httpsync.ErrUnauthorized):
+		return err.Error() + ". The credential was refused (expired or not from this cloud): ask the administrator for a new one."
+	case errors.Is(err, httpsync.ErrForbidden):
+		return err.Error() + ". The cloud refused a change outside this clinic's charts."
 	case errors.Is(err, errNotLoggedIn):
 		return "no one is logged in. Run: clinic login -user USER-ID -name \"NAME\" -role ROLE"
 	case errors.As(err, &ve):

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -196,16 +197,33 @@ func init() {
 				who = s.Author.String()
 			}
 			fmt.Fprintf(a.out, "Device %s of clinic %s, replica %s\nLogged in: %s\nCharts held: %d\n", d.Device, d.Clinic, r.ID(), who, len(charts))
+			c, err := a.credential()
+			if errors.Is(err, errNotConnected) {
+				fmt.Fprintln(a.out, "Cloud: not connected (ask the administrator for a credential, then run clinic connect)")
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(a.out, "Cloud: %s (credential valid until %s)\n", c.CloudURL, c.Device.NotAfter.Local().Format(time.DateOnly))
+			if c.CloudReplica != "" {
+				pending, err := r.Pending(ctx, c.CloudReplica)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(a.out, "Changes waiting to be sent: %d\n", pending)
+			}
 			peers, err := r.Peers(ctx)
 			if err != nil {
 				return err
 			}
-			if len(peers) == 0 {
-				fmt.Fprintln(a.out, "Never synced.")
-			}
+			last := "never"
 			for _, p := range peers {
-				fmt.Fprintf(a.out, "Peer %s: last sync %s, %d changes waiting to be sent\n", chartfmt.Short(p.ID), p.LastSync.Local().Format(time.DateTime), p.Unacknowledged)
+				if p.ID == c.CloudReplica {
+					last = p.LastSync.Local().Format(time.DateTime)
+				}
 			}
+			fmt.Fprintf(a.out, "Last sync: %s\n", last)
 			return nil
 		},
 	})

@@ -1,0 +1,90 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"net/http/httptest"
+	"path/filepath"
+	"regexp"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/chartsync/chartsync/replica"
+	"github.com/chartsync/chartsync/transport/httpsync"
+)
+
+// TestClinicsSyncThroughCloud follows the README: a cloud over TLS on
+// 127.0.0.1, two enrolled devices of one clinic used offline, then synced;
+// both show the same charts.
+func TestClinicsSyncThroughCloud(t *testing.T) {
+	ctx := context.Background()
+	now := time.Now()
+	ca, err := httpsync.NewDeviceCA("test cloud", now, time.Hour)
+	require.NoError(t, err)
+	cloud, err := replica.Open(ctx, filepath.Join(t.TempDir(), "cloud.db"), replica.Config{})
+	require.NoError(t, err)
+	t.Cleanup(func() { cloud.Close() })
+	h, err := httpsync.NewHandler(httpsync.Config{Replica: cloud, DeviceCA: ca.Pool()})
+	require.NoError(t, err)
+	certPEM, keyPEM, err := ca.IssueServerCert([]string{"127.0.0.1"}, now, time.Hour)
+	require.NoError(t, err)
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	require.NoError(t, err)
+	srv := httptest.NewUnstartedServer(h)
+	srv.TLS = httpsync.ServerTLSConfig(cert)
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+
+	devices := map[string]string{"tab": t.TempDir(), "laptop": t.TempDir()}
+	for name, dir := range devices {
+		code, out, errOut := clinic(t, dir, "init", "-clinic", "kamuga", "-device", name)
+		require.Zero(t, code, errOut)
+		id := regexp.MustCompile(`replica ([0-9a-f]{32})`).FindStringSubmatch(out)
+		require.Len(t, id, 2)
+
+		code, _, errOut = clinic(t, dir, "sync")
+		assert.Equal(t, 1, code, "a device without a credential cannot sync")
+		assert.Contains(t, errOut, "clinic connect")
+
+		cred, err := ca.Enrol(httpsync.Enrolment{Replica: id[1], Clinic: "kamuga", Device: name, Now: now,
+			CloudURL: srv.URL, CloudReplica: cloud.ID(), ServerTrust: []*x509.Certificate{ca.Cert}})
+		require.NoError(t, err)
+		credPath := filepath.Join(t.TempDir(), name+".pem")
+		require.NoError(t, cred.WriteFile(credPath))
+		code, _, errOut = clinic(t, dir, "connect", "-credential", credPath)
+		require.Zero(t, code, errOut)
+		code, _, errOut = clinic(t, dir, "login", "-user", "u-"+name, "-role", "nurse")
+		require.Zero(t, code, errOut)
+	}
+	// Offline work on both.
+	code, _, errOut := clinic(t, devices["tab"], "register", "-given", "Wanjiru", "-sex", "female", "-born-year", "1988")
+	require.Zero(t, code, errOut)
+	code, _, errOut = clinic(t, devices["laptop"], "register", "-given", "Otieno", "-sex", "male", "-born", "2019-06-14")
+	require.Zero(t, code, errOut)
+	code, out, _ := clinic(t, devices["tab"], "status")
+	require.Zero(t, code)
+	assert.Contains(t, out, "Changes waiting to be sent: 1")
+
+	for _, name := range []string{"tab", "laptop", "tab"} {
+		code, out, errOut := clinic(t, devices[name], "sync", "-quiet")
+		require.Zero(t, code, errOut)
+		assert.Contains(t, out, "Synced with "+srv.URL)
+	}
+	_, tab, _ := clinic(t, devices["tab"], "find")
+	_, laptop, _ := clinic(t, devices["laptop"], "find")
+	assert.Equal(t, tab, laptop, "both devices show the same charts")
+	assert.Contains(t, tab, "Wanjiru")
+	assert.Contains(t, tab, "Otieno")
+	code, out, _ = clinic(t, devices["laptop"], "status")
+	require.Zero(t, code)
+	assert.Contains(t, out, "Changes waiting to be sent: 0")
+
+	srv.Close()
+	code, _, errOut = clinic(t, devices["tab"], "sync", "-quiet")
+	assert.Equal(t, 1, code, "with the cloud gone, sync fails")
+	assert.Contains(t, errOut, "everything is saved on this device", "the error tells the nurse what to do")
+}
