@@ -407,6 +407,11 @@ func (r *Replica) ReceiveFrom(ctx context.Context, data []byte, opt ReceiveOptio
 		res.Applied += len(fresh)
 		res.Charts = append(res.Charts, cb.chart)
 	}
+	if len(batch.Changes) == 0 && np.Acked == p.Acked && np.Received == p.Received && !p.LastSync.IsZero() {
+		// A repeated bundle, or an idle exchange: nothing to store, and
+		// no fsync.
+		return res, nil
+	}
 	if _, err := r.st.Write(ctx, batch); err != nil {
 		return fail(fmt.Errorf("receive bundle: %w", err))
 	}

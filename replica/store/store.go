@@ -111,7 +111,9 @@ type Peer struct {
 	// Received: this replica holds the peer's log up to Received (in the
 	// peer's own numbering).
 	Received uint64
-	// LastSync is when a bundle from the peer was last accepted.
+	// LastSync is when a bundle from the peer last changed something here
+	// (new changes or positions, or the first contact). A bundle that
+	// changes nothing, such as a repeat, is not written at all.
 	LastSync time.Time
 }
 
