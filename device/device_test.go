@@ -1,9 +1,12 @@
 package device_test
 
 import (
+	"bytes"
+	"crypto"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/pem"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -209,6 +212,48 @@ func TestRequestProvesKeyPossession(t *testing.T) {
 	assert.ErrorIs(t, err, device.ErrMalformed)
 }
 
+func TestRequestPEM(t *testing.T) {
+	id := newIdentity(t, "kamuga")
+	text := id.RequestPEM()
+	assert.Contains(t, string(text), device.Fingerprint(id.Public().SignKey), "the text shows the key's fingerprint to compare")
+	assert.NotContains(t, string(text), "SECRET")
+	pub, err := device.ParseRequest(text)
+	require.NoError(t, err, "the text form parses")
+	assert.True(t, pub.Equal(id.Public()))
+
+	// The headers are for people; changing them changes nothing parsed.
+	edited := bytes.Replace(text, []byte("Clinic: kamuga"), []byte("Clinic: lwanda"), 1)
+	require.NotEqual(t, text, edited)
+	pub, err = device.ParseRequest(edited)
+	require.NoError(t, err)
+	assert.Equal(t, "kamuga", pub.Clinic, "the signed clinic is what counts")
+
+	block, _ := pem.Decode(text)
+	require.NotNil(t, block)
+	block.Bytes[len(block.Bytes)/2] ^= 1
+	_, err = device.ParseRequest(pem.EncodeToMemory(block))
+	assert.Error(t, err, "a damaged request is refused")
+	block.Type = "CERTIFICATE"
+	_, err = device.ParseRequest(pem.EncodeToMemory(block))
+	assert.ErrorIs(t, err, device.ErrMalformed, "another kind of PEM block is refused")
+}
+
+func TestTLSSigner(t *testing.T) {
+	id := newIdentity(t, "kamuga")
+	s := id.TLSSigner()
+	assert.Equal(t, id.Public().SignKey, s.Public(), "the signer's key is the device's signing key")
+	msg := append(bytes.Repeat([]byte{' '}, 64), "TLS 1.3, client CertificateVerify\x00transcript"...)
+	sig, err := s.Sign(rand.Reader, msg, crypto.Hash(0))
+	require.NoError(t, err)
+	assert.True(t, ed25519.Verify(id.Public().SignKey, msg, sig), "a plain ed25519 signature, as TLS verifies it")
+
+	// It cannot be used to forge a purpose signature.
+	_, err = s.Sign(rand.Reader, []byte("chartsync/relay/v1\x00forged"), crypto.Hash(0))
+	assert.ErrorIs(t, err, device.ErrBadSignature)
+	_, ok := s.(ed25519.PrivateKey)
+	assert.False(t, ok, "the signer does not hand out the key")
+}
+
 func TestAuthoritySaveLoad(t *testing.T) {
 	a, err := device.NewAuthority()
 	require.NoError(t, err)
@@ -239,7 +284,7 @@ func TestPrintingKeysLeaksNoSecret(t *testing.T) {
 	require.NoError(t, err)
 	path := filepath.Join(t.TempDir(), "k")
 	require.NoError(t, id.Save(path))
-	for _, v := range []any{id, a} {
+	for _, v := range []any{id, a, id.TLSSigner()} {
 		for _, format := range []string{"%v", "%+v", "%#v", "%s"} {
 			out := fmt.Sprintf(format, v)
 			assert.NotContains(t, out, "AGE-SECRET-KEY", "printing %T with %s shows its age secret", v, format)
@@ -252,8 +297,10 @@ func TestPrintingKeysLeaksNoSecret(t *testing.T) {
 	_, body, err := wire.Decode(data, data[2], data[4], 1024)
 	require.NoError(t, err)
 	seed := body[16+1+len("kamuga") : 16+1+len("kamuga")+32]
-	for _, format := range []string{"%v", "%+v", "%#v", "%x"} {
-		assert.NotContains(t, fmt.Sprintf(format, id), fmt.Sprintf("%x", seed))
-		assert.NotContains(t, fmt.Sprintf(format, id), fmt.Sprint(seed))
+	for _, v := range []any{id, id.TLSSigner()} {
+		for _, format := range []string{"%v", "%+v", "%#v", "%x"} {
+			assert.NotContains(t, fmt.Sprintf(format, v), fmt.Sprintf("%x", seed), "printing %T with %s", v, format)
+			assert.NotContains(t, fmt.Sprintf(format, v), fmt.Sprint(seed), "printing %T with %s", v, format)
+		}
 	}
 }

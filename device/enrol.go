@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/pem"
 	"fmt"
 	"github.com/chartsync/chartsync/internal/atomicfile"
 	"time"
@@ -274,6 +275,30 @@ func (id *Identity) Request() []byte {
 	return wire.Encode(kindRequest, requestVersion, body)
 }
 
+// PEMRequest is the PEM block type of an enrolment request in text form
+// (RequestPEM).
+const PEMRequest = "CHARTSYNC ENROLMENT REQUEST"
+
+// maxRequestPEMBytes bounds a request in text form: base64 of
+// MaxEnrolmentBytes, headers and explanatory lines.
+const maxRequestPEMBytes = 4 * MaxEnrolmentBytes
+
+// RequestPEM returns Request as text, to mail, paste or print: a few
+// lines saying what it is, then a PEM block of type PEMRequest whose
+// headers repeat the replica, clinic and key fingerprint for a person to
+// read (they are not trusted: ParseRequest reads the signed bytes only).
+// ParseRequest reads both forms.
+func (id *Identity) RequestPEM() []byte {
+	pub := id.Public()
+	var buf bytes.Buffer
+	fmt.Fprintf(&buf, "# chartsync enrolment request of device %s of clinic %s.\n", pub.ReplicaID, pub.Clinic)
+	fmt.Fprintf(&buf, "# It holds public keys only. Check the fingerprint with the device before enrolling it.\n")
+	_ = pem.Encode(&buf, &pem.Block{Type: PEMRequest, Headers: map[string]string{
+		"Replica": pub.ReplicaID, "Clinic": pub.Clinic, "Fingerprint": Fingerprint(pub.SignKey),
+	}, Bytes: id.Request()})
+	return buf.Bytes()
+}
+
 func appendPublic(b []byte, p Public) []byte {
 	rid, _ := hex.DecodeString(p.ReplicaID)
 	b = append(b, rid...)
@@ -282,7 +307,8 @@ func appendPublic(b []byte, p Public) []byte {
 	return wire.AppendBytes(b, []byte(p.AgeRecipient))
 }
 
-// ParseRequest decodes an enrolment request and checks its proof that the
+// ParseRequest decodes an enrolment request (Request, or its text form
+// RequestPEM) and checks its proof that the
 // device holds the signing key. Errors match ErrMalformed, ErrVersion,
 // ErrTooLarge or ErrBadSignature.
 func ParseRequest(data []byte) (Public, error) {
@@ -294,6 +320,15 @@ func ParseRequest(data []byte) (Public, error) {
 }
 
 func parseRequest(data []byte) (Public, error) {
+	if len(data) > maxRequestPEMBytes {
+		return Public{}, fmt.Errorf("%d bytes: %w", len(data), ErrTooLarge)
+	}
+	if b, _ := pem.Decode(data); b != nil {
+		if b.Type != PEMRequest {
+			return Public{}, fmt.Errorf("PEM block %q, not %q: %w", b.Type, PEMRequest, ErrMalformed)
+		}
+		data = b.Bytes
+	}
 	if len(data) > MaxEnrolmentBytes {
 		return Public{}, fmt.Errorf("%d bytes: %w", len(data), ErrTooLarge)
 	}

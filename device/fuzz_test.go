@@ -29,7 +29,7 @@ func fuzzSeeds(f *testing.F) (*device.Authority, [][]byte) {
 	if _, err := r.Add(e); err != nil {
 		f.Fatal(err)
 	}
-	return cloud, [][]byte{e, rev, id.Request(), r.Encode(), nil, []byte("CSE\x01\x01\x00\x00\x00")}
+	return cloud, [][]byte{e, rev, id.Request(), id.RequestPEM(), r.Encode(), nil, []byte("CSE\x01\x01\x00\x00\x00")}
 }
 
 // FuzzDecodeEnrolment: decoding enrolments (and requests) never panics,

@@ -2,6 +2,7 @@ package device
 
 import (
 	"bytes"
+	"crypto"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/hex"
@@ -51,11 +52,14 @@ const (
 	PurposeRequest   = "enrolment-request/v1"
 )
 
+// signPrefix begins every message signed for a purpose.
+const signPrefix = "chartsync/"
+
 // signedMessage is what is actually signed for a purpose: a fixed prefix,
 // the purpose, a zero byte, then the message.
 func signedMessage(purpose string, msg []byte) []byte {
-	out := make([]byte, 0, len("chartsync/")+len(purpose)+1+len(msg))
-	out = append(out, "chartsync/"...)
+	out := make([]byte, 0, len(signPrefix)+len(purpose)+1+len(msg))
+	out = append(out, signPrefix...)
 	out = append(out, purpose...)
 	out = append(out, 0)
 	return append(out, msg...)
@@ -212,6 +216,38 @@ func (id *Identity) Sign(purpose string, msg []byte) []byte {
 	checkPurpose(purpose)
 	return ed25519.Sign(id.sign, signedMessage(purpose, msg))
 }
+
+// TLSSigner returns a crypto.Signer for the device's ed25519 signing key,
+// for use as the private key of its TLS client certificate
+// (tls.Certificate.PrivateKey): the cloud's device certificate is issued
+// for this same key, so the key that authenticates the device over mutual
+// TLS never leaves the device either. The signer does not expose the key
+// (printing it shows only the fingerprint), and it refuses to sign any
+// message that begins with the prefix of this package's purpose
+// signatures ("chartsync/"), so what it signs can never pass for an
+// enrolment request or a relay bundle signed with Sign. TLS 1.3
+// CertificateVerify messages begin with 64 spaces and never collide.
+func (id *Identity) TLSSigner() crypto.Signer { return &tlsSigner{key: id.sign} }
+
+// tlsSigner signs TLS handshakes with a device's ed25519 key.
+type tlsSigner struct{ key ed25519.PrivateKey }
+
+func (s *tlsSigner) Public() crypto.PublicKey { return s.key.Public() }
+
+// Sign signs message (ed25519 signs messages, not digests: opts must
+// have HashFunc 0, as crypto/tls passes for ed25519).
+func (s *tlsSigner) Sign(rand io.Reader, message []byte, opts crypto.SignerOpts) ([]byte, error) {
+	if bytes.HasPrefix(message, []byte(signPrefix)) {
+		return nil, fmt.Errorf("device: the TLS signer does not sign %q messages: %w", signPrefix, ErrBadSignature)
+	}
+	return s.key.Sign(rand, message, opts)
+}
+
+func (s *tlsSigner) String() string {
+	return "TLS signer of device key " + Fingerprint(s.key.Public().(ed25519.PublicKey))
+}
+
+func (s *tlsSigner) GoString() string { return s.String() }
 
 // AgeIdentity returns the identity that decrypts what was encrypted to
 // Public().AgeRecipient, for age.Decrypt.
