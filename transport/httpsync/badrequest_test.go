@@ -3,6 +3,7 @@ package httpsync_test
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
@@ -70,13 +71,11 @@ func TestBadRequests(t *testing.T) {
 	_, _ = rand.Read(oversized)
 
 	otherCA := newCA(t)
-	stranger, err := otherCA.Enrol(httpsync.Enrolment{Replica: a.rep.ID(), Clinic: "kamuga", Device: "stranger",
+	stranger := enrolDevice(t, otherCA, httpsync.Enrolment{Replica: a.rep.ID(), Clinic: "kamuga", Device: "stranger",
 		CloudURL: c.url, CloudReplica: c.rep.ID(), ServerTrust: []*x509.Certificate{c.ca.Cert}})
-	require.NoError(t, err)
-	expired, err := c.ca.Enrol(httpsync.Enrolment{Replica: a.rep.ID(), Clinic: "kamuga", Device: "old",
+	expired := enrolDevice(t, c.ca, httpsync.Enrolment{Replica: a.rep.ID(), Clinic: "kamuga", Device: "old",
 		Now: time.Now().Add(-48 * time.Hour), Valid: 24 * time.Hour,
 		CloudURL: c.url, CloudReplica: c.rep.ID(), ServerTrust: []*x509.Certificate{c.ca.Cert}})
-	require.NoError(t, err)
 
 	clientFor := func(cred *httpsync.Credential) *httpsync.Client {
 		cfg := fastRetries()
@@ -149,6 +148,37 @@ func TestBadRequests(t *testing.T) {
 		require.NoError(t, json.NewDecoder(resp.Body).Decode(&eb), "error bodies are JSON")
 		assert.Equal(t, httpsync.CodeTooLarge, eb.Error)
 		assert.Equal(t, before, snapshotOf(t, c.rep))
+	})
+
+	t.Run("the device's certificate presented with another key", func(t *testing.T) {
+		// Someone copied a's credential file (it holds no secret) and
+		// presents its certificate with a key of their own. The client
+		// refuses to build such a configuration; forced by hand, the
+		// handshake fails: TLS checks that the peer holds the
+		// certificate's key.
+		_, stolenKey, err := ed25519.GenerateKey(rand.Reader)
+		require.NoError(t, err)
+		_, err = a.cred.WithKey(stolenKey)
+		require.ErrorIs(t, err, httpsync.ErrKeyMismatch, "the client refuses a key that is not the certificate's")
+		before := snapshotOf(t, c.rep)
+		cfg := a.cred.TLSConfig()
+		cfg.Certificates = []tls.Certificate{{Certificate: [][]byte{a.cred.Cert.Raw}, PrivateKey: stolenKey, Leaf: a.cred.Cert}}
+		hc := &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}}
+		defer hc.CloseIdleConnections()
+		resp, err := hc.Post(c.url+httpsync.PathSync, httpsync.ContentType, bytes.NewReader(good.Data))
+		if err == nil {
+			resp.Body.Close()
+		}
+		require.Error(t, err, "the cloud accepted a certificate without its key")
+		assert.Equal(t, before, snapshotOf(t, c.rep), "the cloud's data is unchanged")
+
+		// The same request with the device's own key goes through.
+		hc2 := &http.Client{Transport: &http.Transport{TLSClientConfig: a.cred.TLSConfig()}}
+		defer hc2.CloseIdleConnections()
+		resp, err = hc2.Get(c.url + httpsync.PathHello)
+		require.NoError(t, err)
+		resp.Body.Close()
+		assert.Equal(t, http.StatusOK, resp.StatusCode, "the genuine key is accepted")
 	})
 
 	t.Run("wrong method and path", func(t *testing.T) {

@@ -1,6 +1,7 @@
 package httpsync
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
@@ -167,9 +168,14 @@ func (ca *DeviceCA) Pool() *x509.CertPool {
 
 // Enrolment is what a device credential binds.
 type Enrolment struct {
-	Replica string // the device's replica ID (clinic init prints it)
+	Replica string // the device's replica ID
 	Clinic  string // the clinic it belongs to
 	Device  string // a name for the device, e.g. kamuga-tablet-1
+	// PublicKey is the device's own ed25519 signing key
+	// (device.Public.SignKey, from the enrolment request the device
+	// made): the certificate is issued for it, and the device proves it
+	// holds the private key on every connection. Required.
+	PublicKey ed25519.PublicKey
 	// Valid is how long the credential is valid (default a year).
 	Valid time.Duration
 	// Now is the issue time (zero means time.Now).
@@ -183,8 +189,12 @@ type Enrolment struct {
 	ServerTrust  []*x509.Certificate
 }
 
-// Enrol issues a device credential: a new ed25519 key and a client
-// certificate binding the replica and clinic, signed by the CA.
+// Enrol issues a device credential: a client certificate for the device's
+// own key (e.PublicKey), binding its replica and clinic, signed by the CA.
+// The credential holds no private key: the device adds its own at load
+// time (Credential.WithIdentity), so the key never leaves the device. Check
+// that the device holds the key before enrolling it: device.ParseRequest
+// does, for a request the device made with device.Identity.Request.
 func (ca *DeviceCA) Enrol(e Enrolment) (*Credential, error) {
 	if err := checkReplicaID(e.Replica); err != nil {
 		return nil, fmt.Errorf("enrol device: %w", err)
@@ -194,6 +204,12 @@ func (ca *DeviceCA) Enrol(e Enrolment) (*Credential, error) {
 	}
 	if err := checkName("device", e.Device); err != nil {
 		return nil, fmt.Errorf("enrol device: %w", err)
+	}
+	if len(e.PublicKey) != ed25519.PublicKeySize {
+		return nil, fmt.Errorf("enrol device: the device's ed25519 public key is required (got %d bytes)", len(e.PublicKey))
+	}
+	if e.PublicKey.Equal(ca.Cert.PublicKey) {
+		return nil, errors.New("enrol device: the device key is the CA's own key")
 	}
 	if e.CloudReplica != "" {
 		if err := checkReplicaID(e.CloudReplica); err != nil {
@@ -208,10 +224,6 @@ func (ca *DeviceCA) Enrol(e Enrolment) (*Credential, error) {
 	}
 	if e.Now.IsZero() {
 		e.Now = time.Now()
-	}
-	pub, key, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		return nil, fmt.Errorf("enrol device: %w", err)
 	}
 	serial, err := newSerial()
 	if err != nil {
@@ -234,7 +246,7 @@ func (ca *DeviceCA) Enrol(e Enrolment) (*Credential, error) {
 		},
 		AuthorityKeyId: ca.Cert.SubjectKeyId,
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, pub, ca.key)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, ed25519.PublicKey(bytes.Clone(e.PublicKey)), ca.key)
 	if err != nil {
 		return nil, fmt.Errorf("enrol device: %w", err)
 	}
@@ -247,7 +259,7 @@ func (ca *DeviceCA) Enrol(e Enrolment) (*Credential, error) {
 		return nil, fmt.Errorf("enrol device: %w", err)
 	}
 	return &Credential{
-		Device: dev, Key: key, Cert: cert,
+		Device: dev, Cert: cert,
 		ServerTrust: e.ServerTrust, CloudURL: e.CloudURL, CloudReplica: e.CloudReplica,
 	}, nil
 }

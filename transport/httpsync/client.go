@@ -29,7 +29,8 @@ var _ transport.Link = (*Client)(nil)
 // default.
 type ClientConfig struct {
 	// Credential authenticates the device and tells it how to recognise
-	// the cloud. Required unless HTTPClient is set.
+	// the cloud. Required unless HTTPClient is set; it must carry the
+	// device's key (Credential.WithIdentity).
 	Credential *Credential
 	// URL is the cloud's base URL (default Credential.CloudURL).
 	URL string
@@ -76,6 +77,14 @@ type ClientConfig struct {
 func (c ClientConfig) Validate() error {
 	if c.Credential == nil && c.HTTPClient == nil {
 		return errors.New("httpsync client: a Credential (or HTTPClient) is required")
+	}
+	if c.Credential != nil && c.HTTPClient == nil {
+		if c.Credential.Key == nil {
+			return fmt.Errorf("httpsync client: %w", ErrNoDeviceKey)
+		}
+		if err := c.Credential.checkKey(c.Credential.Key); err != nil {
+			return fmt.Errorf("httpsync client: %w", err)
+		}
 	}
 	u := c.URL
 	if u == "" && c.Credential != nil {

@@ -29,19 +29,44 @@
 //
 // Devices authenticate with X.509 client certificates issued by the
 // cloud's own device CA (an ed25519 key and self-signed certificate in its
-// data directory). Enrolment issues an ed25519 key and a certificate whose
-// URI SANs bind the device's replica ID (chartsync:replica:<32 hex>) and
-// its clinic (chartsync:clinic:<id>), with an expiry. The alternatives
-// were signed requests (a custom signature scheme over method, path, body
-// and time, with replay windows to get right) and bearer tokens (a secret
-// sent on every request, replayable if it leaks, and a token store to
-// keep). Mutual TLS uses only the standard library's well-kept crypto/tls
-// and crypto/x509, proves possession of the key on every connection
-// without sending it, binds the identity to the channel so nothing can be
-// replayed, and works with any HTTP client and proxy that can present a
-// certificate. The handler asks for the certificate (tls.RequestClientCert)
-// but verifies it itself, so a missing, foreign or expired credential gets
-// a 401 that says what to do instead of a failed handshake.
+// data directory). The certificate's URI SANs bind the device's replica ID
+// (chartsync:replica:<32 hex>) and its clinic (chartsync:clinic:<id>),
+// with an expiry. The alternatives were signed requests (a custom
+// signature scheme over method, path, body and time, with replay windows
+// to get right) and bearer tokens (a secret sent on every request,
+// replayable if it leaks, and a token store to keep). Mutual TLS uses only
+// the standard library's well-kept crypto/tls and crypto/x509, proves
+// possession of the key on every connection without sending it, binds the
+// identity to the channel so nothing can be replayed, and works with any
+// HTTP client and proxy that can present a certificate. The handler asks
+// for the certificate (tls.RequestClientCert) but verifies it itself, so a
+// missing, foreign or expired credential gets a 401 that says what to do
+// instead of a failed handshake.
+//
+// # One device identity for every courier
+//
+// The certificate is issued for the device's own key: the ed25519 signing
+// key of its device.Identity, the same key that signs its relay bundles
+// and enrolment requests (the identity's age X25519 key decrypts relay
+// bundles addressed to it). The device generates the identity and keeps it
+// in a 0600 file; only a signed enrolment request (device.Identity.Request,
+// public keys and a proof that the device holds them) goes to the cloud,
+// whose administrator checks it (device.ParseRequest) and issues the
+// certificate for the key it names (DeviceCA.Enrol with
+// Enrolment.PublicKey). So the private keys never leave the device: no
+// credential file, mail or USB stick carries them, and a copied credential
+// is useless without the device. The device adds its key when it loads the
+// credential (Credential.WithIdentity, which refuses a credential issued
+// for another key, replica or clinic), and TLS signs with
+// device.Identity.TLSSigner, a crypto.Signer that never exposes the key.
+// One key for both couriers also means one enrolment to revoke or renew,
+// and one fingerprint for the clinic to read to the administrator.
+//
+// The same credential file can carry the cloud's relay enrolment of the
+// device (a device.Enrolment signed by the cloud's device.Authority), the
+// authority's public key and the cloud's roster, so the device can later
+// exchange relay bundles with other devices without another enrolment
+// (Credential.NewRoster).
 //
 // The device verifies the cloud against the CA certificate (or a pinned
 // server certificate) in its credential file, which also names the cloud's
@@ -69,15 +94,25 @@
 //	srv := httpsync.NewServer("127.0.0.1:8443", h, serverCert, log)
 //	err = srv.ListenAndServeTLS("", "") // srv.Shutdown lets syncs in flight finish
 //
-// Enrolling a device (an admin command at the cloud):
+// A device makes its identity once and hands over its enrolment request:
 //
-//	cred, err := ca.Enrol(httpsync.Enrolment{Replica: deviceReplicaID, Clinic: "kamuga", Device: "kamuga-tablet-1",
-//		CloudURL: "https://127.0.0.1:8443", CloudReplica: cloud.ID(), ServerTrust: []*x509.Certificate{ca.Cert}})
-//	err = cred.WriteFile("kamuga-tablet-1.pem") // 0600, atomic
+//	id, err := device.Generate(local.ID(), "kamuga")
+//	err = id.Save("identity.key") // 0600: the private keys stay here
+//	err = os.WriteFile("enrol-request.pem", id.RequestPEM(), 0o644)
 //
-// A device:
+// Enrolling the device (an admin command at the cloud):
+//
+//	pub, err := device.ParseRequest(requestPEM) // checks the proof of possession
+//	cred, err := ca.Enrol(httpsync.Enrolment{Replica: pub.ReplicaID, Clinic: pub.Clinic, Device: "kamuga-tablet-1",
+//		PublicKey: pub.SignKey, CloudURL: "https://127.0.0.1:8443", CloudReplica: cloud.ID(),
+//		ServerTrust: []*x509.Certificate{ca.Cert}})
+//	err = cred.WriteFile("kamuga-tablet-1.pem") // no secret in it
+//
+// The device, to sync:
 //
 //	cred, err := httpsync.ReadCredentialFile("kamuga-tablet-1.pem")
+//	id, err := device.Load("identity.key")
+//	cred, err = cred.WithIdentity(id)
 //	client, err := httpsync.NewClient(local, httpsync.ClientConfig{Credential: cred, Progress: bar})
 //	report, err := client.SyncReport(ctx)
 //
@@ -89,9 +124,10 @@
 //
 // # Caveats
 //
-// There is no revocation list: a lost device's credential is valid until
-// it expires, so enrol with a short validity (the default is a year) and
-// re-enrol. The Handler reads and answers up to MaxConcurrent syncs at
+// There is no revocation list: a lost device's key is accepted until its
+// certificate expires, so enrol with a short validity (the default is a
+// year) and re-enrol (a device.Authority revocation cuts the device off
+// from relay peers, not from the cloud). The Handler reads and answers up to MaxConcurrent syncs at
 // once but applies their bundles a few at a time, in arrival order (the
 // replica serialises writes), so the cloud's throughput is the replica's:
 // with SQLite, some tens of syncs a second on a small machine. Syncs

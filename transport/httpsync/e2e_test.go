@@ -30,7 +30,7 @@ func TestEndToEnd(t *testing.T) {
 	k1 := c.newDevice(t, "kamuga", "kamuga-tablet-1", fastRetries())
 	k2 := c.newDevice(t, "kamuga", "kamuga-laptop-2", fastRetries())
 	l1 := c.newDevice(t, "lwanda", "lwanda-phone-1", fastRetries())
-	devices := []*device{k1, k2, l1}
+	devices := []*clinicDevice{k1, k2, l1}
 	rng := rand.New(rand.NewPCG(4, 2026))
 
 	// Round 1: each device registers its own patients and edits offline.
@@ -111,7 +111,7 @@ func TestEndToEnd(t *testing.T) {
 // syncUntilQuiet syncs every device with the cloud in random order until
 // a whole pass moves no change and every device's changes are
 // acknowledged (bounded).
-func syncUntilQuiet(t *testing.T, rng *rand.Rand, devices []*device) {
+func syncUntilQuiet(t *testing.T, rng *rand.Rand, devices []*clinicDevice) {
 	t.Helper()
 	for pass := 1; pass <= 20; pass++ {
 		moved := 0
@@ -128,7 +128,7 @@ func syncUntilQuiet(t *testing.T, rng *rand.Rand, devices []*device) {
 
 // requireScoped checks that every device holds exactly the cloud's charts
 // in its clinic's scope, each with the cloud's heads and view.
-func requireScoped(t *testing.T, c *cloud, devices []*device) {
+func requireScoped(t *testing.T, c *cloud, devices []*clinicDevice) {
 	t.Helper()
 	ctx := context.Background()
 	all, err := c.rep.Find(ctx, "", 0)

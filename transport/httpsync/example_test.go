@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"time"
 
+	"github.com/chartsync/chartsync/device"
 	"github.com/chartsync/chartsync/record"
 	"github.com/chartsync/chartsync/replica"
 	"github.com/chartsync/chartsync/replica/store"
@@ -32,13 +33,30 @@ func Example() {
 	srv.StartTLS()
 	defer srv.Close()
 
-	// A device of clinic kamuga, enrolled at the cloud.
+	// A device of clinic kamuga makes its keys and an enrolment request.
 	tablet, _ := replica.New(ctx, store.NewMem(), replica.Config{})
 	defer tablet.Close()
+	keys, _ := device.Generate(tablet.ID(), "kamuga") // saved on the device: keys.Save(path)
+	request := keys.Request()                         // public: travels to the cloud's administrator
+
+	// The cloud checks the request (the device holds the key) and issues
+	// a certificate for the device's own key.
+	pub, err := device.ParseRequest(request)
+	if err != nil {
+		fmt.Println("request:", err)
+		return
+	}
 	cred, _ := ca.Enrol(httpsync.Enrolment{
-		Replica: tablet.ID(), Clinic: "kamuga", Device: "kamuga-tablet-1", Valid: time.Hour,
+		Replica: pub.ReplicaID, Clinic: pub.Clinic, Device: "kamuga-tablet-1", PublicKey: pub.SignKey, Valid: time.Hour,
 		CloudURL: srv.URL, CloudReplica: cloud.ID(), ServerTrust: []*x509.Certificate{ca.Cert},
 	})
+
+	// Back on the device: the credential and the device's own key.
+	cred, err = cred.WithIdentity(keys)
+	if err != nil {
+		fmt.Println("credential:", err)
+		return
+	}
 	client, _ := httpsync.NewClient(tablet, httpsync.ClientConfig{Credential: cred})
 	defer client.Close()
 

@@ -253,7 +253,7 @@ func testFlakyLink(t *testing.T, h2 bool) {
 		URL: "https://" + proxy.addr(), MaxAttempts: 3,
 		MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond, StallTimeout: 100 * time.Millisecond,
 	}
-	devices := []*device{
+	devices := []*clinicDevice{
 		c.newDevice(t, "kamuga", "kamuga-tablet-1", cfg),
 		c.newDevice(t, "kamuga", "kamuga-laptop-2", cfg),
 		c.newDevice(t, "kamuga", "kamuga-phone-3", cfg),
@@ -304,7 +304,7 @@ func testFlakyLink(t *testing.T, h2 bool) {
 	total := 0
 	for chart, hashes := range saved {
 		total += len(hashes)
-		for _, r := range append([]*device{{name: "cloud", rep: c.rep}}, devices...) {
+		for _, r := range append([]*clinicDevice{{name: "cloud", rep: c.rep}}, devices...) {
 			requireHasChanges(t, r.rep, chart, hashes, r.name)
 		}
 	}

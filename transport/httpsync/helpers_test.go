@@ -20,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/chartsync/chartsync/crdt"
+	"github.com/chartsync/chartsync/device"
 	"github.com/chartsync/chartsync/record"
 	"github.com/chartsync/chartsync/replica"
 	"github.com/chartsync/chartsync/replica/store"
@@ -126,8 +127,8 @@ func serverCert(t testing.TB, ca *httpsync.DeviceCA) tls.Certificate {
 	return cert
 }
 
-// device is a clinic device with its own replica and credential.
-type device struct {
+// clinicDevice is a clinic device with its own replica and credential.
+type clinicDevice struct {
 	name   string
 	clinic string
 	rep    *replica.Replica
@@ -138,11 +139,24 @@ type device struct {
 // enrol issues a credential for a replica of clinic.
 func (c *cloud) enrol(t testing.TB, replicaID, clinic, name string) *httpsync.Credential {
 	t.Helper()
-	cred, err := c.ca.Enrol(httpsync.Enrolment{
+	return enrolDevice(t, c.ca, httpsync.Enrolment{
 		Replica: replicaID, Clinic: clinic, Device: name, Valid: time.Hour,
 		CloudURL: c.url, CloudReplica: c.rep.ID(), ServerTrust: []*x509.Certificate{c.ca.Cert},
 	})
-	require.NoError(t, err, "enrol device %s of %s", name, clinic)
+}
+
+// enrolDevice makes a device identity for e.Replica of e.Clinic, as the
+// device would, enrols its public key at ca, and returns the credential
+// with the device's key added.
+func enrolDevice(t testing.TB, ca *httpsync.DeviceCA, e httpsync.Enrolment) *httpsync.Credential {
+	t.Helper()
+	id, err := device.Generate(e.Replica, e.Clinic)
+	require.NoError(t, err, "device identity")
+	e.PublicKey = id.Public().SignKey
+	cred, err := ca.Enrol(e)
+	require.NoError(t, err, "enrol device %s of %s", e.Device, e.Clinic)
+	cred, err = cred.WithIdentity(id)
+	require.NoError(t, err, "the credential fits the device's identity")
 	return cred
 }
 
@@ -153,7 +167,7 @@ func fastRetries() httpsync.ClientConfig {
 
 // newDevice enrols a new device (an in-memory replica) of clinic at the
 // cloud and gives it a client configured by cfg (Credential filled in).
-func (c *cloud) newDevice(t testing.TB, clinic, name string, cfg httpsync.ClientConfig) *device {
+func (c *cloud) newDevice(t testing.TB, clinic, name string, cfg httpsync.ClientConfig) *clinicDevice {
 	t.Helper()
 	rep, err := replica.New(context.Background(), store.NewMem(), replica.Config{CacheCharts: 32})
 	require.NoError(t, err, "open device replica")
@@ -166,10 +180,10 @@ func (c *cloud) newDevice(t testing.TB, clinic, name string, cfg httpsync.Client
 	cl, err := httpsync.NewClient(rep, cfg)
 	require.NoError(t, err, "new client for %s", name)
 	t.Cleanup(func() { _ = cl.Close() })
-	return &device{name: name, clinic: clinic, rep: rep, cred: cred, client: cl}
+	return &clinicDevice{name: name, clinic: clinic, rep: rep, cred: cred, client: cl}
 }
 
-func (d *device) sync(t testing.TB) httpsync.Report {
+func (d *clinicDevice) sync(t testing.TB) httpsync.Report {
 	t.Helper()
 	rep, err := d.client.SyncReport(context.Background())
 	require.NoError(t, err, "device %s syncs with the cloud", d.name)

@@ -229,9 +229,8 @@ func runLoad(t testing.TB, shape loadShape) loadResult {
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = rep.Close() })
 		clinic := fmt.Sprintf("clinic-%02d", i%shape.clinics)
-		cred, err := ca.Enrol(httpsync.Enrolment{Replica: rep.ID(), Clinic: clinic, Device: fmt.Sprintf("device-%03d", i),
+		cred := enrolDevice(t, ca, httpsync.Enrolment{Replica: rep.ID(), Clinic: clinic, Device: fmt.Sprintf("device-%03d", i),
 			CloudURL: "https://" + addr, CloudReplica: cloudID, ServerTrust: []*x509.Certificate{ca.Cert}})
-		require.NoError(t, err)
 		cl, err := httpsync.NewClient(rep, httpsync.ClientConfig{Credential: cred, MaxAttempts: 10,
 			MinBackoff: 20 * time.Millisecond, MaxBackoff: time.Second})
 		require.NoError(t, err)
