@@ -25,8 +25,8 @@ type app struct {
 	r   *replica.Replica
 }
 
-// device is the device's configuration, written by init.
-type device struct {
+// deviceConfig is the device's configuration, written by init.
+type deviceConfig struct {
 	Clinic  string    `json:"clinic"`
 	Device  string    `json:"device"`
 	Cloud   string    `json:"cloud,omitempty"`
@@ -46,8 +46,8 @@ var (
 
 func (a *app) path(name string) string { return filepath.Join(a.dir, name) }
 
-func (a *app) device() (device, error) {
-	var d device
+func (a *app) device() (deviceConfig, error) {
+	var d deviceConfig
 	err := readJSON(a.path("device.json"), &d)
 	if errors.Is(err, os.ErrNotExist) {
 		return d, errNotInitialised
@@ -183,7 +183,11 @@ func explain(err error) string {
 	case errors.Is(err, errNotInitialised):
 		return "this device is not set up yet. Run: clinic init -clinic CLINIC-ID -device DEVICE-NAME"
 	case errors.Is(err, errNotConnected):
-		return "this device has no cloud credential yet. Ask the administrator to run \"cloud enrol\" with this device's replica ID (see \"clinic status\"), then run: clinic connect -credential FILE"
+		return "this device has no cloud credential yet. Give the administrator this device's enrolment request (enrol-request.pem in the data directory; \"clinic request -out FILE\" writes a copy) for \"cloud enrol -request\", then run: clinic connect -credential FILE"
+	case errors.Is(err, errNoIdentity):
+		return "this device has no keys yet. Run: clinic request (it makes them and writes the enrolment request for the administrator)"
+	case errors.Is(err, httpsync.ErrKeyMismatch):
+		return err.Error()
 	case errors.Is(err, httpsync.ErrUnreachable):
 		return err.Error() + ". No signal? Keep working: everything is saved on this device; run \"clinic sync\" when there is a connection."
 	case errors.Is(err, httpsync.ErrUnauthorized):

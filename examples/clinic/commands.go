@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/chartsync/chartsync/device"
 	"github.com/chartsync/chartsync/examples/internal/chartfmt"
 	"github.com/chartsync/chartsync/record"
 )
@@ -121,17 +122,32 @@ func init() {
 			if clinicID == "" || deviceName == "" {
 				return usagef("-clinic and -device are required")
 			}
+			if err := device.CheckClinic(clinicID); err != nil {
+				return usagef("-clinic %q: use letters, digits, '.', '-' and '_' only (at most %d)", clinicID, device.MaxClinicLen)
+			}
 			if d, err := a.device(); err == nil {
 				return fmt.Errorf("%s is already set up for clinic %s as %s: use another -dir for another device", a.dir, d.Clinic, d.Device)
 			}
-			if err := writeJSON(a.path("device.json"), device{Clinic: clinicID, Device: deviceName, Cloud: cloud, Created: time.Now().UTC()}); err != nil {
+			if err := writeJSON(a.path("device.json"), deviceConfig{Clinic: clinicID, Device: deviceName, Cloud: cloud, Created: time.Now().UTC()}); err != nil {
 				return fmt.Errorf("set up %s: %w", a.dir, err)
 			}
 			r, err := a.replica(ctx)
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(a.out, "Device %s of clinic %s is ready (replica %s, data in %s).\nNext: clinic login -user USER-ID -name \"NAME\" -role ROLE\n", deviceName, clinicID, r.ID(), a.dir)
+			// The device's keys: made here, kept here (0600). Only the
+			// enrolment request (public keys, signed) goes to the cloud.
+			id, err := newIdentity(a, r.ID(), clinicID)
+			if err != nil {
+				return err
+			}
+			if err := writeRequest(id, a.path(requestFile)); err != nil {
+				return err
+			}
+			fmt.Fprintf(a.out, "Device %s of clinic %s is ready (replica %s, data in %s).\n", deviceName, clinicID, r.ID(), a.dir)
+			fmt.Fprintf(a.out, "Device key fingerprint: %s\n", device.Fingerprint(id.Public().SignKey))
+			fmt.Fprintf(a.out, "To sync with a cloud: give %s to the administrator (it holds no secret), then run clinic connect -credential FILE with the file you get back.\n", a.path(requestFile))
+			fmt.Fprintf(a.out, "Next: clinic login -user USER-ID -name \"NAME\" -role ROLE\n")
 			return nil
 		},
 	})
@@ -197,6 +213,15 @@ func init() {
 				who = s.Author.String()
 			}
 			fmt.Fprintf(a.out, "Device %s of clinic %s, replica %s\nLogged in: %s\nCharts held: %d\n", d.Device, d.Clinic, r.ID(), who, len(charts))
+			id, err := a.identity()
+			switch {
+			case errors.Is(err, errNoIdentity):
+				fmt.Fprintln(a.out, "Device key: none yet (run clinic request)")
+			case err != nil:
+				return err
+			default:
+				fmt.Fprintf(a.out, "Device key fingerprint: %s\n", device.Fingerprint(id.Public().SignKey))
+			}
 			c, err := a.credential()
 			if errors.Is(err, errNotConnected) {
 				fmt.Fprintln(a.out, "Cloud: not connected (ask the administrator for a credential, then run clinic connect)")

@@ -4,7 +4,16 @@
 // all with no network. Data lives in one directory (-dir, or
 // $CHARTSYNC_CLINIC_DIR, default ./clinic-data).
 //
+// init also makes the device's keys (identity.key, 0600: an ed25519
+// signing key and an age X25519 key, which never leave the device) and an
+// enrolment request (enrol-request.pem: the public keys, signed). The
+// cloud's administrator enrols the request ("cloud enrol -request") and
+// hands back a credential that holds no secret; "clinic connect" stores
+// it, and "clinic sync" uses it with the device's own key, the same key
+// that signs its relay bundles.
+//
 //	go run ./examples/clinic init -clinic kamuga-dispensary -device kamuga-tablet-1
+//	go run ./examples/clinic connect -credential kamuga-tablet-1.pem
 //	go run ./examples/clinic login -user u-achieng -name "Nurse Achieng" -role nurse
 //	go run ./examples/clinic register -given Wanjiru -family Mwangi -sex female -born-year 1988 -village Kamuga
 //	go run ./examples/clinic find Wanjiru

@@ -6,24 +6,57 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
+	"github.com/chartsync/chartsync/device"
+	"github.com/chartsync/chartsync/internal/atomicfile"
 	"github.com/chartsync/chartsync/transport/httpsync"
 )
 
-const credentialFile = "credential.pem"
+// Files in the data directory for the cloud.
+const (
+	credentialFile = "credential.pem"    // the cloud's credential: certificate, relay enrolment, roster (no secret)
+	identityFile   = "identity.key"      // the device's private keys (device.Identity), 0600; they never leave it
+	requestFile    = "enrol-request.pem" // the device's enrolment request: public keys, signed
+)
 
-// credential reads the device's saved credential, if it has one.
+// credential reads the device's saved credential, if it has one, and adds
+// the device's key to it.
 func (a *app) credential() (*httpsync.Credential, error) {
 	c, err := httpsync.ReadCredentialFile(a.path(credentialFile))
-	if err != nil && strings.Contains(err.Error(), "no such file") {
+	if errors.Is(err, os.ErrNotExist) {
 		return nil, errNotConnected
 	}
-	return c, err
+	if err != nil {
+		return nil, err
+	}
+	id, err := a.identity()
+	if err != nil {
+		return nil, err
+	}
+	return c.WithIdentity(id)
 }
 
-var errNotConnected = errors.New("this device has no cloud credential")
+// identity loads the device's keys.
+func (a *app) identity() (*device.Identity, error) {
+	id, err := device.Load(a.path(identityFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, errNoIdentity
+	}
+	return id, err
+}
+
+// writeRequest writes the device's enrolment request to path.
+func writeRequest(id *device.Identity, path string) error {
+	return atomicfile.Write(path, id.RequestPEM(), atomicfile.Options{Perm: 0o644})
+}
+
+var (
+	errNotConnected = errors.New("this device has no cloud credential")
+	errNoIdentity   = errors.New("this device has no keys")
+)
 
 func init() {
 	var credPath string
@@ -37,11 +70,10 @@ func init() {
 			if credPath == "" {
 				return usagef("-credential is required")
 			}
-			d, err := a.device()
-			if err != nil {
+			if _, err := a.device(); err != nil {
 				return err
 			}
-			r, err := a.replica(ctx)
+			id, err := a.identity()
 			if err != nil {
 				return err
 			}
@@ -49,17 +81,58 @@ func init() {
 			if err != nil {
 				return err
 			}
-			if c.Device.Replica != r.ID() {
-				return fmt.Errorf("the credential is for replica %s, but this device is %s: ask the administrator to run \"cloud enrol ... -replica %s\"", c.Device.Replica, r.ID(), r.ID())
-			}
-			if c.Device.Clinic != d.Clinic {
-				return fmt.Errorf("the credential is for clinic %s, but this device belongs to %s: ask the administrator for a credential of clinic %s", c.Device.Clinic, d.Clinic, d.Clinic)
+			// The credential must be for this device's own key: the
+			// cloud issued it from this device's enrolment request.
+			if _, err := c.WithIdentity(id); err != nil {
+				return fmt.Errorf("%w. This credential is not for this device: give the administrator this device's request, %s, and connect with the credential made from it", err, a.path(requestFile))
 			}
 			if err := c.WriteFile(a.path(credentialFile)); err != nil {
 				return err
 			}
-			fmt.Fprintf(a.out, "Connected: this device syncs with %s as %s of clinic %s until %s.\nNext: clinic sync\n",
+			fmt.Fprintf(a.out, "Connected: this device syncs with %s as %s of clinic %s until %s.\n",
 				c.CloudURL, c.Device.Name, c.Device.Clinic, c.Device.NotAfter.Local().Format(time.DateOnly))
+			if len(c.Enrolment) > 0 {
+				fmt.Fprintf(a.out, "The same keys are enrolled for relay bundles (enrolment authority %s).\n", device.Fingerprint(c.Authority))
+			}
+			fmt.Fprintln(a.out, "Next: clinic sync")
+			return nil
+		},
+	})
+
+	var reqOut string
+	register(&command{
+		name: "request", args: "[-out FILE]",
+		help: "Write this device's enrolment request again (public keys only), for the cloud's administrator.",
+		flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&reqOut, "out", "", "where to write it (default enrol-request.pem in the data directory)")
+		},
+		run: func(ctx context.Context, a *app, fs *flag.FlagSet, args []string) error {
+			d, err := a.device()
+			if err != nil {
+				return err
+			}
+			id, err := a.identity()
+			if errors.Is(err, errNoIdentity) {
+				// A device set up before it had keys: make them now.
+				r, rerr := a.replica(ctx)
+				if rerr != nil {
+					return rerr
+				}
+				if id, err = newIdentity(a, r.ID(), d.Clinic); err != nil {
+					return err
+				}
+				fmt.Fprintf(a.out, "Made this device's keys (%s).\n", a.path(identityFile))
+			}
+			if err != nil {
+				return err
+			}
+			if reqOut == "" {
+				reqOut = a.path(requestFile)
+			}
+			if err := writeRequest(id, reqOut); err != nil {
+				return err
+			}
+			fmt.Fprintf(a.out, "Enrolment request written to %s (key fingerprint %s).\nGive it to the cloud's administrator; it holds no secret.\n", reqOut, device.Fingerprint(id.Public().SignKey))
 			return nil
 		},
 	})
@@ -142,4 +215,17 @@ func size(n int64) string {
 		return fmt.Sprintf("%.1f KB", float64(n)/(1<<10))
 	}
 	return fmt.Sprintf("%d B", n)
+}
+
+// newIdentity makes the device's keys for its replica and clinic and
+// saves them (0600) in the data directory.
+func newIdentity(a *app, replicaID, clinic string) (*device.Identity, error) {
+	id, err := device.Generate(replicaID, clinic)
+	if err != nil {
+		return nil, err
+	}
+	if err := id.Save(a.path(identityFile)); err != nil {
+		return nil, err
+	}
+	return id, nil
 }

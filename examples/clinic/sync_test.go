@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"regexp"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/chartsync/chartsync/device"
 	"github.com/chartsync/chartsync/replica"
 	"github.com/chartsync/chartsync/transport/httpsync"
 )
@@ -40,28 +42,73 @@ func TestClinicsSyncThroughCloud(t *testing.T) {
 	t.Cleanup(srv.Close)
 
 	devices := map[string]string{"tab": t.TempDir(), "laptop": t.TempDir()}
-	for name, dir := range devices {
+	creds := map[string]string{}
+	for _, name := range []string{"tab", "laptop"} {
+		dir := devices[name]
 		code, out, errOut := clinic(t, dir, "init", "-clinic", "kamuga", "-device", name)
 		require.Zero(t, code, errOut)
 		id := regexp.MustCompile(`replica ([0-9a-f]{32})`).FindStringSubmatch(out)
 		require.Len(t, id, 2)
+		reqPath := filepath.Join(dir, "enrol-request.pem")
+		assert.Contains(t, out, reqPath, "init says which file to give the administrator")
+
+		// The keys stay on the device, readable by its owner only; the
+		// request holds public keys only.
+		fi, err := os.Stat(filepath.Join(dir, "identity.key"))
+		require.NoError(t, err)
+		assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
+		keys, err := device.Load(filepath.Join(dir, "identity.key"))
+		require.NoError(t, err)
+		assert.Equal(t, id[1], keys.ReplicaID(), "the keys are bound to the device's replica")
+		assert.Contains(t, out, device.Fingerprint(keys.Public().SignKey), "init shows the key's fingerprint")
 
 		code, _, errOut = clinic(t, dir, "sync")
 		assert.Equal(t, 1, code, "a device without a credential cannot sync")
 		assert.Contains(t, errOut, "clinic connect")
 
-		cred, err := ca.Enrol(httpsync.Enrolment{Replica: id[1], Clinic: "kamuga", Device: name, Now: now,
+		// The administrator: check the request, issue a certificate for its key.
+		req, err := os.ReadFile(reqPath)
+		require.NoError(t, err)
+		assert.NotContains(t, string(req), "SECRET")
+		pub, err := device.ParseRequest(req)
+		require.NoError(t, err)
+		require.Equal(t, id[1], pub.ReplicaID)
+		cred, err := ca.Enrol(httpsync.Enrolment{Replica: pub.ReplicaID, Clinic: pub.Clinic, Device: name, PublicKey: pub.SignKey, Now: now,
 			CloudURL: srv.URL, CloudReplica: cloud.ID(), ServerTrust: []*x509.Certificate{ca.Cert}})
 		require.NoError(t, err)
-		credPath := filepath.Join(t.TempDir(), name+".pem")
-		require.NoError(t, cred.WriteFile(credPath))
-		code, _, errOut = clinic(t, dir, "connect", "-credential", credPath)
+		creds[name] = filepath.Join(t.TempDir(), name+".pem")
+		require.NoError(t, cred.WriteFile(creds[name]))
+
+		// A credential for the same replica but another key (made from
+		// someone else's request) is refused.
+		thief, err := device.Generate(pub.ReplicaID, pub.Clinic)
+		require.NoError(t, err)
+		stolen, err := ca.Enrol(httpsync.Enrolment{Replica: pub.ReplicaID, Clinic: pub.Clinic, Device: name, PublicKey: thief.Public().SignKey,
+			CloudURL: srv.URL, CloudReplica: cloud.ID(), ServerTrust: []*x509.Certificate{ca.Cert}})
+		require.NoError(t, err)
+		stolenPath := filepath.Join(t.TempDir(), "stolen.pem")
+		require.NoError(t, stolen.WriteFile(stolenPath))
+		code, _, errOut = clinic(t, dir, "connect", "-credential", stolenPath)
+		assert.Equal(t, 1, code, "a credential for another key is refused")
+		assert.Contains(t, errOut, "not for this device")
+	}
+	code, _, errOut := clinic(t, devices["tab"], "connect", "-credential", creds["laptop"])
+	assert.Equal(t, 1, code, "the laptop's credential does not connect the tablet")
+	assert.Contains(t, errOut, "enrol-request.pem", "the error says which file to give the administrator")
+	for name, dir := range devices {
+		code, _, errOut = clinic(t, dir, "connect", "-credential", creds[name])
 		require.Zero(t, code, errOut)
+		stored, err := os.ReadFile(filepath.Join(dir, "credential.pem"))
+		require.NoError(t, err)
+		assert.NotContains(t, string(stored), "PRIVATE KEY", "the stored credential holds no key")
+		code, out, errOut := clinic(t, dir, "status")
+		require.Zero(t, code, errOut)
+		assert.Contains(t, out, "Cloud: "+srv.URL)
 		code, _, errOut = clinic(t, dir, "login", "-user", "u-"+name, "-role", "nurse")
 		require.Zero(t, code, errOut)
 	}
 	// Offline work on both.
-	code, _, errOut := clinic(t, devices["tab"], "register", "-given", "Wanjiru", "-sex", "female", "-born-year", "1988")
+	code, _, errOut = clinic(t, devices["tab"], "register", "-given", "Wanjiru", "-sex", "female", "-born-year", "1988")
 	require.Zero(t, code, errOut)
 	code, _, errOut = clinic(t, devices["laptop"], "register", "-given", "Otieno", "-sex", "male", "-born", "2019-06-14")
 	require.Zero(t, code, errOut)

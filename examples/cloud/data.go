@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/chartsync/chartsync/device"
 	"github.com/chartsync/chartsync/internal/atomicfile"
 	"github.com/chartsync/chartsync/replica"
 	"github.com/chartsync/chartsync/transport/httpsync"
@@ -23,6 +24,9 @@ const (
 	fileInfo    = "cloud.json"
 	fileLock    = "serve.lock"
 	fileDevices = "devices.jsonl"
+	fileEnrol   = "enrol.lock"
+	fileRoster  = "roster"        // the relay roster: every device.Enrolment the authority signed
+	fileAuth    = "authority.key" // in dirCA: the device.Authority key that signs relay enrolments
 	dirCA       = "ca"
 	dirTLS      = "tls"
 )
@@ -56,8 +60,12 @@ func writeInfo(dir string, in info) error {
 
 // lockDir takes the data directory's lock, which serve holds while it
 // runs: two processes must never open the replica at once.
-func lockDir(dir string) (unlock func(), err error) {
-	f, err := os.OpenFile(filepath.Join(dir, fileLock), os.O_RDWR|os.O_CREATE, 0o600)
+func lockDir(dir string) (unlock func(), err error) { return lockFile(dir, fileLock) }
+
+// lockFile takes an exclusive lock on the file name in dir, or returns
+// errLocked if another process holds it.
+func lockFile(dir, name string) (unlock func(), err error) {
+	f, err := os.OpenFile(filepath.Join(dir, name), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, err
 	}
@@ -82,6 +90,24 @@ func openDir(dir string) (*httpsync.DeviceCA, bool, error) {
 		return nil, false, fmt.Errorf("create data directory: %w", err)
 	}
 	return httpsync.OpenDeviceCA(filepath.Join(dir, dirCA), time.Now())
+}
+
+// openAuthority loads the cloud's enrolment authority key (DIR/ca/
+// authority.key), which signs the relay enrolments of the devices it
+// enrols, creating it if missing.
+func openAuthority(dir string) (a *device.Authority, created bool, err error) {
+	path := filepath.Join(dir, dirCA, fileAuth)
+	a, err = device.LoadAuthority(path)
+	if err == nil || !errors.Is(err, os.ErrNotExist) {
+		return a, false, err
+	}
+	if a, err = device.NewAuthority(); err != nil {
+		return nil, false, err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, false, err
+	}
+	return a, true, a.Save(path)
 }
 
 // cloudReplicaID returns the cloud's replica ID: from cloud.json, or, if
@@ -115,6 +141,7 @@ type enrolment struct {
 	Device   string    `json:"device"`
 	Clinic   string    `json:"clinic"`
 	Replica  string    `json:"replica"`
+	Key      string    `json:"key,omitempty"` // the device key's fingerprint
 	Serial   string    `json:"serial"`
 	Issued   time.Time `json:"issued"`
 	NotAfter time.Time `json:"not_after"`

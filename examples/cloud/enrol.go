@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"crypto/x509"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -15,18 +14,19 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/chartsync/chartsync/device"
 	"github.com/chartsync/chartsync/transport/httpsync"
 )
 
 var enrolCommand = &command{
 	name: "enrol",
-	args: "[-dir DIR] -clinic CLINIC -device NAME -replica DEVICE-REPLICA-ID -out FILE [-valid 8760h] [-url URL]",
-	help: "Enrol a clinic device: write a credential file that lets it sync this clinic's charts.",
+	args: "[-dir DIR] -request FILE -device NAME -out FILE [-clinic CLINIC] [-valid 8760h] [-url URL]",
+	help: "Enrol a clinic device from its enrolment request: write a credential file that lets it sync its clinic's charts.",
 	flags: func(fs *flag.FlagSet) {
-		fs.String("clinic", "", "the clinic the device belongs to (it reads and writes only that clinic's charts)")
+		fs.String("request", "", "the device's enrolment request (\"clinic init\" writes it as enrol-request.pem in the device's data directory)")
+		fs.String("clinic", "", "the clinic the device must belong to; the request names the clinic, and is refused if it names another")
 		fs.String("device", "", "a name for the device, e.g. kamuga-tablet-1")
-		fs.String("replica", "", "the device's replica ID (32 hex digits), as the clinic app prints it at init and in status")
-		fs.String("out", "", "the credential file to write (mode 0600)")
+		fs.String("out", "", "the credential file to write")
 		fs.Duration("valid", 365*24*time.Hour, "how long the credential is valid")
 		fs.String("url", "", "the cloud URL the device uses (default: where serve last listened)")
 		fs.String("trust", "", "a PEM file of the CA (or the certificate to pin) that devices check the server against, when serve uses -cert (default: the device CA, which signs -dev-cert)")
@@ -35,27 +35,38 @@ var enrolCommand = &command{
 	run: enrol,
 }
 
+// maxRequestFile bounds an enrolment request file.
+const maxRequestFile = 64 << 10
+
 func enrol(ctx context.Context, fs *flag.FlagSet, dir string, stdout, _ io.Writer) error {
 	if fs.NArg() > 0 {
 		return usagef("unexpected arguments %q", fs.Args())
 	}
 	clinic, name := flagValue[string](fs, "clinic"), flagValue[string](fs, "device")
-	replicaID, out := flagValue[string](fs, "replica"), flagValue[string](fs, "out")
+	reqPath, out := flagValue[string](fs, "request"), flagValue[string](fs, "out")
 	switch {
-	case clinic == "":
-		return usagef("-clinic is required: the clinic whose charts the device may hold")
+	case reqPath == "":
+		return usagef("-request is required: the enrolment request file the device made (clinic init writes enrol-request.pem)")
 	case name == "":
 		return usagef("-device is required: a name for the device")
-	case replicaID == "":
-		return usagef("-replica is required: the device's replica ID (the clinic app prints it at init and in status)")
 	case out == "":
 		return usagef("-out is required: where to write the credential")
 	}
-	if b, err := hex.DecodeString(replicaID); err != nil || len(b) != 16 {
-		return usagef("-replica %q is not a replica ID (32 hex digits, as the clinic app prints it)", replicaID)
-	}
 	if _, err := os.Stat(out); err == nil && !flagValue[bool](fs, "force") {
 		return fmt.Errorf("%s exists; choose another -out, or pass -force to replace it", out)
+	}
+	data, err := readBounded(reqPath, maxRequestFile)
+	if err != nil {
+		return fmt.Errorf("-request: %w", err)
+	}
+	// The request proves that the device holds the key it asks a
+	// certificate for; only its public keys travel.
+	pub, err := device.ParseRequest(data)
+	if err != nil {
+		return fmt.Errorf("%s is not a valid enrolment request (%w): ask for a new one (on the device: clinic request -out FILE)", reqPath, err)
+	}
+	if clinic != "" && clinic != pub.Clinic {
+		return fmt.Errorf("the request is from a device of clinic %s, not %s: check that it is the right request, or enrol it for its own clinic", pub.Clinic, clinic)
 	}
 	ca, created, err := openDir(dir)
 	if err != nil {
@@ -63,6 +74,22 @@ func enrol(ctx context.Context, fs *flag.FlagSet, dir string, stdout, _ io.Write
 	}
 	if created {
 		fmt.Fprintf(stdout, "Created the device CA in %s. Back it up: losing it locks out every enrolled device.\n", filepath.Join(dir, dirCA))
+	}
+	unlock, err := lockFile(dir, fileEnrol)
+	if errors.Is(err, errLocked) {
+		return errors.New("another enrolment is running in this data directory; try again in a moment")
+	}
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	authority, created, err := openAuthority(dir)
+	if err != nil {
+		return fmt.Errorf("enrolment authority: %w", err)
+	}
+	if created {
+		fmt.Fprintf(stdout, "Created the enrolment authority key %s (it signs relay enrolments; fingerprint %s). Back it up too.\n",
+			filepath.Join(dir, dirCA, fileAuth), device.Fingerprint(authority.PublicKey()))
 	}
 	in, err := cloudReplicaID(ctx, dir)
 	if errors.Is(err, errLocked) {
@@ -84,25 +111,64 @@ func enrol(ctx context.Context, fs *flag.FlagSet, dir string, stdout, _ io.Write
 			return fmt.Errorf("-trust: %w", err)
 		}
 	}
+	now := time.Now().Truncate(time.Second)
+	valid := flagValue[time.Duration](fs, "valid")
 	cred, err := ca.Enrol(httpsync.Enrolment{
-		Replica: replicaID, Clinic: clinic, Device: name, Valid: flagValue[time.Duration](fs, "valid"),
+		Replica: pub.ReplicaID, Clinic: pub.Clinic, Device: name, PublicKey: pub.SignKey, Valid: valid, Now: now,
 		CloudURL: url, CloudReplica: in.Replica, ServerTrust: trust,
 	})
 	if err != nil {
 		return err
 	}
+	// The relay enrolment: the same device, the same keys, signed by the
+	// cloud's authority, added to the cloud's roster.
+	relay, err := authority.Enrol(pub, now, cred.Device.NotAfter.Sub(now))
+	if err != nil {
+		return err
+	}
+	trustAuth := device.RosterConfig{Authorities: []device.TrustedAuthority{{Key: authority.PublicKey()}}}
+	roster, err := device.LoadRoster(filepath.Join(dir, fileRoster), trustAuth)
+	if err != nil {
+		return err
+	}
+	if _, err := roster.Add(relay); err != nil {
+		return err
+	}
+	if err := roster.Save(filepath.Join(dir, fileRoster)); err != nil {
+		return err
+	}
+	cred.Authority, cred.Enrolment, cred.Roster = authority.PublicKey(), relay, roster.Encode()
 	if err := cred.WriteFile(out); err != nil {
 		return err
 	}
 	abs, _ := filepath.Abs(out)
-	if err := appendEnrolment(dir, enrolment{Device: name, Clinic: clinic, Replica: replicaID, Serial: cred.Device.Serial,
-		Issued: time.Now().UTC(), NotAfter: cred.Device.NotAfter.UTC(), File: abs}); err != nil {
+	fp := device.Fingerprint(pub.SignKey)
+	if err := appendEnrolment(dir, enrolment{Device: name, Clinic: pub.Clinic, Replica: pub.ReplicaID, Key: fp, Serial: cred.Device.Serial,
+		Issued: now.UTC(), NotAfter: cred.Device.NotAfter.UTC(), File: abs}); err != nil {
 		return fmt.Errorf("the credential is written, but recording the enrolment failed: %w", err)
 	}
-	fmt.Fprintf(stdout, "Enrolled device %s of clinic %s (replica %s), valid until %s.\n", name, clinic, replicaID, cred.Device.NotAfter.UTC().Format(time.DateOnly))
-	fmt.Fprintf(stdout, "Credential written to %s (mode 0600). It is a secret: anyone holding it can sync as this device.\n", out)
-	fmt.Fprintf(stdout, "Next: copy it to the device and give it to the clinic app there; the device will reach the cloud at %s.\n", url)
+	fmt.Fprintf(stdout, "Enrolled device %s of clinic %s (replica %s), valid until %s.\n", name, pub.Clinic, pub.ReplicaID, cred.Device.NotAfter.UTC().Format(time.DateOnly))
+	fmt.Fprintf(stdout, "Device key fingerprint: %s. Check it with the device (clinic status shows it) before handing the credential over.\n", fp)
+	fmt.Fprintf(stdout, "Credential written to %s. It holds no secret: it works only with the key that stays on the device.\n", out)
+	fmt.Fprintf(stdout, "Next: copy it to the device and run there: clinic connect -credential %s (the device will reach the cloud at %s).\n", filepath.Base(out), url)
 	return nil
+}
+
+// readBounded reads a file of at most limit bytes.
+func readBounded(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("%s is over %d bytes: not an enrolment request", path, limit)
+	}
+	return data, nil
 }
 
 func readCerts(path string) ([]*x509.Certificate, error) {
@@ -135,7 +201,7 @@ var devicesCommand = &command{
 	run: func(_ context.Context, fs *flag.FlagSet, dir string, stdout, _ io.Writer) error {
 		f, err := os.Open(filepath.Join(dir, fileDevices))
 		if errors.Is(err, os.ErrNotExist) {
-			fmt.Fprintln(stdout, "No device is enrolled yet. Enrol one with: cloud enrol -clinic CLINIC -device NAME -replica ID -out FILE")
+			fmt.Fprintln(stdout, "No device is enrolled yet. Enrol one with: cloud enrol -request REQUEST-FILE -device NAME -out FILE")
 			return nil
 		}
 		if err != nil {
@@ -143,7 +209,7 @@ var devicesCommand = &command{
 		}
 		defer f.Close()
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "DEVICE\tCLINIC\tREPLICA\tISSUED\tEXPIRES")
+		fmt.Fprintln(tw, "DEVICE\tCLINIC\tREPLICA\tKEY\tISSUED\tEXPIRES")
 		lines := bufio.NewScanner(f)
 		for lines.Scan() {
 			var e enrolment
@@ -154,7 +220,11 @@ var devicesCommand = &command{
 			if time.Now().After(e.NotAfter) {
 				expires += " (expired)"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.Device, e.Clinic, e.Replica, e.Issued.Format(time.DateOnly), expires)
+			key := e.Key
+			if key == "" {
+				key = "-"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", e.Device, e.Clinic, e.Replica, key, e.Issued.Format(time.DateOnly), expires)
 		}
 		if err := lines.Err(); err != nil {
 			return err

@@ -1,11 +1,18 @@
 // Command cloud serves a cloud replica to enrolled clinic devices over
 // HTTPS with mutual TLS, and enrols devices. Everything lives in one data
-// directory (-dir): the replica (cloud.db, SQLite), the device CA (ca/),
-// the development server certificate (tls/), and a list of enrolled
-// devices (devices.jsonl).
+// directory (-dir): the replica (cloud.db, SQLite), the device CA and the
+// enrolment authority key that signs relay enrolments (ca/), the
+// development server certificate (tls/), the relay roster of enrolled
+// devices (roster) and a list of enrolments (devices.jsonl).
+//
+// A device is enrolled from the request it made (clinic init writes it):
+// the request holds the device's public keys and proves it holds the
+// private ones, which never leave it. The credential enrol writes is the
+// device's certificate for its own key, its relay enrolment and the
+// roster: nothing secret.
 //
 //	go run ./examples/cloud serve -dir cloud-data -addr 127.0.0.1:8443 -dev-cert
-//	go run ./examples/cloud enrol -dir cloud-data -clinic kamuga -device kamuga-tablet-1 -replica <id> -out kamuga-tablet-1.pem
+//	go run ./examples/cloud enrol -dir cloud-data -request tablet/enrol-request.pem -device kamuga-tablet-1 -out kamuga-tablet-1.pem
 //	go run ./examples/cloud devices -dir cloud-data
 //
 // serve logs one structured line per sync (log/slog) and, on SIGINT or

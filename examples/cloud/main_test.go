@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/pem"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +13,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/chartsync/chartsync/device"
+	"github.com/chartsync/chartsync/internal/wire"
 	"github.com/chartsync/chartsync/record"
 	"github.com/chartsync/chartsync/replica"
 	"github.com/chartsync/chartsync/replica/store"
@@ -91,25 +94,68 @@ func TestCloudWorkflow(t *testing.T) {
 	tablet, err := replica.New(ctx, store.NewMem(), replica.Config{})
 	require.NoError(t, err)
 	defer tablet.Close()
+	// The device makes its keys and its request; only the request travels.
+	keys, err := device.Generate(tablet.ID(), "kamuga")
+	require.NoError(t, err)
+	reqPath := filepath.Join(t.TempDir(), "enrol-request.pem")
+	require.NoError(t, os.WriteFile(reqPath, keys.RequestPEM(), 0o644))
+
 	credPath := filepath.Join(t.TempDir(), "kamuga-tablet-1.pem")
-	code, stdout, stderr := cloud(t, "enrol", "-dir", dir, "-clinic", "kamuga", "-device", "kamuga-tablet-1", "-replica", tablet.ID(), "-out", credPath)
+	code, _, stderr = cloud(t, "enrol", "-dir", dir, "-clinic", "lwanda", "-request", reqPath, "-device", "kamuga-tablet-1", "-out", credPath)
+	assert.Equal(t, 1, code, "a request from another clinic than -clinic is refused")
+	assert.Contains(t, stderr, "clinic kamuga, not lwanda")
+	assert.NoFileExists(t, credPath)
+
+	forged := filepath.Join(t.TempDir(), "forged.pem")
+	block, _ := pem.Decode(keys.RequestPEM())
+	require.NotNil(t, block)
+	thief, err := device.Generate(tablet.ID(), "kamuga")
+	require.NoError(t, err)
+	// Swap in another key (after the replica ID and clinic): the
+	// signature no longer proves possession.
+	_, body, err := wire.Decode(block.Bytes, block.Bytes[2], block.Bytes[4], 1024)
+	require.NoError(t, err)
+	body = bytes.Clone(body)
+	copy(body[16+1+len("kamuga"):], thief.Public().SignKey)
+	block.Bytes = wire.Encode(block.Bytes[2], block.Bytes[4], body)
+	require.NoError(t, os.WriteFile(forged, pem.EncodeToMemory(block), 0o644))
+	code, _, stderr = cloud(t, "enrol", "-dir", dir, "-request", forged, "-device", "kamuga-tablet-1", "-out", credPath)
+	assert.Equal(t, 1, code, "a request whose proof of possession fails is refused")
+	assert.Contains(t, stderr, "not a valid enrolment request")
+	assert.NoFileExists(t, credPath)
+
+	code, stdout, stderr := cloud(t, "enrol", "-dir", dir, "-clinic", "kamuga", "-request", reqPath, "-device", "kamuga-tablet-1", "-out", credPath)
 	require.Equal(t, 0, code, "enrol: %s", stderr)
 	assert.Contains(t, stdout, "Enrolled device kamuga-tablet-1 of clinic kamuga")
-	assert.Contains(t, stdout, "Next:", "enrol says what to do with the file")
-	fi, err := os.Stat(credPath)
-	require.NoError(t, err)
-	assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
+	assert.Contains(t, stdout, device.Fingerprint(keys.Public().SignKey), "enrol shows the key's fingerprint to check with the device")
+	assert.Contains(t, stdout, "clinic connect -credential", "enrol says what to do with the file")
 
-	code, _, stderr = cloud(t, "enrol", "-dir", dir, "-clinic", "kamuga", "-device", "kamuga-tablet-1", "-replica", tablet.ID(), "-out", credPath)
+	code, _, stderr = cloud(t, "enrol", "-dir", dir, "-request", reqPath, "-device", "kamuga-tablet-1", "-out", credPath)
 	assert.Equal(t, 1, code, "an existing credential file is not overwritten")
 	assert.Contains(t, stderr, "-force")
-	code, _, stderr = cloud(t, "enrol", "-dir", dir, "-clinic", "kamuga", "-device", "x", "-replica", "tablet-1", "-out", credPath+"2")
-	assert.Equal(t, 2, code, "a replica ID that is not one is a usage error")
-	assert.Contains(t, stderr, "32 hex digits")
 
+	data, err := os.ReadFile(credPath)
+	require.NoError(t, err)
+	assert.NotContains(t, string(data), "PRIVATE KEY", "the credential holds no private key")
 	cred, err := httpsync.ReadCredentialFile(credPath)
 	require.NoError(t, err)
 	assert.Equal(t, "https://"+addr, cred.CloudURL, "the credential names where the cloud listens")
+	assert.Equal(t, keys.Public().SignKey, cred.Cert.PublicKey, "the certificate is for the device's own key")
+	authority, err := device.LoadAuthority(filepath.Join(dir, "ca", "authority.key"))
+	require.NoError(t, err, "the cloud keeps its enrolment authority next to the CA")
+	assert.Equal(t, authority.PublicKey(), cred.Authority)
+	roster, err := cred.NewRoster()
+	require.NoError(t, err)
+	pub, err := roster.Lookup(tablet.ID())
+	require.NoError(t, err, "the credential carries the device's relay enrolment")
+	assert.True(t, pub.Equal(keys.Public()), "the relay enrolment has the device's own keys")
+
+	_, err = httpsync.NewClient(tablet, httpsync.ClientConfig{Credential: cred})
+	assert.ErrorIs(t, err, httpsync.ErrNoDeviceKey, "the credential alone cannot sync")
+	_, err = cred.WithIdentity(thief)
+	assert.ErrorIs(t, err, httpsync.ErrKeyMismatch, "the credential works only with the key of the request")
+	cred, err = cred.WithIdentity(keys)
+	require.NoError(t, err)
 	client, err := httpsync.NewClient(tablet, httpsync.ClientConfig{Credential: cred})
 	require.NoError(t, err)
 	defer client.Close()
@@ -119,10 +165,26 @@ func TestCloudWorkflow(t *testing.T) {
 	_, err = client.Sync(ctx)
 	require.NoError(t, err, "the enrolled device syncs with the cloud")
 
+	// A second device: its credential's roster holds the first too.
+	laptopKeys, err := device.Generate(strings.Repeat("ab", 16), "kamuga")
+	require.NoError(t, err)
+	laptopReq := filepath.Join(t.TempDir(), "laptop-request.pem")
+	require.NoError(t, os.WriteFile(laptopReq, laptopKeys.RequestPEM(), 0o644))
+	laptopCred := filepath.Join(t.TempDir(), "laptop.pem")
+	code, _, stderr = cloud(t, "enrol", "-dir", dir, "-request", laptopReq, "-device", "kamuga-laptop", "-out", laptopCred)
+	require.Equal(t, 0, code, "enrol: %s", stderr)
+	lc, err := httpsync.ReadCredentialFile(laptopCred)
+	require.NoError(t, err)
+	lr, err := lc.NewRoster()
+	require.NoError(t, err)
+	_, err = lr.Lookup(tablet.ID())
+	assert.NoError(t, err, "the roster holds every device the cloud enrolled")
+
 	code, stdout, _ = cloud(t, "devices", "-dir", dir)
 	assert.Equal(t, 0, code)
 	assert.Contains(t, stdout, "kamuga-tablet-1")
 	assert.Contains(t, stdout, tablet.ID())
+	assert.Contains(t, stdout, device.Fingerprint(keys.Public().SignKey))
 
 	code, logs := stop()
 	assert.Equal(t, 0, code, "serve exits cleanly on a signal")
@@ -156,5 +218,5 @@ func TestUsage(t *testing.T) {
 	assert.Contains(t, stderr, `no command "launch"`)
 	code, _, stderr = cloud(t, "enrol", "-dir", t.TempDir())
 	assert.Equal(t, 2, code)
-	assert.Contains(t, stderr, "-clinic is required")
+	assert.Contains(t, stderr, "-request is required")
 }

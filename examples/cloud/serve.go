@@ -125,7 +125,7 @@ func serve(ctx context.Context, fs *flag.FlagSet, dir string, stdout, stderr io.
 	served := make(chan error, 1)
 	go func() { served <- srv.ServeTLS(ln, "", "") }()
 	log.Info("cloud serving", "url", url, "replica", rep.ID(), "dir", dir)
-	fmt.Fprintf(stdout, "Cloud replica %s is serving on %s.\nEnrol a device: cloud enrol -dir %s -clinic CLINIC -device NAME -replica DEVICE-REPLICA-ID -out NAME.pem\nStop with Ctrl-C; syncs in flight finish first.\n", rep.ID(), url, dir)
+	fmt.Fprintf(stdout, "Cloud replica %s is serving on %s.\nEnrol a device: cloud enrol -dir %s -request DEVICE-DIR/enrol-request.pem -device NAME -out NAME.pem\nStop with Ctrl-C; syncs in flight finish first.\n", rep.ID(), url, dir)
 	if listening != nil {
 		listening(ln.Addr().String())
 	}
