@@ -6,12 +6,30 @@
 // A device runs one replica. Its Identity binds that replica's ID (which is
 // also the Automerge actor of every change it makes) and its clinic to two
 // secret keys: an ed25519 key that signs (relay bundles, enrolment
-// requests, and later HTTP requests and changes), and an age X25519
+// requests, and the TLS handshakes that authenticate the device to the
+// cloud), and an age X25519
 // identity that decrypts what other devices encrypt to it. Generate makes
 // one; Save writes it to a file readable by its owner only (0600), atomically
 // (temporary file, fsync, rename, fsync of the directory); Load reads it
 // back and refuses a file others can read. Public is what others may know:
 // replica ID, clinic, signing key and age recipient.
+//
+// # One identity for every courier
+//
+// The same Identity authenticates the device to the cloud over HTTPS: the
+// cloud's device CA (package transport/httpsync) issues the device's TLS
+// client certificate for its ed25519 signing key, from the same
+// enrolment request that the enrolment authority signs, and TLS signs
+// the handshake with TLSSigner. So a device has one key pair for mutual
+// TLS and relay signing, one age key for relay encryption, one request to
+// hand over and one fingerprint to read out. The reason is that private
+// keys never leave the device: they are generated on it and saved 0600
+// there, and nothing that travels (requests, enrolments, rosters, the
+// cloud's credential file) holds a secret, so a copied file lets no one
+// act as the device. TLSSigner is a crypto.Signer that does not expose the
+// key and refuses to sign messages that begin like this package's purpose
+// signatures, so a TLS signature can never pass for a relay or enrolment
+// signature (TLS 1.3 signs messages beginning with 64 spaces).
 //
 // Every signature names its purpose ("enrolment/v1", "relay/v1", ...): the
 // message signed is "chartsync/" + purpose + a zero byte + the message, so
@@ -27,8 +45,9 @@
 // handed over on a USB stick or over Bluetooth, so a clinic that has never
 // been online is enrolled like this:
 //
-//  1. the clinic device runs Generate and writes Identity.Request, its
-//     public identity signed with its own key (proof that it holds it);
+//  1. the clinic device runs Generate and writes Identity.Request (or
+//     its text form, RequestPEM), its public identity signed with its own
+//     key (proof that it holds it);
 //  2. the request travels to the hub (USB stick, relay phone); the hub
 //     administrator checks it (ParseRequest, and the clinic's word for the
 //     Fingerprint of its key) and signs it (Authority.EnrolRequest);
@@ -39,7 +58,10 @@
 //
 // The only thing a device must get from a trusted hand is the authority's
 // public key (TrustedAuthority), installed with the app or compared by
-// Fingerprint; everything else proves itself.
+// Fingerprint; everything else proves itself. A device with signal is
+// enrolled the same way by the cloud, whose credential file carries the
+// enrolment, the roster and the authority key alongside the TLS
+// certificate (see transport/httpsync).
 //
 // # Roster
 //
