@@ -3,11 +3,15 @@ package main
 import (
 	"bytes"
 	"context"
+	"os"
+	"path/filepath"
 	"regexp"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/chartsync/chartsync/device"
 )
 
 // clinic runs one command line against dir and returns its output.
@@ -18,12 +22,22 @@ func clinic(t *testing.T, dir string, args ...string) (code int, stdout, stderr 
 	return code, out.String(), errOut.String()
 }
 
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	require.NoError(t, err)
+	return data
+}
+
 func TestClinicWorkflow(t *testing.T) {
 	dir := t.TempDir()
 	code, _, errOut := clinic(t, dir, "register", "-given", "A")
 	assert.Equal(t, 1, code)
 	assert.Contains(t, errOut, "clinic init", "an uninitialised device must say how to set it up")
 
+	code, _, errOut = clinic(t, dir, "init", "-clinic", "kamuga dispensary", "-device", "tab-1")
+	assert.Equal(t, 2, code, "a clinic ID with a space is a usage error")
+	assert.Contains(t, errOut, "letters, digits")
 	code, _, errOut = clinic(t, dir, "init", "-clinic", "kamuga", "-device", "tab-1")
 	require.Zero(t, code, errOut)
 	code, _, errOut = clinic(t, dir, "init", "-clinic", "other", "-device", "tab-2")
@@ -91,6 +105,26 @@ func TestClinicWorkflow(t *testing.T) {
 	code, _, errOut = clinic(t, dir, "register", "-given", "Asha", "-sex", "female", "-born-year", "1990", "-home-clinic", "lwanda")
 	assert.Equal(t, 1, code, "a device registers patients of its own clinic only")
 	assert.Contains(t, errOut, "refer")
+
+	// The enrolment request can be written again; a device set up before
+	// it had keys gets them from "clinic request".
+	out1 := filepath.Join(t.TempDir(), "req1.pem")
+	code, out, errOut = clinic(t, dir, "request", "-out", out1)
+	require.Zero(t, code, errOut)
+	first, err := device.ParseRequest(mustRead(t, out1))
+	require.NoError(t, err)
+	assert.Contains(t, out, device.Fingerprint(first.SignKey))
+	require.NoError(t, os.Remove(filepath.Join(dir, "identity.key")))
+	code, out, errOut = clinic(t, dir, "status")
+	require.Zero(t, code, errOut)
+	assert.Contains(t, out, "clinic request", "status says how to make the missing keys")
+	code, out, errOut = clinic(t, dir, "request")
+	require.Zero(t, code, errOut)
+	assert.Contains(t, out, "Made this device's keys")
+	second, err := device.ParseRequest(mustRead(t, filepath.Join(dir, "enrol-request.pem")))
+	require.NoError(t, err)
+	assert.Equal(t, first.ReplicaID, second.ReplicaID, "the new keys are for the same replica")
+	assert.False(t, first.SignKey.Equal(second.SignKey), "new keys were made")
 
 	code, _, _ = clinic(t, dir, "show", "ffffffff")
 	assert.Equal(t, 1, code)
