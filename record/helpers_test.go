@@ -44,7 +44,55 @@ var (
 	labTech  = record.Author{UserID: "u-chege", Name: "Chege", Role: record.RoleLabTechnician, Device: "lab-pc"}
 	chw      = record.Author{UserID: "u-dalia", Name: "Dalia", Role: record.RoleCommunityHealthWorker, Device: "phone-7"}
 	registry = record.Author{UserID: "u-esi", Role: record.RoleRegistrationClerk}
+	admin    = record.Author{UserID: "u-femi", Name: "Femi", Role: record.RoleAdministrator, Device: "office-pc"}
+	// officer and locum are clinicians on devices of their own, for
+	// scenarios with several devices changing sections (diagnoses) that
+	// only clinicians may change.
+	officer = record.Author{UserID: "u-gathoni", Name: "Clinical Officer Gathoni", Role: record.RoleClinician, Device: "tablet-2"}
+	locum   = record.Author{UserID: "u-hamisi", Name: "Dr Hamisi", Role: record.RoleClinician, Device: "laptop-3"}
+
+	// staff is everyone above, in the order staffFor prefers them.
+	staff = []record.Author{nurse, doctor, chw, officer, locum, labTech, registry, admin}
 )
+
+// permittedFor reports whether by's role may make op on c at time at.
+func permittedFor(t tb, c *record.Chart, by record.Author, at time.Time, op record.Op) bool {
+	t.Helper()
+	ss, err := c.Sections(at, op)
+	require.NoError(t, err, "sections of %T", op)
+	for _, s := range ss {
+		if !record.Permitted(by.Role, s) {
+			return false
+		}
+	}
+	return true
+}
+
+// staffFor returns n users on n devices whose roles may make op on c: the
+// nurse, the doctor and the community health worker where the permission
+// matrix allows, other clinicians otherwise.
+func staffFor(t tb, c *record.Chart, op record.Op, n int) []record.Author {
+	t.Helper()
+	var out []record.Author
+	for _, a := range staff {
+		if len(out) < n && permittedFor(t, c, a, t0, op) {
+			out = append(out, a)
+		}
+	}
+	require.Len(t, out, n, "too few test users may make %T", op)
+	return out
+}
+
+// as returns by if by's role may make op on c, and otherwise the first
+// of staff who may: the scenario keeps its devices and changes hands only
+// where the permission matrix requires it.
+func as(t tb, c *record.Chart, by record.Author, op record.Op) record.Author {
+	t.Helper()
+	if permittedFor(t, c, by, t0, op) {
+		return by
+	}
+	return staffFor(t, c, op, 1)[0]
+}
 
 func baseRegister() record.Register {
 	return record.Register{
@@ -262,5 +310,19 @@ func historyOps(v record.View) []string {
 	for i, h := range v.History {
 		out[i] = h.Op
 	}
+	return out
+}
+
+// staffIn returns n users on n devices whose roles may change section s,
+// preferring staff's order.
+func staffIn(t tb, s record.Section, n int) []record.Author {
+	t.Helper()
+	var out []record.Author
+	for _, a := range staff {
+		if len(out) < n && record.Permitted(a.Role, s) {
+			out = append(out, a)
+		}
+	}
+	require.Len(t, out, n, "too few test users may change %s", s)
 	return out
 }

@@ -74,11 +74,16 @@ func TestMergeKeepsConcurrentAdditions(t *testing.T) {
 			return ids
 		}},
 	}
-	authors := []record.Author{nurse, doctor, chw}
+	sectionOf := map[string]record.Section{
+		record.KindAllergy: record.SectionAllergies, record.KindDiagnosis: record.SectionDiagnoses,
+		record.KindPrescription: record.SectionPrescriptions, record.KindLabResult: record.SectionLabResults,
+		record.KindEncounter: record.SectionEncounters,
+	}
 	for _, a := range adds {
 		t.Run(a.kind, func(t *testing.T) {
+			authors := staffIn(t, sectionOf[a.kind], 3)
 			base := newChart(t)
-			baseRes, err := a.add(base, nurse, t0.Add(time.Minute))
+			baseRes, err := a.add(base, authors[0], t0.Add(time.Minute))
 			require.NoError(t, err)
 			rs := replicas(t, base, 3)
 			want := []string{baseRes.EntryID}
@@ -168,8 +173,8 @@ func TestMergeDifferentFieldsBothApply(t *testing.T) {
 				if swap {
 					ta, tb = tb, ta
 				}
-				do(t, rs[0], nurse, ta, tc.a(id))
-				do(t, rs[1], doctor, tb, tc.b(id))
+				do(t, rs[0], as(t, rs[0], nurse, tc.a(id)), ta, tc.a(id))
+				do(t, rs[1], as(t, rs[1], doctor, tc.b(id)), tb, tc.b(id))
 				mergeAll(t, rs...)
 				v := converged(t, rs...)
 				tc.check(t, v, id)
@@ -239,7 +244,6 @@ func fieldCases() []fieldCase {
 // Rule 3: concurrent different values for one field converge, and the
 // conflict names every value until a write that saw them all.
 func TestMergeSameFieldConflict(t *testing.T) {
-	authors := [3]record.Author{nurse, doctor, chw}
 	timings := []struct {
 		name  string
 		times [3]time.Time
@@ -253,6 +257,7 @@ func TestMergeSameFieldConflict(t *testing.T) {
 			t.Run(fc.name+"/"+tm.name, func(t *testing.T) {
 				base := newChart(t)
 				id := fc.setup(t, base)
+				authors := staffFor(t, base, fc.write(id, fc.values[0]), 3)
 				rs := replicas(t, base, 3)
 				for i, r := range rs {
 					do(t, r, authors[i], tm.times[i], fc.write(id, fc.values[i]))
@@ -299,11 +304,11 @@ func TestMergeSameFieldConflict(t *testing.T) {
 // every competing value, whatever that device's clock says; a write that
 // saw only some of them leaves the conflict open.
 func TestMergeConflictSettledByWriteThatSawAll(t *testing.T) {
-	authors := [3]record.Author{nurse, doctor, chw}
 	for _, fc := range fieldCases() {
 		setup := func(t *testing.T) ([]*record.Chart, string) {
 			base := newChart(t)
 			id := fc.setup(t, base)
+			authors := staffFor(t, base, fc.write(id, fc.values[0]), 3)
 			rs := replicas(t, base, 3)
 			for i, r := range rs {
 				do(t, r, authors[i], t0.Add(time.Duration(i+1)*time.Hour), fc.write(id, fc.values[i]))
@@ -324,7 +329,7 @@ func TestMergeConflictSettledByWriteThatSawAll(t *testing.T) {
 		t.Run(fc.name+"/ordinary edit", func(t *testing.T) {
 			rs, id := setup(t)
 			mergeAll(t, rs...)
-			do(t, rs[1], nurse, t0.Add(30*time.Minute), fc.write(id, fc.later))
+			do(t, rs[1], as(t, rs[1], nurse, fc.write(id, fc.later)), t0.Add(30*time.Minute), fc.write(id, fc.later))
 			mergeAll(t, rs...)
 			v := converged(t, rs...)
 			assert.Empty(t, v.Conflicts)
@@ -333,7 +338,7 @@ func TestMergeConflictSettledByWriteThatSawAll(t *testing.T) {
 		t.Run(fc.name+"/edit that saw only some values", func(t *testing.T) {
 			rs, id := setup(t)
 			merge(t, rs[0], rs[1])
-			do(t, rs[0], nurse, t0.Add(10*time.Hour), fc.write(id, fc.later))
+			do(t, rs[0], as(t, rs[0], nurse, fc.write(id, fc.later)), t0.Add(10*time.Hour), fc.write(id, fc.later))
 			mergeAll(t, rs...)
 			v := converged(t, rs...)
 			c, ok := findConflict(v, id, fc.field)
@@ -523,7 +528,7 @@ func TestMergeStatusPrecedence(t *testing.T) {
 								by := [2]record.Author{nurse, doctor}
 								for d, r := range rs {
 									for k, op := range sc.reach(id, statuses[d]) {
-										do(t, r, by[d], start[d].Add(time.Duration(k)*time.Minute), op)
+										do(t, r, as(t, r, by[d], op), start[d].Add(time.Duration(k)*time.Minute), op)
 									}
 									require.Equal(t, statuses[d], sc.read(t, view(t, r), id), "device %d did not reach %s", d, statuses[d])
 								}
@@ -555,7 +560,7 @@ func TestMergeStatusConflictSupersededByLaterChange(t *testing.T) {
 	id := do(t, base, doctor, t0, record.Diagnose{Text: "Asthma"})
 	rs := replicas(t, base, 2)
 	do(t, rs[0], doctor, t0.Add(time.Hour), record.ChangeDiagnosisStatus{DiagnosisID: id, ClinicalStatus: "resolved"})
-	do(t, rs[1], nurse, t0.Add(time.Hour), record.ChangeDiagnosisStatus{DiagnosisID: id, ClinicalStatus: "relapse"})
+	do(t, rs[1], officer, t0.Add(time.Hour), record.ChangeDiagnosisStatus{DiagnosisID: id, ClinicalStatus: "relapse"})
 	mergeAll(t, rs...)
 	d, _ := findDiagnosis(converged(t, rs...), id)
 	require.Equal(t, "relapse", d.ClinicalStatus)
@@ -696,7 +701,7 @@ func TestMergeEnteredInErrorKeepsEntry(t *testing.T) {
 			require.NoError(t, err)
 			// The edit is the later one by the clock: it still does not
 			// bring the entry back.
-			edit, err := rs[1].Do(nurse, t0.Add(2*time.Hour), tc.edit(id))
+			edit, err := rs[1].Do(as(t, rs[1], nurse, tc.edit(id)), t0.Add(2*time.Hour), tc.edit(id))
 			require.NoError(t, err)
 			edited := view(t, rs[1])
 			mergeAll(t, rs...)

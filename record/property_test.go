@@ -226,7 +226,7 @@ func deliver(t *rapid.T, dst, src *record.Chart) {
 // them recorded is lost.
 func TestPropertyReplicasConverge(t *testing.T) {
 	counts := &tally{tried: map[string]int{}, ok: map[string]int{}}
-	authors := []record.Author{nurse, doctor, labTech, chw, registry}
+	forbidden := 0
 	rapid.Check(t, func(t *rapid.T) {
 		base := newChart(t)
 		n := rapid.IntRange(2, 5).Draw(t, "devices")
@@ -261,14 +261,47 @@ func TestPropertyReplicasConverge(t *testing.T) {
 					continue
 				}
 				at := t0.Add(time.Duration(rapid.IntRange(0, 15).Draw(t, "minute")) * time.Minute)
-				res, err := rs[d].Do(authors[d], at, op)
+				// The author is someone the permission matrix allows,
+				// or now and then someone it does not, who is refused.
+				sections, err := rs[d].Sections(at, op)
+				var allowed, refused []record.Author
+				for _, a := range staff {
+					if err == nil && !permittedFor(t, rs[d], a, at, op) {
+						refused = append(refused, a)
+					} else {
+						allowed = append(allowed, a)
+					}
+				}
+				if len(refused) > 0 && rapid.IntRange(0, 4).Draw(t, "forbidden") == 0 {
+					by := rapid.SampledFrom(refused).Draw(t, "refused author")
+					heads, before := rs[d].Doc().Heads(), view(t, rs[d])
+					_, err := rs[d].Do(by, at, op)
+					require.ErrorIs(t, err, record.ErrForbidden, "a %s made %s, which writes %v", by.Role, kind, sections)
+					var fe *record.ForbiddenError
+					require.ErrorAs(t, err, &fe)
+					require.Equal(t, by.Role, fe.Role)
+					require.Contains(t, sections, fe.Section, "refused for a section the operation does not write")
+					require.False(t, record.Permitted(by.Role, fe.Section))
+					require.Equal(t, heads, rs[d].Doc().Heads(), "a refused operation changed the chart")
+					require.Equal(t, before, view(t, rs[d]), "a refused operation changed the view")
+					forbidden++
+					continue
+				}
+				by := rapid.SampledFrom(allowed).Draw(t, "author")
+				res, err := rs[d].Do(by, at, op)
 				counts.add(kind, err == nil)
 				if err != nil {
 					if !errors.Is(err, record.ErrTransition) && !errors.Is(err, record.ErrInvalid) {
-						t.Fatalf("%s %+v on device %d: unexpected error %v", kind, op, d, err)
+						t.Fatalf("%s %+v by a %s on device %d: unexpected error %v", kind, op, by.Role, d, err)
 					}
 					continue
 				}
+				// What the change is checked for elsewhere agrees with
+				// what Do wrote and allowed.
+				touched, err := record.CheckChange(rs[d].Doc(), res.Change)
+				require.NoError(t, err, "CheckChange refused %s by a %s", kind, by.Role)
+				require.Equal(t, sections, touched.Sections, "CheckChange found other sections than %s writes", kind)
+				require.Equal(t, by, touched.Author)
 				switch kind {
 				case "prescribe", "add-allergy", "diagnose", "record-lab-result", "add-encounter":
 					require.False(t, created[res.EntryID], "entry ID %s reused", res.EntryID)
@@ -324,4 +357,5 @@ func TestPropertyReplicasConverge(t *testing.T) {
 		}
 	}
 	assert.Greater(t, ok*2, tried, "fewer than half the operations succeeded")
+	assert.Positive(t, forbidden, "no forbidden operation was tried")
 }

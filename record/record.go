@@ -49,6 +49,8 @@ type message struct {
 
 // New creates the chart of a newly registered patient in a new document
 // that writes as actor (see crdt.NewActorID). chartID must be a UUID.
+// Registering writes the demographics section: a role that may not change
+// it gets ErrForbidden.
 func New(chartID, actor string, by Author, at time.Time, reg Register) (*Chart, Result, error) {
 	if !reID.MatchString(chartID) {
 		return nil, Result{}, invalid("chart_id", "%q is not a lower-case UUID", chartID)
@@ -61,6 +63,9 @@ func New(chartID, actor string, by Author, at time.Time, reg Register) (*Chart, 
 		return nil, Result{}, err
 	}
 	if err := pl.check(); err != nil {
+		return nil, Result{}, err
+	}
+	if err := authorize(by.Role, pl.sections()); err != nil {
 		return nil, Result{}, err
 	}
 	doc, err := crdt.New(actor)
@@ -148,7 +153,9 @@ func (c *Chart) state() (*state, error) {
 
 // Do validates op against the chart and, if it is valid, applies it as one
 // change made by by at time at. On error the chart is unchanged: errors
-// match ErrInvalid (a *ValidationError), ErrNotFound or ErrTransition.
+// match ErrInvalid (a *ValidationError), ErrNotFound, ErrTransition or,
+// when the author's role may not change a section the operation writes
+// (see Permitted), ErrForbidden (a *ForbiddenError).
 func (c *Chart) Do(by Author, at time.Time, op Op) (Result, error) {
 	if v := reflect.ValueOf(op); op == nil || (v.Kind() == reflect.Pointer && v.IsNil()) {
 		return Result{}, invalid("op", "no operation")
@@ -167,6 +174,9 @@ func (c *Chart) Do(by Author, at time.Time, op Op) (Result, error) {
 		return Result{}, err
 	}
 	if err := pl.check(); err != nil {
+		return Result{}, err
+	}
+	if err := authorize(by.Role, pl.sections()); err != nil {
 		return Result{}, err
 	}
 	ch, err := c.doc.Edit(pl.message(by, at), at, func(tx *crdt.Tx) error {

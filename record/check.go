@@ -1,0 +1,304 @@
+package record
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/chartsync/chartsync/crdt"
+)
+
+// Touched is what CheckChange found a change to modify.
+type Touched struct {
+	// Author is who the change's commit message says made it.
+	Author Author
+	// Sections are the sections the change writes, sorted.
+	Sections []Section
+	// Registers is true for a chart's first change, which creates it.
+	Registers bool
+}
+
+// CheckChange works out what a change received from elsewhere modifies,
+// and refuses it if the role its commit message records may not change
+// every section it touches. doc is the chart's document holding the
+// change's dependencies (the change itself may already be applied); it is
+// not modified.
+//
+// The change is applied to a fork of doc at its dependencies, and the
+// sections are those of the field writes and note edits it adds there:
+// the operation name in the message is not trusted. A change must also be
+// one this package could have made: it adds writes, never rewrites or
+// removes one; every write it adds is well formed, attributed to the
+// message's author, names its entry under the entry's kind, and
+// supersedes only earlier writes of the same field; it touches the
+// chart's identity only when it creates the chart.
+//
+// Errors: ErrInvalid (a *ValidationError) for an unreadable message or
+// author, or a change this package would never make; ErrForbidden (a
+// *ForbiddenError) for a section the role may not change, returned with
+// the Touched found; ErrNotAChart if the change is not made on a chart;
+// crdt.ErrNotFound if doc lacks a dependency; crdt.ErrMalformed for
+// bytes that do not apply.
+func CheckChange(doc *crdt.Doc, ch crdt.Change) (Touched, error) {
+	var msg message
+	if err := json.Unmarshal([]byte(ch.Message), &msg); err != nil {
+		return Touched{}, invalid("message", "change %s carries no chart message: %v", ch.Hash, err)
+	}
+	t := Touched{Author: Author{UserID: msg.User, Name: msg.Name, Role: msg.Role, Device: msg.Device}}
+	if err := t.Author.Validate(); err != nil {
+		return Touched{}, fmt.Errorf("change %s: %w", ch.Hash, err)
+	}
+	t.Registers = len(ch.Deps) == 0
+
+	// before is the chart the change was made on; a chart's first change
+	// was made on nothing.
+	var (
+		f   *crdt.Doc
+		err error
+	)
+	if t.Registers {
+		f, err = crdt.New(crdt.NewActorID())
+	} else {
+		f, err = doc.Fork(ch.Deps, crdt.NewActorID())
+	}
+	if err != nil {
+		return Touched{}, fmt.Errorf("check change %s: %w", ch.Hash, err)
+	}
+	bs := &state{entries: map[string]*entry{}}
+	probe := ""
+	if !t.Registers {
+		if _, err := Open(f); err != nil {
+			return Touched{}, fmt.Errorf("check change %s: %w", ch.Hash, err)
+		}
+		if bs, err = readState(f); err != nil {
+			return Touched{}, fmt.Errorf("check change %s: %w", ch.Hash, err)
+		}
+		// A probe written concurrently into every container disappears
+		// if the change replaces a container (which would drop
+		// concurrent writes on merge), whatever the container held.
+		probe = "probe-" + newID()
+		if _, err := f.Edit("", time.Unix(0, 0), func(tx *crdt.Tx) error {
+			for _, p := range [][]string{pathChart, pathW, pathNotes} {
+				if err := tx.Put(p, probe, probe); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
+			return Touched{}, fmt.Errorf("check change %s: %w", ch.Hash, err)
+		}
+	}
+	before, err := snapshot(f)
+	if err != nil {
+		return Touched{}, fmt.Errorf("check change %s: %w", ch.Hash, err)
+	}
+	applied, err := f.Apply(ch)
+	if err != nil {
+		return Touched{}, fmt.Errorf("check change %s: %w", ch.Hash, err)
+	}
+	if !slices.Contains(applied, ch.Hash) {
+		return Touched{}, fmt.Errorf("check change %s: its dependencies are not held: %w", ch.Hash, crdt.ErrNotFound)
+	}
+	after, err := snapshot(f)
+	if err != nil {
+		return Touched{}, invalid("change", "change %s breaks the chart's layout: %v", ch.Hash, err)
+	}
+	if err := before.sameLayout(after, t.Registers, probe); err != nil {
+		return Touched{}, fmt.Errorf("change %s: %w", ch.Hash, err)
+	}
+	chartID := bs.chartID
+	if t.Registers {
+		c, err := Open(f)
+		if err != nil {
+			return Touched{}, invalid("change", "change %s starts a document that is not a chart: %v", ch.Hash, err)
+		}
+		chartID = c.ID()
+		t.Sections = addSection(t.Sections, SectionDemographics)
+	}
+
+	// The writes the change adds.
+	known := map[string]*write{} // every readable write of before, by ID
+	kinds := map[string]string{} // entry ID → kind
+	for _, e := range bs.entries {
+		kinds[e.id] = e.kind
+		for _, r := range e.fields {
+			for _, w := range r.all {
+				known[w.ID] = w
+			}
+		}
+	}
+	for _, id := range sortedKeys(after.w) {
+		js := after.w[id]
+		if id == probe {
+			continue
+		}
+		if old, ok := before.w[id]; ok {
+			if old != js {
+				return t, invalid("w", "change %s rewrites the stored write %s", ch.Hash, id)
+			}
+			continue
+		}
+		w := &write{}
+		if err := json.Unmarshal([]byte(js), w); err != nil || !knownKind(w.Kind) || w.Entry == "" || w.Field == "" {
+			return t, invalid("w", "change %s adds an unreadable write %s", ch.Hash, id)
+		}
+		if err := checkField(w.Kind, w.Field, w.Value); err != nil {
+			return t, fmt.Errorf("change %s: %s %s: %w", ch.Hash, w.Kind, w.Entry, err)
+		}
+		if w.author() != t.Author {
+			return t, invalid("author", "change %s by %s adds a write attributed to %s", ch.Hash, t.Author, w.author())
+		}
+		if k, ok := kinds[w.Entry]; ok && k != w.Kind {
+			return t, invalid("w", "change %s writes %s %s, which is a %s", ch.Hash, w.Kind, w.Entry, k)
+		}
+		if (w.Kind == KindPatient) != (w.Entry == chartID) {
+			return t, invalid("w", "change %s writes %s %s, which is not the chart's patient", ch.Hash, w.Kind, w.Entry)
+		}
+		kinds[w.Entry] = w.Kind
+		for _, sup := range w.Supersedes {
+			if o := known[sup]; o == nil || o.Entry != w.Entry || o.Field != w.Field {
+				return t, invalid("w", "change %s: write %s of %s supersedes %s, which is not an earlier value of that field", ch.Hash, id, w.Field, sup)
+			}
+		}
+		s, _ := sectionOf(w.Kind, w.Field)
+		t.Sections = addSection(t.Sections, s)
+	}
+
+	// The notes it creates or edits.
+	for _, id := range sortedKeys(after.notes) {
+		if id == probe || before.notes[id] == after.notes[id] {
+			continue
+		}
+		if kinds[id] != KindEncounter {
+			return t, invalid("notes", "change %s writes a note for %s, which is not an encounter", ch.Hash, id)
+		}
+		t.Sections = addSection(t.Sections, SectionEncounters)
+	}
+	if err := authorize(t.Author.Role, t.Sections); err != nil {
+		return t, fmt.Errorf("change %s: %w", ch.Hash, err)
+	}
+	return t, nil
+}
+
+// layout is what CheckChange compares of a document before and after a
+// change: the root's keys and the contents of the chart's three
+// containers. A value that is not a string (or, for notes, not text) is
+// recorded as a marker no string can equal.
+type layout struct {
+	root            []string
+	chart, w, notes map[string]string
+}
+
+const notAString = "\x00not a string"
+
+func snapshot(d *crdt.Doc) (*layout, error) {
+	l := &layout{}
+	var err error
+	if l.root, err = d.Keys(); err != nil {
+		return nil, err
+	}
+	slices.Sort(l.root)
+	if l.chart, err = stringsAt(d, pathChart); err != nil {
+		return nil, err
+	}
+	if l.w, err = stringsAt(d, pathW); err != nil {
+		return nil, err
+	}
+	keys, err := d.Keys(pathNotes...)
+	if errors.Is(err, crdt.ErrNotFound) {
+		keys, err = nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	l.notes = make(map[string]string, len(keys))
+	for _, k := range keys {
+		s, err := d.Text(pathNotes, k)
+		if err != nil {
+			// A string (the probe) or anything else; only a text is a note.
+			if s, err = d.String(pathNotes, k); err != nil {
+				s = notAString
+			}
+		}
+		l.notes[k] = s
+	}
+	return l, nil
+}
+
+// stringsAt returns the map at path with non-string values as notAString;
+// a missing map is empty.
+func stringsAt(d *crdt.Doc, path []string) (map[string]string, error) {
+	keys, err := d.Keys(path...)
+	if errors.Is(err, crdt.ErrNotFound) {
+		return map[string]string{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	strs, err := d.Strings(path...)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]string, len(keys))
+	for _, k := range keys {
+		if s, ok := strs[k]; ok {
+			out[k] = s
+		} else {
+			out[k] = notAString
+		}
+	}
+	return out, nil
+}
+
+// sameLayout checks that a change left the chart's layout alone: it adds
+// no root key, keeps every container (the probe is still in each), does
+// not touch the chart's identity, and removes no write or note. The first
+// change of a chart creates the layout instead.
+func (b *layout) sameLayout(a *layout, registers bool, probe string) error {
+	if registers {
+		for _, k := range a.root {
+			if !slices.Contains([]string{"chart", "w", "notes"}, k) {
+				return invalid("change", "it creates %q, which is not part of a chart", k)
+			}
+		}
+		return nil
+	}
+	if !slices.Equal(a.root, b.root) {
+		return invalid("change", "it changes the document's root (%q to %q)", b.root, a.root)
+	}
+	for name, m := range map[string]map[string]string{"chart": a.chart, "w": a.w, "notes": a.notes} {
+		if m[probe] != probe {
+			return invalid(name, "it replaces the chart's %s container", name)
+		}
+	}
+	if len(a.chart) != len(b.chart) {
+		return invalid("chart", "it changes the chart's identity")
+	}
+	for k, v := range b.chart {
+		if a.chart[k] != v {
+			return invalid("chart", "it changes the chart's identity")
+		}
+	}
+	for k := range b.w {
+		if _, ok := a.w[k]; !ok {
+			return invalid("w", "it removes the stored write %s", k)
+		}
+	}
+	for k := range b.notes {
+		if _, ok := a.notes[k]; !ok {
+			return invalid("notes", "it removes the note of %s", k)
+		}
+	}
+	return nil
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
