@@ -16,8 +16,9 @@
 // CorrectLabResult, MarkEnteredInError, ...). It is validated against the
 // chart before anything is written — required fields, plausible values and
 // units, legal status transitions — and a bad one returns an error matching
-// ErrInvalid (a *ValidationError naming the field), ErrNotFound or
-// ErrTransition, with the chart unchanged. Each operation is one change
+// ErrInvalid (a *ValidationError naming the field), ErrNotFound,
+// ErrTransition or ErrForbidden (see "Who may change what"), with the
+// chart unchanged. Each operation is one change
 // recording who made it (user, role, device) and when; View.History lists
 // the changes in words.
 //
@@ -69,6 +70,44 @@
 //     drug classes (allergy-drug), and a critical lab value
 //     (critical-lab).
 //
+// # Who may change what
+//
+// Every field of every entry belongs to a Section, and a role may change
+// only the sections the matrix below allows (Permitted). Changing a
+// section includes adding to it, correcting it, resolving its conflicts
+// and marking its entries entered in error; reading is not restricted
+// here. Registering a patient writes the demographics; "no known
+// allergies" belongs to the allergies; an encounter's vitals and note to
+// the encounters.
+//
+//	role                     demographics allergies diagnoses prescriptions lab-results encounters referrals
+//	clinician                     yes        yes       yes         yes          yes         yes        yes
+//	nurse                         yes        yes        -          yes          yes         yes        yes
+//	lab-technician                 -          -         -           -           yes          -          -
+//	registration-clerk            yes         -         -           -            -           -         yes
+//	community-health-worker       yes        yes        -           -            -          yes         -
+//	administrator                 yes         -         -           -            -           -         yes
+//
+// Why: a diagnosis is a clinician's call; a nurse in a rural clinic
+// prescribes under standing orders, runs point-of-care tests and refers.
+// A lab technician records, finalises and corrects lab results only. A
+// registration clerk and an administrator keep who the patient is and
+// which clinics share the chart, nothing clinical (so an administrator
+// cannot mark a clinical entry entered in error). A community health
+// worker registers patients in the village, records the allergies a
+// family reports and visits with vitals and notes, but neither diagnoses
+// nor prescribes.
+//
+// The sections an operation touches are worked out from the writes it
+// plans, never from a list of operations, and New and Chart.Do refuse an
+// author whose role may not change one of them with ErrForbidden (a
+// *ForbiddenError naming the role and section), the chart unchanged;
+// Chart.Sections tells a screen beforehand. A change received from
+// another replica is checked with CheckChange, which applies it to a copy
+// of the chart as it was made, finds the sections its writes and note
+// edits actually modify, and checks them against the role its message
+// records, refusing as well changes this package would never make.
+//
 // # Scope
 //
 // A chart belongs to its home clinic and to every clinic it is referred to
@@ -79,7 +118,10 @@
 // # Caveats
 //
 // Views are computed from the whole document; a chart with thousands of
-// changes takes milliseconds to view. Writes from changes not made through
+// changes takes milliseconds to view, and CheckChange, which forks the
+// document, about as long per change. The role CheckChange trusts is the
+// one the change's message records: until changes are signed, a modified
+// client can claim any role. Writes from changes not made through
 // this package are ignored and counted in View.Unreadable. The drug-class
 // table is a safety net, not a drug-interaction database.
 package record
