@@ -35,6 +35,7 @@ var (
 	chw    = record.Author{UserID: "u-otieno", Name: "Otieno (CHW)", Role: record.RoleCommunityHealthWorker, Device: "village-phone"}
 	doctor = record.Author{UserID: "u-mutua", Name: "Dr Mutua", Role: record.RoleClinician, Device: "district-laptop"}
 	labTec = record.Author{UserID: "u-wafula", Name: "Wafula (lab)", Role: record.RoleLabTechnician, Device: "cloud-lab"}
+	clerk  = record.Author{UserID: "u-njoki", Name: "Njoki (records)", Role: record.RoleRegistrationClerk, Device: "district-desk"}
 )
 
 // maxTrips bounds the phone's rounds.
@@ -209,8 +210,9 @@ func run(ctx context.Context, keep bool) error {
 		charts[g.given] = id
 		fmt.Printf("   %-7s registers %s %s; %s\n", g.v.name+":", g.given, g.fam, g.what)
 	}
-	// The cloud's lab already holds an older chart nobody in the villages has.
-	old, err := cloud.r.Register(ctx, labTec, record.Register{GivenName: "Akinyi", FamilyName: "Atieno", Sex: "female", EstimatedBirthYear: 1970, Village: "Kisumu", HomeClinic: "kamuga"})
+	// The cloud already holds an older chart nobody in the villages has,
+	// registered at the district's records desk, with a result from its lab.
+	old, err := cloud.r.Register(ctx, clerk, record.Register{GivenName: "Akinyi", FamilyName: "Atieno", Sex: "female", EstimatedBirthYear: 1970, Village: "Kisumu", HomeClinic: "kamuga"})
 	if err != nil {
 		return err
 	}
