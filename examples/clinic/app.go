@@ -179,6 +179,7 @@ func entry(v record.View, ref string) (string, error) {
 // explain turns an error into what a person should do next.
 func explain(err error) string {
 	var ve *record.ValidationError
+	var fe *record.ForbiddenError
 	switch {
 	case errors.Is(err, errNotInitialised):
 		return "this device is not set up yet. Run: clinic init -clinic CLINIC-ID -device DEVICE-NAME"
@@ -196,6 +197,15 @@ func explain(err error) string {
 		return err.Error() + ". The cloud refused a change outside this clinic's charts."
 	case errors.Is(err, errNotLoggedIn):
 		return "no one is logged in. Run: clinic login -user USER-ID -name \"NAME\" -role ROLE"
+	case errors.As(err, &fe):
+		var may []string
+		for _, r := range record.Roles() {
+			if record.Permitted(r, fe.Section) {
+				may = append(may, string(r))
+			}
+		}
+		return fmt.Sprintf("you are logged in as a %s, who may not change a patient's %s. Ask someone who may (%s) to do it, logged in as themselves.",
+			fe.Role, fe.Section, strings.Join(may, ", "))
 	case errors.As(err, &ve):
 		return fmt.Sprintf("%s %s. Correct it and run the command again.", strings.ReplaceAll(ve.Field, "_", " "), ve.Reason)
 	case errors.Is(err, record.ErrTransition):

@@ -75,6 +75,16 @@ func TestClinicWorkflow(t *testing.T) {
 	assert.Equal(t, 1, code)
 	assert.Contains(t, errOut, "dose", "the error names the field to correct")
 
+	// A lab technician may not prescribe: the message says who may.
+	code, _, errOut = clinic(t, dir, "login", "-user", "u2", "-name", "Lab B", "-role", "lab-technician")
+	require.Zero(t, code, errOut)
+	code, _, errOut = clinic(t, dir, "prescribe", "-drug", "Morphine", "-dose", "10", "-unit", "mg", "-freq", "Q4H", short)
+	assert.Equal(t, 1, code, "a lab technician prescribed")
+	assert.Contains(t, errOut, "logged in as a lab-technician, who may not change a patient's prescriptions")
+	assert.Contains(t, errOut, "clinician, nurse")
+	code, _, errOut = clinic(t, dir, "login", "-user", "u1", "-name", "Nurse A", "-role", "nurse")
+	require.Zero(t, code, errOut)
+
 	code, out, _ = clinic(t, dir, "show", short)
 	require.Zero(t, code)
 	assert.Contains(t, out, "!! ALERTS")
