@@ -281,7 +281,20 @@ type ReceiveOptions struct {
 	// scope: a chart held here must be in its scope already, and a new
 	// chart must be registered to it. Anything else gives ErrOutOfScope.
 	Clinic string
+	// CheckAuthors checks every new change with record.CheckChange: the
+	// role recorded on it must be allowed to change each chart section it
+	// touches, and it must be a change package record could have made. A
+	// bundle with a change that fails is refused whole with
+	// ErrUnauthorizedChange, and kept in the store's quarantine for review
+	// (store.Store.Quarantined); nothing of it is applied.
+	CheckAuthors bool
 }
+
+// ErrUnauthorizedChange is returned by ReceiveFrom with CheckAuthors for a
+// bundle holding a change its author was not allowed to make (or that
+// record would never make). The error also matches the record error
+// (record.ErrForbidden, record.ErrInvalid).
+var ErrUnauthorizedChange = errors.New("replica: change its author was not allowed to make")
 
 // ErrWrongSender is returned by ReceiveFrom for a bundle from a replica
 // other than ReceiveOptions.Sender.
@@ -372,6 +385,22 @@ func (r *Replica) ReceiveFrom(ctx context.Context, data []byte, opt ReceiveOptio
 		if _, err := l.doc.Apply(fresh...); err != nil {
 			return fail(fmt.Errorf("receive bundle: chart %s: %w", cb.chart, err))
 		}
+		if opt.CheckAuthors {
+			for _, c := range fresh {
+				_, err := record.CheckChange(l.doc, c)
+				if errors.Is(err, crdt.ErrNotFound) {
+					// Its dependencies have not arrived: it cannot be
+					// judged, so it is not taken either.
+					return fail(fmt.Errorf("receive bundle: chart %s: change %s cannot be checked before the changes it depends on: %w", cb.chart, c.Hash, ErrUnauthorizedChange))
+				}
+				if err != nil {
+					for _, l := range touched {
+						r.cache.remove(l.id)
+					}
+					return Received{}, r.quarantine(ctx, b.From, data, fmt.Errorf("receive bundle: chart %s: change %s: %w: %w", cb.chart, c.Hash, ErrUnauthorizedChange, err))
+				}
+			}
+		}
 		if opt.Clinic != "" && !isNew && !slices.Contains(l.scope, opt.Clinic) {
 			// The clinic has lost the chart; changes its devices made
 			// before they learnt of it are still theirs to send.
@@ -423,6 +452,30 @@ func (r *Replica) ReceiveFrom(ctx context.Context, data []byte, opt ReceiveOptio
 	slices.Sort(res.Charts)
 	r.log.Debug("received bundle", "from", b.From, "applied", res.Applied, "duplicates", res.Duplicates, "charts", len(res.Charts))
 	return res, nil
+}
+
+// Quarantined lists the bundles ReceiveFrom refused because of a change
+// its author was not allowed to make, oldest first, for review.
+func (r *Replica) Quarantined(ctx context.Context) ([]store.Quarantined, error) {
+	if err := r.checkOpen(); err != nil {
+		return nil, err
+	}
+	q, err := r.st.Quarantined(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("quarantine: %w", err)
+	}
+	return q, nil
+}
+
+// quarantine keeps a refused bundle for review and returns why it was
+// refused. r.mu is held.
+func (r *Replica) quarantine(ctx context.Context, from string, data []byte, why error) error {
+	q := store.Quarantined{From: from, At: r.cfg.Now().UTC(), Reason: why.Error(), Data: data}
+	if _, err := r.st.Write(ctx, store.Batch{Quarantine: []store.Quarantined{q}}); err != nil {
+		return errors.Join(why, fmt.Errorf("quarantine the bundle: %w", err))
+	}
+	r.log.Warn("quarantined a bundle", "from", from, "reason", why.Error())
+	return why
 }
 
 // madeInScope checks that each change was made on a version of the chart

@@ -14,15 +14,16 @@ import (
 // with the process. FailWrites, when set, makes Write fail with its error
 // and store nothing, to test error paths.
 type Mem struct {
-	mu        sync.Mutex
-	closed    bool
-	log       []Change
-	byHash    map[crdt.Hash]int
-	charts    map[string]Chart
-	snapshots map[string]Snapshot
-	peers     map[string]Peer
-	meta      map[string]string
-	grants    []Grant
+	mu         sync.Mutex
+	closed     bool
+	log        []Change
+	byHash     map[crdt.Hash]int
+	charts     map[string]Chart
+	snapshots  map[string]Snapshot
+	peers      map[string]Peer
+	meta       map[string]string
+	grants     []Grant
+	quarantine []Quarantined
 
 	FailWrites error
 }
@@ -162,6 +163,21 @@ func (m *Mem) Charts(ctx context.Context, q Query) ([]Chart, error) {
 	return out, nil
 }
 
+// Quarantined implements Store.
+func (m *Mem) Quarantined(ctx context.Context) ([]Quarantined, error) {
+	unlock, err := m.lock()
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	out := make([]Quarantined, len(m.quarantine))
+	for i, q := range m.quarantine {
+		q.Data = bytes.Clone(q.Data)
+		out[i] = q
+	}
+	return out, nil
+}
+
 // Grants implements Index.
 func (m *Mem) Grants(ctx context.Context, clinic string, after, upto uint64) ([]Grant, error) {
 	unlock, err := m.lock()
@@ -259,6 +275,10 @@ func (m *Mem) Write(ctx context.Context, b Batch) (uint64, error) {
 		m.charts[c.ID] = c
 	}
 	head := uint64(len(m.log))
+	for _, q := range b.Quarantine {
+		q.Data = bytes.Clone(q.Data)
+		m.quarantine = append(m.quarantine, q)
+	}
 	for _, g := range b.Grants {
 		m.grants = append(m.grants, Grant{Chart: g.Chart, Clinic: g.Clinic, Seq: head, Revoked: g.Revoked})
 	}

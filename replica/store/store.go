@@ -126,6 +126,15 @@ type Query struct {
 	Limit int // 0 means no limit
 }
 
+// Quarantined is a bundle refused because a change in it was not its
+// author's to make, kept for review and never applied.
+type Quarantined struct {
+	From   string    // the sending replica
+	At     time.Time // when it was refused
+	Reason string
+	Data   []byte // the bundle as received
+}
+
 // Batch is one atomic write.
 type Batch struct {
 	Meta      map[string]string
@@ -134,6 +143,8 @@ type Batch struct {
 	Snapshots []NewSnapshot
 	Peers     []Peer // upserted by ID
 	Grants    []NewGrant
+	// Quarantine appends refused bundles for review.
+	Quarantine []Quarantined
 }
 
 // ChangeLog is the log of changes.
@@ -176,6 +187,8 @@ type Store interface {
 	Meta(ctx context.Context, key string) (string, error)
 	// Peers returns every known peer, sorted by ID.
 	Peers(ctx context.Context) ([]Peer, error)
+	// Quarantined returns the quarantined bundles, oldest first.
+	Quarantined(ctx context.Context) ([]Quarantined, error)
 	// Write commits b atomically and durably and returns the log head.
 	Write(ctx context.Context, b Batch) (uint64, error)
 	// Close releases the store. Calls after Close return ErrClosed.

@@ -43,20 +43,21 @@ var (
 
 // Error codes: the "error" member of an error response's JSON body.
 const (
-	CodeMalformed         = "malformed-bundle"
-	CodeVersion           = "unsupported-version"
-	CodeWrongRecipient    = "wrong-recipient"
-	CodeNoCredential      = "no-credential"
-	CodeBadCredential     = "bad-credential"
-	CodeExpiredCredential = "expired-credential"
-	CodeWrongSender       = "wrong-sender"
-	CodeOutOfScope        = "out-of-scope"
-	CodeTooLarge          = "too-large"
-	CodeBusy              = "busy"
-	CodeMethod            = "method-not-allowed"
-	CodeNotFound          = "not-found"
-	CodeInternal          = "internal"
-	CodeUnavailable       = "shutting-down"
+	CodeMalformed          = "malformed-bundle"
+	CodeVersion            = "unsupported-version"
+	CodeWrongRecipient     = "wrong-recipient"
+	CodeNoCredential       = "no-credential"
+	CodeBadCredential      = "bad-credential"
+	CodeExpiredCredential  = "expired-credential"
+	CodeWrongSender        = "wrong-sender"
+	CodeOutOfScope         = "out-of-scope"
+	CodeUnauthorizedChange = "unauthorized-change"
+	CodeTooLarge           = "too-large"
+	CodeBusy               = "busy"
+	CodeMethod             = "method-not-allowed"
+	CodeNotFound           = "not-found"
+	CodeInternal           = "internal"
+	CodeUnavailable        = "shutting-down"
 )
 
 // errorBody is the JSON body of every error response.

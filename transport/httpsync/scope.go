@@ -9,9 +9,11 @@ import (
 )
 
 // receive applies a device's bundle: it must come from the replica the
-// credential names and change only charts in the device's clinic's scope.
+// credential names, change only charts in the device's clinic's scope, and
+// hold only changes whose recorded role may change the chart sections they
+// touch (a bundle with another is refused and quarantined for review).
 func (h *Handler) receive(ctx context.Context, data []byte, dev Device) (replica.Received, error) {
-	return h.rep.ReceiveFrom(ctx, data, replica.ReceiveOptions{Sender: dev.Replica, Clinic: dev.Clinic})
+	return h.rep.ReceiveFrom(ctx, data, replica.ReceiveOptions{Sender: dev.Replica, Clinic: dev.Clinic, CheckAuthors: true})
 }
 
 // bundleFor builds the cloud's answer for a device: only charts in its
@@ -27,6 +29,8 @@ func classifyScope(err error) (status int, code string, ok bool) {
 		return http.StatusForbidden, CodeWrongSender, true
 	case errors.Is(err, replica.ErrOutOfScope):
 		return http.StatusForbidden, CodeOutOfScope, true
+	case errors.Is(err, replica.ErrUnauthorizedChange):
+		return http.StatusForbidden, CodeUnauthorizedChange, true
 	}
 	return 0, "", false
 }

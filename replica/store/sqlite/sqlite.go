@@ -65,6 +65,13 @@ CREATE TABLE IF NOT EXISTS grants (
 	revoked INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS grants_by_clinic ON grants(clinic, seq);
+CREATE TABLE IF NOT EXISTS quarantine (
+	id     INTEGER PRIMARY KEY AUTOINCREMENT,
+	src    TEXT NOT NULL,
+	at     INTEGER NOT NULL,
+	reason TEXT NOT NULL,
+	data   BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS snapshots (chart TEXT PRIMARY KEY, seq INTEGER NOT NULL, data BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS peers (
 	id        TEXT PRIMARY KEY,
@@ -289,6 +296,32 @@ func scanChart(sc interface{ Scan(...any) error }) (store.Chart, error) {
 	return c, nil
 }
 
+// Quarantined implements store.Store.
+func (s *Store) Quarantined(ctx context.Context) ([]store.Quarantined, error) {
+	if err := s.check(); err != nil {
+		return nil, err
+	}
+	rows, err := s.db.QueryContext(ctx, "SELECT src, at, reason, data FROM quarantine ORDER BY id")
+	if err != nil {
+		return nil, fmt.Errorf("read quarantine: %w", err)
+	}
+	defer rows.Close()
+	var out []store.Quarantined
+	for rows.Next() {
+		var q store.Quarantined
+		var at int64
+		if err := rows.Scan(&q.From, &at, &q.Reason, &q.Data); err != nil {
+			return nil, fmt.Errorf("read quarantine: %w", err)
+		}
+		q.At = time.UnixMilli(at).UTC()
+		out = append(out, q)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read quarantine: %w", err)
+	}
+	return out, nil
+}
+
 // Grants implements store.Index.
 func (s *Store) Grants(ctx context.Context, clinic string, after, upto uint64) ([]store.Grant, error) {
 	if err := s.check(); err != nil {
@@ -484,6 +517,11 @@ func (s *Store) Write(ctx context.Context, b store.Batch) (uint64, error) {
 	for _, sn := range b.Snapshots {
 		if _, err := tx.ExecContext(ctx, "INSERT INTO snapshots(chart, seq, data) VALUES(?, ?, ?) ON CONFLICT(chart) DO UPDATE SET seq = excluded.seq, data = excluded.data", sn.Chart, head, sn.Data); err != nil {
 			return 0, fmt.Errorf("write snapshot of %s: %w", sn.Chart, err)
+		}
+	}
+	for _, q := range b.Quarantine {
+		if _, err := tx.ExecContext(ctx, "INSERT INTO quarantine(src, at, reason, data) VALUES(?, ?, ?, ?)", q.From, millis(q.At), q.Reason, q.Data); err != nil {
+			return 0, fmt.Errorf("write quarantine: %w", err)
 		}
 	}
 	for _, g := range b.Grants {

@@ -208,6 +208,31 @@ func Run(t *testing.T, open func(t *testing.T) Opened) {
 			"a clinic leaving a chart's scope is recorded too")
 	})
 
+	t.Run("Quarantine", func(t *testing.T) {
+		s := open(t).Store
+		none, err := s.Quarantined(ctx)
+		require.NoError(t, err)
+		assert.Empty(t, none)
+		at := time.Date(2026, 11, 3, 8, 0, 0, 0, time.UTC)
+		q1 := store.Quarantined{From: "p1", At: at, Reason: "lab technician prescribing", Data: []byte("bundle-1")}
+		q2 := store.Quarantined{From: "p2", At: at.Add(time.Minute), Reason: "forged author", Data: []byte("bundle-2")}
+		_, err = s.Write(ctx, store.Batch{Quarantine: []store.Quarantined{q1}})
+		require.NoError(t, err)
+		_, err = s.Write(ctx, store.Batch{Quarantine: []store.Quarantined{q2}})
+		require.NoError(t, err)
+		got, err := s.Quarantined(ctx)
+		require.NoError(t, err)
+		require.Len(t, got, 2)
+		assert.Equal(t, q1.From, got[0].From, "oldest first")
+		assert.True(t, got[0].At.Equal(q1.At))
+		assert.Equal(t, q1.Reason, got[0].Reason)
+		assert.Equal(t, q1.Data, got[0].Data)
+		assert.Equal(t, q2.Data, got[1].Data)
+		head, err := s.Head(ctx)
+		require.NoError(t, err)
+		assert.Zero(t, head, "a quarantined bundle adds nothing to the log")
+	})
+
 	t.Run("PeersAndMeta", func(t *testing.T) {
 		s := open(t).Store
 		at := time.Date(2026, 11, 4, 10, 0, 0, 0, time.UTC)
