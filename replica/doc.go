@@ -42,6 +42,11 @@
 // removed it, and edits its devices made before they learnt of it are
 // accepted. On a device, Config.Clinic refuses such writes locally.
 //
+// With ReceiveOptions.CheckAuthors (the cloud sets it), every new change
+// is judged by record.CheckChange on what it actually writes: a bundle
+// holding a change that its recorded role may not make is refused whole
+// (ErrUnauthorizedChange) and kept for review (Quarantined).
+//
 // # Usage
 //
 //	r, err := replica.Open(ctx, "clinic.db", replica.Config{})
