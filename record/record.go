@@ -179,6 +179,9 @@ func (c *Chart) Do(by Author, at time.Time, op Op) (Result, error) {
 	if err := authorize(by.Role, pl.sections()); err != nil {
 		return Result{}, err
 	}
+	if err := c.noteChanges(pl); err != nil {
+		return Result{}, err
+	}
 	ch, err := c.doc.Edit(pl.message(by, at), at, func(tx *crdt.Tx) error {
 		return pl.write(tx, s, by, at)
 	})
@@ -275,4 +278,26 @@ func (c *Chart) ViewAt(heads crdt.Heads) (View, error) {
 		return View{}, err
 	}
 	return past.View()
+}
+
+// noteChanges refuses a note edit that leaves the text as it was (such as
+// replacing a character by the same one): it would change nothing a
+// clinician can see, and a change must show what it touched.
+func (c *Chart) noteChanges(pl *plan) error {
+	if !pl.splice {
+		return nil
+	}
+	text, err := c.doc.Text(pathNotes, pl.entry)
+	if err != nil {
+		return nil // the splice itself reports it
+	}
+	r := []rune(text)
+	if pl.splicePos+pl.spliceN > len(r) {
+		return nil // out of range: the splice reports it
+	}
+	after := string(r[:pl.splicePos]) + pl.noteText + string(r[pl.splicePos+pl.spliceN:])
+	if after == text {
+		return invalid("insert", "the edit leaves the note as it was")
+	}
+	return nil
 }

@@ -76,3 +76,15 @@ func TestDoRefusesNilOperation(t *testing.T) {
 		assert.ErrorIs(t, err, record.ErrInvalid, name)
 	}
 }
+
+func TestEditNoteThatChangesNothingIsRefused(t *testing.T) {
+	c := newChart(t)
+	enc := do(t, c, nurse, t0, record.AddEncounter{Complaint: "fever", Note: "Straße"})
+	err := unchanged(t, c, func() error {
+		_, err := c.Do(nurse, t0, record.EditNote{EncounterID: enc, Pos: 4, Delete: 1, Insert: "ß"})
+		return err
+	})
+	assert.ErrorIs(t, err, record.ErrInvalid, "replacing a character by itself changes nothing")
+	do(t, c, nurse, t0, record.EditNote{EncounterID: enc, Pos: 4, Delete: 1, Insert: "ss"})
+	assert.Equal(t, "Strasse", view(t, c).Encounters[0].Note)
+}
