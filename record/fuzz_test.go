@@ -105,7 +105,7 @@ func FuzzApplyToChart(f *testing.F) {
 	v := view(f, base)
 	do(f, away, doctor, t0.Add(time.Hour), record.Prescribe{Drug: "Paracetamol", Dose: 1, DoseUnit: "g", Route: "oral", Frequency: "QID"})
 	do(f, away, doctor, t0.Add(time.Hour), record.MarkEnteredInError{EntryID: v.Diagnoses[0].ID, Reason: "wrong patient"})
-	do(f, away, nurse, t0.Add(time.Hour), record.EditNote{EncounterID: v.Encounters[0].ID, Pos: 3, Delete: 2, Insert: "ld"})
+	do(f, away, nurse, t0.Add(time.Hour), record.EditNote{EncounterID: v.Encounters[0].ID, Pos: 3, Delete: 2, Insert: "LD"})
 	fresh, err := away.Doc().Changes(base.Doc().Heads())
 	require.NoError(f, err)
 	require.Len(f, fresh, 3)
