@@ -2,6 +2,7 @@ package replica_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -60,4 +61,56 @@ func TestCloudRefusesAndQuarantinesUnauthorizedChanges(t *testing.T) {
 	require.NoError(t, err)
 	_, err = hub.Receive(ctx, up.Data)
 	require.NoError(t, err)
+}
+
+// A change whose dependencies have not arrived cannot be judged: it is
+// refused, and not quarantined (it is not known to be wrong).
+func TestCheckAuthorsRefusesChangesItCannotJudgeYet(t *testing.T) {
+	ctx := context.Background()
+	cloud, cloudStore := newMem(t, replica.Config{})
+	dev, _ := newMem(t, replica.Config{Clinic: "north"})
+	id := registerAt(t, dev, "Wanjiru", "north")
+	edit(t, dev, id, allergy(1))
+	out, err := dev.MakeBundle(ctx, cloud.ID())
+	require.NoError(t, err)
+	b, err := replica.DecodeBundle(out.Data)
+	require.NoError(t, err)
+	require.Len(t, b.Changes, 2)
+	b.Changes = b.Changes[1:] // the edit without the registration it depends on
+	b.Upto = b.Base
+	data, err := b.Encode()
+	require.NoError(t, err)
+
+	before := dumpStore(t, cloudStore)
+	_, err = cloud.ReceiveFrom(ctx, data, replica.ReceiveOptions{Sender: dev.ID(), CheckAuthors: true})
+	require.ErrorIs(t, err, replica.ErrUnauthorizedChange)
+	assert.Contains(t, err.Error(), "cannot be checked before the changes it depends on")
+	assert.Equal(t, before, dumpStore(t, cloudStore))
+	q, err := cloud.Quarantined(ctx)
+	require.NoError(t, err)
+	assert.Empty(t, q, "a change that cannot be judged yet is not quarantined")
+}
+
+// When the quarantine cannot be written, the refusal still stands and
+// says so.
+func TestQuarantineWriteFailure(t *testing.T) {
+	ctx := context.Background()
+	cloud, cloudStore := newMem(t, replica.Config{})
+	rogue, _ := newMem(t, replica.Config{})
+	forged, err := forge.Prescription(nurse, labTech, "north", time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC))
+	require.NoError(t, err)
+	require.NoError(t, rogue.Import(ctx, []*record.Chart{forged}))
+	up, err := rogue.MakeBundle(ctx, cloud.ID())
+	require.NoError(t, err)
+
+	diskFull := errors.New("disk full")
+	cloudStore.FailWrites = diskFull
+	_, err = cloud.ReceiveFrom(ctx, up.Data, replica.ReceiveOptions{Sender: rogue.ID(), CheckAuthors: true})
+	require.ErrorIs(t, err, replica.ErrUnauthorizedChange)
+	require.ErrorIs(t, err, diskFull, "the error says the bundle could not be kept")
+	cloudStore.FailWrites = nil
+	q, err := cloud.Quarantined(ctx)
+	require.NoError(t, err)
+	assert.Empty(t, q)
+	assert.Empty(t, chartIDs(t, cloud), "nothing was applied")
 }

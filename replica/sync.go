@@ -394,10 +394,7 @@ func (r *Replica) ReceiveFrom(ctx context.Context, data []byte, opt ReceiveOptio
 					return fail(fmt.Errorf("receive bundle: chart %s: change %s cannot be checked before the changes it depends on: %w", cb.chart, c.Hash, ErrUnauthorizedChange))
 				}
 				if err != nil {
-					for _, l := range touched {
-						r.cache.remove(l.id)
-					}
-					return Received{}, r.quarantine(ctx, b.From, data, fmt.Errorf("receive bundle: chart %s: change %s: %w: %w", cb.chart, c.Hash, ErrUnauthorizedChange, err))
+					return fail(r.quarantine(ctx, b.From, data, fmt.Errorf("receive bundle: chart %s: change %s: %w: %w", cb.chart, c.Hash, ErrUnauthorizedChange, err)))
 				}
 			}
 		}

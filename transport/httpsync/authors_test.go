@@ -11,6 +11,7 @@ import (
 	"github.com/chartsync/chartsync/internal/forge"
 	"github.com/chartsync/chartsync/record"
 	"github.com/chartsync/chartsync/transport/httpsync"
+	"github.com/chartsync/chartsync/transport/transporttest"
 )
 
 // A lab technician's device that adds a prescription (a modified client:
@@ -47,6 +48,6 @@ func TestCloudRefusesLabTechnicianPrescription(t *testing.T) {
 	assert.Equal(t, lab.rep.ID(), q[0].From)
 
 	ward.sync(t)
-	assert.Equal(t, chartIDs(t, c.rep), chartIDs(t, ward.rep))
-	assert.NotContains(t, chartIDs(t, ward.rep), forged.ID(), "the forged chart never reaches another device")
+	assert.Equal(t, transporttest.ChartIDs(t, c.rep), transporttest.ChartIDs(t, ward.rep))
+	assert.NotContains(t, transporttest.ChartIDs(t, ward.rep), forged.ID(), "the forged chart never reaches another device")
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/chartsync/chartsync/internal/wire"
 	"github.com/chartsync/chartsync/replica"
 	"github.com/chartsync/chartsync/transport/httpsync"
+	"github.com/chartsync/chartsync/transport/transporttest"
 )
 
 // TestBadRequests sends what a well-behaved device never would. Each
@@ -197,7 +198,7 @@ func TestBadRequests(t *testing.T) {
 
 	t.Run("the well-behaved client leaves the foreign chart out", func(t *testing.T) {
 		a.sync(t)
-		assert.NotContains(t, chartIDs(t, c.rep), foreign, "the cloud never receives a chart outside the device's clinic")
+		assert.NotContains(t, transporttest.ChartIDs(t, c.rep), foreign, "the cloud never receives a chart outside the device's clinic")
 		requireHasChanges(t, c.rep, wanjiru, nil, "cloud")
 	})
 

@@ -15,6 +15,7 @@ import (
 	"github.com/chartsync/chartsync/record"
 	"github.com/chartsync/chartsync/replica"
 	"github.com/chartsync/chartsync/transport/httpsync"
+	"github.com/chartsync/chartsync/transport/transporttest"
 )
 
 // TestEndToEnd runs a cloud (httpsync.NewServer on a real TLS listener)
@@ -42,8 +43,8 @@ func TestEndToEnd(t *testing.T) {
 	edit(t, l1.rep, nafula, record.AddEncounter{Complaint: "cough", Vitals: record.Vitals{Temperature: 37.9}})
 	syncUntilQuiet(t, rng, devices)
 	requireScoped(t, c, devices)
-	assert.ElementsMatch(t, []string{wanjiru, achieng}, chartIDs(t, k1.rep), "kamuga devices hold kamuga's charts")
-	assert.Equal(t, []string{nafula}, chartIDs(t, l1.rep), "the lwanda device holds only lwanda's chart")
+	assert.ElementsMatch(t, []string{wanjiru, achieng}, transporttest.ChartIDs(t, k1.rep), "kamuga devices hold kamuga's charts")
+	assert.Equal(t, []string{nafula}, transporttest.ChartIDs(t, l1.rep), "the lwanda device holds only lwanda's chart")
 
 	// Round 2: concurrent offline edits of the same charts on both kamuga
 	// devices, and more registrations everywhere.
@@ -71,19 +72,19 @@ func TestEndToEnd(t *testing.T) {
 	edit(t, k1.rep, wanjiru, record.Refer{ToClinic: "lwanda", Reason: "specialist review"})
 	syncUntilQuiet(t, rng, devices)
 	requireScoped(t, c, devices)
-	require.Contains(t, chartIDs(t, l1.rep), wanjiru, "a referred chart reaches the other clinic")
+	require.Contains(t, transporttest.ChartIDs(t, l1.rep), wanjiru, "a referred chart reaches the other clinic")
 	seen := edit(t, l1.rep, wanjiru, record.AddEncounter{Complaint: "review", Note: "seen at lwanda"})
 	syncUntilQuiet(t, rng, devices)
 	requireScoped(t, c, devices)
 	requireHasChanges(t, k1.rep, wanjiru, []crdt.Hash{seen.Change.Hash}, "kamuga tablet")
-	assert.NotContains(t, chartIDs(t, l1.rep), achieng, "an unreferred kamuga chart stays out of lwanda")
+	assert.NotContains(t, transporttest.ChartIDs(t, l1.rep), achieng, "an unreferred kamuga chart stays out of lwanda")
 
 	t.Run("a lwanda device cannot write a kamuga chart", func(t *testing.T) {
 		// A kamuga chart reaches the lwanda device out of band (a file
 		// carried from kamuga), and lwanda edits it.
 		_, err := replica.SyncPair(ctx, k2.rep, l1.rep)
 		require.NoError(t, err)
-		require.Contains(t, chartIDs(t, l1.rep), achieng)
+		require.Contains(t, transporttest.ChartIDs(t, l1.rep), achieng)
 		forged := edit(t, l1.rep, achieng, amoxicillin(750))
 		before := snapshotOf(t, c.rep)
 
@@ -101,7 +102,7 @@ func TestEndToEnd(t *testing.T) {
 	t.Run("a lwanda device cannot read a kamuga chart", func(t *testing.T) {
 		fresh := c.newDevice(t, "lwanda", "lwanda-phone-2", fastRetries())
 		fresh.sync(t)
-		ids := chartIDs(t, fresh.rep)
+		ids := transporttest.ChartIDs(t, fresh.rep)
 		assert.NotContains(t, ids, achieng, "a kamuga chart is never sent to lwanda")
 		assert.Contains(t, ids, wanjiru, "the referred chart is")
 		assert.Contains(t, ids, nafula)
@@ -141,7 +142,7 @@ func requireScoped(t *testing.T, c *cloud, devices []*clinicDevice) {
 			}
 		}
 		slices.Sort(want)
-		have := chartIDs(t, d.rep)
+		have := transporttest.ChartIDs(t, d.rep)
 		for _, id := range want {
 			require.Contains(t, have, id, "device %s lacks chart %s of its clinic's scope", d.name, id)
 			hc, err := c.rep.Heads(ctx, id)

@@ -19,6 +19,7 @@ import (
 	"github.com/chartsync/chartsync/crdt"
 	"github.com/chartsync/chartsync/record"
 	"github.com/chartsync/chartsync/transport/httpsync"
+	"github.com/chartsync/chartsync/transport/transporttest"
 )
 
 // flakyProxy is a TCP proxy on 127.0.0.1 that damages the link the way a
@@ -263,7 +264,7 @@ func testFlakyLink(t *testing.T, h2 bool) {
 	var roundTrips, retries, failures int
 	for step := range 150 {
 		d := devices[rng.IntN(len(devices))]
-		switch ids := chartIDs(t, d.rep); {
+		switch ids := transporttest.ChartIDs(t, d.rep); {
 		case rng.IntN(3) == 0:
 			rep, err := d.client.SyncReport(ctx)
 			roundTrips += rep.RoundTrips
@@ -309,7 +310,7 @@ func testFlakyLink(t *testing.T, h2 bool) {
 		}
 	}
 	histories := 0
-	for _, id := range chartIDs(t, c.rep) {
+	for _, id := range transporttest.ChartIDs(t, c.rep) {
 		histories += len(historyHashes(t, c.rep, id))
 	}
 	assert.Equal(t, total, histories, "the cloud holds every saved change once and nothing else")

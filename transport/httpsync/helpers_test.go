@@ -13,7 +13,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"slices"
 	"testing"
 	"time"
 
@@ -25,6 +24,7 @@ import (
 	"github.com/chartsync/chartsync/replica"
 	"github.com/chartsync/chartsync/replica/store"
 	"github.com/chartsync/chartsync/transport/httpsync"
+	"github.com/chartsync/chartsync/transport/transporttest"
 )
 
 // Fixtures shared by the httpsync tests.
@@ -215,18 +215,6 @@ func allergy(n int) record.AddAllergy {
 	return record.AddAllergy{Substance: fmt.Sprintf("substance-%d", n), Reaction: "rash", Severity: "mild"}
 }
 
-func chartIDs(t testing.TB, r *replica.Replica) []string {
-	t.Helper()
-	cs, err := r.Find(context.Background(), "", 0)
-	require.NoError(t, err, "list charts")
-	ids := make([]string, len(cs))
-	for i, c := range cs {
-		ids[i] = c.ID
-	}
-	slices.Sort(ids)
-	return ids
-}
-
 // snapshot is what a replica holds, as far as a refused request could
 // have changed it: every chart's heads and every peer's positions.
 type snapshot struct {
@@ -237,7 +225,7 @@ type snapshot struct {
 func snapshotOf(t testing.TB, r *replica.Replica) snapshot {
 	t.Helper()
 	s := snapshot{Heads: map[string]crdt.Heads{}}
-	for _, id := range chartIDs(t, r) {
+	for _, id := range transporttest.ChartIDs(t, r) {
 		h, err := r.Heads(context.Background(), id)
 		require.NoError(t, err)
 		s.Heads[id] = h

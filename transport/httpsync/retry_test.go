@@ -280,7 +280,7 @@ func TestConcurrencyLimit(t *testing.T) {
 	require.NoError(t, <-done, "the held sync completes")
 	_, err = b.client.Sync(t.Context())
 	require.NoError(t, err, "the slot is free again")
-	assert.Contains(t, chartIDs(t, b.rep), chartIDs(t, a.rep)[0])
+	assert.Contains(t, transporttest.ChartIDs(t, b.rep), transporttest.ChartIDs(t, a.rep)[0])
 }
 
 func TestGracefulShutdown(t *testing.T) {
@@ -305,7 +305,7 @@ func TestGracefulShutdown(t *testing.T) {
 	close(release)
 	require.NoError(t, <-synced, "a sync in flight when shutdown starts completes")
 	require.NoError(t, <-stopped, "shutdown waits for it and then returns")
-	assert.Contains(t, chartIDs(t, c.rep), id, "the in-flight sync's chart is at the cloud")
+	assert.Contains(t, transporttest.ChartIDs(t, c.rep), id, "the in-flight sync's chart is at the cloud")
 	_, err := d.client.Sync(t.Context())
 	assert.True(t, errors.Is(err, httpsync.ErrUnreachable), "after shutdown the cloud is unreachable: %v", err)
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/chartsync/chartsync/transport/httpsync"
+	"github.com/chartsync/chartsync/transport/transporttest"
 )
 
 // waitStatus waits until the syncer's status satisfies ok, failing the
@@ -68,7 +69,7 @@ func TestSyncerSyncsAfterEdits(t *testing.T) {
 	s.Notify()
 	st = waitStatus(t, s, "sync after the edits", func(st httpsync.Status) bool { return st.Syncs >= 2 && !st.Syncing })
 	assert.Empty(t, st.LastError)
-	assert.Contains(t, chartIDs(t, c.rep), id, "the edits reached the cloud")
+	assert.Contains(t, transporttest.ChartIDs(t, c.rep), id, "the edits reached the cloud")
 	waitStatus(t, s, "nothing pending", func(st httpsync.Status) bool { return st.Pending == 0 })
 
 	require.NoError(t, s.Close(), "close waits for the goroutine")
@@ -117,7 +118,7 @@ func TestSyncerOutage(t *testing.T) {
 	st := waitStatus(t, s, "offline", func(st httpsync.Status) bool { return !st.Online && st.Failures >= 2 })
 	assert.NotEmpty(t, st.LastError, "the status says what went wrong")
 	assert.Equal(t, 1, st.Pending, "the registration waits to be sent")
-	assert.NotContains(t, chartIDs(t, c.rep), id)
+	assert.NotContains(t, transporttest.ChartIDs(t, c.rep), id)
 
 	// The cloud comes back on the same address.
 	ln2, err := net.Listen("tcp", addr)
@@ -127,7 +128,7 @@ func TestSyncerOutage(t *testing.T) {
 	defer srv.Close()
 	st = waitStatus(t, s, "back online", func(st httpsync.Status) bool { return st.Online && st.Pending == 0 && st.Failures == 0 })
 	assert.Empty(t, st.LastError)
-	assert.Contains(t, chartIDs(t, c.rep), id, "the edit made offline reached the cloud")
+	assert.Contains(t, transporttest.ChartIDs(t, c.rep), id, "the edit made offline reached the cloud")
 }
 
 func TestSyncerRefused(t *testing.T) {

@@ -141,17 +141,13 @@ func settle(t *testing.T, p Pair) {
 
 func unacknowledged(t *testing.T, r *replica.Replica, peer string) int {
 	t.Helper()
-	ps, err := r.Peers(t.Context())
+	n, err := r.Pending(t.Context(), peer)
 	require.NoError(t, err)
-	for _, s := range ps {
-		if s.ID == peer {
-			return s.Unacknowledged
-		}
-	}
-	return -1 // never synced: nothing acknowledged yet
+	return n
 }
 
-func chartIDs(t testing.TB, r *replica.Replica) []string {
+// ChartIDs lists the IDs of the charts r holds, sorted.
+func ChartIDs(t testing.TB, r *replica.Replica) []string {
 	t.Helper()
 	cs, err := r.Find(t.Context(), "", 0)
 	require.NoError(t, err, "list charts")
@@ -165,8 +161,8 @@ func chartIDs(t testing.TB, r *replica.Replica) []string {
 
 func sameHeads(t testing.TB, a, b *replica.Replica) bool {
 	t.Helper()
-	ids := chartIDs(t, a)
-	if !slices.Equal(ids, chartIDs(t, b)) {
+	ids := ChartIDs(t, a)
+	if !slices.Equal(ids, ChartIDs(t, b)) {
 		return false
 	}
 	for _, id := range ids {
@@ -185,8 +181,8 @@ func sameHeads(t testing.TB, a, b *replica.Replica) bool {
 // heads and byte-identical views, and stops the test if not.
 func RequireSame(t testing.TB, a, b *replica.Replica) {
 	t.Helper()
-	ids := chartIDs(t, a)
-	require.Equal(t, ids, chartIDs(t, b), "A and B hold different charts")
+	ids := ChartIDs(t, a)
+	require.Equal(t, ids, ChartIDs(t, b), "A and B hold different charts")
 	for _, id := range ids {
 		ha, err := a.Heads(t.Context(), id)
 		require.NoError(t, err)
@@ -348,7 +344,7 @@ func testNothingLost(t *testing.T, p Pair, seed uint64) {
 			continue
 		}
 		s := sides[rng.IntN(2)]
-		ids := chartIDs(t, s.r)
+		ids := ChartIDs(t, s.r)
 		if len(ids) == 0 || rng.IntN(5) == 0 {
 			id, err := s.r.Register(ctx, s.by, patient(fmt.Sprintf("Patient%d", step), "Otieno", villages[rng.IntN(len(villages))]))
 			if err != nil {
