@@ -117,3 +117,27 @@ func TestCraftedActorIndex(t *testing.T) {
 		require.ErrorIs(t, err, crdt.ErrMalformed, name)
 	}
 }
+
+// FuzzChangeActor reads the actor of arbitrary bytes: never a panic,
+// ErrMalformed or an actor, and the same actor ParseChange finds whenever
+// the bytes are one valid change.
+func FuzzChangeActor(f *testing.F) {
+	base := seedDoc(f)
+	chs, err := base.Changes(nil)
+	require.NoError(f, err)
+	for _, c := range chs {
+		f.Add(c.Raw)
+		f.Add(c.Raw[:len(c.Raw)/2])
+	}
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		actor, err := crdt.ChangeActor(data)
+		if err != nil {
+			require.ErrorIs(t, err, crdt.ErrMalformed)
+		}
+		if c, perr := crdt.ParseChange(data); perr == nil {
+			require.NoError(t, err, "a valid change has a readable actor")
+			require.Equal(t, c.Actor, actor)
+		}
+	})
+}

@@ -5,6 +5,7 @@ import (
 	"compress/flate"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -268,4 +269,29 @@ func checkColumn(typ uint64, data []byte, actors uint64) error {
 		}
 	}
 	return r.err
+}
+
+// ChangeActor returns the actor of one raw change (a Change.Raw) by
+// reading its header only, much more cheaply than ParseChange. It does not
+// check the rest of the change. Bytes that do not begin with a change
+// header give ErrMalformed.
+func ChangeActor(raw []byte) (string, error) {
+	if len(raw) < 10 || !bytes.Equal(raw[:4], chunkMagic) || raw[8] != chunkChange {
+		return "", fmt.Errorf("change actor: no change header: %w", ErrMalformed)
+	}
+	n, k := binary.Uvarint(raw[9:])
+	if k <= 0 || n > uint64(len(raw)-9-k) {
+		return "", fmt.Errorf("change actor: bad length: %w", ErrMalformed)
+	}
+	r := &reader{b: raw[9+k : 9+k+int(n)]}
+	deps := r.uvarint("dependency count")
+	if r.err == nil && deps > uint64(len(r.b))/32 {
+		r.fail("dependencies")
+	}
+	r.bytes(deps*32, "dependencies")
+	actor := r.bytes(r.uvarint("actor length"), "actor")
+	if r.err != nil || len(actor) == 0 {
+		return "", fmt.Errorf("change actor: %w", ErrMalformed)
+	}
+	return hex.EncodeToString(actor), nil
 }

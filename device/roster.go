@@ -67,6 +67,9 @@ type Roster struct {
 	cfg RosterConfig
 	mu  sync.RWMutex
 	by  map[string]Enrolment
+	// keys holds, per replica, every enrolment with a signing key seen,
+	// by issue time: the keys its changes may be signed with.
+	keys map[string][]Enrolment
 }
 
 // NewRoster returns an empty roster trusting cfg.Authorities.
@@ -78,7 +81,7 @@ func NewRoster(cfg RosterConfig) (*Roster, error) {
 		cfg.Now = time.Now
 	}
 	cfg.Authorities = slices.Clone(cfg.Authorities)
-	return &Roster{cfg: cfg, by: map[string]Enrolment{}}, nil
+	return &Roster{cfg: cfg, by: map[string]Enrolment{}, keys: map[string][]Enrolment{}}, nil
 }
 
 func (r *Roster) authority(key ed25519.PublicKey) (TrustedAuthority, bool) {
@@ -121,6 +124,7 @@ func (r *Roster) add(e Enrolment) (Enrolment, error) {
 	if !a.covers(e.Device.Clinic) {
 		return Enrolment{}, fmt.Errorf("add enrolment of %s: clinic %s: %w", id, e.Device.Clinic, ErrOutOfScope)
 	}
+	r.rememberKey(e, a)
 	if !e.Revoked && !e.ValidAt(r.cfg.Now()) {
 		return Enrolment{}, fmt.Errorf("add enrolment of %s: expired %s: %w", id, e.Expires.Format(time.RFC3339), ErrExpired)
 	}
@@ -228,7 +232,7 @@ func (r *Roster) Merge(data []byte) (MergeResult, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	// Check every record against a copy first, so a bad record adds nothing.
-	trial := &Roster{cfg: r.cfg, by: maps.Clone(r.by)}
+	trial := &Roster{cfg: r.cfg, by: maps.Clone(r.by), keys: maps.Clone(r.keys)}
 	var res MergeResult
 	for _, e := range recs {
 		got, err := trial.add(e)
@@ -243,7 +247,7 @@ func (r *Roster) Merge(data []byte) (MergeResult, error) {
 			res.Skipped++
 		}
 	}
-	r.by = trial.by
+	r.by, r.keys = trial.by, trial.keys
 	return res, nil
 }
 

@@ -52,6 +52,7 @@ func (m *Mem) lock() (func(), error) {
 
 func cloneChange(c Change) Change {
 	c.Raw = bytes.Clone(c.Raw)
+	c.Sig = bytes.Clone(c.Sig)
 	return c
 }
 
@@ -267,7 +268,7 @@ func (m *Mem) Write(ctx context.Context, b Batch) (uint64, error) {
 		if _, ok := m.byHash[c.Hash]; ok {
 			continue
 		}
-		m.log = append(m.log, Change{Seq: uint64(len(m.log) + 1), Chart: c.Chart, Hash: c.Hash, Raw: bytes.Clone(c.Raw), From: c.From})
+		m.log = append(m.log, Change{Seq: uint64(len(m.log) + 1), Chart: c.Chart, Hash: c.Hash, Raw: bytes.Clone(c.Raw), From: c.From, Sig: bytes.Clone(c.Sig)})
 		m.byHash[c.Hash] = len(m.log) - 1
 	}
 	for _, c := range b.Charts {

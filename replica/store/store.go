@@ -42,6 +42,7 @@ type Change struct {
 	Hash  crdt.Hash // content address; unique in the store
 	Raw   []byte    // the change's bytes
 	From  string    // peer it was received from; "" if made here
+	Sig   []byte    // its author device's signature; nil if unsigned
 }
 
 // NewChange is a change to add. Adding a hash already stored does nothing.
@@ -50,6 +51,7 @@ type NewChange struct {
 	Hash  crdt.Hash
 	Raw   []byte
 	From  string
+	Sig   []byte // the author device's signature, if any
 }
 
 // Chart is a chart's index entry: what finding and listing need, without

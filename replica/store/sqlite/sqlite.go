@@ -44,7 +44,8 @@ CREATE TABLE IF NOT EXISTS changes (
 	chart TEXT NOT NULL,
 	hash  BLOB NOT NULL UNIQUE,
 	raw   BLOB NOT NULL,
-	src   TEXT NOT NULL DEFAULT ''
+	src   TEXT NOT NULL DEFAULT '',
+	sig   BLOB NOT NULL DEFAULT x''
 );
 CREATE INDEX IF NOT EXISTS changes_by_chart ON changes(chart, seq);
 CREATE TABLE IF NOT EXISTS charts (
@@ -108,12 +109,31 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("open store %s: create schema: %w", path, err)
 	}
+	if err := migrate(ctx, db); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
 	var mode string
 	if err := db.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil || mode != "wal" {
 		db.Close()
 		return nil, fmt.Errorf("open store %s: journal mode %q, want wal: %v", path, mode, err)
 	}
 	return &Store{db: db}, nil
+}
+
+// migrate brings a database made by an earlier version up to the schema:
+// the change signature column came later.
+func migrate(ctx context.Context, db *sql.DB) error {
+	var n int
+	if err := db.QueryRowContext(ctx, "SELECT count(*) FROM pragma_table_info('changes') WHERE name = 'sig'").Scan(&n); err != nil {
+		return fmt.Errorf("read schema: %w", err)
+	}
+	if n == 0 {
+		if _, err := db.ExecContext(ctx, "ALTER TABLE changes ADD COLUMN sig BLOB NOT NULL DEFAULT x''"); err != nil {
+			return fmt.Errorf("add the signature column: %w", err)
+		}
+	}
+	return nil
 }
 
 func (s *Store) check() error {
@@ -157,8 +177,11 @@ func scanChanges(rows *sql.Rows) ([]store.Change, error) {
 	for rows.Next() {
 		var c store.Change
 		var hash []byte
-		if err := rows.Scan(&c.Seq, &c.Chart, &hash, &c.Raw, &c.From); err != nil {
+		if err := rows.Scan(&c.Seq, &c.Chart, &hash, &c.Raw, &c.From, &c.Sig); err != nil {
 			return nil, err
+		}
+		if len(c.Sig) == 0 {
+			c.Sig = nil
 		}
 		if len(hash) != len(c.Hash) {
 			return nil, fmt.Errorf("change %d: stored hash of %d bytes", c.Seq, len(hash))
@@ -169,6 +192,15 @@ func scanChanges(rows *sql.Rows) ([]store.Change, error) {
 	return out, rows.Err()
 }
 
+// sigOrEmpty stores a missing signature as an empty blob (the column is
+// NOT NULL).
+func sigOrEmpty(sig []byte) []byte {
+	if sig == nil {
+		return []byte{}
+	}
+	return sig
+}
+
 // Log implements store.ChangeLog.
 func (s *Store) Log(ctx context.Context, after uint64, limit int) ([]store.Change, error) {
 	if err := s.check(); err != nil {
@@ -177,7 +209,7 @@ func (s *Store) Log(ctx context.Context, after uint64, limit int) ([]store.Chang
 	if limit <= 0 {
 		limit = -1
 	}
-	rows, err := s.db.QueryContext(ctx, "SELECT seq, chart, hash, raw, src FROM changes WHERE seq > ? ORDER BY seq LIMIT ?", after, limit)
+	rows, err := s.db.QueryContext(ctx, "SELECT seq, chart, hash, raw, src, sig FROM changes WHERE seq > ? ORDER BY seq LIMIT ?", after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("read log after %d: %w", after, err)
 	}
@@ -193,7 +225,7 @@ func (s *Store) ChartChanges(ctx context.Context, chart string, after uint64) ([
 	if err := s.check(); err != nil {
 		return nil, err
 	}
-	rows, err := s.db.QueryContext(ctx, "SELECT seq, chart, hash, raw, src FROM changes WHERE chart = ? AND seq > ? ORDER BY seq", chart, after)
+	rows, err := s.db.QueryContext(ctx, "SELECT seq, chart, hash, raw, src, sig FROM changes WHERE chart = ? AND seq > ? ORDER BY seq", chart, after)
 	if err != nil {
 		return nil, fmt.Errorf("read changes of %s: %w", chart, err)
 	}
@@ -483,13 +515,13 @@ func (s *Store) Write(ctx context.Context, b store.Batch) (uint64, error) {
 		}
 	}
 	if len(b.Changes) > 0 {
-		st, err := tx.PrepareContext(ctx, "INSERT INTO changes(chart, hash, raw, src) VALUES(?, ?, ?, ?) ON CONFLICT(hash) DO NOTHING")
+		st, err := tx.PrepareContext(ctx, "INSERT INTO changes(chart, hash, raw, src, sig) VALUES(?, ?, ?, ?, ?) ON CONFLICT(hash) DO NOTHING")
 		if err != nil {
 			return 0, fmt.Errorf("write changes: %w", err)
 		}
 		defer st.Close()
 		for _, c := range b.Changes {
-			if _, err := st.ExecContext(ctx, c.Chart, c.Hash[:], c.Raw, c.From); err != nil {
+			if _, err := st.ExecContext(ctx, c.Chart, c.Hash[:], c.Raw, c.From, sigOrEmpty(c.Sig)); err != nil {
 				return 0, fmt.Errorf("write change %s: %w", c.Hash, err)
 			}
 		}

@@ -2,6 +2,8 @@ package sqlite_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"database/sql"
 	"path/filepath"
 	"testing"
 
@@ -32,4 +34,34 @@ func TestConformance(t *testing.T) {
 func TestOpenRefusesURIPath(t *testing.T) {
 	_, err := sqlite.Open(context.Background(), "x.db?mode=memory")
 	require.Error(t, err)
+}
+
+// TestOpenAddsTheSignatureColumn opens a database made before changes
+// carried signatures: its changes read back unsigned, and new ones keep
+// their signatures.
+func TestOpenAddsTheSignatureColumn(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "old.db")
+	db, err := sql.Open("sqlite3", "file:"+path)
+	require.NoError(t, err)
+	_, err = db.Exec(`CREATE TABLE changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, chart TEXT NOT NULL,
+		hash BLOB NOT NULL UNIQUE, raw BLOB NOT NULL, src TEXT NOT NULL DEFAULT '')`)
+	require.NoError(t, err)
+	old := sha256.Sum256([]byte("old"))
+	_, err = db.Exec("INSERT INTO changes(chart, hash, raw) VALUES('a', ?, 'old')", old[:])
+	require.NoError(t, err)
+	require.NoError(t, db.Close())
+
+	s, err := sqlite.Open(ctx, path)
+	require.NoError(t, err, "an older database opens")
+	defer s.Close()
+	sig := []byte("sixty-four bytes of signature, more or less, for the test's sake")
+	_, err = s.Write(ctx, store.Batch{Changes: []store.NewChange{{Chart: "a", Hash: sha256.Sum256([]byte("new")), Raw: []byte("new"), Sig: sig}}})
+	require.NoError(t, err)
+	all, err := s.Log(ctx, 0, 0)
+	require.NoError(t, err)
+	require.Len(t, all, 2)
+	require.Nil(t, all[0].Sig, "a change stored before signatures reads back unsigned")
+	require.Equal(t, sig, all[1].Sig)
+	require.NoError(t, s.IntegrityCheck(ctx))
 }

@@ -6,6 +6,7 @@
 package storetest
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"fmt"
@@ -85,6 +86,38 @@ func Run(t *testing.T, open func(t *testing.T) Opened) {
 		n, err := s.CountAfter(ctx, all[0].Seq, "p2")
 		require.NoError(t, err)
 		assert.Equal(t, 2, n, "changes 2 and 3 were not received from p2; 4 was")
+	})
+
+	t.Run("SignaturesAreKept", func(t *testing.T) {
+		o := open(t)
+		s := o.Store
+		signed := change("a", 1, "p1")
+		signed.Sig = bytes.Repeat([]byte{0xab}, 64)
+		resigned := signed
+		resigned.Sig = bytes.Repeat([]byte{0xcd}, 64)
+		_, err := s.Write(ctx, store.Batch{Changes: []store.NewChange{signed, change("a", 2, "")}})
+		require.NoError(t, err)
+		_, err = s.Write(ctx, store.Batch{Changes: []store.NewChange{resigned}})
+		require.NoError(t, err)
+		check := func(s store.Store) {
+			all, err := s.Log(ctx, 0, 0)
+			require.NoError(t, err)
+			require.Len(t, all, 2)
+			assert.Equal(t, signed.Sig, all[0].Sig, "a change keeps the signature it was first stored with")
+			assert.Nil(t, all[1].Sig, "an unsigned change reads back with a nil signature")
+			byChart, err := s.ChartChanges(ctx, "a", 0)
+			require.NoError(t, err)
+			require.Len(t, byChart, 2)
+			assert.Equal(t, signed.Sig, byChart[0].Sig)
+			all[0].Sig[0] ^= 0xff
+			again, err := s.Log(ctx, 0, 1)
+			require.NoError(t, err)
+			assert.Equal(t, signed.Sig, again[0].Sig, "a returned signature belongs to the caller")
+		}
+		check(s)
+		if o.Reopen != nil {
+			check(o.Reopen(t))
+		}
 	})
 
 	t.Run("ReturnedSlicesBelongToCaller", func(t *testing.T) {
