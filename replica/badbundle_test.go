@@ -58,10 +58,15 @@ func body(from, to string, pos [4]uint64, count uint64, rest ...[]byte) []byte {
 	return out
 }
 
-// changeField is one change as a bundle body holds it.
+// changeField is one unsigned change as a bundle body holds it.
 func changeField(chart string, raw []byte) []byte {
+	return signedField(chart, raw, nil)
+}
+
+// signedField is one change and its signature as a bundle body holds it.
+func signedField(chart string, raw, sig []byte) []byte {
 	id := uuid.MustParse(chart)
-	return wire.AppendBytes(append([]byte{}, id[:]...), raw)
+	return wire.AppendBytes(wire.AppendBytes(append([]byte{}, id[:]...), raw), sig)
 }
 
 func encode(t T, b replica.Bundle) []byte {
@@ -134,7 +139,7 @@ func testBadBundles(t *testing.T, backend string) {
 	from, to := f.a.ID(), f.b.ID()
 	good, err := replica.DecodeBundle(f.good)
 	require.NoError(t, err)
-	_, goodBody, err := wire.Decode(f.good, 'B', 1, replica.MaxBundleBytes)
+	_, goodBody, err := wire.Decode(f.good, 'B', replica.BundleVersion, replica.MaxBundleBytes)
 	require.NoError(t, err)
 	// The recipient's log head, from the summary in its own bundle.
 	answer, err := f.b.MakeBundle(ctx, from)
@@ -166,30 +171,40 @@ func testBadBundles(t *testing.T, backend string) {
 		{"empty", nil, replica.ErrMalformedBundle},
 		{"not a frame", []byte("hello, this is not a bundle at all"), replica.ErrMalformedBundle},
 		{"frame of another kind", wire.Encode('R', 1, goodBody), replica.ErrMalformedBundle},
-		{"version 2", wire.Encode('B', 2, goodBody), replica.ErrBundleVersion},
+		{"version 1 (before signatures)", wire.Encode('B', 1, goodBody), replica.ErrBundleVersion},
+		{"version 3", wire.Encode('B', 3, goodBody), replica.ErrBundleVersion},
 		{"version 0", wire.Encode('B', 0, goodBody), replica.ErrBundleVersion},
 		{"version 255", wire.Encode('B', 255, goodBody), replica.ErrBundleVersion},
-		{"declared body just over the limit", frame('B', 1, 0, replica.MaxBundleBytes+1, uint64(len(goodBody)), goodBody), replica.ErrBundleTooLarge},
-		{"declared body of 2^62 bytes", frame('B', 1, 1, 1<<62, uint64(len(zBig)), zBig), replica.ErrBundleTooLarge},
-		{"stored length beyond the data", frame('B', 1, 0, 1<<20, 1<<20, goodBody), replica.ErrMalformedBundle},
-		{"change over the change limit", wire.Encode('B', 1, body(from, to, pos(0, 0, 0, 0), 1,
+		{"declared body just over the limit", frame('B', replica.BundleVersion, 0, replica.MaxBundleBytes+1, uint64(len(goodBody)), goodBody), replica.ErrBundleTooLarge},
+		{"declared body of 2^62 bytes", frame('B', replica.BundleVersion, 1, 1<<62, uint64(len(zBig)), zBig), replica.ErrBundleTooLarge},
+		{"stored length beyond the data", frame('B', replica.BundleVersion, 0, 1<<20, 1<<20, goodBody), replica.ErrMalformedBundle},
+		{"change over the change limit", wire.Encode('B', replica.BundleVersion, body(from, to, pos(0, 0, 0, 0), 1,
 			chartID[:], binary.AppendUvarint(nil, replica.MaxChangeBytes+1), raw0)), replica.ErrBundleTooLarge},
-		{"compressed body longer than declared", frame('B', 1, 1, uint64(len(goodBody)), uint64(len(zBig)), zBig), replica.ErrMalformedBundle},
-		{"compressed body shorter than declared", frame('B', 1, 1, uint64(len(bigBody)+1), uint64(len(zBig)), zBig), replica.ErrMalformedBundle},
-		{"compressed body that is not zstd", frame('B', 1, 1, uint64(len(goodBody)), uint64(len(goodBody)), goodBody), replica.ErrMalformedBundle},
-		{"unknown flags", frame('B', 1, 2, uint64(len(goodBody)), uint64(len(goodBody)), goodBody), replica.ErrMalformedBundle},
-		{"raw and stored lengths differ", frame('B', 1, 0, uint64(len(goodBody)+1), uint64(len(goodBody)), goodBody), replica.ErrMalformedBundle},
+		{"compressed body longer than declared", frame('B', replica.BundleVersion, 1, uint64(len(goodBody)), uint64(len(zBig)), zBig), replica.ErrMalformedBundle},
+		{"compressed body shorter than declared", frame('B', replica.BundleVersion, 1, uint64(len(bigBody)+1), uint64(len(zBig)), zBig), replica.ErrMalformedBundle},
+		{"compressed body that is not zstd", frame('B', replica.BundleVersion, 1, uint64(len(goodBody)), uint64(len(goodBody)), goodBody), replica.ErrMalformedBundle},
+		{"unknown flags", frame('B', replica.BundleVersion, 2, uint64(len(goodBody)), uint64(len(goodBody)), goodBody), replica.ErrMalformedBundle},
+		{"raw and stored lengths differ", frame('B', replica.BundleVersion, 0, uint64(len(goodBody)+1), uint64(len(goodBody)), goodBody), replica.ErrMalformedBundle},
 		{"byte after the frame", append(bytes.Clone(f.good), 0), replica.ErrMalformedBundle},
 		{"checksum wrong", append(bytes.Clone(f.good[:len(f.good)-1]), f.good[len(f.good)-1]^1), replica.ErrMalformedBundle},
-		{"byte after the last change", wire.Encode('B', 1, append(bytes.Clone(goodBody), 0)), replica.ErrMalformedBundle},
-		{"base after upto", wire.Encode('B', 1, body(from, to, pos(5, 4, 6, 0), 0)), replica.ErrMalformedBundle},
-		{"upto after head", wire.Encode('B', 1, body(from, to, pos(0, 7, 6, 0), 0)), replica.ErrMalformedBundle},
-		{"sender is the recipient", wire.Encode('B', 1, body(to, to, pos(0, 0, 0, 0), 0)), replica.ErrMalformedBundle},
-		{"position varint overflows", wire.Encode('B', 1, append(body(from, to, pos(0, 0, 0, 0), 0)[:32], bytes.Repeat([]byte{0xff}, 11)...)), replica.ErrMalformedBundle},
-		{"body ends inside the positions", wire.Encode('B', 1, body(from, to, pos(0, 0, 0, 0), 0)[:34]), replica.ErrMalformedBundle},
-		{"change count beyond the body", wire.Encode('B', 1, body(from, to, pos(0, 0, 0, 0), 1000, changeField(f.chart, raw0))), replica.ErrMalformedBundle},
-		{"empty change", wire.Encode('B', 1, body(from, to, pos(0, 0, 0, 0), 1, changeField(f.chart, nil))), replica.ErrMalformedBundle},
-		{"change length beyond the body", wire.Encode('B', 1, body(from, to, pos(0, 0, 0, 0), 1, changeField(f.chart, raw0)[:16+3+100])), replica.ErrMalformedBundle},
+		{"byte after the last change", wire.Encode('B', replica.BundleVersion, append(bytes.Clone(goodBody), 0)), replica.ErrMalformedBundle},
+		{"base after upto", wire.Encode('B', replica.BundleVersion, body(from, to, pos(5, 4, 6, 0), 0)), replica.ErrMalformedBundle},
+		{"upto after head", wire.Encode('B', replica.BundleVersion, body(from, to, pos(0, 7, 6, 0), 0)), replica.ErrMalformedBundle},
+		{"sender is the recipient", wire.Encode('B', replica.BundleVersion, body(to, to, pos(0, 0, 0, 0), 0)), replica.ErrMalformedBundle},
+		{"position varint overflows", wire.Encode('B', replica.BundleVersion, append(body(from, to, pos(0, 0, 0, 0), 0)[:32], bytes.Repeat([]byte{0xff}, 11)...)), replica.ErrMalformedBundle},
+		{"body ends inside the positions", wire.Encode('B', replica.BundleVersion, body(from, to, pos(0, 0, 0, 0), 0)[:34]), replica.ErrMalformedBundle},
+		{"change count beyond the body", wire.Encode('B', replica.BundleVersion, body(from, to, pos(0, 0, 0, 0), 1000, changeField(f.chart, raw0))), replica.ErrMalformedBundle},
+		{"empty change", wire.Encode('B', replica.BundleVersion, body(from, to, pos(0, 0, 0, 0), 1, changeField(f.chart, nil))), replica.ErrMalformedBundle},
+		{"change length beyond the body", wire.Encode('B', replica.BundleVersion, body(from, to, pos(0, 0, 0, 0), 1, changeField(f.chart, raw0)[:16+3+100])), replica.ErrMalformedBundle},
+		{"signature over the limit", wire.Encode('B', replica.BundleVersion, body(from, to, pos(0, 0, 0, 0), 1,
+			signedField(f.chart, raw0, make([]byte, replica.MaxSignatureBytes+1)), []byte{0})), replica.ErrBundleTooLarge},
+		{"no signer count", wire.Encode('B', replica.BundleVersion, body(from, to, pos(0, 0, 0, 0), 1, changeField(f.chart, raw0))), replica.ErrMalformedBundle},
+		{"signer count beyond the body", wire.Encode('B', replica.BundleVersion, body(from, to, pos(0, 0, 0, 0), 1,
+			changeField(f.chart, raw0), []byte{100}, wire.AppendBytes(nil, []byte("signer")))), replica.ErrMalformedBundle},
+		{"empty signer", wire.Encode('B', replica.BundleVersion, body(from, to, pos(0, 0, 0, 0), 1,
+			changeField(f.chart, raw0), []byte{1, 0})), replica.ErrMalformedBundle},
+		{"signer over the limit", wire.Encode('B', replica.BundleVersion, body(from, to, pos(0, 0, 0, 0), 1,
+			changeField(f.chart, raw0), []byte{1}, wire.AppendBytes(nil, make([]byte, replica.MaxSignerBytes+1)))), replica.ErrBundleTooLarge},
 		{"garbage change bytes", encode(t, replica.Bundle{From: from, To: to, Changes: []replica.BundleChange{
 			{Chart: f.chart, Raw: []byte("this is not an automerge change")}}}), replica.ErrMalformedBundle},
 		{"good changes, then garbage", encode(t, replica.Bundle{From: from, To: to, Changes: []replica.BundleChange{

@@ -27,11 +27,19 @@ var (
 
 const (
 	bundleKind    = 'B'
-	bundleVersion = 1
+	bundleVersion = BundleVersion
+	// BundleVersion is the bundle format version this build writes and
+	// reads: a wire frame of kind 'B' (version 2 added change signatures
+	// and signer enrolments).
+	BundleVersion = 2
 	// MaxBundleBytes bounds a decoded bundle.
 	MaxBundleBytes = 256 << 20
 	// MaxChangeBytes bounds one change in a bundle.
 	MaxChangeBytes = 16 << 20
+	// MaxSignatureBytes bounds one change signature in a bundle.
+	MaxSignatureBytes = 128
+	// MaxSignerBytes bounds one signer enrolment in a bundle.
+	MaxSignerBytes = 4096
 )
 
 // Bundle is what one replica sends another, over any courier. It carries
@@ -48,12 +56,18 @@ type Bundle struct {
 	Head     uint64
 	Ack      uint64
 	Changes  []BundleChange
+	// Signers are signed enrolments (see Keys) of devices whose changes
+	// the bundle carries, so a recipient that has not met a device can
+	// check its signatures.
+	Signers [][]byte
 }
 
-// BundleChange is one raw change of one chart.
+// BundleChange is one raw change of one chart, with its author device's
+// signature (nil if unsigned).
 type BundleChange struct {
 	Chart string // chart ID (a UUID)
 	Raw   []byte
+	Sig   []byte
 }
 
 // Complete reports whether the bundle carries all the sender had.
@@ -82,7 +96,10 @@ func (b *Bundle) Encode() ([]byte, error) {
 	}
 	size := 64
 	for _, c := range b.Changes {
-		size += 16 + 4 + len(c.Raw)
+		size += 16 + 4 + len(c.Raw) + 1 + len(c.Sig)
+	}
+	for _, k := range b.Signers {
+		size += 2 + len(k)
 	}
 	body := make([]byte, 0, size)
 	body = append(body, from...)
@@ -95,8 +112,19 @@ func (b *Bundle) Encode() ([]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("bundle chart id %q: %w", c.Chart, err)
 		}
+		if len(c.Sig) > MaxSignatureBytes {
+			return nil, fmt.Errorf("bundle change signature of %d bytes: %w", len(c.Sig), ErrBundleTooLarge)
+		}
 		body = append(body, id[:]...)
 		body = wire.AppendBytes(body, c.Raw)
+		body = wire.AppendBytes(body, c.Sig)
+	}
+	body = binary.AppendUvarint(body, uint64(len(b.Signers)))
+	for _, k := range b.Signers {
+		if len(k) == 0 || len(k) > MaxSignerBytes {
+			return nil, fmt.Errorf("bundle signer enrolment of %d bytes: %w", len(k), ErrMalformedBundle)
+		}
+		body = wire.AppendBytes(body, k)
 	}
 	return wire.Encode(bundleKind, bundleVersion, body), nil
 }
@@ -105,9 +133,13 @@ func (b *Bundle) Encode() ([]byte, error) {
 // Errors match ErrMalformedBundle, ErrBundleVersion or ErrBundleTooLarge.
 // The changes' bytes are checked by Receive, not here.
 func DecodeBundle(data []byte) (*Bundle, error) {
-	_, body, err := wire.Decode(data, bundleKind, bundleVersion, MaxBundleBytes)
+	version, body, err := wire.Decode(data, bundleKind, bundleVersion, MaxBundleBytes)
 	if err != nil {
 		return nil, fmt.Errorf("decode bundle: %w", err)
+	}
+	if version != bundleVersion {
+		// Version 1 carried no signatures; its sender must be updated.
+		return nil, fmt.Errorf("decode bundle: version %d from a sender older than this build (update it to send version %d): %w", version, bundleVersion, ErrBundleVersion)
 	}
 	r := wire.NewReader(body)
 	from, err := r.Fixed(16)
@@ -130,7 +162,7 @@ func DecodeBundle(data []byte) (*Bundle, error) {
 	if b.From == b.To {
 		return nil, fmt.Errorf("decode bundle: sender is recipient: %w", ErrMalformedBundle)
 	}
-	n, err := r.Count(16 + 1)
+	n, err := r.Count(16 + 2)
 	if err != nil {
 		return nil, fmt.Errorf("decode bundle change count: %w", err)
 	}
@@ -147,7 +179,29 @@ func DecodeBundle(data []byte) (*Bundle, error) {
 		if len(raw) == 0 {
 			return nil, fmt.Errorf("decode bundle change %d: empty: %w", i, ErrMalformedBundle)
 		}
-		b.Changes[i] = BundleChange{Chart: uuid.UUID(id).String(), Raw: raw}
+		sig, err := r.Bytes(MaxSignatureBytes)
+		if err != nil {
+			return nil, fmt.Errorf("decode bundle change %d signature: %w", i, err)
+		}
+		if len(sig) == 0 {
+			sig = nil
+		}
+		b.Changes[i] = BundleChange{Chart: uuid.UUID(id).String(), Raw: raw, Sig: sig}
+	}
+	k, err := r.Count(2)
+	if err != nil {
+		return nil, fmt.Errorf("decode bundle signer count: %w", err)
+	}
+	if k > 0 {
+		b.Signers = make([][]byte, k)
+	}
+	for i := range b.Signers {
+		if b.Signers[i], err = r.Bytes(MaxSignerBytes); err != nil {
+			return nil, fmt.Errorf("decode bundle signer %d: %w", i, err)
+		}
+		if len(b.Signers[i]) == 0 {
+			return nil, fmt.Errorf("decode bundle signer %d: empty: %w", i, ErrMalformedBundle)
+		}
 	}
 	if err := r.Done(); err != nil {
 		return nil, fmt.Errorf("decode bundle: %w", err)

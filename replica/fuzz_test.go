@@ -65,7 +65,7 @@ func fuzzSeeds(t testing.TB, sender, recipient *replica.Replica) [][]byte {
 func withBodies(t testing.TB, frames [][]byte) [][]byte {
 	out := append([][]byte{}, frames...)
 	for _, f := range frames {
-		_, body, err := wire.Decode(f, 'B', 1, replica.MaxBundleBytes)
+		_, body, err := wire.Decode(f, 'B', replica.BundleVersion, replica.MaxBundleBytes)
 		require.NoError(t, err)
 		out = append(out, body)
 	}
@@ -81,7 +81,7 @@ func FuzzDecodeBundle(f *testing.F) {
 	f.Add([]byte{})
 	f.Add([]byte("CSB\x01\x01\x00"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		for _, in := range [][]byte{data, wire.Encode('B', 1, data)} {
+		for _, in := range [][]byte{data, wire.Encode('B', replica.BundleVersion, data)} {
 			b, err := replica.DecodeBundle(in)
 			if err != nil {
 				require.True(t, isTypedBundleError(err), "untyped error %v", err)
@@ -110,7 +110,7 @@ func FuzzReceive(f *testing.F) {
 	}
 	ctx := context.Background()
 	f.Fuzz(func(t *testing.T, data []byte) {
-		for _, in := range [][]byte{data, wire.Encode('B', 1, data)} {
+		for _, in := range [][]byte{data, wire.Encode('B', replica.BundleVersion, data)} {
 			before := dumpStore(t, st)
 			got, err := recipient.Receive(ctx, in)
 			if err != nil {

@@ -29,6 +29,10 @@ var ErrNotFound = errors.New("chart not found")
 // ErrClosed is returned by calls on a closed replica.
 var ErrClosed = errors.New("replica closed")
 
+// ErrWrongSigner is returned by New when Config.Signer is another
+// replica's key pair.
+var ErrWrongSigner = errors.New("replica: signer is another device's")
+
 // Config tunes a Replica. The zero value works.
 type Config struct {
 	// CacheCharts bounds how many charts are kept loaded (default 256;
@@ -49,6 +53,20 @@ type Config struct {
 	// in its scope (see record.Chart.Scope), as the cloud would refuse
 	// anything else. Empty (a cloud or hub) allows everything.
 	Clinic string
+	// Signer, if set, signs every change made here (the device's key
+	// pair); its replica ID must be this replica's.
+	Signer Signer
+	// Keys, if set, makes every received change prove its author: it must
+	// carry a signature that verifies against the key its actor (a device)
+	// was enrolled with, or the bundle is refused with ErrForgedChange and
+	// quarantined. Bundles made here then carry the enrolments of the
+	// devices whose changes they hold, so that a recipient that has not
+	// met a device can check them. Set it on every replica of a
+	// deployment, together with Signer on every device.
+	Keys Keys
+	// CheckAuthors checks every received change as
+	// ReceiveOptions.CheckAuthors does, on every path a bundle arrives by.
+	CheckAuthors bool
 }
 
 // Validate reports a configuration that cannot work.
@@ -112,7 +130,8 @@ func Open(ctx context.Context, path string, cfg Config) (*Replica, error) {
 }
 
 // New returns a replica over st, which it owns from then on (Close closes
-// it). A new store is given a fresh random replica ID.
+// it). A new store is given Config.Signer's replica ID, or else a fresh
+// random one.
 func New(ctx context.Context, st store.Store, cfg Config) (*Replica, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -125,6 +144,12 @@ func New(ctx context.Context, st store.Store, cfg Config) (*Replica, error) {
 			return nil, fmt.Errorf("new replica id: %w", err)
 		}
 		id = hex.EncodeToString(b[:])
+		if cfg.Signer != nil {
+			id = cfg.Signer.ReplicaID() // the device's identity names its replica
+			if _, err := idBytes(id); err != nil {
+				return nil, fmt.Errorf("signer's %w", err)
+			}
+		}
 		if _, err := st.Write(ctx, store.Batch{Meta: map[string]string{metaReplicaID: id}}); err != nil {
 			return nil, fmt.Errorf("store replica id: %w", err)
 		}
@@ -133,6 +158,9 @@ func New(ctx context.Context, st store.Store, cfg Config) (*Replica, error) {
 	}
 	if _, err := idBytes(id); err != nil {
 		return nil, fmt.Errorf("stored %w", err)
+	}
+	if cfg.Signer != nil && cfg.Signer.ReplicaID() != id {
+		return nil, fmt.Errorf("open replica %s with the key pair of device %s: %w", id, cfg.Signer.ReplicaID(), ErrWrongSigner)
 	}
 	return &Replica{st: st, id: id, cfg: cfg, log: cfg.Logger.With("replica", id), cache: newLRU(cfg.CacheCharts)}, nil
 }
@@ -188,7 +216,7 @@ func (r *Replica) Register(ctx context.Context, by record.Author, reg record.Reg
 		return "", fmt.Errorf("register patient: %w", err)
 	}
 	l := &loaded{id: id, doc: chart.Doc(), chart: chart, sinceSnapshot: 1}
-	b := store.Batch{Changes: []store.NewChange{{Chart: id, Hash: res.Change.Hash, Raw: res.Change.Raw}}}
+	b := store.Batch{Changes: []store.NewChange{{Chart: id, Hash: res.Change.Hash, Raw: res.Change.Raw, Sig: r.sign(id, res.Change.Hash)}}}
 	if err := r.addChartWrites(&b, l); err != nil {
 		return "", err
 	}
@@ -229,7 +257,7 @@ func (r *Replica) Edit(ctx context.Context, chartID string, by record.Author, op
 		return record.Result{}, fmt.Errorf("edit chart %s: %w", chartID, err)
 	}
 	l.sinceSnapshot++
-	b := store.Batch{Changes: []store.NewChange{{Chart: chartID, Hash: res.Change.Hash, Raw: res.Change.Raw}}}
+	b := store.Batch{Changes: []store.NewChange{{Chart: chartID, Hash: res.Change.Hash, Raw: res.Change.Raw, Sig: r.sign(chartID, res.Change.Hash)}}}
 	if err := r.addChartWrites(&b, l); err != nil {
 		r.cache.remove(chartID)
 		return record.Result{}, err

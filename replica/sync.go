@@ -149,7 +149,7 @@ func (r *Replica) MakeBundleFor(ctx context.Context, peer string, opt BundleOpti
 			return Outgoing{}, fmt.Errorf("make bundle for %s: %w", peer, scopeErr)
 		}
 		for _, c := range picked {
-			b.Changes = append(b.Changes, BundleChange{Chart: c.Chart, Raw: c.Raw})
+			b.Changes = append(b.Changes, BundleChange{Chart: c.Chart, Raw: c.Raw, Sig: c.Sig})
 			budget -= len(c.Raw)
 		}
 		if upto > b.Upto {
@@ -166,6 +166,9 @@ func (r *Replica) MakeBundleFor(ctx context.Context, peer string, opt BundleOpti
 		if err := r.backfill(ctx, b, opt.Clinic, inScope); err != nil {
 			return Outgoing{}, fmt.Errorf("make bundle for %s: %w", peer, err)
 		}
+	}
+	if b.Signers, err = r.signers(ctx, b); err != nil {
+		return Outgoing{}, fmt.Errorf("make bundle for %s: %w", peer, err)
 	}
 	data, err := b.Encode()
 	if err != nil {
@@ -241,7 +244,7 @@ func (r *Replica) backfill(ctx context.Context, b *Bundle, clinic string, inScop
 				break
 			}
 			if c.From != b.To {
-				b.Changes = append(b.Changes, BundleChange{Chart: c.Chart, Raw: c.Raw})
+				b.Changes = append(b.Changes, BundleChange{Chart: c.Chart, Raw: c.Raw, Sig: c.Sig})
 			}
 		}
 	}
@@ -260,6 +263,7 @@ type Received struct {
 type chartBatch struct {
 	chart   string
 	changes []crdt.Change
+	sigs    [][]byte // each change's signature
 }
 
 // Receive applies a bundle from a peer, whole or not at all. A bundle seen
@@ -349,6 +353,11 @@ func (r *Replica) ReceiveFrom(ctx context.Context, data []byte, opt ReceiveOptio
 
 	res := Received{From: b.From, Complete: b.Complete()}
 	batch := store.Batch{Peers: []store.Peer{np}}
+	checkAuthors := opt.CheckAuthors || r.cfg.CheckAuthors
+	var signed *verifier
+	if r.cfg.Keys != nil {
+		signed = r.newVerifier(ctx, b)
+	}
 	var touched []*loaded // cached charts changed in memory
 	fail := func(err error) (Received, error) {
 		for _, l := range touched {
@@ -357,14 +366,25 @@ func (r *Replica) ReceiveFrom(ctx context.Context, data []byte, opt ReceiveOptio
 		return Received{}, err
 	}
 	for _, cb := range batches {
-		var fresh []crdt.Change
-		for _, c := range cb.changes {
+		var (
+			fresh []crdt.Change
+			sigs  [][]byte
+		)
+		for i, c := range cb.changes {
 			if known[c.Hash] {
 				res.Duplicates++
 				continue
 			}
 			known[c.Hash] = true
 			fresh = append(fresh, c)
+			sigs = append(sigs, cb.sigs[i])
+			if signed != nil {
+				if err := signed.verify(cb.chart, c, cb.sigs[i]); errors.Is(err, ErrForgedChange) {
+					return fail(r.quarantine(ctx, b.From, data, fmt.Errorf("receive bundle: %w", err)))
+				} else if err != nil {
+					return fail(fmt.Errorf("receive bundle: %w", err))
+				}
+			}
 		}
 		if len(fresh) == 0 {
 			continue
@@ -385,7 +405,7 @@ func (r *Replica) ReceiveFrom(ctx context.Context, data []byte, opt ReceiveOptio
 		if _, err := l.doc.Apply(fresh...); err != nil {
 			return fail(fmt.Errorf("receive bundle: chart %s: %w", cb.chart, err))
 		}
-		if opt.CheckAuthors {
+		if checkAuthors {
 			for _, c := range fresh {
 				_, err := record.CheckChange(l.doc, c)
 				if errors.Is(err, crdt.ErrNotFound) {
@@ -424,14 +444,17 @@ func (r *Replica) ReceiveFrom(ctx context.Context, data []byte, opt ReceiveOptio
 			}
 		}
 		l.sinceSnapshot += len(fresh)
-		for _, c := range fresh {
-			batch.Changes = append(batch.Changes, store.NewChange{Chart: cb.chart, Hash: c.Hash, Raw: c.Raw, From: b.From})
+		for i, c := range fresh {
+			batch.Changes = append(batch.Changes, store.NewChange{Chart: cb.chart, Hash: c.Hash, Raw: c.Raw, From: b.From, Sig: sigs[i]})
 		}
 		if err := r.addChartWrites(&batch, l); err != nil {
 			return fail(fmt.Errorf("receive bundle: %w", err))
 		}
 		res.Applied += len(fresh)
 		res.Charts = append(res.Charts, cb.chart)
+	}
+	if signed != nil {
+		signed.addTo(&batch)
 	}
 	if len(batch.Changes) == 0 && np.Acked == p.Acked && np.Received == p.Received && !p.LastSync.IsZero() {
 		// A repeated bundle, or an idle exchange: nothing to store, and
@@ -522,6 +545,7 @@ func parseBundle(b *Bundle) ([]chartBatch, []crdt.Hash, error) {
 			batches = append(batches, chartBatch{chart: bc.Chart})
 		}
 		batches[j].changes = append(batches[j].changes, c)
+		batches[j].sigs = append(batches[j].sigs, bc.Sig)
 		hashes = append(hashes, c.Hash)
 	}
 	return batches, hashes, nil

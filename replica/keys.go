@@ -1,0 +1,175 @@
+package replica
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/chartsync/chartsync/crdt"
+	"github.com/chartsync/chartsync/replica/store"
+)
+
+// Signer signs the changes a replica makes: the device's key pair
+// (*device.Identity is one). Its replica ID must be the replica's, which
+// is the actor of every change made there.
+type Signer interface {
+	ReplicaID() string
+	// SignChange signs the change with hash in chart.
+	SignChange(chart string, hash [32]byte) []byte
+}
+
+// Keys verifies change signatures: a directory of devices' keys, each
+// enrolled by an authority the replica trusts (*device.Roster is one).
+// It must be safe for concurrent use.
+type Keys interface {
+	// VerifyChange checks that sig is replicaID's signature of the change
+	// with hash in chart. It returns an error if it is not, or if no key
+	// of replicaID is known.
+	VerifyChange(replicaID, chart string, hash [32]byte, sig []byte) error
+	// SignerEnrolment returns the signed record that carries replicaID's
+	// key, to send along with its changes; false if none is held.
+	SignerEnrolment(replicaID string) ([]byte, bool)
+	// LearnSigner checks a signed record from SignerEnrolment (made by a
+	// trusted authority) and keeps its key; it returns the replica ID it
+	// is for.
+	LearnSigner(record []byte) (string, error)
+}
+
+// ErrForgedChange is returned by Receive, on a replica with Config.Keys,
+// for a bundle holding a change that is unsigned, whose signature does
+// not verify against its actor's key, or whose actor is no device a
+// trusted authority enrolled (a change credited to another device, or
+// moved to another chart, is one). The bundle is kept in the quarantine
+// for review and nothing of it is applied.
+var ErrForgedChange = errors.New("replica: change not signed by its author device")
+
+// metaSigner is the meta key prefix under which a replica keeps the signed
+// enrolment of each device whose changes it holds (in base64), so it can
+// pass them on with those changes after a restart.
+const metaSigner = "signer/"
+
+// storedSigner returns the signed enrolment of actor kept in the store.
+func (r *Replica) storedSigner(ctx context.Context, actor string) ([]byte, error) {
+	v, err := r.st.Meta(ctx, metaSigner+actor)
+	if err != nil {
+		return nil, err
+	}
+	rec, err := base64.StdEncoding.DecodeString(v)
+	if err != nil {
+		return nil, fmt.Errorf("stored signer of %s: %w", actor, err)
+	}
+	return rec, nil
+}
+
+// sign signs a change made here, or returns nil without a Signer.
+func (r *Replica) sign(chart string, h crdt.Hash) []byte {
+	if r.cfg.Signer == nil {
+		return nil
+	}
+	return r.cfg.Signer.SignChange(chart, h)
+}
+
+// signers returns the signed enrolments of the devices whose changes b
+// carries, as far as they are known, for a recipient that may not have
+// met them.
+func (r *Replica) signers(ctx context.Context, b *Bundle) ([][]byte, error) {
+	if r.cfg.Keys == nil || len(b.Changes) == 0 {
+		return nil, nil
+	}
+	seen := map[string]bool{}
+	var out [][]byte
+	for _, c := range b.Changes {
+		actor, err := crdt.ChangeActor(c.Raw)
+		if err != nil || seen[actor] {
+			continue
+		}
+		seen[actor] = true
+		if rec, ok := r.cfg.Keys.SignerEnrolment(actor); ok {
+			out = append(out, rec)
+			continue
+		}
+		rec, err := r.storedSigner(ctx, actor)
+		if errors.Is(err, store.ErrNotFound) {
+			continue // the recipient decides what an unknown signer means
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, rec)
+	}
+	return out, nil
+}
+
+// verifier checks the signatures of one received bundle's changes.
+type verifier struct {
+	r       *Replica
+	ctx     context.Context
+	learnt  map[string]error // what learning each bundle signer gave, by replica
+	checked map[string]bool  // actors whose enrolment is stored or to be
+	meta    map[string]string
+}
+
+func (r *Replica) newVerifier(ctx context.Context, b *Bundle) *verifier {
+	v := &verifier{r: r, ctx: ctx, learnt: map[string]error{}, checked: map[string]bool{}, meta: map[string]string{}}
+	for _, rec := range b.Signers {
+		if id, err := r.cfg.Keys.LearnSigner(rec); id != "" {
+			v.learnt[id] = err
+		}
+	}
+	return v
+}
+
+// verify checks one change of chart, and notes its signer's enrolment for
+// storing with it.
+func (v *verifier) verify(chart string, c crdt.Change, sig []byte) error {
+	if len(sig) == 0 {
+		return fmt.Errorf("change %s of chart %s by %s is not signed: %w", c.Hash, chart, c.Actor, ErrForgedChange)
+	}
+	err := v.r.cfg.Keys.VerifyChange(c.Actor, chart, [32]byte(c.Hash), sig)
+	if err != nil && !v.checked[c.Actor] {
+		// A signer met before, whose record this replica stored, but
+		// the directory has not learnt since it was opened.
+		if rec, merr := v.r.storedSigner(v.ctx, c.Actor); merr == nil {
+			if _, lerr := v.r.cfg.Keys.LearnSigner(rec); lerr == nil {
+				err = v.r.cfg.Keys.VerifyChange(c.Actor, chart, [32]byte(c.Hash), sig)
+			}
+		}
+	}
+	if err != nil {
+		if lerr := v.learnt[c.Actor]; lerr != nil {
+			err = fmt.Errorf("%w (the bundle's record of the device was refused: %w)", err, lerr)
+		}
+		return fmt.Errorf("change %s of chart %s signed as %s: %w: %w", c.Hash, chart, c.Actor, ErrForgedChange, err)
+	}
+	if !v.checked[c.Actor] {
+		v.checked[c.Actor] = true
+		if _, err := v.r.st.Meta(v.ctx, metaSigner+c.Actor); errors.Is(err, store.ErrNotFound) {
+			if rec, ok := v.r.cfg.Keys.SignerEnrolment(c.Actor); ok {
+				v.meta[metaSigner+c.Actor] = base64.StdEncoding.EncodeToString(rec)
+			}
+		} else if err != nil {
+			return fmt.Errorf("read signer of %s: %w", c.Actor, err)
+		}
+	}
+	return nil
+}
+
+// addTo adds the signer records to store to b.
+func (v *verifier) addTo(b *store.Batch) {
+	if len(v.meta) == 0 {
+		return
+	}
+	if b.Meta == nil {
+		b.Meta = map[string]string{}
+	}
+	keys := make([]string, 0, len(v.meta))
+	for k := range v.meta {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		b.Meta[k] = v.meta[k]
+	}
+}

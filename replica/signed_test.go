@@ -1,0 +1,208 @@
+package replica_test
+
+import (
+	"bytes"
+	"context"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/chartsync/chartsync/crdt"
+	"github.com/chartsync/chartsync/device"
+	"github.com/chartsync/chartsync/record"
+	"github.com/chartsync/chartsync/replica"
+	"github.com/chartsync/chartsync/replica/store"
+)
+
+// deployment is an enrolment authority and the devices it enrolled, each
+// with a roster that knows only the authority and its own enrolment, as
+// a device has after enrolling.
+type deployment struct {
+	auth *device.Authority
+	now  time.Time
+}
+
+func newDeployment(t *testing.T) *deployment {
+	auth, err := device.NewAuthority()
+	require.NoError(t, err)
+	return &deployment{auth: auth, now: time.Date(2026, 3, 2, 8, 0, 0, 0, time.UTC)}
+}
+
+func (d *deployment) roster(t *testing.T) *device.Roster {
+	r, err := device.NewRoster(device.RosterConfig{
+		Authorities: []device.TrustedAuthority{{Key: d.auth.PublicKey()}},
+		Now:         func() time.Time { return d.now },
+	})
+	require.NoError(t, err)
+	return r
+}
+
+// enrol makes a device of clinic with its own identity, enrolled by the
+// authority.
+func (d *deployment) enrol(t *testing.T, clinic string) (*device.Identity, []byte) {
+	id, err := device.Generate(crdt.NewActorID(), clinic)
+	require.NoError(t, err)
+	rec, err := d.auth.Enrol(id.Public(), d.now, 365*24*time.Hour)
+	require.NoError(t, err)
+	return id, rec
+}
+
+// signedDevice is a replica that signs its changes and checks everyone's.
+type signedDevice struct {
+	*replica.Replica
+	st  *store.Mem
+	id  *device.Identity
+	rec []byte
+}
+
+func (d *deployment) device(t *testing.T, clinic string) signedDevice {
+	id, rec := d.enrol(t, clinic)
+	roster := d.roster(t)
+	_, err := roster.Add(rec)
+	require.NoError(t, err)
+	r, st := newMem(t, replica.Config{Signer: id, Keys: roster})
+	require.Equal(t, id.ReplicaID(), r.ID(), "a new replica takes its device's replica ID")
+	return signedDevice{Replica: r, st: st, id: id, rec: rec}
+}
+
+func TestSignedChangesTravelWithTheirSigners(t *testing.T) {
+	ctx := context.Background()
+	d := newDeployment(t)
+	a, b := d.device(t, "north"), d.device(t, "north")
+	hubStore := store.NewMem()
+	hub, err := replica.New(ctx, keepOpen{hubStore}, replica.Config{Keys: d.roster(t)})
+	require.NoError(t, err)
+
+	id := register(t, a.Replica, "Wanjiru", "Mwangi", "Kamuga")
+	edit(t, a.Replica, id, prescribe("Amoxicillin", 500))
+	_, err = replica.SyncPair(ctx, a.Replica, hub)
+	require.NoError(t, err, "the hub learns a's key from a's bundle")
+	_, err = replica.SyncPair(ctx, hub, b.Replica)
+	require.NoError(t, err, "b, which never met a, checks a's changes with the enrolment the hub passes on")
+	assert.Equal(t, view(t, a.Replica, id), view(t, b.Replica, id))
+
+	log, err := b.st.Log(ctx, 0, 0)
+	require.NoError(t, err)
+	require.Len(t, log, 2)
+	auditor := d.roster(t)
+	_, err = auditor.LearnSigner(a.rec)
+	require.NoError(t, err)
+	for _, c := range log {
+		assert.NoError(t, auditor.VerifyChange(a.ID(), c.Chart, [32]byte(c.Hash), c.Sig), "b stores each change with its author's signature")
+	}
+
+	// The hub restarts with a roster that has forgotten a: the enrolment
+	// it stored with a's changes still goes to a device that never met a.
+	require.NoError(t, hub.Close())
+	hub, err = replica.New(ctx, keepOpen{hubStore}, replica.Config{Keys: d.roster(t)})
+	require.NoError(t, err)
+	c := d.device(t, "north")
+	_, err = replica.SyncPair(ctx, hub, c.Replica)
+	require.NoError(t, err)
+	assert.Equal(t, view(t, a.Replica, id), view(t, c.Replica, id))
+	edit(t, c.Replica, id, record.AddAllergy{Substance: "Sulfa", Severity: "mild"})
+	_, err = replica.SyncPair(ctx, c.Replica, hub)
+	require.NoError(t, err, "the restarted hub checks c's change with the enrolment c sends")
+	_, err = replica.SyncPair(ctx, hub, a.Replica)
+	require.NoError(t, err)
+	assert.Equal(t, view(t, c.Replica, id), view(t, a.Replica, id))
+}
+
+func TestSignerMustBeTheReplicasDevice(t *testing.T) {
+	d := newDeployment(t)
+	a := d.device(t, "north")
+	other, _ := d.enrol(t, "north")
+	_, err := replica.New(context.Background(), keepOpen{a.st}, replica.Config{Signer: other})
+	require.ErrorIs(t, err, replica.ErrWrongSigner)
+}
+
+// TestForgedChangesAreRefused sends a device bundles whose bytes are well
+// formed but whose changes do not prove their author: each is refused
+// with ErrForgedChange, quarantined, and changes nothing else.
+func TestForgedChangesAreRefused(t *testing.T) {
+	ctx := context.Background()
+	d := newDeployment(t)
+	a, b := d.device(t, "north"), d.device(t, "north")
+	rogue, rogueRec := d.enrol(t, "north") // enrolled, with its own key
+
+	id := register(t, a.Replica, "Wanjiru", "Mwangi", "Kamuga")
+	_, err := replica.SyncPair(ctx, a.Replica, b.Replica)
+	require.NoError(t, err)
+	edit(t, a.Replica, id, prescribe("Amoxicillin", 500))
+	up, err := a.MakeBundle(ctx, b.ID())
+	require.NoError(t, err)
+	good, err := replica.DecodeBundle(up.Data)
+	require.NoError(t, err)
+	require.Len(t, good.Changes, 1)
+	require.Len(t, good.Signers, 1, "the bundle carries a's enrolment")
+	legit := good.Changes[0]
+
+	// A change credited to a but made and signed by the rogue device.
+	impostor, _, err := record.New(uuid.NewString(), a.ID(), nurse, d.now, record.Register{
+		GivenName: "Fake", Sex: "male", EstimatedBirthYear: 1970, HomeClinic: "north"})
+	require.NoError(t, err)
+	ichs, err := impostor.Doc().Changes(nil)
+	require.NoError(t, err)
+	require.Len(t, ichs, 1)
+	icharts := impostor.ID()
+
+	// A device no trusted authority enrolled, vouched for by its own
+	// authority.
+	stranger, err := device.Generate(crdt.NewActorID(), "north")
+	require.NoError(t, err)
+	strangerAuth, err := device.NewAuthority()
+	require.NoError(t, err)
+	strangerRec, err := strangerAuth.Enrol(stranger.Public(), d.now, time.Hour)
+	require.NoError(t, err)
+	sc, _, err := record.New(uuid.NewString(), stranger.ReplicaID(), nurse, d.now, record.Register{
+		GivenName: "Stranger", Sex: "male", EstimatedBirthYear: 1970, HomeClinic: "north"})
+	require.NoError(t, err)
+	schs, err := sc.Doc().Changes(nil)
+	require.NoError(t, err)
+
+	flipped := bytes.Clone(legit.Sig)
+	flipped[10] ^= 1
+	bundle := func(signers [][]byte, chs ...replica.BundleChange) []byte {
+		return encode(t, replica.Bundle{From: good.From, To: good.To, Changes: chs, Signers: signers})
+	}
+	cases := []struct {
+		name string
+		data []byte
+	}{
+		{"signature with a bit flipped", bundle(good.Signers, replica.BundleChange{Chart: legit.Chart, Raw: legit.Raw, Sig: flipped})},
+		{"signature missing", bundle(good.Signers, replica.BundleChange{Chart: legit.Chart, Raw: legit.Raw})},
+		{"another change's signature", bundle(good.Signers, replica.BundleChange{Chart: legit.Chart, Raw: legit.Raw,
+			Sig: a.id.SignChange(legit.Chart, [32]byte(ichs[0].Hash))})},
+		{"moved to another chart", bundle(good.Signers, replica.BundleChange{Chart: icharts, Raw: legit.Raw, Sig: legit.Sig})},
+		{"another device's actor ID, signed by the rogue device", bundle([][]byte{a.rec, rogueRec},
+			replica.BundleChange{Chart: icharts, Raw: ichs[0].Raw, Sig: rogue.SignChange(icharts, [32]byte(ichs[0].Hash))})},
+		{"signed by a device of an untrusted authority", bundle([][]byte{strangerRec},
+			replica.BundleChange{Chart: sc.ID(), Raw: schs[0].Raw, Sig: stranger.SignChange(sc.ID(), [32]byte(schs[0].Hash))})},
+		{"signed by a device nobody sent the enrolment of", bundle(nil,
+			replica.BundleChange{Chart: sc.ID(), Raw: schs[0].Raw, Sig: stranger.SignChange(sc.ID(), [32]byte(schs[0].Hash))})},
+		{"a good change, then a forged one", bundle(good.Signers, legit,
+			replica.BundleChange{Chart: icharts, Raw: ichs[0].Raw, Sig: rogue.SignChange(icharts, [32]byte(ichs[0].Hash))})},
+	}
+	before := dumpStore(t, b.st)
+	vBefore := view(t, b.Replica, id)
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := b.Receive(ctx, tc.data)
+			require.ErrorIs(t, err, replica.ErrForgedChange)
+			assert.Equal(t, before, dumpStore(t, b.st), "a forged bundle changes nothing")
+			assert.Equal(t, vBefore, view(t, b.Replica, id))
+			q, err := b.Quarantined(ctx)
+			require.NoError(t, err)
+			require.Len(t, q, i+1, "the forged bundle is kept for review")
+			assert.Equal(t, tc.data, q[i].Data)
+		})
+	}
+	// The good bundle still applies.
+	res, err := b.Receive(ctx, up.Data)
+	require.NoError(t, err)
+	assert.Equal(t, 1, res.Applied)
+	assert.Equal(t, view(t, a.Replica, id), view(t, b.Replica, id))
+}
