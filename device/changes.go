@@ -44,7 +44,8 @@ func (r *Roster) SignerEnrolment(replicaID string) ([]byte, bool) {
 }
 
 // LearnSigner records the signing key of a signed enrolment, for
-// VerifyChange, and returns the replica it enrols. The enrolment must be
+// VerifyChange, and returns the replica it enrols (also with an error,
+// once the record could be read). The enrolment must be
 // signed by a trusted authority that may enrol the device's clinic; unlike
 // Add, an enrolment that has expired (or was since revoked) is accepted,
 // because a device's changes stay its own after its enrolment ends. The
@@ -60,18 +61,18 @@ func (r *Roster) LearnSigner(data []byte) (string, error) {
 	id := e.Device.ReplicaID
 	a, ok := r.authority(e.Authority)
 	if !ok {
-		return "", fmt.Errorf("learn signer %s: authority %s: %w", id, Fingerprint(e.Authority), ErrUnknownAuthority)
+		return id, fmt.Errorf("learn signer %s: authority %s: %w", id, Fingerprint(e.Authority), ErrUnknownAuthority)
 	}
 	if !a.covers(e.Device.Clinic) {
-		return "", fmt.Errorf("learn signer %s: clinic %s: %w", id, e.Device.Clinic, ErrOutOfScope)
+		return id, fmt.Errorf("learn signer %s: clinic %s: %w", id, e.Device.Clinic, ErrOutOfScope)
 	}
 	if e.Revoked {
-		return "", fmt.Errorf("learn signer %s: a revocation holds no key: %w", id, ErrMalformed)
+		return id, fmt.Errorf("learn signer %s: a revocation holds no key: %w", id, ErrMalformed)
 	}
 	// add remembers the key; an enrolment no longer in force is still
 	// learnt as a signer.
 	if _, err := r.add(e); err != nil && !errors.Is(err, ErrExpired) {
-		return "", fmt.Errorf("learn signer: %w", err)
+		return id, fmt.Errorf("learn signer: %w", err)
 	}
 	return id, nil
 }

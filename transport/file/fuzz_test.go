@@ -27,7 +27,7 @@ const (
 // Bundle frames as package replica writes them (see its doc).
 const (
 	bundleKind    = 'B'
-	bundleVersion = 1
+	bundleVersion = replica.BundleVersion
 )
 
 // memReplica returns a replica with the given ID over an in-memory store.

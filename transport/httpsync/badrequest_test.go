@@ -49,9 +49,9 @@ func TestBadRequests(t *testing.T) {
 	require.NoError(t, err)
 	require.Positive(t, good.Changes, "a's bundle carries its new change")
 
-	_, body, err := wire.Decode(good.Data, 'B', 1, replica.MaxBundleBytes)
+	_, body, err := wire.Decode(good.Data, 'B', replica.BundleVersion, replica.MaxBundleBytes)
 	require.NoError(t, err)
-	version2 := wire.Encode('B', 2, body)
+	version2 := wire.Encode('B', replica.BundleVersion+1, body)
 
 	other, err := replica.New(ctx, memStore(), replica.Config{})
 	require.NoError(t, err)
