@@ -129,6 +129,16 @@ func Open(ctx context.Context, path string, cfg Config) (*Replica, error) {
 	return r, nil
 }
 
+// NewID returns a fresh random replica ID (32 lower-case hex digits), for
+// a device's identity made before its replica (see Config.Signer).
+func NewID() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(fmt.Sprintf("replica: no randomness: %v", err)) // crypto/rand never fails on supported systems
+	}
+	return hex.EncodeToString(b[:])
+}
+
 // New returns a replica over st, which it owns from then on (Close closes
 // it). A new store is given Config.Signer's replica ID, or else a fresh
 // random one.
@@ -139,11 +149,7 @@ func New(ctx context.Context, st store.Store, cfg Config) (*Replica, error) {
 	cfg = cfg.withDefaults()
 	id, err := st.Meta(ctx, metaReplicaID)
 	if errors.Is(err, store.ErrNotFound) {
-		var b [16]byte
-		if _, err := rand.Read(b[:]); err != nil {
-			return nil, fmt.Errorf("new replica id: %w", err)
-		}
-		id = hex.EncodeToString(b[:])
+		id = NewID()
 		if cfg.Signer != nil {
 			id = cfg.Signer.ReplicaID() // the device's identity names its replica
 			if _, err := idBytes(id); err != nil {
@@ -492,6 +498,9 @@ func (r *Replica) addChartWrites(b *store.Batch, l *loaded) error {
 // system, a bulk registration) in one durable transaction. Charts already
 // held are merged. Each chart's document is written with every change and
 // an index entry; a chart with many changes is stored with a snapshot.
+// With a Config.Signer, the changes made as this replica (the charts were
+// built with its ID as actor) are signed; others stay unsigned, and
+// replicas with Config.Keys will refuse them.
 func (r *Replica) Import(ctx context.Context, charts []*record.Chart) error {
 	unlock, err := r.lock()
 	if err != nil {
@@ -511,7 +520,11 @@ func (r *Replica) Import(ctx context.Context, charts []*record.Chart) error {
 		}
 		chs = append(chs, c.Doc().Pending()...)
 		for _, ch := range chs {
-			b.Changes = append(b.Changes, store.NewChange{Chart: c.ID(), Hash: ch.Hash, Raw: ch.Raw})
+			nc := store.NewChange{Chart: c.ID(), Hash: ch.Hash, Raw: ch.Raw}
+			if ch.Actor == r.id {
+				nc.Sig = r.sign(c.ID(), ch.Hash) // made as this device: it vouches for it
+			}
+			b.Changes = append(b.Changes, nc)
 		}
 		r.cache.remove(c.ID())
 		l, err := r.importInto(ctx, merged[c.ID()], c, len(chs))

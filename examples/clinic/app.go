@@ -73,7 +73,27 @@ func (a *app) replica(ctx context.Context) (*replica.Replica, error) {
 	if err != nil {
 		return nil, err
 	}
-	r, err := replica.Open(ctx, a.path("replica.db"), replica.Config{Clinic: d.Clinic})
+	// Changes made here are signed with the device's key; changes from
+	// elsewhere must be signed by their devices (once the cloud's roster
+	// is known) and within their authors' roles.
+	cfg := replica.Config{Clinic: d.Clinic, CheckAuthors: true}
+	id, err := a.identity()
+	switch {
+	case err == nil:
+		cfg.Signer = id
+	case !errors.Is(err, errNoIdentity):
+		return nil, err
+	}
+	c, err := httpsync.ReadCredentialFile(a.path(credentialFile))
+	switch {
+	case err == nil && len(c.Authority) > 0:
+		if cfg.Keys, err = c.NewRoster(); err != nil {
+			return nil, fmt.Errorf("the cloud credential's roster: %w (run clinic connect again with a fresh credential)", err)
+		}
+	case err != nil && !errors.Is(err, os.ErrNotExist):
+		return nil, err
+	}
+	r, err := replica.Open(ctx, a.path("replica.db"), cfg)
 	if err != nil {
 		return nil, err
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/chartsync/chartsync/device"
 	"github.com/chartsync/chartsync/examples/internal/chartfmt"
 	"github.com/chartsync/chartsync/record"
+	"github.com/chartsync/chartsync/replica"
 )
 
 // optFloat is a float flag that knows whether it was given.
@@ -131,13 +132,14 @@ func init() {
 			if err := writeJSON(a.path("device.json"), deviceConfig{Clinic: clinicID, Device: deviceName, Cloud: cloud, Created: time.Now().UTC()}); err != nil {
 				return fmt.Errorf("set up %s: %w", a.dir, err)
 			}
-			r, err := a.replica(ctx)
+			// The device's keys: made here, kept here (0600). Only the
+			// enrolment request (public keys, signed) goes to the cloud.
+			// They name the replica, which signs every change with them.
+			id, err := newIdentity(a, replica.NewID(), clinicID)
 			if err != nil {
 				return err
 			}
-			// The device's keys: made here, kept here (0600). Only the
-			// enrolment request (public keys, signed) goes to the cloud.
-			id, err := newIdentity(a, r.ID(), clinicID)
+			r, err := a.replica(ctx)
 			if err != nil {
 				return err
 			}

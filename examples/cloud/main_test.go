@@ -91,12 +91,13 @@ func TestCloudWorkflow(t *testing.T) {
 	assert.Equal(t, 1, code, "a second server on the same data is refused")
 	assert.Contains(t, stderr, "another cloud process")
 
-	tablet, err := replica.New(ctx, store.NewMem(), replica.Config{})
+	// The device makes its keys and its request; only the request travels.
+	// Its replica signs every change with those keys.
+	keys, err := device.Generate(replica.NewID(), "kamuga")
+	require.NoError(t, err)
+	tablet, err := replica.New(ctx, store.NewMem(), replica.Config{Signer: keys})
 	require.NoError(t, err)
 	defer tablet.Close()
-	// The device makes its keys and its request; only the request travels.
-	keys, err := device.Generate(tablet.ID(), "kamuga")
-	require.NoError(t, err)
 	reqPath := filepath.Join(t.TempDir(), "enrol-request.pem")
 	require.NoError(t, os.WriteFile(reqPath, keys.RequestPEM(), 0o644))
 

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/chartsync/chartsync/device"
 	"github.com/chartsync/chartsync/internal/atomicfile"
 	"github.com/chartsync/chartsync/replica"
 	"github.com/chartsync/chartsync/transport/httpsync"
@@ -100,7 +101,18 @@ func serve(ctx context.Context, fs *flag.FlagSet, dir string, stdout, stderr io.
 		return fmt.Errorf("server certificate: %w", err)
 	}
 
-	rep, err := replica.Open(ctx, filepath.Join(dir, fileReplica), replica.Config{Logger: log})
+	// Every change a device sends must carry its device's signature. The
+	// roster holds the devices enrolled so far; a device enrolled since
+	// this server started sends its enrolment with its changes.
+	authority, _, err := openAuthority(dir)
+	if err != nil {
+		return err
+	}
+	roster, err := openLiveRoster(filepath.Join(dir, fileRoster), device.RosterConfig{Authorities: []device.TrustedAuthority{{Key: authority.PublicKey()}}})
+	if err != nil {
+		return err
+	}
+	rep, err := replica.Open(ctx, filepath.Join(dir, fileReplica), replica.Config{Logger: log, Keys: roster})
 	if err != nil {
 		return err
 	}

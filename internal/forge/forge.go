@@ -16,9 +16,13 @@ import (
 // Prescription returns a new chart of a patient of clinic, registered by
 // registrar, with on top a prescription written directly in record's
 // storage format under by's name, whatever by's role may do. Its commit
-// message calls it a lab result.
-func Prescription(registrar, by record.Author, clinic string, at time.Time) (*record.Chart, error) {
-	c, _, err := record.New(uuid.NewString(), crdt.NewActorID(), registrar, at, record.Register{
+// message calls it a lab result. Its changes are made as actor (a
+// device's replica ID; empty for a random one).
+func Prescription(actor string, registrar, by record.Author, clinic string, at time.Time) (*record.Chart, error) {
+	if actor == "" {
+		actor = crdt.NewActorID()
+	}
+	c, _, err := record.New(uuid.NewString(), actor, registrar, at, record.Register{
 		GivenName: "Amina", Sex: "female", EstimatedBirthYear: 1990, HomeClinic: clinic,
 	})
 	if err != nil {

@@ -18,8 +18,9 @@ var (
 	// device.
 	ErrUnauthorized = errors.New("device not authorised by the cloud")
 	// ErrForbidden (403): the device is known but may not do this: a change
-	// to a chart outside its clinic's scope, or a bundle sent in another
-	// replica's name.
+	// to a chart outside its clinic's scope, a bundle sent in another
+	// replica's name, a change its author's role may not make, or one not
+	// signed by the device it names.
 	ErrForbidden = errors.New("forbidden by the cloud")
 	// ErrTooLarge (413): the request is over the cloud's size limit. Lower
 	// the local replica's Config.BundleBytes.
@@ -52,6 +53,7 @@ const (
 	CodeWrongSender        = "wrong-sender"
 	CodeOutOfScope         = "out-of-scope"
 	CodeUnauthorizedChange = "unauthorized-change"
+	CodeForgedChange       = "forged-change"
 	CodeTooLarge           = "too-large"
 	CodeBusy               = "busy"
 	CodeMethod             = "method-not-allowed"
@@ -70,7 +72,8 @@ type errorBody struct {
 // errors.Is, the sentinel for its status (ErrUnauthorized, ErrForbidden,
 // ErrTooLarge, ErrMalformed, ErrBusy, ErrServer) and, where the code says
 // so, the replica error behind it (replica.ErrBundleVersion,
-// replica.ErrMalformedBundle, replica.ErrWrongRecipient).
+// replica.ErrMalformedBundle, replica.ErrWrongRecipient,
+// replica.ErrUnauthorizedChange, replica.ErrForgedChange).
 type StatusError struct {
 	Status  int    // HTTP status
 	Code    string // one of the Code constants, or "" if the body was not JSON
@@ -111,6 +114,10 @@ func (e *StatusError) Is(target error) bool {
 		return e.Code == CodeMalformed
 	case replica.ErrWrongRecipient:
 		return e.Code == CodeWrongRecipient
+	case replica.ErrUnauthorizedChange:
+		return e.Code == CodeUnauthorizedChange
+	case replica.ErrForgedChange:
+		return e.Code == CodeForgedChange
 	case ErrNoCredential:
 		return e.Code == CodeNoCredential
 	case ErrCredentialExpired:

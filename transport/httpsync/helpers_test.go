@@ -34,10 +34,14 @@ var (
 	clinician = record.Author{UserID: "u-mutua", Name: "Clinical Officer Mutua", Role: record.RoleClinician, Device: "laptop"}
 )
 
-// cloud is a cloud replica served over real TLS on 127.0.0.1.
+// cloud is a cloud replica served over real TLS on 127.0.0.1. Its devices
+// sign their changes, and it checks them against the roster of devices
+// its authority enrolled.
 type cloud struct {
 	rep     *replica.Replica
 	ca      *httpsync.DeviceCA
+	auth    *device.Authority
+	roster  *device.Roster
 	handler *httpsync.Handler
 	srv     *httptest.Server // nil when served by httpsync.NewServer
 	server  *http.Server     // nil when served by httptest
@@ -62,8 +66,24 @@ type cloudOptions struct {
 func newCloud(t testing.TB, o cloudOptions) *cloud {
 	t.Helper()
 	ctx := context.Background()
+	auth, err := device.NewAuthority()
+	require.NoError(t, err, "create the enrolment authority")
+	roster, err := device.NewRoster(device.RosterConfig{Authorities: []device.TrustedAuthority{{Key: auth.PublicKey()}}})
+	require.NoError(t, err)
+	if o.replica.Keys == nil {
+		// The cloud checks signatures, and signs what it writes itself
+		// (the conformance suite edits on both sides) as an enrolled
+		// device would.
+		o.replica.Keys = roster
+		own, err := device.Generate(replica.NewID(), "cloud")
+		require.NoError(t, err)
+		rec, err := auth.Enrol(own.Public(), time.Now().Truncate(time.Second), time.Hour)
+		require.NoError(t, err)
+		_, err = roster.Add(rec)
+		require.NoError(t, err)
+		o.replica.Signer = own
+	}
 	var rep *replica.Replica
-	var err error
 	if o.memory {
 		rep, err = replica.New(ctx, store.NewMem(), o.replica)
 	} else {
@@ -99,7 +119,7 @@ func newCloud(t testing.TB, o cloudOptions) *cloud {
 			_ = server.Shutdown(ctx)
 			require.ErrorIs(t, <-served, http.ErrServerClosed, "the server stops cleanly")
 		})
-		return &cloud{rep: rep, ca: ca, handler: h, server: server, url: "https://" + ln.Addr().String()}
+		return &cloud{rep: rep, ca: ca, auth: auth, roster: roster, handler: h, server: server, url: "https://" + ln.Addr().String()}
 	}
 	srv := httptest.NewUnstartedServer(handler)
 	if o.listen != nil {
@@ -114,7 +134,7 @@ func newCloud(t testing.TB, o cloudOptions) *cloud {
 	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // cut handshakes are expected in some tests
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
-	return &cloud{rep: rep, ca: ca, handler: h, srv: srv, url: srv.URL}
+	return &cloud{rep: rep, ca: ca, auth: auth, roster: roster, handler: h, srv: srv, url: srv.URL}
 }
 
 // serverCert issues a server certificate for 127.0.0.1 from ca.
@@ -132,17 +152,26 @@ type clinicDevice struct {
 	name   string
 	clinic string
 	rep    *replica.Replica
+	id     *device.Identity
 	cred   *httpsync.Credential
 	client *httpsync.Client
 }
 
-// enrol issues a credential for a replica of clinic.
-func (c *cloud) enrol(t testing.TB, replicaID, clinic, name string) *httpsync.Credential {
+// enrol issues a credential for the device id, as cloud enrol does: a
+// client certificate, and an enrolment by the cloud's authority, which the
+// cloud's roster keeps and the credential carries.
+func (c *cloud) enrol(t testing.TB, id *device.Identity, name string) *httpsync.Credential {
 	t.Helper()
-	return enrolDevice(t, c.ca, httpsync.Enrolment{
-		Replica: replicaID, Clinic: clinic, Device: name, Valid: time.Hour,
+	cred := enrolIdentity(t, c.ca, httpsync.Enrolment{
+		Replica: id.ReplicaID(), Clinic: id.Clinic(), Device: name, Valid: time.Hour,
 		CloudURL: c.url, CloudReplica: c.rep.ID(), ServerTrust: []*x509.Certificate{c.ca.Cert},
-	})
+	}, id)
+	rec, err := c.auth.Enrol(id.Public(), time.Now().Truncate(time.Second), time.Hour)
+	require.NoError(t, err)
+	_, err = c.roster.Add(rec)
+	require.NoError(t, err)
+	cred.Authority, cred.Enrolment, cred.Roster = c.auth.PublicKey(), rec, c.roster.Encode()
+	return cred
 }
 
 // enrolDevice makes a device identity for e.Replica of e.Clinic, as the
@@ -152,6 +181,13 @@ func enrolDevice(t testing.TB, ca *httpsync.DeviceCA, e httpsync.Enrolment) *htt
 	t.Helper()
 	id, err := device.Generate(e.Replica, e.Clinic)
 	require.NoError(t, err, "device identity")
+	return enrolIdentity(t, ca, e, id)
+}
+
+// enrolIdentity enrols id's public key at ca and returns the credential
+// with the device's key added.
+func enrolIdentity(t testing.TB, ca *httpsync.DeviceCA, e httpsync.Enrolment, id *device.Identity) *httpsync.Credential {
+	t.Helper()
 	e.PublicKey = id.Public().SignKey
 	cred, err := ca.Enrol(e)
 	require.NoError(t, err, "enrol device %s of %s", e.Device, e.Clinic)
@@ -169,10 +205,14 @@ func fastRetries() httpsync.ClientConfig {
 // cloud and gives it a client configured by cfg (Credential filled in).
 func (c *cloud) newDevice(t testing.TB, clinic, name string, cfg httpsync.ClientConfig) *clinicDevice {
 	t.Helper()
-	rep, err := replica.New(context.Background(), store.NewMem(), replica.Config{CacheCharts: 32})
+	id, err := device.Generate(replica.NewID(), clinic)
+	require.NoError(t, err, "device identity")
+	cred := c.enrol(t, id, name)
+	roster, err := cred.NewRoster()
+	require.NoError(t, err, "the device's roster from its credential")
+	rep, err := replica.New(context.Background(), store.NewMem(), replica.Config{CacheCharts: 32, Signer: id, Keys: roster, CheckAuthors: true})
 	require.NoError(t, err, "open device replica")
 	t.Cleanup(func() { _ = rep.Close() })
-	cred := c.enrol(t, rep.ID(), clinic, name)
 	cfg.Credential = cred
 	if cfg.Logger == nil {
 		cfg.Logger = testLogger(t)
@@ -180,7 +220,7 @@ func (c *cloud) newDevice(t testing.TB, clinic, name string, cfg httpsync.Client
 	cl, err := httpsync.NewClient(rep, cfg)
 	require.NoError(t, err, "new client for %s", name)
 	t.Cleanup(func() { _ = cl.Close() })
-	return &clinicDevice{name: name, clinic: clinic, rep: rep, cred: cred, client: cl}
+	return &clinicDevice{name: name, clinic: clinic, rep: rep, id: id, cred: cred, client: cl}
 }
 
 func (d *clinicDevice) sync(t testing.TB) httpsync.Report {

@@ -12,6 +12,8 @@ import (
 // credential names, change only charts in the device's clinic's scope, and
 // hold only changes whose recorded role may change the chart sections they
 // touch (a bundle with another is refused and quarantined for review).
+// A cloud replica opened with replica.Config.Keys also refuses, and
+// quarantines, changes not signed by the devices they name.
 func (h *Handler) receive(ctx context.Context, data []byte, dev Device) (replica.Received, error) {
 	return h.rep.ReceiveFrom(ctx, data, replica.ReceiveOptions{Sender: dev.Replica, Clinic: dev.Clinic, CheckAuthors: true})
 }
@@ -31,6 +33,8 @@ func classifyScope(err error) (status int, code string, ok bool) {
 		return http.StatusForbidden, CodeOutOfScope, true
 	case errors.Is(err, replica.ErrUnauthorizedChange):
 		return http.StatusForbidden, CodeUnauthorizedChange, true
+	case errors.Is(err, replica.ErrForgedChange):
+		return http.StatusForbidden, CodeForgedChange, true
 	}
 	return 0, "", false
 }
