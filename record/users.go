@@ -1,0 +1,511 @@
+package record
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+	"unicode"
+
+	"github.com/google/uuid"
+
+	"github.com/chartsync/chartsync/crdt"
+)
+
+// This file is a clinic's user roster: who may log in on the clinic's
+// devices, in which role, with which password hash. It is a document of
+// its own, replicated like a chart (same change log, same signatures,
+// same sync), and only administrators change it, except that a user may
+// change their own password.
+//
+// Layout: the root map holds "kind" = "users", "clinic" = the clinic, and
+// one string register per user field, "user/<id>/<field>" (name, role,
+// password, disabled). Every change writes whole fields; concurrent
+// writes of one field settle on Automerge's deterministic winner. Fields
+// are never deleted: a user who leaves is disabled.
+
+// SectionUsers is the clinic's user roster. It is not a chart section:
+// only an administrator may change it (and a user their own password).
+const SectionUsers Section = "users"
+
+// ErrNotAUserRoster is returned by OpenUsers for a document that is not a
+// user roster.
+var ErrNotAUserRoster = errors.New("record: document is not a user roster")
+
+const (
+	kindUsers       = "users"
+	opPutUser       = "put-user"
+	opSetPassword   = "set-password"
+	userKeyPrefix   = "user/"
+	maxPasswordHash = 256
+)
+
+var (
+	reUserID = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
+	// rePasswordHash is the shape of an argon2id hash in PHC form; the
+	// login code checks its parameters when it verifies a password.
+	rePasswordHash = regexp.MustCompile(`^\$argon2id\$v=19\$m=[0-9]{1,10},t=[0-9]{1,10},p=[0-9]{1,3}\$[A-Za-z0-9+/]{1,128}\$[A-Za-z0-9+/]{1,128}$`)
+	userFields     = []string{"name", "role", "password", "disabled"}
+	// usersNamespace names the roster documents: UsersID is a name-based
+	// UUID, so every replica of a clinic finds the same roster.
+	usersNamespace = uuid.MustParse("6f1c6a52-3c1e-4d0e-9a63-6a1d0c0f5e21")
+)
+
+// UsersID returns the ID of clinic's user roster document. Every replica
+// computes the same ID, so rosters started on two devices while offline
+// merge into one.
+func UsersID(clinic string) string {
+	return uuid.NewSHA1(usersNamespace, []byte("users/"+clinic)).String()
+}
+
+// User is one person who may log in on a clinic's devices.
+type User struct {
+	ID           string `json:"id"`
+	Name         string `json:"name"`
+	Role         Role   `json:"role"`
+	PasswordHash string `json:"-"` // argon2id, PHC form; never shown
+	Disabled     bool   `json:"disabled"`
+}
+
+// UserUpdate adds or changes a user. Empty fields are left as they are; a
+// new user needs Name, Role and PasswordHash.
+type UserUpdate struct {
+	UserID       string
+	Name         string
+	Role         Role
+	PasswordHash string
+	// Disable stops the user logging in; Enable lets them again.
+	Disable, Enable bool
+}
+
+// fields returns the register writes of the update.
+func (up UserUpdate) fields() map[string]string {
+	out := map[string]string{}
+	if up.Name != "" {
+		out["name"] = up.Name
+	}
+	if up.Role != "" {
+		out["role"] = string(up.Role)
+	}
+	if up.PasswordHash != "" {
+		out["password"] = up.PasswordHash
+	}
+	if up.Disable {
+		out["disabled"] = "true"
+	}
+	if up.Enable {
+		out["disabled"] = "false"
+	}
+	return out
+}
+
+// passwordOnly reports whether the update changes nothing but a password.
+func (up UserUpdate) passwordOnly() bool {
+	f := up.fields()
+	_, ok := f["password"]
+	return ok && len(f) == 1
+}
+
+// checkUserField validates one field value.
+func checkUserField(field, v string) error {
+	switch field {
+	case "name":
+		if err := text(128)(v); err != nil || v == "" || strings.ContainsFunc(v, unicode.IsControl) {
+			return invalid("name", "a user's name must be 1 to 128 printable characters")
+		}
+	case "role":
+		if !Role(v).Valid() {
+			return invalid("role", "%q is not a role", v)
+		}
+	case "password":
+		if len(v) > maxPasswordHash || !rePasswordHash.MatchString(v) {
+			return invalid("password", "is not an argon2id password hash")
+		}
+	case "disabled":
+		if v != "true" && v != "false" {
+			return invalid("disabled", "must be true or false")
+		}
+	default:
+		return invalid("field", "%q is not a user field", field)
+	}
+	return nil
+}
+
+// Users is a clinic's user roster over a crdt.Doc. It is safe for
+// concurrent use; changes applied to the Doc directly (by a sync engine)
+// are seen by the next call.
+type Users struct {
+	mu     sync.Mutex
+	id     string
+	clinic string
+	doc    *crdt.Doc
+}
+
+// NewUsers starts clinic's roster in a new document that writes as actor,
+// with a first user. by must be an administrator (usually the first
+// administrator, adding themselves).
+func NewUsers(clinic, actor string, by Author, at time.Time, first UserUpdate) (*Users, Result, error) {
+	if err := checkClinicID(clinic); err != nil {
+		return nil, Result{}, err
+	}
+	doc, err := crdt.New(actor)
+	if err != nil {
+		return nil, Result{}, fmt.Errorf("new user roster: %w", err)
+	}
+	u := &Users{id: UsersID(clinic), clinic: clinic, doc: doc}
+	res, err := u.Update(by, at, first)
+	if err != nil {
+		return nil, Result{}, err
+	}
+	return u, res, nil
+}
+
+func checkClinicID(clinic string) error {
+	if clinic == "" || len(clinic) > 100 || strings.ContainsFunc(clinic, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '-' || r == '_')
+	}) {
+		return invalid("clinic", "%q is not a clinic ID", clinic)
+	}
+	return nil
+}
+
+// OpenUsers reads a user roster document. It returns ErrNotAUserRoster
+// for any other document.
+func OpenUsers(doc *crdt.Doc) (*Users, error) {
+	root, err := doc.Strings()
+	if err != nil {
+		return nil, fmt.Errorf("open user roster: %v: %w", err, ErrNotAUserRoster)
+	}
+	if root["kind"] != kindUsers {
+		return nil, fmt.Errorf("open user roster: kind %q: %w", root["kind"], ErrNotAUserRoster)
+	}
+	clinic := root["clinic"]
+	if checkClinicID(clinic) != nil {
+		return nil, fmt.Errorf("open user roster: clinic %q: %w", clinic, ErrNotAUserRoster)
+	}
+	return &Users{id: UsersID(clinic), clinic: clinic, doc: doc}, nil
+}
+
+// ID returns the roster's document ID, UsersID(Clinic()).
+func (u *Users) ID() string { return u.id }
+
+// Clinic returns the clinic whose users these are.
+func (u *Users) Clinic() string { return u.clinic }
+
+// Doc returns the document the roster lives in.
+func (u *Users) Doc() *crdt.Doc { return u.doc }
+
+// usersOf reads every user of a roster's root map.
+func usersOf(root map[string]string) map[string]*User {
+	out := map[string]*User{}
+	for k, v := range root {
+		id, field, ok := splitUserKey(k)
+		if !ok {
+			continue
+		}
+		usr := out[id]
+		if usr == nil {
+			usr = &User{ID: id}
+			out[id] = usr
+		}
+		switch field {
+		case "name":
+			usr.Name = v
+		case "role":
+			usr.Role = Role(v)
+		case "password":
+			usr.PasswordHash = v
+		case "disabled":
+			usr.Disabled = v == "true"
+		}
+	}
+	return out
+}
+
+// splitUserKey splits "user/<id>/<field>".
+func splitUserKey(k string) (id, field string, ok bool) {
+	rest, ok := strings.CutPrefix(k, userKeyPrefix)
+	if !ok {
+		return "", "", false
+	}
+	id, field, ok = strings.Cut(rest, "/")
+	if !ok || !reUserID.MatchString(id) || !slices.Contains(userFields, field) {
+		return "", "", false
+	}
+	return id, field, true
+}
+
+// User returns one user, or ErrNotFound.
+func (u *Users) User(id string) (User, error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	root, err := u.doc.Strings()
+	if err != nil {
+		return User{}, fmt.Errorf("read user roster: %w", err)
+	}
+	usr, ok := usersOf(root)[id]
+	if !ok {
+		return User{}, fmt.Errorf("user %q of %s: %w", id, u.clinic, ErrNotFound)
+	}
+	return *usr, nil
+}
+
+// List returns every user, sorted by ID.
+func (u *Users) List() ([]User, error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	root, err := u.doc.Strings()
+	if err != nil {
+		return nil, fmt.Errorf("read user roster: %w", err)
+	}
+	all := usersOf(root)
+	out := make([]User, 0, len(all))
+	for _, usr := range all {
+		out = append(out, *usr)
+	}
+	slices.SortFunc(out, func(a, b User) int { return strings.Compare(a.ID, b.ID) })
+	return out, nil
+}
+
+// mayUpdate says whether by may make up on a roster holding users: an
+// administrator the roster knows (and has not disabled) may change
+// anything, and the first administrator may start an empty roster; any
+// user may change their own password.
+func mayUpdate(users map[string]*User, by Author, up UserUpdate) error {
+	if up.UserID == by.UserID && up.passwordOnly() {
+		if self := users[by.UserID]; self != nil && !self.Disabled {
+			return nil
+		}
+	}
+	if by.Role != RoleAdministrator {
+		return &ForbiddenError{Role: by.Role, Section: SectionUsers}
+	}
+	if len(users) == 0 {
+		if up.UserID == by.UserID && up.Role == RoleAdministrator {
+			return nil // the first administrator starts the roster
+		}
+		return invalid("user", "an empty roster starts with its administrator adding themselves")
+	}
+	if admin := users[by.UserID]; admin == nil || admin.Role != RoleAdministrator || admin.Disabled {
+		return &ForbiddenError{Role: by.Role, Section: SectionUsers}
+	}
+	return nil
+}
+
+// Update adds or changes one user as by, in one change. Errors:
+// ErrInvalid for a bad update (a new user without name, role or password;
+// an unknown field value), ErrForbidden if by may not make it, ErrNotFound
+// is never returned (an update of an unknown user adds them).
+func (u *Users) Update(by Author, at time.Time, up UserUpdate) (Result, error) {
+	if err := by.Validate(); err != nil {
+		return Result{}, err
+	}
+	if !reUserID.MatchString(up.UserID) {
+		return Result{}, invalid("user_id", "%q: use 1 to 64 lower-case letters, digits, '.', '-' or '_'", up.UserID)
+	}
+	if up.Disable && up.Enable {
+		return Result{}, invalid("disabled", "an update cannot both disable and enable")
+	}
+	fields := up.fields()
+	if len(fields) == 0 {
+		return Result{}, invalid("update", "changes nothing")
+	}
+	for f, v := range fields {
+		if err := checkUserField(f, v); err != nil {
+			return Result{}, err
+		}
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	root, err := u.doc.Strings()
+	if err != nil {
+		return Result{}, fmt.Errorf("read user roster: %w", err)
+	}
+	users := usersOf(root)
+	if users[up.UserID] == nil {
+		for _, f := range []string{"name", "role", "password"} {
+			if fields[f] == "" {
+				return Result{}, invalid(f, "a new user needs a name, a role and a password")
+			}
+		}
+	}
+	if err := mayUpdate(users, by, up); err != nil {
+		return Result{}, err
+	}
+	same := true
+	for f, v := range fields {
+		same = same && root[userKeyPrefix+up.UserID+"/"+f] == v
+	}
+	if same {
+		return Result{}, invalid("update", "changes nothing: user %s already has those values", up.UserID)
+	}
+	op, summary := opPutUser, "Updated user "+up.UserID
+	switch {
+	case users[up.UserID] == nil:
+		summary = fmt.Sprintf("Added user %s (%s) as %s", up.UserID, up.Name, up.Role)
+	case up.passwordOnly():
+		op, summary = opSetPassword, "Changed the password of "+up.UserID
+	}
+	msg, _ := json.Marshal(message{Op: op, User: by.UserID, Name: by.Name, Role: by.Role, Device: by.Device,
+		Entry: up.UserID, Summary: summary, At: at.UnixMilli()})
+	ch, err := u.doc.Edit(string(msg), at, func(tx *crdt.Tx) error {
+		if root["kind"] == "" {
+			if err := tx.Put(nil, "kind", kindUsers); err != nil {
+				return err
+			}
+			if err := tx.Put(nil, "clinic", u.clinic); err != nil {
+				return err
+			}
+		}
+		for _, f := range userFields {
+			if v, ok := fields[f]; ok {
+				if err := tx.Put(nil, userKeyPrefix+up.UserID+"/"+f, v); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return Result{}, fmt.Errorf("update user %s: %w", up.UserID, err)
+	}
+	return Result{Change: ch, EntryID: up.UserID}, nil
+}
+
+// IsUsersChange reports whether a change's message names a user roster
+// operation; CheckUsersChange, not CheckChange, judges such a change.
+// The message is not trusted: each check refuses a change that writes
+// anything else than its kind of document holds.
+func IsUsersChange(ch crdt.Change) bool {
+	var msg message
+	if json.Unmarshal([]byte(ch.Message), &msg) != nil {
+		return false
+	}
+	return msg.Op == opPutUser || msg.Op == opSetPassword
+}
+
+// CheckUsersChange judges a user roster change received from elsewhere,
+// as CheckChange does for charts: doc holds the change's dependencies;
+// the change is applied to a fork of it. The change must write only user
+// fields with valid values (and, on an empty roster, the roster's kind and
+// clinic), remove nothing, and be one its recorded author may make (see
+// Update) on the roster as it was. It returns the author.
+//
+// Errors: ErrInvalid for a change this package would not make,
+// ErrForbidden for one its author may not make, ErrNotAUserRoster if doc
+// is another kind of document, crdt.ErrNotFound if a dependency is
+// missing.
+func CheckUsersChange(doc *crdt.Doc, ch crdt.Change) (Author, error) {
+	var msg message
+	if err := json.Unmarshal([]byte(ch.Message), &msg); err != nil || (msg.Op != opPutUser && msg.Op != opSetPassword) {
+		return Author{}, invalid("message", "change %s carries no user roster message", ch.Hash)
+	}
+	by := Author{UserID: msg.User, Name: msg.Name, Role: msg.Role, Device: msg.Device}
+	if err := by.Validate(); err != nil {
+		return Author{}, fmt.Errorf("change %s: %w", ch.Hash, err)
+	}
+	var (
+		f   *crdt.Doc
+		err error
+	)
+	if len(ch.Deps) == 0 {
+		f, err = crdt.New(crdt.NewActorID())
+	} else {
+		f, err = doc.Fork(ch.Deps, crdt.NewActorID())
+	}
+	if err != nil {
+		return by, fmt.Errorf("check change %s: %w", ch.Hash, err)
+	}
+	beforeKeys, err := f.Keys()
+	if err != nil {
+		return by, fmt.Errorf("check change %s: %w", ch.Hash, err)
+	}
+	before, err := f.Strings()
+	if err != nil {
+		return by, fmt.Errorf("check change %s: %w", ch.Hash, err)
+	}
+	if len(beforeKeys) > 0 && before["kind"] != kindUsers {
+		return by, fmt.Errorf("check change %s: made on a document of kind %q: %w", ch.Hash, before["kind"], ErrNotAUserRoster)
+	}
+	applied, err := f.Apply(ch)
+	if err != nil {
+		return by, fmt.Errorf("check change %s: %w", ch.Hash, err)
+	}
+	if !slices.Contains(applied, ch.Hash) {
+		return by, fmt.Errorf("check change %s: its dependencies are not held: %w", ch.Hash, crdt.ErrNotFound)
+	}
+	afterKeys, err := f.Keys()
+	if err != nil {
+		return by, invalid("change", "change %s breaks the roster: %v", ch.Hash, err)
+	}
+	after, err := f.Strings()
+	if err != nil {
+		return by, invalid("change", "change %s breaks the roster: %v", ch.Hash, err)
+	}
+	if len(after) != len(afterKeys) {
+		return by, invalid("change", "change %s puts something other than text in the roster", ch.Hash)
+	}
+	for _, k := range beforeKeys {
+		if _, ok := after[k]; !ok {
+			return by, invalid("change", "change %s removes %s from the roster", ch.Hash, k)
+		}
+	}
+	up := UserUpdate{}
+	target := ""
+	for _, k := range afterKeys {
+		v := after[k]
+		if old, ok := before[k]; ok && old == v {
+			continue
+		}
+		switch k {
+		case "kind", "clinic":
+			if _, ok := before[k]; ok {
+				return by, invalid(k, "change %s rewrites the roster's %s", ch.Hash, k)
+			}
+			if k == "kind" && v != kindUsers || k == "clinic" && checkClinicID(v) != nil {
+				return by, invalid(k, "change %s sets the roster's %s to %q", ch.Hash, k, v)
+			}
+			continue
+		}
+		id, field, ok := splitUserKey(k)
+		if !ok {
+			return by, invalid("change", "change %s writes %q, which is not a user field", ch.Hash, k)
+		}
+		if target != "" && id != target {
+			return by, invalid("change", "change %s changes two users", ch.Hash)
+		}
+		target = id
+		if err := checkUserField(field, v); err != nil {
+			return by, fmt.Errorf("change %s: %w", ch.Hash, err)
+		}
+		switch field {
+		case "name":
+			up.Name = v
+		case "role":
+			up.Role = Role(v)
+		case "password":
+			up.PasswordHash = v
+		case "disabled":
+			up.Disable, up.Enable = v == "true", v == "false"
+		}
+	}
+	if after["kind"] != kindUsers || checkClinicID(after["clinic"]) != nil {
+		return by, invalid("change", "change %s leaves a document that is not a user roster", ch.Hash)
+	}
+	if target == "" {
+		return by, invalid("change", "change %s changes no user", ch.Hash)
+	}
+	up.UserID = target
+	users := usersOf(before)
+	if users[target] == nil && (up.Name == "" || up.Role == "" || up.PasswordHash == "") {
+		return by, invalid("user", "change %s adds user %s without a name, role and password", ch.Hash, target)
+	}
+	if err := mayUpdate(users, by, up); err != nil {
+		return by, fmt.Errorf("change %s: %w", ch.Hash, err)
+	}
+	return by, nil
+}
