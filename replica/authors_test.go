@@ -35,7 +35,7 @@ func TestCloudRefusesAndQuarantinesUnauthorizedChanges(t *testing.T) {
 
 	// A lab technician's prescription is refused whole and quarantined.
 	rogue, _ := newMem(t, replica.Config{})
-	forged, err := forge.Prescription(nurse, labTech, "north", time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC))
+	forged, err := forge.Prescription("", nurse, labTech, "north", time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC))
 	require.NoError(t, err)
 	require.NoError(t, rogue.Import(ctx, []*record.Chart{forged}))
 	before := dumpStore(t, cloudStore)
@@ -97,7 +97,7 @@ func TestQuarantineWriteFailure(t *testing.T) {
 	ctx := context.Background()
 	cloud, cloudStore := newMem(t, replica.Config{})
 	rogue, _ := newMem(t, replica.Config{})
-	forged, err := forge.Prescription(nurse, labTech, "north", time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC))
+	forged, err := forge.Prescription("", nurse, labTech, "north", time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC))
 	require.NoError(t, err)
 	require.NoError(t, rogue.Import(ctx, []*record.Chart{forged}))
 	up, err := rogue.MakeBundle(ctx, cloud.ID())

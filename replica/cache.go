@@ -12,6 +12,7 @@ type loaded struct {
 	id    string
 	doc   *crdt.Doc
 	chart *record.Chart // nil while the chart's first change has not arrived
+	users *record.Users // set instead of chart for a clinic's user roster
 	// sinceSnapshot counts changes applied on top of the stored snapshot.
 	sinceSnapshot int
 	// scope is the chart's scope as last indexed; a clinic that joins it

@@ -423,9 +423,7 @@ func (r *Replica) loadStored(ctx context.Context, id string) (*loaded, error) {
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return nil, fmt.Errorf("load chart %s: %w", id, err)
 	}
-	if chart, err := record.Open(doc); err == nil {
-		l.chart = chart
-	} else if !errors.Is(err, record.ErrNotAChart) {
+	if err := l.open(); err != nil {
 		return nil, fmt.Errorf("load chart %s: %w", id, err)
 	}
 	return l, nil
@@ -451,6 +449,10 @@ func applyStored(doc *crdt.Doc, chs []store.Change) error {
 // indexEntry computes a chart's index row.
 func (r *Replica) indexEntry(l *loaded) (store.Chart, error) {
 	e := store.Chart{ID: l.id, Heads: l.doc.Heads(), Updated: r.cfg.Now().UTC()}
+	if l.users != nil {
+		e.Kind, e.HomeClinic, e.Scope = store.KindUsers, l.users.Clinic(), []string{l.users.Clinic()}
+		return e, nil
+	}
 	if l.chart == nil {
 		return e, nil
 	}

@@ -402,12 +402,27 @@ func (r *Replica) ReceiveFrom(ctx context.Context, data []byte, opt ReceiveOptio
 		} else if err != nil {
 			return fail(fmt.Errorf("receive bundle: %w", err))
 		}
+		if checkAuthors && l.users != nil {
+			// A roster is started once; another start of one already held
+			// (a second administrator bootstrapping a roster of their own)
+			// is refused where it first meets the held one.
+			for _, c := range fresh {
+				if len(c.Deps) == 0 {
+					return fail(r.quarantine(ctx, b.From, data, fmt.Errorf("receive bundle: the user roster of %s was already started; change %s starts another: %w", l.users.Clinic(), c.Hash, ErrUnauthorizedChange)))
+				}
+			}
+		}
 		if _, err := l.doc.Apply(fresh...); err != nil {
 			return fail(fmt.Errorf("receive bundle: chart %s: %w", cb.chart, err))
 		}
 		if checkAuthors {
 			for _, c := range fresh {
-				_, err := record.CheckChange(l.doc, c)
+				var err error
+				if record.IsUsersChange(c) {
+					_, err = record.CheckUsersChange(l.doc, c)
+				} else {
+					_, err = record.CheckChange(l.doc, c)
+				}
 				if errors.Is(err, crdt.ErrNotFound) {
 					// Its dependencies have not arrived: it cannot be
 					// judged, so it is not taken either.
@@ -425,16 +440,18 @@ func (r *Replica) ReceiveFrom(ctx context.Context, data []byte, opt ReceiveOptio
 				return fail(fmt.Errorf("receive bundle: chart %s: %w", cb.chart, err))
 			}
 		}
-		if l.chart == nil {
-			if chart, err := record.Open(l.doc); err == nil {
-				l.chart = chart
-			} else if !errors.Is(err, record.ErrNotAChart) {
-				return fail(fmt.Errorf("receive bundle: chart %s: %w: %w", cb.chart, ErrMalformedBundle, err))
-			}
+		if err := l.open(); err != nil {
+			return fail(fmt.Errorf("receive bundle: chart %s: %w: %w", cb.chart, ErrMalformedBundle, err))
+		}
+		if checkAuthors && l.users == nil && slices.ContainsFunc(fresh, record.IsUsersChange) {
+			return fail(r.quarantine(ctx, b.From, data, fmt.Errorf("receive bundle: document %s: a user roster change on a document that is not its clinic's roster: %w", cb.chart, ErrUnauthorizedChange)))
 		}
 		if opt.Clinic != "" && isNew {
 			var scope []string
-			if l.chart != nil {
+			switch {
+			case l.users != nil:
+				scope = []string{l.users.Clinic()}
+			case l.chart != nil:
 				if scope, err = l.chart.Scope(); err != nil {
 					return fail(fmt.Errorf("receive bundle: chart %s: %w", cb.chart, err))
 				}

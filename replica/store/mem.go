@@ -152,7 +152,7 @@ func (m *Mem) Charts(ctx context.Context, q Query) ([]Chart, error) {
 	defer unlock()
 	var out []Chart
 	for _, c := range m.charts {
-		if Matches(c, q.Text) {
+		if c.Kind == q.Kind && Matches(c, q.Text) {
 			c.Heads, c.Scope = slices.Clone(c.Heads), slices.Clone(c.Scope)
 			out = append(out, c)
 		}

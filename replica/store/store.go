@@ -57,7 +57,10 @@ type NewChange struct {
 // Chart is a chart's index entry: what finding and listing need, without
 // loading the chart.
 type Chart struct {
-	ID         string
+	ID string
+	// Kind is "" for a patient's chart, or another kind of replicated
+	// document (KindUsers: a clinic's user roster).
+	Kind       string
 	Heads      crdt.Heads
 	GivenName  string
 	FamilyName string
@@ -119,13 +122,17 @@ type Peer struct {
 	LastSync time.Time
 }
 
+// KindUsers is the Chart.Kind of a clinic's user roster.
+const KindUsers = "users"
+
 // Query finds charts. Text matches, case-insensitively, a substring of the
 // given or family name, the village or the national ID, or a whole chart
 // ID. An empty Text lists every chart. Results are sorted by family name,
 // given name, then ID.
 type Query struct {
 	Text  string
-	Limit int // 0 means no limit
+	Kind  string // only documents of this kind ("" is patients' charts)
+	Limit int    // 0 means no limit
 }
 
 // Quarantined is a bundle refused because a change in it was not its

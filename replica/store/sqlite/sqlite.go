@@ -57,7 +57,8 @@ CREATE TABLE IF NOT EXISTS charts (
 	national_id TEXT NOT NULL DEFAULT '',
 	home_clinic TEXT NOT NULL DEFAULT '',
 	scope       TEXT NOT NULL DEFAULT '[]',
-	updated     INTEGER NOT NULL DEFAULT 0
+	updated     INTEGER NOT NULL DEFAULT 0,
+	kind        TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS grants (
 	clinic TEXT NOT NULL,
@@ -122,15 +123,20 @@ func Open(ctx context.Context, path string) (*Store, error) {
 }
 
 // migrate brings a database made by an earlier version up to the schema:
-// the change signature column came later.
+// the change signature and document kind columns came later.
 func migrate(ctx context.Context, db *sql.DB) error {
-	var n int
-	if err := db.QueryRowContext(ctx, "SELECT count(*) FROM pragma_table_info('changes') WHERE name = 'sig'").Scan(&n); err != nil {
-		return fmt.Errorf("read schema: %w", err)
-	}
-	if n == 0 {
-		if _, err := db.ExecContext(ctx, "ALTER TABLE changes ADD COLUMN sig BLOB NOT NULL DEFAULT x''"); err != nil {
-			return fmt.Errorf("add the signature column: %w", err)
+	for _, c := range []struct{ table, column, def string }{
+		{"changes", "sig", "BLOB NOT NULL DEFAULT x''"},
+		{"charts", "kind", "TEXT NOT NULL DEFAULT ''"},
+	} {
+		var n int
+		if err := db.QueryRowContext(ctx, "SELECT count(*) FROM pragma_table_info(?) WHERE name = ?", c.table, c.column).Scan(&n); err != nil {
+			return fmt.Errorf("read schema: %w", err)
+		}
+		if n == 0 {
+			if _, err := db.ExecContext(ctx, "ALTER TABLE "+c.table+" ADD COLUMN "+c.column+" "+c.def); err != nil {
+				return fmt.Errorf("add column %s.%s: %w", c.table, c.column, err)
+			}
 		}
 	}
 	return nil
@@ -304,14 +310,14 @@ func decodeHeads(b []byte) (crdt.Heads, error) {
 	return h, nil
 }
 
-const chartCols = "id, heads, given, family, village, national_id, home_clinic, scope, updated"
+const chartCols = "id, heads, given, family, village, national_id, home_clinic, scope, updated, kind"
 
 func scanChart(sc interface{ Scan(...any) error }) (store.Chart, error) {
 	var c store.Chart
 	var heads []byte
 	var updated int64
 	var scope string
-	if err := sc.Scan(&c.ID, &heads, &c.GivenName, &c.FamilyName, &c.Village, &c.NationalID, &c.HomeClinic, &scope, &updated); err != nil {
+	if err := sc.Scan(&c.ID, &heads, &c.GivenName, &c.FamilyName, &c.Village, &c.NationalID, &c.HomeClinic, &scope, &updated, &c.Kind); err != nil {
 		return c, err
 	}
 	if err := json.Unmarshal([]byte(scope), &c.Scope); err != nil {
@@ -402,12 +408,12 @@ func (s *Store) Charts(ctx context.Context, q store.Query) ([]store.Chart, error
 	if limit <= 0 {
 		limit = -1
 	}
-	query := "SELECT " + chartCols + " FROM charts"
-	var args []any
+	query := "SELECT " + chartCols + " FROM charts WHERE kind = ?"
+	args := []any{q.Kind}
 	if q.Text != "" {
 		like := "%" + strings.NewReplacer(`\`, `\\`, "%", `\%`, "_", `\_`).Replace(strings.ToLower(q.Text)) + "%"
-		query += ` WHERE id = ? OR lower(given) LIKE ? ESCAPE '\' OR lower(family) LIKE ? ESCAPE '\'` +
-			` OR lower(village) LIKE ? ESCAPE '\' OR lower(national_id) LIKE ? ESCAPE '\'`
+		query += ` AND (id = ? OR lower(given) LIKE ? ESCAPE '\' OR lower(family) LIKE ? ESCAPE '\'` +
+			` OR lower(village) LIKE ? ESCAPE '\' OR lower(national_id) LIKE ? ESCAPE '\')`
 		args = append(args, q.Text, like, like, like, like)
 	}
 	query += " ORDER BY family, given, id LIMIT ?"
@@ -534,11 +540,11 @@ func (s *Store) Write(ctx context.Context, b store.Batch) (uint64, error) {
 		if c.Scope == nil {
 			scope = []byte("[]")
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO charts(`+chartCols+`) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)
+		if _, err := tx.ExecContext(ctx, `INSERT INTO charts(`+chartCols+`) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT(id) DO UPDATE SET heads = excluded.heads, given = excluded.given, family = excluded.family,
 			village = excluded.village, national_id = excluded.national_id, home_clinic = excluded.home_clinic,
-			scope = excluded.scope, updated = excluded.updated`,
-			c.ID, encodeHeads(c.Heads), c.GivenName, c.FamilyName, c.Village, c.NationalID, c.HomeClinic, string(scope), millis(c.Updated)); err != nil {
+			scope = excluded.scope, updated = excluded.updated, kind = excluded.kind`,
+			c.ID, encodeHeads(c.Heads), c.GivenName, c.FamilyName, c.Village, c.NationalID, c.HomeClinic, string(scope), millis(c.Updated), c.Kind); err != nil {
 			return 0, fmt.Errorf("write chart %s: %w", c.ID, err)
 		}
 	}

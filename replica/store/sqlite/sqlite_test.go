@@ -36,16 +36,22 @@ func TestOpenRefusesURIPath(t *testing.T) {
 	require.Error(t, err)
 }
 
-// TestOpenAddsTheSignatureColumn opens a database made before changes
-// carried signatures: its changes read back unsigned, and new ones keep
-// their signatures.
-func TestOpenAddsTheSignatureColumn(t *testing.T) {
+// TestOpenAddsLaterColumns opens a database made before changes carried
+// signatures and documents had kinds: its changes read back unsigned, new
+// ones keep their signatures, and its charts are patients' charts.
+func TestOpenAddsLaterColumns(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "old.db")
 	db, err := sql.Open("sqlite3", "file:"+path)
 	require.NoError(t, err)
 	_, err = db.Exec(`CREATE TABLE changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, chart TEXT NOT NULL,
 		hash BLOB NOT NULL UNIQUE, raw BLOB NOT NULL, src TEXT NOT NULL DEFAULT '')`)
+	require.NoError(t, err)
+	_, err = db.Exec(`CREATE TABLE charts (id TEXT PRIMARY KEY, heads BLOB NOT NULL, given TEXT NOT NULL DEFAULT '',
+		family TEXT NOT NULL DEFAULT '', village TEXT NOT NULL DEFAULT '', national_id TEXT NOT NULL DEFAULT '',
+		home_clinic TEXT NOT NULL DEFAULT '', scope TEXT NOT NULL DEFAULT '[]', updated INTEGER NOT NULL DEFAULT 0)`)
+	require.NoError(t, err)
+	_, err = db.Exec("INSERT INTO charts(id, heads, given) VALUES('a', x'', 'Amina')")
 	require.NoError(t, err)
 	old := sha256.Sum256([]byte("old"))
 	_, err = db.Exec("INSERT INTO changes(chart, hash, raw) VALUES('a', ?, 'old')", old[:])
@@ -63,5 +69,9 @@ func TestOpenAddsTheSignatureColumn(t *testing.T) {
 	require.Len(t, all, 2)
 	require.Nil(t, all[0].Sig, "a change stored before signatures reads back unsigned")
 	require.Equal(t, sig, all[1].Sig)
+	charts, err := s.Charts(ctx, store.Query{})
+	require.NoError(t, err)
+	require.Len(t, charts, 1, "a chart indexed before documents had kinds is a patient's chart")
+	require.Equal(t, "Amina", charts[0].GivenName)
 	require.NoError(t, s.IntegrityCheck(ctx))
 }

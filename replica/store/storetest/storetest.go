@@ -140,8 +140,16 @@ func Run(t *testing.T, open func(t *testing.T) Opened) {
 			{ID: "c3", GivenName: "Amina", FamilyName: "Bello", Village: "Kaduna", NationalID: "NG-77", Heads: h, Updated: now},
 			{ID: "c1", GivenName: "Ravi", FamilyName: "Kumar", Village: "Anandpur", NationalID: "ABHA-91-1234", HomeClinic: "clinic-a", Updated: now},
 			{ID: "c2", GivenName: "Asha", FamilyName: "Kumar", Village: "Anandpur", Updated: now},
+			{ID: "r1", Kind: store.KindUsers, HomeClinic: "clinic-a", Scope: []string{"clinic-a"}, Updated: now},
 		}})
 		require.NoError(t, err)
+		roster, err := s.Chart(ctx, "r1")
+		require.NoError(t, err)
+		assert.Equal(t, store.KindUsers, roster.Kind, "a document's kind is kept")
+		rosters, err := s.Charts(ctx, store.Query{Kind: store.KindUsers})
+		require.NoError(t, err)
+		require.Len(t, rosters, 1, "a query of a kind finds only that kind")
+		assert.Equal(t, "r1", rosters[0].ID)
 
 		got, err := s.Chart(ctx, "c3")
 		require.NoError(t, err)

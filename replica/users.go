@@ -1,0 +1,125 @@
+package replica
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/chartsync/chartsync/record"
+	"github.com/chartsync/chartsync/replica/store"
+)
+
+// open recognises what l's document is: a chart, a clinic's user roster
+// (only under the roster's own ID, UsersID of its clinic), or nothing yet.
+func (l *loaded) open() error {
+	if l.chart != nil || l.users != nil {
+		return nil
+	}
+	chart, err := record.Open(l.doc)
+	if err == nil {
+		l.chart = chart
+		return nil
+	}
+	if !errors.Is(err, record.ErrNotAChart) {
+		return err
+	}
+	if u, err := record.OpenUsers(l.doc); err == nil && u.ID() == l.id {
+		l.users = u
+	}
+	return nil
+}
+
+// Users lists the users of clinic's roster, sorted by ID. A clinic whose
+// roster has not been started or received has none.
+func (r *Replica) Users(ctx context.Context, clinic string) ([]record.User, error) {
+	u, err := r.roster(ctx, clinic)
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return u.List()
+}
+
+// User returns one user of clinic's roster, or an error matching
+// ErrNotFound.
+func (r *Replica) User(ctx context.Context, clinic, id string) (record.User, error) {
+	u, err := r.roster(ctx, clinic)
+	if err != nil {
+		return record.User{}, err
+	}
+	usr, err := u.User(id)
+	if errors.Is(err, record.ErrNotFound) {
+		return record.User{}, fmt.Errorf("user %s of %s: %w", id, clinic, ErrNotFound)
+	}
+	return usr, err
+}
+
+// roster loads clinic's user roster.
+func (r *Replica) roster(ctx context.Context, clinic string) (*record.Users, error) {
+	unlock, err := r.lock()
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	l, err := r.load(ctx, record.UsersID(clinic))
+	if err != nil {
+		return nil, err
+	}
+	if l.users == nil {
+		return nil, fmt.Errorf("user roster of %s: %w", clinic, ErrNotFound)
+	}
+	return l.users, nil
+}
+
+// UpdateUser adds or changes a user of clinic's roster as by, as one
+// durable transaction; the roster is started if this replica holds none
+// (see record.NewUsers). It is replicated like a chart, to the devices of
+// that clinic. Errors are record.Users.Update's, or ErrOutOfScope on a
+// device of another clinic.
+func (r *Replica) UpdateUser(ctx context.Context, clinic string, by record.Author, up record.UserUpdate) (record.Result, error) {
+	unlock, err := r.lock()
+	if err != nil {
+		return record.Result{}, err
+	}
+	defer unlock()
+	if r.cfg.Clinic != "" && clinic != r.cfg.Clinic {
+		return record.Result{}, fmt.Errorf("change the users of %s on a device of %s: %w", clinic, r.cfg.Clinic, ErrOutOfScope)
+	}
+	id := record.UsersID(clinic)
+	l, err := r.load(ctx, id)
+	var res record.Result
+	switch {
+	case errors.Is(err, ErrNotFound):
+		var u *record.Users
+		if u, res, err = record.NewUsers(clinic, r.id, by, r.cfg.Now(), up); err != nil {
+			return record.Result{}, fmt.Errorf("start the users of %s: %w", clinic, err)
+		}
+		l = &loaded{id: id, doc: u.Doc(), users: u}
+	case err != nil:
+		return record.Result{}, err
+	case l.users == nil:
+		return record.Result{}, fmt.Errorf("document %s is not the user roster of %s: %w", id, clinic, record.ErrNotAUserRoster)
+	default:
+		if res, err = l.users.Update(by, r.cfg.Now(), up); err != nil {
+			return record.Result{}, fmt.Errorf("update user %s of %s: %w", up.UserID, clinic, err)
+		}
+	}
+	l.sinceSnapshot++
+	b := store.Batch{Changes: []store.NewChange{{Chart: id, Hash: res.Change.Hash, Raw: res.Change.Raw, Sig: r.sign(id, res.Change.Hash)}}}
+	if err := r.addChartWrites(&b, l); err != nil {
+		r.cache.remove(id)
+		return record.Result{}, err
+	}
+	if _, err := r.st.Write(ctx, b); err != nil {
+		r.cache.remove(id)
+		return record.Result{}, fmt.Errorf("update user %s of %s: %w", up.UserID, clinic, err)
+	}
+	if len(b.Snapshots) > 0 {
+		l.sinceSnapshot = 0
+	}
+	r.cache.put(l)
+	return res, nil
+}
+

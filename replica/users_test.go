@@ -1,0 +1,143 @@
+package replica_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/chartsync/chartsync/crdt"
+	"github.com/chartsync/chartsync/record"
+	"github.com/chartsync/chartsync/replica"
+)
+
+var (
+	northAdmin = record.Author{UserID: "u-femi", Name: "Femi", Role: record.RoleAdministrator}
+	northNurse = record.Author{UserID: "u-amina", Name: "Amina", Role: record.RoleNurse}
+)
+
+func hashN(n int) string {
+	return fmt.Sprintf("$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ%d$aGFzaGhhc2g%d", n, n)
+}
+
+// checkedSync is scopedSync with the cloud checking authors.
+func checkedSync(t *testing.T, cloud, dev *replica.Replica, clinic string) error {
+	t.Helper()
+	ctx := context.Background()
+	for range 100 {
+		up, err := dev.MakeBundle(ctx, cloud.ID())
+		require.NoError(t, err)
+		if _, err := cloud.ReceiveFrom(ctx, up.Data, replica.ReceiveOptions{Sender: dev.ID(), Clinic: clinic, CheckAuthors: true}); err != nil {
+			return err
+		}
+		down, err := cloud.MakeBundleFor(ctx, dev.ID(), replica.BundleOptions{Clinic: clinic})
+		require.NoError(t, err)
+		if _, err := dev.Receive(ctx, down.Data); err != nil {
+			return err
+		}
+		if up.Complete && down.Complete {
+			return nil
+		}
+	}
+	t.Fatal("sync did not finish in 100 round trips")
+	return nil
+}
+
+// TestUserRosterReplicates: an administrator starts the north clinic's
+// roster on one device; it reaches the clinic's other devices (and no
+// other clinic's) through the cloud, which checks every roster change;
+// a password changed on one device reaches the others.
+func TestUserRosterReplicates(t *testing.T) {
+	ctx := context.Background()
+	d := newDeployment(t)
+	cloudKeys := d.roster(t)
+	cloud, _ := newMem(t, replica.Config{Keys: cloudKeys})
+	north1, north2, south := d.device(t, "north"), d.device(t, "north"), d.device(t, "south")
+
+	_, err := north1.UpdateUser(ctx, "north", northAdmin, record.UserUpdate{UserID: northAdmin.UserID, Name: "Femi", Role: record.RoleAdministrator, PasswordHash: hashN(0)})
+	require.NoError(t, err, "the first administrator starts the roster")
+	_, err = north1.UpdateUser(ctx, "north", northAdmin, record.UserUpdate{UserID: northNurse.UserID, Name: "Amina", Role: record.RoleNurse, PasswordHash: hashN(1)})
+	require.NoError(t, err)
+
+	require.NoError(t, checkedSync(t, cloud, north1.Replica, "north"))
+	require.NoError(t, checkedSync(t, cloud, north2.Replica, "north"))
+	require.NoError(t, checkedSync(t, cloud, south.Replica, "south"))
+
+	want, err := north1.Users(ctx, "north")
+	require.NoError(t, err)
+	require.Len(t, want, 2)
+	got, err := north2.Users(ctx, "north")
+	require.NoError(t, err)
+	assert.Equal(t, want, got, "the roster reaches the clinic's other device")
+	southSees, err := south.Users(ctx, "north")
+	require.NoError(t, err)
+	assert.Empty(t, southSees, "another clinic's devices do not get north's roster")
+	charts, err := north2.Find(ctx, "", 0)
+	require.NoError(t, err)
+	assert.Empty(t, charts, "a roster is not a patient's chart")
+
+	// The nurse changes her password on the second device.
+	_, err = north2.UpdateUser(ctx, "north", northNurse, record.UserUpdate{UserID: northNurse.UserID, PasswordHash: hashN(2)})
+	require.NoError(t, err)
+	require.NoError(t, checkedSync(t, cloud, north2.Replica, "north"))
+	require.NoError(t, checkedSync(t, cloud, north1.Replica, "north"))
+	amina, err := north1.User(ctx, "north", northNurse.UserID)
+	require.NoError(t, err)
+	assert.Equal(t, hashN(2), amina.PasswordHash, "a changed password reaches the other device")
+
+	// A nurse may not add users, on the device or by claiming to be an
+	// administrator.
+	_, err = north1.UpdateUser(ctx, "north", northNurse, record.UserUpdate{UserID: "u-new", Name: "New", Role: record.RoleAdministrator, PasswordHash: hashN(3)})
+	require.ErrorIs(t, err, record.ErrForbidden)
+	claims := record.Author{UserID: northNurse.UserID, Role: record.RoleAdministrator}
+	_, err = north1.UpdateUser(ctx, "north", claims, record.UserUpdate{UserID: "u-new", Name: "New", Role: record.RoleAdministrator, PasswordHash: hashN(3)})
+	require.ErrorIs(t, err, record.ErrForbidden, "the roster, not the claimed role, says who administers")
+}
+
+// TestSecondRosterStartIsRefused: a device that never received the
+// clinic's roster starts one of its own with a new administrator; the
+// cloud, which holds the roster, refuses it.
+func TestSecondRosterStartIsRefused(t *testing.T) {
+	ctx := context.Background()
+	d := newDeployment(t)
+	cloud, cloudStore := newMem(t, replica.Config{Keys: d.roster(t)})
+	first, rogue := d.device(t, "north"), d.device(t, "north")
+	_, err := first.UpdateUser(ctx, "north", northAdmin, record.UserUpdate{UserID: northAdmin.UserID, Name: "Femi", Role: record.RoleAdministrator, PasswordHash: hashN(0)})
+	require.NoError(t, err)
+	require.NoError(t, checkedSync(t, cloud, first.Replica, "north"))
+
+	usurper := record.Author{UserID: "u-usurper", Role: record.RoleAdministrator}
+	_, err = rogue.UpdateUser(ctx, "north", usurper, record.UserUpdate{UserID: usurper.UserID, Name: "U", Role: record.RoleAdministrator, PasswordHash: hashN(9)})
+	require.NoError(t, err, "on its own, the device has no roster to refuse it")
+	before := dumpStore(t, cloudStore)
+	err = checkedSync(t, cloud, rogue.Replica, "north")
+	require.ErrorIs(t, err, replica.ErrUnauthorizedChange)
+	assert.Equal(t, before, dumpStore(t, cloudStore))
+	users, err := cloud.Users(ctx, "north")
+	require.NoError(t, err)
+	require.Len(t, users, 1)
+	assert.Equal(t, northAdmin.UserID, users[0].ID)
+}
+
+// TestRosterChangeOnAChartIsRefused: a change labelled as a roster
+// change but made on a patient's chart is refused by a checking replica.
+func TestRosterChangeOnAChartIsRefused(t *testing.T) {
+	ctx := context.Background()
+	cloud, _ := newMem(t, replica.Config{CheckAuthors: true})
+	dev, _ := newMem(t, replica.Config{})
+	id := registerAt(t, dev, "Amina", "north")
+	_, err := replica.SyncPair(ctx, dev, cloud)
+	require.NoError(t, err)
+
+	// A modified client files a roster start under the chart's ID.
+	u, _, err := record.NewUsers("north", crdt.NewActorID(), northAdmin, time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC), record.UserUpdate{UserID: northAdmin.UserID, Name: "Femi", Role: record.RoleAdministrator, PasswordHash: hashN(0)})
+	require.NoError(t, err)
+	chs, err := u.Doc().Changes(nil)
+	require.NoError(t, err)
+	data := encode(t, replica.Bundle{From: dev.ID(), To: cloud.ID(), Changes: []replica.BundleChange{{Chart: id, Raw: chs[0].Raw}}})
+	_, err = cloud.Receive(ctx, data)
+	require.ErrorIs(t, err, replica.ErrUnauthorizedChange, "a roster start filed under a chart's ID is refused")
+}
