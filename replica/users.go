@@ -122,4 +122,3 @@ func (r *Replica) UpdateUser(ctx context.Context, clinic string, by record.Autho
 	r.cache.put(l)
 	return res, nil
 }
-
