@@ -20,6 +20,18 @@ type Touched struct {
 	Registers bool
 }
 
+// AuthorOf reads who a change's commit message says made it (a chart or
+// user roster change), without judging the change; false if the message
+// names no valid author.
+func AuthorOf(ch crdt.Change) (Author, bool) {
+	var msg message
+	if json.Unmarshal([]byte(ch.Message), &msg) != nil {
+		return Author{}, false
+	}
+	a := Author{UserID: msg.User, Name: msg.Name, Role: msg.Role, Device: msg.Device}
+	return a, a.Validate() == nil
+}
+
 // CheckChange works out what a change received from elsewhere modifies,
 // and refuses it if the role its commit message records may not change
 // every section it touches. doc is the chart's document holding the

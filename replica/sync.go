@@ -77,6 +77,8 @@ type Outgoing struct {
 	Data     []byte
 	Changes  int  // changes carried
 	Complete bool // false if the sender has more for the next exchange
+	// Charts counts the changes carried per chart (for an access log).
+	Charts map[string]int
 }
 
 // MakeBundle builds the bundle for peer: the changes it is not known to
@@ -174,7 +176,14 @@ func (r *Replica) MakeBundleFor(ctx context.Context, peer string, opt BundleOpti
 	if err != nil {
 		return Outgoing{}, fmt.Errorf("make bundle for %s: %w", peer, err)
 	}
-	return Outgoing{Data: data, Changes: len(b.Changes), Complete: b.Complete()}, nil
+	var charts map[string]int
+	if len(b.Changes) > 0 {
+		charts = map[string]int{}
+		for _, c := range b.Changes {
+			charts[c.Chart]++
+		}
+	}
+	return Outgoing{Data: data, Changes: len(b.Changes), Complete: b.Complete(), Charts: charts}, nil
 }
 
 // scopeFilter reports whether a chart is in clinic's scope (every chart
@@ -258,6 +267,16 @@ type Received struct {
 	Duplicates int      // changes it already had
 	Charts     []string // charts that changed, sorted
 	Complete   bool     // the sender had nothing more to send
+	// Changes lists the changes applied, in the bundle's order, with the
+	// author each one's message records (for an access log).
+	Changes []ReceivedChange
+}
+
+// ReceivedChange is one change Receive applied.
+type ReceivedChange struct {
+	Chart  string
+	Hash   crdt.Hash
+	Author record.Author // zero if the message names none
 }
 
 type chartBatch struct {
@@ -463,6 +482,8 @@ func (r *Replica) ReceiveFrom(ctx context.Context, data []byte, opt ReceiveOptio
 		l.sinceSnapshot += len(fresh)
 		for i, c := range fresh {
 			batch.Changes = append(batch.Changes, store.NewChange{Chart: cb.chart, Hash: c.Hash, Raw: c.Raw, From: b.From, Sig: sigs[i]})
+			au, _ := record.AuthorOf(c)
+			res.Changes = append(res.Changes, ReceivedChange{Chart: cb.chart, Hash: c.Hash, Author: au})
 		}
 		if err := r.addChartWrites(&batch, l); err != nil {
 			return fail(fmt.Errorf("receive bundle: %w", err))
