@@ -61,6 +61,12 @@ type Config struct {
 	// Now is the clock credentials are checked against (default
 	// time.Now).
 	Now func() time.Time
+	// AccessLog, if set, records every chart a device reads or writes
+	// (and every bundle refused as forged, unauthorised or out of scope)
+	// before the answer goes out; a sync whose access cannot be recorded
+	// fails with 500 and sends nothing. Syncs that move no change record
+	// nothing.
+	AccessLog AccessLog
 }
 
 // Validate reports a configuration that cannot work.
@@ -277,8 +283,21 @@ func (h *Handler) serveSync(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		status, code, msg := classify(err)
+		if _, _, refused := classifyScope(err); refused && h.cfg.AccessLog != nil {
+			if lerr := h.cfg.AccessLog.Append(context.WithoutCancel(r.Context()), refusedEntry(dev, code, msg)); lerr != nil {
+				log.Error("access log: cannot record a refused bundle", "err", lerr)
+			}
+		}
 		h.fail(w, r, status, code, msg, err)
 		return
+	}
+	if h.cfg.AccessLog != nil {
+		if entries := accessEntries(dev, rec, out); len(entries) > 0 {
+			if err := h.cfg.AccessLog.Append(context.WithoutCancel(r.Context()), entries...); err != nil {
+				h.fail(w, r, http.StatusInternalServerError, CodeInternal, "the cloud could not record this sync in its access log; try again later", err)
+				return
+			}
+		}
 	}
 	w.Header().Set("Content-Type", ContentType)
 	w.Header().Set("Content-Length", strconv.Itoa(len(out.Data)))
