@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/chartsync/chartsync/device/login"
 	"github.com/chartsync/chartsync/record"
 	"github.com/chartsync/chartsync/replica"
 	"github.com/chartsync/chartsync/transport/httpsync"
@@ -21,6 +23,8 @@ import (
 // opened from it.
 type app struct {
 	dir string
+	in  *bufio.Reader // passwords are read from it, one per line
+	raw io.Reader     // the input as given, to tell a terminal
 	out io.Writer
 	r   *replica.Replica
 }
@@ -107,8 +111,10 @@ func (a *app) close() {
 	}
 }
 
-// author is the logged-in user on this device.
-func (a *app) author() (record.Author, error) {
+// author is the logged-in user on this device, as the clinic's roster
+// now has them: a user disabled since logging in is logged out, and a
+// changed role applies at once.
+func (a *app) author(ctx context.Context) (record.Author, error) {
 	d, err := a.device()
 	if err != nil {
 		return record.Author{}, err
@@ -117,8 +123,21 @@ func (a *app) author() (record.Author, error) {
 	if err != nil {
 		return record.Author{}, err
 	}
-	s.Author.Device = d.Device
-	return s.Author, nil
+	r, err := a.replica(ctx)
+	if err != nil {
+		return record.Author{}, err
+	}
+	u, err := r.User(ctx, d.Clinic, s.Author.UserID)
+	if errors.Is(err, replica.ErrNotFound) {
+		return record.Author{}, fmt.Errorf("%s is no longer on the clinic's roster: %w", s.Author.UserID, errNotLoggedIn)
+	}
+	if err != nil {
+		return record.Author{}, err
+	}
+	if u.Disabled {
+		return record.Author{}, fmt.Errorf("%s's account was disabled by an administrator: %w", u.ID, errNotLoggedIn)
+	}
+	return record.Author{UserID: u.ID, Name: u.Name, Role: u.Role, Device: d.Device}, nil
 }
 
 // chart finds a chart by its ID or a unique prefix of it.
@@ -216,7 +235,12 @@ func explain(err error) string {
 	case errors.Is(err, httpsync.ErrForbidden):
 		return err.Error() + ". The cloud refused a change outside this clinic's charts."
 	case errors.Is(err, errNotLoggedIn):
-		return "no one is logged in. Run: clinic login -user USER-ID -name \"NAME\" -role ROLE"
+		return err.Error() + ". Run: clinic login -user USER-ID (it asks for your password)"
+	case errors.Is(err, login.ErrLockedOut), errors.Is(err, errWrongLogin), errors.Is(err, errNoUsers), errors.Is(err, login.ErrWeakPassword),
+		errors.Is(err, login.ErrPasswordTooLong), errors.Is(err, errMismatch):
+		return err.Error()
+	case errors.As(err, &fe) && fe.Section == record.SectionUsers:
+		return "only an administrator may change the clinic's users (anyone may change their own password with \"clinic passwd\"). Ask an administrator."
 	case errors.As(err, &fe):
 		var may []string
 		for _, r := range record.Roles() {

@@ -45,7 +45,7 @@ func optFloatFlag(fs *flag.FlagSet, name, usage string) *optFloat {
 
 // edit applies op to a chart as the logged-in user and says what was done.
 func (a *app) edit(ctx context.Context, chartRef string, op func(v record.View) (record.Op, error)) error {
-	by, err := a.author()
+	by, err := a.author(ctx)
 	if err != nil {
 		return err
 	}
@@ -110,14 +110,17 @@ func twoArgs(args []string, what string) (string, string, error) {
 func init() {
 	var (
 		clinicID, deviceName, cloud string
+		admin, adminName            string
 	)
 	register(&command{
-		name: "init", args: "-clinic CLINIC-ID -device DEVICE-NAME [-cloud URL]",
+		name: "init", args: "-clinic CLINIC-ID -device DEVICE-NAME [-cloud URL] [-admin USER-ID -admin-name NAME]",
 		help: "Set up this device for a clinic (once per device).",
 		flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&clinicID, "clinic", "", "the clinic this device belongs to, e.g. kamuga-dispensary (required)")
 			fs.StringVar(&deviceName, "device", "", "a name for this device, e.g. kamuga-tablet-1 (required)")
 			fs.StringVar(&cloud, "cloud", "", "the cloud's URL, for syncing when there is signal")
+			fs.StringVar(&admin, "admin", "", "on the clinic's first device only: the user ID of its first administrator (asks for the password)")
+			fs.StringVar(&adminName, "admin-name", "", "the first administrator's name")
 		},
 		run: func(ctx context.Context, a *app, fs *flag.FlagSet, args []string) error {
 			if clinicID == "" || deviceName == "" {
@@ -149,33 +152,14 @@ func init() {
 			fmt.Fprintf(a.out, "Device %s of clinic %s is ready (replica %s, data in %s).\n", deviceName, clinicID, r.ID(), a.dir)
 			fmt.Fprintf(a.out, "Device key fingerprint: %s\n", device.Fingerprint(id.Public().SignKey))
 			fmt.Fprintf(a.out, "To sync with a cloud: give %s to the administrator (it holds no secret), then run clinic connect -credential FILE with the file you get back.\n", a.path(requestFile))
-			fmt.Fprintf(a.out, "Next: clinic login -user USER-ID -name \"NAME\" -role ROLE\n")
-			return nil
-		},
-	})
-
-	var user, name, role string
-	register(&command{
-		name: "login", args: "-user USER-ID -name NAME -role ROLE",
-		help: "Log in as a member of staff; every change records who made it.",
-		flags: func(fs *flag.FlagSet) {
-			fs.StringVar(&user, "user", "", "your user ID (required)")
-			fs.StringVar(&name, "name", "", "your name as colleagues know it")
-			fs.StringVar(&role, "role", "", "clinician, nurse, lab-technician, registration-clerk, community-health-worker or administrator (required)")
-		},
-		run: func(ctx context.Context, a *app, fs *flag.FlagSet, args []string) error {
-			d, err := a.device()
-			if err != nil {
-				return err
+			if admin != "" {
+				if err := startRoster(ctx, a, clinicID, admin, adminName); err != nil {
+					return err
+				}
+				fmt.Fprintf(a.out, "Next: clinic login -user %s, then add the clinic's staff with clinic user add\n", admin)
+			} else {
+				fmt.Fprintf(a.out, "Next: sync with the cloud to receive the clinic's users, then clinic login -user USER-ID\n")
 			}
-			au := record.Author{UserID: user, Name: name, Role: record.Role(role), Device: d.Device}
-			if err := au.Validate(); err != nil {
-				return err
-			}
-			if err := writeJSON(a.path("session.json"), session{Author: au, Since: time.Now().UTC()}); err != nil {
-				return err
-			}
-			fmt.Fprintf(a.out, "Logged in as %s on %s.\n", au, d.Device)
 			return nil
 		},
 	})
@@ -274,7 +258,7 @@ func init() {
 			fs.StringVar(&reg.HomeClinic, "home-clinic", "", "home clinic (default: this device's clinic)")
 		},
 		run: func(ctx context.Context, a *app, fs *flag.FlagSet, args []string) error {
-			by, err := a.author()
+			by, err := a.author(ctx)
 			if err != nil {
 				return err
 			}

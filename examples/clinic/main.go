@@ -14,13 +14,14 @@
 //
 //	go run ./examples/clinic init -clinic kamuga-dispensary -device kamuga-tablet-1
 //	go run ./examples/clinic connect -credential kamuga-tablet-1.pem
-//	go run ./examples/clinic login -user u-achieng -name "Nurse Achieng" -role nurse
+//	go run ./examples/clinic login -user u-achieng   (asks for the password)
 //	go run ./examples/clinic register -given Wanjiru -family Mwangi -sex female -born-year 1988 -village Kamuga
 //	go run ./examples/clinic find Wanjiru
 //	go run ./examples/clinic show <chart>
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -46,11 +47,12 @@ func register(c *command) { commands[c.name] = c }
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+	os.Exit(run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
-// run executes one command line and returns the exit code.
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+// run executes one command line and returns the exit code. Passwords are
+// read from stdin (without echo on a terminal).
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	global := flag.NewFlagSet("clinic", flag.ContinueOnError)
 	global.SetOutput(stderr)
 	dir := global.String("dir", envOr("CHARTSYNC_CLINIC_DIR", "clinic-data"), "the device's data directory")
@@ -85,7 +87,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(global.Args()[1:]); err != nil {
 		return 2
 	}
-	a := &app{dir: *dir, out: stdout}
+	a := &app{dir: *dir, in: bufio.NewReader(stdin), raw: stdin, out: stdout}
 	defer a.close()
 	if err := c.run(ctx, a, fs, fs.Args()); err != nil {
 		fmt.Fprintln(stderr, "clinic:", explain(err))

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -17,10 +18,20 @@ import (
 // clinic runs one command line against dir and returns its output.
 func clinic(t *testing.T, dir string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
+	return clinicIn(t, dir, "", args...)
+}
+
+// clinicIn runs one command line against dir with input on stdin (the
+// passwords it asks for, one per line).
+func clinicIn(t *testing.T, dir, input string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
 	var out, errOut bytes.Buffer
-	code = run(context.Background(), append([]string{"-dir", dir}, args...), &out, &errOut)
+	code = run(context.Background(), append([]string{"-dir", dir}, args...), strings.NewReader(input), &out, &errOut)
 	return code, out.String(), errOut.String()
 }
+
+// twice is a new password as the commands that set one read it.
+func twice(pw string) string { return pw + "\n" + pw + "\n" }
 
 func mustRead(t *testing.T, path string) []byte {
 	t.Helper()
@@ -38,7 +49,7 @@ func TestClinicWorkflow(t *testing.T) {
 	code, _, errOut = clinic(t, dir, "init", "-clinic", "kamuga dispensary", "-device", "tab-1")
 	assert.Equal(t, 2, code, "a clinic ID with a space is a usage error")
 	assert.Contains(t, errOut, "letters, digits")
-	code, _, errOut = clinic(t, dir, "init", "-clinic", "kamuga", "-device", "tab-1")
+	code, _, errOut = clinicIn(t, dir, twice("admin-pass-1"), "init", "-clinic", "kamuga", "-device", "tab-1", "-admin", "u-admin", "-admin-name", "Admin")
 	require.Zero(t, code, errOut)
 	code, _, errOut = clinic(t, dir, "init", "-clinic", "other", "-device", "tab-2")
 	assert.Equal(t, 1, code, "a device cannot be set up twice")
@@ -48,10 +59,16 @@ func TestClinicWorkflow(t *testing.T) {
 	assert.Equal(t, 1, code)
 	assert.Contains(t, errOut, "clinic login")
 
-	code, _, errOut = clinic(t, dir, "login", "-user", "u1", "-name", "Nurse A", "-role", "surgeon")
-	assert.Equal(t, 1, code, "an unknown role is refused")
+	code, _, errOut = clinicIn(t, dir, "admin-pass-1\n", "login", "-user", "u-admin")
+	require.Zero(t, code, errOut)
+	code, _, errOut = clinicIn(t, dir, twice("nurse-pass-1"), "user", "add", "-id", "u1", "-name", "Nurse A", "-role", "surgeon")
+	assert.Equal(t, 2, code, "an unknown role is refused")
 	assert.Contains(t, errOut, "role")
-	code, _, errOut = clinic(t, dir, "login", "-user", "u1", "-name", "Nurse A", "-role", "nurse")
+	code, _, errOut = clinicIn(t, dir, twice("nurse-pass-1"), "user", "add", "-id", "u1", "-name", "Nurse A", "-role", "nurse")
+	require.Zero(t, code, errOut)
+	code, _, errOut = clinicIn(t, dir, twice("lab-pass-22"), "user", "add", "-id", "u2", "-name", "Lab B", "-role", "lab-technician")
+	require.Zero(t, code, errOut)
+	code, _, errOut = clinicIn(t, dir, "nurse-pass-1\n", "login", "-user", "u1")
 	require.Zero(t, code, errOut)
 
 	code, out, errOut := clinic(t, dir, "register", "-given", "Wanjiru", "-family", "Mwangi", "-sex", "female", "-born-year", "1988", "-village", "Kamuga")
@@ -76,13 +93,13 @@ func TestClinicWorkflow(t *testing.T) {
 	assert.Contains(t, errOut, "dose", "the error names the field to correct")
 
 	// A lab technician may not prescribe: the message says who may.
-	code, _, errOut = clinic(t, dir, "login", "-user", "u2", "-name", "Lab B", "-role", "lab-technician")
+	code, _, errOut = clinicIn(t, dir, "lab-pass-22\n", "login", "-user", "u2")
 	require.Zero(t, code, errOut)
 	code, _, errOut = clinic(t, dir, "prescribe", "-drug", "Morphine", "-dose", "10", "-unit", "mg", "-freq", "Q4H", short)
 	assert.Equal(t, 1, code, "a lab technician prescribed")
 	assert.Contains(t, errOut, "logged in as a lab-technician, who may not change a patient's prescriptions")
 	assert.Contains(t, errOut, "clinician, nurse")
-	code, _, errOut = clinic(t, dir, "login", "-user", "u1", "-name", "Nurse A", "-role", "nurse")
+	code, _, errOut = clinicIn(t, dir, "nurse-pass-1\n", "login", "-user", "u1")
 	require.Zero(t, code, errOut)
 
 	code, out, _ = clinic(t, dir, "show", short)

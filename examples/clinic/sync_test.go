@@ -45,7 +45,11 @@ func TestClinicsSyncThroughCloud(t *testing.T) {
 	creds := map[string]string{}
 	for _, name := range []string{"tab", "laptop"} {
 		dir := devices[name]
-		code, out, errOut := clinic(t, dir, "init", "-clinic", "kamuga", "-device", name)
+		initArgs := []string{"init", "-clinic", "kamuga", "-device", name}
+		if name == "tab" { // the clinic's first device sets up its administrator
+			initArgs = append(initArgs, "-admin", "u-admin", "-admin-name", "Wairimu")
+		}
+		code, out, errOut := clinicIn(t, dir, twice("admin-pass-1"), initArgs...)
 		require.Zero(t, code, errOut)
 		id := regexp.MustCompile(`replica ([0-9a-f]{32})`).FindStringSubmatch(out)
 		require.Len(t, id, 2)
@@ -104,7 +108,24 @@ func TestClinicsSyncThroughCloud(t *testing.T) {
 		code, out, errOut := clinic(t, dir, "status")
 		require.Zero(t, code, errOut)
 		assert.Contains(t, out, "Cloud: "+srv.URL)
-		code, _, errOut = clinic(t, dir, "login", "-user", "u-"+name, "-role", "nurse")
+	}
+	// The administrator adds the staff on the tablet; the laptop gets the
+	// clinic's users from the cloud.
+	code, _, errOut = clinicIn(t, devices["tab"], "admin-pass-1\n", "login", "-user", "u-admin")
+	require.Zero(t, code, errOut)
+	for name := range devices {
+		code, _, errOut = clinicIn(t, devices["tab"], twice("pass-of-"+name), "user", "add", "-id", "u-"+name, "-name", "Nurse "+name, "-role", "nurse")
+		require.Zero(t, code, errOut)
+	}
+	code, _, errOut = clinicIn(t, devices["laptop"], "pass-of-laptop\n", "login", "-user", "u-laptop")
+	assert.Equal(t, 1, code, "the laptop has no users before it syncs")
+	assert.Contains(t, errOut, "sync with the cloud")
+	for _, name := range []string{"tab", "laptop"} {
+		code, _, errOut = clinic(t, devices[name], "sync", "-quiet")
+		require.Zero(t, code, errOut)
+	}
+	for name, dir := range devices {
+		code, _, errOut = clinicIn(t, dir, "pass-of-"+name+"\n", "login", "-user", "u-"+name)
 		require.Zero(t, code, errOut)
 	}
 	// Offline work on both.
@@ -129,6 +150,18 @@ func TestClinicsSyncThroughCloud(t *testing.T) {
 	code, out, _ = clinic(t, devices["laptop"], "status")
 	require.Zero(t, code)
 	assert.Contains(t, out, "Changes waiting to be sent: 0")
+
+	// A password changed on the laptop works on the tablet after both sync.
+	code, _, errOut = clinicIn(t, devices["laptop"], "pass-of-laptop\n"+twice("new-pass-of-laptop"), "passwd")
+	require.Zero(t, code, errOut)
+	for _, name := range []string{"laptop", "tab"} {
+		code, _, errOut = clinic(t, devices[name], "sync", "-quiet")
+		require.Zero(t, code, errOut)
+	}
+	code, _, _ = clinicIn(t, devices["tab"], "pass-of-laptop\n", "login", "-user", "u-laptop")
+	assert.Equal(t, 1, code, "the old password no longer works on the tablet")
+	code, _, errOut = clinicIn(t, devices["tab"], "new-pass-of-laptop\n", "login", "-user", "u-laptop")
+	require.Zero(t, code, errOut)
 
 	srv.Close()
 	code, _, errOut = clinic(t, devices["tab"], "sync", "-quiet")

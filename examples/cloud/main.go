@@ -3,7 +3,8 @@
 // directory (-dir): the replica (cloud.db, SQLite), the device CA and the
 // enrolment authority key that signs relay enrolments (ca/), the
 // development server certificate (tls/), the relay roster of enrolled
-// devices (roster) and a list of enrolments (devices.jsonl).
+// devices (roster), a list of enrolments (devices.jsonl) and the access
+// log (access.log: who read or wrote which chart; "cloud audit" exports it).
 //
 // A device is enrolled from the request it made (clinic init writes it):
 // the request holds the device's public keys and proves it holds the
@@ -14,6 +15,7 @@
 //	go run ./examples/cloud serve -dir cloud-data -addr 127.0.0.1:8443 -dev-cert
 //	go run ./examples/cloud enrol -dir cloud-data -request tablet/enrol-request.pem -device kamuga-tablet-1 -out kamuga-tablet-1.pem
 //	go run ./examples/cloud devices -dir cloud-data
+//	go run ./examples/cloud audit -dir cloud-data -chart CHART-ID
 //
 // serve logs one structured line per sync (log/slog) and, on SIGINT or
 // SIGTERM, stops taking new syncs and lets those in flight finish.
@@ -43,7 +45,7 @@ type command struct {
 	flags            func(fs *flag.FlagSet)
 }
 
-var commands = []*command{serveCommand, enrolCommand, devicesCommand}
+var commands = []*command{serveCommand, enrolCommand, devicesCommand, auditCommand}
 
 // usageError is a mistake on the command line: the usage is printed.
 type usageError struct{ msg string }

@@ -166,6 +166,18 @@ func TestCloudWorkflow(t *testing.T) {
 	_, err = client.Sync(ctx)
 	require.NoError(t, err, "the enrolled device syncs with the cloud")
 
+	// The access log records the write, and audit exports it while the
+	// cloud serves.
+	code, stdout, stderr = cloud(t, "audit", "-dir", dir, "-chart", id)
+	require.Equal(t, 0, code, "audit: %s", stderr)
+	assert.Contains(t, stdout, `"action":"write"`)
+	assert.Contains(t, stdout, tablet.ID())
+	assert.Contains(t, stdout, `"user":"u-achieng"`)
+	assert.Contains(t, stderr, "chain verified")
+	code, stdout, _ = cloud(t, "audit", "-dir", dir, "-chart", "no-such-chart", "-csv")
+	require.Equal(t, 0, code)
+	assert.Equal(t, "seq,time,action,device,clinic,user,role,chart,changes,detail\n", stdout, "a filter that matches nothing exports the header only")
+
 	// A second device: its credential's roster holds the first too.
 	laptopKeys, err := device.Generate(strings.Repeat("ab", 16), "kamuga")
 	require.NoError(t, err)

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/chartsync/chartsync/audit"
 	"github.com/chartsync/chartsync/device"
 	"github.com/chartsync/chartsync/internal/atomicfile"
 	"github.com/chartsync/chartsync/replica"
@@ -117,8 +118,13 @@ func serve(ctx context.Context, fs *flag.FlagSet, dir string, stdout, stderr io.
 		return err
 	}
 	defer rep.Close()
+	access, err := audit.Open(filepath.Join(dir, fileAccess), audit.Config{Logger: log})
+	if err != nil {
+		return fmt.Errorf("%w (an altered or damaged access log must be looked into before the cloud serves again)", err)
+	}
+	defer access.Close()
 	h, err := httpsync.NewHandler(httpsync.Config{
-		Replica: rep, DeviceCA: ca.Pool(), Logger: log,
+		Replica: rep, DeviceCA: ca.Pool(), Logger: log, AccessLog: access,
 		MaxConcurrent: flagValue[int](fs, "max-concurrent"), MaxBodyBytes: flagValue[int64](fs, "max-body"),
 	})
 	if err != nil {

@@ -1,0 +1,341 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"golang.org/x/term"
+
+	"github.com/chartsync/chartsync/device/login"
+	"github.com/chartsync/chartsync/record"
+	"github.com/chartsync/chartsync/replica"
+)
+
+// The clinic's users live in its roster, a replicated document every
+// device of the clinic holds (see record.Users). Logging in checks the
+// password against the roster's argon2id hash, on the device, with no
+// network; failed attempts are counted in guardFile, and five in a row
+// lock the user out on this device for a minute, doubling up to an hour.
+
+const guardFile = "login-guard.json" // failed logins and lockouts on this device
+
+var (
+	errWrongLogin = errors.New("wrong user ID or password")
+	errNoUsers    = errors.New("this device holds no users of its clinic yet: sync with the cloud to receive them (on the clinic's first device, set up the first administrator with clinic init -admin)")
+	errMismatch   = errors.New("the two passwords differ: nothing was changed; run the command again")
+)
+
+// readSecret reads one line from the input: a password. On a terminal it
+// prompts and does not echo.
+func (a *app) readSecret(prompt string) (string, error) {
+	if f, ok := a.raw.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		fmt.Fprint(a.out, prompt)
+		b, err := term.ReadPassword(int(f.Fd()))
+		fmt.Fprintln(a.out)
+		if err != nil {
+			return "", fmt.Errorf("read the password: %w", err)
+		}
+		return string(b), nil
+	}
+	line, err := a.in.ReadString('\n')
+	if err != nil && (!errors.Is(err, io.EOF) || line == "") {
+		return "", usagef("no password given: type it when asked, or give it on standard input (one line)")
+	}
+	return strings.TrimRight(line, "\r\n"), nil
+}
+
+// newPassword reads a new password twice and hashes it.
+func (a *app) newPassword(whose string) (string, error) {
+	pw, err := a.readSecret(fmt.Sprintf("New password for %s: ", whose))
+	if err != nil {
+		return "", err
+	}
+	again, err := a.readSecret("The same password again: ")
+	if err != nil {
+		return "", err
+	}
+	if pw != again {
+		return "", errMismatch
+	}
+	h, err := login.Hash(pw, login.DefaultParams)
+	if err != nil {
+		return "", fmt.Errorf("%w (use at least %d characters)", err, login.MinPasswordLength)
+	}
+	return h, nil
+}
+
+func (a *app) guard() (*login.Guard, error) {
+	g, err := login.OpenGuard(a.path(guardFile), login.Policy{}, nil)
+	if errors.Is(err, login.ErrCorruptState) {
+		return nil, fmt.Errorf("%w: the record of failed logins (%s) is damaged, so no one can log in; an administrator must remove that file", err, a.path(guardFile))
+	}
+	return g, err
+}
+
+// startRoster sets up the clinic's first administrator on this device.
+func startRoster(ctx context.Context, a *app, clinic, id, name string) error {
+	if name == "" {
+		name = id
+	}
+	h, err := a.newPassword(id)
+	if err != nil {
+		return err
+	}
+	r, err := a.replica(ctx)
+	if err != nil {
+		return err
+	}
+	d, err := a.device()
+	if err != nil {
+		return err
+	}
+	by := record.Author{UserID: id, Name: name, Role: record.RoleAdministrator, Device: d.Device}
+	if _, err := r.UpdateUser(ctx, clinic, by, record.UserUpdate{UserID: id, Name: name, Role: record.RoleAdministrator, PasswordHash: h}); err != nil {
+		return err
+	}
+	fmt.Fprintf(a.out, "Administrator %s (%s) set up for clinic %s.\n", id, name, clinic)
+	return nil
+}
+
+// admin is the logged-in user, who must be an administrator.
+func (a *app) admin(ctx context.Context) (record.Author, error) {
+	by, err := a.author(ctx)
+	if err != nil {
+		return by, err
+	}
+	if by.Role != record.RoleAdministrator {
+		return by, &record.ForbiddenError{Role: by.Role, Section: record.SectionUsers}
+	}
+	return by, nil
+}
+
+func init() {
+	var user string
+	register(&command{
+		name: "login", args: "-user USER-ID",
+		help: "Log in as a member of staff (asks for your password); every change records who made it.\nWorks with no network: the clinic's users and their password hashes are on this device.",
+		flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&user, "user", "", "your user ID (required)")
+		},
+		run: func(ctx context.Context, a *app, fs *flag.FlagSet, args []string) error {
+			if user == "" {
+				return usagef("-user is required")
+			}
+			d, err := a.device()
+			if err != nil {
+				return err
+			}
+			r, err := a.replica(ctx)
+			if err != nil {
+				return err
+			}
+			users, err := r.Users(ctx, d.Clinic)
+			if err != nil {
+				return err
+			}
+			if len(users) == 0 {
+				return errNoUsers
+			}
+			g, err := a.guard()
+			if err != nil {
+				return err
+			}
+			pw, err := a.readSecret("Password: ")
+			if err != nil {
+				return err
+			}
+			u, err := r.User(ctx, d.Clinic, user)
+			switch {
+			case errors.Is(err, replica.ErrNotFound):
+				u = record.User{} // an unknown user costs the same, and counts
+			case err != nil:
+				return err
+			}
+			if err := g.Login(user, u.PasswordHash, pw); err != nil {
+				if errors.Is(err, login.ErrWrongPassword) {
+					failures, _ := g.Status(user)
+					left := g.Policy().MaxFailures - failures
+					return fmt.Errorf("%w: %d more wrong tries lock %s out on this device", errWrongLogin, left, user)
+				}
+				return err
+			}
+			if u.Disabled {
+				return fmt.Errorf("%s's account is disabled: ask an administrator", user)
+			}
+			au := record.Author{UserID: u.ID, Name: u.Name, Role: u.Role, Device: d.Device}
+			if err := writeJSON(a.path("session.json"), session{Author: au, Since: time.Now().UTC()}); err != nil {
+				return err
+			}
+			fmt.Fprintf(a.out, "Logged in as %s on %s.\n", au, d.Device)
+			return nil
+		},
+	})
+
+	register(&command{
+		name: "passwd", help: "Change your password (asks for the current one, then the new one twice).\nThe change reaches the clinic's other devices at their next sync.",
+		run: func(ctx context.Context, a *app, fs *flag.FlagSet, args []string) error {
+			by, err := a.author(ctx)
+			if err != nil {
+				return err
+			}
+			d, err := a.device()
+			if err != nil {
+				return err
+			}
+			r, err := a.replica(ctx)
+			if err != nil {
+				return err
+			}
+			u, err := r.User(ctx, d.Clinic, by.UserID)
+			if err != nil {
+				return err
+			}
+			g, err := a.guard()
+			if err != nil {
+				return err
+			}
+			old, err := a.readSecret("Current password: ")
+			if err != nil {
+				return err
+			}
+			if err := g.Login(by.UserID, u.PasswordHash, old); err != nil {
+				if errors.Is(err, login.ErrWrongPassword) {
+					return fmt.Errorf("%w: the password was not changed", errWrongLogin)
+				}
+				return err
+			}
+			h, err := a.newPassword(by.UserID)
+			if err != nil {
+				return err
+			}
+			if _, err := r.UpdateUser(ctx, d.Clinic, by, record.UserUpdate{UserID: by.UserID, PasswordHash: h}); err != nil {
+				return err
+			}
+			fmt.Fprintf(a.out, "Password of %s changed on this device; the clinic's other devices get it when they sync.\n", by.UserID)
+			return nil
+		},
+	})
+
+	var id, name, role string
+	register(&command{
+		name: "user", args: "add -id USER-ID -name NAME -role ROLE | disable -id USER-ID | enable -id USER-ID | role -id USER-ID -role ROLE | list",
+		help: "Manage the clinic's users (administrators only; list is for anyone logged in).\nadd asks for the new user's first password. Changes reach the clinic's other devices at their next sync.",
+		flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&id, "id", "", "the user's ID, e.g. u-achieng")
+			fs.StringVar(&name, "name", "", "the user's name as colleagues know it")
+			fs.StringVar(&role, "role", "", "clinician, nurse, lab-technician, registration-clerk, community-health-worker or administrator")
+		},
+		run: func(ctx context.Context, a *app, fs *flag.FlagSet, args []string) error {
+			if len(args) == 0 {
+				return usagef("say what to do: add, disable, enable, role or list")
+			}
+			// The action comes first: its flags follow it.
+			if err := fs.Parse(args[1:]); err != nil {
+				return usagef("%v", err)
+			}
+			if fs.NArg() > 0 {
+				return usagef("unexpected %q", fs.Arg(0))
+			}
+			d, err := a.device()
+			if err != nil {
+				return err
+			}
+			r, err := a.replica(ctx)
+			if err != nil {
+				return err
+			}
+			if args[0] == "list" {
+				if _, err := a.author(ctx); err != nil {
+					return err
+				}
+				users, err := r.Users(ctx, d.Clinic)
+				if err != nil {
+					return err
+				}
+				tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "USER\tNAME\tROLE\tSTATUS")
+				for _, u := range users {
+					status := "active"
+					if u.Disabled {
+						status = "disabled"
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", u.ID, u.Name, u.Role, status)
+				}
+				return tw.Flush()
+			}
+			by, err := a.admin(ctx)
+			if err != nil {
+				return err
+			}
+			if id == "" {
+				return usagef("-id is required")
+			}
+			up := record.UserUpdate{UserID: id}
+			switch args[0] {
+			case "add":
+				if name == "" || role == "" {
+					return usagef("add needs -name and -role")
+				}
+				if _, err := r.User(ctx, d.Clinic, id); err == nil {
+					return fmt.Errorf("user %s already exists: use \"clinic user role\" or \"clinic user enable\"", id)
+				}
+				up.Name, up.Role = name, record.Role(role)
+				if !up.Role.Valid() {
+					return usagef("-role %q is not a role", role)
+				}
+				if up.PasswordHash, err = a.newPassword(id); err != nil {
+					return err
+				}
+			case "disable":
+				up.Disable = true
+			case "enable":
+				up.Enable = true
+			case "role":
+				up.Role = record.Role(role)
+				if !up.Role.Valid() {
+					return usagef("-role %q is not a role", role)
+				}
+			default:
+				return usagef("%q: say add, disable, enable, role or list", args[0])
+			}
+			if _, err := r.UpdateUser(ctx, d.Clinic, by, up); err != nil {
+				return err
+			}
+			fmt.Fprintf(a.out, "User %s: %s done on this device; the clinic's other devices get it when they sync.\n", id, args[0])
+			return nil
+		},
+	})
+
+	var unlockUser string
+	register(&command{
+		name: "unlock", args: "-user USER-ID",
+		help: "Let a user locked out after failed logins try again on this device (administrators only).",
+		flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&unlockUser, "user", "", "the locked-out user's ID (required)")
+		},
+		run: func(ctx context.Context, a *app, fs *flag.FlagSet, args []string) error {
+			if unlockUser == "" {
+				return usagef("-user is required")
+			}
+			if _, err := a.admin(ctx); err != nil {
+				return err
+			}
+			g, err := a.guard()
+			if err != nil {
+				return err
+			}
+			if err := g.Unlock(unlockUser); err != nil {
+				return err
+			}
+			fmt.Fprintf(a.out, "%s may log in again on this device.\n", unlockUser)
+			return nil
+		},
+	})
+}
