@@ -40,7 +40,9 @@ const (
 	kindUsers       = "users"
 	opPutUser       = "put-user"
 	opSetPassword   = "set-password"
+	opSetHidden     = "set-read-policy"
 	userKeyPrefix   = "user/"
+	hideKeyPrefix   = "hide/"
 	maxPasswordHash = 256
 )
 
@@ -290,10 +292,76 @@ func mayUpdate(users map[string]*User, by Author, up UserUpdate) error {
 		}
 		return invalid("user", "an empty roster starts with its administrator adding themselves")
 	}
-	if admin := users[by.UserID]; admin == nil || admin.Role != RoleAdministrator || admin.Disabled {
+	return mayAdminister(users, by)
+}
+
+// mayAdminister says whether by is an administrator the roster knows and
+// has not disabled.
+func mayAdminister(users map[string]*User, by Author) error {
+	if admin := users[by.UserID]; by.Role != RoleAdministrator || admin == nil || admin.Role != RoleAdministrator || admin.Disabled {
 		return &ForbiddenError{Role: by.Role, Section: SectionUsers}
 	}
 	return nil
+}
+
+// ReadPolicy returns what each role of the clinic may not read.
+func (u *Users) ReadPolicy() (ReadPolicy, error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	root, err := u.doc.Strings()
+	if err != nil {
+		return nil, fmt.Errorf("read user roster: %w", err)
+	}
+	p := ReadPolicy{}
+	for k, v := range root {
+		role, ok := strings.CutPrefix(k, hideKeyPrefix)
+		if !ok || !Role(role).Valid() {
+			continue
+		}
+		if ss, err := decodeHidden(v); err == nil && len(ss) > 0 {
+			p[Role(role)] = ss
+		}
+	}
+	return p, nil
+}
+
+// SetHidden sets the sections role may not read at the clinic (none:
+// every section), as by, an administrator. The policy replicates with the
+// roster to every device of the clinic.
+func (u *Users) SetHidden(by Author, at time.Time, role Role, hidden []Section) (Result, error) {
+	if err := by.Validate(); err != nil {
+		return Result{}, err
+	}
+	if !role.Valid() {
+		return Result{}, invalid("role", "%q is not a role", role)
+	}
+	if err := checkHidden(hidden); err != nil {
+		return Result{}, err
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	root, err := u.doc.Strings()
+	if err != nil {
+		return Result{}, fmt.Errorf("read user roster: %w", err)
+	}
+	if err := mayAdminister(usersOf(root), by); err != nil {
+		return Result{}, err
+	}
+	v := encodeHidden(hidden)
+	if cur, ok := root[hideKeyPrefix+string(role)]; ok && cur == v || !ok && v == "" {
+		return Result{}, invalid("sections", "changes nothing: that is what %s already may not read", role)
+	}
+	summary := fmt.Sprintf("Set what a %s may not read: %s", role, v)
+	if v == "" {
+		summary = fmt.Sprintf("Let a %s read every section", role)
+	}
+	msg, _ := json.Marshal(message{Op: opSetHidden, User: by.UserID, Name: by.Name, Role: by.Role, Device: by.Device,
+		Entry: string(role), Summary: summary, At: at.UnixMilli()})
+	ch, err := u.doc.Edit(string(msg), at, func(tx *crdt.Tx) error { return tx.Put(nil, hideKeyPrefix+string(role), v) })
+	if err != nil {
+		return Result{}, fmt.Errorf("set what %s may read: %w", role, err)
+	}
+	return Result{Change: ch, EntryID: string(role)}, nil
 }
 
 // Update adds or changes one user as by, in one change. Errors:
@@ -385,7 +453,7 @@ func IsUsersChange(ch crdt.Change) bool {
 	if json.Unmarshal([]byte(ch.Message), &msg) != nil {
 		return false
 	}
-	return msg.Op == opPutUser || msg.Op == opSetPassword
+	return msg.Op == opPutUser || msg.Op == opSetPassword || msg.Op == opSetHidden
 }
 
 // CheckUsersChange judges a user roster change received from elsewhere,
@@ -401,7 +469,7 @@ func IsUsersChange(ch crdt.Change) bool {
 // missing.
 func CheckUsersChange(doc *crdt.Doc, ch crdt.Change) (Author, error) {
 	var msg message
-	if err := json.Unmarshal([]byte(ch.Message), &msg); err != nil || (msg.Op != opPutUser && msg.Op != opSetPassword) {
+	if err := json.Unmarshal([]byte(ch.Message), &msg); err != nil || (msg.Op != opPutUser && msg.Op != opSetPassword && msg.Op != opSetHidden) {
 		return Author{}, invalid("message", "change %s carries no user roster message", ch.Hash)
 	}
 	by := Author{UserID: msg.User, Name: msg.Name, Role: msg.Role, Device: msg.Device}
@@ -456,6 +524,7 @@ func CheckUsersChange(doc *crdt.Doc, ch crdt.Change) (Author, error) {
 	}
 	up := UserUpdate{}
 	target := ""
+	policy := false // the change sets a read policy
 	for _, k := range afterKeys {
 		v := after[k]
 		if old, ok := before[k]; ok && old == v {
@@ -469,6 +538,16 @@ func CheckUsersChange(doc *crdt.Doc, ch crdt.Change) (Author, error) {
 			if k == "kind" && v != kindUsers || k == "clinic" && checkClinicID(v) != nil {
 				return by, invalid(k, "change %s sets the roster's %s to %q", ch.Hash, k, v)
 			}
+			continue
+		}
+		if role, ok := strings.CutPrefix(k, hideKeyPrefix); ok {
+			if !Role(role).Valid() {
+				return by, invalid("change", "change %s sets what %q may read, which is not a role", ch.Hash, role)
+			}
+			if _, err := decodeHidden(v); err != nil {
+				return by, fmt.Errorf("change %s: %w", ch.Hash, err)
+			}
+			policy = true
 			continue
 		}
 		id, field, ok := splitUserKey(k)
@@ -496,11 +575,20 @@ func CheckUsersChange(doc *crdt.Doc, ch crdt.Change) (Author, error) {
 	if after["kind"] != kindUsers || checkClinicID(after["clinic"]) != nil {
 		return by, invalid("change", "change %s leaves a document that is not a user roster", ch.Hash)
 	}
+	users := usersOf(before)
+	if policy {
+		if target != "" {
+			return by, invalid("change", "change %s changes a user and the read policy at once", ch.Hash)
+		}
+		if err := mayAdminister(users, by); err != nil {
+			return by, fmt.Errorf("change %s: %w", ch.Hash, err)
+		}
+		return by, nil
+	}
 	if target == "" {
 		return by, invalid("change", "change %s changes no user", ch.Hash)
 	}
 	up.UserID = target
-	users := usersOf(before)
 	if users[target] == nil && (up.Name == "" || up.Role == "" || up.PasswordHash == "") {
 		return by, invalid("user", "change %s adds user %s without a name, role and password", ch.Hash, target)
 	}

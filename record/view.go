@@ -44,6 +44,9 @@ type View struct {
 	// Unreadable counts writes in the document that are not well-formed
 	// chart data (from a damaged or foreign change); they are ignored.
 	Unreadable int `json:"unreadable,omitempty"`
+	// Hidden lists the sections left out of this view by a ReadPolicy
+	// (ReadPolicy.Redact); empty for a whole chart.
+	Hidden []Section `json:"hidden,omitempty"`
 }
 
 // Recorded says who first recorded an entry, and when.
