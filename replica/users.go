@@ -106,19 +106,70 @@ func (r *Replica) UpdateUser(ctx context.Context, clinic string, by record.Autho
 			return record.Result{}, fmt.Errorf("update user %s of %s: %w", up.UserID, clinic, err)
 		}
 	}
+	if err := r.storeRosterChange(ctx, l, res); err != nil {
+		return record.Result{}, fmt.Errorf("update user %s of %s: %w", up.UserID, clinic, err)
+	}
+	return res, nil
+}
+
+// storeRosterChange stores a change just made to a roster, durably; on
+// error the roster is dropped from the cache, so the next read comes from
+// disk. r.mu is held.
+func (r *Replica) storeRosterChange(ctx context.Context, l *loaded, res record.Result) error {
 	l.sinceSnapshot++
-	b := store.Batch{Changes: []store.NewChange{{Chart: id, Hash: res.Change.Hash, Raw: res.Change.Raw, Sig: r.sign(id, res.Change.Hash)}}}
+	b := store.Batch{Changes: []store.NewChange{{Chart: l.id, Hash: res.Change.Hash, Raw: res.Change.Raw, Sig: r.sign(l.id, res.Change.Hash)}}}
 	if err := r.addChartWrites(&b, l); err != nil {
-		r.cache.remove(id)
-		return record.Result{}, err
+		r.cache.remove(l.id)
+		return err
 	}
 	if _, err := r.st.Write(ctx, b); err != nil {
-		r.cache.remove(id)
-		return record.Result{}, fmt.Errorf("update user %s of %s: %w", up.UserID, clinic, err)
+		r.cache.remove(l.id)
+		return err
 	}
 	if len(b.Snapshots) > 0 {
 		l.sinceSnapshot = 0
 	}
 	r.cache.put(l)
-	return res, nil
+	return nil
+}
+
+// ReadPolicy returns what each role of clinic may not read (see
+// record.ReadPolicy); empty if the clinic's roster sets nothing or is not
+// held.
+func (r *Replica) ReadPolicy(ctx context.Context, clinic string) (record.ReadPolicy, error) {
+	u, err := r.roster(ctx, clinic)
+	if errors.Is(err, ErrNotFound) {
+		return record.ReadPolicy{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return u.ReadPolicy()
+}
+
+// SetHidden sets the chart sections role may not read at clinic, as by
+// (an administrator), in clinic's roster: one durable transaction,
+// replicated to the clinic's devices.
+func (r *Replica) SetHidden(ctx context.Context, clinic string, by record.Author, role record.Role, hidden []record.Section) (record.Result, error) {
+	unlock, err := r.lock()
+	if err != nil {
+		return record.Result{}, err
+	}
+	defer unlock()
+	if r.cfg.Clinic != "" && clinic != r.cfg.Clinic {
+		return record.Result{}, fmt.Errorf("set the read policy of %s on a device of %s: %w", clinic, r.cfg.Clinic, ErrOutOfScope)
+	}
+	id := record.UsersID(clinic)
+	l, err := r.load(ctx, id)
+	if err != nil {
+		return record.Result{}, fmt.Errorf("the user roster of %s: %w", clinic, err)
+	}
+	if l.users == nil {
+		return record.Result{}, fmt.Errorf("document %s is not the user roster of %s: %w", id, clinic, record.ErrNotAUserRoster)
+	}
+	res, err := l.users.SetHidden(by, r.cfg.Now(), role, hidden)
+	if err != nil {
+		return record.Result{}, err
+	}
+	return res, r.storeRosterChange(ctx, l, res)
 }

@@ -95,6 +95,17 @@ func TestUserRosterReplicates(t *testing.T) {
 	claims := record.Author{UserID: northNurse.UserID, Role: record.RoleAdministrator}
 	_, err = north1.UpdateUser(ctx, "north", claims, record.UserUpdate{UserID: "u-new", Name: "New", Role: record.RoleAdministrator, PasswordHash: hashN(3)})
 	require.ErrorIs(t, err, record.ErrForbidden, "the roster, not the claimed role, says who administers")
+
+	// The clinic's read policy travels with the roster.
+	_, err = north1.SetHidden(ctx, "north", northNurse, record.RoleRegistrationClerk, []record.Section{record.SectionNotes})
+	require.ErrorIs(t, err, record.ErrForbidden)
+	_, err = north1.SetHidden(ctx, "north", northAdmin, record.RoleRegistrationClerk, []record.Section{record.SectionNotes})
+	require.NoError(t, err)
+	require.NoError(t, checkedSync(t, cloud, north1.Replica, "north"))
+	require.NoError(t, checkedSync(t, cloud, north2.Replica, "north"))
+	p, err := north2.ReadPolicy(ctx, "north")
+	require.NoError(t, err)
+	assert.Equal(t, record.ReadPolicy{record.RoleRegistrationClerk: {record.SectionNotes}}, p)
 }
 
 // TestSecondRosterStartIsRefused: a device that never received the

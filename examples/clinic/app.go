@@ -168,9 +168,14 @@ func (a *app) chart(ctx context.Context, ref string) (string, error) {
 	return "", fmt.Errorf("%d charts start with %q: give more characters of the ID", len(found), ref)
 }
 
-// view reads the chart named by the single argument of a command.
+// view reads the chart named by the single argument of a command, as the
+// logged-in user's role may read it.
 func (a *app) view(ctx context.Context, args []string) (record.View, error) {
 	ref, err := oneArg(args, "a chart ID (or its first characters)")
+	if err != nil {
+		return record.View{}, err
+	}
+	by, err := a.author(ctx)
 	if err != nil {
 		return record.View{}, err
 	}
@@ -178,7 +183,20 @@ func (a *app) view(ctx context.Context, args []string) (record.View, error) {
 	if err != nil {
 		return record.View{}, err
 	}
-	return a.r.Chart(ctx, id)
+	v, err := a.r.Chart(ctx, id)
+	if err != nil {
+		return record.View{}, err
+	}
+	// Show what the clinic lets the user's role read.
+	d, err := a.device()
+	if err != nil {
+		return record.View{}, err
+	}
+	p, err := a.r.ReadPolicy(ctx, d.Clinic)
+	if err != nil {
+		return record.View{}, err
+	}
+	return p.Redact(v, by.Role), nil
 }
 
 // entry finds an entry of a chart by its ID or a unique prefix.

@@ -313,6 +313,59 @@ func init() {
 		},
 	})
 
+	var policyRole, policyHide string
+	register(&command{
+		name: "policy", args: "[-role ROLE -hide SECTIONS]",
+		help: "Show, or set (administrators only), the chart sections each role may not read at this clinic.\nSECTIONS is a comma-separated list of allergies, diagnoses, prescriptions, lab-results, encounters, referrals, notes (notes: the text of encounter notes only); an empty list lets the role read everything.",
+		flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&policyRole, "role", "", "the role to set")
+			fs.StringVar(&policyHide, "hide", "", "the sections it may not read")
+		},
+		run: func(ctx context.Context, a *app, fs *flag.FlagSet, args []string) error {
+			d, err := a.device()
+			if err != nil {
+				return err
+			}
+			r, err := a.replica(ctx)
+			if err != nil {
+				return err
+			}
+			if policyRole != "" {
+				by, err := a.admin(ctx)
+				if err != nil {
+					return err
+				}
+				var hide []record.Section
+				for _, s := range strings.Split(policyHide, ",") {
+					if s = strings.TrimSpace(s); s != "" {
+						hide = append(hide, record.Section(s))
+					}
+				}
+				if _, err := r.SetHidden(ctx, d.Clinic, by, record.Role(policyRole), hide); err != nil {
+					return err
+				}
+			}
+			p, err := r.ReadPolicy(ctx, d.Clinic)
+			if err != nil {
+				return err
+			}
+			if len(p) == 0 {
+				fmt.Fprintln(a.out, "Every role reads every section of a chart.")
+				return nil
+			}
+			for _, role := range record.Roles() {
+				if ss := p[role]; len(ss) > 0 {
+					names := make([]string, len(ss))
+					for i, s := range ss {
+						names[i] = string(s)
+					}
+					fmt.Fprintf(a.out, "A %s may not read: %s\n", role, strings.Join(names, ", "))
+				}
+			}
+			return nil
+		},
+	})
+
 	var unlockUser string
 	register(&command{
 		name: "unlock", args: "-user USER-ID",

@@ -85,3 +85,48 @@ func TestOfflineLoginAndLockout(t *testing.T) {
 	assert.Contains(t, errOut, "disabled")
 	assert.False(t, strings.Contains(errOut, "panic"))
 }
+
+// TestReadPolicyOnTheDevice: the clinic's administrator hides encounter
+// notes from registration clerks; a clerk's view of a chart leaves the
+// note out, a nurse's shows it.
+func TestReadPolicyOnTheDevice(t *testing.T) {
+	dir := t.TempDir()
+	code, _, errOut := clinicIn(t, dir, twice("admin-pass-1"), "init", "-clinic", "kamuga", "-device", "tab-1", "-admin", "u-admin")
+	require.Zero(t, code, errOut)
+	code, _, errOut = clinicIn(t, dir, "admin-pass-1\n", "login", "-user", "u-admin")
+	require.Zero(t, code, errOut)
+	for _, u := range [][3]string{{"u-nurse", "Nurse", "nurse"}, {"u-clerk", "Clerk", "registration-clerk"}} {
+		code, _, errOut = clinicIn(t, dir, twice("pass-"+u[0]), "user", "add", "-id", u[0], "-name", u[1], "-role", u[2])
+		require.Zero(t, code, errOut)
+	}
+	code, out, errOut := clinic(t, dir, "policy", "-role", "registration-clerk", "-hide", "notes,diagnoses")
+	require.Zero(t, code, errOut)
+	assert.Contains(t, out, "A registration-clerk may not read: diagnoses, notes")
+
+	code, _, errOut = clinicIn(t, dir, "pass-u-nurse\n", "login", "-user", "u-nurse")
+	require.Zero(t, code, errOut)
+	code, out, errOut = clinic(t, dir, "register", "-given", "Wanjiru", "-sex", "female", "-born-year", "1988")
+	require.Zero(t, code, errOut)
+	chart := strings.Fields(out[strings.Index(out, "chart ")+6:])[0][:8]
+	const note = "Patient confided a family matter."
+	code, _, errOut = clinic(t, dir, "encounter", "-complaint", "headache", "-note", note, chart)
+	require.Zero(t, code, errOut)
+	code, out, _ = clinic(t, dir, "show", chart)
+	require.Zero(t, code)
+	assert.Contains(t, out, note, "the nurse reads the note")
+
+	code, _, errOut = clinic(t, dir, "policy", "-role", "nurse", "-hide", "notes")
+	assert.Equal(t, 1, code, "a nurse set the read policy")
+	assert.Contains(t, errOut, "only an administrator")
+
+	code, _, errOut = clinicIn(t, dir, "pass-u-clerk\n", "login", "-user", "u-clerk")
+	require.Zero(t, code, errOut)
+	for _, cmd := range []string{"show", "history"} {
+		code, out, errOut = clinic(t, dir, cmd, chart)
+		require.Zero(t, code, errOut)
+		assert.NotContains(t, out, note, "%s shows the clerk the note", cmd)
+		assert.Contains(t, out, "Wanjiru", "%s still shows whose chart it is", cmd)
+	}
+	_, out, _ = clinic(t, dir, "show", chart)
+	assert.Contains(t, out, "not shown to your role")
+}

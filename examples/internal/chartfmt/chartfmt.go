@@ -34,6 +34,13 @@ func Print(w io.Writer, v record.View, indent string) {
 	if p.NationalID != "" || p.Guardian != "" {
 		line("  national ID %s; guardian %s", or(p.NationalID, "-"), or(p.Guardian, "-"))
 	}
+	if len(v.Hidden) > 0 {
+		hidden := make([]string, len(v.Hidden))
+		for i, s := range v.Hidden {
+			hidden[i] = string(s)
+		}
+		line("  (not shown to your role at this clinic: %s)", strings.Join(hidden, ", "))
+	}
 	line("Allergies:")
 	if v.NoKnownAllergies {
 		line("  no known allergies")
