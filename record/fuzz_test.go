@@ -2,6 +2,7 @@ package record_test
 
 import (
 	"encoding/json"
+	"errors"
 	"testing"
 	"time"
 
@@ -155,5 +156,68 @@ func FuzzApplyToChart(f *testing.F) {
 		}
 		require.Equal(t, c.ID(), after.ChartID)
 		require.GreaterOrEqual(t, len(after.History), len(before.History), "applying changes lost history")
+	})
+}
+
+// FuzzCheckUsersChange applies arbitrary bytes, parsed as changes, to a
+// user roster as a receiving replica would: each change is judged by
+// CheckUsersChange with a typed error or accepted, the roster stays
+// readable, and a change that passes leaves a roster whose users all have
+// valid fields. Never a panic.
+func FuzzCheckUsersChange(f *testing.F) {
+	base, _, err := record.NewUsers("north", crdt.NewActorID(), admin, t0, record.UserUpdate{
+		UserID: admin.UserID, Name: admin.Name, Role: record.RoleAdministrator, PasswordHash: hashOf(0)})
+	require.NoError(f, err)
+	next, err := base.Doc().Fork(nil, crdt.NewActorID())
+	require.NoError(f, err)
+	u, err := record.OpenUsers(next)
+	require.NoError(f, err)
+	_, err = u.Update(admin, t0.Add(time.Minute), record.UserUpdate{UserID: nurse.UserID, Name: nurse.Name, Role: record.RoleNurse, PasswordHash: hashOf(1)})
+	require.NoError(f, err)
+	_, err = u.Update(nurse, t0.Add(2*time.Minute), record.UserUpdate{UserID: nurse.UserID, PasswordHash: hashOf(2)})
+	require.NoError(f, err)
+	_, err = u.SetHidden(admin, t0.Add(3*time.Minute), record.RoleRegistrationClerk, []record.Section{record.SectionNotes})
+	require.NoError(f, err)
+	chs, err := next.Changes(base.Doc().Heads())
+	require.NoError(f, err)
+	for _, c := range chs {
+		f.Add(c.Raw)
+		for _, m := range mutations(c.Raw) {
+			f.Add(m)
+		}
+	}
+	f.Add(crdt.SaveChanges(chs))
+	f.Add([]byte{})
+
+	f.Fuzz(func(t *testing.T, data []byte) {
+		chs, err := crdt.ParseChanges(data)
+		if err != nil {
+			require.ErrorIs(t, err, crdt.ErrMalformed)
+			return
+		}
+		doc, err := base.Doc().Fork(nil, crdt.NewActorID())
+		require.NoError(t, err)
+		for _, c := range chs {
+			if _, err := record.CheckUsersChange(doc, c); err != nil {
+				if !errors.Is(err, record.ErrInvalid) && !errors.Is(err, record.ErrForbidden) && !errors.Is(err, record.ErrNotAUserRoster) &&
+					!errors.Is(err, crdt.ErrNotFound) && !errors.Is(err, crdt.ErrMalformed) {
+					t.Fatalf("untyped error %v", err)
+				}
+				continue
+			}
+			if _, err := doc.Apply(c); err != nil {
+				require.ErrorIs(t, err, crdt.ErrMalformed)
+				continue
+			}
+			roster, err := record.OpenUsers(doc)
+			require.NoError(t, err, "a roster stays a roster after an accepted change")
+			users, err := roster.List()
+			require.NoError(t, err)
+			for _, usr := range users {
+				require.True(t, usr.Role.Valid(), "user %s has role %q", usr.ID, usr.Role)
+			}
+			_, err = roster.ReadPolicy()
+			require.NoError(t, err)
+		}
 	})
 }
