@@ -80,17 +80,15 @@ func run(ctx context.Context, keep bool) error {
 	cloud := &site{name: "Cloud", clinic: "cloud"}
 	sites := append(slices.Clone(villages), hub, cloud)
 	for _, s := range sites {
-		if s.r, err = replica.Open(ctx, filepath.Join(dir, strings.ToLower(s.name)+".db"), replica.Config{}); err != nil {
-			return fmt.Errorf("open %s: %w", s.name, err)
-		}
-		defer s.r.Close()
-		if s.keys, err = device.Generate(s.r.ID(), s.clinic); err != nil {
+		// The device's keys name its replica, which signs every change
+		// it makes with them.
+		if s.keys, err = device.Generate(replica.NewID(), s.clinic); err != nil {
 			return err
 		}
 		if err := s.keys.Save(filepath.Join(dir, strings.ToLower(s.name)+".key")); err != nil {
 			return err
 		}
-		fmt.Printf("   %-7s replica %s, signing key %s\n", s.name, s.r.ID()[:8], device.Fingerprint(s.keys.Public().SignKey))
+		fmt.Printf("   %-7s replica %s, signing key %s\n", s.name, s.keys.ReplicaID()[:8], device.Fingerprint(s.keys.Public().SignKey))
 	}
 
 	step("2. Enrol every device; the villages never go online")
@@ -150,7 +148,20 @@ func run(ctx context.Context, keep bool) error {
 	}
 	fmt.Printf("   the roster (%d devices) goes back to every village on the USB stick\n", len(hubRoster.Enrolments()))
 
-	// Each device loads its own copy of the roster; the phone too.
+	// Each device loads its own copy of the roster (the phone too), and
+	// its replica checks that every change it receives is signed by the
+	// enrolled device that made it, by a role allowed to make it.
+	for _, s := range sites {
+		roster, err := device.LoadRoster(rosterPath, trust)
+		if err != nil {
+			return fmt.Errorf("%s loads the roster: %w", s.name, err)
+		}
+		cfg := replica.Config{Signer: s.keys, Keys: roster, CheckAuthors: true}
+		if s.r, err = replica.Open(ctx, filepath.Join(dir, strings.ToLower(s.name)+".db"), cfg); err != nil {
+			return fmt.Errorf("open %s: %w", s.name, err)
+		}
+		defer s.r.Close()
+	}
 	names := map[string]string{}
 	for _, s := range sites {
 		names[s.r.ID()] = s.name
