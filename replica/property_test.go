@@ -10,12 +10,14 @@ import (
 	"path/filepath"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 	"pgregory.net/rapid"
 
 	"github.com/chartsync/chartsync/crdt"
+	"github.com/chartsync/chartsync/device"
 	"github.com/chartsync/chartsync/record"
 	"github.com/chartsync/chartsync/replica"
 	"github.com/chartsync/chartsync/replica/store"
@@ -176,7 +178,7 @@ func (s *sim) actions() map[string]func(*rapid.T) {
 				t.Skip("no change in the bundle")
 			}
 			part := rapid.SliceOfNDistinct(rapid.IntRange(0, len(b.Changes)-1), 1, -1, rapid.ID[int]).Draw(t, "changes")
-			sub := replica.Bundle{From: b.From, To: b.To}
+			sub := replica.Bundle{From: b.From, To: b.To, Signers: b.Signers}
 			for _, k := range part {
 				sub.Changes = append(sub.Changes, b.Changes[k])
 			}
@@ -301,11 +303,40 @@ func TestPropertyConvergence(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		s := &sim{ctx: context.Background(), cfg: drawConfig(t)}
 		n := rapid.IntRange(3, 5).Draw(t, "replicas")
+		// Signed: every replica signs its changes and checks everyone's,
+		// knowing at first (and after each restart) only its own
+		// enrolment: the others' travel in bundles and its store.
+		signed := rapid.Bool().Draw(t, "signed")
 		defer seedUUIDs()()
 		mems := make([]*store.Mem, n)
+		var (
+			auth *device.Authority
+			ids  []*device.Identity
+			recs [][]byte
+		)
+		if signed {
+			var err error
+			auth, err = device.NewAuthority()
+			require.NoError(t, err)
+			for i := range n {
+				id, err := device.Generate(replicaID(i), "north")
+				require.NoError(t, err)
+				rec, err := auth.Enrol(id.Public(), time.Unix(0, 0), 100*365*24*time.Hour)
+				require.NoError(t, err)
+				ids, recs = append(ids, id), append(recs, rec)
+			}
+		}
 		s.open = func(i int) (*replica.Replica, store.ChangeLog) {
 			newSimStore(t, mems[i], i)
-			r, err := replica.New(s.ctx, keepOpen{mems[i]}, s.cfg)
+			cfg := s.cfg
+			if signed {
+				roster, err := device.NewRoster(device.RosterConfig{Authorities: []device.TrustedAuthority{{Key: auth.PublicKey()}}, Now: frozen})
+				require.NoError(t, err)
+				_, err = roster.Add(recs[i])
+				require.NoError(t, err)
+				cfg.Signer, cfg.Keys = ids[i], roster
+			}
+			r, err := replica.New(s.ctx, keepOpen{mems[i]}, cfg)
 			require.NoError(t, err)
 			return r, mems[i]
 		}
