@@ -105,8 +105,10 @@
 // mistyped ones, or a password typed into the name field, stay in the file
 // in plain text until forgotten. The Guard keys counts by the exact name
 // it is given: pass the roster's own spelling. Passwords are compared byte
-// for byte (normalise to NFC first if keyboards differ). Only one Guard,
-// in one process, may use a state file. Logins are checked one at a time:
-// each holds the Guard while its hash is computed. A decoy with other
+// for byte (normalise to NFC first if keyboards differ). Several Guards,
+// in several processes, may share a state file: each login takes an
+// exclusive lock beside it (flock; on systems without it, only one
+// process may use the file). Logins are checked one at a time: each
+// holds the lock while its hash is computed. A decoy with other
 // parameters than the roster's hashes takes a different time.
 package login

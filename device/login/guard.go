@@ -102,8 +102,10 @@ func (p Policy) lockDuration(level int) time.Duration {
 // Guard checks logins against a roster's hashes with a per-name failure
 // count and lockout, kept in one state file on the device so that
 // restarting the app does not reset it. It is safe for concurrent use;
-// logins are checked one at a time. Only one Guard (in one process) may
-// use a state file.
+// logins are checked one at a time, also across processes: every Login,
+// Status and Unlock holds an exclusive lock on a file beside the state
+// (path + ".lock") and reads the state again under it, so that guesses
+// made by several copies of an app at once all count.
 type Guard struct {
 	path   string
 	policy Policy
@@ -246,6 +248,11 @@ func (g *Guard) Login(user, encodedHash, password string) error {
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	unlock, err := g.lockFile()
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	now := g.clock()
 	e := g.settle(user, now)
 	if e != nil && e.lockedAt(now) {
@@ -264,7 +271,7 @@ func (g *Guard) Login(user, encodedHash, password string) error {
 	if hash == "" {
 		hash = g.decoy
 	}
-	err := g.verify(hash, password)
+	err = g.verify(hash, password)
 	if encodedHash == "" && err == nil {
 		err = ErrWrongPassword // the decoy's random password, guessed
 	}
@@ -300,6 +307,9 @@ func (g *Guard) Login(user, encodedHash, password string) error {
 func (g *Guard) Status(user string) (failures int, lockedUntil time.Time) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if unlock, err := g.lockFile(); err == nil { // else: what this process knows
+		defer unlock()
+	}
 	now := g.clock()
 	e := g.settle(user, now)
 	g.saveIfDirty(now)
@@ -322,6 +332,11 @@ func (g *Guard) Unlock(user string) error {
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	unlock, err := g.lockFile()
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	if _, ok := g.users[user]; ok {
 		delete(g.users, user)
 		g.dirty = true
@@ -330,6 +345,43 @@ func (g *Guard) Unlock(user string) error {
 		return nil
 	}
 	return g.save(g.clock())
+}
+
+// lockFile takes the lock every process using the state file shares, and
+// reads the state again under it, unless this process holds changes it
+// could not save (then its own, newer, view is kept). g.mu is held.
+func (g *Guard) lockFile() (unlock func(), err error) {
+	f, err := os.OpenFile(g.path+".lock", os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("lock the login state: %w: %w", ErrStateNotSaved, err)
+	}
+	if err := flock(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock the login state: %w: %w", ErrStateNotSaved, err)
+	}
+	unlock = func() {
+		_ = funlock(f)
+		_ = f.Close()
+	}
+	if g.dirty {
+		return unlock, nil
+	}
+	data, err := readState(g.path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		g.users = map[string]*entry{}
+	case err != nil:
+		unlock()
+		return nil, err
+	default:
+		users, err := decodeState(data)
+		if err != nil {
+			unlock()
+			return nil, err
+		}
+		g.users = users
+	}
+	return unlock, nil
 }
 
 // clock reads the clock in UTC, without a monotonic reading, as it will be

@@ -415,8 +415,11 @@ func TestStateNotSavedRefusesLogin(t *testing.T) {
 
 	entries, err := os.ReadDir(filepath.Dir(f.path))
 	require.NoError(t, err)
-	require.Len(t, entries, 1, "no temporary file is left behind")
-	assert.Equal(t, "login-state.json", entries[0].Name())
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	assert.Equal(t, []string{"login-state.json", "login-state.json.lock"}, names, "no temporary file is left behind")
 
 	login.FailRenames(f.guard, nil)
 	require.NoError(t, f.guard.Login("amina", f.amina, aminaPassword), "once the disk has room the login works")
@@ -514,4 +517,32 @@ func TestPolicyValidate(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, login.Policy{MaxFailures: 5, Lockout: time.Minute, MaxLockout: time.Hour,
 		ForgetAfter: 24 * time.Hour, MaxUsers: login.MaxUsersLimit, DecoyParams: tiny}, g.Policy(), "the defaults")
+}
+
+// TestGuardsInSeveralProcessesShareTheCount: copies of an app started at
+// once (each with its own Guard on the one state file) cannot each get
+// MaxFailures guesses.
+func TestGuardsInSeveralProcessesShareTheCount(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "login-state.json")
+	hash, err := login.Hash(aminaPassword, tiny)
+	require.NoError(t, err)
+	var guards []*login.Guard
+	for range 10 {
+		g, err := login.OpenGuard(path, login.Policy{DecoyParams: tiny}, nil)
+		require.NoError(t, err)
+		guards = append(guards, g)
+	}
+	var wg sync.WaitGroup
+	for _, g := range guards {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = g.Login("amina", hash, wrongPassword)
+		}()
+	}
+	wg.Wait()
+	for i, g := range guards {
+		err := g.Login("amina", hash, aminaPassword)
+		require.ErrorIs(t, err, login.ErrLockedOut, "guard %d let amina in after 10 wrong guesses made at once", i)
+	}
 }
