@@ -103,6 +103,9 @@ func (p ReadPolicy) Redact(v View, role Role) View {
 	for _, e := range v.Encounters {
 		note(e.ID, SectionEncounters)
 	}
+	for _, e := range v.Referrals {
+		note(e.ID, SectionReferrals)
+	}
 	for _, e := range v.EnteredInError {
 		if s, ok := sectionOf(e.Kind, ""); ok {
 			note(e.ID, s)

@@ -18,6 +18,7 @@ func TestRedact(t *testing.T) {
 	f := newFixture(t)
 	do(t, f.chart, nurse, f.tick(), record.Prescribe{Drug: "Amoxicillin", Dose: 500, DoseUnit: "mg", Route: "oral", Frequency: "TDS"})
 	do(t, f.chart, nurse, f.tick(), record.AddAllergy{Substance: "Amoxicillin", Severity: "severe"})
+	do(t, f.chart, nurse, f.tick(), record.Refer{ToClinic: "hiv-clinic", Reason: "HIV care"})
 	v := view(t, f.chart)
 	require.NotEmpty(t, v.Alerts, "fixture: an allergy alert")
 
@@ -33,6 +34,8 @@ func TestRedact(t *testing.T) {
 			record.RoleRegistrationClerk,
 			[]string{f.encounterNote, "Malaria", "Typhoid", "Paracetamol", "Penicillin", "Haemoglobin", "fever", "tendon pain", "Amoxicillin"},
 			[]string{"Kamuga"}},
+		{"community health workers read no referrals", record.ReadPolicy{record.RoleCommunityHealthWorker: {record.SectionReferrals}},
+			record.RoleCommunityHealthWorker, []string{"hiv-clinic", "HIV care"}, []string{"Malaria", f.encounterNote}},
 		{"clerks read no notes", record.ReadPolicy{record.RoleRegistrationClerk: {record.SectionNotes}},
 			record.RoleRegistrationClerk, []string{f.encounterNote}, []string{"Malaria", "fever", "Paracetamol"}},
 		{"another role's policy leaves the nurse alone", record.ReadPolicy{record.RoleRegistrationClerk: {record.SectionNotes}},

@@ -52,8 +52,8 @@ type message struct {
 // Registering writes the demographics section: a role that may not change
 // it gets ErrForbidden.
 func New(chartID, actor string, by Author, at time.Time, reg Register) (*Chart, Result, error) {
-	if !reID.MatchString(chartID) {
-		return nil, Result{}, invalid("chart_id", "%q is not a lower-case UUID", chartID)
+	if !reID.MatchString(chartID) || isRosterID(chartID) {
+		return nil, Result{}, invalid("chart_id", "%q is not a lower-case random UUID", chartID)
 	}
 	if err := by.Validate(); err != nil {
 		return nil, Result{}, err
@@ -102,8 +102,8 @@ func Open(doc *crdt.Doc) (*Chart, error) {
 	if v, err := doc.String(pathChart, "schema"); err != nil || v != schemaVersion {
 		return nil, fmt.Errorf("open chart %s: schema %q is not %s: %w", id, v, schemaVersion, ErrNotAChart)
 	}
-	if !reID.MatchString(id) {
-		return nil, fmt.Errorf("open chart: id %q is not a UUID: %w", id, ErrNotAChart)
+	if !reID.MatchString(id) || isRosterID(id) {
+		return nil, fmt.Errorf("open chart: id %q is not a random UUID: %w", id, ErrNotAChart)
 	}
 	for _, p := range [][]string{pathW, pathNotes} {
 		if _, err := doc.Keys(p...); err != nil {

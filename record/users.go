@@ -64,6 +64,11 @@ func UsersID(clinic string) string {
 	return uuid.NewSHA1(usersNamespace, []byte("users/"+clinic)).String()
 }
 
+// isRosterID reports whether id is a name-based (version 5) UUID, the
+// kind UsersID makes: never a chart's, so no chart can take the place of a
+// clinic's roster.
+func isRosterID(id string) bool { return len(id) == 36 && id[14] == '5' }
+
 // User is one person who may log in on a clinic's devices.
 type User struct {
 	ID           string `json:"id"`

@@ -36,6 +36,9 @@ func TestUsersIDIsTheSameEverywhere(t *testing.T) {
 	assert.Equal(t, record.UsersID("north"), record.UsersID("north"))
 	assert.NotEqual(t, record.UsersID("north"), record.UsersID("south"))
 	assert.Regexp(t, `^[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`, record.UsersID("north"))
+	_, _, err := record.New(record.UsersID("north"), crdt.NewActorID(), nurse, t0, record.Register{
+		GivenName: "Squatter", Sex: "male", EstimatedBirthYear: 1970, HomeClinic: "south"})
+	assert.ErrorIs(t, err, record.ErrInvalid, "no chart may take a roster's ID")
 }
 
 func TestUsersUpdate(t *testing.T) {
