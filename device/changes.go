@@ -29,18 +29,20 @@ func (id *Identity) SignChange(chart string, hash [32]byte) []byte {
 	return id.Sign(PurposeChange, changeMessage(chart, hash))
 }
 
-// SignerEnrolment returns a signed enrolment holding the key that
-// verifies replicaID's change signatures (the newest such record held,
-// even if it has since expired or been revoked), to send along with its
-// changes to a replica that has not met the device.
-func (r *Roster) SignerEnrolment(replicaID string) ([]byte, bool) {
+// SignerEnrolments returns the signed enrolments holding every key
+// replicaID's changes may be signed with (oldest first, including records
+// since expired or revoked), to send along with its changes to a replica
+// that has not met the device: a device enrolled again with new keys
+// still has its earlier changes checked with the earlier key.
+func (r *Roster) SignerEnrolments(replicaID string) [][]byte {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	ks := r.keys[replicaID]
-	if len(ks) == 0 {
-		return nil, false
+	out := make([][]byte, len(ks))
+	for i, k := range ks {
+		out[i] = k.raw
 	}
-	return ks[len(ks)-1].raw, true
+	return out
 }
 
 // LearnSigner records the signing key of a signed enrolment, for
@@ -109,20 +111,23 @@ func (r *Roster) rememberKey(e Enrolment, a TrustedAuthority) {
 // hash in chart, made with a key the device was ever enrolled with (a
 // change made while a device was enrolled stays valid after its
 // enrolment expires or is revoked; revocation stops the device at the
-// transports). It returns an error matching ErrUnknownDevice if no key of
-// the device is known (see LearnSigner), or ErrBadSignature.
-func (r *Roster) VerifyChange(replicaID, chart string, hash [32]byte, sig []byte) error {
+// transports). It returns the clinic of the enrolment whose key verified
+// it: the clinic the device signed as, which the caller must check the
+// change is for (a chart in that clinic's scope, that clinic's user
+// roster). Errors match ErrUnknownDevice if no key of the device is known
+// (see LearnSigner), or ErrBadSignature.
+func (r *Roster) VerifyChange(replicaID, chart string, hash [32]byte, sig []byte) (clinic string, err error) {
 	r.mu.RLock()
 	ks := r.keys[replicaID]
 	r.mu.RUnlock()
 	if len(ks) == 0 {
-		return fmt.Errorf("change signed by %s: %w", replicaID, ErrUnknownDevice)
+		return "", fmt.Errorf("change signed by %s: %w", replicaID, ErrUnknownDevice)
 	}
 	msg := changeMessage(chart, hash)
 	for i := len(ks) - 1; i >= 0; i-- {
 		if ks[i].Device.Verify(PurposeChange, msg, sig) == nil {
-			return nil
+			return ks[i].Device.Clinic, nil
 		}
 	}
-	return fmt.Errorf("change %x of chart %s signed as %s: %w", hash[:4], chart, replicaID, ErrBadSignature)
+	return "", fmt.Errorf("change %x of chart %s signed as %s: %w", hash[:4], chart, replicaID, ErrBadSignature)
 }

@@ -18,6 +18,10 @@ type Touched struct {
 	Sections []Section
 	// Registers is true for a chart's first change, which creates it.
 	Registers bool
+	// Scope is the chart's scope (see Chart.Scope) on the version the
+	// change was made on; for a chart's first change, the scope it
+	// creates. A device may only change charts in its clinic's scope.
+	Scope []string
 }
 
 // AuthorOf reads who a change's commit message says made it (a chart or
@@ -121,6 +125,9 @@ func CheckChange(doc *crdt.Doc, ch crdt.Change) (Touched, error) {
 		return Touched{}, fmt.Errorf("change %s: %w", ch.Hash, err)
 	}
 	chartID := bs.chartID
+	if !t.Registers {
+		t.Scope = bs.scope()
+	}
 	if t.Registers {
 		c, err := Open(f)
 		if err != nil {
@@ -128,6 +135,9 @@ func CheckChange(doc *crdt.Doc, ch crdt.Change) (Touched, error) {
 		}
 		chartID = c.ID()
 		t.Sections = addSection(t.Sections, SectionDemographics)
+		if t.Scope, err = c.Scope(); err != nil {
+			return Touched{}, invalid("change", "change %s starts a chart without a readable scope: %v", ch.Hash, err)
+		}
 	}
 
 	// The writes the change adds.

@@ -2,10 +2,13 @@ package replica_test
 
 import (
 	"context"
+	"errors"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/chartsync/chartsync/device"
 	"github.com/chartsync/chartsync/internal/wire"
 	"github.com/chartsync/chartsync/record"
 	"github.com/chartsync/chartsync/replica"
@@ -127,6 +130,49 @@ func FuzzReceive(f *testing.F) {
 				heads, err := recipient.Heads(ctx, id)
 				require.NoError(t, err)
 				require.True(t, heads.Equal(v.Heads), "chart %s: index heads %s, chart heads %s", id, heads, v.Heads)
+			}
+		}
+	})
+}
+
+// FuzzReceiveSigned is FuzzReceive on a recipient that checks
+// signatures and authors (as every device of a deployment does), from a
+// sender that signs: refused bundles give a typed error and leave the
+// store's charts, log and peers as they were; accepted changes were
+// signed by an enrolled device.
+func FuzzReceiveSigned(f *testing.F) {
+	auth, err := device.NewAuthority()
+	require.NoError(f, err)
+	mk := func(id string, cfg replica.Config) (*replica.Replica, *store.Mem) {
+		keys, err := device.Generate(id, "kamuga-dispensary")
+		require.NoError(f, err)
+		rec, err := auth.Enrol(keys.Public(), frozenAt, 24*time.Hour)
+		require.NoError(f, err)
+		roster, err := device.NewRoster(device.RosterConfig{Authorities: []device.TrustedAuthority{{Key: auth.PublicKey()}}, Now: frozen})
+		require.NoError(f, err)
+		_, err = roster.Add(rec)
+		require.NoError(f, err)
+		cfg.Now, cfg.CompactAfter, cfg.CacheCharts, cfg.Signer, cfg.Keys = frozen, 3, 2, keys, roster
+		st := store.NewMem()
+		r, err := replica.New(context.Background(), st, cfg)
+		require.NoError(f, err)
+		f.Cleanup(func() { _ = r.Close() })
+		return r, st
+	}
+	sender, _ := mk(fuzzSenderID, replica.Config{})
+	recipient, st := mk(fuzzRecipientID, replica.Config{CheckAuthors: true})
+	for _, s := range withBodies(f, fuzzSeeds(f, sender, recipient)) {
+		f.Add(s)
+	}
+	ctx := context.Background()
+	f.Fuzz(func(t *testing.T, data []byte) {
+		for _, in := range [][]byte{data, wire.Encode('B', replica.BundleVersion, data)} {
+			before := dumpStore(t, st)
+			_, err := recipient.Receive(ctx, in)
+			if err != nil {
+				require.True(t, isTypedBundleError(err) || errors.Is(err, replica.ErrForgedChange) || errors.Is(err, replica.ErrUnauthorizedChange),
+					"untyped error %v", err)
+				require.Equal(t, before, dumpStore(t, st), "a refused bundle changed the store")
 			}
 		}
 	})

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/chartsync/chartsync/crdt"
 	"github.com/chartsync/chartsync/replica/store"
@@ -25,13 +26,15 @@ type Signer interface {
 // It must be safe for concurrent use.
 type Keys interface {
 	// VerifyChange checks that sig is replicaID's signature of the change
-	// with hash in chart. It returns an error if it is not, or if no key
-	// of replicaID is known.
-	VerifyChange(replicaID, chart string, hash [32]byte, sig []byte) error
-	// SignerEnrolment returns the signed record that carries replicaID's
-	// key, to send along with its changes; false if none is held.
-	SignerEnrolment(replicaID string) ([]byte, bool)
-	// LearnSigner checks a signed record from SignerEnrolment (made by a
+	// with hash in chart, and returns the clinic the device is enrolled
+	// in. It returns an error if the signature does not verify, or if no
+	// key of replicaID is known.
+	VerifyChange(replicaID, chart string, hash [32]byte, sig []byte) (clinic string, err error)
+	// SignerEnrolments returns the signed records that carry replicaID's
+	// keys (every key it was ever enrolled with), to send along with its
+	// changes.
+	SignerEnrolments(replicaID string) [][]byte
+	// LearnSigner checks a signed record from SignerEnrolments (made by a
 	// trusted authority) and keeps its key; it returns the replica ID it
 	// is for.
 	LearnSigner(record []byte) (string, error)
@@ -50,17 +53,29 @@ var ErrForgedChange = errors.New("replica: change not signed by its author devic
 // pass them on with those changes after a restart.
 const metaSigner = "signer/"
 
-// storedSigner returns the signed enrolment of actor kept in the store.
-func (r *Replica) storedSigner(ctx context.Context, actor string) ([]byte, error) {
+// storedSigners returns the signed enrolments of actor kept in the store.
+func (r *Replica) storedSigners(ctx context.Context, actor string) ([][]byte, error) {
 	v, err := r.st.Meta(ctx, metaSigner+actor)
 	if err != nil {
 		return nil, err
 	}
-	rec, err := base64.StdEncoding.DecodeString(v)
-	if err != nil {
-		return nil, fmt.Errorf("stored signer of %s: %w", actor, err)
+	var out [][]byte
+	for _, line := range strings.Split(v, "\n") {
+		rec, err := base64.StdEncoding.DecodeString(line)
+		if err != nil {
+			return nil, fmt.Errorf("stored signer of %s: %w", actor, err)
+		}
+		out = append(out, rec)
 	}
-	return rec, nil
+	return out, nil
+}
+
+func encodeSigners(recs [][]byte) string {
+	lines := make([]string, len(recs))
+	for i, rec := range recs {
+		lines[i] = base64.StdEncoding.EncodeToString(rec)
+	}
+	return strings.Join(lines, "\n")
 }
 
 // sign signs a change made here, or returns nil without a Signer.
@@ -86,18 +101,18 @@ func (r *Replica) signers(ctx context.Context, b *Bundle) ([][]byte, error) {
 			continue
 		}
 		seen[actor] = true
-		if rec, ok := r.cfg.Keys.SignerEnrolment(actor); ok {
-			out = append(out, rec)
+		if recs := r.cfg.Keys.SignerEnrolments(actor); len(recs) > 0 {
+			out = append(out, recs...)
 			continue
 		}
-		rec, err := r.storedSigner(ctx, actor)
+		recs, err := r.storedSigners(ctx, actor)
 		if errors.Is(err, store.ErrNotFound) {
 			continue // the recipient decides what an unknown signer means
 		}
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, rec)
+		out = append(out, recs...)
 	}
 	return out, nil
 }
@@ -106,35 +121,38 @@ func (r *Replica) signers(ctx context.Context, b *Bundle) ([][]byte, error) {
 type verifier struct {
 	r       *Replica
 	ctx     context.Context
-	learnt  map[string]error // what learning each bundle signer gave, by replica
-	checked map[string]bool  // actors whose enrolment is stored or to be
-	meta    map[string]string
+	learnt  map[string]error  // what learning each bundle signer gave, by replica
+	checked map[string]bool   // actors whose stored enrolments are up to date
+	meta    map[string]string // enrolments to store with the bundle's changes
+	clinic  map[crdt.Hash]string
 }
 
 func (r *Replica) newVerifier(ctx context.Context, b *Bundle) *verifier {
-	v := &verifier{r: r, ctx: ctx, learnt: map[string]error{}, checked: map[string]bool{}, meta: map[string]string{}}
+	v := &verifier{r: r, ctx: ctx, learnt: map[string]error{}, checked: map[string]bool{}, meta: map[string]string{}, clinic: map[crdt.Hash]string{}}
 	for _, rec := range b.Signers {
-		if id, err := r.cfg.Keys.LearnSigner(rec); id != "" {
+		if id, err := r.cfg.Keys.LearnSigner(rec); id != "" && v.learnt[id] == nil {
 			v.learnt[id] = err
 		}
 	}
 	return v
 }
 
-// verify checks one change of chart, and notes its signer's enrolment for
-// storing with it.
+// verify checks one change of chart, notes the clinic its signer is
+// enrolled in, and notes its signer's enrolments for storing with it.
 func (v *verifier) verify(chart string, c crdt.Change, sig []byte) error {
 	if len(sig) == 0 {
 		return fmt.Errorf("change %s of chart %s by %s is not signed: %w", c.Hash, chart, c.Actor, ErrForgedChange)
 	}
-	err := v.r.cfg.Keys.VerifyChange(c.Actor, chart, [32]byte(c.Hash), sig)
+	keys := v.r.cfg.Keys
+	clinic, err := keys.VerifyChange(c.Actor, chart, [32]byte(c.Hash), sig)
 	if err != nil && !v.checked[c.Actor] {
-		// A signer met before, whose record this replica stored, but
+		// A signer met before, whose records this replica stored, but
 		// the directory has not learnt since it was opened.
-		if rec, merr := v.r.storedSigner(v.ctx, c.Actor); merr == nil {
-			if _, lerr := v.r.cfg.Keys.LearnSigner(rec); lerr == nil {
-				err = v.r.cfg.Keys.VerifyChange(c.Actor, chart, [32]byte(c.Hash), sig)
+		if recs, merr := v.r.storedSigners(v.ctx, c.Actor); merr == nil {
+			for _, rec := range recs {
+				_, _ = keys.LearnSigner(rec)
 			}
+			clinic, err = keys.VerifyChange(c.Actor, chart, [32]byte(c.Hash), sig)
 		}
 	}
 	if err != nil {
@@ -143,17 +161,32 @@ func (v *verifier) verify(chart string, c crdt.Change, sig []byte) error {
 		}
 		return fmt.Errorf("change %s of chart %s signed as %s: %w: %w", c.Hash, chart, c.Actor, ErrForgedChange, err)
 	}
+	v.clinic[c.Hash] = clinic
 	if !v.checked[c.Actor] {
 		v.checked[c.Actor] = true
-		if _, err := v.r.st.Meta(v.ctx, metaSigner+c.Actor); errors.Is(err, store.ErrNotFound) {
-			if rec, ok := v.r.cfg.Keys.SignerEnrolment(c.Actor); ok {
-				v.meta[metaSigner+c.Actor] = base64.StdEncoding.EncodeToString(rec)
-			}
-		} else if err != nil {
+		want := encodeSigners(keys.SignerEnrolments(c.Actor))
+		have, err := v.r.st.Meta(v.ctx, metaSigner+c.Actor)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			return fmt.Errorf("read signer of %s: %w", c.Actor, err)
+		}
+		if want != "" && want != have {
+			v.meta[metaSigner+c.Actor] = want
 		}
 	}
 	return nil
+}
+
+// mayChange checks that the device that signed a change is one that may
+// change the document: for a clinic's user roster, a device of that
+// clinic; for a chart, a device of a clinic in the chart's scope on the
+// version the change was made on, or of a clinic in Config.Unscoped.
+func (v *verifier) mayChange(c crdt.Change, scope []string) error {
+	clinic := v.clinic[c.Hash]
+	if slices.Contains(scope, clinic) || slices.Contains(v.r.cfg.Unscoped, clinic) {
+		return nil
+	}
+	return fmt.Errorf("change %s was signed by %s, a device of clinic %s, which may not change a document of %s: %w",
+		c.Hash, c.Actor, clinic, strings.Join(scope, ", "), ErrUnauthorizedChange)
 }
 
 // addTo adds the signer records to store to b.
@@ -164,12 +197,7 @@ func (v *verifier) addTo(b *store.Batch) {
 	if b.Meta == nil {
 		b.Meta = map[string]string{}
 	}
-	keys := make([]string, 0, len(v.meta))
-	for k := range v.meta {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	for _, k := range keys {
-		b.Meta[k] = v.meta[k]
+	for k, val := range v.meta {
+		b.Meta[k] = val
 	}
 }

@@ -67,6 +67,11 @@ type Config struct {
 	// CheckAuthors checks every received change as
 	// ReceiveOptions.CheckAuthors does, on every path a bundle arrives by.
 	CheckAuthors bool
+	// Unscoped, with Keys and author checks, lists the clinics whose
+	// devices may change any chart (the cloud's own, a district
+	// hospital's). Any other device may change only charts in its
+	// clinic's scope, and only its own clinic's user roster.
+	Unscoped []string
 }
 
 // Validate reports a configuration that cannot work.

@@ -91,7 +91,9 @@ func TestSignedChangesTravelWithTheirSigners(t *testing.T) {
 	_, err = auditor.LearnSigner(a.rec)
 	require.NoError(t, err)
 	for _, c := range log {
-		assert.NoError(t, auditor.VerifyChange(a.ID(), c.Chart, [32]byte(c.Hash), c.Sig), "b stores each change with its author's signature")
+		clinic, err := auditor.VerifyChange(a.ID(), c.Chart, [32]byte(c.Hash), c.Sig)
+		assert.NoError(t, err, "b stores each change with its author's signature")
+		assert.Equal(t, "north", clinic, "the signature says which clinic's device made the change")
 	}
 
 	// The hub restarts with a roster that has forgotten a: the enrolment
@@ -205,4 +207,35 @@ func TestForgedChangesAreRefused(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 1, res.Applied)
 	assert.Equal(t, view(t, a.Replica, id), view(t, b.Replica, id))
+}
+
+// TestSignerMustBeInTheChartsScope: a device of another clinic that got
+// hold of a chart (through a hub that checks nothing but signatures)
+// cannot change it: a checking replica refuses the change, whoever
+// forwards it; a device of a clinic listed in Config.Unscoped may.
+func TestSignerMustBeInTheChartsScope(t *testing.T) {
+	ctx := context.Background()
+	d := newDeployment(t)
+	north, south := d.device(t, "north"), d.device(t, "south")
+	hub, _ := newMem(t, replica.Config{Keys: d.roster(t)})
+	id := registerAt(t, north.Replica, "Amina", "north")
+	for _, pair := range [][2]*replica.Replica{{north.Replica, hub}, {hub, south.Replica}} {
+		_, err := replica.SyncPair(ctx, pair[0], pair[1])
+		require.NoError(t, err)
+	}
+	edit(t, south.Replica, id, record.AddAllergy{Substance: "Sulfa", Severity: "mild"})
+	_, err := replica.SyncPair(ctx, south.Replica, hub)
+	require.NoError(t, err, "the hub checks signatures only")
+
+	out, err := hub.MakeBundle(ctx, north.ID())
+	require.NoError(t, err)
+	before := dumpStore(t, north.st)
+	_, err = north.ReceiveFrom(ctx, out.Data, replica.ReceiveOptions{CheckAuthors: true})
+	require.ErrorIs(t, err, replica.ErrUnauthorizedChange)
+	assert.Contains(t, err.Error(), "a device of clinic south")
+	assert.Equal(t, before, dumpStore(t, north.st))
+
+	district, _ := newMem(t, replica.Config{Keys: d.roster(t), CheckAuthors: true, Unscoped: []string{"south"}})
+	_, err = replica.SyncPair(ctx, hub, district)
+	require.NoError(t, err, "a replica that lets south's devices change any chart takes it")
 }

@@ -311,6 +311,12 @@ type ReceiveOptions struct {
 	// ErrUnauthorizedChange, and kept in the store's quarantine for review
 	// (store.Store.Quarantined); nothing of it is applied.
 	CheckAuthors bool
+	// BeforeWrite, if set, is called with what the bundle brings once it
+	// has passed every check, just before it is stored (not for a bundle
+	// that brings nothing). If it returns an error, nothing is stored and
+	// ReceiveFrom returns that error. An access log records writes here,
+	// so that no change is stored unrecorded.
+	BeforeWrite func(ctx context.Context, rec Received) error
 }
 
 // ErrUnauthorizedChange is returned by ReceiveFrom with CheckAuthors for a
@@ -421,36 +427,11 @@ func (r *Replica) ReceiveFrom(ctx context.Context, data []byte, opt ReceiveOptio
 		} else if err != nil {
 			return fail(fmt.Errorf("receive bundle: %w", err))
 		}
-		if checkAuthors && l.users != nil {
-			// A roster is started once; another start of one already held
-			// (a second administrator bootstrapping a roster of their own)
-			// is refused where it first meets the held one.
-			for _, c := range fresh {
-				if len(c.Deps) == 0 {
-					return fail(r.quarantine(ctx, b.From, data, fmt.Errorf("receive bundle: the user roster of %s was already started; change %s starts another: %w", l.users.Clinic(), c.Hash, ErrUnauthorizedChange)))
-				}
-			}
-		}
 		if _, err := l.doc.Apply(fresh...); err != nil {
 			return fail(fmt.Errorf("receive bundle: chart %s: %w", cb.chart, err))
 		}
-		if checkAuthors {
-			for _, c := range fresh {
-				var err error
-				if record.IsUsersChange(c) {
-					_, err = record.CheckUsersChange(l.doc, c)
-				} else {
-					_, err = record.CheckChange(l.doc, c)
-				}
-				if errors.Is(err, crdt.ErrNotFound) {
-					// Its dependencies have not arrived: it cannot be
-					// judged, so it is not taken either.
-					return fail(fmt.Errorf("receive bundle: chart %s: change %s cannot be checked before the changes it depends on: %w", cb.chart, c.Hash, ErrUnauthorizedChange))
-				}
-				if err != nil {
-					return fail(r.quarantine(ctx, b.From, data, fmt.Errorf("receive bundle: chart %s: change %s: %w: %w", cb.chart, c.Hash, ErrUnauthorizedChange, err)))
-				}
-			}
+		if err := l.open(); err != nil {
+			return fail(fmt.Errorf("receive bundle: chart %s: %w: %w", cb.chart, ErrMalformedBundle, err))
 		}
 		if opt.Clinic != "" && !isNew && !slices.Contains(l.scope, opt.Clinic) {
 			// The clinic has lost the chart; changes its devices made
@@ -458,9 +439,6 @@ func (r *Replica) ReceiveFrom(ctx context.Context, data []byte, opt ReceiveOptio
 			if err := r.madeInScope(l, fresh, opt.Clinic); err != nil {
 				return fail(fmt.Errorf("receive bundle: chart %s: %w", cb.chart, err))
 			}
-		}
-		if err := l.open(); err != nil {
-			return fail(fmt.Errorf("receive bundle: chart %s: %w: %w", cb.chart, ErrMalformedBundle, err))
 		}
 		if checkAuthors && l.users == nil && slices.ContainsFunc(fresh, record.IsUsersChange) {
 			return fail(r.quarantine(ctx, b.From, data, fmt.Errorf("receive bundle: document %s: a user roster change on a document that is not its clinic's roster: %w", cb.chart, ErrUnauthorizedChange)))
@@ -477,6 +455,31 @@ func (r *Replica) ReceiveFrom(ctx context.Context, data []byte, opt ReceiveOptio
 			}
 			if !slices.Contains(scope, opt.Clinic) {
 				return fail(fmt.Errorf("receive bundle: new chart %s is not registered to clinic %s: %w", cb.chart, opt.Clinic, ErrOutOfScope))
+			}
+		}
+		if checkAuthors {
+			for _, c := range fresh {
+				var err error
+				if record.IsUsersChange(c) {
+					_, err = record.CheckUsersChange(l.doc, c)
+					if err == nil && signed != nil && l.users != nil {
+						err = signed.mayChange(c, []string{l.users.Clinic()})
+					}
+				} else {
+					var t record.Touched
+					t, err = record.CheckChange(l.doc, c)
+					if err == nil && signed != nil {
+						err = signed.mayChange(c, t.Scope)
+					}
+				}
+				if errors.Is(err, crdt.ErrNotFound) {
+					// Its dependencies have not arrived: it cannot be
+					// judged, so it is not taken either.
+					return fail(fmt.Errorf("receive bundle: chart %s: change %s cannot be checked before the changes it depends on: %w", cb.chart, c.Hash, ErrUnauthorizedChange))
+				}
+				if err != nil {
+					return fail(r.quarantine(ctx, b.From, data, fmt.Errorf("receive bundle: chart %s: change %s: %w: %w", cb.chart, c.Hash, ErrUnauthorizedChange, err)))
+				}
 			}
 		}
 		l.sinceSnapshot += len(fresh)
@@ -498,6 +501,11 @@ func (r *Replica) ReceiveFrom(ctx context.Context, data []byte, opt ReceiveOptio
 		// A repeated bundle, or an idle exchange: nothing to store, and
 		// no fsync.
 		return res, nil
+	}
+	if opt.BeforeWrite != nil && len(res.Changes) > 0 {
+		if err := opt.BeforeWrite(ctx, res); err != nil {
+			return fail(fmt.Errorf("receive bundle: %w", err))
+		}
 	}
 	if _, err := r.st.Write(ctx, batch); err != nil {
 		return fail(fmt.Errorf("receive bundle: %w", err))

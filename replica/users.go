@@ -31,46 +31,47 @@ func (l *loaded) open() error {
 
 // Users lists the users of clinic's roster, sorted by ID. A clinic whose
 // roster has not been started or received has none.
-func (r *Replica) Users(ctx context.Context, clinic string) ([]record.User, error) {
-	u, err := r.roster(ctx, clinic)
+func (r *Replica) Users(ctx context.Context, clinic string) (out []record.User, err error) {
+	err = r.withRoster(ctx, clinic, func(u *record.Users) error {
+		out, err = u.List()
+		return err
+	})
 	if errors.Is(err, ErrNotFound) {
 		return nil, nil
 	}
-	if err != nil {
-		return nil, err
-	}
-	return u.List()
+	return out, err
 }
 
 // User returns one user of clinic's roster, or an error matching
 // ErrNotFound.
-func (r *Replica) User(ctx context.Context, clinic, id string) (record.User, error) {
-	u, err := r.roster(ctx, clinic)
-	if err != nil {
-		return record.User{}, err
-	}
-	usr, err := u.User(id)
+func (r *Replica) User(ctx context.Context, clinic, id string) (usr record.User, err error) {
+	err = r.withRoster(ctx, clinic, func(u *record.Users) error {
+		usr, err = u.User(id)
+		return err
+	})
 	if errors.Is(err, record.ErrNotFound) {
 		return record.User{}, fmt.Errorf("user %s of %s: %w", id, clinic, ErrNotFound)
 	}
 	return usr, err
 }
 
-// roster loads clinic's user roster.
-func (r *Replica) roster(ctx context.Context, clinic string) (*record.Users, error) {
+// withRoster runs fn on clinic's user roster while no bundle is being
+// received (a received change is applied before it is judged, so a
+// reader must not see the roster meanwhile).
+func (r *Replica) withRoster(ctx context.Context, clinic string, fn func(*record.Users) error) error {
 	unlock, err := r.lock()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer unlock()
 	l, err := r.load(ctx, record.UsersID(clinic))
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if l.users == nil {
-		return nil, fmt.Errorf("user roster of %s: %w", clinic, ErrNotFound)
+		return fmt.Errorf("user roster of %s: %w", clinic, ErrNotFound)
 	}
-	return l.users, nil
+	return fn(l.users)
 }
 
 // UpdateUser adds or changes a user of clinic's roster as by, as one
@@ -136,15 +137,15 @@ func (r *Replica) storeRosterChange(ctx context.Context, l *loaded, res record.R
 // ReadPolicy returns what each role of clinic may not read (see
 // record.ReadPolicy); empty if the clinic's roster sets nothing or is not
 // held.
-func (r *Replica) ReadPolicy(ctx context.Context, clinic string) (record.ReadPolicy, error) {
-	u, err := r.roster(ctx, clinic)
+func (r *Replica) ReadPolicy(ctx context.Context, clinic string) (p record.ReadPolicy, err error) {
+	err = r.withRoster(ctx, clinic, func(u *record.Users) error {
+		p, err = u.ReadPolicy()
+		return err
+	})
 	if errors.Is(err, ErrNotFound) {
 		return record.ReadPolicy{}, nil
 	}
-	if err != nil {
-		return nil, err
-	}
-	return u.ReadPolicy()
+	return p, err
 }
 
 // SetHidden sets the chart sections role may not read at clinic, as by

@@ -108,29 +108,49 @@ func TestUserRosterReplicates(t *testing.T) {
 	assert.Equal(t, record.ReadPolicy{record.RoleRegistrationClerk: {record.SectionNotes}}, p)
 }
 
-// TestSecondRosterStartIsRefused: a device that never received the
-// clinic's roster starts one of its own with a new administrator; the
-// cloud, which holds the roster, refuses it.
-func TestSecondRosterStartIsRefused(t *testing.T) {
+// TestRosterStartsMergeAndOtherClinicsAreRefused: two devices of a clinic
+// that start its roster while apart end up with one roster holding both
+// administrators (sync never stalls on it); a device of another clinic
+// may neither start nor change it, even naming one of its administrators.
+func TestRosterStartsMergeAndOtherClinicsAreRefused(t *testing.T) {
 	ctx := context.Background()
 	d := newDeployment(t)
 	cloud, cloudStore := newMem(t, replica.Config{Keys: d.roster(t)})
-	first, rogue := d.device(t, "north"), d.device(t, "north")
+	first, second, south := d.device(t, "north"), d.device(t, "north"), d.device(t, "south")
 	_, err := first.UpdateUser(ctx, "north", northAdmin, record.UserUpdate{UserID: northAdmin.UserID, Name: "Femi", Role: record.RoleAdministrator, PasswordHash: hashN(0)})
 	require.NoError(t, err)
-	require.NoError(t, checkedSync(t, cloud, first.Replica, "north"))
-
-	usurper := record.Author{UserID: "u-usurper", Role: record.RoleAdministrator}
-	_, err = rogue.UpdateUser(ctx, "north", usurper, record.UserUpdate{UserID: usurper.UserID, Name: "U", Role: record.RoleAdministrator, PasswordHash: hashN(9)})
-	require.NoError(t, err, "on its own, the device has no roster to refuse it")
-	before := dumpStore(t, cloudStore)
-	err = checkedSync(t, cloud, rogue.Replica, "north")
-	require.ErrorIs(t, err, replica.ErrUnauthorizedChange)
-	assert.Equal(t, before, dumpStore(t, cloudStore))
-	users, err := cloud.Users(ctx, "north")
+	other := record.Author{UserID: "u-other", Role: record.RoleAdministrator}
+	_, err = second.UpdateUser(ctx, "north", other, record.UserUpdate{UserID: other.UserID, Name: "Other", Role: record.RoleAdministrator, PasswordHash: hashN(9)})
 	require.NoError(t, err)
-	require.Len(t, users, 1)
-	assert.Equal(t, northAdmin.UserID, users[0].ID)
+	require.NoError(t, checkedSync(t, cloud, first.Replica, "north"))
+	require.NoError(t, checkedSync(t, cloud, second.Replica, "north"), "a second start of the roster merges")
+	require.NoError(t, checkedSync(t, cloud, first.Replica, "north"))
+	a, err := first.Users(ctx, "north")
+	require.NoError(t, err)
+	b, err := second.Users(ctx, "north")
+	require.NoError(t, err)
+	require.Len(t, a, 2)
+	assert.Equal(t, a, b, "both devices hold one roster with both administrators")
+
+	// A south device that got hold of north's roster adds itself an
+	// administrator, in the name of north's administrator.
+	southHub, _ := newMem(t, replica.Config{Keys: d.roster(t)})
+	_, err = replica.SyncPair(ctx, first.Replica, southHub)
+	require.NoError(t, err)
+	_, err = replica.SyncPair(ctx, southHub, south.Replica)
+	require.NoError(t, err)
+	_, err = south.UpdateUser(ctx, "north", northAdmin, record.UserUpdate{UserID: "u-mallory", Name: "Mallory", Role: record.RoleAdministrator, PasswordHash: hashN(7)})
+	require.NoError(t, err, "on its own, the device does not check its own signer")
+	before := dumpStore(t, cloudStore)
+	up, err := south.MakeBundle(ctx, first.ID())
+	require.NoError(t, err)
+	_, err = first.ReceiveFrom(ctx, up.Data, replica.ReceiveOptions{CheckAuthors: true})
+	require.ErrorIs(t, err, replica.ErrUnauthorizedChange, "a north device refuses a south device's roster change")
+	assert.Contains(t, err.Error(), "a device of clinic south")
+	assert.Equal(t, before, dumpStore(t, cloudStore))
+	users, err := first.Users(ctx, "north")
+	require.NoError(t, err)
+	assert.Len(t, users, 2, "mallory is not on north's roster")
 }
 
 // TestRosterChangeOnAChartIsRefused: a change labelled as a roster

@@ -66,14 +66,14 @@ func (l *liveRoster) reload() (bool, error) {
 
 // VerifyChange implements replica.Keys, reading the roster file again for
 // a device it does not know.
-func (l *liveRoster) VerifyChange(replicaID, chart string, hash [32]byte, sig []byte) error {
-	err := l.Roster.VerifyChange(replicaID, chart, hash, sig)
+func (l *liveRoster) VerifyChange(replicaID, chart string, hash [32]byte, sig []byte) (string, error) {
+	clinic, err := l.Roster.VerifyChange(replicaID, chart, hash, sig)
 	if errors.Is(err, device.ErrUnknownDevice) {
 		if changed, rerr := l.reload(); rerr != nil {
-			return errors.Join(err, rerr)
+			return "", errors.Join(err, rerr)
 		} else if changed {
 			return l.Roster.VerifyChange(replicaID, chart, hash, sig)
 		}
 	}
-	return err
+	return clinic, err
 }

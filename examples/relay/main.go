@@ -156,7 +156,9 @@ func run(ctx context.Context, keep bool) error {
 		if err != nil {
 			return fmt.Errorf("%s loads the roster: %w", s.name, err)
 		}
-		cfg := replica.Config{Signer: s.keys, Keys: roster, CheckAuthors: true}
+		// The cloud's own devices may change any chart; every other
+		// device only its own clinic's and those referred to it.
+		cfg := replica.Config{Signer: s.keys, Keys: roster, CheckAuthors: true, Unscoped: []string{cloud.clinic}}
 		if s.r, err = replica.Open(ctx, filepath.Join(dir, strings.ToLower(s.name)+".db"), cfg); err != nil {
 			return fmt.Errorf("open %s: %w", s.name, err)
 		}

@@ -28,7 +28,7 @@ func TestForgedChangesOnAStickAreRefused(t *testing.T) {
 	now := time.Now().Truncate(time.Second)
 	trust := device.RosterConfig{Authorities: []device.TrustedAuthority{{Key: auth.PublicKey()}}}
 	signed := func(name string) (*replica.Replica, *device.Identity) {
-		id, err := device.Generate(replica.NewID(), "kamuga")
+		id, err := device.Generate(replica.NewID(), "kamuga-dispensary")
 		require.NoError(t, err)
 		rec, err := auth.Enrol(id.Public(), now, time.Hour)
 		require.NoError(t, err)
@@ -57,7 +57,7 @@ func TestForgedChangesOnAStickAreRefused(t *testing.T) {
 
 	// A change credited to the honest device, signed by the rogue one.
 	stick = t.TempDir()
-	c, res, err := record.New(uuid.NewString(), honest.ID(), nurse, now, record.Register{GivenName: "Fake", Sex: "male", EstimatedBirthYear: 1970, HomeClinic: "kamuga"})
+	c, res, err := record.New(uuid.NewString(), honest.ID(), nurse, now, record.Register{GivenName: "Fake", Sex: "male", EstimatedBirthYear: 1970, HomeClinic: "kamuga-dispensary"})
 	require.NoError(t, err)
 	b := replica.Bundle{From: rogue.ID(), To: checker.ID(), Changes: []replica.BundleChange{
 		{Chart: c.ID(), Raw: res.Change.Raw, Sig: rogueKey.SignChange(c.ID(), [32]byte(res.Change.Hash))}}}

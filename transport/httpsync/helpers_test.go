@@ -210,7 +210,7 @@ func (c *cloud) newDevice(t testing.TB, clinic, name string, cfg httpsync.Client
 	cred := c.enrol(t, id, name)
 	roster, err := cred.NewRoster()
 	require.NoError(t, err, "the device's roster from its credential")
-	rep, err := replica.New(context.Background(), store.NewMem(), replica.Config{CacheCharts: 32, Signer: id, Keys: roster, CheckAuthors: true})
+	rep, err := replica.New(context.Background(), store.NewMem(), replica.Config{CacheCharts: 32, Signer: id, Keys: roster, CheckAuthors: true, Unscoped: []string{"cloud"}})
 	require.NoError(t, err, "open device replica")
 	t.Cleanup(func() { _ = rep.Close() })
 	cfg.Credential = cred
