@@ -2,6 +2,7 @@ package httpsync
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -17,10 +18,13 @@ type AccessLog interface {
 	Append(ctx context.Context, entries ...audit.Entry) error
 }
 
-// accessEntries returns what a sync did to each chart: the charts whose
-// changes the device sent and the cloud accepted (one entry per chart and
-// author), and the charts whose changes the cloud sent the device.
-func accessEntries(dev Device, rec replica.Received, out replica.Outgoing) []audit.Entry {
+// errAccessLog is a failure to record a sync in the access log: the sync
+// fails with 500 and nothing of it is stored or sent.
+var errAccessLog = errors.New("access log unavailable")
+
+// writeEntries returns the charts whose changes the device sent and the
+// cloud is about to store: one entry per chart and author.
+func writeEntries(dev Device, rec replica.Received) []audit.Entry {
 	type key struct{ chart, user, role string }
 	writes := map[key]int{}
 	var order []key
@@ -31,16 +35,22 @@ func accessEntries(dev Device, rec replica.Received, out replica.Outgoing) []aud
 		}
 		writes[k]++
 	}
-	entries := make([]audit.Entry, 0, len(order)+len(out.Charts))
+	entries := make([]audit.Entry, 0, len(order))
 	for _, k := range order {
 		entries = append(entries, audit.Entry{Action: audit.Write, Device: dev.Replica, Clinic: dev.Clinic,
 			User: k.user, Role: k.role, Chart: k.chart, Changes: writes[k]})
 	}
+	return entries
+}
+
+// readEntries returns the charts whose changes the cloud sends the device.
+func readEntries(dev Device, out replica.Outgoing) []audit.Entry {
 	read := make([]string, 0, len(out.Charts))
 	for chart := range out.Charts {
 		read = append(read, chart)
 	}
 	slices.Sort(read)
+	entries := make([]audit.Entry, 0, len(read))
 	for _, chart := range read {
 		entries = append(entries, audit.Entry{Action: audit.Read, Device: dev.Replica, Clinic: dev.Clinic,
 			Chart: chart, Changes: out.Charts[chart]})

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -89,4 +90,47 @@ func TestAccessLog(t *testing.T) {
 	edited := bytes.Replace(data, []byte(nurse.UserID), []byte("u-someone"), 1)
 	_, err = audit.Verify(ctx, bytes.NewReader(edited))
 	assert.ErrorIs(t, err, audit.ErrCorrupt)
+}
+
+// failingLog fails its first n appends, as a full disk would.
+type failingLog struct {
+	httpsync.AccessLog
+	fail int
+}
+
+func (f *failingLog) Append(ctx context.Context, es ...audit.Entry) error {
+	if f.fail > 0 {
+		f.fail--
+		return errors.New("disk full")
+	}
+	return f.AccessLog.Append(ctx, es...)
+}
+
+// TestAccessLogLosesNoWrite: when the access log cannot record a sync,
+// the cloud stores nothing of it; the device's retry is recorded.
+func TestAccessLogLosesNoWrite(t *testing.T) {
+	ctx := context.Background()
+	log, err := audit.Open(filepath.Join(t.TempDir(), "access.log"), audit.Config{})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = log.Close() })
+	flaky := &failingLog{AccessLog: log, fail: 1}
+	c := newCloud(t, cloudOptions{memory: true, config: httpsync.Config{AccessLog: flaky}})
+	ward := c.newDevice(t, "kamuga", "kamuga-ward", fastRetries())
+	id := registerAt(t, ward.rep, "Wanjiru", "Mwangi", "kamuga")
+
+	before := snapshotOf(t, c.rep)
+	_, err = ward.client.PostRaw(ctx, func() []byte {
+		out, err := ward.rep.MakeBundle(ctx, c.rep.ID())
+		require.NoError(t, err)
+		return out.Data
+	}())
+	require.ErrorIs(t, err, httpsync.ErrServer, "a sync the log cannot record fails")
+	assert.Equal(t, before, snapshotOf(t, c.rep), "and nothing of it is stored")
+
+	ward.sync(t)
+	var out bytes.Buffer
+	n, err := log.Export(ctx, &out, audit.Filter{Chart: id}, audit.JSONLines)
+	require.NoError(t, err)
+	assert.Equal(t, 1, n, "the retried write is recorded: %s", out.String())
+	assert.Contains(t, out.String(), `"action":"write"`)
 }

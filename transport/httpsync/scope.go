@@ -3,6 +3,7 @@ package httpsync
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 
 	"github.com/chartsync/chartsync/replica"
@@ -15,7 +16,19 @@ import (
 // A cloud replica opened with replica.Config.Keys also refuses, and
 // quarantines, changes not signed by the devices they name.
 func (h *Handler) receive(ctx context.Context, data []byte, dev Device) (replica.Received, error) {
-	return h.rep.ReceiveFrom(ctx, data, replica.ReceiveOptions{Sender: dev.Replica, Clinic: dev.Clinic, CheckAuthors: true})
+	opt := replica.ReceiveOptions{Sender: dev.Replica, Clinic: dev.Clinic, CheckAuthors: true}
+	if h.cfg.AccessLog != nil {
+		// The writes are recorded before they are stored: none can be
+		// stored unrecorded (a failed store write leaves an entry for a
+		// write the device will send again).
+		opt.BeforeWrite = func(ctx context.Context, rec replica.Received) error {
+			if err := h.cfg.AccessLog.Append(ctx, writeEntries(dev, rec)...); err != nil {
+				return fmt.Errorf("record the writes in the access log: %w: %w", errAccessLog, err)
+			}
+			return nil
+		}
+	}
+	return h.rep.ReceiveFrom(ctx, data, opt)
 }
 
 // bundleFor builds the cloud's answer for a device: only charts in its

@@ -61,11 +61,11 @@ type Config struct {
 	// Now is the clock credentials are checked against (default
 	// time.Now).
 	Now func() time.Time
-	// AccessLog, if set, records every chart a device reads or writes
-	// (and every bundle refused as forged, unauthorised or out of scope)
-	// before the answer goes out; a sync whose access cannot be recorded
-	// fails with 500 and sends nothing. Syncs that move no change record
-	// nothing.
+	// AccessLog, if set, records every chart a device writes (before the
+	// changes are stored) and reads (before the answer goes out), and
+	// every bundle refused as forged, unauthorised or out of scope. A sync
+	// whose access cannot be recorded fails with 500, and what it brought
+	// is not stored. Syncs that move no change record nothing.
 	AccessLog AccessLog
 }
 
@@ -292,7 +292,7 @@ func (h *Handler) serveSync(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if h.cfg.AccessLog != nil {
-		if entries := accessEntries(dev, rec, out); len(entries) > 0 {
+		if entries := readEntries(dev, out); len(entries) > 0 {
 			if err := h.cfg.AccessLog.Append(context.WithoutCancel(r.Context()), entries...); err != nil {
 				h.fail(w, r, http.StatusInternalServerError, CodeInternal, "the cloud could not record this sync in its access log; try again later", err)
 				return
