@@ -239,3 +239,34 @@ func TestSignerMustBeInTheChartsScope(t *testing.T) {
 	_, err = replica.SyncPair(ctx, hub, district)
 	require.NoError(t, err, "a replica that lets south's devices change any chart takes it")
 }
+
+// TestChangesSignedBeforeReEnrolmentStillVerify: a device enrolled again
+// with new keys (a lost key file) keeps its earlier changes: a replica
+// that never met the old key checks them with the old enrolment, which
+// bundles carry along with the new one.
+func TestChangesSignedBeforeReEnrolmentStillVerify(t *testing.T) {
+	ctx := context.Background()
+	d := newDeployment(t)
+	a := d.device(t, "north")
+	id := register(t, a.Replica, "Wanjiru", "Mwangi", "Kamuga")
+
+	newKeys, err := device.Generate(a.ID(), "north")
+	require.NoError(t, err)
+	rec, err := d.auth.Enrol(newKeys.Public(), d.now.Add(time.Hour), 365*24*time.Hour)
+	require.NoError(t, err)
+	roster := d.roster(t)
+	for _, r := range [][]byte{a.rec, rec} {
+		_, err = roster.Add(r)
+		require.NoError(t, err)
+	}
+	require.NoError(t, a.Close())
+	again, err := replica.New(ctx, keepOpen{a.st}, replica.Config{Signer: newKeys, Keys: roster})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = again.Close() })
+	edit(t, again, id, record.AddAllergy{Substance: "Sulfa", Severity: "mild"})
+
+	fresh := d.device(t, "north")
+	_, err = replica.SyncPair(ctx, again, fresh.Replica)
+	require.NoError(t, err, "changes signed with the old key and the new one both verify")
+	assert.Equal(t, view(t, again, id), view(t, fresh.Replica, id))
+}
