@@ -75,6 +75,19 @@
 // phone; Authority.Revoke to cut a device off), and records settle the
 // same way whatever order they arrive in.
 //
+// # Change signatures
+//
+// A device signs every chart change it makes (Identity.SignChange, purpose
+// change/v1, over the chart ID and the change's hash), and a Roster checks
+// such signatures (VerifyChange) with any key the device was ever
+// enrolled with: a change stays its device's after the enrolment expires,
+// is revoked, or is replaced by one with new keys. VerifyChange returns
+// the clinic the device signed as, for the caller to check the change is
+// that clinic's to make. SignerEnrolments gives the records that carry a
+// device's keys, for a replica to send along with its changes, and
+// LearnSigner takes them in on the other side. Package replica uses both
+// (replica.Signer, replica.Keys).
+//
 // File formats are frames of package internal/wire (versioned, length
 // framed, checksummed); every length is bounded before allocation, and
 // FuzzDecodeEnrolment and FuzzMergeRoster exercise the decoders.

@@ -108,6 +108,20 @@
 // edits actually modify, and checks them against the role its message
 // records, refusing as well changes this package would never make.
 //
+// # Users and what they may read
+//
+// A clinic's user roster is a document of its own (Users, at UsersID of
+// the clinic, so every device finds the same one): each user's name, role,
+// argon2id password hash (package device/login makes and checks them) and
+// whether they are disabled, and per role the chart sections it may not
+// read (a ReadPolicy, for example no encounter notes for registration
+// clerks). Only an administrator the roster knows changes it, except that
+// a user may change their own password; the first administrator starts
+// it. CheckUsersChange judges a roster change from another replica as
+// CheckChange judges a chart change. ReadPolicy.Redact gives the view a
+// role may read: no word of a hidden section, in the lists, conflicts,
+// alerts or history, and View.Hidden says what was left out.
+//
 // # Scope
 //
 // A chart belongs to its home clinic and to every clinic it is referred to
@@ -120,8 +134,10 @@
 // Views are computed from the whole document; a chart with thousands of
 // changes takes milliseconds to view, and CheckChange, which forks the
 // document, about as long per change. The role CheckChange trusts is the
-// one the change's message records: until changes are signed, a modified
-// client can claim any role. Writes from changes not made through
+// one the change's message records: signatures (package replica) prove
+// which device made a change, not which person, so a modified client on
+// an enrolled device can claim any role. A read policy is applied where a
+// chart is shown; the device still holds the whole chart. Writes from changes not made through
 // this package are ignored and counted in View.Unreadable. The drug-class
 // table is a safety net, not a drug-interaction database.
 package record

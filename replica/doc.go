@@ -24,9 +24,12 @@
 // changes nothing because changes are content-addressed.
 //
 // Bundle wire format (a frame of package internal/wire, kind 'B', version
-// 1): sender and recipient IDs (16 bytes each), the positions Base, Upto,
+// 2): sender and recipient IDs (16 bytes each), the positions Base, Upto,
 // Head and Ack as uvarints, a change count, then per change the chart ID
-// (16-byte UUID) and the length-prefixed raw change.
+// (16-byte UUID), the length-prefixed raw change and its length-prefixed
+// signature (empty if unsigned); then a count of signer enrolments, each
+// length-prefixed. Version 1 bundles (no signatures) are refused with
+// ErrBundleVersion.
 //
 // # Clinic scope
 //
@@ -42,10 +45,39 @@
 // removed it, and edits its devices made before they learnt of it are
 // accepted. On a device, Config.Clinic refuses such writes locally.
 //
-// With ReceiveOptions.CheckAuthors (the cloud sets it), every new change
-// is judged by record.CheckChange on what it actually writes: a bundle
-// holding a change that its recorded role may not make is refused whole
+// With ReceiveOptions.CheckAuthors (the cloud sets it) or
+// Config.CheckAuthors (a device's app sets it), every new change is judged
+// by record.CheckChange on what it actually writes: a bundle holding a
+// change that its recorded role may not make is refused whole
 // (ErrUnauthorizedChange) and kept for review (Quarantined).
+//
+// # Signed changes
+//
+// The replica's ID is the Automerge actor of every change it makes. With
+// Config.Signer (the device's key pair, *device.Identity), each change is
+// signed: an ed25519 signature over the chart ID and the change's hash,
+// stored with the change and sent with it in every bundle. With
+// Config.Keys (the devices a trusted authority enrolled, *device.Roster),
+// every received change must carry a signature that verifies against a
+// key its actor was enrolled with, or the bundle is refused whole with
+// ErrForgedChange and quarantined: an unsigned change, a change credited
+// to another device, or one moved to another chart. Bundles carry the
+// signed enrolments of the devices whose changes they hold, and a replica
+// keeps those it met in its store, so a device that has never met another
+// can still check its changes, after a restart too. With author checks,
+// the signer's clinic must also fit the document: a chart in that
+// clinic's scope on the version the change was made on (or a clinic in
+// Config.Unscoped, such as the cloud's), or that clinic's user roster.
+//
+// # Users
+//
+// A clinic's user roster (record.Users: user IDs, names, roles, argon2id
+// password hashes, and what each role may not read) is a document
+// replicated like a chart, to the clinic's devices: UpdateUser, SetHidden,
+// Users, User and ReadPolicy. Only administrators the roster knows change
+// it, except that a user may change their own password; checking replicas
+// judge every roster change with record.CheckUsersChange. Find never lists
+// rosters.
 //
 // # Usage
 //
@@ -60,4 +92,13 @@
 // same database at once, and a database copied to another device must not
 // be used by both. Snapshots are an optimisation of loading; every raw
 // change stays in the log, which sync reads from.
+//
+// Signatures bind a change to a device, not to a person: the user and
+// role recorded on a change are what the device's app says, and an
+// enrolled device that is tampered with can still write what its clinic's
+// roles may write. Changes stored before signatures existed are unsigned:
+// a replica with Keys refuses them, so a deployment turns signing on from
+// its start (there is no migration of unsigned history). An author check
+// needs the change's dependencies: a change whose dependencies have not
+// arrived is refused (not quarantined) and taken once they have.
 package replica

@@ -20,10 +20,23 @@
 // Client maps to a sentinel matched with errors.Is: 400 ErrMalformed (a
 // corrupt bundle, an unknown format version, the wrong recipient; the
 // replica sentinels match too), 401 ErrUnauthorized (no, damaged, foreign
-// or expired credential), 403 ErrForbidden (out of scope, wrong sender),
+// or expired credential), 403 ErrForbidden (codes out-of-scope,
+// wrong-sender, unauthorized-change: a change its recorded role may not
+// make, forged-change: a change not signed by its device; the last two
+// also match replica.ErrUnauthorizedChange and replica.ErrForgedChange),
 // 413 ErrTooLarge, 503 ErrBusy (with Retry-After), other 5xx ErrServer.
 // A network failure after the retries is ErrUnreachable, wrapping the
 // network error.
+//
+// # Access log
+//
+// With Config.AccessLog (an *audit.Log), the cloud records every chart a
+// device writes, with the user and role each change records, before the
+// changes are stored; every chart whose changes it sends a device, before
+// the answer goes out; and every bundle refused as forged, unauthorised or
+// out of scope. A sync that cannot be recorded fails with 500 and stores
+// nothing. The log is a SHA-256 chain of JSON lines that package audit
+// checks and exports (examples/cloud: cloud audit).
 //
 // # Why mutual TLS with device certificates
 //
