@@ -28,6 +28,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/chartsync/chartsync/device"
 	"github.com/chartsync/chartsync/record"
 	"github.com/chartsync/chartsync/replica"
 	"github.com/chartsync/chartsync/replica/store"
@@ -56,16 +57,18 @@ func main() {
 	dir := flag.String("dir", "", "directory for the two replica databases (default: a temporary directory, removed afterwards)")
 	seed := flag.Uint64("seed", 1, "seed for the synthetic charts")
 	verify := flag.Int("verify", 10000, "compare the views of all charts when N is at most this; above it, of every changed chart and a random sample of this many")
+	unsigned := flag.Bool("unsigned", false, "replicas neither sign nor check change signatures (by default both do, as devices of a deployment)")
+	checkAuthors := flag.Bool("check-authors", false, "the receiving replicas also check every change's author and role (record.CheckChange), as the cloud does")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	if err := run(ctx, *n, *asJSON, *dir, *seed, *verify); err != nil {
+	if err := run(ctx, *n, *asJSON, *dir, *seed, *verify, !*unsigned, *checkAuthors); err != nil {
 		fmt.Fprintln(os.Stderr, "syncbench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, n int, asJSON bool, dir string, seed uint64, verify int) error {
+func run(ctx context.Context, n int, asJSON bool, dir string, seed uint64, verify int, signed, checkAuthors bool) error {
 	if n < 100 {
 		return errors.New("-n must be at least 100 (the delta and concurrent scenarios change 80 charts)")
 	}
@@ -77,12 +80,16 @@ func run(ctx context.Context, n int, asJSON bool, dir string, seed uint64, verif
 		defer os.RemoveAll(d)
 		dir = d
 	}
-	a, err := replica.Open(ctx, filepath.Join(dir, "a.db"), replica.Config{})
+	cfgA, cfgB, err := configs(signed, checkAuthors)
+	if err != nil {
+		return err
+	}
+	a, err := replica.Open(ctx, filepath.Join(dir, "a.db"), cfgA)
 	if err != nil {
 		return err
 	}
 	defer a.Close()
-	b, err := replica.Open(ctx, filepath.Join(dir, "b.db"), replica.Config{})
+	b, err := replica.Open(ctx, filepath.Join(dir, "b.db"), cfgB)
 	if err != nil {
 		return err
 	}
@@ -166,7 +173,7 @@ func run(ctx context.Context, n int, asJSON bool, dir string, seed uint64, verif
 		return err
 	}
 	start := time.Now()
-	b, err = replica.Open(ctx, filepath.Join(dir, "b.db"), replica.Config{})
+	b, err = replica.Open(ctx, filepath.Join(dir, "b.db"), cfgB)
 	if err != nil {
 		return err
 	}
@@ -192,6 +199,43 @@ func pickIDs(ids []string, idx []int) []string {
 		out[i] = ids[j]
 	}
 	return out
+}
+
+// configs returns the two replicas' configurations: signed, each is a
+// device with its own key pair, enrolled by one authority, and knows at
+// first only its own enrolment (the other's arrives with its changes).
+func configs(signed, checkAuthors bool) (replica.Config, replica.Config, error) {
+	if !signed {
+		return replica.Config{CheckAuthors: checkAuthors}, replica.Config{CheckAuthors: checkAuthors}, nil
+	}
+	auth, err := device.NewAuthority()
+	if err != nil {
+		return replica.Config{}, replica.Config{}, err
+	}
+	newDevice := func() (replica.Config, error) {
+		id, err := device.Generate(replica.NewID(), "kamuga-dispensary")
+		if err != nil {
+			return replica.Config{}, err
+		}
+		rec, err := auth.Enrol(id.Public(), time.Now(), 24*time.Hour)
+		if err != nil {
+			return replica.Config{}, err
+		}
+		roster, err := device.NewRoster(device.RosterConfig{Authorities: []device.TrustedAuthority{{Key: auth.PublicKey()}}})
+		if err != nil {
+			return replica.Config{}, err
+		}
+		if _, err := roster.Add(rec); err != nil {
+			return replica.Config{}, err
+		}
+		return replica.Config{Signer: id, Keys: roster, CheckAuthors: checkAuthors}, nil
+	}
+	a, err := newDevice()
+	if err != nil {
+		return a, a, err
+	}
+	b, err := newDevice()
+	return a, b, err
 }
 
 // build gives a the n synthetic charts, in durable groups, and returns

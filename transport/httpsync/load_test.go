@@ -24,6 +24,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/chartsync/chartsync/audit"
+	"github.com/chartsync/chartsync/device"
 	"github.com/chartsync/chartsync/record"
 	"github.com/chartsync/chartsync/replica"
 	"github.com/chartsync/chartsync/replica/store"
@@ -59,11 +61,27 @@ type cloudStats struct {
 func runLoadCloud(dir string) int {
 	ctx := context.Background()
 	fail := func(err error) int { fmt.Fprintln(os.Stderr, "load cloud:", err); return 1 }
-	rep, err := replica.Open(ctx, filepath.Join(dir, "cloud.db"), replica.Config{})
+	// The cloud checks every change's signature against the devices its
+	// authority enrolled (each device sends its own enrolment), and
+	// records every access in its log, as examples/cloud does.
+	auth, err := device.LoadAuthority(filepath.Join(dir, "authority.key"))
+	if err != nil {
+		return fail(err)
+	}
+	roster, err := device.NewRoster(device.RosterConfig{Authorities: []device.TrustedAuthority{{Key: auth.PublicKey()}}})
+	if err != nil {
+		return fail(err)
+	}
+	rep, err := replica.Open(ctx, filepath.Join(dir, "cloud.db"), replica.Config{Keys: roster})
 	if err != nil {
 		return fail(err)
 	}
 	defer rep.Close()
+	access, err := audit.Open(filepath.Join(dir, "access.log"), audit.Config{})
+	if err != nil {
+		return fail(err)
+	}
+	defer access.Close()
 	ca, _, err := httpsync.OpenDeviceCA(dir, time.Now())
 	if err != nil {
 		return fail(err)
@@ -72,7 +90,7 @@ func runLoadCloud(dir string) int {
 	if err != nil {
 		return fail(err)
 	}
-	cfg := httpsync.Config{Replica: rep, DeviceCA: ca.Pool()}
+	cfg := httpsync.Config{Replica: rep, DeviceCA: ca.Pool(), AccessLog: access}
 	if os.Getenv("HTTPSYNC_LOG") != "" {
 		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
@@ -202,6 +220,9 @@ func runLoad(t testing.TB, shape loadShape) loadResult {
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "server.crt"), certPEM, 0o600))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "server.key"), keyPEM, 0o600))
+	auth, err := device.NewAuthority()
+	require.NoError(t, err)
+	require.NoError(t, auth.Save(filepath.Join(dir, "authority.key")))
 
 	child := exec.Command(os.Args[0], "-test.run=^$")
 	child.Env = append(os.Environ(), loadCloudEnv+"="+dir)
@@ -225,12 +246,21 @@ func runLoad(t testing.TB, shape loadShape) loadResult {
 	}
 	sims := make([]*sim, shape.devices)
 	for i := range sims {
-		rep, err := replica.New(ctx, store.NewMem(), replica.Config{CacheCharts: 8})
+		// A device signs its changes and checks everyone's.
+		clinic := fmt.Sprintf("clinic-%02d", i%shape.clinics)
+		keys, err := device.Generate(replica.NewID(), clinic)
+		require.NoError(t, err)
+		rec, err := auth.Enrol(keys.Public(), time.Now(), time.Hour)
+		require.NoError(t, err)
+		roster, err := device.NewRoster(device.RosterConfig{Authorities: []device.TrustedAuthority{{Key: auth.PublicKey()}}})
+		require.NoError(t, err)
+		_, err = roster.Add(rec)
+		require.NoError(t, err)
+		rep, err := replica.New(ctx, store.NewMem(), replica.Config{CacheCharts: 8, Signer: keys, Keys: roster, CheckAuthors: true})
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = rep.Close() })
-		clinic := fmt.Sprintf("clinic-%02d", i%shape.clinics)
-		cred := enrolDevice(t, ca, httpsync.Enrolment{Replica: rep.ID(), Clinic: clinic, Device: fmt.Sprintf("device-%03d", i),
-			CloudURL: "https://" + addr, CloudReplica: cloudID, ServerTrust: []*x509.Certificate{ca.Cert}})
+		cred := enrolIdentity(t, ca, httpsync.Enrolment{Replica: rep.ID(), Clinic: clinic, Device: fmt.Sprintf("device-%03d", i),
+			CloudURL: "https://" + addr, CloudReplica: cloudID, ServerTrust: []*x509.Certificate{ca.Cert}}, keys)
 		cl, err := httpsync.NewClient(rep, httpsync.ClientConfig{Credential: cred, MaxAttempts: 10,
 			MinBackoff: 20 * time.Millisecond, MaxBackoff: time.Second})
 		require.NoError(t, err)
