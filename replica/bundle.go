@@ -40,6 +40,9 @@ const (
 	MaxSignatureBytes = 128
 	// MaxSignerBytes bounds one signer enrolment in a bundle.
 	MaxSignerBytes = 4096
+	// MaxSigners bounds the signer enrolments of one bundle (each costs
+	// the recipient a signature check).
+	MaxSigners = 1024
 )
 
 // Bundle is what one replica sends another, over any courier. It carries
@@ -119,6 +122,9 @@ func (b *Bundle) Encode() ([]byte, error) {
 		body = wire.AppendBytes(body, c.Raw)
 		body = wire.AppendBytes(body, c.Sig)
 	}
+	if len(b.Signers) > MaxSigners {
+		return nil, fmt.Errorf("bundle with %d signer enrolments, limit %d: %w", len(b.Signers), MaxSigners, ErrBundleTooLarge)
+	}
 	body = binary.AppendUvarint(body, uint64(len(b.Signers)))
 	for _, k := range b.Signers {
 		if len(k) == 0 || len(k) > MaxSignerBytes {
@@ -191,6 +197,9 @@ func DecodeBundle(data []byte) (*Bundle, error) {
 	k, err := r.Count(2)
 	if err != nil {
 		return nil, fmt.Errorf("decode bundle signer count: %w", err)
+	}
+	if k > MaxSigners {
+		return nil, fmt.Errorf("decode bundle: %d signer enrolments, limit %d: %w", k, MaxSigners, ErrBundleTooLarge)
 	}
 	if k > 0 {
 		b.Signers = make([][]byte, k)

@@ -1,7 +1,9 @@
 package replica
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -101,20 +103,36 @@ func (r *Replica) signers(ctx context.Context, b *Bundle) ([][]byte, error) {
 			continue
 		}
 		seen[actor] = true
-		if recs := r.cfg.Keys.SignerEnrolments(actor); len(recs) > 0 {
-			out = append(out, recs...)
-			continue
-		}
-		recs, err := r.storedSigners(ctx, actor)
-		if errors.Is(err, store.ErrNotFound) {
-			continue // the recipient decides what an unknown signer means
-		}
+		recs, err := r.knownSigners(ctx, actor)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, recs...)
+		if len(out)+len(recs) > MaxSigners {
+			// A bundle with changes of more devices than that relies on
+			// the recipient knowing the rest already.
+			break
+		}
+		out = append(out, recs...) // none: the recipient decides what an unknown signer means
 	}
 	return out, nil
+}
+
+// knownSigners returns every signed enrolment of actor this replica has:
+// its directory's and those stored with actor's changes (a directory
+// reloaded from a roster file keeps only the enrolment in force, but
+// changes signed with an earlier key must still be passed on with it).
+func (r *Replica) knownSigners(ctx context.Context, actor string) ([][]byte, error) {
+	recs := r.cfg.Keys.SignerEnrolments(actor)
+	stored, err := r.storedSigners(ctx, actor)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return nil, err
+	}
+	for _, rec := range stored {
+		if !slices.ContainsFunc(recs, func(h []byte) bool { return bytes.Equal(h, rec) }) {
+			recs = append(recs, rec)
+		}
+	}
+	return recs, nil
 }
 
 // verifier checks the signatures of one received bundle's changes.
@@ -129,7 +147,13 @@ type verifier struct {
 
 func (r *Replica) newVerifier(ctx context.Context, b *Bundle) *verifier {
 	v := &verifier{r: r, ctx: ctx, learnt: map[string]error{}, checked: map[string]bool{}, meta: map[string]string{}, clinic: map[crdt.Hash]string{}}
+	seen := map[[32]byte]bool{}
 	for _, rec := range b.Signers {
+		sum := sha256.Sum256(rec)
+		if seen[sum] {
+			continue // each record is checked once, however often it is sent
+		}
+		seen[sum] = true
 		if id, err := r.cfg.Keys.LearnSigner(rec); id != "" && v.learnt[id] == nil {
 			v.learnt[id] = err
 		}
@@ -164,12 +188,15 @@ func (v *verifier) verify(chart string, c crdt.Change, sig []byte) error {
 	v.clinic[c.Hash] = clinic
 	if !v.checked[c.Actor] {
 		v.checked[c.Actor] = true
-		want := encodeSigners(keys.SignerEnrolments(c.Actor))
+		recs, err := v.r.knownSigners(v.ctx, c.Actor)
+		if err != nil {
+			return fmt.Errorf("read signer of %s: %w", c.Actor, err)
+		}
 		have, err := v.r.st.Meta(v.ctx, metaSigner+c.Actor)
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			return fmt.Errorf("read signer of %s: %w", c.Actor, err)
 		}
-		if want != "" && want != have {
+		if want := encodeSigners(recs); len(recs) > 0 && want != have {
 			v.meta[metaSigner+c.Actor] = want
 		}
 	}
@@ -178,11 +205,12 @@ func (v *verifier) verify(chart string, c crdt.Change, sig []byte) error {
 
 // mayChange checks that the device that signed a change is one that may
 // change the document: for a clinic's user roster, a device of that
-// clinic; for a chart, a device of a clinic in the chart's scope on the
-// version the change was made on, or of a clinic in Config.Unscoped.
-func (v *verifier) mayChange(c crdt.Change, scope []string) error {
+// clinic; for a chart (unscoped true), a device of a clinic in the
+// chart's scope on the version the change was made on, or of a clinic in
+// Config.Unscoped.
+func (v *verifier) mayChange(c crdt.Change, scope []string, unscoped bool) error {
 	clinic := v.clinic[c.Hash]
-	if slices.Contains(scope, clinic) || slices.Contains(v.r.cfg.Unscoped, clinic) {
+	if slices.Contains(scope, clinic) || unscoped && slices.Contains(v.r.cfg.Unscoped, clinic) {
 		return nil
 	}
 	return fmt.Errorf("change %s was signed by %s, a device of clinic %s, which may not change a document of %s: %w",

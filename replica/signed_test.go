@@ -3,6 +3,7 @@ package replica_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -269,4 +270,93 @@ func TestChangesSignedBeforeReEnrolmentStillVerify(t *testing.T) {
 	_, err = replica.SyncPair(ctx, again, fresh.Replica)
 	require.NoError(t, err, "changes signed with the old key and the new one both verify")
 	assert.Equal(t, view(t, again, id), view(t, fresh.Replica, id))
+}
+
+// TestChartCannotBeRegisteredAgain: a change that starts a held chart's
+// history again (a second registration, which would replace the chart on
+// merge), or a chart filed under another chart's ID, is refused by a
+// checking replica, whoever signed it.
+func TestChartCannotBeRegisteredAgain(t *testing.T) {
+	ctx := context.Background()
+	d := newDeployment(t)
+	north, other := d.device(t, "north"), d.device(t, "north")
+	id := registerAt(t, north.Replica, "Amina", "north")
+	_, err := replica.SyncPair(ctx, north.Replica, other.Replica)
+	require.NoError(t, err)
+
+	again, res, err := record.New(id, other.ID(), nurse, d.now, record.Register{GivenName: "Squatter", Sex: "male", EstimatedBirthYear: 1970, HomeClinic: "north"})
+	require.NoError(t, err)
+	_, res2, err := record.New(uuid.NewString(), other.ID(), nurse, d.now, record.Register{GivenName: "Elsewhere", Sex: "male", EstimatedBirthYear: 1970, HomeClinic: "north"})
+	require.NoError(t, err)
+	cases := []struct {
+		name  string
+		chart string
+		raw   []byte
+		sig   []byte
+	}{
+		{"a second registration of a held chart", id, res.Change.Raw, other.id.SignChange(again.ID(), [32]byte(res.Change.Hash))},
+		{"a chart filed under another ID", uuid.NewString(), res2.Change.Raw, nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			sig := tc.sig
+			if sig == nil {
+				sig = other.id.SignChange(tc.chart, [32]byte(res2.Change.Hash))
+			}
+			data := encode(t, replica.Bundle{From: other.ID(), To: north.ID(), Signers: [][]byte{other.rec},
+				Changes: []replica.BundleChange{{Chart: tc.chart, Raw: tc.raw, Sig: sig}}})
+			before := dumpStore(t, north.st)
+			_, err := north.ReceiveFrom(ctx, data, replica.ReceiveOptions{CheckAuthors: true})
+			require.Error(t, err)
+			assert.True(t, errors.Is(err, replica.ErrUnauthorizedChange) || errors.Is(err, replica.ErrMalformedBundle), "error %v", err)
+			assert.Equal(t, before, dumpStore(t, north.st))
+			assert.Equal(t, "Amina", view(t, north.Replica, id).Patient.GivenName)
+		})
+	}
+}
+
+// TestSignersSurviveARosterReload: a hub whose roster was reloaded from a
+// file (which keeps only each device's enrolment in force) still passes
+// on the earlier key of a re-enrolled device, from its store.
+func TestSignersSurviveARosterReload(t *testing.T) {
+	ctx := context.Background()
+	d := newDeployment(t)
+	a := d.device(t, "north")
+	id := register(t, a.Replica, "Wanjiru", "Mwangi", "Kamuga")
+	hubStore := store.NewMem()
+	hub, err := replica.New(ctx, keepOpen{hubStore}, replica.Config{Keys: d.roster(t)})
+	require.NoError(t, err)
+	_, err = replica.SyncPair(ctx, a.Replica, hub)
+	require.NoError(t, err)
+
+	newKeys, err := device.Generate(a.ID(), "north")
+	require.NoError(t, err)
+	rec, err := d.auth.Enrol(newKeys.Public(), d.now.Add(time.Hour), 365*24*time.Hour)
+	require.NoError(t, err)
+	roster := d.roster(t)
+	for _, r := range [][]byte{a.rec, rec} {
+		_, err = roster.Add(r)
+		require.NoError(t, err)
+	}
+	require.NoError(t, a.Close())
+	a2, err := replica.New(ctx, keepOpen{a.st}, replica.Config{Signer: newKeys, Keys: roster})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = a2.Close() })
+	edit(t, a2, id, record.AddAllergy{Substance: "Sulfa", Severity: "mild"})
+	_, err = replica.SyncPair(ctx, a2, hub)
+	require.NoError(t, err)
+
+	// The hub restarts with a roster file: only the new record survives.
+	reloaded, err := device.LoadRoster("/nonexistent", device.RosterConfig{Authorities: []device.TrustedAuthority{{Key: d.auth.PublicKey()}}})
+	require.NoError(t, err)
+	_, err = reloaded.Add(rec)
+	require.NoError(t, err)
+	require.NoError(t, hub.Close())
+	hub, err = replica.New(ctx, keepOpen{hubStore}, replica.Config{Keys: reloaded})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = hub.Close() })
+	fresh := d.device(t, "north")
+	_, err = replica.SyncPair(ctx, hub, fresh.Replica)
+	require.NoError(t, err, "the earlier key travels from the hub's store")
+	assert.Equal(t, view(t, a2, id), view(t, fresh.Replica, id))
 }

@@ -352,6 +352,13 @@ func (r *Replica) ReceiveFrom(ctx context.Context, data []byte, opt ReceiveOptio
 		return Received{}, err
 	}
 
+	// Signer records are learnt before the write lock: checking them
+	// costs a signature each, and a bundle may carry many.
+	var signed *verifier
+	if r.cfg.Keys != nil {
+		signed = r.newVerifier(ctx, b)
+	}
+
 	unlock, err := r.lock()
 	if err != nil {
 		return Received{}, err
@@ -379,10 +386,6 @@ func (r *Replica) ReceiveFrom(ctx context.Context, data []byte, opt ReceiveOptio
 	res := Received{From: b.From, Complete: b.Complete()}
 	batch := store.Batch{Peers: []store.Peer{np}}
 	checkAuthors := opt.CheckAuthors || r.cfg.CheckAuthors
-	var signed *verifier
-	if r.cfg.Keys != nil {
-		signed = r.newVerifier(ctx, b)
-	}
 	var touched []*loaded // cached charts changed in memory
 	fail := func(err error) (Received, error) {
 		for _, l := range touched {
@@ -427,6 +430,7 @@ func (r *Replica) ReceiveFrom(ctx context.Context, data []byte, opt ReceiveOptio
 		} else if err != nil {
 			return fail(fmt.Errorf("receive bundle: %w", err))
 		}
+		registered := l.chart != nil // its registration was already here
 		if _, err := l.doc.Apply(fresh...); err != nil {
 			return fail(fmt.Errorf("receive bundle: chart %s: %w", cb.chart, err))
 		}
@@ -457,19 +461,32 @@ func (r *Replica) ReceiveFrom(ctx context.Context, data []byte, opt ReceiveOptio
 				return fail(fmt.Errorf("receive bundle: new chart %s is not registered to clinic %s: %w", cb.chart, opt.Clinic, ErrOutOfScope))
 			}
 		}
+		if checkAuthors && l.chart != nil {
+			// A chart has one registration: a change that starts its
+			// history again would replace it, whatever it claims.
+			roots := 0
+			for _, c := range fresh {
+				if len(c.Deps) == 0 {
+					roots++
+				}
+			}
+			if roots > 1 || roots == 1 && registered {
+				return fail(r.quarantine(ctx, b.From, data, fmt.Errorf("receive bundle: chart %s: a change registers the chart again: %w", cb.chart, ErrUnauthorizedChange)))
+			}
+		}
 		if checkAuthors {
 			for _, c := range fresh {
 				var err error
 				if record.IsUsersChange(c) {
 					_, err = record.CheckUsersChange(l.doc, c)
 					if err == nil && signed != nil && l.users != nil {
-						err = signed.mayChange(c, []string{l.users.Clinic()})
+						err = signed.mayChange(c, []string{l.users.Clinic()}, false)
 					}
 				} else {
 					var t record.Touched
 					t, err = record.CheckChange(l.doc, c)
 					if err == nil && signed != nil {
-						err = signed.mayChange(c, t.Scope)
+						err = signed.mayChange(c, t.Scope, true)
 					}
 				}
 				if errors.Is(err, crdt.ErrNotFound) {

@@ -9,14 +9,19 @@ import (
 	"github.com/chartsync/chartsync/replica/store"
 )
 
-// open recognises what l's document is: a chart, a clinic's user roster
-// (only under the roster's own ID, UsersID of its clinic), or nothing yet.
+// open recognises what l's document is: a chart (only under its own ID),
+// a clinic's user roster (only under the roster's own ID, UsersID of its
+// clinic), or nothing yet. A chart under another ID gives
+// record.ErrNotAChart.
 func (l *loaded) open() error {
 	if l.chart != nil || l.users != nil {
 		return nil
 	}
 	chart, err := record.Open(l.doc)
 	if err == nil {
+		if chart.ID() != l.id {
+			return fmt.Errorf("document %s holds chart %s: %w", l.id, chart.ID(), record.ErrNotAChart)
+		}
 		l.chart = chart
 		return nil
 	}
