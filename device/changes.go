@@ -3,9 +3,9 @@ package device
 import (
 	"bytes"
 	"crypto/ed25519"
-	"errors"
 	"fmt"
 	"slices"
+	"time"
 )
 
 // PurposeChange is the purpose of a change signature: a device signs every
@@ -50,9 +50,10 @@ func (r *Roster) SignerEnrolments(replicaID string) [][]byte {
 // once the record could be read). The enrolment must be
 // signed by a trusted authority that may enrol the device's clinic; unlike
 // Add, an enrolment that has expired (or was since revoked) is accepted,
-// because a device's changes stay its own after its enrolment ends. The
-// enrolment is also added as by Add where it is still in force. Learning
-// a record twice changes nothing.
+// because a device's changes stay its own after its enrolment ends; one
+// issued beyond the clock's MaxClockSkew is refused. The enrolment in
+// force for the transports (Lookup) does not change. Learning a record
+// twice changes nothing.
 func (r *Roster) LearnSigner(data []byte) (string, error) {
 	e, err := decodeEnrolment(data)
 	if err != nil {
@@ -71,11 +72,12 @@ func (r *Roster) LearnSigner(data []byte) (string, error) {
 	if e.Revoked {
 		return id, fmt.Errorf("learn signer %s: a revocation holds no key: %w", id, ErrMalformed)
 	}
-	// add remembers the key; an enrolment no longer in force is still
-	// learnt as a signer.
-	if _, err := r.add(e); err != nil && !errors.Is(err, ErrExpired) {
-		return id, fmt.Errorf("learn signer: %w", err)
+	if now := r.cfg.Now(); e.Issued.After(now.Add(MaxClockSkew)) {
+		return id, fmt.Errorf("learn signer %s: issued %s: %w", id, e.Issued.Format(time.RFC3339), ErrNotYetValid)
 	}
+	// Only the key is learnt: which enrolment is in force for the
+	// transports (Lookup) changes only through Add and Merge.
+	r.rememberKey(e, a)
 	return id, nil
 }
 

@@ -124,22 +124,43 @@ func (r *Roster) add(e Enrolment) (Enrolment, error) {
 	if !a.covers(e.Device.Clinic) {
 		return Enrolment{}, fmt.Errorf("add enrolment of %s: clinic %s: %w", id, e.Device.Clinic, ErrOutOfScope)
 	}
+	if now := r.cfg.Now(); e.Issued.After(now.Add(MaxClockSkew)) {
+		return Enrolment{}, fmt.Errorf("add enrolment of %s: issued %s, after this device's clock (%s): %w",
+			id, e.Issued.Format(time.RFC3339), now.UTC().Format(time.RFC3339), ErrNotYetValid)
+	}
 	r.rememberKey(e, a)
 	if !e.Revoked && !e.ValidAt(r.cfg.Now()) {
 		return Enrolment{}, fmt.Errorf("add enrolment of %s: expired %s: %w", id, e.Expires.Format(time.RFC3339), ErrExpired)
 	}
 	old, held := r.by[id]
-	if held {
-		if bytes.Equal(old.raw, e.raw) || !supersedes(e, old) {
-			return old, nil
+	if held && !bytes.Equal(old.raw, e.raw) {
+		if old.Device.Clinic != e.Device.Clinic {
+			// Two authorities claim the device for different clinics:
+			// the one that may enrol both clinics decides, whatever the
+			// dates or the order the records arrive in.
+			oldA, _ := r.authority(old.Authority)
+			newCovers, oldCovers := a.covers(old.Device.Clinic), oldA.Key != nil && oldA.covers(e.Device.Clinic)
+			switch {
+			case !newCovers:
+				return Enrolment{}, fmt.Errorf("add enrolment of %s: held for clinic %s: %w", id, old.Device.Clinic, ErrOutOfScope)
+			case !oldCovers:
+				r.by[id] = e
+				return e, nil
+			}
 		}
-		if old.Device.Clinic != e.Device.Clinic && !a.covers(old.Device.Clinic) {
-			return Enrolment{}, fmt.Errorf("add enrolment of %s: held for clinic %s: %w", id, old.Device.Clinic, ErrOutOfScope)
+		if !supersedes(e, old) {
+			return old, nil
 		}
 	}
 	r.by[id] = e
 	return e, nil
 }
+
+// MaxClockSkew is how far in the future (by this device's clock) an
+// enrolment may have been issued: records dated beyond it are refused
+// (ErrNotYetValid), so that no authority can make a record that
+// supersedes every later one.
+const MaxClockSkew = 24 * time.Hour
 
 // supersedes reports whether e replaces old: issued later, or at the same
 // second and a revocation, or else the greater bytes (so every roster

@@ -283,3 +283,43 @@ func TestRosterConfigValidate(t *testing.T) {
 		assert.Error(t, err)
 	}
 }
+
+// TestRosterScopeHoldsInEitherOrder: a hub record that claims a city
+// replica ID first, dated later, still loses to the cloud's record when
+// that arrives; a record dated beyond the clock's allowance is refused;
+// and a change signed with the hub's key verifies as the hub's clinic,
+// never the city's.
+func TestRosterScopeHoldsInEitherOrder(t *testing.T) {
+	as := newAuthorities(t)
+	city := newIdentity(t, "city-hospital")
+	hijack, err := device.Generate(city.ReplicaID(), "kamuga")
+	require.NoError(t, err)
+	real := enrol(t, as.cloud, city.Public(), t0, time.Hour)
+	claim := enrol(t, as.hub, hijack.Public(), t0.Add(time.Hour), time.Hour)
+
+	for _, order := range [][][]byte{{claim, real}, {real, claim}} {
+		r := newRoster(t, &clock{now: t0}, as.trust()...)
+		for _, rec := range order {
+			_, _ = r.Add(rec)
+			_, _ = r.LearnSigner(rec)
+		}
+		pub, err := r.Lookup(city.ReplicaID())
+		require.NoError(t, err)
+		assert.True(t, pub.Equal(city.Public()), "the cloud's record is in force whatever the order")
+		h := [32]byte{1}
+		clinic, err := r.VerifyChange(city.ReplicaID(), "c", h, hijack.SignChange("c", h))
+		if err == nil {
+			assert.Equal(t, "kamuga", clinic, "the hub's key signs only as a kamuga device")
+		}
+		clinic, err = r.VerifyChange(city.ReplicaID(), "c", h, city.SignChange("c", h))
+		require.NoError(t, err)
+		assert.Equal(t, "city-hospital", clinic)
+	}
+
+	r := newRoster(t, &clock{now: t0}, as.trust()...)
+	future := enrol(t, as.cloud, city.Public(), t0.Add(device.MaxClockSkew+time.Hour), time.Hour)
+	_, err = r.Add(future)
+	assert.ErrorIs(t, err, device.ErrNotYetValid)
+	_, err = r.LearnSigner(future)
+	assert.ErrorIs(t, err, device.ErrNotYetValid)
+}
