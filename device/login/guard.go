@@ -119,7 +119,8 @@ type Guard struct {
 
 	mu    sync.Mutex
 	users map[string]*entry
-	dirty bool // users differ from the file
+	dirty bool             // users differ from the file
+	base  map[string]entry // users as last read from or saved to the file
 }
 
 // OpenGuard opens the state file at path, or creates it (empty) if it does
@@ -166,6 +167,7 @@ func OpenGuard(path string, p Policy, now func() time.Time) (*Guard, error) {
 		if g.users, err = decodeState(data); err != nil {
 			return nil, err
 		}
+		g.base = cloneUsers(g.users)
 	}
 	return g, nil
 }
@@ -307,10 +309,20 @@ func (g *Guard) Login(user, encodedHash, password string) error {
 func (g *Guard) Status(user string) (failures int, lockedUntil time.Time) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if unlock, err := g.lockFile(); err == nil { // else: what this process knows
-		defer unlock()
-	}
 	now := g.clock()
+	unlock, err := g.lockFile()
+	if err != nil {
+		// Report what this process knows; save nothing without the lock.
+		e := g.users[user]
+		if e == nil {
+			return 0, time.Time{}
+		}
+		if e.lockedAt(now) {
+			return e.failures, e.until
+		}
+		return e.failures, time.Time{}
+	}
+	defer unlock()
 	e := g.settle(user, now)
 	g.saveIfDirty(now)
 	if e == nil {
@@ -348,8 +360,10 @@ func (g *Guard) Unlock(user string) error {
 }
 
 // lockFile takes the lock every process using the state file shares, and
-// reads the state again under it, unless this process holds changes it
-// could not save (then its own, newer, view is kept). g.mu is held.
+// reads the state again under it. Failures this process recorded but
+// could not save (g.dirty) are added to the file's, so that neither
+// view's failures are lost. A state file removed while the Guard runs is
+// written again from what this process knows. g.mu is held.
 func (g *Guard) lockFile() (unlock func(), err error) {
 	f, err := os.OpenFile(g.path+".lock", os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
@@ -363,13 +377,10 @@ func (g *Guard) lockFile() (unlock func(), err error) {
 		_ = funlock(f)
 		_ = f.Close()
 	}
-	if g.dirty {
-		return unlock, nil
-	}
 	data, err := readState(g.path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		g.users = map[string]*entry{}
+		g.dirty = g.dirty || len(g.users) > 0
 	case err != nil:
 		unlock()
 		return nil, err
@@ -379,9 +390,39 @@ func (g *Guard) lockFile() (unlock func(), err error) {
 			unlock()
 			return nil, err
 		}
-		g.users = users
+		fresh := cloneUsers(users)
+		if g.dirty {
+			mergeUnsaved(users, g.users, g.base)
+		}
+		g.users, g.base = users, fresh
 	}
 	return unlock, nil
+}
+
+// mergeUnsaved adds to dst (the file's state) the failures mem (this
+// process's state) recorded since base (the file as this process last
+// knew it) and could not save, keeping per name the highest lockout
+// level and the latest times.
+func mergeUnsaved(dst, mem map[string]*entry, base map[string]entry) {
+	for name, e := range mem {
+		added := e.failures - base[name].failures
+		if added <= 0 && e.level <= base[name].level {
+			continue
+		}
+		d := dst[name]
+		if d == nil {
+			d = &entry{}
+			dst[name] = d
+		}
+		d.failures += max(added, 0)
+		d.level = max(d.level, e.level)
+		if e.last.After(d.last) {
+			d.last = e.last
+		}
+		if e.until.After(d.until) {
+			d.until = e.until
+		}
+	}
 }
 
 // clock reads the clock in UTC, without a monotonic reading, as it will be
@@ -510,7 +551,16 @@ func (g *Guard) save(now time.Time) error {
 		return fmt.Errorf("%w (%w)", ErrStateNotSaved, err)
 	}
 	g.dirty = false
+	g.base = cloneUsers(g.users)
 	return nil
+}
+
+func cloneUsers(users map[string]*entry) map[string]entry {
+	out := make(map[string]entry, len(users))
+	for k, e := range users {
+		out[k] = *e
+	}
+	return out
 }
 
 // saveIfDirty saves changes that only the passing of time made (a clock

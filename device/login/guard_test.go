@@ -546,3 +546,27 @@ func TestGuardsInSeveralProcessesShareTheCount(t *testing.T) {
 		require.ErrorIs(t, err, login.ErrLockedOut, "guard %d let amina in after 10 wrong guesses made at once", i)
 	}
 }
+
+// TestUnsavedFailuresMergeWithOtherProcesses: a guard whose save failed
+// keeps its failure and, once it can save again, adds it to what other
+// processes recorded meanwhile instead of overwriting it.
+func TestUnsavedFailuresMergeWithOtherProcesses(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "login-state.json")
+	hash, err := login.Hash(aminaPassword, tiny)
+	require.NoError(t, err)
+	open := func() *login.Guard {
+		g, err := login.OpenGuard(path, login.Policy{DecoyParams: tiny}, nil)
+		require.NoError(t, err)
+		return g
+	}
+	a, b := open(), open()
+	login.FailRenames(a, errors.New("disk full"))
+	require.ErrorIs(t, a.Login("amina", hash, wrongPassword), login.ErrStateNotSaved)
+	for range 3 {
+		require.ErrorIs(t, b.Login("amina", hash, wrongPassword), login.ErrWrongPassword)
+	}
+	login.FailRenames(a, nil)
+	err = a.Login("amina", hash, wrongPassword)
+	require.ErrorIs(t, err, login.ErrLockedOut, "1 unsaved + 3 + 1 failures lock amina out")
+	require.ErrorIs(t, b.Login("amina", hash, aminaPassword), login.ErrLockedOut, "the other process sees the lockout")
+}
