@@ -219,18 +219,23 @@ func usersOf(root map[string]string) map[string]*User {
 			usr = &User{ID: id}
 			out[id] = usr
 		}
-		switch field {
-		case "name":
-			usr.Name = v
-		case "role":
-			usr.Role = Role(v)
-		case "password":
-			usr.PasswordHash = v
-		case "disabled":
-			usr.Disabled = v == "true"
-		}
+		usr.set(field, v)
 	}
 	return out
+}
+
+// set sets the user field a roster register holds.
+func (u *User) set(field, v string) {
+	switch field {
+	case "name":
+		u.Name = v
+	case "role":
+		u.Role = Role(v)
+	case "password":
+		u.PasswordHash = v
+	case "disabled":
+		u.Disabled = v == "true"
+	}
 }
 
 // splitUserKey splits "user/<id>/<field>".
@@ -566,15 +571,17 @@ func CheckUsersChange(doc *crdt.Doc, ch crdt.Change) (Author, error) {
 		if err := checkUserField(field, v); err != nil {
 			return by, fmt.Errorf("change %s: %w", ch.Hash, err)
 		}
+		var written User
+		written.set(field, v)
 		switch field {
 		case "name":
-			up.Name = v
+			up.Name = written.Name
 		case "role":
-			up.Role = Role(v)
+			up.Role = written.Role
 		case "password":
-			up.PasswordHash = v
+			up.PasswordHash = written.PasswordHash
 		case "disabled":
-			up.Disable, up.Enable = v == "true", v == "false"
+			up.Disable, up.Enable = written.Disabled, !written.Disabled
 		}
 	}
 	if after["kind"] != kindUsers || checkClinicID(after["clinic"]) != nil {

@@ -251,23 +251,11 @@ func TestChangesSignedBeforeReEnrolmentStillVerify(t *testing.T) {
 	a := d.device(t, "north")
 	id := register(t, a.Replica, "Wanjiru", "Mwangi", "Kamuga")
 
-	newKeys, err := device.Generate(a.ID(), "north")
-	require.NoError(t, err)
-	rec, err := d.auth.Enrol(newKeys.Public(), d.now.Add(time.Hour), 365*24*time.Hour)
-	require.NoError(t, err)
-	roster := d.roster(t)
-	for _, r := range [][]byte{a.rec, rec} {
-		_, err = roster.Add(r)
-		require.NoError(t, err)
-	}
-	require.NoError(t, a.Close())
-	again, err := replica.New(ctx, keepOpen{a.st}, replica.Config{Signer: newKeys, Keys: roster})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = again.Close() })
+	again, _ := d.reEnrol(t, a)
 	edit(t, again, id, record.AddAllergy{Substance: "Sulfa", Severity: "mild"})
 
 	fresh := d.device(t, "north")
-	_, err = replica.SyncPair(ctx, again, fresh.Replica)
+	_, err := replica.SyncPair(ctx, again, fresh.Replica)
 	require.NoError(t, err, "changes signed with the old key and the new one both verify")
 	assert.Equal(t, view(t, again, id), view(t, fresh.Replica, id))
 }
@@ -329,19 +317,7 @@ func TestSignersSurviveARosterReload(t *testing.T) {
 	_, err = replica.SyncPair(ctx, a.Replica, hub)
 	require.NoError(t, err)
 
-	newKeys, err := device.Generate(a.ID(), "north")
-	require.NoError(t, err)
-	rec, err := d.auth.Enrol(newKeys.Public(), d.now.Add(time.Hour), 365*24*time.Hour)
-	require.NoError(t, err)
-	roster := d.roster(t)
-	for _, r := range [][]byte{a.rec, rec} {
-		_, err = roster.Add(r)
-		require.NoError(t, err)
-	}
-	require.NoError(t, a.Close())
-	a2, err := replica.New(ctx, keepOpen{a.st}, replica.Config{Signer: newKeys, Keys: roster})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = a2.Close() })
+	a2, rec := d.reEnrol(t, a)
 	edit(t, a2, id, record.AddAllergy{Substance: "Sulfa", Severity: "mild"})
 	_, err = replica.SyncPair(ctx, a2, hub)
 	require.NoError(t, err)
@@ -359,4 +335,25 @@ func TestSignersSurviveARosterReload(t *testing.T) {
 	_, err = replica.SyncPair(ctx, hub, fresh.Replica)
 	require.NoError(t, err, "the earlier key travels from the hub's store")
 	assert.Equal(t, view(t, a2, id), view(t, fresh.Replica, id))
+}
+
+// reEnrol gives device a new keys, enrolled an hour later, closes it and
+// opens its store again signing with them; it returns the reopened
+// replica and the new enrolment.
+func (d *deployment) reEnrol(t *testing.T, a signedDevice) (*replica.Replica, []byte) {
+	t.Helper()
+	newKeys, err := device.Generate(a.ID(), "north")
+	require.NoError(t, err)
+	rec, err := d.auth.Enrol(newKeys.Public(), d.now.Add(time.Hour), 365*24*time.Hour)
+	require.NoError(t, err)
+	roster := d.roster(t)
+	for _, r := range [][]byte{a.rec, rec} {
+		_, err = roster.Add(r)
+		require.NoError(t, err)
+	}
+	require.NoError(t, a.Close())
+	again, err := replica.New(context.Background(), keepOpen{a.st}, replica.Config{Signer: newKeys, Keys: roster})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = again.Close() })
+	return again, rec
 }

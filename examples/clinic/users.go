@@ -88,11 +88,7 @@ func startRoster(ctx context.Context, a *app, clinic, id, name string) error {
 	if err != nil {
 		return err
 	}
-	r, err := a.replica(ctx)
-	if err != nil {
-		return err
-	}
-	d, err := a.device()
+	d, r, err := a.deviceReplica(ctx)
 	if err != nil {
 		return err
 	}
@@ -102,6 +98,16 @@ func startRoster(ctx context.Context, a *app, clinic, id, name string) error {
 	}
 	fmt.Fprintf(a.out, "Administrator %s (%s) set up for clinic %s.\n", id, name, clinic)
 	return nil
+}
+
+// deviceReplica returns the device's configuration and opens its replica.
+func (a *app) deviceReplica(ctx context.Context) (deviceConfig, *replica.Replica, error) {
+	d, err := a.device()
+	if err != nil {
+		return d, nil, err
+	}
+	r, err := a.replica(ctx)
+	return d, r, err
 }
 
 // admin is the logged-in user, who must be an administrator.
@@ -128,11 +134,7 @@ func init() {
 			if user == "" {
 				return usagef("-user is required")
 			}
-			d, err := a.device()
-			if err != nil {
-				return err
-			}
-			r, err := a.replica(ctx)
+			d, r, err := a.deviceReplica(ctx)
 			if err != nil {
 				return err
 			}
@@ -185,11 +187,7 @@ func init() {
 			if err != nil {
 				return err
 			}
-			d, err := a.device()
-			if err != nil {
-				return err
-			}
-			r, err := a.replica(ctx)
+			d, r, err := a.deviceReplica(ctx)
 			if err != nil {
 				return err
 			}
@@ -243,11 +241,7 @@ func init() {
 			if fs.NArg() > 0 {
 				return usagef("unexpected %q", fs.Arg(0))
 			}
-			d, err := a.device()
-			if err != nil {
-				return err
-			}
-			r, err := a.replica(ctx)
+			d, r, err := a.deviceReplica(ctx)
 			if err != nil {
 				return err
 			}
@@ -322,11 +316,7 @@ func init() {
 			fs.StringVar(&policyHide, "hide", "", "the sections it may not read")
 		},
 		run: func(ctx context.Context, a *app, fs *flag.FlagSet, args []string) error {
-			d, err := a.device()
-			if err != nil {
-				return err
-			}
-			r, err := a.replica(ctx)
+			d, r, err := a.deviceReplica(ctx)
 			if err != nil {
 				return err
 			}
