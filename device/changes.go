@@ -5,7 +5,6 @@ import (
 	"crypto/ed25519"
 	"fmt"
 	"slices"
-	"time"
 )
 
 // PurposeChange is the purpose of a change signature: a device signs every
@@ -50,9 +49,8 @@ func (r *Roster) SignerEnrolments(replicaID string) [][]byte {
 // once the record could be read). The enrolment must be
 // signed by a trusted authority that may enrol the device's clinic; unlike
 // Add, an enrolment that has expired (or was since revoked) is accepted,
-// because a device's changes stay its own after its enrolment ends; one
-// issued beyond the clock's MaxClockSkew is refused. The enrolment in
-// force for the transports (Lookup) does not change. Learning a record
+// because a device's changes stay its own after its enrolment ends. The
+// enrolment in force for the transports (Lookup) does not change. Learning a record
 // twice changes nothing.
 func (r *Roster) LearnSigner(data []byte) (string, error) {
 	e, err := decodeEnrolment(data)
@@ -71,9 +69,6 @@ func (r *Roster) LearnSigner(data []byte) (string, error) {
 	}
 	if e.Revoked {
 		return id, fmt.Errorf("learn signer %s: a revocation holds no key: %w", id, ErrMalformed)
-	}
-	if now := r.cfg.Now(); e.Issued.After(now.Add(MaxClockSkew)) {
-		return id, fmt.Errorf("learn signer %s: issued %s: %w", id, e.Issued.Format(time.RFC3339), ErrNotYetValid)
 	}
 	// Only the key is learnt: which enrolment is in force for the
 	// transports (Lookup) changes only through Add and Merge.

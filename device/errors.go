@@ -31,9 +31,6 @@ var (
 	ErrExpired = errors.New("device: enrolment expired")
 	// ErrRevoked: the authority revoked the device's enrolment.
 	ErrRevoked = errors.New("device: enrolment revoked")
-	// ErrNotYetValid: an enrolment issued later than the local clock
-	// allows (MaxClockSkew).
-	ErrNotYetValid = errors.New("device: enrolment issued in the future")
 	// ErrInsecureKeyFile: a secret key file may be read by other users.
 	ErrInsecureKeyFile = errors.New("device: key file is readable by other users")
 )

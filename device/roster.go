@@ -124,10 +124,6 @@ func (r *Roster) add(e Enrolment) (Enrolment, error) {
 	if !a.covers(e.Device.Clinic) {
 		return Enrolment{}, fmt.Errorf("add enrolment of %s: clinic %s: %w", id, e.Device.Clinic, ErrOutOfScope)
 	}
-	if now := r.cfg.Now(); e.Issued.After(now.Add(MaxClockSkew)) {
-		return Enrolment{}, fmt.Errorf("add enrolment of %s: issued %s, after this device's clock (%s): %w",
-			id, e.Issued.Format(time.RFC3339), now.UTC().Format(time.RFC3339), ErrNotYetValid)
-	}
 	r.rememberKey(e, a)
 	if !e.Revoked && !e.ValidAt(r.cfg.Now()) {
 		return Enrolment{}, fmt.Errorf("add enrolment of %s: expired %s: %w", id, e.Expires.Format(time.RFC3339), ErrExpired)
@@ -155,12 +151,6 @@ func (r *Roster) add(e Enrolment) (Enrolment, error) {
 	r.by[id] = e
 	return e, nil
 }
-
-// MaxClockSkew is how far in the future (by this device's clock) an
-// enrolment may have been issued: records dated beyond it are refused
-// (ErrNotYetValid), so that no authority can make a record that
-// supersedes every later one.
-const MaxClockSkew = 24 * time.Hour
 
 // supersedes reports whether e replaces old: issued later, or at the same
 // second and a revocation, or else the greater bytes (so every roster

@@ -285,17 +285,17 @@ func TestRosterConfigValidate(t *testing.T) {
 }
 
 // TestRosterScopeHoldsInEitherOrder: a hub record that claims a city
-// replica ID first, dated later, still loses to the cloud's record when
-// that arrives; a record dated beyond the clock's allowance is refused;
-// and a change signed with the hub's key verifies as the hub's clinic,
-// never the city's.
+// replica ID first, dated years later, still loses to the cloud's record
+// when that arrives (whatever a device's clock says, so a device whose
+// clock is behind still takes its records); and a change signed with the
+// hub's key verifies as the hub's clinic, never the city's.
 func TestRosterScopeHoldsInEitherOrder(t *testing.T) {
 	as := newAuthorities(t)
 	city := newIdentity(t, "city-hospital")
 	hijack, err := device.Generate(city.ReplicaID(), "kamuga")
 	require.NoError(t, err)
 	real := enrol(t, as.cloud, city.Public(), t0, time.Hour)
-	claim := enrol(t, as.hub, hijack.Public(), t0.Add(time.Hour), time.Hour)
+	claim := enrol(t, as.hub, hijack.Public(), t0.Add(5*365*24*time.Hour), 6*365*24*time.Hour)
 
 	for _, order := range [][][]byte{{claim, real}, {real, claim}} {
 		r := newRoster(t, &clock{now: t0}, as.trust()...)
@@ -316,10 +316,4 @@ func TestRosterScopeHoldsInEitherOrder(t *testing.T) {
 		assert.Equal(t, "city-hospital", clinic)
 	}
 
-	r := newRoster(t, &clock{now: t0}, as.trust()...)
-	future := enrol(t, as.cloud, city.Public(), t0.Add(device.MaxClockSkew+time.Hour), time.Hour)
-	_, err = r.Add(future)
-	assert.ErrorIs(t, err, device.ErrNotYetValid)
-	_, err = r.LearnSigner(future)
-	assert.ErrorIs(t, err, device.ErrNotYetValid)
 }
