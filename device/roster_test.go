@@ -317,3 +317,64 @@ func TestRosterScopeHoldsInEitherOrder(t *testing.T) {
 	}
 
 }
+
+// TestRosterInForceWhateverTheOrder: the enrolment in force depends only
+// on the records seen, not on the order they came in; a hub's record that
+// is outranked does not make a roster file fail to merge.
+func TestRosterInForceWhateverTheOrder(t *testing.T) {
+	as := newAuthorities(t)
+	dev := newIdentity(t, "kamuga")
+	moved, err := device.Generate(dev.ReplicaID(), "city-hospital")
+	require.NoError(t, err)
+	back, err := device.Generate(dev.ReplicaID(), "kamuga")
+	require.NoError(t, err)
+	hubKeys, err := device.Generate(dev.ReplicaID(), "kamuga")
+	require.NoError(t, err)
+	recs := [][]byte{
+		enrol(t, as.hub, dev.Public(), t0, 48*time.Hour),                      // the hub enrols a kamuga device
+		enrol(t, as.cloud, moved.Public(), t0.Add(time.Hour), 48*time.Hour),   // the cloud moves it to the city
+		enrol(t, as.cloud, back.Public(), t0.Add(2*time.Hour), 48*time.Hour),  // and back to kamuga
+		enrol(t, as.hub, hubKeys.Public(), t0.Add(3*time.Hour), 48*time.Hour), // the hub re-enrols it, later
+	}
+	orders := [][]int{{0, 1, 2, 3}, {3, 2, 1, 0}, {3, 0, 1, 2}, {1, 3, 0, 2}, {2, 3, 1, 0}}
+	var want device.Public
+	for i, order := range orders {
+		r := newRoster(t, &clock{now: t0.Add(4 * time.Hour)}, as.trust()...)
+		for _, k := range order {
+			_, _ = r.Add(recs[k])
+		}
+		pub, err := r.Lookup(dev.ReplicaID())
+		require.NoError(t, err)
+		if i == 0 {
+			want = pub
+			assert.True(t, pub.Equal(back.Public()), "the cloud, which may enrol both clinics, decides")
+		}
+		assert.True(t, want.Equal(pub), "order %v gives another enrolment in force", order)
+
+		// The roster file carries every record: another roster merging it
+		// chooses the same.
+		other := newRoster(t, &clock{now: t0.Add(4 * time.Hour)}, as.trust()...)
+		_, err = other.Merge(r.Encode())
+		require.NoError(t, err)
+		got, err := other.Lookup(dev.ReplicaID())
+		require.NoError(t, err)
+		assert.True(t, want.Equal(got))
+	}
+
+	// A hub's file holding a record the cloud's outranks still merges,
+	// with its other devices.
+	r := newRoster(t, &clock{now: t0.Add(4 * time.Hour)}, as.trust()...)
+	_, err = r.Add(recs[1])
+	require.NoError(t, err)
+	hubFile := newRoster(t, &clock{now: t0.Add(4 * time.Hour)}, as.trust()...)
+	lwanda := newIdentity(t, "lwanda")
+	for _, rec := range [][]byte{recs[0], enrol(t, as.hub, lwanda.Public(), t0, 48*time.Hour)} {
+		_, err = hubFile.Add(rec)
+		require.NoError(t, err)
+	}
+	res, err := r.Merge(hubFile.Encode())
+	require.NoError(t, err, "an outranked record is skipped, not a forgery")
+	assert.Equal(t, 1, res.Skipped)
+	_, err = r.Lookup(lwanda.ReplicaID())
+	assert.NoError(t, err, "the file's other devices are added")
+}
