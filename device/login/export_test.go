@@ -40,3 +40,14 @@ func FastWrites(g *Guard) {
 		return os.Rename(path+".fast", path)
 	}
 }
+
+// WriteThenFail makes g's state writes put the file in place and then
+// report err, as a failure to sync the directory after the rename would.
+func WriteThenFail(g *Guard, err error) {
+	g.write = func(path string, data []byte, o atomicfile.Options) error {
+		if werr := atomicfile.Write(path, data, o); werr != nil {
+			return werr
+		}
+		return err
+	}
+}

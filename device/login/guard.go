@@ -1,6 +1,7 @@
 package login
 
 import (
+	"bytes"
 	"cmp"
 	"crypto/rand"
 	"errors"
@@ -121,6 +122,9 @@ type Guard struct {
 	users map[string]*entry
 	dirty bool             // users differ from the file
 	base  map[string]entry // users as last read from or saved to the file
+	// attempted is the state a failed save tried to write: a write can
+	// fail after its file is in place (syncing the directory).
+	attempted []byte
 }
 
 // OpenGuard opens the state file at path, or creates it (empty) if it does
@@ -391,10 +395,13 @@ func (g *Guard) lockFile() (unlock func(), err error) {
 			return nil, err
 		}
 		fresh := cloneUsers(users)
-		if g.dirty {
-			mergeUnsaved(users, g.users, g.base)
+		if g.dirty && g.attempted != nil && bytes.Equal(data, g.attempted) {
+			g.dirty = false // the failed save landed after all
 		}
-		g.users, g.base = users, fresh
+		if g.dirty {
+			mergeUnsaved(users, g.users, g.base, g.policy.MaxFailures)
+		}
+		g.users, g.base, g.attempted = users, fresh, nil
 	}
 	return unlock, nil
 }
@@ -403,13 +410,33 @@ func (g *Guard) lockFile() (unlock func(), err error) {
 // process's state) recorded since base (the file as this process last
 // knew it) and could not save, keeping per name the highest lockout
 // level and the latest times.
-func mergeUnsaved(dst, mem map[string]*entry, base map[string]entry) {
+//
+// A name this process removed since base (a success, an Unlock) is
+// removed; a name another process removed since base (an administrator's
+// Unlock) stays removed, unless this process failed on it afterwards, and
+// then only those failures count.
+func mergeUnsaved(dst, mem map[string]*entry, base map[string]entry, maxFailures int) {
+	for name := range base {
+		if _, ok := mem[name]; !ok {
+			delete(dst, name)
+		}
+	}
 	for name, e := range mem {
-		added := e.failures - base[name].failures
-		if added <= 0 && e.level <= base[name].level {
+		b, inBase := base[name]
+		added := e.failures - b.failures
+		if added <= 0 && e.level <= b.level {
 			continue
 		}
 		d := dst[name]
+		if d == nil && inBase {
+			// Unlocked elsewhere: the failures that failed here since
+			// count, but no lockout (the unlock may have been meant for
+			// it; more failures lock the name again).
+			if added > 0 {
+				dst[name] = &entry{failures: min(added, max(0, maxFailures-1)), last: e.last}
+			}
+			continue
+		}
 		if d == nil {
 			d = &entry{}
 			dst[name] = d
@@ -548,8 +575,10 @@ func (g *Guard) save(now time.Time) error {
 		err = g.write(g.path, data, g.writeOpts)
 	}
 	if err != nil {
+		g.attempted = data // it may have landed all the same (see lockFile)
 		return fmt.Errorf("%w (%w)", ErrStateNotSaved, err)
 	}
+	g.attempted = nil
 	g.dirty = false
 	g.base = cloneUsers(g.users)
 	return nil

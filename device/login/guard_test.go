@@ -570,3 +570,52 @@ func TestUnsavedFailuresMergeWithOtherProcesses(t *testing.T) {
 	require.ErrorIs(t, err, login.ErrLockedOut, "1 unsaved + 3 + 1 failures lock amina out")
 	require.ErrorIs(t, b.Login("amina", hash, aminaPassword), login.ErrLockedOut, "the other process sees the lockout")
 }
+
+// TestUnsavedStateMergesWithoutSurprises: a failed save that landed all
+// the same is not counted twice; an administrator's Unlock in another
+// process is not undone by this one's unsaved failures; this process's own
+// Unlock, unsaved, is kept.
+func TestUnsavedStateMergesWithoutSurprises(t *testing.T) {
+	hash, err := login.Hash(aminaPassword, tiny)
+	require.NoError(t, err)
+	open := func(path string) *login.Guard {
+		g, err := login.OpenGuard(path, login.Policy{DecoyParams: tiny}, nil)
+		require.NoError(t, err)
+		return g
+	}
+	t.Run("a failed save that landed", func(t *testing.T) {
+		g := open(filepath.Join(t.TempDir(), "s.json"))
+		login.WriteThenFail(g, errors.New("directory sync failed"))
+		require.ErrorIs(t, g.Login("amina", hash, wrongPassword), login.ErrStateNotSaved)
+		login.FailRenames(g, nil)
+		failures, _ := g.Status("amina")
+		assert.Equal(t, 1, failures, "the failure is counted once")
+	})
+	t.Run("an administrator's unlock elsewhere", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "s.json")
+		a, admin := open(path), open(path)
+		for range 4 {
+			require.ErrorIs(t, a.Login("amina", hash, wrongPassword), login.ErrWrongPassword)
+		}
+		login.FailRenames(a, errors.New("disk full"))
+		require.ErrorIs(t, a.Login("amina", hash, wrongPassword), login.ErrStateNotSaved)
+		require.NoError(t, admin.Unlock("amina"))
+		login.FailRenames(a, nil)
+		failures, until := a.Status("amina")
+		assert.LessOrEqual(t, failures, 1, "the administrator's unlock stands; at most the unsaved failure counts")
+		assert.True(t, until.IsZero(), "no lockout comes back")
+		require.NoError(t, a.Login("amina", hash, aminaPassword))
+	})
+	t.Run("its own unlock, unsaved", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "s.json")
+		g := open(path)
+		for range 5 {
+			_ = g.Login("amina", hash, wrongPassword)
+		}
+		require.ErrorIs(t, g.Login("amina", hash, aminaPassword), login.ErrLockedOut)
+		login.FailRenames(g, errors.New("disk full"))
+		require.ErrorIs(t, g.Unlock("amina"), login.ErrStateNotSaved)
+		login.FailRenames(g, nil)
+		require.NoError(t, g.Login("amina", hash, aminaPassword), "the unlock is kept and saved at the next chance")
+	})
+}
