@@ -70,16 +70,7 @@ type Roster struct {
 	// keys holds, per replica, every enrolment with a signing key seen,
 	// by issue time: the keys its changes may be signed with.
 	keys map[string][]Enrolment
-	// all holds, per replica, every record added (not expired when it
-	// came): the one in force is chosen from the whole set, so every
-	// roster that has seen the same records agrees on it.
-	all map[string][]Enrolment
 }
-
-// errOutranked marks a record kept but not in force because an authority
-// that may enrol every clinic the device was claimed for outranks its
-// own; Merge counts it as skipped.
-var errOutranked = errors.New("device: outranked by an authority covering every clinic the device was enrolled in")
 
 // NewRoster returns an empty roster trusting cfg.Authorities.
 func NewRoster(cfg RosterConfig) (*Roster, error) {
@@ -90,7 +81,7 @@ func NewRoster(cfg RosterConfig) (*Roster, error) {
 		cfg.Now = time.Now
 	}
 	cfg.Authorities = slices.Clone(cfg.Authorities)
-	return &Roster{cfg: cfg, by: map[string]Enrolment{}, keys: map[string][]Enrolment{}, all: map[string][]Enrolment{}}, nil
+	return &Roster{cfg: cfg, by: map[string]Enrolment{}, keys: map[string][]Enrolment{}}, nil
 }
 
 func (r *Roster) authority(key ed25519.PublicKey) (TrustedAuthority, bool) {
@@ -137,54 +128,28 @@ func (r *Roster) add(e Enrolment) (Enrolment, error) {
 	if !e.Revoked && !e.ValidAt(r.cfg.Now()) {
 		return Enrolment{}, fmt.Errorf("add enrolment of %s: expired %s: %w", id, e.Expires.Format(time.RFC3339), ErrExpired)
 	}
-	all := r.all[id]
-	if !slices.ContainsFunc(all, func(o Enrolment) bool { return bytes.Equal(o.raw, e.raw) }) {
-		all = append(slices.Clone(all), e) // a Merge trial shares the slices
-		r.all[id] = all
-	}
-	win, outranked := r.inForce(all, e)
-	r.by[id] = win
-	if outranked {
-		return win, fmt.Errorf("add enrolment of %s: held for clinic %s: %w: %w", id, win.Device.Clinic, ErrOutOfScope, errOutranked)
-	}
-	return win, nil
-}
-
-// inForce chooses the record in force from every record of one device:
-// when authorities claimed it for different clinics, only records of an
-// authority that may enrol all those clinics count (a hub cannot take a
-// device of a clinic it does not serve, whatever the dates); among them,
-// the one that supersedes the others. It also reports whether e was left
-// out for its authority's scope. The choice depends only on the set.
-func (r *Roster) inForce(all []Enrolment, e Enrolment) (Enrolment, bool) {
-	covering := func(x Enrolment) bool {
-		a, ok := r.authority(x.Authority)
-		if !ok {
-			return false
-		}
-		for _, o := range all {
-			if !a.covers(o.Device.Clinic) {
-				return false
+	old, held := r.by[id]
+	if held && !bytes.Equal(old.raw, e.raw) {
+		if old.Device.Clinic != e.Device.Clinic {
+			// Two authorities claim the device for different clinics:
+			// the one that may enrol both clinics decides, whatever the
+			// dates or the order the records arrive in.
+			oldA, _ := r.authority(old.Authority)
+			newCovers, oldCovers := a.covers(old.Device.Clinic), oldA.Key != nil && oldA.covers(e.Device.Clinic)
+			switch {
+			case !newCovers:
+				return Enrolment{}, fmt.Errorf("add enrolment of %s: held for clinic %s: %w", id, old.Device.Clinic, ErrOutOfScope)
+			case !oldCovers:
+				r.by[id] = e
+				return e, nil
 			}
 		}
-		return true
-	}
-	var win Enrolment
-	found := false
-	for _, x := range all {
-		if covering(x) && (!found || supersedes(x, win)) {
-			win, found = x, true
+		if !supersedes(e, old) {
+			return old, nil
 		}
 	}
-	if !found { // no authority covers them all: dates decide
-		for _, x := range all {
-			if !found || supersedes(x, win) {
-				win, found = x, true
-			}
-		}
-		return win, false
-	}
-	return win, !covering(e)
+	r.by[id] = e
+	return e, nil
 }
 
 // supersedes reports whether e replaces old: issued later, or at the same
@@ -250,20 +215,7 @@ func (r *Roster) Enrolments() []Enrolment {
 // hands to a clinic that was never online, with the clinic's own
 // enrolment, on a USB stick.
 func (r *Roster) Encode() []byte {
-	r.mu.RLock()
-	var es []Enrolment
-	for _, all := range r.all {
-		es = append(es, all...)
-	}
-	r.mu.RUnlock()
-	// Every record, not only those in force, so that a roster merging the
-	// file chooses from the same set.
-	slices.SortFunc(es, func(a, b Enrolment) int {
-		if c := strings.Compare(a.Device.ReplicaID, b.Device.ReplicaID); c != 0 {
-			return c
-		}
-		return bytes.Compare(a.raw, b.raw)
-	})
+	es := r.Enrolments()
 	var body []byte
 	body = binary.AppendUvarint(body, uint64(len(es)))
 	for _, e := range es {
@@ -291,12 +243,12 @@ func (r *Roster) Merge(data []byte) (MergeResult, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	// Check every record against a copy first, so a bad record adds nothing.
-	trial := &Roster{cfg: r.cfg, by: maps.Clone(r.by), keys: maps.Clone(r.keys), all: maps.Clone(r.all)}
+	trial := &Roster{cfg: r.cfg, by: maps.Clone(r.by), keys: maps.Clone(r.keys)}
 	var res MergeResult
 	for _, e := range recs {
 		got, err := trial.add(e)
 		switch {
-		case errors.Is(err, ErrExpired), errors.Is(err, errOutranked):
+		case errors.Is(err, ErrExpired):
 			res.Skipped++
 		case err != nil:
 			return MergeResult{}, fmt.Errorf("merge roster: %w", err)
@@ -306,7 +258,7 @@ func (r *Roster) Merge(data []byte) (MergeResult, error) {
 			res.Skipped++
 		}
 	}
-	r.by, r.keys, r.all = trial.by, trial.keys, trial.all
+	r.by, r.keys = trial.by, trial.keys
 	return res, nil
 }
 
