@@ -131,12 +131,16 @@ func (r *Roster) add(e Enrolment) (Enrolment, error) {
 	old, held := r.by[id]
 	if held && !bytes.Equal(old.raw, e.raw) {
 		if old.Device.Clinic != e.Device.Clinic {
-			// Two authorities claim the device for different clinics:
-			// the one that may enrol both clinics decides, whatever the
-			// dates or the order the records arrive in.
+			// The record held and e claim the device for different
+			// clinics: an authority that may not enrol the held one's
+			// clinic never displaces it (an older such record is just
+			// skipped), and one that may enrol both displaces a record
+			// of an authority that may not, whatever the dates.
 			oldA, _ := r.authority(old.Authority)
 			newCovers, oldCovers := a.covers(old.Device.Clinic), oldA.Key != nil && oldA.covers(e.Device.Clinic)
 			switch {
+			case !newCovers && !supersedes(e, old):
+				return old, nil
 			case !newCovers:
 				return Enrolment{}, fmt.Errorf("add enrolment of %s: held for clinic %s: %w", id, old.Device.Clinic, ErrOutOfScope)
 			case !oldCovers:

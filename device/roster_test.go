@@ -317,3 +317,32 @@ func TestRosterScopeHoldsInEitherOrder(t *testing.T) {
 	}
 
 }
+
+// TestRosterSkipsAStaleOutOfScopeRecord: a roster file that still holds a
+// hub's older record of a device the cloud has since moved to a clinic
+// the hub does not serve merges (that record is skipped), with the file's
+// other devices.
+func TestRosterSkipsAStaleOutOfScopeRecord(t *testing.T) {
+	as := newAuthorities(t)
+	dev := newIdentity(t, "kamuga")
+	moved, err := device.Generate(dev.ReplicaID(), "city-hospital")
+	require.NoError(t, err)
+	r := newRoster(t, &clock{now: t0.Add(time.Hour)}, as.trust()...)
+	_, err = r.Add(enrol(t, as.cloud, moved.Public(), t0.Add(time.Hour), 48*time.Hour))
+	require.NoError(t, err)
+
+	hubFile := newRoster(t, &clock{now: t0.Add(time.Hour)}, as.trust()...)
+	lwanda := newIdentity(t, "lwanda")
+	for _, rec := range [][]byte{enrol(t, as.hub, dev.Public(), t0, 48*time.Hour), enrol(t, as.hub, lwanda.Public(), t0, 48*time.Hour)} {
+		_, err = hubFile.Add(rec)
+		require.NoError(t, err)
+	}
+	res, err := r.Merge(hubFile.Encode())
+	require.NoError(t, err, "a stale record is skipped, not a forgery")
+	assert.Equal(t, 1, res.Skipped)
+	pub, err := r.Lookup(dev.ReplicaID())
+	require.NoError(t, err)
+	assert.True(t, pub.Equal(moved.Public()), "the cloud's move stands")
+	_, err = r.Lookup(lwanda.ReplicaID())
+	assert.NoError(t, err, "the file's other devices are added")
+}
