@@ -122,9 +122,6 @@ type Guard struct {
 	users map[string]*entry
 	dirty bool             // users differ from the file
 	base  map[string]entry // users as last read from or saved to the file
-	// attempted is the state a failed save tried to write: a write can
-	// fail after its file is in place (syncing the directory).
-	attempted []byte
 }
 
 // OpenGuard opens the state file at path, or creates it (empty) if it does
@@ -395,13 +392,10 @@ func (g *Guard) lockFile() (unlock func(), err error) {
 			return nil, err
 		}
 		fresh := cloneUsers(users)
-		if g.dirty && g.attempted != nil && bytes.Equal(data, g.attempted) {
-			g.dirty = false // the failed save landed after all
-		}
 		if g.dirty {
 			mergeUnsaved(users, g.users, g.base, g.policy.MaxFailures)
 		}
-		g.users, g.base, g.attempted = users, fresh, nil
+		g.users, g.base = users, fresh
 	}
 	return unlock, nil
 }
@@ -575,10 +569,16 @@ func (g *Guard) save(now time.Time) error {
 		err = g.write(g.path, data, g.writeOpts)
 	}
 	if err != nil {
-		g.attempted = data // it may have landed all the same (see lockFile)
+		// A write can fail after its file is in place (syncing the
+		// directory). The flock is held, so what is there now is this
+		// process's doing: if it is what was meant, count it as written,
+		// so that its failures are not added again on the next read.
+		if cur, rerr := readState(g.path); rerr == nil && bytes.Equal(cur, data) {
+			g.dirty = false
+			g.base = cloneUsers(g.users)
+		}
 		return fmt.Errorf("%w (%w)", ErrStateNotSaved, err)
 	}
-	g.attempted = nil
 	g.dirty = false
 	g.base = cloneUsers(g.users)
 	return nil

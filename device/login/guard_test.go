@@ -591,6 +591,16 @@ func TestUnsavedStateMergesWithoutSurprises(t *testing.T) {
 		failures, _ := g.Status("amina")
 		assert.Equal(t, 1, failures, "the failure is counted once")
 	})
+	t.Run("a failed save that landed, then another process's failure", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "s.json")
+		a, b := open(path), open(path)
+		login.WriteThenFail(a, errors.New("directory sync failed"))
+		require.ErrorIs(t, a.Login("amina", hash, wrongPassword), login.ErrStateNotSaved)
+		require.ErrorIs(t, b.Login("amina", hash, wrongPassword), login.ErrWrongPassword)
+		login.FailRenames(a, nil)
+		failures, _ := a.Status("amina")
+		assert.Equal(t, 2, failures, "two wrong passwords, each counted once")
+	})
 	t.Run("an administrator's unlock elsewhere", func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "s.json")
 		a, admin := open(path), open(path)
