@@ -103,7 +103,7 @@ func (r *Replica) signers(ctx context.Context, b *Bundle) ([][]byte, error) {
 			continue
 		}
 		seen[actor] = true
-		recs, err := r.knownSigners(ctx, actor)
+		recs, _, err := r.knownSigners(ctx, actor)
 		if err != nil {
 			return nil, err
 		}
@@ -121,18 +121,19 @@ func (r *Replica) signers(ctx context.Context, b *Bundle) ([][]byte, error) {
 // its directory's and those stored with actor's changes (a directory
 // reloaded from a roster file keeps only the enrolment in force, but
 // changes signed with an earlier key must still be passed on with it).
-func (r *Replica) knownSigners(ctx context.Context, actor string) ([][]byte, error) {
-	recs := r.cfg.Keys.SignerEnrolments(actor)
+// It also reports whether the store lacks some of them.
+func (r *Replica) knownSigners(ctx context.Context, actor string) (recs [][]byte, unstored bool, err error) {
 	stored, err := r.storedSigners(ctx, actor)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		return nil, err
+		return nil, false, err
 	}
-	for _, rec := range stored {
+	recs = stored
+	for _, rec := range r.cfg.Keys.SignerEnrolments(actor) {
 		if !slices.ContainsFunc(recs, func(h []byte) bool { return bytes.Equal(h, rec) }) {
-			recs = append(recs, rec)
+			recs, unstored = append(recs, rec), true
 		}
 	}
-	return recs, nil
+	return recs, unstored, nil
 }
 
 // verifier checks the signatures of one received bundle's changes.
@@ -188,16 +189,12 @@ func (v *verifier) verify(chart string, c crdt.Change, sig []byte) error {
 	v.clinic[c.Hash] = clinic
 	if !v.checked[c.Actor] {
 		v.checked[c.Actor] = true
-		recs, err := v.r.knownSigners(v.ctx, c.Actor)
+		recs, unstored, err := v.r.knownSigners(v.ctx, c.Actor)
 		if err != nil {
 			return fmt.Errorf("read signer of %s: %w", c.Actor, err)
 		}
-		have, err := v.r.st.Meta(v.ctx, metaSigner+c.Actor)
-		if err != nil && !errors.Is(err, store.ErrNotFound) {
-			return fmt.Errorf("read signer of %s: %w", c.Actor, err)
-		}
-		if want := encodeSigners(recs); len(recs) > 0 && want != have {
-			v.meta[metaSigner+c.Actor] = want
+		if unstored {
+			v.meta[metaSigner+c.Actor] = encodeSigners(recs)
 		}
 	}
 	return nil

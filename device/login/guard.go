@@ -246,16 +246,11 @@ func (g *Guard) Policy() Policy { return g.policy }
 // name (after any case folding the roster does), or every spelling gets
 // its own MaxFailures tries.
 func (g *Guard) Login(user, encodedHash, password string) error {
-	if err := checkUserName(user); err != nil {
-		return err
-	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	unlock, err := g.lockFile()
+	done, err := g.begin(user)
 	if err != nil {
 		return err
 	}
-	defer unlock()
+	defer done()
 	now := g.clock()
 	e := g.settle(user, now)
 	if e != nil && e.lockedAt(now) {
@@ -340,16 +335,11 @@ func (g *Guard) Status(user string) (failures int, lockedUntil time.Time) {
 // state file cannot be written (the name is unlocked in memory all the
 // same), and ErrBadUserName for a name that could never be recorded.
 func (g *Guard) Unlock(user string) error {
-	if err := checkUserName(user); err != nil {
-		return err
-	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	unlock, err := g.lockFile()
+	done, err := g.begin(user)
 	if err != nil {
 		return err
 	}
-	defer unlock()
+	defer done()
 	if _, ok := g.users[user]; ok {
 		delete(g.users, user)
 		g.dirty = true
@@ -358,6 +348,21 @@ func (g *Guard) Unlock(user string) error {
 		return nil
 	}
 	return g.save(g.clock())
+}
+
+// begin checks a name and takes the Guard and the state file's lock, for
+// one operation on the state; done releases both.
+func (g *Guard) begin(user string) (done func(), err error) {
+	if err := checkUserName(user); err != nil {
+		return nil, err
+	}
+	g.mu.Lock()
+	unlock, err := g.lockFile()
+	if err != nil {
+		g.mu.Unlock()
+		return nil, err
+	}
+	return func() { unlock(); g.mu.Unlock() }, nil
 }
 
 // lockFile takes the lock every process using the state file shares, and
