@@ -130,20 +130,30 @@ func Decode(data []byte, kind, maxVersion byte, maxBody int) (version byte, body
 	}
 }
 
+// decompress inflates a stored body that claims rawLen bytes. Memory grows
+// with the bytes actually decompressed, never with what the header claims:
+// a few bytes claiming a large body cost a few bytes.
 func decompress(stored []byte, rawLen int) ([]byte, error) {
 	d, err := zstd.NewReader(bytes.NewReader(stored), zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(uint64(rawLen)+1<<20))
 	if err != nil {
 		return nil, fmt.Errorf("frame body: %v: %w", err, ErrMalformed)
 	}
 	defer d.Close()
-	body := make([]byte, rawLen)
-	if _, err := io.ReadFull(d, body); err != nil {
+	// Start from a size the stored bytes could plausibly inflate to, and
+	// let the buffer grow from there.
+	var buf bytes.Buffer
+	buf.Grow(min(rawLen, 4*len(stored)+512))
+	n, err := buf.ReadFrom(io.LimitReader(d, int64(rawLen)+1))
+	if err != nil {
 		return nil, fmt.Errorf("frame body: %v: %w", err, ErrMalformed)
 	}
-	if n, _ := d.Read(make([]byte, 1)); n != 0 {
+	if n > int64(rawLen) {
 		return nil, fmt.Errorf("frame body longer than declared: %w", ErrMalformed)
 	}
-	return body, nil
+	if n < int64(rawLen) {
+		return nil, fmt.Errorf("frame body of %d bytes, %d declared: %w", n, rawLen, ErrTruncated)
+	}
+	return buf.Bytes(), nil
 }
 
 // Reader reads fields from a decoded body. Every method bounds what it

@@ -2,8 +2,13 @@ package wire_test
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
+	"hash/crc32"
+	"runtime"
 	"testing"
+
+	"github.com/klauspost/compress/zstd"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -84,4 +89,38 @@ func FuzzDecode(f *testing.F) {
 		}
 		require.LessOrEqual(t, len(body), 1<<16)
 	})
+}
+
+// frameClaiming builds a valid compressed frame whose header claims rawLen
+// bytes while its body inflates to body.
+func frameClaiming(body []byte, rawLen uint64) []byte {
+	enc, _ := zstd.NewWriter(nil)
+	z := enc.EncodeAll(body, nil)
+	out := []byte{'C', 'S', 'B', 0x01, 1, 1}
+	out = binary.AppendUvarint(out, rawLen)
+	out = binary.AppendUvarint(out, uint64(len(z)))
+	out = append(out, z...)
+	return binary.BigEndian.AppendUint32(out, crc32.Checksum(out, crc32.MakeTable(crc32.Castagnoli)))
+}
+
+func TestDecodeMemoryFollowsTheBodyNotTheHeader(t *testing.T) {
+	const claimed = 255 << 20
+	data := frameClaiming([]byte("a short body"), claimed)
+	require.Less(t, len(data), 64, "the hostile frame is tiny")
+
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	_, _, err := wire.Decode(data, 'B', 1, 256<<20)
+	runtime.ReadMemStats(&after)
+	require.ErrorIs(t, err, wire.ErrTruncated, "a body shorter than its header claims is refused")
+	allocated := after.TotalAlloc - before.TotalAlloc
+	assert.Less(t, allocated, uint64(8<<20), "decoding a %d-byte frame that claims %d bytes allocated %d bytes", len(data), claimed, allocated)
+
+	// A body longer than claimed is refused too, and an honest one decodes.
+	_, _, err = wire.Decode(frameClaiming(bytes.Repeat([]byte("x"), 1000), 999), 'B', 1, 1<<20)
+	require.ErrorIs(t, err, wire.ErrMalformed)
+	_, body, err := wire.Decode(frameClaiming(bytes.Repeat([]byte("x"), 1000), 1000), 'B', 1, 1<<20)
+	require.NoError(t, err)
+	assert.Equal(t, bytes.Repeat([]byte("x"), 1000), body)
 }
