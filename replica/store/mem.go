@@ -264,6 +264,7 @@ func (m *Mem) Write(ctx context.Context, b Batch) (uint64, error) {
 	for k, v := range b.Meta {
 		m.meta[k] = v
 	}
+	before := uint64(len(m.log))
 	for _, c := range b.Changes {
 		if _, ok := m.byHash[c.Hash]; ok {
 			continue
@@ -281,7 +282,11 @@ func (m *Mem) Write(ctx context.Context, b Batch) (uint64, error) {
 		m.quarantine = append(m.quarantine, q)
 	}
 	for _, g := range b.Grants {
-		m.grants = append(m.grants, Grant{Chart: g.Chart, Clinic: g.Clinic, Seq: head, Revoked: g.Revoked})
+		seq := before + 1 // a join: the batch's first position
+		if g.Revoked {
+			seq = head
+		}
+		m.grants = append(m.grants, Grant{Chart: g.Chart, Clinic: g.Clinic, Seq: seq, Revoked: g.Revoked})
 	}
 	for _, s := range b.Snapshots {
 		m.snapshots[s.Chart] = Snapshot{Chart: s.Chart, Seq: head, Data: bytes.Clone(s.Data)}

@@ -73,10 +73,17 @@ type Chart struct {
 	Updated time.Time
 }
 
-// Grant records that a clinic joined a chart's scope at log position Seq
-// (its devices must then be sent the chart's earlier changes too), or, when
-// Revoked, that it left the scope there (its devices must still be sent
-// the changes up to that point, so they learn of it).
+// Grant records that a clinic joined a chart's scope in the batch that
+// starts at log position Seq (its devices must then be sent the chart's
+// changes before Seq too: a bundle that covered them may have been made
+// while the chart was out of scope), or, when Revoked, that it left the
+// scope in the batch that ends at Seq (its devices must still be sent the
+// changes up to that point, so they learn of it).
+//
+// A join is placed at its batch's first position, not its last, because
+// every bundle that covers any position of the batch was made after the
+// batch committed and so already sent the batch's changes of the chart:
+// only changes before the batch can have been skipped.
 type Grant struct {
 	Chart   string
 	Clinic  string
@@ -84,8 +91,10 @@ type Grant struct {
 	Revoked bool
 }
 
-// NewGrant adds a Grant; Write sets its Seq to the log head once the
-// batch's changes are added.
+// NewGrant adds a Grant. Write sets its Seq: for a join, the log head
+// before the batch plus one (the batch's first position, or the next
+// change's if the batch adds none); for a revocation, the log head once
+// the batch's changes are added.
 type NewGrant struct {
 	Chart   string
 	Clinic  string

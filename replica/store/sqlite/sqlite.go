@@ -520,6 +520,12 @@ func (s *Store) Write(ctx context.Context, b store.Batch) (uint64, error) {
 			return 0, fmt.Errorf("write meta %s: %w", k, err)
 		}
 	}
+	var before uint64 // the log head before the batch
+	if len(b.Grants) > 0 {
+		if err := tx.QueryRowContext(ctx, "SELECT COALESCE(MAX(seq), 0) FROM changes").Scan(&before); err != nil {
+			return 0, fmt.Errorf("write: log head: %w", err)
+		}
+	}
 	if len(b.Changes) > 0 {
 		st, err := tx.PrepareContext(ctx, "INSERT INTO changes(chart, hash, raw, src, sig) VALUES(?, ?, ?, ?, ?) ON CONFLICT(hash) DO NOTHING")
 		if err != nil {
@@ -563,7 +569,11 @@ func (s *Store) Write(ctx context.Context, b store.Batch) (uint64, error) {
 		}
 	}
 	for _, g := range b.Grants {
-		if _, err := tx.ExecContext(ctx, "INSERT INTO grants(clinic, seq, chart, revoked) VALUES(?, ?, ?, ?)", g.Clinic, head, g.Chart, g.Revoked); err != nil {
+		seq := before + 1
+		if g.Revoked {
+			seq = head
+		}
+		if _, err := tx.ExecContext(ctx, "INSERT INTO grants(clinic, seq, chart, revoked) VALUES(?, ?, ?, ?)", g.Clinic, seq, g.Chart, g.Revoked); err != nil {
 			return 0, fmt.Errorf("write grant of %s to %s: %w", g.Chart, g.Clinic, err)
 		}
 	}

@@ -226,12 +226,13 @@ func Run(t *testing.T, open func(t *testing.T) Opened) {
 		north, err := s.Grants(ctx, "north", 0, h2)
 		require.NoError(t, err)
 		require.Len(t, north, 2)
-		assert.Equal(t, store.Grant{Chart: "a", Clinic: "north", Seq: 1}, north[0], "a grant's Seq is the log head after its batch")
-		assert.Equal(t, store.Grant{Chart: "b", Clinic: "north", Seq: h2}, north[1])
+		assert.Equal(t, store.Grant{Chart: "a", Clinic: "north", Seq: 1}, north[0], "a clinic joining a chart is recorded at its batch's first log position")
+		require.Equal(t, uint64(3), h2, "the second batch adds two changes")
+		assert.Equal(t, store.Grant{Chart: "b", Clinic: "north", Seq: 2}, north[1], "a join's Seq is its batch's first log position, not the head after it")
 		after, err := s.Grants(ctx, "north", 1, h2)
 		require.NoError(t, err)
-		assert.Equal(t, []store.Grant{{Chart: "b", Clinic: "north", Seq: h2}}, after, "grants at or before after are left out")
-		upto, err := s.Grants(ctx, "south", 0, h2-1)
+		assert.Equal(t, []store.Grant{{Chart: "b", Clinic: "north", Seq: 2}}, after, "grants at or before after are left out")
+		upto, err := s.Grants(ctx, "south", 0, 1)
 		require.NoError(t, err)
 		assert.Empty(t, upto, "grants after upto are left out")
 		none, err := s.Grants(ctx, "east", 0, h2)
@@ -245,8 +246,16 @@ func Run(t *testing.T, open func(t *testing.T) Opened) {
 		require.NoError(t, err)
 		south, err := s.Grants(ctx, "south", 0, h3)
 		require.NoError(t, err)
-		assert.Equal(t, []store.Grant{{Chart: "a", Clinic: "south", Seq: h2}, {Chart: "a", Clinic: "south", Seq: h3, Revoked: true}}, south,
-			"a clinic leaving a chart's scope is recorded too")
+		assert.Equal(t, []store.Grant{{Chart: "a", Clinic: "south", Seq: 2}, {Chart: "a", Clinic: "south", Seq: h3, Revoked: true}}, south,
+			"a clinic leaving a chart's scope is recorded too, at the log head after its batch")
+
+		// A batch that adds no change records a join at the position its
+		// next change will take, which no bundle made before it can cover.
+		_, err = s.Write(ctx, store.Batch{Grants: []store.NewGrant{{Chart: "b", Clinic: "east"}}})
+		require.NoError(t, err)
+		east, err := s.Grants(ctx, "east", h3, h3+1)
+		require.NoError(t, err)
+		assert.Equal(t, []store.Grant{{Chart: "b", Clinic: "east", Seq: h3 + 1}}, east)
 	})
 
 	t.Run("Quarantine", func(t *testing.T) {
