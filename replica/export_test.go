@@ -7,3 +7,7 @@ func (r *Replica) CachedCharts() int {
 	defer r.mu.Unlock()
 	return r.cache.len()
 }
+
+// SetAfterPlan has f called with a bundle's sender each time a bundle is
+// planned without the write lock, before its commit takes the lock.
+func (r *Replica) SetAfterPlan(f func(from string)) { r.afterPlan = f }

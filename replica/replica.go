@@ -112,6 +112,10 @@ type Replica struct {
 
 	mu    sync.Mutex // serialises writes, chart loads and the cache
 	cache *lru
+
+	// afterPlan, if set (by tests), is called with a bundle's sender
+	// once the bundle is planned without the write lock.
+	afterPlan func(from string)
 }
 
 const metaReplicaID = "replica_id"
@@ -452,8 +456,8 @@ func applyStored(doc *crdt.Doc, chs []store.Change) error {
 }
 
 // indexEntry computes a chart's index row.
-func (r *Replica) indexEntry(l *loaded) (store.Chart, error) {
-	e := store.Chart{ID: l.id, Heads: l.doc.Heads(), Updated: r.cfg.Now().UTC()}
+func indexEntry(cfg Config, l *loaded) (store.Chart, error) {
+	e := store.Chart{ID: l.id, Heads: l.doc.Heads(), Updated: cfg.Now().UTC()}
 	if l.users != nil {
 		e.Kind, e.HomeClinic, e.Scope = store.KindUsers, l.users.Clinic(), []string{l.users.Clinic()}
 		return e, nil
@@ -477,7 +481,12 @@ func (r *Replica) indexEntry(l *loaded) (store.Chart, error) {
 // change is not in a saved document, so a snapshot then could cover a log
 // position whose change it lacks).
 func (r *Replica) addChartWrites(b *store.Batch, l *loaded) error {
-	e, err := r.indexEntry(l)
+	return chartWrites(r.cfg, b, l)
+}
+
+// chartWrites is addChartWrites with the replica's configuration.
+func chartWrites(cfg Config, b *store.Batch, l *loaded) error {
+	e, err := indexEntry(cfg, l)
 	if err != nil {
 		return err
 	}
@@ -495,7 +504,7 @@ func (r *Replica) addChartWrites(b *store.Batch, l *loaded) error {
 		}
 	}
 	l.scope = e.Scope
-	if l.sinceSnapshot >= r.cfg.CompactAfter && len(l.doc.Pending()) == 0 {
+	if l.sinceSnapshot >= cfg.CompactAfter && len(l.doc.Pending()) == 0 {
 		b.Snapshots = append(b.Snapshots, store.NewSnapshot{Chart: l.id, Data: l.doc.Save()})
 	}
 	return nil

@@ -1,0 +1,651 @@
+package replica
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/chartsync/chartsync/crdt"
+	"github.com/chartsync/chartsync/record"
+	"github.com/chartsync/chartsync/replica/store"
+)
+
+// This file is the receiving half of the sync engine. A bundle goes
+// through four steps, each with plain inputs and outputs:
+//
+//	decode   bytes → decoded: the frame, the bundle's fields and every
+//	         change parsed and grouped by chart (no state at all);
+//	verify   decoded → the changes this replica lacks, each signature
+//	         checked (store reads only: what is held, signer records);
+//	plan     decoded + the charts as held → a plan: the charts with the
+//	         changes applied and judged (scope, roles, form), the store
+//	         batch and the report, or the reason to refuse the bundle.
+//	         It does no I/O and is tested without a store;
+//	commit   under the write lock: check that no chart the plan touches
+//	         changed since it was read, then write the batch and put the
+//	         new charts in the cache.
+//
+// Only commit holds the replica's write lock, so one device's large bundle
+// does not stall another's sync: the expensive work (parsing, signatures,
+// applying and judging changes) runs on private copies of the charts.
+// When a chart changed between plan and commit (another bundle or an edit
+// got there first), the bundle is planned again from what is now held; after
+// a few such races the whole receive runs under the lock, so it always
+// finishes.
+
+// Received reports what Receive did.
+type Received struct {
+	From       string
+	Applied    int      // changes new to this replica
+	Duplicates int      // changes it already had
+	Charts     []string // charts that changed, sorted
+	Complete   bool     // the sender had nothing more to send
+	// Changes lists the changes applied, in the bundle's order, with the
+	// author each one's message records (for an access log).
+	Changes []ReceivedChange
+}
+
+// ReceivedChange is one change Receive applied.
+type ReceivedChange struct {
+	Chart  string
+	Hash   crdt.Hash
+	Author record.Author // zero if the message names none
+}
+
+// Receive applies a bundle from a peer, whole or not at all. A bundle seen
+// before, or older than what is already held, changes nothing. A bundle
+// that is malformed, truncated, of an unknown version, addressed elsewhere
+// or carrying invalid changes returns an error matching
+// ErrMalformedBundle, ErrBundleVersion, ErrBundleTooLarge or
+// ErrWrongRecipient, and the store is exactly as it was.
+func (r *Replica) Receive(ctx context.Context, data []byte) (Received, error) {
+	return r.ReceiveFrom(ctx, data, ReceiveOptions{})
+}
+
+// ReceiveOptions limits what ReceiveFrom accepts.
+type ReceiveOptions struct {
+	// Sender, if set, is the only replica the bundle may come from (the
+	// authenticated device); another gives ErrWrongSender.
+	Sender string
+	// Clinic, if set, accepts changes only to charts in that clinic's
+	// scope: a chart held here must be in its scope already, and a new
+	// chart must be registered to it. Anything else gives ErrOutOfScope.
+	Clinic string
+	// CheckAuthors checks every new change with record.CheckChange: the
+	// role recorded on it must be allowed to change each chart section it
+	// touches, and it must be a change package record could have made. A
+	// bundle with a change that fails is refused whole with
+	// ErrUnauthorizedChange, and kept in the store's quarantine for review
+	// (store.Store.Quarantined); nothing of it is applied.
+	CheckAuthors bool
+	// BeforeWrite, if set, is called with what the bundle brings once it
+	// has passed every check, just before it is stored (not for a bundle
+	// that brings nothing). If it returns an error, nothing is stored and
+	// ReceiveFrom returns that error. An access log records writes here,
+	// so that no change is stored unrecorded. It is called with the
+	// replica's write lock held: it must not call the replica.
+	BeforeWrite func(ctx context.Context, rec Received) error
+}
+
+// ErrUnauthorizedChange is returned by ReceiveFrom with CheckAuthors for a
+// bundle holding a change its author was not allowed to make (or that
+// record would never make). The error also matches the record error
+// (record.ErrForbidden, record.ErrInvalid).
+var ErrUnauthorizedChange = errors.New("replica: change its author was not allowed to make")
+
+// ErrWrongSender is returned by ReceiveFrom for a bundle from a replica
+// other than ReceiveOptions.Sender.
+var ErrWrongSender = errors.New("replica: bundle from another sender than the authenticated one")
+
+// ErrOutOfScope is returned by ReceiveFrom for a bundle that changes a
+// chart outside ReceiveOptions.Clinic's scope. Nothing of it is applied.
+var ErrOutOfScope = errors.New("replica: chart outside the clinic's scope")
+
+// errChartMoved is commit's answer when a chart the plan read has changed
+// since: the bundle must be planned again.
+var errChartMoved = errors.New("a chart changed while the bundle was judged")
+
+// optimisticTries is how many times a bundle is planned outside the write
+// lock before it is planned under it.
+const optimisticTries = 3
+
+// ReceiveFrom is Receive for a bundle from a peer that may change only
+// what opt allows, such as a clinic device syncing with the cloud. The
+// bundle is applied whole or not at all.
+func (r *Replica) ReceiveFrom(ctx context.Context, data []byte, opt ReceiveOptions) (Received, error) {
+	if err := r.checkOpen(); err != nil {
+		return Received{}, err
+	}
+	d, err := decodeReceived(data, r.id, opt.Sender)
+	if err != nil {
+		return Received{}, err
+	}
+	// Signer records are learnt once: checking them costs a signature
+	// each, and a bundle may carry many.
+	var signed *verifier
+	if r.cfg.Keys != nil {
+		signed = r.newVerifier(ctx, d.bundle)
+	}
+	for try := 0; ; try++ {
+		locked := try >= optimisticTries
+		res, err := r.receiveOnce(ctx, d, signed, opt, locked)
+		if errors.Is(err, errChartMoved) && !locked {
+			r.log.Debug("bundle planned again", "from", d.bundle.From, "try", try+1)
+			continue
+		}
+		return res, err
+	}
+}
+
+// receiveOnce verifies, plans and commits a decoded bundle. With locked
+// set, it holds the write lock throughout, so no chart can move.
+func (r *Replica) receiveOnce(ctx context.Context, d *decoded, signed *verifier, opt ReceiveOptions, locked bool) (Received, error) {
+	var unlock func()
+	if locked {
+		var err error
+		if unlock, err = r.lock(); err != nil {
+			return Received{}, err
+		}
+		defer func() { unlock() }()
+	}
+	known, err := r.st.Known(ctx, d.hashes)
+	if err != nil {
+		return Received{}, fmt.Errorf("receive bundle: %w", err)
+	}
+	fresh := d.fresh(known)
+	var sigs signatures
+	if signed != nil {
+		for _, cb := range fresh {
+			for i, c := range cb.changes {
+				if err := signed.verify(cb.chart, c, cb.sigs[i]); errors.Is(err, ErrForgedChange) {
+					return Received{}, r.quarantineLocked(ctx, d, locked, fmt.Errorf("receive bundle: %w", err))
+				} else if err != nil {
+					return Received{}, fmt.Errorf("receive bundle: %w", err)
+				}
+			}
+		}
+		sigs = signed
+	}
+	held, err := r.held(ctx, fresh, locked)
+	if err != nil {
+		return Received{}, fmt.Errorf("receive bundle: %w", err)
+	}
+	p := planReceive(d, fresh, held, sigs, receiveRules{
+		cfg:          r.cfg,
+		actor:        r.id,
+		clinic:       opt.Clinic,
+		checkAuthors: opt.CheckAuthors || r.cfg.CheckAuthors,
+	})
+	if p.err != nil {
+		if p.quarantine {
+			return Received{}, r.quarantineLocked(ctx, d, locked, p.err)
+		}
+		return Received{}, p.err
+	}
+	if signed != nil {
+		signed.addTo(&p.batch)
+	}
+	if !locked {
+		if r.afterPlan != nil {
+			r.afterPlan(d.bundle.From)
+		}
+		if unlock, err = r.lock(); err != nil {
+			return Received{}, err
+		}
+		defer unlock()
+	}
+	return r.commit(ctx, d, p, opt)
+}
+
+// quarantineLocked keeps a refused bundle for review, taking the write
+// lock unless it is held.
+func (r *Replica) quarantineLocked(ctx context.Context, d *decoded, locked bool, why error) error {
+	if !locked {
+		unlock, err := r.lock()
+		if err != nil {
+			return errors.Join(why, err)
+		}
+		defer unlock()
+	}
+	return r.quarantine(ctx, d.bundle.From, d.data, why)
+}
+
+// decoded is a bundle that passed the first step: its frame and fields
+// are well formed, it is addressed here from an accepted sender, and every
+// change parses and matches its checksum.
+type decoded struct {
+	data   []byte // the bundle as received, for the quarantine
+	bundle *Bundle
+	charts []chartBatch // changes grouped by chart, in the bundle's order
+	hashes []crdt.Hash  // every change's hash, in the bundle's order
+}
+
+type chartBatch struct {
+	chart   string
+	changes []crdt.Change
+	sigs    [][]byte // each change's signature
+}
+
+// decodeReceived is the first step of receiving: it decodes a bundle for
+// replica id, from sender if that is set. It needs no state.
+func decodeReceived(data []byte, id, sender string) (*decoded, error) {
+	b, err := DecodeBundle(data)
+	if err != nil {
+		return nil, err
+	}
+	if b.To != id {
+		return nil, fmt.Errorf("receive bundle for %s: %w", b.To, ErrWrongRecipient)
+	}
+	if sender != "" && b.From != sender {
+		return nil, fmt.Errorf("receive bundle from %s as %s: %w", b.From, sender, ErrWrongSender)
+	}
+	batches, hashes, err := parseBundle(b)
+	if err != nil {
+		return nil, err
+	}
+	return &decoded{data: data, bundle: b, charts: batches, hashes: hashes}, nil
+}
+
+// fresh returns, per chart, the changes not in known and not earlier in
+// the bundle, in the bundle's order. Charts with none are left out.
+func (d *decoded) fresh(known map[crdt.Hash]bool) []chartBatch {
+	seen := make(map[crdt.Hash]bool, len(d.hashes))
+	var out []chartBatch
+	for _, cb := range d.charts {
+		f := chartBatch{chart: cb.chart}
+		for i, c := range cb.changes {
+			if known[c.Hash] || seen[c.Hash] {
+				continue
+			}
+			seen[c.Hash] = true
+			f.changes = append(f.changes, c)
+			f.sigs = append(f.sigs, cb.sigs[i])
+		}
+		if len(f.changes) > 0 {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// heldChart is a chart as held when a receive began: a private copy the
+// plan may change, and the heads it had, which commit checks again.
+type heldChart struct {
+	l     *loaded
+	isNew bool // nothing of the chart is held
+	base  crdt.Heads
+}
+
+// held reads the charts that fresh changes, as private copies: a cached
+// chart is forked, any other is loaded from the store. Without the write
+// lock the copies may be overtaken; commit notices.
+func (r *Replica) held(ctx context.Context, fresh []chartBatch, locked bool) (map[string]*heldChart, error) {
+	out := make(map[string]*heldChart, len(fresh))
+	for _, cb := range fresh {
+		h, err := r.heldChart(ctx, cb.chart, locked)
+		if err != nil {
+			return nil, err
+		}
+		out[cb.chart] = h
+	}
+	return out, nil
+}
+
+func (r *Replica) heldChart(ctx context.Context, id string, locked bool) (*heldChart, error) {
+	cached, err := r.cachedCopy(id, locked)
+	if err != nil || cached != nil {
+		return cached, err
+	}
+	l, err := r.loadStored(ctx, id)
+	if errors.Is(err, ErrNotFound) {
+		doc, err := crdt.New(r.id)
+		if err != nil {
+			return nil, err
+		}
+		return &heldChart{l: &loaded{id: id, doc: doc}, isNew: true}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &heldChart{l: l, base: l.doc.Heads()}, nil
+}
+
+// cachedCopy returns a copy of a cached chart, or nil if it is not cached.
+func (r *Replica) cachedCopy(id string, locked bool) (*heldChart, error) {
+	if !locked {
+		unlock, err := r.lock()
+		if err != nil {
+			return nil, err
+		}
+		defer unlock()
+	}
+	c := r.cache.get(id)
+	if c == nil {
+		return nil, nil
+	}
+	doc, err := c.doc.Fork(nil, r.id) // carries held changes over
+	if err != nil {
+		return nil, fmt.Errorf("copy chart %s: %w", id, err)
+	}
+	l := &loaded{id: id, doc: doc, sinceSnapshot: c.sinceSnapshot, scope: slices.Clone(c.scope)}
+	if err := l.open(); err != nil {
+		return nil, fmt.Errorf("copy chart %s: %w", id, err)
+	}
+	return &heldChart{l: l, base: doc.Heads()}, nil
+}
+
+// signatures is what planning needs of the verified signatures.
+type signatures interface {
+	// mayChange checks that the device that signed c may change a
+	// document of scope (unscoped: a chart, which clinics in
+	// Config.Unscoped may change whatever its scope).
+	mayChange(c crdt.Change, scope []string, unscoped bool) error
+}
+
+// receiveRules is what planning needs of the replica and the options.
+type receiveRules struct {
+	cfg          Config // with defaults
+	actor        string // this replica's ID
+	clinic       string // ReceiveOptions.Clinic
+	checkAuthors bool
+}
+
+// receivePlan is what planning decided: either the writes that store the
+// bundle, or why it is refused.
+type receivePlan struct {
+	batch  store.Batch // changes, charts, snapshots and grants (no peer yet)
+	res    Received
+	charts []*heldChart // the charts as they are once the batch is written
+	// err, if set, refuses the bundle; quarantine keeps it for review.
+	err        error
+	quarantine bool
+}
+
+func (p *receivePlan) refuse(err error, quarantine bool) receivePlan {
+	return receivePlan{err: err, quarantine: quarantine}
+}
+
+// planReceive is the third step: it applies each chart's fresh changes to
+// the held copy, judges them (scope, registration, roles, form) and builds
+// the batch that stores them. It does no I/O: held holds every chart fresh
+// names; sigs is nil when signatures are not checked.
+func planReceive(d *decoded, fresh []chartBatch, held map[string]*heldChart, sigs signatures, rules receiveRules) receivePlan {
+	b := d.bundle
+	p := receivePlan{res: Received{From: b.From, Complete: b.Complete()}}
+	p.res.Duplicates = len(d.hashes)
+	for _, cb := range fresh {
+		p.res.Duplicates -= len(cb.changes)
+	}
+	for _, cb := range fresh {
+		h := held[cb.chart]
+		if h == nil {
+			return p.refuse(fmt.Errorf("receive bundle: chart %s was not read", cb.chart), false)
+		}
+		err, quarantine := planChart(&p.batch, h, cb, sigs, rules)
+		if err != nil {
+			return p.refuse(err, quarantine)
+		}
+		for i, c := range cb.changes {
+			p.batch.Changes = append(p.batch.Changes, store.NewChange{Chart: cb.chart, Hash: c.Hash, Raw: c.Raw, From: b.From, Sig: cb.sigs[i]})
+			au, _ := record.AuthorOf(c)
+			p.res.Changes = append(p.res.Changes, ReceivedChange{Chart: cb.chart, Hash: c.Hash, Author: au})
+		}
+		if err := chartWrites(rules.cfg, &p.batch, h.l); err != nil {
+			return p.refuse(fmt.Errorf("receive bundle: %w", err), false)
+		}
+		p.res.Applied += len(cb.changes)
+		p.res.Charts = append(p.res.Charts, cb.chart)
+		p.charts = append(p.charts, h)
+	}
+	slices.Sort(p.res.Charts)
+	return p
+}
+
+// planChart applies one chart's fresh changes to its held copy and judges
+// them. It reports whether a refusal is one to keep for review.
+func planChart(batch *store.Batch, h *heldChart, cb chartBatch, sigs signatures, rules receiveRules) (err error, quarantine bool) {
+	l := h.l
+	registered := l.chart != nil // its registration was already here
+	var check *authorCheck
+	if rules.checkAuthors && l.users == nil && !slices.ContainsFunc(cb.changes, record.IsUsersChange) {
+		// Chart changes are judged against the chart as held, before
+		// the bundle's changes are applied.
+		if check, err = newAuthorCheck(l.doc); err != nil {
+			return fmt.Errorf("receive bundle: chart %s: %w", cb.chart, err), false
+		}
+	}
+	if _, err := l.doc.Apply(cb.changes...); err != nil {
+		return fmt.Errorf("receive bundle: chart %s: %w", cb.chart, err), false
+	}
+	if err := l.open(); err != nil {
+		return fmt.Errorf("receive bundle: chart %s: %w: %w", cb.chart, ErrMalformedBundle, err), false
+	}
+	if rules.clinic != "" && !h.isNew && !slices.Contains(l.scope, rules.clinic) {
+		// The clinic has lost the chart; changes its devices made
+		// before they learnt of it are still theirs to send.
+		if err := madeInScope(l, cb.changes, rules.clinic, rules.actor); err != nil {
+			return fmt.Errorf("receive bundle: chart %s: %w", cb.chart, err), false
+		}
+	}
+	if rules.checkAuthors && l.users == nil && slices.ContainsFunc(cb.changes, record.IsUsersChange) {
+		return fmt.Errorf("receive bundle: document %s: a user roster change on a document that is not its clinic's roster: %w", cb.chart, ErrUnauthorizedChange), true
+	}
+	if rules.clinic != "" && h.isNew {
+		var scope []string
+		switch {
+		case l.users != nil:
+			scope = []string{l.users.Clinic()}
+		case l.chart != nil:
+			if scope, err = l.chart.Scope(); err != nil {
+				return fmt.Errorf("receive bundle: chart %s: %w", cb.chart, err), false
+			}
+		}
+		if !slices.Contains(scope, rules.clinic) {
+			return fmt.Errorf("receive bundle: new chart %s is not registered to clinic %s: %w", cb.chart, rules.clinic, ErrOutOfScope), false
+		}
+	}
+	if rules.checkAuthors && l.chart != nil {
+		// A chart has one registration: a change that starts its
+		// history again would replace it, whatever it claims.
+		roots := 0
+		for _, c := range cb.changes {
+			if len(c.Deps) == 0 {
+				roots++
+			}
+		}
+		if roots > 1 || roots == 1 && registered {
+			return fmt.Errorf("receive bundle: chart %s: a change registers the chart again: %w", cb.chart, ErrUnauthorizedChange), true
+		}
+	}
+	if rules.checkAuthors {
+		for _, c := range cb.changes {
+			var err error
+			if record.IsUsersChange(c) {
+				_, err = record.CheckUsersChange(l.doc, c)
+				if err == nil && sigs != nil && l.users != nil {
+					err = sigs.mayChange(c, []string{l.users.Clinic()}, false)
+				}
+			} else {
+				var t record.Touched
+				if check != nil {
+					t, err = check.check(c)
+				} else {
+					t, err = record.CheckChange(l.doc, c)
+				}
+				if err == nil && sigs != nil {
+					err = sigs.mayChange(c, t.Scope, true)
+				}
+			}
+			if errors.Is(err, crdt.ErrNotFound) {
+				// Its dependencies have not arrived: it cannot be
+				// judged, so it is not taken either.
+				return fmt.Errorf("receive bundle: chart %s: change %s cannot be checked before the changes it depends on: %w", cb.chart, c.Hash, ErrUnauthorizedChange), false
+			}
+			if err != nil {
+				return fmt.Errorf("receive bundle: chart %s: change %s: %w: %w", cb.chart, c.Hash, ErrUnauthorizedChange, err), true
+			}
+		}
+	}
+	l.sinceSnapshot += len(cb.changes)
+	return nil, false
+}
+
+// commit is the last step, under the write lock: it checks that every
+// chart the plan read is still as it was, records what the bundle says of
+// its sender, writes the batch and caches the new charts.
+func (r *Replica) commit(ctx context.Context, d *decoded, p receivePlan, opt ReceiveOptions) (Received, error) {
+	for _, h := range p.charts {
+		now, err := r.heldHeads(ctx, h.l.id)
+		if err != nil {
+			return Received{}, fmt.Errorf("receive bundle: %w", err)
+		}
+		if !now.Equal(h.base) {
+			return Received{}, fmt.Errorf("receive bundle: chart %s: %w", h.l.id, errChartMoved)
+		}
+	}
+	b := d.bundle
+	peer, err := r.peer(ctx, b.From)
+	if err != nil {
+		return Received{}, fmt.Errorf("receive bundle: %w", err)
+	}
+	head, err := r.st.Head(ctx)
+	if err != nil {
+		return Received{}, fmt.Errorf("receive bundle: %w", err)
+	}
+	np, err := advancePeer(peer, b, head)
+	if err != nil {
+		return Received{}, err
+	}
+	np.LastSync = r.cfg.Now().UTC()
+	p.batch.Peers = []store.Peer{np}
+	if len(p.batch.Changes) == 0 && np.Acked == peer.Acked && np.Received == peer.Received && !peer.LastSync.IsZero() {
+		// A repeated bundle, or an idle exchange: nothing to store, and
+		// no fsync.
+		return p.res, nil
+	}
+	if opt.BeforeWrite != nil && len(p.res.Changes) > 0 {
+		if err := opt.BeforeWrite(ctx, p.res); err != nil {
+			return Received{}, fmt.Errorf("receive bundle: %w", err)
+		}
+	}
+	if _, err := r.st.Write(ctx, p.batch); err != nil {
+		return Received{}, fmt.Errorf("receive bundle: %w", err)
+	}
+	snapshot := map[string]bool{}
+	for _, s := range p.batch.Snapshots {
+		snapshot[s.Chart] = true
+	}
+	for _, h := range p.charts {
+		if snapshot[h.l.id] {
+			h.l.sinceSnapshot = 0
+		}
+		if r.cache.get(h.l.id) != nil {
+			r.cache.put(h.l) // the judged copy replaces what was held
+		}
+	}
+	r.log.Debug("received bundle", "from", b.From, "applied", p.res.Applied, "duplicates", p.res.Duplicates, "charts", len(p.res.Charts))
+	return p.res, nil
+}
+
+// heldHeads returns the heads of a chart as held now (nil if nothing of
+// it is held). r.mu is held.
+func (r *Replica) heldHeads(ctx context.Context, id string) (crdt.Heads, error) {
+	if l := r.cache.get(id); l != nil {
+		return l.doc.Heads(), nil
+	}
+	c, err := r.st.Chart(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return c.Heads, nil
+}
+
+// Quarantined lists the bundles ReceiveFrom refused because of a change
+// its author was not allowed to make, oldest first, for review.
+func (r *Replica) Quarantined(ctx context.Context) ([]store.Quarantined, error) {
+	if err := r.checkOpen(); err != nil {
+		return nil, err
+	}
+	q, err := r.st.Quarantined(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("quarantine: %w", err)
+	}
+	return q, nil
+}
+
+// quarantine keeps a refused bundle for review and returns why it was
+// refused. r.mu is held.
+func (r *Replica) quarantine(ctx context.Context, from string, data []byte, why error) error {
+	q := store.Quarantined{From: from, At: r.cfg.Now().UTC(), Reason: why.Error(), Data: data}
+	if _, err := r.st.Write(ctx, store.Batch{Quarantine: []store.Quarantined{q}}); err != nil {
+		return errors.Join(why, fmt.Errorf("quarantine the bundle: %w", err))
+	}
+	r.log.Warn("quarantined a bundle", "from", from, "reason", why.Error())
+	return why
+}
+
+// madeInScope checks that each change was made on a version of the chart
+// (its dependencies) in whose scope clinic was.
+func madeInScope(l *loaded, chs []crdt.Change, clinic, actor string) error {
+	for _, c := range chs {
+		if len(c.Deps) == 0 {
+			return fmt.Errorf("change %s starts a new history: %w", c.Hash, ErrOutOfScope)
+		}
+		past, err := l.doc.Fork(c.Deps, actor)
+		if err != nil {
+			return fmt.Errorf("change %s: the version it was made on is not held: %w", c.Hash, ErrOutOfScope)
+		}
+		chart, err := record.Open(past)
+		if err != nil {
+			return fmt.Errorf("change %s: %v: %w", c.Hash, err, ErrOutOfScope)
+		}
+		scope, err := chart.Scope()
+		if err != nil {
+			return err
+		}
+		if !slices.Contains(scope, clinic) {
+			return fmt.Errorf("change %s was made after clinic %s lost the chart: %w", c.Hash, clinic, ErrOutOfScope)
+		}
+	}
+	return nil
+}
+
+// parseBundle decodes every change of a bundle and groups them by chart,
+// keeping the bundle's order.
+func parseBundle(b *Bundle) ([]chartBatch, []crdt.Hash, error) {
+	var batches []chartBatch
+	idx := map[string]int{}
+	hashes := make([]crdt.Hash, 0, len(b.Changes))
+	for i, bc := range b.Changes {
+		c, err := crdt.ParseChange(bc.Raw)
+		if err != nil {
+			return nil, nil, fmt.Errorf("receive bundle: change %d: %w: %w", i, ErrMalformedBundle, err)
+		}
+		if !checksumMatches(bc.Raw, c.Hash) {
+			return nil, nil, fmt.Errorf("receive bundle: change %d: checksum does not match its content: %w", i, ErrMalformedBundle)
+		}
+		j, ok := idx[bc.Chart]
+		if !ok {
+			j = len(batches)
+			idx[bc.Chart] = j
+			batches = append(batches, chartBatch{chart: bc.Chart})
+		}
+		batches[j].changes = append(batches[j].changes, c)
+		batches[j].sigs = append(batches[j].sigs, bc.Sig)
+		hashes = append(hashes, c.Hash)
+	}
+	return batches, hashes, nil
+}
+
+// checksumMatches reports whether a raw change's header checksum (bytes 4
+// to 8 of an Automerge chunk) is the start of its hash, as Automerge
+// defines it. Automerge does not check it when parsing changes, so a change
+// corrupted anywhere would otherwise parse as a different, valid change.
+func checksumMatches(raw []byte, h crdt.Hash) bool {
+	return len(raw) >= 8 && bytes.Equal(raw[4:8], h[:4])
+}

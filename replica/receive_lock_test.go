@@ -1,0 +1,125 @@
+package replica_test
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/chartsync/chartsync/replica"
+)
+
+// waitFor fails the test if ch does not deliver within a generous bound:
+// the bound only turns a deadlock into a failure.
+func waitFor[V any](t *testing.T, ch <-chan V, what string) V {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(60 * time.Second):
+		t.Fatalf("%s did not happen", what)
+		panic("unreachable")
+	}
+}
+
+// idleSync runs one exchange each way between dev and hub.
+func idleSync(ctx context.Context, dev, hub *replica.Replica) error {
+	up, err := dev.MakeBundle(ctx, hub.ID())
+	if err != nil {
+		return err
+	}
+	if _, err := hub.Receive(ctx, up.Data); err != nil {
+		return err
+	}
+	down, err := hub.MakeBundle(ctx, dev.ID())
+	if err != nil {
+		return err
+	}
+	_, err = dev.Receive(ctx, down.Data)
+	return err
+}
+
+func TestALargeBundleDoesNotStallOtherSyncs(t *testing.T) {
+	ctx := context.Background()
+	hub, _ := newMem(t, replica.Config{CheckAuthors: true})
+	big, _ := newMem(t, replica.Config{})
+	other, _ := newMem(t, replica.Config{})
+	for i := range 40 {
+		id := register(t, big, fmt.Sprintf("Patient %d", i), "Otieno", "Kamuga")
+		edit(t, big, id, prescribe("Amoxicillin", 250))
+	}
+	require.NoError(t, idleSync(ctx, other, hub), "the other device's first sync")
+
+	planned, release := make(chan struct{}), make(chan struct{})
+	hub.SetAfterPlan(func(from string) {
+		if from == big.ID() {
+			planned <- struct{}{}
+			<-release
+		}
+	})
+	out, err := big.MakeBundle(ctx, hub.ID())
+	require.NoError(t, err)
+	received := make(chan error, 1)
+	go func() {
+		_, err := hub.Receive(ctx, out.Data)
+		received <- err
+	}()
+	waitFor(t, planned, "the large bundle being planned")
+
+	// The large bundle has been decoded, verified, applied and judged,
+	// and waits before its commit: the other device syncs meanwhile.
+	synced := make(chan error, 1)
+	go func() { synced <- idleSync(ctx, other, hub) }()
+	require.NoError(t, waitFor(t, synced, "the other device's idle sync while a large bundle is received"))
+	view, err := hub.Find(ctx, "", 0)
+	require.NoError(t, err)
+	assert.Empty(t, view, "nothing of the large bundle is visible before its commit")
+
+	close(release)
+	require.NoError(t, waitFor(t, received, "the large bundle's receive"))
+	assert.Len(t, chartIDs(t, hub), 40, "the large bundle is stored once it commits")
+}
+
+func TestABundleOvertakenByAnEditIsPlannedAgain(t *testing.T) {
+	ctx := context.Background()
+	hub, _ := newMem(t, replica.Config{CheckAuthors: true})
+	dev, _ := newMem(t, replica.Config{})
+	id := register(t, dev, "Achieng", "Odhiambo", "Kamuga")
+	_, err := replica.SyncPair(ctx, dev, hub)
+	require.NoError(t, err)
+	view(t, hub, id) // the chart is cached at the hub
+
+	edit(t, dev, id, prescribe("Metformin", 500))
+	var plans atomic.Int32
+	planned, release := make(chan struct{}), make(chan struct{})
+	hub.SetAfterPlan(func(from string) {
+		if from == dev.ID() && plans.Add(1) == 1 {
+			planned <- struct{}{}
+			<-release
+		}
+	})
+	out, err := dev.MakeBundle(ctx, hub.ID())
+	require.NoError(t, err)
+	received := make(chan error, 1)
+	go func() {
+		_, err := hub.Receive(ctx, out.Data)
+		received <- err
+	}()
+	waitFor(t, planned, "the bundle being planned")
+	// An edit at the hub commits first, on the chart the bundle changes.
+	edit(t, hub, id, allergy(1))
+	close(release)
+	require.NoError(t, waitFor(t, received, "the overtaken bundle's receive"))
+	assert.Equal(t, int32(2), plans.Load(), "the overtaken bundle was planned again from the chart as it now is")
+
+	v := view(t, hub, id)
+	assert.Len(t, v.Prescriptions, 1, "the device's prescription is kept")
+	assert.Len(t, v.Allergies, 1, "the hub's own edit is kept")
+	_, err = replica.SyncPair(ctx, dev, hub)
+	require.NoError(t, err)
+	requireSameCharts(t, dev, hub)
+}
