@@ -1,11 +1,25 @@
-// Command syncbench measures the sync engine: it builds two replicas on
-// disk, gives one of them N synthetic charts, and measures four scenarios
-// (full, idle, delta, concurrent): bytes each way, round trips, wall time
-// and peak Go heap. It checks that both replicas converge (equal heads for
-// every chart and identical views) and exits non-zero if they do not.
+// Command syncbench measures the sync engine between replicas on disk. It
+// checks that the replicas converge (equal heads for every chart and
+// identical views) and exits non-zero if they do not.
 //
-//	go run ./examples/syncbench            # N=5,000, a table
+// Replica A gets N synthetic charts, then four scenarios (full, idle,
+// delta, concurrent) sync it with replica B: bytes each way, round trips,
+// changes sent (and how many distinct, and already held), wall time, peak
+// Go heap and RSS, as a table or, with -json, one JSON object per scenario
+// as it ends. By default A and B are peers. With -clinic they sync as the
+// cloud does: A is a device of clinic kamuga, B the cloud, which takes A's
+// bundles with ReceiveFrom (A's ID, the clinic's scope, author checks) and
+// makes A's with MakeBundleFor the clinic; a fifth scenario, download, is
+// then a new device's first sync with the cloud. -bundle-bytes makes
+// bundles small, so a first sync takes many round trips.
+//
+// Progress goes to stderr: one line rewritten in place on a terminal,
+// plain lines every 10 seconds otherwise. Every loop is bounded in count,
+// and the run in time (-timeout).
+//
+//	go run ./examples/syncbench                     # N=5,000, a table
 //	go run ./examples/syncbench -n 50000 -json
+//	go run ./examples/syncbench -clinic -bundle-bytes 65536 -json
 package main
 
 import (
@@ -28,14 +42,16 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/chartsync/chartsync/device"
 	"github.com/chartsync/chartsync/record"
 	"github.com/chartsync/chartsync/replica"
 	"github.com/chartsync/chartsync/replica/store"
 )
 
 type result struct {
-	Scenario      string `json:"scenario"`
+	Scenario string `json:"scenario"`
+	// Mode is "peers" (two devices syncing as equals) or "clinic" (a
+	// clinic's device syncing with the cloud, within the clinic's scope).
+	Mode          string `json:"mode"`
 	Charts        int    `json:"charts"`
 	BytesSent     int    `json:"bytes_sent"`
 	BytesReceived int    `json:"bytes_received"`
@@ -45,80 +61,166 @@ type result struct {
 	PeakHeapBytes uint64 `json:"peak_heap_bytes"`
 	PeakRSSBytes  uint64 `json:"peak_rss_bytes,omitempty"`
 	Converged     bool   `json:"converged"`
-	ChangesMoved  int    `json:"changes_moved"`
-	ViewsChecked  int    `json:"views_checked"`
-	Target        string `json:"target"`
-	TargetMet     bool   `json:"target_met"`
+	// ChangesMoved is ChangesSent, under its earlier name.
+	ChangesMoved int `json:"changes_moved"`
+	// ChangesSent counts the changes the bundles carried, both ways;
+	// ChangesDistinct the different changes among them; ChangesDuplicate
+	// those the receiving replica already held (resends).
+	ChangesSent      int `json:"changes_sent"`
+	ChangesDistinct  int `json:"changes_distinct"`
+	ChangesDuplicate int `json:"changes_duplicate"`
+	// BundleBytesLimit is replica.Config.BundleBytes (0: the default).
+	BundleBytesLimit int `json:"bundle_bytes_limit,omitempty"`
+	ViewsChecked     int `json:"views_checked"`
+
+	Target    string `json:"target"`
+	TargetMet bool   `json:"target_met"`
+}
+
+// options are the command's flags.
+type options struct {
+	n            int
+	asJSON       bool
+	dir          string
+	seed         uint64
+	verify       int
+	signed       bool
+	checkAuthors bool
+	clinic       bool
+	bundleBytes  int
+}
+
+func (o options) mode() string {
+	if o.clinic {
+		return "clinic"
+	}
+	return "peers"
 }
 
 func main() {
-	n := flag.Int("n", 5000, "number of charts")
-	asJSON := flag.Bool("json", false, "print one JSON object per scenario instead of a table")
-	dir := flag.String("dir", "", "directory for the two replica databases (default: a temporary directory, removed afterwards)")
-	seed := flag.Uint64("seed", 1, "seed for the synthetic charts")
-	verify := flag.Int("verify", 10000, "compare the views of all charts when N is at most this; above it, of every changed chart and a random sample of this many")
-	unsigned := flag.Bool("unsigned", false, "replicas neither sign nor check change signatures (by default both do, as devices of a deployment)")
-	checkAuthors := flag.Bool("check-authors", false, "the receiving replicas also check every change's author and role (record.CheckChange), as the cloud does")
+	var o options
+	flag.IntVar(&o.n, "n", 5000, "number of charts")
+	flag.BoolVar(&o.asJSON, "json", false, "print one JSON object per scenario (as each ends) instead of a table")
+	flag.StringVar(&o.dir, "dir", "", "directory for the replica databases (default: a temporary directory, removed afterwards)")
+	flag.Uint64Var(&o.seed, "seed", 1, "seed for the synthetic charts")
+	flag.IntVar(&o.verify, "verify", 10000, "compare the views of all charts when N is at most this; above it, of every changed chart and a random sample of this many")
+	unsigned := flag.Bool("unsigned", false, "replicas neither sign nor check change signatures (by default both do, as devices of a deployment); not with -clinic")
+	flag.BoolVar(&o.checkAuthors, "check-authors", false, "peers mode: the receiving replicas also check every change's author and role (record.CheckChange), as the cloud does (in -clinic mode both sides always do)")
+	flag.BoolVar(&o.clinic, "clinic", false, "run the scenarios as the cloud runs them: replica A is a device of clinic "+clinicHome+", B the cloud, which receives only A's bundles within the clinic's scope, checking authors, and answers with the clinic's charts only")
+	flag.IntVar(&o.bundleBytes, "bundle-bytes", 0, "the most change bytes a bundle carries (replica.Config.BundleBytes; 0: the default, 4 MiB); a small value forces many round trips")
+	timeout := flag.Duration("timeout", 3*time.Hour, "stop the run after this long")
 	flag.Parse()
+	o.signed = !*unsigned
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	if err := run(ctx, *n, *asJSON, *dir, *seed, *verify, !*unsigned, *checkAuthors); err != nil {
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	if err := run(ctx, o); err != nil {
 		fmt.Fprintln(os.Stderr, "syncbench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, n int, asJSON bool, dir string, seed uint64, verify int, signed, checkAuthors bool) error {
-	if n < 100 {
+func run(ctx context.Context, o options) error {
+	switch {
+	case o.n < 100:
 		return errors.New("-n must be at least 100 (the delta and concurrent scenarios change 80 charts)")
+	case o.clinic && !o.signed:
+		return errors.New("-clinic needs signed changes: the cloud checks every device's signatures (drop -unsigned)")
+	case o.bundleBytes < 0:
+		return errors.New("-bundle-bytes must not be negative")
 	}
-	if dir == "" {
+	if o.dir == "" {
 		d, err := os.MkdirTemp("", "syncbench-*")
 		if err != nil {
 			return err
 		}
 		defer os.RemoveAll(d)
-		dir = d
+		o.dir = d
 	}
-	cfgA, cfgB, err := configs(signed, checkAuthors)
+	dep, err := newDeployment(o.bundleBytes, o.checkAuthors)
 	if err != nil {
 		return err
 	}
-	a, err := replica.Open(ctx, filepath.Join(dir, "a.db"), cfgA)
+	var results []result
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetEscapeHTML(false) // targets read "≤ 1 KiB", "< 128 MiB"
+	emit := func(r result) {
+		results = append(results, r)
+		if o.asJSON {
+			enc.Encode(r)
+		}
+	}
+
+	if err := runCharts(ctx, o, dep, emit); err != nil {
+		return err
+	}
+	if !o.asJSON {
+		report(os.Stdout, results)
+	}
+	for _, r := range results {
+		if !r.Converged {
+			return fmt.Errorf("scenario %s did not converge", r.Scenario)
+		}
+	}
+	return nil
+}
+
+// runCharts gives replica A n synthetic charts and runs the scenarios on
+// them.
+func runCharts(ctx context.Context, o options, dep *deployment, emit func(result)) error {
+	cfgA, cfgB, err := configs(o, dep)
+	if err != nil {
+		return err
+	}
+	a, err := replica.Open(ctx, filepath.Join(o.dir, "a.db"), cfgA)
 	if err != nil {
 		return err
 	}
 	defer a.Close()
-	b, err := replica.Open(ctx, filepath.Join(dir, "b.db"), cfgB)
-	if err != nil {
-		return err
-	}
-	defer b.Close()
 	if held, err := a.Find(ctx, "", 1); err != nil || len(held) > 0 {
-		return fmt.Errorf("%s already holds charts: give an empty -dir (or none)", dir)
+		return fmt.Errorf("%s already holds charts: give an empty -dir (or none)", o.dir)
 	}
-
-	rng := rand.New(rand.NewPCG(seed, seed^0x5eed))
-	ids, savedBytes, err := build(ctx, a, rng, n)
+	rng := rand.New(rand.NewPCG(o.seed, o.seed^0x5eed))
+	home := "kamuga-dispensary"
+	if o.clinic {
+		home = clinicHome
+	}
+	ids, savedBytes, err := build(ctx, a, rng, o.n, home)
 	if err != nil {
 		return err
 	}
-	bench := &bench{a: a, b: b, n: n, verify: verify, rng: rng}
-	var results []result
+	return runSync(ctx, o, dep, a, cfgB, ids, savedBytes, rng, emit)
+}
+
+// runSync measures the full, idle, delta and concurrent scenarios between
+// a and a new replica B (with -clinic, also a new device's first download
+// from B), then times reopening B.
+func runSync(ctx context.Context, o options, dep *deployment, a *replica.Replica, cfgB replica.Config, ids []string, savedBytes int, rng *rand.Rand, emit func(result)) error {
+	b, err := replica.Open(ctx, filepath.Join(o.dir, "b.db"), cfgB)
+	if err != nil {
+		return err
+	}
+	defer func() { b.Close() }()
+	l := link{a: a, b: b}
+	if o.clinic {
+		l.clinic, l.checks = clinicHome, true
+	}
+	bench := &bench{a: a, b: b, l: l, o: o, rng: rng}
 
 	full, err := bench.scenario(ctx, "full", savedBytes, nil, nil)
 	if err != nil {
 		return err
 	}
 	full.Target, full.TargetMet = fmt.Sprintf("bytes ≤ saved size %d", savedBytes), full.BytesSent+full.BytesReceived <= savedBytes
-	results = append(results, full)
+	emit(full)
 
 	idle, err := bench.scenario(ctx, "idle", 0, nil, nil)
 	if err != nil {
 		return err
 	}
 	idle.Target, idle.TargetMet = "≤ 1 KiB, 1 round trip", idle.BytesSent+idle.BytesReceived <= 1024 && idle.RoundTrips == 1
-	results = append(results, idle)
+	emit(idle)
 
 	// Delta: 50 charts changed on a, 10 others on b.
 	perm := rng.Perm(len(ids))
@@ -139,7 +241,7 @@ func run(ctx context.Context, n int, asJSON bool, dir string, seed uint64, verif
 		return err
 	}
 	delta.Target, delta.TargetMet = fmt.Sprintf("bytes ≤ 2×%d + 2 KiB", payload), delta.BytesSent+delta.BytesReceived <= 2*payload+2048
-	results = append(results, delta)
+	emit(delta)
 
 	// Concurrent: the same 20 charts, the same prescription, on both sides.
 	same := pickIDs(ids, perm[60:80])
@@ -147,7 +249,7 @@ func run(ctx context.Context, n int, asJSON bool, dir string, seed uint64, verif
 	for i, r := range []*replica.Replica{a, b} {
 		// Side a multiplies each dose by 1.5, side b by 2: different
 		// values, so every chart must show a conflict.
-		p, err := editAll(ctx, r, same, rand.New(rand.NewPCG(seed, uint64(i))), 1.5+0.5*float64(i))
+		p, err := editAll(ctx, r, same, rand.New(rand.NewPCG(o.seed, uint64(i))), 1.5+0.5*float64(i))
 		if err != nil {
 			return err
 		}
@@ -163,9 +265,15 @@ func run(ctx context.Context, n int, asJSON bool, dir string, seed uint64, verif
 		return err
 	}
 	conc.Target, conc.TargetMet = fmt.Sprintf("bytes ≤ 2×%d + 2 KiB", payload), conc.BytesSent+conc.BytesReceived <= 2*payload+2048
-	results = append(results, conc)
+	emit(conc)
 
-	report(os.Stdout, results, asJSON)
+	if o.clinic {
+		down, err := firstDownload(ctx, o, dep, b)
+		if err != nil {
+			return err
+		}
+		emit(down)
+	}
 
 	// Reopening must not load the charts: time it on the replica that
 	// received everything.
@@ -173,23 +281,17 @@ func run(ctx context.Context, n int, asJSON bool, dir string, seed uint64, verif
 		return err
 	}
 	start := time.Now()
-	b, err = replica.Open(ctx, filepath.Join(dir, "b.db"), cfgB)
+	b, err = replica.Open(ctx, filepath.Join(o.dir, "b.db"), cfgB)
 	if err != nil {
 		return err
 	}
-	defer b.Close()
 	opened := time.Since(start)
 	v, err := b.Chart(ctx, ids[len(ids)-1])
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(os.Stderr, "reopened the replica holding %d charts in %d ms; first chart read after %d ms (%d history entries)\n",
-		n, opened.Milliseconds(), time.Since(start).Milliseconds(), len(v.History))
-	for _, r := range results {
-		if !r.Converged {
-			return fmt.Errorf("scenario %s did not converge", r.Scenario)
-		}
-	}
+		o.n, opened.Milliseconds(), time.Since(start).Milliseconds(), len(v.History))
 	return nil
 }
 
@@ -201,55 +303,44 @@ func pickIDs(ids []string, idx []int) []string {
 	return out
 }
 
-// configs returns the two replicas' configurations: signed, each is a
-// device with its own key pair, enrolled by one authority, and knows at
-// first only its own enrolment (the other's arrives with its changes).
-func configs(signed, checkAuthors bool) (replica.Config, replica.Config, error) {
-	if !signed {
-		return replica.Config{CheckAuthors: checkAuthors}, replica.Config{CheckAuthors: checkAuthors}, nil
-	}
-	auth, err := device.NewAuthority()
-	if err != nil {
-		return replica.Config{}, replica.Config{}, err
-	}
-	newDevice := func() (replica.Config, error) {
-		id, err := device.Generate(replica.NewID(), "kamuga-dispensary")
+// configs returns the configurations of replicas A and B. As peers,
+// signed, each is a device with its own key pair, enrolled by one
+// authority, and knows at first only its own enrolment (the other's
+// arrives with its changes). With -clinic, A is a device of clinic
+// kamuga and B the cloud.
+func configs(o options, dep *deployment) (replica.Config, replica.Config, error) {
+	switch {
+	case o.clinic:
+		a, err := dep.clinicDevice(clinicHome)
 		if err != nil {
-			return replica.Config{}, err
+			return a, a, err
 		}
-		rec, err := auth.Enrol(id.Public(), time.Now(), 24*time.Hour)
-		if err != nil {
-			return replica.Config{}, err
-		}
-		roster, err := device.NewRoster(device.RosterConfig{Authorities: []device.TrustedAuthority{{Key: auth.PublicKey()}}})
-		if err != nil {
-			return replica.Config{}, err
-		}
-		if _, err := roster.Add(rec); err != nil {
-			return replica.Config{}, err
-		}
-		return replica.Config{Signer: id, Keys: roster, CheckAuthors: checkAuthors}, nil
+		b, err := dep.cloud()
+		return a, b, err
+	case !o.signed:
+		cfg := replica.Config{CheckAuthors: o.checkAuthors, BundleBytes: o.bundleBytes}
+		return cfg, cfg, nil
 	}
-	a, err := newDevice()
+	a, err := dep.signer("kamuga-dispensary")
 	if err != nil {
 		return a, a, err
 	}
-	b, err := newDevice()
+	b, err := dep.signer("kamuga-dispensary")
 	return a, b, err
 }
 
-// build gives a the n synthetic charts, in durable groups, and returns
-// their IDs and the sum of their compact saved sizes.
-func build(ctx context.Context, a *replica.Replica, rng *rand.Rand, n int) ([]string, int, error) {
+// build gives a the n synthetic charts of clinic home, in durable groups,
+// and returns their IDs and the sum of their compact saved sizes.
+func build(ctx context.Context, a *replica.Replica, rng *rand.Rand, n int, home string) ([]string, int, error) {
 	const group = 500
 	ids := make([]string, 0, n)
 	saved := 0
-	start := time.Now()
+	prog := newProgress("building charts")
 	base := time.Date(2026, 11, 1, 8, 0, 0, 0, time.UTC)
 	for len(ids) < n {
 		batch := make([]*record.Chart, 0, group)
 		for len(batch) < group && len(ids)+len(batch) < n {
-			c, err := newChart(rng, a.ID(), "kamuga-dispensary", base)
+			c, err := newChart(rng, a.ID(), home, base)
 			if err != nil {
 				return nil, 0, fmt.Errorf("build chart: %w", err)
 			}
@@ -262,12 +353,12 @@ func build(ctx context.Context, a *replica.Replica, rng *rand.Rand, n int) ([]st
 		for _, c := range batch {
 			ids = append(ids, c.ID())
 		}
-		progress("building charts", len(ids), n, start)
+		prog.update("%d/%d", len(ids), n)
 		if err := ctx.Err(); err != nil {
 			return nil, 0, err
 		}
 	}
-	fmt.Fprintln(os.Stderr)
+	prog.done("%d charts", n)
 	return ids, saved, nil
 }
 
@@ -301,10 +392,10 @@ func editAll(ctx context.Context, r *replica.Replica, ids []string, rng *rand.Ra
 }
 
 type bench struct {
-	a, b   *replica.Replica
-	n      int
-	verify int
-	rng    *rand.Rand
+	a, b *replica.Replica
+	l    link
+	o    options
+	rng  *rand.Rand
 }
 
 // scenario syncs a and b, measuring, then checks convergence: equal heads
@@ -312,15 +403,20 @@ type bench struct {
 // (all charts when n ≤ verify). check, if set, is run on each changed
 // chart's view.
 func (bn *bench) scenario(ctx context.Context, name string, payload int, changed []string, check func(record.View) error) (result, error) {
-	res := result{Scenario: name, Charts: bn.n, PayloadBytes: payload}
+	res := result{Scenario: name, Mode: bn.o.mode(), Charts: bn.o.n, PayloadBytes: payload, BundleBytesLimit: bn.o.bundleBytes}
+	var prog *progress
+	if name == "full" {
+		prog = newProgress("full sync")
+	}
 	runtime.GC()
 	peak := startPeak()
-	start := time.Now()
-	err := exchange(ctx, bn.a, bn.b, &res, name == "full")
-	res.WallMS = time.Since(start).Milliseconds()
+	err := exchange(ctx, bn.l, &res, prog)
 	res.PeakHeapBytes, res.PeakRSSBytes = peak.stop()
 	if err != nil {
 		return res, fmt.Errorf("%s sync: %w", name, err)
+	}
+	if prog != nil {
+		prog.done("%d round trips, %d changes sent (%d distinct)", res.RoundTrips, res.ChangesSent, res.ChangesDistinct)
 	}
 	conv, checked, err := bn.converged(ctx, changed, check)
 	if err != nil {
@@ -328,43 +424,6 @@ func (bn *bench) scenario(ctx context.Context, name string, payload int, changed
 	}
 	res.Converged, res.ViewsChecked = conv, checked
 	return res, nil
-}
-
-// exchange is what an interactive courier does: a's bundle to b, b's
-// answer to a, until both had everything in one bundle.
-func exchange(ctx context.Context, a, b *replica.Replica, res *result, showProgress bool) error {
-	start := time.Now()
-	for rt := 1; rt <= 100000; rt++ {
-		out, err := a.MakeBundle(ctx, b.ID())
-		if err != nil {
-			return err
-		}
-		if _, err := b.Receive(ctx, out.Data); err != nil {
-			return err
-		}
-		back, err := b.MakeBundle(ctx, a.ID())
-		if err != nil {
-			return err
-		}
-		if _, err := a.Receive(ctx, back.Data); err != nil {
-			return err
-		}
-		res.RoundTrips = rt
-		res.BytesSent += len(out.Data)
-		res.BytesReceived += len(back.Data)
-		res.ChangesMoved += out.Changes + back.Changes
-		if showProgress {
-			fmt.Fprintf(os.Stderr, "\rsyncing: %d round trips, %d changes, %.1f MB sent, %s", rt, res.ChangesMoved,
-				float64(res.BytesSent)/1e6, time.Since(start).Round(time.Second))
-		}
-		if out.Complete && back.Complete {
-			if showProgress {
-				fmt.Fprintln(os.Stderr)
-			}
-			return nil
-		}
-	}
-	return errors.New("no convergence after 100000 round trips")
 }
 
 func (bn *bench) converged(ctx context.Context, changed []string, check func(record.View) error) (bool, int, error) {
@@ -376,7 +435,7 @@ func (bn *bench) converged(ctx context.Context, changed []string, check func(rec
 	if err != nil {
 		return false, 0, err
 	}
-	if len(ca) != bn.n || len(cb) != bn.n {
+	if len(ca) != bn.o.n || len(cb) != bn.o.n {
 		return false, 0, nil
 	}
 	heads := make(map[string]store.Chart, len(ca))
@@ -391,10 +450,10 @@ func (bn *bench) converged(ctx context.Context, changed []string, check func(rec
 		all = append(all, c.ID)
 	}
 	toCheck := slices.Clone(changed)
-	if bn.n <= bn.verify {
+	if bn.o.n <= bn.o.verify {
 		toCheck = all
 	} else {
-		for range bn.verify {
+		for range bn.o.verify {
 			toCheck = append(toCheck, all[bn.rng.IntN(len(all))])
 		}
 	}
@@ -480,27 +539,17 @@ func rss() uint64 {
 	return res * uint64(os.Getpagesize())
 }
 
-func progress(what string, done, total int, start time.Time) {
-	fmt.Fprintf(os.Stderr, "\r%s: %d/%d (%s)", what, done, total, time.Since(start).Round(time.Second))
-}
-
-func report(w io.Writer, rs []result, asJSON bool) {
-	if asJSON {
-		enc := json.NewEncoder(w)
-		for _, r := range rs {
-			enc.Encode(r)
-		}
-		return
-	}
+// report prints the results as a table.
+func report(w io.Writer, rs []result) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario\tcharts\tsent B\treceived B\tround trips\tpayload B\twall ms\tpeak heap MB\tpeak RSS MB\tconverged\ttarget\t")
+	fmt.Fprintln(tw, "scenario\tmode\tcharts\tsent B\treceived B\tround trips\tchanges sent\tdistinct\tpayload B\twall ms\tpeak heap MB\tpeak RSS MB\tconverged\ttarget\t")
 	for _, r := range rs {
 		met := "met"
 		if !r.TargetMet {
 			met = "MISSED"
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%.1f\t%.1f\t%v\t%s (%s)\t\n", r.Scenario, r.Charts, r.BytesSent, r.BytesReceived,
-			r.RoundTrips, r.PayloadBytes, r.WallMS, float64(r.PeakHeapBytes)/(1<<20), float64(r.PeakRSSBytes)/(1<<20), r.Converged, r.Target, met)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%.1f\t%.1f\t%v\t%s (%s)\t\n", r.Scenario, r.Mode, r.Charts, r.BytesSent, r.BytesReceived,
+			r.RoundTrips, r.ChangesSent, r.ChangesDistinct, r.PayloadBytes, r.WallMS, float64(r.PeakHeapBytes)/(1<<20), float64(r.PeakRSSBytes)/(1<<20), r.Converged, r.Target, met)
 	}
 	tw.Flush()
 }
