@@ -2,23 +2,29 @@
 // checks that the replicas converge (equal heads for every chart and
 // identical views) and exits non-zero if they do not.
 //
-// Replica A gets N synthetic charts, then four scenarios (full, idle,
-// delta, concurrent) sync it with replica B: bytes each way, round trips,
-// changes sent (and how many distinct, and already held), wall time, peak
-// Go heap and RSS, as a table or, with -json, one JSON object per scenario
-// as it ends. By default A and B are peers. With -clinic they sync as the
-// cloud does: A is a device of clinic kamuga, B the cloud, which takes A's
-// bundles with ReceiveFrom (A's ID, the clinic's scope, author checks) and
-// makes A's with MakeBundleFor the clinic; a fifth scenario, download, is
-// then a new device's first sync with the cloud. -bundle-bytes makes
-// bundles small, so a first sync takes many round trips.
+// Two groups of scenarios (-scenarios sync,checks), each printed as a
+// table row or, with -json, as one JSON object per scenario as it ends:
+//
+//   - sync: replica A gets N synthetic charts, then full, idle, delta and
+//     concurrent syncs with replica B: bytes each way, round trips,
+//     changes sent (and how many distinct, and already held), wall time,
+//     peak Go heap and RSS. By default A and B are peers. With -clinic
+//     they sync as the cloud does: A is a device of clinic kamuga, B the
+//     cloud, which takes A's bundles with ReceiveFrom (A's ID, the
+//     clinic's scope, author checks) and makes A's with MakeBundleFor the
+//     clinic; a fifth scenario, download, is then a new device's first
+//     sync with the cloud. -bundle-bytes makes bundles small, so a first
+//     sync takes many round trips.
+//   - checks: the full sync of A's charts to a new replica with signature
+//     and author checks, against one without, at the same N (target: at
+//     most 1.3 times as long).
 //
 // Progress goes to stderr: one line rewritten in place on a terminal,
 // plain lines every 10 seconds otherwise. Every loop is bounded in count,
 // and the run in time (-timeout).
 //
 //	go run ./examples/syncbench                     # N=5,000, a table
-//	go run ./examples/syncbench -n 50000 -json
+//	go run ./examples/syncbench -n 50000 -json -scenarios sync
 //	go run ./examples/syncbench -clinic -bundle-bytes 65536 -json
 package main
 
@@ -37,6 +43,7 @@ import (
 	"runtime"
 	"runtime/metrics"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"text/tabwriter"
@@ -73,6 +80,11 @@ type result struct {
 	BundleBytesLimit int `json:"bundle_bytes_limit,omitempty"`
 	ViewsChecked     int `json:"views_checked"`
 
+	// The checks scenario: the full sync's time without signature and
+	// author checks (wall_ms is with them; ratio is wall_ms / this).
+	WallMSChecksOff int64   `json:"wall_ms_checks_off,omitempty"`
+	Ratio           float64 `json:"ratio,omitempty"`
+
 	Target    string `json:"target"`
 	TargetMet bool   `json:"target_met"`
 }
@@ -88,6 +100,7 @@ type options struct {
 	checkAuthors bool
 	clinic       bool
 	bundleBytes  int
+	scenarios    map[string]bool
 }
 
 func (o options) mode() string {
@@ -97,6 +110,9 @@ func (o options) mode() string {
 	return "peers"
 }
 
+// The groups of scenarios -scenarios chooses from.
+var groups = []string{"sync", "checks"}
+
 func main() {
 	var o options
 	flag.IntVar(&o.n, "n", 5000, "number of charts")
@@ -104,13 +120,20 @@ func main() {
 	flag.StringVar(&o.dir, "dir", "", "directory for the replica databases (default: a temporary directory, removed afterwards)")
 	flag.Uint64Var(&o.seed, "seed", 1, "seed for the synthetic charts")
 	flag.IntVar(&o.verify, "verify", 10000, "compare the views of all charts when N is at most this; above it, of every changed chart and a random sample of this many")
-	unsigned := flag.Bool("unsigned", false, "replicas neither sign nor check change signatures (by default both do, as devices of a deployment); not with -clinic")
+	unsigned := flag.Bool("unsigned", false, "replicas neither sign nor check change signatures (by default both do, as devices of a deployment); not with -clinic, and the checks scenario is skipped")
 	flag.BoolVar(&o.checkAuthors, "check-authors", false, "peers mode: the receiving replicas also check every change's author and role (record.CheckChange), as the cloud does (in -clinic mode both sides always do)")
-	flag.BoolVar(&o.clinic, "clinic", false, "run the scenarios as the cloud runs them: replica A is a device of clinic "+clinicHome+", B the cloud, which receives only A's bundles within the clinic's scope, checking authors, and answers with the clinic's charts only")
+	flag.BoolVar(&o.clinic, "clinic", false, "run the sync and checks scenarios as the cloud runs them: replica A is a device of clinic "+clinicHome+", B the cloud, which receives only A's bundles within the clinic's scope, checking authors, and answers with the clinic's charts only")
 	flag.IntVar(&o.bundleBytes, "bundle-bytes", 0, "the most change bytes a bundle carries (replica.Config.BundleBytes; 0: the default, 4 MiB); a small value forces many round trips")
+	scenarios := flag.String("scenarios", strings.Join(groups, ","), "the groups of scenarios to run, comma-separated: sync (full, idle, delta, concurrent), checks (the full sync with and without signature and author checks)")
 	timeout := flag.Duration("timeout", 3*time.Hour, "stop the run after this long")
 	flag.Parse()
 	o.signed = !*unsigned
+	o.scenarios = map[string]bool{}
+	for _, g := range strings.Split(*scenarios, ",") {
+		if g = strings.TrimSpace(g); g != "" {
+			o.scenarios[g] = true
+		}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
@@ -122,6 +145,11 @@ func main() {
 }
 
 func run(ctx context.Context, o options) error {
+	for g := range o.scenarios {
+		if !slices.Contains(groups, g) {
+			return fmt.Errorf("-scenarios: no group %q (choose from %s)", g, strings.Join(groups, ", "))
+		}
+	}
 	switch {
 	case o.n < 100:
 		return errors.New("-n must be at least 100 (the delta and concurrent scenarios change 80 charts)")
@@ -166,8 +194,8 @@ func run(ctx context.Context, o options) error {
 	return nil
 }
 
-// runCharts gives replica A n synthetic charts and runs the scenarios on
-// them.
+// runCharts gives replica A n synthetic charts and runs the sync and
+// checks scenarios on them.
 func runCharts(ctx context.Context, o options, dep *deployment, emit func(result)) error {
 	cfgA, cfgB, err := configs(o, dep)
 	if err != nil {
@@ -190,7 +218,23 @@ func runCharts(ctx context.Context, o options, dep *deployment, emit func(result
 	if err != nil {
 		return err
 	}
-	return runSync(ctx, o, dep, a, cfgB, ids, savedBytes, rng, emit)
+	if o.scenarios["sync"] {
+		if err := runSync(ctx, o, dep, a, cfgB, ids, savedBytes, rng, emit); err != nil {
+			return err
+		}
+	}
+	if o.scenarios["checks"] {
+		if !o.signed {
+			fmt.Fprintln(os.Stderr, "checks scenario skipped: with -unsigned there are no signatures to check")
+			return nil
+		}
+		res, err := checksScenario(ctx, o, dep, a)
+		if err != nil {
+			return err
+		}
+		emit(res)
+	}
+	return nil
 }
 
 // runSync measures the full, idle, delta and concurrent scenarios between
@@ -539,7 +583,8 @@ func rss() uint64 {
 	return res * uint64(os.Getpagesize())
 }
 
-// report prints the results as a table.
+// report prints the results as a table, and what the checks scenario
+// measures besides below it.
 func report(w io.Writer, rs []result) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "scenario\tmode\tcharts\tsent B\treceived B\tround trips\tchanges sent\tdistinct\tpayload B\twall ms\tpeak heap MB\tpeak RSS MB\tconverged\ttarget\t")
@@ -552,4 +597,9 @@ func report(w io.Writer, rs []result) {
 			r.RoundTrips, r.ChangesSent, r.ChangesDistinct, r.PayloadBytes, r.WallMS, float64(r.PeakHeapBytes)/(1<<20), float64(r.PeakRSSBytes)/(1<<20), r.Converged, r.Target, met)
 	}
 	tw.Flush()
+	for _, r := range rs {
+		if r.WallMSChecksOff > 0 {
+			fmt.Fprintf(w, "%s: full sync %d ms with signature and author checks, %d ms without: %.2f×\n", r.Scenario, r.WallMS, r.WallMSChecksOff, r.Ratio)
+		}
+	}
 }
