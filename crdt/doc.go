@@ -23,6 +23,19 @@
 // so callers that persist documents must persist held changes too (package
 // replica keeps every raw change in its store and re-applies on load).
 //
+// # Reading a change without applying it
+//
+// ChangeOps decodes one raw change in Go, following the Automerge binary
+// format: its header and every operation (object, key, action, value,
+// predecessors), with each operation's ID. A checker can so judge a
+// change by what it does at the cost of the change, not of the document.
+// EncodeChange is its inverse, for tests and tools that need changes
+// Automerge would not make. An OpIndex records which operations and
+// objects a history holds; its CheckRefs refuses (ErrUnknownRef) a change
+// naming an object, element or operation its dependencies do not hold,
+// which Automerge would apply differently on replicas that hold different
+// changes.
+//
 // # Errors
 //
 // Bytes that are not a valid document or change give an error matching

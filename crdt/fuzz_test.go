@@ -11,7 +11,8 @@ import (
 	"github.com/chartsync/chartsync/crdt"
 )
 
-func seedDoc(f *testing.F) *crdt.Doc {
+func seedDoc(f testing.TB) *crdt.Doc {
+	f.Helper()
 	d, err := crdt.New("aa01")
 	require.NoError(f, err)
 	_, err = d.Edit("init", t0, func(tx *crdt.Tx) error {
@@ -138,6 +139,61 @@ func FuzzChangeActor(f *testing.F) {
 		if c, perr := crdt.ParseChange(data); perr == nil {
 			require.NoError(t, err, "a valid change has a readable actor")
 			require.Equal(t, c.Actor, actor)
+		}
+	})
+}
+
+// FuzzChangeOps decodes arbitrary bytes, and the same bytes with their
+// checksums made valid, as one change: never a panic; an error matches
+// ErrMalformed; what decodes encodes again (EncodeChange) to bytes that
+// decode to the same change, and agrees with Automerge's reading of the
+// header whenever ParseChange accepts the bytes too.
+func FuzzChangeOps(f *testing.F) {
+	base := seedDoc(f)
+	other, err := base.Fork(nil, "bb02")
+	require.NoError(f, err)
+	_, err = other.Edit("b", t0, func(tx *crdt.Tx) error { return tx.SpliceText([]string{"m"}, "note", 0, 2, "FE") })
+	require.NoError(f, err)
+	_, err = base.Edit("a", t0, func(tx *crdt.Tx) error { return tx.Put([]string{"m"}, "dose", "1 g") })
+	require.NoError(f, err)
+	_, err = base.Merge(other)
+	require.NoError(f, err)
+	_, err = base.Edit("c", t0, func(tx *crdt.Tx) error {
+		if err := tx.Put([]string{"m"}, "dose", "750 mg"); err != nil {
+			return err
+		}
+		return tx.SpliceText([]string{"m"}, "note", 1, 2, "é🙂")
+	})
+	require.NoError(f, err)
+	chs, err := base.Changes(nil)
+	require.NoError(f, err)
+	for _, c := range chs {
+		f.Add(c.Raw)
+		f.Add(c.Raw[:len(c.Raw)-1])
+	}
+	f.Add([]byte{})
+	f.Add(crdt.SaveChanges(chs[:2]))
+
+	f.Fuzz(func(t *testing.T, data []byte) {
+		for _, in := range [][]byte{data, reseal(data)} {
+			info, err := crdt.ChangeOps(in)
+			if err != nil {
+				require.ErrorIs(t, err, crdt.ErrMalformed)
+				continue
+			}
+			raw, err := crdt.EncodeChange(info)
+			require.NoError(t, err, "a decoded change encodes")
+			again, err := crdt.ChangeOps(raw)
+			require.NoError(t, err, "an encoded change decodes")
+			again.Hash = info.Hash
+			require.Equal(t, info, again, "the change decodes differently once encoded again")
+			if c, err := crdt.ParseChange(in); err == nil {
+				require.Equal(t, c.Hash, info.Hash)
+				require.Equal(t, c.Actor, info.Actor)
+				require.Equal(t, c.Seq, info.Seq)
+				require.Equal(t, c.Message, info.Message)
+				require.ElementsMatch(t, c.Deps, info.Deps)
+			}
 		}
 	})
 }

@@ -33,25 +33,36 @@ const maxInflate = 64 << 20
 // checkChange validates one raw change chunk (magic, checksum, type, length
 // and body, as split by splitChunks).
 func checkChange(chunk []byte) error {
+	_, err := parseChunk(chunk)
+	return err
+}
+
+// parseChunk validates one raw change chunk and returns its parsed body.
+func parseChunk(chunk []byte) (*changeBody, error) {
 	if len(chunk) < 10 || !bytes.Equal(chunk[:4], chunkMagic) {
-		return errors.New("no change header")
+		return nil, errors.New("no change header")
 	}
 	switch chunk[8] {
 	case chunkChange:
 	case chunkCompressed:
-		return errors.New("compressed change chunks are not accepted")
+		return nil, errors.New("compressed change chunks are not accepted")
 	default:
-		return fmt.Errorf("chunk type %d is not a change", chunk[8])
+		return nil, fmt.Errorf("chunk type %d is not a change", chunk[8])
 	}
 	sum := sha256.Sum256(chunk[8:])
 	if !bytes.Equal(sum[:4], chunk[4:8]) {
-		return errors.New("checksum does not match the content")
+		return nil, errors.New("checksum does not match the content")
 	}
 	n, k := binary.Uvarint(chunk[9:])
 	if k <= 0 || uint64(len(chunk)-9-k) != n {
-		return errors.New("bad length")
+		return nil, errors.New("bad length")
 	}
-	return checkChangeBody(chunk[9+k:])
+	b, err := parseChangeBody(chunk[9+k:])
+	if err != nil {
+		return nil, err
+	}
+	b.hash = Hash(sum)
+	return b, nil
 }
 
 // reader reads the fields of a change body, bounding every length by the
@@ -80,7 +91,8 @@ func (r *reader) uvarint(what string) uint64 {
 	return v
 }
 
-// svarint reads a signed LEB128 value (not zig-zag).
+// svarint reads a signed LEB128 value (not zig-zag). As in the leb128
+// crate Automerge uses, a tenth byte may only carry the sign.
 func (r *reader) svarint(what string) int64 {
 	if r.err != nil {
 		return 0
@@ -89,6 +101,9 @@ func (r *reader) svarint(what string) int64 {
 	var shift uint
 	for i := 0; i < len(r.b) && i < 10; i++ {
 		c := r.b[i]
+		if i == 9 && c != 0x00 && c != 0x7f {
+			break
+		}
 		v |= int64(c&0x7f) << shift
 		shift += 7
 		if c&0x80 == 0 {
@@ -116,36 +131,67 @@ func (r *reader) bytes(n uint64, what string) []byte {
 	return out
 }
 
-// checkChangeBody validates a change chunk's body: dependencies, actor,
-// sequence numbers, time, message, other actors, then the operation
-// columns, whose actor indices must name an actor of the change.
+// changeBody is a change chunk's body, parsed: the header fields and the
+// operation columns (deflated ones inflated), each already checked by
+// checkColumn.
+type changeBody struct {
+	hash    Hash
+	deps    []byte // 32 bytes a dependency
+	actor   []byte
+	seq     uint64
+	startOp uint64
+	time    int64
+	message []byte
+	others  [][]byte
+	cols    []column
+}
+
+// column is one operation column: its specification (id << 4 | deflate
+// bit | type), its data, and how many values it describes.
+type column struct {
+	spec  uint64
+	data  []byte
+	count uint64
+}
+
+// checkChangeBody validates a change chunk's body.
 func checkChangeBody(body []byte) error {
+	_, err := parseChangeBody(body)
+	return err
+}
+
+// parseChangeBody parses and validates a change chunk's body:
+// dependencies, actor, sequence numbers, time, message, other actors,
+// then the operation columns, whose actor indices must name an actor of
+// the change.
+func parseChangeBody(body []byte) (*changeBody, error) {
 	r := &reader{b: body}
+	b := &changeBody{}
 	deps := r.uvarint("dependency count")
 	if r.err == nil && deps > uint64(len(r.b))/32 {
 		r.fail("dependencies")
 	}
-	r.bytes(deps*32, "dependencies")
+	b.deps = r.bytes(deps*32, "dependencies")
 	if n := r.uvarint("actor length"); r.err == nil && n == 0 {
-		return errors.New("empty actor id")
+		return nil, errors.New("empty actor id")
 	} else {
-		r.bytes(n, "actor")
+		b.actor = r.bytes(n, "actor")
 	}
-	if seq := r.uvarint("sequence number"); r.err == nil && seq == 0 {
-		return errors.New("sequence number 0")
+	if b.seq = r.uvarint("sequence number"); r.err == nil && b.seq == 0 {
+		return nil, errors.New("sequence number 0")
 	}
-	r.uvarint("start op")
-	r.svarint("time")
-	r.bytes(r.uvarint("message length"), "message")
+	b.startOp = r.uvarint("start op")
+	b.time = r.svarint("time")
+	b.message = r.bytes(r.uvarint("message length"), "message")
 	others := r.uvarint("actor count")
 	if r.err == nil && others > uint64(len(r.b)) {
 		r.fail("actors")
 	}
 	for i := uint64(0); i < others && r.err == nil; i++ {
 		if n := r.uvarint("actor length"); r.err == nil && n == 0 {
-			return errors.New("empty actor id")
+			return nil, errors.New("empty actor id")
 		} else {
-			r.bytes(n, "actor")
+			b.others = append(b.others, r.bytes(n, "actor"))
 		}
 	}
 	actors := others + 1
@@ -153,37 +199,43 @@ func checkChangeBody(body []byte) error {
 	if r.err == nil && ncols > uint64(len(r.b)) {
 		r.fail("columns")
 	}
-	type column struct{ spec, length uint64 }
-	cols := make([]column, 0, min(ncols, 64))
+	type colSpec struct{ spec, length uint64 }
+	specs := make([]colSpec, 0, min(ncols, 64))
 	var total uint64
 	for i := uint64(0); i < ncols && r.err == nil; i++ {
-		c := column{spec: r.uvarint("column spec"), length: r.uvarint("column length")}
-		if r.err == nil && len(cols) > 0 && c.spec <= cols[len(cols)-1].spec {
-			return errors.New("columns out of order")
+		c := colSpec{spec: r.uvarint("column spec"), length: r.uvarint("column length")}
+		if r.err == nil && len(specs) > 0 && c.spec <= specs[len(specs)-1].spec {
+			return nil, errors.New("columns out of order")
 		}
 		total += c.length
 		if total > uint64(len(r.b)) {
 			r.fail("column data")
 		}
-		cols = append(cols, c)
+		specs = append(specs, c)
 	}
 	if r.err != nil {
-		return r.err
+		return nil, r.err
 	}
-	for _, c := range cols {
+	b.cols = make([]column, 0, len(specs))
+	for _, c := range specs {
 		data := r.bytes(c.length, "column data")
 		if c.spec&0x08 != 0 { // deflated
 			inflated, err := io.ReadAll(io.LimitReader(flate.NewReader(bytes.NewReader(data)), maxInflate+1))
 			if err != nil || len(inflated) > maxInflate {
-				return fmt.Errorf("column %d: bad deflate data", c.spec>>4)
+				return nil, fmt.Errorf("column %d: bad deflate data", c.spec>>4)
 			}
 			data = inflated
 		}
-		if err := checkColumn(c.spec&0x07, data, actors); err != nil {
-			return fmt.Errorf("column %d: %w", c.spec>>4, err)
+		count, err := checkColumn(c.spec&0x07, data, actors)
+		if err != nil {
+			return nil, fmt.Errorf("column %d: %w", c.spec>>4, err)
 		}
+		b.cols = append(b.cols, column{spec: c.spec, data: data, count: count})
 	}
-	return r.err
+	if r.err != nil {
+		return nil, r.err
+	}
+	return b, nil
 }
 
 // maxOps bounds the operations one change may describe. Run-length
@@ -206,8 +258,9 @@ const (
 
 // checkColumn walks a column of the given type, checking that it decodes,
 // that it describes at most maxOps values, and, for an actor column, that
-// each index is below actors.
-func checkColumn(typ uint64, data []byte, actors uint64) error {
+// each index is below actors. It returns how many values the column
+// describes (0 for a raw value column, which holds bytes, not values).
+func checkColumn(typ uint64, data []byte, actors uint64) (uint64, error) {
 	r := &reader{b: data}
 	var count uint64
 	add := func(n uint64) error {
@@ -231,44 +284,44 @@ func checkColumn(typ uint64, data []byte, actors uint64) error {
 	}
 	switch typ {
 	case colValueRaw:
-		return nil
+		return 0, nil
 	case colBool:
 		for len(r.b) > 0 && r.err == nil {
 			if err := add(r.uvarint("run length")); err != nil {
-				return err
+				return 0, err
 			}
 		}
-		return r.err
+		return count, r.err
 	}
 	for len(r.b) > 0 && r.err == nil {
 		n := r.svarint("run length")
 		switch {
 		case n > 0: // a run of one repeated value
 			if err := add(uint64(n)); err != nil {
-				return err
+				return 0, err
 			}
 			if err := value(); err != nil {
-				return err
+				return 0, err
 			}
 		case n < 0: // -n literal values
 			if n < -maxOps || uint64(-n) > uint64(len(r.b)) {
-				return errors.New("literal run longer than the column")
+				return 0, errors.New("literal run longer than the column")
 			}
 			if err := add(uint64(-n)); err != nil {
-				return err
+				return 0, err
 			}
 			for i := int64(0); i < -n && r.err == nil; i++ {
 				if err := value(); err != nil {
-					return err
+					return 0, err
 				}
 			}
 		default: // a run of nulls
 			if err := add(r.uvarint("null run")); err != nil {
-				return err
+				return 0, err
 			}
 		}
 	}
-	return r.err
+	return count, r.err
 }
 
 // ChangeActor returns the actor of one raw change (a Change.Raw) by
