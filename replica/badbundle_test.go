@@ -60,13 +60,21 @@ func body(from, to string, pos [4]uint64, count uint64, rest ...[]byte) []byte {
 
 // changeField is one unsigned change as a bundle body holds it.
 func changeField(chart string, raw []byte) []byte {
-	return signedField(chart, raw, nil)
+	id := uuid.MustParse(chart)
+	return append(wire.AppendBytes(append([]byte{}, id[:]...), raw), 0)
 }
 
 // signedField is one change and its signature as a bundle body holds it.
 func signedField(chart string, raw, sig []byte) []byte {
 	id := uuid.MustParse(chart)
-	return wire.AppendBytes(wire.AppendBytes(append([]byte{}, id[:]...), raw), sig)
+	return wire.AppendBytes(append(wire.AppendBytes(append([]byte{}, id[:]...), raw), 1), sig)
+}
+
+// coveredField is one change covered by the bundle's change at index
+// cover, as a bundle body holds it.
+func coveredField(chart string, raw []byte, cover uint64) []byte {
+	id := uuid.MustParse(chart)
+	return binary.AppendUvarint(append(wire.AppendBytes(append([]byte{}, id[:]...), raw), 2), cover)
 }
 
 func encode(t T, b replica.Bundle) []byte {
@@ -172,7 +180,8 @@ func testBadBundles(t *testing.T, backend string) {
 		{"not a frame", []byte("hello, this is not a bundle at all"), replica.ErrMalformedBundle},
 		{"frame of another kind", wire.Encode('R', 1, goodBody), replica.ErrMalformedBundle},
 		{"version 1 (before signatures)", wire.Encode('B', 1, goodBody), replica.ErrBundleVersion},
-		{"version 3", wire.Encode('B', 3, goodBody), replica.ErrBundleVersion},
+		{"version 2 (a signature per change)", wire.Encode('B', 2, goodBody), replica.ErrBundleVersion},
+		{"version 4", wire.Encode('B', 4, goodBody), replica.ErrBundleVersion},
 		{"version 0", wire.Encode('B', 0, goodBody), replica.ErrBundleVersion},
 		{"version 255", wire.Encode('B', 255, goodBody), replica.ErrBundleVersion},
 		{"declared body just over the limit", frame('B', replica.BundleVersion, 0, replica.MaxBundleBytes+1, uint64(len(goodBody)), goodBody), replica.ErrBundleTooLarge},
@@ -198,6 +207,18 @@ func testBadBundles(t *testing.T, backend string) {
 		{"change length beyond the body", wire.Encode('B', replica.BundleVersion, body(from, to, pos(0, 0, 0, 0), 1, changeField(f.chart, raw0)[:16+3+100])), replica.ErrMalformedBundle},
 		{"signature over the limit", wire.Encode('B', replica.BundleVersion, body(from, to, pos(0, 0, 0, 0), 1,
 			signedField(f.chart, raw0, make([]byte, replica.MaxSignatureBytes+1)), []byte{0})), replica.ErrBundleTooLarge},
+		{"empty signature", wire.Encode('B', replica.BundleVersion, body(from, to, pos(0, 0, 0, 0), 1,
+			signedField(f.chart, raw0, nil), []byte{0})), replica.ErrMalformedBundle},
+		{"unknown signature form", wire.Encode('B', replica.BundleVersion, body(from, to, pos(0, 0, 0, 0), 1,
+			append(changeField(f.chart, raw0)[:len(changeField(f.chart, raw0))-1], 3), []byte{0})), replica.ErrMalformedBundle},
+		{"cover beyond the bundle", wire.Encode('B', replica.BundleVersion, body(from, to, pos(0, 0, 0, 0), 2,
+			coveredField(f.chart, raw0, 2), signedField(f.chart, f.chs[1].Raw, make([]byte, 64)), []byte{0})), replica.ErrMalformedBundle},
+		{"change covering itself", wire.Encode('B', replica.BundleVersion, body(from, to, pos(0, 0, 0, 0), 1,
+			coveredField(f.chart, raw0, 0), []byte{0})), replica.ErrMalformedBundle},
+		{"cover by an unsigned change", wire.Encode('B', replica.BundleVersion, body(from, to, pos(0, 0, 0, 0), 2,
+			coveredField(f.chart, raw0, 1), changeField(f.chart, f.chs[1].Raw), []byte{0})), replica.ErrMalformedBundle},
+		{"cover by another chart's change", wire.Encode('B', replica.BundleVersion, body(from, to, pos(0, 0, 0, 0), 2,
+			coveredField(f.chart, raw0, 1), signedField(uuid.NewString(), f.chs[1].Raw, make([]byte, 64)), []byte{0})), replica.ErrMalformedBundle},
 		{"no signer count", wire.Encode('B', replica.BundleVersion, body(from, to, pos(0, 0, 0, 0), 1, changeField(f.chart, raw0))), replica.ErrMalformedBundle},
 		{"signer count beyond the body", wire.Encode('B', replica.BundleVersion, body(from, to, pos(0, 0, 0, 0), 1,
 			changeField(f.chart, raw0), []byte{100}, wire.AppendBytes(nil, []byte("signer")))), replica.ErrMalformedBundle},

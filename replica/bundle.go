@@ -30,8 +30,9 @@ const (
 	bundleVersion = BundleVersion
 	// BundleVersion is the bundle format version this build writes and
 	// reads: a wire frame of kind 'B' (version 2 added change signatures
-	// and signer enrolments).
-	BundleVersion = 2
+	// and signer enrolments; version 3 lets a signed change cover the
+	// same device's earlier changes in its history).
+	BundleVersion = 3
 	// MaxBundleBytes bounds a decoded bundle.
 	MaxBundleBytes = 256 << 20
 	// MaxChangeBytes bounds one change in a bundle.
@@ -67,12 +68,25 @@ type Bundle struct {
 }
 
 // BundleChange is one raw change of one chart, with its author device's
-// signature (nil if unsigned).
+// signature, or a cover: the change is vouched for by a later change in
+// the bundle, of the same chart and device, carrying its own signature,
+// whose history holds this one.
 type BundleChange struct {
 	Chart string // chart ID (a UUID)
 	Raw   []byte
-	Sig   []byte
+	Sig   []byte // nil if unsigned or covered
+	// Cover, if not 0, is 1 + the index in the bundle's Changes of the
+	// signed change that covers this one (Sig is then nil).
+	Cover int
 }
+
+// Change signature forms on the wire.
+const (
+	sigNone   = 0 // unsigned
+	sigOwn    = 1 // the change's own signature follows
+	sigCover  = 2 // the index of the covering change follows
+	sigMaxTag = sigCover
+)
 
 // Complete reports whether the bundle carries all the sender had.
 func (b *Bundle) Complete() bool { return b.Upto == b.Head }
@@ -100,7 +114,7 @@ func (b *Bundle) Encode() ([]byte, error) {
 	}
 	size := 64
 	for _, c := range b.Changes {
-		size += 16 + 4 + len(c.Raw) + 1 + len(c.Sig)
+		size += 16 + 4 + len(c.Raw) + 2 + len(c.Sig)
 	}
 	for _, k := range b.Signers {
 		size += 2 + len(k)
@@ -121,7 +135,19 @@ func (b *Bundle) Encode() ([]byte, error) {
 		}
 		body = append(body, id[:]...)
 		body = wire.AppendBytes(body, c.Raw)
-		body = wire.AppendBytes(body, c.Sig)
+		switch {
+		case c.Cover != 0:
+			if len(c.Sig) > 0 || c.Cover < 0 || c.Cover > len(b.Changes) {
+				return nil, fmt.Errorf("bundle change with a cover %d of %d changes and a signature of %d bytes: %w", c.Cover, len(b.Changes), len(c.Sig), ErrMalformedBundle)
+			}
+			body = append(body, sigCover)
+			body = binary.AppendUvarint(body, uint64(c.Cover-1))
+		case len(c.Sig) > 0:
+			body = append(body, sigOwn)
+			body = wire.AppendBytes(body, c.Sig)
+		default:
+			body = append(body, sigNone)
+		}
 	}
 	if len(b.Signers) > MaxSigners {
 		return nil, fmt.Errorf("bundle with %d signer enrolments, limit %d: %w", len(b.Signers), MaxSigners, ErrBundleTooLarge)
@@ -145,7 +171,8 @@ func DecodeBundle(data []byte) (*Bundle, error) {
 		return nil, fmt.Errorf("decode bundle: %w", err)
 	}
 	if version != bundleVersion {
-		// Version 1 carried no signatures; its sender must be updated.
+		// Version 1 carried no signatures, version 2 one per change; the
+		// sender must be updated.
 		return nil, fmt.Errorf("decode bundle: version %d from a sender older than this build (update it to send version %d): %w", version, bundleVersion, ErrBundleVersion)
 	}
 	r := wire.NewReader(body)
@@ -186,14 +213,41 @@ func DecodeBundle(data []byte) (*Bundle, error) {
 		if len(raw) == 0 {
 			return nil, fmt.Errorf("decode bundle change %d: empty: %w", i, ErrMalformedBundle)
 		}
-		sig, err := r.Bytes(MaxSignatureBytes)
+		b.Changes[i] = BundleChange{Chart: uuid.UUID(id).String(), Raw: raw}
+		tag, err := r.Fixed(1)
 		if err != nil {
 			return nil, fmt.Errorf("decode bundle change %d signature: %w", i, err)
 		}
-		if len(sig) == 0 {
-			sig = nil
+		switch tag[0] {
+		case sigNone:
+		case sigOwn:
+			sig, err := r.Bytes(MaxSignatureBytes)
+			if err != nil {
+				return nil, fmt.Errorf("decode bundle change %d signature: %w", i, err)
+			}
+			if len(sig) == 0 {
+				return nil, fmt.Errorf("decode bundle change %d: empty signature: %w", i, ErrMalformedBundle)
+			}
+			b.Changes[i].Sig = sig
+		case sigCover:
+			j, err := r.Uvarint()
+			if err != nil {
+				return nil, fmt.Errorf("decode bundle change %d cover: %w", i, err)
+			}
+			if j >= uint64(n) || j == uint64(i) {
+				return nil, fmt.Errorf("decode bundle change %d: cover %d of %d changes: %w", i, j, n, ErrMalformedBundle)
+			}
+			b.Changes[i].Cover = int(j) + 1
+		default:
+			return nil, fmt.Errorf("decode bundle change %d: signature form %d: %w", i, tag[0], ErrMalformedBundle)
 		}
-		b.Changes[i] = BundleChange{Chart: uuid.UUID(id).String(), Raw: raw, Sig: sig}
+	}
+	for i, c := range b.Changes {
+		if c.Cover != 0 {
+			if t := b.Changes[c.Cover-1]; len(t.Sig) == 0 || t.Chart != c.Chart {
+				return nil, fmt.Errorf("decode bundle change %d: covered by change %d, which is not a signed change of chart %s: %w", i, c.Cover-1, c.Chart, ErrMalformedBundle)
+			}
+		}
 	}
 	k, err := r.Count(2)
 	if err != nil {

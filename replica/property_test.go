@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -178,9 +179,28 @@ func (s *sim) actions() map[string]func(*rapid.T) {
 				t.Skip("no change in the bundle")
 			}
 			part := rapid.SliceOfNDistinct(rapid.IntRange(0, len(b.Changes)-1), 1, -1, rapid.ID[int]).Draw(t, "changes")
-			sub := replica.Bundle{From: b.From, To: b.To, Signers: b.Signers}
+			// A change vouched for by a later signed one travels with it
+			// and with the history between them: the chart's whole part.
 			for _, k := range part {
+				if b.Changes[k].Cover == 0 {
+					continue
+				}
+				for j, c := range b.Changes {
+					if c.Chart == b.Changes[k].Chart && !slices.Contains(part, j) {
+						part = append(part, j)
+					}
+				}
+			}
+			sub := replica.Bundle{From: b.From, To: b.To, Signers: b.Signers}
+			at := map[int]int{} // index in b → index in sub
+			for _, k := range part {
+				at[k] = len(sub.Changes)
 				sub.Changes = append(sub.Changes, b.Changes[k])
+			}
+			for i, c := range sub.Changes {
+				if c.Cover != 0 {
+					sub.Changes[i].Cover = at[c.Cover-1] + 1
+				}
 			}
 			data, err := sub.Encode()
 			require.NoError(t, err)

@@ -157,14 +157,10 @@ func (r *Replica) receiveOnce(ctx context.Context, d *decoded, signed *verifier,
 	fresh := d.fresh(known)
 	var sigs signatures
 	if signed != nil {
-		for _, cb := range fresh {
-			for i, c := range cb.changes {
-				if err := signed.verify(cb.chart, c, cb.sigs[i]); errors.Is(err, ErrForgedChange) {
-					return Received{}, r.quarantineLocked(ctx, d, locked, fmt.Errorf("receive bundle: %w", err))
-				} else if err != nil {
-					return Received{}, fmt.Errorf("receive bundle: %w", err)
-				}
-			}
+		if err := d.verifySigned(signed, fresh); errors.Is(err, ErrForgedChange) {
+			return Received{}, r.quarantineLocked(ctx, d, locked, fmt.Errorf("receive bundle: %w", err))
+		} else if err != nil {
+			return Received{}, fmt.Errorf("receive bundle: %w", err)
 		}
 		sigs = signed
 	}
@@ -218,14 +214,17 @@ func (r *Replica) quarantineLocked(ctx context.Context, d *decoded, locked bool,
 type decoded struct {
 	data   []byte // the bundle as received, for the quarantine
 	bundle *Bundle
-	charts []chartBatch // changes grouped by chart, in the bundle's order
-	hashes []crdt.Hash  // every change's hash, in the bundle's order
+	charts []chartBatch               // changes grouped by chart, in the bundle's order
+	hashes []crdt.Hash                // every change's hash, in the bundle's order
+	parsed []crdt.Change              // every change, in the bundle's order
+	reach  map[int]map[crdt.Hash]bool // what each covering change's history holds, as worked out
 }
 
 type chartBatch struct {
 	chart   string
 	changes []crdt.Change
-	sigs    [][]byte // each change's signature
+	sigs    [][]byte // each change's signature field as stored: a signature, a cover marker or nil
+	covers  []int    // for each change, the bundle index of its cover, or -1
 }
 
 // decodeReceived is the first step of receiving: it decodes a bundle for
@@ -241,11 +240,74 @@ func decodeReceived(data []byte, id, sender string) (*decoded, error) {
 	if sender != "" && b.From != sender {
 		return nil, fmt.Errorf("receive bundle from %s as %s: %w", b.From, sender, ErrWrongSender)
 	}
-	batches, hashes, err := parseBundle(b)
+	batches, parsed, err := parseBundle(b)
 	if err != nil {
 		return nil, err
 	}
-	return &decoded{data: data, bundle: b, charts: batches, hashes: hashes}, nil
+	hashes := make([]crdt.Hash, len(parsed))
+	for i, c := range parsed {
+		hashes[i] = c.Hash
+	}
+	return &decoded{data: data, bundle: b, charts: batches, hashes: hashes, parsed: parsed}, nil
+}
+
+// reaches reports whether the bundle's change c is in the history of its
+// change at index from, through dependencies among the bundle's changes of
+// the same chart.
+func (d *decoded) reaches(from int, c crdt.Hash) bool {
+	if d.reach == nil {
+		d.reach = map[int]map[crdt.Hash]bool{}
+	}
+	set, ok := d.reach[from]
+	if !ok {
+		chart := d.bundle.Changes[from].Chart
+		nodes := []sigNode{}
+		idx := map[crdt.Hash]int{}
+		start := -1
+		for i, p := range d.parsed {
+			if d.bundle.Changes[i].Chart != chart {
+				continue
+			}
+			if i == from {
+				start = len(nodes)
+			}
+			idx[p.Hash] = len(nodes)
+			nodes = append(nodes, sigNode{hash: p.Hash, deps: p.Deps})
+		}
+		set = map[crdt.Hash]bool{}
+		walkHistory(nodes, idx, start, func(j int) { set[nodes[j].hash] = true })
+		d.reach[from] = set
+	}
+	return set[c]
+}
+
+// verifySigned checks the signatures of the fresh changes: each its own,
+// or its cover's (a later signed change of the same device, whose history
+// holds it).
+func (d *decoded) verifySigned(v *verifier, fresh []chartBatch) error {
+	for _, cb := range fresh {
+		for i, c := range cb.changes {
+			j := cb.covers[i]
+			if j < 0 {
+				if err := v.verify(cb.chart, c, cb.sigs[i]); err != nil {
+					return err
+				}
+				continue
+			}
+			h := d.parsed[j]
+			if h.Actor != c.Actor {
+				return fmt.Errorf("change %s of chart %s by %s is vouched for by a change of %s: %w", c.Hash, cb.chart, c.Actor, h.Actor, ErrForgedChange)
+			}
+			if err := v.verify(cb.chart, h, d.bundle.Changes[j].Sig); err != nil {
+				return err
+			}
+			if !d.reaches(j, c.Hash) {
+				return fmt.Errorf("change %s of chart %s is vouched for by %s, whose history in the bundle does not hold it: %w", c.Hash, cb.chart, h.Hash, ErrForgedChange)
+			}
+			v.clinic[c.Hash] = v.clinic[h.Hash]
+		}
+	}
+	return nil
 }
 
 // fresh returns, per chart, the changes not in known and not earlier in
@@ -262,6 +324,7 @@ func (d *decoded) fresh(known map[crdt.Hash]bool) []chartBatch {
 			seen[c.Hash] = true
 			f.changes = append(f.changes, c)
 			f.sigs = append(f.sigs, cb.sigs[i])
+			f.covers = append(f.covers, cb.covers[i])
 		}
 		if len(f.changes) > 0 {
 			out = append(out, f)
@@ -616,11 +679,12 @@ func madeInScope(l *loaded, chs []crdt.Change, clinic, actor string) error {
 }
 
 // parseBundle decodes every change of a bundle and groups them by chart,
-// keeping the bundle's order.
-func parseBundle(b *Bundle) ([]chartBatch, []crdt.Hash, error) {
+// keeping the bundle's order. A covered change is given its cover's
+// marker as the signature field to store.
+func parseBundle(b *Bundle) ([]chartBatch, []crdt.Change, error) {
 	var batches []chartBatch
 	idx := map[string]int{}
-	hashes := make([]crdt.Hash, 0, len(b.Changes))
+	parsed := make([]crdt.Change, 0, len(b.Changes))
 	for i, bc := range b.Changes {
 		c, err := crdt.ParseChange(bc.Raw)
 		if err != nil {
@@ -629,17 +693,25 @@ func parseBundle(b *Bundle) ([]chartBatch, []crdt.Hash, error) {
 		if !checksumMatches(bc.Raw, c.Hash) {
 			return nil, nil, fmt.Errorf("receive bundle: change %d: checksum does not match its content: %w", i, ErrMalformedBundle)
 		}
+		parsed = append(parsed, c)
+	}
+	for i, bc := range b.Changes {
 		j, ok := idx[bc.Chart]
 		if !ok {
 			j = len(batches)
 			idx[bc.Chart] = j
 			batches = append(batches, chartBatch{chart: bc.Chart})
 		}
-		batches[j].changes = append(batches[j].changes, c)
-		batches[j].sigs = append(batches[j].sigs, bc.Sig)
-		hashes = append(hashes, c.Hash)
+		sig, cover := bc.Sig, -1
+		if bc.Cover != 0 {
+			cover = bc.Cover - 1
+			sig = coverMarker(parsed[cover].Hash)
+		}
+		batches[j].changes = append(batches[j].changes, parsed[i])
+		batches[j].sigs = append(batches[j].sigs, sig)
+		batches[j].covers = append(batches[j].covers, cover)
 	}
-	return batches, hashes, nil
+	return batches, parsed, nil
 }
 
 // checksumMatches reports whether a raw change's header checksum (bytes 4

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/chartsync/chartsync/crdt"
 	"github.com/chartsync/chartsync/replica/store"
 )
 
@@ -22,19 +23,27 @@ const logPage = 512
 // skip does not refuse (a change the peer sent us, or out of its scope),
 // until budget bytes are used. It returns the picked changes, the log
 // position covered, and whether the budget ran out.
-func selectChanges(page []store.Change, skip func(store.Change) bool, budget int) (picked []store.Change, upto uint64, full bool) {
+//
+// awaiting holds the covering changes (see cover.go) that picked changes
+// wait for, across pages: the bundle is not cut while one is missing, so a
+// covered change always travels with its cover.
+func selectChanges(page []store.Change, skip func(store.Change) bool, budget int, awaiting map[crdt.Hash]bool) (picked []store.Change, upto uint64, full bool) {
 	used := 0
 	for _, c := range page {
 		if skip(c) {
 			upto = c.Seq
 			continue
 		}
-		if used > 0 && used+len(c.Raw) > budget {
+		if used > 0 && used+len(c.Raw) > budget && len(awaiting) == 0 {
 			return picked, upto, true
 		}
 		picked = append(picked, c)
 		used += len(c.Raw)
 		upto = c.Seq
+		delete(awaiting, c.Hash)
+		if h, ok := coverOf(c.Sig); ok {
+			awaiting[h] = true
+		}
 	}
 	return picked, upto, false
 }
@@ -118,7 +127,15 @@ func (r *Replica) MakeBundleFor(ctx context.Context, peer string, opt BundleOpti
 	b.Upto = b.Base
 	budget := r.cfg.BundleBytes
 	inScope := r.scopeFilter(ctx, opt.Clinic)
-	var scopeErr error
+	var (
+		scopeErr error
+		out      []outChange // b.Changes as stored
+		awaiting = map[crdt.Hash]bool{}
+	)
+	add := func(c store.Change) {
+		b.Changes = append(b.Changes, BundleChange{Chart: c.Chart, Raw: c.Raw})
+		out = append(out, outChange{hash: c.Hash, stored: c.Sig})
+	}
 	skip := func(c store.Change) bool {
 		if c.From == peer {
 			return true
@@ -143,12 +160,12 @@ func (r *Replica) MakeBundleFor(ctx context.Context, peer string, opt BundleOpti
 			b.Upto = head
 			break
 		}
-		picked, upto, full := selectChanges(page, skip, budget)
+		picked, upto, full := selectChanges(page, skip, budget, awaiting)
 		if scopeErr != nil {
 			return Outgoing{}, fmt.Errorf("make bundle for %s: %w", peer, scopeErr)
 		}
 		for _, c := range picked {
-			b.Changes = append(b.Changes, BundleChange{Chart: c.Chart, Raw: c.Raw, Sig: c.Sig})
+			add(c)
 			budget -= len(c.Raw)
 		}
 		if upto > b.Upto {
@@ -162,9 +179,12 @@ func (r *Replica) MakeBundleFor(ctx context.Context, peer string, opt BundleOpti
 		}
 	}
 	if opt.Clinic != "" {
-		if err := r.backfill(ctx, b, opt.Clinic, inScope); err != nil {
+		if err := r.backfill(ctx, b, opt.Clinic, inScope, add); err != nil {
 			return Outgoing{}, fmt.Errorf("make bundle for %s: %w", peer, err)
 		}
+	}
+	if err := r.coverBundle(ctx, b, out); err != nil {
+		return Outgoing{}, fmt.Errorf("make bundle for %s: %w", peer, err)
 	}
 	if b.Signers, err = r.signers(ctx, b); err != nil {
 		return Outgoing{}, fmt.Errorf("make bundle for %s: %w", peer, err)
@@ -214,7 +234,7 @@ func (r *Replica) scopeFilter(ctx context.Context, clinic string) func(chart str
 //   - a chart that left (and is still out): its changes in the window up
 //     to the one that removed clinic, so the peer learns it lost the
 //     chart and stops editing it.
-func (r *Replica) backfill(ctx context.Context, b *Bundle, clinic string, inScope func(string) (bool, error)) error {
+func (r *Replica) backfill(ctx context.Context, b *Bundle, clinic string, inScope func(string) (bool, error), add func(store.Change)) error {
 	grants, err := r.st.Grants(ctx, clinic, b.Base, b.Upto)
 	if err != nil || len(grants) == 0 {
 		return err
@@ -250,7 +270,7 @@ func (r *Replica) backfill(ctx context.Context, b *Bundle, clinic string, inScop
 				break
 			}
 			if c.From != b.To {
-				b.Changes = append(b.Changes, BundleChange{Chart: c.Chart, Raw: c.Raw, Sig: c.Sig})
+				add(c)
 			}
 		}
 	}
