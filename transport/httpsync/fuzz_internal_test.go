@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"testing"
+	"time"
 )
 
 // FuzzStatusError: any error answer from a server (or a middlebox) reads
@@ -21,5 +22,50 @@ func FuzzStatusError(f *testing.F) {
 			t.Fatalf("status %d read as %+v", status, se)
 		}
 		_ = se.Error()
+	})
+}
+
+// FuzzSessionFile: any file read back as a session file is refused or
+// loaded without panicking, and what loads is written and read back the
+// same.
+func FuzzSessionFile(f *testing.F) {
+	now := time.Unix(1700000000, 0)
+	server, client := ticketServer(f, newServerSessions(1))
+	_, cs := connect(f, server, client, nil)
+	ticket, st, err := cs.ResumptionState()
+	if err != nil {
+		f.Fatal(err)
+	}
+	state, err := st.Bytes()
+	if err != nil {
+		f.Fatal(err)
+	}
+	good, err := encodeSessionFile(sessionFile{Device: "ab", Sessions: []fileSession{{Key: "127.0.0.1:8443 127.0.0.1", Saved: now.Unix() - 60, Ticket: ticket, State: state}}})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(good)
+	f.Add([]byte(sessionFileHeader + "{}\nsha256 00\n"))
+	f.Add([]byte("garbage"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		entries, _, err := parseSessionFile(data, "ab", now)
+		if err != nil {
+			return
+		}
+		out := sessionFile{Device: "ab"}
+		for _, e := range entries {
+			if e.cs == nil || e.key == "" || len(e.ticket) == 0 {
+				t.Fatalf("a loaded session is incomplete: %+v", e)
+			}
+			out.Sessions = append(out.Sessions, fileSession{Key: e.key, Saved: e.saved.Unix(), Ticket: e.ticket, State: e.state})
+		}
+		again, err := encodeSessionFile(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, dropped, err := parseSessionFile(again, "ab", now)
+		if err != nil || dropped != 0 || len(back) != len(entries) {
+			t.Fatalf("%d sessions loaded, written back and read as %d (%d dropped, err %v)", len(entries), len(back), dropped, err)
+		}
 	})
 }

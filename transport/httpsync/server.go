@@ -424,11 +424,26 @@ func writeStalling(w io.Writer, rc *http.ResponseController, data []byte, stall 
 // the server's certificate, and client certificates requested but verified
 // by the Handler (so a missing or bad credential gets a 401 with an
 // explanation rather than a failed handshake).
+//
+// Devices that keep sessions (ClientConfig.SessionFile) resume them: the
+// server keeps each session in memory, at most 65,536 of them, and gives
+// the device a 16-byte ticket good for one resumption. A resumed
+// connection carries the certificates of the full handshake that began
+// it: the Handler verifies them on every request as it does on a full
+// handshake, crypto/tls refuses to resume a session whose device
+// certificate has expired, and VerifyConnection, if set, runs on
+// resumptions too (VerifyPeerCertificate does not: check revocation in
+// VerifyConnection). To use stateless tickets instead (for several
+// servers sharing keys with SetSessionTicketKeys), set WrapSession and
+// UnwrapSession to nil.
 func ServerTLSConfig(cert tls.Certificate) *tls.Config {
+	sessions := newServerSessions(maxServerSessions)
 	return &tls.Config{
-		MinVersion:   tls.VersionTLS13,
-		Certificates: []tls.Certificate{cert},
-		ClientAuth:   tls.RequestClientCert,
+		MinVersion:    tls.VersionTLS13,
+		Certificates:  []tls.Certificate{cert},
+		ClientAuth:    tls.RequestClientCert,
+		WrapSession:   sessions.wrap,
+		UnwrapSession: sessions.unwrap,
 	}
 }
 
