@@ -111,6 +111,9 @@ func newCloud(t testing.TB, o cloudOptions) *cloud {
 			require.NoError(t, err, "listen on 127.0.0.1")
 		}
 		server := httpsync.NewServer(ln.Addr().String(), handler, serverCert(t, ca), cfg.Logger)
+		if o.tls != nil {
+			o.tls(server.TLSConfig)
+		}
 		served := make(chan error, 1)
 		go func() { served <- server.ServeTLS(ln, "", "") }()
 		t.Cleanup(func() {
