@@ -26,6 +26,7 @@ type app struct {
 	in  *bufio.Reader // passwords are read from it, one per line
 	raw io.Reader     // the input as given, to tell a terminal
 	out io.Writer
+	log io.Writer // warnings (standard error)
 	r   *replica.Replica
 }
 

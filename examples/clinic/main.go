@@ -87,7 +87,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if err := fs.Parse(global.Args()[1:]); err != nil {
 		return 2
 	}
-	a := &app{dir: *dir, in: bufio.NewReader(stdin), raw: stdin, out: stdout}
+	a := &app{dir: *dir, in: bufio.NewReader(stdin), raw: stdin, out: stdout, log: stderr}
 	defer a.close()
 	if err := c.run(ctx, a, fs, fs.Args()); err != nil {
 		fmt.Fprintln(stderr, "clinic:", explain(err))

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strings"
 	"time"
@@ -20,6 +21,7 @@ const (
 	credentialFile = "credential.pem"    // the cloud's credential: certificate, relay enrolment, roster (no secret)
 	identityFile   = "identity.key"      // the device's private keys (device.Identity), 0600; they never leave it
 	requestFile    = "enrol-request.pem" // the device's enrolment request: public keys, signed
+	sessionsFile   = "tls-sessions"      // TLS sessions to resume at the next sync, 0600: they are secrets
 )
 
 // credential reads the device's saved credential, if it has one, and adds
@@ -89,6 +91,11 @@ func init() {
 			if err := c.WriteFile(a.path(credentialFile)); err != nil {
 				return err
 			}
+			// Sessions made with an earlier credential cannot be resumed
+			// with this one.
+			if err := os.Remove(a.path(sessionsFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return err
+			}
 			fmt.Fprintf(a.out, "Connected: this device syncs with %s as %s of clinic %s until %s.\n",
 				c.CloudURL, c.Device.Name, c.Device.Clinic, c.Device.NotAfter.Local().Format(time.DateOnly))
 			if len(c.Enrolment) > 0 {
@@ -153,7 +160,11 @@ func init() {
 				return err
 			}
 			bar := &progressBar{w: a.out}
-			cfg := httpsync.ClientConfig{Credential: c, MaxAttempts: 4}
+			// With the TLS sessions file, the next sync resumes this
+			// one's TLS session instead of making a full handshake
+			// (1.4 KB instead of 4.7 KB when there is nothing to sync).
+			cfg := httpsync.ClientConfig{Credential: c, MaxAttempts: 4, SessionFile: a.path(sessionsFile),
+				Logger: slog.New(slog.NewTextHandler(a.log, &slog.HandlerOptions{Level: slog.LevelWarn}))}
 			if !quiet {
 				cfg.Progress = bar.show
 			}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -38,6 +39,17 @@ func TestClinicsSyncThroughCloud(t *testing.T) {
 	require.NoError(t, err)
 	srv := httptest.NewUnstartedServer(h)
 	srv.TLS = httpsync.ServerTLSConfig(cert)
+	var full, resumed atomic.Int64 // handshakes of enrolled devices
+	srv.TLS.VerifyConnection = func(cs tls.ConnectionState) error {
+		switch {
+		case len(cs.PeerCertificates) == 0:
+		case cs.DidResume:
+			resumed.Add(1)
+		default:
+			full.Add(1)
+		}
+		return nil
+	}
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
 
@@ -158,6 +170,22 @@ func TestClinicsSyncThroughCloud(t *testing.T) {
 		code, _, errOut = clinic(t, devices[name], "sync", "-quiet")
 		require.Zero(t, code, errOut)
 	}
+	// Each sync is a new process: after its first, a device resumes its
+	// TLS session, kept in a file only it may read.
+	assert.EqualValues(t, 2, full.Load(), "one full TLS handshake per device")
+	assert.EqualValues(t, 5, resumed.Load(), "every later sync resumes the device's TLS session")
+	for name, dir := range devices {
+		fi, err := os.Stat(filepath.Join(dir, "tls-sessions"))
+		require.NoError(t, err, "%s keeps its TLS sessions", name)
+		assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm(), "%s's TLS sessions are its own", name)
+	}
+	// Sessions made with one credential are no use with another: connect
+	// drops them.
+	code, _, errOut = clinic(t, devices["tab"], "connect", "-credential", creds["tab"])
+	require.Zero(t, code, errOut)
+	_, err = os.Stat(filepath.Join(devices["tab"], "tls-sessions"))
+	assert.ErrorIs(t, err, os.ErrNotExist, "connect drops the TLS sessions of the earlier credential")
+
 	code, _, _ = clinicIn(t, devices["tab"], "pass-of-laptop\n", "login", "-user", "u-laptop")
 	assert.Equal(t, 1, code, "the old password no longer works on the tablet")
 	code, _, errOut = clinicIn(t, devices["tab"], "new-pass-of-laptop\n", "login", "-user", "u-laptop")
