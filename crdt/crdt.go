@@ -405,7 +405,7 @@ func (d *Doc) Apply(chs ...Change) (applied []Hash, err error) {
 		}
 		cand[c.Hash] = c
 	}
-	var ready []*automerge.Change
+	var raws [][]byte // the changes that can apply, dependencies first
 	known := map[Hash]bool{}
 	for progress := true; progress && len(cand) > 0; {
 		progress = false
@@ -419,18 +419,24 @@ func (d *Doc) Apply(chs ...Change) (applied []Hash, err error) {
 			if !d.depsKnown(c, known) {
 				continue
 			}
-			amc, err := decodeChunks([][]byte{c.Raw})
-			if err != nil || Hash(amc[0].Hash()) != c.Hash {
-				return nil, fmt.Errorf("apply change %s: bytes do not match hash: %w", h, ErrMalformed)
-			}
-			ready = append(ready, amc[0])
+			raws = append(raws, c.Raw)
 			applied = append(applied, h)
 			known[h] = true
 			delete(cand, h)
 			progress = true
 		}
 	}
-	if len(ready) > 0 {
+	if len(raws) > 0 {
+		// One decode for all of them: each call into automerge costs.
+		ready, err := decodeChunks(raws)
+		if err != nil {
+			return nil, fmt.Errorf("apply changes: %w", err)
+		}
+		for i, amc := range ready {
+			if Hash(amc.Hash()) != applied[i] {
+				return nil, fmt.Errorf("apply change %s: bytes do not match hash: %w", applied[i], ErrMalformed)
+			}
+		}
 		if err := d.am.Apply(ready...); err != nil {
 			return nil, fmt.Errorf("apply changes: %v: %w", err, ErrMalformed)
 		}

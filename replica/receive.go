@@ -479,7 +479,7 @@ func planChart(batch *store.Batch, h *heldChart, cb chartBatch, sigs signatures,
 			return fmt.Errorf("receive bundle: chart %s: %w", cb.chart, err), false
 		}
 	}
-	if _, err := l.doc.Apply(cb.changes...); err != nil {
+	if err := applyReceived(l.doc, cb.changes); err != nil {
 		return fmt.Errorf("receive bundle: chart %s: %w", cb.chart, err), false
 	}
 	if err := l.open(); err != nil {
@@ -684,16 +684,32 @@ func madeInScope(l *loaded, chs []crdt.Change, clinic, actor string) error {
 func parseBundle(b *Bundle) ([]chartBatch, []crdt.Change, error) {
 	var batches []chartBatch
 	idx := map[string]int{}
-	parsed := make([]crdt.Change, 0, len(b.Changes))
-	for i, bc := range b.Changes {
-		c, err := crdt.ParseChange(bc.Raw)
-		if err != nil {
-			return nil, nil, fmt.Errorf("receive bundle: change %d: %w: %w", i, ErrMalformedBundle, err)
+	// One decode for all the changes: each call into automerge costs.
+	size := 0
+	for _, bc := range b.Changes {
+		size += len(bc.Raw)
+	}
+	all := make([]byte, 0, size)
+	for _, bc := range b.Changes {
+		all = append(all, bc.Raw...)
+	}
+	var parsed []crdt.Change
+	if len(all) > 0 {
+		var err error
+		if parsed, err = crdt.ParseChanges(all); err != nil {
+			return nil, nil, fmt.Errorf("receive bundle: %w: %w", ErrMalformedBundle, err)
 		}
-		if !checksumMatches(bc.Raw, c.Hash) {
+	}
+	if len(parsed) != len(b.Changes) {
+		return nil, nil, fmt.Errorf("receive bundle: %d changes parse as %d: %w", len(b.Changes), len(parsed), ErrMalformedBundle)
+	}
+	for i, bc := range b.Changes {
+		if !bytes.Equal(parsed[i].Raw, bc.Raw) {
+			return nil, nil, fmt.Errorf("receive bundle: change %d is not one whole change: %w", i, ErrMalformedBundle)
+		}
+		if !checksumMatches(bc.Raw, parsed[i].Hash) {
 			return nil, nil, fmt.Errorf("receive bundle: change %d: checksum does not match its content: %w", i, ErrMalformedBundle)
 		}
-		parsed = append(parsed, c)
 	}
 	for i, bc := range b.Changes {
 		j, ok := idx[bc.Chart]
@@ -720,4 +736,21 @@ func parseBundle(b *Bundle) ([]chartBatch, []crdt.Change, error) {
 // corrupted anywhere would otherwise parse as a different, valid change.
 func checksumMatches(raw []byte, h crdt.Hash) bool {
 	return len(raw) >= 8 && bytes.Equal(raw[4:8], h[:4])
+}
+
+// applyReceived applies parsed changes to doc, in one bulk load when their
+// dependencies are all held (the usual case), else one by one, holding
+// what cannot apply yet. On error doc is unchanged.
+func applyReceived(doc *crdt.Doc, chs []crdt.Change) error {
+	size := 0
+	for _, c := range chs {
+		size += len(c.Raw)
+	}
+	raw := make([]byte, 0, size)
+	hashes := make([]crdt.Hash, len(chs))
+	for i, c := range chs {
+		raw = append(raw, c.Raw...)
+		hashes[i] = c.Hash
+	}
+	return doc.ApplyStored(raw, hashes)
 }
