@@ -24,12 +24,26 @@
 // changes nothing because changes are content-addressed.
 //
 // Bundle wire format (a frame of package internal/wire, kind 'B', version
-// 2): sender and recipient IDs (16 bytes each), the positions Base, Upto,
+// 3): sender and recipient IDs (16 bytes each), the positions Base, Upto,
 // Head and Ack as uvarints, a change count, then per change the chart ID
-// (16-byte UUID), the length-prefixed raw change and its length-prefixed
-// signature (empty if unsigned); then a count of signer enrolments, each
-// length-prefixed. Version 1 bundles (no signatures) are refused with
-// ErrBundleVersion.
+// (16-byte UUID), the length-prefixed raw change and its signature form:
+// 0 (unsigned), 1 and the length-prefixed signature, or 2 and the index of
+// the change that covers it (see Signed changes); then a count of signer
+// enrolments, each length-prefixed. Bundles of versions 1 (no signatures)
+// and 2 (a signature per change) are refused with ErrBundleVersion.
+//
+// # Receiving
+//
+// Receive works in four steps: decode (the bundle's form, every change
+// parsed in one call into automerge), verify (signatures, reading only
+// what is held and the signers' records), plan (each chart's new changes
+// applied to a private copy of the chart and judged: scope, registration,
+// roles; no I/O) and commit (one durable write). Only the commit holds the
+// replica's write lock, so a large bundle from one device does not hold up
+// another device's sync or a nurse's edit; if a chart the plan read
+// changed before the commit, the bundle is planned again from what is now
+// held. A bundle's memory is that of the bytes read: no length it claims
+// is allocated before the bytes are there.
 //
 // # Clinic scope
 //
@@ -56,7 +70,15 @@
 // The replica's ID is the Automerge actor of every change it makes. With
 // Config.Signer (the device's key pair, *device.Identity), each change is
 // signed: an ed25519 signature over the chart ID and the change's hash,
-// stored with the change and sent with it in every bundle. With
+// stored with the change. A change's hash commits to its whole history, so
+// a bundle sends, per chart and device, only the signatures of the
+// device's latest changes: an earlier change of the same device is
+// covered by a later signed one in the bundle whose history (through the
+// dependencies of the bundle's changes of that chart) holds it. A chart's
+// first sync thus carries one signature, and costs one check, instead of
+// one per change. A recipient keeps a cover marker with each covered
+// change and passes it on the same way; a bundle is never cut between a
+// covered change and its cover. With
 // Config.Keys (the devices a trusted authority enrolled, *device.Roster),
 // every received change must carry a signature that verifies against a
 // key its actor was enrolled with, or the bundle is refused whole with
