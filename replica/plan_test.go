@@ -124,6 +124,19 @@ func TestPlanReceive(t *testing.T) {
 		assert.Empty(t, p.batch.Grants, "the clinic was in the chart's scope already")
 	})
 
+	t.Run("a change stored after the known set was read is not new", func(t *testing.T) {
+		// Another bundle with the same registration committed between
+		// reading what is known and reading the chart: the copy has it.
+		a := planChartOf(t, sender, "north")
+		d := decodedOf(t, sender, me, a)
+		fresh := d.fresh(nil)
+		p := planReceive(d, fresh, map[string]*heldChart{a.ID(): heldCopy(t, me, a)}, nil, rules("north"))
+		require.NoError(t, p.err, "the registration is not taken for a second one")
+		assert.Zero(t, p.res.Applied)
+		assert.Equal(t, 2, p.res.Duplicates)
+		assert.Empty(t, p.batch.Changes)
+	})
+
 	t.Run("refusals", func(t *testing.T) {
 		for _, tc := range []struct {
 			name       string

@@ -437,14 +437,15 @@ func (p *receivePlan) refuse(err error, quarantine bool) receivePlan {
 func planReceive(d *decoded, fresh []chartBatch, held map[string]*heldChart, sigs signatures, rules receiveRules) receivePlan {
 	b := d.bundle
 	p := receivePlan{res: Received{From: b.From, Complete: b.Complete()}}
-	p.res.Duplicates = len(d.hashes)
-	for _, cb := range fresh {
-		p.res.Duplicates -= len(cb.changes)
-	}
 	for _, cb := range fresh {
 		h := held[cb.chart]
 		if h == nil {
 			return p.refuse(fmt.Errorf("receive bundle: chart %s was not read", cb.chart), false)
+		}
+		// What is held was read after what is known: a change stored in
+		// between is in the copy, and is not new.
+		if cb = h.unheld(cb); len(cb.changes) == 0 {
+			continue
 		}
 		err, quarantine := planChart(&p.batch, h, cb, sigs, rules)
 		if err != nil {
@@ -462,8 +463,31 @@ func planReceive(d *decoded, fresh []chartBatch, held map[string]*heldChart, sig
 		p.res.Charts = append(p.res.Charts, cb.chart)
 		p.charts = append(p.charts, h)
 	}
+	p.res.Duplicates = len(d.hashes) - p.res.Applied
 	slices.Sort(p.res.Charts)
 	return p
+}
+
+// unheld returns cb less the changes the held copy already has (applied,
+// or held for their dependencies).
+func (h *heldChart) unheld(cb chartBatch) chartBatch {
+	if h.isNew {
+		return cb
+	}
+	pending := map[crdt.Hash]bool{}
+	for _, c := range h.l.doc.Pending() {
+		pending[c.Hash] = true
+	}
+	out := chartBatch{chart: cb.chart}
+	for i, c := range cb.changes {
+		if pending[c.Hash] || h.l.doc.Has(c.Hash) {
+			continue
+		}
+		out.changes = append(out.changes, c)
+		out.sigs = append(out.sigs, cb.sigs[i])
+		out.covers = append(out.covers, cb.covers[i])
+	}
+	return out
 }
 
 // planChart applies one chart's fresh changes to its held copy and judges
