@@ -168,6 +168,17 @@ func (d *Doc) Strings(path ...string) (out map[string]string, err error) {
 	return out, nil
 }
 
+// IsMap returns nil if path names a map (the root for an empty path),
+// and otherwise the error Keys would return (ErrNotFound, ErrWrongType),
+// without reading the map's keys.
+func (d *Doc) IsMap(path ...string) (err error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	defer recoverInto(&err)
+	_, err = lookupMap(d.am, path)
+	return err
+}
+
 // Keys returns the keys of the map at path (sorted by Automerge).
 func (d *Doc) Keys(path ...string) (keys []string, err error) {
 	d.mu.Lock()
