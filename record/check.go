@@ -49,7 +49,13 @@ func AuthorOf(ch crdt.Change) (Author, bool) {
 // removes one; every write it adds is well formed, attributed to the
 // message's author, names its entry under the entry's kind, and
 // supersedes only earlier writes of the same field; it touches the
-// chart's identity only when it creates the chart.
+// chart's identity only when it creates the chart; and its operations
+// name only objects, elements and operations its dependencies hold (see
+// crdt.OpIndex.CheckRefs), so that every replica applies it alike.
+//
+// CheckChange reads the whole chart, and its cost grows with the chart's
+// history; a Checker judges a run of changes to one chart at the cost of
+// each change.
 //
 // Errors: ErrInvalid (a *ValidationError) for an unreadable message or
 // author, or a change this package would never make; ErrForbidden (a
@@ -84,11 +90,15 @@ func CheckChange(doc *crdt.Doc, ch crdt.Change) (Touched, error) {
 	}
 	bs := &state{entries: map[string]*entry{}}
 	probe := ""
+	idx := crdt.NewOpIndex() // what the change's dependencies hold
 	if !t.Registers {
 		if _, err := Open(f); err != nil {
 			return Touched{}, fmt.Errorf("check change %s: %w", ch.Hash, err)
 		}
 		if bs, err = readState(f); err != nil {
+			return Touched{}, fmt.Errorf("check change %s: %w", ch.Hash, err)
+		}
+		if idx, err = f.OpIndex(); err != nil {
 			return Touched{}, fmt.Errorf("check change %s: %w", ch.Hash, err)
 		}
 		// A probe written concurrently into every container disappears
@@ -117,6 +127,13 @@ func CheckChange(doc *crdt.Doc, ch crdt.Change) (Touched, error) {
 	if !slices.Contains(applied, ch.Hash) {
 		return Touched{}, fmt.Errorf("check change %s: its dependencies are not held: %w", ch.Hash, crdt.ErrNotFound)
 	}
+	info, err := crdt.ChangeOps(ch.Raw)
+	if err != nil {
+		return Touched{}, fmt.Errorf("check change %s: %w", ch.Hash, err)
+	}
+	if err := idx.CheckRefs(&info); err != nil {
+		return Touched{}, fmt.Errorf("change %s: %w", ch.Hash, invalid("change", "%v", err))
+	}
 	after, err := snapshot(f)
 	if err != nil {
 		return Touched{}, invalid("change", "change %s breaks the chart's layout: %v", ch.Hash, err)
@@ -142,15 +159,19 @@ func CheckChange(doc *crdt.Doc, ch crdt.Change) (Touched, error) {
 
 	// The writes the change adds.
 	known := map[string]*write{} // every readable write of before, by ID
-	kinds := map[string]string{} // entry ID → kind
 	for _, e := range bs.entries {
-		kinds[e.id] = e.kind
 		for _, r := range e.fields {
 			for _, w := range r.all {
 				known[w.ID] = w
 			}
 		}
 	}
+	j := newJudge(ch.Hash, chartID, &t, func(e string) (string, bool) {
+		if x := bs.entries[e]; x != nil {
+			return x.kind, true
+		}
+		return "", false
+	}, func(id string) *write { return known[id] })
 	for _, id := range sortedKeys(after.w) {
 		js := after.w[id]
 		if id == probe {
@@ -162,30 +183,9 @@ func CheckChange(doc *crdt.Doc, ch crdt.Change) (Touched, error) {
 			}
 			continue
 		}
-		w := &write{}
-		if err := json.Unmarshal([]byte(js), w); err != nil || !knownKind(w.Kind) || w.Entry == "" || w.Field == "" {
-			return t, invalid("w", "change %s adds an unreadable write %s", ch.Hash, id)
+		if _, err := j.write(id, js); err != nil {
+			return t, err
 		}
-		if err := checkField(w.Kind, w.Field, w.Value); err != nil {
-			return t, fmt.Errorf("change %s: %s %s: %w", ch.Hash, w.Kind, w.Entry, err)
-		}
-		if w.author() != t.Author {
-			return t, invalid("author", "change %s by %s adds a write attributed to %s", ch.Hash, t.Author, w.author())
-		}
-		if k, ok := kinds[w.Entry]; ok && k != w.Kind {
-			return t, invalid("w", "change %s writes %s %s, which is a %s", ch.Hash, w.Kind, w.Entry, k)
-		}
-		if (w.Kind == KindPatient) != (w.Entry == chartID) {
-			return t, invalid("w", "change %s writes %s %s, which is not the chart's patient", ch.Hash, w.Kind, w.Entry)
-		}
-		kinds[w.Entry] = w.Kind
-		for _, sup := range w.Supersedes {
-			if o := known[sup]; o == nil || o.Entry != w.Entry || o.Field != w.Field {
-				return t, invalid("w", "change %s: write %s of %s supersedes %s, which is not an earlier value of that field", ch.Hash, id, w.Field, sup)
-			}
-		}
-		s, _ := sectionOf(w.Kind, w.Field)
-		t.Sections = addSection(t.Sections, s)
 	}
 
 	// The notes it creates or edits.
@@ -193,15 +193,92 @@ func CheckChange(doc *crdt.Doc, ch crdt.Change) (Touched, error) {
 		if id == probe || before.notes[id] == after.notes[id] {
 			continue
 		}
-		if kinds[id] != KindEncounter {
-			return t, invalid("notes", "change %s writes a note for %s, which is not an encounter", ch.Hash, id)
+		if err := j.note(id); err != nil {
+			return t, err
 		}
-		t.Sections = addSection(t.Sections, SectionEncounters)
 	}
 	if err := authorize(t.Author.Role, t.Sections); err != nil {
 		return t, fmt.Errorf("change %s: %w", ch.Hash, err)
 	}
 	return t, nil
+}
+
+// judge holds the rules every write and note a change adds must follow,
+// which CheckChange and Checker share. It adds to t the sections of what
+// it accepts.
+type judge struct {
+	hash    crdt.Hash
+	chartID string
+	t       *Touched
+	kindOf  func(entry string) (string, bool) // kinds of the entries before the change
+	known   func(id string) *write            // the readable writes before the change
+	kinds   map[string]string                 // kinds the change's writes give entries
+}
+
+func newJudge(hash crdt.Hash, chartID string, t *Touched, kindOf func(string) (string, bool), known func(string) *write) *judge {
+	return &judge{hash: hash, chartID: chartID, t: t, kindOf: kindOf, known: known, kinds: map[string]string{}}
+}
+
+// kind returns the kind of an entry, counting the writes judged so far.
+func (j *judge) kind(entry string) (string, bool) {
+	if k, ok := j.kinds[entry]; ok {
+		return k, true
+	}
+	return j.kindOf(entry)
+}
+
+// write judges a write the change adds under ID id, whose JSON is js,
+// and returns it parsed (with its ID).
+func (j *judge) write(id, js string) (*write, error) {
+	w := &write{}
+	if err := json.Unmarshal([]byte(js), w); err != nil || !knownKind(w.Kind) || w.Entry == "" || w.Field == "" {
+		return nil, invalid("w", "change %s adds an unreadable write %s", j.hash, id)
+	}
+	w.ID = id
+	if err := checkField(w.Kind, w.Field, w.Value); err != nil {
+		return nil, fmt.Errorf("change %s: %s %s: %w", j.hash, w.Kind, w.Entry, err)
+	}
+	if w.author() != j.t.Author {
+		return nil, invalid("author", "change %s by %s adds a write attributed to %s", j.hash, j.t.Author, w.author())
+	}
+	if k, ok := j.kind(w.Entry); ok && k != w.Kind {
+		return nil, invalid("w", "change %s writes %s %s, which is a %s", j.hash, w.Kind, w.Entry, k)
+	}
+	if (w.Kind == KindPatient) != (w.Entry == j.chartID) {
+		return nil, invalid("w", "change %s writes %s %s, which is not the chart's patient", j.hash, w.Kind, w.Entry)
+	}
+	j.kinds[w.Entry] = w.Kind
+	for _, sup := range w.Supersedes {
+		if o := j.known(sup); o == nil || o.Entry != w.Entry || o.Field != w.Field {
+			return nil, invalid("w", "change %s: write %s of %s supersedes %s, which is not an earlier value of that field", j.hash, id, w.Field, sup)
+		}
+	}
+	s, _ := sectionOf(w.Kind, w.Field)
+	j.t.Sections = addSection(j.t.Sections, s)
+	return w, nil
+}
+
+// note judges a change to the note of entry id (its text differs after
+// the change).
+func (j *judge) note(id string) error {
+	if k, _ := j.kind(id); k != KindEncounter {
+		return invalid("notes", "change %s writes a note for %s, which is not an encounter", j.hash, id)
+	}
+	j.t.Sections = addSection(j.t.Sections, SectionEncounters)
+	return nil
+}
+
+// noteAt returns what CheckChange compares of notes/key: the text, a
+// string (such as the probe), or a marker no text equals.
+func noteAt(d *crdt.Doc, key string) string {
+	s, err := d.Text(pathNotes, key)
+	if err != nil {
+		// A string (the probe) or anything else; only a text is a note.
+		if s, err = d.String(pathNotes, key); err != nil {
+			s = notAString
+		}
+	}
+	return s
 }
 
 // layout is what CheckChange compares of a document before and after a
@@ -237,14 +314,7 @@ func snapshot(d *crdt.Doc) (*layout, error) {
 	}
 	l.notes = make(map[string]string, len(keys))
 	for _, k := range keys {
-		s, err := d.Text(pathNotes, k)
-		if err != nil {
-			// A string (the probe) or anything else; only a text is a note.
-			if s, err = d.String(pathNotes, k); err != nil {
-				s = notAString
-			}
-		}
-		l.notes[k] = s
+		l.notes[k] = noteAt(d, k)
 	}
 	return l, nil
 }

@@ -106,7 +106,7 @@ func Open(doc *crdt.Doc) (*Chart, error) {
 		return nil, fmt.Errorf("open chart: id %q is not a random UUID: %w", id, ErrNotAChart)
 	}
 	for _, p := range [][]string{pathW, pathNotes} {
-		if _, err := doc.Keys(p...); err != nil {
+		if err := doc.IsMap(p...); err != nil {
 			return nil, fmt.Errorf("open chart %s: %v: %w", id, err, ErrNotAChart)
 		}
 	}

@@ -2,6 +2,7 @@ package record
 
 import (
 	"fmt"
+	"iter"
 	"slices"
 	"strings"
 	"time"
@@ -83,13 +84,19 @@ type Referral struct {
 // still current (two while a concurrent change of home clinic is
 // unresolved) and each active referral. Sorted, without duplicates.
 func (s *state) scope() []string {
+	return scopeOf(s.patient(), slices.Values(s.entriesOf(KindReferral)))
+}
+
+// scopeOf is the scope of a chart whose patient entry is patient and
+// whose referral entries are referrals.
+func scopeOf(patient *entry, referrals iter.Seq[*entry]) []string {
 	var out []string
-	if r := s.patient().fields["home_clinic"]; r != nil {
+	if r := patient.fields["home_clinic"]; r != nil {
 		for _, w := range r.current {
 			out = append(out, w.Value)
 		}
 	}
-	for _, e := range s.entriesOf(KindReferral) {
+	for e := range referrals {
 		if e.value("status") == StatusActive {
 			out = append(out, e.value("clinic"))
 		}

@@ -156,6 +156,11 @@ type state struct {
 	chartID    string
 	entries    map[string]*entry
 	unreadable int // writes that could not be parsed (a damaged or foreign change)
+	// superseded holds every write ID a readable write supersedes
+	// (known or not); byID, built by indexWrites for add, holds the
+	// writes in the entries' registers.
+	superseded map[string]bool
+	byID       map[string]*write
 }
 
 // readState parses every write in the document.
@@ -168,8 +173,14 @@ func readState(doc *crdt.Doc) (*state, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &state{chartID: id, entries: make(map[string]*entry)}
+	return stateFrom(id, raw), nil
+}
+
+// stateFrom parses the writes raw (the string values of the map of
+// writes, by ID) of chart id.
+func stateFrom(id string, raw map[string]string) *state {
 	superseded := make(map[string]bool)
+	s := &state{chartID: id, entries: make(map[string]*entry), superseded: superseded}
 	ws := make([]*write, 0, len(raw))
 	for wid, js := range raw {
 		w := &write{}
@@ -217,7 +228,80 @@ func readState(doc *crdt.Doc) (*state, error) {
 			})
 		}
 	}
-	return s, nil
+	return s
+}
+
+// indexWrites builds s.byID, which add needs.
+func (s *state) indexWrites() {
+	s.byID = map[string]*write{}
+	for _, e := range s.entries {
+		for _, r := range e.fields {
+			for _, w := range r.all {
+				s.byID[w.ID] = w
+			}
+		}
+	}
+}
+
+// before reports whether readState orders w before o: by time, then ID.
+func (w *write) before(o *write) bool {
+	return cmp.Or(cmp.Compare(w.At, o.At), strings.Compare(w.ID, o.ID)) < 0
+}
+
+// add adds one more readable write (w.ID set) to a state built by
+// readState and indexWrites, leaving it as readState would have read it
+// with the others. It returns false, having changed nothing, when the
+// write would change an entry's kind (it names the entry under another
+// kind and sorts before the entry's first write): only readState can
+// sort that out.
+func (s *state) add(w *write) bool {
+	e := s.entries[w.Entry]
+	if e != nil && e.kind != w.Kind && w.before(e.created) {
+		return false
+	}
+	for _, sup := range w.Supersedes {
+		if s.superseded[sup] {
+			continue
+		}
+		s.superseded[sup] = true
+		if o := s.byID[sup]; o != nil {
+			r := s.entries[o.Entry].fields[o.Field]
+			r.current = slices.DeleteFunc(r.current, func(x *write) bool { return x == o })
+		}
+	}
+	switch {
+	case e == nil:
+		e = &entry{id: w.Entry, kind: w.Kind, fields: make(map[string]*register), created: w}
+		s.entries[w.Entry] = e
+	case e.kind != w.Kind:
+		s.unreadable++
+		return true
+	case w.before(e.created):
+		e.created = w
+	}
+	r := e.fields[w.Field]
+	if r == nil {
+		r = &register{}
+		e.fields[w.Field] = r
+	}
+	i, _ := slices.BinarySearchFunc(r.all, w, func(a, b *write) int {
+		if a.before(b) {
+			return -1
+		}
+		return 1
+	})
+	r.all = slices.Insert(r.all, i, w)
+	s.byID[w.ID] = w
+	if !s.superseded[w.ID] {
+		r.current = append(r.current, w)
+		slices.SortFunc(r.current, func(a, b *write) int {
+			if a.later(b) {
+				return -1
+			}
+			return 1
+		})
+	}
+	return true
 }
 
 func knownKind(k string) bool {
