@@ -106,7 +106,12 @@
 // another replica is checked with CheckChange, which applies it to a copy
 // of the chart as it was made, finds the sections its writes and note
 // edits actually modify, and checks them against the role its message
-// records, refusing as well changes this package would never make.
+// records, refusing as well changes this package would never make
+// (including one that names objects or operations the chart it was made
+// on does not hold, which replicas could apply differently). A replica
+// receiving a run of changes to one chart judges them with a Checker
+// instead: the same verdicts, at the cost of each change rather than of
+// the chart for every change that follows what it already holds.
 //
 // # Users and what they may read
 //
@@ -132,8 +137,13 @@
 // # Caveats
 //
 // Views are computed from the whole document; a chart with thousands of
-// changes takes milliseconds to view, and CheckChange, which forks the
-// document, about as long per change. The role CheckChange trusts is the
+// changes takes milliseconds to view, and CheckChange, which forks and
+// reads the whole document, tens of milliseconds per change. A Checker
+// reads the chart once (NewChecker: about half a second for 10,000
+// changes), then judges each change that follows everything it holds in
+// about a tenth of a millisecond, whatever the chart's size; changes on
+// concurrent branches, and every change it would refuse, still cost a
+// CheckChange. It keeps its own copy of the chart in memory. The role CheckChange trusts is the
 // one the change's message records: signatures (package replica) prove
 // which device made a change, not which person, so a modified client on
 // an enrolled device can claim any role. A read policy is applied where a

@@ -1,6 +1,8 @@
 package record_test
 
 import (
+	"crypto/sha256"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"testing"
@@ -218,6 +220,76 @@ func FuzzCheckUsersChange(f *testing.F) {
 			}
 			_, err = roster.ReadPolicy()
 			require.NoError(t, err)
+		}
+	})
+}
+
+// resealed recomputes the checksum of every change chunk in data, so the
+// fuzzer explores changes a malicious peer could send; bytes that do not
+// split into chunks are returned as they are.
+func resealed(data []byte) []byte {
+	out := append([]byte(nil), data...)
+	for rest := out; len(rest) >= 10; {
+		n, k := binary.Uvarint(rest[9:])
+		if k <= 0 || n > uint64(len(rest)-9-k) {
+			break
+		}
+		end := 9 + k + int(n)
+		sum := sha256.Sum256(rest[8:end])
+		copy(rest[4:8], sum[:4])
+		rest = rest[end:]
+	}
+	return out
+}
+
+// FuzzCheckerAgrees parses arbitrary bytes (checksums made valid) as
+// changes and judges each, in turn, with a Checker and with CheckChange
+// on a chart holding the changes accepted before it: the two verdicts are
+// the same (Touched and error), and neither panics.
+func FuzzCheckerAgrees(f *testing.F) {
+	base := seedChart(f)
+	away := fork(f, base)
+	v := view(f, base)
+	do(f, away, doctor, t0.Add(time.Hour), record.Prescribe{Drug: "Paracetamol", Dose: 1, DoseUnit: "g", Route: "oral", Frequency: "QID"})
+	do(f, away, nurse, t0.Add(time.Hour), record.EditNote{EncounterID: v.Encounters[0].ID, Pos: 3, Delete: 2, Insert: "LD"})
+	do(f, away, registry, t0.Add(time.Hour), record.Refer{ToClinic: "district-hospital"})
+	fresh, err := away.Doc().Changes(base.Doc().Heads())
+	require.NoError(f, err)
+	f.Add(crdt.SaveChanges(fresh))
+	for _, c := range fresh {
+		f.Add(c.Raw)
+		for _, m := range mutations(c.Raw) {
+			f.Add(m)
+		}
+	}
+	l := layoutOf(f, base.Doc())
+	forged := forge(f, base.Doc(), messageBy(nurse, "x"), func(next func() crdt.OpID) []crdt.Op {
+		return []crdt.Op{setOp(next(), l.w, "k", jsonOf(f, writeBy(nurse, record.KindAllergy, "a-1", "substance", "Sulfa"))),
+			{ID: next(), Obj: l.notes, Key: crdt.Key{Prop: v.Encounters[0].ID}, Action: crdt.ActionSet, Value: crdt.Value{Type: crdt.ValueString, Str: "x"}}}
+	})
+	f.Add(forged.Raw)
+	for _, m := range mutations(forged.Raw) {
+		f.Add(m)
+	}
+	saved := base.Doc().Save()
+
+	f.Fuzz(func(t *testing.T, data []byte) {
+		chs, err := crdt.ParseChanges(resealed(data))
+		if err != nil {
+			return
+		}
+		ref, err := crdt.Load(saved, crdt.NewActorID())
+		require.NoError(t, err)
+		c, err := record.NewChecker(ref)
+		require.NoError(t, err)
+		for _, ch := range chs {
+			want, wantErr := record.CheckChange(ref, ch)
+			got, gotErr := c.Check(ch)
+			sameVerdict(t, want, wantErr, got, gotErr)
+			if wantErr == nil {
+				_, err := ref.Apply(ch)
+				require.NoError(t, err)
+			}
 		}
 	})
 }

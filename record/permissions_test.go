@@ -136,7 +136,7 @@ func TestDoEnforcesPermissions(t *testing.T) {
 				if allowed {
 					res, err := c.Do(by, at, tc.op)
 					require.NoError(t, err, "a %s may %s", role, tc.name)
-					touched, err := record.CheckChange(c.Doc(), res.Change)
+					touched, err := checkBoth(t, c.Doc(), res.Change)
 					require.NoError(t, err, "CheckChange refused what Do let a %s do", role)
 					assert.Equal(t, tc.sections, touched.Sections)
 					assert.Equal(t, by, touched.Author)
@@ -166,7 +166,7 @@ func TestNoKnownAllergiesIsAnAllergy(t *testing.T) {
 	do(t, c, chw, t0, record.RecordNoKnownAllergies{})
 	res, err := c.Do(chw, t0.Add(time.Minute), record.AddAllergy{Substance: "Penicillin", Severity: "severe"})
 	require.NoError(t, err)
-	touched, err := record.CheckChange(c.Doc(), res.Change)
+	touched, err := checkBoth(t, c.Doc(), res.Change)
 	require.NoError(t, err)
 	assert.Equal(t, []record.Section{record.SectionAllergies}, touched.Sections)
 }
@@ -248,7 +248,7 @@ func writeIDs(t *testing.T, c *record.Chart, entry, field string) []string {
 func checkRefused(t *testing.T, c *record.Chart, ch crdt.Change) (record.Touched, error) {
 	t.Helper()
 	heads := c.Doc().Heads()
-	touched, err := record.CheckChange(c.Doc(), ch)
+	touched, err := checkBoth(t, c.Doc(), ch)
 	require.Error(t, err, "CheckChange accepted the change")
 	require.Equal(t, heads, c.Doc().Heads(), "CheckChange changed the chart")
 	return touched, err
@@ -266,7 +266,7 @@ func TestCheckChangeAcceptsRegistration(t *testing.T) {
 	id := uuid.NewString()
 	c, res, err := record.New(id, crdt.NewActorID(), chw, t0, baseRegister())
 	require.NoError(t, err)
-	touched, err := record.CheckChange(c.Doc(), res.Change)
+	touched, err := checkBoth(t, c.Doc(), res.Change)
 	require.NoError(t, err)
 	assert.True(t, touched.Registers)
 	assert.Equal(t, []record.Section{record.SectionDemographics}, touched.Sections)
@@ -275,7 +275,7 @@ func TestCheckChangeAcceptsRegistration(t *testing.T) {
 	// The same check on a replica that holds nothing else yet.
 	d, err := crdt.New(crdt.NewActorID())
 	require.NoError(t, err)
-	touched, err = record.CheckChange(d, res.Change)
+	touched, err = checkBoth(t, d, res.Change)
 	require.NoError(t, err)
 	assert.Equal(t, []record.Section{record.SectionDemographics}, touched.Sections)
 }
@@ -285,7 +285,7 @@ func TestCheckChangeAcceptsChangesFromOtherDevices(t *testing.T) {
 	chs, err := f.chart.Doc().Changes(nil)
 	require.NoError(t, err)
 	for _, ch := range chs {
-		_, err := record.CheckChange(f.chart.Doc(), ch)
+		_, err := checkBoth(t, f.chart.Doc(), ch)
 		require.NoError(t, err, "CheckChange refused change %q of the fixture", ch.Message)
 	}
 	// Before they are applied: a replica checks on a document holding the
@@ -293,7 +293,7 @@ func TestCheckChangeAcceptsChangesFromOtherDevices(t *testing.T) {
 	other := fork(t, f.chart)
 	res, err := other.Do(labTech, f.clock.Add(time.Hour), record.CorrectLabResult{LabResultID: f.labFinal, Value: record.Ptr(13.1), Reason: "re-run"})
 	require.NoError(t, err)
-	touched, err := record.CheckChange(f.chart.Doc(), res.Change)
+	touched, err := checkBoth(t, f.chart.Doc(), res.Change)
 	require.NoError(t, err)
 	assert.Equal(t, []record.Section{record.SectionLabResults}, touched.Sections)
 }
@@ -340,7 +340,7 @@ func TestCheckChangeJudgesTheMessagesRole(t *testing.T) {
 	ch = craft(t, f.chart, messageBy(doctor, "anything at all"), putWrites(
 		writeBy(doctor, record.KindPrescription, f.rxOnHold, "dose", "1000", writeIDs(t, f.chart, f.rxOnHold, "dose")...),
 	))
-	touched, err := record.CheckChange(f.chart.Doc(), ch)
+	touched, err := checkBoth(t, f.chart.Doc(), ch)
 	require.NoError(t, err)
 	assert.Equal(t, []record.Section{record.SectionPrescriptions}, touched.Sections)
 }
@@ -381,7 +381,7 @@ func TestCheckChangeRefusesOneForbiddenSectionOfTwo(t *testing.T) {
 		}
 		return tx.PutText([]string{"notes"}, enc, "rash after co-trimoxazole")
 	})
-	touched, err = record.CheckChange(f.chart.Doc(), ch)
+	touched, err = checkBoth(t, f.chart.Doc(), ch)
 	require.NoError(t, err)
 	assert.Equal(t, []record.Section{record.SectionAllergies, record.SectionEncounters}, touched.Sections)
 }
@@ -473,7 +473,7 @@ func TestCheckChangeNeedsDependencies(t *testing.T) {
 	require.NoError(t, err)
 	ch, err := d.Edit(messageBy(doctor, "x"), t0, func(tx *crdt.Tx) error { return tx.Put(nil, "x", "z") })
 	require.NoError(t, err)
-	_, err = record.CheckChange(d, ch)
+	_, err = checkBoth(t, d, ch)
 	assert.ErrorIs(t, err, record.ErrNotAChart)
 }
 

@@ -298,7 +298,7 @@ func TestPropertyReplicasConverge(t *testing.T) {
 				}
 				// What the change is checked for elsewhere agrees with
 				// what Do wrote and allowed.
-				touched, err := record.CheckChange(rs[d].Doc(), res.Change)
+				touched, err := checkBoth(t, rs[d].Doc(), res.Change)
 				require.NoError(t, err, "CheckChange refused %s by a %s", kind, by.Role)
 				require.Equal(t, sections, touched.Sections, "CheckChange found other sections than %s writes", kind)
 				require.Equal(t, by, touched.Author)
