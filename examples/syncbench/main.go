@@ -55,6 +55,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/metrics"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -160,7 +161,20 @@ func main() {
 	flag.IntVar(&o.longBase, "long-base", 0, "long scenario: the edits of the base run the long one is compared with (0: a tenth of -long, so the target is the issue's 12× for 10× the changes)")
 	flag.DurationVar(&o.idleEvery, "idle-every", 100*time.Millisecond, "long scenario: the pause between another device's idle syncs with the cloud while it receives the long chart")
 	timeout := flag.Duration("timeout", 3*time.Hour, "stop the run after this long")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof)")
 	flag.Parse()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "syncbench: cpu profile:", err)
+			os.Exit(2)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, "syncbench: cpu profile:", err)
+			os.Exit(2)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	o.signed = !*unsigned
 	o.scenarios = map[string]bool{}
 	for _, g := range strings.Split(*scenarios, ",") {
