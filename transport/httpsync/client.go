@@ -53,8 +53,13 @@ type ClientConfig struct {
 	// of making a full handshake: an idle sync then costs about 1.4 KB
 	// instead of 4.7 KB. Keep it beside the credential. A damaged or
 	// foreign file is ignored with a warning. Not with HTTPClient (give
-	// its transport a SessionCache instead).
+	// its transport a SessionCache instead). If empty, a Credential read
+	// from a file (ReadCredentialFile) keeps its sessions beside it
+	// (Credential.SessionFileFor); set NoSessionFile to keep none.
 	SessionFile string
+	// NoSessionFile keeps TLS sessions in memory only: every new client
+	// starts with a full handshake.
+	NoSessionFile bool
 	// Insecure allows a plain http:// URL. No example uses it: it is for a
 	// cloud behind a proxy that authenticates devices itself.
 	Insecure bool
@@ -231,7 +236,11 @@ func NewClient(local *replica.Replica, cfg ClientConfig) (*Client, error) {
 	c := &Client{local: local, cfg: cfg, http: cfg.HTTPClient, log: cfg.Logger.With("cloud_url", cfg.URL), cloud: cfg.CloudReplica}
 	if c.http == nil {
 		tc := cfg.Credential.TLSConfig()
-		if cfg.SessionFile != "" {
+		if cfg.SessionFile == "" && !cfg.NoSessionFile && !cfg.Insecure {
+			cfg.SessionFile = cfg.Credential.SessionFileFor()
+			c.cfg.SessionFile = cfg.SessionFile
+		}
+		if cfg.SessionFile != "" && !cfg.NoSessionFile {
 			sc, err := OpenSessionCache(cfg.SessionFile, SessionCacheConfig{Device: cfg.Credential.Cert, Logger: cfg.Logger})
 			if err != nil {
 				return nil, fmt.Errorf("httpsync client: %w", err)
@@ -522,7 +531,9 @@ func (c *Client) post(ctx context.Context, bundle []byte, pr *progress) ([]byte,
 // do sends a request and reads a 200 answer, or turns another answer into
 // a *StatusError.
 func (c *Client) do(req *http.Request, pr *progress) ([]byte, error) {
-	req.Header.Set("Accept", ContentType+", application/json")
+	// No Accept (the cloud answers a bundle or a JSON error whatever is
+	// asked) and no User-Agent: on a 2G link every header byte counts.
+	req.Header["User-Agent"] = []string{""}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		if untrusted(err) && !errors.Is(err, ErrServerNotTrusted) {

@@ -46,6 +46,20 @@ type Credential struct {
 	Authority ed25519.PublicKey
 	Enrolment []byte
 	Roster    []byte
+
+	// path is the file the credential was read from, if any: a client
+	// keeps the device's TLS sessions beside it (see SessionFileFor).
+	path string
+}
+
+// SessionFileFor returns where a client keeps the TLS sessions of a
+// credential read with ReadCredentialFile: beside it, with ".sessions"
+// added to its name. It is empty for a credential made in memory.
+func (c *Credential) SessionFileFor() string {
+	if c == nil || c.path == "" {
+		return ""
+	}
+	return c.path + ".sessions"
 }
 
 // Errors of a credential and the device's key.
@@ -328,6 +342,7 @@ func ReadCredentialFile(path string) (*Credential, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read credential %s: %w", path, err)
 	}
+	c.path = path
 	return c, nil
 }
 

@@ -465,3 +465,46 @@ func TestSessionFileNeedsACredentialClient(t *testing.T) {
 	_, err := httpsync.NewClient(d.rep, httpsync.ClientConfig{HTTPClient: c.srv.Client(), URL: c.url, SessionFile: filepath.Join(t.TempDir(), "s")})
 	assert.Error(t, err, "SessionFile with a caller's HTTPClient is refused")
 }
+
+// TestCredentialFileKeepsSessionsBesideIt: a device whose credential was
+// read from a file keeps its TLS sessions beside it without being told,
+// so its restarts resume; NoSessionFile keeps none.
+func TestCredentialFileKeepsSessionsBesideIt(t *testing.T) {
+	c, hs, ln := resumeCloud(t, cloudOptions{memory: true})
+	d := agreed(t, c, ln)
+	hs.take()
+	path := filepath.Join(t.TempDir(), "credential.pem")
+	require.NoError(t, d.cred.WriteFile(path))
+	read, err := httpsync.ReadCredentialFile(path)
+	require.NoError(t, err)
+	read, err = read.WithKey(d.cred.Key)
+	require.NoError(t, err)
+	require.Equal(t, path+".sessions", read.SessionFileFor())
+
+	sync := func(cfg httpsync.ClientConfig) {
+		t.Helper()
+		cfg.Credential, cfg.Logger = read, testLogger(t)
+		cl, err := httpsync.NewClient(d.rep, cfg)
+		require.NoError(t, err)
+		_, err = cl.SyncReport(t.Context())
+		require.NoError(t, err)
+		require.NoError(t, cl.Close())
+		ln.next(t)
+	}
+	sync(fastRetries())
+	hellos, verified := hs.take()
+	requireFullPQ(t, hellos, verified, "the first sync")
+	fi, err := os.Stat(path + ".sessions")
+	require.NoError(t, err, "the sessions are kept beside the credential")
+	assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
+
+	sync(fastRetries())
+	hellos, verified = hs.take()
+	requireResumed(t, hellos, verified, "a restart with the credential file")
+
+	cfg := fastRetries()
+	cfg.NoSessionFile = true
+	sync(cfg)
+	hellos, verified = hs.take()
+	requireFullPQ(t, hellos, verified, "a client told to keep no sessions")
+}

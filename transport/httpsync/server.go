@@ -301,6 +301,7 @@ func (h *Handler) serveSync(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", ContentType)
 	w.Header().Set("Content-Length", strconv.Itoa(len(out.Data)))
+	w.Header()["Date"] = nil // a device has no use for it; on a 2G link every byte counts
 	w.WriteHeader(http.StatusOK)
 	sent, err := writeStalling(w, rc, out.Data, h.cfg.StallTimeout)
 	h.stats.bytesOut.Add(int64(sent))
