@@ -59,7 +59,13 @@
 // A change crafted to pass these checks and hit another panic in
 // automerge-rs would still stop the process; only authenticated peers
 // (see the transports) can send changes, and FuzzApplyCrafted exercises
-// this boundary.
+// this boundary. One such change is known: an operation that uses a map
+// key in a list or text, or an element in a map (automerge-rs panics
+// "can only compare map keys"). Telling it apart needs the kinds of the
+// document's objects, which ParseChanges does not have: OpIndex.CheckRefs
+// refuses it, so a checker that runs CheckRefs against the change's
+// dependencies before Apply (as package record's CheckChange and Checker
+// do) is safe from it; Apply alone is not.
 //
 // The pinned automerge-go exposes no "all values at a key" call, no patches
 // and no rollback. chartsync therefore models conflicts explicitly in the

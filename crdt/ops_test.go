@@ -557,6 +557,16 @@ func TestCheckRefsRefusesUnknownReferences(t *testing.T) {
 		}
 		assert.ErrorIs(t, x.CheckRefs(&bad), crdt.ErrUnknownRef)
 	})
+	t.Run("a map key in a text the change made (automerge-rs panics applying it)", func(t *testing.T) {
+		bad := good
+		text := id(good.StartOp, "aa01")
+		bad.Ops = []crdt.Op{
+			{ID: text, Obj: m, Key: crdt.Key{Prop: "t"}, Action: crdt.ActionMakeText},
+			{ID: id(good.StartOp+1, "aa01"), Obj: text, Key: crdt.Key{IsElem: true}, Insert: true, Action: crdt.ActionSet, Value: str("a")},
+			{ID: id(good.StartOp+2, "aa01"), Obj: text, Key: crdt.Key{Prop: "id"}, Action: crdt.ActionSet, Value: str("x")},
+		}
+		assert.ErrorIs(t, x.CheckRefs(&bad), crdt.ErrUnknownRef)
+	})
 	t.Run("an object the change made earlier", func(t *testing.T) {
 		info := decode(t, chs[0])
 		require.NoError(t, crdt.NewOpIndex().CheckRefs(&info), "the first change names only what it makes")
