@@ -120,19 +120,22 @@ func CheckChange(doc *crdt.Doc, ch crdt.Change) (Touched, error) {
 	if err != nil {
 		return Touched{}, fmt.Errorf("check change %s: %w", ch.Hash, err)
 	}
-	applied, err := f.Apply(ch)
-	if err != nil {
-		return Touched{}, fmt.Errorf("check change %s: %w", ch.Hash, err)
-	}
-	if !slices.Contains(applied, ch.Hash) {
-		return Touched{}, fmt.Errorf("check change %s: its dependencies are not held: %w", ch.Hash, crdt.ErrNotFound)
-	}
+	// Before Automerge sees the change: automerge-rs panics, aborting
+	// the process, on some operations that name the wrong kind of
+	// object (an element key in a map, say), which CheckRefs refuses.
 	info, err := crdt.ChangeOps(ch.Raw)
 	if err != nil {
 		return Touched{}, fmt.Errorf("check change %s: %w", ch.Hash, err)
 	}
 	if err := idx.CheckRefs(&info); err != nil {
 		return Touched{}, fmt.Errorf("change %s: %w", ch.Hash, invalid("change", "%v", err))
+	}
+	applied, err := f.Apply(ch)
+	if err != nil {
+		return Touched{}, fmt.Errorf("check change %s: %w", ch.Hash, err)
+	}
+	if !slices.Contains(applied, ch.Hash) {
+		return Touched{}, fmt.Errorf("check change %s: its dependencies are not held: %w", ch.Hash, crdt.ErrNotFound)
 	}
 	after, err := snapshot(f)
 	if err != nil {

@@ -58,6 +58,7 @@ type layout struct {
 	w, notes crdt.OpID
 	texts    map[string]crdt.OpID
 	writes   map[string]crdt.OpID
+	elems    []crdt.OpID // characters inserted into notes
 }
 
 func layoutOf(t tb, d *crdt.Doc) layout {
@@ -78,6 +79,8 @@ func layoutOf(t tb, d *crdt.Doc) layout {
 				l.texts[op.Key.Prop] = op.ID
 			case op.Obj == l.w && op.Action == crdt.ActionSet:
 				l.writes[op.Key.Prop] = op.ID
+			case op.Insert:
+				l.elems = append(l.elems, op.ID)
 			}
 		}
 	}
@@ -278,6 +281,16 @@ func TestCheckerAgreesOnForgedChanges(t *testing.T) {
 			return forge(t, f.chart.Doc(), messageBy(nurse, "x"), func(next func() crdt.OpID) []crdt.Op {
 				return []crdt.Op{{ID: next(), Obj: l.notes, Key: crdt.Key{Prop: f.encounter}, Action: crdt.ActionMakeMap, Pred: []crdt.OpID{l.texts[f.encounter]}},
 					{ID: next(), Obj: l.w, Key: crdt.Key{Prop: "x"}, Action: crdt.ActionMakeList}}
+			})
+		}},
+		{"uses a map key in a text (automerge-rs panics applying it)", func() crdt.Change {
+			return forge(t, f.chart.Doc(), messageBy(nurse, "x"), func(next func() crdt.OpID) []crdt.Op {
+				text := next()
+				return []crdt.Op{
+					{ID: text, Obj: l.notes, Key: crdt.Key{Prop: uuid.NewString()}, Action: crdt.ActionMakeText},
+					{ID: next(), Obj: text, Key: crdt.Key{IsElem: true}, Insert: true, Action: crdt.ActionSet, Value: crdt.Value{Type: crdt.ValueString, Str: "a"}},
+					setOp(next(), text, "id", "x"),
+				}
 			})
 		}},
 		{"rewrites a write with the same key twice", func() crdt.Change {

@@ -227,7 +227,7 @@ func putWrites(ws ...storedWrite) func(tx *crdt.Tx) error {
 }
 
 // writeIDs returns the IDs of the stored writes of one field of an entry.
-func writeIDs(t *testing.T, c *record.Chart, entry, field string) []string {
+func writeIDs(t tb, c *record.Chart, entry, field string) []string {
 	t.Helper()
 	all, err := c.Doc().Strings("w")
 	require.NoError(t, err)
