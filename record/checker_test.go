@@ -7,6 +7,7 @@ import (
 	"slices"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/assert"
@@ -593,4 +594,102 @@ func ExampleChecker() {
 	// [allergies] [kamuga-dispensary] <nil>
 	// [allergies] [kamuga-dispensary] <nil>
 	// [allergies] [kamuga-dispensary] <nil>
+}
+
+// ChangeOps reads record's own changes as what they do: every write a
+// change adds is a string set at a new key of the map of writes, a new
+// note is a text made in the map of notes, and a note edit inserts and
+// deletes as many characters as the note gains and loses.
+func TestChangeOpsReadsRecordChanges(t *testing.T) {
+	f := newFixture(t)
+	do(t, f.chart, nurse, f.tick(), record.EditNote{EncounterID: f.encounter, Pos: 3, Delete: 4, Insert: "für "})
+	do(t, f.chart, nurse, f.tick(), record.EditNote{EncounterID: f.encounter, Pos: 0, Insert: "🙂 "})
+	do(t, f.chart, registry, f.tick(), record.Refer{ToClinic: "district-hospital"})
+	chs, err := f.chart.Doc().Changes(nil)
+	require.NoError(t, err)
+
+	d, err := crdt.New(crdt.NewActorID())
+	require.NoError(t, err)
+	var w, notes crdt.OpID
+	texts := map[crdt.OpID]string{} // note texts, to their encounter
+	for _, ch := range chs {
+		info, err := crdt.ChangeOps(ch.Raw)
+		require.NoError(t, err)
+		require.Equal(t, ch.Message, info.Message)
+		require.ElementsMatch(t, ch.Deps, info.Deps)
+		if len(ch.Deps) == 0 {
+			for _, op := range info.Ops {
+				if op.Obj.IsRoot() {
+					switch op.Key.Prop {
+					case "w":
+						w = op.ID
+					case "notes":
+						notes = op.ID
+					}
+				}
+			}
+		}
+		before, _ := d.Strings("w")
+		beforeNotes := map[string]string{}
+		for _, k := range noteKeys(t, d) {
+			beforeNotes[k], _ = d.Text([]string{"notes"}, k)
+		}
+		_, err = d.Apply(ch)
+		require.NoError(t, err)
+		after, err := d.Strings("w")
+		require.NoError(t, err)
+
+		added := map[string]string{}
+		grown := map[string]int{} // characters each note gains, by the operations
+		for _, op := range info.Ops {
+			switch {
+			case op.Obj == w:
+				require.Equal(t, crdt.ActionSet, op.Action)
+				require.Empty(t, op.Pred, "a write overwrites nothing")
+				require.Equal(t, crdt.ValueString, op.Value.Type)
+				added[op.Key.Prop] = op.Value.Str
+			case op.Obj == notes:
+				require.Equal(t, crdt.ActionMakeText, op.Action)
+				texts[op.ID] = op.Key.Prop
+				grown[op.Key.Prop] += 0
+			case texts[op.Obj] != "":
+				if op.Insert {
+					require.Equal(t, crdt.ActionSet, op.Action)
+					grown[texts[op.Obj]] += utf8.RuneCountInString(op.Value.Str)
+				} else {
+					require.Equal(t, crdt.ActionDelete, op.Action)
+					require.Equal(t, []crdt.OpID{op.Key.Elem}, op.Pred)
+					grown[texts[op.Obj]]--
+				}
+			case op.Obj.IsRoot() || len(ch.Deps) == 0:
+				// the registration makes the chart's maps and identity
+			default:
+				t.Fatalf("change %q: operation %s on %s, which is no map or note of the chart", ch.Message, op.ID, op.Obj)
+			}
+		}
+		for k, v := range after {
+			if old, ok := before[k]; ok {
+				require.Equal(t, old, v, "a write changed")
+				continue
+			}
+			require.Equal(t, v, added[k], "change %q adds write %s", ch.Message, k)
+			delete(added, k)
+		}
+		require.Empty(t, added, "writes the operations add but the chart does not show")
+		for k, n := range grown {
+			text, err := d.Text([]string{"notes"}, k)
+			require.NoError(t, err)
+			require.Equal(t, utf8.RuneCountInString(beforeNotes[k])+n, utf8.RuneCountInString(text), "the note of %s", k)
+		}
+	}
+	require.NotEmpty(t, texts, "the history makes notes")
+}
+
+func noteKeys(t tb, d *crdt.Doc) []string {
+	keys, err := d.Keys("notes")
+	if errors.Is(err, crdt.ErrNotFound) {
+		return nil
+	}
+	require.NoError(t, err)
+	return keys
 }
