@@ -32,6 +32,14 @@ import (
 // in it, or the path to it is not), the chart's whole stored history is
 // added to the bundle, where every cover resolves.
 
+// maxCoversPerActor bounds the distinct changes that cover others, per
+// device, in one chart's part of a bundle. Checking a cover walks the
+// part's history, so a recipient refuses more (ErrMalformedBundle): a
+// bundle cannot make it walk the part more than this many times per
+// device. An honest part needs one per device, more only where the
+// bundle leaves gaps in a device's run of changes.
+const maxCoversPerActor = 16
+
 // coverLen is the length of a stored cover marker: 'c' and the covering
 // change's hash. A signature is 64 bytes, so the two cannot be confused.
 const coverLen = 1 + 32
@@ -79,16 +87,24 @@ func assignCovers(nodes []sigNode) []int {
 		idx[n.hash] = i
 	}
 	signer := make([]bool, len(nodes))
+	covering := map[string]int{} // signers that cover something, per actor
 	for i := len(nodes) - 1; i >= 0; i-- {
 		if cover[i] >= 0 || !nodes[i].own {
 			continue
 		}
 		signer[i] = true // it keeps its signature: nothing may cover it
+		if covering[nodes[i].actor] >= maxCoversPerActor {
+			continue // the recipient would refuse more covers: the rest keep their signatures
+		}
+		used := false
 		walkHistory(nodes, idx, i, func(j int) {
 			if cover[j] < 0 && !signer[j] && nodes[j].actor == nodes[i].actor {
-				cover[j] = i
+				cover[j], used = i, true
 			}
 		})
+		if used {
+			covering[nodes[i].actor]++
+		}
 	}
 	return cover
 }

@@ -85,3 +85,43 @@ func TestCoverBundleSendsTheWholeChartWhenACoverIsMissing(t *testing.T) {
 	assert.Equal(t, 2, b.Changes[0].Cover, "the registration is covered by the allergy")
 	assert.Equal(t, sig, b.Changes[1].Sig, "the allergy carries its own signature")
 }
+
+// pairs returns n pairs of one device's changes, each pair's second
+// depending on its first, and no pair on another: n runs with gaps
+// between them, each coverable only by its own later change.
+func pairs(n int) []sigNode {
+	var out []sigNode
+	for i := range n {
+		a, b := crdt.Hash{byte(i), 1}, crdt.Hash{byte(i), 2}
+		out = append(out, sigNode{hash: a, actor: "a", own: true}, sigNode{hash: b, actor: "a", own: true, deps: []crdt.Hash{a}})
+	}
+	return out
+}
+
+func TestCoversPerDeviceAreBounded(t *testing.T) {
+	cover := assignCovers(pairs(maxCoversPerActor + 4))
+	covering := map[int]bool{}
+	for _, c := range cover {
+		if c >= 0 {
+			covering[c] = true
+		}
+	}
+	assert.Len(t, covering, maxCoversPerActor, "a sender uses at most %d covering changes per device and chart", maxCoversPerActor)
+
+	// A bundle with one more is refused before any history is walked.
+	sender, me := NewID(), NewID()
+	c := planChartOf(t, sender, "north")
+	chs, err := c.Doc().Changes(nil)
+	require.NoError(t, err)
+	b := &Bundle{From: sender, To: me}
+	for range maxCoversPerActor + 1 {
+		b.Changes = append(b.Changes, BundleChange{Chart: c.ID(), Raw: chs[0].Raw, Cover: len(b.Changes) + 2},
+			BundleChange{Chart: c.ID(), Raw: chs[1].Raw, Sig: make([]byte, 64)})
+	}
+	data, err := b.Encode()
+	require.NoError(t, err)
+	d, err := decodeReceived(data, me, "")
+	require.NoError(t, err)
+	err = d.verifySigned(&verifier{clinic: map[crdt.Hash]string{}}, d.fresh(nil))
+	require.ErrorIs(t, err, ErrMalformedBundle)
+}

@@ -285,6 +285,21 @@ func (d *decoded) reaches(from int, c crdt.Hash) bool {
 // or its cover's (a later signed change of the same device, whose history
 // holds it).
 func (d *decoded) verifySigned(v *verifier, fresh []chartBatch) error {
+	for _, cb := range d.charts {
+		targets := map[string]map[int]bool{} // distinct covers, per device
+		for i, c := range cb.changes {
+			j := cb.covers[i]
+			if j < 0 {
+				continue
+			}
+			if targets[c.Actor] == nil {
+				targets[c.Actor] = map[int]bool{}
+			}
+			if targets[c.Actor][j] = true; len(targets[c.Actor]) > maxCoversPerActor {
+				return fmt.Errorf("chart %s: more than %d changes of %s cover others: %w", cb.chart, maxCoversPerActor, c.Actor, ErrMalformedBundle)
+			}
+		}
+	}
 	for _, cb := range fresh {
 		for i, c := range cb.changes {
 			j := cb.covers[i]
