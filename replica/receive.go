@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
+	"sync"
 
 	"github.com/chartsync/chartsync/crdt"
 	"github.com/chartsync/chartsync/record"
@@ -452,35 +454,83 @@ func (p *receivePlan) refuse(err error, quarantine bool) receivePlan {
 func planReceive(d *decoded, fresh []chartBatch, held map[string]*heldChart, sigs signatures, rules receiveRules) receivePlan {
 	b := d.bundle
 	p := receivePlan{res: Received{From: b.From, Complete: b.Complete()}}
-	for _, cb := range fresh {
-		h := held[cb.chart]
-		if h == nil {
+	plans := make([]chartPlan, len(fresh))
+	for i, cb := range fresh {
+		plans[i] = chartPlan{cb: cb, h: held[cb.chart]}
+		if plans[i].h == nil {
 			return p.refuse(fmt.Errorf("receive bundle: chart %s was not read", cb.chart), false)
 		}
-		// What is held was read after what is known: a change stored in
-		// between is in the copy, and is not new.
-		if cb = h.unheld(cb); len(cb.changes) == 0 {
+	}
+	// Charts are planned independently, each on its own copy: on as many
+	// cores as there are, and merged in the bundle's order, so the result
+	// does not depend on which finishes first.
+	workers := min(runtime.GOMAXPROCS(0), len(plans))
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				plans[i].plan(b.From, sigs, rules)
+			}
+		}()
+	}
+	for i := range plans {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	for _, cp := range plans {
+		if cp.err != nil {
+			return p.refuse(cp.err, cp.quarantine)
+		}
+		if len(cp.cb.changes) == 0 {
 			continue
 		}
-		err, quarantine := planChart(&p.batch, h, cb, sigs, rules)
-		if err != nil {
-			return p.refuse(err, quarantine)
-		}
-		for i, c := range cb.changes {
-			p.batch.Changes = append(p.batch.Changes, store.NewChange{Chart: cb.chart, Hash: c.Hash, Raw: c.Raw, From: b.From, Sig: cb.sigs[i]})
-			au, _ := record.AuthorOf(c)
-			p.res.Changes = append(p.res.Changes, ReceivedChange{Chart: cb.chart, Hash: c.Hash, Author: au})
-		}
-		if err := chartWrites(rules.cfg, &p.batch, h.l); err != nil {
-			return p.refuse(fmt.Errorf("receive bundle: %w", err), false)
-		}
-		p.res.Applied += len(cb.changes)
-		p.res.Charts = append(p.res.Charts, cb.chart)
-		p.charts = append(p.charts, h)
+		p.batch.Changes = append(p.batch.Changes, cp.batch.Changes...)
+		p.batch.Charts = append(p.batch.Charts, cp.batch.Charts...)
+		p.batch.Grants = append(p.batch.Grants, cp.batch.Grants...)
+		p.batch.Snapshots = append(p.batch.Snapshots, cp.batch.Snapshots...)
+		p.res.Changes = append(p.res.Changes, cp.changes...)
+		p.res.Applied += len(cp.cb.changes)
+		p.res.Charts = append(p.res.Charts, cp.cb.chart)
+		p.charts = append(p.charts, cp.h)
 	}
 	p.res.Duplicates = len(d.hashes) - p.res.Applied
 	slices.Sort(p.res.Charts)
 	return p
+}
+
+// chartPlan is one chart's part of a plan.
+type chartPlan struct {
+	cb      chartBatch
+	h       *heldChart
+	batch   store.Batch // the chart's changes and writes
+	changes []ReceivedChange
+	// err, if set, refuses the bundle; quarantine keeps it for review.
+	err        error
+	quarantine bool
+}
+
+// plan applies and judges the chart's new changes and builds its writes.
+func (cp *chartPlan) plan(from string, sigs signatures, rules receiveRules) {
+	// What is held was read after what is known: a change stored in
+	// between is in the copy, and is not new.
+	if cp.cb = cp.h.unheld(cp.cb); len(cp.cb.changes) == 0 {
+		return
+	}
+	if cp.err, cp.quarantine = planChart(cp.h, cp.cb, sigs, rules); cp.err != nil {
+		return
+	}
+	for i, c := range cp.cb.changes {
+		cp.batch.Changes = append(cp.batch.Changes, store.NewChange{Chart: cp.cb.chart, Hash: c.Hash, Raw: c.Raw, From: from, Sig: cp.cb.sigs[i]})
+		au, _ := record.AuthorOf(c)
+		cp.changes = append(cp.changes, ReceivedChange{Chart: cp.cb.chart, Hash: c.Hash, Author: au})
+	}
+	if err := chartWrites(rules.cfg, &cp.batch, cp.h.l); err != nil {
+		cp.err = fmt.Errorf("receive bundle: %w", err)
+	}
 }
 
 // unheld returns cb less the changes the held copy already has (applied,
@@ -507,7 +557,7 @@ func (h *heldChart) unheld(cb chartBatch) chartBatch {
 
 // planChart applies one chart's fresh changes to its held copy and judges
 // them. It reports whether a refusal is one to keep for review.
-func planChart(batch *store.Batch, h *heldChart, cb chartBatch, sigs signatures, rules receiveRules) (err error, quarantine bool) {
+func planChart(h *heldChart, cb chartBatch, sigs signatures, rules receiveRules) (err error, quarantine bool) {
 	l := h.l
 	registered := l.chart != nil // its registration was already here
 	var check *authorCheck
