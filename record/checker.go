@@ -1,6 +1,7 @@
 package record
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -12,29 +13,47 @@ import (
 // Checker judges a run of received changes to one chart, in causal order,
 // as CheckChange judges each change on the chart holding the changes
 // checked before it. It keeps what it learns of the chart (writes, entry
-// kinds, scope, the chart's objects) from change to change, so judging a
-// change that follows everything checked so far costs in proportion to
-// the change, not to the chart. A Checker is not safe for concurrent use.
+// kinds, scope, the chart's objects and its notes' characters) from
+// change to change, so judging a change that follows everything checked
+// so far costs in proportion to the change, not to the chart. A Checker
+// is not safe for concurrent use.
 type Checker struct {
 	// doc is the chart as given to NewChecker, plus every change
-	// accepted since; heads are its heads.
-	doc   *crdt.Doc
-	heads crdt.Heads
-	mode  checkerMode
+	// accepted since except those in queue, which are applied to it
+	// when it is next read. heads are the heads of doc and queue.
+	doc    *crdt.Doc
+	queue  []crdt.Change
+	queued map[crdt.Hash]bool
+	heads  crdt.Heads
+	mode   checkerMode
 
-	// What the fast path knows of doc, valid in modeReady.
+	// What the fast path knows of the chart, valid in modeReady.
 	st        *state
 	idx       *crdt.OpIndex
+	seqs      map[string]uint64    // changes held, by actor
 	wObj      crdt.OpID            // the map of writes
 	notesObj  crdt.OpID            // the map of notes
 	wKeys     map[string]struct{}  // the keys the map of writes shows
-	notes     map[string]crdt.OpID // the keys the map of notes shows: the note's text, or zero if the key shows anything but one text
-	texts     map[crdt.OpID]string // note texts, to their encounter
-	referrals map[string]*entry    // the referral entries
-	scope     []string             // the chart's scope, if scopeOK
+	notes     map[string]crdt.OpID // the keys the map of notes shows: the note's text, or zero if the key shows anything but one text this Checker follows
+	texts     map[crdt.OpID]*noteText
+	referrals map[string]*entry // the referral entries
+	scope     []string          // the chart's scope, if scopeOK
 	scopeOK   bool
 
 	nfast, nslow int // changes judged each way, for tests
+}
+
+// noteText is the text of an encounter's note, character by character:
+// every element ever inserted (a string, by the operation that inserted
+// it), whether it is still shown, and its length in bytes.
+type noteText struct {
+	encounter string
+	elems     map[crdt.OpID]noteElem
+}
+
+type noteElem struct {
+	n       int
+	visible bool
 }
 
 type checkerMode int
@@ -43,7 +62,7 @@ const (
 	// modeStale: what the Checker knows must be read again from doc
 	// before the next change judged without CheckChange.
 	modeStale checkerMode = iota
-	// modeReady: what the Checker knows is doc's.
+	// modeReady: what the Checker knows is the chart's.
 	modeReady
 	// modeNotChart: doc holds no chart (yet); every change goes to
 	// CheckChange until one is accepted.
@@ -75,7 +94,7 @@ func NewChecker(doc *crdt.Doc) (*Checker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("new checker: %w", err)
 	}
-	c := &Checker{doc: held, heads: held.Heads()}
+	c := &Checker{doc: held, heads: held.Heads(), queued: map[crdt.Hash]bool{}}
 	c.rebuild()
 	return c, nil
 }
@@ -89,8 +108,8 @@ func NewChecker(doc *crdt.Doc) (*Checker, error) {
 // holds (the usual run of changes from one device) is judged from the
 // change's decoded operations and the chart the Checker keeps, at the
 // change's cost; one it cannot judge so (a concurrent branch, a chart's
-// first change, an unusual operation, or one it would refuse) is judged
-// by CheckChange, whose cost grows with the chart.
+// first change, an unusual operation or encoding, or one it would
+// refuse) is judged by CheckChange, whose cost grows with the chart.
 func (c *Checker) Check(ch crdt.Change) (Touched, error) {
 	if c.follows(ch) {
 		if c.mode == modeStale {
@@ -118,16 +137,37 @@ func (c *Checker) follows(ch crdt.Change) bool {
 		}
 	}
 	for _, d := range ch.Deps {
-		if !slices.Contains(c.heads, d) && !c.doc.Has(d) {
+		if !slices.Contains(c.heads, d) && !c.queued[d] && !c.doc.Has(d) {
 			return false
 		}
 	}
 	return true
 }
 
+// flush applies the queued changes to doc.
+func (c *Checker) flush() error {
+	if len(c.queue) == 0 {
+		return nil
+	}
+	hashes := make([]crdt.Hash, len(c.queue))
+	for i, ch := range c.queue {
+		hashes[i] = ch.Hash
+	}
+	if err := c.doc.ApplyStored(crdt.SaveChanges(c.queue), hashes); err != nil {
+		// Every queued change was checked to be one Automerge applies.
+		c.mode = modeIrregular
+		return fmt.Errorf("checker: apply the changes accepted before: %w", err)
+	}
+	c.queue, c.queued = nil, map[crdt.Hash]bool{}
+	return nil
+}
+
 // slow judges ch with CheckChange and, if it is accepted, applies it.
 func (c *Checker) slow(ch crdt.Change) (Touched, error) {
 	c.nslow++
+	if err := c.flush(); err != nil {
+		return Touched{}, fmt.Errorf("check change %s: %w", ch.Hash, err)
+	}
 	t, err := CheckChange(c.doc, ch)
 	if err != nil {
 		return t, err
@@ -153,20 +193,23 @@ func (c *Checker) slow(ch crdt.Change) (Touched, error) {
 }
 
 // edits are the operations of a change the fast path understands: new
-// writes (by key, with their JSON), new note texts, and edits of notes.
+// writes (by key, with their JSON), new note texts, and edits of notes'
+// texts.
 type edits struct {
-	writes   map[string]string    // key in the map of writes → JSON
-	newTexts map[crdt.OpID]string // text made in the map of notes → its key
-	notes    map[string]bool      // notes whose text the change edits
+	writes   map[string]string // key in the map of writes → JSON
+	newTexts map[crdt.OpID]string
+	textOps  map[crdt.OpID][]*crdt.Op // by text, in order
 }
 
 // classify sorts a change's operations into edits, and reports false if
 // any is not one this package makes on c's chart: a new key of the map
 // of writes set to a string, a new key of the map of notes made a text,
-// and insertions and deletions in a note's text.
+// and in a note's text insertions of strings after one of its characters
+// (or at its head) and deletions of one of its characters.
 func (c *Checker) classify(info *crdt.ChangeInfo) (edits, bool) {
-	e := edits{writes: map[string]string{}, newTexts: map[crdt.OpID]string{}, notes: map[string]bool{}}
+	e := edits{writes: map[string]string{}, newTexts: map[crdt.OpID]string{}, textOps: map[crdt.OpID][]*crdt.Op{}}
 	newNotes := map[string]bool{}
+	inserted := map[crdt.OpID]crdt.OpID{} // characters the change inserts → their text
 	for i := range info.Ops {
 		op := &info.Ops[i]
 		switch op.Obj {
@@ -192,31 +235,89 @@ func (c *Checker) classify(info *crdt.ChangeInfo) (edits, bool) {
 			}
 			newNotes[k] = true
 			e.newTexts[op.ID] = k
-			e.notes[k] = true
 		default:
-			k, ok := c.texts[op.Obj]
-			if !ok {
-				k, ok = e.newTexts[op.Obj]
-			}
-			if !ok || !op.Key.IsElem {
+			nt := c.texts[op.Obj]
+			if _, made := e.newTexts[op.Obj]; nt == nil && !made {
 				return e, false
 			}
+			// The character an operation names must be this text's.
+			ofText := func(id crdt.OpID) bool {
+				if t, ok := inserted[id]; ok {
+					return t == op.Obj
+				}
+				_, ok := nt.elem(id)
+				return ok
+			}
 			switch {
-			case op.Insert && op.Action == crdt.ActionSet && op.Value.Type == crdt.ValueString:
-			case !op.Insert && op.Action == crdt.ActionDelete:
+			case op.Insert && op.Action == crdt.ActionSet && op.Value.Type == crdt.ValueString &&
+				op.Key.IsElem && len(op.Pred) == 0 && (op.Key.IsHead() || ofText(op.Key.Elem)):
+				inserted[op.ID] = op.Obj
+			case !op.Insert && op.Action == crdt.ActionDelete && op.Key.IsElem && !op.Key.IsHead() &&
+				len(op.Pred) == 1 && op.Pred[0] == op.Key.Elem && ofText(op.Key.Elem):
 			default:
 				return e, false
 			}
-			e.notes[k] = true
+			e.textOps[op.Obj] = append(e.textOps[op.Obj], op)
 		}
 	}
 	return e, true
 }
 
+func (nt *noteText) elem(id crdt.OpID) (noteElem, bool) {
+	if nt == nil {
+		return noteElem{}, false
+	}
+	x, ok := nt.elems[id]
+	return x, ok
+}
+
+// noteChanges works out, from the characters a change inserts into and
+// deletes from each note, whether the note's text changes: by encounter,
+// true if it does. decided is false when it cannot tell (as many bytes
+// removed as inserted), and the text must be read before and after.
+func (c *Checker) noteChanges(e edits) (changed map[string]bool, decided bool) {
+	changed = map[string]bool{}
+	for obj, ops := range e.textOps {
+		nt := c.texts[obj]
+		enc := e.newTexts[obj]
+		if nt != nil {
+			enc = nt.encounter
+		}
+		ins := map[crdt.OpID]int{}
+		removed := map[crdt.OpID]bool{}
+		insBytes, delBytes := 0, 0
+		for _, op := range ops {
+			if op.Insert {
+				ins[op.ID] = len(op.Value.Str)
+				continue
+			}
+			target := op.Key.Elem
+			if _, ok := ins[target]; ok {
+				delete(ins, target) // inserted and deleted by the change
+				continue
+			}
+			if x, ok := nt.elem(target); ok && x.visible && !removed[target] {
+				removed[target] = true
+				delBytes += x.n
+			}
+		}
+		for _, n := range ins {
+			insBytes += n
+		}
+		switch {
+		case insBytes != delBytes:
+			changed[enc] = true
+		case insBytes > 0:
+			return nil, false
+		}
+	}
+	return changed, true // notes not in changed keep their text
+}
+
 // fast judges a change made on everything the Checker holds from its
-// operations, and applies it if it is accepted. It reports false, having
-// changed nothing, for a change it does not accept or cannot judge so:
-// CheckChange then decides.
+// operations, and accepts it if it can tell CheckChange would. It
+// reports false, having changed nothing, for a change it does not accept
+// or cannot judge so: CheckChange then decides.
 func (c *Checker) fast(ch crdt.Change) (Touched, bool) {
 	var msg message
 	if json.Unmarshal([]byte(ch.Message), &msg) != nil {
@@ -228,6 +329,15 @@ func (c *Checker) fast(ch crdt.Change) (Touched, bool) {
 	}
 	info, err := crdt.ChangeOps(ch.Raw)
 	if err != nil || info.Hash != ch.Hash || info.Message != ch.Message || !sameHashes(info.Deps, ch.Deps) {
+		return Touched{}, false
+	}
+	// What Automerge applies for sure: bytes as Automerge itself writes
+	// them (it writes every change so), and a sequence number it has not
+	// seen from the actor (it refuses another change numbered so).
+	if c.seqs[info.Actor] >= info.Seq {
+		return Touched{}, false
+	}
+	if raw, err := crdt.EncodeChange(info); err != nil || !bytes.Equal(raw, ch.Raw) {
 		return Touched{}, false
 	}
 	if c.idx.CheckRefs(&info) != nil {
@@ -248,38 +358,63 @@ func (c *Checker) fast(ch crdt.Change) (Touched, bool) {
 		}
 		ws = append(ws, w)
 	}
-	for k := range e.notes {
-		if kind, _ := j.kind(k); kind != KindEncounter {
+	notes := map[string]bool{}
+	for obj := range e.textOps {
+		if nt := c.texts[obj]; nt != nil {
+			notes[nt.encounter] = true
+		}
+	}
+	for _, k := range e.newTexts {
+		notes[k] = true
+	}
+	encounter := func(k string) bool { kind, _ := j.kind(k); return kind == KindEncounter }
+
+	scope := c.currentScope()
+	changed, decided := c.noteChanges(e)
+	if decided {
+		for k, ok := range changed {
+			if ok {
+				if !encounter(k) {
+					return Touched{}, false // refused: a note for something else
+				}
+				t.Sections = addSection(t.Sections, SectionEncounters)
+			}
+		}
+		if authorize(t.Author.Role, t.Sections) != nil {
 			return Touched{}, false
 		}
-	}
-	if len(e.notes) > 0 && !Permitted(t.Author.Role, SectionEncounters) {
-		return Touched{}, false // refused if it changes a note's text
-	}
-	if authorize(t.Author.Role, t.Sections) != nil {
-		return Touched{}, false
-	}
-
-	// Whether the notes' texts change is read before and after applying
-	// the change; nothing refuses the change after it is applied.
-	before := make(map[string]string, len(e.notes))
-	for k := range e.notes {
-		if _, ok := c.notes[k]; ok {
-			before[k] = noteAt(c.doc, k)
+		c.queue = append(c.queue, ch)
+		c.queued[ch.Hash] = true
+	} else {
+		// Whether the notes' texts change is read before and after
+		// applying the change; nothing may refuse it once applied.
+		for k := range notes {
+			if !encounter(k) {
+				return Touched{}, false
+			}
 		}
-	}
-	scope := c.currentScope()
-	// Its dependencies are held, and ChangeOps read its bytes: a bulk
-	// load, which checks the change's hash, applies it most cheaply.
-	if err := c.doc.ApplyStored(ch.Raw, []crdt.Hash{ch.Hash}); err != nil {
-		return Touched{}, false
+		if !Permitted(t.Author.Role, SectionEncounters) || authorize(t.Author.Role, t.Sections) != nil {
+			return Touched{}, false
+		}
+		if c.flush() != nil {
+			return Touched{}, false
+		}
+		before := make(map[string]string, len(notes))
+		for k := range notes {
+			if _, ok := c.notes[k]; ok {
+				before[k] = noteAt(c.doc, k)
+			}
+		}
+		if err := c.doc.ApplyStored(ch.Raw, []crdt.Hash{ch.Hash}); err != nil {
+			return Touched{}, false
+		}
+		for k := range notes {
+			if noteAt(c.doc, k) != before[k] {
+				t.Sections = addSection(t.Sections, SectionEncounters)
+			}
+		}
 	}
 	c.heads = crdt.Heads{ch.Hash}
-	for k := range e.notes {
-		if noteAt(c.doc, k) != before[k] {
-			t.Sections = addSection(t.Sections, SectionEncounters) // an encounter's, as checked above
-		}
-	}
 	t.Scope = scope
 	if !c.learn(&info, e, ws) {
 		c.mode = modeStale
@@ -311,10 +446,26 @@ func (c *Checker) absorb(ch crdt.Change) bool {
 	return c.learn(&info, e, ws)
 }
 
-// learn records an applied change's edits; false if the state cannot
+// learn records an accepted change's edits; false if the state cannot
 // take them (a write that would change an entry's kind).
 func (c *Checker) learn(info *crdt.ChangeInfo, e edits, ws []*write) bool {
 	c.idx.Add(info)
+	c.seqs[info.Actor]++
+	for obj, k := range e.newTexts {
+		c.notes[k] = obj
+		c.texts[obj] = &noteText{encounter: k, elems: map[crdt.OpID]noteElem{}}
+	}
+	for obj, ops := range e.textOps {
+		nt := c.texts[obj]
+		for _, op := range ops {
+			if op.Insert {
+				nt.elems[op.ID] = noteElem{n: len(op.Value.Str), visible: true}
+			} else if x, ok := nt.elems[op.Key.Elem]; ok {
+				x.visible = false
+				nt.elems[op.Key.Elem] = x
+			}
+		}
+	}
 	for _, w := range ws {
 		c.wKeys[w.ID] = struct{}{}
 		if !c.st.add(w) {
@@ -327,10 +478,6 @@ func (c *Checker) learn(info *crdt.ChangeInfo, e edits, ws []*write) bool {
 		if w.Entry == c.st.chartID && w.Field == "home_clinic" {
 			c.scopeOK = false
 		}
-	}
-	for obj, k := range e.newTexts {
-		c.notes[k] = obj
-		c.texts[obj] = k
 	}
 	return true
 }
@@ -353,7 +500,11 @@ func (c *Checker) currentScope() []string {
 
 // rebuild reads what the fast path needs from the whole chart held.
 func (c *Checker) rebuild() {
-	c.st, c.idx, c.wKeys, c.notes, c.texts, c.referrals, c.scope, c.scopeOK = nil, nil, nil, nil, nil, nil, nil, false
+	c.st, c.idx, c.seqs, c.wKeys, c.notes, c.texts, c.referrals, c.scope, c.scopeOK = nil, nil, nil, nil, nil, nil, nil, nil, false
+	if c.flush() != nil {
+		c.mode = modeIrregular
+		return
+	}
 	c.mode = c.read()
 }
 
@@ -379,21 +530,42 @@ func (c *Checker) read() checkerMode {
 	}
 
 	// Every operation on the root map and on the maps made at its keys,
-	// to find the chart's objects and what their keys show.
+	// to find the chart's objects and what their keys show; and every
+	// operation on the texts made in the map of notes.
 	type liveOp struct {
 		id     crdt.OpID
 		action crdt.Action
 		str    bool // a string value
 	}
 	live := map[crdt.OpID]map[string][]liveOp{crdt.Root: {}}
+	notesMaps := map[crdt.OpID]bool{}
+	texts := map[crdt.OpID]*noteText{}
+	odd := map[crdt.OpID]bool{} // texts changed otherwise than by inserting and deleting characters
 	idx := crdt.NewOpIndex()
+	seqs := map[string]uint64{}
 	for _, ch := range chs {
 		info, err := crdt.ChangeOps(ch.Raw)
 		if err != nil {
 			return modeIrregular
 		}
 		idx.Add(&info)
-		for _, op := range info.Ops {
+		seqs[info.Actor]++
+		for i := range info.Ops {
+			op := &info.Ops[i]
+			if nt := texts[op.Obj]; nt != nil {
+				switch _, known := nt.elems[op.Key.Elem]; {
+				case op.Insert && op.Action == crdt.ActionSet && op.Value.Type == crdt.ValueString && len(op.Pred) == 0 &&
+					op.Key.IsElem && (op.Key.IsHead() || known):
+					nt.elems[op.ID] = noteElem{n: len(op.Value.Str), visible: true}
+				case !op.Insert && op.Action == crdt.ActionDelete && op.Key.IsElem && len(op.Pred) == 1 && op.Pred[0] == op.Key.Elem && known:
+					x := nt.elems[op.Key.Elem]
+					x.visible = false
+					nt.elems[op.Key.Elem] = x
+				default:
+					odd[op.Obj] = true
+				}
+				continue
+			}
 			keys, tracked := live[op.Obj]
 			if !tracked {
 				continue
@@ -406,8 +578,14 @@ func (c *Checker) read() checkerMode {
 			if op.Action != crdt.ActionDelete {
 				keys[k] = append(keys[k], liveOp{op.ID, op.Action, op.Value.Type == crdt.ValueString})
 			}
-			if op.Obj == crdt.Root && op.Action == crdt.ActionMakeMap && (k == "chart" || k == "w" || k == "notes") {
+			switch {
+			case op.Obj == crdt.Root && op.Action == crdt.ActionMakeMap && (k == "chart" || k == "w" || k == "notes"):
 				live[op.ID] = map[string][]liveOp{}
+				if k == "notes" {
+					notesMaps[op.ID] = true
+				}
+			case notesMaps[op.Obj] && op.Action == crdt.ActionMakeText:
+				texts[op.ID] = &noteText{encounter: k, elems: map[crdt.OpID]noteElem{}}
 			}
 		}
 	}
@@ -469,16 +647,18 @@ func (c *Checker) read() checkerMode {
 	for k := range raw {
 		c.wKeys[k] = struct{}{}
 	}
-	c.notes, c.texts = map[string]crdt.OpID{}, map[crdt.OpID]string{}
+	c.notes, c.texts = map[string]crdt.OpID{}, map[crdt.OpID]*noteText{}
 	for k, ops := range live[notesObj] {
 		if len(ops) == 0 {
 			continue
 		}
 		text, ok := only(ops, crdt.ActionMakeText)
-		c.notes[k] = text // zero unless one text
-		if ok {
-			c.texts[text] = k
+		if !ok || odd[text] || texts[text] == nil {
+			c.notes[k] = crdt.OpID{} // shown, but not a text this Checker follows
+			continue
 		}
+		c.notes[k] = text
+		c.texts[text] = texts[text]
 	}
 	st.indexWrites()
 	c.referrals = map[string]*entry{}
@@ -487,7 +667,7 @@ func (c *Checker) read() checkerMode {
 			c.referrals[id] = e
 		}
 	}
-	c.st, c.idx = st, idx
+	c.st, c.idx, c.seqs = st, idx, seqs
 	return modeReady
 }
 

@@ -693,3 +693,98 @@ func noteKeys(t tb, d *crdt.Doc) []string {
 	require.NoError(t, err)
 	return keys
 }
+
+// Whether a note edit changes the note's text decides whether it touches
+// the encounters section; the Checker works it out from the characters
+// inserted and deleted, and reads the text when it cannot (as many bytes
+// deleted as inserted). Each edit, through one Checker, gets CheckChange's
+// verdict.
+func TestCheckerJudgesNoteEdits(t *testing.T) {
+	f := newFixture(t)
+	dev := fork(t, f.chart)
+	ref, err := f.chart.Doc().Fork(nil, crdt.NewActorID())
+	require.NoError(t, err)
+	c, err := record.NewChecker(ref)
+	require.NoError(t, err)
+	l := layoutOf(t, dev.Doc())
+	text := l.texts[f.encounter]
+	splice := func(by record.Author, pos, del int, s string) func(tx *crdt.Tx) error {
+		return func(tx *crdt.Tx) error { return tx.SpliceText([]string{"notes"}, f.encounter, pos, del, s) }
+	}
+	var firstChar crdt.OpID
+	for _, e := range l.elems {
+		firstChar = e
+		break
+	}
+	steps := []struct {
+		name     string
+		ch       func() crdt.Change
+		sections []record.Section
+	}{
+		{"inserts", func() crdt.Change { return edit(t, dev, nurse, splice(nurse, 0, 0, "Child. ")) }, []record.Section{record.SectionEncounters}},
+		{"deletes", func() crdt.Change { return edit(t, dev, nurse, splice(nurse, 0, 7, "")) }, []record.Section{record.SectionEncounters}},
+		{"replaces as many bytes", func() crdt.Change { return edit(t, dev, nurse, splice(nurse, 0, 1, "f")) }, []record.Section{record.SectionEncounters}},
+		{"replaces a character by itself", func() crdt.Change { return edit(t, dev, labTech, splice(labTech, 0, 1, "f")) }, nil},
+		{"inserts nothing", func() crdt.Change {
+			return forgeOn(t, dev, messageBy(labTech, "x"), func(next func() crdt.OpID) []crdt.Op {
+				return []crdt.Op{{ID: next(), Obj: text, Key: crdt.Key{IsElem: true}, Insert: true, Action: crdt.ActionSet, Value: crdt.Value{Type: crdt.ValueString}}}
+			})
+		}, nil},
+		{"deletes a deleted character", func() crdt.Change {
+			return forgeOn(t, dev, messageBy(labTech, "x"), func(next func() crdt.OpID) []crdt.Op {
+				return []crdt.Op{{ID: next(), Obj: text, Key: crdt.Key{IsElem: true, Elem: firstChar}, Action: crdt.ActionDelete, Pred: []crdt.OpID{firstChar}}}
+			})
+		}, nil},
+		{"inserts and deletes what it inserted", func() crdt.Change {
+			return forgeOn(t, dev, messageBy(labTech, "x"), func(next func() crdt.OpID) []crdt.Op {
+				in := next()
+				return []crdt.Op{
+					{ID: in, Obj: text, Key: crdt.Key{IsElem: true}, Insert: true, Action: crdt.ActionSet, Value: crdt.Value{Type: crdt.ValueString, Str: "x"}},
+					{ID: next(), Obj: text, Key: crdt.Key{IsElem: true, Elem: in}, Action: crdt.ActionDelete, Pred: []crdt.OpID{in}},
+				}
+			})
+		}, nil},
+		{"a new encounter's note", func() crdt.Change {
+			res, err := dev.Do(nurse, f.tick(), record.AddEncounter{Complaint: "rash", Note: "itchy"})
+			require.NoError(t, err)
+			return res.Change
+		}, []record.Section{record.SectionEncounters}},
+		{"a new encounter without a note", func() crdt.Change {
+			res, err := dev.Do(nurse, f.tick(), record.AddEncounter{Complaint: "rash"})
+			require.NoError(t, err)
+			return res.Change
+		}, []record.Section{record.SectionEncounters}},
+	}
+	for _, s := range steps {
+		ch := s.ch()
+		want, wantErr := record.CheckChange(ref, ch)
+		got, gotErr := c.Check(ch)
+		sameVerdict(t, want, wantErr, got, gotErr)
+		require.NoError(t, wantErr, s.name)
+		assert.Equal(t, s.sections, want.Sections, s.name)
+		_, err := ref.Apply(ch)
+		require.NoError(t, err)
+	}
+	// All but one: a lab technician's edit deleting as many bytes as it
+	// inserts is refused if the text changes, which only applying it
+	// tells, and nothing refuses a change the Checker has applied.
+	fast, slow := record.CheckerCounts(c)
+	assert.Equal(t, [2]int{len(steps) - 1, 1}, [2]int{fast, slow}, "changes judged from their operations, and by CheckChange")
+}
+
+// edit makes a change on dev's document directly, as by.
+func edit(t tb, dev *record.Chart, by record.Author, fn func(tx *crdt.Tx) error) crdt.Change {
+	t.Helper()
+	ch, err := dev.Doc().Edit(messageBy(by, "x"), t0.Add(time.Hour), fn)
+	require.NoError(t, err)
+	return ch
+}
+
+// forgeOn forges a change on dev's document and applies it there.
+func forgeOn(t tb, dev *record.Chart, message string, ops func(next func() crdt.OpID) []crdt.Op) crdt.Change {
+	t.Helper()
+	ch := forge(t, dev.Doc(), message, ops)
+	_, err := dev.Doc().Apply(ch)
+	require.NoError(t, err)
+	return ch
+}

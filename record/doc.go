@@ -141,9 +141,10 @@
 // reads the whole document, tens of milliseconds per change. A Checker
 // reads the chart once (NewChecker: about half a second for 10,000
 // changes), then judges each change that follows everything it holds in
-// about a tenth of a millisecond, whatever the chart's size; changes on
-// concurrent branches, and every change it would refuse, still cost a
-// CheckChange. It keeps its own copy of the chart in memory. The role CheckChange trusts is the
+// tens of microseconds, whatever the chart's size; changes on concurrent
+// branches, and every change it would refuse, still cost a CheckChange.
+// It keeps its own copy of the chart, to which it applies the changes it
+// accepted only when it next needs the document. The role CheckChange trusts is the
 // one the change's message records: signatures (package replica) prove
 // which device made a change, not which person, so a modified client on
 // an enrolled device can claim any role. A read policy is applied where a

@@ -296,11 +296,12 @@ func FuzzCheckerAgrees(f *testing.F) {
 	})
 }
 
-// FuzzCheckerForgedOps builds a change operation by operation from the
+// FuzzCheckerForgedOps builds changes operation by operation from the
 // fuzzer's bytes (objects that exist or not, keys, actions, values that
 // are writes of every kind, attributed to anyone, superseding anything,
-// predecessors and elements), as a modified client could, and judges it
-// on a chart with a Checker and with CheckChange: the same verdict.
+// predecessors and characters of notes), as a modified client could, and
+// judges them in turn on a chart, the second made on the first if that
+// was accepted, with a Checker and with CheckChange: the same verdicts.
 func FuzzCheckerForgedOps(f *testing.F) {
 	base := seedChart(f)
 	v := view(f, base)
@@ -313,6 +314,7 @@ func FuzzCheckerForgedOps(f *testing.F) {
 	f.Add([]byte{0, 0, 0, 0, 0, 0})
 	f.Add([]byte{1, 1, 2, 0, 0, 3, 1, 2, 4, 1, 0, 0})
 	f.Add([]byte{3, 2, 2, 2, 1, 1, 0, 2, 3, 0, 4, 4, 4, 2})
+	f.Add([]byte{0, 0, 3, 0, 0, 0, 0, 0, 1, 0, 0, 3, 0, 0, 0, 0, 1, 3, 3, 1, 3, 1, 0, 0, 0})
 
 	f.Fuzz(func(t *testing.T, data []byte) {
 		next := func() int {
@@ -323,57 +325,75 @@ func FuzzCheckerForgedOps(f *testing.F) {
 			data = data[1:]
 			return int(b)
 		}
-		by := staff[next()%len(staff)]
-		ch := forge(t, base.Doc(), messageBy(by, "forged"), func(id func() crdt.OpID) []crdt.Op {
-			var ops []crdt.Op
-			for range 1 + next()%5 {
-				op := crdt.Op{ID: id()}
-				made := []crdt.OpID{}
-				for _, o := range ops {
-					if o.Action.MakesObject() {
-						made = append(made, o.ID)
-					}
-				}
-				objs := append([]crdt.OpID{l.w, l.w, l.notes, l.texts[enc], crdt.Root, {Counter: 3, Actor: "abcd"}}, made...)
-				op.Obj = objs[next()%len(objs)]
-				op.Action = []crdt.Action{crdt.ActionSet, crdt.ActionSet, crdt.ActionMakeText, crdt.ActionDelete, crdt.ActionMakeMap}[next()%5]
-				if op.Obj == l.texts[enc] || slices.Contains(made, op.Obj) && next()%2 == 0 {
-					elems := append(slices.Clone(l.elems), crdt.OpID{}, op.ID, crdt.OpID{Counter: 2, Actor: "abcd"})
-					op.Key = crdt.Key{IsElem: true, Elem: elems[next()%len(elems)]}
-					op.Insert = next()%2 == 0
-				} else {
-					keys := []string{"k-" + string(rune('a'+next()%3)), enc, "id", "w", writeKeys[next()%len(writeKeys)]}
-					op.Key = crdt.Key{Prop: keys[next()%len(keys)]}
-				}
-				if op.Action == crdt.ActionSet {
-					other := staff[next()%len(staff)]
-					vals := []string{
-						jsonOf(t, writeBy(by, record.KindAllergy, "a-1", "substance", "Sulfa")),
-						jsonOf(t, writeBy(other, record.KindAllergy, "a-2", "substance", "Latex")),
-						jsonOf(t, writeBy(by, record.KindPrescription, rx, "dose", "250", doses...)),
-						jsonOf(t, writeBy(by, record.KindEncounter, enc, "complaint", "cough")),
-						jsonOf(t, writeBy(by, record.KindLabResult, rx, "status", "final")),
-						"x", "{",
-					}
-					op.Value = crdt.Value{Type: crdt.ValueString, Str: vals[next()%len(vals)]}
-					if next()%7 == 0 {
-						op.Value = crdt.Value{Type: crdt.ValueInt, Int: 1}
-					}
-				}
-				if p := next() % 6; p > 0 {
-					preds := append([]crdt.OpID{l.writes[writeKeys[0]], l.texts[enc], {Counter: 5, Actor: "abcd"}}, l.elems[:min(2, len(l.elems))]...)
-					op.Pred = []crdt.OpID{preds[p%len(preds)]}
-				}
-				ops = append(ops, op)
-			}
-			return ops
-		})
 		ref, err := crdt.Load(saved, crdt.NewActorID())
 		require.NoError(t, err)
 		c, err := record.NewChecker(ref)
 		require.NoError(t, err)
-		want, wantErr := record.CheckChange(ref, ch)
-		got, gotErr := c.Check(ch)
-		sameVerdict(t, want, wantErr, got, gotErr)
+		elems := slices.Clone(l.elems) // characters of the note
+		for range 2 {
+			by := staff[next()%len(staff)]
+			ch := forge(t, ref, messageBy(by, "forged"), func(id func() crdt.OpID) []crdt.Op {
+				var ops []crdt.Op
+				for range 1 + next()%5 {
+					op := crdt.Op{ID: id()}
+					made := []crdt.OpID{}
+					for _, o := range ops {
+						if o.Action.MakesObject() {
+							made = append(made, o.ID)
+						}
+					}
+					objs := append([]crdt.OpID{l.w, l.w, l.notes, l.texts[enc], l.texts[enc], crdt.Root, {Counter: 3, Actor: "abcd"}}, made...)
+					op.Obj = objs[next()%len(objs)]
+					op.Action = []crdt.Action{crdt.ActionSet, crdt.ActionSet, crdt.ActionMakeText, crdt.ActionDelete, crdt.ActionMakeMap}[next()%5]
+					if op.Obj == l.texts[enc] || slices.Contains(made, op.Obj) && next()%2 == 0 {
+						cands := append(slices.Clone(elems), crdt.OpID{}, op.ID, l.writes[writeKeys[0]], crdt.OpID{Counter: 2, Actor: "abcd"})
+						op.Key = crdt.Key{IsElem: true, Elem: cands[next()%len(cands)]}
+						op.Insert = next()%2 == 0
+						if !op.Insert && op.Action == crdt.ActionDelete && !op.Key.IsHead() && next()%4 != 0 {
+							op.Pred = []crdt.OpID{op.Key.Elem}
+						}
+					} else {
+						keys := []string{"k-" + string(rune('a'+next()%3)), enc, "id", "w", writeKeys[next()%len(writeKeys)]}
+						op.Key = crdt.Key{Prop: keys[next()%len(keys)]}
+					}
+					if op.Action == crdt.ActionSet {
+						other := staff[next()%len(staff)]
+						vals := []string{
+							jsonOf(t, writeBy(by, record.KindAllergy, "a-1", "substance", "Sulfa")),
+							jsonOf(t, writeBy(other, record.KindAllergy, "a-2", "substance", "Latex")),
+							jsonOf(t, writeBy(by, record.KindPrescription, rx, "dose", "250", doses...)),
+							jsonOf(t, writeBy(by, record.KindEncounter, enc, "complaint", "cough")),
+							jsonOf(t, writeBy(by, record.KindLabResult, rx, "status", "final")),
+							"x", "{", "", "é",
+						}
+						op.Value = crdt.Value{Type: crdt.ValueString, Str: vals[next()%len(vals)]}
+						if next()%7 == 0 {
+							op.Value = crdt.Value{Type: crdt.ValueInt, Int: 1}
+						}
+					}
+					if p := next() % 6; p > 0 && len(op.Pred) == 0 {
+						preds := append([]crdt.OpID{l.writes[writeKeys[0]], l.texts[enc], {Counter: 5, Actor: "abcd"}}, elems[:min(2, len(elems))]...)
+						op.Pred = []crdt.OpID{preds[p%len(preds)]}
+					}
+					ops = append(ops, op)
+				}
+				return ops
+			})
+			want, wantErr := record.CheckChange(ref, ch)
+			got, gotErr := c.Check(ch)
+			sameVerdict(t, want, wantErr, got, gotErr)
+			if wantErr != nil {
+				return
+			}
+			_, err := ref.Apply(ch)
+			require.NoError(t, err)
+			info, err := crdt.ChangeOps(ch.Raw)
+			require.NoError(t, err)
+			for _, op := range info.Ops {
+				if op.Insert {
+					elems = append(elems, op.ID)
+				}
+			}
+		}
 	})
 }
