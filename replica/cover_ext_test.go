@@ -7,6 +7,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/chartsync/chartsync/crdt"
 	"github.com/chartsync/chartsync/record"
 	"github.com/chartsync/chartsync/replica"
 )
@@ -81,4 +82,43 @@ func TestCoversAreChecked(t *testing.T) {
 	_, err = replica.SyncPair(ctx, hub.Replica, e.Replica)
 	require.NoError(t, err)
 	requireSameCharts(t, a.Replica, hub.Replica, e.Replica)
+}
+
+// TestAChangeThatWouldAbortAutomergeIsRefusedBeforeItIsApplied: a signed
+// change whose operations set a map key inside a text parses, but
+// automerge-rs aborts the process applying it. A checking replica judges
+// chart changes before applying them, so it refuses the change.
+func TestAChangeThatWouldAbortAutomergeIsRefusedBeforeItIsApplied(t *testing.T) {
+	ctx := context.Background()
+	d := newDeployment(t)
+	a := d.device(t, "north")
+	hub, hubStore := newMem(t, replica.Config{Keys: d.roster(t), CheckAuthors: true})
+	id := registerAt(t, a.Replica, "Wanjiru", "north")
+	_, err := replica.SyncPair(ctx, a.Replica, hub)
+	require.NoError(t, err)
+
+	good := edit(t, a.Replica, id, allergy(1)).Change
+	info, err := crdt.ChangeOps(good.Raw)
+	require.NoError(t, err)
+	w := info.Ops[0].Obj // the map of writes
+	text := crdt.OpID{Counter: info.StartOp, Actor: info.Actor}
+	info.Ops = []crdt.Op{
+		{ID: text, Obj: w, Key: crdt.Key{Prop: "t"}, Action: crdt.ActionMakeText},
+		{ID: crdt.OpID{Counter: info.StartOp + 1, Actor: info.Actor}, Obj: text, Key: crdt.Key{IsElem: true}, Insert: true, Action: crdt.ActionSet, Value: crdt.Value{Type: crdt.ValueString, Str: "a"}},
+		{ID: crdt.OpID{Counter: info.StartOp + 2, Actor: info.Actor}, Obj: text, Key: crdt.Key{Prop: "id"}, Action: crdt.ActionSet, Value: crdt.Value{Type: crdt.ValueString, Str: "x"}},
+	}
+	raw, err := crdt.EncodeChange(info)
+	require.NoError(t, err)
+	forged, err := crdt.ParseChange(raw)
+	require.NoError(t, err, "the forged change is well formed")
+
+	before := dumpStore(t, hubStore)
+	b := replica.Bundle{From: a.ID(), To: hub.ID(), Changes: []replica.BundleChange{
+		{Chart: id, Raw: forged.Raw, Sig: a.id.SignChange(id, [32]byte(forged.Hash))}}, Signers: [][]byte{a.rec}}
+	_, err = hub.Receive(ctx, encode(t, b))
+	require.ErrorIs(t, err, replica.ErrUnauthorizedChange, "the change is refused, and the process is still here to say so")
+	q, err := hub.Quarantined(ctx)
+	require.NoError(t, err)
+	require.Len(t, q, 1, "the bundle is kept for review")
+	assert.Equal(t, before, dumpStore(t, hubStore), "nothing else changed")
 }

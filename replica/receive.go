@@ -567,6 +567,14 @@ func planChart(h *heldChart, cb chartBatch, sigs signatures, rules receiveRules)
 		if check, err = newAuthorCheck(l.doc); err != nil {
 			return fmt.Errorf("receive bundle: chart %s: %w", cb.chart, err), false
 		}
+		// Judged before they touch the chart: a change naming objects
+		// its history does not hold can abort automerge-rs on apply, and
+		// the check refuses it first.
+		for _, c := range cb.changes {
+			if err, quarantine := judgeChange(l, check, c, cb.chart, sigs); err != nil {
+				return err, quarantine
+			}
+		}
 	}
 	if err := applyReceived(l.doc, cb.changes); err != nil {
 		return fmt.Errorf("receive bundle: chart %s: %w", cb.chart, err), false
@@ -611,36 +619,48 @@ func planChart(h *heldChart, cb chartBatch, sigs signatures, rules receiveRules)
 			return fmt.Errorf("receive bundle: chart %s: a change registers the chart again: %w", cb.chart, ErrUnauthorizedChange), true
 		}
 	}
-	if rules.checkAuthors {
+	if rules.checkAuthors && check == nil {
 		for _, c := range cb.changes {
-			var err error
-			if record.IsUsersChange(c) {
-				_, err = record.CheckUsersChange(l.doc, c)
-				if err == nil && sigs != nil && l.users != nil {
-					err = sigs.mayChange(c, []string{l.users.Clinic()}, false)
-				}
-			} else {
-				var t record.Touched
-				if check != nil {
-					t, err = check.check(c)
-				} else {
-					t, err = record.CheckChange(l.doc, c)
-				}
-				if err == nil && sigs != nil {
-					err = sigs.mayChange(c, t.Scope, true)
-				}
-			}
-			if errors.Is(err, crdt.ErrNotFound) {
-				// Its dependencies have not arrived: it cannot be
-				// judged, so it is not taken either.
-				return fmt.Errorf("receive bundle: chart %s: change %s cannot be checked before the changes it depends on: %w", cb.chart, c.Hash, ErrUnauthorizedChange), false
-			}
-			if err != nil {
-				return fmt.Errorf("receive bundle: chart %s: change %s: %w: %w", cb.chart, c.Hash, ErrUnauthorizedChange, err), true
+			if err, quarantine := judgeChange(l, nil, c, cb.chart, sigs); err != nil {
+				return err, quarantine
 			}
 		}
 	}
 	l.sinceSnapshot += len(cb.changes)
+	return nil, false
+}
+
+// judgeChange checks one change's author: a roster change against the
+// roster (l.doc, which holds the change's dependencies by then), a chart
+// change with check (or, without one, against l.doc), and that the
+// signer's clinic may change the document. It reports whether a refusal
+// is one to keep for review.
+func judgeChange(l *loaded, check *authorCheck, c crdt.Change, chart string, sigs signatures) (error, bool) {
+	var err error
+	if record.IsUsersChange(c) {
+		_, err = record.CheckUsersChange(l.doc, c)
+		if err == nil && sigs != nil && l.users != nil {
+			err = sigs.mayChange(c, []string{l.users.Clinic()}, false)
+		}
+	} else {
+		var t record.Touched
+		if check != nil {
+			t, err = check.check(c)
+		} else {
+			t, err = record.CheckChange(l.doc, c)
+		}
+		if err == nil && sigs != nil {
+			err = sigs.mayChange(c, t.Scope, true)
+		}
+	}
+	if errors.Is(err, crdt.ErrNotFound) {
+		// Its dependencies have not arrived: it cannot be judged, so it
+		// is not taken either.
+		return fmt.Errorf("receive bundle: chart %s: change %s cannot be checked before the changes it depends on: %w", chart, c.Hash, ErrUnauthorizedChange), false
+	}
+	if err != nil {
+		return fmt.Errorf("receive bundle: chart %s: change %s: %w: %w", chart, c.Hash, ErrUnauthorizedChange, err), true
+	}
 	return nil, false
 }
 
