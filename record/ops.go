@@ -26,6 +26,8 @@ type set struct {
 // plan is what an operation will write, worked out and validated before
 // the document is touched.
 type plan struct {
+	// made lists the writes write put into the document, with their IDs.
+	made    []*write
 	op      string // machine name, e.g. "prescribe"
 	entry   string // the entry created or changed
 	summary string // what happened, in words a clinician uses

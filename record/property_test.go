@@ -296,6 +296,9 @@ func TestPropertyReplicasConverge(t *testing.T) {
 					}
 					continue
 				}
+				// Do keeps the chart's state over its own change: it
+				// reads as the chart read afresh.
+				require.Equal(t, view(t, fork(t, rs[d])), view(t, rs[d]), "the state kept over %s reads otherwise than the chart read afresh", kind)
 				// What the change is checked for elsewhere agrees with
 				// what Do wrote and allowed.
 				touched, err := checkBoth(t, rs[d].Doc(), res.Change)

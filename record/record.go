@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"sync"
 	"time"
 
@@ -183,12 +184,44 @@ func (c *Chart) Do(by Author, at time.Time, op Op) (Result, error) {
 		return Result{}, err
 	}
 	ch, err := c.doc.Edit(pl.message(by, at), at, func(tx *crdt.Tx) error {
+		pl.made = pl.made[:0]
 		return pl.write(tx, s, by, at)
 	})
 	if err != nil {
 		return Result{}, fmt.Errorf("%s: %w", pl.op, err)
 	}
+	c.advance(s, ch, pl.made)
 	return Result{Change: ch, EntryID: pl.entry}, nil
+}
+
+// advance brings the cached state s over a change this chart just made on
+// it, adding the change's writes as readState would read them, so that
+// the next operation does not read the whole chart again (a chart's
+// edits would otherwise cost in proportion to its history, each). When
+// the change was not made on exactly the cached state, or a write cannot
+// be added so, the cache is dropped and read again when next needed.
+func (c *Chart) advance(s *state, ch crdt.Change, made []*write) {
+	heads := c.doc.Heads()
+	if c.st != s || len(heads) != 1 || heads[0] != ch.Hash {
+		c.st = nil
+		return
+	}
+	for _, h := range c.heads {
+		if !slices.Contains(ch.Deps, h) {
+			c.st = nil
+			return
+		}
+	}
+	if s.byID == nil {
+		s.indexWrites()
+	}
+	for _, w := range made {
+		if !s.add(w) {
+			c.st = nil
+			return
+		}
+	}
+	c.heads = heads
 }
 
 func (pl *plan) message(by Author, at time.Time) string {
@@ -211,9 +244,15 @@ func (pl *plan) write(tx *crdt.Tx, s *state, by Author, at time.Time) error {
 		if err != nil {
 			return err
 		}
-		if err := tx.Put(pathW, newID(), string(b)); err != nil {
+		id := newID()
+		if err := tx.Put(pathW, id, string(b)); err != nil {
 			return err
 		}
+		w.ID = id
+		if len(w.Supersedes) == 0 {
+			w.Supersedes = nil // as a write read back from the document
+		}
+		pl.made = append(pl.made, &w)
 	}
 	switch {
 	case pl.newNote:
