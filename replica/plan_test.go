@@ -1,6 +1,7 @@
 package replica
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -175,4 +176,39 @@ func TestPlanReceive(t *testing.T) {
 			})
 		}
 	})
+}
+
+func TestCausalOrder(t *testing.T) {
+	h := func(n byte) crdt.Hash { return crdt.Hash{n} }
+	ch := func(n byte, deps ...byte) crdt.Change {
+		c := crdt.Change{Hash: h(n)}
+		for _, d := range deps {
+			c.Deps = append(c.Deps, h(d))
+		}
+		return c
+	}
+	for _, tc := range []struct {
+		name string
+		chs  []crdt.Change
+		want []int
+	}{
+		{"already causal", []crdt.Change{ch(1), ch(2, 1), ch(3, 2)}, []int{0, 1, 2}},
+		{"backfilled ancestors listed last", []crdt.Change{ch(3, 2), ch(4, 3), ch(1), ch(2, 1)}, []int{2, 3, 0, 1}},
+		{"a merge of two branches", []crdt.Change{ch(4, 2, 3), ch(2, 1), ch(3, 1), ch(1)}, []int{3, 1, 2, 0}},
+		{"dependencies outside the set are ignored", []crdt.Change{ch(2, 9), ch(1)}, []int{0, 1}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			assert.Equal(t, tc.want, causalOrder(tc.chs))
+		})
+	}
+	long := make([]crdt.Change, 100000)
+	for i := range long {
+		long[i] = crdt.Change{Hash: crdt.Hash{byte(i), byte(i >> 8), byte(i >> 16)}}
+		if i > 0 {
+			long[i].Deps = []crdt.Hash{long[i-1].Hash}
+		}
+	}
+	slices.Reverse(long)
+	order := causalOrder(long)
+	assert.Equal(t, len(long)-1, order[0], "a 100,000-change chain listed backwards is put in order without deep recursion")
 }

@@ -560,20 +560,28 @@ func (h *heldChart) unheld(cb chartBatch) chartBatch {
 func planChart(h *heldChart, cb chartBatch, sigs signatures, rules receiveRules) (err error, quarantine bool) {
 	l := h.l
 	registered := l.chart != nil // its registration was already here
-	var check *authorCheck
+	var (
+		check   *authorCheck
+		touched []record.Touched // what check found each change to touch
+	)
 	if rules.checkAuthors && l.users == nil && !slices.ContainsFunc(cb.changes, record.IsUsersChange) {
 		// Chart changes are judged against the chart as held, before
 		// the bundle's changes are applied.
 		if check, err = newAuthorCheck(l.doc); err != nil {
 			return fmt.Errorf("receive bundle: chart %s: %w", cb.chart, err), false
 		}
-		// Judged before they touch the chart: a change naming objects
-		// its history does not hold can abort automerge-rs on apply, and
-		// the check refuses it first.
-		for _, c := range cb.changes {
-			if err, quarantine := judgeChange(l, check, c, cb.chart, sigs); err != nil {
+		// Judged by record's rules before they touch the chart, in
+		// causal order: a change naming objects its history does not
+		// hold can abort automerge-rs on apply, and the check refuses it
+		// first. Whether the signer may change the chart is asked once
+		// the chart's scope is known, below.
+		touched = make([]record.Touched, len(cb.changes))
+		for _, i := range causalOrder(cb.changes) {
+			t, err := check.check(cb.changes[i])
+			if err, quarantine := authorError(err, cb.chart, cb.changes[i]); err != nil {
 				return err, quarantine
 			}
+			touched[i] = t
 		}
 	}
 	if err := applyReceived(l.doc, cb.changes); err != nil {
@@ -619,9 +627,16 @@ func planChart(h *heldChart, cb chartBatch, sigs signatures, rules receiveRules)
 			return fmt.Errorf("receive bundle: chart %s: a change registers the chart again: %w", cb.chart, ErrUnauthorizedChange), true
 		}
 	}
-	if rules.checkAuthors && check == nil {
-		for _, c := range cb.changes {
-			if err, quarantine := judgeChange(l, nil, c, cb.chart, sigs); err != nil {
+	if rules.checkAuthors {
+		for i, c := range cb.changes {
+			var err error
+			switch {
+			case check == nil:
+				err, quarantine = judgeChange(l, c, cb.chart, sigs)
+			case sigs != nil:
+				err, quarantine = authorError(sigs.mayChange(c, touched[i].Scope, true), cb.chart, c)
+			}
+			if err != nil {
 				return err, quarantine
 			}
 		}
@@ -630,12 +645,11 @@ func planChart(h *heldChart, cb chartBatch, sigs signatures, rules receiveRules)
 	return nil, false
 }
 
-// judgeChange checks one change's author: a roster change against the
-// roster (l.doc, which holds the change's dependencies by then), a chart
-// change with check (or, without one, against l.doc), and that the
-// signer's clinic may change the document. It reports whether a refusal
-// is one to keep for review.
-func judgeChange(l *loaded, check *authorCheck, c crdt.Change, chart string, sigs signatures) (error, bool) {
+// judgeChange checks one change's author on l.doc, which holds its
+// dependencies by then: a roster change against the roster, a chart
+// change with record.CheckChange, and that the signer's clinic may change
+// the document. It reports whether a refusal is one to keep for review.
+func judgeChange(l *loaded, c crdt.Change, chart string, sigs signatures) (error, bool) {
 	var err error
 	if record.IsUsersChange(c) {
 		_, err = record.CheckUsersChange(l.doc, c)
@@ -644,24 +658,62 @@ func judgeChange(l *loaded, check *authorCheck, c crdt.Change, chart string, sig
 		}
 	} else {
 		var t record.Touched
-		if check != nil {
-			t, err = check.check(c)
-		} else {
-			t, err = record.CheckChange(l.doc, c)
-		}
+		t, err = record.CheckChange(l.doc, c)
 		if err == nil && sigs != nil {
 			err = sigs.mayChange(c, t.Scope, true)
 		}
+	}
+	return authorError(err, chart, c)
+}
+
+// authorError turns what an author check found into the bundle's refusal
+// (nil if the check passed), and reports whether to keep the bundle for
+// review.
+func authorError(err error, chart string, c crdt.Change) (error, bool) {
+	if err == nil {
+		return nil, false
 	}
 	if errors.Is(err, crdt.ErrNotFound) {
 		// Its dependencies have not arrived: it cannot be judged, so it
 		// is not taken either.
 		return fmt.Errorf("receive bundle: chart %s: change %s cannot be checked before the changes it depends on: %w", chart, c.Hash, ErrUnauthorizedChange), false
 	}
-	if err != nil {
-		return fmt.Errorf("receive bundle: chart %s: change %s: %w: %w", chart, c.Hash, ErrUnauthorizedChange, err), true
+	return fmt.Errorf("receive bundle: chart %s: change %s: %w: %w", chart, c.Hash, ErrUnauthorizedChange, err), true
+}
+
+// causalOrder returns the indices of chs with every change after those of
+// chs it depends on, otherwise in the given order (a bundle lists a chart's
+// backfilled changes after later ones).
+func causalOrder(chs []crdt.Change) []int {
+	at := make(map[crdt.Hash]int, len(chs))
+	for i, c := range chs {
+		at[c.Hash] = i
 	}
-	return nil, false
+	order := make([]int, 0, len(chs))
+	done := make([]bool, len(chs))
+	type frame struct{ i, dep int } // a change, and the next of its deps to visit
+	for root := range chs {
+		if done[root] {
+			continue
+		}
+		done[root] = true // marked on entry: hashes make cycles impossible
+		stack := []frame{{i: root}}
+		for len(stack) > 0 {
+			f := &stack[len(stack)-1]
+			if f.dep < len(chs[f.i].Deps) {
+				d := chs[f.i].Deps[f.dep]
+				f.dep++
+				if j, ok := at[d]; ok && !done[j] {
+					done[j] = true
+					stack = append(stack, frame{i: j})
+				}
+				continue
+			}
+			order = append(order, f.i)
+			stack = stack[:len(stack)-1]
+		}
+	}
+	return order
 }
 
 // commit is the last step, under the write lock: it checks that every
