@@ -37,8 +37,10 @@
 // Receive works in four steps: decode (the bundle's form, every change
 // parsed in one call into automerge), verify (signatures, reading only
 // what is held and the signers' records), plan (each chart's new changes
-// applied to a private copy of the chart and judged: scope, registration,
-// roles; no I/O) and commit (one durable write). Only the commit holds the
+// judged by record's rules in causal order, before they touch anything,
+// with a record.Checker whose cost follows the changes, then applied to a
+// private copy of the chart and judged for scope and registration; charts
+// in parallel; no I/O) and commit (one durable write). Only the commit holds the
 // replica's write lock, so a large bundle from one device does not hold up
 // another device's sync or a nurse's edit; if a chart the plan read
 // changed before the commit, the bundle is planned again from what is now
