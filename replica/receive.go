@@ -899,19 +899,7 @@ func checksumMatches(raw []byte, h crdt.Hash) bool {
 	return len(raw) >= 8 && bytes.Equal(raw[4:8], h[:4])
 }
 
-// applyReceived applies parsed changes to doc, in one bulk load when their
-// dependencies are all held (the usual case), else one by one, holding
-// what cannot apply yet. On error doc is unchanged.
+// applyReceived applies parsed changes to doc (see applyAll).
 func applyReceived(doc *crdt.Doc, chs []crdt.Change) error {
-	size := 0
-	for _, c := range chs {
-		size += len(c.Raw)
-	}
-	raw := make([]byte, 0, size)
-	hashes := make([]crdt.Hash, len(chs))
-	for i, c := range chs {
-		raw = append(raw, c.Raw...)
-		hashes[i] = c.Hash
-	}
-	return doc.ApplyStored(raw, hashes)
+	return applyAll(doc, chs, func(c crdt.Change) ([]byte, crdt.Hash) { return c.Raw, c.Hash })
 }

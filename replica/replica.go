@@ -439,18 +439,28 @@ func (r *Replica) loadStored(ctx context.Context, id string) (*loaded, error) {
 }
 
 func applyStored(doc *crdt.Doc, chs []store.Change) error {
+	return applyAll(doc, chs, func(c store.Change) ([]byte, crdt.Hash) { return c.Raw, c.Hash })
+}
+
+// applyAll applies changes whose raw bytes and hashes part gives to doc,
+// in one bulk load when their dependencies are all held (the usual case),
+// else one by one, holding what cannot apply yet. On error doc is
+// unchanged.
+func applyAll[C any](doc *crdt.Doc, chs []C, part func(C) ([]byte, crdt.Hash)) error {
 	if len(chs) == 0 {
 		return nil
 	}
 	size := 0
 	for _, c := range chs {
-		size += len(c.Raw)
+		r, _ := part(c)
+		size += len(r)
 	}
 	raw := make([]byte, 0, size)
 	hashes := make([]crdt.Hash, len(chs))
 	for i, c := range chs {
-		raw = append(raw, c.Raw...)
-		hashes[i] = c.Hash
+		r, h := part(c)
+		raw = append(raw, r...)
+		hashes[i] = h
 	}
 	return doc.ApplyStored(raw, hashes)
 }
