@@ -683,3 +683,23 @@ func sameHashes(a, b []crdt.Hash) bool {
 	}
 	return true
 }
+
+// Adopt gives c the state k keeps of the same version of the chart (the
+// same heads), so that reading c does not parse the whole chart again. It
+// reports whether it did: only when k judged the chart's last changes
+// itself, and holds exactly c's heads. k must not be used afterwards (c
+// owns the state from then on).
+func (c *Chart) Adopt(k *Checker) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if k.mode != modeReady || k.st == nil || k.st.chartID != c.id {
+		return false
+	}
+	heads := c.doc.Heads()
+	if !k.heads.Equal(heads) {
+		return false
+	}
+	c.st, c.heads = k.st, heads
+	k.st, k.mode = nil, modeStale
+	return true
+}

@@ -788,3 +788,45 @@ func forgeOn(t tb, dev *record.Chart, message string, ops func(next func() crdt.
 	require.NoError(t, err)
 	return ch
 }
+
+// A chart that adopts a Checker's state reads as the chart read afresh,
+// and a Checker that does not hold the chart's version is not adopted.
+func TestChartAdoptsACheckersState(t *testing.T) {
+	f := newFixture(t)
+	do(t, f.chart, nurse, f.tick(), record.EditNote{EncounterID: f.encounter, Pos: 0, Insert: "Child. "})
+	do(t, f.chart, registry, f.tick(), record.Refer{ToClinic: "district-hospital", Reason: "x-ray"})
+	do(t, f.chart, registry, f.tick(), record.UpdateDemographics{Phone: record.Ptr("+254 700 000 111")})
+	chs, err := f.chart.Doc().Changes(nil)
+	require.NoError(t, err)
+
+	empty, err := crdt.New(crdt.NewActorID())
+	require.NoError(t, err)
+	c, err := record.NewChecker(empty)
+	require.NoError(t, err)
+	received, err := crdt.New(crdt.NewActorID())
+	require.NoError(t, err)
+	for _, ch := range chs {
+		_, err := c.Check(ch)
+		require.NoError(t, err)
+	}
+	_, err = received.Apply(chs...)
+	require.NoError(t, err)
+	chart, err := record.Open(received)
+	require.NoError(t, err)
+	require.True(t, chart.Adopt(c), "the checker holds the received version")
+	assert.Equal(t, view(t, fork(t, chart)), view(t, chart), "the adopted state reads as the chart read afresh")
+	scope, err := chart.Scope()
+	require.NoError(t, err)
+	assert.Equal(t, []string{"district-hospital", "kamuga-dispensary"}, scope)
+
+	// A checker behind the chart is not adopted.
+	behind, err := record.NewChecker(empty)
+	require.NoError(t, err)
+	for _, ch := range chs[:len(chs)-1] {
+		_, err := behind.Check(ch)
+		require.NoError(t, err)
+	}
+	other, err := record.Open(fork(t, chart).Doc())
+	require.NoError(t, err)
+	assert.False(t, other.Adopt(behind), "a checker of an earlier version")
+}

@@ -105,6 +105,27 @@ func TestPlanReceive(t *testing.T) {
 		}
 	})
 
+	t.Run("index rows read from the checker's state are those of a fresh read", func(t *testing.T) {
+		a := planChartOf(t, sender, "north")
+		_, err := a.Do(planNurse, planAt, record.UpdateDemographics{Village: record.Ptr("Kamuga"), Phone: record.Ptr("+254 700 000 222")})
+		require.NoError(t, err)
+		d := decodedOf(t, sender, me, a)
+		fresh := d.fresh(nil)
+		p := planReceive(d, fresh, nothingHeld(t, me, fresh), nil, rules("north"))
+		require.NoError(t, p.err)
+		require.Len(t, p.batch.Charts, 1)
+		doc, err := p.charts[0].l.doc.Fork(nil, me)
+		require.NoError(t, err)
+		l := &loaded{id: a.ID(), doc: doc}
+		require.NoError(t, l.open())
+		want, err := indexEntry(rules("north").cfg, l)
+		require.NoError(t, err)
+		got := p.batch.Charts[0]
+		got.Updated, want.Updated = time.Time{}, time.Time{}
+		assert.Equal(t, want, got)
+		assert.Equal(t, "Kamuga", got.Village)
+	})
+
 	t.Run("changes already held are counted, not stored again", func(t *testing.T) {
 		a := planChartOf(t, sender, "north")
 		d := decodedOf(t, sender, me, a)

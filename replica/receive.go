@@ -590,6 +590,11 @@ func planChart(h *heldChart, cb chartBatch, sigs signatures, rules receiveRules)
 	if err := l.open(); err != nil {
 		return fmt.Errorf("receive bundle: chart %s: %w: %w", cb.chart, ErrMalformedBundle, err), false
 	}
+	if check != nil && l.chart != nil {
+		// The checker has read the chart as it now is: its scope and
+		// index row need not read it again.
+		l.chart.Adopt(check.c)
+	}
 	if rules.clinic != "" && !h.isNew && !slices.Contains(l.scope, rules.clinic) {
 		// The clinic has lost the chart; changes its devices made
 		// before they learnt of it are still theirs to send.
