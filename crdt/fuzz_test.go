@@ -136,9 +136,20 @@ func FuzzChangeActor(f *testing.F) {
 		if err != nil {
 			require.ErrorIs(t, err, crdt.ErrMalformed)
 		}
+		hActor, deps, herr := crdt.ChangeHeader(data)
+		if herr != nil {
+			require.ErrorIs(t, herr, crdt.ErrMalformed)
+		} else {
+			require.Equal(t, actor, hActor, "ChangeActor and ChangeHeader read the same actor")
+		}
 		if c, perr := crdt.ParseChange(data); perr == nil {
 			require.NoError(t, err, "a valid change has a readable actor")
 			require.Equal(t, c.Actor, actor)
+			require.NoError(t, herr, "a valid change has a readable header")
+			require.Equal(t, len(c.Deps), len(deps), "ChangeHeader reads the change's dependencies")
+			for i := range deps {
+				require.Equal(t, c.Deps[i], deps[i])
+			}
 		}
 	})
 }

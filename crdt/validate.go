@@ -329,22 +329,33 @@ func checkColumn(typ uint64, data []byte, actors uint64) (uint64, error) {
 // check the rest of the change. Bytes that do not begin with a change
 // header give ErrMalformed.
 func ChangeActor(raw []byte) (string, error) {
+	actor, _, err := ChangeHeader(raw)
+	return actor, err
+}
+
+// ChangeHeader returns the actor and dependencies of one raw change by
+// reading its header only, as ChangeActor does.
+func ChangeHeader(raw []byte) (actor string, deps []Hash, err error) {
 	if len(raw) < 10 || !bytes.Equal(raw[:4], chunkMagic) || raw[8] != chunkChange {
-		return "", fmt.Errorf("change actor: no change header: %w", ErrMalformed)
+		return "", nil, fmt.Errorf("change header: no change header: %w", ErrMalformed)
 	}
 	n, k := binary.Uvarint(raw[9:])
 	if k <= 0 || n > uint64(len(raw)-9-k) {
-		return "", fmt.Errorf("change actor: bad length: %w", ErrMalformed)
+		return "", nil, fmt.Errorf("change header: bad length: %w", ErrMalformed)
 	}
 	r := &reader{b: raw[9+k : 9+k+int(n)]}
-	deps := r.uvarint("dependency count")
-	if r.err == nil && deps > uint64(len(r.b))/32 {
+	count := r.uvarint("dependency count")
+	if r.err == nil && count > uint64(len(r.b))/32 {
 		r.fail("dependencies")
 	}
-	r.bytes(deps*32, "dependencies")
-	actor := r.bytes(r.uvarint("actor length"), "actor")
-	if r.err != nil || len(actor) == 0 {
-		return "", fmt.Errorf("change actor: %w", ErrMalformed)
+	depBytes := r.bytes(count*32, "dependencies")
+	a := r.bytes(r.uvarint("actor length"), "actor")
+	if r.err != nil || len(a) == 0 {
+		return "", nil, fmt.Errorf("change header: %w", ErrMalformed)
 	}
-	return hex.EncodeToString(actor), nil
+	deps = make([]Hash, count)
+	for i := range deps {
+		deps[i] = Hash(depBytes[32*i : 32*i+32])
+	}
+	return hex.EncodeToString(a), deps, nil
 }

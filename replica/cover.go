@@ -2,9 +2,7 @@ package replica
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
-	"fmt"
 	"slices"
 
 	"github.com/chartsync/chartsync/crdt"
@@ -129,28 +127,6 @@ func walkHistory(nodes []sigNode, idx map[crdt.Hash]int, from int, visit func(in
 	}
 }
 
-// changeDeps reads the dependencies of a raw change from its header,
-// without decoding the rest.
-func changeDeps(raw []byte) ([]crdt.Hash, error) {
-	if len(raw) < 10 {
-		return nil, fmt.Errorf("change header: %w", ErrMalformedBundle)
-	}
-	n, k := binary.Uvarint(raw[9:])
-	if k <= 0 || n > uint64(len(raw)-9-k) {
-		return nil, fmt.Errorf("change header: bad length: %w", ErrMalformedBundle)
-	}
-	body := raw[9+k:]
-	count, k := binary.Uvarint(body)
-	if k <= 0 || count > uint64(len(body)-k)/32 {
-		return nil, fmt.Errorf("change header: bad dependencies: %w", ErrMalformedBundle)
-	}
-	deps := make([]crdt.Hash, count)
-	for i := range deps {
-		deps[i] = crdt.Hash(body[k+32*i : k+32*i+32])
-	}
-	return deps, nil
-}
-
 // errUncovered marks a chart part of a bundle some of whose changes
 // carry a cover marker that the bundle cannot express.
 var errUncovered = errors.New("a covered change without its cover")
@@ -172,11 +148,7 @@ func coverPart(b *Bundle, out []outChange, part []int) error {
 	for k, i := range part {
 		c := b.Changes[i]
 		stored[k] = out[i].stored
-		deps, err := changeDeps(c.Raw)
-		if err != nil {
-			return err
-		}
-		actor, err := crdt.ChangeActor(c.Raw)
+		actor, deps, err := crdt.ChangeHeader(c.Raw)
 		if err != nil {
 			return err
 		}
