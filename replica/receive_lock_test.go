@@ -123,3 +123,31 @@ func TestABundleOvertakenByAnEditIsPlannedAgain(t *testing.T) {
 	require.NoError(t, err)
 	requireSameCharts(t, dev, hub)
 }
+
+func TestABundleOvertakenAgainAndAgainIsTakenUnderTheLock(t *testing.T) {
+	ctx := context.Background()
+	hub, _ := newMem(t, replica.Config{CheckAuthors: true})
+	dev, _ := newMem(t, replica.Config{})
+	id := register(t, dev, "Achieng", "Odhiambo", "Kamuga")
+	_, err := replica.SyncPair(ctx, dev, hub)
+	require.NoError(t, err)
+	view(t, hub, id)
+
+	edit(t, dev, id, prescribe("Metformin", 500))
+	plans := 0
+	hub.SetAfterPlan(func(from string) {
+		if from == dev.ID() {
+			plans++
+			edit(t, hub, id, allergy(plans)) // overtakes the bundle every time
+		}
+	})
+	out, err := dev.MakeBundle(ctx, hub.ID())
+	require.NoError(t, err)
+	got, err := hub.Receive(ctx, out.Data)
+	require.NoError(t, err, "a bundle that keeps losing the race is taken under the lock")
+	assert.Equal(t, 1, got.Applied)
+	assert.Equal(t, 3, plans, "three tries without the lock, then one under it")
+	v := view(t, hub, id)
+	assert.Len(t, v.Prescriptions, 1)
+	assert.Len(t, v.Allergies, 3, "every edit that overtook the bundle is kept")
+}
