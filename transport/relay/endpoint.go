@@ -154,11 +154,11 @@ func (e *Endpoint) load() error {
 		return fmt.Errorf("load relay state: %w", err)
 	}
 	defer f.Close()
-	data, err := readBounded(f)
+	data, err := readBounded(f, maxStateBytes+64)
 	if err != nil {
 		return fmt.Errorf("load relay state: %w", err)
 	}
-	if _, body, err := wire.Decode(data, stateKind, stateVersion, maxStateBytes); err != nil {
+	if body, err := decodeFrame(data, stateKind, stateVersion, maxStateBytes); err != nil {
 		return fmt.Errorf("load relay state %s: %w", e.state, err)
 	} else if err := json.Unmarshal(body, &e.st); err != nil {
 		return fmt.Errorf("load relay state %s: %v: %w", e.state, err, ErrMalformed)

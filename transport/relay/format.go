@@ -63,6 +63,27 @@ func isBadInput(err error) bool {
 	return false
 }
 
+// maxInflation is how many times its file's size a frame's body may be
+// once decompressed. The bodies this package writes are ciphertext,
+// signatures and random IDs (bundles), or JSON of hex IDs and numbers (an
+// endpoint's state), which compress 3 to 1 at best; a frame claiming more
+// is refused before anything is inflated, so what a file can make a
+// decoder allocate follows the bytes it holds, not what its headers say.
+const maxInflation = 16
+
+// decodeFrame decodes a wire frame of the given kind whose body may be
+// up to limit bytes, and no more than maxInflation times the frame. A
+// frame claiming more than that is truncated (ErrMalformed): it cannot be
+// the whole of an honest file.
+func decodeFrame(data []byte, kind, version byte, limit int) ([]byte, error) {
+	bound := min(limit, len(data)*maxInflation)
+	_, body, err := wire.Decode(data, kind, version, bound)
+	if bound < limit && errors.Is(err, wire.ErrTooLarge) {
+		return nil, fmt.Errorf("frame of %d bytes claims a body of more than %d times that: %w", len(data), maxInflation, wire.ErrTruncated)
+	}
+	return body, err
+}
+
 const (
 	frameKind = 'Y'
 	// Version is the relay bundle format this build writes.
@@ -203,7 +224,7 @@ func parse(data []byte) (*Envelope, error) {
 	if len(data) > MaxBundleBytes+64 {
 		return nil, fmt.Errorf("%d bytes: %w", len(data), ErrTooLarge)
 	}
-	_, body, err := wire.Decode(data, frameKind, Version, MaxBundleBytes)
+	body, err := decodeFrame(data, frameKind, Version, MaxBundleBytes)
 	if err != nil {
 		return nil, err
 	}

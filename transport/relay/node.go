@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"crypto/rand"
@@ -271,18 +272,32 @@ func (n *Node) readHeld(name string) ([]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
-	return readBounded(f)
+	return readBounded(f, maxFileBytes)
 }
 
-func readBounded(r io.Reader) ([]byte, error) {
-	data, err := io.ReadAll(io.LimitReader(r, MaxBundleBytes+65))
+// maxFileBytes bounds a relay bundle file: the largest body and its frame.
+const maxFileBytes = MaxBundleBytes + 64
+
+// readBounded reads a file of at most limit bytes. A file whose size is
+// over the limit is refused before any of it is read; one that grows
+// while read is refused once limit+1 bytes are in. Memory follows the
+// file's actual size.
+func readBounded(f fs.File, limit int) ([]byte, error) {
+	fi, err := f.Stat()
 	if err != nil {
 		return nil, err
 	}
-	if len(data) > MaxBundleBytes+64 {
-		return nil, fmt.Errorf("file over %d bytes: %w", MaxBundleBytes, ErrTooLarge)
+	if fi.Size() > int64(limit) {
+		return nil, fmt.Errorf("file of %d bytes, over %d: %w", fi.Size(), limit, ErrTooLarge)
 	}
-	return data, nil
+	buf := bytes.NewBuffer(make([]byte, 0, fi.Size()+1))
+	if _, err := buf.ReadFrom(io.LimitReader(f, int64(limit)+1)); err != nil {
+		return nil, err
+	}
+	if buf.Len() > limit {
+		return nil, fmt.Errorf("file over %d bytes: %w", limit, ErrTooLarge)
+	}
+	return buf.Bytes(), nil
 }
 
 // Read returns the bytes of a bundle the node holds (by Header.Key), or
@@ -534,7 +549,7 @@ func (n *Node) scanDir(ctx context.Context, dir string, res *ScanResult) error {
 		if err != nil {
 			continue // gone meanwhile
 		}
-		data, err := readBounded(f)
+		data, err := readBounded(f, maxFileBytes)
 		f.Close()
 		if err == nil {
 			var pr PutResult
