@@ -43,6 +43,13 @@ const (
 	MaxRosterBytes  = 64 << 20
 	maxKeyFileBytes = 1024
 	maxAgeKeyLen    = 128
+	// minEnrolmentBytes is the smallest encoded enrolment: a frame (12
+	// bytes) around an authority key, flags, replica ID, three empty
+	// length-prefixed fields, two one-byte times and a signature.
+	minEnrolmentBytes = 12 + 32 + 1 + 16 + 3 + 2 + 64
+	// maxInflation is how many times its file's size a roster's body may
+	// be once decompressed.
+	maxInflation = 16
 )
 
 // Signature purposes. Every signature in chartsync names what it signs, so a

@@ -279,16 +279,26 @@ func decodeRoster(data []byte) ([]Enrolment, error) {
 	if len(data) > MaxRosterBytes {
 		return nil, fmt.Errorf("%d bytes: %w", len(data), ErrTooLarge)
 	}
-	_, body, err := wire.Decode(data, kindRoster, rosterVersion, MaxRosterBytes)
+	// A roster's records are signatures, keys and random IDs, which
+	// compression cannot shrink much: a frame claiming more than
+	// maxInflation times its size is not a whole roster file, and is
+	// refused before anything is inflated.
+	bound := min(MaxRosterBytes, len(data)*maxInflation)
+	_, body, err := wire.Decode(data, kindRoster, rosterVersion, bound)
+	if bound < MaxRosterBytes && errors.Is(err, ErrTooLarge) {
+		return nil, fmt.Errorf("roster of %d bytes claims a body of more than %d times that: %w", len(data), maxInflation, wire.ErrTruncated)
+	}
 	if err != nil {
 		return nil, err
 	}
 	rd := wire.NewReader(body)
-	n, err := rd.Count(1 + 16)
+	n, err := rd.Count(1 + minEnrolmentBytes)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]Enrolment, 0, n)
+	// Records are appended as they decode, so memory follows the records
+	// present, not the count.
+	var out []Enrolment
 	for i := range n {
 		raw, err := rd.Bytes(MaxEnrolmentBytes)
 		if err != nil {
@@ -336,19 +346,28 @@ func LoadRoster(path string, cfg RosterConfig) (*Roster, error) {
 	return r, nil
 }
 
-// readBounded reads a file of at most limit bytes.
+// readBounded reads a file of at most limit bytes. A file whose size is
+// over the limit is refused before any of it is read; one that grows while
+// read is refused once limit+1 bytes are in.
 func readBounded(path string, limit int) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, int64(limit)+1))
+	fi, err := f.Stat()
 	if err != nil {
 		return nil, err
 	}
-	if len(data) > limit {
+	if fi.Size() > int64(limit) {
+		return nil, fmt.Errorf("%s is %d bytes, over %d: %w", path, fi.Size(), limit, ErrTooLarge)
+	}
+	buf := bytes.NewBuffer(make([]byte, 0, fi.Size()+1))
+	if _, err := buf.ReadFrom(io.LimitReader(f, int64(limit)+1)); err != nil {
+		return nil, err
+	}
+	if buf.Len() > limit {
 		return nil, fmt.Errorf("%s is over %d bytes: %w", path, limit, ErrTooLarge)
 	}
-	return data, nil
+	return buf.Bytes(), nil
 }
