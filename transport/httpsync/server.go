@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/chartsync/chartsync/crdt"
 	"github.com/chartsync/chartsync/replica"
 )
 
@@ -351,7 +352,10 @@ func classify(err error) (status int, code, msg string) {
 		return http.StatusBadRequest, CodeVersion, err.Error() + "; this cloud and the device run incompatible versions of chartsync"
 	case errors.Is(err, replica.ErrWrongRecipient):
 		return http.StatusBadRequest, CodeWrongRecipient, err.Error() + "; the device's credential names another cloud replica"
-	case errors.Is(err, replica.ErrMalformedBundle):
+	case errors.Is(err, replica.ErrMalformedBundle), errors.Is(err, crdt.ErrMalformed):
+		// A change Automerge will not take (a sequence number used
+		// twice, say) is the sender's fault whatever wraps it: answered
+		// 500, the device would send it again for ever.
 		return http.StatusBadRequest, CodeMalformed, err.Error()
 	}
 	if status, code, ok := classifyScope(err); ok {
