@@ -1,6 +1,7 @@
 package replica
 
 import (
+	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -31,8 +32,9 @@ const (
 	// BundleVersion is the bundle format version this build writes and
 	// reads: a wire frame of kind 'B' (version 2 added change signatures
 	// and signer enrolments; version 3 lets a signed change cover the
-	// same device's earlier changes in its history).
-	BundleVersion = 3
+	// same device's earlier changes in its history; version 4 adds the
+	// sender's signature over the whole bundle).
+	BundleVersion = 4
 	// MaxBundleBytes bounds a decoded bundle.
 	MaxBundleBytes = 256 << 20
 	// MaxChangeBytes bounds one change in a bundle.
@@ -65,7 +67,21 @@ type Bundle struct {
 	// the bundle carries, so a recipient that has not met a device can
 	// check its signatures.
 	Signers [][]byte
+	// Auth, if set, is the sender's signature over the rest of the bundle
+	// (see Signed): it proves the positions are the sender's own claims,
+	// whatever carried the bundle.
+	Auth []byte
+
+	signed [32]byte // set by DecodeBundle: what Auth signs
 }
+
+// bundleAuthDomain is the chart name under which a bundle's digest is
+// signed (Signer.SignChange), apart from every chart ID (a UUID).
+const bundleAuthDomain = "chartsync bundle"
+
+// Signed returns the digest Auth signs: the SHA-256 of the bundle's wire
+// form up to its signature. It is set by DecodeBundle.
+func (b *Bundle) Signed() [32]byte { return b.signed }
 
 // BundleChange is one raw change of one chart, with its author device's
 // signature, or a cover: the change is vouched for by a later change in
@@ -99,8 +115,22 @@ func idBytes(id string) ([]byte, error) {
 	return b, nil
 }
 
-// Encode returns the bundle's wire form: a wire frame of kind 'B'.
+// Encode returns the bundle's wire form: a wire frame of kind 'B'. Auth
+// is written as it is; EncodeSigned signs the bundle instead.
 func (b *Bundle) Encode() ([]byte, error) {
+	return b.encode(nil)
+}
+
+// EncodeSigned returns the bundle's wire form signed by s, the sender's
+// key pair, and sets Auth.
+func (b *Bundle) EncodeSigned(s Signer) ([]byte, error) {
+	if s.ReplicaID() != b.From {
+		return nil, fmt.Errorf("sign a bundle from %s with the key pair of %s: %w", b.From, s.ReplicaID(), ErrWrongSigner)
+	}
+	return b.encode(func(digest [32]byte) []byte { return s.SignChange(bundleAuthDomain, digest) })
+}
+
+func (b *Bundle) encode(sign func([32]byte) []byte) ([]byte, error) {
 	from, err := idBytes(b.From)
 	if err != nil {
 		return nil, err
@@ -159,6 +189,14 @@ func (b *Bundle) Encode() ([]byte, error) {
 		}
 		body = wire.AppendBytes(body, k)
 	}
+	if sign != nil {
+		b.signed = sha256.Sum256(body)
+		b.Auth = sign(b.signed)
+	}
+	if len(b.Auth) > MaxSignatureBytes {
+		return nil, fmt.Errorf("bundle signature of %d bytes: %w", len(b.Auth), ErrBundleTooLarge)
+	}
+	body = wire.AppendBytes(body, b.Auth)
 	return wire.Encode(bundleKind, bundleVersion, body), nil
 }
 
@@ -171,8 +209,8 @@ func DecodeBundle(data []byte) (*Bundle, error) {
 		return nil, fmt.Errorf("decode bundle: %w", err)
 	}
 	if version != bundleVersion {
-		// Version 1 carried no signatures, version 2 one per change; the
-		// sender must be updated.
+		// Version 1 carried no signatures, version 2 one per change,
+		// version 3 no bundle signature; the sender must be updated.
 		return nil, fmt.Errorf("decode bundle: version %d from a sender older than this build (update it to send version %d): %w", version, bundleVersion, ErrBundleVersion)
 	}
 	r := wire.NewReader(body)
@@ -266,6 +304,13 @@ func DecodeBundle(data []byte) (*Bundle, error) {
 		if len(b.Signers[i]) == 0 {
 			return nil, fmt.Errorf("decode bundle signer %d: empty: %w", i, ErrMalformedBundle)
 		}
+	}
+	b.signed = sha256.Sum256(body[:len(body)-r.Len()])
+	if b.Auth, err = r.Bytes(MaxSignatureBytes); err != nil {
+		return nil, fmt.Errorf("decode bundle signature: %w", err)
+	}
+	if len(b.Auth) == 0 {
+		b.Auth = nil
 	}
 	if err := r.Done(); err != nil {
 		return nil, fmt.Errorf("decode bundle: %w", err)

@@ -91,15 +91,28 @@ func (r *Replica) sign(chart string, h crdt.Hash) []byte {
 // signers returns the signed enrolments of the devices whose changes b
 // carries, as far as they are known, for a recipient that may not have
 // met them.
-func (r *Replica) signers(ctx context.Context, b *Bundle) ([][]byte, error) {
-	if r.cfg.Keys == nil || len(b.Changes) == 0 {
+func (r *Replica) signers(ctx context.Context, b *Bundle, self bool) ([][]byte, error) {
+	if r.cfg.Keys == nil || len(b.Changes) == 0 && !self {
 		return nil, nil
 	}
 	seen := map[string]bool{}
 	var out [][]byte
+	actors := make([]string, 0, 1)
+	if self {
+		// The bundle is signed by this device: the recipient needs its
+		// enrolment to check that even when it carries none of its
+		// changes.
+		actors = append(actors, r.id)
+	}
 	for _, c := range b.Changes {
 		actor, err := crdt.ChangeActor(c.Raw)
-		if err != nil || seen[actor] {
+		if err != nil {
+			continue
+		}
+		actors = append(actors, actor)
+	}
+	for _, actor := range actors {
+		if seen[actor] {
 			continue
 		}
 		seen[actor] = true

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"runtime"
 	"slices"
 	"sync"
@@ -44,6 +45,12 @@ type Received struct {
 	Duplicates int      // changes it already had
 	Charts     []string // charts that changed, sorted
 	Complete   bool     // the sender had nothing more to send
+	// PositionsRefused says why the bundle's sync positions were not all
+	// taken (nil if they were): ErrUnauthenticatedPositions for a bundle
+	// nothing authenticates as its sender's, ErrImpossiblePosition for a
+	// position no honest sender could claim. The changes are taken
+	// either way; positions only decide what is sent next.
+	PositionsRefused error
 	// Changes lists the changes applied, in the bundle's order, with the
 	// author each one's message records (for an access log).
 	Changes []ReceivedChange
@@ -130,6 +137,7 @@ func (r *Replica) ReceiveFrom(ctx context.Context, data []byte, opt ReceiveOptio
 	if r.cfg.Keys != nil {
 		signed = r.newVerifier(ctx, d.bundle)
 	}
+	d.trusted = r.cfg.Keys == nil || opt.Sender != "" || r.authentic(ctx, d.bundle)
 	for try := 0; ; try++ {
 		locked := try >= optimisticTries
 		res, err := r.receiveOnce(ctx, d, signed, opt, locked)
@@ -197,6 +205,29 @@ func (r *Replica) receiveOnce(ctx context.Context, d *decoded, signed *verifier,
 	return r.commit(ctx, d, p, opt)
 }
 
+// authentic reports whether b carries a valid signature of its sender
+// over its positions and changes (Bundle.Auth), checked against Keys.
+func (r *Replica) authentic(ctx context.Context, b *Bundle) bool {
+	if len(b.Auth) == 0 {
+		return false
+	}
+	keys := r.cfg.Keys
+	if _, err := keys.VerifyChange(b.From, bundleAuthDomain, b.Signed(), b.Auth); err == nil {
+		return true
+	}
+	// A sender met before, whose enrolment this replica stored with its
+	// changes, but the directory has not learnt since it was opened.
+	recs, err := r.storedSigners(ctx, b.From)
+	if err != nil || len(recs) == 0 {
+		return false
+	}
+	for _, rec := range recs {
+		_, _ = keys.LearnSigner(rec)
+	}
+	_, err = keys.VerifyChange(b.From, bundleAuthDomain, b.Signed(), b.Auth)
+	return err == nil
+}
+
 // quarantineLocked keeps a refused bundle for review, taking the write
 // lock unless it is held.
 func (r *Replica) quarantineLocked(ctx context.Context, d *decoded, locked bool, why error) error {
@@ -220,6 +251,9 @@ type decoded struct {
 	hashes []crdt.Hash                // every change's hash, in the bundle's order
 	parsed []crdt.Change              // every change, in the bundle's order
 	reach  map[int]map[crdt.Hash]bool // what each covering change's history holds, as worked out
+	// trusted: the bundle is known to come from the replica it names, so
+	// its positions count.
+	trusted bool
 }
 
 type chartBatch struct {
@@ -743,9 +777,14 @@ func (r *Replica) commit(ctx context.Context, d *decoded, p receivePlan, opt Rec
 	if err != nil {
 		return Received{}, fmt.Errorf("receive bundle: %w", err)
 	}
-	np, err := advancePeer(peer, b, head)
-	if err != nil {
-		return Received{}, err
+	np, refused := advancePeer(peer, b, head, d.trusted)
+	if refused != nil {
+		p.res.PositionsRefused = refused
+		level := slog.LevelWarn
+		if errors.Is(refused, ErrUnauthenticatedPositions) {
+			level = slog.LevelInfo // an unsigned file: its changes are taken
+		}
+		r.log.Log(ctx, level, "bundle positions not taken", "from", b.From, "reason", refused)
 	}
 	np.LastSync = r.cfg.Now().UTC()
 	p.batch.Peers = []store.Peer{np}

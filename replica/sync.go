@@ -49,20 +49,74 @@ func selectChanges(page []store.Change, skip func(store.Change) bool, budget int
 }
 
 // advancePeer returns what this replica knows of the bundle's sender once
-// the bundle is applied. ownHead is this replica's log head; an
-// acknowledgement beyond it is a malformed bundle.
-func advancePeer(p store.Peer, b *Bundle, ownHead uint64) (store.Peer, error) {
-	if b.Ack > ownHead {
-		return p, fmt.Errorf("bundle acknowledges position %d, beyond this replica's log head %d: %w", b.Ack, ownHead, ErrMalformedBundle)
+// the bundle is applied, and why the bundle's positions were not all
+// taken (nil if they were). ownHead is this replica's log head. trusted
+// says the bundle is authenticated as its sender's: positions of any
+// other are ignored (ErrUnauthenticatedPositions), since a file anyone
+// could write would otherwise make this replica believe a peer holds its
+// unsent edits, or that it holds the peer's.
+//
+// A position no honest sender could claim is not taken
+// (ErrImpossiblePosition): an acknowledgement beyond this replica's head.
+// The rest of the bundle is, so the sync goes on; the peer that claimed
+// it is repaired with ResetPeer.
+func advancePeer(p store.Peer, b *Bundle, ownHead uint64, trusted bool) (store.Peer, error) {
+	if !trusted {
+		return p, fmt.Errorf("positions of a bundle from %s not authenticated as its own: %w", b.From, ErrUnauthenticatedPositions)
 	}
-	// Acknowledgements from reordered bundles may be stale: keep the highest.
-	p.Acked = max(p.Acked, b.Ack)
+	var refused error
+	if b.Ack > ownHead {
+		refused = fmt.Errorf("bundle from %s acknowledges position %d, beyond this replica's log head %d: %w", b.From, b.Ack, ownHead, ErrImpossiblePosition)
+	} else {
+		// Acknowledgements from reordered bundles may be stale: keep
+		// the highest.
+		p.Acked = max(p.Acked, b.Ack)
+	}
 	// The sender's log is held contiguously up to Upto only if the bundle
 	// starts where we already were.
 	if b.Base <= p.Received {
 		p.Received = max(p.Received, b.Upto)
 	}
-	return p, nil
+	return p, refused
+}
+
+// ErrUnauthenticatedPositions is Received.PositionsRefused for a bundle
+// whose positions were ignored because nothing authenticates it as its
+// sender's: on a replica with Config.Keys, a bundle that carries no valid
+// sender signature (Bundle.Auth) and did not come over a channel that
+// authenticated its sender (ReceiveOptions.Sender). Its changes, each
+// signed by its author, are taken.
+var ErrUnauthenticatedPositions = errors.New("replica: bundle positions not authenticated")
+
+// ErrImpossiblePosition is Received.PositionsRefused for a bundle claiming
+// a position no honest sender could: it is not taken, and the sync goes on
+// (see ResetPeer for a manual repair).
+var ErrImpossiblePosition = errors.New("replica: impossible sync position")
+
+// ResetPeer forgets what this replica knows of peer's sync progress: the
+// next bundles each way start from the beginning of both logs, and every
+// change the other lacks is sent again (changes already held are skipped
+// on arrival). It is the repair for a peer whose recorded positions cannot
+// be right, such as one restored from a backup.
+func (r *Replica) ResetPeer(ctx context.Context, peer string) error {
+	if _, err := idBytes(peer); err != nil {
+		return fmt.Errorf("reset peer: %w", err)
+	}
+	unlock, err := r.lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	p, err := r.peer(ctx, peer)
+	if err != nil {
+		return fmt.Errorf("reset peer %s: %w", peer, err)
+	}
+	p.Acked, p.Received = 0, 0
+	if _, err := r.st.Write(ctx, store.Batch{Peers: []store.Peer{p}}); err != nil {
+		return fmt.Errorf("reset peer %s: %w", peer, err)
+	}
+	r.log.Warn("sync positions reset", "peer", peer)
+	return nil
 }
 
 func (r *Replica) peer(ctx context.Context, id string) (store.Peer, error) {
@@ -101,6 +155,11 @@ type BundleOptions struct {
 	// scope (see record.Chart.Scope). When a chart joins the scope, its
 	// earlier changes are sent too.
 	Clinic string
+	// NoAuth leaves the bundle unsigned (see Bundle.Auth), for a courier
+	// that authenticates the sender itself (HTTPS with a device
+	// certificate): it saves the signature's bytes. Without it, a replica
+	// with a Config.Signer signs every bundle.
+	NoAuth bool
 }
 
 // MakeBundleFor is MakeBundle for a peer that may receive only what opt
@@ -186,10 +245,16 @@ func (r *Replica) MakeBundleFor(ctx context.Context, peer string, opt BundleOpti
 	if err := r.coverBundle(ctx, b, out); err != nil {
 		return Outgoing{}, fmt.Errorf("make bundle for %s: %w", peer, err)
 	}
-	if b.Signers, err = r.signers(ctx, b); err != nil {
+	sign := r.cfg.Signer != nil && !opt.NoAuth
+	if b.Signers, err = r.signers(ctx, b, sign); err != nil {
 		return Outgoing{}, fmt.Errorf("make bundle for %s: %w", peer, err)
 	}
-	data, err := b.Encode()
+	var data []byte
+	if sign {
+		data, err = b.EncodeSigned(r.cfg.Signer)
+	} else {
+		data, err = b.Encode()
+	}
 	if err != nil {
 		return Outgoing{}, fmt.Errorf("make bundle for %s: %w", peer, err)
 	}

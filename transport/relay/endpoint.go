@@ -329,7 +329,9 @@ func (e *Endpoint) open(ctx context.Context, env *Envelope) (replica.Received, e
 		return replica.Received{}, fmt.Errorf("open relay bundle %s: signed by %s for %s, carries %s for %s: %w",
 			env.ID, env.Sender, env.Recipient, b.From, b.To, ErrHeaderMismatch)
 	}
-	return e.r.Receive(ctx, plain)
+	// The envelope's signature authenticated the sender: the bundle's
+	// positions are its own.
+	return e.r.ReceiveFrom(ctx, plain, replica.ReceiveOptions{Sender: env.Sender})
 }
 
 // Collect adopts what arrived in the node (Scan), then opens every
