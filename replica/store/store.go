@@ -14,6 +14,11 @@
 //
 // # Caveats
 //
+// A write that fails says what became of it: nothing stored, or
+// ErrOutcomeUnknown when the failure came at a point where the batch may
+// already be on disk (a failed fsync of a commit). Callers re-read before
+// retrying such a write.
+//
 // Sequence numbers are local to one store and are meaningless to any other.
 // An implementation shared by several writers (a scaled-out PostgreSQL
 // cloud) must still hand out sequence numbers in commit order, or a peer
@@ -34,6 +39,20 @@ var ErrNotFound = errors.New("store: not found")
 
 // ErrClosed is returned by any call after Close.
 var ErrClosed = errors.New("store: closed")
+
+// ErrOutcomeUnknown is returned (wrapped) by Write when a batch's commit
+// failed at a point where the batch may already have reached the disk: the
+// write may or may not be durable. Re-read before retrying, so that a
+// batch that was in fact stored is not stored twice (a second allergy, a
+// second patient). An implementation returns it only when it cannot tell;
+// any other error from Write means nothing of the batch was stored.
+var ErrOutcomeUnknown = errors.New("store: outcome unknown: the write may or may not be durable; re-read before retrying")
+
+// ErrDiskFull is returned (wrapped) by writes that failed because the
+// disk (or the store's size limit) is full. Free space on the device, then
+// retry. Unless the error also matches ErrOutcomeUnknown, nothing was
+// stored.
+var ErrDiskFull = errors.New("store: the disk is full (free space on the device, then try again)")
 
 // Change is one stored change.
 type Change struct {
@@ -197,7 +216,11 @@ type Index interface {
 // Implementations are safe for concurrent use. Returned slices belong to
 // the caller. When Write returns nil the batch is durable: it survives a
 // crash or power loss. When it returns an error nothing of the batch was
-// stored.
+// stored, before or after a restart, unless the error matches
+// ErrOutcomeUnknown: then the batch may or may not have been stored, and
+// reads (made after the error) show which. A disk that is full makes
+// writes fail with ErrDiskFull; reads keep working where the
+// implementation can.
 type Store interface {
 	ChangeLog
 	Index
