@@ -14,10 +14,14 @@
 // devices, so the parser is strict (one canonical form, every number
 // bounded before use) and Params.Validate's bounds hold for what it
 // accepts: whatever a peer sends, checking a password allocates at most
-// MaxMemory (1 GiB) and runs at most MaxWork, and a string out of bounds
-// is a *MalformedHashError (ErrMalformedHash). DefaultParams (19 MiB, 2
-// passes, 1 lane; OWASP's minimum) suit low-end laptops and phones.
-// Passwords are 8 characters to 1024 bytes.
+// MaxMemory (64 MiB) in at most MaxThreads (4) lanes and runs at most
+// MaxWork (64 MiB × 4 passes; at most MaxTime, 10, passes), what a 2 GiB
+// tablet can afford at every login, and a string out of bounds is a
+// *MalformedHashError (ErrMalformedHash), refused before anything is
+// computed. The replicated user roster (package record) refuses, as an
+// invalid change, a hash whose parameters are outside these bounds.
+// DefaultParams (19 MiB, 2 passes, 1 lane; OWASP's minimum) suit low-end
+// laptops and phones. Passwords are 8 characters to 1024 bytes.
 //
 // # Lockout
 //

@@ -53,7 +53,7 @@ func FuzzParseHash(f *testing.F) {
 		if h.String() != encoded {
 			t.Fatalf("accepted a non-canonical form:\n%q\nwhich reads as\n%q", encoded, h.String())
 		}
-		// Parameters are bounded, but up to a GiB: only compute small ones.
+		// Parameters are bounded, but up to 64 MiB: only compute small ones.
 		if uint64(h.params.Memory)*uint64(h.params.Time) <= 4096 {
 			if err := Verify(encoded, password); err != nil && err != ErrWrongPassword {
 				t.Fatalf("Verify of a well-formed hash gave %v", err)

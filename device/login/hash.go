@@ -14,23 +14,27 @@ import (
 
 // Bounds on passwords and argon2 parameters. Params.Validate, Hash and the
 // hash parser enforce them, so that an encoded hash arriving from a peer can
-// never make a device allocate more than MaxMemory or compute for long.
+// never make a device allocate more than MaxMemory or compute for long. They
+// are what a tablet of 2 GiB, shared with the app and its charts, can
+// afford at every login: RFC 9106's second recommended parameters (64 MiB,
+// 3 passes, 4 lanes) and OWASP's (DefaultParams) fit. The replicated user
+// roster (package record) refuses a hash outside them as an invalid change.
 const (
 	// MinPasswordLength is the fewest characters (runes) Hash accepts.
 	MinPasswordLength = 8
 	// MaxPasswordLength is the most bytes Hash accepts; Verify reports a
 	// longer password as wrong without computing anything.
 	MaxPasswordLength = 1024
-	// MaxMemory is the largest Params.Memory, in KiB (1 GiB).
-	MaxMemory = 1 << 20
+	// MaxMemory is the largest Params.Memory, in KiB (64 MiB).
+	MaxMemory = 64 << 10
 	// MaxTime is the largest Params.Time (passes over the memory).
-	MaxTime = 20
+	MaxTime = 10
 	// MaxThreads is the largest Params.Threads.
-	MaxThreads = 16
-	// MaxWork bounds Memory×Time, in KiB-passes (1 GiB once, 64 MiB 16
-	// times), so the largest memory and the most passes cannot be asked
-	// for together.
-	MaxWork = 1 << 20
+	MaxThreads = 4
+	// MaxWork bounds Memory×Time, in KiB-passes (64 MiB 4 times, or
+	// 25 MiB 10 times), so the largest memory and the most passes cannot
+	// be asked for together.
+	MaxWork = MaxMemory * 4
 
 	saltLen          = 16 // bytes of salt Hash draws
 	keyLen           = 32 // bytes of key Hash derives
