@@ -3,6 +3,7 @@ package httpsync
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -217,6 +218,12 @@ type Client struct {
 
 	cloudMu sync.Mutex
 	cloud   string // the cloud's replica ID, once known
+
+	// refused is the digest of the last bundle the cloud refused (a
+	// final 4xx answer), and that answer; cleared by a complete sync.
+	// Guarded by mu.
+	refused    [sha256.Size]byte
+	refusedErr error
 }
 
 // NewClient returns a client syncing local with the cloud.
@@ -357,11 +364,30 @@ func (c *Client) Sync(ctx context.Context) (transport.Stats, error) {
 // ErrServer, ErrUnauthorized, ErrForbidden, ErrTooLarge, ErrMalformed, or
 // the context's error. The report counts what was done, even on error.
 func (c *Client) SyncReport(ctx context.Context) (Report, error) {
-	return c.sync(ctx, c.cfg.MaxAttempts)
+	return c.sync(ctx, c.cfg.MaxAttempts, false)
 }
 
-// sync is SyncReport with a bound on the tries of each request.
-func (c *Client) sync(ctx context.Context, attempts int) (st Report, err error) {
+// errNotResent is returned by sync with holdRefused when the bundle to
+// send is the one the cloud last refused: it is not sent again. It wraps
+// that refusal.
+type errNotResent struct{ refusal error }
+
+func (e *errNotResent) Error() string {
+	return "not sent again, the cloud refused the same bundle: " + e.refusal.Error()
+}
+func (e *errNotResent) Unwrap() error { return e.refusal }
+
+// refusal reports whether err is the cloud's final answer to a request: a
+// 4xx that retrying the same request cannot change.
+func refusal(err error) bool {
+	var se *StatusError
+	return errors.As(err, &se) && !se.transient()
+}
+
+// sync is SyncReport with a bound on the tries of each request. With
+// holdRefused, a bundle identical to the one the cloud last refused is
+// not sent: sync returns an *errNotResent.
+func (c *Client) sync(ctx context.Context, attempts int, holdRefused bool) (st Report, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	defer c.saveSessions()
@@ -389,11 +415,18 @@ func (c *Client) sync(ctx context.Context, attempts int) (st Report, err error) 
 		if err != nil {
 			return st, fmt.Errorf("sync: %w", err)
 		}
+		sum := sha256.Sum256(out.Data)
+		if holdRefused && c.refusedErr != nil && sum == c.refused {
+			return st, fmt.Errorf("sync with %s: %w", c.cfg.URL, &errNotResent{c.refusedErr})
+		}
 		pr.round(round, st.RoundTrips)
 		answer, err := c.retry(ctx, attempts, &st, pr, func(ctx context.Context, pr *progress) ([]byte, error) {
 			return c.post(ctx, out.Data, pr)
 		})
 		if err != nil {
+			if refusal(err) {
+				c.refused, c.refusedErr = sum, err
+			}
 			return st, fmt.Errorf("sync with %s: %w", c.cfg.URL, err)
 		}
 		st.RoundTrips++
@@ -412,6 +445,7 @@ func (c *Client) sync(ctx context.Context, attempts int) (st Report, err error) 
 		st.Duplicates += rec.Duplicates
 		st.Charts += len(rec.Charts)
 		if out.Complete && rec.Complete {
+			c.refused, c.refusedErr = [sha256.Size]byte{}, nil
 			pr.done(st.RoundTrips)
 			pr.count(&st)
 			c.log.Debug("synced", "round_trips", st.RoundTrips, "sent_bytes", st.BytesSent, "received_bytes", st.BytesReceived,

@@ -134,7 +134,10 @@
 // The Client retries a request cut by a dropped link, a stall (no byte
 // moved for StallTimeout), a busy (503) or failing (5xx) cloud, with
 // capped exponential backoff and full jitter, honouring Retry-After; a
-// refusal (4xx) or an untrusted server certificate is final. Retrying is
+// refusal (4xx) or an untrusted server certificate is final. A Syncer
+// does not send a refused bundle again on its own: it sends again only
+// when the bundle differs (a new edit) or when SyncNow asks, and
+// Status.Refused says a person has to act (LastError says why). Retrying is
 // safe because bundles are idempotent and a replica's record of what its
 // peer holds moves only when the peer's acknowledgement arrives: a bundle
 // the cloud applied but whose answer was lost is simply sent again, and

@@ -75,6 +75,13 @@ type Status struct {
 	Pending int
 	// LastError explains the last failed attempt ("" after a success).
 	LastError string
+	// Refused: the cloud refused the last bundle sent (a 4xx answer such
+	// as a malformed or forbidden change, or an expired credential;
+	// LastError says why). The Syncer does not send that same bundle
+	// again on its own: only a bundle that differs (after a new edit, or
+	// changes received by another courier) or SyncNow. A person has to
+	// act on a refusal; resending it cannot help. False after a success.
+	Refused bool
 	// Syncs counts successful syncs since Start; Failures the failed
 	// attempts since the last success.
 	Syncs, Failures int
@@ -85,6 +92,10 @@ type Status struct {
 // cloud is unreachable, at backed-off attempts so that it syncs soon after
 // the link returns. Each request is tried twice (a blip); beyond that the
 // Syncer backs off itself, so Status shows the cloud offline promptly.
+// A refusal (4xx other than 408 and 429) is not retried: the Syncer
+// tries again at the next Notify or Interval, and then only if the bundle
+// it would send differs from the refused one (Status.Refused); SyncNow
+// sends it whatever it is.
 // One goroutine, owned by Start and Close, does all the syncing. Its
 // methods are safe for concurrent use.
 type Syncer struct {
@@ -206,6 +217,7 @@ func (s *Syncer) run(ctx context.Context) {
 		dirtySince time.Time // first edit not yet covered by a sync
 		backingOff bool
 		failures   int
+		asked      bool // SyncNow: send even a bundle refused before
 	)
 	s.refreshPending(ctx)
 	for {
@@ -227,15 +239,20 @@ func (s *Syncer) run(ctx context.Context) {
 			}
 			schedule(at)
 		case <-s.now:
-			failures, backingOff = 0, false
+			failures, backingOff, asked = 0, false, true
 			schedule(time.Now())
 		case <-timer.C:
 			dirtySince = time.Time{}
-			err := s.syncOnce(ctx)
+			err := s.syncOnce(ctx, !asked)
+			asked = false
 			if ctx.Err() != nil {
 				return
 			}
+			var held *errNotResent
 			switch {
+			case errors.As(err, &held):
+				// Nothing was sent: the refusal stands.
+				schedule(time.Now().Add(s.cfg.Interval))
 			case err == nil:
 				failures, backingOff = 0, false
 				schedule(time.Now().Add(s.cfg.Interval))
@@ -265,26 +282,36 @@ func (s *Syncer) backoff(n int) time.Duration {
 	return d/2 + rand.N(d/2+1)
 }
 
-func (s *Syncer) syncOnce(ctx context.Context) error {
+// syncOnce runs one sync. With holdRefused, a bundle the cloud refused
+// last time is not sent again (an *errNotResent, and the status is left as
+// it was).
+func (s *Syncer) syncOnce(ctx context.Context, holdRefused bool) error {
 	start := time.Now()
-	s.update(func(st *Status) { st.Syncing, st.LastAttempt = true, start })
+	var before time.Time
+	s.update(func(st *Status) { before, st.Syncing, st.LastAttempt = st.LastAttempt, true, start })
 	sctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
-	rep, err := s.c.sync(sctx, syncerAttempts)
+	rep, err := s.c.sync(sctx, syncerAttempts, holdRefused)
 	cancel()
 	if ctx.Err() != nil {
 		s.update(func(st *Status) { st.Syncing = false })
 		return ctx.Err()
+	}
+	var held *errNotResent
+	if errors.As(err, &held) {
+		s.update(func(st *Status) { st.Syncing, st.LastAttempt = false, before })
+		return err
 	}
 	var se *StatusError
 	reached := err == nil || errors.As(err, &se)
 	s.update(func(st *Status) {
 		st.Syncing, st.Online = false, reached
 		if err == nil {
-			st.LastSuccess, st.LastError, st.Failures = time.Now(), "", 0
+			st.LastSuccess, st.LastError, st.Failures, st.Refused = time.Now(), "", 0, false
 			st.Syncs++
 		} else {
 			st.LastError = err.Error()
 			st.Failures++
+			st.Refused = refusal(err)
 		}
 	})
 	if err != nil {

@@ -140,3 +140,50 @@ func TestSyncerRefused(t *testing.T) {
 	assert.Contains(t, st.LastError, "403")
 	assert.True(t, st.NextSync.After(time.Now().Add(30*time.Minute)), "a refusal is not retried at once")
 }
+
+// A refused bundle is not sent again on the Syncer's own schedule: after a
+// refusal, the Syncer sends again only a bundle that differs (a new edit)
+// or when asked (SyncNow). Each refusal would otherwise cost the cloud a
+// quarantined copy of the bundle every Interval, for ever.
+func TestSyncerDoesNotResendARefusedBundle(t *testing.T) {
+	c, s := scriptedCloud(t, http.StatusBadRequest, http.StatusBadRequest, http.StatusBadRequest)
+	d := c.newDevice(t, "kamuga", "tablet", fastRetries())
+	id := registerAt(t, d.rep, "Wanjiru", "Mwangi", "kamuga")
+	cfg := fastSyncer()
+	cfg.Interval = time.Millisecond // every wake-up would resend
+	sy := startSyncer(t, d.client, cfg)
+	st := waitStatus(t, sy, "refused", func(st httpsync.Status) bool { return st.Failures >= 1 && !st.Syncing })
+	assert.True(t, st.Refused, "the status says the cloud refused the bundle")
+	assert.Contains(t, st.LastError, "400")
+
+	// Many wake-ups later, the same bundle has not been sent again.
+	for range 20 {
+		_, changed := sy.Watch()
+		<-changed
+	}
+	st = sy.Status()
+	assert.EqualValues(t, 1, s.seen.Load(), "the refused bundle was sent once")
+	assert.Equal(t, 1, st.Failures, "a bundle not sent again is not another failure")
+	assert.True(t, st.Refused)
+
+	// A new edit makes another bundle: it is sent (and refused again).
+	edit(t, d.rep, id, amoxicillin(500))
+	sy.Notify()
+	waitStatus(t, sy, "second refusal", func(st httpsync.Status) bool { return st.Failures >= 2 && !st.Syncing })
+	assert.EqualValues(t, 2, s.seen.Load())
+	for range 20 {
+		_, changed := sy.Watch()
+		<-changed
+	}
+	assert.EqualValues(t, 2, s.seen.Load(), "the second refused bundle was sent once too")
+
+	// Asked to, the Syncer sends it again: refused once more, then the
+	// cloud takes it.
+	sy.SyncNow()
+	waitStatus(t, sy, "third refusal", func(st httpsync.Status) bool { return st.Failures >= 3 && !st.Syncing })
+	sy.SyncNow()
+	st = waitStatus(t, sy, "taken", func(st httpsync.Status) bool { return st.Syncs >= 1 && !st.Syncing })
+	assert.False(t, st.Refused, "a success clears the refusal")
+	assert.Empty(t, st.LastError)
+	assert.Contains(t, transporttest.ChartIDs(t, c.rep), id)
+}
