@@ -15,3 +15,10 @@ func SetRename(f func(from, to string) error) (restore func()) {
 	rename = f
 	return func() { rename = old }
 }
+
+// SetSyncDir replaces how Export fsyncs the directory, for tests.
+func SetSyncDir(f func(dir string) error) (restore func()) {
+	old := syncDir
+	syncDir = f
+	return func() { syncDir = old }
+}

@@ -71,10 +71,14 @@ func Export(ctx context.Context, r *replica.Replica, peer, dir string) (Exported
 	name := NameFor(r.ID(), peer, out.Data)
 	ex := Exported{Path: filepath.Join(dir, name), Bytes: len(out.Data), Changes: out.Changes, Complete: out.Complete}
 	if !holds(ex.Path, out.Data) {
-		if err := atomicfile.Write(filepath.Join(dir, name), out.Data, atomicfile.Options{TempPattern: tempGlob, Sync: syncFile, Rename: rename}); err != nil {
+		if err := atomicfile.Write(filepath.Join(dir, name), out.Data, atomicfile.Options{TempPattern: tempGlob, Sync: syncFile, Rename: rename, SyncDir: syncDir}); err != nil {
 			return Exported{}, fmt.Errorf("export bundle for %s: %w", peer, err)
 		}
 		ex.Written = true
+	} else if err := syncDir(dir); err != nil {
+		// The same file is in place, perhaps from an export whose
+		// directory sync failed: it is not durable until one succeeds.
+		return Exported{}, fmt.Errorf("export bundle for %s: %w", peer, err)
 	}
 	ex.Superseded, err = removeSuperseded(dir, r.ID(), peer, name)
 	if err != nil {
@@ -97,6 +101,7 @@ func holds(path string, data []byte) bool {
 var (
 	syncFile = (*os.File).Sync
 	rename   = os.Rename
+	syncDir  = atomicfile.SyncDir
 )
 
 // removeSuperseded removes the regular files in dir from one replica to
@@ -120,7 +125,7 @@ func removeSuperseded(dir, from, to, keep string) (int, error) {
 		n++
 	}
 	if n > 0 {
-		if err := atomicfile.SyncDir(dir); err != nil {
+		if err := syncDir(dir); err != nil {
 			errs = append(errs, err)
 		}
 	}

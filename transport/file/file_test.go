@@ -15,6 +15,7 @@ import (
 
 	"github.com/chartsync/chartsync/record"
 	"github.com/chartsync/chartsync/replica"
+	"github.com/chartsync/chartsync/internal/atomicfile"
 	"github.com/chartsync/chartsync/transport/file"
 	"github.com/chartsync/chartsync/transport/transporttest"
 )
@@ -536,4 +537,38 @@ func TestLinkSync(t *testing.T) {
 	require.ErrorIs(t, err, file.ErrCorrupt)
 	assert.Equal(t, 1, st.BundlesRejected)
 	assert.Equal(t, 1, st.BundlesSent, "a still exports after a refused file")
+}
+
+// An export whose directory sync failed left its file in place but not
+// durable: exporting again must sync the directory, and report success
+// only once that worked.
+func TestExportAfterAFailedDirectorySyncSyncsAgain(t *testing.T) {
+	a, b := openReplica(t, "a"), openReplica(t, "b")
+	stick := t.TempDir()
+	addAllergy(t, a, register(t, a, "Wanjiru"), "Penicillin")
+
+	restore := file.SetSyncDir(func(string) error { return fmt.Errorf("stick: %w", atomicfile.ErrDirNotSynced) })
+	_, err := file.Export(t.Context(), a, b.ID(), stick)
+	restore()
+	require.ErrorIs(t, err, atomicfile.ErrDirNotSynced)
+
+	for _, fail := range []bool{true, false} {
+		synced := 0
+		restore := file.SetSyncDir(func(dir string) error {
+			synced++
+			if fail {
+				return fmt.Errorf("stick: %w", atomicfile.ErrDirNotSynced)
+			}
+			return atomicfile.SyncDir(dir)
+		})
+		ex, err := file.Export(t.Context(), a, b.ID(), stick)
+		restore()
+		assert.Equal(t, 1, synced, "the folder is synced again even though the file was already there")
+		if fail {
+			require.ErrorIs(t, err, atomicfile.ErrDirNotSynced, "no success without a synced folder")
+			continue
+		}
+		require.NoError(t, err)
+		assert.False(t, ex.Written, "the file in place is not rewritten")
+	}
 }
