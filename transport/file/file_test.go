@@ -13,9 +13,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/chartsync/chartsync/internal/atomicfile"
 	"github.com/chartsync/chartsync/record"
 	"github.com/chartsync/chartsync/replica"
-	"github.com/chartsync/chartsync/internal/atomicfile"
 	"github.com/chartsync/chartsync/transport/file"
 	"github.com/chartsync/chartsync/transport/transporttest"
 )
