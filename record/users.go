@@ -4,8 +4,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -14,6 +16,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/chartsync/chartsync/crdt"
+	"github.com/chartsync/chartsync/device/login"
 )
 
 // This file is a clinic's user roster: who may log in on the clinic's
@@ -26,7 +29,10 @@ import (
 // one string register per user field, "user/<id>/<field>" (name, role,
 // password, disabled). Every change writes whole fields; concurrent
 // writes of one field settle on Automerge's deterministic winner. Fields
-// are never deleted: a user who leaves is disabled.
+// are never deleted: a user who leaves is disabled. A password hash is
+// argon2id in PHC form whose cost parameters are within device/login's
+// bounds (64 MiB, 4 lanes, 10 passes): every device checks it at each
+// login, so a hash a small tablet cannot afford is an invalid change.
 
 // SectionUsers is the clinic's user roster. It is not a chart section:
 // only an administrator may change it (and a user their own password).
@@ -48,9 +54,10 @@ const (
 
 var (
 	reUserID = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
-	// rePasswordHash is the shape of an argon2id hash in PHC form; the
-	// login code checks its parameters when it verifies a password.
-	rePasswordHash = regexp.MustCompile(`^\$argon2id\$v=19\$m=[0-9]{1,10},t=[0-9]{1,10},p=[0-9]{1,3}\$[A-Za-z0-9+/]{1,128}\$[A-Za-z0-9+/]{1,128}$`)
+	// rePasswordHash is the shape of an argon2id hash in PHC form, its
+	// parameters (memory, passes, lanes) in canonical decimal; checkHash
+	// bounds them as package device/login does.
+	rePasswordHash = regexp.MustCompile(`^\$argon2id\$v=19\$m=(0|[1-9][0-9]{0,9}),t=(0|[1-9][0-9]{0,9}),p=(0|[1-9][0-9]{0,2})\$[A-Za-z0-9+/]{1,128}\$[A-Za-z0-9+/]{1,128}$`)
 	userFields     = []string{"name", "role", "password", "disabled"}
 	// usersNamespace names the roster documents: UsersID is a name-based
 	// UUID, so every replica of a clinic finds the same roster.
@@ -129,15 +136,36 @@ func checkUserField(field, v string) error {
 			return invalid("role", "%q is not a role", v)
 		}
 	case "password":
-		if len(v) > maxPasswordHash || !rePasswordHash.MatchString(v) {
-			return invalid("password", "is not an argon2id password hash")
-		}
+		return checkHash(v)
 	case "disabled":
 		if v != "true" && v != "false" {
 			return invalid("disabled", "must be true or false")
 		}
 	default:
 		return invalid("field", "%q is not a user field", field)
+	}
+	return nil
+}
+
+// checkHash checks a password hash: argon2id in PHC form whose parameters
+// are within login.Params.Validate's bounds, what every device of the
+// clinic can afford to compute at each login (a hash asking for 1 GiB
+// would exhaust a tablet's memory whenever its user logs in).
+func checkHash(v string) error {
+	m := rePasswordHash.FindStringSubmatch(v)
+	if len(v) > maxPasswordHash || m == nil {
+		return invalid("password", "is not an argon2id password hash")
+	}
+	var n [3]uint64
+	for i := range n {
+		n[i], _ = strconv.ParseUint(m[i+1], 10, 64) // at most 10 digits
+	}
+	if n[0] > math.MaxUint32 || n[1] > math.MaxUint32 || n[2] > math.MaxUint8 {
+		return invalid("password", "hash parameters m=%d, t=%d, p=%d are out of bounds", n[0], n[1], n[2])
+	}
+	p := login.Params{Memory: uint32(n[0]), Time: uint32(n[1]), Threads: uint8(n[2])}
+	if err := p.Validate(); err != nil {
+		return invalid("password", "hash parameters are more than a clinic device can check at each login: %v", err)
 	}
 	return nil
 }
@@ -376,7 +404,8 @@ func (u *Users) SetHidden(by Author, at time.Time, role Role, hidden []Section) 
 
 // Update adds or changes one user as by, in one change. Errors:
 // ErrInvalid for a bad update (a new user without name, role or password;
-// an unknown field value), ErrForbidden if by may not make it, ErrNotFound
+// an unknown field value; a password hash whose parameters are outside
+// login.Params.Validate's bounds), ErrForbidden if by may not make it, ErrNotFound
 // is never returned (an update of an unknown user adds them).
 func (u *Users) Update(by Author, at time.Time, up UserUpdate) (Result, error) {
 	if err := by.Validate(); err != nil {
@@ -473,7 +502,8 @@ func IsUsersChange(ch crdt.Change) bool {
 // clinic), remove nothing, and be one its recorded author may make (see
 // Update) on the roster as it was. It returns the author.
 //
-// Errors: ErrInvalid for a change this package would not make,
+// Errors: ErrInvalid for a change this package would not make (a
+// password hash over device/login's cost bounds included),
 // ErrForbidden for one its author may not make, ErrNotAUserRoster if doc
 // is another kind of document, crdt.ErrNotFound if a dependency is
 // missing.

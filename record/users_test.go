@@ -11,6 +11,7 @@ import (
 	"pgregory.net/rapid"
 
 	"github.com/chartsync/chartsync/crdt"
+	"github.com/chartsync/chartsync/device/login"
 	"github.com/chartsync/chartsync/record"
 )
 
@@ -266,4 +267,60 @@ func TestPropertyRostersConverge(t *testing.T) {
 			require.NoError(rt, err, "a change record made passes the check")
 		}
 	})
+}
+
+// TestPasswordHashParametersBounded: the user roster takes a password hash
+// only if its argon2 parameters are within what every device of the
+// clinic can afford to check at each login (device/login's bounds: 64 MiB,
+// 4 lanes, 10 passes, 64 MiB × 4 of work). A hash over them is refused as
+// an invalid update here and as an invalid change from a peer, so no
+// device is sent a hash whose login would exhaust its memory. The verdicts
+// are login's own.
+func TestPasswordHashParametersBounded(t *testing.T) {
+	cases := []struct {
+		params string
+		ok     bool
+	}{
+		{"m=19456,t=2,p=1", true},  // login.DefaultParams
+		{"m=65536,t=3,p=4", true},  // RFC 9106's second recommendation
+		{"m=65536,t=4,p=4", true},  // the most work
+		{"m=25600,t=10,p=1", true}, // the most passes
+		{"m=64,t=1,p=1", true},
+		{"m=1048576,t=1,p=16", false}, // 1 GiB in 16 lanes
+		{"m=131072,t=1,p=1", false},
+		{"m=65537,t=1,p=1", false},
+		{"m=65536,t=5,p=1", false},
+		{"m=1024,t=11,p=1", false},
+		{"m=19456,t=2,p=5", false},
+		{"m=31,t=1,p=4", false}, // under 8 KiB a lane
+		{"m=0,t=1,p=1", false},
+		{"m=64,t=0,p=1", false},
+		{"m=64,t=1,p=0", false},
+		{"m=4294967296,t=1,p=1", false},
+		{"m=9999999999,t=9999999999,p=999", false},
+		{"m=019456,t=2,p=1", false}, // not the canonical form login reads
+	}
+	for _, tc := range cases {
+		t.Run(tc.params, func(t *testing.T) {
+			hash := "$argon2id$v=19$" + tc.params + "$c29tZXNhbHRzb21lc2FsdA$YWJjZGVmZ2hpamtsbW5vcHFyc3R1dnd4eXphYmNkZWY"
+			_, loginErr := login.ParseHash(hash)
+			require.Equal(t, tc.ok, loginErr == nil, "login's verdict on %s: %v", tc.params, loginErr)
+
+			u := newRoster(t)
+			heads := u.Doc().Heads()
+			_, err := u.Update(admin, t0.Add(time.Hour), record.UserUpdate{UserID: nurse.UserID, PasswordHash: hash})
+			fork, ferr := u.Doc().Fork(heads, crdt.NewActorID())
+			require.NoError(t, ferr)
+			ch := editRaw(t, fork, admin, "put-user", func(tx *crdt.Tx) error { return tx.Put(nil, "user/u-amina/password", hash) })
+			_, checkErr := record.CheckUsersChange(u.Doc(), ch)
+			if tc.ok {
+				require.NoError(t, err, "an administrator sets a hash with %s", tc.params)
+				require.NoError(t, checkErr, "a peer's change setting a hash with %s", tc.params)
+				return
+			}
+			require.ErrorIs(t, err, record.ErrInvalid, "a hash with %s is refused", tc.params)
+			assert.Equal(t, heads, u.Doc().Heads(), "a refused update changes nothing")
+			require.ErrorIs(t, checkErr, record.ErrInvalid, "a peer's change setting a hash with %s is invalid", tc.params)
+		})
+	}
 }
