@@ -619,7 +619,10 @@ func planChart(h *heldChart, cb chartBatch, sigs signatures, rules receiveRules)
 		}
 	}
 	if err := applyReceived(l.doc, cb.changes); err != nil {
-		return fmt.Errorf("receive bundle: chart %s: %w", cb.chart, err), false
+		// The peer sent a change this chart cannot take (a sequence
+		// number reused or skipped, an operation on nothing): the
+		// bundle is refused, and kept for review.
+		return fmt.Errorf("receive bundle: chart %s: %w: %w", cb.chart, ErrMalformedBundle, err), true
 	}
 	if err := l.open(); err != nil {
 		return fmt.Errorf("receive bundle: chart %s: %w: %w", cb.chart, ErrMalformedBundle, err), false
@@ -716,6 +719,11 @@ func authorError(err error, chart string, c crdt.Change) (error, bool) {
 		// Its dependencies have not arrived: it cannot be judged, so it
 		// is not taken either.
 		return fmt.Errorf("receive bundle: chart %s: change %s cannot be checked before the changes it depends on: %w", chart, c.Hash, ErrUnauthorizedChange), false
+	}
+	if errors.Is(err, crdt.ErrMalformed) {
+		// Not a question of who may change what: the chart cannot take
+		// the change at all.
+		return fmt.Errorf("receive bundle: chart %s: change %s: %w: %w", chart, c.Hash, ErrMalformedBundle, err), true
 	}
 	return fmt.Errorf("receive bundle: chart %s: change %s: %w: %w", chart, c.Hash, ErrUnauthorizedChange, err), true
 }
