@@ -59,12 +59,22 @@ func LoadAuthority(path string) (*Authority, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load authority key: %w", err)
 	}
-	_, seed, err := wire.Decode(data, kindAuthority, authorityVersion, maxKeyFileBytes)
-	if err == nil && len(seed) != ed25519.SeedSize {
-		err = fmt.Errorf("seed of %d bytes: %w", len(seed), ErrMalformed)
-	}
+	a, err := decodeAuthority(data)
 	if err != nil {
 		return nil, fmt.Errorf("load authority key %s: %w", path, err)
+	}
+	return a, nil
+}
+
+// decodeAuthority decodes an authority key file: a wire frame of kind 'A'
+// holding the ed25519 seed.
+func decodeAuthority(data []byte) (*Authority, error) {
+	_, seed, err := wire.Decode(data, kindAuthority, authorityVersion, maxKeyFileBytes)
+	if err != nil {
+		return nil, err
+	}
+	if len(seed) != ed25519.SeedSize {
+		return nil, fmt.Errorf("seed of %d bytes: %w", len(seed), ErrMalformed)
 	}
 	return &Authority{key: ed25519.NewKeyFromSeed(seed)}, nil
 }

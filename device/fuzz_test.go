@@ -2,13 +2,25 @@ package device_test
 
 import (
 	"bytes"
+	"errors"
+	"os"
 	"testing"
 	"time"
 
 	"github.com/chartsync/chartsync/device"
+	"github.com/chartsync/chartsync/internal/wire"
 )
 
-func fuzzSeeds(f *testing.F) (*device.Authority, [][]byte) {
+// seedFiles are real files of this package, made afresh: an enrolment, a
+// revocation, a request (binary and text), a roster, a device key file
+// and an authority key file.
+type seedFiles struct {
+	cloud                                             *device.Authority
+	enrolment, revocation, request, requestPEM, roster []byte
+	identity, authority                               []byte
+}
+
+func fuzzFiles(f *testing.F) seedFiles {
 	cloud, err := device.NewAuthority()
 	if err != nil {
 		f.Fatal(err)
@@ -22,57 +34,203 @@ func fuzzSeeds(f *testing.F) (*device.Authority, [][]byte) {
 	if err != nil {
 		f.Fatal(err)
 	}
+	other := newIdentity(f, "kamuga-hub")
+	e2, err := cloud.Enrol(other.Public(), t0, 365*24*time.Hour)
+	if err != nil {
+		f.Fatal(err)
+	}
 	r, err := device.NewRoster(device.RosterConfig{Authorities: []device.TrustedAuthority{{Key: cloud.PublicKey()}}, Now: func() time.Time { return t0 }})
 	if err != nil {
 		f.Fatal(err)
 	}
-	if _, err := r.Add(e); err != nil {
+	for _, rec := range [][]byte{e, e2} {
+		if _, err := r.Add(rec); err != nil {
+			f.Fatal(err)
+		}
+	}
+	dir := f.TempDir()
+	if err := cloud.Save(dir + "/authority"); err != nil {
 		f.Fatal(err)
 	}
-	return cloud, [][]byte{e, rev, id.Request(), id.RequestPEM(), r.Encode(), nil, []byte("CSE\x01\x01\x00\x00\x00")}
+	auth, err := os.ReadFile(dir + "/authority")
+	if err != nil {
+		f.Fatal(err)
+	}
+	return seedFiles{cloud: cloud, enrolment: e, revocation: rev, request: id.Request(), requestPEM: id.RequestPEM(),
+		roster: r.Encode(), identity: device.EncodeIdentity(id), authority: auth}
 }
 
-// FuzzDecodeEnrolment: decoding enrolments (and requests) never panics,
-// and whatever decodes is signed, consistent and keeps its bytes.
-func FuzzDecodeEnrolment(f *testing.F) {
-	_, seeds := fuzzSeeds(f)
-	for _, s := range seeds {
-		f.Add(s)
+// all returns every seed file, a few bytes of a frame, and nothing.
+func (s seedFiles) all() [][]byte {
+	return [][]byte{s.enrolment, s.revocation, s.request, s.requestPEM, s.roster, s.identity, s.authority, nil, []byte("CSE\x01\x01\x00\x00\x00")}
+}
+
+// typed reports whether err is one of the refusals the package documents.
+func typed(err error) bool {
+	for _, target := range []error{device.ErrMalformed, device.ErrVersion, device.ErrTooLarge, device.ErrBadSignature,
+		device.ErrUnknownAuthority, device.ErrOutOfScope, device.ErrExpired} {
+		if errors.Is(err, target) {
+			return true
+		}
 	}
+	return false
+}
+
+// bodies returns data as it is and framed as a file of kind with a
+// correct checksum (as a forger would write it), so that the fuzzer
+// reaches the fields behind the checksum.
+func bodies(kind byte, data []byte) [][]byte {
+	return [][]byte{data, wire.Encode(kind, 1, data)}
+}
+
+// FuzzDecodeEnrolment: decoding enrolments never panics, refuses with a
+// typed error, and whatever decodes is signed, consistent and keeps its
+// bytes.
+func FuzzDecodeEnrolment(f *testing.F) {
+	s := fuzzFiles(f)
+	for _, seed := range s.all() {
+		f.Add(seed)
+	}
+	writeSeeds(f, "FuzzDecodeEnrolment", s.enrolment, s.revocation)
 	f.Fuzz(func(t *testing.T, data []byte) {
-		_, _ = device.ParseRequest(data) // the request decoder shares the fields
-		e, err := device.DecodeEnrolment(data)
-		if err != nil {
-			return
-		}
-		if !bytes.Equal(e.Raw(), data) {
-			t.Fatal("decoded enrolment does not keep its bytes")
-		}
-		if e.Expires.Before(e.Issued) {
-			t.Fatal("decoded enrolment expires before it is issued")
-		}
-		if !e.Revoked {
-			if err := e.Device.Validate(); err != nil {
-				t.Fatalf("decoded enrolment has an invalid device: %v", err)
+		for _, data := range bodies('E', data) {
+			e, err := device.DecodeEnrolment(data)
+			if err != nil {
+				if !typed(err) {
+					t.Fatalf("refused with an untyped error: %v", err)
+				}
+				continue
+			}
+			if !bytes.Equal(e.Raw(), data) {
+				t.Fatal("decoded enrolment does not keep its bytes")
+			}
+			if e.Expires.Before(e.Issued) {
+				t.Fatal("decoded enrolment expires before it is issued")
+			}
+			if !e.Revoked {
+				if err := e.Device.Validate(); err != nil {
+					t.Fatalf("decoded enrolment has an invalid device: %v", err)
+				}
 			}
 		}
 	})
 }
 
-// FuzzMergeRoster: merging arbitrary bytes never panics and never adds a
-// record unless the whole input is accepted.
-func FuzzMergeRoster(f *testing.F) {
-	cloud, seeds := fuzzSeeds(f)
-	for _, s := range seeds {
-		f.Add(s)
+// FuzzParseRequest: parsing enrolment requests (binary or text) never
+// panics and refuses with a typed error; what parses is a valid device
+// identity, and an authority enrols it.
+func FuzzParseRequest(f *testing.F) {
+	s := fuzzFiles(f)
+	for _, seed := range [][]byte{s.request, s.requestPEM, s.request[:len(s.request)/2], s.enrolment, nil} {
+		f.Add(seed)
 	}
+	writeSeeds(f, "FuzzParseRequest", s.request, s.requestPEM)
 	f.Fuzz(func(t *testing.T, data []byte) {
-		r, err := device.NewRoster(device.RosterConfig{Authorities: []device.TrustedAuthority{{Key: cloud.PublicKey()}}, Now: func() time.Time { return t0 }})
-		if err != nil {
-			t.Fatal(err)
+		for _, data := range bodies('Q', data) {
+			p, err := device.ParseRequest(data)
+			if err != nil {
+				if !typed(err) {
+					t.Fatalf("refused with an untyped error: %v", err)
+				}
+				continue
+			}
+			if err := p.Validate(); err != nil {
+				t.Fatalf("parsed request has an invalid device: %v", err)
+			}
+			if _, err := s.cloud.EnrolRequest(data, t0, time.Hour); err != nil {
+				t.Fatalf("a request that parses is not enrolled: %v", err)
+			}
 		}
-		if _, err := r.Merge(data); err != nil && len(r.Enrolments()) != 0 {
-			t.Fatal("a refused roster added records")
+	})
+}
+
+// FuzzMergeRoster: merging arbitrary bytes never panics, refuses with a
+// typed error, and never adds a record unless the whole input is
+// accepted.
+func FuzzMergeRoster(f *testing.F) {
+	s := fuzzFiles(f)
+	for _, seed := range s.all() {
+		f.Add(seed)
+	}
+	writeSeeds(f, "FuzzMergeRoster", s.roster, s.enrolment)
+	cloud := s.cloud
+	f.Fuzz(func(t *testing.T, data []byte) {
+		for _, data := range bodies('D', data) {
+			r, err := device.NewRoster(device.RosterConfig{Authorities: []device.TrustedAuthority{{Key: cloud.PublicKey()}}, Now: func() time.Time { return t0 }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := r.Merge(data); err != nil {
+				if !typed(err) {
+					t.Fatalf("refused with an untyped error: %v", err)
+				}
+				if len(r.Enrolments()) != 0 {
+					t.Fatal("a refused roster added records")
+				}
+			}
+		}
+	})
+}
+
+// FuzzDecodeIdentity: decoding a device key file never panics and refuses
+// with a typed error; what decodes is a working identity that encodes to
+// a file decoding to the same identity.
+func FuzzDecodeIdentity(f *testing.F) {
+	s := fuzzFiles(f)
+	for _, seed := range [][]byte{s.identity, s.identity[:len(s.identity)/2], s.authority, nil} {
+		f.Add(seed)
+	}
+	writeSeeds(f, "FuzzDecodeIdentity", s.identity)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		for _, data := range bodies('K', data) {
+			id, err := device.DecodeIdentity(data)
+			if err != nil {
+				if !typed(err) {
+					t.Fatalf("refused with an untyped error: %v", err)
+				}
+				continue
+			}
+			if err := id.Public().Validate(); err != nil {
+				t.Fatalf("decoded identity has an invalid public part: %v", err)
+			}
+			again, err := device.DecodeIdentity(device.EncodeIdentity(id))
+			if err != nil || !again.Public().Equal(id.Public()) {
+				t.Fatalf("a decoded identity does not decode the same once encoded: %v", err)
+			}
+			if err := id.Public().Verify(device.PurposeRequest, data, id.Sign(device.PurposeRequest, data)); err != nil {
+				t.Fatalf("a decoded identity's signature does not verify: %v", err)
+			}
+		}
+	})
+}
+
+// FuzzDecodeAuthority: decoding an authority key file never panics and
+// refuses with a typed error; what decodes signs enrolments that verify
+// as its own.
+func FuzzDecodeAuthority(f *testing.F) {
+	s := fuzzFiles(f)
+	for _, seed := range [][]byte{s.authority, s.authority[:len(s.authority)/2], s.identity, nil} {
+		f.Add(seed)
+	}
+	writeSeeds(f, "FuzzDecodeAuthority", s.authority)
+	pub := newIdentity(f, "kamuga").Public()
+	f.Fuzz(func(t *testing.T, data []byte) {
+		for _, data := range bodies('A', data) {
+			a, err := device.DecodeAuthority(data)
+			if err != nil {
+				if !typed(err) {
+					t.Fatalf("refused with an untyped error: %v", err)
+				}
+				continue
+			}
+			rec, err := a.Enrol(pub, t0, time.Hour)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e, err := device.DecodeEnrolment(rec)
+			if err != nil || !bytes.Equal(e.Authority, a.PublicKey()) {
+				t.Fatalf("a decoded authority's enrolment does not verify as its own: %v", err)
+			}
 		}
 	})
 }
