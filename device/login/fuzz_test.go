@@ -19,6 +19,7 @@ func FuzzParseHash(f *testing.F) {
 			f.Fatal(err)
 		}
 		f.Add(h, "correct horse")
+		writeSeeds(f, "FuzzParseHash", []any{h, "correct horse"}, []any{h, "wrong horse"})
 		f.Add(strings.Replace(h, "argon2id", "argon2i", 1), "correct horse")
 		f.Add(strings.Replace(h, "v=19", "v=16", 1), "correct horse")
 		f.Add(h+"$", "")
@@ -26,6 +27,7 @@ func FuzzParseHash(f *testing.F) {
 	}
 	f.Add("$argon2id$v=19$m=65536,t=2,p=1$c29tZXNhbHQ$CTFhFdXPJO1aFaMaO6Mm5c8y7cJHAph8ArZWb2GRPPc", "password")
 	f.Add("$argon2id$v=19$m=4294967295,t=4294967295,p=255$c29tZXNhbHQ$CTFhFdXPJO1aFaMaO6Mm5c8y7cJHAph8ArZWb2GRPPc", "password")
+	f.Add("$argon2id$v=19$m=1048576,t=1,p=16$c29tZXNhbHQ$CTFhFdXPJO1aFaMaO6Mm5c8y7cJHAph8ArZWb2GRPPc", "password")
 	f.Add("$argon2id$v=19$m=64,t=1,p=1,keyid=x$c29tZXNhbHQ$CTFhFdXPJO1aFaMaO6Mm5c8y", "")
 	f.Add("", "")
 	f.Add("$$$$$", "x")
@@ -81,6 +83,7 @@ func FuzzDecodeState(f *testing.F) {
 			f.Fatal(err)
 		}
 		f.Add(data)
+		writeSeeds(f, "FuzzDecodeState", []any{data})
 	}
 	f.Add([]byte(`{"format":"chartsync-login-guard","version":1,"users":[{"user":"amina","failures":5,"level":1,"last_failure":"2026-03-01T14:00:00Z","locked_until":"2026-03-01T14:00:00Z"}],"sha256":""}`))
 	f.Add([]byte(`{"format":"chartsync-login-guard","version":2,"users":[],"sha256":""}`))
