@@ -15,9 +15,9 @@ import (
 // revocation, a request (binary and text), a roster, a device key file
 // and an authority key file.
 type seedFiles struct {
-	cloud                                             *device.Authority
+	cloud                                              *device.Authority
 	enrolment, revocation, request, requestPEM, roster []byte
-	identity, authority                               []byte
+	identity, authority                                []byte
 }
 
 func fuzzFiles(f *testing.F) seedFiles {
