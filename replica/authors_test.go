@@ -65,7 +65,7 @@ func TestCloudRefusesAndQuarantinesUnauthorizedChanges(t *testing.T) {
 
 // A change whose dependencies have not arrived cannot be judged: it is
 // refused, and not quarantined (it is not known to be wrong).
-func TestCheckAuthorsRefusesChangesItCannotJudgeYet(t *testing.T) {
+func TestCheckAuthorsHoldsChangesItCannotJudgeYet(t *testing.T) {
 	ctx := context.Background()
 	cloud, cloudStore := newMem(t, replica.Config{})
 	dev, _ := newMem(t, replica.Config{Clinic: "north"})
@@ -76,19 +76,31 @@ func TestCheckAuthorsRefusesChangesItCannotJudgeYet(t *testing.T) {
 	b, err := replica.DecodeBundle(out.Data)
 	require.NoError(t, err)
 	require.Len(t, b.Changes, 2)
+	reg := b.Changes[0]
 	b.Changes = b.Changes[1:] // the edit without the registration it depends on
 	b.Upto = b.Base
 	data, err := b.Encode()
 	require.NoError(t, err)
 
 	before := dumpStore(t, cloudStore)
-	_, err = cloud.ReceiveFrom(ctx, data, replica.ReceiveOptions{Sender: dev.ID(), CheckAuthors: true})
-	require.ErrorIs(t, err, replica.ErrUnauthorizedChange)
-	assert.Contains(t, err.Error(), "cannot be checked before the changes it depends on")
-	assert.Equal(t, before, dumpStore(t, cloudStore))
+	rec, err := cloud.ReceiveFrom(ctx, data, replica.ReceiveOptions{Sender: dev.ID(), CheckAuthors: true})
+	require.NoError(t, err)
+	assert.Equal(t, 1, rec.Held, "a change that cannot be judged yet is held, not taken")
+	after := dumpStore(t, cloudStore)
+	assert.Equal(t, before.Log, after.Log)
+	assert.Equal(t, before.Charts, after.Charts)
 	q, err := cloud.Quarantined(ctx)
 	require.NoError(t, err)
 	assert.Empty(t, q, "a change that cannot be judged yet is not quarantined")
+
+	// With its registration it is judged and taken.
+	b.Changes = []replica.BundleChange{reg}
+	data, err = b.Encode()
+	require.NoError(t, err)
+	rec, err = cloud.ReceiveFrom(ctx, data, replica.ReceiveOptions{Sender: dev.ID(), CheckAuthors: true})
+	require.NoError(t, err)
+	assert.Equal(t, 2, rec.Applied)
+	assert.Zero(t, cloud.Held())
 }
 
 // When the quarantine cannot be written, the refusal still stands and

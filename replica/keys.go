@@ -242,3 +242,7 @@ func (v *verifier) addTo(b *store.Batch) {
 		b.Meta[k] = val
 	}
 }
+
+// clinicOf returns the clinic of the device that signed the change with
+// hash h, as verify found it ("" if it did not check it).
+func (v *verifier) clinicOf(h crdt.Hash) string { return v.clinic[h] }

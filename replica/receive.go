@@ -45,6 +45,10 @@ type Received struct {
 	Duplicates int      // changes it already had
 	Charts     []string // charts that changed, sorted
 	Complete   bool     // the sender had nothing more to send
+	// Held counts the bundle's changes kept aside because changes they
+	// depend on have not arrived (see MaxHeldPerChart): they are applied
+	// when a later bundle brings those.
+	Held int
 	// PositionsRefused says why the bundle's sync positions were not all
 	// taken (nil if they were): ErrUnauthenticatedPositions for a bundle
 	// nothing authenticates as its sender's, ErrImpossiblePosition for a
@@ -174,7 +178,8 @@ func (r *Replica) receiveOnce(ctx context.Context, d *decoded, signed *verifier,
 		}
 		sigs = signed
 	}
-	held, err := r.held(ctx, fresh, locked)
+	fresh = r.withHeld(fresh, signed)
+	held, err := r.heldCharts(ctx, fresh, locked)
 	if err != nil {
 		return Received{}, fmt.Errorf("receive bundle: %w", err)
 	}
@@ -261,6 +266,25 @@ type chartBatch struct {
 	changes []crdt.Change
 	sigs    [][]byte // each change's signature field as stored: a signature, a cover marker or nil
 	covers  []int    // for each change, the bundle index of its cover, or -1
+	// held marks the changes that were held here, not in the bundle
+	// (nil if none is).
+	held []bool
+}
+
+// isHeld reports whether change i was held here, not in the bundle.
+func (cb *chartBatch) isHeld(i int) bool { return i < len(cb.held) && cb.held[i] }
+
+// add appends change i of from.
+func (cb *chartBatch) add(from *chartBatch, i int) {
+	cb.changes = append(cb.changes, from.changes[i])
+	cb.sigs = append(cb.sigs, from.sigs[i])
+	cb.covers = append(cb.covers, from.covers[i])
+	if from.isHeld(i) || cb.held != nil {
+		for len(cb.held) < len(cb.changes)-1 {
+			cb.held = append(cb.held, false)
+		}
+		cb.held = append(cb.held, from.isHeld(i))
+	}
 }
 
 // decodeReceived is the first step of receiving: it decodes a bundle for
@@ -373,9 +397,7 @@ func (d *decoded) fresh(known map[crdt.Hash]bool) []chartBatch {
 				continue
 			}
 			seen[c.Hash] = true
-			f.changes = append(f.changes, c)
-			f.sigs = append(f.sigs, cb.sigs[i])
-			f.covers = append(f.covers, cb.covers[i])
+			f.add(&cb, i)
 		}
 		if len(f.changes) > 0 {
 			out = append(out, f)
@@ -395,7 +417,7 @@ type heldChart struct {
 // held reads the charts that fresh changes, as private copies: a cached
 // chart is forked, any other is loaded from the store. Without the write
 // lock the copies may be overtaken; commit notices.
-func (r *Replica) held(ctx context.Context, fresh []chartBatch, locked bool) (map[string]*heldChart, error) {
+func (r *Replica) heldCharts(ctx context.Context, fresh []chartBatch, locked bool) (map[string]*heldChart, error) {
 	out := make(map[string]*heldChart, len(fresh))
 	for _, cb := range fresh {
 		h, err := r.heldChart(ctx, cb.chart, locked)
@@ -456,6 +478,9 @@ type signatures interface {
 	// document of scope (unscoped: a chart, which clinics in
 	// Config.Unscoped may change whatever its scope).
 	mayChange(c crdt.Change, scope []string, unscoped bool) error
+	// clinicOf returns the clinic of the device that signed the change
+	// with hash h, as checked.
+	clinicOf(h crdt.Hash) string
 }
 
 // receiveRules is what planning needs of the replica and the options.
@@ -472,6 +497,9 @@ type receivePlan struct {
 	batch  store.Batch // changes, charts, snapshots and grants (no peer yet)
 	res    Received
 	charts []*heldChart // the charts as they are once the batch is written
+	// waiting are the bundle's changes to hold until their dependencies
+	// arrive.
+	waiting []heldChange
 	// err, if set, refuses the bundle; quarantine keeps it for review.
 	err        error
 	quarantine bool
@@ -515,12 +543,21 @@ func planReceive(d *decoded, fresh []chartBatch, held map[string]*heldChart, sig
 	}
 	close(next)
 	wg.Wait()
+	fromBundle := 0 // changes of the bundle applied or held
 	for _, cp := range plans {
 		if cp.err != nil {
 			return p.refuse(cp.err, cp.quarantine)
 		}
+		p.waiting = append(p.waiting, cp.waiting...)
+		p.res.Held += len(cp.waiting)
+		fromBundle += len(cp.waiting)
 		if len(cp.cb.changes) == 0 {
 			continue
+		}
+		for i := range cp.cb.changes {
+			if !cp.cb.isHeld(i) {
+				fromBundle++
+			}
 		}
 		p.batch.Changes = append(p.batch.Changes, cp.batch.Changes...)
 		p.batch.Charts = append(p.batch.Charts, cp.batch.Charts...)
@@ -531,7 +568,7 @@ func planReceive(d *decoded, fresh []chartBatch, held map[string]*heldChart, sig
 		p.res.Charts = append(p.res.Charts, cp.cb.chart)
 		p.charts = append(p.charts, cp.h)
 	}
-	p.res.Duplicates = len(d.hashes) - p.res.Applied
+	p.res.Duplicates = len(d.hashes) - fromBundle
 	slices.Sort(p.res.Charts)
 	return p
 }
@@ -542,6 +579,7 @@ type chartPlan struct {
 	h       *heldChart
 	batch   store.Batch // the chart's changes and writes
 	changes []ReceivedChange
+	waiting []heldChange // changes of the bundle to hold for their dependencies
 	// err, if set, refuses the bundle; quarantine keeps it for review.
 	err        error
 	quarantine bool
@@ -552,6 +590,21 @@ func (cp *chartPlan) plan(from string, sigs signatures, rules receiveRules) {
 	// What is held was read after what is known: a change stored in
 	// between is in the copy, and is not new.
 	if cp.cb = cp.h.unheld(cp.cb); len(cp.cb.changes) == 0 {
+		return
+	}
+	// Changes whose dependencies are missing wait, outside the chart.
+	ready, waiting := splitReady(cp.h.l.doc, cp.cb)
+	for i, c := range waiting.changes {
+		if waiting.isHeld(i) {
+			continue // held already
+		}
+		hc := heldChange{chart: cp.cb.chart, change: c, sig: waiting.sigs[i], from: from}
+		if sigs != nil {
+			hc.clinic = sigs.clinicOf(c.Hash)
+		}
+		cp.waiting = append(cp.waiting, hc)
+	}
+	if cp.cb = ready; len(cp.cb.changes) == 0 {
 		return
 	}
 	if cp.err, cp.quarantine = planChart(cp.h, cp.cb, sigs, rules); cp.err != nil {
@@ -582,9 +635,7 @@ func (h *heldChart) unheld(cb chartBatch) chartBatch {
 		if pending[c.Hash] || h.l.doc.Has(c.Hash) {
 			continue
 		}
-		out.changes = append(out.changes, c)
-		out.sigs = append(out.sigs, cb.sigs[i])
-		out.covers = append(out.covers, cb.covers[i])
+		out.add(&cb, i)
 	}
 	return out
 }
@@ -796,7 +847,12 @@ func (r *Replica) commit(ctx context.Context, d *decoded, p receivePlan, opt Rec
 	}
 	np.LastSync = r.cfg.Now().UTC()
 	p.batch.Peers = []store.Peer{np}
-	if len(p.batch.Changes) == 0 && np.Acked == peer.Acked && np.Received == peer.Received && !peer.LastSync.IsZero() {
+	applied := make(map[crdt.Hash]bool, len(p.batch.Changes))
+	for _, c := range p.batch.Changes {
+		applied[c.Hash] = true
+	}
+	hu := r.held.update(&p.batch, applied, p.waiting, b.From, func(msg string, args ...any) { r.log.Warn(msg, args...) })
+	if len(p.batch.Changes) == 0 && len(p.batch.Meta) == 0 && np.Acked == peer.Acked && np.Received == peer.Received && !peer.LastSync.IsZero() {
 		// A repeated bundle, or an idle exchange: nothing to store, and
 		// no fsync.
 		return p.res, nil
@@ -809,6 +865,7 @@ func (r *Replica) commit(ctx context.Context, d *decoded, p receivePlan, opt Rec
 	if _, err := r.st.Write(ctx, p.batch); err != nil {
 		return Received{}, fmt.Errorf("receive bundle: %w", err)
 	}
+	r.held.install(hu)
 	snapshot := map[string]bool{}
 	for _, s := range p.batch.Snapshots {
 		snapshot[s.Chart] = true

@@ -112,6 +112,7 @@ type Replica struct {
 
 	mu    sync.Mutex // serialises writes, chart loads and the cache
 	cache *lru
+	held  *heldStore // received changes waiting for their dependencies
 
 	// afterPlan, if set (by tests), is called with a bundle's sender
 	// once the bundle is planned without the write lock.
@@ -177,7 +178,11 @@ func New(ctx context.Context, st store.Store, cfg Config) (*Replica, error) {
 	if cfg.Signer != nil && cfg.Signer.ReplicaID() != id {
 		return nil, fmt.Errorf("open replica %s with the key pair of device %s: %w", id, cfg.Signer.ReplicaID(), ErrWrongSigner)
 	}
-	return &Replica{st: st, id: id, cfg: cfg, log: cfg.Logger.With("replica", id), cache: newLRU(cfg.CacheCharts)}, nil
+	r := &Replica{st: st, id: id, cfg: cfg, log: cfg.Logger.With("replica", id), cache: newLRU(cfg.CacheCharts)}
+	if err := r.loadHeld(ctx); err != nil {
+		return nil, err
+	}
+	return r, nil
 }
 
 // ID returns the replica's stable ID (32 hex digits). It is also the

@@ -1,0 +1,67 @@
+package replica_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/chartsync/chartsync/crdt"
+	"github.com/chartsync/chartsync/replica"
+)
+
+// A change the chart cannot take, sent by a peer whose bundle is
+// otherwise well formed, is a refusal of the peer's data: typed
+// (ErrMalformedBundle), kept for review, and the store is untouched, on a
+// replica that checks authors and on one that does not. Before, a reused
+// sequence number failed in Automerge as an internal error that the
+// cloud answered 500 and the device retried for ever.
+func TestChangesAChartCannotTakeAreRefusedAndKept(t *testing.T) {
+	ctx := context.Background()
+	twin := func(info crdt.ChangeInfo) crdt.ChangeInfo { // same seq, another time
+		info.Time = info.Time.Add(time.Second)
+		return info
+	}
+	skip := func(info crdt.ChangeInfo) crdt.ChangeInfo { // seq 3 where 2 is next
+		info.Seq++
+		return info
+	}
+	cases := []struct {
+		name   string
+		mangle func(crdt.ChangeInfo) crdt.ChangeInfo
+	}{
+		{"sequence number reused", twin},
+		{"sequence number skipped", skip},
+	}
+	for _, tc := range cases {
+		for _, check := range []bool{false, true} {
+			t.Run(tc.name+map[bool]string{false: "/no checks", true: "/author checks"}[check], func(t *testing.T) {
+				a, _ := newMem(t, replica.Config{})
+				b, bst := newMem(t, replica.Config{CheckAuthors: check})
+				chart := register(t, a, "Wanjiru", "Mwangi", "Kamuga")
+				last := edit(t, a, chart, allergy(1)).Change
+				_, err := replica.SyncPair(ctx, a, b)
+				require.NoError(t, err)
+
+				info, err := crdt.ChangeOps(last.Raw)
+				require.NoError(t, err)
+				raw, err := crdt.EncodeChange(tc.mangle(info))
+				require.NoError(t, err)
+				data := encode(t, replica.Bundle{From: a.ID(), To: b.ID(), Changes: []replica.BundleChange{{Chart: chart, Raw: raw}}})
+
+				before := dumpStore(t, bst)
+				vBefore := view(t, b, chart)
+				_, err = b.Receive(ctx, data)
+				require.ErrorIs(t, err, replica.ErrMalformedBundle)
+				q, err := b.Quarantined(ctx)
+				require.NoError(t, err)
+				require.Len(t, q, 1, "the refused bundle is kept for review")
+				assert.Equal(t, data, q[0].Data)
+				assert.Equal(t, before, dumpStore(t, bst), "nothing else of the store changed")
+				assert.Equal(t, vBefore, view(t, b, chart))
+			})
+		}
+	}
+}
