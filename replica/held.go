@@ -36,6 +36,9 @@ const (
 	// MaxHeldBytesPerPeer bounds the bytes of the changes held from one
 	// peer.
 	MaxHeldBytesPerPeer = 4 << 20
+	// MaxHeld bounds the changes held from all peers together (a bundle
+	// nothing authenticates may name any sender).
+	MaxHeld = 4096
 )
 
 // metaHeld is the meta key prefix under which the changes held from a
@@ -175,6 +178,15 @@ func (s *heldStore) update(b *store.Batch, applied map[crdt.Hash]bool, added []h
 		u.dropped++
 		log("held change dropped: too many held from its peer", "chart", hs[0].chart, "change", hs[0].change.Hash, "from", from, "limit", MaxHeldPerPeer, "limit_bytes", MaxHeldBytesPerPeer)
 		size -= len(hs[0].change.Raw)
+		hs = hs[1:]
+	}
+	total := 0
+	for _, l := range u.byPeer {
+		total += len(l)
+	}
+	for ; total > MaxHeld && len(hs) > 0; total-- {
+		u.dropped++
+		log("held change dropped: too many held in all", "chart", hs[0].chart, "change", hs[0].change.Hash, "from", from, "limit", MaxHeld)
 		hs = hs[1:]
 	}
 	u.byPeer[from] = hs
