@@ -13,11 +13,63 @@
 //	st, err := sqlite.Open(ctx, "/var/lib/clinic/charts.db")
 //	r, err := replica.New(ctx, st, replica.Config{})
 //
+// # When a write fails
+//
+// A Write is one IMMEDIATE transaction. Its COMMIT appends the changed
+// pages to the write-ahead log (WAL) as frames, the last one marked as the
+// commit, fsyncs the WAL, and then records the frames in the wal-index
+// (the shared-memory file that tells connections which frames count).
+// A restart rebuilds the wal-index from the WAL: every run of frames that
+// ends in a commit frame with valid checksums counts, whatever the
+// process that wrote it was told. What a failed Write leaves therefore
+// depends on where it failed:
+//
+//   - Before COMMIT (begin, a statement, pages spilled to the WAL before
+//     the commit): SQLite rolls the transaction back and no commit frame
+//     was written. Nothing is stored, and the error says only what failed
+//     (store.ErrDiskFull too when the disk is full).
+//   - COMMIT fails with SQLITE_FULL: a frame did not fit on the disk. The
+//     commit frame is the last frame written, so it did not reach the WAL
+//     whole, and a frame's checksum covers its bytes: nothing is stored.
+//     The error matches store.ErrDiskFull.
+//   - COMMIT fails otherwise (a frame write that reported an I/O error, the
+//     WAL fsync, a wal-index that could not grow): the commit frame may be
+//     in the WAL, unseen by this connection but replayed by the next
+//     start. The store then commits a small fence transaction. Its frames
+//     take the failed commit's place in the WAL, so once the fence is
+//     fsynced the failed commit can never be replayed, and the error says
+//     nothing was stored. If the fence fails too, the error matches
+//     store.ErrOutcomeUnknown, and the store reopens the database so that
+//     its reads show what the files now hold, which is what a restart
+//     would find: re-read before retrying.
+//   - A checkpoint (copying the WAL into the database file, after commits
+//     and at Close) that fails loses nothing: its commits stay in the
+//     fsynced WAL, and the next open replays them.
+//
+// The fault tests (package faultvfs) fail each of these steps and check
+// the outcome after a simulated crash.
+//
+// # A full disk
+//
+// Opening an existing store writes nothing: its schema is created only
+// when missing. When the disk is too full even to open the database the
+// usual way (SQLite cannot give the wal-index its shared-memory file),
+// Open opens it for reading only, in exclusive locking mode, where the
+// wal-index lives in memory: charts can be read, ReadOnly says why, and
+// each Write first tries the usual open again (the disk may have room by
+// then) and otherwise fails with store.ErrDiskFull.
+//
 // # Caveats
 //
 // The store holds one connection: SQLite allows one writer at a time, and
 // a clinic replica is not write-heavy. A cloud that outgrows one machine
 // should use a PostgreSQL store.
+//
+// While a store is open for reading only, no other process can open the
+// same database. What a re-read shows after store.ErrOutcomeUnknown is
+// what the operating system holds; after a failed fsync, a power cut may
+// still lose it. The fence rests on SQLite's WAL format, in which a frame
+// counts only if every frame before it in the log does.
 package sqlite
 
 import (
@@ -27,11 +79,14 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
-	_ "github.com/mattn/go-sqlite3" // registers the "sqlite3" driver
+	sqlite3 "github.com/mattn/go-sqlite3" // registers the "sqlite3" driver
 
 	"github.com/chartsync/chartsync/crdt"
 	"github.com/chartsync/chartsync/replica/store"
@@ -80,46 +135,171 @@ CREATE TABLE IF NOT EXISTS peers (
 	acked     INTEGER NOT NULL,
 	received  INTEGER NOT NULL,
 	last_sync INTEGER NOT NULL
-);`
+);
+CREATE TABLE IF NOT EXISTS fence (id INTEGER PRIMARY KEY CHECK (id = 0), n INTEGER NOT NULL);`
 
 // Store is a store.Store in one SQLite file. It is safe for concurrent use.
 type Store struct {
-	db     *sql.DB
+	path   string
 	closed atomic.Bool
+
+	// mu guards the handle, which a failed write may replace: reads hold
+	// it shared, writes whole.
+	mu sync.RWMutex
+	db *sql.DB // nil when the last reopen failed (then broken says why)
+	// readOnly, when set, says why the database is open for reading only
+	// (it matches store.ErrDiskFull).
+	readOnly error
+	broken   error
 }
 
 var _ store.Store = (*Store)(nil)
 
-// Open opens or creates the database at path.
+// Open opens or creates the database at path. On a disk too full to open
+// an existing database the usual way, it opens it for reading only (see
+// ReadOnly).
 func Open(ctx context.Context, path string) (*Store, error) {
 	if path == "" || strings.ContainsAny(path, "?#") {
 		return nil, fmt.Errorf("open store %q: path must be a plain file path", path)
 	}
-	q := url.Values{}
-	q.Set("_journal_mode", "WAL")
-	q.Set("_synchronous", "FULL")
-	q.Set("_busy_timeout", "10000")
-	q.Set("_txlock", "immediate")
-	db, err := sql.Open("sqlite3", "file:"+path+"?"+q.Encode())
+	db, ro, err := openDB(ctx, path)
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
+	return &Store{path: path, db: db, readOnly: ro}, nil
+}
+
+// ReadOnly returns nil when the store writes as usual, or why it is open
+// for reading only: the disk was too full to open it otherwise (the error
+// matches store.ErrDiskFull). Each Write tries the usual open again first.
+func (s *Store) ReadOnly() error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.readOnly
+}
+
+// openDB opens the database the usual way, or for reading only when the
+// disk is too full for that (ro says why).
+func openDB(ctx context.Context, path string) (db *sql.DB, ro error, err error) {
+	db, err = openWriting(ctx, path)
+	if err == nil {
+		return db, nil, nil
+	}
+	if !isDiskFull(err) {
+		return nil, nil, err
+	}
+	full := fmt.Errorf("%w: open for writing: %w", store.ErrDiskFull, err)
+	if _, serr := os.Stat(path); serr != nil {
+		return nil, nil, full // nothing to read
+	}
+	db, rerr := openReading(ctx, path)
+	if rerr != nil {
+		return nil, nil, fmt.Errorf("%w (opening it for reading only: %v)", full, rerr)
+	}
+	return db, full, nil
+}
+
+func dsn(path string, q url.Values) string {
+	q.Set("_busy_timeout", "10000")
+	return "file:" + path + "?" + q.Encode()
+}
+
+// openWriting opens the database for reading and writing, creating its
+// schema when missing.
+func openWriting(ctx context.Context, path string) (*sql.DB, error) {
+	q := url.Values{}
+	q.Set("_journal_mode", "WAL")
+	q.Set("_synchronous", "FULL")
+	q.Set("_txlock", "immediate")
+	db, err := sql.Open("sqlite3", dsn(path, q))
+	if err != nil {
+		return nil, err
+	}
 	db.SetMaxOpenConns(1)
 	db.SetConnMaxIdleTime(0)
-	if _, err := db.ExecContext(ctx, schema); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("open store %s: create schema: %w", path, err)
+	_, complete, err := schemaState(ctx, db)
+	if err == nil && !complete {
+		if _, err = db.ExecContext(ctx, schema); err != nil {
+			err = fmt.Errorf("create schema: %w", err)
+		} else {
+			err = migrate(ctx, db)
+		}
 	}
-	if err := migrate(ctx, db); err != nil {
+	if err != nil {
 		db.Close()
-		return nil, fmt.Errorf("open store %s: %w", path, err)
+		return nil, err
 	}
+	if err := checkWAL(ctx, db); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// openReading opens an existing database for reading only, in exclusive
+// locking mode so that SQLite keeps the wal-index in memory instead of
+// growing its shared-memory file: it needs no free space.
+func openReading(ctx context.Context, path string) (*sql.DB, error) {
+	q := url.Values{}
+	q.Set("mode", "rw") // do not create
+	q.Set("_locking_mode", "EXCLUSIVE")
+	q.Set("_query_only", "1")
+	db, err := sql.Open("sqlite3", dsn(path, q))
+	if err != nil {
+		return nil, err
+	}
+	db.SetMaxOpenConns(1)
+	db.SetConnMaxIdleTime(0)
+	readable, _, err := schemaState(ctx, db)
+	if err == nil && !readable {
+		err = errors.New("its schema is incomplete (open it once with free space to bring it up to date)")
+	}
+	if err == nil {
+		err = checkWAL(ctx, db)
+	}
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+func checkWAL(ctx context.Context, db *sql.DB) error {
 	var mode string
-	if err := db.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil || mode != "wal" {
-		db.Close()
-		return nil, fmt.Errorf("open store %s: journal mode %q, want wal: %v", path, mode, err)
+	if err := db.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+		return fmt.Errorf("read journal mode: %w", err)
 	}
-	return &Store{db: db}, nil
+	if mode != "wal" {
+		return fmt.Errorf("journal mode %q, want wal", mode)
+	}
+	return nil
+}
+
+// schemaState reads, without writing, whether the database has every
+// table and column reads need, and whether it has the whole schema.
+func schemaState(ctx context.Context, db *sql.DB) (readable, complete bool, err error) {
+	var objects, columns, fence int
+	err = db.QueryRowContext(ctx, `SELECT
+		(SELECT count(*) FROM sqlite_schema WHERE name IN ('meta', 'changes', 'changes_by_chart', 'charts', 'grants',
+			'grants_by_clinic', 'quarantine', 'snapshots', 'peers')),
+		(SELECT count(*) FROM pragma_table_info('changes') WHERE name = 'sig') +
+			(SELECT count(*) FROM pragma_table_info('charts') WHERE name = 'kind'),
+		(SELECT count(*) FROM sqlite_schema WHERE name = 'fence')`).Scan(&objects, &columns, &fence)
+	if err != nil {
+		return false, false, fmt.Errorf("read schema: %w", err)
+	}
+	readable = objects == 9 && columns == 2
+	return readable, readable && fence == 1, nil
+}
+
+// isDiskFull reports whether err says the disk (or the user's quota) is
+// full: SQLITE_FULL, or an I/O error whose cause was ENOSPC or EDQUOT.
+func isDiskFull(err error) bool {
+	var se sqlite3.Error
+	if errors.As(err, &se) {
+		return se.Code == sqlite3.ErrFull || se.SystemErrno == syscall.ENOSPC || se.SystemErrno == syscall.EDQUOT
+	}
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
 }
 
 // migrate brings a database made by an earlier version up to the schema:
@@ -149,14 +329,44 @@ func (s *Store) check() error {
 	return nil
 }
 
+// reader returns the handle for a read, and the function that ends the
+// read. When the last reopen failed, it tries again.
+func (s *Store) reader(ctx context.Context) (*sql.DB, func(), error) {
+	if err := s.check(); err != nil {
+		return nil, nil, err
+	}
+	s.mu.RLock()
+	if s.db == nil {
+		s.mu.RUnlock()
+		s.mu.Lock()
+		if s.db == nil && !s.closed.Load() {
+			s.reopen(ctx) //nolint:errcheck // s.broken keeps the error
+		}
+		s.mu.Unlock()
+		s.mu.RLock()
+	}
+	if err := s.check(); err != nil {
+		s.mu.RUnlock()
+		return nil, nil, err
+	}
+	if s.db == nil {
+		err := s.broken
+		s.mu.RUnlock()
+		return nil, nil, fmt.Errorf("store %s cannot be opened: %w", s.path, err)
+	}
+	return s.db, s.mu.RUnlock, nil
+}
+
 // IntegrityCheck runs SQLite's integrity check and returns an error
 // describing any damage.
 func (s *Store) IntegrityCheck(ctx context.Context) error {
-	if err := s.check(); err != nil {
+	db, done, err := s.reader(ctx)
+	if err != nil {
 		return err
 	}
+	defer done()
 	var res string
-	if err := s.db.QueryRowContext(ctx, "PRAGMA integrity_check").Scan(&res); err != nil {
+	if err := db.QueryRowContext(ctx, "PRAGMA integrity_check").Scan(&res); err != nil {
 		return fmt.Errorf("integrity check: %w", err)
 	}
 	if res != "ok" {
@@ -167,11 +377,13 @@ func (s *Store) IntegrityCheck(ctx context.Context) error {
 
 // Head implements store.ChangeLog.
 func (s *Store) Head(ctx context.Context) (uint64, error) {
-	if err := s.check(); err != nil {
+	db, done, err := s.reader(ctx)
+	if err != nil {
 		return 0, err
 	}
+	defer done()
 	var head uint64
-	if err := s.db.QueryRowContext(ctx, "SELECT COALESCE(MAX(seq), 0) FROM changes").Scan(&head); err != nil {
+	if err := db.QueryRowContext(ctx, "SELECT COALESCE(MAX(seq), 0) FROM changes").Scan(&head); err != nil {
 		return 0, fmt.Errorf("log head: %w", err)
 	}
 	return head, nil
@@ -209,13 +421,15 @@ func sigOrEmpty(sig []byte) []byte {
 
 // Log implements store.ChangeLog.
 func (s *Store) Log(ctx context.Context, after uint64, limit int) ([]store.Change, error) {
-	if err := s.check(); err != nil {
+	db, done, err := s.reader(ctx)
+	if err != nil {
 		return nil, err
 	}
+	defer done()
 	if limit <= 0 {
 		limit = -1
 	}
-	rows, err := s.db.QueryContext(ctx, "SELECT seq, chart, hash, raw, src, sig FROM changes WHERE seq > ? ORDER BY seq LIMIT ?", after, limit)
+	rows, err := db.QueryContext(ctx, "SELECT seq, chart, hash, raw, src, sig FROM changes WHERE seq > ? ORDER BY seq LIMIT ?", after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("read log after %d: %w", after, err)
 	}
@@ -228,10 +442,12 @@ func (s *Store) Log(ctx context.Context, after uint64, limit int) ([]store.Chang
 
 // ChartChanges implements store.ChangeLog.
 func (s *Store) ChartChanges(ctx context.Context, chart string, after uint64) ([]store.Change, error) {
-	if err := s.check(); err != nil {
+	db, done, err := s.reader(ctx)
+	if err != nil {
 		return nil, err
 	}
-	rows, err := s.db.QueryContext(ctx, "SELECT seq, chart, hash, raw, src, sig FROM changes WHERE chart = ? AND seq > ? ORDER BY seq", chart, after)
+	defer done()
+	rows, err := db.QueryContext(ctx, "SELECT seq, chart, hash, raw, src, sig FROM changes WHERE chart = ? AND seq > ? ORDER BY seq", chart, after)
 	if err != nil {
 		return nil, fmt.Errorf("read changes of %s: %w", chart, err)
 	}
@@ -244,9 +460,11 @@ func (s *Store) ChartChanges(ctx context.Context, chart string, after uint64) ([
 
 // Known implements store.ChangeLog.
 func (s *Store) Known(ctx context.Context, hashes []crdt.Hash) (map[crdt.Hash]bool, error) {
-	if err := s.check(); err != nil {
+	db, done, err := s.reader(ctx)
+	if err != nil {
 		return nil, err
 	}
+	defer done()
 	out := map[crdt.Hash]bool{}
 	const chunk = 500
 	for i := 0; i < len(hashes); i += chunk {
@@ -256,7 +474,7 @@ func (s *Store) Known(ctx context.Context, hashes []crdt.Hash) (map[crdt.Hash]bo
 			args[j] = h[:]
 		}
 		q := "SELECT hash FROM changes WHERE hash IN (?" + strings.Repeat(",?", len(part)-1) + ")"
-		rows, err := s.db.QueryContext(ctx, q, args...)
+		rows, err := db.QueryContext(ctx, q, args...)
 		if err != nil {
 			return nil, fmt.Errorf("look up changes: %w", err)
 		}
@@ -281,11 +499,13 @@ func (s *Store) Known(ctx context.Context, hashes []crdt.Hash) (map[crdt.Hash]bo
 
 // CountAfter implements store.ChangeLog.
 func (s *Store) CountAfter(ctx context.Context, after uint64, peer string) (int, error) {
-	if err := s.check(); err != nil {
+	db, done, err := s.reader(ctx)
+	if err != nil {
 		return 0, err
 	}
+	defer done()
 	var n int
-	if err := s.db.QueryRowContext(ctx, "SELECT count(*) FROM changes WHERE seq > ? AND src != ?", after, peer).Scan(&n); err != nil {
+	if err := db.QueryRowContext(ctx, "SELECT count(*) FROM changes WHERE seq > ? AND src != ?", after, peer).Scan(&n); err != nil {
 		return 0, fmt.Errorf("count changes: %w", err)
 	}
 	return n, nil
@@ -336,10 +556,12 @@ func scanChart(sc interface{ Scan(...any) error }) (store.Chart, error) {
 
 // Quarantined implements store.Store.
 func (s *Store) Quarantined(ctx context.Context) ([]store.Quarantined, error) {
-	if err := s.check(); err != nil {
+	db, done, err := s.reader(ctx)
+	if err != nil {
 		return nil, err
 	}
-	rows, err := s.db.QueryContext(ctx, "SELECT src, at, reason, data FROM quarantine ORDER BY id")
+	defer done()
+	rows, err := db.QueryContext(ctx, "SELECT src, at, reason, data FROM quarantine ORDER BY id")
 	if err != nil {
 		return nil, fmt.Errorf("read quarantine: %w", err)
 	}
@@ -362,10 +584,12 @@ func (s *Store) Quarantined(ctx context.Context) ([]store.Quarantined, error) {
 
 // Grants implements store.Index.
 func (s *Store) Grants(ctx context.Context, clinic string, after, upto uint64) ([]store.Grant, error) {
-	if err := s.check(); err != nil {
+	db, done, err := s.reader(ctx)
+	if err != nil {
 		return nil, err
 	}
-	rows, err := s.db.QueryContext(ctx, "SELECT chart, seq, revoked FROM grants WHERE clinic = ? AND seq > ? AND seq <= ? ORDER BY seq, chart, revoked", clinic, after, upto)
+	defer done()
+	rows, err := db.QueryContext(ctx, "SELECT chart, seq, revoked FROM grants WHERE clinic = ? AND seq > ? AND seq <= ? ORDER BY seq, chart, revoked", clinic, after, upto)
 	if err != nil {
 		return nil, fmt.Errorf("read grants to %s: %w", clinic, err)
 	}
@@ -386,10 +610,12 @@ func (s *Store) Grants(ctx context.Context, clinic string, after, upto uint64) (
 
 // Chart implements store.Index.
 func (s *Store) Chart(ctx context.Context, id string) (store.Chart, error) {
-	if err := s.check(); err != nil {
+	db, done, err := s.reader(ctx)
+	if err != nil {
 		return store.Chart{}, err
 	}
-	c, err := scanChart(s.db.QueryRowContext(ctx, "SELECT "+chartCols+" FROM charts WHERE id = ?", id))
+	defer done()
+	c, err := scanChart(db.QueryRowContext(ctx, "SELECT "+chartCols+" FROM charts WHERE id = ?", id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return store.Chart{}, store.ErrNotFound
 	}
@@ -401,9 +627,11 @@ func (s *Store) Chart(ctx context.Context, id string) (store.Chart, error) {
 
 // Charts implements store.Index.
 func (s *Store) Charts(ctx context.Context, q store.Query) ([]store.Chart, error) {
-	if err := s.check(); err != nil {
+	db, done, err := s.reader(ctx)
+	if err != nil {
 		return nil, err
 	}
+	defer done()
 	limit := q.Limit
 	if limit <= 0 {
 		limit = -1
@@ -418,7 +646,7 @@ func (s *Store) Charts(ctx context.Context, q store.Query) ([]store.Chart, error
 	}
 	query += " ORDER BY family, given, id LIMIT ?"
 	args = append(args, limit)
-	rows, err := s.db.QueryContext(ctx, query, args...)
+	rows, err := db.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("find charts: %w", err)
 	}
@@ -439,11 +667,13 @@ func (s *Store) Charts(ctx context.Context, q store.Query) ([]store.Chart, error
 
 // Snapshot implements store.Index.
 func (s *Store) Snapshot(ctx context.Context, chart string) (store.Snapshot, error) {
-	if err := s.check(); err != nil {
+	db, done, err := s.reader(ctx)
+	if err != nil {
 		return store.Snapshot{}, err
 	}
+	defer done()
 	snap := store.Snapshot{Chart: chart}
-	err := s.db.QueryRowContext(ctx, "SELECT seq, data FROM snapshots WHERE chart = ?", chart).Scan(&snap.Seq, &snap.Data)
+	err = db.QueryRowContext(ctx, "SELECT seq, data FROM snapshots WHERE chart = ?", chart).Scan(&snap.Seq, &snap.Data)
 	if errors.Is(err, sql.ErrNoRows) {
 		return store.Snapshot{}, store.ErrNotFound
 	}
@@ -455,11 +685,13 @@ func (s *Store) Snapshot(ctx context.Context, chart string) (store.Snapshot, err
 
 // Meta implements store.Store.
 func (s *Store) Meta(ctx context.Context, key string) (string, error) {
-	if err := s.check(); err != nil {
+	db, done, err := s.reader(ctx)
+	if err != nil {
 		return "", err
 	}
+	defer done()
 	var v string
-	err := s.db.QueryRowContext(ctx, "SELECT value FROM meta WHERE key = ?", key).Scan(&v)
+	err = db.QueryRowContext(ctx, "SELECT value FROM meta WHERE key = ?", key).Scan(&v)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", store.ErrNotFound
 	}
@@ -471,10 +703,12 @@ func (s *Store) Meta(ctx context.Context, key string) (string, error) {
 
 // Peers implements store.Store.
 func (s *Store) Peers(ctx context.Context) ([]store.Peer, error) {
-	if err := s.check(); err != nil {
+	db, done, err := s.reader(ctx)
+	if err != nil {
 		return nil, err
 	}
-	rows, err := s.db.QueryContext(ctx, "SELECT id, acked, received, last_sync FROM peers ORDER BY id")
+	defer done()
+	rows, err := db.QueryContext(ctx, "SELECT id, acked, received, last_sync FROM peers ORDER BY id")
 	if err != nil {
 		return nil, fmt.Errorf("read peers: %w", err)
 	}
@@ -505,43 +739,130 @@ func millis(t time.Time) int64 {
 }
 
 // Write implements store.Store: one IMMEDIATE transaction, committed with
-// a WAL fsync before it returns.
+// a WAL fsync before it returns. A failed Write stored nothing unless its
+// error matches store.ErrOutcomeUnknown (see the package doc for which
+// failure leads to which).
 func (s *Store) Write(ctx context.Context, b store.Batch) (uint64, error) {
 	if err := s.check(); err != nil {
 		return 0, err
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.check(); err != nil {
+		return 0, err
+	}
+	if s.db == nil || s.readOnly != nil {
+		// The last open failed or could only read: the disk may have
+		// room now.
+		if err := s.reopen(ctx); err != nil {
+			return 0, notStored("write: reopen", err)
+		}
+		if s.readOnly != nil {
+			return 0, fmt.Errorf("write: %w", s.readOnly)
+		}
+	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return 0, fmt.Errorf("write: begin: %w", err)
+		return 0, notStored("write: begin", err)
 	}
-	defer tx.Rollback() //nolint:errcheck // after Commit it is a no-op
+	head, err := writeBatch(ctx, tx, b)
+	if err != nil {
+		tx.Rollback() //nolint:errcheck // the statement's error is the one to report
+		return 0, notStored("write", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, s.settle(ctx, err)
+	}
+	return head, nil
+}
+
+// notStored wraps the error of a write that stored nothing, adding
+// store.ErrDiskFull when the disk is full.
+func notStored(op string, err error) error {
+	if isDiskFull(err) && !errors.Is(err, store.ErrDiskFull) {
+		return fmt.Errorf("%s: %w: %w", op, store.ErrDiskFull, err)
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}
+
+// settle decides what a failed COMMIT left, making it nothing where it
+// can, and returns the error to report. s.mu is held.
+func (s *Store) settle(ctx context.Context, cerr error) error {
+	var se sqlite3.Error
+	switch {
+	case !errors.As(cerr, &se):
+		// database/sql gave up before running COMMIT (the context
+		// ended): the transaction was rolled back.
+		return fmt.Errorf("write: commit: %w", cerr)
+	case se.Code == sqlite3.ErrFull:
+		// A frame did not fit, so the commit frame never reached the
+		// WAL whole.
+		return notStored("write: commit", cerr)
+	}
+	// The commit frame may be in the WAL. Fence it off: a commit made
+	// now is written where the failed one was.
+	ctx = context.WithoutCancel(ctx)
+	_, ferr := s.db.ExecContext(ctx, "INSERT INTO fence(id, n) VALUES(0, 1) ON CONFLICT(id) DO UPDATE SET n = n + 1")
+	if ferr == nil {
+		return notStored("write: commit (nothing of the batch was stored)", cerr)
+	}
+	// Reopen, so that reads show what the files hold: what a restart
+	// would find.
+	rerr := s.reopen(ctx)
+	err := fmt.Errorf("write: commit: %w: %w (and fencing it off failed: %v)", store.ErrOutcomeUnknown, cerr, ferr)
+	if rerr != nil {
+		err = fmt.Errorf("%w; reopening the store failed: %v", err, rerr)
+	}
+	if isDiskFull(cerr) || isDiskFull(ferr) {
+		err = fmt.Errorf("%w: %w", store.ErrDiskFull, err)
+	}
+	return err
+}
+
+// reopen replaces the handle with a fresh one. s.mu is held.
+func (s *Store) reopen(ctx context.Context) error {
+	if s.db != nil {
+		s.db.Close()
+		s.db = nil
+	}
+	db, ro, err := openDB(ctx, s.path)
+	if err != nil {
+		s.broken = err
+		return err
+	}
+	s.db, s.readOnly, s.broken = db, ro, nil
+	return nil
+}
+
+// writeBatch runs b's statements in tx and returns the log head.
+func writeBatch(ctx context.Context, tx *sql.Tx, b store.Batch) (uint64, error) {
 	for k, v := range b.Meta {
 		if _, err := tx.ExecContext(ctx, "INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", k, v); err != nil {
-			return 0, fmt.Errorf("write meta %s: %w", k, err)
+			return 0, fmt.Errorf("meta %s: %w", k, err)
 		}
 	}
 	var before uint64 // the log head before the batch
 	if len(b.Grants) > 0 {
 		if err := tx.QueryRowContext(ctx, "SELECT COALESCE(MAX(seq), 0) FROM changes").Scan(&before); err != nil {
-			return 0, fmt.Errorf("write: log head: %w", err)
+			return 0, fmt.Errorf("log head: %w", err)
 		}
 	}
 	if len(b.Changes) > 0 {
 		st, err := tx.PrepareContext(ctx, "INSERT INTO changes(chart, hash, raw, src, sig) VALUES(?, ?, ?, ?, ?) ON CONFLICT(hash) DO NOTHING")
 		if err != nil {
-			return 0, fmt.Errorf("write changes: %w", err)
+			return 0, fmt.Errorf("changes: %w", err)
 		}
 		defer st.Close()
 		for _, c := range b.Changes {
 			if _, err := st.ExecContext(ctx, c.Chart, c.Hash[:], c.Raw, c.From, sigOrEmpty(c.Sig)); err != nil {
-				return 0, fmt.Errorf("write change %s: %w", c.Hash, err)
+				return 0, fmt.Errorf("change %s: %w", c.Hash, err)
 			}
 		}
 	}
 	for _, c := range b.Charts {
 		scope, err := json.Marshal(c.Scope)
 		if err != nil {
-			return 0, fmt.Errorf("write chart %s: %w", c.ID, err)
+			return 0, fmt.Errorf("chart %s: %w", c.ID, err)
 		}
 		if c.Scope == nil {
 			scope = []byte("[]")
@@ -551,21 +872,21 @@ func (s *Store) Write(ctx context.Context, b store.Batch) (uint64, error) {
 			village = excluded.village, national_id = excluded.national_id, home_clinic = excluded.home_clinic,
 			scope = excluded.scope, updated = excluded.updated, kind = excluded.kind`,
 			c.ID, encodeHeads(c.Heads), c.GivenName, c.FamilyName, c.Village, c.NationalID, c.HomeClinic, string(scope), millis(c.Updated), c.Kind); err != nil {
-			return 0, fmt.Errorf("write chart %s: %w", c.ID, err)
+			return 0, fmt.Errorf("chart %s: %w", c.ID, err)
 		}
 	}
 	var head uint64
 	if err := tx.QueryRowContext(ctx, "SELECT COALESCE(MAX(seq), 0) FROM changes").Scan(&head); err != nil {
-		return 0, fmt.Errorf("write: log head: %w", err)
+		return 0, fmt.Errorf("log head: %w", err)
 	}
 	for _, sn := range b.Snapshots {
 		if _, err := tx.ExecContext(ctx, "INSERT INTO snapshots(chart, seq, data) VALUES(?, ?, ?) ON CONFLICT(chart) DO UPDATE SET seq = excluded.seq, data = excluded.data", sn.Chart, head, sn.Data); err != nil {
-			return 0, fmt.Errorf("write snapshot of %s: %w", sn.Chart, err)
+			return 0, fmt.Errorf("snapshot of %s: %w", sn.Chart, err)
 		}
 	}
 	for _, q := range b.Quarantine {
 		if _, err := tx.ExecContext(ctx, "INSERT INTO quarantine(src, at, reason, data) VALUES(?, ?, ?, ?)", q.From, millis(q.At), q.Reason, q.Data); err != nil {
-			return 0, fmt.Errorf("write quarantine: %w", err)
+			return 0, fmt.Errorf("quarantine: %w", err)
 		}
 	}
 	for _, g := range b.Grants {
@@ -574,18 +895,15 @@ func (s *Store) Write(ctx context.Context, b store.Batch) (uint64, error) {
 			seq = head
 		}
 		if _, err := tx.ExecContext(ctx, "INSERT INTO grants(clinic, seq, chart, revoked) VALUES(?, ?, ?, ?)", g.Clinic, seq, g.Chart, g.Revoked); err != nil {
-			return 0, fmt.Errorf("write grant of %s to %s: %w", g.Chart, g.Clinic, err)
+			return 0, fmt.Errorf("grant of %s to %s: %w", g.Chart, g.Clinic, err)
 		}
 	}
 	for _, p := range b.Peers {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO peers(id, acked, received, last_sync) VALUES(?, ?, ?, ?)
 			ON CONFLICT(id) DO UPDATE SET acked = excluded.acked, received = excluded.received, last_sync = excluded.last_sync`,
 			p.ID, p.Acked, p.Received, millis(p.LastSync)); err != nil {
-			return 0, fmt.Errorf("write peer %s: %w", p.ID, err)
+			return 0, fmt.Errorf("peer %s: %w", p.ID, err)
 		}
-	}
-	if err := tx.Commit(); err != nil {
-		return 0, fmt.Errorf("write: commit: %w", err)
 	}
 	return head, nil
 }
@@ -593,6 +911,11 @@ func (s *Store) Write(ctx context.Context, b store.Batch) (uint64, error) {
 // Close closes the database.
 func (s *Store) Close() error {
 	if s.closed.Swap(true) {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.db == nil {
 		return nil
 	}
 	return s.db.Close()
