@@ -180,9 +180,11 @@ func (s *heldStore) update(b *store.Batch, applied map[crdt.Hash]bool, added []h
 		size -= len(hs[0].change.Raw)
 		hs = hs[1:]
 	}
-	total := 0
-	for _, l := range u.byPeer {
-		total += len(l)
+	total := len(hs)
+	for peer, l := range u.byPeer {
+		if peer != from {
+			total += len(l)
+		}
 	}
 	for ; total > MaxHeld && len(hs) > 0; total-- {
 		u.dropped++
