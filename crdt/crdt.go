@@ -241,6 +241,9 @@ type Doc struct {
 	am      *automerge.Doc
 	actor   string
 	pending map[Hash]Change
+	// hist judges changes before Automerge applies them; nil until the
+	// first Apply needs it (see ensureHistory).
+	hist *history
 }
 
 // NewActorID returns a fresh random actor ID (32 hex digits).
@@ -258,7 +261,7 @@ func ValidActor(id string) bool {
 // New returns an empty document that writes as actor. An empty actor means
 // a fresh random one.
 func New(actor string) (*Doc, error) {
-	d := &Doc{am: automerge.New(), pending: map[Hash]Change{}}
+	d := &Doc{am: automerge.New(), pending: map[Hash]Change{}, hist: newHistory()}
 	if err := d.setActor(actor); err != nil {
 		return nil, err
 	}
@@ -280,18 +283,44 @@ func (d *Doc) setActor(actor string) error {
 }
 
 // Load decodes a document saved with Save and sets the actor it writes as.
+//
+// The bytes are read in Go, never by Automerge: the document's changes are
+// rebuilt from them as Automerge rebuilds them, their hashes must give the
+// heads the document states, and each change is judged as Apply judges a
+// change before Automerge applies them all. Bytes that are not such a
+// document give an error matching ErrMalformed (and ErrInvalidChange when
+// a change it holds is refused); no input makes Load abort the process.
 func Load(data []byte, actor string) (d *Doc, err error) {
 	defer recoverInto(&err)
 	if len(data) == 0 {
 		return nil, fmt.Errorf("load document: empty input: %w", ErrMalformed)
 	}
-	am, err := automerge.Load(data)
+	raws, heads, err := decodeDocument(data)
 	if err != nil {
-		return nil, fmt.Errorf("load document: %v: %w", err, ErrMalformed)
+		return nil, fmt.Errorf("load document: %w", err)
 	}
-	d = &Doc{am: am, pending: map[Hash]Change{}}
+	d = &Doc{am: automerge.New(), pending: map[Hash]Change{}, hist: newHistory()}
 	if err := d.setActor(actor); err != nil {
 		return nil, err
+	}
+	var all []byte
+	for _, raw := range raws {
+		info, err := judge(raw)
+		if err == nil {
+			err = d.hist.add(info)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("load document: %w", err)
+		}
+		all = append(all, raw...)
+	}
+	if len(all) > 0 {
+		if err := d.am.LoadIncremental(all); err != nil {
+			return nil, fmt.Errorf("load document: %v: %w", err, ErrMalformed)
+		}
+	}
+	if got := sortedHeads(d.am.Heads()); !got.Equal(heads) {
+		return nil, fmt.Errorf("load document: loaded heads %s, not %s: %w", got, heads, ErrMalformed)
 	}
 	return d, nil
 }
@@ -309,6 +338,30 @@ func (d *Doc) Save() []byte {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.am.Save()
+}
+
+// ErrUnsaveable is matched by the error SaveChecked returns for a document
+// whose saved bytes do not load back to the same version. Such bytes must
+// not be stored as a snapshot; the changes the document was built from
+// remain the authority.
+var ErrUnsaveable = errors.New("crdt: saved document does not load back")
+
+// SaveChecked is Save for bytes that will be stored: it loads them back
+// through Load (in Go, as any stored document is loaded) and returns them
+// only if they give the same heads. Otherwise it returns an error matching
+// ErrUnsaveable. It costs a Load of the document beyond the Save.
+func (d *Doc) SaveChecked() ([]byte, error) {
+	d.mu.Lock()
+	data, heads, actor := d.am.Save(), sortedHeads(d.am.Heads()), d.actor
+	d.mu.Unlock()
+	l, err := Load(data, actor)
+	if err != nil {
+		return nil, fmt.Errorf("save document: %w: %w", err, ErrUnsaveable)
+	}
+	if got := l.Heads(); !got.Equal(heads) {
+		return nil, fmt.Errorf("save document: loads at %s, not %s: %w", got, heads, ErrUnsaveable)
+	}
+	return data, nil
 }
 
 // Heads returns the current heads, sorted.
@@ -378,88 +431,221 @@ func (d *Doc) Pending() []Change {
 // Apply merges changes into the document. Changes may come in any order and
 // may repeat; a change already applied is ignored, and one whose
 // dependencies are missing is held until they arrive. It returns the hashes
-// newly applied, in the order applied. On error the document is unchanged.
+// newly applied, in the order applied.
+//
+// Each change is judged before Automerge sees it, when its dependencies are
+// all applied (a held change when they arrive), against what the document
+// holds at those dependencies: its sequence number must be its author's
+// next and its dependencies must include its author's previous change, and
+// its operations must name only what those dependencies hold, as Automerge
+// would apply, save and load them again (see history.add for every rule).
+// A change whose sequence number its author has already used is refused
+// even before its dependencies arrive. A refused change gives an
+// *InvalidChangeError, matching ErrInvalidChange and ErrMalformed.
+//
+// On error the document is unchanged: nothing of the call is applied or
+// held, and a held change that was refused is no longer held.
 func (d *Doc) Apply(chs ...Change) (applied []Hash, err error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	before := d.am.Heads()
+	return d.apply(chs)
+}
+
+// apply is Apply; the caller holds d.mu.
+func (d *Doc) apply(chs []Change) (applied []Hash, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("apply changes: %v: %w", r, ErrMalformed)
-		}
-		if err != nil {
 			applied = nil
-			if rerr := d.rollback(before); rerr != nil {
-				err = errors.Join(err, rerr)
-			}
 		}
 	}()
-
+	if err := d.ensureHistory(); err != nil {
+		return nil, err
+	}
+	h := d.hist
 	cand := make(map[Hash]Change, len(chs)+len(d.pending))
-	for h, c := range d.pending {
-		cand[h] = c
+	for x, c := range d.pending {
+		cand[x] = c
 	}
 	for _, c := range chs {
-		if _, ok := cand[c.Hash]; ok || d.has(c.Hash) {
+		if _, ok := cand[c.Hash]; ok || h.has(c.Hash) {
 			continue
+		}
+		if err := screen(c, h); err != nil {
+			return nil, fmt.Errorf("apply changes: %w", err)
 		}
 		cand[c.Hash] = c
 	}
-	var raws [][]byte // the changes that can apply, dependencies first
-	known := map[Hash]bool{}
-	for progress := true; progress && len(cand) > 0; {
-		progress = false
-		keys := make([]Hash, 0, len(cand))
-		for h := range cand {
-			keys = append(keys, h)
-		}
-		sort.Slice(keys, func(i, j int) bool { return bytes.Compare(keys[i][:], keys[j][:]) < 0 })
-		for _, h := range keys {
-			c := cand[h]
-			if !d.depsKnown(c, known) {
-				continue
+
+	// Judge the changes that can apply, dependencies first, recording
+	// each in the history so that the next is judged after it.
+	m := h.mark()
+	missing := map[Hash]int{}
+	dependents := map[Hash][]Hash{}
+	var ready []Hash
+	for x, c := range cand {
+		n := 0
+		for _, dep := range c.Deps {
+			if !h.has(dep) {
+				n++
+				dependents[dep] = append(dependents[dep], x)
 			}
-			raws = append(raws, c.Raw)
-			applied = append(applied, h)
-			known[h] = true
-			delete(cand, h)
-			progress = true
+		}
+		if n == 0 {
+			ready = append(ready, x)
+		} else {
+			missing[x] = n
 		}
 	}
-	if len(raws) > 0 {
-		// One decode for all of them: each call into automerge costs.
-		ready, err := decodeChunks(raws)
+	sortHashes(ready)
+	var raw []byte
+	var done []Change
+	for len(ready) > 0 {
+		x := ready[0]
+		ready = ready[1:]
+		c := cand[x]
+		info, err := judge(c.Raw)
+		if err == nil {
+			err = h.add(info)
+		}
 		if err != nil {
+			h.undo(m)
+			delete(d.pending, x)
 			return nil, fmt.Errorf("apply changes: %w", err)
 		}
-		for i, amc := range ready {
-			if Hash(amc.Hash()) != applied[i] {
-				return nil, fmt.Errorf("apply change %s: bytes do not match hash: %w", applied[i], ErrMalformed)
+		applied = append(applied, x)
+		done = append(done, c)
+		raw = append(raw, c.Raw...)
+		delete(cand, x)
+		var next []Hash
+		for _, y := range dependents[x] {
+			if missing[y]--; missing[y] == 0 {
+				next = append(next, y)
 			}
 		}
-		if err := d.am.Apply(ready...); err != nil {
-			return nil, fmt.Errorf("apply changes: %v: %w", err, ErrMalformed)
+		sortHashes(next)
+		ready = append(ready, next...)
+	}
+	if len(raw) > 0 {
+		if err := d.load(raw, done); err != nil {
+			h.undo(m)
+			return nil, fmt.Errorf("apply changes: %w", err)
 		}
 	}
 	d.pending = cand
 	return applied, nil
 }
 
-func (d *Doc) depsKnown(c Change, known map[Hash]bool) bool {
-	for _, dep := range c.Deps {
-		if !known[dep] && !d.has(dep) {
-			return false
+// screen checks what can be checked of a change before its dependencies
+// arrive: that its fields are those its bytes state, and that its author
+// has not used its sequence number already.
+func screen(c Change, h *history) error {
+	b, err := parseChunk(c.Raw)
+	if err != nil {
+		return fmt.Errorf("change %s: %v: %w", c.Hash, err, ErrMalformed)
+	}
+	if b.hash != c.Hash {
+		return fmt.Errorf("change %s: bytes do not match hash: %w", c.Hash, ErrMalformed)
+	}
+	if hex.EncodeToString(b.actor) != c.Actor || b.seq != c.Seq || len(b.deps) != 32*len(c.Deps) {
+		return invalid(c.Hash, "fields do not match its bytes")
+	}
+	for i, dep := range c.Deps {
+		if !bytes.Equal(dep[:], b.deps[32*i:32*i+32]) {
+			return invalid(c.Hash, "dependencies do not match its bytes")
 		}
 	}
-	return true
+	if next := h.next(c.Actor); c.Seq < next {
+		return invalid(c.Hash, "sequence number %d of actor %s is taken (next is %d)", c.Seq, c.Actor, next)
+	}
+	return nil
+}
+
+func sortHashes(hs []Hash) {
+	slices.SortFunc(hs, func(a, b Hash) int { return bytes.Compare(a[:], b[:]) })
+}
+
+// load hands raw, the concatenated bytes of the changes applied (already
+// judged, dependencies first), to Automerge in one call, and checks that
+// the document's heads are then what those changes make them. On error
+// the Automerge document is rolled back. The caller holds d.mu.
+func (d *Doc) load(raw []byte, applied []Change) (err error) {
+	before := d.am.Heads()
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("automerge: %v", r)
+		}
+		if err != nil {
+			err = fmt.Errorf("%w: %w", err, ErrInvalidChange)
+			if rerr := d.rollback(before); rerr != nil {
+				err = errors.Join(err, rerr)
+			}
+		}
+	}()
+	if err := d.am.LoadIncremental(raw); err != nil {
+		return fmt.Errorf("automerge refused changes: %v: %w", err, ErrMalformed)
+	}
+	want := map[Hash]bool{}
+	for _, x := range before {
+		want[Hash(x)] = true
+	}
+	for _, c := range applied {
+		want[c.Hash] = true
+	}
+	for _, c := range applied {
+		for _, dep := range c.Deps {
+			delete(want, dep)
+		}
+	}
+	got := d.am.Heads()
+	if len(got) != len(want) {
+		return fmt.Errorf("automerge did not apply every change: %w", ErrMalformed)
+	}
+	for _, x := range got {
+		if !want[Hash(x)] {
+			return fmt.Errorf("automerge did not apply every change: %w", ErrMalformed)
+		}
+	}
+	return nil
+}
+
+// ensureHistory builds d.hist from the document's changes if it is not
+// built yet, at the cost of reading the whole history once. The caller
+// holds d.mu.
+func (d *Doc) ensureHistory() (err error) {
+	if d.hist != nil {
+		return nil
+	}
+	defer recoverInto(&err)
+	chs, err := d.am.Changes()
+	if err != nil {
+		return fmt.Errorf("index document: %v: %w", err, ErrMalformed)
+	}
+	h := newHistory()
+	for _, c := range chs {
+		info, err := judge(c.Save())
+		if err == nil {
+			err = h.add(info)
+		}
+		if err != nil {
+			return fmt.Errorf("index document: %w", err)
+		}
+	}
+	d.hist = h
+	return nil
 }
 
 // rollback replaces the automerge document by a fork at heads, dropping
 // anything applied or written since. The caller holds d.mu.
 func (d *Doc) rollback(heads []automerge.ChangeHash) error {
-	f, err := d.am.Fork(heads...)
-	if err != nil {
-		return fmt.Errorf("roll back: %w", err)
+	// Forking at no heads would copy the current state: an empty
+	// document is rolled back to a new one.
+	f := automerge.New()
+	if len(heads) > 0 {
+		var err error
+		if f, err = d.am.Fork(heads...); err != nil {
+			return fmt.Errorf("roll back: %w", err)
+		}
 	}
 	if err := f.SetActorID(d.actor); err != nil {
 		return fmt.Errorf("roll back: %w", err)
@@ -475,6 +661,10 @@ func (d *Doc) Edit(message string, at time.Time, fn func(tx *Tx) error) (ch Chan
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	before := d.am.Heads()
+	var m histMark
+	if d.hist != nil {
+		m = d.hist.mark()
+	}
 	tx := &Tx{d: d.am}
 	defer func() {
 		if r := recover(); r != nil {
@@ -482,6 +672,9 @@ func (d *Doc) Edit(message string, at time.Time, fn func(tx *Tx) error) (ch Chan
 		}
 		tx.d = nil
 		if err != nil {
+			if d.hist != nil {
+				d.hist.undo(m)
+			}
 			if rerr := d.rollback(before); rerr != nil {
 				err = errors.Join(err, rerr)
 			}
@@ -505,7 +698,21 @@ func (d *Doc) Edit(message string, at time.Time, fn func(tx *Tx) error) (ch Chan
 	if err != nil {
 		return Change{}, fmt.Errorf("edit: read back change: %w", err)
 	}
-	return fromAM(amc)
+	if ch, err = fromAM(amc); err != nil {
+		return Change{}, fmt.Errorf("edit: read back change: %w", err)
+	}
+	if d.hist != nil {
+		// Automerge's own change, judged as any other: the document never
+		// holds a change it could not save and load again.
+		info, err := judge(ch.Raw)
+		if err == nil {
+			err = d.hist.add(info)
+		}
+		if err != nil {
+			return Change{}, fmt.Errorf("edit: %w", err)
+		}
+	}
+	return ch, nil
 }
 
 // Fork returns an independent copy of the document as of heads (all of it
@@ -548,19 +755,18 @@ func (d *Doc) Merge(other *Doc) ([]Hash, error) {
 }
 
 // ApplyStored applies concatenated raw changes whose hashes are known, as
-// a store keeps them. When every dependency is present it is one bulk load,
-// checked against hashes; otherwise it falls back to ParseChanges and Apply,
-// holding what cannot apply yet. On error the document is unchanged.
+// a store keeps them: the changes are read in Go (no Automerge parsing),
+// checked against hashes, and applied as Apply does, holding what cannot
+// apply yet. Empty raw with no hashes does nothing; any other mismatch
+// between raw and hashes is ErrMalformed. On error the document is
+// unchanged.
 func (d *Doc) ApplyStored(raw []byte, hashes []Hash) error {
-	if len(raw) == 0 {
+	if len(raw) == 0 && len(hashes) == 0 {
 		return nil
 	}
-	if d.loadIncremental(raw, hashes) == nil {
-		return nil
-	}
-	chs, err := ParseChanges(raw)
+	chs, err := storedChanges(raw)
 	if err != nil {
-		return err
+		return fmt.Errorf("apply stored: %w", err)
 	}
 	if len(chs) != len(hashes) {
 		return fmt.Errorf("apply stored: %d changes for %d hashes: %w", len(chs), len(hashes), ErrMalformed)
@@ -574,32 +780,43 @@ func (d *Doc) ApplyStored(raw []byte, hashes []Hash) error {
 	return err
 }
 
-// loadIncremental bulk-loads raw and checks that every hash is then
-// applied; automerge's incremental load skips bytes it cannot parse.
-func (d *Doc) loadIncremental(raw []byte, hashes []Hash) (err error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if len(d.pending) > 0 {
-		return errors.New("held changes need the slow path")
+// storedChanges reads concatenated raw change chunks into Changes in Go,
+// checking each as ParseChanges does before Automerge would see it.
+func storedChanges(raw []byte) ([]Change, error) {
+	if len(raw) == 0 {
+		return nil, fmt.Errorf("empty input: %w", ErrMalformed)
 	}
-	before := d.am.Heads()
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("load changes: %v", r)
+	var out []Change
+	for rest := raw; len(rest) > 0; {
+		if len(rest) < 10 || !bytes.Equal(rest[:4], chunkMagic) {
+			return nil, fmt.Errorf("no change header at byte %d: %w", len(raw)-len(rest), ErrMalformed)
 		}
+		n, k := binary.Uvarint(rest[9:])
+		if k <= 0 || n > uint64(len(rest)-9-k) {
+			return nil, fmt.Errorf("bad length at byte %d: %w", len(raw)-len(rest), ErrMalformed)
+		}
+		end := 9 + k + int(n)
+		b, err := parseChunk(rest[:end])
 		if err != nil {
-			if rerr := d.rollback(before); rerr != nil {
-				err = errors.Join(err, rerr)
-			}
+			return nil, fmt.Errorf("change at byte %d: %v: %w", len(raw)-len(rest), err, ErrMalformed)
 		}
-	}()
-	if err := d.am.LoadIncremental(raw); err != nil {
-		return err
-	}
-	for _, h := range hashes {
-		if !d.has(h) {
-			return fmt.Errorf("change %s did not load", h)
+		c := Change{
+			Hash:    b.hash,
+			Deps:    make([]Hash, len(b.deps)/32),
+			Actor:   hex.EncodeToString(b.actor),
+			Seq:     b.seq,
+			Time:    time.UnixMilli(b.time).UTC(),
+			Message: string(b.message),
+			Raw:     bytes.Clone(rest[:end]),
+		}
+		for i := range c.Deps {
+			copy(c.Deps[i][:], b.deps[32*i:])
+		}
+		out = append(out, c)
+		rest = rest[end:]
+		if len(out) > maxChanges {
+			return nil, fmt.Errorf("more than %d changes: %w", maxChanges, ErrMalformed)
 		}
 	}
-	return nil
+	return out, nil
 }
