@@ -11,6 +11,7 @@ import (
 
 	"github.com/chartsync/chartsync/replica/store"
 	"github.com/chartsync/chartsync/replica/store/sqlite"
+	"github.com/chartsync/chartsync/replica/store/sqlite/faultvfs"
 	"github.com/chartsync/chartsync/replica/store/storetest"
 )
 
@@ -27,6 +28,14 @@ func TestConformance(t *testing.T) {
 			t.Cleanup(func() { _ = s2.Close() })
 			require.NoError(t, s2.IntegrityCheck(context.Background()))
 			return s2
+		}, FailWrites: func(t *testing.T) func() {
+			// The commit's WAL fsync fails.
+			faultvfs.Arm(filepath.Dir(path), faultvfs.FailSync(faultvfs.WAL, 0, 1))
+			return faultvfs.Disarm
+		}, Crash: func(t *testing.T) store.Store {
+			c := crashView(t, path, t.TempDir())
+			t.Cleanup(func() { _ = c.Close() })
+			return c
 		}}
 	})
 }

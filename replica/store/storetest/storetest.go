@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -26,6 +27,14 @@ import (
 type Opened struct {
 	Store  store.Store
 	Reopen func(t *testing.T) store.Store
+	// FailWrites, if not nil, makes the storage fail as a faulty disk
+	// would (a failed fsync, say) until heal is called, to check that a
+	// failed Write keeps its word.
+	FailWrites func(t *testing.T) (heal func())
+	// Crash, if not nil, returns a store over what a process killed at
+	// this instant would leave of Store's storage (a copy: Store stays
+	// open).
+	Crash func(t *testing.T) store.Store
 }
 
 func change(chart string, n int, from string) store.NewChange {
@@ -364,6 +373,47 @@ func Run(t *testing.T, open func(t *testing.T) Opened) {
 		peers, err := s.Peers(ctx)
 		require.NoError(t, err)
 		assert.Equal(t, uint64(9), peers[0].Received)
+	})
+
+	t.Run("FailedWriteKeepsItsWord", func(t *testing.T) {
+		o := open(t)
+		if o.FailWrites == nil {
+			t.Skip("the store cannot be made to fail")
+		}
+		s := o.Store
+		_, err := s.Write(ctx, store.Batch{Changes: []store.NewChange{change("a", 1, "")}})
+		require.NoError(t, err)
+		heal := o.FailWrites(t)
+		failed := store.Batch{Changes: []store.NewChange{change("a", 2, "")}, Meta: map[string]string{"entered": "twice?"}}
+		_, err = s.Write(ctx, failed)
+		heal()
+		require.Error(t, err, "the write fails on a failing disk")
+		unknown := errors.Is(err, store.ErrOutcomeUnknown)
+		held := func(s store.Store) bool {
+			known, err := s.Known(ctx, []crdt.Hash{failed.Changes[0].Hash})
+			require.NoError(t, err)
+			_, merr := s.Meta(ctx, "entered")
+			if merr != nil {
+				require.ErrorIs(t, merr, store.ErrNotFound)
+			}
+			require.Equal(t, known[failed.Changes[0].Hash], merr == nil, "a batch is stored whole or not at all")
+			return merr == nil
+		}
+		now := held(s)
+		if !unknown {
+			assert.False(t, now, "a write that failed without ErrOutcomeUnknown (%v) stored nothing", err)
+		}
+		if o.Crash != nil {
+			assert.Equal(t, now, held(o.Crash(t)), "after %v a crash leaves what a re-read shows", err)
+		}
+		_, err = s.Write(ctx, store.Batch{Changes: []store.NewChange{change("a", 3, "")}})
+		require.NoError(t, err, "the store writes again once the disk is healthy")
+		if o.Crash != nil {
+			assert.Equal(t, now, held(o.Crash(t)), "a later write does not change what became of a failed one")
+		}
+		if o.Reopen != nil {
+			assert.Equal(t, now, held(o.Reopen(t)), "a restart agrees with the re-read")
+		}
 	})
 
 	t.Run("ClosedStoreRefusesCalls", func(t *testing.T) {
