@@ -10,6 +10,7 @@ import (
 
 	"github.com/chartsync/chartsync/crdt"
 	"github.com/chartsync/chartsync/replica"
+	"github.com/chartsync/chartsync/replica/store"
 )
 
 // A change the chart cannot take, sent by a peer whose bundle is
@@ -63,5 +64,47 @@ func TestChangesAChartCannotTakeAreRefusedAndKept(t *testing.T) {
 				assert.Equal(t, vBefore, view(t, b, chart))
 			})
 		}
+	}
+}
+
+// A stored snapshot that does not load (damaged on disk, or crafted) is
+// not fatal: the chart is rebuilt from its changes in the log, reported,
+// and a good snapshot replaces the bad one at the next write.
+func TestAChartWhoseSnapshotDoesNotLoadIsRebuiltFromItsLog(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name string
+		data func(good []byte) []byte
+	}{
+		{"garbage", func([]byte) []byte { return []byte("not a document") }},
+		{"truncated", func(good []byte) []byte { return good[:len(good)/2] }},
+		{"one byte changed", func(good []byte) []byte {
+			bad := append([]byte(nil), good...)
+			bad[len(bad)/2] ^= 0x40
+			return bad
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := replica.Config{CompactAfter: 2}
+			r, st := newMem(t, cfg)
+			chart := register(t, r, "Wanjiru", "Mwangi", "Kamuga")
+			for i := range 3 {
+				edit(t, r, chart, allergy(i))
+			}
+			want := view(t, r, chart)
+			snap, err := st.Snapshot(ctx, chart)
+			require.NoError(t, err)
+			_, err = st.Write(ctx, store.Batch{Snapshots: []store.NewSnapshot{{Chart: chart, Data: tc.data(snap.Data)}}})
+			require.NoError(t, err)
+
+			r = reopenMem(t, r, st, cfg)
+			assert.Equal(t, want, view(t, r, chart), "the chart is rebuilt from its log")
+			assert.Equal(t, 1, r.RebuiltCharts())
+			edit(t, r, chart, allergy(9))
+			snap, err = st.Snapshot(ctx, chart)
+			require.NoError(t, err)
+			_, err = crdt.Load(snap.Data, "")
+			require.NoError(t, err, "the next write stores a snapshot that loads")
+		})
 	}
 }

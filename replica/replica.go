@@ -113,6 +113,9 @@ type Replica struct {
 	mu    sync.Mutex // serialises writes, chart loads and the cache
 	cache *lru
 	held  *heldStore // received changes waiting for their dependencies
+	// rebuilt counts charts rebuilt from their log because their stored
+	// snapshot did not load.
+	rebuilt atomic.Int64
 
 	// afterPlan, if set (by tests), is called with a bundle's sender
 	// once the bundle is planned without the write lock.
@@ -408,12 +411,20 @@ func (r *Replica) loadStored(ctx context.Context, id string) (*loaded, error) {
 	var doc *crdt.Doc
 	var after uint64
 	snap, err := r.st.Snapshot(ctx, id)
+	if err == nil {
+		if doc, err = crdt.Load(snap.Data, r.id); err == nil {
+			after = snap.Seq
+		} else {
+			// Every change of the chart is in the log: a snapshot that
+			// does not load (damaged, or saved by an older build) is
+			// rebuilt from it, and the next one replaces it.
+			r.log.Error("chart snapshot does not load: rebuilding the chart from its changes", "chart", id, "err", err)
+			r.rebuilt.Add(1)
+			err = store.ErrNotFound
+		}
+	}
 	switch {
 	case err == nil:
-		if doc, err = crdt.Load(snap.Data, r.id); err != nil {
-			return nil, fmt.Errorf("load chart %s snapshot: %w", id, err)
-		}
-		after = snap.Seq
 	case errors.Is(err, store.ErrNotFound):
 		if doc, err = crdt.New(r.id); err != nil {
 			return nil, err
@@ -520,7 +531,15 @@ func chartWrites(cfg Config, b *store.Batch, l *loaded) error {
 	}
 	l.scope = e.Scope
 	if l.sinceSnapshot >= cfg.CompactAfter && len(l.doc.Pending()) == 0 {
-		b.Snapshots = append(b.Snapshots, store.NewSnapshot{Chart: l.id, Data: l.doc.Save()})
+		// A snapshot is stored only once it is known to load again: a
+		// chart whose snapshot did not would be lost to every later
+		// read. Its changes stay in the log either way.
+		data, err := l.doc.SaveChecked()
+		if err != nil {
+			cfg.Logger.Error("chart snapshot not stored: it does not load back", "chart", l.id, "err", err)
+			return nil
+		}
+		b.Snapshots = append(b.Snapshots, store.NewSnapshot{Chart: l.id, Data: data})
 	}
 	return nil
 }
@@ -609,3 +628,7 @@ func (r *Replica) importInto(ctx context.Context, prev *loaded, c *record.Chart,
 	}
 	return &loaded{id: c.ID(), doc: prev.doc, chart: chart, sinceSnapshot: prev.sinceSnapshot + n, scope: prev.scope}, nil
 }
+
+// RebuiltCharts counts the charts rebuilt from their changes since Open
+// because their stored snapshot did not load (each is logged too).
+func (r *Replica) RebuiltCharts() int { return int(r.rebuilt.Load()) }
