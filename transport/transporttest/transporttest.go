@@ -37,6 +37,11 @@ type Pair struct {
 	Inject func(ctx context.Context, raw []byte) error
 	// BadInput lists the sentinel errors a rejected message may match (errors.Is).
 	BadInput []error
+	// Seal, if set, turns a replica bundle from A to B (replica.Bundle's
+	// wire form) into the message this transport carries, as A would
+	// send it (a relay bundle signed by A). Nil means the bundle is the
+	// message (HTTPS bodies, bundle files).
+	Seal func(ctx context.Context, bundle []byte) ([]byte, error)
 }
 
 // maxRounds bounds how many Rounds the suite waits for convergence or for
@@ -59,6 +64,7 @@ func Run(t *testing.T, newPair func(t *testing.T) Pair) {
 		}
 	})
 	t.Run("BadInputRefused", func(t *testing.T) { testBadInput(t, checked(t, newPair)) })
+	t.Run("Adversarial", func(t *testing.T) { testAdversarial(t, newPair) })
 }
 
 func checked(t *testing.T, newPair func(t *testing.T) Pair) Pair {
