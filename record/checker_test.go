@@ -113,6 +113,7 @@ func forge(t tb, d *crdt.Doc, message string, ops func(next func() crdt.OpID) []
 			note(p)
 		}
 	}
+	slices.Sort(info.OtherActors) // as Automerge writes them
 	raw, err := crdt.EncodeChange(info)
 	require.NoError(t, err)
 	ch, err := crdt.ParseChange(raw)
