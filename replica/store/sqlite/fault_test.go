@@ -140,6 +140,7 @@ func TestFailedCommitHasAKnownOutcome(t *testing.T) {
 		want  string
 		held  bool // with unknown: whether the entry turns out to be held
 		full  bool // the error matches store.ErrDiskFull
+		fresh bool // entry 1 is copied from the WAL before the fault (as a clean Close does)
 	}{
 		{name: "WAL fsync fails once", rules: []faultvfs.Rule{faultvfs.FailSync(faultvfs.WAL, 0, 1)}, want: absent},
 		{name: "every fsync fails", rules: []faultvfs.Rule{faultvfs.FailSync(faultvfs.All, 0, -1)}, want: unknown},
@@ -149,6 +150,16 @@ func TestFailedCommitHasAKnownOutcome(t *testing.T) {
 		{name: "WAL fsync fails, then every write fails", rules: []faultvfs.Rule{
 			faultvfs.FailSync(faultvfs.WAL, 0, 1), faultvfs.FailWrite(faultvfs.All, 0, -1, false).Then(0),
 		}, want: unknown, held: true},
+		// On a fresh WAL the first fsync is of its header, before the
+		// commit's frames: the second is the commit's.
+		{name: "WAL fsync fails, then the disk turns read-only", rules: append([]faultvfs.Rule{faultvfs.FailSync(faultvfs.WAL, 1, 1)}, faultvfs.Dies(0)...),
+			fresh: true, want: unknown, held: true},
+		// Closing the database to reopen it finds nothing earlier to
+		// copy from the WAL, so it deletes the WAL, failed commit and all.
+		{name: "WAL fsync fails, then every write fails, on a fresh WAL", rules: []faultvfs.Rule{
+			faultvfs.FailSync(faultvfs.WAL, 1, 1), faultvfs.FailWrite(faultvfs.All, 0, -1, false).Then(0),
+		}, fresh: true, want: unknown, held: false},
+		{name: "the fsync of a fresh WAL's header fails", rules: []faultvfs.Rule{faultvfs.FailSync(faultvfs.WAL, 0, 1)}, fresh: true, want: absent},
 		// The fence takes the place the failed commit already has in the
 		// WAL: it needs no new space.
 		{name: "WAL fsync fails, then the disk is full", rules: []faultvfs.Rule{
@@ -164,6 +175,10 @@ func TestFailedCommitHasAKnownOutcome(t *testing.T) {
 			s := openAt(t, path)
 			_, err := s.Write(ctx, entry(1))
 			require.NoError(t, err)
+			if tt.fresh {
+				require.NoError(t, s.Close())
+				s = openAt(t, path)
+			}
 
 			faultvfs.Arm(dir, tt.rules...)
 			_, err = s.Write(ctx, entry(2))
@@ -298,7 +313,7 @@ func faultRules(t *rapid.T) []faultvfs.Rule {
 	case 4:
 		return []faultvfs.Rule{faultvfs.FailSync(faultvfs.WAL, skip, 1), faultvfs.DiskFull(0)[0].Then(0), faultvfs.DiskFull(0)[1].Then(0)}
 	default: // the disk dies
-		return []faultvfs.Rule{faultvfs.FailSync(faultvfs.WAL, skip, 1), faultvfs.FailWrite(faultvfs.All, 0, -1, false).Then(0)}
+		return append([]faultvfs.Rule{faultvfs.FailSync(faultvfs.WAL, skip, 1)}, faultvfs.Dies(0)...)
 	}
 }
 

@@ -266,7 +266,21 @@ static int v_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *p, int flags
 }
 
 static int v_delete(sqlite3_vfs *vfs, const char *name, int sync_dir) {
+	fault_file f;
+	fault_rule r;
+	size_t n = strlen(name);
 	(void)vfs;
+	memset(&f, 0, sizeof(f));
+	f.path = (char *)name;
+	f.kind = FAULT_DB;
+	if (n > 4 && strcmp(name + n - 4, "-wal") == 0) {
+		f.kind = FAULT_WAL;
+	} else if (n > 8 && strcmp(name + n - 8, "-journal") == 0) {
+		f.kind = FAULT_OTHER;
+	}
+	if (decide(&f, FAULT_OP_DELETE, f.kind, 0, &r)) {
+		return fail(&r);
+	}
 	return real_vfs->xDelete(real_vfs, name, sync_dir);
 }
 

@@ -63,10 +63,11 @@ type Op int
 
 // Operations.
 const (
-	Write Op = C.FAULT_OP_WRITE // any write
-	Sync  Op = C.FAULT_OP_SYNC  // an fsync
-	Shm   Op = C.FAULT_OP_SHM   // growing the wal-index
-	Grow  Op = C.FAULT_OP_GROW  // anything that makes a file bigger
+	Write  Op = C.FAULT_OP_WRITE  // any write
+	Sync   Op = C.FAULT_OP_SYNC   // an fsync
+	Shm    Op = C.FAULT_OP_SHM    // growing the wal-index
+	Grow   Op = C.FAULT_OP_GROW   // anything that makes a file bigger
+	Delete Op = C.FAULT_OP_DELETE // deleting a file
 )
 
 // SQLite result codes a rule returns, as the default VFS would.
@@ -75,7 +76,7 @@ const (
 	CodeIOErrWrite   = 10 | (3 << 8)  // SQLITE_IOERR_WRITE
 	CodeIOErrFsync   = 10 | (4 << 8)  // SQLITE_IOERR_FSYNC
 	CodeIOErrShmSize = 10 | (19 << 8) // SQLITE_IOERR_SHMSIZE
-	CodeIOErrTrunc   = 10 | (6 << 8)  // SQLITE_IOERR_TRUNCATE
+	CodeIOErrDelete  = 10 | (10 << 8) // SQLITE_IOERR_DELETE
 )
 
 // Rule fails operations: of the operations Op on Files, it lets Skip
@@ -111,6 +112,16 @@ func FailSync(files Files, skip, times int) Rule {
 // performed says whether the bytes are written all the same.
 func FailWrite(files Files, skip, times int, performed bool) Rule {
 	return Rule{Op: Write, Files: files, Skip: skip, Times: times, Code: CodeIOErrWrite, Errno: syscall.EIO, Perform: performed}
+}
+
+// Dies returns the rules of a disk that, once the rule at index i has
+// fired, writes and deletes nothing more, as a Linux filesystem remounted
+// read-only after an I/O error does (ext4's errors=remount-ro).
+func Dies(i int) []Rule {
+	return []Rule{
+		{Op: Write, Files: All, Times: -1, Code: CodeIOErrWrite, Errno: syscall.EROFS, After: i + 1},
+		{Op: Delete, Files: All, Times: -1, Code: CodeIOErrDelete, Errno: syscall.EROFS, After: i + 1},
+	}
 }
 
 // DiskFull returns the rules of a full disk from the skip-th growth of a

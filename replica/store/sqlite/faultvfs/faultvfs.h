@@ -80,6 +80,7 @@ enum {
 	FAULT_OP_SYNC = 2,     // an fsync
 	FAULT_OP_SHM = 3,      // growing the shared-memory wal-index
 	FAULT_OP_GROW = 4,     // anything that makes a file bigger (write past the end, truncate up, shm growth)
+	FAULT_OP_DELETE = 5,   // deleting a file
 };
 
 // Files a rule applies to (a bit set).
