@@ -68,8 +68,11 @@
 // While a store is open for reading only, no other process can open the
 // same database. What a re-read shows after store.ErrOutcomeUnknown is
 // what the operating system holds; after a failed fsync, a power cut may
-// still lose it. The fence rests on SQLite's WAL format, in which a frame
-// counts only if every frame before it in the log does.
+// still lose it. It matches what a restart would find when no other
+// process has the database open (another process keeps the wal-index as it
+// was, and with it the reopened connection's view). The fence rests on
+// SQLite's WAL format, in which a frame counts only if every frame before
+// it in the log does.
 package sqlite
 
 import (
