@@ -24,9 +24,14 @@
 // wrong-sender, unauthorized-change: a change its recorded role may not
 // make, forged-change: a change not signed by its device; the last two
 // also match replica.ErrUnauthorizedChange and replica.ErrForgedChange),
-// 413 ErrTooLarge, 503 ErrBusy (with Retry-After), other 5xx ErrServer.
+// 408 ErrTooSlow (code too-slow: the body came slower than the cloud's
+// minimum rate, or past its deadline), 413 ErrTooLarge, 429
+// ErrSyncInProgress (another sync of the device is in progress; it also
+// matches ErrBusy), 503 ErrBusy (with Retry-After), other 5xx ErrServer.
 // A network failure after the retries is ErrUnreachable, wrapping the
-// network error.
+// network error. 400 means the device's data is at fault (a change the
+// cloud's replica cannot take, such as one reusing a sequence number,
+// is malformed too, never a 500), and 5xx only the cloud's own faults.
 //
 // # Access log
 //
@@ -132,9 +137,10 @@
 // # Retries and resumption
 //
 // The Client retries a request cut by a dropped link, a stall (no byte
-// moved for StallTimeout), a busy (503) or failing (5xx) cloud, with
-// capped exponential backoff and full jitter, honouring Retry-After; a
-// refusal (4xx) or an untrusted server certificate is final. A Syncer
+// moved for StallTimeout), a request the cloud cut as too slow (408), a
+// busy (503, 429) or failing (5xx) cloud, with capped exponential
+// backoff and full jitter, honouring Retry-After; any other refusal
+// (4xx) or an untrusted server certificate is final. A Syncer
 // does not send a refused bundle again on its own: it sends again only
 // when the bundle differs (a new edit) or when SyncNow asks, and
 // Status.Refused says a person has to act (LastError says why). Retrying is
@@ -188,12 +194,26 @@
 // There is no revocation list: a lost device's key is accepted until its
 // certificate expires, so enrol with a short validity (the default is a
 // year) and re-enrol (a device.Authority revocation cuts the device off
-// from relay peers, not from the cloud). The Handler reads and answers up to MaxConcurrent syncs at
-// once but applies their bundles a few at a time, in arrival order (the
-// replica serialises writes), so the cloud's throughput is the replica's:
-// with SQLite, some tens of syncs a second on a small machine. Syncs
-// beyond MaxConcurrent wait up to QueueWait, then get 503 with
-// Retry-After. A device that holds a chart
+// from relay peers, not from the cloud).
+//
+// The Handler bounds what each device can hold. A device has one sync in
+// progress at a time (a few more wait for it, up to QueueWait; then 429).
+// A sync's body is read before it takes one of the MaxConcurrent sync
+// slots, so a slow link holds no slot; bodies being read and answers
+// being written are bounded by MaxTransfers. Each must keep moving: no
+// pause over StallTimeout, an average of MinTransferRate bytes a second
+// once StallTimeout has passed, and the whole sync within
+// RequestTimeout; a body that falls behind is cut with 408. These
+// deadlines replace the server's ReadTimeout and WriteTimeout for a
+// sync. So a device trickling a byte at a time holds one transfer for
+// about StallTimeout and never a sync slot, and four connections of one
+// device hold no more than one. The Handler applies bundles a few at a
+// time, in arrival order (the replica serialises writes), so the
+// cloud's throughput is the replica's: with SQLite, some tens of syncs
+// a second on a small machine. Syncs beyond MaxConcurrent or
+// MaxTransfers wait up to QueueWait, then get 503 with Retry-After. A
+// device on a link slower than MinTransferRate cannot sync large
+// bundles: lower its replica Config.BundleBytes. A device that holds a chart
 // outside its clinic's scope (from a file carried from another clinic)
 // does not send it: the Client builds its bundles for its own clinic, as
 // the cloud would refuse the whole bundle otherwise. The Syncer's Pending

@@ -28,9 +28,19 @@ var (
 	// ErrMalformed (400): the cloud could not read the bundle (corrupt, an
 	// unknown format version, or addressed to another replica).
 	ErrMalformed = errors.New("cloud refused a malformed bundle")
-	// ErrBusy (503): the cloud is at its limit of concurrent syncs; retry
-	// after StatusError.RetryAfter.
+	// ErrBusy (503, 429): the cloud is at its limit of concurrent syncs,
+	// or has another sync of this device in progress; retry after
+	// StatusError.RetryAfter. The Client does.
 	ErrBusy = errors.New("cloud busy")
+	// ErrSyncInProgress (429): the cloud has another sync of this device
+	// in progress (one whose link dropped, say, and which the cloud has
+	// not yet cut). It also matches ErrBusy, and is retried.
+	ErrSyncInProgress = errors.New("another sync of this device in progress at the cloud")
+	// ErrTooSlow (408): the cloud cut the request because its body came
+	// too slowly (under the cloud's minimum rate, or past its deadline
+	// for a sync). It is retried: the link may be faster next time; if it
+	// keeps happening, lower the local replica's Config.BundleBytes.
+	ErrTooSlow = errors.New("request too slow for the cloud")
 	// ErrServer (5xx other than 503): the cloud failed.
 	ErrServer = errors.New("cloud failed")
 	// ErrServerNotTrusted: the server's certificate is not one the
@@ -56,6 +66,8 @@ const (
 	CodeForgedChange       = "forged-change"
 	CodeTooLarge           = "too-large"
 	CodeBusy               = "busy"
+	CodeSyncInProgress     = "sync-in-progress"
+	CodeTooSlow            = "too-slow"
 	CodeMethod             = "method-not-allowed"
 	CodeNotFound           = "not-found"
 	CodeInternal           = "internal"
@@ -70,7 +82,8 @@ type errorBody struct {
 
 // StatusError is an error response from the cloud. It matches, with
 // errors.Is, the sentinel for its status (ErrUnauthorized, ErrForbidden,
-// ErrTooLarge, ErrMalformed, ErrBusy, ErrServer) and, where the code says
+// ErrTooLarge, ErrMalformed, ErrTooSlow, ErrBusy, ErrSyncInProgress,
+// ErrServer) and, where the code says
 // so, the replica error behind it (replica.ErrBundleVersion,
 // replica.ErrMalformedBundle, replica.ErrWrongRecipient,
 // replica.ErrUnauthorizedChange, replica.ErrForgedChange).
@@ -105,7 +118,11 @@ func (e *StatusError) Is(target error) bool {
 	case ErrMalformed:
 		return e.Status == http.StatusBadRequest
 	case ErrBusy:
-		return e.Status == http.StatusServiceUnavailable
+		return e.Status == http.StatusServiceUnavailable || e.Status == http.StatusTooManyRequests
+	case ErrSyncInProgress:
+		return e.Status == http.StatusTooManyRequests
+	case ErrTooSlow:
+		return e.Status == http.StatusRequestTimeout
 	case ErrServer:
 		return e.Status >= 500 && e.Status != http.StatusServiceUnavailable
 	case replica.ErrBundleVersion:
@@ -129,7 +146,8 @@ func (e *StatusError) Is(target error) bool {
 }
 
 // transient reports whether a status is worth retrying: the cloud was busy
-// or failed, not a refusal of this request.
+// or failed, or cut a request that came too slowly; not a refusal of this
+// request.
 func (e *StatusError) transient() bool {
-	return e.Status >= 500 || e.Status == http.StatusTooManyRequests
+	return e.Status >= 500 || e.Status == http.StatusTooManyRequests || e.Status == http.StatusRequestTimeout
 }

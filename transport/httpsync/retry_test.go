@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/chartsync/chartsync/audit"
 	"github.com/chartsync/chartsync/transport/httpsync"
 	"github.com/chartsync/chartsync/transport/transporttest"
 )
@@ -257,10 +258,44 @@ func holdFirst(entered chan<- struct{}, release <-chan struct{}) func(http.Handl
 	}
 }
 
+// heldLog is an access log that holds the first write it is asked to
+// record, with its sync's slot taken, until release is closed.
+type heldLog struct {
+	entered chan<- struct{}
+	release <-chan struct{}
+	once    sync.Once
+}
+
+func (l *heldLog) Append(ctx context.Context, es ...audit.Entry) error {
+	for _, e := range es {
+		if e.Action == audit.Write {
+			l.once.Do(func() {
+				l.entered <- struct{}{}
+				<-l.release
+			})
+		}
+	}
+	return nil
+}
+
 func TestConcurrencyLimit(t *testing.T) {
-	entered, release := make(chan struct{}), make(chan struct{})
-	c := newCloud(t, cloudOptions{memory: true, config: httpsync.Config{MaxConcurrent: 1, QueueWait: time.Millisecond},
-		wrap: holdFirst(entered, release)})
+	t.Run("syncs in progress", func(t *testing.T) {
+		// The first sync holds the only transfer while its body is read.
+		entered, release := make(chan struct{}), make(chan struct{})
+		c := newCloud(t, cloudOptions{memory: true, config: httpsync.Config{MaxTransfers: 1, QueueWait: time.Millisecond},
+			wrap: holdFirst(entered, release)})
+		testConcurrencyLimit(t, c, entered, release)
+	})
+	t.Run("syncs applied", func(t *testing.T) {
+		// The first sync holds the only slot while it is applied.
+		entered, release := make(chan struct{}), make(chan struct{})
+		c := newCloud(t, cloudOptions{memory: true, config: httpsync.Config{MaxConcurrent: 1, QueueWait: time.Millisecond,
+			AccessLog: &heldLog{entered: entered, release: release}}})
+		testConcurrencyLimit(t, c, entered, release)
+	})
+}
+
+func testConcurrencyLimit(t *testing.T, c *cloud, entered <-chan struct{}, release chan<- struct{}) {
 	cfg := fastRetries()
 	cfg.MaxAttempts = 1
 	a := c.newDevice(t, "kamuga", "tablet", cfg)
@@ -274,13 +309,58 @@ func TestConcurrencyLimit(t *testing.T) {
 	require.ErrorIs(t, err, httpsync.ErrBusy, "a second sync finds no slot")
 	var se *httpsync.StatusError
 	require.ErrorAs(t, err, &se)
+	assert.Equal(t, http.StatusServiceUnavailable, se.Status)
 	assert.Equal(t, time.Second, se.RetryAfter, "the cloud says when to come back")
 	assert.EqualValues(t, 1, c.handler.Stats().Busy)
 	close(release)
 	require.NoError(t, <-done, "the held sync completes")
+	// The device has its answer a moment before the handler returns.
+	waitHandler(t, c.handler, "the held sync has ended", func(st httpsync.HandlerStats) bool { return st.Active == 0 })
 	_, err = b.client.Sync(t.Context())
 	require.NoError(t, err, "the slot is free again")
 	assert.Contains(t, transporttest.ChartIDs(t, b.rep), transporttest.ChartIDs(t, a.rep)[0])
+}
+
+// A device has one sync in progress at the cloud: more wait for it to end
+// (up to four, each up to QueueWait), and one more is turned away at once
+// with 429, which the client takes as busy (and retries). Another device
+// is not held up.
+func TestOneSyncPerDevice(t *testing.T) {
+	entered, release := make(chan struct{}), make(chan struct{})
+	c := newCloud(t, cloudOptions{memory: true, config: httpsync.Config{QueueWait: time.Hour},
+		wrap: holdFirst(entered, release)})
+	cfg := fastRetries()
+	cfg.MaxAttempts = 1
+	a := c.newDevice(t, "kamuga", "tablet", cfg)
+	b := c.newDevice(t, "kamuga", "laptop", cfg)
+	registerAt(t, a.rep, "Wanjiru", "Mwangi", "kamuga")
+	out, err := a.rep.MakeBundle(t.Context(), c.rep.ID())
+	require.NoError(t, err)
+
+	results := make(chan error, 5)
+	post := func() { _, err := a.client.PostRaw(context.Background(), out.Data); results <- err }
+	go post()
+	<-entered // a's first sync is in progress
+	for range 4 {
+		go post()
+	}
+	waitHandler(t, c.handler, "four syncs of the device wait", func(st httpsync.HandlerStats) bool { return st.Waiting == 4 })
+	_, err = a.client.PostRaw(t.Context(), out.Data)
+	require.ErrorIs(t, err, httpsync.ErrSyncInProgress, "one more sync of the device is turned away")
+	assert.ErrorIs(t, err, httpsync.ErrBusy, "as a busy answer, which is retried")
+	var se *httpsync.StatusError
+	require.ErrorAs(t, err, &se)
+	assert.Equal(t, http.StatusTooManyRequests, se.Status)
+	assert.Positive(t, se.RetryAfter)
+	assert.Equal(t, int64(1), c.handler.Stats().Active, "one sync of the device is in progress")
+
+	_, err = b.client.Sync(t.Context())
+	require.NoError(t, err, "another device is not held up")
+	close(release)
+	for range 5 {
+		require.NoError(t, <-results, "the waiting syncs go through once the first has ended")
+	}
+	assert.Zero(t, c.handler.Stats().Refused, "turning a sync away is not a refusal")
 }
 
 func TestGracefulShutdown(t *testing.T) {
@@ -308,4 +388,19 @@ func TestGracefulShutdown(t *testing.T) {
 	assert.Contains(t, transporttest.ChartIDs(t, c.rep), id, "the in-flight sync's chart is at the cloud")
 	_, err := d.client.Sync(t.Context())
 	assert.True(t, errors.Is(err, httpsync.ErrUnreachable), "after shutdown the cloud is unreachable: %v", err)
+}
+
+// waitHandler waits until the handler's counters satisfy ok, failing the
+// test after a generous bound (a guard against hanging, not a timing).
+func waitHandler(t *testing.T, h *httpsync.Handler, what string, ok func(httpsync.HandlerStats) bool) httpsync.HandlerStats {
+	t.Helper()
+	guard := time.Now().Add(20 * time.Second)
+	for {
+		st := h.Stats()
+		if ok(st) {
+			return st
+		}
+		require.True(t, time.Now().Before(guard), "the handler never reached %q: %+v", what, st)
+		time.Sleep(time.Millisecond) // poll the counters; no timing is asserted
+	}
 }

@@ -9,9 +9,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"os"
 	"runtime"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -44,19 +47,40 @@ type Config struct {
 	// MaxBodyBytes bounds a request body (default 32 MiB; keep it well
 	// above the devices' replica.Config.BundleBytes, 4 MiB by default).
 	MaxBodyBytes int64
-	// MaxConcurrent bounds the syncs in progress at once (default 32),
-	// and so the memory they hold: at most MaxConcurrent × MaxBodyBytes
-	// of request bodies. A sync that finds no slot within QueueWait gets
-	// 503 with Retry-After. Bundles are then applied one or a few at a
-	// time, in arrival order (the replica serialises writes); a slow
-	// upload or download does not hold up the others.
+	// MaxConcurrent bounds the syncs being applied and answered at once
+	// (default 32). A sync takes its slot only once its body has arrived,
+	// so a slow link never holds one; a sync that finds no slot within
+	// QueueWait gets 503 with Retry-After. Bundles are then applied one
+	// or a few at a time, in arrival order (the replica serialises
+	// writes).
 	MaxConcurrent int
+	// MaxTransfers bounds the syncs in progress at once, from the first
+	// byte of the body to the last of the answer (default 4 ×
+	// MaxConcurrent), and so the memory their bodies hold: at most
+	// MaxTransfers × MaxBodyBytes. A sync that finds none free within
+	// QueueWait gets 503 with Retry-After. Each device has at most one
+	// sync in progress: another from the same device waits up to
+	// QueueWait for it to end, and gets 429 with Retry-After if it does
+	// not (or at once if one is already waiting).
+	MaxTransfers int
 	// QueueWait is how long a sync waits for a slot (default 10s): waiting
 	// costs a device less than uploading its bundle again.
 	QueueWait time.Duration
-	// StallTimeout cuts a request or response that moves no byte for
-	// this long (default 60s), so a dead 2G link does not hold a slot.
+	// StallTimeout cuts a request body or answer that moves no byte for
+	// this long (default 60s); it is also the grace period of
+	// MinTransferRate.
 	StallTimeout time.Duration
+	// MinTransferRate is the slowest average rate, in bytes a second, at
+	// which a request body and an answer may move once StallTimeout has
+	// passed since each began (default 512, 4 kbit/s: the slowest 2G
+	// link moves several times that). A body that falls behind is cut
+	// with 408, so trickling a byte now and then holds nothing for long.
+	MinTransferRate int64
+	// RequestTimeout bounds a whole sync, from its request's headers to
+	// the last byte of its answer (default 10m; at MinTransferRate that
+	// is some 300 KB each way, and a 2G link at 20 kbit/s moves 1.4 MB
+	// in it). A body still arriving then is cut with 408.
+	RequestTimeout time.Duration
 	// Logger receives one line per request; nil discards them.
 	Logger *slog.Logger
 	// Now is the clock credentials are checked against (default
@@ -77,7 +101,8 @@ func (c Config) Validate() error {
 		return errors.New("httpsync config: Replica is required")
 	case c.DeviceCA == nil && c.Authenticate == nil:
 		return errors.New("httpsync config: DeviceCA (or Authenticate) is required")
-	case c.MaxBodyBytes < 0 || c.MaxConcurrent < 0 || c.QueueWait < 0 || c.StallTimeout < 0:
+	case c.MaxBodyBytes < 0 || c.MaxConcurrent < 0 || c.MaxTransfers < 0 || c.QueueWait < 0 || c.StallTimeout < 0 ||
+		c.MinTransferRate < 0 || c.RequestTimeout < 0:
 		return errors.New("httpsync config: limits must not be negative")
 	}
 	return nil
@@ -89,6 +114,15 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxConcurrent == 0 {
 		c.MaxConcurrent = 32
+	}
+	if c.MaxTransfers == 0 {
+		c.MaxTransfers = 4 * c.MaxConcurrent
+	}
+	if c.MinTransferRate == 0 {
+		c.MinTransferRate = 512
+	}
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = 10 * time.Minute
 	}
 	if c.QueueWait == 0 {
 		c.QueueWait = 10 * time.Second
@@ -113,28 +147,33 @@ func (c Config) withDefaults() Config {
 // Every request is authenticated by the device's TLS client certificate.
 // It is safe for concurrent use.
 type Handler struct {
-	cfg   Config
-	rep   *replica.Replica
-	log   *slog.Logger
-	slots chan struct{} // syncs in progress
-	apply chan struct{} // syncs applying and building bundles
-	stats handlerStats
+	cfg       Config
+	rep       *replica.Replica
+	log       *slog.Logger
+	devices   deviceGate    // one sync in progress per device
+	transfers chan struct{} // syncs in progress
+	slots     chan struct{} // syncs whose body has arrived, being applied and answered
+	apply     chan struct{} // syncs applying and building bundles
+	stats     handlerStats
 }
 
 type handlerStats struct {
-	syncs, refused, failed, busy, active atomic.Int64
-	bytesIn, bytesOut                    atomic.Int64
+	syncs, refused, failed, busy, cut, active, receiving, waiting atomic.Int64
+	bytesIn, bytesOut                                             atomic.Int64
 }
 
 // HandlerStats counts what a Handler has served.
 type HandlerStats struct {
-	Syncs    int64 // syncs answered 200
-	Refused  int64 // requests answered 4xx
-	Failed   int64 // requests answered 5xx other than busy
-	Busy     int64 // syncs answered 503 for want of a slot
-	Active   int64 // syncs in progress now
-	BytesIn  int64 // request bundle bytes
-	BytesOut int64 // response bundle bytes
+	Syncs     int64 // syncs answered 200
+	Refused   int64 // requests answered 4xx, other than 408 and 429
+	Failed    int64 // requests answered 5xx other than busy
+	Busy      int64 // syncs answered 503 for want of a slot, or 429 for another of the device's in progress
+	Cut       int64 // syncs cut for moving too slowly or past RequestTimeout
+	Active    int64 // syncs in progress now
+	Receiving int64 // request bodies being received now
+	Waiting   int64 // syncs waiting now for a slot, or for another of their device's to end
+	BytesIn   int64 // request bundle bytes
+	BytesOut  int64 // response bundle bytes
 }
 
 // NewHandler returns a Handler serving cfg.Replica.
@@ -145,9 +184,11 @@ func NewHandler(cfg Config) (*Handler, error) {
 	cfg = cfg.withDefaults()
 	return &Handler{
 		cfg: cfg, rep: cfg.Replica,
-		log:   cfg.Logger.With("cloud", cfg.Replica.ID()),
-		slots: make(chan struct{}, cfg.MaxConcurrent),
-		apply: make(chan struct{}, min(cfg.MaxConcurrent, max(2, runtime.GOMAXPROCS(0)))),
+		log:       cfg.Logger.With("cloud", cfg.Replica.ID()),
+		devices:   deviceGate{turns: map[string]*deviceTurn{}},
+		transfers: make(chan struct{}, cfg.MaxTransfers),
+		slots:     make(chan struct{}, cfg.MaxConcurrent),
+		apply:     make(chan struct{}, min(cfg.MaxConcurrent, max(2, runtime.GOMAXPROCS(0)))),
 	}, nil
 }
 
@@ -155,8 +196,8 @@ func NewHandler(cfg Config) (*Handler, error) {
 func (h *Handler) Stats() HandlerStats {
 	s := &h.stats
 	return HandlerStats{
-		Syncs: s.syncs.Load(), Refused: s.refused.Load(), Failed: s.failed.Load(), Busy: s.busy.Load(),
-		Active: s.active.Load(), BytesIn: s.bytesIn.Load(), BytesOut: s.bytesOut.Load(),
+		Syncs: s.syncs.Load(), Refused: s.refused.Load(), Failed: s.failed.Load(), Busy: s.busy.Load(), Cut: s.cut.Load(),
+		Active: s.active.Load(), Receiving: s.receiving.Load(), Waiting: s.waiting.Load(), BytesIn: s.bytesIn.Load(), BytesOut: s.bytesOut.Load(),
 	}
 }
 
@@ -228,6 +269,10 @@ func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request) (Device, 
 
 func (h *Handler) serveSync(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
+	// Until the body has been read, an answer closes the connection:
+	// net/http would otherwise read the rest of a small body first, as
+	// slowly as the device cares to send it, before answering.
+	w.Header().Set("Connection", "close")
 	dev, ok := h.authenticate(w, r)
 	if !ok {
 		return
@@ -237,49 +282,59 @@ func (h *Handler) serveSync(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, http.StatusRequestEntityTooLarge, CodeTooLarge, fmt.Sprintf("the bundle of %d bytes is over this cloud's limit of %d; send smaller bundles (replica Config.BundleBytes)", r.ContentLength, h.cfg.MaxBodyBytes), nil)
 		return
 	}
-	if !h.acquire(r.Context()) {
+	// One sync per device at a time: more would only hold the cloud.
+	leave, ok := h.devices.enter(r.Context(), dev.Replica, h.cfg.QueueWait, &h.stats.waiting)
+	if !ok {
 		h.stats.busy.Add(1)
 		w.Header().Set("Retry-After", "1")
-		h.fail(w, r, http.StatusServiceUnavailable, CodeBusy, "the cloud is serving as many syncs as it can; try again shortly", nil)
+		h.fail(w, r, http.StatusTooManyRequests, CodeSyncInProgress, "another sync of this device is in progress at the cloud; try again when it has ended", nil)
 		return
 	}
-	defer h.release()
+	defer leave()
+	if !h.take(r.Context(), h.transfers) {
+		h.busy(w, r)
+		return
+	}
+	defer func() { <-h.transfers }()
+	h.stats.active.Add(1)
+	defer h.stats.active.Add(-1)
 
 	rc := http.NewResponseController(w)
-	data, err := io.ReadAll(&stallReader{r: http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes), rc: rc, stall: h.cfg.StallTimeout})
-	// Clear the rolling read deadline, or the server's background read
-	// would cancel the request's context while the bundle is applied.
-	_ = rc.SetReadDeadline(time.Time{})
+	end := start.Add(h.cfg.RequestTimeout)
+	h.stats.receiving.Add(1)
+	in := &pacedReader{r: http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes), rc: rc, pace: h.pace(end)}
+	data, err := io.ReadAll(in)
+	h.stats.receiving.Add(-1)
+	// The body is in: keep the connection's read deadline at the end of
+	// the request, or the server's background read would cancel the
+	// request's context when a paced deadline passed.
+	_ = rc.SetReadDeadline(end)
+	_ = rc.SetWriteDeadline(end)
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
 			h.fail(w, r, http.StatusRequestEntityTooLarge, CodeTooLarge, fmt.Sprintf("the bundle is over this cloud's limit of %d bytes; send smaller bundles (replica Config.BundleBytes)", h.cfg.MaxBodyBytes), nil)
 			return
 		}
+		if isTimeout(err) {
+			// Too slow: say so, in case the device is still listening.
+			h.stats.cut.Add(1)
+			log.Info("sync request cut: too slow", "received_bytes", len(data), "after", time.Since(start), "err", err)
+			h.fail(w, r, http.StatusRequestTimeout, CodeTooSlow, fmt.Sprintf("the bundle arrived too slowly (%d bytes in %s); this cloud needs %d bytes a second after the first %s, and a sync within %s", len(data), time.Since(start).Round(time.Millisecond), h.cfg.MinTransferRate, h.cfg.StallTimeout, h.cfg.RequestTimeout), err)
+			return
+		}
 		// The link dropped mid-request: nobody is listening for an answer.
 		log.Info("sync request cut", "received_bytes", len(data), "err", err)
 		return
 	}
+	w.Header().Del("Connection")
 	h.stats.bytesIn.Add(int64(len(data)))
-	// Apply in arrival order (a channel queues its waiters first come,
-	// first served) rather than all at once on the replica's lock.
-	select {
-	case h.apply <- struct{}{}:
-	case <-r.Context().Done():
-		log.Info("device went away while its bundle waited", "request_bytes", len(data))
+	out, rec, err := h.sync(r.Context(), data, dev, log)
+	if errors.Is(err, errNoSlot) {
+		h.busy(w, r)
 		return
 	}
-	// A bundle received whole is applied even if the device has gone
-	// meanwhile: it is idempotent, and its resend is then cheap.
-	rec, err := h.receive(context.WithoutCancel(r.Context()), data, dev)
-	received := err == nil
-	var out replica.Outgoing
-	if received {
-		out, err = h.bundleFor(r.Context(), dev)
-	}
-	<-h.apply
-	if err != nil && received && r.Context().Err() != nil {
-		log.Info("device went away before the answer", "applied", rec.Applied, "err", err)
+	if errors.Is(err, errGone) {
 		return
 	}
 	if err != nil {
@@ -304,9 +359,12 @@ func (h *Handler) serveSync(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Length", strconv.Itoa(len(out.Data)))
 	w.Header()["Date"] = nil // a device has no use for it; on a 2G link every byte counts
 	w.WriteHeader(http.StatusOK)
-	sent, err := writeStalling(w, rc, out.Data, h.cfg.StallTimeout)
+	sent, err := writePaced(w, rc, out.Data, h.pace(end))
 	h.stats.bytesOut.Add(int64(sent))
 	if err != nil {
+		if isTimeout(err) {
+			h.stats.cut.Add(1)
+		}
 		log.Info("sync response cut", "sent_bytes", sent, "response_bytes", len(out.Data), "err", err)
 		return
 	}
@@ -316,19 +374,69 @@ func (h *Handler) serveSync(w http.ResponseWriter, r *http.Request) {
 		"complete", rec.Complete && out.Complete, "duration", time.Since(start))
 }
 
-// acquire takes a sync slot, waiting up to QueueWait.
-func (h *Handler) acquire(ctx context.Context) bool {
+var (
+	// errNoSlot: no sync slot came free within QueueWait.
+	errNoSlot = errors.New("no sync slot free")
+	// errGone: the device went away; there is no one to answer.
+	errGone = errors.New("device gone")
+)
+
+// sync applies a bundle that has arrived whole and builds the answer,
+// holding a sync slot throughout. It returns errNoSlot if none came free
+// within QueueWait, errGone if the device went away, or the error of
+// receiving or answering.
+func (h *Handler) sync(ctx context.Context, data []byte, dev Device, log *slog.Logger) (replica.Outgoing, replica.Received, error) {
+	if !h.take(ctx, h.slots) {
+		if ctx.Err() != nil {
+			log.Info("device went away while its bundle waited for a slot", "request_bytes", len(data))
+			return replica.Outgoing{}, replica.Received{}, errGone
+		}
+		return replica.Outgoing{}, replica.Received{}, errNoSlot
+	}
+	defer func() { <-h.slots }()
+	// Apply in arrival order (a channel queues its waiters first come,
+	// first served) rather than all at once on the replica's lock.
 	select {
-	case h.slots <- struct{}{}:
-		h.stats.active.Add(1)
+	case h.apply <- struct{}{}:
+	case <-ctx.Done():
+		log.Info("device went away while its bundle waited", "request_bytes", len(data))
+		return replica.Outgoing{}, replica.Received{}, errGone
+	}
+	defer func() { <-h.apply }()
+	// A bundle received whole is applied even if the device has gone
+	// meanwhile: it is idempotent, and its resend is then cheap.
+	rec, err := h.receive(context.WithoutCancel(ctx), data, dev)
+	if err != nil {
+		return replica.Outgoing{}, rec, err
+	}
+	out, err := h.bundleFor(ctx, dev)
+	if err != nil && ctx.Err() != nil {
+		log.Info("device went away before the answer", "applied", rec.Applied, "err", err)
+		return out, rec, errGone
+	}
+	return out, rec, err
+}
+
+// busy answers 503 for want of a slot.
+func (h *Handler) busy(w http.ResponseWriter, r *http.Request) {
+	h.stats.busy.Add(1)
+	w.Header().Set("Retry-After", "1")
+	h.fail(w, r, http.StatusServiceUnavailable, CodeBusy, "the cloud is serving as many syncs as it can; try again shortly", nil)
+}
+
+// take takes a slot of sem, waiting up to QueueWait.
+func (h *Handler) take(ctx context.Context, sem chan struct{}) bool {
+	select {
+	case sem <- struct{}{}:
 		return true
 	default:
 	}
+	h.stats.waiting.Add(1)
+	defer h.stats.waiting.Add(-1)
 	t := time.NewTimer(h.cfg.QueueWait)
 	defer t.Stop()
 	select {
-	case h.slots <- struct{}{}:
-		h.stats.active.Add(1)
+	case sem <- struct{}{}:
 		return true
 	case <-t.C:
 		return false
@@ -337,9 +445,62 @@ func (h *Handler) acquire(ctx context.Context) bool {
 	}
 }
 
-func (h *Handler) release() {
-	h.stats.active.Add(-1)
-	<-h.slots
+// deviceGate lets each device have one sync in progress, and a few more
+// waiting for it (a device whose link dropped may have its abandoned
+// request still in progress when it tries again).
+type deviceGate struct {
+	mu    sync.Mutex
+	turns map[string]*deviceTurn // by device replica ID; only devices with a sync in progress or waiting
+}
+
+// maxDeviceWaiting bounds the syncs of one device waiting for its turn.
+const maxDeviceWaiting = 4
+
+type deviceTurn struct {
+	token chan struct{} // holds a token while a sync of the device is in progress
+	users int           // syncs in progress or waiting
+}
+
+// enter waits up to wait for the device's turn. It returns the function
+// that ends it, or false if the turn did not come in time or too many
+// syncs of the device are waiting already.
+func (g *deviceGate) enter(ctx context.Context, device string, wait time.Duration, waiting *atomic.Int64) (leave func(), ok bool) {
+	g.mu.Lock()
+	t := g.turns[device]
+	if t == nil {
+		t = &deviceTurn{token: make(chan struct{}, 1)}
+		g.turns[device] = t
+	}
+	if t.users > maxDeviceWaiting {
+		g.mu.Unlock()
+		return nil, false
+	}
+	t.users++
+	g.mu.Unlock()
+	done := func() {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		if t.users--; t.users == 0 {
+			delete(g.turns, device)
+		}
+	}
+	select {
+	case t.token <- struct{}{}:
+		return func() { <-t.token; done() }, true
+	default:
+	}
+	waiting.Add(1)
+	defer waiting.Add(-1)
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	select {
+	case t.token <- struct{}{}:
+		return func() { <-t.token; done() }, true
+	case <-timer.C:
+	case <-ctx.Done():
+	}
+	done()
+	return nil, false
 }
 
 // classify maps an error from receiving or building a bundle to a status,
@@ -371,7 +532,8 @@ func classify(err error) (status int, code, msg string) {
 // but not sent.
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, status int, code, msg string, cause error) {
 	switch {
-	case status == http.StatusServiceUnavailable:
+	case status == http.StatusServiceUnavailable, status == http.StatusTooManyRequests, status == http.StatusRequestTimeout:
+		// Counted as busy or cut by the caller.
 	case status >= 500:
 		h.stats.failed.Add(1)
 	default:
@@ -395,31 +557,76 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, status int, code,
 	_ = json.NewEncoder(w).Encode(errorBody{Error: code, Message: msg})
 }
 
-// stallReader moves the connection's read deadline forward before every
-// read: a body may take long on a slow link, but not stand still.
-type stallReader struct {
-	r     io.Reader
-	rc    *http.ResponseController
-	stall time.Duration
+// pace times one direction of a sync: a transfer may not stand still for
+// StallTimeout, must average MinTransferRate once StallTimeout has passed
+// since it began, and must end by the request's end.
+type pace struct {
+	begin, end time.Time
+	stall      time.Duration
+	rate       int64 // bytes a second
+	moved      int64
 }
 
-func (s *stallReader) Read(p []byte) (int, error) {
-	_ = s.rc.SetReadDeadline(time.Now().Add(s.stall))
-	return s.r.Read(p)
+func (h *Handler) pace(end time.Time) *pace {
+	return &pace{begin: time.Now(), end: end, stall: h.cfg.StallTimeout, rate: h.cfg.MinTransferRate}
 }
 
-// writeStalling writes data in pieces, moving the write deadline forward
-// before each, and returns the bytes written.
-func writeStalling(w io.Writer, rc *http.ResponseController, data []byte, stall time.Duration) (int, error) {
+// deadline is when the transfer is cut unless another byte moves: the
+// next byte may come StallTimeout after the last, and no later than the
+// bytes moved so far at MinTransferRate justify; each byte moves it only
+// as far as that byte earns, never past the request's end.
+func (p *pace) deadline(now time.Time) time.Time {
+	d := now.Add(p.stall)
+	if earned := float64(p.moved) / float64(p.rate); earned < p.end.Sub(p.begin).Seconds() {
+		if e := p.begin.Add(max(p.stall, time.Duration(earned*float64(time.Second)))); e.Before(d) {
+			d = e
+		}
+	}
+	if p.end.Before(d) {
+		d = p.end
+	}
+	return d
+}
+
+// isTimeout reports whether err is a transfer cut by its deadline.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
+}
+
+// pacedReader sets the connection's read deadline by its pace before
+// every read.
+type pacedReader struct {
+	r    io.Reader
+	rc   *http.ResponseController
+	pace *pace
+}
+
+func (p *pacedReader) Read(b []byte) (int, error) {
+	_ = p.rc.SetReadDeadline(p.pace.deadline(time.Now()))
+	n, err := p.r.Read(b)
+	p.pace.moved += int64(n)
+	return n, err
+}
+
+// writePaced writes data in pieces, setting the write deadline by the
+// pace before each, and returns the bytes written.
+func writePaced(w io.Writer, rc *http.ResponseController, data []byte, p *pace) (int, error) {
 	const piece = 32 << 10
 	n := 0
 	for n < len(data) {
-		_ = rc.SetWriteDeadline(time.Now().Add(stall))
+		_ = rc.SetWriteDeadline(p.deadline(time.Now()))
 		m, err := w.Write(data[n:min(n+piece, len(data))])
 		n += m
+		p.moved += int64(m)
 		if err != nil {
 			return n, err
 		}
+	}
+	// The last piece may still be buffered: send it within the pace too.
+	_ = rc.SetWriteDeadline(p.deadline(time.Now()))
+	if err := rc.Flush(); err != nil {
+		return n, err
 	}
 	_ = rc.SetWriteDeadline(time.Time{})
 	return n, nil
@@ -454,9 +661,10 @@ func ServerTLSConfig(cert tls.Certificate) *tls.Config {
 
 // NewServer returns an *http.Server for h on addr with TLS and limits
 // fitting slow links: headers within 10s (at most 16 KiB), an idle
-// connection kept 2 minutes; the request and response of a sync are timed
-// by the Handler's StallTimeout rather than a total, so a large bundle may
-// take long on a slow link. Serve it with ListenAndServeTLS("", "") and
+// connection kept 2 minutes; the request body and the answer of a sync
+// are timed by the Handler (Config.StallTimeout, MinTransferRate and
+// RequestTimeout), which sets the connection's deadlines in place of the
+// server's ReadTimeout and WriteTimeout. Serve it with ListenAndServeTLS("", "") and
 // stop it with Shutdown, which lets syncs in flight finish.
 func NewServer(addr string, h http.Handler, cert tls.Certificate, log *slog.Logger) *http.Server {
 	srv := &http.Server{
