@@ -60,12 +60,14 @@ func scriptedCloud(t *testing.T, script ...int) (*cloud, *scripted) {
 
 func TestRetry(t *testing.T) {
 	t.Run("busy and failing clouds are retried", func(t *testing.T) {
-		c, s := scriptedCloud(t, 503, 500, 502)
+		// 408: the cloud cut a body that came too slowly; 429: another
+		// sync of the device was in progress.
+		c, s := scriptedCloud(t, 503, 500, 502, 408, 429)
 		d := c.newDevice(t, "kamuga", "tablet", fastRetries())
 		registerAt(t, d.rep, "Wanjiru", "Mwangi", "kamuga")
 		rep := d.sync(t)
-		assert.Equal(t, 3, rep.Retries, "three failed answers, three retries")
-		assert.EqualValues(t, 4, s.seen.Load())
+		assert.Equal(t, 5, rep.Retries, "five failed answers, five retries")
+		assert.EqualValues(t, 6, s.seen.Load())
 		transporttest.RequireSame(t, d.rep, c.rep)
 	})
 	t.Run("refusals are not retried", func(t *testing.T) {
