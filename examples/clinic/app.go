@@ -16,6 +16,7 @@ import (
 	"github.com/chartsync/chartsync/device/login"
 	"github.com/chartsync/chartsync/record"
 	"github.com/chartsync/chartsync/replica"
+	"github.com/chartsync/chartsync/replica/store"
 	"github.com/chartsync/chartsync/transport/httpsync"
 )
 
@@ -238,7 +239,14 @@ func entry(v record.View, ref string) (string, error) {
 func explain(err error) string {
 	var ve *record.ValidationError
 	var fe *record.ForbiddenError
+	var ue *unsureError
 	switch {
+	case errors.As(err, &ue):
+		return ue.explain()
+	case errors.Is(err, store.ErrOutcomeUnknown):
+		return "the device reported a storage error and cannot tell whether the change was saved. Check (\"clinic show CHART\", \"clinic user list\") before doing it again, and have the device's storage checked. (Details: " + err.Error() + ")"
+	case errors.Is(err, store.ErrDiskFull):
+		return "the device's disk is full: nothing was saved. Free space on the device (old exports, backups, other files), then run the same command again. (Details: " + err.Error() + ")"
 	case errors.Is(err, errNotInitialised):
 		return "this device is not set up yet. Run: clinic init -clinic CLINIC-ID -device DEVICE-NAME"
 	case errors.Is(err, errNotConnected):

@@ -64,7 +64,9 @@ func (a *app) edit(ctx context.Context, chartRef string, op func(v record.View) 
 	}
 	res, err := r.Edit(ctx, id, by, o)
 	if err != nil {
-		return err
+		// A storage error may leave the edit saved or not: read the
+		// chart back and say which, so that it is not entered twice.
+		return checkEdit(ctx, r, id, v, err)
 	}
 	after, err := r.Chart(ctx, id)
 	if err != nil {
@@ -271,9 +273,12 @@ func init() {
 			if err != nil {
 				return err
 			}
+			start := time.Now()
 			id, err := r.Register(ctx, by, reg)
 			if err != nil {
-				return err
+				// Look for the chart when the save's outcome is unknown,
+				// so that the patient is not registered twice.
+				return checkRegister(ctx, r, by, reg, start, err)
 			}
 			fmt.Fprintf(a.out, "Registered %s: chart %s\n", record.Patient(reg).FullName(), id)
 			return nil
