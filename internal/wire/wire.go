@@ -130,6 +130,26 @@ func Decode(data []byte, kind, maxVersion byte, maxBody int) (version byte, body
 	}
 }
 
+// Size returns the length a frame of the given kind declares for its
+// body once decompressed, reading only its header: nothing is checked
+// beyond the magic and the lengths, and nothing is decompressed. Decode
+// refuses a frame whose body inflates to another length, so a caller that
+// bounds Size bounds what Decode allocates, whatever the compression
+// ratio. Errors match ErrMalformed (ErrTruncated for a short header).
+func Size(data []byte, kind byte) (uint64, error) {
+	if len(data) < 6 {
+		return 0, fmt.Errorf("frame of %d bytes: %w", len(data), ErrTruncated)
+	}
+	if data[0] != 'C' || data[1] != 'S' || data[2] != kind || data[3] != 0x01 {
+		return 0, fmt.Errorf("frame magic % x, want kind %q: %w", data[:4], kind, ErrMalformed)
+	}
+	rawLen, err := NewReader(data[6:]).Uvarint()
+	if err != nil {
+		return 0, fmt.Errorf("frame raw length: %w", err)
+	}
+	return rawLen, nil
+}
+
 // decompress inflates a stored body that claims rawLen bytes. Memory grows
 // with the bytes actually decompressed, never with what the header claims:
 // a few bytes claiming a large body cost a few bytes.

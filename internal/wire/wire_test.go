@@ -124,3 +124,51 @@ func TestDecodeMemoryFollowsTheBodyNotTheHeader(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, bytes.Repeat([]byte("x"), 1000), body)
 }
+
+func TestSize(t *testing.T) {
+	body := bytes.Repeat([]byte("clinical note "), 10_000)
+	frame := wire.Encode('B', 1, body)
+	raw, err := wire.Size(frame, 'B')
+	require.NoError(t, err)
+	assert.EqualValues(t, len(body), raw, "the size is the body's once decompressed")
+	assert.Less(t, len(frame), len(body)/20, "the frame is compressed")
+
+	for _, tt := range []struct {
+		name  string
+		frame []byte
+		kind  byte
+		want  error
+	}{
+		{"empty", nil, 'B', wire.ErrTruncated},
+		{"wrong kind", frame, 'A', wire.ErrMalformed},
+		{"cut in its lengths", frame[:7], 'B', wire.ErrTruncated},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := wire.Size(tt.frame, tt.kind)
+			require.ErrorIs(t, err, tt.want)
+		})
+	}
+	// A header claiming more than its body holds states the claim: Decode
+	// refuses such a frame, so a bound on Size bounds what Decode
+	// allocates.
+	raw, err = wire.Size(frameClaiming([]byte("short"), 255<<20), 'B')
+	require.NoError(t, err)
+	assert.EqualValues(t, 255<<20, raw)
+}
+
+// FuzzSize holds Size to Decode: whatever Decode accepts, Size reads the
+// same length, and Decode never returns a body longer than Size said.
+func FuzzSize(f *testing.F) {
+	f.Add(wire.Encode('B', 1, []byte("x")))
+	f.Add(wire.Encode('B', 1, bytes.Repeat([]byte("diagnosis "), 100)))
+	f.Add(frameClaiming([]byte("short"), 1000))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		raw, serr := wire.Size(data, 'B')
+		_, body, err := wire.Decode(data, 'B', 1, 1<<16)
+		if err != nil {
+			return
+		}
+		require.NoError(t, serr, "Decode took a frame Size refused")
+		require.EqualValues(t, raw, len(body))
+	})
+}
