@@ -65,10 +65,21 @@
 //     values stay in the document and the history. A corrected lab result
 //     keeps its earlier values in LabResult.Previous.
 //  6. After a merge the View raises Alerts: the same drug active twice
-//     (duplicate-drug), an active or on-hold prescription for a drug the
-//     patient is allergic to, including a small table of cross-reacting
-//     drug classes (allergy-drug), and a critical lab value
-//     (critical-lab).
+//     (duplicate-drug: the same substance whatever the case, accents,
+//     strength, dose form or salt in its name, so "Amoxicillin" and
+//     "Amoxicillin 500mg caps" match, or the same drug code), two active
+//     drugs of one class of a small table of cross-reacting drug classes
+//     (duplicate-class, a warning: amoxicillin and ampicillin are both
+//     penicillins), an active or on-hold prescription for a drug the
+//     patient is allergic to, by name or by drug class (allergy-drug),
+//     and a critical lab value (critical-lab).
+//  7. Alerts count every value competing in a conflict, not only the one
+//     shown: a critical lab value, an allergy's substance or a drug's
+//     name or code that would raise an alert raises it, marked
+//     InConflict and saying so, until someone settles the conflict
+//     (Hb 9.1 corrected to 6.0 on one device and to 10.5 later on
+//     another shows 10.5, low, and a critical-lab alert for the 6.0).
+//     Statuses are settled by their precedence: the status shown counts.
 //
 // # Who may change what
 //
@@ -76,7 +87,10 @@
 // only the sections the matrix below allows (Permitted). Changing a
 // section includes adding to it, correcting it, resolving its conflicts
 // and marking its entries entered in error; reading is not restricted
-// here. Registering a patient writes the demographics; "no known
+// here. Settling a conflict is a write of the field in conflict: a role
+// that may not write the field's section may not settle it, and is
+// refused with the ForbiddenError a write would get, by Chart.Do and,
+// for a change made elsewhere, by CheckChange and Checker. Registering a patient writes the demographics; "no known
 // allergies" belongs to the allergies; an encounter's vitals and note to
 // the encounters.
 //
@@ -150,5 +164,8 @@
 // an enrolled device can claim any role. A read policy is applied where a
 // chart is shown; the device still holds the whole chart. Writes from changes not made through
 // this package are ignored and counted in View.Unreadable. The drug-class
-// table is a safety net, not a drug-interaction database.
+// table is a safety net, not a drug-interaction database, and the
+// matching of drug names a heuristic, not a drug dictionary: brand names
+// other than the few the table lists are not known to be their generic
+// drug, and a drug code is compared as written.
 package record

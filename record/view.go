@@ -3,7 +3,6 @@ package record
 import (
 	"cmp"
 	"encoding/json"
-	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -166,9 +165,19 @@ type Conflict struct {
 
 // Alert kinds.
 const (
+	// AlertDuplicateDrug: one substance (or drug code) in two or more
+	// active prescriptions, whatever the spelling of its name.
 	AlertDuplicateDrug = "duplicate-drug"
-	AlertAllergyDrug   = "allergy-drug"
-	AlertCriticalLab   = "critical-lab"
+	// AlertDuplicateClass: two or more active prescriptions of different
+	// substances of one drug class (a warning: it may be meant).
+	AlertDuplicateClass = "duplicate-class"
+	// AlertAllergyDrug: an active or on-hold prescription of a drug the
+	// patient is allergic to, by name or drug class.
+	AlertAllergyDrug = "allergy-drug"
+	// AlertCriticalLab: a lab value beyond its critical limits.
+	AlertCriticalLab = "critical-lab"
+	// AlertAllergyStatus: "no known allergies" recorded concurrently with
+	// an allergy.
 	AlertAllergyStatus = "allergy-status"
 )
 
@@ -179,6 +188,10 @@ type Alert struct {
 	Severity string   `json:"severity"`
 	Message  string   `json:"message"`
 	Entries  []string `json:"entries"`
+	// InConflict is true when the alert comes from a value competing in
+	// a conflict that is not settled (see Conflict), not from the values
+	// shown: it stays until someone settles the conflict.
+	InConflict bool `json:"in_conflict,omitempty"`
 }
 
 // HistoryEntry is one change to the chart, in words.
@@ -405,132 +418,4 @@ func history(doc *crdt.Doc) ([]HistoryEntry, error) {
 		return cmp.Or(a.At.Compare(b.At), strings.Compare(a.Change.String(), b.Change.String()))
 	})
 	return out, nil
-}
-
-// ---- alerts ----
-
-// drugClasses groups substances whose allergy rules out the others.
-var drugClasses = [][]string{
-	{"penicillin", "amoxicillin", "ampicillin", "cloxacillin", "flucloxacillin", "benzylpenicillin",
-		"phenoxymethylpenicillin", "benzathine", "piperacillin", "co-amoxiclav", "augmentin"},
-	{"sulfa", "sulfonamide", "sulphonamide", "sulfamethoxazole", "cotrimoxazole", "co-trimoxazole",
-		"septrin", "bactrim", "sulfadoxine", "sulfadiazine", "sulfasalazine"},
-	{"nsaid", "aspirin", "ibuprofen", "diclofenac", "naproxen", "indomethacin", "ketorolac", "mefenamic"},
-	{"cephalosporin", "ceftriaxone", "cefalexin", "cephalexin", "cefixime", "cefuroxime", "cefazolin"},
-	{"quinine", "quinidine"},
-	{"artemether", "artesunate", "artemisinin", "coartem", "lumefantrine"},
-}
-
-func normDrug(s string) string { return strings.ToLower(strings.TrimSpace(s)) }
-
-// classOf returns the drug classes a name falls in.
-func classOf(name string) []int {
-	var out []int
-	for i, class := range drugClasses {
-		for _, d := range class {
-			if strings.Contains(name, d) {
-				out = append(out, i)
-				break
-			}
-		}
-	}
-	return out
-}
-
-// allergic reports whether an allergy to substance rules out drug.
-func allergic(substance, drug string) bool {
-	a, d := normDrug(substance), normDrug(drug)
-	if a == "" || d == "" {
-		return false
-	}
-	if strings.Contains(d, a) || strings.Contains(a, d) {
-		return true
-	}
-	for _, ca := range classOf(a) {
-		if slices.Contains(classOf(d), ca) {
-			return true
-		}
-	}
-	return false
-}
-
-func alerts(v *View, s *state) []Alert {
-	out := []Alert{}
-	// The same drug active twice: the same name, or the same drug code.
-	byDrug := map[string][]Prescription{}
-	for _, p := range v.Prescriptions {
-		if p.Status != StatusActive {
-			continue
-		}
-		byDrug["name:"+normDrug(p.Drug)] = append(byDrug["name:"+normDrug(p.Drug)], p)
-		if p.DrugCode != "" {
-			byDrug["code:"+p.DrugCode] = append(byDrug["code:"+p.DrugCode], p)
-		}
-	}
-	alerted := map[string]bool{}
-	for _, ps := range byDrug {
-		if len(ps) < 2 {
-			continue
-		}
-		var ids, who []string
-		for _, p := range ps {
-			ids = append(ids, p.ID)
-		}
-		key := strings.Join(ids, " ")
-		if alerted[key] {
-			continue // the same name and the same code: one alert
-		}
-		alerted[key] = true
-		for _, p := range ps {
-			who = append(who, fmt.Sprintf("%s %s %s %s by %s on %s", p.Drug, fmtFloat(p.Dose), p.DoseUnit, p.Frequency,
-				p.RecordedBy, p.RecordedAt.Format(time.DateOnly)))
-		}
-		out = append(out, Alert{Kind: AlertDuplicateDrug, Severity: "high", Entries: ids,
-			Message: fmt.Sprintf("%s is prescribed %d times and all are active (%s): discontinue the ones not wanted",
-				ps[0].Drug, len(ps), strings.Join(who, "; "))})
-	}
-	// An active prescription for a drug the patient is allergic to.
-	for _, a := range v.Allergies {
-		if a.Status != StatusActive {
-			continue
-		}
-		for _, p := range v.Prescriptions {
-			if p.Status != StatusActive && p.Status != StatusOnHold {
-				continue
-			}
-			if allergic(a.Substance, p.Drug) {
-				out = append(out, Alert{Kind: AlertAllergyDrug, Severity: "high", Entries: []string{a.ID, p.ID},
-					Message: fmt.Sprintf("%s %s %s %s is prescribed but the patient is allergic to %s (%s): review before giving it",
-						p.Drug, fmtFloat(p.Dose), p.DoseUnit, p.Frequency, a.Substance, a.Severity)})
-			}
-		}
-	}
-	for _, l := range v.LabResults {
-		if l.Interpretation == InterpretationCritical {
-			out = append(out, Alert{Kind: AlertCriticalLab, Severity: "high", Entries: []string{l.ID},
-				Message: fmt.Sprintf("%s is critical: %s %s (specimen %s)", l.Test, fmtFloat(*l.Value), l.Unit,
-					l.SpecimenAt.Format(time.DateOnly))})
-		}
-	}
-	// "No known allergies" recorded concurrently with an allergy.
-	if r := s.patient().fields["nka"]; r != nil && slices.ContainsFunc(r.current, func(w *write) bool { return w.Value == "true" }) {
-		var ids, names []string
-		for _, a := range v.Allergies {
-			if a.Status == StatusActive {
-				ids, names = append(ids, a.ID), append(names, a.Substance)
-			}
-		}
-		if len(ids) > 0 {
-			out = append(out, Alert{Kind: AlertAllergyStatus, Severity: "warning", Entries: ids,
-				Message: fmt.Sprintf("\"No known allergies\" was recorded while an allergy to %s was being recorded; the allergy stands: confirm with the patient",
-					strings.Join(names, ", "))})
-		}
-	}
-	for i := range out {
-		slices.Sort(out[i].Entries)
-	}
-	slices.SortFunc(out, func(a, b Alert) int {
-		return cmp.Or(strings.Compare(a.Kind, b.Kind), slices.Compare(a.Entries, b.Entries))
-	})
-	return out
 }
