@@ -18,6 +18,9 @@ type loaded struct {
 	// scope is the chart's scope as last indexed; a clinic that joins it
 	// gets a store.Grant.
 	scope []string
+	// released: the chart's document was let go once a receive planned
+	// it (see heldChart.release); it must not be cached.
+	released bool
 }
 
 // lru keeps at most max charts loaded. It is not safe for concurrent use.

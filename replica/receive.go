@@ -179,16 +179,41 @@ func (r *Replica) receiveOnce(ctx context.Context, d *decoded, signed *verifier,
 		sigs = signed
 	}
 	fresh = r.withHeld(fresh, signed)
-	held, err := r.heldCharts(ctx, fresh, locked)
-	if err != nil {
-		return Received{}, fmt.Errorf("receive bundle: %w", err)
-	}
-	p := planReceive(d, fresh, held, sigs, receiveRules{
+	rules := receiveRules{
 		cfg:          r.cfg,
 		actor:        r.id,
 		clinic:       opt.Clinic,
 		checkAuthors: opt.CheckAuthors || r.cfg.CheckAuthors,
-	})
+	}
+	// Charts are read and planned a group at a time, and the copies of
+	// those the cache does not hold are let go after each group: what a
+	// bundle costs in memory follows the group, not the bundle (a chart
+	// with a long note costs Automerge megabytes).
+	groups := planGroups(fresh)
+	p := receivePlan{res: Received{From: d.bundle.From, Complete: d.bundle.Complete()}}
+	mem := newMemWatch(r.cfg.ReceiveMemory)
+	for i, group := range groups {
+		held, err := r.heldCharts(ctx, group, locked)
+		if err != nil {
+			return Received{}, fmt.Errorf("receive bundle: %w", err)
+		}
+		gp := planReceive(d, group, held, sigs, rules)
+		if gp.err != nil {
+			p = gp
+			break
+		}
+		p.merge(gp)
+		if len(groups) > 1 {
+			for _, h := range gp.charts {
+				h.release()
+			}
+			if i < len(groups)-1 {
+				mem.check()
+			}
+		}
+	}
+	p.res.Duplicates = len(d.hashes) - p.fromBundle
+	slices.Sort(p.res.Charts)
 	if p.err != nil {
 		if p.quarantine {
 			return Received{}, r.quarantineLocked(ctx, d, locked, p.err)
@@ -409,9 +434,19 @@ func (d *decoded) fresh(known map[crdt.Hash]bool) []chartBatch {
 // heldChart is a chart as held when a receive began: a private copy the
 // plan may change, and the heads it had, which commit checks again.
 type heldChart struct {
-	l     *loaded
-	isNew bool // nothing of the chart is held
-	base  crdt.Heads
+	l         *loaded
+	isNew     bool // nothing of the chart is held
+	base      crdt.Heads
+	fromCache bool // copied from the cache, which commit updates
+}
+
+// release lets go of the copy of a chart the cache does not hold, once
+// planned: commit needs only its ID and heads. A chart read from the
+// cache is kept, to replace the cached one.
+func (h *heldChart) release() {
+	if !h.fromCache {
+		h.l = &loaded{id: h.l.id, released: true}
+	}
 }
 
 // held reads the charts that fresh changes, as private copies: a cached
@@ -469,7 +504,7 @@ func (r *Replica) cachedCopy(id string, locked bool) (*heldChart, error) {
 	if err := l.open(); err != nil {
 		return nil, fmt.Errorf("copy chart %s: %w", id, err)
 	}
-	return &heldChart{l: l, base: doc.Heads()}, nil
+	return &heldChart{l: l, base: doc.Heads(), fromCache: true}, nil
 }
 
 // signatures is what planning needs of the verified signatures.
@@ -500,6 +535,8 @@ type receivePlan struct {
 	// waiting are the bundle's changes to hold until their dependencies
 	// arrive.
 	waiting []heldChange
+	// fromBundle counts the bundle's changes applied or held.
+	fromBundle int
 	// err, if set, refuses the bundle; quarantine keeps it for review.
 	err        error
 	quarantine bool
@@ -568,9 +605,76 @@ func planReceive(d *decoded, fresh []chartBatch, held map[string]*heldChart, sig
 		p.res.Charts = append(p.res.Charts, cp.cb.chart)
 		p.charts = append(p.charts, cp.h)
 	}
+	p.fromBundle = fromBundle
 	p.res.Duplicates = len(d.hashes) - fromBundle
 	slices.Sort(p.res.Charts)
 	return p
+}
+
+// merge adds the plan of another group of the same bundle's charts.
+func (p *receivePlan) merge(q receivePlan) {
+	p.batch.Changes = append(p.batch.Changes, q.batch.Changes...)
+	p.batch.Charts = append(p.batch.Charts, q.batch.Charts...)
+	p.batch.Grants = append(p.batch.Grants, q.batch.Grants...)
+	p.batch.Snapshots = append(p.batch.Snapshots, q.batch.Snapshots...)
+	p.res.Changes = append(p.res.Changes, q.res.Changes...)
+	p.res.Applied += q.res.Applied
+	p.res.Held += q.res.Held
+	p.res.Charts = append(p.res.Charts, q.res.Charts...)
+	p.charts = append(p.charts, q.charts...)
+	p.waiting = append(p.waiting, q.waiting...)
+	p.fromBundle += q.fromBundle
+}
+
+// planGroupBytes bounds the change bytes of the charts read and planned
+// together (a group has at least one chart). A chart's memory in Automerge
+// can be hundreds of times its change bytes (a 20,000-character note is a
+// 20 KB change and about 10 MiB loaded), so a group is small.
+const planGroupBytes = 256 << 10
+
+// memWatch lets go of the memory of charts a receive has planned once the
+// process has grown by more than a budget since it last did. Automerge's
+// memory is freed only by finalizers, which run after a collection: a
+// bundle of many large charts would otherwise hold them all.
+type memWatch struct {
+	budget, base int64
+}
+
+func newMemWatch(budget int) *memWatch {
+	return &memWatch{budget: int64(budget), base: residentBytes()}
+}
+
+// check runs a collection if the resident set grew past the budget (or
+// cannot be read).
+func (m *memWatch) check() {
+	now := residentBytes()
+	if now != 0 && now-m.base <= m.budget {
+		return
+	}
+	runtime.GC()
+	m.base = residentBytes()
+}
+
+// planGroups splits fresh into groups of charts of at most planGroupBytes
+// of changes each, in order.
+func planGroups(fresh []chartBatch) [][]chartBatch {
+	var out [][]chartBatch
+	start, size := 0, 0
+	for i, cb := range fresh {
+		n := 0
+		for _, c := range cb.changes {
+			n += len(c.Raw)
+		}
+		if i > start && size+n > planGroupBytes {
+			out = append(out, fresh[start:i])
+			start, size = i, 0
+		}
+		size += n
+	}
+	if start < len(fresh) || len(out) == 0 {
+		out = append(out, fresh[start:])
+	}
+	return out
 }
 
 // chartPlan is one chart's part of a plan.
@@ -875,7 +979,11 @@ func (r *Replica) commit(ctx context.Context, d *decoded, p receivePlan, opt Rec
 			h.l.sinceSnapshot = 0
 		}
 		if r.cache.get(h.l.id) != nil {
-			r.cache.put(h.l) // the judged copy replaces what was held
+			if h.l.released {
+				r.cache.remove(h.l.id) // cached since it was read: read again when needed
+			} else {
+				r.cache.put(h.l) // the judged copy replaces what was held
+			}
 		}
 	}
 	r.log.Debug("received bundle", "from", b.From, "applied", p.res.Applied, "duplicates", p.res.Duplicates, "charts", len(p.res.Charts))

@@ -26,6 +26,15 @@ import (
 // registration has not arrived yet).
 var ErrNotFound = errors.New("chart not found")
 
+// Store errors a write may end with, matched with errors.Is (the store's
+// own, re-exported): ErrOutcomeUnknown, the write may or may not be
+// durable (re-read before retrying); ErrDiskFull, the disk is full
+// (nothing was stored; free space and try again).
+var (
+	ErrOutcomeUnknown = store.ErrOutcomeUnknown
+	ErrDiskFull       = store.ErrDiskFull
+)
+
 // ErrClosed is returned by calls on a closed replica.
 var ErrClosed = errors.New("replica closed")
 
@@ -44,6 +53,13 @@ type Config struct {
 	// BundleBytes is the change bytes a bundle carries at most before the
 	// rest is left for the next exchange (default 4 MiB).
 	BundleBytes int
+	// ReceiveMemory is how far the process may grow while a received
+	// bundle's charts are planned before the memory of those already
+	// planned is reclaimed (default 64 MiB). Charts are planned in small
+	// groups; a bundle of many large charts (long notes cost Automerge
+	// hundreds of bytes a character) then costs about this much, not
+	// the sum of its charts.
+	ReceiveMemory int
 	// Logger receives operational logs; nil discards them.
 	Logger *slog.Logger
 	// Now returns the time recorded on edits; nil means time.Now.
@@ -76,7 +92,7 @@ type Config struct {
 
 // Validate reports a configuration that cannot work.
 func (c Config) Validate() error {
-	if c.CacheCharts < 0 || c.CompactAfter < 0 || c.BundleBytes < 0 {
+	if c.CacheCharts < 0 || c.CompactAfter < 0 || c.BundleBytes < 0 || c.ReceiveMemory < 0 {
 		return errors.New("replica config: limits must not be negative")
 	}
 	return nil
@@ -91,6 +107,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.BundleBytes == 0 {
 		c.BundleBytes = 4 << 20
+	}
+	if c.ReceiveMemory == 0 {
+		c.ReceiveMemory = 64 << 20
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -222,7 +241,9 @@ func (r *Replica) lock() (func(), error) {
 }
 
 // Register creates a chart for a new patient and returns its ID. When it
-// returns nil the registration is on disk.
+// returns nil the registration is on disk; when its error matches
+// ErrOutcomeUnknown it may be (search for the patient before registering
+// again); on any other error it is not.
 func (r *Replica) Register(ctx context.Context, by record.Author, reg record.Register) (string, error) {
 	unlock, err := r.lock()
 	if err != nil {
@@ -251,7 +272,10 @@ func (r *Replica) Register(ctx context.Context, by record.Author, reg record.Reg
 }
 
 // Edit applies one typed operation to a chart as one durable transaction.
-// On error the chart is unchanged, in memory and on disk.
+// On error the chart is unchanged, in memory and on disk, unless the error
+// matches ErrOutcomeUnknown: the store could not tell whether the write
+// reached the disk, and the chart must be read again before the edit is
+// offered again.
 func (r *Replica) Edit(ctx context.Context, chartID string, by record.Author, op record.Op) (record.Result, error) {
 	unlock, err := r.lock()
 	if err != nil {

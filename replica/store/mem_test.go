@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"errors"
 	"testing"
 
 	"github.com/chartsync/chartsync/replica/store"
@@ -11,6 +12,9 @@ func TestMemConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) storetest.Opened {
 		s := store.NewMem()
 		t.Cleanup(func() { _ = s.Close() })
-		return storetest.Opened{Store: s}
+		return storetest.Opened{Store: s, FailWrites: func(*testing.T) func() {
+			s.FailWrites = errors.New("disk failed")
+			return func() { s.FailWrites = nil }
+		}}
 	})
 }
