@@ -3,6 +3,7 @@ package crdt_test
 import (
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"testing"
 	"time"
 
@@ -175,4 +176,35 @@ func BenchmarkEdit(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkHistoryMemory reports the heap a ~300-change chart's judging
+// state keeps (bytes/doc), beside its saved size, by building that state
+// b.N times and keeping it.
+func BenchmarkHistoryMemory(b *testing.B) {
+	d, chs := chartHistory(b, 300)
+	ops := 0
+	for _, c := range chs {
+		info, err := crdt.ChangeOps(c.Raw)
+		require.NoError(b, err)
+		ops += len(info.Ops)
+	}
+	kept := make([]any, 0, b.N)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	b.ResetTimer()
+	for range b.N {
+		h, err := crdt.NewHistoryOf(d)
+		require.NoError(b, err)
+		kept = append(kept, h)
+	}
+	b.StopTimer()
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/float64(b.N), "bytes/doc")
+	b.ReportMetric(float64(len(chs)), "changes")
+	b.ReportMetric(float64(ops), "ops")
+	b.ReportMetric(float64(len(d.Save())), "saved-bytes")
+	runtime.KeepAlive(kept)
 }

@@ -322,6 +322,7 @@ func Load(data []byte, actor string) (d *Doc, err error) {
 	if got := sortedHeads(d.am.Heads()); !got.Equal(heads) {
 		return nil, fmt.Errorf("load document: loaded heads %s, not %s: %w", got, heads, ErrMalformed)
 	}
+	d.hist.trim()
 	return d, nil
 }
 
@@ -631,6 +632,7 @@ func (d *Doc) ensureHistory() (err error) {
 			return fmt.Errorf("index document: %w", err)
 		}
 	}
+	h.trim()
 	d.hist = h
 	return nil
 }

@@ -19,9 +19,53 @@
 //
 // Apply accepts changes in any order, any number of times. A change whose
 // dependencies have not arrived is held by the Doc (see Pending) and applied
-// as soon as they do; it is never dropped. Save writes only applied changes,
-// so callers that persist documents must persist held changes too (package
-// replica keeps every raw change in its store and re-applies on load).
+// as soon as they do. Save writes only applied changes, so callers that
+// persist documents must persist held changes too (package replica keeps
+// every raw change in its store and re-applies on load).
+//
+// # What Apply accepts
+//
+// Apply judges every change in Go before Automerge sees it, when its
+// dependencies are applied (a held change when they arrive), against what
+// the document holds at those dependencies. It accepts only what Automerge
+// applies exactly as the change states it, so that the document saves to
+// bytes that load again, and that every replica applies alike: the
+// change's sequence number is its author's next and its dependencies list
+// its author's previous change; its operations come after every operation
+// its dependencies hold; each acts on an object its dependencies (or the
+// change, earlier) made, with map keys only in maps and elements only in
+// lists and text, naming only elements of that object; each predecessor is
+// a value at the same object and key; a deletion deletes something and an
+// insertion overwrites nothing; its bytes are those Automerge would write
+// for it. Counter increments, tables and marks, which chartsync does not
+// write, are refused too. A change reusing a sequence number its author has
+// used is refused even before its dependencies arrive.
+//
+// The Doc keeps what this needs change by change (each actor's chain, each
+// change's causal clock, each operation's object and key), so judging a
+// change costs in proportion to the change, not to the document. That
+// state costs memory (about 90 KB for a 300-change chart of 2,700
+// operations, see BenchmarkHistoryMemory); New and Load build it, and a
+// Fork builds it at its first Apply, at the cost of reading its history.
+//
+// # Saved documents
+//
+// Load reads a saved document in Go and never hands its bytes to
+// Automerge: it checks the chunk (checksum, layout, every column, actor
+// indices, actions and values), rebuilds each change from the document's
+// operations as Automerge rebuilds them, checks that the rebuilt changes
+// give the heads the document states, judges each change as Apply does and
+// gives Automerge those changes only. This Go reading was chosen over
+// loading in a separate process that a Rust panic could not take down: it
+// needs no helper program or process per chart, costs about twice
+// Automerge's own load, and builds the state Apply needs on the way. No
+// bytes given to Load, ApplyStored or Apply reach Automerge unless they are
+// changes Apply would accept.
+//
+// SaveChecked is Save for bytes that will be stored: it loads them back
+// through Load and refuses (ErrUnsaveable) bytes that do not give the same
+// heads. Given the rules above it should never refuse; a caller that gets
+// ErrUnsaveable keeps its changes and does not store the snapshot.
 //
 // # Reading a change without applying it
 //
@@ -34,13 +78,21 @@
 // objects a history holds; its CheckRefs refuses (ErrUnknownRef) a change
 // naming an object, element or operation its dependencies do not hold,
 // which Automerge would apply differently on replicas that hold different
-// changes.
+// changes. Apply performs these checks itself (and more), so a checker
+// that runs CheckRefs is no longer what keeps Automerge from aborting.
 //
 // # Errors
 //
 // Bytes that are not a valid document or change give an error matching
-// ErrMalformed; a failed Edit or Apply leaves the document exactly as it was.
-// A change that automerge-go reports with a Go panic is turned into an error.
+// ErrMalformed. A change Apply (or Load, or ApplyStored) refuses gives an
+// *InvalidChangeError naming it, which matches ErrInvalidChange and
+// ErrMalformed (and ErrUnknownRef when it names what its dependencies do
+// not hold). A failed Edit or Apply leaves the document exactly as it was,
+// an empty one included: nothing of a refused Apply is applied or held,
+// and a held change refused when its dependencies arrive is no longer
+// held. ApplyStored with no bytes for some hashes is ErrMalformed. A
+// change that automerge-go reports with a Go panic is turned into an
+// error.
 //
 // # Concurrency
 //
@@ -50,22 +102,22 @@
 //
 // # Caveats
 //
-// The pinned automerge-rs panics on some malformed changes, and a Rust
-// panic under cgo aborts the whole process (fuzzing found one: an operation
-// naming an actor the change does not list). ParseChanges therefore checks
-// every change in Go before Automerge sees it: the chunk checksum against
-// the SHA-256 of its content (so corruption in transit never reaches
-// Automerge), the header fields, the column layout and every actor index.
-// A change crafted to pass these checks and hit another panic in
-// automerge-rs would still stop the process; only authenticated peers
-// (see the transports) can send changes, and FuzzApplyCrafted exercises
-// this boundary. One such change is known: an operation that uses a map
-// key in a list or text, or an element in a map (automerge-rs panics
-// "can only compare map keys"). Telling it apart needs the kinds of the
-// document's objects, which ParseChanges does not have: OpIndex.CheckRefs
-// refuses it, so a checker that runs CheckRefs against the change's
-// dependencies before Apply (as package record's CheckChange and Checker
-// do) is safe from it; Apply alone is not.
+// The pinned automerge-rs panics on some malformed changes and documents,
+// and a Rust panic under cgo aborts the whole process (fuzzing found an
+// operation naming an actor the change does not list; a map key in a text
+// panics "can only compare map keys"; a document with an unknown action
+// panics "validate_action_and_value returned UnknownAction"). ParseChanges
+// checks every change in Go before Automerge decodes it: the chunk
+// checksum against the SHA-256 of its content, the header fields, the
+// column layout and every actor index. Apply then judges the change's
+// operations against the document as described above before Automerge
+// applies it, and Load never gives Automerge a document's bytes. A change
+// crafted to pass all of these and hit another panic in automerge-rs would
+// still stop the process; FuzzApplyCrafted and FuzzLoad (with valid
+// checksums) exercise this boundary.
+//
+// Held changes are kept in memory without a bound; callers that take
+// changes from peers bound them (package replica does).
 //
 // The pinned automerge-go exposes no "all values at a key" call, no patches
 // and no rollback. chartsync therefore models conflicts explicitly in the

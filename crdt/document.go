@@ -21,11 +21,19 @@ import (
 // the pinned automerge-rs panics on some crafted documents (an unknown
 // action, for one), and a Rust panic under cgo aborts the process.
 
-// Limits on what one saved document may hold.
+// Limits on what one saved document may hold: at most maxDocRows changes
+// and as many operations, and no more than docRowsPerByte of either per
+// byte of the document beyond the first 16,384 rows, so that a small
+// crafted document cannot claim, by run-length encoding, a million rows
+// to decode (each costs a few microseconds and a few hundred bytes). A
+// chart's note of 20,000 characters repeated saves at about 12 operations
+// a byte.
 const (
-	maxDocChanges = 1 << 20
-	maxDocOps     = 1 << 21
+	maxDocRows     = 1 << 20
+	docRowsPerByte = 32
 )
+
+func docRowLimit(size int) int { return min(maxDocRows, 1<<14+docRowsPerByte*size) }
 
 // Column specifications (ID << 4 | type) of a document chunk.
 const (
@@ -133,8 +141,8 @@ type docChange struct {
 // the document lists them (dependencies first), with the document's heads.
 // It checks the chunk's checksum and layout, every column, that the
 // changes' rebuilt hashes are the heads the document states, and bounds
-// what it decodes (maxDocChanges, maxDocOps, maxInflate). Every error
-// matches ErrMalformed.
+// what it decodes (docRowLimit, maxInflate, and maxDecodedOps a change).
+// Every error matches ErrMalformed.
 func decodeDocument(data []byte) (raws [][]byte, heads Heads, err error) {
 	raws, heads, err = readDocument(data)
 	if err != nil {
@@ -226,11 +234,12 @@ func readDocument(data []byte) ([][]byte, Heads, error) {
 		}
 	}
 
-	changes, err := readDocChanges(changeCols, len(actors))
+	limit := docRowLimit(len(data))
+	changes, err := readDocChanges(changeCols, len(actors), limit)
 	if err != nil {
 		return nil, nil, fmt.Errorf("changes: %w", err)
 	}
-	ops, err := readDocOps(opCols, actors)
+	ops, err := readDocOps(opCols, actors, limit)
 	if err != nil {
 		return nil, nil, fmt.Errorf("operations: %w", err)
 	}
@@ -282,7 +291,7 @@ func readDocument(data []byte) ([][]byte, Heads, error) {
 }
 
 // readDocChanges decodes the change metadata columns.
-func readDocChanges(cols docCols, actors int) ([]docChange, error) {
+func readDocChanges(cols docCols, actors, limit int) ([]docChange, error) {
 	actor := newULEBs(cols[specDocChangeActor])
 	seq := deltas{rle: newSLEBs(cols[specDocChangeSeq])}
 	maxOp := deltas{rle: newSLEBs(cols[specDocChangeMaxOp])}
@@ -296,8 +305,8 @@ func readDocChanges(cols docCols, actors int) ([]docChange, error) {
 	}
 	var out []docChange
 	for i := 0; !actor.done(); i++ {
-		if i >= maxDocChanges {
-			return nil, fmt.Errorf("more than %d changes", maxDocChanges)
+		if i >= limit {
+			return nil, fmt.Errorf("more than %d changes", limit)
 		}
 		var c docChange
 		a, ok, _, err := actor.next()
@@ -346,7 +355,7 @@ func readDocChanges(cols docCols, actors int) ([]docChange, error) {
 }
 
 // readDocOps decodes the operation columns.
-func readDocOps(cols docCols, actors []string) ([]docOp, error) {
+func readDocOps(cols docCols, actors []string, limit int) ([]docOp, error) {
 	actorAt := func(i uint64) (string, error) {
 		if i >= uint64(len(actors)) {
 			return "", fmt.Errorf("actor index %d beyond the %d actors", i, len(actors))
@@ -375,14 +384,14 @@ func readDocOps(cols docCols, actors []string) ([]docOp, error) {
 	markName := newStrings(cols[specDocMarkName], string(cols[specDocMarkName]))
 
 	n, err := checkColumn(colULEB, cols[specDocAction], 0)
-	if err != nil || n > maxDocOps {
-		return nil, fmt.Errorf("bad action column")
+	if err != nil || n > uint64(limit) {
+		return nil, fmt.Errorf("bad action column, or more than %d operations", limit)
 	}
 	out := make([]docOp, 0, n)
 	succs := 0
 	for i := 0; !idActor.done() || !idCtr.rle.done(); i++ {
-		if i >= maxDocOps {
-			return nil, fmt.Errorf("more than %d operations", maxDocOps)
+		if i >= limit {
+			return nil, fmt.Errorf("more than %d operations", limit)
 		}
 		fail := func(what string, err error) error {
 			if err != nil {
@@ -467,7 +476,7 @@ func readDocOps(cols docCols, actors []string) ([]docOp, error) {
 		}
 
 		ns, ok, _, err := succNum.next()
-		if err != nil || !ok || ns > uint64(maxDocOps-succs) {
+		if err != nil || !ok || ns > uint64(limit-succs) {
 			return nil, fail("successors", err)
 		}
 		succs += int(ns)
@@ -587,7 +596,9 @@ func assignOps(changes []docChange, ops []docOp, actors []string) error {
 				return err
 			}
 			if pass == 0 {
-				counts[c]++
+				if counts[c]++; counts[c] > maxDecodedOps {
+					return fmt.Errorf("change %d holds more than %d operations", c, maxDecodedOps)
+				}
 				continue
 			}
 			if changes[c].ops == nil {

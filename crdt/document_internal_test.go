@@ -160,3 +160,40 @@ func TestSaveCheckedRefusesADocumentThatDoesNotLoad(t *testing.T) {
 	_, err = Load(d.Save(), "")
 	require.ErrorIs(t, err, ErrMalformed)
 }
+
+// A document of a hundred bytes whose run-length encoded columns claim a
+// million operations is refused before they are decoded.
+func TestLoadRefusesDocumentsClaimingMoreRowsThanTheirSize(t *testing.T) {
+	n := int64(1 << 20)
+	run := func(v uint64) []byte { return binary.AppendUvarint(appendSLEB(nil, n), v) }
+	one := func(v uint64) []byte { e := newULEBEnc(); e.append(v); return e.finish() }
+	keys := appendBytes(appendSLEB(nil, n), []byte("k"))
+	type col struct {
+		spec uint64
+		data []byte
+	}
+	body := binary.AppendUvarint(nil, 1)
+	body = appendBytes(body, []byte{0xaa, 0x01})
+	body = binary.AppendUvarint(body, 1)
+	body = append(body, make([]byte, 32)...)
+	var data []byte
+	for _, cols := range [][]col{
+		{{specDocChangeActor, one(0)}, {specDocChangeSeq, appendSLEB(appendSLEB(nil, -1), 1)}, {specDocChangeMaxOp, appendSLEB(appendSLEB(nil, -1), n)}, {specDocChangeTime, appendSLEB(appendSLEB(nil, -1), 0)}, {specDocDepsGroup, one(0)}},
+		{{specDocKeyStr, keys}, {specDocIDActor, run(0)}, {specDocIDCtr, appendSLEB(appendSLEB(nil, n), 1)}, {specDocInsert, binary.AppendUvarint(nil, uint64(n))}, {specDocAction, run(1)}, {specDocValueMeta, run(0)}, {specDocSuccGroup, run(0)}},
+	} {
+		body = binary.AppendUvarint(body, uint64(len(cols)))
+		for _, c := range cols {
+			body = binary.AppendUvarint(body, c.spec)
+			body = binary.AppendUvarint(body, uint64(len(c.data)))
+			data = append(data, c.data...)
+		}
+	}
+	body = append(body, data...)
+	chunk := append(append([]byte{}, chunkMagic...), 0, 0, 0, 0, chunkDocument)
+	chunk = append(binary.AppendUvarint(chunk, uint64(len(body))), body...)
+	sum := sha256.Sum256(chunk[8:])
+	copy(chunk[4:8], sum[:4])
+	require.Less(t, len(chunk), 200)
+	_, err := Load(chunk, "")
+	require.ErrorIs(t, err, ErrMalformed)
+}

@@ -434,14 +434,11 @@ func (h *history) add(info *ChangeInfo) (err error) {
 	return nil
 }
 
-// size estimates the bytes h holds, for tests and benchmarks.
-func (h *history) size() int {
-	n := len(h.changes)*(40+32+48) + cap(h.ops)*12 + cap(h.clocks)*4
-	for _, a := range h.actors {
-		n += len(a.id) + 48 + cap(a.changes)*4
-	}
-	for _, p := range h.propList {
-		n += 2*len(p) + 48
-	}
-	return n
+// trim drops the spare capacity the history's slices grew while it was
+// built in one go (by Load, or at a Fork's first Apply).
+func (h *history) trim() {
+	h.changes = slices.Clone(h.changes)
+	h.hashes = slices.Clone(h.hashes)
+	h.ops = slices.Clone(h.ops)
+	h.clocks = slices.Clone(h.clocks)
 }
