@@ -158,18 +158,45 @@ func (e *Endpoint) load() error {
 	if err != nil {
 		return fmt.Errorf("load relay state: %w", err)
 	}
-	if body, err := decodeFrame(data, stateKind, stateVersion, maxStateBytes); err != nil {
+	st, err := decodeState(data)
+	if err != nil {
 		return fmt.Errorf("load relay state %s: %w", e.state, err)
-	} else if err := json.Unmarshal(body, &e.st); err != nil {
-		return fmt.Errorf("load relay state %s: %v: %w", e.state, err, ErrMalformed)
 	}
-	if e.st.Seen == nil {
-		e.st.Seen = map[string]int64{}
-	}
-	if e.st.Sent == nil {
-		e.st.Sent = map[string]sentBundle{}
-	}
+	e.st = st
 	return nil
+}
+
+// encodeState returns the state file's bytes: a wire frame of kind 'Z'
+// holding the state as JSON.
+func encodeState(st endpointState) ([]byte, error) {
+	body, err := json.Marshal(st)
+	if err != nil {
+		return nil, err
+	}
+	return wire.Encode(stateKind, stateVersion, body), nil
+}
+
+// decodeState decodes a state file (encodeState). Errors match
+// ErrMalformed, ErrVersion or ErrTooLarge.
+func decodeState(data []byte) (endpointState, error) {
+	st := endpointState{}
+	body, err := decodeFrame(data, stateKind, stateVersion, maxStateBytes)
+	if err != nil {
+		return st, err
+	}
+	if err := json.Unmarshal(body, &st); err != nil {
+		return endpointState{}, fmt.Errorf("%v: %w", err, ErrMalformed)
+	}
+	if st.Seen == nil {
+		st.Seen = map[string]int64{}
+	}
+	if st.Sent == nil {
+		st.Sent = map[string]sentBundle{}
+	}
+	if len(st.Peers) == 0 {
+		st.Peers = nil // as encodeState leaves it out
+	}
+	return st, nil
 }
 
 // save writes the state atomically, forgetting bundles that have expired.
@@ -181,11 +208,11 @@ func (e *Endpoint) save() error {
 			delete(e.st.Seen, id)
 		}
 	}
-	body, err := json.Marshal(e.st)
+	data, err := encodeState(e.st)
 	if err != nil {
 		return err
 	}
-	if err := atomicfile.Write(e.state, wire.Encode(stateKind, stateVersion, body), atomicfile.Options{TempPattern: "." + filepath.Base(e.state) + tmpPrefix + "*"}); err != nil {
+	if err := atomicfile.Write(e.state, data, atomicfile.Options{TempPattern: "." + filepath.Base(e.state) + tmpPrefix + "*"}); err != nil {
 		return fmt.Errorf("save relay state: %w", err)
 	}
 	return nil
