@@ -89,8 +89,16 @@
 // (replica.Signer, replica.Keys).
 //
 // File formats are frames of package internal/wire (versioned, length
-// framed, checksummed); every length is bounded before allocation, and
-// FuzzDecodeEnrolment and FuzzMergeRoster exercise the decoders.
+// framed, checksummed). No header is trusted for allocation: a file over
+// its limit (1 KiB for keys, enrolments and requests, MaxRosterBytes for a
+// roster) is refused by its size before it is read; a roster frame may
+// claim a body of at most 16 times its size (its records are keys and
+// signatures, which do not compress), and a record count no larger than
+// records of the smallest enrolment could fill; records are appended as
+// they decode. A file that claims more than it holds is ErrMalformed, one
+// over a limit ErrTooLarge. FuzzDecodeEnrolment, FuzzParseRequest,
+// FuzzMergeRoster, FuzzDecodeIdentity and FuzzDecodeAuthority exercise
+// the decoders, starting from the real files in testdata/fuzz.
 //
 // # Usage
 //

@@ -34,6 +34,19 @@
 // lives. Recipients never look at it. The frame's CRC covers it, so a
 // flipped bit is still caught.
 //
+// # Bounds
+//
+// Nothing read from a file is trusted for allocation. A file over
+// MaxBundleBytes (a bundle) or 64 MiB (an endpoint's state) is refused by
+// its size before it is read. A frame may claim a body of at most 16 times
+// its size: bundles are ciphertext, signatures and random IDs, and state
+// files JSON of hex IDs, none of which compresses more than 3 to 1, so a
+// few bytes claiming megabytes are refused (ErrMalformed, as truncated)
+// before anything is inflated, let alone a signature checked. Every field
+// and count inside is bounded by what remains. FuzzParseRelayBundle and
+// FuzzDecodeEndpointState exercise both decoders from real files in
+// testdata/fuzz.
+//
 // # Nodes and carrying
 //
 // A Node is a directory: a phone's storage, a clinic laptop's outbox, a
