@@ -2,6 +2,8 @@ package login_test
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"runtime"
 	"testing"
 
@@ -93,4 +95,23 @@ func TestLoginRefusesCostlyStoredHash(t *testing.T) {
 			assert.Zero(t, failures, "no password was tried")
 		})
 	}
+}
+
+// TestOpenGuardRefusesOversizedStateUnread: a state file far over
+// MaxStateSize is refused (ErrCorruptState) by its size, without being
+// read into memory.
+func TestOpenGuardRefusesOversizedStateUnread(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "login-state.json")
+	f, err := os.Create(path)
+	require.NoError(t, err)
+	require.NoError(t, f.Truncate(1<<30)) // sparse: costs no disk
+	require.NoError(t, f.Close())
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	_, err = login.OpenGuard(path, login.Policy{DecoyParams: tiny}, nil)
+	runtime.ReadMemStats(&after)
+	require.ErrorIs(t, err, login.ErrCorruptState)
+	allocated := after.TotalAlloc - before.TotalAlloc
+	assert.Less(t, allocated, uint64(1<<20), "refusing a 1 GiB state file allocated %d bytes", allocated)
 }
