@@ -207,13 +207,23 @@
 // deadlines replace the server's ReadTimeout and WriteTimeout for a
 // sync. So a device trickling a byte at a time holds one transfer for
 // about StallTimeout and never a sync slot, and four connections of one
-// device hold no more than one. The Handler applies bundles a few at a
-// time, in arrival order (the replica serialises writes), so the
-// cloud's throughput is the replica's: with SQLite, some tens of syncs
-// a second on a small machine. Syncs beyond MaxConcurrent or
-// MaxTransfers wait up to QueueWait, then get 503 with Retry-After. A
-// device on a link slower than MinTransferRate cannot sync large
-// bundles: lower its replica Config.BundleBytes. A device that holds a chart
+// device hold no more than one. A device on a link slower than
+// MinTransferRate cannot sync large bundles: lower its replica
+// Config.BundleBytes.
+//
+// A bundle whose frame declares more than MaxRequestMemory / 8 bytes once
+// decompressed (8 MiB by default) is refused with 413 before it is
+// decompressed, however well it compresses: a bundle of long notes that
+// inflates 45 times costs the cloud little more than its size as sent.
+// What applying a bundle within that size costs is bounded by the
+// replica (replica.Config.ReceiveMemory): long notes cost Automerge
+// hundreds of bytes a character.
+//
+// The Handler applies bundles a few at a time, in arrival order (the
+// replica serialises writes), so the cloud's throughput is the
+// replica's: with SQLite, some tens of syncs a second on a small
+// machine. Syncs beyond MaxConcurrent or MaxTransfers wait up to
+// QueueWait, then get 503 with Retry-After. A device that holds a chart
 // outside its clinic's scope (from a file carried from another clinic)
 // does not send it: the Client builds its bundles for its own clinic, as
 // the cloud would refuse the whole bundle otherwise. The Syncer's Pending

@@ -210,9 +210,20 @@ func (r loadResult) String() string {
 		r.failures, r.retries, r.cloud.Handler.Busy, mib(r.cloud.PeakHeap), mib(r.cloud.PeakGoMemory), mib(r.cloud.PeakRSS), mib(r.cloud.HighWaterRSS), r.cloud.Charts)
 }
 
-func runLoad(t testing.TB, shape loadShape) loadResult {
+// loadCloud is a cloud served by a child process (runLoadCloud), so that
+// its memory is measured apart from the devices'.
+type loadCloud struct {
+	addr, id string
+	ca       *httpsync.DeviceCA
+	auth     *device.Authority
+	stdin    io.WriteCloser
+	lines    *bufio.Scanner
+	child    *exec.Cmd
+}
+
+// startLoadCloud starts a cloud process; stop ends it.
+func startLoadCloud(t testing.TB) *loadCloud {
 	t.Helper()
-	ctx := context.Background()
 	dir := t.TempDir()
 	ca, _, err := httpsync.OpenDeviceCA(dir, time.Now())
 	require.NoError(t, err)
@@ -235,9 +246,64 @@ func runLoad(t testing.TB, shape loadShape) loadResult {
 	t.Cleanup(func() { stdin.Close(); _ = child.Wait() })
 	lines := bufio.NewScanner(stdout)
 	require.True(t, lines.Scan(), "the cloud process prints its address")
-	var addr, cloudID string
-	_, err = fmt.Sscanf(lines.Text(), "ADDR %s %s", &addr, &cloudID)
+	lc := &loadCloud{ca: ca, auth: auth, stdin: stdin, lines: lines, child: child}
+	_, err = fmt.Sscanf(lines.Text(), "ADDR %s %s", &lc.addr, &lc.id)
 	require.NoError(t, err, "parse %q", lines.Text())
+	return lc
+}
+
+// stop shuts the cloud process down and returns what it measured.
+func (lc *loadCloud) stop(t testing.TB) cloudStats {
+	t.Helper()
+	require.NoError(t, lc.stdin.Close())
+	var statsLine string
+	for lc.lines.Scan() {
+		if rest, ok := strings.CutPrefix(lc.lines.Text(), "STATS "); ok {
+			statsLine = rest
+		}
+	}
+	require.NoError(t, lc.child.Wait(), "the cloud process exits cleanly")
+	var st cloudStats
+	require.NoError(t, json.Unmarshal([]byte(statsLine), &st), "parse the cloud's stats %q", statsLine)
+	return st
+}
+
+// loadDevice is a device enrolled at a loadCloud.
+type loadDevice struct {
+	rep    *replica.Replica
+	client *httpsync.Client
+}
+
+// newDevice enrols a device of clinic (an in-memory replica configured by
+// cfg, which signs its changes and checks everyone's).
+func (lc *loadCloud) newDevice(t testing.TB, clinic, name string, cfg replica.Config) *loadDevice {
+	t.Helper()
+	ctx := context.Background()
+	keys, err := device.Generate(replica.NewID(), clinic)
+	require.NoError(t, err)
+	rec, err := lc.auth.Enrol(keys.Public(), time.Now(), time.Hour)
+	require.NoError(t, err)
+	roster, err := device.NewRoster(device.RosterConfig{Authorities: []device.TrustedAuthority{{Key: lc.auth.PublicKey()}}})
+	require.NoError(t, err)
+	_, err = roster.Add(rec)
+	require.NoError(t, err)
+	cfg.Signer, cfg.Keys, cfg.CheckAuthors = keys, roster, true
+	rep, err := replica.New(ctx, store.NewMem(), cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = rep.Close() })
+	cred := enrolIdentity(t, lc.ca, httpsync.Enrolment{Replica: rep.ID(), Clinic: clinic, Device: name,
+		CloudURL: "https://" + lc.addr, CloudReplica: lc.id, ServerTrust: []*x509.Certificate{lc.ca.Cert}}, keys)
+	cl, err := httpsync.NewClient(rep, httpsync.ClientConfig{Credential: cred, MaxAttempts: 10,
+		MinBackoff: 20 * time.Millisecond, MaxBackoff: time.Second})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = cl.Close() })
+	return &loadDevice{rep: rep, client: cl}
+}
+
+func runLoad(t testing.TB, shape loadShape) loadResult {
+	t.Helper()
+	ctx := context.Background()
+	lc := startLoadCloud(t)
 
 	type sim struct {
 		rep    *replica.Replica
@@ -246,31 +312,14 @@ func runLoad(t testing.TB, shape loadShape) loadResult {
 	}
 	sims := make([]*sim, shape.devices)
 	for i := range sims {
-		// A device signs its changes and checks everyone's.
 		clinic := fmt.Sprintf("clinic-%02d", i%shape.clinics)
-		keys, err := device.Generate(replica.NewID(), clinic)
-		require.NoError(t, err)
-		rec, err := auth.Enrol(keys.Public(), time.Now(), time.Hour)
-		require.NoError(t, err)
-		roster, err := device.NewRoster(device.RosterConfig{Authorities: []device.TrustedAuthority{{Key: auth.PublicKey()}}})
-		require.NoError(t, err)
-		_, err = roster.Add(rec)
-		require.NoError(t, err)
-		rep, err := replica.New(ctx, store.NewMem(), replica.Config{CacheCharts: 8, Signer: keys, Keys: roster, CheckAuthors: true})
-		require.NoError(t, err)
-		t.Cleanup(func() { _ = rep.Close() })
-		cred := enrolIdentity(t, ca, httpsync.Enrolment{Replica: rep.ID(), Clinic: clinic, Device: fmt.Sprintf("device-%03d", i),
-			CloudURL: "https://" + addr, CloudReplica: cloudID, ServerTrust: []*x509.Certificate{ca.Cert}}, keys)
-		cl, err := httpsync.NewClient(rep, httpsync.ClientConfig{Credential: cred, MaxAttempts: 10,
-			MinBackoff: 20 * time.Millisecond, MaxBackoff: time.Second})
-		require.NoError(t, err)
-		t.Cleanup(func() { _ = cl.Close() })
-		s := &sim{rep: rep, client: cl}
+		d := lc.newDevice(t, clinic, fmt.Sprintf("device-%03d", i), replica.Config{CacheCharts: 8})
+		s := &sim{rep: d.rep, client: d.client}
 		for j := range shape.charts {
-			id, err := rep.Register(ctx, nurse, record.Register{GivenName: fmt.Sprintf("Patient%d", j), FamilyName: fmt.Sprintf("Device%d", i),
+			id, err := d.rep.Register(ctx, nurse, record.Register{GivenName: fmt.Sprintf("Patient%d", j), FamilyName: fmt.Sprintf("Device%d", i),
 				Sex: "female", EstimatedBirthYear: 1980 + j, Village: "Kamuga", HomeClinic: clinic})
 			require.NoError(t, err)
-			_, err = rep.Edit(ctx, id, clinician, amoxicillin(500))
+			_, err = d.rep.Edit(ctx, id, clinician, amoxicillin(500))
 			require.NoError(t, err)
 			s.charts = append(s.charts, id)
 		}
@@ -317,15 +366,7 @@ func runLoad(t testing.TB, shape loadShape) loadResult {
 	wg.Wait()
 	res.wall = time.Since(began)
 
-	require.NoError(t, stdin.Close())
-	var statsLine string
-	for lines.Scan() {
-		if rest, ok := strings.CutPrefix(lines.Text(), "STATS "); ok {
-			statsLine = rest
-		}
-	}
-	require.NoError(t, child.Wait(), "the cloud process exits cleanly")
-	require.NoError(t, json.Unmarshal([]byte(statsLine), &res.cloud), "parse the cloud's stats %q", statsLine)
+	res.cloud = lc.stop(t)
 	slices.Sort(latencies)
 	if n := len(latencies); n > 0 {
 		res.p50, res.p99, res.worst = latencies[n/2], latencies[min(n-1, n*99/100)], latencies[n-1]

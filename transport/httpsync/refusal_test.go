@@ -122,23 +122,19 @@ func TestCloudRefusesReusedSequenceNumber(t *testing.T) {
 		name  string
 		start func(t *testing.T, r *replica.Replica) // before the backup
 		edit  func(t *testing.T, r *replica.Replica, n int)
-		// kept: the cloud's replica keeps the refused bundle for review.
-		// It keeps what its checks refuse; a roster change that only
-		// Automerge refuses, on apply, is not kept (replica's planChart).
-		kept bool
 	}{
 		{"a chart", func(t *testing.T, r *replica.Replica) {
 			registerAt(t, r, "Wanjiru", "Mwangi", "kamuga")
 		}, func(t *testing.T, r *replica.Replica, n int) {
 			edit(t, r, transporttest.ChartIDs(t, r)[0], allergy(n))
-		}, true},
+		}},
 		{"the user roster", func(t *testing.T, r *replica.Replica) {
 			_, err := r.UpdateUser(context.Background(), "kamuga", admin, record.UserUpdate{UserID: admin.UserID, Name: admin.Name, Role: admin.Role, PasswordHash: password(0)})
 			require.NoError(t, err)
 		}, func(t *testing.T, r *replica.Replica, n int) {
 			_, err := r.UpdateUser(context.Background(), "kamuga", admin, record.UserUpdate{UserID: fmt.Sprintf("u-%d", n), Name: "Nurse", Role: record.RoleNurse, PasswordHash: password(n)})
 			require.NoError(t, err)
-		}, false},
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
@@ -178,10 +174,8 @@ func TestCloudRefusesReusedSequenceNumber(t *testing.T) {
 			assert.Equal(t, before, snapshotOf(t, c.rep), "nothing of the refused bundle reached the cloud")
 			q, err := c.rep.Quarantined(ctx)
 			require.NoError(t, err)
-			if tc.kept {
-				require.Len(t, q, 1, "the refused bundle is kept for review")
-				assert.Equal(t, d.rep.ID(), q[0].From)
-			}
+			require.Len(t, q, 1, "the refused bundle is kept for review")
+			assert.Equal(t, d.rep.ID(), q[0].From)
 			assert.EqualValues(t, 1, c.handler.Stats().Refused, "the handler counts a refusal")
 			assert.Zero(t, c.handler.Stats().Failed, "and no failure of its own")
 		})

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/chartsync/chartsync/crdt"
+	"github.com/chartsync/chartsync/internal/wire"
 	"github.com/chartsync/chartsync/replica"
 )
 
@@ -47,6 +48,16 @@ type Config struct {
 	// MaxBodyBytes bounds a request body (default 32 MiB; keep it well
 	// above the devices' replica.Config.BundleBytes, 4 MiB by default).
 	MaxBodyBytes int64
+	// MaxRequestMemory is the memory one sync's bundle may cost the cloud
+	// (default 64 MiB). The Handler allows 8 bytes of memory for each
+	// byte of a bundle once decompressed (decoding it, and applying what
+	// it brings), so a bundle over MaxRequestMemory / 8 once
+	// decompressed (8 MiB by default, twice what a device's default
+	// replica.Config.BundleBytes makes) is refused with 413 from its
+	// header, before it is decompressed or applied, whatever its
+	// compression ratio. What applying a bundle within that size costs
+	// is the replica's to bound (replica.Config.ReceiveMemory).
+	MaxRequestMemory int64
 	// MaxConcurrent bounds the syncs being applied and answered at once
 	// (default 32). A sync takes its slot only once its body has arrived,
 	// so a slow link never holds one; a sync that finds no slot within
@@ -101,7 +112,7 @@ func (c Config) Validate() error {
 		return errors.New("httpsync config: Replica is required")
 	case c.DeviceCA == nil && c.Authenticate == nil:
 		return errors.New("httpsync config: DeviceCA (or Authenticate) is required")
-	case c.MaxBodyBytes < 0 || c.MaxConcurrent < 0 || c.MaxTransfers < 0 || c.QueueWait < 0 || c.StallTimeout < 0 ||
+	case c.MaxBodyBytes < 0 || c.MaxRequestMemory < 0 || c.MaxConcurrent < 0 || c.MaxTransfers < 0 || c.QueueWait < 0 || c.StallTimeout < 0 ||
 		c.MinTransferRate < 0 || c.RequestTimeout < 0:
 		return errors.New("httpsync config: limits must not be negative")
 	}
@@ -111,6 +122,9 @@ func (c Config) Validate() error {
 func (c Config) withDefaults() Config {
 	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = 32 << 20
+	}
+	if c.MaxRequestMemory == 0 {
+		c.MaxRequestMemory = 64 << 20
 	}
 	if c.MaxConcurrent == 0 {
 		c.MaxConcurrent = 32
@@ -329,6 +343,12 @@ func (h *Handler) serveSync(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Del("Connection")
 	h.stats.bytesIn.Add(int64(len(data)))
+	// Refuse a bundle over the memory budget from the size its frame
+	// declares, before anything inflates it.
+	if size, err := wire.Size(data, bundleKind); err == nil && size > uint64(h.maxBundle()) {
+		h.fail(w, r, http.StatusRequestEntityTooLarge, CodeTooLarge, fmt.Sprintf("the bundle is %d bytes once decompressed, over this cloud's limit of %d (its memory budget for one sync is %d bytes); send smaller bundles (replica Config.BundleBytes)", size, h.maxBundle(), h.cfg.MaxRequestMemory), nil)
+		return
+	}
 	out, rec, err := h.sync(r.Context(), data, dev, log)
 	if errors.Is(err, errNoSlot) {
 		h.busy(w, r)
@@ -373,6 +393,17 @@ func (h *Handler) serveSync(w http.ResponseWriter, r *http.Request) {
 		"applied", rec.Applied, "duplicates", rec.Duplicates, "sent_changes", out.Changes,
 		"complete", rec.Complete && out.Complete, "duration", time.Since(start))
 }
+
+// bundleKind is the wire frame kind of a replica bundle.
+const bundleKind = 'B'
+
+// memoryPerBundleByte is the memory the Handler allows for each byte of a
+// bundle once decompressed (see Config.MaxRequestMemory).
+const memoryPerBundleByte = 8
+
+// maxBundle is the largest bundle, once decompressed, the memory budget
+// allows.
+func (h *Handler) maxBundle() int64 { return h.cfg.MaxRequestMemory / memoryPerBundleByte }
 
 var (
 	// errNoSlot: no sync slot came free within QueueWait.
@@ -513,7 +544,7 @@ func classify(err error) (status int, code, msg string) {
 		return http.StatusBadRequest, CodeVersion, err.Error() + "; this cloud and the device run incompatible versions of chartsync"
 	case errors.Is(err, replica.ErrWrongRecipient):
 		return http.StatusBadRequest, CodeWrongRecipient, err.Error() + "; the device's credential names another cloud replica"
-	case errors.Is(err, replica.ErrMalformedBundle), errors.Is(err, crdt.ErrMalformed):
+	case errors.Is(err, replica.ErrMalformedBundle), errors.Is(err, crdt.ErrInvalidChange), errors.Is(err, crdt.ErrMalformed):
 		// A change Automerge will not take (a sequence number used
 		// twice, say) is the sender's fault whatever wraps it: answered
 		// 500, the device would send it again for ever.
