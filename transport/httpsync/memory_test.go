@@ -77,7 +77,7 @@ func BenchmarkHighRatioBundle(b *testing.B) {
 	}
 	for range b.N {
 		lc := startLoadCloud(b)
-		d := lc.newDevice(b, "kamuga", "kamuga-tablet", replica.Config{BundleBytes: 64 << 20})
+		d := lc.newDevice(b, "kamuga", "kamuga-tablet", replica.Config{BundleBytes: 64 << 20, CacheCharts: 4})
 		addNoteCharts(b, d.rep, "kamuga", n)
 		out, err := d.rep.MakeBundleFor(context.Background(), lc.id, replica.BundleOptions{Clinic: "kamuga"})
 		require.NoError(b, err)

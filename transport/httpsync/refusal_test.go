@@ -21,36 +21,18 @@ import (
 	"github.com/chartsync/chartsync/transport/transporttest"
 )
 
-// counting counts the sync requests that reach the handler and the
-// status each was answered with.
+// counting counts the sync requests that reach the handler.
 type counting struct {
 	next     http.Handler
 	requests atomic.Int64
-	last     atomic.Int64 // status of the last answer
 }
 
 func (c *counting) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.URL.Path != httpsync.PathSync {
-		c.next.ServeHTTP(w, r)
-		return
+	if r.URL.Path == httpsync.PathSync {
+		c.requests.Add(1)
 	}
-	c.requests.Add(1)
-	sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
-	c.next.ServeHTTP(sw, r)
-	c.last.Store(int64(sw.status))
+	c.next.ServeHTTP(w, r)
 }
-
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-}
-
-func (s *statusWriter) WriteHeader(status int) {
-	s.status = status
-	s.ResponseWriter.WriteHeader(status)
-}
-
-func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 // fileDevice is a clinic device whose replica is a SQLite file, so that a
 // copy of it can be restored, as from a backup.
