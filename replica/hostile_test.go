@@ -108,3 +108,28 @@ func TestAChartWhoseSnapshotDoesNotLoadIsRebuiltFromItsLog(t *testing.T) {
 		})
 	}
 }
+
+// A refused bundle tried again (a file left on a stick is read at every
+// import) is refused again, but kept in the quarantine once.
+func TestARefusedBundleIsQuarantinedOnce(t *testing.T) {
+	ctx := context.Background()
+	a, _ := newMem(t, replica.Config{})
+	b, _ := newMem(t, replica.Config{})
+	chart := register(t, a, "Wanjiru", "Mwangi", "Kamuga")
+	last := edit(t, a, chart, allergy(1)).Change
+	_, err := replica.SyncPair(ctx, a, b)
+	require.NoError(t, err)
+	info, err := crdt.ChangeOps(last.Raw)
+	require.NoError(t, err)
+	info.Time = info.Time.Add(time.Second)
+	raw, err := crdt.EncodeChange(info)
+	require.NoError(t, err)
+	data := encode(t, replica.Bundle{From: a.ID(), To: b.ID(), Changes: []replica.BundleChange{{Chart: chart, Raw: raw}}})
+	for range 3 {
+		_, err = b.Receive(ctx, data)
+		require.ErrorIs(t, err, replica.ErrMalformedBundle)
+	}
+	q, err := b.Quarantined(ctx)
+	require.NoError(t, err)
+	assert.Len(t, q, 1)
+}

@@ -3,12 +3,15 @@ package replica
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"runtime"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/chartsync/chartsync/crdt"
 	"github.com/chartsync/chartsync/record"
@@ -1022,13 +1025,26 @@ func (r *Replica) Quarantined(ctx context.Context) ([]store.Quarantined, error) 
 // quarantine keeps a refused bundle for review and returns why it was
 // refused. r.mu is held.
 func (r *Replica) quarantine(ctx context.Context, from string, data []byte, why error) error {
+	// A bundle refused again (a file left on the stick, a resend) is
+	// kept once: the quarantine does not grow with every try.
+	key := metaQuarantined + hex.EncodeToString(func() []byte { s := sha256.Sum256(data); return s[:] }())
+	if _, err := r.st.Meta(ctx, key); err == nil {
+		r.log.Info("refused a bundle already in the quarantine", "from", from, "reason", why.Error())
+		return why
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return errors.Join(why, fmt.Errorf("quarantine the bundle: %w", err))
+	}
 	q := store.Quarantined{From: from, At: r.cfg.Now().UTC(), Reason: why.Error(), Data: data}
-	if _, err := r.st.Write(ctx, store.Batch{Quarantine: []store.Quarantined{q}}); err != nil {
+	if _, err := r.st.Write(ctx, store.Batch{Quarantine: []store.Quarantined{q}, Meta: map[string]string{key: q.At.Format(time.RFC3339)}}); err != nil {
 		return errors.Join(why, fmt.Errorf("quarantine the bundle: %w", err))
 	}
 	r.log.Warn("quarantined a bundle", "from", from, "reason", why.Error())
 	return why
 }
+
+// metaQuarantined is the meta key prefix marking a bundle (by its SHA-256)
+// as kept in the quarantine.
+const metaQuarantined = "quarantined/"
 
 // madeInScope checks that each change was made on a version of the chart
 // (its dependencies) in whose scope clinic was.
