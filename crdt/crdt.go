@@ -439,7 +439,8 @@ func (d *Doc) Pending() []Change {
 // holds at those dependencies: its sequence number must be its author's
 // next and its dependencies must include its author's previous change, and
 // its operations must name only what those dependencies hold, as Automerge
-// would apply, save and load them again (see history.add for every rule).
+// would apply, save and load them again (see "What Apply accepts" in the
+// package documentation).
 // A change whose sequence number its author has already used is refused
 // even before its dependencies arrive. A refused change gives an
 // *InvalidChangeError, matching ErrInvalidChange and ErrMalformed.
@@ -454,16 +455,18 @@ func (d *Doc) Apply(chs ...Change) (applied []Hash, err error) {
 
 // apply is Apply; the caller holds d.mu.
 func (d *Doc) apply(chs []Change) (applied []Hash, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("apply changes: %v: %w", r, ErrMalformed)
-			applied = nil
-		}
-	}()
 	if err := d.ensureHistory(); err != nil {
 		return nil, err
 	}
 	h := d.hist
+	m := h.mark()
+	defer func() {
+		if r := recover(); r != nil {
+			h.undo(m)
+			err = fmt.Errorf("apply changes: %v: %w", r, ErrMalformed)
+			applied = nil
+		}
+	}()
 	cand := make(map[Hash]Change, len(chs)+len(d.pending))
 	for x, c := range d.pending {
 		cand[x] = c
@@ -480,7 +483,6 @@ func (d *Doc) apply(chs []Change) (applied []Hash, err error) {
 
 	// Judge the changes that can apply, dependencies first, recording
 	// each in the history so that the next is judged after it.
-	m := h.mark()
 	missing := map[Hash]int{}
 	dependents := map[Hash][]Hash{}
 	var ready []Hash
