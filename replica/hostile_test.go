@@ -133,3 +133,28 @@ func TestARefusedBundleIsQuarantinedOnce(t *testing.T) {
 	require.NoError(t, err)
 	assert.Len(t, q, 1)
 }
+
+// A change stored before changes were judged as Automerge does (a
+// sequence number skipped) no longer breaks its chart: the chart is read
+// without it, and that is reported.
+func TestAStoredChangeTheChartCannotTakeIsLeftOut(t *testing.T) {
+	ctx := context.Background()
+	r, st := newMem(t, replica.Config{})
+	chart := register(t, r, "Wanjiru", "Mwangi", "Kamuga")
+	last := edit(t, r, chart, allergy(1)).Change
+	want := view(t, r, chart)
+	info, err := crdt.ChangeOps(last.Raw)
+	require.NoError(t, err)
+	info.Seq += 5
+	raw, err := crdt.EncodeChange(info)
+	require.NoError(t, err)
+	bad, err := crdt.ParseChange(raw)
+	require.NoError(t, err)
+	_, err = st.Write(ctx, store.Batch{Changes: []store.NewChange{{Chart: chart, Hash: bad.Hash, Raw: raw}}})
+	require.NoError(t, err)
+
+	r = reopenMem(t, r, st, replica.Config{})
+	assert.Equal(t, want, view(t, r, chart), "the chart reads as it was before the bad change")
+	assert.Equal(t, 1, r.RebuiltCharts())
+	edit(t, r, chart, allergy(2))
+}

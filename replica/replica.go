@@ -463,7 +463,15 @@ func (r *Replica) loadStored(ctx context.Context, id string) (*loaded, error) {
 	if len(chs) == 0 && after == 0 {
 		return nil, fmt.Errorf("chart %s: %w", id, ErrNotFound)
 	}
-	if err := applyStored(doc, chs); err != nil {
+	if err := applyStored(doc, chs); errors.Is(err, crdt.ErrInvalidChange) {
+		// A change stored before this build judged every change as
+		// Automerge does (a sequence number skipped, an operation on
+		// nothing) would break the chart for good: the chart is read
+		// without it, and that is logged.
+		if err := r.applyStoredSkipping(doc, id, chs); err != nil {
+			return nil, fmt.Errorf("load chart %s: %w", id, err)
+		}
+	} else if err != nil {
 		return nil, fmt.Errorf("load chart %s: %w", id, err)
 	}
 	l := &loaded{id: id, doc: doc, sinceSnapshot: len(chs)}
@@ -476,6 +484,26 @@ func (r *Replica) loadStored(ctx context.Context, id string) (*loaded, error) {
 		return nil, fmt.Errorf("load chart %s: %w", id, err)
 	}
 	return l, nil
+}
+
+// applyStoredSkipping applies stored changes one by one, leaving out (and
+// logging) those the chart cannot take.
+func (r *Replica) applyStoredSkipping(doc *crdt.Doc, id string, chs []store.Change) error {
+	for _, c := range chs {
+		parsed, err := crdt.ParseChange(c.Raw)
+		if err == nil {
+			_, err = doc.Apply(parsed)
+		}
+		if errors.Is(err, crdt.ErrInvalidChange) || errors.Is(err, crdt.ErrMalformed) {
+			r.log.Error("stored change left out of its chart: the chart cannot take it", "chart", id, "change", c.Hash, "seq", c.Seq, "err", err)
+			r.rebuilt.Add(1)
+			continue
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func applyStored(doc *crdt.Doc, chs []store.Change) error {
