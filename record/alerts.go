@@ -40,8 +40,9 @@ func inConflictNote(what string, w *write) string {
 }
 
 func alerts(v *View, s *state) []Alert {
-	out := append([]Alert{}, duplicateAlerts(v, s)...)
-	out = append(out, allergyAlerts(v, s)...)
+	names := drugNames{}
+	out := append([]Alert{}, duplicateAlerts(v, s, names)...)
+	out = append(out, allergyAlerts(v, s, names)...)
 	out = append(out, criticalLabAlerts(v, s)...)
 	// "No known allergies" recorded concurrently with an allergy.
 	if r := s.patient().fields["nka"]; r != nil && slices.ContainsFunc(r.current, func(w *write) bool { return w.Value == "true" }) {
@@ -177,7 +178,7 @@ func rxLines(ms []rxMatch) string {
 
 // duplicateAlerts finds active prescriptions of the same substance (by
 // name, see substance, or by drug code), and of the same drug class.
-func duplicateAlerts(v *View, s *state) []Alert {
+func duplicateAlerts(v *View, s *state, names drugNames) []Alert {
 	same, class := rxGroups{}, rxGroups{}
 	for _, p := range v.Prescriptions {
 		e := s.entries[p.ID]
@@ -186,12 +187,12 @@ func duplicateAlerts(v *View, s *state) []Alert {
 		}
 		for i, w := range e.competing("drug") {
 			m := rxMatch{p: p, shown: i == 0, w: w, field: "drug"}
-			sub := substance(w.Value)
-			if sub == "" {
+			d := names.of(w.Value)
+			if d.sub == "" {
 				continue
 			}
-			same.add("name:"+sub, m)
-			for _, c := range substanceClasses(sub) {
+			same.add("name:"+d.sub, m)
+			for _, c := range d.subClasses {
 				class.add(drugClasses[c].name, m)
 			}
 		}
@@ -239,7 +240,7 @@ func duplicateAlerts(v *View, s *state) []Alert {
 
 // allergyAlerts finds active or on-hold prescriptions for a drug the
 // patient is allergic to.
-func allergyAlerts(v *View, s *state) []Alert {
+func allergyAlerts(v *View, s *state, names drugNames) []Alert {
 	var out []Alert
 	for _, a := range v.Allergies {
 		ea := s.entries[a.ID]
@@ -252,13 +253,13 @@ func allergyAlerts(v *View, s *state) []Alert {
 				continue
 			}
 			rx := fmt.Sprintf("%s %s %s %s", p.Drug, fmtFloat(p.Dose), p.DoseUnit, p.Frequency)
-			if allergic(a.Substance, p.Drug) {
+			if names.allergic(a.Substance, p.Drug) {
 				out = append(out, Alert{Kind: AlertAllergyDrug, Severity: "high", Entries: []string{a.ID, p.ID},
 					Message: fmt.Sprintf("%s is prescribed but the patient is allergic to %s (%s): review before giving it",
 						rx, a.Substance, a.Severity)})
 				continue
 			}
-			if note, ok := allergicInConflict(ea, ep); ok {
+			if note, ok := names.allergicInConflict(ea, ep); ok {
 				out = append(out, Alert{Kind: AlertAllergyDrug, Severity: "high", Entries: []string{a.ID, p.ID}, InConflict: true,
 					Message: fmt.Sprintf("%s is prescribed and the patient may be allergic to it (allergy to %s, %s): %s: settle the conflict, and review before giving it",
 						rx, a.Substance, a.Severity, note)})
@@ -271,11 +272,11 @@ func allergyAlerts(v *View, s *state) []Alert {
 // allergicInConflict reports whether some substance of allergy ea rules
 // out some drug of prescription ep, counting values competing in a
 // conflict, and says which.
-func allergicInConflict(ea, ep *entry) (string, bool) {
+func (n drugNames) allergicInConflict(ea, ep *entry) (string, bool) {
 	subs, drugs := ea.competing("substance"), ep.competing("drug")
 	for i, sw := range subs {
 		for j, dw := range drugs {
-			if (i > 0 || j > 0) && allergic(sw.Value, dw.Value) {
+			if (i > 0 || j > 0) && n.allergic(sw.Value, dw.Value) {
 				var notes []string
 				if i > 0 {
 					notes = append(notes, inConflictNote("the allergy's substance", sw))

@@ -131,3 +131,56 @@ func BenchmarkMerge100(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkViewAlerts views a chart whose alerts take the most work: 40
+// active prescriptions of realistic names, 10 active allergies and 20 lab
+// results, every drug name, substance and lab value also competing in a
+// conflict.
+func BenchmarkViewAlerts(b *testing.B) {
+	c := newChart(b)
+	at := t0
+	next := func() time.Time { at = at.Add(time.Minute); return at }
+	drugs := []string{"Amoxicillin 500mg caps", "Paracetamol 1g", "Metformin hydrochloride 500 mg tablets", "Co-trimoxazole 960 mg",
+		"Ibuprofen 400mg", "Artemether/Lumefantrine 20/120", "Ceftriaxone 1g injection", "Ferrous sulfate 200 mg"}
+	substances := []string{"Penicillin", "Sulfa drugs", "Peanuts", "Aspirin", "Latex"}
+	var rxs, allergies, labs []string
+	for i := range 40 {
+		rxs = append(rxs, do(b, c, doctor, next(), record.Prescribe{Drug: drugs[i%len(drugs)] + fmt.Sprint(" ", i), Dose: 500, DoseUnit: "mg", Route: "oral", Frequency: "TDS"}))
+	}
+	for i := range 10 {
+		allergies = append(allergies, do(b, c, nurse, next(), record.AddAllergy{Substance: substances[i%len(substances)], Severity: "mild"}))
+	}
+	for i := range 20 {
+		labs = append(labs, do(b, c, labTech, next(), record.RecordLabResult{Test: fmt.Sprintf("Test %d", i), Value: record.Ptr(float64(i)), Unit: "mmol/L",
+			RefLow: record.Ptr(1.0), RefHigh: record.Ptr(5.0), CriticalLow: record.Ptr(0.5), SpecimenAt: t0}))
+	}
+	other := fork(b, c)
+	for i, dev := range []*record.Chart{c, other} {
+		put := func(kind, entry, field, value string) {
+			w := writeBy(doctor, kind, entry, field, value, writeIDs(b, dev, entry, field)...)
+			w.At = t0.Add(time.Duration(i+1) * time.Hour).UnixMilli()
+			if _, err := dev.Doc().Edit(messageBy(doctor, "x"), t0, putWrites(w)); err != nil {
+				b.Fatal(err)
+			}
+		}
+		for k, rx := range rxs {
+			put(record.KindPrescription, rx, "drug", drugs[(k+1+i)%len(drugs)])
+		}
+		for k, a := range allergies {
+			put(record.KindAllergy, a, "substance", substances[(k+1+i)%len(substances)])
+		}
+		for _, l := range labs {
+			put(record.KindLabResult, l, "value", []string{"0.3", "3"}[i])
+		}
+	}
+	merge(b, c, other)
+	v := view(b, c)
+	require.GreaterOrEqual(b, len(v.Conflicts), 70)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if _, err := c.View(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -72,37 +72,46 @@ func substanceClasses(sub string) []int {
 	return out
 }
 
+// drugNames reads drug and allergy names for one computation of alerts,
+// each name once. It is not safe for concurrent use.
+type drugNames map[string]*drugName
+
+// drugName is what the checks compare of a name.
+type drugName struct {
+	norm    string // lower case, accents folded
+	classes []int  // the classes the name mentions (classOf)
+	sub     string // the substance (substance)
+	// subClasses are the classes of the substance (substanceClasses).
+	subClasses []int
+}
+
+func (n drugNames) of(name string) *drugName {
+	if d, ok := n[name]; ok {
+		return d
+	}
+	d := &drugName{norm: normDrug(name), sub: substance(name)}
+	d.classes, d.subClasses = classOf(d.norm), substanceClasses(d.sub)
+	n[name] = d
+	return d
+}
+
 // allergic reports whether an allergy to substance rules out drug: one
-// name holds the other, they are the same substance, or they share a
-// drug class.
-func allergic(substanceName, drug string) bool {
-	a, d := normDrug(substanceName), normDrug(drug)
-	if a == "" || d == "" {
+// name holds the other, they are the same substance, or they mention
+// one drug class.
+func (n drugNames) allergic(substance, drug string) bool {
+	a, d := n.of(substance), n.of(drug)
+	if a.norm == "" || d.norm == "" {
 		return false
 	}
-	if strings.Contains(d, a) || strings.Contains(a, d) {
+	if strings.Contains(d.norm, a.norm) || strings.Contains(a.norm, d.norm) || (a.sub != "" && a.sub == d.sub) {
 		return true
 	}
-	if sa := substance(a); sa != "" && sa == substance(d) {
-		return true
-	}
-	for _, ca := range classOf(a) {
-		if slices.Contains(classOf(d), ca) {
+	for _, c := range a.classes {
+		if slices.Contains(d.classes, c) {
 			return true
 		}
 	}
 	return false
-}
-
-// sharedClass returns the first drug class two drug names share, or -1.
-func sharedClass(a, b string) int {
-	cb := substanceClasses(substance(b))
-	for _, c := range substanceClasses(substance(a)) {
-		if slices.Contains(cb, c) {
-			return c
-		}
-	}
-	return -1
 }
 
 // Words a drug's name may carry besides its substance.
