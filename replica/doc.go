@@ -24,13 +24,34 @@
 // changes nothing because changes are content-addressed.
 //
 // Bundle wire format (a frame of package internal/wire, kind 'B', version
-// 3): sender and recipient IDs (16 bytes each), the positions Base, Upto,
+// 4): sender and recipient IDs (16 bytes each), the positions Base, Upto,
 // Head and Ack as uvarints, a change count, then per change the chart ID
 // (16-byte UUID), the length-prefixed raw change and its signature form:
 // 0 (unsigned), 1 and the length-prefixed signature, or 2 and the index of
 // the change that covers it (see Signed changes); then a count of signer
-// enrolments, each length-prefixed. Bundles of versions 1 (no signatures)
-// and 2 (a signature per change) are refused with ErrBundleVersion.
+// enrolments, each length-prefixed; then the length-prefixed sender
+// signature over everything before it (empty if unsigned). Bundles of
+// versions 1 (no signatures), 2 (a signature per change) and 3 (no sender
+// signature) are refused with ErrBundleVersion.
+//
+// # Whose positions count
+//
+// Positions decide what is sent next, so a lie about them loses data
+// silently: a file claiming the cloud holds a device's edits would make
+// the device stop sending them. On a replica with Config.Keys, a bundle's
+// positions count only when the bundle is authenticated as its sender's:
+// it came over a channel that authenticated the sender
+// (ReceiveOptions.Sender: HTTPS with a device certificate, a relay
+// envelope's signature), or it carries the sender's signature over the
+// whole bundle (Bundle.Auth; a replica with a Config.Signer signs every
+// bundle it makes unless BundleOptions.NoAuth). The changes of any other
+// bundle are taken, each checked against its author's signature, and its
+// positions ignored (Received.PositionsRefused, ErrUnauthenticatedPositions).
+// An acknowledgement beyond this replica's log head is not taken
+// (ErrImpossiblePosition) but the rest of the bundle is, so the sync goes
+// on; ResetPeer clears what a replica knows of a peer's positions when it
+// cannot be right (a peer restored from a backup). A replica without Keys
+// cannot tell senders apart and takes every bundle's positions.
 //
 // # Receiving
 //
@@ -45,7 +66,40 @@
 // another device's sync or a nurse's edit; if a chart the plan read
 // changed before the commit, the bundle is planned again from what is now
 // held. A bundle's memory is that of the bytes read: no length it claims
-// is allocated before the bytes are there.
+// is allocated before the bytes are there. Its charts are read and planned
+// in groups of 256 KiB of changes, and the copies of charts the cache does
+// not hold are let go after each group; once the process has grown by
+// Config.ReceiveMemory (64 MiB) Automerge's memory is reclaimed (it is
+// freed by finalizers, after a collection). A bundle of many charts with
+// long notes (Automerge holds hundreds of bytes per character) thus costs
+// a bounded amount, not the sum of its charts: 400 new charts with a
+// 20,000-character note each grew the peak resident set by about 200 MiB
+// (BenchmarkReceiveLongNotes), where 100 of them grew it by 1 GiB before.
+//
+// A received change whose dependencies are neither held nor in its bundle
+// is held aside (Received.Held, Held): not applied and not put in the log,
+// so it is never forwarded (a peer could not apply it either) and never
+// stops a snapshot. Held changes are kept per sending peer in the store's
+// meta values, across restarts, and applied when a later bundle touching
+// the chart brings what they wait for. They are bounded: MaxHeldPerChart,
+// MaxHeldPerPeer, MaxHeldBytesPerPeer and MaxHeld; past a bound the oldest
+// are dropped with a log line (an honest sender's changes are held only
+// while bundles cross, and come again if they were not acknowledged).
+//
+// A change the chart cannot take (a sequence number reused or skipped, an
+// operation on an object its history does not hold: package crdt judges
+// every change as Automerge does) refuses its bundle with
+// ErrMalformedBundle, and the bundle is kept in the quarantine, once
+// however often it is tried again.
+//
+// # Snapshots
+//
+// A snapshot is stored only once it has been loaded back
+// (crdt.Doc.SaveChecked). A stored snapshot that does not load (damaged
+// on disk) is not fatal: the chart is rebuilt from its changes in the log,
+// which keeps every change, and the next write stores a good snapshot; a
+// stored change the chart cannot take (kept by an older build) is left
+// out. Both are logged and counted (RebuiltCharts).
 //
 // # Clinic scope
 //
@@ -124,5 +178,5 @@
 // a replica with Keys refuses them, so a deployment turns signing on from
 // its start (there is no migration of unsigned history). An author check
 // needs the change's dependencies: a change whose dependencies have not
-// arrived is refused (not quarantined) and taken once they have.
+// arrived is held aside (see Receiving) and judged once they have.
 package replica
