@@ -740,6 +740,12 @@ func (d *Doc) Fork(heads Heads, actor string) (f *Doc, err error) {
 		for h, c := range d.pending {
 			f.pending[h] = c
 		}
+		if d.hist != nil {
+			// The whole document: its history is d's, shared until
+			// either records more, rather than read again from
+			// Automerge at the fork's first Apply.
+			f.hist = d.hist.clone()
+		}
 	}
 	if err := f.setActor(actor); err != nil {
 		return nil, err

@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"sort"
@@ -133,6 +134,14 @@ func (h *history) undo(m histMark) {
 	}
 	h.propList = h.propList[:m.props]
 	h.ops, h.clocks = h.ops[:m.ops], h.clocks[:m.clocks]
+	// What was undone may share its backing arrays with a clone (or the
+	// history it was cloned from): clipped, the next append copies
+	// rather than writing over the other's records.
+	h.changes, h.hashes, h.ops = slices.Clip(h.changes), slices.Clip(h.hashes), slices.Clip(h.ops)
+	h.propList, h.clocks = slices.Clip(h.propList), slices.Clip(h.clocks)
+	for i := range h.actors {
+		h.actors[i].changes = slices.Clip(h.actors[i].changes)
+	}
 }
 
 // has reports whether the change with hash x is recorded.
@@ -432,6 +441,28 @@ func (h *history) add(info *ChangeInfo) (err error) {
 	h.byHash[info.Hash] = idx
 	h.actors[ai].changes = append(h.actors[ai].changes, idx)
 	return nil
+}
+
+// clone returns a copy of h that records on its own. The records of h
+// are never changed once added, so the copy shares them: its slices are
+// clipped, so that the first append to either copies, and its maps are
+// copied.
+func (h *history) clone() *history {
+	c := &history{
+		actorIdx: maps.Clone(h.actorIdx),
+		actors:   slices.Clone(h.actors),
+		byHash:   maps.Clone(h.byHash),
+		changes:  slices.Clip(h.changes),
+		hashes:   slices.Clip(h.hashes),
+		ops:      slices.Clip(h.ops),
+		props:    maps.Clone(h.props),
+		propList: slices.Clip(h.propList),
+		clocks:   slices.Clip(h.clocks),
+	}
+	for i := range c.actors {
+		c.actors[i].changes = slices.Clip(c.actors[i].changes)
+	}
+	return c
 }
 
 // trim drops the spare capacity the history's slices grew while it was
