@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -335,6 +336,28 @@ func TestPropertyReplicasConverge(t *testing.T) {
 			for _, id := range a.Entries {
 				require.True(t, shown[id], "alert %s names unknown entry %s", a.Kind, id)
 			}
+			if a.InConflict {
+				require.True(t, slices.ContainsFunc(v.Conflicts, func(c record.Conflict) bool { return slices.Contains(a.Entries, c.EntryID) }),
+					"alert %s says it comes from a conflict, but its entries have none: %s", a.Kind, a.Message)
+			}
+		}
+		// A critical value, shown or competing in a conflict, is alerted.
+		for _, l := range v.LabResults {
+			values := []string{}
+			if l.Value != nil {
+				values = append(values, strconv.FormatFloat(*l.Value, 'g', -1, 64))
+			}
+			if c, ok := findConflict(v, l.ID, "value"); ok {
+				for _, w := range c.Values {
+					values = append(values, w.Value)
+				}
+			}
+			critical := slices.ContainsFunc(values, func(s string) bool {
+				x, err := strconv.ParseFloat(s, 64)
+				return err == nil && ((l.CriticalLow != nil && x < *l.CriticalLow) || (l.CriticalHigh != nil && x > *l.CriticalHigh))
+			})
+			alerted := slices.ContainsFunc(alertsOf(v, record.AlertCriticalLab), func(a record.Alert) bool { return slices.Equal(a.Entries, []string{l.ID}) })
+			require.Equal(t, critical, alerted, "%s %s (values %q, shown first): is a critical value alerted?", l.Test, l.ID, values)
 		}
 		require.True(t, sort.SliceIsSorted(v.History, func(i, j int) bool { return v.History[i].At.Before(v.History[j].At) }))
 
