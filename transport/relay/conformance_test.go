@@ -62,6 +62,9 @@ func TestConformance(t *testing.T) {
 				return err
 			},
 			BadInput: BadInput,
+			Seal: func(ctx context.Context, bundle []byte) ([]byte, error) {
+				return a.e.SealBundle(b.r.ID(), bundle)
+			},
 		}
 	})
 }

@@ -227,14 +227,6 @@ func (e *Endpoint) Seal(ctx context.Context, peer string) ([]byte, error) {
 }
 
 func (e *Endpoint) seal(ctx context.Context, peer string) ([]byte, replica.Outgoing, *replica.Bundle, error) {
-	pub, err := e.roster.Lookup(peer)
-	if err != nil {
-		return nil, replica.Outgoing{}, nil, fmt.Errorf("seal bundle for %s: %w", peer, err)
-	}
-	to, err := pub.Recipient()
-	if err != nil {
-		return nil, replica.Outgoing{}, nil, fmt.Errorf("seal bundle for %s: %w", peer, err)
-	}
 	out, err := e.r.MakeBundle(ctx, peer)
 	if err != nil {
 		return nil, out, nil, err
@@ -243,17 +235,37 @@ func (e *Endpoint) seal(ctx context.Context, peer string) ([]byte, replica.Outgo
 	if err != nil {
 		return nil, out, nil, fmt.Errorf("seal bundle for %s: %w", peer, err)
 	}
-	ct, err := encrypt(out.Data, to)
+	raw, err := e.sealData(peer, out.Data)
+	return raw, out, b, err
+}
+
+// SealBundle returns a relay bundle carrying data, a replica bundle,
+// signed by this endpoint's device and encrypted to peer. Tests use it to
+// send what a broken or lying device would, through the whole courier.
+func (e *Endpoint) SealBundle(peer string, data []byte) ([]byte, error) {
+	return e.sealData(peer, data)
+}
+
+func (e *Endpoint) sealData(peer string, data []byte) ([]byte, error) {
+	pub, err := e.roster.Lookup(peer)
 	if err != nil {
-		return nil, out, nil, err
+		return nil, fmt.Errorf("seal bundle for %s: %w", peer, err)
+	}
+	to, err := pub.Recipient()
+	if err != nil {
+		return nil, fmt.Errorf("seal bundle for %s: %w", peer, err)
+	}
+	ct, err := encrypt(data, to)
+	if err != nil {
+		return nil, err
 	}
 	now := e.cfg.Now().UTC().Truncate(time.Second)
 	h := Header{Kind: KindChanges, Sender: e.r.ID(), Recipient: peer, ID: newID(), Created: now, Expires: now.Add(e.cfg.Lifetime)}
 	raw, err := seal(e.id, h, ct)
 	if err != nil {
-		return nil, out, nil, fmt.Errorf("seal bundle for %s: %w", peer, err)
+		return nil, fmt.Errorf("seal bundle for %s: %w", peer, err)
 	}
-	return raw, out, b, nil
+	return raw, nil
 }
 
 // Send puts in the endpoint's node a new bundle for peer if peer needs

@@ -62,6 +62,7 @@ func testAdversarial(t *testing.T, newPair func(t *testing.T) Pair) {
 				before := Snapshot(t, p.B).WithoutSyncTimes()
 				err = inject(t, p, replica.Bundle{From: p.A.ID(), To: p.B.ID(), Changes: []replica.BundleChange{{Chart: chart, Raw: raw}}})
 				require.Error(t, err, "a change the chart cannot take is refused")
+				t.Logf("refused: %v", err)
 				require.True(t, matchesAny(err, p.BadInput), "the refusal is typed: %v", err)
 				assert.Equal(t, before.Charts, Snapshot(t, p.B).Charts, "B's charts are as they were")
 				edit(t, p.A, chart, nurse, amoxicillin(500))
