@@ -354,5 +354,6 @@ func TestSubstanceIgnoresStrengthFormAndCase(t *testing.T) {
 		suffix := rapid.SampledFrom([]string{" 500mg caps", " 250 mg/5 ml susp", " 1 g injection", " 100mg tablets", " 0.5%"}).Draw(t, "suffix")
 		require.Equal(t, sub, record.Substance(strings.ToUpper(name)+suffix), "%q and %q", name, strings.ToUpper(name)+suffix)
 		require.Equal(t, sub, record.Substance(" "+name+" "), "spaces around %q", name)
+		record.Substance(rapid.String().Draw(t, "any name")) // whatever a peer wrote: no panic
 	})
 }
