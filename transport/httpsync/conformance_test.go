@@ -31,6 +31,7 @@ func TestConformance(t *testing.T) {
 				return err
 			},
 			BadInput: []error{httpsync.ErrMalformed, httpsync.ErrForbidden, httpsync.ErrTooLarge},
+			Sign:     d.id.SignChange,
 		}
 	})
 }

@@ -60,7 +60,7 @@ func testAdversarial(t *testing.T, newPair func(t *testing.T) Pair) {
 				raw, err := crdt.EncodeChange(info)
 				require.NoError(t, err)
 				before := Snapshot(t, p.B).WithoutSyncTimes()
-				err = inject(t, p, replica.Bundle{From: p.A.ID(), To: p.B.ID(), Changes: []replica.BundleChange{{Chart: chart, Raw: raw}}})
+				err = inject(t, p, replica.Bundle{From: p.A.ID(), To: p.B.ID(), Changes: []replica.BundleChange{signed(t, p, chart, raw)}})
 				require.Error(t, err, "a change the chart cannot take is refused")
 				t.Logf("refused: %v", err)
 				require.True(t, matchesAny(err, p.BadInput), "the refusal is typed: %v", err)
@@ -77,7 +77,7 @@ func testAdversarial(t *testing.T, newPair func(t *testing.T) Pair) {
 		edit(t, p.A, chart, nurse, amoxicillin(250))
 		orphan := edit(t, p.A, chart, nurse, amoxicillin(500)).Change
 		before := Snapshot(t, p.B).WithoutSyncTimes()
-		err := inject(t, p, replica.Bundle{From: p.A.ID(), To: p.B.ID(), Changes: []replica.BundleChange{{Chart: chart, Raw: orphan.Raw}}})
+		err := inject(t, p, replica.Bundle{From: p.A.ID(), To: p.B.ID(), Changes: []replica.BundleChange{signed(t, p, chart, orphan.Raw)}})
 		if err != nil {
 			require.True(t, matchesAny(err, p.BadInput), "a refusal is typed: %v", err)
 		}
@@ -85,6 +85,19 @@ func testAdversarial(t *testing.T, newPair func(t *testing.T) Pair) {
 		converge(t, p)
 		RequireSame(t, p.A, p.B)
 	})
+}
+
+// signed returns raw as a bundle change of chart, signed with p.Sign if
+// the pair signs.
+func signed(t *testing.T, p Pair, chart string, raw []byte) replica.BundleChange {
+	t.Helper()
+	bc := replica.BundleChange{Chart: chart, Raw: raw}
+	if p.Sign != nil {
+		c, err := crdt.ParseChange(raw)
+		require.NoError(t, err)
+		bc.Sig = p.Sign(chart, [32]byte(c.Hash))
+	}
+	return bc
 }
 
 // inject encodes b (signed as A's would be by the transport, through

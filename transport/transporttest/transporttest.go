@@ -42,6 +42,11 @@ type Pair struct {
 	// send it (a relay bundle signed by A). Nil means the bundle is the
 	// message (HTTPS bodies, bundle files).
 	Seal func(ctx context.Context, bundle []byte) ([]byte, error)
+	// Sign, if set, signs a change of chart with hash as A's device
+	// (device.Identity.SignChange), for B replicas that check signatures:
+	// the crafted changes of the adversarial suite are then signed as a
+	// broken or lying device would sign them.
+	Sign func(chart string, hash [32]byte) []byte
 }
 
 // maxRounds bounds how many Rounds the suite waits for convergence or for
