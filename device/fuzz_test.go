@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/chartsync/chartsync/device"
+	"github.com/chartsync/chartsync/internal/fuzzseed"
 )
 
 // seedFiles are real files of this package, made afresh: an enrolment, a
@@ -92,7 +93,7 @@ func FuzzDecodeEnrolment(f *testing.F) {
 	for _, seed := range s.all() {
 		f.Add(seed)
 	}
-	writeSeeds(f, "FuzzDecodeEnrolment", s.enrolment, s.revocation)
+	fuzzseed.Bytes(f, "FuzzDecodeEnrolment", s.enrolment, s.revocation)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		for _, data := range bodies('E', data) {
 			e, err := device.DecodeEnrolment(data)
@@ -125,7 +126,7 @@ func FuzzParseRequest(f *testing.F) {
 	for _, seed := range [][]byte{s.request, s.requestPEM, s.request[:len(s.request)/2], s.enrolment, nil} {
 		f.Add(seed)
 	}
-	writeSeeds(f, "FuzzParseRequest", s.request, s.requestPEM)
+	fuzzseed.Bytes(f, "FuzzParseRequest", s.request, s.requestPEM)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		for _, data := range bodies('Q', data) {
 			p, err := device.ParseRequest(data)
@@ -153,7 +154,7 @@ func FuzzMergeRoster(f *testing.F) {
 	for _, seed := range s.all() {
 		f.Add(seed)
 	}
-	writeSeeds(f, "FuzzMergeRoster", s.roster, s.enrolment)
+	fuzzseed.Bytes(f, "FuzzMergeRoster", s.roster, s.enrolment)
 	cloud := s.cloud
 	f.Fuzz(func(t *testing.T, data []byte) {
 		for _, data := range bodies('D', data) {
@@ -181,7 +182,7 @@ func FuzzDecodeIdentity(f *testing.F) {
 	for _, seed := range [][]byte{s.identity, s.identity[:len(s.identity)/2], s.authority, nil} {
 		f.Add(seed)
 	}
-	writeSeeds(f, "FuzzDecodeIdentity", s.identity)
+	fuzzseed.Bytes(f, "FuzzDecodeIdentity", s.identity)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		for _, data := range bodies('K', data) {
 			id, err := device.DecodeIdentity(data)
@@ -213,7 +214,7 @@ func FuzzDecodeAuthority(f *testing.F) {
 	for _, seed := range [][]byte{s.authority, s.authority[:len(s.authority)/2], s.identity, nil} {
 		f.Add(seed)
 	}
-	writeSeeds(f, "FuzzDecodeAuthority", s.authority)
+	fuzzseed.Bytes(f, "FuzzDecodeAuthority", s.authority)
 	pub := newIdentity(f, "kamuga").Public()
 	f.Fuzz(func(t *testing.T, data []byte) {
 		for _, data := range bodies('A', data) {

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/chartsync/chartsync/internal/fuzzseed"
 )
 
 // FuzzParseHash: no encoded hash makes the parser or Verify panic; what
@@ -19,7 +21,7 @@ func FuzzParseHash(f *testing.F) {
 			f.Fatal(err)
 		}
 		f.Add(h, "correct horse")
-		writeSeeds(f, "FuzzParseHash", []any{h, "correct horse"}, []any{h, "wrong horse"})
+		fuzzseed.Write(f, "FuzzParseHash", []any{h, "correct horse"}, []any{h, "wrong horse"})
 		f.Add(strings.Replace(h, "argon2id", "argon2i", 1), "correct horse")
 		f.Add(strings.Replace(h, "v=19", "v=16", 1), "correct horse")
 		f.Add(h+"$", "")
@@ -83,7 +85,7 @@ func FuzzDecodeState(f *testing.F) {
 			f.Fatal(err)
 		}
 		f.Add(data)
-		writeSeeds(f, "FuzzDecodeState", []any{data})
+		fuzzseed.Write(f, "FuzzDecodeState", []any{data})
 	}
 	f.Add([]byte(`{"format":"chartsync-login-guard","version":1,"users":[{"user":"amina","failures":5,"level":1,"last_failure":"2026-03-01T14:00:00Z","locked_until":"2026-03-01T14:00:00Z"}],"sha256":""}`))
 	f.Add([]byte(`{"format":"chartsync-login-guard","version":2,"users":[],"sha256":""}`))

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chartsync/chartsync/internal/fuzzseed"
 	"github.com/chartsync/chartsync/internal/wire"
 )
 
@@ -34,7 +35,7 @@ func FuzzParseRelayBundle(f *testing.F) {
 	for _, s := range [][]byte{good, ack, good[:len(good)/2], nil, []byte("CSY\x01\x01\x00\x00\x00")} {
 		f.Add(s)
 	}
-	writeSeeds(f, "FuzzParseRelayBundle", good, ack)
+	fuzzseed.Bytes(f, "FuzzParseRelayBundle", good, ack)
 	genuine := map[string][]byte{}
 	for _, raw := range [][]byte{good, ack} {
 		env := mustParseF(raw)
@@ -116,7 +117,7 @@ func FuzzDecodeEndpointState(f *testing.F) {
 		}
 		f.Add(body)
 	}
-	writeSeeds(f, "FuzzDecodeEndpointState", files...)
+	fuzzseed.Bytes(f, "FuzzDecodeEndpointState", files...)
 	f.Add([]byte(`{"seen":null,"sent":{"x":{}},"peers":["0"]}`))
 	f.Add([]byte("null"))
 	f.Add([]byte{})
