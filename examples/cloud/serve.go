@@ -38,8 +38,12 @@ var serveCommand = &command{
 		fs.Bool("dev-cert", false, "use a development server certificate signed by the device CA (made in DIR/tls if missing), for 127.0.0.1 and localhost")
 		fs.String("cert", "", "the server's TLS certificate (PEM), instead of -dev-cert")
 		fs.String("key", "", "the key of -cert (PEM)")
-		fs.Int("max-concurrent", 0, "syncs served at once (default 32)")
-		fs.Int64("max-body", 0, "largest request in bytes (default 64 MiB)")
+		fs.Int("max-concurrent", 0, "syncs applied and answered at once (default 32)")
+		fs.Int("max-transfers", 0, "syncs in progress at once, their uploads included (default 4 × -max-concurrent)")
+		fs.Int64("max-body", 0, "largest request in bytes (default 32 MiB)")
+		fs.Int64("max-request-memory", 0, "memory one sync's bundle may cost; a bundle declaring more than an eighth of it decompressed is refused (default 64 MiB)")
+		fs.Int64("min-rate", 0, "slowest average upload, in bytes a second, before a sync is cut (default 512)")
+		fs.Duration("request-timeout", 0, "longest a sync may take, upload to answer (default 10m)")
 		fs.Bool("json", false, "log JSON lines instead of text")
 		fs.Bool("debug", false, "log debug lines too")
 	},
@@ -125,7 +129,9 @@ func serve(ctx context.Context, fs *flag.FlagSet, dir string, stdout, stderr io.
 	defer access.Close()
 	h, err := httpsync.NewHandler(httpsync.Config{
 		Replica: rep, DeviceCA: ca.Pool(), Logger: log, AccessLog: access,
-		MaxConcurrent: flagValue[int](fs, "max-concurrent"), MaxBodyBytes: flagValue[int64](fs, "max-body"),
+		MaxConcurrent: flagValue[int](fs, "max-concurrent"), MaxTransfers: flagValue[int](fs, "max-transfers"),
+		MaxBodyBytes: flagValue[int64](fs, "max-body"), MaxRequestMemory: flagValue[int64](fs, "max-request-memory"),
+		MinTransferRate: flagValue[int64](fs, "min-rate"), RequestTimeout: flagValue[time.Duration](fs, "request-timeout"),
 	})
 	if err != nil {
 		return err
