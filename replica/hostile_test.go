@@ -158,3 +158,27 @@ func TestAStoredChangeTheChartCannotTakeIsLeftOut(t *testing.T) {
 	assert.Equal(t, 1, r.RebuiltCharts())
 	edit(t, r, chart, allergy(2))
 }
+
+// One peer cannot fill the quarantine: past MaxQuarantinedPerPeer of its
+// refused bundles the rest are refused all the same but not kept.
+func TestTheQuarantineKeepsABoundedNumberPerPeer(t *testing.T) {
+	ctx := context.Background()
+	a, _ := newMem(t, replica.Config{})
+	b, _ := newMem(t, replica.Config{})
+	chart := register(t, a, "Wanjiru", "Mwangi", "Kamuga")
+	last := edit(t, a, chart, allergy(1)).Change
+	_, err := replica.SyncPair(ctx, a, b)
+	require.NoError(t, err)
+	info, err := crdt.ChangeOps(last.Raw)
+	require.NoError(t, err)
+	for i := range replica.MaxQuarantinedPerPeer + 5 {
+		info.Time = info.Time.Add(time.Second) // a distinct twin each time
+		raw, err := crdt.EncodeChange(info)
+		require.NoError(t, err)
+		_, err = b.Receive(ctx, encode(t, replica.Bundle{From: a.ID(), To: b.ID(), Changes: []replica.BundleChange{{Chart: chart, Raw: raw}}}))
+		require.ErrorIs(t, err, replica.ErrMalformedBundle, "bundle %d", i)
+	}
+	q, err := b.Quarantined(ctx)
+	require.NoError(t, err)
+	assert.Len(t, q, replica.MaxQuarantinedPerPeer)
+}

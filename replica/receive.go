@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"runtime"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -1034,8 +1035,23 @@ func (r *Replica) quarantine(ctx context.Context, from string, data []byte, why 
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return errors.Join(why, fmt.Errorf("quarantine the bundle: %w", err))
 	}
+	// A peer that sends refused bundle after refused bundle fills the
+	// quarantine only so far: past MaxQuarantinedPerPeer the rest are
+	// refused and logged, not kept.
+	countKey := metaQuarantineCount + from
+	n := 0
+	if v, err := r.st.Meta(ctx, countKey); err == nil {
+		n, _ = strconv.Atoi(v)
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return errors.Join(why, fmt.Errorf("quarantine the bundle: %w", err))
+	}
+	if n >= MaxQuarantinedPerPeer {
+		r.log.Warn("refused a bundle not kept: the quarantine holds as many of this peer's as it may", "from", from, "limit", MaxQuarantinedPerPeer, "reason", why.Error())
+		return why
+	}
 	q := store.Quarantined{From: from, At: r.cfg.Now().UTC(), Reason: why.Error(), Data: data}
-	if _, err := r.st.Write(ctx, store.Batch{Quarantine: []store.Quarantined{q}, Meta: map[string]string{key: q.At.Format(time.RFC3339)}}); err != nil {
+	meta := map[string]string{key: q.At.Format(time.RFC3339), countKey: strconv.Itoa(n + 1)}
+	if _, err := r.st.Write(ctx, store.Batch{Quarantine: []store.Quarantined{q}, Meta: meta}); err != nil {
 		return errors.Join(why, fmt.Errorf("quarantine the bundle: %w", err))
 	}
 	r.log.Warn("quarantined a bundle", "from", from, "reason", why.Error())
@@ -1043,8 +1059,16 @@ func (r *Replica) quarantine(ctx context.Context, from string, data []byte, why 
 }
 
 // metaQuarantined is the meta key prefix marking a bundle (by its SHA-256)
-// as kept in the quarantine.
-const metaQuarantined = "quarantined/"
+// as kept in the quarantine; metaQuarantineCount, followed by a peer's ID,
+// counts the bundles of that peer kept there.
+const (
+	metaQuarantined     = "quarantined/"
+	metaQuarantineCount = "quarantine-count/"
+)
+
+// MaxQuarantinedPerPeer bounds the refused bundles of one sender kept in
+// the quarantine; later ones are refused all the same, and logged.
+const MaxQuarantinedPerPeer = 100
 
 // madeInScope checks that each change was made on a version of the chart
 // (its dependencies) in whose scope clinic was.
