@@ -90,7 +90,8 @@
 // operation on an object its history does not hold: package crdt judges
 // every change as Automerge does) refuses its bundle with
 // ErrMalformedBundle, and the bundle is kept in the quarantine, once
-// however often it is tried again.
+// however often it is tried again, and at most MaxQuarantinedPerPeer of
+// one sender's.
 //
 // # Snapshots
 //
