@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/chartsync/chartsync/internal/atomicfile"
+	"github.com/chartsync/chartsync/internal/dirlock"
 	"io"
 	"os"
 	"path/filepath"
@@ -29,6 +30,9 @@ type app struct {
 	out io.Writer
 	log io.Writer // warnings (standard error)
 	r   *replica.Replica
+	// lock is the data directory's, held while the replica is open: two
+	// copies of the app on one directory would write as one actor.
+	lock *dirlock.Lock
 }
 
 // deviceConfig is the device's configuration, written by init.
@@ -99,11 +103,19 @@ func (a *app) replica(ctx context.Context) (*replica.Replica, error) {
 	case err != nil && !errors.Is(err, os.ErrNotExist):
 		return nil, err
 	}
-	r, err := replica.Open(ctx, a.path("replica.db"), cfg)
+	lock, err := dirlock.Acquire(a.dir)
+	if errors.Is(err, dirlock.ErrLocked) {
+		return nil, fmt.Errorf("%w (another clinic command on this device's data, such as a sync, is still running)", err)
+	}
 	if err != nil {
 		return nil, err
 	}
-	a.r = r
+	r, err := replica.Open(ctx, a.path("replica.db"), cfg)
+	if err != nil {
+		_ = lock.Release()
+		return nil, err
+	}
+	a.r, a.lock = r, lock
 	return r, nil
 }
 
@@ -111,6 +123,7 @@ func (a *app) close() {
 	if a.r != nil {
 		a.r.Close()
 	}
+	_ = a.lock.Release()
 }
 
 // author is the logged-in user on this device, as the clinic's roster

@@ -9,11 +9,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/chartsync/chartsync/device"
 	"github.com/chartsync/chartsync/internal/atomicfile"
+	"github.com/chartsync/chartsync/internal/dirlock"
 	"github.com/chartsync/chartsync/replica"
 	"github.com/chartsync/chartsync/transport/httpsync"
 )
@@ -62,27 +62,18 @@ func writeInfo(dir string, in info) error {
 // runs: two processes must never open the replica at once.
 func lockDir(dir string) (unlock func(), err error) { return lockFile(dir, fileLock) }
 
-// lockFile takes an exclusive lock on the file name in dir, or returns
-// errLocked if another process holds it.
+// lockFile takes an exclusive lock on the file name in dir, or returns an
+// error matching errLocked (naming the process that holds it).
 func lockFile(dir, name string) (unlock func(), err error) {
-	f, err := os.OpenFile(filepath.Join(dir, name), os.O_RDWR|os.O_CREATE, 0o600)
+	l, err := dirlock.AcquireNamed(dir, name)
 	if err != nil {
 		return nil, err
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		f.Close()
-		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, errLocked
-		}
-		return nil, fmt.Errorf("lock %s: %w", dir, err)
-	}
-	return func() {
-		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-		f.Close()
-	}, nil
+	return func() { _ = l.Release() }, nil
 }
 
-var errLocked = errors.New("another cloud process is using this data directory")
+// errLocked matches the error of a lock another process holds.
+var errLocked = dirlock.ErrLocked
 
 // openDir creates the data directory if needed and opens its device CA.
 func openDir(dir string) (*httpsync.DeviceCA, bool, error) {

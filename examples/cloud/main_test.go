@@ -89,7 +89,8 @@ func TestCloudWorkflow(t *testing.T) {
 	addr, stop := server(t, dir)
 	code, _, stderr = cloud(t, "serve", "-dir", dir, "-addr", "127.0.0.1:0", "-dev-cert")
 	assert.Equal(t, 1, code, "a second server on the same data is refused")
-	assert.Contains(t, stderr, "another cloud process")
+	assert.Contains(t, stderr, "is in use by process", "the error names the process holding the data")
+	assert.Contains(t, stderr, `stop the other "cloud serve"`)
 
 	// The device makes its keys and its request; only the request travels.
 	// Its replica signs every change with those keys.
