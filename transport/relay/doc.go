@@ -86,7 +86,9 @@
 // file, every bundle it opened (by sender and ID) until that bundle
 // expires, after which any copy is refused as expired; and replica.Receive
 // is idempotent, so a bundle opened twice (after a crash between applying
-// it and remembering it) applies nothing new.
+// it and remembering it) applies nothing new. Endpoint.Open of a bundle
+// opened before is refused with ErrReplayed, naming it; Collect passes
+// over a copy still in the node, which it acknowledges again.
 //
 // # Endpoints
 //

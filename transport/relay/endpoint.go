@@ -335,12 +335,28 @@ func (e *Endpoint) peers() []string {
 // decrypted; the decrypted bundle must name the signed sender and
 // recipient. Errors match BadInput for a refused bundle, and the replica
 // is unchanged.
+//
+// A bundle is opened once: opening one this endpoint has opened before
+// (here or by Collect) gives ErrReplayed, naming it, and changes nothing.
 func (e *Endpoint) Open(ctx context.Context, raw []byte) (replica.Received, error) {
 	env, err := parse(raw)
 	if err != nil {
 		return replica.Received{}, fmt.Errorf("open relay bundle: %w", err)
 	}
-	return e.open(ctx, env)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if _, seen := e.st.Seen[env.Key()]; seen {
+		return replica.Received{}, fmt.Errorf("open relay bundle %s from %s: %w", env.ID, env.Sender, ErrReplayed)
+	}
+	rec, err := e.open(ctx, env)
+	if err != nil {
+		return rec, err
+	}
+	e.st.Seen[env.Key()] = env.Expires.Unix()
+	if err := e.save(); err != nil {
+		return rec, fmt.Errorf("open relay bundle %s: applied, but not remembered as opened: %w", env.ID, err)
+	}
+	return rec, nil
 }
 
 func (e *Endpoint) open(ctx context.Context, env *Envelope) (replica.Received, error) {

@@ -31,6 +31,8 @@ var (
 	ErrTooLarge = wire.ErrTooLarge
 	// ErrExpired: the relay bundle's lifetime is over.
 	ErrExpired = errors.New("relay: bundle expired")
+	// ErrReplayed: a bundle this endpoint has opened already.
+	ErrReplayed = errors.New("relay: bundle already opened")
 	// ErrWrongRecipient: the relay bundle is addressed to another replica.
 	ErrWrongRecipient = errors.New("relay: bundle addressed to another replica")
 	// ErrUndecryptable: the body cannot be decrypted with the recipient's
@@ -48,7 +50,7 @@ var (
 // BadInput lists the errors a refused relay bundle matches, for callers
 // that sort refusals from failures of their own (a full disk).
 var BadInput = []error{
-	ErrMalformed, ErrVersion, ErrTooLarge, ErrExpired, ErrWrongRecipient, ErrUndecryptable,
+	ErrMalformed, ErrVersion, ErrTooLarge, ErrExpired, ErrReplayed, ErrWrongRecipient, ErrUndecryptable,
 	ErrHeaderMismatch, ErrTooManyHops, device.ErrBadSignature, device.ErrUnknownDevice,
 	device.ErrExpired, device.ErrRevoked,
 	replica.ErrMalformedBundle, replica.ErrBundleVersion, replica.ErrBundleTooLarge, replica.ErrWrongRecipient,

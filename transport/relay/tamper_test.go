@@ -297,3 +297,19 @@ func TestRelayCannotRead(t *testing.T) {
 	_, err = f.c.e.Open(context.Background(), f.raw)
 	assert.ErrorIs(t, err, ErrWrongRecipient)
 }
+
+// Opening a relay bundle that was opened before is a clear refusal naming
+// it (it used to apply nothing and say nothing), here or after Collect.
+func TestOpeningABundleAgainIsAReplay(t *testing.T) {
+	f := newTamperFixture(t)
+	ctx := context.Background()
+	rec, err := f.b.e.Open(ctx, f.raw)
+	require.NoError(t, err)
+	require.Positive(t, rec.Applied)
+	before := snapshot(t, f.b.r)
+	_, err = f.b.e.Open(ctx, f.raw)
+	require.ErrorIs(t, err, ErrReplayed)
+	assert.Contains(t, err.Error(), f.env.ID, "the refusal names the bundle")
+	assert.True(t, isBadInput(err))
+	assert.Equal(t, before, snapshot(t, f.b.r))
+}
