@@ -355,7 +355,7 @@ func TestCheckerAgreesOnForgedChanges(t *testing.T) {
 var forgeKinds = []string{
 	"rewrite-write", "same-rewrite", "delete-write", "replace-container", "other-author", "missing-object",
 	"unknown-pred", "forbidden-role", "note-for-nothing", "noop-note-edit", "note-as-string", "identity",
-	"root-key", "valid-allergy", "wrong-supersedes", "double-put",
+	"root-key", "valid-allergy", "wrong-supersedes", "double-put", "bad-identifier", "valid-identifier",
 }
 
 // drawForged draws a hostile change on d, a device's copy of a chart
@@ -453,6 +453,12 @@ func drawForged(t *rapid.T, d *crdt.Doc, v record.View, kind string) *crdt.Chang
 		return edit(func(tx *crdt.Tx) error { return tx.Put(nil, "extra", "x") })
 	case "valid-allergy":
 		return edit(func(tx *crdt.Tx) error { return tx.Put([]string{"w"}, uuid.NewString(), newWrite(by)) })
+	case "bad-identifier", "valid-identifier":
+		v := rapid.SampledFrom([]string{"aadhaar|234123412345", "aadhaar|2341 2341 2346", "phone|x"}).Draw(t, "identifier")
+		if kind == "valid-identifier" {
+			v = rapid.SampledFrom([]string{"aadhaar|234123412346", "phone|+254700000001", "urn:x|a b"}).Draw(t, "identifier")
+		}
+		return edit(putWrites(writeBy(by, record.KindIdentifier, uuid.NewString(), "identifier", v)))
 	case "double-put":
 		return edit(func(tx *crdt.Tx) error {
 			k := uuid.NewString()

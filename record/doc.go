@@ -52,6 +52,7 @@
 //     - allergy: entered-in-error > active > inactive > resolved
 //     - lab result: entered-in-error > corrected > final > preliminary
 //     - encounter: entered-in-error > recorded
+//     - patient identifier: entered-in-error > inactive > active
 //     - diagnosis clinical status (keep the problem visible):
 //     relapse > recurrence > active > remission > inactive > resolved
 //     - diagnosis verification: entered-in-error > confirmed > provisional >
@@ -80,6 +81,35 @@
 //     (Hb 9.1 corrected to 6.0 on one device and to 10.5 later on
 //     another shows 10.5, low, and a critical-lab alert for the 6.0).
 //     Statuses are settled by their precedence: the status shown counts.
+//
+// # Identifiers
+//
+// A patient carries a list of identifiers (Patient.Identifiers), each a
+// system and a value and an entry of the chart of its own, in the
+// demographics section: AddIdentifier, CorrectIdentifier,
+// RemoveIdentifier (inactive: no longer in use) and MarkEnteredInError
+// change them, and Register may give the first ones. Identifiers added
+// on two devices are both kept; concurrent corrections of one are a
+// conflict like any other field's. Values are checked and stored in a
+// canonical form (CanonicalIdentifier), so that equal identifiers are
+// equal strings:
+//
+//	system       checked                                        stored as
+//	aadhaar      12 digits, first 2-9, Verhoeff check digit     digits only
+//	abha         14 digits (ABHA number; no check digit known)  digits only
+//	national-id  letters and digits, at most 32                 upper case, no spaces or hyphens
+//	clinic       as national-id                                 as national-id
+//	phone        5 to 15 digits, optional leading +             digits and +
+//	other        a lower-case name or URI; the value 1-100      trimmed
+//	             printable characters without "|"
+//
+// A patient has at most one active Aadhaar, ABHA or national ID number.
+// Every other entry (allergy, diagnosis, prescription, lab result,
+// encounter, referral) may carry an external identifier (ExternalID),
+// such as the ID an imported record had where it came from. CheckChange
+// and Checker hold identifiers received from elsewhere to the same
+// checks. Package record/identity turns patients into search keys and
+// finds likely duplicate registrations.
 //
 // # Who may change what
 //

@@ -57,6 +57,7 @@ var precedence = map[string][]string{
 	KindLabResult + ".status":       {StatusEnteredInError, StatusCorrected, StatusFinal, StatusPreliminary},
 	KindEncounter + ".status":       {StatusEnteredInError, StatusRecorded},
 	KindReferral + ".status":        {StatusEnteredInError, StatusEnded, StatusActive},
+	KindIdentifier + ".status":      {StatusEnteredInError, StatusInactive, StatusActive},
 	KindDiagnosis + ".clinical":     {"relapse", "recurrence", "active", "remission", "inactive", "resolved"},
 	KindDiagnosis + ".verification": {StatusEnteredInError, "confirmed", "provisional", "differential", "unconfirmed", "refuted"},
 	// An allergy recorded concurrently with "no known allergies" wins.
@@ -174,6 +175,10 @@ var fields = map[string]map[string]fieldSpec{
 		"village": text(100), "address": text(300), "phone": optional(pattern(rePhone, "a phone number")),
 		"national_id": optional(pattern(reCode, "an identifier")), "guardian": text(200),
 		"home_clinic": text(100), "nka": oneOf("true", "false"),
+	},
+	KindIdentifier: {
+		"identifier": identifierSpec,
+		"status":     oneOf(StatusActive, StatusInactive, StatusEnteredInError), "status_reason": text(500),
 	},
 	KindAllergy: {
 		"substance": text(200), "reaction": text(300), "severity": oneOf(severities...),

@@ -255,6 +255,8 @@ func FuzzCheckerAgrees(f *testing.F) {
 	do(f, away, doctor, t0.Add(time.Hour), record.Prescribe{Drug: "Paracetamol", Dose: 1, DoseUnit: "g", Route: "oral", Frequency: "QID"})
 	do(f, away, nurse, t0.Add(time.Hour), record.EditNote{EncounterID: v.Encounters[0].ID, Pos: 3, Delete: 2, Insert: "LD"})
 	do(f, away, registry, t0.Add(time.Hour), record.Refer{ToClinic: "district-hospital"})
+	do(f, away, chw, t0.Add(time.Hour), record.AddIdentifier{System: record.SystemAadhaar, Value: "2341 2341 2346"})
+	do(f, away, doctor, t0.Add(time.Hour), record.Diagnose{Text: "Asthma", ExternalID: record.Identifier{System: "urn:x", Value: "D-1"}})
 	fresh, err := away.Doc().Changes(base.Doc().Heads())
 	require.NoError(f, err)
 	f.Add(crdt.SaveChanges(fresh))

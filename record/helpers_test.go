@@ -299,6 +299,9 @@ func listed(v record.View) map[string]bool {
 	for _, e := range v.Encounters {
 		ids[e.ID] = true
 	}
+	for _, i := range v.Patient.Identifiers {
+		ids[i.ID] = true
+	}
 	for _, e := range v.EnteredInError {
 		ids[e.ID] = true
 	}

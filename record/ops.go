@@ -120,6 +120,11 @@ type Patient struct {
 	NationalID string `json:"national_id,omitempty"`
 	Guardian   string `json:"guardian,omitempty"`
 	HomeClinic string `json:"home_clinic"`
+	// Identifiers are the patient's identifiers (national health IDs,
+	// ID cards, clinic numbers, phones), each an entry of the chart,
+	// oldest first; those entered in error are left out. Register takes
+	// System and Value of each.
+	Identifiers []Identifier `json:"identifiers,omitempty"`
 }
 
 // FullName is the patient's names joined for display.
@@ -184,6 +189,12 @@ func (r Register) registerPlan(chartID string, at time.Time) (*plan, error) {
 	}
 	if p.EstimatedBirthYear != 0 {
 		pl.put(KindPatient, chartID, "birth_year", strconv.Itoa(p.EstimatedBirthYear))
+	}
+	none := &state{chartID: chartID, entries: map[string]*entry{}}
+	for _, id := range p.Identifiers {
+		if _, err := pl.addIdentifier(none, id); err != nil {
+			return nil, err
+		}
 	}
 	born := p.BirthDate
 	if born == "" {
@@ -260,6 +271,9 @@ type AddAllergy struct {
 	Reaction  string
 	// Severity is mild, moderate, severe or life-threatening.
 	Severity string
+	// ExternalID is the entry's identifier in another system (an imported
+	// record's ID), if any; see CanonicalIdentifier.
+	ExternalID Identifier
 }
 
 func (a AddAllergy) plan(s *state, at time.Time) (*plan, error) {
@@ -277,6 +291,9 @@ func (a AddAllergy) plan(s *state, at time.Time) (*plan, error) {
 	}
 	p.put(KindAllergy, id, "severity", a.Severity)
 	p.put(KindAllergy, id, "status", StatusActive)
+	if err := p.putExternalID(KindAllergy, id, a.ExternalID); err != nil {
+		return nil, err
+	}
 	if r := s.patient().fields["nka"]; r != nil && slices.ContainsFunc(r.current, func(w *write) bool { return w.Value == "true" }) {
 		p.put(KindPatient, s.chartID, "nka", "false")
 	}
@@ -374,6 +391,9 @@ type Diagnose struct {
 	ClinicalStatus     string
 	VerificationStatus string
 	Note               string
+	// ExternalID is the entry's identifier in another system (an imported
+	// record's ID), if any; see CanonicalIdentifier.
+	ExternalID Identifier
 }
 
 func (d Diagnose) plan(s *state, at time.Time) (*plan, error) {
@@ -404,6 +424,9 @@ func (d Diagnose) plan(s *state, at time.Time) (*plan, error) {
 	}
 	p.put(KindDiagnosis, id, "clinical", d.ClinicalStatus)
 	p.put(KindDiagnosis, id, "verification", d.VerificationStatus)
+	if err := p.putExternalID(KindDiagnosis, id, d.ExternalID); err != nil {
+		return nil, err
+	}
 	label := strings.TrimSpace(d.Text)
 	if d.Code != "" {
 		label += " (" + d.Code + ")"
@@ -477,6 +500,9 @@ type Prescribe struct {
 	// Start and End (YYYY-MM-DD) are optional.
 	Start, End   string
 	Instructions string
+	// ExternalID is the entry's identifier in another system (an imported
+	// record's ID), if any; see CanonicalIdentifier.
+	ExternalID Identifier
 }
 
 func (rx Prescribe) plan(s *state, at time.Time) (*plan, error) {
@@ -513,6 +539,9 @@ func (rx Prescribe) plan(s *state, at time.Time) (*plan, error) {
 		p.put(KindPrescription, id, "duration_days", strconv.Itoa(rx.DurationDays))
 	}
 	p.put(KindPrescription, id, "status", StatusActive)
+	if err := p.putExternalID(KindPrescription, id, rx.ExternalID); err != nil {
+		return nil, err
+	}
 	p.summary = fmt.Sprintf("Prescribed %s %s %s %s %s", strings.TrimSpace(rx.Drug), fmtFloat(rx.Dose), rx.DoseUnit, rx.Route, words(rx.Frequency))
 	if rx.DurationDays > 0 {
 		p.summary += fmt.Sprintf(" for %d days", rx.DurationDays)
@@ -660,6 +689,9 @@ type RecordLabResult struct {
 	SpecimenAt   time.Time
 	// Status is preliminary or final (the default).
 	Status string
+	// ExternalID is the entry's identifier in another system (an imported
+	// record's ID), if any; see CanonicalIdentifier.
+	ExternalID Identifier
 }
 
 func (l RecordLabResult) plan(s *state, at time.Time) (*plan, error) {
@@ -705,6 +737,9 @@ func (l RecordLabResult) plan(s *state, at time.Time) (*plan, error) {
 	}
 	p.put(KindLabResult, id, "specimen_at", l.SpecimenAt.UTC().Format(time.RFC3339))
 	p.put(KindLabResult, id, "status", l.Status)
+	if err := p.putExternalID(KindLabResult, id, l.ExternalID); err != nil {
+		return nil, err
+	}
 	p.summary = fmt.Sprintf("Recorded %s result %s (%s)", strings.TrimSpace(l.Test), labValue(l.Value, l.TextValue, l.Unit), l.Status)
 	return p, nil
 }
@@ -840,6 +875,9 @@ type AddEncounter struct {
 	Complaint string
 	Vitals    Vitals
 	Note      string
+	// ExternalID is the entry's identifier in another system (an imported
+	// record's ID), if any; see CanonicalIdentifier.
+	ExternalID Identifier
 }
 
 func (a AddEncounter) plan(s *state, at time.Time) (*plan, error) {
@@ -874,6 +912,9 @@ func (a AddEncounter) plan(s *state, at time.Time) (*plan, error) {
 		}
 	}
 	p.put(KindEncounter, id, "status", StatusRecorded)
+	if err := p.putExternalID(KindEncounter, id, a.ExternalID); err != nil {
+		return nil, err
+	}
 	p.summary = fmt.Sprintf("Saw the patient on %s for %s", a.Date, a.Complaint)
 	return p, nil
 }
@@ -1000,6 +1041,10 @@ func label(e *entry) string {
 		return strings.TrimSpace(e.value("given") + " " + e.value("family"))
 	case KindReferral:
 		return "referral to " + e.value("clinic")
+	case KindIdentifier:
+		if id, ok := parseIdentifier(e.value("identifier")); ok {
+			return id.System + " " + id.Value
+		}
 	}
 	return e.id
 }

@@ -84,6 +84,8 @@ func sectionOf(kind, field string) (Section, bool) {
 			return SectionAllergies, true
 		}
 		return SectionDemographics, true
+	case KindIdentifier:
+		return SectionDemographics, true
 	case KindAllergy:
 		return SectionAllergies, true
 	case KindDiagnosis:

@@ -27,6 +27,7 @@ var opKinds = []string{
 	"record-lab-result", "finalize-lab-result", "correct-lab-result",
 	"add-encounter", "edit-note",
 	"mark-entered-in-error", "resolve-conflict", "update-demographics",
+	"add-identifier", "correct-identifier", "remove-identifier",
 }
 
 // tally counts, over every case of a property test, how often each
@@ -53,6 +54,14 @@ func ids[T any](xs []T, id func(T) string) []string {
 	return out
 }
 
+// identifierValues are valid values of some identifier systems, for the
+// property tests to add and correct to.
+var identifierValues = map[string][]string{
+	record.SystemPhone:   {"+254700000001", "+254700000002", "0700 000 003"},
+	record.SystemClinic:  {"K-1", "K-2"},
+	record.SystemAadhaar: {"234123412346", "2341 2341 2346", "987654321012"},
+}
+
 // drawOp draws an operation of the given kind for a device whose chart
 // shows v, picking existing entries from v. It returns nil when the chart
 // has no entry the operation could name.
@@ -68,6 +77,7 @@ func drawOp(t *rapid.T, kind string, v record.View) record.Op {
 	diagnoses := ids(v.Diagnoses, func(d record.Diagnosis) string { return d.ID })
 	labs := ids(v.LabResults, func(l record.LabResult) string { return l.ID })
 	encounters := ids(v.Encounters, func(e record.Encounter) string { return e.ID })
+	identifiers := ids(v.Patient.Identifiers, func(i record.Identifier) string { return i.ID })
 	dose := rapid.SampledFrom([]float64{250, 500, 1000}).Draw
 	reason := rapid.SampledFrom([]string{"", "rash", "vomiting", "review"}).Draw
 
@@ -178,7 +188,7 @@ func drawOp(t *rapid.T, kind string, v record.View) record.Op {
 			Delete: rapid.IntRange(0, 2).Draw(t, "delete"),
 			Insert: rapid.SampledFrom([]string{"", "a", " cough", "ß"}).Draw(t, "insert")}
 	case "mark-entered-in-error":
-		id, ok := pick(slices.Concat(rxs, allergies, diagnoses, labs, encounters), "entry")
+		id, ok := pick(slices.Concat(rxs, allergies, diagnoses, labs, encounters, identifiers), "entry")
 		if !ok {
 			return nil
 		}
@@ -190,6 +200,18 @@ func drawOp(t *rapid.T, kind string, v record.View) record.Op {
 		c := rapid.SampledFrom(v.Conflicts).Draw(t, "conflict")
 		return record.ResolveConflict{EntryID: c.EntryID, Field: c.Field,
 			Value: rapid.SampledFrom(c.Values).Draw(t, "value").Value}
+	case "add-identifier":
+		sys := rapid.SampledFrom([]string{record.SystemPhone, record.SystemClinic, record.SystemAadhaar}).Draw(t, "system")
+		return record.AddIdentifier{System: sys, Value: rapid.SampledFrom(identifierValues[sys]).Draw(t, "value")}
+	case "correct-identifier", "remove-identifier":
+		if len(v.Patient.Identifiers) == 0 {
+			return nil
+		}
+		i := rapid.SampledFrom(v.Patient.Identifiers).Draw(t, "identifier")
+		if kind == "remove-identifier" {
+			return record.RemoveIdentifier{IdentifierID: i.ID, Reason: "no longer used"}
+		}
+		return record.CorrectIdentifier{IdentifierID: i.ID, Value: rapid.SampledFrom(identifierValues[i.System]).Draw(t, "value")}
 	case "update-demographics":
 		if rapid.Bool().Draw(t, "village") {
 			return record.UpdateDemographics{Village: record.Ptr(rapid.SampledFrom([]string{"Kamuga", "Gatundu", "Asafo"}).Draw(t, "name"))}
@@ -307,7 +329,7 @@ func TestPropertyReplicasConverge(t *testing.T) {
 				require.Equal(t, sections, touched.Sections, "CheckChange found other sections than %s writes", kind)
 				require.Equal(t, by, touched.Author)
 				switch kind {
-				case "prescribe", "add-allergy", "diagnose", "record-lab-result", "add-encounter":
+				case "prescribe", "add-allergy", "diagnose", "record-lab-result", "add-encounter", "add-identifier":
 					require.False(t, created[res.EntryID], "entry ID %s reused", res.EntryID)
 					created[res.EntryID] = true
 				}
@@ -324,7 +346,8 @@ func TestPropertyReplicasConverge(t *testing.T) {
 		for id := range created {
 			require.True(t, shown[id], "entry %s recorded on some device is missing from the merged chart", id)
 		}
-		count := len(v.Allergies) + len(v.Diagnoses) + len(v.Prescriptions) + len(v.LabResults) + len(v.Encounters) + len(v.EnteredInError)
+		count := len(v.Allergies) + len(v.Diagnoses) + len(v.Prescriptions) + len(v.LabResults) + len(v.Encounters) +
+			len(v.Patient.Identifiers) + len(v.EnteredInError)
 		require.Equal(t, len(shown), count, "an entry is listed twice")
 		require.Equal(t, len(created), count, "the chart lists entries nobody recorded")
 		for _, c := range v.Conflicts {

@@ -287,6 +287,7 @@ func (s *state) patientView() Patient {
 	if y, ok := parseFloat(e.value("birth_year")); ok {
 		p.EstimatedBirthYear = int(y)
 	}
+	p.Identifiers = s.identifiers()
 	return p
 }
 

@@ -22,6 +22,8 @@ const (
 type Refer struct {
 	ToClinic string
 	Reason   string
+	// ExternalID is the referral's identifier in another system, if any.
+	ExternalID Identifier
 }
 
 func (o Refer) plan(s *state, at time.Time) (*plan, error) {
@@ -39,6 +41,9 @@ func (o Refer) plan(s *state, at time.Time) (*plan, error) {
 		p.put(KindReferral, id, "reason", o.Reason)
 	}
 	p.put(KindReferral, id, "status", StatusActive)
+	if err := p.putExternalID(KindReferral, id, o.ExternalID); err != nil {
+		return nil, err
+	}
 	p.summary = fmt.Sprintf("Referred to %s", to)
 	if o.Reason != "" {
 		p.summary += ": " + o.Reason
@@ -77,6 +82,8 @@ type Referral struct {
 	Reason       string `json:"reason,omitempty"`
 	Status       string `json:"status"`
 	StatusReason string `json:"status_reason,omitempty"`
+	// ExternalID is the referral's identifier in another system, if any.
+	ExternalID *Identifier `json:"external_id,omitempty"`
 	Recorded
 }
 

@@ -61,6 +61,8 @@ type Allergy struct {
 	Reaction  string `json:"reaction,omitempty"`
 	Severity  string `json:"severity"`
 	Status    string `json:"status"`
+	// ExternalID is the entry's identifier in another system, if any.
+	ExternalID *Identifier `json:"external_id,omitempty"`
 	Recorded
 }
 
@@ -73,6 +75,8 @@ type Diagnosis struct {
 	ClinicalStatus     string `json:"clinical_status"`
 	VerificationStatus string `json:"verification_status"`
 	Note               string `json:"note,omitempty"`
+	// ExternalID is the entry's identifier in another system, if any.
+	ExternalID *Identifier `json:"external_id,omitempty"`
 	Recorded
 }
 
@@ -91,6 +95,8 @@ type Prescription struct {
 	Instructions string  `json:"instructions,omitempty"`
 	Status       string  `json:"status"`
 	StatusReason string  `json:"status_reason,omitempty"`
+	// ExternalID is the entry's identifier in another system, if any.
+	ExternalID *Identifier `json:"external_id,omitempty"`
 	Recorded
 }
 
@@ -115,6 +121,8 @@ type LabResult struct {
 	// Previous holds the values this result had before corrections,
 	// oldest first.
 	Previous []Written `json:"previous,omitempty"`
+	// ExternalID is the entry's identifier in another system, if any.
+	ExternalID *Identifier `json:"external_id,omitempty"`
 	Recorded
 }
 
@@ -126,6 +134,8 @@ type Encounter struct {
 	Complaint string `json:"complaint"`
 	Vitals    Vitals `json:"vitals"`
 	Note      string `json:"note,omitempty"`
+	// ExternalID is the entry's identifier in another system, if any.
+	ExternalID *Identifier `json:"external_id,omitempty"`
 	Recorded
 }
 
@@ -214,7 +224,7 @@ func buildView(doc *crdt.Doc, s *state, heads crdt.Heads) (View, error) {
 	if err != nil {
 		return View{}, err
 	}
-	kinds := []string{KindPatient, KindAllergy, KindDiagnosis, KindPrescription, KindLabResult, KindEncounter, KindReferral}
+	kinds := []string{KindPatient, KindIdentifier, KindAllergy, KindDiagnosis, KindPrescription, KindLabResult, KindEncounter, KindReferral}
 	for _, kind := range kinds {
 		for _, e := range s.entriesOf(kind) {
 			v.Conflicts = append(v.Conflicts, conflicts(e)...)
@@ -226,17 +236,18 @@ func buildView(doc *crdt.Doc, s *state, heads crdt.Heads) (View, error) {
 				continue
 			}
 			rec := Recorded{RecordedAt: e.created.time(), RecordedBy: e.created.author()}
+			ext := e.externalID()
 			switch kind {
 			case KindAllergy:
 				v.Allergies = append(v.Allergies, Allergy{
 					ID: e.id, Substance: e.value("substance"), Reaction: e.value("reaction"),
-					Severity: e.value("severity"), Status: e.value("status"), Recorded: rec,
+					Severity: e.value("severity"), Status: e.value("status"), ExternalID: ext, Recorded: rec,
 				})
 			case KindDiagnosis:
 				v.Diagnoses = append(v.Diagnoses, Diagnosis{
 					ID: e.id, Code: e.value("code"), Text: e.value("text"), Onset: e.value("onset"),
 					ClinicalStatus: e.value("clinical"), VerificationStatus: e.value("verification"),
-					Note: e.value("note"), Recorded: rec,
+					Note: e.value("note"), ExternalID: ext, Recorded: rec,
 				})
 			case KindPrescription:
 				dose, _ := parseFloat(e.value("dose"))
@@ -246,19 +257,21 @@ func buildView(doc *crdt.Doc, s *state, heads crdt.Heads) (View, error) {
 					DoseUnit: e.value("unit"), Route: e.value("route"), Frequency: e.value("frequency"),
 					DurationDays: days, Start: e.value("start"), End: e.value("end"),
 					Instructions: e.value("instructions"), Status: e.value("status"),
-					StatusReason: e.statusReason("status"), Recorded: rec,
+					StatusReason: e.statusReason("status"), ExternalID: ext, Recorded: rec,
 				})
 			case KindLabResult:
-				v.LabResults = append(v.LabResults, labResult(e, rec))
+				l := labResult(e, rec)
+				l.ExternalID = ext
+				v.LabResults = append(v.LabResults, l)
 			case KindReferral:
 				v.Referrals = append(v.Referrals, Referral{
 					ID: e.id, Clinic: e.value("clinic"), Reason: e.value("reason"), Status: e.value("status"),
-					StatusReason: e.value("status_reason"), Recorded: rec,
+					StatusReason: e.value("status_reason"), ExternalID: ext, Recorded: rec,
 				})
 			case KindEncounter:
 				enc := Encounter{
 					ID: e.id, Date: e.value("date"), Clinician: e.value("clinician"),
-					Complaint: e.value("complaint"), Note: notes[e.id], Recorded: rec,
+					Complaint: e.value("complaint"), Note: notes[e.id], ExternalID: ext, Recorded: rec,
 				}
 				for _, f := range enc.Vitals.fields() {
 					*f.v, _ = parseFloat(e.value(f.field))
