@@ -18,6 +18,8 @@ type Mem struct {
 	closed     bool
 	log        []Change
 	byHash     map[crdt.Hash]int
+	byChart    map[string][]int // each chart's changes: indices into log, increasing
+	byClinic   map[string][]int // each clinic's log (see LogQuery.Clinic): indices into log, increasing
 	charts     map[string]Chart
 	snapshots  map[string]Snapshot
 	peers      map[string]Peer
@@ -34,6 +36,8 @@ var _ Store = (*Mem)(nil)
 func NewMem() *Mem {
 	return &Mem{
 		byHash:    map[crdt.Hash]int{},
+		byChart:   map[string][]int{},
+		byClinic:  map[string][]int{},
 		charts:    map[string]Chart{},
 		snapshots: map[string]Snapshot{},
 		peers:     map[string]Peer{},
@@ -88,9 +92,41 @@ func (m *Mem) ChartChanges(ctx context.Context, chart string, after uint64) ([]C
 	}
 	defer unlock()
 	var out []Change
-	for i := after; i < uint64(len(m.log)); i++ {
-		if m.log[i].Chart == chart {
+	for _, i := range m.byChart[chart] {
+		if m.log[i].Seq > after {
 			out = append(out, cloneChange(m.log[i]))
+		}
+	}
+	return out, nil
+}
+
+// LogFor implements ChangeLog. It reads only the clinic's own log when
+// q.Clinic is set.
+func (m *Mem) LogFor(ctx context.Context, q LogQuery) ([]Change, error) {
+	unlock, err := m.lock()
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	var out []Change
+	keep := func(i int) bool {
+		if q.NotFrom != "" && m.log[i].From == q.NotFrom {
+			return true
+		}
+		out = append(out, cloneChange(m.log[i]))
+		return q.Limit <= 0 || len(out) < q.Limit
+	}
+	if q.Clinic == "" {
+		for i := q.After; i < uint64(len(m.log)) && keep(int(i)); i++ {
+		}
+		return out, nil
+	}
+	idx := m.byClinic[q.Clinic]
+	// Seq is the index plus one.
+	from, _ := slices.BinarySearch(idx, int(min(q.After, uint64(len(m.log)))))
+	for _, i := range idx[from:] {
+		if !keep(i) {
+			break
 		}
 	}
 	return out, nil
@@ -233,6 +269,20 @@ func (m *Mem) Meta(ctx context.Context, key string) (string, error) {
 	return v, nil
 }
 
+// Peer implements Store.
+func (m *Mem) Peer(ctx context.Context, id string) (Peer, error) {
+	unlock, err := m.lock()
+	if err != nil {
+		return Peer{}, err
+	}
+	defer unlock()
+	p, ok := m.peers[id]
+	if !ok {
+		return Peer{}, ErrNotFound
+	}
+	return p, nil
+}
+
 // Peers implements Store.
 func (m *Mem) Peers(ctx context.Context) ([]Peer, error) {
 	unlock, err := m.lock()
@@ -270,10 +320,16 @@ func (m *Mem) Write(ctx context.Context, b Batch) (uint64, error) {
 			continue
 		}
 		m.log = append(m.log, Change{Seq: uint64(len(m.log) + 1), Chart: c.Chart, Hash: c.Hash, Raw: bytes.Clone(c.Raw), From: c.From, Sig: bytes.Clone(c.Sig)})
-		m.byHash[c.Hash] = len(m.log) - 1
+		i := len(m.log) - 1
+		m.byHash[c.Hash] = i
+		m.byChart[c.Chart] = append(m.byChart[c.Chart], i)
+		for _, clinic := range m.charts[c.Chart].Scope {
+			m.byClinic[clinic] = append(m.byClinic[clinic], i)
+		}
 	}
 	for _, c := range b.Charts {
 		c.Heads, c.Scope = slices.Clone(c.Heads), slices.Clone(c.Scope)
+		m.rescope(c.ID, m.charts[c.ID].Scope, c.Scope)
 		m.charts[c.ID] = c
 	}
 	head := uint64(len(m.log))
@@ -295,6 +351,38 @@ func (m *Mem) Write(ctx context.Context, b Batch) (uint64, error) {
 		m.peers[p.ID] = p
 	}
 	return head, nil
+}
+
+// rescope moves a chart's changes into the logs of the clinics that
+// joined its scope and out of those of the clinics that left it.
+func (m *Mem) rescope(chart string, was, is []string) {
+	own := m.byChart[chart]
+	for _, clinic := range is {
+		if !slices.Contains(was, clinic) && len(own) > 0 {
+			m.byClinic[clinic] = mergeSorted(m.byClinic[clinic], own)
+		}
+	}
+	for _, clinic := range was {
+		if !slices.Contains(is, clinic) {
+			m.byClinic[clinic] = slices.DeleteFunc(slices.Clone(m.byClinic[clinic]), func(i int) bool { return m.log[i].Chart == chart })
+		}
+	}
+}
+
+// mergeSorted merges two increasing slices without common elements.
+func mergeSorted(a, b []int) []int {
+	if len(a) == 0 || a[len(a)-1] < b[0] {
+		return append(a, b...)
+	}
+	out := make([]int, 0, len(a)+len(b))
+	for len(a) > 0 && len(b) > 0 {
+		if a[0] < b[0] {
+			out, a = append(out, a[0]), a[1:]
+		} else {
+			out, b = append(out, b[0]), b[1:]
+		}
+	}
+	return append(append(out, a...), b...)
 }
 
 // Close implements Store.

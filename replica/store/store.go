@@ -7,6 +7,31 @@
 // chart index for finding patients, and per-peer sync positions. All
 // writes go through Write, which commits a Batch atomically and durably.
 //
+// # The log by clinic
+//
+// A cloud serves thousands of clinics, and a sync with one clinic's device
+// must cost what that clinic did, not what every clinic did. So a store
+// keeps the log by clinic too: LogFor with a LogQuery.Clinic pages the
+// changes of the charts whose Chart.Scope, as last written, holds the
+// clinic, in Seq order, and reads no other change. What an implementation
+// must do:
+//
+//   - index each change it adds under every clinic of its chart's stored
+//     scope;
+//   - when Write upserts a chart whose Scope differs from the stored one,
+//     index all the chart's changes under the clinics that joined, and
+//     unindex them from those that left, in the same transaction (a
+//     chart's changes are few: tens, rarely thousands);
+//   - page a clinic's log from that index (SQLite: a (clinic, seq) table
+//     joined to the log by seq), leaving out with LogQuery.NotFrom the
+//     changes received from the peer being synced, so that they are not
+//     read in full either;
+//   - build the index from the log and the charts' scopes when it opens
+//     storage made before the index existed.
+//
+// Peer looks up one peer's positions by ID, at a cost that does not grow
+// with the number of peers.
+//
 // # Usage
 //
 //	st := store.NewMem()
@@ -196,6 +221,31 @@ type ChangeLog interface {
 	Known(ctx context.Context, hashes []crdt.Hash) (map[crdt.Hash]bool, error)
 	// CountAfter counts changes with Seq > after not received from peer.
 	CountAfter(ctx context.Context, after uint64, peer string) (int, error)
+	// LogFor returns up to q.Limit changes of the log that q selects, with
+	// Seq > q.After, in Seq order: a page of what a sync may send one
+	// peer. Its cost follows the changes it returns, not the log: with
+	// q.Clinic set, an implementation reads only the changes of charts in
+	// that clinic's scope (an index by clinic and Seq, kept by Write as
+	// charts' scopes change), and it never returns, so never reads in
+	// full, a change it leaves out.
+	LogFor(ctx context.Context, q LogQuery) ([]Change, error)
+}
+
+// LogQuery selects, for LogFor, the part of the log one peer may be sent.
+type LogQuery struct {
+	// After: only changes with Seq > After.
+	After uint64
+	// Limit bounds the changes returned; 0 means no limit.
+	Limit int
+	// Clinic, if set, keeps only the changes of charts whose Scope, as
+	// last written (Batch.Charts), holds Clinic, whenever those changes
+	// were stored: a chart that joins the clinic's scope brings all its
+	// changes into the clinic's log, and one that leaves takes them out.
+	// A change whose chart has no index entry is in no clinic's log.
+	Clinic string
+	// NotFrom, if set, leaves out the changes received from that peer
+	// (Change.From).
+	NotFrom string
 }
 
 // Index finds charts and their snapshots.
@@ -226,6 +276,9 @@ type Store interface {
 	Index
 	// Meta returns a replica-level value, or ErrNotFound.
 	Meta(ctx context.Context, key string) (string, error)
+	// Peer returns what is known of one peer, or ErrNotFound. Its cost
+	// does not grow with the number of peers.
+	Peer(ctx context.Context, id string) (Peer, error)
 	// Peers returns every known peer, sorted by ID.
 	Peers(ctx context.Context) ([]Peer, error)
 	// Quarantined returns the quarantined bundles, oldest first.

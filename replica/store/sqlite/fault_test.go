@@ -259,6 +259,37 @@ func TestFullDiskOpensForReading(t *testing.T) {
 	}
 }
 
+// TestFullDiskStoreBeforeClinicLog: a database made before the log was
+// indexed by clinic, opened on a full disk for reading only (so not yet
+// indexed), still pages each clinic's log; once there is room, a write
+// brings it up to date.
+func TestFullDiskStoreBeforeClinicLog(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "old.db")
+	writeStoreBeforeClinicLog(t, path)
+	faultvfs.Arm(dir, faultvfs.DiskFull(0)...)
+	defer faultvfs.Disarm()
+	s, err := sqlite.Open(ctx, path)
+	require.NoError(t, err, "a store made before the index opens on a full disk")
+	defer s.Close()
+	require.ErrorIs(t, s.ReadOnly(), store.ErrDiskFull)
+	check := func() {
+		t.Helper()
+		assert.Equal(t, []string{"a1", "b1", "a2", "b2"}, clinicLog(t, s, "north", ""))
+		assert.Equal(t, []string{"b2"}, clinicLog(t, s, "south", "p1"))
+		assert.Empty(t, clinicLog(t, s, "east", ""))
+	}
+	check()
+
+	faultvfs.Disarm()
+	_, err = s.Write(ctx, store.Batch{Meta: map[string]string{"k": "v"}})
+	require.NoError(t, err, "once there is room the store writes again")
+	require.NoError(t, s.ReadOnly())
+	check()
+	require.NoError(t, s.IntegrityCheck(ctx))
+}
+
 // TestFullDiskNewStore: a store cannot be created on a full disk, and the
 // error says why.
 func TestFullDiskNewStore(t *testing.T) {

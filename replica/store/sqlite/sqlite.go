@@ -13,6 +13,23 @@
 //	st, err := sqlite.Open(ctx, "/var/lib/clinic/charts.db")
 //	r, err := replica.New(ctx, st, replica.Config{})
 //
+// # The log by clinic
+//
+// The table clinic_log holds a row (clinic, seq) for each change of each
+// chart and each clinic in the chart's scope (store.LogQuery.Clinic), with
+// clinic IDs numbered once in the table clinics: a few bytes per change
+// and clinic. Write adds the rows of new changes, and moves a chart's rows
+// when its scope changes, in the batch's transaction. LogFor reads a
+// range of it by (clinic, seq) and looks each change up by seq, so a page
+// of a clinic's log reads that clinic's rows only.
+//
+// A database made before the index is brought up to date when it is
+// opened for writing: the tables are created and filled from the log and
+// the charts' scopes in one transaction, so an open that fails or is
+// killed midway leaves the database as it was, and the next open does it
+// again. Opened for reading only (a full disk), such a database is read
+// without the index, at the cost of a scan of the log.
+//
 // # When a write fails
 //
 // A Write is one IMMEDIATE transaction. Its COMMIT appends the changed
@@ -83,6 +100,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -154,6 +172,10 @@ type Store struct {
 	// (it matches store.ErrDiskFull).
 	readOnly error
 	broken   error
+	// indexed: the database has the log's index by clinic. Only one
+	// opened for reading only, made before the index, lacks it; its
+	// clinic logs are then read through the charts' scopes.
+	indexed bool
 }
 
 var _ store.Store = (*Store)(nil)
@@ -165,11 +187,11 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	if path == "" || strings.ContainsAny(path, "?#") {
 		return nil, fmt.Errorf("open store %q: path must be a plain file path", path)
 	}
-	db, ro, err := openDB(ctx, path)
-	if err != nil {
+	s := &Store{path: path}
+	if err := s.reopen(ctx); err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	return &Store{path: path, db: db, readOnly: ro}, nil
+	return s, nil
 }
 
 // ReadOnly returns nil when the store writes as usual, or why it is open
@@ -291,8 +313,22 @@ func schemaState(ctx context.Context, db *sql.DB) (readable, complete bool, err 
 	if err != nil {
 		return false, false, fmt.Errorf("read schema: %w", err)
 	}
+	indexed, err := hasClinicLog(ctx, db)
+	if err != nil {
+		return false, false, err
+	}
 	readable = objects == 9 && columns == 2
-	return readable, readable && fence == 1, nil
+	return readable, readable && fence == 1 && indexed, nil
+}
+
+// hasClinicLog reports whether the database has the log index by clinic
+// (a database made before it has not, until it is opened for writing).
+func hasClinicLog(ctx context.Context, db *sql.DB) (bool, error) {
+	var n int
+	if err := db.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_schema WHERE name IN ('clinics', 'clinic_log')").Scan(&n); err != nil {
+		return false, fmt.Errorf("read schema: %w", err)
+	}
+	return n == 2, nil
 }
 
 // isDiskFull reports whether err says the disk (or the user's quota) is
@@ -305,9 +341,61 @@ func isDiskFull(err error) bool {
 	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
 }
 
+// clinicLogSchema is the log's index by clinic (see store.LogQuery): a row
+// for each change of each chart and each clinic in the chart's scope, as
+// last written. Clinic IDs are stored once, in clinics, and referred to
+// by number.
+const clinicLogSchema = `
+CREATE TABLE clinics (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+CREATE TABLE clinic_log (
+	clinic INTEGER NOT NULL,
+	seq    INTEGER NOT NULL,
+	PRIMARY KEY (clinic, seq)
+) WITHOUT ROWID;`
+
+// buildClinicLog fills the index by clinic from the charts' scopes and the
+// log, for a database made before it existed.
+const buildClinicLog = `
+INSERT OR IGNORE INTO clinics(name)
+	SELECT DISTINCT j.value FROM charts ch, json_each(ch.scope) j
+	WHERE json_valid(ch.scope) AND j.type = 'text';
+INSERT OR IGNORE INTO clinic_log(clinic, seq)
+	SELECT k.id, c.seq FROM charts ch, json_each(ch.scope) j
+	JOIN clinics k ON k.name = j.value
+	JOIN changes c ON c.chart = ch.id
+	WHERE json_valid(ch.scope) AND j.type = 'text';`
+
 // migrate brings a database made by an earlier version up to the schema:
-// the change signature and document kind columns came later.
+// the change signature and document kind columns came later, and so did
+// the log's index by clinic, which is built from the log and the charts'
+// scopes in the same transaction that creates it.
 func migrate(ctx context.Context, db *sql.DB) error {
+	if err := migrateColumns(ctx, db); err != nil {
+		return err
+	}
+	indexed, err := hasClinicLog(ctx, db)
+	if err != nil || indexed {
+		return err
+	}
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("index the log by clinic: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+	if _, err := tx.ExecContext(ctx, clinicLogSchema); err != nil {
+		return fmt.Errorf("index the log by clinic: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, buildClinicLog); err != nil {
+		return fmt.Errorf("index the log by clinic: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("index the log by clinic: %w", err)
+	}
+	return nil
+}
+
+// migrateColumns adds the columns that came later.
+func migrateColumns(ctx context.Context, db *sql.DB) error {
 	for _, c := range []struct{ table, column, def string }{
 		{"changes", "sig", "BLOB NOT NULL DEFAULT x''"},
 		{"charts", "kind", "TEXT NOT NULL DEFAULT ''"},
@@ -457,6 +545,54 @@ func (s *Store) ChartChanges(ctx context.Context, chart string, after uint64) ([
 	out, err := scanChanges(rows)
 	if err != nil {
 		return nil, fmt.Errorf("read changes of %s: %w", chart, err)
+	}
+	return out, nil
+}
+
+const changeCols = "c.seq, c.chart, c.hash, c.raw, c.src, c.sig"
+
+// logForQuery is LogFor's query, whose arguments are NotFrom, After, the
+// limit and Clinic: the whole log, a clinic's log through the index, or
+// (on a database opened for reading only before the index existed) a
+// clinic's log through the charts' scopes.
+func logForQuery(clinic, indexed bool) string {
+	const notFrom = "(?1 = '' OR c.src != ?1)"
+	switch {
+	case !clinic:
+		// ?4 (Clinic) is empty here; naming it keeps the arguments the same.
+		return "SELECT " + changeCols + " FROM changes c WHERE c.seq > ?2 AND " + notFrom + " AND ?4 = '' ORDER BY c.seq LIMIT ?3"
+	case indexed:
+		return "SELECT " + changeCols + " FROM clinic_log l JOIN changes c ON c.seq = l.seq" +
+			" WHERE l.clinic = (SELECT id FROM clinics WHERE name = ?4) AND l.seq > ?2 AND " + notFrom +
+			" ORDER BY l.seq LIMIT ?3"
+	default:
+		return "SELECT " + changeCols + " FROM changes c WHERE c.seq > ?2 AND " + notFrom +
+			" AND EXISTS (SELECT 1 FROM charts ch, json_each(ch.scope) j WHERE ch.id = c.chart AND json_valid(ch.scope) AND j.value = ?4)" +
+			" ORDER BY c.seq LIMIT ?3"
+	}
+}
+
+// LogFor implements store.ChangeLog. A clinic's log is read through the
+// index by clinic, so a page costs the rows it returns (and a look at the
+// source of each of the clinic's changes that q.NotFrom leaves out), not
+// the rows of other clinics.
+func (s *Store) LogFor(ctx context.Context, q store.LogQuery) ([]store.Change, error) {
+	db, done, err := s.reader(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	limit := q.Limit
+	if limit <= 0 {
+		limit = -1
+	}
+	rows, err := db.QueryContext(ctx, logForQuery(q.Clinic != "", s.indexed), q.NotFrom, q.After, limit, q.Clinic)
+	if err != nil {
+		return nil, fmt.Errorf("read log of %q after %d: %w", q.Clinic, q.After, err)
+	}
+	out, err := scanChanges(rows)
+	if err != nil {
+		return nil, fmt.Errorf("read log of %q after %d: %w", q.Clinic, q.After, err)
 	}
 	return out, nil
 }
@@ -704,6 +840,28 @@ func (s *Store) Meta(ctx context.Context, key string) (string, error) {
 	return v, nil
 }
 
+// Peer implements store.Store.
+func (s *Store) Peer(ctx context.Context, id string) (store.Peer, error) {
+	db, done, err := s.reader(ctx)
+	if err != nil {
+		return store.Peer{}, err
+	}
+	defer done()
+	p := store.Peer{ID: id}
+	var last int64
+	err = db.QueryRowContext(ctx, "SELECT acked, received, last_sync FROM peers WHERE id = ?", id).Scan(&p.Acked, &p.Received, &last)
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.Peer{}, store.ErrNotFound
+	}
+	if err != nil {
+		return store.Peer{}, fmt.Errorf("read peer %s: %w", id, err)
+	}
+	if last != 0 {
+		p.LastSync = time.UnixMilli(last).UTC()
+	}
+	return p, nil
+}
+
 // Peers implements store.Store.
 func (s *Store) Peers(ctx context.Context) ([]store.Peer, error) {
 	db, done, err := s.reader(ctx)
@@ -829,6 +987,11 @@ func (s *Store) reopen(ctx context.Context) error {
 		s.db = nil
 	}
 	db, ro, err := openDB(ctx, s.path)
+	if err == nil {
+		if s.indexed, err = hasClinicLog(ctx, db); err != nil {
+			db.Close()
+		}
+	}
 	if err != nil {
 		s.broken = err
 		return err
@@ -850,6 +1013,7 @@ func writeBatch(ctx context.Context, tx *sql.Tx, b store.Batch) (uint64, error) 
 			return 0, fmt.Errorf("log head: %w", err)
 		}
 	}
+	ix := &clinicIndex{tx: tx, ids: map[string]int64{}, scopes: map[string][]int64{}}
 	if len(b.Changes) > 0 {
 		st, err := tx.PrepareContext(ctx, "INSERT INTO changes(chart, hash, raw, src, sig) VALUES(?, ?, ?, ?, ?) ON CONFLICT(hash) DO NOTHING")
 		if err != nil {
@@ -857,7 +1021,11 @@ func writeBatch(ctx context.Context, tx *sql.Tx, b store.Batch) (uint64, error) 
 		}
 		defer st.Close()
 		for _, c := range b.Changes {
-			if _, err := st.ExecContext(ctx, c.Chart, c.Hash[:], c.Raw, c.From, sigOrEmpty(c.Sig)); err != nil {
+			res, err := st.ExecContext(ctx, c.Chart, c.Hash[:], c.Raw, c.From, sigOrEmpty(c.Sig))
+			if err == nil {
+				err = ix.added(ctx, res, c.Chart)
+			}
+			if err != nil {
 				return 0, fmt.Errorf("change %s: %w", c.Hash, err)
 			}
 		}
@@ -869,6 +1037,9 @@ func writeBatch(ctx context.Context, tx *sql.Tx, b store.Batch) (uint64, error) 
 		}
 		if c.Scope == nil {
 			scope = []byte("[]")
+		}
+		if err := ix.rescope(ctx, c.ID, c.Scope); err != nil {
+			return 0, fmt.Errorf("chart %s: %w", c.ID, err)
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO charts(`+chartCols+`) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT(id) DO UPDATE SET heads = excluded.heads, given = excluded.given, family = excluded.family,
@@ -909,6 +1080,115 @@ func writeBatch(ctx context.Context, tx *sql.Tx, b store.Batch) (uint64, error) 
 		}
 	}
 	return head, nil
+}
+
+// clinicIndex keeps the log's index by clinic (clinic_log) within one
+// write: a new change is indexed under each clinic of its chart's scope,
+// and a chart whose scope changes moves its changes into the logs of the
+// clinics that joined and out of those of the clinics that left.
+type clinicIndex struct {
+	tx     *sql.Tx
+	ids    map[string]int64   // clinic IDs by name
+	scopes map[string][]int64 // stored scopes read in this write, by chart
+}
+
+// id returns a clinic's number, adding it if new.
+func (ix *clinicIndex) id(ctx context.Context, clinic string) (int64, error) {
+	if id, ok := ix.ids[clinic]; ok {
+		return id, nil
+	}
+	var id int64
+	err := ix.tx.QueryRowContext(ctx, "SELECT id FROM clinics WHERE name = ?", clinic).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		err = ix.tx.QueryRowContext(ctx, "INSERT INTO clinics(name) VALUES(?) RETURNING id", clinic).Scan(&id)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("clinic %s: %w", clinic, err)
+	}
+	ix.ids[clinic] = id
+	return id, nil
+}
+
+// storedScope returns the clinics of a chart's stored scope.
+func (ix *clinicIndex) storedScope(ctx context.Context, chart string) ([]string, error) {
+	var scope string
+	err := ix.tx.QueryRowContext(ctx, "SELECT scope FROM charts WHERE id = ?", chart).Scan(&scope)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read scope: %w", err)
+	}
+	var clinics []string
+	if err := json.Unmarshal([]byte(scope), &clinics); err != nil {
+		return nil, fmt.Errorf("scope %q: %w", scope, err)
+	}
+	return clinics, nil
+}
+
+// added indexes a change just inserted (if it was: res says) under its
+// chart's stored scope.
+func (ix *clinicIndex) added(ctx context.Context, res sql.Result, chart string) error {
+	if n, err := res.RowsAffected(); err != nil || n == 0 {
+		return err // already stored
+	}
+	seq, err := res.LastInsertId()
+	if err != nil {
+		return err
+	}
+	ids, ok := ix.scopes[chart]
+	if !ok {
+		clinics, err := ix.storedScope(ctx, chart)
+		if err != nil {
+			return err
+		}
+		for _, c := range clinics {
+			id, err := ix.id(ctx, c)
+			if err != nil {
+				return err
+			}
+			ids = append(ids, id)
+		}
+		ix.scopes[chart] = ids
+	}
+	for _, id := range ids {
+		if _, err := ix.tx.ExecContext(ctx, "INSERT OR IGNORE INTO clinic_log(clinic, seq) VALUES(?, ?)", id, seq); err != nil {
+			return fmt.Errorf("index change %d: %w", seq, err)
+		}
+	}
+	return nil
+}
+
+// rescope moves a chart's changes between clinics' logs as its scope
+// becomes is. It runs before the chart's row is updated.
+func (ix *clinicIndex) rescope(ctx context.Context, chart string, is []string) error {
+	delete(ix.scopes, chart)
+	was, err := ix.storedScope(ctx, chart)
+	if err != nil {
+		return err
+	}
+	for _, c := range is {
+		if slices.Contains(was, c) {
+			continue
+		}
+		id, err := ix.id(ctx, c)
+		if err != nil {
+			return err
+		}
+		if _, err := ix.tx.ExecContext(ctx, "INSERT OR IGNORE INTO clinic_log(clinic, seq) SELECT ?, seq FROM changes WHERE chart = ?", id, chart); err != nil {
+			return fmt.Errorf("index for clinic %s: %w", c, err)
+		}
+	}
+	for _, c := range was {
+		if slices.Contains(is, c) {
+			continue
+		}
+		if _, err := ix.tx.ExecContext(ctx, `DELETE FROM clinic_log WHERE clinic = (SELECT id FROM clinics WHERE name = ?)
+			AND seq IN (SELECT seq FROM changes WHERE chart = ?)`, c, chart); err != nil {
+			return fmt.Errorf("unindex for clinic %s: %w", c, err)
+		}
+	}
+	return nil
 }
 
 // Close closes the database.

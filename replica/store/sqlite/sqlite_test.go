@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/chartsync/chartsync/replica/store"
@@ -82,5 +83,123 @@ func TestOpenAddsLaterColumns(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, charts, 1, "a chart indexed before documents had kinds is a patient's chart")
 	require.Equal(t, "Amina", charts[0].GivenName)
+	require.NoError(t, s.IntegrityCheck(ctx))
+}
+
+// schemaBeforeClinicLog is the schema as it was before the log was
+// indexed by clinic.
+const schemaBeforeClinicLog = `
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS changes (
+	seq   INTEGER PRIMARY KEY AUTOINCREMENT,
+	chart TEXT NOT NULL,
+	hash  BLOB NOT NULL UNIQUE,
+	raw   BLOB NOT NULL,
+	src   TEXT NOT NULL DEFAULT '',
+	sig   BLOB NOT NULL DEFAULT x''
+);
+CREATE INDEX IF NOT EXISTS changes_by_chart ON changes(chart, seq);
+CREATE TABLE IF NOT EXISTS charts (
+	id          TEXT PRIMARY KEY,
+	heads       BLOB NOT NULL,
+	given       TEXT NOT NULL DEFAULT '',
+	family      TEXT NOT NULL DEFAULT '',
+	village     TEXT NOT NULL DEFAULT '',
+	national_id TEXT NOT NULL DEFAULT '',
+	home_clinic TEXT NOT NULL DEFAULT '',
+	scope       TEXT NOT NULL DEFAULT '[]',
+	updated     INTEGER NOT NULL DEFAULT 0,
+	kind        TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS grants (
+	clinic TEXT NOT NULL,
+	seq    INTEGER NOT NULL,
+	chart  TEXT NOT NULL,
+	revoked INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS grants_by_clinic ON grants(clinic, seq);
+CREATE TABLE IF NOT EXISTS quarantine (
+	id     INTEGER PRIMARY KEY AUTOINCREMENT,
+	src    TEXT NOT NULL,
+	at     INTEGER NOT NULL,
+	reason TEXT NOT NULL,
+	data   BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS snapshots (chart TEXT PRIMARY KEY, seq INTEGER NOT NULL, data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS peers (
+	id        TEXT PRIMARY KEY,
+	acked     INTEGER NOT NULL,
+	received  INTEGER NOT NULL,
+	last_sync INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS fence (id INTEGER PRIMARY KEY CHECK (id = 0), n INTEGER NOT NULL);`
+
+// writeStoreBeforeClinicLog writes, at path, a database as the store wrote
+// it before the log was indexed by clinic: charts a (north), b (north and
+// south) and c (no clinic) indexed, and d not yet.
+func writeStoreBeforeClinicLog(t *testing.T, path string) {
+	t.Helper()
+	db, err := sql.Open("sqlite3", "file:"+path+"?_journal_mode=WAL")
+	require.NoError(t, err)
+	defer db.Close()
+	_, err = db.Exec(schemaBeforeClinicLog)
+	require.NoError(t, err)
+	for _, c := range []struct{ chart, raw, src string }{
+		{"a", "a1", ""}, {"b", "b1", "p1"}, {"d", "d1", ""}, {"a", "a2", "p1"}, {"c", "c1", ""}, {"b", "b2", ""},
+	} {
+		h := sha256.Sum256([]byte(c.raw))
+		_, err = db.Exec("INSERT INTO changes(chart, hash, raw, src) VALUES(?, ?, ?, ?)", c.chart, h[:], c.raw, c.src)
+		require.NoError(t, err)
+	}
+	for id, scope := range map[string]string{"a": `["north"]`, "b": `["north","south"]`, "c": `[]`} {
+		_, err = db.Exec("INSERT INTO charts(id, heads, scope) VALUES(?, x'', ?)", id, scope)
+		require.NoError(t, err)
+	}
+	_, err = db.Exec("INSERT INTO grants(clinic, seq, chart) VALUES('north', 1, 'a'), ('north', 2, 'b'), ('south', 2, 'b')")
+	require.NoError(t, err)
+}
+
+// clinicLog returns the raw changes of a clinic's log, less those from
+// notFrom.
+func clinicLog(t testing.TB, s store.Store, clinic, notFrom string) []string {
+	t.Helper()
+	chs, err := s.LogFor(context.Background(), store.LogQuery{Clinic: clinic, NotFrom: notFrom})
+	require.NoError(t, err)
+	var out []string
+	for _, c := range chs {
+		out = append(out, string(c.Raw))
+	}
+	return out
+}
+
+// TestOpenIndexesTheLogByClinic opens a database written before the log
+// was indexed by clinic: the index is built from the log and the charts'
+// scopes, and kept from then on.
+func TestOpenIndexesTheLogByClinic(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "old.db")
+	writeStoreBeforeClinicLog(t, path)
+
+	s, err := sqlite.Open(ctx, path)
+	require.NoError(t, err, "a database made before the index opens")
+	assert.Equal(t, []string{"a1", "b1", "a2", "b2"}, clinicLog(t, s, "north", ""), "the clinic's log holds the changes of the charts in its scope")
+	assert.Equal(t, []string{"b1", "b2"}, clinicLog(t, s, "south", ""))
+	assert.Equal(t, []string{"a1", "b2"}, clinicLog(t, s, "north", "p1"))
+	assert.Empty(t, clinicLog(t, s, "east", ""))
+	require.NoError(t, s.IntegrityCheck(ctx))
+
+	// Later writes keep the index: d is indexed, a is referred to south.
+	_, err = s.Write(ctx, store.Batch{
+		Changes: []store.NewChange{{Chart: "a", Hash: sha256.Sum256([]byte("a3")), Raw: []byte("a3")}},
+		Charts:  []store.Chart{{ID: "a", Scope: []string{"north", "south"}}, {ID: "d", Scope: []string{"east"}}},
+	})
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
+	s, err = sqlite.Open(ctx, path)
+	require.NoError(t, err)
+	defer s.Close()
+	assert.Equal(t, []string{"a1", "b1", "a2", "b2", "a3"}, clinicLog(t, s, "north", ""))
+	assert.Equal(t, []string{"a1", "b1", "a2", "b2", "a3"}, clinicLog(t, s, "south", ""), "a referral brings the chart's earlier changes into the clinic's log")
+	assert.Equal(t, []string{"d1"}, clinicLog(t, s, "east", ""), "a chart indexed after its changes brings them")
 	require.NoError(t, s.IntegrityCheck(ctx))
 }

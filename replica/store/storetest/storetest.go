@@ -11,12 +11,14 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"pgregory.net/rapid"
 
 	"github.com/chartsync/chartsync/crdt"
 	"github.com/chartsync/chartsync/replica/store"
@@ -267,6 +269,124 @@ func Run(t *testing.T, open func(t *testing.T) Opened) {
 		assert.Equal(t, []store.Grant{{Chart: "b", Clinic: "east", Seq: h3 + 1}}, east)
 	})
 
+	t.Run("LogForAClinic", func(t *testing.T) {
+		o := open(t)
+		s := o.Store
+		// b's first change comes before its index entry; d never has one.
+		_, err := s.Write(ctx, store.Batch{Changes: []store.NewChange{change("a", 1, ""), change("b", 1, "p1"), change("d", 1, "")}})
+		require.NoError(t, err)
+		_, err = s.Write(ctx, store.Batch{
+			Changes: []store.NewChange{change("a", 2, "p1"), change("c", 1, "")},
+			Charts: []store.Chart{{ID: "a", Scope: []string{"north"}}, {ID: "b", Scope: []string{"south"}},
+				{ID: "c", Scope: []string{"north", "south"}}},
+		})
+		require.NoError(t, err)
+		_, err = s.Write(ctx, store.Batch{Changes: []store.NewChange{change("b", 2, ""), change("c", 2, "p1"), change("a", 3, ""), change("a", 1, "p2")}})
+		require.NoError(t, err)
+		logOf := func(s store.Store, q store.LogQuery) []string {
+			t.Helper()
+			got, err := s.LogFor(ctx, q)
+			require.NoError(t, err)
+			var out []string
+			for i, c := range got {
+				if i > 0 {
+					require.Greater(t, c.Seq, got[i-1].Seq, "a clinic's log is in log order")
+				}
+				out = append(out, string(c.Raw))
+			}
+			return out
+		}
+		raw := func(chart string, n int) string { return string(change(chart, n, "").Raw) }
+		assert.Equal(t, []string{raw("a", 1), raw("a", 2), raw("c", 1), raw("c", 2), raw("a", 3)}, logOf(s, store.LogQuery{Clinic: "north"}),
+			"a clinic's log holds every change of the charts in its scope, stored before or after they joined it")
+		assert.Equal(t, []string{raw("b", 1), raw("c", 1), raw("b", 2), raw("c", 2)}, logOf(s, store.LogQuery{Clinic: "south"}))
+		assert.Empty(t, logOf(s, store.LogQuery{Clinic: "east"}), "a clinic with no chart has an empty log")
+		assert.Equal(t, []string{raw("a", 1), raw("c", 1), raw("a", 3)}, logOf(s, store.LogQuery{Clinic: "north", NotFrom: "p1"}),
+			"changes received from the peer are left out")
+		assert.Equal(t, []string{raw("a", 1), raw("d", 1), raw("c", 1), raw("b", 2), raw("a", 3)}, logOf(s, store.LogQuery{NotFrom: "p1"}),
+			"without a clinic, the whole log less the peer's changes")
+		all, err := s.Log(ctx, 0, 0)
+		require.NoError(t, err)
+		require.Len(t, all, 8)
+		assert.Equal(t, []string{raw("c", 2), raw("a", 3)}, logOf(s, store.LogQuery{Clinic: "north", After: all[4].Seq}), "only changes after After")
+		assert.Equal(t, []string{raw("a", 2), raw("c", 1)}, logOf(s, store.LogQuery{Clinic: "north", After: all[0].Seq, Limit: 2}), "at most Limit changes")
+		assert.Equal(t, []string{raw("c", 1), raw("a", 3)}, logOf(s, store.LogQuery{Clinic: "north", NotFrom: "p1", After: all[0].Seq, Limit: 2}),
+			"the limit counts the changes returned, not those left out")
+
+		// a joins south's scope in a batch that adds a change to it; c
+		// leaves north's; d gets its first index entry.
+		_, err = s.Write(ctx, store.Batch{
+			Changes: []store.NewChange{change("a", 4, "")},
+			Charts: []store.Chart{{ID: "a", Scope: []string{"north", "south"}}, {ID: "c", Scope: []string{"south"}},
+				{ID: "d", Scope: []string{"east"}}},
+		})
+		require.NoError(t, err)
+		check := func(s store.Store) {
+			assert.Equal(t, []string{raw("a", 1), raw("a", 2), raw("a", 3), raw("a", 4)}, logOf(s, store.LogQuery{Clinic: "north"}),
+				"a chart that leaves a clinic's scope takes its changes out of the clinic's log")
+			assert.Equal(t, []string{raw("a", 1), raw("b", 1), raw("a", 2), raw("c", 1), raw("b", 2), raw("c", 2), raw("a", 3), raw("a", 4)},
+				logOf(s, store.LogQuery{Clinic: "south"}), "a chart that joins a clinic's scope brings all its changes, in log order")
+			assert.Equal(t, []string{raw("d", 1)}, logOf(s, store.LogQuery{Clinic: "east"}), "a chart indexed after its changes brings them")
+		}
+		check(s)
+		_, err = s.Write(ctx, store.Batch{Changes: []store.NewChange{change("a", 1, "p3"), change("c", 1, "p3")}, Charts: []store.Chart{{ID: "b", Scope: []string{"south"}}}})
+		require.NoError(t, err)
+		check(s) // a change stored again, or a scope written again unchanged, changes no log
+		if o.Reopen != nil {
+			check(o.Reopen(t))
+		}
+	})
+
+	t.Run("LogForMatchesScopes", func(t *testing.T) {
+		// A model: a clinic's log is the log filtered by the charts'
+		// scopes as last written.
+		charts, clinics, peers := []string{"a", "b", "c", "d"}, []string{"north", "south", "east"}, []string{"", "p1", "p2"}
+		rapid.Check(t, func(rt *rapid.T) {
+			s := open(t).Store
+			scopes := map[string][]string{}
+			for range rapid.IntRange(1, 8).Draw(rt, "batches") {
+				var b store.Batch
+				for range rapid.IntRange(0, 4).Draw(rt, "changes") {
+					b.Changes = append(b.Changes, change(rapid.SampledFrom(charts).Draw(rt, "chart"), rapid.IntRange(1, 6).Draw(rt, "n"), rapid.SampledFrom(peers).Draw(rt, "from")))
+				}
+				for range rapid.IntRange(0, 2).Draw(rt, "charts") {
+					c := store.Chart{ID: rapid.SampledFrom(charts).Draw(rt, "indexed")}
+					for _, k := range clinics {
+						if rapid.Bool().Draw(rt, "in scope of "+k) {
+							c.Scope = append(c.Scope, k)
+						}
+					}
+					b.Charts = append(b.Charts, c)
+					scopes[c.ID] = c.Scope
+				}
+				_, err := s.Write(ctx, b)
+				require.NoError(rt, err)
+			}
+			all, err := s.Log(ctx, 0, 0)
+			require.NoError(rt, err)
+			for _, k := range append(clinics, "") {
+				for _, p := range peers {
+					var want []store.Change
+					for _, c := range all {
+						if (k == "" || slices.Contains(scopes[c.Chart], k)) && (p == "" || c.From != p) {
+							want = append(want, c)
+						}
+					}
+					q := store.LogQuery{Clinic: k, NotFrom: p}
+					got, err := s.LogFor(ctx, q)
+					require.NoError(rt, err)
+					require.Equal(rt, want, got, "the log of %+v", q)
+					if len(want) > 1 {
+						q.After, q.Limit = want[0].Seq, 1
+						got, err = s.LogFor(ctx, q)
+						require.NoError(rt, err)
+						require.Equal(rt, want[1:2], got, "a page of the log of %+v", q)
+					}
+				}
+			}
+		})
+	})
+
 	t.Run("Quarantine", func(t *testing.T) {
 		s := open(t).Store
 		none, err := s.Quarantined(ctx)
@@ -312,6 +432,16 @@ func Run(t *testing.T, open func(t *testing.T) Opened) {
 		v, err := s.Meta(ctx, "replica_id")
 		require.NoError(t, err)
 		assert.Equal(t, "r1", v)
+
+		p1, err := s.Peer(ctx, "p1")
+		require.NoError(t, err)
+		assert.Equal(t, peers[0], p1, "one peer is looked up by ID")
+		p2, err := s.Peer(ctx, "p2")
+		require.NoError(t, err)
+		assert.Equal(t, uint64(7), p2.Received)
+		assert.True(t, p2.LastSync.Equal(at))
+		_, err = s.Peer(ctx, "p3")
+		assert.ErrorIs(t, err, store.ErrNotFound, "an unknown peer is not found")
 	})
 
 	t.Run("CancelledWriteStoresNothing", func(t *testing.T) {
