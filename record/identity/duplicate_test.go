@@ -124,7 +124,10 @@ func TestCompareReasons(t *testing.T) {
 		{"same identifier, everything else differs", record.Patient{GivenName: "Mary", FamilyName: "Otieno", Sex: "female", EstimatedBirthYear: 1960,
 			Identifiers: []record.Identifier{{System: record.SystemAadhaar, Value: "234123412346"}}}, true,
 			[]identity.Reason{identity.ReasonSameIdentifier, identity.ReasonDifferentName, identity.ReasonOtherBirth}},
-		{"other Aadhaar number", with(func(p *record.Patient) { p.Identifiers = []record.Identifier{{System: record.SystemAadhaar, Value: "987654321012"}}; p.Phone = "" }), false,
+		{"other Aadhaar number", with(func(p *record.Patient) {
+			p.Identifiers = []record.Identifier{{System: record.SystemAadhaar, Value: "987654321012"}}
+			p.Phone = ""
+		}), false,
 			[]identity.Reason{identity.ReasonOtherIdentifier, identity.ReasonSimilarName, identity.ReasonBirth, identity.ReasonSameVillage}},
 		{"swapped names, a year apart, estimated", with(func(p *record.Patient) {
 			p.GivenName, p.FamilyName, p.EstimatedBirthYear, p.Identifiers, p.Phone = "Mwangi", "Wanjiro", 1989, nil, ""

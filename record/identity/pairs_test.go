@@ -110,7 +110,9 @@ func aadhaarNumber(r *rand.Rand) string {
 	return body + string(d)
 }
 
-func phoneNumber(r *rand.Rand) string { return fmt.Sprintf("+254 7%02d %06d", r.IntN(100), r.IntN(1_000_000)) }
+func phoneNumber(r *rand.Rand) string {
+	return fmt.Sprintf("+254 7%02d %06d", r.IntN(100), r.IntN(1_000_000))
+}
 
 // person draws a patient, born with an exact date or an estimated year.
 func person(r *rand.Rand) record.Patient {
