@@ -1,0 +1,107 @@
+// Package postgres is chartsync's store on PostgreSQL, for a cloud that
+// runs as several stateless nodes over one database. It passes the same
+// conformance suite (storetest) as the SQLite and memory stores.
+//
+// It uses github.com/jackc/pgx/v5 and its connection pool (pgxpool): pgx
+// speaks PostgreSQL's protocol natively, so a write's statements go to the
+// server in two pipelined round trips plus its COMMIT, and its errors carry
+// the server's SQLSTATE codes, which decide what became of a failed write.
+//
+// # Usage
+//
+//	st, err := postgres.Open(ctx, "postgres://chartsync:secret@db.example:5432/chartsync", postgres.Config{})
+//	r, err := replica.New(ctx, st, replica.Config{})
+//
+// Open applies the schema migrations it lacks (see SchemaVersion) in one
+// transaction under an advisory lock, so several nodes may start at once
+// against one database; a database migrated by a newer version is refused
+// with ErrSchemaTooNew. Config.Schema keeps the tables in a schema of their
+// own. Ready tells a health check whether the database answers and is
+// migrated; Stat gives the pool's figures.
+//
+// # Log positions in commit order
+//
+// Several nodes write to the log at once, and a peer that reads the log
+// up to position N and acknowledges it must never later find a change
+// below N it did not see. A PostgreSQL sequence would not do: it hands out
+// numbers when a transaction asks, not when it commits, so a slow
+// transaction holding 7 can commit after a fast one holding 8, and a
+// reader between the two commits sees 8 and moves past 7 for good.
+//
+// Instead the log head is one row (log_head), and every write that adds
+// changes or grants, or writes chart index entries (which move changes in
+// and out of the clinics' logs), locks that row (SELECT ... FOR UPDATE)
+// and keeps the lock until it commits. It reads the head, gives its new
+// changes the next positions, and moves the head in the same transaction.
+// A writer waiting for the lock gets it only after the holder's commit is
+// visible, so positions are handed out, and become visible, in commit
+// order, without gaps: every snapshot of the database that shows position
+// N shows every position below it. Head reads the row, so the head and the
+// changes up to it become visible together. TestLogHasNoGapFilledLater
+// runs writers on three stores over one database while readers tail the
+// log and a clinic's log, and checks that no reader ever misses a
+// position behind it (with a sequence it fails at once).
+//
+// The cost: such writes are serialised across all nodes from the moment
+// they take the lock until their commit is flushed to disk, so the log's
+// write rate is bounded by one commit (one WAL flush and a round trip or
+// two) at a time, whatever the number of nodes; PostgreSQL's group commit
+// cannot merge them. Writes that only record peers, meta or quarantined
+// bundles do not take the lock, and each write takes it as late as it can:
+// its first round trip sends those statements and then the lock, and its
+// second and its COMMIT are all it holds the lock for. A batch carrying
+// many changes costs about as much as one carrying a single change, so the
+// sync engine's batching keeps the cost per change low. Reads take no
+// lock. BenchmarkWrite and BenchmarkLog measure it against SQLite.
+//
+// # When a write fails
+//
+// A Write is one transaction at READ COMMITTED with synchronous_commit on
+// (set for every connection, whatever the database's default), so a nil
+// error means the commit record was flushed to the server's disk.
+//
+//   - Before COMMIT (a statement fails, the context ends, the connection
+//     drops): the transaction is rolled back, nothing is stored.
+//   - COMMIT is answered with an error, or was never sent: nothing is
+//     stored.
+//   - The connection is lost after the COMMIT was (perhaps partly) sent:
+//     the server may have committed. The store knows the transaction's ID
+//     (pg_current_xact_id, read in its first round trip) and asks the
+//     server on another connection (pg_xact_status) whether it committed
+//     or aborted. A COMMIT the server took is a successful write; one it
+//     did not is an error that stored nothing. While the old session is
+//     still open and waiting for its client, the COMMIT never reached the
+//     server whole: the store ends that session (pg_terminate_backend),
+//     which rolls it back, and asks again. Only when no answer comes
+//     within Config.OutcomeTimeout (the server stays unreachable) does the
+//     error match store.ErrOutcomeUnknown; reads made once the server is
+//     back show which it was.
+//   - The server reports that its disk is full (SQLSTATE 53100): the error
+//     matches store.ErrDiskFull. Reads keep working.
+//
+// # Testing
+//
+// The tests need a server: set CHARTSYNC_TEST_POSTGRES to a connection
+// string (eval "$(.ci/postgres start)" starts a throwaway one and sets it).
+// Without it they skip, saying so, except under CI, where they fail. Each
+// test runs in a schema of its own (package pgtest), dropped at its end.
+//
+// # Caveats
+//
+// The durability of a write is the server's: with fsync or
+// full_page_writes turned off in postgresql.conf, a crash of the server's
+// machine can lose acknowledged writes.
+//
+// A snapshot's Seq is the log head when it is written; the store cannot
+// know whether the snapshot's data holds a change another node committed
+// between the moment the caller read the chart and that write. The store
+// contract leaves this to the caller (a snapshot must hold every change of
+// its chart up to its Seq), and a replica that snapshots charts on several
+// nodes at once must keep it: for example by snapshotting a chart only on
+// the node that holds its lock, or by reading the chart's changes after
+// the head it will write.
+//
+// Peer positions are stored as bigint, bit for bit: one above 2^63 reads
+// back as written, but sorts as negative in SQL. Log positions never come
+// near it.
+package postgres
