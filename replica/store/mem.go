@@ -100,32 +100,52 @@ func (m *Mem) ChartChanges(ctx context.Context, chart string, after uint64) ([]C
 	return out, nil
 }
 
-// LogFor implements ChangeLog. It reads only the clinic's own log when
-// q.Clinic is set.
+// LogFor implements ChangeLog. It reads only the chart's changes when
+// q.Chart is set, and only the clinic's log when q.Clinic is.
 func (m *Mem) LogFor(ctx context.Context, q LogQuery) ([]Change, error) {
 	unlock, err := m.lock()
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	var out []Change
-	keep := func(i int) bool {
-		if q.NotFrom != "" && m.log[i].From == q.NotFrom {
-			return true
-		}
-		out = append(out, cloneChange(m.log[i]))
-		return q.Limit <= 0 || len(out) < q.Limit
+	upto := uint64(len(m.log))
+	if q.Upto > 0 {
+		upto = min(upto, q.Upto)
 	}
-	if q.Clinic == "" {
-		for i := q.After; i < uint64(len(m.log)) && keep(int(i)); i++ {
+	var idx []int // the positions to read, increasing; nil: the whole log
+	switch {
+	case q.Chart != "":
+		idx = m.byChart[q.Chart]
+		if q.Clinic != "" && !slices.Contains(m.charts[q.Chart].Scope, q.Clinic) {
+			idx = nil
+		}
+		if idx == nil {
+			return nil, nil
+		}
+	case q.Clinic != "":
+		if idx = m.byClinic[q.Clinic]; idx == nil {
+			return nil, nil
+		}
+	}
+	var out []Change
+	next := func(i uint64) bool { // reads position i; false when done
+		if i >= upto || q.Limit > 0 && len(out) >= q.Limit {
+			return false
+		}
+		if q.NotFrom == "" || m.log[i].From != q.NotFrom {
+			out = append(out, cloneChange(m.log[i]))
+		}
+		return true
+	}
+	after := min(q.After, uint64(len(m.log))) // a Seq is its position plus one
+	if idx == nil {
+		for i := after; next(i); i++ {
 		}
 		return out, nil
 	}
-	idx := m.byClinic[q.Clinic]
-	// Seq is the index plus one.
-	from, _ := slices.BinarySearch(idx, int(min(q.After, uint64(len(m.log)))))
+	from, _ := slices.BinarySearch(idx, int(after))
 	for _, i := range idx[from:] {
-		if !keep(i) {
+		if !next(uint64(i)) {
 			break
 		}
 	}

@@ -221,22 +221,27 @@ type ChangeLog interface {
 	Known(ctx context.Context, hashes []crdt.Hash) (map[crdt.Hash]bool, error)
 	// CountAfter counts changes with Seq > after not received from peer.
 	CountAfter(ctx context.Context, after uint64, peer string) (int, error)
-	// LogFor returns up to q.Limit changes of the log that q selects, with
-	// Seq > q.After, in Seq order: a page of what a sync may send one
-	// peer. Its cost follows the changes it returns, not the log: with
-	// q.Clinic set, an implementation reads only the changes of charts in
-	// that clinic's scope (an index by clinic and Seq, kept by Write as
-	// charts' scopes change), and it never returns, so never reads in
-	// full, a change it leaves out.
+	// LogFor returns up to q.Limit changes of the log that q selects, in
+	// Seq order: a page of what a sync may send one peer. Its cost follows
+	// the changes it returns, not the log: with q.Clinic set, an
+	// implementation reads only the changes of charts in that clinic's
+	// scope (an index by clinic and Seq, kept by Write as charts' scopes
+	// change), with q.Chart only that chart's, and it never returns, so
+	// never reads in full, a change it leaves out.
 	LogFor(ctx context.Context, q LogQuery) ([]Change, error)
 }
 
 // LogQuery selects, for LogFor, the part of the log one peer may be sent.
+// Every field set narrows the selection.
 type LogQuery struct {
 	// After: only changes with Seq > After.
 	After uint64
+	// Upto, if not 0: only changes with Seq <= Upto.
+	Upto uint64
 	// Limit bounds the changes returned; 0 means no limit.
 	Limit int
+	// Chart, if set, keeps only that chart's changes.
+	Chart string
 	// Clinic, if set, keeps only the changes of charts whose Scope, as
 	// last written (Batch.Charts), holds Clinic, whenever those changes
 	// were stored: a chart that joins the clinic's scope brings all its

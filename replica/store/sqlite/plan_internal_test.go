@@ -8,6 +8,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/chartsync/chartsync/replica/store"
 )
 
 // TestClinicLogQueryReadsOnlyTheClinic checks SQLite's plan for a page of
@@ -19,13 +21,16 @@ func TestClinicLogQueryReadsOnlyTheClinic(t *testing.T) {
 	require.NoError(t, err)
 	defer s.Close()
 	for _, tt := range []struct {
-		clinic bool
-		want   []string
+		q    store.LogQuery
+		want []string
 	}{
-		{true, []string{"SEARCH l USING PRIMARY KEY (clinic=? AND seq>?)", "SEARCH c USING INTEGER PRIMARY KEY (rowid=?)"}},
-		{false, []string{"SEARCH c USING INTEGER PRIMARY KEY (rowid>?)"}},
+		{store.LogQuery{Clinic: "north", NotFrom: "peer", After: 7, Limit: 512},
+			[]string{"SEARCH l USING PRIMARY KEY (clinic=? AND seq>? AND seq<?)", "SEARCH c USING INTEGER PRIMARY KEY (rowid=?)"}},
+		{store.LogQuery{NotFrom: "peer", After: 7, Limit: 512}, []string{"SEARCH c USING INTEGER PRIMARY KEY (rowid>? AND rowid<?)"}},
+		{store.LogQuery{Chart: "a", NotFrom: "peer", After: 7, Upto: 9}, []string{"SEARCH c USING INDEX changes_by_chart (chart=? AND seq>? AND seq<?)"}},
 	} {
-		rows, err := s.db.QueryContext(ctx, "EXPLAIN QUERY PLAN "+logForQuery(tt.clinic, true), "peer", 7, 512, "north")
+		query, args := logForQuery(tt.q, true)
+		rows, err := s.db.QueryContext(ctx, "EXPLAIN QUERY PLAN "+query, args...)
 		require.NoError(t, err)
 		var plan []string
 		for rows.Next() {
@@ -37,11 +42,11 @@ func TestClinicLogQueryReadsOnlyTheClinic(t *testing.T) {
 		require.NoError(t, rows.Err())
 		rows.Close()
 		for _, step := range tt.want {
-			assert.Contains(t, plan, step, "clinic=%v: the plan %q", tt.clinic, plan)
+			assert.Contains(t, plan, step, "%+v: the plan %q", tt.q, plan)
 		}
 		for _, step := range plan {
 			assert.False(t, strings.HasPrefix(step, "SCAN") || strings.Contains(step, "TEMP B-TREE"),
-				"clinic=%v: the plan %q scans or sorts", tt.clinic, plan)
+				"%+v: the plan %q scans or sorts", tt.q, plan)
 		}
 	}
 }

@@ -98,6 +98,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/url"
 	"os"
 	"slices"
@@ -551,25 +552,42 @@ func (s *Store) ChartChanges(ctx context.Context, chart string, after uint64) ([
 
 const changeCols = "c.seq, c.chart, c.hash, c.raw, c.src, c.sig"
 
-// logForQuery is LogFor's query, whose arguments are NotFrom, After, the
-// limit and Clinic: the whole log, a clinic's log through the index, or
-// (on a database opened for reading only before the index existed) a
-// clinic's log through the charts' scopes.
-func logForQuery(clinic, indexed bool) string {
-	const notFrom = "(?1 = '' OR c.src != ?1)"
-	switch {
-	case !clinic:
-		// ?4 (Clinic) is empty here; naming it keeps the arguments the same.
-		return "SELECT " + changeCols + " FROM changes c WHERE c.seq > ?2 AND " + notFrom + " AND ?4 = '' ORDER BY c.seq LIMIT ?3"
-	case indexed:
-		return "SELECT " + changeCols + " FROM clinic_log l JOIN changes c ON c.seq = l.seq" +
-			" WHERE l.clinic = (SELECT id FROM clinics WHERE name = ?4) AND l.seq > ?2 AND " + notFrom +
-			" ORDER BY l.seq LIMIT ?3"
-	default:
-		return "SELECT " + changeCols + " FROM changes c WHERE c.seq > ?2 AND " + notFrom +
-			" AND EXISTS (SELECT 1 FROM charts ch, json_each(ch.scope) j WHERE ch.id = c.chart AND json_valid(ch.scope) AND j.value = ?4)" +
-			" ORDER BY c.seq LIMIT ?3"
+// logForQuery returns LogFor's query and its arguments: a chart's changes
+// through changes_by_chart, a clinic's log through the index by clinic (or,
+// on a database opened for reading only before the index existed, through
+// the charts' scopes), or the whole log.
+func logForQuery(q store.LogQuery, indexed bool) (string, []any) {
+	upto := uint64(math.MaxInt64)
+	if q.Upto > 0 {
+		upto = min(q.Upto, upto)
 	}
+	from, seq := "changes c", "c.seq"
+	var where []string
+	var args []any
+	switch {
+	case q.Chart != "":
+		where, args = append(where, "c.chart = ?"), append(args, q.Chart)
+		if q.Clinic != "" {
+			where = append(where, "EXISTS (SELECT 1 FROM charts ch, json_each(ch.scope) j WHERE ch.id = c.chart AND json_valid(ch.scope) AND j.value = ?)")
+			args = append(args, q.Clinic)
+		}
+	case q.Clinic != "" && indexed:
+		from, seq = "clinic_log l JOIN changes c ON c.seq = l.seq", "l.seq"
+		where, args = append(where, "l.clinic = (SELECT id FROM clinics WHERE name = ?)"), append(args, q.Clinic)
+	case q.Clinic != "":
+		where = append(where, "EXISTS (SELECT 1 FROM charts ch, json_each(ch.scope) j WHERE ch.id = c.chart AND json_valid(ch.scope) AND j.value = ?)")
+		args = append(args, q.Clinic)
+	}
+	where, args = append(where, seq+" > ?", seq+" <= ?"), append(args, q.After, upto)
+	if q.NotFrom != "" {
+		where, args = append(where, "c.src != ?"), append(args, q.NotFrom)
+	}
+	limit := q.Limit
+	if limit <= 0 {
+		limit = -1
+	}
+	return "SELECT " + changeCols + " FROM " + from + " WHERE " + strings.Join(where, " AND ") +
+		" ORDER BY " + seq + " LIMIT ?", append(args, limit)
 }
 
 // LogFor implements store.ChangeLog. A clinic's log is read through the
@@ -582,11 +600,8 @@ func (s *Store) LogFor(ctx context.Context, q store.LogQuery) ([]store.Change, e
 		return nil, err
 	}
 	defer done()
-	limit := q.Limit
-	if limit <= 0 {
-		limit = -1
-	}
-	rows, err := db.QueryContext(ctx, logForQuery(q.Clinic != "", s.indexed), q.NotFrom, q.After, limit, q.Clinic)
+	query, args := logForQuery(q, s.indexed)
+	rows, err := db.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("read log of %q after %d: %w", q.Clinic, q.After, err)
 	}

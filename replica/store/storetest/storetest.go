@@ -312,6 +312,11 @@ func Run(t *testing.T, open func(t *testing.T) Opened) {
 		assert.Equal(t, []string{raw("a", 2), raw("c", 1)}, logOf(s, store.LogQuery{Clinic: "north", After: all[0].Seq, Limit: 2}), "at most Limit changes")
 		assert.Equal(t, []string{raw("c", 1), raw("a", 3)}, logOf(s, store.LogQuery{Clinic: "north", NotFrom: "p1", After: all[0].Seq, Limit: 2}),
 			"the limit counts the changes returned, not those left out")
+		assert.Equal(t, []string{raw("a", 2), raw("c", 1), raw("c", 2)}, logOf(s, store.LogQuery{Clinic: "north", After: all[0].Seq, Upto: all[6].Seq}),
+			"only changes up to Upto")
+		assert.Equal(t, []string{raw("a", 2), raw("a", 3)}, logOf(s, store.LogQuery{Chart: "a", After: all[0].Seq}), "only the chart's changes")
+		assert.Equal(t, []string{raw("a", 1)}, logOf(s, store.LogQuery{Chart: "a", Clinic: "north", NotFrom: "p1", Upto: all[5].Seq}))
+		assert.Empty(t, logOf(s, store.LogQuery{Chart: "a", Clinic: "south"}), "a chart outside the clinic's scope is not in its log")
 
 		// a joins south's scope in a batch that adds a change to it; c
 		// leaves north's; d gets its first index entry.
@@ -364,15 +369,25 @@ func Run(t *testing.T, open func(t *testing.T) Opened) {
 			}
 			all, err := s.Log(ctx, 0, 0)
 			require.NoError(rt, err)
+			upto := uint64(0)
+			if len(all) > 0 {
+				upto = all[rapid.IntRange(0, len(all)-1).Draw(rt, "upto")].Seq
+			}
 			for _, k := range append(clinics, "") {
 				for _, p := range peers {
+					chart := rapid.SampledFrom(append(charts, "")).Draw(rt, "of chart")
+					bounded := rapid.Bool().Draw(rt, "bounded")
 					var want []store.Change
 					for _, c := range all {
-						if (k == "" || slices.Contains(scopes[c.Chart], k)) && (p == "" || c.From != p) {
+						if (k == "" || slices.Contains(scopes[c.Chart], k)) && (p == "" || c.From != p) &&
+							(chart == "" || c.Chart == chart) && (!bounded || c.Seq <= upto) {
 							want = append(want, c)
 						}
 					}
-					q := store.LogQuery{Clinic: k, NotFrom: p}
+					q := store.LogQuery{Clinic: k, NotFrom: p, Chart: chart}
+					if bounded {
+						q.Upto = upto
+					}
 					got, err := s.LogFor(ctx, q)
 					require.NoError(rt, err)
 					require.Equal(rt, want, got, "the log of %+v", q)
