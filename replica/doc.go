@@ -116,6 +116,18 @@
 // removed it, and edits its devices made before they learnt of it are
 // accepted. On a device, Config.Clinic refuses such writes locally.
 //
+// A sync's cost follows its clinic, not the cloud. The store keeps its log
+// by clinic too (store.LogQuery): the changes of the charts now in each
+// clinic's scope. A bundle for a clinic's device reads those changes, less
+// the ones the device itself sent, and the earlier changes of a chart that
+// joined the scope through that chart's own changes; a change it does not
+// send is not read at all, and its Upto still passes the positions it
+// leaves out. With 100 busy clinics instead of 1, a device's sync read the
+// same 30 changes (3,030 before) in about the same time (before: 127 ms
+// instead of 1.3–4 ms), and one with nothing to receive read none (before:
+// 2,970 changes, 160 ms): BenchmarkClinicSync. A bundle looks its peer's
+// positions up by ID (store.Store.Peer), not among every peer.
+//
 // With ReceiveOptions.CheckAuthors (the cloud sets it) or
 // Config.CheckAuthors (a device's app sets it), every new change is judged
 // by record.CheckChange on what it actually writes: a bundle holding a

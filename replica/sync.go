@@ -20,8 +20,7 @@ import (
 const logPage = 512
 
 // selectChanges picks, from a page of the log, the changes to send: those
-// skip does not refuse (a change the peer sent us, or out of its scope),
-// until budget bytes are used. It returns the picked changes, the log
+// skip does not refuse, until budget bytes are used. It returns the picked changes, the log
 // position covered, and whether the budget ran out.
 //
 // awaiting holds the covering changes (see cover.go) that picked changes
@@ -119,17 +118,14 @@ func (r *Replica) ResetPeer(ctx context.Context, peer string) error {
 	return nil
 }
 
+// peer returns what this replica knows of a peer: nothing (zero
+// positions) for one it has never synced with.
 func (r *Replica) peer(ctx context.Context, id string) (store.Peer, error) {
-	ps, err := r.st.Peers(ctx)
-	if err != nil {
-		return store.Peer{}, err
+	p, err := r.st.Peer(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return store.Peer{ID: id}, nil
 	}
-	for _, p := range ps {
-		if p.ID == id {
-			return p, nil
-		}
-	}
-	return store.Peer{ID: id}, nil
+	return p, err
 }
 
 // Outgoing is an encoded bundle and what it holds.
@@ -185,9 +181,7 @@ func (r *Replica) MakeBundleFor(ctx context.Context, peer string, opt BundleOpti
 	b := &Bundle{From: r.id, To: peer, Base: min(p.Acked, head), Head: head, Ack: p.Received}
 	b.Upto = b.Base
 	budget := r.cfg.BundleBytes
-	inScope := r.scopeFilter(ctx, opt.Clinic)
 	var (
-		scopeErr error
 		out      []outChange // b.Changes as stored
 		awaiting = map[crdt.Hash]bool{}
 	)
@@ -195,18 +189,14 @@ func (r *Replica) MakeBundleFor(ctx context.Context, peer string, opt BundleOpti
 		b.Changes = append(b.Changes, BundleChange{Chart: c.Chart, Raw: c.Raw})
 		out = append(out, outChange{hash: c.Hash, stored: c.Sig})
 	}
-	skip := func(c store.Change) bool {
-		if c.From == peer {
-			return true
-		}
-		ok, err := inScope(c.Chart)
-		if err != nil && scopeErr == nil {
-			scopeErr = err
-		}
-		return !ok
-	}
+	// The store pages the log as the peer may see it: the clinic's log
+	// (the changes of the charts now in its scope) less what the peer
+	// sent. Other clinics' changes are not read at all, so a sync costs
+	// what its clinic did, not what every clinic did; a bundle's Upto
+	// still passes what it leaves out.
+	skip := func(c store.Change) bool { return c.From == peer }
 	for b.Upto < head {
-		page, err := r.st.Log(ctx, b.Upto, logPage)
+		page, err := r.st.LogFor(ctx, store.LogQuery{After: b.Upto, Limit: logPage, Clinic: opt.Clinic, NotFrom: peer})
 		if err != nil {
 			return Outgoing{}, fmt.Errorf("make bundle for %s: %w", peer, err)
 		}
@@ -220,9 +210,6 @@ func (r *Replica) MakeBundleFor(ctx context.Context, peer string, opt BundleOpti
 			break
 		}
 		picked, upto, full := selectChanges(page, skip, budget, awaiting)
-		if scopeErr != nil {
-			return Outgoing{}, fmt.Errorf("make bundle for %s: %w", peer, scopeErr)
-		}
 		for _, c := range picked {
 			add(c)
 			budget -= len(c.Raw)
@@ -238,7 +225,7 @@ func (r *Replica) MakeBundleFor(ctx context.Context, peer string, opt BundleOpti
 		}
 	}
 	if opt.Clinic != "" {
-		if err := r.backfill(ctx, b, opt.Clinic, inScope, add); err != nil {
+		if err := r.backfill(ctx, b, opt.Clinic, r.scopeFilter(ctx, opt.Clinic), add); err != nil {
 			return Outgoing{}, fmt.Errorf("make bundle for %s: %w", peer, err)
 		}
 	}
@@ -326,17 +313,15 @@ func (r *Replica) backfill(ctx context.Context, b *Bundle, clinic string, inScop
 		if g.Revoked {
 			lo, hi = b.Base, g.Seq // left: the window up to the removal
 		}
-		chs, err := r.st.ChartChanges(ctx, g.Chart, lo)
+		if hi <= lo {
+			continue
+		}
+		chs, err := r.st.LogFor(ctx, store.LogQuery{Chart: g.Chart, After: lo, Upto: hi, NotFrom: b.To})
 		if err != nil {
 			return err
 		}
 		for _, c := range chs {
-			if c.Seq > hi {
-				break
-			}
-			if c.From != b.To {
-				add(c)
-			}
+			add(c)
 		}
 	}
 	return nil

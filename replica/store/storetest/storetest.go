@@ -402,6 +402,10 @@ func Run(t *testing.T, open func(t *testing.T) Opened) {
 		})
 	})
 
+	t.Run("SyncReadsOnlyItsClinic", func(t *testing.T) {
+		runSyncReadsOnlyItsClinic(t, open(t).Store)
+	})
+
 	t.Run("Quarantine", func(t *testing.T) {
 		s := open(t).Store
 		none, err := s.Quarantined(ctx)
