@@ -343,8 +343,10 @@ func (m *Mem) Write(ctx context.Context, b Batch) (uint64, error) {
 		i := len(m.log) - 1
 		m.byHash[c.Hash] = i
 		m.byChart[c.Chart] = append(m.byChart[c.Chart], i)
-		for _, clinic := range m.charts[c.Chart].Scope {
-			m.byClinic[clinic] = append(m.byClinic[clinic], i)
+		for j, clinic := range m.charts[c.Chart].Scope {
+			if !slices.Contains(m.charts[c.Chart].Scope[:j], clinic) {
+				m.byClinic[clinic] = append(m.byClinic[clinic], i)
+			}
 		}
 	}
 	for _, c := range b.Charts {
@@ -377,13 +379,13 @@ func (m *Mem) Write(ctx context.Context, b Batch) (uint64, error) {
 // joined its scope and out of those of the clinics that left it.
 func (m *Mem) rescope(chart string, was, is []string) {
 	own := m.byChart[chart]
-	for _, clinic := range is {
-		if !slices.Contains(was, clinic) && len(own) > 0 {
+	for i, clinic := range is {
+		if !slices.Contains(was, clinic) && !slices.Contains(is[:i], clinic) && len(own) > 0 {
 			m.byClinic[clinic] = mergeSorted(m.byClinic[clinic], own)
 		}
 	}
-	for _, clinic := range was {
-		if !slices.Contains(is, clinic) {
+	for i, clinic := range was {
+		if !slices.Contains(is, clinic) && !slices.Contains(was[:i], clinic) {
 			m.byClinic[clinic] = slices.DeleteFunc(slices.Clone(m.byClinic[clinic]), func(i int) bool { return m.log[i].Chart == chart })
 		}
 	}
