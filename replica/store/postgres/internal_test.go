@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/chartsync/chartsync/crdt"
 	"github.com/chartsync/chartsync/replica/store"
+	"github.com/chartsync/chartsync/replica/store/postgres/pgtest"
 )
 
 // TestFailedCommitOutcomes: a COMMIT the server answered with an error,
@@ -58,4 +60,75 @@ func FuzzDecodeHeads(f *testing.F) {
 		}
 		require.True(t, bytes.Equal(b, encodeHeads(h)), "heads read back to the bytes they were read from")
 	})
+}
+
+// TestLogForReadsOnlyWhatItSelects runs LogFor's queries under EXPLAIN
+// ANALYZE on a log of 20,000 changes of 100 charts, a tenth of them in
+// one clinic's scope, and counts the changes each reads: a page of a
+// clinic's or a chart's log reads the changes it returns, not those of
+// other clinics or charts between them.
+func TestLogForReadsOnlyWhatItSelects(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, pgtest.ConnString(t), Config{Schema: pgtest.Schema(t)})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Close() })
+	const total, charts = 20_000, 100
+	for i := 0; i < total; i += 1000 {
+		var b store.Batch
+		for j := i; j < i+1000; j++ {
+			raw := fmt.Appendf(nil, "change %d", j)
+			b.Changes = append(b.Changes, store.NewChange{Chart: fmt.Sprint("c", j%charts), Hash: sha256.Sum256(raw), Raw: raw})
+		}
+		_, err := s.Write(ctx, b)
+		require.NoError(t, err)
+	}
+	var b store.Batch
+	for c := range charts / 10 {
+		b.Charts = append(b.Charts, store.Chart{ID: fmt.Sprint("c", c), Scope: []string{"north"}})
+	}
+	_, err = s.Write(ctx, b)
+	require.NoError(t, err)
+	_, err = s.pool.Exec(ctx, "ANALYZE")
+	require.NoError(t, err)
+
+	// A clinic's page reads its own rows; a chart's may read the rest of
+	// the chart's log after After (150 changes here) to sort it, but no
+	// other chart's.
+	tests := []struct {
+		name  string
+		q     store.LogQuery
+		bound float64
+	}{
+		{"clinic", store.LogQuery{Clinic: "north", After: 5000, Limit: 100}, 100},
+		{"clinic, not from a peer, up to a position", store.LogQuery{Clinic: "north", After: 5000, Upto: 15000, NotFrom: "p1", Limit: 100}, 100},
+		{"chart", store.LogQuery{Chart: "c3", After: 5000, Limit: 100}, 150},
+		{"chart in a clinic", store.LogQuery{Chart: "c3", Clinic: "north", After: 5000, Limit: 100}, 150},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := s.LogFor(ctx, tt.q)
+			require.NoError(t, err)
+			require.Len(t, got, tt.q.Limit)
+			query, args := logForQuery(tt.q)
+			var plan []map[string]any
+			require.NoError(t, s.pool.QueryRow(ctx, "EXPLAIN (ANALYZE, FORMAT JSON) "+query, args...).Scan(&plan))
+			read := rowsRead(plan[0]["Plan"].(map[string]any), "changes")
+			assert.LessOrEqual(t, read, tt.bound, "changes read for a page of %d (plan %v)", tt.q.Limit, plan)
+		})
+	}
+}
+
+// rowsRead sums the rows that the plan's scans of table produced.
+func rowsRead(node map[string]any, table string) float64 {
+	n := 0.0
+	if node["Relation Name"] == table {
+		rows, _ := node["Actual Rows"].(float64)
+		loops, _ := node["Actual Loops"].(float64)
+		n += rows * loops
+	}
+	children, _ := node["Plans"].([]any)
+	for _, c := range children {
+		n += rowsRead(c.(map[string]any), table)
+	}
+	return n
 }
