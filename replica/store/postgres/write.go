@@ -343,6 +343,9 @@ func (s *Store) outcome(ctx context.Context, w written) (string, error) {
 	wait := 5 * time.Millisecond
 	var last error
 	for attempt := 0; ; attempt++ {
+		if s.closed.Load() {
+			return "", fmt.Errorf("the store was closed: %w", last)
+		}
 		var status *string
 		err := s.pool.QueryRow(ctx, "SELECT pg_xact_status($1::text::xid8)", w.xid).Scan(&status)
 		switch {
