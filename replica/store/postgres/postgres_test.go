@@ -357,3 +357,40 @@ func queryInts(t *testing.T, conn, schema, sql string) []int64 {
 	require.NoError(t, err)
 	return out
 }
+
+// TestConcurrentWritesOfTheSameRowsSucceed has writers on two stores
+// record the same peers and meta keys, each batch listing them in its own
+// order, as syncs that finish at once do: no write fails (two
+// transactions that lock the same rows in opposite orders deadlock, and
+// PostgreSQL aborts one of them).
+func TestConcurrentWritesOfTheSameRowsSucceed(t *testing.T) {
+	o := newOpener(t)
+	nodes := []*postgres.Store{o.open(t), o.open(t)}
+	ctx := context.Background()
+	const writers, each, rows = 4, 25, 6
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			for i := range each {
+				b := store.Batch{Meta: map[string]string{}}
+				for r := range rows {
+					k := (r + w + i) % rows
+					if (w+i)%2 == 1 {
+						k = rows - 1 - k
+					}
+					b.Peers = append(b.Peers, store.Peer{ID: fmt.Sprint("p", k), Acked: uint64(i)})
+					b.Meta[fmt.Sprint("k", k)] = fmt.Sprint(w)
+					b.Snapshots = append(b.Snapshots, store.NewSnapshot{Chart: fmt.Sprint("c", k), Data: []byte("s")})
+				}
+				_, err := nodes[w%2].Write(ctx, b)
+				if !assert.NoError(t, err, "writer %d, batch %d", w, i) {
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	peers, err := nodes[0].Peers(ctx)
+	require.NoError(t, err)
+	assert.Len(t, peers, rows)
+}

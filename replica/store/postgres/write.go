@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -97,10 +99,17 @@ func writeBatch(ctx context.Context, tx pgx.Tx, b store.Batch) (written, error) 
 		}
 		return nil
 	})
-	for k, v := range b.Meta {
-		queueExec(first, "meta "+k, "INSERT INTO meta(key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value", k, v)
+	// Rows that writers share (meta keys, peers, snapshots) are written
+	// in one order, sorted by key, whatever the batch's order: two
+	// transactions that lock the same rows in opposite orders would
+	// deadlock, and PostgreSQL would abort one of them. (Chart entries
+	// and the log are written under the log head's lock.)
+	for _, k := range slices.Sorted(maps.Keys(b.Meta)) {
+		queueExec(first, "meta "+k, "INSERT INTO meta(key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value", k, b.Meta[k])
 	}
-	for _, p := range b.Peers {
+	peers := slices.Clone(b.Peers)
+	slices.SortStableFunc(peers, func(a, b store.Peer) int { return strings.Compare(a.ID, b.ID) })
+	for _, p := range peers {
 		queueExec(first, "peer "+p.ID, `INSERT INTO peers(`+peerCols+`) VALUES ($1, $2, $3, $4)
 			ON CONFLICT (id) DO UPDATE SET acked = excluded.acked, received = excluded.received, last_sync = excluded.last_sync`,
 			p.ID, int64(p.Acked), int64(p.Received), timeArg(p.LastSync))
@@ -138,6 +147,9 @@ func writeBatch(ctx context.Context, tx pgx.Tx, b store.Batch) (written, error) 
 				var h []byte
 				if err := rows.Scan(&h); err != nil {
 					return fmt.Errorf("look up changes: %w", err)
+				}
+				if len(h) != len(crdt.Hash{}) {
+					return fmt.Errorf("look up changes: stored hash of %d bytes", len(h))
 				}
 				known[crdt.Hash(h)] = true
 			}
@@ -232,7 +244,9 @@ func writeBatch(ctx context.Context, tx pgx.Tx, b store.Batch) (written, error) 
 				WHERE c.chart = $1 AND l.seq = c.seq AND l.clinic = ANY($2)`, id, left)
 		}
 	}
-	for _, sn := range b.Snapshots {
+	snaps := slices.Clone(b.Snapshots)
+	slices.SortStableFunc(snaps, func(a, b store.NewSnapshot) int { return strings.Compare(a.Chart, b.Chart) })
+	for _, sn := range snaps {
 		queueExec(second, "snapshot of "+sn.Chart, `INSERT INTO snapshots(chart, seq, data) VALUES ($1, $2, $3)
 			ON CONFLICT (chart) DO UPDATE SET seq = excluded.seq, data = excluded.data`, sn.Chart, head, nonNil(sn.Data))
 	}
@@ -306,7 +320,7 @@ func (s *Store) settle(ctx context.Context, w written, cerr error) (uint64, erro
 	switch {
 	case errors.Is(cerr, pgx.ErrTxCommitRollback):
 		return 0, fmt.Errorf("write: commit: the transaction was rolled back: %w", cerr)
-	case errors.As(cerr, &pe) && pe.Severity == "ERROR":
+	case errors.As(cerr, &pe) && severity(pe) == "ERROR":
 		// The server refused the COMMIT and rolled back. (FATAL and
 		// PANIC end the session or the server, perhaps after the
 		// commit record was written: those are settled below.)
@@ -326,6 +340,15 @@ func (s *Store) settle(ctx context.Context, w written, cerr error) (uint64, erro
 		out = fmt.Errorf("%w: %w", store.ErrDiskFull, out)
 	}
 	return 0, out
+}
+
+// severity is the error's severity in English (Severity may be
+// translated).
+func severity(pe *pgconn.PgError) string {
+	if pe.SeverityUnlocalized != "" {
+		return pe.SeverityUnlocalized
+	}
+	return pe.Severity
 }
 
 // outcome asks the server, until it answers or Config.OutcomeTimeout
