@@ -55,7 +55,7 @@
 // longer than a batch of one, so the sync engine's batching keeps the
 // cost per change low. Reads take no lock. On a 2-core machine with the
 // server on loopback (BenchmarkWrite, BenchmarkWriteParallel), that is
-// about 700 to 850 durable writes of one change a second, from one
+// about 650 to 850 durable writes of one change a second, from one
 // goroutine or eight (SQLite: about 1,950), and about 10,000 changes a
 // second in batches of 100 (SQLite: 18,000); over a network each write
 // holds the lock for two more round trips.
