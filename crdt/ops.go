@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -256,7 +257,13 @@ func decodeOps(b *changeBody) (ChangeInfo, error) {
 	actors := make([]string, 1, 1+len(b.others))
 	actors[0] = info.Actor
 	for _, a := range b.others {
-		actors = append(actors, hex.EncodeToString(a))
+		h := hex.EncodeToString(a)
+		if slices.Contains(actors, h) {
+			// One actor at two indices would name one operation two
+			// ways; Automerge lists each actor once.
+			return info, fmt.Errorf("actor %s listed twice", h)
+		}
+		actors = append(actors, h)
 	}
 	if len(actors) > 1 {
 		info.OtherActors = actors[1:]
