@@ -109,27 +109,49 @@ func TestAChartWhoseSnapshotDoesNotLoadIsRebuiltFromItsLog(t *testing.T) {
 	}
 }
 
-// A refused bundle tried again (a file left on a stick is read at every
-// import) is refused again, but kept in the quarantine once.
-func TestARefusedBundleIsQuarantinedOnce(t *testing.T) {
-	ctx := context.Background()
+// twinFixture is a chart synced from a to b, and the raw change b holds
+// last from a, to make twins of: the same sequence number, another time.
+type twinFixture struct {
+	a, b  *replica.Replica
+	chart string
+	last  crdt.ChangeInfo
+}
+
+func newTwinFixture(t *testing.T) twinFixture {
+	t.Helper()
 	a, _ := newMem(t, replica.Config{})
 	b, _ := newMem(t, replica.Config{})
 	chart := register(t, a, "Wanjiru", "Mwangi", "Kamuga")
 	last := edit(t, a, chart, allergy(1)).Change
-	_, err := replica.SyncPair(ctx, a, b)
+	_, err := replica.SyncPair(context.Background(), a, b)
 	require.NoError(t, err)
 	info, err := crdt.ChangeOps(last.Raw)
 	require.NoError(t, err)
-	info.Time = info.Time.Add(time.Second)
+	return twinFixture{a: a, b: b, chart: chart, last: info}
+}
+
+// twin returns a bundle from a to b carrying a twin of the last change,
+// shifted later by the given time (distinct shifts, distinct twins).
+func (f twinFixture) twin(t *testing.T, shift time.Duration) []byte {
+	t.Helper()
+	info := f.last
+	info.Time = info.Time.Add(shift)
 	raw, err := crdt.EncodeChange(info)
 	require.NoError(t, err)
-	data := encode(t, replica.Bundle{From: a.ID(), To: b.ID(), Changes: []replica.BundleChange{{Chart: chart, Raw: raw}}})
+	return encode(t, replica.Bundle{From: f.a.ID(), To: f.b.ID(), Changes: []replica.BundleChange{{Chart: f.chart, Raw: raw}}})
+}
+
+// A refused bundle tried again (a file left on a stick is read at every
+// import) is refused again, but kept in the quarantine once.
+func TestARefusedBundleIsQuarantinedOnce(t *testing.T) {
+	ctx := context.Background()
+	f := newTwinFixture(t)
+	data := f.twin(t, time.Second)
 	for range 3 {
-		_, err = b.Receive(ctx, data)
+		_, err := f.b.Receive(ctx, data)
 		require.ErrorIs(t, err, replica.ErrMalformedBundle)
 	}
-	q, err := b.Quarantined(ctx)
+	q, err := f.b.Quarantined(ctx)
 	require.NoError(t, err)
 	assert.Len(t, q, 1)
 }
@@ -163,22 +185,12 @@ func TestAStoredChangeTheChartCannotTakeIsLeftOut(t *testing.T) {
 // refused bundles the rest are refused all the same but not kept.
 func TestTheQuarantineKeepsABoundedNumberPerPeer(t *testing.T) {
 	ctx := context.Background()
-	a, _ := newMem(t, replica.Config{})
-	b, _ := newMem(t, replica.Config{})
-	chart := register(t, a, "Wanjiru", "Mwangi", "Kamuga")
-	last := edit(t, a, chart, allergy(1)).Change
-	_, err := replica.SyncPair(ctx, a, b)
-	require.NoError(t, err)
-	info, err := crdt.ChangeOps(last.Raw)
-	require.NoError(t, err)
+	f := newTwinFixture(t)
 	for i := range replica.MaxQuarantinedPerPeer + 5 {
-		info.Time = info.Time.Add(time.Second) // a distinct twin each time
-		raw, err := crdt.EncodeChange(info)
-		require.NoError(t, err)
-		_, err = b.Receive(ctx, encode(t, replica.Bundle{From: a.ID(), To: b.ID(), Changes: []replica.BundleChange{{Chart: chart, Raw: raw}}}))
+		_, err := f.b.Receive(ctx, f.twin(t, time.Duration(i+1)*time.Second))
 		require.ErrorIs(t, err, replica.ErrMalformedBundle, "bundle %d", i)
 	}
-	q, err := b.Quarantined(ctx)
+	q, err := f.b.Quarantined(ctx)
 	require.NoError(t, err)
 	assert.Len(t, q, replica.MaxQuarantinedPerPeer)
 }
