@@ -195,7 +195,9 @@ func decodeChunks(chunks [][]byte) ([]*automerge.Change, error) {
 		msg = binary.AppendUvarint(msg, uint64(len(c)))
 		msg = append(msg, c...)
 	}
-	sm, err := automerge.NewSyncState(automerge.New()).ReceiveMessage(msg)
+	scratch := automerge.New()
+	defer scratch.Free()
+	sm, err := automerge.NewSyncState(scratch).ReceiveMessage(msg)
 	if sm == nil {
 		return nil, fmt.Errorf("parse changes: %v: %w", err, ErrMalformed)
 	}
@@ -235,15 +237,50 @@ func recoverInto(err *error) {
 	}
 }
 
+// ErrClosed is returned by calls on a Doc after Close.
+var ErrClosed = errors.New("crdt: document closed")
+
 // Doc is a CRDT document. It is safe for concurrent use.
 type Doc struct {
 	mu      sync.Mutex
-	am      *automerge.Doc
+	am      *automerge.Doc // nil once closed
 	actor   string
 	pending map[Hash]Change
-	// hist judges changes before Automerge applies them; nil until the
-	// first Apply needs it (see ensureHistory).
+	// hist judges changes before Automerge applies them, and keeps
+	// their bytes; nil until the first call that needs it (see
+	// ensureHistory).
 	hist *history
+	// lazy, while hist is nil, holds the bytes of the document's changes
+	// in causal order (a fork at past heads takes them from its
+	// original), to build hist from without asking Automerge.
+	lazy [][]byte
+}
+
+// Close releases the document's Automerge memory now, instead of when
+// the garbage collector finds the Doc unreachable. The Doc must not be
+// needed afterwards: calls that return an error return ErrClosed, Save
+// and Heads return nothing, Has and Pending report nothing. Documents
+// made from it (forks) are independent and stay open. Close is safe to
+// call more than once, and from any goroutine; it waits for a call in
+// progress. A Doc never closed is freed by a finalizer, later.
+func (d *Doc) Close() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.am == nil {
+		return nil
+	}
+	d.am.Free()
+	d.am, d.hist, d.lazy, d.pending = nil, nil, nil, nil
+	return nil
+}
+
+// closed returns ErrClosed, wrapped with what was attempted, once the
+// Doc is closed. The caller holds d.mu.
+func (d *Doc) closed(what string) error {
+	if d.am == nil {
+		return fmt.Errorf("%s: %w", what, ErrClosed)
+	}
+	return nil
 }
 
 // NewActorID returns a fresh random actor ID (32 hex digits).
@@ -307,19 +344,22 @@ func Load(data []byte, actor string) (d *Doc, err error) {
 	for _, raw := range raws {
 		info, err := judge(raw)
 		if err == nil {
-			err = d.hist.add(info)
+			err = d.hist.add(info, raw)
 		}
 		if err != nil {
+			d.am.Free()
 			return nil, fmt.Errorf("load document: %w", err)
 		}
 		all = append(all, raw...)
 	}
 	if len(all) > 0 {
 		if err := d.am.LoadIncremental(all); err != nil {
+			d.am.Free()
 			return nil, fmt.Errorf("load document: %v: %w", err, ErrMalformed)
 		}
 	}
 	if got := sortedHeads(d.am.Heads()); !got.Equal(heads) {
+		d.am.Free()
 		return nil, fmt.Errorf("load document: loaded heads %s, not %s: %w", got, heads, ErrMalformed)
 	}
 	d.hist.trim()
@@ -338,6 +378,9 @@ func (d *Doc) Actor() string {
 func (d *Doc) Save() []byte {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.am == nil {
+		return nil
+	}
 	return d.am.Save()
 }
 
@@ -353,13 +396,19 @@ var ErrUnsaveable = errors.New("crdt: saved document does not load back")
 // ErrUnsaveable. It costs a Load of the document beyond the Save.
 func (d *Doc) SaveChecked() ([]byte, error) {
 	d.mu.Lock()
+	if err := d.closed("save document"); err != nil {
+		d.mu.Unlock()
+		return nil, err
+	}
 	data, heads, actor := d.am.Save(), sortedHeads(d.am.Heads()), d.actor
 	d.mu.Unlock()
 	l, err := Load(data, actor)
 	if err != nil {
 		return nil, fmt.Errorf("save document: %w: %w", err, ErrUnsaveable)
 	}
-	if got := l.Heads(); !got.Equal(heads) {
+	got := l.Heads()
+	l.Close()
+	if !got.Equal(heads) {
 		return nil, fmt.Errorf("save document: loads at %s, not %s: %w", got, heads, ErrUnsaveable)
 	}
 	return data, nil
@@ -369,6 +418,9 @@ func (d *Doc) SaveChecked() ([]byte, error) {
 func (d *Doc) Heads() Heads {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.am == nil {
+		return nil
+	}
 	return sortedHeads(d.am.Heads())
 }
 
@@ -380,6 +432,12 @@ func (d *Doc) Has(h Hash) bool {
 }
 
 func (d *Doc) has(h Hash) (ok bool) {
+	if d.am == nil {
+		return false
+	}
+	if d.hist != nil {
+		return d.hist.has(h)
+	}
 	defer func() {
 		if recover() != nil {
 			ok = false
@@ -396,20 +454,31 @@ func (d *Doc) Changes(since Heads) (out []Change, err error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	defer recoverInto(&err)
+	if err := d.closed("changes since"); err != nil {
+		return nil, err
+	}
+	// Read from the history's bytes, in the order applied (causal, as
+	// Automerge keeps them), without asking Automerge.
+	if err := d.ensureHistory(); err != nil {
+		return nil, err
+	}
 	for _, h := range since {
-		if !d.has(h) {
+		if !d.hist.has(h) {
 			return nil, fmt.Errorf("changes since %s: unknown head: %w", h, ErrNotFound)
 		}
 	}
-	chs, err := d.am.Changes(since.am()...)
-	if err != nil {
-		return nil, fmt.Errorf("changes since: %v: %w", err, ErrMalformed)
+	var held []bool
+	if len(since) > 0 {
+		held = d.hist.covered(since)
 	}
-	out = make([]Change, 0, len(chs))
-	for _, c := range chs {
-		ch, err := fromAM(c)
+	out = make([]Change, 0, len(d.hist.raws))
+	for i, raw := range d.hist.raws {
+		if held != nil && held[i] {
+			continue
+		}
+		ch, err := changeOf(raw)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("changes since: %w", err)
 		}
 		out = append(out, ch)
 	}
@@ -421,6 +490,9 @@ func (d *Doc) Changes(since Heads) (out []Change, err error) {
 func (d *Doc) Pending() []Change {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.am == nil {
+		return nil
+	}
 	out := make([]Change, 0, len(d.pending))
 	for _, c := range d.pending {
 		out = append(out, c)
@@ -450,6 +522,9 @@ func (d *Doc) Pending() []Change {
 func (d *Doc) Apply(chs ...Change) (applied []Hash, err error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if err := d.closed("apply changes"); err != nil {
+		return nil, err
+	}
 	return d.apply(chs)
 }
 
@@ -509,7 +584,7 @@ func (d *Doc) apply(chs []Change) (applied []Hash, err error) {
 		c := cand[x]
 		info, err := judge(c.Raw)
 		if err == nil {
-			err = h.add(info)
+			err = h.add(info, c.Raw)
 		}
 		if err != nil {
 			h.undo(m)
@@ -620,22 +695,26 @@ func (d *Doc) ensureHistory() (err error) {
 		return nil
 	}
 	defer recoverInto(&err)
-	chs, err := d.am.Changes()
-	if err != nil {
-		return fmt.Errorf("index document: %v: %w", err, ErrMalformed)
+	raws := d.lazy
+	if raws == nil {
+		// Read in Go from the saved document: Automerge's own list of
+		// changes would be one more copy of the history in C memory.
+		if raws, _, err = decodeDocument(d.am.Save()); err != nil {
+			return fmt.Errorf("index document: %w", err)
+		}
 	}
 	h := newHistory()
-	for _, c := range chs {
-		info, err := judge(c.Save())
+	for _, raw := range raws {
+		info, err := judge(raw)
 		if err == nil {
-			err = h.add(info)
+			err = h.add(info, raw)
 		}
 		if err != nil {
 			return fmt.Errorf("index document: %w", err)
 		}
 	}
 	h.trim()
-	d.hist = h
+	d.hist, d.lazy = h, nil
 	return nil
 }
 
@@ -652,9 +731,12 @@ func (d *Doc) rollback(heads []automerge.ChangeHash) error {
 		}
 	}
 	if err := f.SetActorID(d.actor); err != nil {
+		f.Free()
 		return fmt.Errorf("roll back: %w", err)
 	}
+	old := d.am
 	d.am = f
+	old.Free()
 	return nil
 }
 
@@ -664,6 +746,9 @@ func (d *Doc) rollback(heads []automerge.ChangeHash) error {
 func (d *Doc) Edit(message string, at time.Time, fn func(tx *Tx) error) (ch Change, err error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if err := d.closed("edit"); err != nil {
+		return Change{}, err
+	}
 	before := d.am.Heads()
 	var m histMark
 	if d.hist != nil {
@@ -710,7 +795,7 @@ func (d *Doc) Edit(message string, at time.Time, fn func(tx *Tx) error) (ch Chan
 		// holds a change it could not save and load again.
 		info, err := judge(ch.Raw)
 		if err == nil {
-			err = d.hist.add(info)
+			err = d.hist.add(info, ch.Raw)
 		}
 		if err != nil {
 			return Change{}, fmt.Errorf("edit: %w", err)
@@ -726,12 +811,24 @@ func (d *Doc) Fork(heads Heads, actor string) (f *Doc, err error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	defer recoverInto(&err)
+	if err := d.closed("fork"); err != nil {
+		return nil, err
+	}
 	for _, h := range heads {
 		if !d.has(h) {
 			return nil, fmt.Errorf("fork at %s: unknown head: %w", h, ErrNotFound)
 		}
 	}
-	am, err := d.am.Fork(heads.am()...)
+	// A fork at the current heads is a copy without the held changes:
+	// Automerge copies a document much faster than it rebuilds one at
+	// given heads.
+	whole := len(heads) == 0 || slices.Equal(sortedCopy(heads), sortedHeads(d.am.Heads()))
+	var am *automerge.Doc
+	if whole {
+		am, err = d.am.Fork()
+	} else {
+		am, err = d.am.Fork(heads.am()...)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("fork: %w", err)
 	}
@@ -740,17 +837,38 @@ func (d *Doc) Fork(heads Heads, actor string) (f *Doc, err error) {
 		for h, c := range d.pending {
 			f.pending[h] = c
 		}
-		if d.hist != nil {
-			// The whole document: its history is d's, shared until
-			// either records more, rather than read again from
-			// Automerge at the fork's first Apply.
-			f.hist = d.hist.clone()
+	}
+	switch {
+	case whole && d.hist != nil:
+		// The whole document: its history is d's, shared until either
+		// records more, rather than read again at the fork's first
+		// Apply.
+		f.hist = d.hist.clone()
+	case whole:
+		f.lazy = d.lazy
+	case d.hist != nil:
+		// The fork's history is the part of d's that heads hold, in
+		// the same order; it is judged again when first needed.
+		held := d.hist.covered(heads)
+		f.lazy = make([][]byte, 0, len(held))
+		for i, raw := range d.hist.raws {
+			if held[i] {
+				f.lazy = append(f.lazy, raw)
+			}
 		}
 	}
 	if err := f.setActor(actor); err != nil {
+		am.Free()
 		return nil, err
 	}
 	return f, nil
+}
+
+// sortedCopy returns hs sorted, leaving hs as it was.
+func sortedCopy(hs Heads) Heads {
+	out := slices.Clone(hs)
+	sortHashes(out)
+	return out
 }
 
 // Merge applies every change of other that d lacks (and other's held
@@ -806,21 +924,9 @@ func storedChanges(raw []byte) ([]Change, error) {
 			return nil, fmt.Errorf("bad length at byte %d: %w", len(raw)-len(rest), ErrMalformed)
 		}
 		end := 9 + k + int(n)
-		b, err := parseChunk(rest[:end])
+		c, err := changeOf(bytes.Clone(rest[:end]))
 		if err != nil {
-			return nil, fmt.Errorf("change at byte %d: %v: %w", len(raw)-len(rest), err, ErrMalformed)
-		}
-		c := Change{
-			Hash:    b.hash,
-			Deps:    make([]Hash, len(b.deps)/32),
-			Actor:   hex.EncodeToString(b.actor),
-			Seq:     b.seq,
-			Time:    time.UnixMilli(b.time).UTC(),
-			Message: string(b.message),
-			Raw:     bytes.Clone(rest[:end]),
-		}
-		for i := range c.Deps {
-			copy(c.Deps[i][:], b.deps[32*i:])
+			return nil, fmt.Errorf("change at byte %d: %w", len(raw)-len(rest), err)
 		}
 		out = append(out, c)
 		rest = rest[end:]
@@ -829,4 +935,25 @@ func storedChanges(raw []byte) ([]Change, error) {
 		}
 	}
 	return out, nil
+}
+
+// changeOf reads one raw change chunk in Go; the Change keeps raw.
+func changeOf(raw []byte) (Change, error) {
+	b, err := parseChunk(raw)
+	if err != nil {
+		return Change{}, fmt.Errorf("%v: %w", err, ErrMalformed)
+	}
+	c := Change{
+		Hash:    b.hash,
+		Deps:    make([]Hash, len(b.deps)/32),
+		Actor:   hex.EncodeToString(b.actor),
+		Seq:     b.seq,
+		Time:    time.UnixMilli(b.time).UTC(),
+		Message: string(b.message),
+		Raw:     raw,
+	}
+	for i := range c.Deps {
+		copy(c.Deps[i][:], b.deps[32*i:])
+	}
+	return c, nil
 }

@@ -53,7 +53,8 @@ type history struct {
 	actors   []actorHist
 	byHash   map[Hash]uint32 // change index by hash
 	changes  []changeRec
-	hashes   []Hash // by change index
+	hashes   []Hash   // by change index
+	raws     [][]byte // by change index: the change's bytes, shared
 	ops      []opRec
 	props    map[string]uint32
 	propList []string
@@ -124,7 +125,7 @@ func (h *history) undo(m histMark) {
 		a.changes = a.changes[:len(a.changes)-1]
 		delete(h.byHash, h.hashes[i])
 	}
-	h.changes, h.hashes = h.changes[:m.changes], h.hashes[:m.changes]
+	h.changes, h.hashes, h.raws = h.changes[:m.changes], h.hashes[:m.changes], h.raws[:m.changes]
 	for _, a := range h.actors[m.actors:] {
 		delete(h.actorIdx, a.id)
 	}
@@ -138,6 +139,7 @@ func (h *history) undo(m histMark) {
 	// history it was cloned from): clipped, the next append copies
 	// rather than writing over the other's records.
 	h.changes, h.hashes, h.ops = slices.Clip(h.changes), slices.Clip(h.hashes), slices.Clip(h.ops)
+	h.raws = slices.Clip(h.raws)
 	h.propList, h.clocks = slices.Clip(h.propList), slices.Clip(h.clocks)
 	for i := range h.actors {
 		h.actors[i].changes = slices.Clip(h.actors[i].changes)
@@ -223,7 +225,10 @@ func judge(raw []byte) (*ChangeInfo, error) {
 //     no counters' increments, tables or marks, which chartsync does not
 //     write (and whose values Automerge does not save as changes state
 //     them).
-func (h *history) add(info *ChangeInfo) (err error) {
+//
+// raw is the change's bytes, kept (not copied) so that the document's
+// changes can be read without Automerge.
+func (h *history) add(info *ChangeInfo, raw []byte) (err error) {
 	m := h.mark()
 	defer func() {
 		if err != nil {
@@ -438,6 +443,7 @@ func (h *history) add(info *ChangeInfo) (err error) {
 		clockLen: uint32(len(clock)),
 	})
 	h.hashes = append(h.hashes, info.Hash)
+	h.raws = append(h.raws, raw)
 	h.byHash[info.Hash] = idx
 	h.actors[ai].changes = append(h.actors[ai].changes, idx)
 	return nil
@@ -454,6 +460,7 @@ func (h *history) clone() *history {
 		byHash:   maps.Clone(h.byHash),
 		changes:  slices.Clip(h.changes),
 		hashes:   slices.Clip(h.hashes),
+		raws:     slices.Clip(h.raws),
 		ops:      slices.Clip(h.ops),
 		props:    maps.Clone(h.props),
 		propList: slices.Clip(h.propList),
@@ -470,6 +477,24 @@ func (h *history) clone() *history {
 func (h *history) trim() {
 	h.changes = slices.Clone(h.changes)
 	h.hashes = slices.Clone(h.hashes)
+	h.raws = slices.Clone(h.raws)
 	h.ops = slices.Clone(h.ops)
 	h.clocks = slices.Clone(h.clocks)
+}
+
+// covered reports, by change index, which recorded changes heads hold
+// (each head and its ancestors). Every head must be recorded.
+func (h *history) covered(heads []Hash) []bool {
+	out := make([]bool, len(h.changes))
+	for _, x := range heads {
+		c := &h.changes[h.byHash[x]]
+		clock := h.clocks[c.clockAt : c.clockAt+c.clockLen]
+		for i := range h.changes {
+			r := &h.changes[i]
+			if int(r.actor) < len(clock) && clock[r.actor] >= r.seq {
+				out[i] = true
+			}
+		}
+	}
+	return out
 }

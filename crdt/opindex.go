@@ -192,13 +192,15 @@ func (d *Doc) OpIndex() (x *OpIndex, err error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	defer recoverInto(&err)
-	chs, err := d.am.Changes()
-	if err != nil {
-		return nil, fmt.Errorf("index operations: %v: %w", err, ErrMalformed)
+	if err := d.closed("index operations"); err != nil {
+		return nil, err
+	}
+	if err := d.ensureHistory(); err != nil {
+		return nil, fmt.Errorf("index operations: %w", err)
 	}
 	x = NewOpIndex()
-	for _, c := range chs {
-		if err := x.AddRaw(c.Save()); err != nil {
+	for _, raw := range d.hist.raws {
+		if err := x.AddRaw(raw); err != nil {
 			return nil, err
 		}
 	}

@@ -151,6 +151,9 @@ func (d *Doc) Strings(path ...string) (out map[string]string, err error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	defer recoverInto(&err)
+	if d.am == nil {
+		return nil, fmt.Errorf("read %q: %w", path, ErrClosed)
+	}
 	m, err := lookupMap(d.am, path)
 	if err != nil {
 		return nil, err
@@ -175,6 +178,9 @@ func (d *Doc) IsMap(path ...string) (err error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	defer recoverInto(&err)
+	if d.am == nil {
+		return fmt.Errorf("read %q: %w", path, ErrClosed)
+	}
 	_, err = lookupMap(d.am, path)
 	return err
 }
@@ -184,6 +190,9 @@ func (d *Doc) Keys(path ...string) (keys []string, err error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	defer recoverInto(&err)
+	if d.am == nil {
+		return nil, fmt.Errorf("keys of %q: %w", path, ErrClosed)
+	}
 	m, err := lookupMap(d.am, path)
 	if err != nil {
 		return nil, err
@@ -201,6 +210,9 @@ func (d *Doc) String(path []string, key string) (s string, err error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	defer recoverInto(&err)
+	if d.am == nil {
+		return "", fmt.Errorf("read %q: %w", path, ErrClosed)
+	}
 	v, err := d.value(path, key)
 	if err != nil {
 		return "", err
@@ -217,6 +229,9 @@ func (d *Doc) Text(path []string, key string) (s string, err error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	defer recoverInto(&err)
+	if d.am == nil {
+		return "", fmt.Errorf("read text %q: %w", key, ErrClosed)
+	}
 	v, err := d.value(path, key)
 	if err != nil {
 		return "", err
