@@ -24,10 +24,22 @@ type loaded struct {
 }
 
 // lru keeps at most max charts loaded. It is not safe for concurrent use.
+//
+// The cache owns the documents of the charts it holds: a chart evicted,
+// removed or replaced by another copy has its document closed (its
+// Automerge memory released at once), but only when release is called,
+// which the replica does as it gives up its write lock. Code holding the
+// lock may therefore keep using a chart it read from the cache even if a
+// later read in the same call evicts it; code without the lock never
+// holds a cached chart (it works on forks).
 type lru struct {
 	max   int
 	order *list.List // front is most recent; values are *loaded
 	byID  map[string]*list.Element
+	// dropped are the documents to close at the next release.
+	dropped []*crdt.Doc
+	// closed counts the documents closed.
+	closed int
 }
 
 func newLRU(max int) *lru {
@@ -43,8 +55,11 @@ func (c *lru) get(id string) *loaded {
 	return e.Value.(*loaded)
 }
 
+// put caches l, in place of any other copy of the chart, and evicts the
+// least recently used charts beyond max.
 func (c *lru) put(l *loaded) {
 	if e, ok := c.byID[l.id]; ok {
+		c.drop(e.Value.(*loaded), l)
 		e.Value = l
 		c.order.MoveToFront(e)
 		return
@@ -53,7 +68,9 @@ func (c *lru) put(l *loaded) {
 	for c.order.Len() > c.max {
 		last := c.order.Back()
 		c.order.Remove(last)
-		delete(c.byID, last.Value.(*loaded).id)
+		old := last.Value.(*loaded)
+		delete(c.byID, old.id)
+		c.drop(old, nil)
 	}
 }
 
@@ -61,7 +78,38 @@ func (c *lru) remove(id string) {
 	if e, ok := c.byID[id]; ok {
 		c.order.Remove(e)
 		delete(c.byID, id)
+		c.drop(e.Value.(*loaded), nil)
 	}
+}
+
+// clear evicts every chart.
+func (c *lru) clear() {
+	for e := c.order.Front(); e != nil; e = e.Next() {
+		c.drop(e.Value.(*loaded), nil)
+	}
+	c.order.Init()
+	clear(c.byID)
+}
+
+// drop queues old's document for closing, unless next (the copy that
+// replaces it, or nil) still uses it.
+func (c *lru) drop(old, next *loaded) {
+	if old == next || old.doc == nil || (next != nil && next.doc == old.doc) {
+		return
+	}
+	c.dropped = append(c.dropped, old.doc)
+}
+
+// release closes the documents of the charts evicted, removed or
+// replaced since it was last called. The replica calls it as it gives up
+// its write lock (see Replica.lock).
+func (c *lru) release() {
+	for _, d := range c.dropped {
+		_ = d.Close()
+	}
+	c.closed += len(c.dropped)
+	clear(c.dropped)
+	c.dropped = c.dropped[:0]
 }
 
 func (c *lru) len() int { return c.order.Len() }
