@@ -168,6 +168,15 @@ func (r *Replica) receiveOnce(ctx context.Context, d *decoded, signed *verifier,
 		}
 		defer func() { unlock() }()
 	}
+	// Every copy of a chart read for this bundle is closed when it is done
+	// with, unless commit handed it to the cache: its Automerge memory is
+	// freed at once, not by a finalizer some time later.
+	var copies []*heldChart
+	defer func() {
+		for _, h := range copies {
+			h.close()
+		}
+	}()
 	known, err := r.st.Known(ctx, d.hashes)
 	if err != nil {
 		return Received{}, fmt.Errorf("receive bundle: %w", err)
@@ -198,6 +207,9 @@ func (r *Replica) receiveOnce(ctx context.Context, d *decoded, signed *verifier,
 	mem := newMemWatch(r.cfg.ReceiveMemory)
 	for i, group := range groups {
 		held, err := r.heldCharts(ctx, group, locked)
+		for _, h := range held {
+			copies = append(copies, h)
+		}
 		if err != nil {
 			return Received{}, fmt.Errorf("receive bundle: %w", err)
 		}
@@ -442,6 +454,7 @@ type heldChart struct {
 	isNew     bool // nothing of the chart is held
 	base      crdt.Heads
 	fromCache bool // copied from the cache, which commit updates
+	cached    bool // commit put it in the cache, which owns it from then on
 }
 
 // release lets go of the copy of a chart the cache does not hold, once
@@ -449,8 +462,17 @@ type heldChart struct {
 // cache is kept, to replace the cached one.
 func (h *heldChart) release() {
 	if !h.fromCache {
+		h.close()
 		h.l = &loaded{id: h.l.id, released: true}
 	}
+}
+
+// close frees the copy's document unless the cache took it.
+func (h *heldChart) close() {
+	if h.cached || h.l == nil || h.l.doc == nil {
+		return
+	}
+	_ = h.l.doc.Close()
 }
 
 // held reads the charts that fresh changes, as private copies: a cached
@@ -987,6 +1009,7 @@ func (r *Replica) commit(ctx context.Context, d *decoded, p receivePlan, opt Rec
 				r.cache.remove(h.l.id) // cached since it was read: read again when needed
 			} else {
 				r.cache.put(h.l) // the judged copy replaces what was held
+				h.cached = true
 			}
 		}
 	}
