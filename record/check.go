@@ -88,6 +88,7 @@ func CheckChange(doc *crdt.Doc, ch crdt.Change) (Touched, error) {
 	if err != nil {
 		return Touched{}, fmt.Errorf("check change %s: %w", ch.Hash, err)
 	}
+	defer f.Close() // a scratch copy: its Automerge memory is freed now
 	bs := &state{entries: map[string]*entry{}}
 	probe := ""
 	idx := crdt.NewOpIndex() // what the change's dependencies hold

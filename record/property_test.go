@@ -211,6 +211,9 @@ func drawOp(t *rapid.T, kind string, v record.View) record.Op {
 		if kind == "remove-identifier" {
 			return record.RemoveIdentifier{IdentifierID: i.ID, Reason: "no longer used"}
 		}
+		if len(identifierValues[i.System]) == 0 {
+			return nil // a system only a forged change wrote: no value to correct it to
+		}
 		return record.CorrectIdentifier{IdentifierID: i.ID, Value: rapid.SampledFrom(identifierValues[i.System]).Draw(t, "value")}
 	case "update-demographics":
 		if rapid.Bool().Draw(t, "village") {

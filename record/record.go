@@ -313,6 +313,7 @@ func (c *Chart) ViewAt(heads crdt.Heads) (View, error) {
 	if err != nil {
 		return View{}, fmt.Errorf("view chart %s at %s: %w", c.id, heads, err)
 	}
+	defer f.Close() // read once into the View
 	past, err := Open(f)
 	if err != nil {
 		return View{}, err

@@ -528,6 +528,7 @@ func CheckUsersChange(doc *crdt.Doc, ch crdt.Change) (Author, error) {
 	if err != nil {
 		return by, fmt.Errorf("check change %s: %w", ch.Hash, err)
 	}
+	defer f.Close() // a scratch copy: its Automerge memory is freed now
 	beforeKeys, err := f.Keys()
 	if err != nil {
 		return by, fmt.Errorf("check change %s: %w", ch.Hash, err)
