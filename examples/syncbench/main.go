@@ -81,6 +81,9 @@ type result struct {
 	WallMS        int64  `json:"wall_ms"`
 	PeakHeapBytes uint64 `json:"peak_heap_bytes"`
 	PeakRSSBytes  uint64 `json:"peak_rss_bytes,omitempty"`
+	// DiskBytesPerChart is, after the full sync, the receiving replica's
+	// database (with its write-ahead log) divided by the charts it holds.
+	DiskBytesPerChart float64 `json:"disk_bytes_per_chart,omitempty"`
 	Converged     bool   `json:"converged"`
 	// ChangesMoved is ChangesSent, under its earlier name.
 	ChangesMoved int `json:"changes_moved"`
@@ -312,6 +315,9 @@ func runSync(ctx context.Context, o options, dep *deployment, a *replica.Replica
 		return err
 	}
 	full.Target, full.TargetMet = fmt.Sprintf("bytes ≤ saved size %d", savedBytes), full.BytesSent+full.BytesReceived <= savedBytes
+	if size, err := dbSize(filepath.Join(o.dir, "b.db")); err == nil && o.n > 0 {
+		full.DiskBytesPerChart = float64(size) / float64(o.n)
+	}
 	emit(full)
 
 	idle, err := bench.scenario(ctx, "idle", 0, nil, nil)
@@ -665,4 +671,21 @@ func report(w io.Writer, rs []result) {
 				r.IdleSyncs, r.IdleMedianMS, r.IdleMaxMS, r.IdleBaselineMS)
 		}
 	}
+}
+
+// dbSize returns the bytes a SQLite database takes on disk: its file and
+// its write-ahead log.
+func dbSize(path string) (int64, error) {
+	var n int64
+	for _, p := range []string{path, path + "-wal"} {
+		fi, err := os.Stat(p)
+		if errors.Is(err, os.ErrNotExist) && p != path {
+			continue
+		}
+		if err != nil {
+			return 0, err
+		}
+		n += fi.Size()
+	}
+	return n, nil
 }
