@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/chartsync/chartsync/crdt"
@@ -219,4 +220,25 @@ func crashChild(path string) {
 		os.Stdout.WriteString(fmt.Sprintf("edited %s %s\n", id, res.Change.Hash))
 	}
 	os.Exit(0)
+}
+
+// A replica's database is one process's at a time: a second Open fails
+// with ErrInUse, naming the holder, until the first is closed.
+func TestOpenTwiceIsRefused(t *testing.T) {
+	ctx := context.Background()
+	path := tempDB(t, "clinic")
+	first, err := replica.Open(ctx, path, replica.Config{})
+	require.NoError(t, err)
+	_, err = replica.Open(ctx, path, replica.Config{})
+	require.ErrorIs(t, err, replica.ErrInUse)
+	assert.Contains(t, err.Error(), "in use by process")
+
+	other, err := replica.Open(ctx, filepath.Join(filepath.Dir(path), "other.db"), replica.Config{})
+	require.NoError(t, err, "another replica in the same directory is not held up")
+	require.NoError(t, other.Close())
+
+	require.NoError(t, first.Close())
+	again, err := replica.Open(ctx, path, replica.Config{})
+	require.NoError(t, err, "a closed replica can be opened again")
+	require.NoError(t, again.Close())
 }

@@ -180,8 +180,9 @@
 // # Caveats
 //
 // A replica's ID is its Automerge actor: two processes must never open the
-// same database at once, and a database copied to another device must not
-// be used by both. Snapshots are an optimisation of loading; every raw
+// same database at once (Open refuses a second with ErrInUse; a Store
+// given to New is the caller's to guard), and a database copied to another
+// device must not be used by both. Snapshots are an optimisation of loading; every raw
 // change stays in the log, which sync reads from.
 //
 // Signatures bind a change to a device, not to a person: the user and

@@ -17,6 +17,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/chartsync/chartsync/crdt"
+	"github.com/chartsync/chartsync/internal/dirlock"
 	"github.com/chartsync/chartsync/record"
 	"github.com/chartsync/chartsync/replica/store"
 	"github.com/chartsync/chartsync/replica/store/sqlite"
@@ -134,6 +135,9 @@ type Replica struct {
 	mu    sync.Mutex // serialises writes, chart loads and the cache
 	cache *lru
 	held  *heldStore // received changes waiting for their dependencies
+	// fileLock is the database's lock, held from Open to Close (nil for
+	// a replica made with New over another Store).
+	fileLock *dirlock.Lock
 	// rebuilt counts charts rebuilt from their log because their stored
 	// snapshot did not load.
 	rebuilt atomic.Int64
@@ -147,21 +151,47 @@ const metaReplicaID = "replica_id"
 
 // Open opens (or creates) a replica in the SQLite database at path,
 // creating the parent directory if needed.
+//
+// The database is this process's until Close: a second Open of it, here or
+// in another program, fails with an error matching ErrInUse that names the
+// process holding it. Two processes writing one replica would write as one
+// Automerge actor, reusing sequence numbers that every peer then refuses.
+// The lock is a file beside the database (its name and ".lock"); where
+// that file cannot be made (a full disk) the replica opens without it, and
+// says so in its log.
 func Open(ctx context.Context, path string, cfg Config) (*Replica, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("open replica: %w", err)
 	}
+	lock, err := dirlock.AcquireNamed(filepath.Dir(path), filepath.Base(path)+".lock")
+	if errors.Is(err, dirlock.ErrLocked) {
+		return nil, fmt.Errorf("open replica %s: %w", path, err)
+	}
+	var lockErr error
+	if err != nil {
+		lock, lockErr = nil, err
+	}
 	st, err := sqlite.Open(ctx, path)
 	if err != nil {
+		_ = lock.Release()
 		return nil, fmt.Errorf("open replica: %w", err)
 	}
 	r, err := New(ctx, st, cfg)
 	if err != nil {
 		st.Close()
+		_ = lock.Release()
 		return nil, err
 	}
+	if lockErr != nil {
+		r.log.Warn("replica opened without its lock: no other program must open it now", "path", path, "err", lockErr)
+	}
+	r.fileLock = lock
 	return r, nil
 }
+
+// ErrInUse matches the error of Open for a replica another process (or
+// another Open in this one) has open.
+var ErrInUse = dirlock.ErrLocked
 
 // NewID returns a fresh random replica ID (32 lower-case hex digits), for
 // a device's identity made before its replica (see Config.Signer).
@@ -222,7 +252,11 @@ func (r *Replica) Close() error {
 	}
 	r.cache.clear()
 	r.cache.release()
-	return r.st.Close()
+	err := r.st.Close()
+	if lerr := r.fileLock.Release(); err == nil {
+		err = lerr
+	}
+	return err
 }
 
 // checkOpen returns ErrClosed once Close has been called. Reads that go
