@@ -84,7 +84,7 @@ type result struct {
 	// DiskBytesPerChart is, after the full sync, the receiving replica's
 	// database (with its write-ahead log) divided by the charts it holds.
 	DiskBytesPerChart float64 `json:"disk_bytes_per_chart,omitempty"`
-	Converged     bool   `json:"converged"`
+	Converged         bool    `json:"converged"`
 	// ChangesMoved is ChangesSent, under its earlier name.
 	ChangesMoved int `json:"changes_moved"`
 	// ChangesSent counts the changes the bundles carried, both ways;

@@ -27,7 +27,7 @@ func testAdversarial(t *testing.T, newPair func(t *testing.T) Pair) {
 		bPending := unacknowledged(t, p.B, p.A.ID())
 		require.Positive(t, bPending)
 		lies := []replica.Bundle{
-			{From: p.A.ID(), To: p.B.ID(), Ack: 1 << 40},                // "I hold all of B's log and more"
+			{From: p.A.ID(), To: p.B.ID(), Ack: 1 << 40},                 // "I hold all of B's log and more"
 			{From: p.A.ID(), To: p.B.ID(), Upto: 1 << 62, Head: 1 << 62}, // "B holds all of mine"
 		}
 		for _, lie := range lies {
