@@ -4,10 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"runtime"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -21,18 +18,7 @@ import (
 
 // residentMiB returns the process's resident set now, in MiB (0 if it
 // cannot be read).
-func residentMiB() float64 {
-	b, err := os.ReadFile("/proc/self/statm")
-	if err != nil {
-		return 0
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 2 {
-		return 0
-	}
-	pages, _ := strconv.ParseInt(f[1], 10, 64)
-	return float64(pages*int64(os.Getpagesize())) / (1 << 20)
-}
+func residentMiB() float64 { return float64(replica.ResidentBytes()) / (1 << 20) }
 
 // storeOfCharts returns a memory store holding n charts of 40 changes
 // each (a registration, then allergies, prescriptions and encounters

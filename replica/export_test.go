@@ -11,3 +11,7 @@ func (r *Replica) CachedCharts() int {
 // SetAfterPlan has f called with a bundle's sender each time a bundle is
 // planned without the write lock, before its commit takes the lock.
 func (r *Replica) SetAfterPlan(f func(from string)) { r.afterPlan = f }
+
+// ResidentBytes is the process's resident set, as a receive reads it (0
+// where it is not read).
+func ResidentBytes() int64 { return residentBytes() }
