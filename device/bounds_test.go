@@ -5,7 +5,6 @@ import (
 	"hash/crc32"
 	"os"
 	"path/filepath"
-	"runtime"
 	"testing"
 	"time"
 
@@ -13,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/chartsync/chartsync/device"
+	"github.com/chartsync/chartsync/internal/allocs"
 )
 
 // frame is a wire frame of the given kind and flags with a correct
@@ -31,19 +31,6 @@ func frame(kind, flags byte, rawLen uint64, stored []byte) []byte {
 // of one byte.
 func zstdWindow(exp byte) []byte {
 	return []byte{0x28, 0xb5, 0x2f, 0xfd, 0x00, (exp - 10) << 3, 0x09, 0x00, 0x00, 'x'}
-}
-
-// allocated returns the bytes f allocates. Two collections first empty
-// the sync.Pools that a decoder could otherwise take an earlier call's
-// buffers from.
-func allocated(f func()) uint64 {
-	var before, after runtime.MemStats
-	runtime.GC()
-	runtime.GC()
-	runtime.ReadMemStats(&before)
-	f()
-	runtime.ReadMemStats(&after)
-	return after.TotalAlloc - before.TotalAlloc
 }
 
 const smallAlloc = 1 << 20
@@ -108,7 +95,7 @@ func TestDecodersRefuseClaimedLengths(t *testing.T) {
 	for _, d := range decoders {
 		t.Run(d.name, func(t *testing.T) {
 			var err error
-			n := allocated(func() { err = d.decode(d.data) })
+			n := allocs.Bytes(func() { err = d.decode(d.data) })
 			assert.ErrorIs(t, err, d.want, "a %d-byte file cannot be what it claims", len(d.data))
 			assert.Less(t, n, uint64(smallAlloc), "decoding %d bytes allocated %d", len(d.data), n)
 			assert.Empty(t, roster.Enrolments(), "a refused roster adds nothing")
@@ -126,7 +113,7 @@ func TestLoadRosterRefusesAnOversizedFile(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, f.Truncate(device.MaxRosterBytes+1<<20)) // sparse: costs no disk
 	require.NoError(t, f.Close())
-	n := allocated(func() {
+	n := allocs.Bytes(func() {
 		_, err = device.LoadRoster(path, device.RosterConfig{Authorities: []device.TrustedAuthority{{Key: cloud.PublicKey()}}})
 	})
 	require.ErrorIs(t, err, device.ErrTooLarge)

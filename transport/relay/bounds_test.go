@@ -6,13 +6,13 @@ import (
 	"hash/crc32"
 	"os"
 	"path/filepath"
-	"runtime"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/chartsync/chartsync/internal/allocs"
 	"github.com/chartsync/chartsync/internal/wire"
 )
 
@@ -42,19 +42,6 @@ func zstdContent(size uint64) []byte {
 	return append(b, 0x09, 0x00, 0x00, 'x')
 }
 
-// allocated returns the bytes f allocates. Two collections first empty
-// the sync.Pools (and their victim caches) that a decoder could otherwise
-// take an earlier call's buffers from.
-func allocated(f func()) uint64 {
-	var before, after runtime.MemStats
-	runtime.GC()
-	runtime.GC()
-	runtime.ReadMemStats(&before)
-	f()
-	runtime.ReadMemStats(&after)
-	return after.TotalAlloc - before.TotalAlloc
-}
-
 const smallAlloc = 1 << 20
 
 // TestDecodersRefuseClaimedLengths: a file of a few bytes that claims a
@@ -78,7 +65,7 @@ func TestDecodersRefuseClaimedLengths(t *testing.T) {
 				data := claimingFrame(frameKind, claim, z)
 				require.Less(t, len(data), 64)
 				var err error
-				n := allocated(func() { _, err = Parse(data) })
+				n := allocs.Bytes(func() { _, err = Parse(data) })
 				require.Error(t, err)
 				assert.True(t, isBadInput(err), "refusal %v is not typed", err)
 				assert.ErrorIs(t, err, ErrMalformed, "a %d-byte bundle cannot hold a body of %d bytes", len(data), claim)
@@ -89,7 +76,7 @@ func TestDecodersRefuseClaimedLengths(t *testing.T) {
 				require.NoError(t, os.WriteFile(path, claimingFrame(stateKind, claim, z), 0o600))
 				e := &Endpoint{state: path}
 				var err error
-				n := allocated(func() { err = e.load() })
+				n := allocs.Bytes(func() { err = e.load() })
 				assert.ErrorIs(t, err, ErrMalformed)
 				assert.Less(t, n, uint64(smallAlloc), "loading a tiny state file allocated %d bytes", n)
 			})
@@ -113,7 +100,7 @@ func TestOversizedFilesAreNotRead(t *testing.T) {
 	require.NoError(t, f.Close())
 
 	var res ScanResult
-	got := allocated(func() { res, err = n.Scan(context.Background()) })
+	got := allocs.Bytes(func() { res, err = n.Scan(context.Background()) })
 	require.NoError(t, err)
 	require.Len(t, res.Rejected, 1)
 	assert.ErrorIs(t, res.Rejected[0].Err, ErrTooLarge)
@@ -126,7 +113,7 @@ func TestOversizedFilesAreNotRead(t *testing.T) {
 	require.NoError(t, f.Truncate(maxStateBytes+1<<20))
 	require.NoError(t, f.Close())
 	e := &Endpoint{state: state}
-	got = allocated(func() { err = e.load() })
+	got = allocs.Bytes(func() { err = e.load() })
 	require.ErrorIs(t, err, ErrTooLarge)
 	assert.Less(t, got, uint64(smallAlloc), "refusing a large state file allocated %d bytes", got)
 }
