@@ -4,7 +4,6 @@ go 1.26.8
 
 require (
 	filippo.io/age v1.3.2
-	github.com/automerge/automerge-go v0.0.0-20230903201930-b80ce8aadbb9
 	github.com/google/uuid v1.6.0
 	github.com/jackc/pgx/v5 v5.13.0
 	github.com/klauspost/compress v1.20.4
@@ -25,5 +24,3 @@ require (
 	golang.org/x/sys v0.47.0 // indirect
 	golang.org/x/text v0.41.0 // indirect
 )
-
-replace github.com/automerge/automerge-go => ./third_party/automerge-go

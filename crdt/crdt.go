@@ -12,7 +12,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/automerge/automerge-go"
+	"github.com/chartsync/chartsync/third_party/automerge-go"
 )
 
 // ErrMalformed is matched (errors.Is) by every error caused by bytes that

@@ -113,14 +113,17 @@
 // (BenchmarkLoadChurn).
 //
 // Freeing needs a call automerge-go does not have. It is added by a
-// small patch to a copy of automerge-go kept as a separate module in
+// small patch to a copy of automerge-go kept apart in
 // third_party/automerge-go (its licence kept, its change described in
-// PATCH.md), which go.mod puts in place of the original with a replace
-// directive: Doc.Free, and results that automerge-go copies into Go
-// (Save, Heads, writes, Text.Get...) freed as soon as they are copied.
-// This was chosen over reaching into automerge-go's unexported fields,
-// and over copying its code into this package: the patch is a few lines
-// an upgrade can carry or upstream can take.
+// PATCH.md), imported by that path: Doc.Free, and results that
+// automerge-go copies into Go (Save, Heads, writes, Text.Get...) freed as
+// soon as they are copied. It is a package of this module rather than a
+// module put in place by a replace directive, because a replace applies
+// only to the module that declares it: programs importing chartsync
+// would have built against the unpatched original. This was chosen over
+// reaching into automerge-go's unexported fields, and over mixing its
+// code into this package: the patch is a few lines an upgrade can carry
+// or upstream can take.
 //
 // Fewer Automerge objects are made, too. The document keeps each
 // applied change's bytes beside the state Apply judges with (about 12

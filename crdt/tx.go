@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"unicode/utf8"
 
-	"github.com/automerge/automerge-go"
+	"github.com/chartsync/chartsync/third_party/automerge-go"
 )
 
 // ErrWrongType is returned when a path leads to a value of another kind

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/automerge/automerge-go"
+	"github.com/chartsync/chartsync/third_party/automerge-go"
 	"github.com/stretchr/testify/require"
 )
 

@@ -11,10 +11,11 @@ package automerge
 */
 import "C"
 import (
+	"errors"
 	"fmt"
 	"runtime"
 
-	_ "github.com/automerge/automerge-go/deps"
+	_ "github.com/chartsync/chartsync/third_party/automerge-go/deps"
 )
 
 // result wraps an AMresult, and arranges for it to be AMfree'd after
@@ -82,7 +83,7 @@ func (r *result) items() ([]*item, error) {
 		return ret, nil
 	case C.AM_STATUS_ERROR:
 		msg := fromByteSpanStr(C.AMresultError(r.cResult))
-		return nil, fmt.Errorf(msg)
+		return nil, errors.New(msg) // chartsync patch: a message with a % is not a format
 	case C.AM_STATUS_INVALID_RESULT:
 		return nil, fmt.Errorf("automerge: invalid result")
 	default:
