@@ -83,6 +83,32 @@ func (l *Log) Export(ctx context.Context, w io.Writer, f Filter, format Format) 
 		return 0, ErrClosed
 	}
 
+	s := newScanner(io.NewSectionReader(l.f, 0, size))
+	n, err := exportScan(ctx, s, w, f, format, func(err error) error {
+		var torn *tornError
+		if errors.As(err, &torn) {
+			err = corrupt(s.line+1, "line cut short: the log changed underneath")
+		}
+		if s.seq < seq && err == nil {
+			err = corrupt(s.line+1, "the log ends at seq %d, but seq %d was appended: it changed underneath", s.seq, seq)
+		}
+		if err == nil && s.head != head {
+			err = corrupt(s.line, "line %d is not the line appended: the log changed underneath", s.line)
+		}
+		if err != nil {
+			return fmt.Errorf("export audit log %s: %w", l.path, err)
+		}
+		return nil
+	})
+	return n, err
+}
+
+// exportScan writes the entries f selects from s to w. check is called
+// with the scanner's error other than io.EOF (a *tornError, a
+// *CorruptError, the reader's), and once with nil at the end of the data,
+// before anything is flushed: it returns the error to give, or nil to go
+// on.
+func exportScan(ctx context.Context, s *scanner, w io.Writer, f Filter, format Format, check func(error) error) (int, error) {
 	bw := bufio.NewWriterSize(w, 64<<10)
 	var cw *csv.Writer
 	var rec []string
@@ -93,7 +119,6 @@ func (l *Log) Export(ctx context.Context, w io.Writer, f Filter, format Format) 
 		}
 		rec = make([]string, len(csvHeader))
 	}
-	s := newScanner(io.NewSectionReader(l.f, 0, size))
 	n := 0
 	for {
 		if s.line%1024 == 0 {
@@ -105,12 +130,11 @@ func (l *Log) Export(ctx context.Context, w io.Writer, f Filter, format Format) 
 		if err == io.EOF {
 			break
 		}
-		var torn *tornError
-		if errors.As(err, &torn) {
-			err = corrupt(s.line+1, "line cut short: the log changed underneath")
-		}
 		if err != nil {
-			return n, fmt.Errorf("export audit log %s: %w", l.path, err)
+			if err = check(err); err != nil {
+				return n, err
+			}
+			continue
 		}
 		if !f.Match(s.e) {
 			continue
@@ -130,13 +154,8 @@ func (l *Log) Export(ctx context.Context, w io.Writer, f Filter, format Format) 
 			return n, fmt.Errorf("export audit log: %w", err)
 		}
 	}
-	if s.seq < seq {
-		return n, fmt.Errorf("export audit log %s: %w", l.path,
-			corrupt(s.line+1, "the log ends at seq %d, but seq %d was appended: it changed underneath", s.seq, seq))
-	}
-	if s.head != head {
-		return n, fmt.Errorf("export audit log %s: %w", l.path,
-			corrupt(s.line, "line %d is not the line appended: the log changed underneath", s.line))
+	if err := check(nil); err != nil {
+		return n, err
 	}
 	if cw != nil {
 		cw.Flush()
