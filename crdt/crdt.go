@@ -100,6 +100,55 @@ type Change struct {
 	Time    time.Time
 	Message string
 	Raw     []byte
+
+	// judged is what Judge decoded from Raw once it found Raw encoded
+	// as Automerge encodes it; nil until then. Copies of the Change
+	// made afterwards share it.
+	judged *ChangeInfo
+}
+
+// Judge decodes c's operations and checks, as Apply does before
+// Automerge sees a change, that Raw is encoded exactly as Automerge
+// encodes what it states and that c's fields are those Raw states. The
+// result is kept in c, so the work is done once however many times c (or
+// a copy of it made afterwards) is judged, checked or applied. The
+// returned ChangeInfo is shared: the caller must not modify it, nor c.Raw.
+// A change it refuses gives an *InvalidChangeError.
+func Judge(c *Change) (*ChangeInfo, error) {
+	if j := c.judgedInfo(); j != nil {
+		return j, nil
+	}
+	info, err := judge(c.Raw)
+	if err != nil {
+		return nil, err
+	}
+	if info.Hash != c.Hash || info.Actor != c.Actor || info.Seq != c.Seq || !slices.Equal(info.Deps, c.Deps) {
+		return nil, invalid(info.Hash, "fields do not match its bytes")
+	}
+	c.judged = info
+	return info, nil
+}
+
+// judgedInfo returns what Judge kept, if c's fields still match it.
+func (c *Change) judgedInfo() *ChangeInfo {
+	j := c.judged
+	if j == nil || j.Hash != c.Hash || j.Actor != c.Actor || j.Seq != c.Seq || !slices.Equal(j.Deps, c.Deps) {
+		return nil
+	}
+	return j
+}
+
+// ReadChange reads one raw change chunk in Go, checking its structure and
+// checksum but not yet its operations: Apply (or Judge) judges those. It
+// is the cheap first look at a change from a peer; ParseChanges also has
+// Automerge decode it. The Change keeps raw, which must not be modified
+// afterwards.
+func ReadChange(raw []byte) (Change, error) {
+	c, err := changeOf(raw)
+	if err != nil {
+		return Change{}, fmt.Errorf("read change: %w", err)
+	}
+	return c, nil
 }
 
 func fromAM(c *automerge.Change) (ch Change, err error) {
@@ -582,7 +631,7 @@ func (d *Doc) apply(chs []Change) (applied []Hash, err error) {
 		x := ready[0]
 		ready = ready[1:]
 		c := cand[x]
-		info, err := judge(c.Raw)
+		info, err := Judge(&c)
 		if err == nil {
 			err = h.add(info, c.Raw)
 		}
@@ -618,6 +667,13 @@ func (d *Doc) apply(chs []Change) (applied []Hash, err error) {
 // arrive: that its fields are those its bytes state, and that its author
 // has not used its sequence number already.
 func screen(c Change, h *history) error {
+	if c.judgedInfo() != nil {
+		// Judge has read the bytes and matched the fields to them.
+		if next := h.next(c.Actor); c.Seq < next {
+			return invalid(c.Hash, "sequence number %d of actor %s is taken (next is %d)", c.Seq, c.Actor, next)
+		}
+		return nil
+	}
 	b, err := parseChunk(c.Raw)
 	if err != nil {
 		return fmt.Errorf("change %s: %v: %w", c.Hash, err, ErrMalformed)

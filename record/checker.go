@@ -1,7 +1,6 @@
 package record
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -327,23 +326,21 @@ func (c *Checker) fast(ch crdt.Change) (Touched, bool) {
 	if t.Author.Validate() != nil {
 		return Touched{}, false
 	}
-	info, err := crdt.ChangeOps(ch.Raw)
-	if err != nil || info.Hash != ch.Hash || info.Message != ch.Message || !sameHashes(info.Deps, ch.Deps) {
+	// What Automerge applies for sure: bytes as Automerge itself writes
+	// them (it writes every change so; Judge checks it, once for the
+	// change wherever it is used), and a sequence number it has not seen
+	// from the actor (it refuses another change numbered so).
+	info, err := crdt.Judge(&ch)
+	if err != nil || info.Message != ch.Message {
 		return Touched{}, false
 	}
-	// What Automerge applies for sure: bytes as Automerge itself writes
-	// them (it writes every change so), and a sequence number it has not
-	// seen from the actor (it refuses another change numbered so).
 	if c.seqs[info.Actor] >= info.Seq {
 		return Touched{}, false
 	}
-	if raw, err := crdt.EncodeChange(info); err != nil || !bytes.Equal(raw, ch.Raw) {
+	if c.idx.CheckRefs(info) != nil {
 		return Touched{}, false
 	}
-	if c.idx.CheckRefs(&info) != nil {
-		return Touched{}, false
-	}
-	e, ok := c.classify(&info)
+	e, ok := c.classify(info)
 	if !ok {
 		return Touched{}, false
 	}
@@ -416,7 +413,7 @@ func (c *Checker) fast(ch crdt.Change) (Touched, bool) {
 	}
 	c.heads = crdt.Heads{ch.Hash}
 	t.Scope = scope
-	if !c.learn(&info, e, ws) {
+	if !c.learn(info, e, ws) {
 		c.mode = modeStale
 	}
 	return t, true
@@ -671,18 +668,6 @@ func (c *Checker) read() checkerMode {
 	return modeReady
 }
 
-// sameHashes reports whether a and b hold the same hashes.
-func sameHashes(a, b []crdt.Hash) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for _, h := range a {
-		if !slices.Contains(b, h) {
-			return false
-		}
-	}
-	return true
-}
 
 // Adopt gives c the state k keeps of the same version of the chart (the
 // same heads), so that reading c does not parse the whole chart again. It

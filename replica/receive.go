@@ -1,7 +1,6 @@
 package replica
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -779,7 +778,15 @@ func planChart(h *heldChart, cb chartBatch, sigs signatures, rules receiveRules)
 		check   *authorCheck
 		touched []record.Touched // what check found each change to touch
 	)
-	if rules.checkAuthors && l.users == nil && !slices.ContainsFunc(cb.changes, record.IsUsersChange) {
+	// Each change's operations are decoded and its bytes judged once,
+	// here, where charts are planned in parallel: the author check and
+	// the apply below use what was found. A change refused here is
+	// refused again, with its reason, where it is used.
+	for i := range cb.changes {
+		_, _ = crdt.Judge(&cb.changes[i])
+	}
+	users := slices.ContainsFunc(cb.changes, record.IsUsersChange)
+	if rules.checkAuthors && l.users == nil && !users {
 		// Chart changes are judged against the chart as held, before
 		// the bundle's changes are applied.
 		if check, err = newAuthorCheck(l.doc); err != nil {
@@ -820,7 +827,7 @@ func planChart(h *heldChart, cb chartBatch, sigs signatures, rules receiveRules)
 			return fmt.Errorf("receive bundle: chart %s: %w", cb.chart, err), false
 		}
 	}
-	if rules.checkAuthors && l.users == nil && slices.ContainsFunc(cb.changes, record.IsUsersChange) {
+	if rules.checkAuthors && l.users == nil && users {
 		return fmt.Errorf("receive bundle: document %s: a user roster change on a document that is not its clinic's roster: %w", cb.chart, ErrUnauthorizedChange), true
 	}
 	if rules.clinic != "" && h.isNew {
@@ -1125,32 +1132,16 @@ func madeInScope(l *loaded, chs []crdt.Change, clinic, actor string) error {
 func parseBundle(b *Bundle) ([]chartBatch, []crdt.Change, error) {
 	var batches []chartBatch
 	idx := map[string]int{}
-	// One decode for all the changes: each call into automerge costs.
-	size := 0
-	for _, bc := range b.Changes {
-		size += len(bc.Raw)
-	}
-	all := make([]byte, 0, size)
-	for _, bc := range b.Changes {
-		all = append(all, bc.Raw...)
-	}
-	var parsed []crdt.Change
-	if len(all) > 0 {
-		var err error
-		if parsed, err = crdt.ParseChanges(all); err != nil {
-			return nil, nil, fmt.Errorf("receive bundle: %w: %w", ErrMalformedBundle, err)
-		}
-	}
-	if len(parsed) != len(b.Changes) {
-		return nil, nil, fmt.Errorf("receive bundle: %d changes parse as %d: %w", len(b.Changes), len(parsed), ErrMalformedBundle)
-	}
+	// Each change is read in Go here (its structure and checksum); its
+	// operations are judged when its chart is planned, in parallel, and
+	// Automerge sees it only once judged.
+	parsed := make([]crdt.Change, len(b.Changes))
 	for i, bc := range b.Changes {
-		if !bytes.Equal(parsed[i].Raw, bc.Raw) {
-			return nil, nil, fmt.Errorf("receive bundle: change %d is not one whole change: %w", i, ErrMalformedBundle)
+		c, err := crdt.ReadChange(bc.Raw)
+		if err != nil {
+			return nil, nil, fmt.Errorf("receive bundle: change %d: %w: %w", i, ErrMalformedBundle, err)
 		}
-		if !checksumMatches(bc.Raw, parsed[i].Hash) {
-			return nil, nil, fmt.Errorf("receive bundle: change %d: checksum does not match its content: %w", i, ErrMalformedBundle)
-		}
+		parsed[i] = c
 	}
 	for i, bc := range b.Changes {
 		j, ok := idx[bc.Chart]
@@ -1171,15 +1162,26 @@ func parseBundle(b *Bundle) ([]chartBatch, []crdt.Change, error) {
 	return batches, parsed, nil
 }
 
-// checksumMatches reports whether a raw change's header checksum (bytes 4
-// to 8 of an Automerge chunk) is the start of its hash, as Automerge
-// defines it. Automerge does not check it when parsing changes, so a change
-// corrupted anywhere would otherwise parse as a different, valid change.
-func checksumMatches(raw []byte, h crdt.Hash) bool {
-	return len(raw) >= 8 && bytes.Equal(raw[4:8], h[:4])
-}
-
-// applyReceived applies parsed changes to doc (see applyAll).
+// applyReceived applies parsed changes to doc, holding what cannot apply
+// yet; on error doc is unchanged. The changes' bytes are copied into one
+// buffer of the chart's own first, so that the document does not keep the
+// bundle they came in alive; what Judge found travels with them.
 func applyReceived(doc *crdt.Doc, chs []crdt.Change) error {
-	return applyAll(doc, chs, func(c crdt.Change) ([]byte, crdt.Hash) { return c.Raw, c.Hash })
+	if len(chs) == 0 {
+		return nil
+	}
+	size := 0
+	for _, c := range chs {
+		size += len(c.Raw)
+	}
+	buf := make([]byte, 0, size)
+	own := make([]crdt.Change, len(chs))
+	for i, c := range chs {
+		at := len(buf)
+		buf = append(buf, c.Raw...)
+		c.Raw = buf[at:len(buf):len(buf)]
+		own[i] = c
+	}
+	_, err := doc.Apply(own...)
+	return err
 }
