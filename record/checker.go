@@ -668,7 +668,6 @@ func (c *Checker) read() checkerMode {
 	return modeReady
 }
 
-
 // Adopt gives c the state k keeps of the same version of the chart (the
 // same heads), so that reading c does not parse the whole chart again. It
 // reports whether it did: only when k judged the chart's last changes
