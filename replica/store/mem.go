@@ -5,6 +5,7 @@ import (
 	"context"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 
 	"github.com/chartsync/chartsync/crdt"
@@ -21,6 +22,8 @@ type Mem struct {
 	byChart    map[string][]int // each chart's changes: indices into log, increasing
 	byClinic   map[string][]int // each clinic's log (see LogQuery.Clinic): indices into log, increasing
 	charts     map[string]Chart
+	byKey      map[string]map[string]bool // search key -> patients' charts indexed under it
+	keys       []string                   // the keys of byKey, sorted
 	snapshots  map[string]Snapshot
 	peers      map[string]Peer
 	meta       map[string]string
@@ -39,6 +42,7 @@ func NewMem() *Mem {
 		byChart:   map[string][]int{},
 		byClinic:  map[string][]int{},
 		charts:    map[string]Chart{},
+		byKey:     map[string]map[string]bool{},
 		snapshots: map[string]Snapshot{},
 		peers:     map[string]Peer{},
 		meta:      map[string]string{},
@@ -195,8 +199,24 @@ func (m *Mem) Chart(ctx context.Context, id string) (Chart, error) {
 	if !ok {
 		return Chart{}, ErrNotFound
 	}
-	c.Heads = slices.Clone(c.Heads)
-	return c, nil
+	return cloneChart(c), nil
+}
+
+func cloneChart(c Chart) Chart {
+	c.Heads, c.Scope, c.Keys = slices.Clone(c.Heads), slices.Clone(c.Scope), slices.Clone(c.Keys)
+	return c
+}
+
+// NormalKeys returns a chart entry's keys as a store keeps them: sorted,
+// without duplicates, and none for a document that is not a patient's
+// chart. It does not modify c.Keys.
+func NormalKeys(c Chart) []string {
+	if c.Kind != "" || len(c.Keys) == 0 {
+		return nil
+	}
+	keys := slices.Clone(c.Keys)
+	slices.Sort(keys)
+	return slices.Compact(keys)
 }
 
 // Charts implements Index.
@@ -209,8 +229,7 @@ func (m *Mem) Charts(ctx context.Context, q Query) ([]Chart, error) {
 	var out []Chart
 	for _, c := range m.charts {
 		if c.Kind == q.Kind && Matches(c, q.Text) {
-			c.Heads, c.Scope = slices.Clone(c.Heads), slices.Clone(c.Scope)
-			out = append(out, c)
+			out = append(out, cloneChart(c))
 		}
 	}
 	SortCharts(out)
@@ -350,8 +369,10 @@ func (m *Mem) Write(ctx context.Context, b Batch) (uint64, error) {
 		}
 	}
 	for _, c := range b.Charts {
-		c.Heads, c.Scope = slices.Clone(c.Heads), slices.Clone(c.Scope)
+		c = cloneChart(c)
+		c.Keys = NormalKeys(c)
 		m.rescope(c.ID, m.charts[c.ID].Scope, c.Scope)
+		m.rekey(c.ID, m.charts[c.ID].Keys, c.Keys)
 		m.charts[c.ID] = c
 	}
 	head := uint64(len(m.log))
@@ -389,6 +410,84 @@ func (m *Mem) rescope(chart string, was, is []string) {
 			m.byClinic[clinic] = slices.DeleteFunc(slices.Clone(m.byClinic[clinic]), func(i int) bool { return m.log[i].Chart == chart })
 		}
 	}
+}
+
+// rekey replaces a chart's search keys in the index.
+func (m *Mem) rekey(chart string, was, is []string) {
+	for _, k := range was {
+		if _, keep := slices.BinarySearch(is, k); keep {
+			continue
+		}
+		delete(m.byKey[k], chart)
+		if len(m.byKey[k]) == 0 {
+			delete(m.byKey, k)
+			if i, ok := slices.BinarySearch(m.keys, k); ok {
+				m.keys = slices.Delete(m.keys, i, i+1)
+			}
+		}
+	}
+	for _, k := range is {
+		set := m.byKey[k]
+		if set == nil {
+			set = map[string]bool{}
+			m.byKey[k] = set
+			i, _ := slices.BinarySearch(m.keys, k)
+			m.keys = slices.Insert(m.keys, i, k)
+		}
+		set[chart] = true
+	}
+}
+
+// Search implements Index: each term's charts are read from the index
+// (a prefix as a range of the sorted keys), starting with the term that
+// finds the fewest.
+func (m *Mem) Search(ctx context.Context, s Search) ([]Chart, error) {
+	unlock, err := m.lock()
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	if len(s.Terms) == 0 {
+		return nil, nil
+	}
+	sets := make([]map[string]bool, len(s.Terms))
+	for i, term := range s.Terms {
+		set := map[string]bool{}
+		for _, l := range term {
+			if !l.Prefix {
+				for id := range m.byKey[l.Key] {
+					set[id] = true
+				}
+				continue
+			}
+			from, _ := slices.BinarySearch(m.keys, l.Key)
+			for _, k := range m.keys[from:] {
+				if !strings.HasPrefix(k, l.Key) {
+					break
+				}
+				for id := range m.byKey[k] {
+					set[id] = true
+				}
+			}
+		}
+		sets[i] = set
+	}
+	slices.SortFunc(sets, func(a, b map[string]bool) int { return len(a) - len(b) })
+	var ids []string
+	for id := range sets[0] {
+		if !slices.ContainsFunc(sets[1:], func(set map[string]bool) bool { return !set[id] }) {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	if s.Limit > 0 && len(ids) > s.Limit {
+		ids = ids[:s.Limit]
+	}
+	out := make([]Chart, len(ids))
+	for i, id := range ids {
+		out[i] = cloneChart(m.charts[id])
+	}
+	return out, nil
 }
 
 // mergeSorted merges two increasing slices without common elements.

@@ -32,6 +32,20 @@
 // Peer looks up one peer's positions by ID, at a cost that does not grow
 // with the number of peers.
 //
+// # Search
+//
+// A patient's chart entry carries its search keys (Chart.Keys, made by
+// record/identity.Keys: folded name and village words, their phonetic
+// keys, phones, identifiers). A store keeps an index from key to chart,
+// replacing a chart's keys in the transaction that writes its entry, and
+// Search answers lookups of exact keys and key prefixes (ranges of the
+// sorted keys), intersected across a query's terms, reading only the
+// index entries under those keys. Scoring and ranking what it finds is
+// the replica's (package identity). Storage made before the index existed
+// is indexed when opened, from each chart's names, village and national
+// ID (EntryKeys); a chart's phones and other identifiers join when it is
+// next written.
+//
 // # Usage
 //
 //	st := store.NewMem()
@@ -53,9 +67,13 @@ package store
 import (
 	"context"
 	"errors"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/chartsync/chartsync/crdt"
+	"github.com/chartsync/chartsync/record"
+	"github.com/chartsync/chartsync/record/identity"
 )
 
 // ErrNotFound is returned by reads of a chart, snapshot, peer or meta key
@@ -115,6 +133,11 @@ type Chart struct {
 	// clinic and active referrals), sorted.
 	Scope   []string
 	Updated time.Time
+	// Keys are a patient's chart's search keys (record/identity.Keys of
+	// its patient). Writing the chart replaces them; Index.Search finds
+	// patients' charts by them. A store returns them sorted, without
+	// duplicates, and keeps none for other kinds of document.
+	Keys []string
 }
 
 // Grant records that a clinic joined a chart's scope in the batch that
@@ -186,6 +209,73 @@ type Query struct {
 	Text  string
 	Kind  string // only documents of this kind ("" is patients' charts)
 	Limit int    // 0 means no limit
+}
+
+// EntryKeys returns the search keys of a patient's chart as far as its
+// index entry tells them: identity.Keys of a patient with the entry's
+// names, village and national ID, but not its phones or other
+// identifiers, which the entry does not hold. A store indexes charts
+// written before Chart.Keys existed with them, until each chart is
+// written again. Other kinds of document have none.
+func EntryKeys(c Chart) []string {
+	if c.Kind != "" {
+		return nil
+	}
+	return identity.Keys(record.Patient{GivenName: c.GivenName, FamilyName: c.FamilyName, Village: c.Village, NationalID: c.NationalID})
+}
+
+// Lookup finds the charts indexed under Key (Chart.Keys), or, if Prefix,
+// under any key that starts with Key (a range of the sorted keys).
+type Lookup struct {
+	Key    string
+	Prefix bool
+}
+
+// Matches reports whether key answers the lookup.
+func (l Lookup) Matches(key string) bool {
+	if l.Prefix {
+		return strings.HasPrefix(key, l.Key)
+	}
+	return key == l.Key
+}
+
+// Search selects patients' charts by their search keys, for Index.Search.
+// A chart is selected when every term has a lookup that finds one of the
+// chart's keys; a term with no lookups selects nothing, and so does a
+// Search with no terms.
+type Search struct {
+	Terms [][]Lookup
+	Limit int // 0 means no limit
+}
+
+// Selects reports whether a chart with these keys is selected by s (the
+// terms alone; Index.Search also keeps only patients' charts).
+func (s Search) Selects(keys []string) bool {
+	if len(s.Terms) == 0 {
+		return false
+	}
+	for _, term := range s.Terms {
+		if !slices.ContainsFunc(term, func(l Lookup) bool {
+			return slices.ContainsFunc(keys, l.Matches)
+		}) {
+			return false
+		}
+	}
+	return true
+}
+
+// PrefixEnd returns the smallest string greater than every string that
+// starts with prefix, for a range scan [prefix, end); ok is false when
+// there is none (prefix is empty or all 0xff bytes: scan to the end).
+func PrefixEnd(prefix string) (end string, ok bool) {
+	b := []byte(prefix)
+	for i := len(b) - 1; i >= 0; i-- {
+		if b[i] < 0xff {
+			b[i]++
+			return string(b[:i+1]), true
+		}
+	}
+	return "", false
 }
 
 // Quarantined is a bundle refused because a change in it was not its
@@ -264,6 +354,13 @@ type Index interface {
 	// Grants returns the grants to clinic with after < Seq <= upto, in
 	// Seq order.
 	Grants(ctx context.Context, clinic string, after, upto uint64) ([]Grant, error)
+	// Search returns the patients' charts (Kind "") that s selects by
+	// their keys as last written, each once, sorted by ID, at most
+	// s.Limit. Its cost follows the index entries its lookups read, not
+	// the number of charts: an implementation keeps an index from key to
+	// chart, replaced with a chart's keys in the transaction that writes
+	// the chart.
+	Search(ctx context.Context, s Search) ([]Chart, error)
 }
 
 // Store is durable storage for one replica.

@@ -598,3 +598,8 @@ func logForQuery(q store.LogQuery) (string, []any) {
 	}
 	return query, args
 }
+
+// Search implements store.Index.
+func (s *Store) Search(ctx context.Context, q store.Search) ([]store.Chart, error) {
+	return nil, nil
+}

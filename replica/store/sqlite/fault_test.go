@@ -290,6 +290,37 @@ func TestFullDiskStoreBeforeClinicLog(t *testing.T) {
 	require.NoError(t, s.IntegrityCheck(ctx))
 }
 
+// TestFullDiskStoreBeforeSearchIndex: a database made before charts were
+// indexed by search key, opened on a full disk for reading only (so not
+// yet indexed), is still searched by its charts' entries; once there is
+// room, a write builds the index.
+func TestFullDiskStoreBeforeSearchIndex(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "old.db")
+	writeStoreBeforeSearch(t, path)
+	faultvfs.Arm(dir, faultvfs.DiskFull(0)...)
+	defer faultvfs.Disarm()
+	s, err := sqlite.Open(ctx, path)
+	require.NoError(t, err, "a store made before the index opens on a full disk")
+	defer s.Close()
+	require.ErrorIs(t, s.ReadOnly(), store.ErrDiskFull)
+	check := func() {
+		t.Helper()
+		assert.Equal(t, []string{"a"}, searchIDs(t, s, "n:wanjiru"))
+		assert.Equal(t, []string{"b"}, searchIDs(t, s, "v:asafo", "i:gha7731"))
+		assert.Empty(t, searchIDs(t, s, "n:wanjiru", "v:asafo"))
+	}
+	check()
+
+	faultvfs.Disarm()
+	_, err = s.Write(ctx, store.Batch{Meta: map[string]string{"k": "v"}})
+	require.NoError(t, err, "once there is room the store writes again")
+	require.NoError(t, s.ReadOnly())
+	check()
+	require.NoError(t, s.IntegrityCheck(ctx))
+}
+
 // TestFullDiskNewStore: a store cannot be created on a full disk, and the
 // error says why.
 func TestFullDiskNewStore(t *testing.T) {

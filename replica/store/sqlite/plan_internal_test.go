@@ -50,3 +50,37 @@ func TestClinicLogQueryReadsOnlyTheClinic(t *testing.T) {
 		}
 	}
 }
+
+// TestSearchQueryReadsOnlyItsKeys checks SQLite's plan for a search: a
+// range of the key index per lookup, then each chart found looked up by
+// number and by ID, never a scan of the charts or of the keys.
+func TestSearchQueryReadsOnlyItsKeys(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, filepath.Join(t.TempDir(), "charts.db"))
+	require.NoError(t, err)
+	defer s.Close()
+	for _, q := range []store.Search{
+		{Terms: [][]store.Lookup{{{Key: "n:wanjiru"}}}, Limit: 20},
+		{Terms: [][]store.Lookup{{{Key: "n:wanj", Prefix: true}, {Key: "s:wnjr"}}, {{Key: "n:mwangi"}, {Key: "v:mwangi"}}}},
+	} {
+		query, args := searchQuery(q)
+		rows, err := s.db.QueryContext(ctx, "EXPLAIN QUERY PLAN "+query, args...)
+		require.NoError(t, err)
+		var plan []string
+		for rows.Next() {
+			var id, parent, unused int
+			var detail string
+			require.NoError(t, rows.Scan(&id, &parent, &unused, &detail))
+			plan = append(plan, detail)
+		}
+		require.NoError(t, rows.Err())
+		rows.Close()
+		for _, step := range []string{"SEARCH search_keys USING PRIMARY KEY (key=?)", "SEARCH k USING INTEGER PRIMARY KEY (rowid=?)"} {
+			assert.Contains(t, plan, step, "%+v: the plan %q", q, plan)
+		}
+		for _, step := range plan {
+			assert.False(t, strings.HasPrefix(step, "SCAN search_keys") || strings.HasPrefix(step, "SCAN ch") || strings.HasPrefix(step, "SCAN k"),
+				"%+v: the plan %q scans a table", q, plan)
+		}
+	}
+}

@@ -177,6 +177,9 @@ type Store struct {
 	// opened for reading only, made before the index, lacks it; its
 	// clinic logs are then read through the charts' scopes.
 	indexed bool
+	// searchable: the database has the index by search key (see
+	// search.go); the same holds of it as of indexed.
+	searchable bool
 }
 
 var _ store.Store = (*Store)(nil)
@@ -318,8 +321,12 @@ func schemaState(ctx context.Context, db *sql.DB) (readable, complete bool, err 
 	if err != nil {
 		return false, false, err
 	}
+	searchable, err := hasSearchIndex(ctx, db)
+	if err != nil {
+		return false, false, err
+	}
 	readable = objects == 9 && columns == 2
-	return readable, readable && fence == 1 && indexed, nil
+	return readable, readable && fence == 1 && indexed && searchable, nil
 }
 
 // hasClinicLog reports whether the database has the log index by clinic
@@ -369,11 +376,21 @@ INSERT OR IGNORE INTO clinic_log(clinic, seq)
 // migrate brings a database made by an earlier version up to the schema:
 // the change signature and document kind columns came later, and so did
 // the log's index by clinic, which is built from the log and the charts'
-// scopes in the same transaction that creates it.
+// scopes in the same transaction that creates it, and the index by search
+// key, built from the charts' entries (see migrateSearch).
 func migrate(ctx context.Context, db *sql.DB) error {
 	if err := migrateColumns(ctx, db); err != nil {
 		return err
 	}
+	if err := migrateClinicLog(ctx, db); err != nil {
+		return err
+	}
+	return migrateSearch(ctx, db)
+}
+
+// migrateClinicLog creates and fills the log's index by clinic in a
+// database made before it.
+func migrateClinicLog(ctx context.Context, db *sql.DB) error {
 	indexed, err := hasClinicLog(ctx, db)
 	if err != nil || indexed {
 		return err
@@ -684,18 +701,46 @@ func decodeHeads(b []byte) (crdt.Heads, error) {
 	return h, nil
 }
 
+// chartCols are the columns of a chart's entry, as Write stores them.
 const chartCols = "id, heads, given, family, village, national_id, home_clinic, scope, updated, kind"
+
+// chartColsOf returns the columns scanChart reads: chartCols of the
+// charts table named alias, and keys, an expression for the chart's
+// search keys (a JSON array).
+func chartColsOf(alias, keys string) string {
+	cols := strings.Split(chartCols, ", ")
+	for i, c := range cols {
+		cols[i] = alias + "." + c
+	}
+	return strings.Join(append(cols, keys), ", ")
+}
+
+// chartsFrom returns the columns scanChart reads and the tables they come
+// from: the charts' entries (named ch) with their search keys, where the
+// database has them.
+func (s *Store) chartsFrom() (cols, from string) {
+	if s.searchable {
+		return chartColsOf("ch", "COALESCE(k.keys, '[]')"), "charts ch LEFT JOIN search_charts k ON k.id = ch.id"
+	}
+	return chartColsOf("ch", "'[]'"), "charts ch"
+}
 
 func scanChart(sc interface{ Scan(...any) error }) (store.Chart, error) {
 	var c store.Chart
 	var heads []byte
 	var updated int64
-	var scope string
-	if err := sc.Scan(&c.ID, &heads, &c.GivenName, &c.FamilyName, &c.Village, &c.NationalID, &c.HomeClinic, &scope, &updated, &c.Kind); err != nil {
+	var scope, keys string
+	if err := sc.Scan(&c.ID, &heads, &c.GivenName, &c.FamilyName, &c.Village, &c.NationalID, &c.HomeClinic, &scope, &updated, &c.Kind, &keys); err != nil {
 		return c, err
 	}
 	if err := json.Unmarshal([]byte(scope), &c.Scope); err != nil {
 		return c, fmt.Errorf("chart %s: scope %q: %w", c.ID, scope, err)
+	}
+	if err := json.Unmarshal([]byte(keys), &c.Keys); err != nil {
+		return c, fmt.Errorf("chart %s: search keys %q: %w", c.ID, keys, err)
+	}
+	if len(c.Keys) == 0 {
+		c.Keys = nil
 	}
 	h, err := decodeHeads(heads)
 	if err != nil {
@@ -769,7 +814,8 @@ func (s *Store) Chart(ctx context.Context, id string) (store.Chart, error) {
 		return store.Chart{}, err
 	}
 	defer done()
-	c, err := scanChart(db.QueryRowContext(ctx, "SELECT "+chartCols+" FROM charts WHERE id = ?", id))
+	cols, from := s.chartsFrom()
+	c, err := scanChart(db.QueryRowContext(ctx, "SELECT "+cols+" FROM "+from+" WHERE ch.id = ?", id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return store.Chart{}, store.ErrNotFound
 	}
@@ -790,15 +836,16 @@ func (s *Store) Charts(ctx context.Context, q store.Query) ([]store.Chart, error
 	if limit <= 0 {
 		limit = -1
 	}
-	query := "SELECT " + chartCols + " FROM charts WHERE kind = ?"
+	cols, from := s.chartsFrom()
+	query := "SELECT " + cols + " FROM " + from + " WHERE ch.kind = ?"
 	args := []any{q.Kind}
 	if q.Text != "" {
 		like := "%" + strings.NewReplacer(`\`, `\\`, "%", `\%`, "_", `\_`).Replace(strings.ToLower(q.Text)) + "%"
-		query += ` AND (id = ? OR lower(given) LIKE ? ESCAPE '\' OR lower(family) LIKE ? ESCAPE '\'` +
-			` OR lower(village) LIKE ? ESCAPE '\' OR lower(national_id) LIKE ? ESCAPE '\')`
+		query += ` AND (ch.id = ? OR lower(ch.given) LIKE ? ESCAPE '\' OR lower(ch.family) LIKE ? ESCAPE '\'` +
+			` OR lower(ch.village) LIKE ? ESCAPE '\' OR lower(ch.national_id) LIKE ? ESCAPE '\')`
 		args = append(args, q.Text, like, like, like, like)
 	}
-	query += " ORDER BY family, given, id LIMIT ?"
+	query += " ORDER BY ch.family, ch.given, ch.id LIMIT ?"
 	args = append(args, limit)
 	rows, err := db.QueryContext(ctx, query, args...)
 	if err != nil {
@@ -1003,7 +1050,10 @@ func (s *Store) reopen(ctx context.Context) error {
 	}
 	db, ro, err := openDB(ctx, s.path)
 	if err == nil {
-		if s.indexed, err = hasClinicLog(ctx, db); err != nil {
+		if s.indexed, err = hasClinicLog(ctx, db); err == nil {
+			s.searchable, err = hasSearchIndex(ctx, db)
+		}
+		if err != nil {
 			db.Close()
 		}
 	}
@@ -1054,6 +1104,9 @@ func writeBatch(ctx context.Context, tx *sql.Tx, b store.Batch) (uint64, error) 
 			scope = []byte("[]")
 		}
 		if err := ix.rescope(ctx, c.ID, c.Scope); err != nil {
+			return 0, fmt.Errorf("chart %s: %w", c.ID, err)
+		}
+		if err := rekey(ctx, tx, c); err != nil {
 			return 0, fmt.Errorf("chart %s: %w", c.ID, err)
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO charts(`+chartCols+`) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)

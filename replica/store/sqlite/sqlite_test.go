@@ -203,3 +203,71 @@ func TestOpenIndexesTheLogByClinic(t *testing.T) {
 	assert.Equal(t, []string{"d1"}, clinicLog(t, s, "east", ""), "a chart indexed after its changes brings them")
 	require.NoError(t, s.IntegrityCheck(ctx))
 }
+
+// writeStoreBeforeSearch writes, at path, a database as the store wrote it
+// before charts were indexed by search key: two patients' charts and a
+// user roster.
+func writeStoreBeforeSearch(t *testing.T, path string) {
+	t.Helper()
+	ctx := context.Background()
+	s, err := sqlite.Open(ctx, path)
+	require.NoError(t, err)
+	_, err = s.Write(ctx, store.Batch{Changes: []store.NewChange{{Chart: "a", Hash: sha256.Sum256([]byte("a1")), Raw: []byte("a1")}}})
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
+	db, err := sql.Open("sqlite3", "file:"+path+"?_journal_mode=WAL")
+	require.NoError(t, err)
+	defer db.Close()
+	_, err = db.Exec(`DROP TABLE search_keys; DROP TABLE search_charts;
+		INSERT INTO charts(id, heads, given, family, village, national_id, scope) VALUES
+			('a', x'', 'Wanjiru', 'Mwangi', 'Nyeri', '', '["north"]'),
+			('b', x'', 'Akosua', 'Mensah', 'Asafo', 'GHA-7731', '["south"]');
+		INSERT INTO charts(id, heads, given, kind) VALUES ('r', x'', 'Wanjiru', 'users')`)
+	require.NoError(t, err)
+}
+
+func searchIDs(t *testing.T, s store.Store, keys ...string) []string {
+	t.Helper()
+	var terms [][]store.Lookup
+	for _, k := range keys {
+		terms = append(terms, []store.Lookup{{Key: k}})
+	}
+	cs, err := s.Search(context.Background(), store.Search{Terms: terms})
+	require.NoError(t, err)
+	var out []string
+	for _, c := range cs {
+		out = append(out, c.ID)
+	}
+	return out
+}
+
+// TestOpenIndexesTheChartsBySearchKey opens a database written before
+// charts were indexed by search key: the index is built from the charts'
+// entries (names, village, national ID) as it opens, and a chart written
+// later gets its own keys.
+func TestOpenIndexesTheChartsBySearchKey(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "old.db")
+	writeStoreBeforeSearch(t, path)
+
+	s, err := sqlite.Open(ctx, path)
+	require.NoError(t, err, "a database made before the index opens")
+	assert.Equal(t, []string{"a"}, searchIDs(t, s, "n:wanjiru", "v:nyeri"), "a chart is found by its names and village")
+	assert.Equal(t, []string{"b"}, searchIDs(t, s, "i:gha7731"), "and by its national ID")
+	assert.Empty(t, searchIDs(t, s, "n:mwangi", "n:akosua"))
+	a, err := s.Chart(ctx, "a")
+	require.NoError(t, err)
+	assert.Contains(t, a.Keys, "n:mwangi", "an entry reads back with the keys it was indexed under")
+	require.NoError(t, s.IntegrityCheck(ctx))
+
+	_, err = s.Write(ctx, store.Batch{Charts: []store.Chart{{ID: "a", GivenName: "Wanjiru", FamilyName: "Kamau", Keys: []string{"n:kamau", "n:wanjiru", "t:712345678"}}}})
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
+	s, err = sqlite.Open(ctx, path)
+	require.NoError(t, err)
+	defer s.Close()
+	assert.Equal(t, []string{"a"}, searchIDs(t, s, "t:712345678"), "a chart written later is found by its own keys")
+	assert.Empty(t, searchIDs(t, s, "n:mwangi"), "and no longer by those of the migration")
+	assert.Equal(t, []string{"a"}, searchIDs(t, s, "n:wanjiru"), "the roster of the same name is never found")
+	require.NoError(t, s.IntegrityCheck(ctx))
+}

@@ -197,6 +197,8 @@ func Run(t *testing.T, open func(t *testing.T) Opened) {
 		assert.Equal(t, "Musa", got.FamilyName, "charts are upserted")
 	})
 
+	runSearch(t, open)
+
 	t.Run("SnapshotCoversLogHead", func(t *testing.T) {
 		s := open(t).Store
 		_, err := s.Write(ctx, store.Batch{Changes: []store.NewChange{change("a", 1, ""), change("b", 1, "")}})
