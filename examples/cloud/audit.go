@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/chartsync/chartsync/audit"
+	"github.com/chartsync/chartsync/audit/pgaudit"
 )
 
 // fileAccess is the access log: every chart a device read or wrote, and
@@ -28,7 +29,8 @@ var auditCommand = &command{
 		fs.String("since", "", "only from this date (YYYY-MM-DD, UTC)")
 		fs.Bool("csv", false, "CSV with a header row instead of JSON lines")
 	},
-	run: func(ctx context.Context, fs *flag.FlagSet, dir string, stdout, stderr io.Writer) error {
+	run: func(ctx context.Context, fs *flag.FlagSet, at where, stdout, stderr io.Writer) error {
+		dir := at.Dir
 		f := audit.Filter{Chart: flagValue[string](fs, "chart"), Device: flagValue[string](fs, "device"), User: flagValue[string](fs, "user")}
 		if s := flagValue[string](fs, "since"); s != "" {
 			t, err := time.Parse(time.DateOnly, s)
@@ -40,6 +42,26 @@ var auditCommand = &command{
 		format := audit.JSONLines
 		if flagValue[bool](fs, "csv") {
 			format = audit.CSV
+		}
+		if at.DB != "" {
+			log, err := pgaudit.Open(ctx, at.DB, pgaudit.Config{Schema: at.Schema})
+			if err != nil {
+				return err
+			}
+			defer log.Close()
+			n, err := log.Export(ctx, stdout, f, format)
+			if errors.Is(err, audit.ErrCorrupt) {
+				return fmt.Errorf("%w: the access log in the database was altered or damaged; keep a dump of it as evidence", err)
+			}
+			if err != nil {
+				return err
+			}
+			seq, head, err := log.Head(ctx)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stderr, "%d of %d entries; chain verified, head %s (keep this to compare with later copies).\n", n, seq, head)
+			return nil
 		}
 		path := filepath.Join(dir, fileAccess)
 		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {

@@ -9,13 +9,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"time"
 
-	"github.com/chartsync/chartsync/device"
 	"github.com/chartsync/chartsync/internal/atomicfile"
 	"github.com/chartsync/chartsync/internal/dirlock"
 	"github.com/chartsync/chartsync/replica"
-	"github.com/chartsync/chartsync/transport/httpsync"
 )
 
 // Files in the data directory.
@@ -75,32 +72,6 @@ func lockFile(dir, name string) (unlock func(), err error) {
 // errLocked matches the error of a lock another process holds.
 var errLocked = dirlock.ErrLocked
 
-// openDir creates the data directory if needed and opens its device CA.
-func openDir(dir string) (*httpsync.DeviceCA, bool, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, false, fmt.Errorf("create data directory: %w", err)
-	}
-	return httpsync.OpenDeviceCA(filepath.Join(dir, dirCA), time.Now())
-}
-
-// openAuthority loads the cloud's enrolment authority key (DIR/ca/
-// authority.key), which signs the relay enrolments of the devices it
-// enrols, creating it if missing.
-func openAuthority(dir string) (a *device.Authority, created bool, err error) {
-	path := filepath.Join(dir, dirCA, fileAuth)
-	a, err = device.LoadAuthority(path)
-	if err == nil || !errors.Is(err, os.ErrNotExist) {
-		return a, false, err
-	}
-	if a, err = device.NewAuthority(); err != nil {
-		return nil, false, err
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, false, err
-	}
-	return a, true, a.Save(path)
-}
-
 // cloudReplicaID returns the cloud's replica ID: from cloud.json, or, if
 // the cloud has never been served, by opening (creating) its replica.
 func cloudReplicaID(ctx context.Context, dir string) (info, error) {
@@ -125,38 +96,6 @@ func cloudReplicaID(ctx context.Context, dir string) (info, error) {
 		return in, err
 	}
 	return in, writeInfo(dir, in)
-}
-
-// enrolment is one line of devices.jsonl.
-type enrolment struct {
-	Device   string    `json:"device"`
-	Clinic   string    `json:"clinic"`
-	Replica  string    `json:"replica"`
-	Key      string    `json:"key,omitempty"` // the device key's fingerprint
-	Serial   string    `json:"serial"`
-	Issued   time.Time `json:"issued"`
-	NotAfter time.Time `json:"not_after"`
-	File     string    `json:"file"`
-}
-
-func appendEnrolment(dir string, e enrolment) error {
-	line, err := json.Marshal(e)
-	if err != nil {
-		return err
-	}
-	f, err := os.OpenFile(filepath.Join(dir, fileDevices), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(append(line, '\n')); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }
 
 // nextCert returns the first PEM certificate in data and what follows it,

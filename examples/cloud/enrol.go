@@ -1,10 +1,8 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -38,7 +36,7 @@ var enrolCommand = &command{
 // maxRequestFile bounds an enrolment request file.
 const maxRequestFile = 64 << 10
 
-func enrol(ctx context.Context, fs *flag.FlagSet, dir string, stdout, _ io.Writer) error {
+func enrol(ctx context.Context, fs *flag.FlagSet, at where, stdout, _ io.Writer) error {
 	if fs.NArg() > 0 {
 		return usagef("unexpected arguments %q", fs.Args())
 	}
@@ -68,32 +66,29 @@ func enrol(ctx context.Context, fs *flag.FlagSet, dir string, stdout, _ io.Write
 	if clinic != "" && clinic != pub.Clinic {
 		return fmt.Errorf("the request is from a device of clinic %s, not %s: check that it is the right request, or enrol it for its own clinic", pub.Clinic, clinic)
 	}
-	ca, created, err := openDir(dir)
+	st, err := openState(ctx, at)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	ca, created, err := st.DeviceCA(ctx)
 	if err != nil {
 		return err
 	}
 	if created {
-		fmt.Fprintf(stdout, "Created the device CA in %s. Back it up: losing it locks out every enrolled device.\n", filepath.Join(dir, dirCA))
+		fmt.Fprintf(stdout, "Created the device CA in %s. Back it up: losing it locks out every enrolled device.\n", at.describe(dirCA))
 	}
-	unlock, err := lockFile(dir, fileEnrol)
-	if errors.Is(err, errLocked) {
-		return errors.New("another enrolment is running in this data directory; try again in a moment")
-	}
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	authority, created, err := openAuthority(dir)
+	authority, created, err := st.Authority(ctx)
 	if err != nil {
 		return fmt.Errorf("enrolment authority: %w", err)
 	}
 	if created {
-		fmt.Fprintf(stdout, "Created the enrolment authority key %s (it signs relay enrolments; fingerprint %s). Back it up too.\n",
-			filepath.Join(dir, dirCA, fileAuth), device.Fingerprint(authority.PublicKey()))
+		fmt.Fprintf(stdout, "Created the enrolment authority key in %s (it signs relay enrolments; fingerprint %s). Back it up too.\n",
+			at.describe(filepath.Join(dirCA, fileAuth)), device.Fingerprint(authority.PublicKey()))
 	}
-	in, err := cloudReplicaID(ctx, dir)
+	in, err := st.Served(ctx)
 	if errors.Is(err, errLocked) {
-		return fmt.Errorf("the cloud in %s is starting up; try again in a moment", dir)
+		return fmt.Errorf("the cloud in %s is starting up; try again in a moment", at.Dir)
 	}
 	if err != nil {
 		return err
@@ -126,15 +121,14 @@ func enrol(ctx context.Context, fs *flag.FlagSet, dir string, stdout, _ io.Write
 	if err != nil {
 		return err
 	}
-	trustAuth := device.RosterConfig{Authorities: []device.TrustedAuthority{{Key: authority.PublicKey()}}}
-	roster, err := device.LoadRoster(filepath.Join(dir, fileRoster), trustAuth)
+	if err := st.AddToRoster(ctx, relay); err != nil {
+		return err
+	}
+	roster, err := device.NewRoster(rosterConfig(authority))
 	if err != nil {
 		return err
 	}
-	if _, err := roster.Add(relay); err != nil {
-		return err
-	}
-	if err := roster.Save(filepath.Join(dir, fileRoster)); err != nil {
+	if _, err := st.MergeRoster(ctx, roster, 0); err != nil {
 		return err
 	}
 	cred.Authority, cred.Enrolment, cred.Roster = authority.PublicKey(), relay, roster.Encode()
@@ -143,7 +137,7 @@ func enrol(ctx context.Context, fs *flag.FlagSet, dir string, stdout, _ io.Write
 	}
 	abs, _ := filepath.Abs(out)
 	fp := device.Fingerprint(pub.SignKey)
-	if err := appendEnrolment(dir, enrolment{Device: name, Clinic: pub.Clinic, Replica: pub.ReplicaID, Key: fp, Serial: cred.Device.Serial,
+	if err := st.RecordEnrolment(ctx, enrolment{Device: name, Clinic: pub.Clinic, Replica: pub.ReplicaID, Key: fp, Serial: cred.Device.Serial,
 		Issued: now.UTC(), NotAfter: cred.Device.NotAfter.UTC(), File: abs}); err != nil {
 		return fmt.Errorf("the credential is written, but recording the enrolment failed: %w", err)
 	}
@@ -198,26 +192,36 @@ var devicesCommand = &command{
 	name: "devices",
 	args: "[-dir DIR]",
 	help: "List the devices enrolled at this cloud.",
-	run: func(_ context.Context, fs *flag.FlagSet, dir string, stdout, _ io.Writer) error {
-		f, err := os.Open(filepath.Join(dir, fileDevices))
-		if errors.Is(err, os.ErrNotExist) {
-			fmt.Fprintln(stdout, "No device is enrolled yet. Enrol one with: cloud enrol -request REQUEST-FILE -device NAME -out FILE")
-			return nil
-		}
+	run: func(ctx context.Context, fs *flag.FlagSet, at where, stdout, _ io.Writer) error {
+		st, err := openState(ctx, at)
 		if err != nil {
 			return err
 		}
-		defer f.Close()
+		defer st.Close()
+		list, err := st.Enrolments(ctx)
+		if err != nil {
+			return err
+		}
+		if len(list) == 0 {
+			fmt.Fprintln(stdout, "No device is enrolled yet. Enrol one with: cloud enrol -request REQUEST-FILE -device NAME -out FILE")
+			return nil
+		}
+		revoked := map[string]time.Time{}
+		for _, e := range list {
+			if !e.Revoked.IsZero() {
+				revoked[e.Replica] = e.Revoked
+			}
+		}
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "DEVICE\tCLINIC\tREPLICA\tKEY\tISSUED\tEXPIRES")
-		lines := bufio.NewScanner(f)
-		for lines.Scan() {
-			var e enrolment
-			if err := json.Unmarshal(lines.Bytes(), &e); err != nil {
-				return fmt.Errorf("%s: %w", f.Name(), err)
+		for _, e := range list {
+			if !e.Revoked.IsZero() {
+				continue
 			}
 			expires := e.NotAfter.Format(time.DateOnly)
-			if time.Now().After(e.NotAfter) {
+			if t, ok := revoked[e.Replica]; ok && !t.Before(e.Issued) {
+				expires += " (revoked " + t.Format(time.DateOnly) + ")"
+			} else if time.Now().After(e.NotAfter) {
 				expires += " (expired)"
 			}
 			key := e.Key
@@ -225,9 +229,6 @@ var devicesCommand = &command{
 				key = "-"
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", e.Device, e.Clinic, e.Replica, key, e.Issued.Format(time.DateOnly), expires)
-		}
-		if err := lines.Err(); err != nil {
-			return err
 		}
 		return tw.Flush()
 	},

@@ -29,6 +29,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 )
 
@@ -41,11 +42,32 @@ func main() {
 // command is one subcommand.
 type command struct {
 	name, args, help string
-	run              func(ctx context.Context, fs *flag.FlagSet, dir string, stdout, stderr io.Writer) error
+	run              func(ctx context.Context, fs *flag.FlagSet, at where, stdout, stderr io.Writer) error
 	flags            func(fs *flag.FlagSet)
 }
 
-var commands = []*command{serveCommand, enrolCommand, devicesCommand, auditCommand}
+var commands = []*command{initCommand, serveCommand, enrolCommand, revokeCommand, devicesCommand, auditCommand}
+
+// where is where the cloud keeps its data: a data directory, or a
+// PostgreSQL database (DB set) whose secrets the operator key seals.
+type where struct {
+	Dir     string
+	DB      string // a PostgreSQL connection string; "" for the data directory
+	Schema  string // the database schema, "" for the connection's search_path
+	KeyFile string // the operator key's file; "" for $CHARTSYNC_CLOUD_KEY
+}
+
+// openState opens the cloud's state where it is kept.
+func openState(ctx context.Context, at where) (state, error) {
+	if at.DB == "" {
+		return openFileState(at.Dir)
+	}
+	key, err := loadOperatorKey(at.KeyFile)
+	if err != nil {
+		return nil, err
+	}
+	return openPGState(ctx, at.DB, at.Schema, key)
+}
 
 // usageError is a mistake on the command line: the usage is printed.
 type usageError struct{ msg string }
@@ -81,6 +103,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("cloud "+c.name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	dir := fs.String("dir", envOr("CHARTSYNC_CLOUD_DIR", "cloud-data"), "the cloud's data directory (or $CHARTSYNC_CLOUD_DIR)")
+	var at where
+	fs.StringVar(&at.DB, "db", os.Getenv("CHARTSYNC_CLOUD_DB"), "a PostgreSQL database (postgres://...) that keeps the cloud, for several nodes, instead of -dir (or $CHARTSYNC_CLOUD_DB)")
+	fs.StringVar(&at.Schema, "db-schema", "", "the schema of -db that holds the cloud's tables (default: the connection's search_path)")
+	fs.StringVar(&at.KeyFile, "key-file", "", "with -db: the operator key that seals the secrets in the database (default: $"+envKey+")")
 	if c.flags != nil {
 		c.flags(fs)
 	}
@@ -91,7 +117,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
 	}
-	err := c.run(ctx, fs, *dir, stdout, stderr)
+	at.Dir = *dir
+	err := c.run(ctx, fs, at, stdout, stderr)
 	var ue usageError
 	switch {
 	case err == nil:
@@ -119,4 +146,12 @@ func envOr(k, def string) string {
 		return v
 	}
 	return def
+}
+
+// describe names where the thing at path in the data directory is kept.
+func (at where) describe(path string) string {
+	if at.DB != "" {
+		return "the database (sealed with the operator key)"
+	}
+	return filepath.Join(at.Dir, path)
 }

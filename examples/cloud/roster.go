@@ -1,9 +1,8 @@
 package main
 
 import (
+	"context"
 	"errors"
-	"fmt"
-	"os"
 	"sync"
 	"time"
 
@@ -12,64 +11,75 @@ import (
 )
 
 // liveRoster is the cloud's roster for checking change signatures. cloud
-// enrol adds devices to the roster file while the server runs, so a change
-// from a device the roster does not know yet makes it read the file again
-// (at most once per change of the file) before the change is refused.
+// enrol adds devices to the kept roster while the server runs (another
+// node's, too), so a change from a device the roster does not know yet
+// makes it merge what was kept since it last looked (a file read only if
+// it changed; a query for the new rows of the database) before the change
+// is refused; and every rosterRefresh it looks again for any change, so
+// that a revocation made elsewhere takes effect.
 type liveRoster struct {
 	*device.Roster
-	path string
+	st state
 
 	mu      sync.Mutex
-	modTime time.Time // of the file as last read
-	size    int64
+	version int64     // of the kept roster as last merged
+	read    time.Time // when it was last looked at
 }
 
 var _ replica.Keys = (*liveRoster)(nil)
 
-func openLiveRoster(path string, cfg device.RosterConfig) (*liveRoster, error) {
-	l := &liveRoster{path: path}
+// reloadTimeout bounds one look at the kept roster.
+const reloadTimeout = 10 * time.Second
+
+// rosterRefresh is how often the kept roster is looked at for a change
+// from a known device, so that a revocation reaches every node.
+const rosterRefresh = 30 * time.Second
+
+func openLiveRoster(ctx context.Context, st state, cfg device.RosterConfig) (*liveRoster, error) {
+	l := &liveRoster{st: st}
 	var err error
 	if l.Roster, err = device.NewRoster(cfg); err != nil {
 		return nil, err
 	}
-	if _, err := l.reload(); err != nil {
+	if _, err := l.reload(ctx); err != nil {
 		return nil, err
 	}
 	return l, nil
 }
 
-// reload merges the roster file if it changed since it was last read, and
-// reports whether it did.
-func (l *liveRoster) reload() (bool, error) {
+// reload merges the records kept since the roster was last read, and
+// reports whether there were any.
+func (l *liveRoster) reload(ctx context.Context) (bool, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	fi, err := os.Stat(l.path)
-	if errors.Is(err, os.ErrNotExist) {
-		return false, nil
-	}
+	v, err := l.st.MergeRoster(ctx, l.Roster, l.version)
 	if err != nil {
-		return false, fmt.Errorf("roster: %w", err)
+		return false, err
 	}
-	if fi.ModTime().Equal(l.modTime) && fi.Size() == l.size {
-		return false, nil
-	}
-	data, err := os.ReadFile(l.path)
-	if err != nil {
-		return false, fmt.Errorf("roster: %w", err)
-	}
-	if _, err := l.Roster.Merge(data); err != nil {
-		return false, fmt.Errorf("roster %s: %w (the roster is rebuilt by enrolling the devices again)", l.path, err)
-	}
-	l.modTime, l.size = fi.ModTime(), fi.Size()
-	return true, nil
+	changed := v != l.version
+	l.version, l.read = v, time.Now()
+	return changed, nil
 }
 
-// VerifyChange implements replica.Keys, reading the roster file again for
-// a device it does not know.
+// VerifyChange implements replica.Keys, looking at the kept roster again
+// for a device it does not know.
 func (l *liveRoster) VerifyChange(replicaID, chart string, hash [32]byte, sig []byte) (string, error) {
+	l.mu.Lock()
+	stale := time.Since(l.read) > rosterRefresh
+	l.mu.Unlock()
+	if stale {
+		ctx, cancel := context.WithTimeout(context.Background(), reloadTimeout)
+		_, rerr := l.reload(ctx)
+		cancel()
+		if rerr != nil {
+			return "", rerr
+		}
+	}
 	clinic, err := l.Roster.VerifyChange(replicaID, chart, hash, sig)
 	if errors.Is(err, device.ErrUnknownDevice) {
-		if changed, rerr := l.reload(); rerr != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), reloadTimeout)
+		defer cancel()
+		if changed, rerr := l.reload(ctx); rerr != nil {
 			return "", errors.Join(err, rerr)
 		} else if changed {
 			return l.Roster.VerifyChange(replicaID, chart, hash, sig)

@@ -16,9 +16,10 @@ import (
 	"time"
 
 	"github.com/chartsync/chartsync/audit"
-	"github.com/chartsync/chartsync/device"
+	"github.com/chartsync/chartsync/audit/pgaudit"
 	"github.com/chartsync/chartsync/internal/atomicfile"
 	"github.com/chartsync/chartsync/replica"
+	"github.com/chartsync/chartsync/replica/store/postgres"
 	"github.com/chartsync/chartsync/transport/httpsync"
 )
 
@@ -54,7 +55,8 @@ func flagValue[T any](fs *flag.FlagSet, name string) T {
 	return fs.Lookup(name).Value.(flag.Getter).Get().(T)
 }
 
-func serve(ctx context.Context, fs *flag.FlagSet, dir string, stdout, stderr io.Writer) error {
+func serve(ctx context.Context, fs *flag.FlagSet, at where, stdout, stderr io.Writer) error {
+	dir := at.Dir
 	if fs.NArg() > 0 {
 		return usagef("unexpected arguments %q", fs.Args())
 	}
@@ -77,29 +79,42 @@ func serve(ctx context.Context, fs *flag.FlagSet, dir string, stdout, stderr io.
 	}
 	log := slog.New(handler)
 
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("create data directory: %w", err)
+	if at.DB == "" {
+		// One process per data directory: a database takes any number.
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return fmt.Errorf("create data directory: %w", err)
+		}
+		unlock, err := lockDir(dir)
+		if errors.Is(err, errLocked) {
+			return fmt.Errorf("%w (%s); stop the other \"cloud serve\" first", err, dir)
+		}
+		if err != nil {
+			return err
+		}
+		defer unlock()
 	}
-	unlock, err := lockDir(dir)
-	if errors.Is(err, errLocked) {
-		return fmt.Errorf("%w (%s); stop the other \"cloud serve\" first", err, dir)
-	}
+	st, err := openState(ctx, at)
 	if err != nil {
 		return err
 	}
-	defer unlock()
-	ca, created, err := openDir(dir)
+	defer st.Close()
+	ca, created, err := st.DeviceCA(ctx)
 	if err != nil {
 		return err
 	}
 	if created {
-		log.Info("created the device CA; back it up: losing it locks out every enrolled device", "dir", filepath.Join(dir, dirCA))
+		log.Info("created the device CA; back it up: losing it locks out every enrolled device", "where", at.describe(dirCA))
 	}
 
 	var cert tls.Certificate
-	if devCert {
+	switch {
+	case devCert && at.DB != "":
+		// Each node makes its own, in memory, from the CA every
+		// credential trusts.
+		cert, err = issueDevCert(ca, addr)
+	case devCert:
 		cert, err = developmentCert(dir, ca, addr, log)
-	} else {
+	default:
 		cert, err = tls.LoadX509KeyPair(certFile, keyFile)
 	}
 	if err != nil {
@@ -109,23 +124,19 @@ func serve(ctx context.Context, fs *flag.FlagSet, dir string, stdout, stderr io.
 	// Every change a device sends must carry its device's signature. The
 	// roster holds the devices enrolled so far; a device enrolled since
 	// this server started sends its enrolment with its changes.
-	authority, _, err := openAuthority(dir)
+	authority, _, err := st.Authority(ctx)
 	if err != nil {
 		return err
 	}
-	roster, err := openLiveRoster(filepath.Join(dir, fileRoster), device.RosterConfig{Authorities: []device.TrustedAuthority{{Key: authority.PublicKey()}}})
+	roster, err := openLiveRoster(ctx, st, rosterConfig(authority))
 	if err != nil {
 		return err
 	}
-	rep, err := replica.Open(ctx, filepath.Join(dir, fileReplica), replica.Config{Logger: log, Keys: roster})
+	rep, access, err := openReplica(ctx, at, st, log, roster)
 	if err != nil {
 		return err
 	}
 	defer rep.Close()
-	access, err := audit.Open(filepath.Join(dir, fileAccess), audit.Config{Logger: log})
-	if err != nil {
-		return fmt.Errorf("%w (an altered or damaged access log must be looked into before the cloud serves again)", err)
-	}
 	defer access.Close()
 	h, err := httpsync.NewHandler(httpsync.Config{
 		Replica: rep, DeviceCA: ca.Pool(), Logger: log, AccessLog: access,
@@ -141,15 +152,21 @@ func serve(ctx context.Context, fs *flag.FlagSet, dir string, stdout, stderr io.
 		return fmt.Errorf("listen on %s: %w (is another server using the port? choose another with -addr)", addr, err)
 	}
 	url := "https://" + ln.Addr().String()
-	if err := writeInfo(dir, info{Replica: rep.ID(), URL: url}); err != nil {
+	if err := st.SetServed(ctx, info{Replica: rep.ID(), URL: url}); err != nil {
 		ln.Close()
 		return err
 	}
 	srv := httpsync.NewServer(ln.Addr().String(), h, cert, log)
 	served := make(chan error, 1)
 	go func() { served <- srv.ServeTLS(ln, "", "") }()
-	log.Info("cloud serving", "url", url, "replica", rep.ID(), "dir", dir)
-	fmt.Fprintf(stdout, "Cloud replica %s is serving on %s.\nEnrol a device: cloud enrol -dir %s -request DEVICE-DIR/enrol-request.pem -device NAME -out NAME.pem\nStop with Ctrl-C; syncs in flight finish first.\n", rep.ID(), url, dir)
+	where := "-dir " + dir
+	if at.DB != "" {
+		where = "-db DATABASE"
+		log.Info("cloud serving", "url", url, "replica", rep.ID(), "db", "postgres")
+	} else {
+		log.Info("cloud serving", "url", url, "replica", rep.ID(), "dir", dir)
+	}
+	fmt.Fprintf(stdout, "Cloud replica %s is serving on %s.\nEnrol a device: cloud enrol %s -request DEVICE-DIR/enrol-request.pem -device NAME -out NAME.pem\nStop with Ctrl-C; syncs in flight finish first.\n", rep.ID(), url, where)
 	if listening != nil {
 		listening(ln.Addr().String())
 	}
@@ -168,9 +185,82 @@ func serve(ctx context.Context, fs *flag.FlagSet, dir string, stdout, stderr io.
 	if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
-	st := h.Stats()
-	log.Info("stopped", "syncs", st.Syncs, "refused", st.Refused, "failed", st.Failed, "busy", st.Busy)
+	stats := h.Stats()
+	log.Info("stopped", "syncs", stats.Syncs, "refused", stats.Refused, "failed", stats.Failed, "busy", stats.Busy)
 	return nil
+}
+
+// accessLog is the access log serve keeps: a file, or rows of -db.
+type accessLog interface {
+	httpsync.AccessLog
+	Close() error
+}
+
+// openReplica opens the cloud's replica and access log: in the data
+// directory (SQLite and a file), or in -db, where the replica is named
+// and its own changes signed by the cloud's identity, which every node
+// shares.
+func openReplica(ctx context.Context, at where, st state, log *slog.Logger, keys replica.Keys) (*replica.Replica, accessLog, error) {
+	if at.DB == "" {
+		rep, err := replica.Open(ctx, filepath.Join(at.Dir, fileReplica), replica.Config{Logger: log, Keys: keys})
+		if err != nil {
+			return nil, nil, err
+		}
+		access, err := audit.Open(filepath.Join(at.Dir, fileAccess), audit.Config{Logger: log})
+		if err != nil {
+			rep.Close()
+			return nil, nil, fmt.Errorf("%w (an altered or damaged access log must be looked into before the cloud serves again)", err)
+		}
+		return rep, access, nil
+	}
+	id, created, err := st.Identity(ctx, replica.NewID())
+	if err != nil {
+		return nil, nil, err
+	}
+	if created {
+		log.Info("made the cloud's identity", "replica", id.ReplicaID())
+	}
+	store, err := postgres.Open(ctx, at.DB, postgres.Config{Schema: at.Schema})
+	if err != nil {
+		return nil, nil, err
+	}
+	rep, err := replica.New(ctx, store, replica.Config{Logger: log, Keys: keys, Signer: id})
+	if err != nil {
+		store.Close()
+		return nil, nil, err
+	}
+	access, err := pgaudit.Open(ctx, at.DB, pgaudit.Config{Schema: at.Schema})
+	if err != nil {
+		rep.Close()
+		return nil, nil, err
+	}
+	return rep, access, nil
+}
+
+// issueDevCert makes a development server certificate, signed by the
+// device CA, for 127.0.0.1, localhost and the host of addr.
+func issueDevCert(ca *httpsync.DeviceCA, addr string) (tls.Certificate, error) {
+	hosts, err := devCertHosts(addr)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	certPEM, keyPEM, err := ca.IssueServerCert(hosts, time.Now(), 365*24*time.Hour)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.X509KeyPair(certPEM, keyPEM)
+}
+
+func devCertHosts(addr string) ([]string, error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("address %q: %w", addr, err)
+	}
+	hosts := []string{"127.0.0.1", "localhost"}
+	if host != "" && host != "127.0.0.1" && host != "localhost" {
+		hosts = append(hosts, host)
+	}
+	return hosts, nil
 }
 
 // developmentCert loads the development server certificate from DIR/tls,
@@ -179,13 +269,9 @@ func serve(ctx context.Context, fs *flag.FlagSet, dir string, stdout, stderr io.
 // not valid for the host of addr.
 func developmentCert(dir string, ca *httpsync.DeviceCA, addr string, log *slog.Logger) (tls.Certificate, error) {
 	certPath, keyPath := filepath.Join(dir, dirTLS, "server.crt"), filepath.Join(dir, dirTLS, "server.key")
-	host, _, err := net.SplitHostPort(addr)
+	hosts, err := devCertHosts(addr)
 	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("address %q: %w", addr, err)
-	}
-	hosts := []string{"127.0.0.1", "localhost"}
-	if host != "" && host != "127.0.0.1" && host != "localhost" {
-		hosts = append(hosts, host)
+		return tls.Certificate{}, err
 	}
 	if cert, err := tls.LoadX509KeyPair(certPath, keyPath); err == nil && cert.Leaf != nil && devCertFits(cert.Leaf, ca, hosts) {
 		return cert, nil
