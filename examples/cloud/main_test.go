@@ -50,6 +50,12 @@ func cloud(t *testing.T, args ...string) (code int, stdout, stderr string) {
 // waits for it to exit and returns its exit code and logs.
 func server(t *testing.T, dir string) (addr string, stop func() (int, string)) {
 	t.Helper()
+	return serverWith(t, "serve", "-dir", dir, "-addr", "127.0.0.1:0", "-dev-cert")
+}
+
+// serverWith runs the serve command line args as server does.
+func serverWith(t *testing.T, args ...string) (addr string, stop func() (int, string)) {
+	t.Helper()
 	addrs := make(chan string, 1)
 	listening = func(a string) { addrs <- a }
 	t.Cleanup(func() { listening = nil })
@@ -57,7 +63,7 @@ func server(t *testing.T, dir string) (addr string, stop func() (int, string)) {
 	var out, errOut lockedBuffer
 	exited := make(chan int, 1)
 	go func() {
-		exited <- run(ctx, []string{"serve", "-dir", dir, "-addr", "127.0.0.1:0", "-dev-cert"}, &out, &errOut)
+		exited <- run(ctx, args, &out, &errOut)
 	}()
 	select {
 	case addr = <-addrs:

@@ -104,7 +104,9 @@ var errBadKey = errors.New("not an operator key (64 hex digits, as cloud init wr
 const sealVersion = 1
 
 // operatorKey is the key that seals the database's secrets.
-type operatorKey struct{ k [chacha20poly1305.KeySize]byte }
+type operatorKey struct {
+	k [chacha20poly1305.KeySize]byte
+}
 
 func (*operatorKey) String() string   { return "operator key" }
 func (*operatorKey) GoString() string { return "operator key" }
