@@ -17,6 +17,28 @@
 //	go run ./examples/cloud devices -dir cloud-data
 //	go run ./examples/cloud audit -dir cloud-data -chart CHART-ID
 //
+// With -db postgres://... (or $CHARTSYNC_CLOUD_DB) the cloud lives in a
+// PostgreSQL database instead, for any number of nodes: the replica on the
+// PostgreSQL store, the access log as rows of one hash chain (package
+// audit/pgaudit), and the CA, authority, the cloud's identity (which
+// names the replica every node serves), roster and enrolments in tables
+// of their own. The secrets among them are sealed (XChaCha20-Poly1305)
+// with the operator key, given as -key-file or $CHARTSYNC_CLOUD_KEY and
+// never stored in the database; cloud init makes the key file and the
+// tables:
+//
+//	go run ./examples/cloud init -db postgres://... -key-file operator.key
+//	go run ./examples/cloud serve -db postgres://... -key-file operator.key -addr 127.0.0.1:8443 -dev-cert
+//	go run ./examples/cloud serve -db postgres://... -key-file operator.key -addr 127.0.0.1:8444 -dev-cert
+//	go run ./examples/cloud revoke -db postgres://... -key-file operator.key -device kamuga-tablet-1
+//
+// The device package reads and writes keys as files only, so the
+// authority key and the cloud's key pair pass, in the clear, through a
+// private temporary directory (0700, removed at once) on their way to and
+// from the database. A revocation reaches every node's roster within
+// rosterRefresh; the TLS client certificate of a revoked device stays
+// valid until it expires, so it can still read its clinic's charts.
+//
 // serve logs one structured line per sync (log/slog) and, on SIGINT or
 // SIGTERM, stops taking new syncs and lets those in flight finish.
 package main
