@@ -58,6 +58,10 @@
 // themselves; an export of everything is a copy Verify accepts) or as CSV
 // with a header row, checking the chain as it reads.
 //
+// A log kept elsewhere than a file builds the same records with Chain.Next
+// and checks them with ExportLines; package audit/pgaudit keeps one in
+// PostgreSQL, for several cloud nodes appending to one chain.
+//
 // # Caveats
 //
 // A hash chain shows that the records agree with each other, not that
