@@ -139,3 +139,32 @@ func TestTwoNodesOnOneDatabase(t *testing.T) {
 	assert.Equal(t, 1, code)
 	assert.Contains(t, stderr, "operator key does not open", "a node with the wrong key says so")
 }
+
+// TestRevoke revokes an enrolled device: the list shows it, the roster
+// refuses its key, and a second revocation finds nothing to revoke.
+func TestRevoke(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "cloud-data")
+	at := []string{"-dir", dir}
+	tablet, _ := enrolledDevice(t, "kamuga-tablet-1", "kamuga", at)
+	code, stdout, stderr := cloud(t, "revoke", "-dir", dir, "-device", "kamuga-tablet-1")
+	require.Equal(t, 0, code, "revoke: %s", stderr)
+	assert.Contains(t, stdout, "Revoked device kamuga-tablet-1")
+	code, stdout, _ = cloud(t, "devices", "-dir", dir)
+	require.Equal(t, 0, code)
+	assert.Contains(t, stdout, "(revoked ", "the list marks the device revoked")
+
+	st, err := openFileState(dir)
+	require.NoError(t, err)
+	a, _, err := st.Authority(context.Background())
+	require.NoError(t, err)
+	roster, err := device.NewRoster(rosterConfig(a))
+	require.NoError(t, err)
+	_, err = st.MergeRoster(context.Background(), roster, 0)
+	require.NoError(t, err)
+	_, err = roster.Lookup(tablet.ID())
+	assert.ErrorIs(t, err, device.ErrRevoked, "the roster holds the revocation")
+
+	code, _, stderr = cloud(t, "revoke", "-dir", dir, "-device", tablet.ID())
+	assert.Equal(t, 1, code)
+	assert.Contains(t, stderr, "no device")
+}

@@ -35,10 +35,15 @@ func revoke(ctx context.Context, fs *flag.FlagSet, at where, stdout, _ io.Writer
 	if err != nil {
 		return err
 	}
+	// The device's last enrolment, unless a revocation followed it.
 	var found *enrolment
 	for i := range list {
-		if e := &list[i]; e.Revoked.IsZero() && (e.Device == name || e.Replica == name) {
+		e := &list[i]
+		switch {
+		case e.Revoked.IsZero() && (e.Device == name || e.Replica == name):
 			found = e
+		case !e.Revoked.IsZero() && found != nil && e.Replica == found.Replica:
+			found = nil
 		}
 	}
 	if found == nil {
