@@ -100,8 +100,13 @@ type rxAlert struct {
 	ids        []string
 	ms         []rxMatch
 	inConflict bool
-	what       string // the substance, code or class the prescriptions share
+	// whats are the substances, codes or classes the prescriptions
+	// share.
+	whats []string
 }
+
+// what names what the prescriptions share.
+func (a rxAlert) what() string { return strings.Join(a.whats, ", ") }
 
 // alertsOf returns, for every name under which at least two
 // prescriptions are found, an alert for those found by the values shown
@@ -109,7 +114,7 @@ type rxAlert struct {
 // of them; one alert for each set of prescriptions, by the values shown
 // if it can be.
 func (g rxGroups) alerts(what func(name string) string) []rxAlert {
-	bySet := map[string]rxAlert{}
+	bySet := map[string]*rxAlert{}
 	offer := func(ms []rxMatch, inConflict bool, name string) {
 		if len(ms) < 2 {
 			return
@@ -120,10 +125,15 @@ func (g rxGroups) alerts(what func(name string) string) []rxAlert {
 		}
 		slices.Sort(ids)
 		key := strings.Join(ids, " ")
-		if o, ok := bySet[key]; ok && (!o.inConflict || inConflict) {
-			return
+		if o, ok := bySet[key]; ok {
+			if o.inConflict == inConflict && !slices.Contains(o.whats, what(name)) {
+				o.whats = append(o.whats, what(name)) // one set, found under two names
+			}
+			if !o.inConflict || inConflict {
+				return
+			}
 		}
-		bySet[key] = rxAlert{ids: ids, ms: ms, inConflict: inConflict, what: what(name)}
+		bySet[key] = &rxAlert{ids: ids, ms: ms, inConflict: inConflict, whats: []string{what(name)}}
 	}
 	for _, name := range slices.Sorted(maps.Keys(g)) {
 		all := g[name]
@@ -133,7 +143,10 @@ func (g rxGroups) alerts(what func(name string) string) []rxAlert {
 			offer(all, true, name)
 		}
 	}
-	out := slices.Collect(maps.Values(bySet))
+	out := make([]rxAlert, 0, len(bySet))
+	for _, a := range bySet {
+		out = append(out, *a)
+	}
 	slices.SortFunc(out, func(a, b rxAlert) int { return slices.Compare(a.ids, b.ids) })
 	return out
 }
@@ -167,8 +180,11 @@ func rxLines(ms []rxMatch) string {
 			p.RecordedBy, p.RecordedAt.Format(time.DateOnly))
 		if !m.shown {
 			what := "its drug"
-			if m.field == "drug_code" {
+			switch m.field {
+			case "drug_code":
 				what = "its drug code"
+			case "atc":
+				what = "its ATC code"
 			}
 			lines[i] += " (" + inConflictNote(what, m.w) + ")"
 		}
@@ -176,29 +192,57 @@ func rxLines(ms []rxMatch) string {
 	return strings.Join(lines, "; ")
 }
 
-// duplicateAlerts finds active prescriptions of the same substance (by
-// name, see substance, or by drug code), and of the same drug class.
+// duplicateAlerts finds active prescriptions of the same substance and
+// of the same drug class. A drug the dictionary knows (by its name, ATC
+// code or drug code) is one substance whatever its name, and is of its
+// ATC level-4 class (unless its members are given together by design)
+// and of its groups of cross-reacting drugs; a drug it does not know is
+// compared by name (see substance) and the small class table, or by its
+// code as written.
 func duplicateAlerts(v *View, s *state, names drugNames) []Alert {
+	dict := DrugDictionary()
 	same, class := rxGroups{}, rxGroups{}
+	coded := func(r rxDrug, m rxMatch) {
+		same.add("drug:"+dict.drugs[r.drug].Name, m)
+		if !dict.TogetherByDesign(r.code) {
+			class.add("atc:"+r.code[:5], m)
+		}
+		for _, g := range dict.groupsOf[r.drug] {
+			class.add(dict.groups[g].Name, m)
+		}
+	}
 	for _, p := range v.Prescriptions {
 		e := s.entries[p.ID]
 		if p.Status != StatusActive || e == nil {
 			continue
 		}
-		for i, w := range e.competing("drug") {
-			m := rxMatch{p: p, shown: i == 0, w: w, field: "drug"}
-			d := names.of(w.Value)
-			if d.sub == "" {
-				continue
-			}
-			same.add("name:"+d.sub, m)
-			for _, c := range d.subClasses {
-				class.add(drugClasses[c].name, m)
-			}
-		}
-		for i, w := range e.competing("drug_code") {
-			if w.Value != "" {
-				same.add("code:"+w.Value, rxMatch{p: p, shown: i == 0, w: w, field: "drug_code"})
+		for _, field := range []string{"drug", "atc", "drug_code"} {
+			for i, w := range e.competing(field) {
+				if w.Value == "" {
+					continue
+				}
+				m := rxMatch{p: p, shown: i == 0, w: w, field: field}
+				r := names.rxValue(field, w.Value)
+				if field != "drug" {
+					if field == "drug_code" || r.drug < 0 {
+						same.add("code:"+w.Value, m)
+					}
+					if r.drug >= 0 {
+						coded(r, m)
+					}
+					continue
+				}
+				if r.drug >= 0 {
+					coded(r, m)
+					continue
+				}
+				if r.name.sub == "" {
+					continue
+				}
+				same.add("name:"+r.name.sub, m)
+				for _, c := range r.name.subClasses {
+					class.add(drugClasses[c].name, m)
+				}
 			}
 		}
 	}
@@ -207,29 +251,34 @@ func duplicateAlerts(v *View, s *state, names drugNames) []Alert {
 		if code, ok := strings.CutPrefix(name, "code:"); ok {
 			return "drug code " + code
 		}
-		return strings.TrimPrefix(name, "name:")
+		return strings.TrimPrefix(strings.TrimPrefix(name, "name:"), "drug:")
 	})
 	for _, d := range dups {
 		a := Alert{Kind: AlertDuplicateDrug, Severity: "high", Entries: d.ids, InConflict: d.inConflict,
 			Message: fmt.Sprintf("The same drug (%s) is prescribed %d times and all are active: %s: discontinue the ones not wanted",
-				d.what, len(d.ids), rxLines(d.ms))}
+				d.what(), len(d.ids), rxLines(d.ms))}
 		if d.inConflict {
 			a.Message = fmt.Sprintf("The same drug (%s) may be prescribed %d times, all active, by a value in a conflict: %s: settle the conflict, and discontinue the ones not wanted",
-				d.what, len(d.ids), rxLines(d.ms))
+				d.what(), len(d.ids), rxLines(d.ms))
 		}
 		out = append(out, a)
 	}
-	classes := class.alerts(func(name string) string { return name })
+	classes := class.alerts(func(name string) string {
+		if c, ok := strings.CutPrefix(name, "atc:"); ok {
+			return "ATC class " + c
+		}
+		return name
+	})
 	for _, c := range classes {
 		if slices.ContainsFunc(dups, func(d rxAlert) bool { return d.covers(c) }) {
 			continue // the same substance: the duplicate-drug alert says it
 		}
 		a := Alert{Kind: AlertDuplicateClass, Severity: "warning", Entries: c.ids, InConflict: c.inConflict,
 			Message: fmt.Sprintf("%d drugs of one class (%s) are active: %s: check that each is meant",
-				len(c.ids), c.what, rxLines(c.ms))}
+				len(c.ids), c.what(), rxLines(c.ms))}
 		if c.inConflict {
 			a.Message = fmt.Sprintf("%d drugs of one class (%s) may be active, by a value in a conflict: %s: settle the conflict, and check that each is meant",
-				len(c.ids), c.what, rxLines(c.ms))
+				len(c.ids), c.what(), rxLines(c.ms))
 		}
 		out = append(out, a)
 	}
@@ -253,7 +302,7 @@ func allergyAlerts(v *View, s *state, names drugNames) []Alert {
 				continue
 			}
 			rx := fmt.Sprintf("%s %s %s %s", p.Drug, fmtFloat(p.Dose), p.DoseUnit, p.Frequency)
-			if names.allergic(a.Substance, p.Drug) {
+			if names.allergicToShown(a.Substance, p) {
 				out = append(out, Alert{Kind: AlertAllergyDrug, Severity: "high", Entries: []string{a.ID, p.ID},
 					Message: fmt.Sprintf("%s is prescribed but the patient is allergic to %s (%s): review before giving it",
 						rx, a.Substance, a.Severity)})
@@ -269,22 +318,41 @@ func allergyAlerts(v *View, s *state, names drugNames) []Alert {
 	return out
 }
 
+// rxFields are the fields of a prescription that name its drug.
+var rxFields = []string{"drug", "atc", "drug_code"}
+
+// allergicToShown reports whether an allergy to substance rules out the
+// drug of p as shown (by its name, ATC code or drug code).
+func (n drugNames) allergicToShown(substance string, p Prescription) bool {
+	for i, v := range []string{p.Drug, p.ATC, p.DrugCode} {
+		if v != "" && n.allergic(substance, n.rxValue(rxFields[i], v)) {
+			return true
+		}
+	}
+	return false
+}
+
 // allergicInConflict reports whether some substance of allergy ea rules
 // out some drug of prescription ep, counting values competing in a
 // conflict, and says which.
 func (n drugNames) allergicInConflict(ea, ep *entry) (string, bool) {
-	subs, drugs := ea.competing("substance"), ep.competing("drug")
-	for i, sw := range subs {
-		for j, dw := range drugs {
-			if (i > 0 || j > 0) && n.allergic(sw.Value, dw.Value) {
-				var notes []string
-				if i > 0 {
-					notes = append(notes, inConflictNote("the allergy's substance", sw))
+	subs := ea.competing("substance")
+	for _, field := range rxFields {
+		drugs := ep.competing(field)
+		for i, sw := range subs {
+			for j, dw := range drugs {
+				if (i > 0 || j > 0) && dw.Value != "" && n.allergic(sw.Value, n.rxValue(field, dw.Value)) {
+					var notes []string
+					if i > 0 {
+						notes = append(notes, inConflictNote("the allergy's substance", sw))
+					}
+					if j > 0 {
+						what := map[string]string{"drug": "the prescription's drug", "atc": "the prescription's ATC code",
+							"drug_code": "the prescription's drug code"}[field]
+						notes = append(notes, inConflictNote(what, dw))
+					}
+					return strings.Join(notes, "; "), true
 				}
-				if j > 0 {
-					notes = append(notes, inConflictNote("the prescription's drug", dw))
-				}
-				return strings.Join(notes, "; "), true
 			}
 		}
 	}

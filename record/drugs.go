@@ -83,23 +83,105 @@ type drugName struct {
 	sub     string // the substance (substance)
 	// subClasses are the classes of the substance (substanceClasses).
 	subClasses []int
+	// drug is the dictionary's drug the name finds, or -1.
+	drug int
+	// allergen lists what an allergy by this name names in the
+	// dictionary: its drugs and groups, found by the whole name or,
+	// failing that, by a word of it ("allergic to penicillin").
+	allergenDrugs, allergenGroups []int
 }
 
 func (n drugNames) of(name string) *drugName {
 	if d, ok := n[name]; ok {
 		return d
 	}
-	d := &drugName{norm: normDrug(name), sub: substance(name)}
+	d := &drugName{norm: normDrug(name), sub: substance(name), drug: -1}
 	d.classes, d.subClasses = classOf(d.norm), substanceClasses(d.sub)
+	dict := DrugDictionary()
+	if i, ok := dict.byKey[d.sub]; ok {
+		d.drug = i
+		d.allergenDrugs = []int{i}
+	} else if g, ok := dict.groupBy[d.sub]; ok {
+		d.allergenGroups = []int{g}
+	} else {
+		for _, w := range strings.FieldsFunc(d.norm, func(r rune) bool { return !unicode.IsLetter(r) && !unicode.IsDigit(r) }) {
+			k := substance(w)
+			if len(w) < 3 || k == "" {
+				continue
+			}
+			if i, ok := dict.byKey[k]; ok && !slices.Contains(d.allergenDrugs, i) {
+				d.allergenDrugs = append(d.allergenDrugs, i)
+			}
+			if g, ok := dict.groupBy[k]; ok && !slices.Contains(d.allergenGroups, g) {
+				d.allergenGroups = append(d.allergenGroups, g)
+			}
+		}
+	}
 	n[name] = d
 	return d
 }
 
-// allergic reports whether an allergy to substance rules out drug: one
-// name holds the other, they are the same substance, or they mention
-// one drug class.
-func (n drugNames) allergic(substance, drug string) bool {
-	a, d := n.of(substance), n.of(drug)
+// rxDrug is one value of a prescription's drug name, ATC code or other
+// drug code, as the checks see it.
+type rxDrug struct {
+	name *drugName // for a name; nil for a code
+	// drug is the dictionary's drug the value finds, or -1 (a free-text
+	// name, a code this dictionary does not know).
+	drug int
+	// code is the ATC code whose level-4 class is the drug's class: the
+	// code written, or the drug's first code for a name.
+	code string
+}
+
+// rxValue reads one value of a prescription's field (drug, atc or
+// drug_code).
+func (n drugNames) rxValue(field, value string) rxDrug {
+	dict := DrugDictionary()
+	if field == "drug" {
+		d := n.of(value)
+		r := rxDrug{name: d, drug: d.drug}
+		if d.drug >= 0 {
+			r.code = dict.drugs[d.drug].Code()
+		}
+		return r
+	}
+	if i, ok := dict.byCode[value]; ok {
+		return rxDrug{drug: i, code: value}
+	}
+	return rxDrug{drug: -1}
+}
+
+// allergic reports whether an allergy to substance rules out the drug r.
+// When the dictionary knows the drug and the allergy names drugs or
+// groups of it, they decide: the same drug, a drug sharing a substance
+// (a combination and one of its parts), or one group. Otherwise the names
+// are compared: one name holds the other, they are the same substance, or
+// they mention one drug class of the small table.
+func (n drugNames) allergic(substance string, r rxDrug) bool {
+	a := n.of(substance)
+	dict := DrugDictionary()
+	if r.drug >= 0 && len(a.allergenDrugs)+len(a.allergenGroups) > 0 {
+		return dict.rulesOut(a.allergenDrugs, a.allergenGroups, r.drug)
+	}
+	if r.name == nil {
+		if r.drug < 0 {
+			return false // a code this dictionary does not know
+		}
+		r.name = n.of(dict.drugs[r.drug].Name)
+	}
+	if n.allergicByName(a, r.name) {
+		return true
+	}
+	for _, i := range a.allergenDrugs {
+		if n.allergicByName(n.of(dict.drugs[i].Name), r.name) {
+			return true
+		}
+	}
+	return false
+}
+
+// allergicByName compares an allergy's name and a drug's name.
+func (n drugNames) allergicByName(a, d *drugName) bool {
 	if a.norm == "" || d.norm == "" {
 		return false
 	}
@@ -112,6 +194,54 @@ func (n drugNames) allergic(substance, drug string) bool {
 		}
 	}
 	return false
+}
+
+// rulesOut reports whether an allergy to the drugs and groups named rules
+// out drug d.
+func (d *Dictionary) rulesOut(drugs, groups []int, rx int) bool {
+	for _, x := range drugs {
+		if x == rx {
+			return true
+		}
+		for _, c := range components(d.drugs[x].Name) {
+			if slices.Contains(components(d.drugs[rx].Name), c) {
+				return true
+			}
+		}
+		for _, g := range d.groupsOf[x] {
+			if slices.Contains(d.groupsOf[rx], g) {
+				return true
+			}
+		}
+	}
+	for _, g := range groups {
+		if slices.Contains(d.groupsOf[rx], g) {
+			return true
+		}
+	}
+	return false
+}
+
+// codeOf returns the ATC code a prescription of drug carries: atc when
+// given (well formed, and a code of the drug named when the dictionary
+// knows both), or else the code of the drug the dictionary finds by
+// name, or "".
+func codeOf(drug, atc string) (string, error) {
+	dict := DrugDictionary()
+	named, known := dict.Lookup(drug)
+	if atc == "" {
+		if known {
+			return named.Code(), nil
+		}
+		return "", nil
+	}
+	if !ValidATC(atc) {
+		return "", invalid("atc", "%q is not a level-5 ATC code such as J01CA04", atc)
+	}
+	if byCode, ok := dict.Code(atc); ok && known && byCode.Name != named.Name {
+		return "", invalid("atc", "%s is the code of %s, not of %s (%s)", atc, byCode.Name, strings.TrimSpace(drug), named.Name)
+	}
+	return atc, nil
 }
 
 // Words a drug's name may carry besides its substance.

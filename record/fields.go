@@ -191,6 +191,7 @@ var fields = map[string]map[string]fieldSpec{
 	},
 	KindPrescription: {
 		"drug": text(200), "drug_code": optional(pattern(reCode, "a drug code")),
+		"atc":  optional(pattern(reATC, "a level-5 ATC code such as J01CA04")),
 		"dose": number(0.0001, 100000), "unit": oneOf(doseUnits...), "route": oneOf(routes...),
 		"frequency": oneOf(frequencies...), "duration_days": optional(number(1, 3650)),
 		"start": optional(date), "end": optional(date), "instructions": text(1000),

@@ -484,7 +484,16 @@ func (c ChangeDiagnosisStatus) plan(s *state, at time.Time) (*plan, error) {
 // hold, completed, stopped or marked entered in error.
 type Prescribe struct {
 	Drug string
-	// DrugCode is an optional code (RxNorm, ATC or a national list).
+	// ATC is the drug's WHO ATC code (level 5, such as J01CA04). When
+	// empty, it is the code of the drug the dictionary finds by Drug
+	// (DrugDictionary().Lookup), if any: a drug it does not know is
+	// recorded as written, and shown uncoded. A code given must be well
+	// formed and, when the dictionary knows both the code and the name,
+	// be a code of the drug named; a well-formed code the dictionary does
+	// not know is kept (a newer dictionary may know it).
+	ATC string
+	// DrugCode is an optional code of another system (RxNorm, a national
+	// list), kept as written.
 	DrugCode string
 	Dose     float64
 	// DoseUnit is one of mg, g, mcg, ml, IU, units, tablet, capsule, drop,
@@ -523,9 +532,16 @@ func (rx Prescribe) plan(s *state, at time.Time) (*plan, error) {
 	if rx.Start != "" && rx.End != "" && rx.End < rx.Start {
 		return nil, invalid("end", "%s is before the start %s", rx.End, rx.Start)
 	}
+	atc, err := codeOf(rx.Drug, rx.ATC)
+	if err != nil {
+		return nil, err
+	}
 	id := newID()
 	p := &plan{op: "prescribe", entry: id}
 	p.put(KindPrescription, id, "drug", strings.TrimSpace(rx.Drug))
+	if atc != "" {
+		p.put(KindPrescription, id, "atc", atc)
+	}
 	p.put(KindPrescription, id, "dose", fmtFloat(rx.Dose))
 	p.put(KindPrescription, id, "unit", rx.DoseUnit)
 	p.put(KindPrescription, id, "route", rx.Route)

@@ -711,7 +711,8 @@ func TestPrescriptionLifecycle(t *testing.T) {
 		Route: "oral", Frequency: "BD", DurationDays: 3, Start: "2026-03-02", End: "2026-03-04", Instructions: "with food"})
 	p, ok := findRx(view(t, c), id)
 	require.True(t, ok)
-	assert.Equal(t, record.Prescription{ID: id, Drug: "Artemether/lumefantrine", DrugCode: "ATC:P01BF01", Dose: 4, DoseUnit: "tablet",
+	assert.Equal(t, record.Prescription{ID: id, Drug: "Artemether/lumefantrine", ATC: "P01BF01", Substance: "artemether + lumefantrine",
+		DrugCode: "ATC:P01BF01", Dose: 4, DoseUnit: "tablet",
 		Route: "oral", Frequency: "BD", DurationDays: 3, Start: "2026-03-02", End: "2026-03-04", Instructions: "with food",
 		Status: record.StatusActive, Recorded: record.Recorded{RecordedAt: at, RecordedBy: doctor}}, p)
 

@@ -82,8 +82,15 @@ type Diagnosis struct {
 
 // Prescription is a medication order.
 type Prescription struct {
-	ID           string  `json:"id"`
-	Drug         string  `json:"drug"`
+	ID   string `json:"id"`
+	Drug string `json:"drug"`
+	// ATC is the drug's WHO ATC code, and Substance the name the drug
+	// dictionary gives it when it knows the code. Uncoded is true for a
+	// drug recorded as free text, with no ATC code: its checks for
+	// duplicate therapy and allergies go by its name alone.
+	ATC          string  `json:"atc,omitempty"`
+	Substance    string  `json:"substance,omitempty"`
+	Uncoded      bool    `json:"uncoded,omitempty"`
 	DrugCode     string  `json:"drug_code,omitempty"`
 	Dose         float64 `json:"dose"`
 	DoseUnit     string  `json:"dose_unit"`
@@ -252,13 +259,18 @@ func buildView(doc *crdt.Doc, s *state, heads crdt.Heads) (View, error) {
 			case KindPrescription:
 				dose, _ := parseFloat(e.value("dose"))
 				days, _ := strconv.Atoi(e.value("duration_days"))
-				v.Prescriptions = append(v.Prescriptions, Prescription{
-					ID: e.id, Drug: e.value("drug"), DrugCode: e.value("drug_code"), Dose: dose,
+				rx := Prescription{
+					ID: e.id, Drug: e.value("drug"), ATC: e.value("atc"), DrugCode: e.value("drug_code"), Dose: dose,
 					DoseUnit: e.value("unit"), Route: e.value("route"), Frequency: e.value("frequency"),
 					DurationDays: days, Start: e.value("start"), End: e.value("end"),
 					Instructions: e.value("instructions"), Status: e.value("status"),
 					StatusReason: e.statusReason("status"), ExternalID: ext, Recorded: rec,
-				})
+				}
+				if d, ok := DrugDictionary().Code(rx.ATC); ok {
+					rx.Substance = d.Name
+				}
+				rx.Uncoded = rx.ATC == ""
+				v.Prescriptions = append(v.Prescriptions, rx)
 			case KindLabResult:
 				l := labResult(e, rec)
 				l.ExternalID = ext
