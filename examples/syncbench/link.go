@@ -107,9 +107,13 @@ func (l link) toB(ctx context.Context) (replica.Outgoing, replica.Received, erro
 	if err != nil {
 		return out, replica.Received{}, err
 	}
+	// The link is an authenticated channel, as HTTPS with device
+	// certificates is: each side names the sender it expects, so a
+	// replica with Keys takes an unsigned bundle's positions (one
+	// without Sender would ignore them, and the exchange would never end).
 	var rec replica.Received
 	if l.clinic == "" {
-		rec, err = l.b.Receive(ctx, out.Data)
+		rec, err = l.b.ReceiveFrom(ctx, out.Data, replica.ReceiveOptions{Sender: l.a.ID()})
 	} else {
 		rec, err = l.b.ReceiveFrom(ctx, out.Data, replica.ReceiveOptions{Sender: l.a.ID(), Clinic: l.clinic, CheckAuthors: l.checks})
 	}
@@ -122,7 +126,7 @@ func (l link) toA(ctx context.Context) (replica.Outgoing, replica.Received, erro
 	if err != nil {
 		return back, replica.Received{}, err
 	}
-	rec, err := l.a.Receive(ctx, back.Data)
+	rec, err := l.a.ReceiveFrom(ctx, back.Data, replica.ReceiveOptions{Sender: l.b.ID()})
 	return back, rec, err
 }
 
@@ -138,6 +142,7 @@ func exchange(ctx context.Context, l link, res *result, prog *progress) error {
 	var spent time.Duration // on counting, less from the wall time
 	start := time.Now()
 	defer func() { res.WallMS += (time.Since(start) - spent).Milliseconds() }()
+	distinct, stale := 0, 0
 	for rt := 1; rt <= maxRoundTrips; rt++ {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("after %d round trips: %w", rt-1, err)
@@ -167,6 +172,17 @@ func exchange(ctx context.Context, l link, res *result, prog *progress) error {
 		}
 		if out.Complete && back.Complete {
 			return nil
+		}
+		if moved := out.Changes + back.Changes; moved > 0 && len(seen) == distinct {
+			stale++
+		} else {
+			stale = 0
+		}
+		distinct = len(seen)
+		if stale >= 3 {
+			// Round trips moving only changes already moved: the
+			// replicas are not taking each other's positions.
+			return fmt.Errorf("no progress after %d round trips: the bundles repeat changes already sent (positions refused: %v, %v)", rt, recB.PositionsRefused, recA.PositionsRefused)
 		}
 	}
 	return errors.New("no convergence after 100000 round trips")
