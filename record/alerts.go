@@ -369,7 +369,7 @@ func criticalLabAlerts(v *View, s *state) []Alert {
 	for _, l := range v.LabResults {
 		if l.Interpretation == InterpretationCritical {
 			out = append(out, Alert{Kind: AlertCriticalLab, Severity: "high", Entries: []string{l.ID},
-				Message: fmt.Sprintf("%s is critical: %s %s (specimen %s)", l.Test, fmtFloat(*l.Value), l.Unit,
+				Message: fmt.Sprintf("%s is critical: %s (specimen %s)", l.Test, labValue(l.Value, l.TextValue, l.Unit),
 					l.SpecimenAt.Format(time.DateOnly))})
 			continue
 		}
@@ -389,6 +389,16 @@ func criticalLabAlerts(v *View, s *state) []Alert {
 			}
 			found = append(found, what)
 		}
+		for i, w := range e.competing("text") {
+			if w.Value == "" || !criticalText(w.Value, e.competing("critical_text")) {
+				continue
+			}
+			what := fmt.Sprintf("%q by %s on %s", w.Value, w.author(), w.time().Format(time.DateOnly))
+			if i == 0 {
+				what += " against a critical text in the conflict"
+			}
+			found = append(found, what)
+		}
 		if len(found) == 0 {
 			continue
 		}
@@ -397,6 +407,17 @@ func criticalLabAlerts(v *View, s *state) []Alert {
 				l.Test, strings.Join(found, "; "), labValue(l.Value, l.TextValue, l.Unit), l.SpecimenAt.Format(time.DateOnly))})
 	}
 	return out
+}
+
+// criticalText reports whether a text value is listed critical by one of
+// the critical text lists written.
+func criticalText(v string, lists []*write) bool {
+	for _, w := range lists {
+		if interpretText(v, "", nil, lines(w.Value)) == InterpretationCritical {
+			return true
+		}
+	}
+	return false
 }
 
 // criticalAgainst reports whether x is below a critical low limit or

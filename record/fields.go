@@ -126,6 +126,62 @@ func pattern(re *regexp.Regexp, what string) fieldSpec {
 	}
 }
 
+// textList checks a list of texts stored one a line: at most n, each
+// non-blank and at most max characters.
+func textList(n, max int) fieldSpec {
+	item := text(max)
+	return func(v string) error {
+		if v == "" {
+			return nil
+		}
+		items := strings.Split(v, "\n")
+		if len(items) > n {
+			return fmt.Errorf("lists more than %d texts", n)
+		}
+		for _, it := range items {
+			if strings.TrimSpace(it) == "" {
+				return errors.New("lists an empty text")
+			}
+			if err := item(it); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
+
+// loinc checks a LOINC code: its number, a hyphen and its mod-10 check
+// digit.
+func loinc(v string) error {
+	if !reLOINC.MatchString(v) {
+		return fmt.Errorf("%q is not a LOINC code such as 718-7", v)
+	}
+	if !ValidLOINC(v) {
+		return fmt.Errorf("%q has the wrong check digit", v)
+	}
+	return nil
+}
+
+// ValidLOINC reports whether code is a well-formed LOINC code: up to
+// seven digits, a hyphen and the check digit LOINC's mod-10 algorithm
+// gives (718-7, 2345-7). It does not tell whether LOINC defines the code.
+func ValidLOINC(code string) bool {
+	if !reLOINC.MatchString(code) {
+		return false
+	}
+	num, check, _ := strings.Cut(code, "-")
+	sum := 0
+	for i := 0; i < len(num); i++ {
+		d := int(num[len(num)-1-i] - '0')
+		if i%2 == 0 { // odd positions from the right are doubled
+			d *= 2
+			d = d/10 + d%10
+		}
+		sum += d
+	}
+	return int(check[0]-'0') == (10-sum%10)%10
+}
+
 func date(v string) error {
 	if _, err := time.Parse(time.DateOnly, v); err != nil {
 		return fmt.Errorf("%q is not a date (YYYY-MM-DD)", v)
@@ -198,8 +254,9 @@ var fields = map[string]map[string]fieldSpec{
 		"status": oneOf(StatusActive, StatusOnHold, StatusCompleted, StatusStopped, StatusEnteredInError), "status_reason": text(500),
 	},
 	KindLabResult: {
-		"test": text(200), "loinc": optional(pattern(reLOINC, "a LOINC code such as 718-7")),
+		"test": text(200), "loinc": optional(loinc),
 		"value": optional(number(-1e9, 1e9)), "text": text(500), "unit": text(40),
+		"ref_text": text(200), "abnormal_text": textList(20, 200), "critical_text": textList(20, 200),
 		"ref_low": optional(number(-1e9, 1e9)), "ref_high": optional(number(-1e9, 1e9)),
 		"critical_low": optional(number(-1e9, 1e9)), "critical_high": optional(number(-1e9, 1e9)),
 		"specimen_at": timestamp,

@@ -702,7 +702,17 @@ type RecordLabResult struct {
 	// CriticalLow and CriticalHigh bound values that need action now.
 	CriticalLow  *float64
 	CriticalHigh *float64
-	SpecimenAt   time.Time
+	// RefText is the reference range as text, such as "negative" or
+	// "<1000 copies/mL": a text value equal to it is normal.
+	RefText string
+	// AbnormalTexts and CriticalTexts are the text values that are
+	// abnormal ("positive") or need action now. A text value is compared
+	// with them and RefText ignoring case and extra spaces; a text value
+	// none of them names is not interpreted. They apply to text values
+	// only.
+	AbnormalTexts []string
+	CriticalTexts []string
+	SpecimenAt    time.Time
 	// Status is preliminary or final (the default).
 	Status string
 	// ExternalID is the entry's identifier in another system (an imported
@@ -722,6 +732,10 @@ func (l RecordLabResult) plan(s *state, at time.Time) (*plan, error) {
 	}
 	if l.CriticalLow != nil && l.CriticalHigh != nil && *l.CriticalLow > *l.CriticalHigh {
 		return nil, invalid("critical_low", "the critical range %g–%g is reversed", *l.CriticalLow, *l.CriticalHigh)
+	}
+	abnormal, critical, err := checkTextRules(l.Value != nil, l.RefText, l.AbnormalTexts, l.CriticalTexts)
+	if err != nil {
+		return nil, err
 	}
 	if l.SpecimenAt.IsZero() {
 		return nil, invalid("specimen_at", "the specimen time is required")
@@ -746,7 +760,8 @@ func (l RecordLabResult) plan(s *state, at time.Time) (*plan, error) {
 			p.put(KindLabResult, id, f.field, fmtFloat(*f.v))
 		}
 	}
-	for _, f := range []struct{ field, v string }{{"loinc", l.LOINC}, {"text", l.TextValue}, {"unit", l.Unit}} {
+	for _, f := range []struct{ field, v string }{{"loinc", l.LOINC}, {"text", l.TextValue}, {"unit", l.Unit},
+		{"ref_text", strings.TrimSpace(l.RefText)}, {"abnormal_text", abnormal}, {"critical_text", critical}} {
 		if f.v != "" {
 			p.put(KindLabResult, id, f.field, f.v)
 		}
@@ -759,6 +774,49 @@ func (l RecordLabResult) plan(s *state, at time.Time) (*plan, error) {
 	p.summary = fmt.Sprintf("Recorded %s result %s (%s)", strings.TrimSpace(l.Test), labValue(l.Value, l.TextValue, l.Unit), l.Status)
 	return p, nil
 }
+
+// checkTextRules checks the text rules of a lab result and returns the
+// abnormal and critical texts as stored (one a line).
+func checkTextRules(numeric bool, ref string, abnormal, critical []string) (string, string, error) {
+	if numeric && len(abnormal)+len(critical) > 0 {
+		field := "abnormal_text"
+		if len(abnormal) == 0 {
+			field = "critical_text"
+		}
+		return "", "", invalid(field, "text rules apply to text values, not to a numeric value")
+	}
+	seen := map[string]string{}
+	if r := foldText(ref); r != "" {
+		seen[r] = "ref_text"
+	}
+	for _, l := range []struct {
+		field string
+		texts []string
+	}{{"abnormal_text", abnormal}, {"critical_text", critical}} {
+		for _, t := range l.texts {
+			k := foldText(t)
+			if k == "" {
+				return "", "", invalid(l.field, "lists an empty text")
+			}
+			if o, ok := seen[k]; ok && o != l.field {
+				return "", "", invalid(l.field, "%q is also given as %s", strings.TrimSpace(t), strings.ReplaceAll(o, "_", " "))
+			}
+			seen[k] = l.field
+		}
+	}
+	trimmed := func(ts []string) string {
+		out := make([]string, len(ts))
+		for i, t := range ts {
+			out[i] = strings.TrimSpace(t)
+		}
+		return strings.Join(out, "\n")
+	}
+	return trimmed(abnormal), trimmed(critical), nil
+}
+
+// foldText is what text results are compared by: lower case, spaces
+// collapsed.
+func foldText(s string) string { return strings.Join(strings.Fields(strings.ToLower(s)), " ") }
 
 func checkLabValue(v *float64, text, unit string) error {
 	switch {

@@ -119,8 +119,15 @@ type LabResult struct {
 	RefHigh      *float64 `json:"ref_high,omitempty"`
 	CriticalLow  *float64 `json:"critical_low,omitempty"`
 	CriticalHigh *float64 `json:"critical_high,omitempty"`
-	// Interpretation is low, normal, high or critical, computed from the
-	// ranges; empty when there is no range or no numeric value.
+	// RefText is the reference range as text ("negative"); AbnormalTexts
+	// and CriticalTexts the text values that are abnormal or critical.
+	RefText       string   `json:"ref_text,omitempty"`
+	AbnormalTexts []string `json:"abnormal_texts,omitempty"`
+	CriticalTexts []string `json:"critical_texts,omitempty"`
+	// Interpretation is low, normal, high or critical for a numeric
+	// value, computed from the ranges; for a text value, critical or
+	// abnormal when its text is listed so, normal when it equals the
+	// text reference range; empty when no range or rule applies.
 	Interpretation string    `json:"interpretation,omitempty"`
 	SpecimenAt     time.Time `json:"specimen_at"`
 	Status         string    `json:"status"`
@@ -370,6 +377,7 @@ func labResult(e *entry, rec Recorded) LabResult {
 		TextValue: e.value("text"), Unit: e.value("unit"),
 		RefLow: optFloat(e.value("ref_low")), RefHigh: optFloat(e.value("ref_high")),
 		CriticalLow: optFloat(e.value("critical_low")), CriticalHigh: optFloat(e.value("critical_high")),
+		RefText: e.value("ref_text"), AbnormalTexts: lines(e.value("abnormal_text")), CriticalTexts: lines(e.value("critical_text")),
 		Status: e.value("status"), StatusReason: e.statusReason("status"), Recorded: rec,
 	}
 	l.SpecimenAt, _ = time.Parse(time.RFC3339, e.value("specimen_at"))
@@ -393,17 +401,48 @@ func labResult(e *entry, rec Recorded) LabResult {
 	return l
 }
 
-// Interpretations of a numeric lab result.
+// Interpretations of a lab result.
 const (
 	InterpretationLow      = "low"
 	InterpretationNormal   = "normal"
 	InterpretationHigh     = "high"
 	InterpretationCritical = "critical"
+	// InterpretationAbnormal is a text value listed as abnormal.
+	InterpretationAbnormal = "abnormal"
 )
+
+// lines splits a stored list of texts.
+func lines(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, "\n")
+}
+
+// interpretText interprets a text value by the rules stated: listed
+// critical, listed abnormal, or equal to the text reference range.
+func interpretText(text, ref string, abnormal, critical []string) string {
+	t := foldText(text)
+	if t == "" {
+		return ""
+	}
+	has := func(list []string) bool {
+		return slices.ContainsFunc(list, func(s string) bool { return foldText(s) == t })
+	}
+	switch {
+	case has(critical):
+		return InterpretationCritical
+	case has(abnormal):
+		return InterpretationAbnormal
+	case foldText(ref) == t:
+		return InterpretationNormal
+	}
+	return ""
+}
 
 func interpret(l LabResult) string {
 	if l.Value == nil {
-		return ""
+		return interpretText(l.TextValue, l.RefText, l.AbnormalTexts, l.CriticalTexts)
 	}
 	v := *l.Value
 	switch {
