@@ -70,6 +70,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/chartsync/chartsync/crdt"
 	"github.com/chartsync/chartsync/record"
@@ -240,6 +241,7 @@ func (l Lookup) Matches(key string) bool {
 }
 
 // Search selects patients' charts by their search keys, for Index.Search.
+// Keys and lookups are UTF-8 text, compared byte by byte.
 // A chart is selected when every term has a lookup that finds one of the
 // chart's keys; a term with no lookups selects nothing, and so does a
 // Search with no terms.
@@ -264,15 +266,23 @@ func (s Search) Selects(keys []string) bool {
 	return true
 }
 
-// PrefixEnd returns the smallest string greater than every string that
-// starts with prefix, for a range scan [prefix, end); ok is false when
-// there is none (prefix is empty or all 0xff bytes: scan to the end).
+// PrefixEnd returns the smallest UTF-8 string greater than every string
+// that starts with prefix (its last character replaced by the next one),
+// for a range scan [prefix, end) over keys compared byte by byte, which
+// for UTF-8 is the order of code points; ok is false when there is none
+// (prefix is empty, or ends in characters that have no next one: scan to
+// the end). prefix must be valid UTF-8, as keys are.
 func PrefixEnd(prefix string) (end string, ok bool) {
-	b := []byte(prefix)
-	for i := len(b) - 1; i >= 0; i-- {
-		if b[i] < 0xff {
-			b[i]++
-			return string(b[:i+1]), true
+	for prefix != "" {
+		r, size := utf8.DecodeLastRuneInString(prefix)
+		prefix = prefix[:len(prefix)-size]
+		switch {
+		case r == utf8.MaxRune:
+			continue
+		case r == 0xD7FF: // the surrogates are not characters
+			return prefix + "\uE000", true
+		default:
+			return prefix + string(r+1), true
 		}
 	}
 	return "", false

@@ -19,6 +19,17 @@
 // own. Ready tells a health check whether the database answers and is
 // migrated; Stat gives the pool's figures.
 //
+// # Search
+//
+// The table chart_keys holds a row (key, chart) per search key of each
+// patient's chart (store.Chart.Keys), and charts.keys the chart's keys as
+// last written. Write replaces a chart's rows (those it lost deleted,
+// those it gained added) under the log head's lock, in the batch's
+// transaction. Search reads, per lookup, one range of chart_keys' primary
+// key ("C" collation: byte order), unites a term's ranges, intersects the
+// terms, and only then reads the charts found. Migration 2 builds the
+// table from the charts' entries (store.EntryKeys).
+//
 // # Log positions in commit order
 //
 // Several nodes write to the log at once, and a peer that reads the log

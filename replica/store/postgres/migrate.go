@@ -7,6 +7,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/chartsync/chartsync/replica/store"
 )
 
 // ErrSchemaTooNew is returned by Open when the database's schema was
@@ -28,9 +30,9 @@ var ErrNotMigrated = errors.New("postgres store: schema migrations not applied")
 // locale. Peer positions are uint64 in Go and bigint here, stored bit for
 // bit (a position above 2^63 reads back as it was written, though SQL
 // sees it negative); log positions never come near that.
-var migrations = []string{
+var migrations = []migration{
 	// 1: the first schema.
-	`CREATE TABLE meta (
+	{sql: `CREATE TABLE meta (
 		key   text COLLATE "C" PRIMARY KEY,
 		value text NOT NULL
 	);
@@ -94,7 +96,57 @@ var migrations = []string{
 		clinic text COLLATE "C" NOT NULL,
 		seq    bigint NOT NULL,
 		PRIMARY KEY (clinic, seq)
-	);`,
+	);`},
+	// 2: the index of patients' charts by search key (store.Search): each
+	// chart's keys as last written, and a row (key, chart) per key,
+	// filled from the charts' entries (store.EntryKeys).
+	{sql: `ALTER TABLE charts ADD COLUMN keys text[] NOT NULL DEFAULT '{}';
+	CREATE TABLE chart_keys (
+		key   text COLLATE "C" NOT NULL,
+		chart text COLLATE "C" NOT NULL,
+		PRIMARY KEY (key, chart)
+	);`, fill: indexEntries},
+}
+
+// migration is one step of the schema: its statements, then, if set,
+// fill, which writes in the same transaction what SQL alone cannot
+// compute.
+type migration struct {
+	sql  string
+	fill func(ctx context.Context, tx pgx.Tx) error
+}
+
+// indexEntries indexes the patients' charts by their entries'
+// store.EntryKeys (names, village, national ID), for charts written
+// before Chart.Keys existed; a chart's phones and other identifiers join
+// when it is next written.
+func indexEntries(ctx context.Context, tx pgx.Tx) error {
+	rows, err := tx.Query(ctx, "SELECT id, given, family, village, national_id FROM charts WHERE kind = ''")
+	if err != nil {
+		return fmt.Errorf("read chart entries: %w", err)
+	}
+	var ids []string
+	var keys [][]string
+	for rows.Next() {
+		var c store.Chart
+		if err := rows.Scan(&c.ID, &c.GivenName, &c.FamilyName, &c.Village, &c.NationalID); err != nil {
+			rows.Close()
+			return fmt.Errorf("read chart entries: %w", err)
+		}
+		ids, keys = append(ids, c.ID), append(keys, store.EntryKeys(c))
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read chart entries: %w", err)
+	}
+	for i, id := range ids {
+		if _, err := tx.Exec(ctx, "UPDATE charts SET keys = $2 WHERE id = $1", id, keys[i]); err != nil {
+			return fmt.Errorf("index chart %s: %w", id, err)
+		}
+		if _, err := tx.Exec(ctx, "INSERT INTO chart_keys(key, chart) SELECT unnest($2::text[]), $1 ON CONFLICT DO NOTHING", id, keys[i]); err != nil {
+			return fmt.Errorf("index chart %s: %w", id, err)
+		}
+	}
+	return nil
 }
 
 // SchemaVersion is the schema version this package migrates a database to.
@@ -132,8 +184,13 @@ func migrate(ctx context.Context, pool *pgxpool.Pool, schema string) error {
 			return fmt.Errorf("%w: schema %s is at version %d, this program knows up to %d", ErrSchemaTooNew, schema, version, len(migrations))
 		}
 		for v := version; v < len(migrations); v++ {
-			if _, err := tx.Exec(ctx, migrations[v]); err != nil {
+			if _, err := tx.Exec(ctx, migrations[v].sql); err != nil {
 				return fmt.Errorf("migrate schema %s to version %d: %w", schema, v+1, err)
+			}
+			if fill := migrations[v].fill; fill != nil {
+				if err := fill(ctx, tx); err != nil {
+					return fmt.Errorf("migrate schema %s to version %d: %w", schema, v+1, err)
+				}
 			}
 			if _, err := tx.Exec(ctx, "INSERT INTO schema_migrations(version) VALUES ($1)", v+1); err != nil {
 				return fmt.Errorf("record schema version %d: %w", v+1, err)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -304,14 +305,26 @@ func decodeHeads(b []byte) (crdt.Heads, error) {
 	return h, nil
 }
 
-const chartCols = "id, kind, heads, given, family, village, national_id, home_clinic, scope, updated"
+const chartCols = "id, kind, heads, given, family, village, national_id, home_clinic, scope, updated, keys"
+
+// chartColsOf returns chartCols of the charts table named alias.
+func chartColsOf(alias string) string {
+	cols := strings.Split(chartCols, ", ")
+	for i, c := range cols {
+		cols[i] = alias + "." + c
+	}
+	return strings.Join(cols, ", ")
+}
 
 func scanChart(row pgx.Row) (store.Chart, error) {
 	var c store.Chart
 	var heads []byte
 	var updated *time.Time
-	if err := row.Scan(&c.ID, &c.Kind, &heads, &c.GivenName, &c.FamilyName, &c.Village, &c.NationalID, &c.HomeClinic, &c.Scope, &updated); err != nil {
+	if err := row.Scan(&c.ID, &c.Kind, &heads, &c.GivenName, &c.FamilyName, &c.Village, &c.NationalID, &c.HomeClinic, &c.Scope, &updated, &c.Keys); err != nil {
 		return c, err
+	}
+	if len(c.Keys) == 0 {
+		c.Keys = nil
 	}
 	h, err := decodeHeads(heads)
 	if err != nil {
@@ -599,7 +612,64 @@ func logForQuery(q store.LogQuery) (string, []any) {
 	return query, args
 }
 
-// Search implements store.Index.
+// Search implements store.Index. Each lookup is an index range of
+// chart_keys (a prefix is a range of the "C"-collated keys, so LIKE's
+// wildcards play no part); a term's ranges are united (a bitmap OR of
+// the ranges) and the terms intersected before any chart's entry is
+// read.
 func (s *Store) Search(ctx context.Context, q store.Search) ([]store.Chart, error) {
-	return nil, nil
+	if err := s.check(); err != nil {
+		return nil, err
+	}
+	if len(q.Terms) == 0 || slices.ContainsFunc(q.Terms, func(t []store.Lookup) bool { return len(t) == 0 }) {
+		return nil, nil
+	}
+	query, args := searchQuery(q)
+	rows, err := s.pool.Query(ctx, query, args...)
+	if err != nil {
+		return nil, s.readErr("search charts", err)
+	}
+	defer rows.Close()
+	var out []store.Chart
+	for rows.Next() {
+		c, err := scanChart(rows)
+		if err != nil {
+			return nil, s.readErr("search charts", err)
+		}
+		out = append(out, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.readErr("search charts", err)
+	}
+	return out, nil
+}
+
+// searchQuery returns Search's statement and its arguments.
+func searchQuery(q store.Search) (string, []any) {
+	var terms []string
+	var args []any
+	arg := func(v any) string {
+		args = append(args, v)
+		return fmt.Sprintf("$%d", len(args))
+	}
+	for _, term := range q.Terms {
+		var parts []string
+		for _, l := range term {
+			switch end, bounded := store.PrefixEnd(l.Key); {
+			case !l.Prefix:
+				parts = append(parts, "key = "+arg(l.Key))
+			case bounded:
+				parts = append(parts, "(key >= "+arg(l.Key)+" AND key < "+arg(end)+")")
+			default:
+				parts = append(parts, "key >= "+arg(l.Key))
+			}
+		}
+		terms = append(terms, "(SELECT DISTINCT chart FROM chart_keys WHERE "+strings.Join(parts, " OR ")+")")
+	}
+	query := "WITH found(id) AS MATERIALIZED (" + strings.Join(terms, " INTERSECT ") + ")" +
+		" SELECT " + chartColsOf("ch") + " FROM found f JOIN charts ch ON ch.id = f.id WHERE ch.kind = '' ORDER BY ch.id"
+	if q.Limit > 0 {
+		query += fmt.Sprintf(" LIMIT %d", q.Limit)
+	}
+	return query, args
 }

@@ -394,3 +394,54 @@ func TestConcurrentWritesOfTheSameRowsSucceed(t *testing.T) {
 	require.NoError(t, err)
 	assert.Len(t, peers, rows)
 }
+
+// TestMigrationIndexesChartsBySearchKey opens a database at schema
+// version 1, from before charts were indexed by search key: migration 2
+// indexes each patient's chart under its entry's names, village and
+// national ID, and a later write replaces them with the chart's own keys.
+func TestMigrationIndexesChartsBySearchKey(t *testing.T) {
+	conn, schema := pgtest.ConnString(t), pgtest.Schema(t)
+	ctx := context.Background()
+	s, err := postgres.Open(ctx, conn, postgres.Config{Schema: schema})
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
+	queryInts(t, conn, schema, `WITH old AS (DELETE FROM schema_migrations WHERE version > 1 RETURNING version) SELECT count(*) FROM old`)
+	queryInts(t, conn, schema, `WITH a AS (INSERT INTO charts(id, heads, given, family, village, national_id) VALUES
+			('a', '', 'Wanjiru', 'Mwangi', 'Nyeri', ''), ('b', '', 'Akosua', 'Mensah', 'Asafo', 'GHA-7731') RETURNING 1),
+		r AS (INSERT INTO charts(id, kind, heads, given) VALUES ('r', 'users', '', 'Wanjiru') RETURNING 1)
+		SELECT (SELECT count(*) FROM a) + (SELECT count(*) FROM r)`)
+	c, err := pgx.Connect(ctx, conn)
+	require.NoError(t, err)
+	_, err = c.Exec(ctx, "SET search_path TO "+pgx.Identifier{schema}.Sanitize()+"; DROP TABLE chart_keys; ALTER TABLE charts DROP COLUMN keys")
+	require.NoError(t, err)
+	require.NoError(t, c.Close(ctx))
+
+	s, err = postgres.Open(ctx, conn, postgres.Config{Schema: schema})
+	require.NoError(t, err, "a database at version 1 is migrated")
+	defer s.Close()
+	find := func(keys ...string) []string {
+		t.Helper()
+		var terms [][]store.Lookup
+		for _, k := range keys {
+			terms = append(terms, []store.Lookup{{Key: k}})
+		}
+		cs, err := s.Search(ctx, store.Search{Terms: terms})
+		require.NoError(t, err)
+		var out []string
+		for _, c := range cs {
+			out = append(out, c.ID)
+		}
+		return out
+	}
+	assert.Equal(t, []string{"a"}, find("n:wanjiru", "v:nyeri"), "a chart is found by its names and village")
+	assert.Equal(t, []string{"b"}, find("i:gha7731"), "and by its national ID")
+	a, err := s.Chart(ctx, "a")
+	require.NoError(t, err)
+	assert.Contains(t, a.Keys, "n:mwangi", "an entry reads back with the keys it was indexed under")
+
+	_, err = s.Write(ctx, store.Batch{Charts: []store.Chart{{ID: "a", GivenName: "Wanjiru", FamilyName: "Kamau", Keys: []string{"n:kamau", "n:wanjiru", "t:712345678"}}}})
+	require.NoError(t, err)
+	assert.Equal(t, []string{"a"}, find("t:712345678"), "a chart written later is found by its own keys")
+	assert.Empty(t, find("n:mwangi"), "and no longer by those of the migration")
+	assert.Equal(t, []string{"a"}, find("n:wanjiru"), "the roster of the same name is never found")
+}

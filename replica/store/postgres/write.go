@@ -156,24 +156,26 @@ func writeBatch(ctx context.Context, tx pgx.Tx, b store.Batch) (written, error) 
 			return nil
 		})
 	}
-	// Each chart's scope before the batch and as the batch leaves it.
+	// Each chart's scope and search keys before the batch and as the
+	// batch leaves them.
 	was, is := map[string][]string{}, map[string][]string{}
+	wasKeys, isKeys := map[string][]string{}, map[string][]string{}
 	var ids []string
 	for _, c := range b.Charts {
 		if _, ok := is[c.ID]; !ok {
 			ids = append(ids, c.ID)
 		}
-		is[c.ID] = c.Scope
+		is[c.ID], isKeys[c.ID] = c.Scope, store.NormalKeys(c)
 	}
 	if len(ids) > 0 {
-		first.Queue("SELECT id, scope FROM charts WHERE id = ANY($1)", ids).Query(func(rows pgx.Rows) error {
+		first.Queue("SELECT id, scope, keys FROM charts WHERE id = ANY($1)", ids).Query(func(rows pgx.Rows) error {
 			for rows.Next() {
 				var id string
-				var scope []string
-				if err := rows.Scan(&id, &scope); err != nil {
+				var scope, keys []string
+				if err := rows.Scan(&id, &scope, &keys); err != nil {
 					return fmt.Errorf("read scopes: %w", err)
 				}
-				was[id] = scope
+				was[id], wasKeys[id] = scope, keys
 			}
 			return nil
 		})
@@ -184,15 +186,30 @@ func writeBatch(ctx context.Context, tx pgx.Tx, b store.Batch) (written, error) 
 
 	second := &pgx.Batch{}
 	for _, c := range b.Charts {
-		scope := c.Scope
+		scope, keys := c.Scope, store.NormalKeys(c)
 		if scope == nil {
 			scope = []string{}
 		}
-		queueExec(second, "chart "+c.ID, `INSERT INTO charts(`+chartCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+		if keys == nil {
+			keys = []string{}
+		}
+		queueExec(second, "chart "+c.ID, `INSERT INTO charts(`+chartCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
 			ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, heads = excluded.heads, given = excluded.given,
 			family = excluded.family, village = excluded.village, national_id = excluded.national_id,
-			home_clinic = excluded.home_clinic, scope = excluded.scope, updated = excluded.updated`,
-			c.ID, c.Kind, encodeHeads(c.Heads), c.GivenName, c.FamilyName, c.Village, c.NationalID, c.HomeClinic, scope, timeArg(c.Updated))
+			home_clinic = excluded.home_clinic, scope = excluded.scope, updated = excluded.updated, keys = excluded.keys`,
+			c.ID, c.Kind, encodeHeads(c.Heads), c.GivenName, c.FamilyName, c.Village, c.NationalID, c.HomeClinic, scope, timeArg(c.Updated), keys)
+	}
+	// A chart's search keys are replaced: those it lost are removed and
+	// those it gained added (chart entries are written under the log
+	// head's lock, so the keys read above are the stored ones).
+	for _, id := range ids {
+		if gone := diff(isKeys[id], wasKeys[id]); len(gone) > 0 {
+			queueExec(second, "search keys of "+id, "DELETE FROM chart_keys WHERE key = ANY($2) AND chart = $1", id, gone)
+		}
+		if added := diff(wasKeys[id], isKeys[id]); len(added) > 0 {
+			queueExec(second, "search keys of "+id, `INSERT INTO chart_keys(key, chart) SELECT k, $1 FROM unnest($2::text[]) k
+				ON CONFLICT DO NOTHING`, id, added)
+		}
 	}
 
 	// The new changes, each once, in the batch's order.

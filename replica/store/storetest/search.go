@@ -174,7 +174,7 @@ func runSearch(t *testing.T, open func(t *testing.T) Opened) {
 			n++
 			ns := fmt.Sprintf("%05d|", n)
 			charts := []string{ns + "a", ns + "b", ns + "c", ns + "d", ns + "e"}
-			keys := []string{"n:a", "n:ab", "n:abc", "n:b", "s:a", "v:a", "v:ab", "i:1", "n:é"}
+			keys := []string{"n:a", "n:ab", "n:abc", "n:b", "s:a", "v:a", "v:ab", "i:1", "n:é", "n:ÿ", "n:ÿa", "n:Ā"}
 			model := map[string][]string{}
 			for range rapid.IntRange(1, 6).Draw(rt, "batches") {
 				var b store.Batch
@@ -198,7 +198,8 @@ func runSearch(t *testing.T, open func(t *testing.T) Opened) {
 			lookup := rapid.Custom(func(rt *rapid.T) store.Lookup {
 				k := rapid.SampledFrom(keys).Draw(rt, "key")
 				if rapid.Bool().Draw(rt, "prefix") {
-					return store.Lookup{Key: ns + k[:rapid.IntRange(0, len(k)).Draw(rt, "length")], Prefix: true}
+					r := []rune(k)
+					return store.Lookup{Key: ns + string(r[:rapid.IntRange(0, len(r)).Draw(rt, "length")]), Prefix: true}
 				}
 				return store.Lookup{Key: ns + k}
 			})
