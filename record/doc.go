@@ -53,10 +53,26 @@
 //     - lab result: entered-in-error > corrected > final > preliminary
 //     - encounter: entered-in-error > recorded
 //     - patient identifier: entered-in-error > inactive > active
-//     - diagnosis clinical status (keep the problem visible):
-//     relapse > recurrence > active > remission > inactive > resolved
-//     - diagnosis verification: entered-in-error > confirmed > provisional >
-//     differential > unconfirmed > refuted
+//     - diagnosis clinical status, the codes of FHIR R4
+//     Condition.clinicalStatus: relapse > recurrence > active >
+//     remission > inactive > resolved. Why: a problem one device still
+//     sees is kept visible until someone who has seen both says
+//     otherwise; of the active states, a relapse (back after a
+//     remission) and a recurrence (back after it resolved) say more
+//     than active; of the others, remission (may come back) and inactive
+//     keep the problem in mind longer than resolved.
+//     - diagnosis verification, the codes of FHIR R4
+//     Condition.verificationStatus: entered-in-error > confirmed >
+//     provisional > differential > unconfirmed > refuted. Why: a
+//     recording mistake wins everywhere (rule 5); otherwise the surer
+//     diagnosis is kept in view (confirmed, then provisional, the
+//     likeliest, then differential, one of several, then unconfirmed,
+//     which FHIR makes the parent of those two), and refuted, which
+//     drops the problem from consideration, only wins alone. The
+//     clinical status of a diagnosis entered in error no longer counts
+//     (FHIR gives it none): it is listed in View.EnteredInError.
+//     Stored values were FHIR's codes from the first schema on, so
+//     none needed mapping.
 //     - an allergy recorded concurrently with "no known allergies" wins:
 //     NoKnownAllergies is false while any allergy is active, and an
 //     allergy-status alert asks the clinician to confirm.
@@ -66,14 +82,16 @@
 //     values stay in the document and the history. A corrected lab result
 //     keeps its earlier values in LabResult.Previous.
 //  6. After a merge the View raises Alerts: the same drug active twice
-//     (duplicate-drug: the same substance whatever the case, accents,
-//     strength, dose form or salt in its name, so "Amoxicillin" and
-//     "Amoxicillin 500mg caps" match, or the same drug code), two active
-//     drugs of one class of a small table of cross-reacting drug classes
-//     (duplicate-class, a warning: amoxicillin and ampicillin are both
-//     penicillins), an active or on-hold prescription for a drug the
-//     patient is allergic to, by name or by drug class (allergy-drug),
-//     and a critical lab value (critical-lab).
+//     (duplicate-drug: one drug of the drug dictionary, whatever name,
+//     spelling or brand it is prescribed by, so "Panadol" and
+//     "Acetaminophen 500 mg" match; for a drug the dictionary does not
+//     know, the same substance whatever the case, accents, strength,
+//     dose form or salt in its name, or the same drug code), two active
+//     drugs of one ATC level-4 class or of one group of cross-reacting
+//     drugs (duplicate-class, a warning: amoxicillin and ampicillin),
+//     an active or on-hold prescription for a drug the patient is
+//     allergic to (allergy-drug: see "Drug dictionary"), and a critical
+//     lab value (critical-lab).
 //  7. Alerts count every value competing in a conflict, not only the one
 //     shown: a critical lab value, an allergy's substance or a drug's
 //     name or code that would raise an alert raises it, marked
@@ -81,6 +99,53 @@
 //     (Hb 9.1 corrected to 6.0 on one device and to 10.5 later on
 //     another shows 10.5, low, and a critical-lab alert for the 6.0).
 //     Statuses are settled by their precedence: the status shown counts.
+//
+// # Drug dictionary
+//
+// The package ships a drug dictionary (DrugDictionary; the file
+// data/drugs.txt, parsed by ParseDictionary): the WHO ATC code of every
+// medicine of the WHO Model List of Essential Medicines that has a
+// level-5 code and of other common ones, with spellings and brand names
+// (paracetamol, acetaminophen, Panadol, Tylenol: N02BE01), the groups of
+// drugs that cross-react (penicillins: every J01C code; sulfonamides:
+// co-trimoxazole, sulfadiazine, sulfadoxine, sulfasalazine, but no
+// sulfate salt) and the ATC classes whose members are given together by
+// design (two NRTIs of an antiretroviral regimen, the drugs of a
+// tuberculosis regimen), which are not duplicate therapy.
+//
+// Prescribe records the drug as written and, when the dictionary finds it
+// by any of its names, its ATC code (Prescription.ATC, Substance); a drug
+// it does not know is recorded all the same and shown Uncoded, and its
+// checks go by its name as before. Duplicate therapy is the same drug or
+// the same ATC level-4 class or group; an allergy rules out the same
+// drug, a combination holding it, and the drugs of its group (an allergy
+// to penicillin or to amoxicillin rules out co-amoxiclav and
+// flucloxacillin; a sulfonamide allergy rules out co-trimoxazole, not
+// ferrous sulfate). An allergy the dictionary cannot read ("peanuts")
+// and a drug it does not know are compared by name and the small class
+// table.
+//
+// A change received from another replica may carry an ATC code: CheckChange
+// and Checker refuse one that is not a well-formed level-5 code with
+// ErrInvalid, and accept a well-formed code this dictionary does not
+// know, since a newer dictionary on the device that wrote it may know it.
+// Such a code is shown, counts for duplicates of the same code, and is
+// treated as uncoded for classes, groups and allergies, which then go by
+// the drug's name. Views are computed with the dictionary of the library
+// that computes them: replicas running different versions may differ in
+// Substance and in the alerts a drug raises.
+//
+// # Lab results
+//
+// A result is numeric (Value, Unit, the numeric reference and critical
+// ranges give low, normal, high or critical) or text (TextValue). A text
+// result is interpreted only by the rules it states: critical when its
+// text is one of CriticalTexts, abnormal when one of AbnormalTexts,
+// normal when it equals the text reference range RefText ("negative",
+// "<1000 copies/mL"), compared ignoring case and spaces; any other text
+// is not interpreted. A critical text raises the critical-lab alert as a
+// critical number does, competing in a conflict too. A LOINC code must
+// carry its mod-10 check digit (ValidLOINC).
 //
 // # Identifiers
 //
@@ -193,9 +258,10 @@
 // which device made a change, not which person, so a modified client on
 // an enrolled device can claim any role. A read policy is applied where a
 // chart is shown; the device still holds the whole chart. Writes from changes not made through
-// this package are ignored and counted in View.Unreadable. The drug-class
-// table is a safety net, not a drug-interaction database, and the
-// matching of drug names a heuristic, not a drug dictionary: brand names
-// other than the few the table lists are not known to be their generic
-// drug, and a drug code is compared as written.
+// this package are ignored and counted in View.Unreadable. The drug
+// dictionary and its groups are a safety net, not a drug-interaction
+// database: a drug it does not know is matched by name, which is a
+// heuristic, and a code of another system (DrugCode) is compared as
+// written. The dictionary was compiled by hand (see README.md) and may
+// hold mistakes.
 package record

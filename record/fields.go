@@ -48,18 +48,43 @@ const (
 	StatusRecorded       = "recorded"
 )
 
+// Diagnosis clinical statuses: FHIR R4 Condition.clinicalStatus. A
+// recurrence is a problem back after it resolved, a relapse one back
+// after a remission.
+const (
+	ClinicalActive     = "active"
+	ClinicalRecurrence = "recurrence"
+	ClinicalRelapse    = "relapse"
+	ClinicalInactive   = "inactive"
+	ClinicalRemission  = "remission"
+	ClinicalResolved   = "resolved"
+)
+
+// Diagnosis verification statuses: FHIR R4 Condition.verificationStatus
+// (whose entered-in-error is StatusEnteredInError). Provisional and
+// differential are the two kinds of unconfirmed FHIR distinguishes.
+const (
+	VerificationUnconfirmed  = "unconfirmed"
+	VerificationProvisional  = "provisional"
+	VerificationDifferential = "differential"
+	VerificationConfirmed    = "confirmed"
+	VerificationRefuted      = "refuted"
+)
+
 // precedence lists, for each status-like field, its values from the one
 // that wins a concurrent change to the one that loses. It never depends on
 // who wrote a value or when: see the package documentation.
 var precedence = map[string][]string{
-	KindPrescription + ".status":    {StatusEnteredInError, StatusStopped, StatusCompleted, StatusOnHold, StatusActive},
-	KindAllergy + ".status":         {StatusEnteredInError, StatusActive, StatusInactive, StatusResolved},
-	KindLabResult + ".status":       {StatusEnteredInError, StatusCorrected, StatusFinal, StatusPreliminary},
-	KindEncounter + ".status":       {StatusEnteredInError, StatusRecorded},
-	KindReferral + ".status":        {StatusEnteredInError, StatusEnded, StatusActive},
-	KindIdentifier + ".status":      {StatusEnteredInError, StatusInactive, StatusActive},
-	KindDiagnosis + ".clinical":     {"relapse", "recurrence", "active", "remission", "inactive", "resolved"},
-	KindDiagnosis + ".verification": {StatusEnteredInError, "confirmed", "provisional", "differential", "unconfirmed", "refuted"},
+	KindPrescription + ".status": {StatusEnteredInError, StatusStopped, StatusCompleted, StatusOnHold, StatusActive},
+	KindAllergy + ".status":      {StatusEnteredInError, StatusActive, StatusInactive, StatusResolved},
+	KindLabResult + ".status":    {StatusEnteredInError, StatusCorrected, StatusFinal, StatusPreliminary},
+	KindEncounter + ".status":    {StatusEnteredInError, StatusRecorded},
+	KindReferral + ".status":     {StatusEnteredInError, StatusEnded, StatusActive},
+	KindIdentifier + ".status":   {StatusEnteredInError, StatusInactive, StatusActive},
+	KindDiagnosis + ".clinical": {ClinicalRelapse, ClinicalRecurrence, ClinicalActive, ClinicalRemission, ClinicalInactive,
+		ClinicalResolved},
+	KindDiagnosis + ".verification": {StatusEnteredInError, VerificationConfirmed, VerificationProvisional,
+		VerificationDifferential, VerificationUnconfirmed, VerificationRefuted},
 	// An allergy recorded concurrently with "no known allergies" wins.
 	KindPatient + ".nka": {"false", "true"},
 }
@@ -211,8 +236,9 @@ var (
 	doseUnits   = []string{"mg", "g", "mcg", "ml", "IU", "units", "tablet", "capsule", "drop", "puff", "sachet", "suppository"}
 	routes      = []string{"oral", "IV", "IM", "SC", "topical", "inhaled", "rectal", "vaginal", "sublingual", "nasal", "ophthalmic", "otic", "transdermal"}
 	frequencies = []string{"OD", "BD", "TDS", "QID", "Q4H", "Q6H", "Q8H", "Q12H", "NOCTE", "PRN", "STAT", "WEEKLY"}
-	clinicals   = []string{"active", "recurrence", "relapse", "inactive", "remission", "resolved"}
-	verifs      = []string{"unconfirmed", "provisional", "differential", "confirmed", "refuted"}
+	clinicals   = []string{ClinicalActive, ClinicalRecurrence, ClinicalRelapse, ClinicalInactive, ClinicalRemission, ClinicalResolved}
+	verifs      = []string{VerificationUnconfirmed, VerificationProvisional, VerificationDifferential, VerificationConfirmed,
+		VerificationRefuted}
 )
 
 // frequencyWords says each frequency code in words, for history and apps.

@@ -504,7 +504,8 @@ func statusCases() []statusCase {
 }
 
 // Rule 4: concurrent status changes resolve by clinical precedence,
-// whichever device made which change and whatever their clocks said.
+// whichever device made which change, whatever their clocks said, and in
+// whichever order the devices merged.
 func TestMergeStatusPrecedence(t *testing.T) {
 	for _, sc := range statusCases() {
 		t.Run(sc.name, func(t *testing.T) {
@@ -512,39 +513,41 @@ func TestMergeStatusPrecedence(t *testing.T) {
 				for _, loser := range sc.order[i+1:] {
 					for _, swapDevices := range []bool{false, true} {
 						for _, swapTimes := range []bool{false, true} {
-							name := fmt.Sprintf("%s beats %s/devices swapped=%v/times swapped=%v", winner, loser, swapDevices, swapTimes)
-							t.Run(name, func(t *testing.T) {
-								base := newChart(t)
-								id := sc.setup(t, base)
-								rs := replicas(t, base, 2)
-								statuses := [2]string{winner, loser}
-								if swapDevices {
-									statuses[0], statuses[1] = statuses[1], statuses[0]
-								}
-								start := [2]time.Time{t0.Add(time.Hour), t0.Add(2 * time.Hour)}
-								if swapTimes {
-									start[0], start[1] = start[1], start[0]
-								}
-								by := [2]record.Author{nurse, doctor}
-								for d, r := range rs {
-									for k, op := range sc.reach(id, statuses[d]) {
-										do(t, r, as(t, r, by[d], op), start[d].Add(time.Duration(k)*time.Minute), op)
+							for _, order := range mergeOrders {
+								name := fmt.Sprintf("%s beats %s/devices swapped=%v/times swapped=%v/%s", winner, loser, swapDevices, swapTimes, order.name)
+								t.Run(name, func(t *testing.T) {
+									base := newChart(t)
+									id := sc.setup(t, base)
+									rs := replicas(t, base, 2)
+									statuses := [2]string{winner, loser}
+									if swapDevices {
+										statuses[0], statuses[1] = statuses[1], statuses[0]
 									}
-									require.Equal(t, statuses[d], sc.read(t, view(t, r), id), "device %d did not reach %s", d, statuses[d])
-								}
-								mergeAll(t, rs...)
-								v := converged(t, rs...)
-								assert.Equal(t, winner, sc.read(t, v, id), "%s must win over %s", winner, loser)
-								c, ok := findConflict(v, id, sc.field)
-								require.True(t, ok, "the competing statuses are not listed")
-								assert.True(t, c.Automatic, "a status conflict is settled automatically")
-								assert.Equal(t, winner, c.Shown)
-								var vals []string
-								for _, w := range c.Values {
-									vals = append(vals, w.Value)
-								}
-								assert.ElementsMatch(t, []string{winner, loser}, vals)
-							})
+									start := [2]time.Time{t0.Add(time.Hour), t0.Add(2 * time.Hour)}
+									if swapTimes {
+										start[0], start[1] = start[1], start[0]
+									}
+									by := [2]record.Author{nurse, doctor}
+									for d, r := range rs {
+										for k, op := range sc.reach(id, statuses[d]) {
+											do(t, r, as(t, r, by[d], op), start[d].Add(time.Duration(k)*time.Minute), op)
+										}
+										require.Equal(t, statuses[d], sc.read(t, view(t, r), id), "device %d did not reach %s", d, statuses[d])
+									}
+									order.merge(t, rs[0], rs[1])
+									v := converged(t, rs...)
+									assert.Equal(t, winner, sc.read(t, v, id), "%s must win over %s", winner, loser)
+									c, ok := findConflict(v, id, sc.field)
+									require.True(t, ok, "the competing statuses are not listed")
+									assert.True(t, c.Automatic, "a status conflict is settled automatically")
+									assert.Equal(t, winner, c.Shown)
+									var vals []string
+									for _, w := range c.Values {
+										vals = append(vals, w.Value)
+									}
+									assert.ElementsMatch(t, []string{winner, loser}, vals)
+								})
+							}
 						}
 					}
 				}

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -84,7 +85,8 @@ func drawOp(t *rapid.T, kind string, v record.View) record.Op {
 	switch kind {
 	case "prescribe":
 		return record.Prescribe{
-			Drug: rapid.SampledFrom([]string{"Amoxicillin", "Paracetamol", "Co-trimoxazole", "Metformin"}).Draw(t, "drug"),
+			Drug: rapid.SampledFrom([]string{"Amoxicillin", "Paracetamol", "Co-trimoxazole", "Metformin", "Amoxil", "Tylenol",
+				"Septrin", "Ampicillin", "Ferrous sulfate", "Grandmother's tonic"}).Draw(t, "drug"),
 			Dose: dose(t, "dose"), DoseUnit: "mg", Route: "oral",
 			Frequency: rapid.SampledFrom([]string{"OD", "BD", "TDS"}).Draw(t, "frequency"),
 		}
@@ -144,9 +146,16 @@ func drawOp(t *rapid.T, kind string, v record.View) record.Op {
 			return nil
 		}
 		return record.ChangeDiagnosisStatus{DiagnosisID: id,
-			ClinicalStatus:     rapid.SampledFrom([]string{"", "active", "relapse", "resolved"}).Draw(t, "clinical"),
-			VerificationStatus: rapid.SampledFrom([]string{"", "confirmed", "refuted"}).Draw(t, "verification")}
+			ClinicalStatus: rapid.SampledFrom([]string{"", "active", "recurrence", "relapse", "inactive", "remission",
+				"resolved"}).Draw(t, "clinical"),
+			VerificationStatus: rapid.SampledFrom([]string{"", "unconfirmed", "provisional", "differential", "confirmed",
+				"refuted"}).Draw(t, "verification")}
 	case "record-lab-result":
+		if rapid.Bool().Draw(t, "text result") {
+			return record.RecordLabResult{Test: "Malaria RDT", TextValue: rapid.SampledFrom([]string{"positive", "negative", "invalid"}).Draw(t, "text"),
+				RefText: "negative", AbnormalTexts: []string{"positive"}, CriticalTexts: []string{"invalid"}, LOINC: "70569-9",
+				SpecimenAt: t0.Add(-time.Hour), Status: rapid.SampledFrom([]string{"preliminary", "final"}).Draw(t, "status")}
+		}
 		return record.RecordLabResult{Test: "Potassium", Value: record.Ptr(rapid.SampledFrom([]float64{2.0, 4.0, 7.0}).Draw(t, "value")),
 			Unit: "mmol/L", RefLow: record.Ptr(3.5), RefHigh: record.Ptr(5.1), CriticalLow: record.Ptr(2.5), CriticalHigh: record.Ptr(6.5),
 			SpecimenAt: t0.Add(-time.Hour), Status: rapid.SampledFrom([]string{"preliminary", "final"}).Draw(t, "status")}
@@ -169,8 +178,13 @@ func drawOp(t *rapid.T, kind string, v record.View) record.Op {
 		if !ok {
 			return nil
 		}
+		reason := rapid.SampledFrom([]string{"repeat", "haemolysed"}).Draw(t, "reason")
+		if rapid.Bool().Draw(t, "text correction") {
+			return record.CorrectLabResult{LabResultID: id, TextValue: rapid.SampledFrom([]string{"positive", "negative", "invalid"}).Draw(t, "text"),
+				Reason: reason}
+		}
 		return record.CorrectLabResult{LabResultID: id, Value: record.Ptr(rapid.SampledFrom([]float64{3.0, 4.5, 8.0}).Draw(t, "value")),
-			Reason: rapid.SampledFrom([]string{"repeat", "haemolysed"}).Draw(t, "reason")}
+			Reason: reason}
 	case "add-encounter":
 		return record.AddEncounter{Complaint: "fever", Note: rapid.SampledFrom([]string{"", "hot", "seen at home"}).Draw(t, "note")}
 	case "edit-note":
@@ -382,6 +396,17 @@ func TestPropertyReplicasConverge(t *testing.T) {
 				x, err := strconv.ParseFloat(s, 64)
 				return err == nil && ((l.CriticalLow != nil && x < *l.CriticalLow) || (l.CriticalHigh != nil && x > *l.CriticalHigh))
 			})
+			// And a text listed critical, shown or competing.
+			texts := []string{l.TextValue}
+			if c, ok := findConflict(v, l.ID, "text"); ok {
+				for _, w := range c.Values {
+					texts = append(texts, w.Value)
+				}
+			}
+			critical = critical || slices.ContainsFunc(texts, func(s string) bool {
+				return s != "" && slices.ContainsFunc(l.CriticalTexts, func(c string) bool { return strings.EqualFold(strings.TrimSpace(s), c) })
+			})
+			values = append(values, texts...)
 			alerted := slices.ContainsFunc(alertsOf(v, record.AlertCriticalLab), func(a record.Alert) bool { return slices.Equal(a.Entries, []string{l.ID}) })
 			require.Equal(t, critical, alerted, "%s %s (values %q, shown first): is a critical value alerted?", l.Test, l.ID, values)
 		}
