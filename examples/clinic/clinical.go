@@ -59,14 +59,16 @@ func clinicalCommands() {
 		fs.StringVar(&dx.Text, "text", "", "the diagnosis in words (required)")
 		fs.StringVar(&dx.Code, "code", "", "ICD-10 code, e.g. B54")
 		fs.StringVar(&dx.Onset, "onset", "", "onset date, YYYY-MM-DD")
-		fs.StringVar(&dx.ClinicalStatus, "status", "", "active (default), recurrence, relapse, inactive, remission, resolved")
-		fs.StringVar(&dx.VerificationStatus, "verification", "", "provisional (default), unconfirmed, differential, confirmed, refuted")
+		fs.StringVar(&dx.ClinicalStatus, "clinical", "", "clinical status (FHIR): active (default), recurrence, relapse, inactive, remission, resolved")
+		fs.StringVar(&dx.ClinicalStatus, "status", "", "the same as -clinical")
+		fs.StringVar(&dx.VerificationStatus, "verification", "", "verification status (FHIR): provisional (default), unconfirmed, differential, confirmed, refuted")
 		fs.StringVar(&dx.Note, "note", "", "a note")
 	}, func(v record.View, refs []string) (record.Op, error) { return dx, noRefs(refs) })
 
 	var cds record.ChangeDiagnosisStatus
 	chartOp("diagnosis-status", "[flags] CHART DIAGNOSIS", "Change a diagnosis's clinical or verification status.", func(fs *flag.FlagSet) {
-		fs.StringVar(&cds.ClinicalStatus, "status", "", "active, recurrence, relapse, inactive, remission, resolved")
+		fs.StringVar(&cds.ClinicalStatus, "clinical", "", "clinical status: active, recurrence, relapse, inactive, remission, resolved")
+		fs.StringVar(&cds.ClinicalStatus, "status", "", "the same as -clinical")
 		fs.StringVar(&cds.VerificationStatus, "verification", "", "unconfirmed, provisional, differential, confirmed, refuted")
 		fs.StringVar(&cds.Reason, "reason", "", "why")
 	}, func(v record.View, refs []string) (record.Op, error) {
@@ -77,8 +79,9 @@ func clinicalCommands() {
 
 	var rx record.Prescribe
 	chartOp("prescribe", "[flags] CHART", "Prescribe a drug.", func(fs *flag.FlagSet) {
-		fs.StringVar(&rx.Drug, "drug", "", "drug name (required)")
-		fs.StringVar(&rx.DrugCode, "code", "", "drug code")
+		fs.StringVar(&rx.Drug, "drug", "", "drug name, generic or brand (required); coded from the drug dictionary when it is there")
+		fs.StringVar(&rx.ATC, "atc", "", "WHO ATC code, e.g. J01CA04 (default: the dictionary's code for the drug)")
+		fs.StringVar(&rx.DrugCode, "code", "", "a drug code of another system (RxNorm, a national list)")
 		fs.Float64Var(&rx.Dose, "dose", 0, "dose amount (required)")
 		fs.StringVar(&rx.DoseUnit, "unit", "", "mg, g, mcg, ml, IU, units, tablet, capsule, drop, puff, sachet, suppository (required)")
 		fs.StringVar(&rx.Route, "route", "oral", "oral, IV, IM, SC, topical, inhaled, rectal, ...")
@@ -124,9 +127,13 @@ func clinicalCommands() {
 	var preliminary bool
 	chartOp("lab", "[flags] CHART", "Record a lab result.", func(fs *flag.FlagSet) {
 		fs.StringVar(&lab.Test, "test", "", "test name (required)")
-		fs.StringVar(&lab.LOINC, "loinc", "", "LOINC code, e.g. 718-7")
+		fs.StringVar(&lab.LOINC, "loinc", "", "LOINC code with its check digit, e.g. 718-7")
 		labValue = optFloatFlag(fs, "value", "numeric value")
-		fs.StringVar(&lab.TextValue, "text", "", "text value (instead of -value), e.g. \"positive\"")
+		fs.StringVar(&lab.TextValue, "text", "", "text value (instead of -value), e.g. \"positive\" or \"<1000 copies/mL\"")
+		fs.StringVar(&lab.RefText, "range", "", "reference range as text, e.g. \"negative\": a text value equal to it is normal")
+		lab.AbnormalTexts, lab.CriticalTexts = nil, nil // a flag.Value keeps what an earlier run set
+		fs.Var((*textList)(&lab.AbnormalTexts), "abnormal", "text values that are abnormal, comma-separated, e.g. \"positive\"")
+		fs.Var((*textList)(&lab.CriticalTexts), "critical-text", "text values that are critical, comma-separated")
 		fs.StringVar(&lab.Unit, "unit", "", "unit of a numeric value, e.g. g/dL")
 		refLow = optFloatFlag(fs, "low", "reference range, low end")
 		refHigh = optFloatFlag(fs, "high", "reference range, high end")
@@ -253,6 +260,26 @@ func clinicalCommands() {
 			return nil
 		},
 	})
+}
+
+// textList is a flag of comma-separated texts.
+type textList []string
+
+func (l *textList) String() string {
+	if l == nil {
+		return ""
+	}
+	return strings.Join(*l, ",")
+}
+
+func (l *textList) Set(s string) error {
+	*l = nil
+	for _, t := range strings.Split(s, ",") {
+		if t = strings.TrimSpace(t); t != "" {
+			*l = append(*l, t)
+		}
+	}
+	return nil
 }
 
 func parseTime(s string) (time.Time, error) {

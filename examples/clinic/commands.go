@@ -77,6 +77,21 @@ func (a *app) edit(ctx context.Context, chartRef string, op func(v record.View) 
 			fmt.Fprintf(a.out, "Saved: %s [entry %s]\n", h.Summary, chartfmt.Short(res.EntryID))
 		}
 	}
+	if _, ok := o.(record.Prescribe); ok {
+		for _, p := range after.Prescriptions {
+			if p.ID != res.EntryID {
+				continue
+			}
+			switch {
+			case p.Substance != "":
+				fmt.Fprintf(a.out, "Drug coded as %s %s\n", p.ATC, p.Substance)
+			case p.ATC != "":
+				fmt.Fprintf(a.out, "Drug coded as %s, a code not in this device's dictionary: checked by its name\n", p.ATC)
+			default:
+				fmt.Fprintf(a.out, "Drug %q not in the dictionary: recorded as uncoded, checked by its name only\n", p.Drug)
+			}
+		}
+	}
 	for _, al := range after.Alerts {
 		if !containsAlert(v.Alerts, al) {
 			fmt.Fprintf(a.out, "!! NEW ALERT [%s] %s\n", strings.ToUpper(al.Severity), al.Message)
