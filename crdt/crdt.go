@@ -463,6 +463,26 @@ func (d *Doc) SaveChecked() ([]byte, error) {
 	return data, nil
 }
 
+// Len returns the number of changes applied to the document (not those
+// held for their dependencies). It reads what the document keeps in Go,
+// building it if needed; a closed document has none.
+func (d *Doc) Len() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	switch {
+	case d.am == nil:
+		return 0
+	case d.hist != nil:
+		return len(d.hist.changes)
+	case d.lazy != nil:
+		return len(d.lazy)
+	}
+	if d.ensureHistory() != nil {
+		return 0
+	}
+	return len(d.hist.changes)
+}
+
 // Heads returns the current heads, sorted.
 func (d *Doc) Heads() Heads {
 	d.mu.Lock()

@@ -1011,13 +1011,17 @@ func (r *Replica) commit(ctx context.Context, d *decoded, p receivePlan, opt Rec
 		if snapshot[h.l.id] {
 			h.l.sinceSnapshot = 0
 		}
-		if r.cache.get(h.l.id) != nil {
-			if h.l.released {
-				r.cache.remove(h.l.id) // cached since it was read: read again when needed
-			} else {
-				r.cache.put(h.l) // the judged copy replaces what was held
-				h.cached = true
-			}
+		switch {
+		case r.cache.get(h.l.id) != nil && h.l.released:
+			r.cache.remove(h.l.id) // cached since it was read: read again when needed
+		case r.cache.get(h.l.id) != nil, !h.isNew && !h.l.released:
+			// The judged copy replaces what was held; a chart read from
+			// the store for a later change is kept too, so that its next
+			// bundle (a long history arrives in several) does not read
+			// it again. New charts, as a first sync brings by the
+			// thousand, are not.
+			r.cache.put(h.l)
+			h.cached = true
 		}
 	}
 	r.log.Debug("received bundle", "from", b.From, "applied", p.res.Applied, "duplicates", p.res.Duplicates, "charts", len(p.res.Charts))

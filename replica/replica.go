@@ -51,7 +51,9 @@ type Config struct {
 	// evicted has its Automerge memory released at once.
 	CacheCharts int
 	// CompactAfter is how many changes may pile up on a chart's snapshot
-	// before a new snapshot is written (default 64).
+	// before a new snapshot is written (default 64), or half the chart's
+	// history if that is more: a chart's saves then cost about twice its
+	// history in all, not its history once every CompactAfter changes.
 	CompactAfter int
 	// BundleBytes is the change bytes a bundle carries at most before the
 	// rest is left for the next exchange (default 4 MiB).
@@ -633,7 +635,12 @@ func chartWrites(cfg Config, b *store.Batch, l *loaded) error {
 		}
 	}
 	l.scope = e.Scope
-	if l.sinceSnapshot >= cfg.CompactAfter && len(l.doc.Pending()) == 0 {
+	// A chart is saved again once CompactAfter changes and half its
+	// history have piled up on its snapshot: the work of saving a chart
+	// over and over then adds up to about twice its history, however it
+	// grows, and loading it applies at most half its history from the
+	// log.
+	if l.sinceSnapshot >= cfg.CompactAfter && 2*l.sinceSnapshot >= l.doc.Len() && len(l.doc.Pending()) == 0 {
 		// A snapshot is stored only once it is known to load again: a
 		// chart whose snapshot did not would be lost to every later
 		// read. Its changes stay in the log either way.
