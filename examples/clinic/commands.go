@@ -303,7 +303,7 @@ func init() {
 	var limit int
 	register(&command{
 		name: "find", args: "[TEXT]",
-		help: "Find patients by name, village, national ID or chart ID (all when no text).",
+		help: "Find patients by names (any order, spelling variants, first letters), village, phone, identifier or chart ID (all when no text).",
 		flags: func(fs *flag.FlagSet) {
 			fs.IntVar(&limit, "limit", 50, "show at most this many")
 		},
@@ -312,9 +312,27 @@ func init() {
 			if err != nil {
 				return err
 			}
-			cs, err := r.Find(ctx, strings.Join(args, " "), limit)
-			if err != nil {
-				return err
+			text := strings.Join(args, " ")
+			var cs []replica.Found
+			if text != "" {
+				if cs, err = r.Search(ctx, text, limit); errors.Is(err, replica.ErrTooManyMatches) {
+					fmt.Fprintln(a.out, "Too many patients match. Type more of the name, or add the village or a phone number.")
+					return nil
+				}
+				if err != nil {
+					return err
+				}
+			}
+			if len(cs) == 0 {
+				// No words (list everyone), or a chart ID or part of a
+				// national ID, which the search does not take.
+				listed, err := r.Find(ctx, text, limit)
+				if err != nil {
+					return err
+				}
+				for _, c := range listed {
+					cs = append(cs, replica.Found{Chart: c})
+				}
 			}
 			if len(cs) == 0 {
 				fmt.Fprintln(a.out, "No patient found. Try part of a name or a village, or register the patient.")
