@@ -2,6 +2,7 @@ package crdt
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -439,26 +440,38 @@ func (d *Doc) Save() []byte {
 // remain the authority.
 var ErrUnsaveable = errors.New("crdt: saved document does not load back")
 
-// SaveChecked is Save for bytes that will be stored: it loads them back
-// through Load (in Go, as any stored document is loaded) and returns them
-// only if they give the same heads. Otherwise it returns an error matching
-// ErrUnsaveable. It costs a Load of the document beyond the Save.
+// SaveChecked is Save for bytes that will be stored: it reads them back
+// in Go, as Load does, and returns them only if they hold exactly the
+// changes the document applied, byte for byte, to the same heads.
+// Otherwise it returns an error matching ErrUnsaveable. Since a change is
+// named by the hash of its bytes, a document loaded from them applies the
+// very changes this document did, each already judged and applied here,
+// so they load again; Automerge is not asked to apply them a second time
+// (that would cost the whole history again on every save).
 func (d *Doc) SaveChecked() ([]byte, error) {
 	d.mu.Lock()
+	defer d.mu.Unlock()
 	if err := d.closed("save document"); err != nil {
-		d.mu.Unlock()
 		return nil, err
 	}
-	data, heads, actor := d.am.Save(), sortedHeads(d.am.Heads()), d.actor
-	d.mu.Unlock()
-	l, err := Load(data, actor)
+	if err := d.ensureHistory(); err != nil {
+		return nil, fmt.Errorf("save document: %w", err)
+	}
+	data, heads := d.am.Save(), sortedHeads(d.am.Heads())
+	raws, got, err := decodeDocument(data)
 	if err != nil {
 		return nil, fmt.Errorf("save document: %w: %w", err, ErrUnsaveable)
 	}
-	got := l.Heads()
-	l.Close()
 	if !got.Equal(heads) {
 		return nil, fmt.Errorf("save document: loads at %s, not %s: %w", got, heads, ErrUnsaveable)
+	}
+	if len(raws) != len(d.hist.changes) {
+		return nil, fmt.Errorf("save document: holds %d changes, not %d: %w", len(raws), len(d.hist.changes), ErrUnsaveable)
+	}
+	for _, raw := range raws {
+		if len(raw) < 10 || !d.hist.has(Hash(sha256.Sum256(raw[8:]))) {
+			return nil, fmt.Errorf("save document: holds a change the document did not apply: %w", ErrUnsaveable)
+		}
 	}
 	return data, nil
 }

@@ -165,7 +165,16 @@ func main() {
 	flag.DurationVar(&o.idleEvery, "idle-every", 100*time.Millisecond, "long scenario: the pause between another device's idle syncs with the cloud while it receives the long chart")
 	timeout := flag.Duration("timeout", 3*time.Hour, "stop the run after this long")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof)")
+	memProfile := flag.String("memprofile", "", "write a profile of the memory allocated over the whole run to this file at its end (go tool pprof -sample_index=alloc_space)")
 	flag.Parse()
+	if *memProfile != "" {
+		runtime.MemProfileRate = 64 << 10
+		defer func() {
+			if err := writeMemProfile(*memProfile); err != nil {
+				fmt.Fprintln(os.Stderr, "syncbench: memory profile:", err)
+			}
+		}()
+	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
 		if err != nil {
@@ -193,6 +202,19 @@ func main() {
 		fmt.Fprintln(os.Stderr, "syncbench:", err)
 		os.Exit(1)
 	}
+}
+
+// writeMemProfile writes the allocations profile to path.
+func writeMemProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 func run(ctx context.Context, o options) error {
