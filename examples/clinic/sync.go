@@ -175,6 +175,9 @@ func init() {
 			defer cl.Close()
 			rep, err := cl.SyncReport(ctx)
 			bar.end()
+			if errors.Is(err, httpsync.ErrCredentialRevoked) {
+				return fmt.Errorf("this device has been revoked by the cloud's administrator and can no longer sync; nothing on it was deleted, and changes not yet synced stay on it. Contact the administrator: if the device is to sync again, they enrol it anew (clinic request writes the request to give them): %w", err)
+			}
 			if err != nil {
 				return err
 			}

@@ -35,9 +35,14 @@
 // The device package reads and writes keys as files only, so the
 // authority key and the cloud's key pair pass, in the clear, through a
 // private temporary directory (0700, removed at once) on their way to and
-// from the database. A revocation reaches every node's roster within
-// rosterRefresh; the TLS client certificate of a revoked device stays
-// valid until it expires, so it can still read its clinic's charts.
+// from the database.
+//
+// cloud revoke revokes a device: the node refuses its TLS handshake
+// (full or resumed) and every request it makes, so it can neither send
+// changes nor read its clinic's charts. Each node looks at the kept
+// roster whenever a device connects or makes a request: with -dir (one
+// node) the revocation takes effect at the device's next connection;
+// with -db, within revocationRefresh (a second) on every node.
 //
 // serve logs one structured line per sync (log/slog) and, on SIGINT or
 // SIGTERM, stops taking new syncs and lets those in flight finish.

@@ -11,7 +11,7 @@ import (
 var revokeCommand = &command{
 	name: "revoke",
 	args: "[-dir DIR | -db URL] -device NAME-OR-REPLICA",
-	help: "Revoke a device's enrolment: the cloud refuses its changes from then on (every node, within a minute).",
+	help: "Revoke a device's enrolment: the cloud refuses its connections and its changes from then on (every node, within a second).",
 	flags: func(fs *flag.FlagSet) {
 		fs.String("device", "", "the device's name, or its replica ID, as cloud devices lists them")
 	},
@@ -65,7 +65,7 @@ func revoke(ctx context.Context, fs *flag.FlagSet, at where, stdout, _ io.Writer
 		Issued: now, NotAfter: found.NotAfter, Revoked: now}); err != nil {
 		return fmt.Errorf("the revocation is in the roster, but recording it in the list failed: %w", err)
 	}
-	fmt.Fprintf(stdout, "Revoked device %s of clinic %s (replica %s). The cloud refuses its changes from now on; devices learn of it with their next roster.\n",
+	fmt.Fprintf(stdout, "Revoked device %s of clinic %s (replica %s). The cloud refuses its connections and its changes from now on; devices learn of it with their next roster.\n",
 		found.Device, found.Clinic, found.Replica)
 	return nil
 }

@@ -3,11 +3,13 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
 	"github.com/chartsync/chartsync/device"
 	"github.com/chartsync/chartsync/replica"
+	"github.com/chartsync/chartsync/transport/httpsync"
 )
 
 // liveRoster is the cloud's roster for checking change signatures. cloud
@@ -17,9 +19,17 @@ import (
 // it changed; a query for the new rows of the database) before the change
 // is refused; and every rosterRefresh it looks again for any change, so
 // that a revocation made elsewhere takes effect.
+//
+// It also tells the HTTPS handler whether a device was revoked
+// (CheckDevice), at every connection and request, looking at the kept
+// roster first if it was last read more than fresh ago: with the data
+// directory, whose roster file is looked at (a stat) at every check, a
+// revocation takes effect at the device's next connection or request;
+// with a database, within revocationRefresh on every node.
 type liveRoster struct {
 	*device.Roster
-	st state
+	st    state
+	fresh time.Duration
 
 	mu      sync.Mutex
 	version int64     // of the kept roster as last merged
@@ -35,8 +45,15 @@ const reloadTimeout = 10 * time.Second
 // from a known device, so that a revocation reaches every node.
 const rosterRefresh = 30 * time.Second
 
+// revocationRefresh is how old a database's roster may be when a device
+// connects: the most a revocation takes to reach every node.
+var revocationRefresh = time.Second
+
 func openLiveRoster(ctx context.Context, st state, cfg device.RosterConfig) (*liveRoster, error) {
 	l := &liveRoster{st: st}
+	if _, ok := st.(*pgState); ok {
+		l.fresh = revocationRefresh
+	}
 	var err error
 	if l.Roster, err = device.NewRoster(cfg); err != nil {
 		return nil, err
@@ -86,4 +103,23 @@ func (l *liveRoster) VerifyChange(replicaID, chart string, hash [32]byte, sig []
 		}
 	}
 	return clinic, err
+}
+
+// CheckDevice is httpsync.Config.CheckDevice: it refuses a device the
+// roster holds a revocation of, with httpsync.ErrCredentialRevoked. A
+// device the roster does not know is let through: its certificate, which
+// the handler verified, is the cloud's word.
+func (l *liveRoster) CheckDevice(ctx context.Context, dev httpsync.Device) error {
+	l.mu.Lock()
+	stale := l.fresh == 0 || time.Since(l.read) > l.fresh
+	l.mu.Unlock()
+	if stale {
+		if _, err := l.reload(ctx); err != nil {
+			return fmt.Errorf("check device %s: %w", dev.Replica, err)
+		}
+	}
+	if _, err := l.Roster.Lookup(dev.Replica); errors.Is(err, device.ErrRevoked) {
+		return fmt.Errorf("%w: %w", httpsync.ErrCredentialRevoked, err)
+	}
+	return nil
 }

@@ -139,7 +139,7 @@ func serve(ctx context.Context, fs *flag.FlagSet, at where, stdout, stderr io.Wr
 	defer rep.Close()
 	defer access.Close()
 	h, err := httpsync.NewHandler(httpsync.Config{
-		Replica: rep, DeviceCA: ca.Pool(), Logger: log, AccessLog: access,
+		Replica: rep, DeviceCA: ca.Pool(), Logger: log, AccessLog: access, CheckDevice: roster.CheckDevice,
 		MaxConcurrent: flagValue[int](fs, "max-concurrent"), MaxTransfers: flagValue[int](fs, "max-transfers"),
 		MaxBodyBytes: flagValue[int64](fs, "max-body"), MaxRequestMemory: flagValue[int64](fs, "max-request-memory"),
 		MinTransferRate: flagValue[int64](fs, "min-rate"), RequestTimeout: flagValue[time.Duration](fs, "request-timeout"),
@@ -158,7 +158,7 @@ func serve(ctx context.Context, fs *flag.FlagSet, at where, stdout, stderr io.Wr
 	}
 	srv := httpsync.NewServer(ln.Addr().String(), h, cert, log)
 	served := make(chan error, 1)
-	go func() { served <- srv.ServeTLS(ln, "", "") }()
+	go func() { served <- srv.ServeTLS(httpsync.RefusalListener(ln), "", "") }()
 	where := "-dir " + dir
 	if at.DB != "" {
 		where = "-db DATABASE"

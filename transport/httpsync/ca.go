@@ -29,6 +29,10 @@ var (
 	ErrNoCredential       = fmt.Errorf("no device credential presented: %w", ErrUnauthorized)
 	ErrCredentialExpired  = fmt.Errorf("device credential expired or not yet valid: %w", ErrUnauthorized)
 	ErrCredentialRejected = fmt.Errorf("device credential not issued by this cloud, or damaged: %w", ErrUnauthorized)
+	// ErrCredentialRevoked: the cloud's administrator revoked the
+	// device (Config.CheckDevice says so). Only the administrator can
+	// let it sync again, by enrolling it anew.
+	ErrCredentialRevoked = fmt.Errorf("device revoked by the cloud's administrator: %w", ErrUnauthorized)
 )
 
 // URI SAN prefixes binding a device certificate to a replica and a clinic.

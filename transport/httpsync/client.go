@@ -224,6 +224,9 @@ type Client struct {
 	// Guarded by mu.
 	refused    [sha256.Size]byte
 	refusedErr error
+
+	// probe is the TLS configuration of probeRefusal (nil: no probe).
+	probe *tls.Config
 }
 
 // NewClient returns a client syncing local with the cloud.
@@ -254,6 +257,10 @@ func NewClient(local *replica.Replica, cfg ClientConfig) (*Client, error) {
 			}
 			c.sessions = sc
 			tc.ClientSessionCache = sc
+		}
+		if !proxied(cfg.URL) {
+			c.probe = cfg.Credential.TLSConfig()
+			c.probe.NextProtos = []string{"h2"}
 		}
 		t := newTransport(tc)
 		if c.sessions != nil && !proxied(cfg.URL) {
@@ -544,6 +551,66 @@ func untrusted(err error) bool {
 	return errors.As(err, &unknownCA) || errors.As(err, &hostname) || errors.As(err, &invalid) || errors.As(err, &verify)
 }
 
+// handshakeRefused reports whether err is the cloud's TLS alert
+// bad_certificate: a chartsync cloud verifies a device's certificate in
+// its Handler, and refuses a handshake (Handler.VerifyConnection) only
+// for a device that was revoked. Crypto/tls gives a received alert as a
+// *net.OpError of Op "remote error" whose Err, of an unexported type,
+// prints as tls.AlertError does.
+func handshakeRefused(err error) bool {
+	const alertBadCertificate = 42
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "remote error" && op.Err != nil &&
+		op.Err.Error() == tls.AlertError(alertBadCertificate).Error()
+}
+
+// probeRefusal tells, after a request failed on a connection that the
+// cloud may have refused at its handshake, whether it did. A refusal
+// comes as a TLS alert, which the client does not always get to read:
+// after a resumed handshake the cloud may refuse and close before the
+// request is written (a broken pipe), and HTTP/2 reports a connection
+// closed before its first request without the cause. So the client
+// makes one more handshake, writes nothing, and reads the cloud's first
+// record: an HTTP/2 server speaks first (its SETTINGS), a refusing one
+// sends the alert. Only a client built from a Credential, not through a
+// proxy, probes; not after a dial error, a timeout or a cancelled
+// request, which no handshake refusal causes.
+func (c *Client) probeRefusal(ctx context.Context, err error) bool {
+	if c.probe == nil || ctx.Err() != nil {
+		return false
+	}
+	var op *net.OpError
+	var ne net.Error
+	if errors.As(err, &op) && op.Op == "dial" || errors.As(err, &ne) && ne.Timeout() || untrusted(err) {
+		return false
+	}
+	u, perr := url.Parse(c.cfg.URL)
+	if perr != nil {
+		return false
+	}
+	addr := u.Host
+	if u.Port() == "" {
+		addr = net.JoinHostPort(u.Hostname(), "443")
+	}
+	pctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	defer cancel()
+	conn, derr := (&tls.Dialer{NetDialer: dialer(), Config: c.probe}).DialContext(pctx, "tcp", addr)
+	if derr != nil {
+		return handshakeRefused(derr)
+	}
+	defer conn.Close()
+	tc := conn.(*tls.Conn)
+	if tc.ConnectionState().NegotiatedProtocol != "h2" {
+		return false // an HTTP/1.1 server says nothing first
+	}
+	_ = tc.SetReadDeadline(time.Now().Add(probeTimeout))
+	_, rerr := tc.Read(make([]byte, 1))
+	return handshakeRefused(rerr)
+}
+
+// probeTimeout bounds probeRefusal.
+const probeTimeout = 15 * time.Second
+
 // permanentError marks a failure no retry can mend.
 type permanentError struct{ err error }
 
@@ -574,6 +641,10 @@ func (c *Client) do(req *http.Request, pr *progress) ([]byte, error) {
 	req.Header["User-Agent"] = []string{""}
 	resp, err := c.http.Do(req)
 	if err != nil {
+		if handshakeRefused(err) || c.probeRefusal(req.Context(), err) {
+			return nil, &StatusError{Status: http.StatusUnauthorized, Code: CodeRevokedCredential,
+				Message: "the cloud refused this device's certificate when it connected (TLS alert bad_certificate), as a chartsync cloud does only for a revoked device: " + revokedMessage}
+		}
 		if untrusted(err) && !errors.Is(err, ErrServerNotTrusted) {
 			err = fmt.Errorf("%w: %w", ErrServerNotTrusted, err)
 		}
@@ -611,7 +682,7 @@ func statusError(resp *http.Response) *StatusError {
 	data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	var eb errorBody
 	if json.Unmarshal(data, &eb) == nil && eb.Error != "" {
-		se.Code, se.Message = eb.Error, eb.Message
+		se.Code, se.Message, se.RequestID = eb.Error, eb.Message, eb.RequestID
 	} else {
 		se.Message = strings.TrimSpace(string(data))
 		if len(se.Message) > 200 {

@@ -16,11 +16,13 @@
 // GET /v1/hello returns the cloud's replica ID and the device as the cloud
 // sees it.
 //
-// Errors are JSON, {"error": code, "message": text}, with a status the
+// Errors are JSON, {"error": code, "message": text, "request_id": id},
+// with a status the
 // Client maps to a sentinel matched with errors.Is: 400 ErrMalformed (a
 // corrupt bundle, an unknown format version, the wrong recipient; the
 // replica sentinels match too), 401 ErrUnauthorized (no, damaged, foreign
-// or expired credential), 403 ErrForbidden (codes out-of-scope,
+// or expired credential; a revoked device, code revoked-credential,
+// ErrCredentialRevoked), 403 ErrForbidden (codes out-of-scope,
 // wrong-sender, unauthorized-change: a change its recorded role may not
 // make, forged-change: a change not signed by its device; the last two
 // also match replica.ErrUnauthorizedChange and replica.ErrForgedChange),
@@ -124,8 +126,8 @@
 // verifies them on every request as on any connection, against its
 // DeviceCA and its clock: a device whose certificate has expired since is
 // refused (and crypto/tls declines to resume it by the server's own
-// clock). A revocation check belongs in the server's
-// tls.Config.VerifyConnection, which runs on resumed handshakes too, or
+// clock). The revocation check (Config.CheckDevice) runs in the server's
+// tls.Config.VerifyConnection, which runs on resumed handshakes too, and
 // in the Handler; never in VerifyPeerCertificate, which a resumption
 // skips.
 //
@@ -191,10 +193,19 @@
 //
 // # Caveats
 //
-// There is no revocation list: a lost device's key is accepted until its
-// certificate expires, so enrol with a short validity (the default is a
-// year) and re-enrol (a device.Authority revocation cuts the device off
-// from relay peers, not from the cloud).
+// The Handler knows no revocations of its own: Config.CheckDevice tells
+// it which devices were revoked (examples/cloud asks its roster, where
+// "cloud revoke" puts a device.Authority revocation). Without it, a lost
+// device's key is accepted until its certificate expires. With it, a
+// revoked device's handshake is refused, full or resumed
+// (Handler.VerifyConnection), and so is every request on a connection it
+// opened before (401 revoked-credential). A refused handshake reaches the
+// device as a TLS alert; serve on RefusalListener, so that the alert is
+// not lost to a reset, and the Client, which cannot always read it
+// (HTTP/2 drops the cause of a connection closed before its first
+// request), makes one more handshake to read it before it reports
+// ErrCredentialRevoked. Re-enrolling a revoked device with the same key
+// lets it in again.
 //
 // The Handler bounds what each device can hold. A device has one sync in
 // progress at a time (a few more wait for it, up to QueueWait; then 429).

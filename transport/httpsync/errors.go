@@ -60,6 +60,7 @@ const (
 	CodeNoCredential       = "no-credential"
 	CodeBadCredential      = "bad-credential"
 	CodeExpiredCredential  = "expired-credential"
+	CodeRevokedCredential  = "revoked-credential"
 	CodeWrongSender        = "wrong-sender"
 	CodeOutOfScope         = "out-of-scope"
 	CodeUnauthorizedChange = "unauthorized-change"
@@ -76,8 +77,9 @@ const (
 
 // errorBody is the JSON body of every error response.
 type errorBody struct {
-	Error   string `json:"error"`
-	Message string `json:"message"`
+	Error     string `json:"error"`
+	Message   string `json:"message"`
+	RequestID string `json:"request_id,omitempty"`
 }
 
 // StatusError is an error response from the cloud. It matches, with
@@ -93,6 +95,9 @@ type StatusError struct {
 	Message string // the cloud's explanation, for a person
 	// RetryAfter is the cloud's Retry-After, if it sent one.
 	RetryAfter time.Duration
+	// RequestID names the sync in the cloud's logs, if it said: quote it
+	// to the cloud's operator.
+	RequestID string
 }
 
 func (e *StatusError) Error() string {
@@ -141,6 +146,8 @@ func (e *StatusError) Is(target error) bool {
 		return e.Code == CodeExpiredCredential
 	case ErrCredentialRejected:
 		return e.Code == CodeBadCredential
+	case ErrCredentialRevoked:
+		return e.Code == CodeRevokedCredential
 	}
 	return false
 }

@@ -110,6 +110,7 @@ func newCloud(t testing.TB, o cloudOptions) *cloud {
 			ln, err = net.Listen("tcp", "127.0.0.1:0")
 			require.NoError(t, err, "listen on 127.0.0.1")
 		}
+		ln = httpsync.RefusalListener(ln)
 		server := httpsync.NewServer(ln.Addr().String(), handler, serverCert(t, ca), cfg.Logger)
 		if o.tls != nil {
 			o.tls(server.TLSConfig)

@@ -34,23 +34,41 @@ type handshakes struct {
 }
 
 // install hooks h into a server's TLS configuration.
+// A VerifyConnection installed already (the Handler's revocation check)
+// runs after the recording.
 func (h *handshakes) install(cfg *tls.Config) {
+	prev, prevConfig := cfg.VerifyConnection, cfg.GetConfigForClient
+	verify := func(prev func(tls.ConnectionState) error) func(tls.ConnectionState) error {
+		return func(cs tls.ConnectionState) error {
+			h.mu.Lock()
+			h.verified = append(h.verified, cs)
+			refuse := h.refuse
+			h.mu.Unlock()
+			if refuse != nil {
+				if err := refuse(cs); err != nil {
+					return err
+				}
+			}
+			if prev != nil {
+				return prev(cs)
+			}
+			return nil
+		}
+	}
 	cfg.GetConfigForClient = func(hi *tls.ClientHelloInfo) (*tls.Config, error) {
 		h.mu.Lock()
 		h.hellos = append(h.hellos, slices.Clone(hi.SupportedCurves))
 		h.mu.Unlock()
-		return nil, nil
-	}
-	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
-		h.mu.Lock()
-		h.verified = append(h.verified, cs)
-		refuse := h.refuse
-		h.mu.Unlock()
-		if refuse != nil {
-			return refuse(cs)
+		if prevConfig == nil {
+			return nil, nil
 		}
-		return nil
+		c, err := prevConfig(hi)
+		if c != nil {
+			c.VerifyConnection = verify(c.VerifyConnection)
+		}
+		return c, err
 	}
+	cfg.VerifyConnection = verify(prev)
 	cfg.VerifyPeerCertificate = func([][]byte, [][]*x509.Certificate) error {
 		h.peerChecks.Add(1)
 		return nil

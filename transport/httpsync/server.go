@@ -2,8 +2,10 @@ package httpsync
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -103,6 +105,44 @@ type Config struct {
 	// whose access cannot be recorded fails with 500, and what it brought
 	// is not stored. Syncs that move no change record nothing.
 	AccessLog AccessLog
+	// CheckDevice, if set, is asked whether a device whose certificate
+	// verified may still sync: at every TLS handshake, full or resumed
+	// (Handler.VerifyConnection, which NewServer installs), and on every
+	// request, so that a revocation also reaches a connection opened
+	// before it. It returns nil, an error matching ErrCredentialRevoked
+	// for a device the cloud's administrator revoked (the handshake is
+	// refused with a bad_certificate alert, which the Client reports as
+	// ErrCredentialRevoked; a request is answered 401 revoked-credential),
+	// or another error when it cannot tell (the request is answered 503
+	// and retried; the handshake goes on). It must be safe for concurrent
+	// use and quick: it runs on every connection and request.
+	CheckDevice func(ctx context.Context, dev Device) error
+	// OnSync, if set, is called once at the end of every POST /v1/sync,
+	// answered or not, with what it did: for metrics. It must return
+	// quickly.
+	OnSync func(SyncRecord)
+}
+
+// SyncRecord is what a Handler tells Config.OnSync of one sync.
+type SyncRecord struct {
+	// RequestID names the sync in the Handler's log lines and in an
+	// error answer's body (StatusError.RequestID).
+	RequestID string
+	// Device is who the sync came from (zero if not authenticated).
+	Device Device
+	// Status is the HTTP status answered: 200, a refusal or failure, or
+	// 0 if the device went away before an answer could be sent.
+	Status int
+	// Code is the error code of a status other than 200.
+	Code string
+	// Duration runs from the request's headers to the answer's last
+	// byte.
+	Duration time.Duration
+	// BytesIn and BytesOut are the bundle bytes received and sent.
+	BytesIn, BytesOut int64
+	// ChangesIn counts the device's changes applied, Duplicates those
+	// the cloud held already, ChangesOut the changes sent to the device.
+	ChangesIn, Duplicates, ChangesOut int
 }
 
 // Validate reports a configuration that cannot work.
@@ -173,7 +213,7 @@ type Handler struct {
 
 type handlerStats struct {
 	syncs, refused, failed, busy, cut, active, receiving, waiting atomic.Int64
-	bytesIn, bytesOut                                             atomic.Int64
+	bytesIn, bytesOut, revoked                                    atomic.Int64
 }
 
 // HandlerStats counts what a Handler has served.
@@ -188,6 +228,7 @@ type HandlerStats struct {
 	Waiting   int64 // syncs waiting now for a slot, or for another of their device's to end
 	BytesIn   int64 // request bundle bytes
 	BytesOut  int64 // response bundle bytes
+	Revoked   int64 // handshakes and requests refused because the device was revoked (Config.CheckDevice)
 }
 
 // NewHandler returns a Handler serving cfg.Replica.
@@ -212,6 +253,7 @@ func (h *Handler) Stats() HandlerStats {
 	return HandlerStats{
 		Syncs: s.syncs.Load(), Refused: s.refused.Load(), Failed: s.failed.Load(), Busy: s.busy.Load(), Cut: s.cut.Load(),
 		Active: s.active.Load(), Receiving: s.receiving.Load(), Waiting: s.waiting.Load(), BytesIn: s.bytesIn.Load(), BytesOut: s.bytesOut.Load(),
+		Revoked: s.revoked.Load(),
 	}
 }
 
@@ -266,6 +308,15 @@ func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request) (Device, 
 	default:
 		dev, err = VerifyDevice(r.TLS.PeerCertificates, h.cfg.DeviceCA, h.cfg.Now())
 	}
+	if err == nil && h.cfg.CheckDevice != nil {
+		if cerr := h.cfg.CheckDevice(r.Context(), dev); errors.Is(cerr, ErrCredentialRevoked) {
+			h.stats.revoked.Add(1)
+			err = cerr
+		} else if cerr != nil {
+			h.fail(w, r, http.StatusServiceUnavailable, CodeUnavailable, "the cloud cannot check the device's enrolment just now; try again shortly", cerr)
+			return Device{}, false
+		}
+	}
 	if err == nil {
 		return dev, true
 	}
@@ -276,13 +327,80 @@ func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request) (Device, 
 		code, msg = CodeNoCredential, "no device credential was presented; enrol the device and give the client its credential file"
 	case errors.Is(err, ErrCredentialExpired):
 		code, msg = CodeExpiredCredential, err.Error()+"; enrol the device again to get a new credential"
+	case errors.Is(err, ErrCredentialRevoked):
+		code, msg = CodeRevokedCredential, revokedMessage
 	}
 	h.fail(w, r, http.StatusUnauthorized, code, msg, err)
 	return Device{}, false
 }
 
+// revokedMessage is what a revoked device is told.
+const revokedMessage = "this device has been revoked by the cloud's administrator and may no longer sync; contact the administrator (a device found again after it was lost must be enrolled anew)"
+
+// checkTimeout bounds Config.CheckDevice at a handshake.
+const checkTimeout = 10 * time.Second
+
+// VerifyConnection is a tls.Config.VerifyConnection for the cloud's
+// server (NewServer installs it when Config.CheckDevice is set): it
+// refuses the handshake, full or resumed, of a device whose certificate
+// verifies and which CheckDevice says was revoked. Crypto/tls calls it on
+// resumed handshakes too, where it skips VerifyPeerCertificate. Any other
+// failure it leaves to the Handler, which answers with a status saying
+// what to do: a connection without a certificate or with a bad one, or a
+// CheckDevice that cannot tell just now.
+func (h *Handler) VerifyConnection(cs tls.ConnectionState) error {
+	if h.cfg.CheckDevice == nil || h.cfg.DeviceCA == nil || len(cs.PeerCertificates) == 0 {
+		return nil
+	}
+	dev, err := VerifyDevice(cs.PeerCertificates, h.cfg.DeviceCA, h.cfg.Now())
+	if err != nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), checkTimeout)
+	defer cancel()
+	err = h.cfg.CheckDevice(ctx, dev)
+	if !errors.Is(err, ErrCredentialRevoked) {
+		return nil
+	}
+	h.stats.revoked.Add(1)
+	h.log.Info("handshake refused: device revoked", "device", dev.Name, "replica", dev.Replica, "clinic", dev.Clinic, "resumed", cs.DidResume)
+	return fmt.Errorf("device %s (replica %s): %w", dev.Name, dev.Replica, err)
+}
+
+// syncWriter is the ResponseWriter of a sync: it keeps what OnSync is
+// told.
+type syncWriter struct {
+	http.ResponseWriter
+	rec SyncRecord
+}
+
+func (w *syncWriter) WriteHeader(status int) {
+	if w.rec.Status == 0 {
+		w.rec.Status = status
+	}
+	w.ResponseWriter.WriteHeader(status)
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (w *syncWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// newRequestID names a sync in logs and error answers: 16 hex digits.
+func newRequestID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:]) // never fails (crypto/rand)
+	return hex.EncodeToString(b[:])
+}
+
 func (h *Handler) serveSync(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
+	sw := &syncWriter{ResponseWriter: w, rec: SyncRecord{RequestID: newRequestID()}}
+	w = sw
+	if h.cfg.OnSync != nil {
+		defer func() {
+			sw.rec.Duration = time.Since(start)
+			h.cfg.OnSync(sw.rec)
+		}()
+	}
 	// Until the body has been read, an answer closes the connection:
 	// net/http would otherwise read the rest of a small body first, as
 	// slowly as the device cares to send it, before answering.
@@ -291,7 +409,8 @@ func (h *Handler) serveSync(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	log := h.log.With("device", dev.Name, "replica", dev.Replica, "clinic", dev.Clinic)
+	sw.rec.Device = dev
+	log := h.log.With("request_id", sw.rec.RequestID, "device", dev.Name, "replica", dev.Replica, "clinic", dev.Clinic)
 	if r.ContentLength > h.cfg.MaxBodyBytes {
 		h.fail(w, r, http.StatusRequestEntityTooLarge, CodeTooLarge, fmt.Sprintf("the bundle of %d bytes is over this cloud's limit of %d; send smaller bundles (replica Config.BundleBytes)", r.ContentLength, h.cfg.MaxBodyBytes), nil)
 		return
@@ -343,6 +462,7 @@ func (h *Handler) serveSync(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Del("Connection")
 	h.stats.bytesIn.Add(int64(len(data)))
+	sw.rec.BytesIn = int64(len(data))
 	// Refuse a bundle over the memory budget from the size its frame
 	// declares, before anything inflates it.
 	if size, err := wire.Size(data, bundleKind); err == nil && size > uint64(h.maxBundle()) {
@@ -350,6 +470,7 @@ func (h *Handler) serveSync(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out, rec, err := h.sync(r.Context(), data, dev, log)
+	sw.rec.ChangesIn, sw.rec.Duplicates = rec.Applied, rec.Duplicates
 	if errors.Is(err, errNoSlot) {
 		h.busy(w, r)
 		return
@@ -381,7 +502,9 @@ func (h *Handler) serveSync(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 	sent, err := writePaced(w, rc, out.Data, h.pace(end))
 	h.stats.bytesOut.Add(int64(sent))
+	sw.rec.BytesOut = int64(sent)
 	if err != nil {
+		sw.rec.Status = 0
 		if isTimeout(err) {
 			h.stats.cut.Add(1)
 		}
@@ -389,6 +512,7 @@ func (h *Handler) serveSync(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.stats.syncs.Add(1)
+	sw.rec.ChangesOut = out.Changes
 	log.Info("sync", "status", http.StatusOK, "request_bytes", len(data), "response_bytes", len(out.Data),
 		"applied", rec.Applied, "duplicates", rec.Duplicates, "sent_changes", out.Changes,
 		"complete", rec.Complete && out.Complete, "duration", time.Since(start))
@@ -575,6 +699,15 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, status int, code,
 		level = slog.LevelError
 	}
 	attrs := []any{"status", status, "code", code, "path", r.URL.Path, "remote", r.RemoteAddr}
+	body := errorBody{Error: code, Message: msg}
+	if sw, ok := w.(*syncWriter); ok {
+		sw.rec.Code = code
+		body.RequestID = sw.rec.RequestID
+		attrs = append(attrs, "request_id", sw.rec.RequestID)
+		if sw.rec.Device.Replica != "" {
+			attrs = append(attrs, "device", sw.rec.Device.Name, "replica", sw.rec.Device.Replica)
+		}
+	}
 	if cause != nil {
 		attrs = append(attrs, "err", cause)
 	}
@@ -585,7 +718,7 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, status int, code,
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(errorBody{Error: code, Message: msg})
+	_ = json.NewEncoder(w).Encode(body)
 }
 
 // pace times one direction of a sync: a transfer may not stand still for
@@ -690,13 +823,60 @@ func ServerTLSConfig(cert tls.Certificate) *tls.Config {
 	}
 }
 
+// RefusalListener wraps the listener a server made by NewServer serves
+// on, so that a device whose handshake the Handler refuses (a revoked
+// device: Config.CheckDevice) is told so. Crypto/tls sends a TLS alert
+// and the server closes the connection at once; if the device's next
+// flight (its Finished message, its request) arrived meanwhile, closing
+// a connection with unread data resets it, the alert may be lost, and
+// the device sees a broken pipe, retries, and reports the cloud
+// unreachable. A connection from RefusalListener whose handshake was
+// refused is closed gracefully instead: the alert goes out, the server
+// stops writing and reads what the device still sends until it closes
+// its end (within 5 seconds, 64 KiB at most).
+func RefusalListener(ln net.Listener) net.Listener { return refusalListener{ln} }
+
+type refusalListener struct{ net.Listener }
+
+func (l refusalListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &lingerConn{Conn: c}, nil
+}
+
+// lingerTimeout bounds a refused connection's graceful close.
+const lingerTimeout = 5 * time.Second
+
+// lingerConn is a connection of RefusalListener.
+type lingerConn struct {
+	net.Conn
+	refused atomic.Bool // its handshake was refused
+}
+
+func (c *lingerConn) Close() error {
+	if c.refused.Load() {
+		if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+			_ = cw.CloseWrite()
+		}
+		_ = c.Conn.SetReadDeadline(time.Now().Add(lingerTimeout))
+		_, _ = io.CopyN(io.Discard, c.Conn, 64<<10)
+	}
+	return c.Conn.Close()
+}
+
 // NewServer returns an *http.Server for h on addr with TLS and limits
 // fitting slow links: headers within 10s (at most 16 KiB), an idle
 // connection kept 2 minutes; the request body and the answer of a sync
 // are timed by the Handler (Config.StallTimeout, MinTransferRate and
 // RequestTimeout), which sets the connection's deadlines in place of the
-// server's ReadTimeout and WriteTimeout. Serve it with ListenAndServeTLS("", "") and
-// stop it with Shutdown, which lets syncs in flight finish.
+// server's ReadTimeout and WriteTimeout. Serve it with
+// ServeTLS(RefusalListener(ln), "", "") (or ListenAndServeTLS("", ""),
+// where a revoked device may see its refusal as a dropped link) and stop
+// it with Shutdown, which lets syncs in flight finish. With a Handler
+// whose Config.CheckDevice is set, the server refuses the TLS handshake
+// of a revoked device (Handler.VerifyConnection).
 func NewServer(addr string, h http.Handler, cert tls.Certificate, log *slog.Logger) *http.Server {
 	srv := &http.Server{
 		Addr:              addr,
@@ -707,6 +887,29 @@ func NewServer(addr string, h http.Handler, cert tls.Certificate, log *slog.Logg
 		WriteTimeout:      2 * time.Minute,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    16 << 10,
+	}
+	if hh, ok := h.(*Handler); ok && hh.cfg.CheckDevice != nil {
+		tc := srv.TLSConfig
+		tc.VerifyConnection = hh.VerifyConnection
+		// On a connection from RefusalListener, a refused handshake
+		// marks the connection, so that closing it lets the alert
+		// reach the device.
+		tc.GetConfigForClient = func(hi *tls.ClientHelloInfo) (*tls.Config, error) {
+			lc, ok := hi.Conn.(*lingerConn)
+			if !ok {
+				return nil, nil
+			}
+			c := tc.Clone()
+			c.GetConfigForClient = nil
+			c.VerifyConnection = func(cs tls.ConnectionState) error {
+				err := hh.VerifyConnection(cs)
+				if err != nil {
+					lc.refused.Store(true)
+				}
+				return err
+			}
+			return c, nil
+		}
 	}
 	if log != nil {
 		srv.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelWarn)

@@ -1,0 +1,67 @@
+package main
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/chartsync/chartsync/record"
+	"github.com/chartsync/chartsync/transport/httpsync"
+)
+
+// TestRevokedDeviceCannotConnect: once "cloud revoke" has run, the
+// serving cloud refuses the device's next sync, whether its client makes
+// a full TLS handshake or resumes its session, with an error that says
+// to contact the administrator; another device of the clinic syncs on.
+func TestRevokedDeviceCannotConnect(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "cloud-data")
+	at := []string{"-dir", dir}
+	tablet, tabletCred := enrolledDevice(t, "kamuga-tablet-1", "kamuga", at)
+	laptop, laptopCred := enrolledDevice(t, "kamuga-laptop", "kamuga", at)
+	addr, stop := server(t, dir)
+	t.Cleanup(func() { stop() })
+
+	sessions := filepath.Join(t.TempDir(), "tls-sessions")
+	client := func(cred *httpsync.Credential, file string) *httpsync.Client {
+		cfg := httpsync.ClientConfig{Credential: cred, URL: "https://" + addr, SessionFile: file, NoSessionFile: file == "", MaxAttempts: 2}
+		rep := tablet
+		if cred == laptopCred {
+			rep = laptop
+		}
+		c, err := httpsync.NewClient(rep, cfg)
+		require.NoError(t, err)
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	nurse := record.Author{UserID: "u-achieng", Role: record.RoleNurse}
+	_, err := tablet.Register(ctx, nurse, record.Register{GivenName: "Wanjiru", Sex: "female", EstimatedBirthYear: 1988, HomeClinic: "kamuga"})
+	require.NoError(t, err)
+	first := client(tabletCred, sessions)
+	_, err = first.SyncReport(ctx)
+	require.NoError(t, err, "the tablet syncs before its revocation")
+	require.NoError(t, first.Close(), "the tablet keeps its TLS session")
+
+	code, _, stderr := cloud(t, "revoke", "-dir", dir, "-device", "kamuga-tablet-1")
+	require.Equal(t, 0, code, "revoke: %s", stderr)
+
+	for _, tc := range []struct{ name, sessions string }{
+		{name: "a full handshake"},
+		{name: "a resumed session", sessions: sessions},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := client(tabletCred, tc.sessions).SyncReport(ctx)
+			require.ErrorIs(t, err, httpsync.ErrCredentialRevoked, "the revoked tablet is refused at once")
+			assert.Contains(t, err.Error(), "contact the administrator")
+		})
+	}
+	_, err = client(laptopCred, "").SyncReport(ctx)
+	require.NoError(t, err, "another device of the clinic syncs on")
+
+	code, logs := stop()
+	assert.Equal(t, 0, code)
+	assert.Contains(t, logs, "handshake refused: device revoked", "the cloud logs the refusal")
+}

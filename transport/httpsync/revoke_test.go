@@ -1,0 +1,104 @@
+package httpsync_test
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/chartsync/chartsync/transport/httpsync"
+)
+
+// revocations is a Config.CheckDevice refusing the devices revoked.
+type revocations struct {
+	mu      sync.Mutex
+	revoked map[string]bool
+	checks  int
+}
+
+func (r *revocations) revoke(replicaID string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.revoked == nil {
+		r.revoked = map[string]bool{}
+	}
+	r.revoked[replicaID] = true
+}
+
+func (r *revocations) check(_ context.Context, dev httpsync.Device) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.checks++
+	if r.revoked[dev.Replica] {
+		return fmt.Errorf("device %s: %w", dev.Replica, httpsync.ErrCredentialRevoked)
+	}
+	return nil
+}
+
+// TestRevokedDeviceIsRefused: once Config.CheckDevice says a device is
+// revoked, its syncs are refused on a new connection (the handshake, full
+// or resumed, is refused), and on a connection opened before the
+// revocation (the request is answered 401); the device is told to contact
+// the administrator, and does not retry.
+func TestRevokedDeviceIsRefused(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		session bool // the device keeps its TLS sessions and resumes
+		open    bool // the device's connection was opened before the revocation
+	}{
+		{name: "a full handshake"},
+		{name: "a resumed session", session: true},
+		{name: "a connection opened before", open: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rv := &revocations{}
+			c, hs, ln := resumeCloud(t, cloudOptions{memory: true, config: httpsync.Config{CheckDevice: rv.check}})
+			d := agreed(t, c, ln)
+			other := c.newDevice(t, "kamuga", "kamuga-laptop", fastRetries())
+			file := ""
+			if tc.session {
+				file = filepath.Join(t.TempDir(), "tls-sessions")
+				idleSync(t, d, ln, file) // a full handshake; the device keeps its ticket
+			}
+			cfg := fastRetries()
+			cfg.NoSessionFile = file == ""
+			cl := d.restart(t, file, cfg)
+			t.Cleanup(func() { _ = cl.Close() })
+			if tc.open {
+				_, err := cl.SyncReport(t.Context())
+				require.NoError(t, err, "the device syncs before its revocation")
+			}
+			hs.take()
+			before := c.handler.Stats()
+
+			rv.revoke(d.rep.ID())
+			registerAt(t, d.rep, "Akinyi", "Otieno", "kamuga")
+			rep, err := cl.SyncReport(t.Context())
+			require.ErrorIs(t, err, httpsync.ErrCredentialRevoked, "a revoked device is refused")
+			require.ErrorIs(t, err, httpsync.ErrUnauthorized)
+			assert.Contains(t, err.Error(), "contact the administrator", "the device is told what to do")
+			assert.Zero(t, rep.Retries, "a revocation is final: the device does not retry")
+			after := c.handler.Stats()
+			assert.Equal(t, before.Syncs, after.Syncs, "no sync of the revoked device is served")
+			assert.Greater(t, after.Revoked, before.Revoked, "the cloud counts the refusal")
+
+			_, verified := hs.take()
+			if tc.open {
+				assert.Empty(t, verified, "the request came on the connection opened before the revocation: the handler refused it")
+				assert.Equal(t, before.Revoked+1, after.Revoked)
+			} else {
+				// The client may make one more handshake to read the
+				// refusal (probeRefusal); each is refused.
+				require.NotEmpty(t, verified, "the device's handshake reached VerifyConnection")
+				assert.LessOrEqual(t, len(verified), 2)
+				assert.Equal(t, before.Revoked+int64(len(verified)), after.Revoked, "every handshake of the revoked device was refused")
+				assert.Equal(t, tc.session, verified[0].DidResume, "the handshake refused was resumed: %v", tc.session)
+			}
+			other.sync(t) // another device of the clinic still syncs
+		})
+	}
+}
