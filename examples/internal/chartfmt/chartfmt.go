@@ -58,7 +58,16 @@ func Print(w io.Writer, v record.View, indent string) {
 		if rx.DurationDays > 0 {
 			days = fmt.Sprintf(" for %d days", rx.DurationDays)
 		}
-		line("  %s %s %g %s %s %s%s [%s] by %s", Short(rx.ID), rx.Drug, rx.Dose, rx.DoseUnit, rx.Route, rx.Frequency, days, rx.Status, rx.RecordedBy)
+		code := " [uncoded]"
+		switch {
+		case rx.ATC != "" && rx.Substance != "":
+			code = fmt.Sprintf(" (%s %s)", rx.ATC, rx.Substance)
+		case rx.ATC != "":
+			code = fmt.Sprintf(" (%s)", rx.ATC)
+		case !rx.Uncoded:
+			code = ""
+		}
+		line("  %s %s%s %g %s %s %s%s [%s] by %s", Short(rx.ID), rx.Drug, code, rx.Dose, rx.DoseUnit, rx.Route, rx.Frequency, days, rx.Status, rx.RecordedBy)
 	}
 	line("Lab results:")
 	for _, l := range v.LabResults {
