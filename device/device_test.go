@@ -304,3 +304,52 @@ func TestPrintingKeysLeaksNoSecret(t *testing.T) {
 		}
 	}
 }
+
+// TestKeysAsBytes: an identity and an authority key go to bytes and back
+// without a file, as the bytes their files hold; damaged bytes are
+// refused with a typed error.
+func TestKeysAsBytes(t *testing.T) {
+	dir := t.TempDir()
+	id := newIdentity(t, "kamuga")
+	idBytes, err := id.MarshalBinary()
+	require.NoError(t, err)
+	back, err := device.ParseIdentity(idBytes)
+	require.NoError(t, err, "an identity's bytes parse")
+	assert.True(t, back.Public().Equal(id.Public()), "the same keys come back")
+	msg := []byte("chart 1")
+	require.NoError(t, id.Public().Verify(device.PurposeRequest, msg, back.Sign(device.PurposeRequest, msg)), "the parsed identity signs as the original")
+	assert.Equal(t, id.AgeIdentity(), back.AgeIdentity(), "with the same age identity")
+	require.NoError(t, id.Save(filepath.Join(dir, "identity")))
+	file, err := os.ReadFile(filepath.Join(dir, "identity"))
+	require.NoError(t, err)
+	assert.Equal(t, file, idBytes, "the bytes are the key file's")
+
+	a, err := device.NewAuthority()
+	require.NoError(t, err)
+	aBytes, err := a.MarshalBinary()
+	require.NoError(t, err)
+	aBack, err := device.ParseAuthority(aBytes)
+	require.NoError(t, err, "an authority's bytes parse")
+	assert.Equal(t, a.PublicKey(), aBack.PublicKey(), "the same authority comes back")
+	require.NoError(t, a.Save(filepath.Join(dir, "authority")))
+	file, err = os.ReadFile(filepath.Join(dir, "authority"))
+	require.NoError(t, err)
+	assert.Equal(t, file, aBytes, "the bytes are the key file's")
+
+	for _, tc := range []struct {
+		name  string
+		parse func([]byte) error
+		data  []byte
+	}{
+		{"an identity cut short", func(b []byte) error { _, err := device.ParseIdentity(b); return err }, idBytes[:len(idBytes)/2]},
+		{"an identity bit-flipped", func(b []byte) error { _, err := device.ParseIdentity(b); return err }, flip(idBytes, len(idBytes)-3)},
+		{"an authority as an identity", func(b []byte) error { _, err := device.ParseIdentity(b); return err }, aBytes},
+		{"an authority cut short", func(b []byte) error { _, err := device.ParseAuthority(b); return err }, aBytes[:len(aBytes)-1]},
+		{"an identity as an authority", func(b []byte) error { _, err := device.ParseAuthority(b); return err }, idBytes},
+		{"nothing", func(b []byte) error { _, err := device.ParseAuthority(b); return err }, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			assert.ErrorIs(t, tc.parse(tc.data), device.ErrMalformed)
+		})
+	}
+}

@@ -45,11 +45,29 @@ func (a *Authority) PublicKey() ed25519.PublicKey { return a.key.Public().(ed255
 // Save writes the authority key to path (0600, atomically, as
 // Identity.Save).
 func (a *Authority) Save(path string) error {
-	data := wire.Encode(kindAuthority, authorityVersion, a.key.Seed())
+	data, _ := a.MarshalBinary()
 	if err := atomicfile.Write(path, data, atomicfile.Options{Perm: 0o600}); err != nil {
 		return fmt.Errorf("save authority key: %w", err)
 	}
 	return nil
+}
+
+// MarshalBinary returns the authority's secret key as the bytes Save
+// writes to its file, for a keeper other than a file (a database, sealed
+// by the caller): they are as secret as the file. It never fails.
+func (a *Authority) MarshalBinary() ([]byte, error) {
+	return wire.Encode(kindAuthority, authorityVersion, a.key.Seed()), nil
+}
+
+// ParseAuthority reads the bytes of MarshalBinary (or of a file Save
+// wrote). Damaged bytes are refused with an error matching ErrMalformed,
+// ErrVersion or ErrTooLarge.
+func ParseAuthority(data []byte) (*Authority, error) {
+	a, err := decodeAuthority(data)
+	if err != nil {
+		return nil, fmt.Errorf("parse authority key: %w", err)
+	}
+	return a, nil
 }
 
 // LoadAuthority reads an authority key saved by Save, refusing one that

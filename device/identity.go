@@ -306,6 +306,22 @@ func decodeIdentity(data []byte) (*Identity, error) {
 	return &Identity{replicaID: hex.EncodeToString(rid), clinic: string(clinic), sign: ed25519.NewKeyFromSeed(seed), age: ai}, nil
 }
 
+// MarshalBinary returns the identity's secret keys as the bytes Save
+// writes to its file, for a keeper other than a file (a database, sealed
+// by the caller): they are as secret as the file. It never fails.
+func (id *Identity) MarshalBinary() ([]byte, error) { return id.encode(), nil }
+
+// ParseIdentity reads the bytes of MarshalBinary (or of a file Save
+// wrote). Damaged bytes are refused with an error matching ErrMalformed,
+// ErrVersion or ErrTooLarge.
+func ParseIdentity(data []byte) (*Identity, error) {
+	id, err := decodeIdentity(data)
+	if err != nil {
+		return nil, fmt.Errorf("parse device keys: %w", err)
+	}
+	return id, nil
+}
+
 // Save writes the identity to path, readable by its owner only (0600),
 // atomically: a temporary file in the same directory, fsynced, renamed over
 // path, and the directory fsynced. An existing file is replaced.

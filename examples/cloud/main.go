@@ -32,10 +32,10 @@
 //	go run ./examples/cloud serve -db postgres://... -key-file operator.key -addr 127.0.0.1:8444 -dev-cert
 //	go run ./examples/cloud revoke -db postgres://... -key-file operator.key -device kamuga-tablet-1
 //
-// The device package reads and writes keys as files only, so the
-// authority key and the cloud's key pair pass, in the clear, through a
-// private temporary directory (0700, removed at once) on their way to and
-// from the database.
+// The authority key and the cloud's key pair go to and from the
+// database as bytes (device.Authority.MarshalBinary, ParseAuthority,
+// Identity.MarshalBinary, ParseIdentity), sealed in memory: no file holds
+// them in the clear.
 //
 // cloud revoke revokes a device: the node refuses its TLS handshake
 // (full or resumed) and every request it makes, so it can neither send

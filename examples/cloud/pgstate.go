@@ -155,13 +155,13 @@ func (s *pgState) Authority(ctx context.Context) (*device.Authority, bool, error
 		if err != nil {
 			return nil, nil, err
 		}
-		data, err := keyBytes(a.Save)
+		data, err := a.MarshalBinary()
 		return data, []byte{}, err
 	})
 	if err != nil {
 		return nil, false, err
 	}
-	a, err := fromKeyBytes(data, device.LoadAuthority)
+	a, err := device.ParseAuthority(data)
 	if err != nil {
 		return nil, false, fmt.Errorf("enrolment authority in the database: %w", err)
 	}
@@ -174,13 +174,13 @@ func (s *pgState) Identity(ctx context.Context, newID string) (*device.Identity,
 		if err != nil {
 			return nil, nil, err
 		}
-		data, err := keyBytes(id.Save)
+		data, err := id.MarshalBinary()
 		return data, []byte{}, err
 	})
 	if err != nil {
 		return nil, false, err
 	}
-	id, err := fromKeyBytes(data, device.Load)
+	id, err := device.ParseIdentity(data)
 	if err != nil {
 		return nil, false, fmt.Errorf("cloud identity in the database: %w", err)
 	}

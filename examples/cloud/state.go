@@ -199,36 +199,3 @@ func (k *operatorKey) open(name string, sealed []byte) ([]byte, error) {
 	}
 	return plain, nil
 }
-
-// The device package reads and writes keys as files only: secrets pass
-// through a private temporary directory on their way to and from the
-// database (see the caveat in README).
-
-// keyBytes returns what save writes.
-func keyBytes(save func(path string) error) ([]byte, error) {
-	dir, err := os.MkdirTemp("", "chartsync-key-")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(dir)
-	path := dir + string(os.PathSeparator) + "key"
-	if err := save(path); err != nil {
-		return nil, err
-	}
-	return os.ReadFile(path)
-}
-
-// fromKeyBytes hands data to load as a file.
-func fromKeyBytes[T any](data []byte, load func(path string) (T, error)) (T, error) {
-	var zero T
-	dir, err := os.MkdirTemp("", "chartsync-key-")
-	if err != nil {
-		return zero, err
-	}
-	defer os.RemoveAll(dir)
-	path := dir + string(os.PathSeparator) + "key"
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		return zero, err
-	}
-	return load(path)
-}
