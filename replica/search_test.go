@@ -2,10 +2,16 @@ package replica_test
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
+	mathrand "math/rand/v2"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -15,6 +21,7 @@ import (
 	"github.com/chartsync/chartsync/record/identity"
 	"github.com/chartsync/chartsync/replica"
 	"github.com/chartsync/chartsync/replica/store"
+	"github.com/chartsync/chartsync/replica/store/sqlite"
 )
 
 // registerPatient registers p (home clinic "kamuga-dispensary" unless set).
@@ -319,4 +326,280 @@ func letters(n int) string {
 		n /= 26
 	}
 	return string(b)
+}
+
+// A synthetic register for the search benchmark: names from East and
+// West Africa and South Asia, common ones often, and made-up ones from
+// syllables for the long tail; villages; most patients with a phone, half
+// with a clinic number.
+var (
+	benchGiven = []string{"Wanjiru", "Wanjiku", "Njeri", "Akinyi", "Achieng", "Atieno", "Amina", "Fatuma", "Halima", "Mary",
+		"Grace", "Faith", "Mercy", "Esther", "Joyce", "Akosua", "Abena", "Ama", "Adwoa", "Efua", "Kofi", "Kwame", "Yaw",
+		"Kwabena", "Ibrahim", "Mohammed", "Muhammad", "Musa", "Yusuf", "Abdul", "John", "Joseph", "Peter", "James", "David",
+		"Daniel", "Samuel", "Priya", "Meera", "Sunita", "Anita", "Lakshmi", "Ravi", "Suresh", "Ramesh", "Rajesh", "Arjun",
+		"Chinedu", "Ngozi", "Chiamaka", "Emeka", "Oluwaseun", "Adebayo", "Fatima", "Aisha", "Zainab", "Baraka", "Neema"}
+	benchFamily = []string{"Mwangi", "Kamau", "Njoroge", "Otieno", "Odhiambo", "Ochieng", "Wanjala", "Kariuki", "Mutua",
+		"Mensah", "Owusu", "Boateng", "Asante", "Osei", "Bello", "Abubakar", "Okafor", "Okeke", "Adeyemi", "Ogunleye",
+		"Kumar", "Sharma", "Singh", "Patel", "Reddy", "Devi", "Yadav", "Das", "Nair", "Iyer", "Mohamed", "Hassan", "Ali",
+		"Juma", "Said", "Omondi", "Kiplagat", "Chebet", "Kiprono", "Diallo", "Traore", "Keita", "N'Diaye", "Sow", "Ba"}
+	benchSyllables = []string{"ka", "ki", "ko", "ma", "mu", "na", "ni", "nde", "wa", "ra", "ri", "ta", "to", "sa", "shi",
+		"ba", "bo", "la", "le", "ya", "ye", "ha", "je", "go", "pa", "di", "ga", "mbe", "nyo", "cha"}
+)
+
+type benchRegister struct {
+	charts   []store.Chart
+	patients []record.Patient
+}
+
+// syllableName makes a name of two to four syllables.
+func syllableName(r *mathrand.Rand) string {
+	var b strings.Builder
+	for range 2 + r.IntN(3) {
+		b.WriteString(benchSyllables[r.IntN(len(benchSyllables))])
+	}
+	s := b.String()
+	return strings.ToUpper(s[:1]) + s[1:]
+}
+
+// makeRegister makes n patients' chart entries as a replica indexes them.
+func makeRegister(n int, seed uint64) benchRegister {
+	r := mathrand.New(mathrand.NewPCG(seed, 1))
+	villages := make([]string, 300)
+	for i := range villages {
+		villages[i] = syllableName(r)
+	}
+	name := func(common []string) string {
+		if r.IntN(3) == 0 {
+			return syllableName(r)
+		}
+		return common[r.IntN(len(common))]
+	}
+	var reg benchRegister
+	for i := range n {
+		p := record.Patient{GivenName: name(benchGiven), FamilyName: name(benchFamily), Village: villages[r.IntN(len(villages))]}
+		if r.IntN(10) < 8 {
+			p.Phone = fmt.Sprintf("+254 7%02d %06d", r.IntN(100), r.IntN(1000000))
+		}
+		if r.IntN(2) == 0 {
+			p.Identifiers = []record.Identifier{{System: record.SystemClinic, Value: fmt.Sprintf("KMG-%06d", i)}}
+		}
+		reg.patients = append(reg.patients, p)
+		reg.charts = append(reg.charts, store.Chart{
+			ID: fmt.Sprintf("%08x-0000-4000-8000-%012x", i, i), GivenName: p.GivenName, FamilyName: p.FamilyName,
+			Village: p.Village, HomeClinic: "kamuga-dispensary", Scope: []string{"kamuga-dispensary"}, Keys: identity.Keys(p),
+		})
+	}
+	return reg
+}
+
+// queries makes what clerks type to find patients of the register: full
+// names, names with the village, the first letters of the given name and
+// the family name, a given name with a vowel spelt otherwise, a phone, a
+// clinic number; each
+// with the chart it is meant to find.
+func (reg benchRegister) queries(n int, seed uint64) (texts, wants []string) {
+	r := mathrand.New(mathrand.NewPCG(seed, 2))
+	for len(texts) < n {
+		i := r.IntN(len(reg.patients))
+		p := reg.patients[i]
+		var q string
+		switch r.IntN(6) {
+		case 0:
+			q = p.GivenName + " " + p.FamilyName
+		case 1:
+			q = p.FamilyName + " " + p.GivenName + " " + p.Village
+		case 2:
+			q = p.GivenName[:min(4, len(p.GivenName))] + " " + p.FamilyName
+		case 3:
+			// A vowel after the first letter spelt otherwise (Wanjiro
+			// for Wanjiru), a variant the phonetic key absorbs.
+			g := []byte(strings.ToLower(p.GivenName))
+			var vowels []int
+			for j := 1; j < len(g); j++ {
+				if strings.IndexByte("aeiou", g[j]) >= 0 {
+					vowels = append(vowels, j)
+				}
+			}
+			if len(vowels) == 0 {
+				continue
+			}
+			j := vowels[r.IntN(len(vowels))]
+			g[j] = "aeiou"[(strings.IndexByte("aeiou", g[j])+1+r.IntN(4))%5]
+			q = string(g) + " " + p.FamilyName
+		case 4:
+			if p.Phone == "" {
+				continue
+			}
+			q = "0" + p.Phone[5:]
+		case 5:
+			if len(p.Identifiers) == 0 {
+				continue
+			}
+			q = strings.ToLower(p.Identifiers[0].Value)
+		}
+		texts, wants = append(texts, q), append(wants, reg.charts[i].ID)
+	}
+	return texts, wants
+}
+
+// load writes the register's chart entries into st in batches.
+func (reg benchRegister) load(tb testing.TB, st store.Store) {
+	tb.Helper()
+	for i := 0; i < len(reg.charts); i += 1000 {
+		_, err := st.Write(context.Background(), store.Batch{Charts: reg.charts[i:min(i+1000, len(reg.charts))]})
+		require.NoError(tb, err)
+	}
+}
+
+// TestSearchALargerRegister: on 2,000 synthetic patients, in memory and
+// on SQLite, each of 300 queries made from a patient (full names, names
+// and village, first letters, a misspelt name, a phone, a clinic number)
+// finds that patient.
+func TestSearchALargerRegister(t *testing.T) {
+	ctx := context.Background()
+	reg := makeRegister(2000, 1)
+	texts, wants := reg.queries(300, 1)
+	for _, st := range []struct {
+		name string
+		open func(t *testing.T) store.Store
+	}{
+		{"memory", func(t *testing.T) store.Store { return store.NewMem() }},
+		{"sqlite", func(t *testing.T) store.Store {
+			s, err := sqlite.Open(ctx, tempDB(t, "register"))
+			require.NoError(t, err)
+			return s
+		}},
+	} {
+		t.Run(st.name, func(t *testing.T) {
+			s := st.open(t)
+			reg.load(t, s)
+			r, err := replica.New(ctx, s, replica.Config{})
+			require.NoError(t, err)
+			defer r.Close()
+			for i, q := range texts {
+				got, err := r.Search(ctx, q, 0)
+				require.NoError(t, err, q)
+				assert.Contains(t, foundIDs(got), wants[i], "search %q finds the patient it was made from", q)
+			}
+		})
+	}
+}
+
+// BenchmarkSearch measures Replica.Search over 100,000 charts (their
+// entries written straight to the store) with the queries clerks type,
+// and reports the 50th and 99th percentile of a search, and on SQLite the
+// search index's size on disk, in all and per chart.
+func BenchmarkSearch(b *testing.B) {
+	ctx := context.Background()
+	const n = 100_000
+	reg := makeRegister(n, 1)
+	texts, _ := reg.queries(1000, 2)
+	for _, st := range []struct {
+		name string
+		open func(b *testing.B) (store.Store, string)
+	}{
+		{"memory", func(b *testing.B) (store.Store, string) { return store.NewMem(), "" }},
+		{"sqlite", func(b *testing.B) (store.Store, string) {
+			path := tempDB(b, "register")
+			s, err := sqlite.Open(ctx, path)
+			require.NoError(b, err)
+			return s, path
+		}},
+	} {
+		b.Run(st.name, func(b *testing.B) {
+			s, path := st.open(b)
+			reg.load(b, s)
+			r, err := replica.New(ctx, s, replica.Config{})
+			require.NoError(b, err)
+			defer r.Close()
+			var total, keys int64
+			if path != "" {
+				total, keys = searchIndexBytes(b, path)
+			}
+			var took []time.Duration
+			tooMany := 0
+			b.ResetTimer()
+			for i := 0; b.Loop(); i++ {
+				start := time.Now()
+				_, err := r.Search(ctx, texts[i%len(texts)], 20)
+				took = append(took, time.Since(start))
+				if errors.Is(err, replica.ErrTooManyMatches) {
+					tooMany++
+				} else if err != nil {
+					b.Fatal(err)
+				}
+			}
+			slices.Sort(took)
+			pct := func(p float64) float64 {
+				return float64(took[min(len(took)-1, int(p*float64(len(took))))].Microseconds()) / 1000
+			}
+			b.ReportMetric(pct(0.50), "p50-ms")
+			b.ReportMetric(pct(0.99), "p99-ms")
+			b.ReportMetric(float64(tooMany)/float64(len(took)), "too-many/op")
+			if path != "" {
+				b.ReportMetric(float64(total), "index-bytes")
+				b.ReportMetric(float64(total)/n, "index-bytes/chart")
+				b.ReportMetric(float64(keys)/n, "key-rows-bytes/chart")
+			}
+		})
+	}
+}
+
+// searchIndexBytes returns the bytes on disk of the SQLite store's search
+// index (both its tables), and of its key rows alone: the database is
+// copied compacted (VACUUM INTO) and measured again without them.
+func searchIndexBytes(tb testing.TB, path string) (total, keys int64) {
+	tb.Helper()
+	ctx := context.Background()
+	db, err := sql.Open("sqlite3", "file:"+path+"?mode=ro")
+	require.NoError(tb, err)
+	defer db.Close()
+	size := func(drop string) int64 {
+		copyPath := filepath.Join(tb.TempDir(), "copy.db")
+		_, err := db.ExecContext(ctx, "VACUUM INTO ?", copyPath)
+		require.NoError(tb, err)
+		if drop != "" {
+			c, err := sql.Open("sqlite3", "file:"+copyPath)
+			require.NoError(tb, err)
+			_, err = c.ExecContext(ctx, drop+"; VACUUM")
+			require.NoError(tb, err)
+			require.NoError(tb, c.Close())
+		}
+		fi, err := os.Stat(copyPath)
+		require.NoError(tb, err)
+		return fi.Size()
+	}
+	whole := size("")
+	return whole - size("DROP TABLE search_keys; DROP TABLE search_charts"), whole - size("DROP TABLE search_keys")
+}
+
+// A clerk types a name as she heard it; the registered patient is found.
+func ExampleReplica_Search() {
+	ctx := context.Background()
+	r, err := replica.New(ctx, store.NewMem(), replica.Config{})
+	if err != nil {
+		panic(err)
+	}
+	defer r.Close()
+	nurse := record.Author{UserID: "u-amina", Name: "Amina", Role: record.RoleNurse, Device: "tablet-1"}
+	for _, p := range []record.Register{
+		{GivenName: "Wanjiru", FamilyName: "Mwangi", Sex: "female", EstimatedBirthYear: 1988, Village: "Kamuga", HomeClinic: "kamuga"},
+		{GivenName: "Wanjiku", FamilyName: "Mwangi", Sex: "female", EstimatedBirthYear: 1962, Village: "Nyeri", HomeClinic: "kamuga"},
+	} {
+		if _, err := r.Register(ctx, nurse, p); err != nil {
+			panic(err)
+		}
+	}
+	for _, q := range []string{"wanjiro mwangi", "mwangi nyeri"} {
+		found, err := r.Search(ctx, q, 10)
+		if err != nil {
+			panic(err)
+		}
+		for _, f := range found {
+			fmt.Printf("%s: %s %s of %s (%.2f)\n", q, f.GivenName, f.FamilyName, f.Village, f.Score)
+		}
+	}
+	// Output:
+	// wanjiro mwangi: Wanjiru Mwangi of Kamuga (0.86)
+	// mwangi nyeri: Wanjiku Mwangi of Nyeri (1.00)
 }
