@@ -115,6 +115,9 @@ func rekey(ctx context.Context, tx *sql.Tx, c store.Chart) error {
 			was = nil
 		}
 	}
+	if slices.Equal(was, keys) && len(keys) > 0 {
+		return nil // unchanged, as after most edits
+	}
 	for _, k := range was {
 		if _, keep := slices.BinarySearch(keys, k); !keep {
 			if _, err := tx.ExecContext(ctx, "DELETE FROM search_keys WHERE key = ? AND n = ?", k, n); err != nil {
