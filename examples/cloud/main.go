@@ -44,8 +44,20 @@
 // node) the revocation takes effect at the device's next connection;
 // with -db, within revocationRefresh (a second) on every node.
 //
-// serve logs one structured line per sync (log/slog) and, on SIGINT or
-// SIGTERM, stops taking new syncs and lets those in flight finish.
+// serve logs one structured line per sync (log/slog; -json for JSON
+// lines), each with a request_id that an error answer also gives the
+// device, and, on SIGINT or SIGTERM, stops taking new syncs and lets
+// those in flight finish. With -ops 127.0.0.1:PORT it serves the
+// operator's endpoints on a listener of their own, never on the devices'
+// TLS port: GET /healthz (the process serves), GET /readyz (the database
+// answers and its schema is migrated, or the SQLite replica is open; 503
+// once shutting down) and GET /metrics (Prometheus: chartsync_syncs_total
+// by result, chartsync_sync_bundle_bytes_total and
+// chartsync_sync_changes_total by direction,
+// chartsync_sync_duration_seconds, chartsync_quarantined_bundles,
+// chartsync_revoked_refusals_total, syncs in progress and waiting, the
+// database pool's chartsync_db_pool_* with -db, and the Go runtime's and
+// process's own).
 package main
 
 import (

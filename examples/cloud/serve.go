@@ -21,21 +21,27 @@ import (
 	"github.com/chartsync/chartsync/replica"
 	"github.com/chartsync/chartsync/replica/store/postgres"
 	"github.com/chartsync/chartsync/transport/httpsync"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // listening, if set (by tests), is called with the address once serve
 // accepts connections.
 var listening func(addr string)
 
+// opsListening, if set (by tests), is called with the operator
+// listener's address once it serves.
+var opsListening func(addr string)
+
 // shutdownGrace is how long in-flight syncs get to finish on shutdown.
 const shutdownGrace = 30 * time.Second
 
 var serveCommand = &command{
 	name: "serve",
-	args: "[-dir DIR] [-addr 127.0.0.1:8443] (-dev-cert | -cert FILE -key FILE)",
+	args: "[-dir DIR] [-addr 127.0.0.1:8443] [-ops 127.0.0.1:9443] (-dev-cert | -cert FILE -key FILE)",
 	help: "Serve the cloud replica to enrolled devices over HTTPS until SIGINT or SIGTERM.",
 	flags: func(fs *flag.FlagSet) {
 		fs.String("addr", "127.0.0.1:8443", "the address to listen on")
+		fs.String("ops", "", "serve the operator's endpoints (GET /healthz, /readyz, /metrics) on this address, e.g. 127.0.0.1:9443; keep it off the devices' network")
 		fs.Bool("dev-cert", false, "use a development server certificate signed by the device CA (made in DIR/tls if missing), for 127.0.0.1 and localhost")
 		fs.String("cert", "", "the server's TLS certificate (PEM), instead of -dev-cert")
 		fs.String("key", "", "the key of -cert (PEM)")
@@ -132,17 +138,41 @@ func serve(ctx context.Context, fs *flag.FlagSet, at where, stdout, stderr io.Wr
 	if err != nil {
 		return err
 	}
-	rep, access, err := openReplica(ctx, at, st, log, roster)
+	rep, access, db, err := openReplica(ctx, at, st, log, roster)
 	if err != nil {
 		return err
 	}
 	defer rep.Close()
 	defer access.Close()
-	h, err := httpsync.NewHandler(httpsync.Config{
+	var metrics *opsMetrics
+	var h *httpsync.Handler
+	var ops *opsServer
+	if opsAddr := flagValue[string](fs, "ops"); opsAddr != "" {
+		var pool func() *pgxpool.Stat
+		ready := func(context.Context) error { return nil } // the replica is open
+		if db != nil {
+			pool, ready = db.Stat, db.Ready
+		}
+		metrics = newOpsMetrics(func() httpsync.HandlerStats { return h.Stats() }, rep, pool)
+		if ops, err = startOps(opsAddr, metrics, ready, log); err != nil {
+			return err
+		}
+		defer ops.Close()
+		log.Info("operator endpoints serving", "url", "http://"+ops.Addr(), "paths", []string{pathHealth, pathReady, pathMetrics})
+		if opsListening != nil {
+			opsListening(ops.Addr())
+		}
+	}
+	var onSync func(httpsync.SyncRecord)
+	if metrics != nil {
+		onSync = metrics.observe
+	}
+	h, err = httpsync.NewHandler(httpsync.Config{
 		Replica: rep, DeviceCA: ca.Pool(), Logger: log, AccessLog: access, CheckDevice: roster.CheckDevice,
 		MaxConcurrent: flagValue[int](fs, "max-concurrent"), MaxTransfers: flagValue[int](fs, "max-transfers"),
 		MaxBodyBytes: flagValue[int64](fs, "max-body"), MaxRequestMemory: flagValue[int64](fs, "max-request-memory"),
 		MinTransferRate: flagValue[int64](fs, "min-rate"), RequestTimeout: flagValue[time.Duration](fs, "request-timeout"),
+		OnSync: onSync,
 	})
 	if err != nil {
 		return err
@@ -176,6 +206,9 @@ func serve(ctx context.Context, fs *flag.FlagSet, at where, stdout, stderr io.Wr
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
+	if ops != nil {
+		ops.Draining() // readyz says so, for a load balancer
+	}
 	log.Info("shutting down: finishing syncs in flight", "grace", shutdownGrace)
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
@@ -199,42 +232,42 @@ type accessLog interface {
 // openReplica opens the cloud's replica and access log: in the data
 // directory (SQLite and a file), or in -db, where the replica is named
 // and its own changes signed by the cloud's identity, which every node
-// shares.
-func openReplica(ctx context.Context, at where, st state, log *slog.Logger, keys replica.Keys) (*replica.Replica, accessLog, error) {
+// shares, and db is its PostgreSQL store (nil with the data directory).
+func openReplica(ctx context.Context, at where, st state, log *slog.Logger, keys replica.Keys) (rep *replica.Replica, access accessLog, db *postgres.Store, err error) {
 	if at.DB == "" {
 		rep, err := replica.Open(ctx, filepath.Join(at.Dir, fileReplica), replica.Config{Logger: log, Keys: keys})
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		access, err := audit.Open(filepath.Join(at.Dir, fileAccess), audit.Config{Logger: log})
 		if err != nil {
 			rep.Close()
-			return nil, nil, fmt.Errorf("%w (an altered or damaged access log must be looked into before the cloud serves again)", err)
+			return nil, nil, nil, fmt.Errorf("%w (an altered or damaged access log must be looked into before the cloud serves again)", err)
 		}
-		return rep, access, nil
+		return rep, access, nil, nil
 	}
 	id, created, err := st.Identity(ctx, replica.NewID())
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	if created {
 		log.Info("made the cloud's identity", "replica", id.ReplicaID())
 	}
 	store, err := postgres.Open(ctx, at.DB, postgres.Config{Schema: at.Schema})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	rep, err := replica.New(ctx, store, replica.Config{Logger: log, Keys: keys, Signer: id})
+	rep, err = replica.New(ctx, store, replica.Config{Logger: log, Keys: keys, Signer: id})
 	if err != nil {
 		store.Close()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	access, err := pgaudit.Open(ctx, at.DB, pgaudit.Config{Schema: at.Schema})
+	pga, err := pgaudit.Open(ctx, at.DB, pgaudit.Config{Schema: at.Schema})
 	if err != nil {
 		rep.Close()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return rep, access, nil
+	return rep, pga, store, nil
 }
 
 // issueDevCert makes a development server certificate, signed by the
