@@ -586,7 +586,7 @@ func applyAll[C any](doc *crdt.Doc, chs []C, part func(C) ([]byte, crdt.Hash)) e
 	return doc.ApplyStored(raw, hashes)
 }
 
-// indexEntry computes a chart's index row.
+// indexEntry computes a chart's index row, with its search keys.
 func indexEntry(cfg Config, l *loaded) (store.Chart, error) {
 	e := store.Chart{ID: l.id, Heads: l.doc.Heads(), Updated: cfg.Now().UTC()}
 	if l.users != nil {
@@ -604,6 +604,7 @@ func indexEntry(cfg Config, l *loaded) (store.Chart, error) {
 		return e, fmt.Errorf("index chart %s: %w", l.id, err)
 	}
 	e.GivenName, e.FamilyName, e.Village, e.NationalID, e.HomeClinic = p.GivenName, p.FamilyName, p.Village, p.NationalID, p.HomeClinic
+	e.Keys = searchKeys(p)
 	return e, nil
 }
 
