@@ -132,3 +132,52 @@ func rowsRead(node map[string]any, table string) float64 {
 	}
 	return n
 }
+
+// TestSearchReadsOnlyItsKeys runs Search's query under EXPLAIN ANALYZE on
+// 20,000 charts of 10 keys each and counts the rows it reads: the index
+// rows under the lookups' keys, and the entries of the charts found, not
+// the other charts' or keys.
+func TestSearchReadsOnlyItsKeys(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, pgtest.ConnString(t), Config{Schema: pgtest.Schema(t)})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Close() })
+	const total = 20_000
+	for i := 0; i < total; i += 1000 {
+		var b store.Batch
+		for j := i; j < i+1000; j++ {
+			c := store.Chart{ID: fmt.Sprintf("c%05d", j)}
+			for k := range 8 {
+				c.Keys = append(c.Keys, fmt.Sprintf("s:%d-%d", k, j%997))
+			}
+			c.Keys = append(c.Keys, fmt.Sprintf("n:name%04d", j%1000), fmt.Sprintf("v:village%02d", j%50))
+			b.Charts = append(b.Charts, c)
+		}
+		_, err := s.Write(ctx, b)
+		require.NoError(t, err)
+	}
+	_, err = s.pool.Exec(ctx, "ANALYZE")
+	require.NoError(t, err)
+
+	// name0007 is under 20 charts, village07 under 400, and every chart
+	// under name0007 is in village07.
+	q := store.Search{Terms: [][]store.Lookup{{{Key: "n:name0007"}}, {{Key: "v:village07"}, {Key: "v:village99"}}}}
+	got, err := s.Search(ctx, q)
+	require.NoError(t, err)
+	require.Len(t, got, 20)
+	query, args := searchQuery(q)
+	var plan []map[string]any
+	require.NoError(t, s.pool.QueryRow(ctx, "EXPLAIN (ANALYZE, FORMAT JSON) "+query, args...).Scan(&plan))
+	keys, charts := rowsRead(plan[0]["Plan"].(map[string]any), "chart_keys"), rowsRead(plan[0]["Plan"].(map[string]any), "charts")
+	assert.Positive(t, keys, "the plan's reads of chart_keys are counted (plan %v)", plan)
+	assert.LessOrEqual(t, keys, 420.0, "index rows read (plan %v)", plan)
+	assert.LessOrEqual(t, charts, 20.0, "chart entries read (plan %v)", plan)
+
+	q = store.Search{Terms: [][]store.Lookup{{{Key: "n:name00", Prefix: true}}}, Limit: 5}
+	got, err = s.Search(ctx, q)
+	require.NoError(t, err)
+	require.Len(t, got, 5)
+	query, args = searchQuery(q)
+	require.NoError(t, s.pool.QueryRow(ctx, "EXPLAIN (ANALYZE, FORMAT JSON) "+query, args...).Scan(&plan))
+	assert.LessOrEqual(t, rowsRead(plan[0]["Plan"].(map[string]any), "chart_keys"), 2000.0, "a prefix reads its range of the index (plan %v)", plan)
+}
