@@ -44,6 +44,12 @@
 // node) the revocation takes effect at the device's next connection;
 // with -db, within revocationRefresh (a second) on every node.
 //
+// Every node seals the TLS session tickets it gives devices with keys
+// kept in the state (DIR/ca/ticket.keys, or sealed with the operator key
+// in the database), a new one every day, each kept a week after it stops
+// sealing: a device resumes its session with any node, and with a
+// restarted one.
+//
 // serve logs one structured line per sync (log/slog; -json for JSON
 // lines), each with a request_id that an error answer also gives the
 // device, and, on SIGINT or SIGTERM, stops taking new syncs and lets

@@ -25,6 +25,7 @@ import (
 //	cloud_roster    the relay roster's signed records, numbered in commit
 //	                order under a lock on cloud_roster_head
 //	cloud_devices   the list of enrolments and revocations (JSON)
+//	cloud_ticket_keys the TLS session ticket keys, sealed (tickets.go)
 //	cloud_info      where a node last served
 //
 // A secret is made by the first node to need it: each node offers its
@@ -84,6 +85,10 @@ func openPGState(ctx context.Context, connString, schema string, key *operatorKe
 			CREATE TABLE IF NOT EXISTS cloud_devices (
 				id    bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
 				entry jsonb NOT NULL
+			);
+			CREATE TABLE IF NOT EXISTS cloud_ticket_keys (
+				created timestamptz PRIMARY KEY,
+				sealed  bytea NOT NULL
 			);
 			CREATE TABLE IF NOT EXISTS cloud_info (
 				key   text PRIMARY KEY,

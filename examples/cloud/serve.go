@@ -187,6 +187,16 @@ func serve(ctx context.Context, fs *flag.FlagSet, at where, stdout, stderr io.Wr
 		return err
 	}
 	srv := httpsync.NewServer(ln.Addr().String(), h, cert, log)
+	// Session tickets sealed with the keys every node shares: a device
+	// resumes with any node, and with this one after a restart.
+	tctx, stopTickets := context.WithCancel(ctx)
+	tickets, err := refreshTickets(tctx, st, func(keys [][32]byte) error { return httpsync.SetTicketKeys(srv.TLSConfig, keys) }, log)
+	if err != nil {
+		stopTickets()
+		ln.Close()
+		return err
+	}
+	defer func() { stopTickets(); <-tickets }()
 	served := make(chan error, 1)
 	go func() { served <- srv.ServeTLS(httpsync.RefusalListener(ln), "", "") }()
 	where := "-dir " + dir

@@ -53,6 +53,11 @@ type state interface {
 	// SetServed records where a node serves (the URL enrol puts in
 	// credentials by default).
 	SetServed(ctx context.Context, in info) error
+	// TicketKeys returns the TLS session ticket keys every node uses,
+	// as httpsync.SetTicketKeys takes them (the key to encrypt with
+	// first), rotating them first (see ticketRotation). Two nodes
+	// rotating at once make one key.
+	TicketKeys(ctx context.Context, now time.Time) ([][32]byte, error)
 	// Close releases the state's resources.
 	Close() error
 }

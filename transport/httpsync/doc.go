@@ -241,14 +241,14 @@
 // is -1 until the first successful sync, as the replica counts
 // unacknowledged changes per known peer only.
 //
-// The cloud's TLS sessions live in the server process's memory (at most
-// 65,536): a restarted cloud makes every device do one full handshake,
-// and a multi-node cloud behind a load balancer resumes only on the node
-// that issued the ticket. Such a cloud will need the sessions shared: a
-// session store all nodes reach for WrapSession and UnwrapSession, or
-// stateless tickets (both nil) with ticket keys shared by every node
-// through tls.Config.SetSessionTicketKeys, at about 1 KB more per sync.
-// That is left for later. Through an HTTP proxy (from the environment),
+// By default the cloud's TLS sessions live in the server process's
+// memory (at most 65,536): a restarted cloud makes every device do one
+// full handshake, and a multi-node cloud behind a load balancer resumes
+// only on the node that issued the ticket. SetTicketKeys shares them
+// instead: stateless tickets sealed with keys every node is given (and
+// rotates), at about 1 KB more per sync than the 16-byte tickets;
+// examples/cloud keeps the keys in its state, beside its other secrets.
+// Through an HTTP proxy (from the environment),
 // a Client resumes with the default key exchange, at about 2.3 KB more.
 // Within one process, a Client reuses its connection for 90 seconds, and
 // a resumption is needed only after that.

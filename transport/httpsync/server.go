@@ -143,6 +143,8 @@ type SyncRecord struct {
 	// ChangesIn counts the device's changes applied, Duplicates those
 	// the cloud held already, ChangesOut the changes sent to the device.
 	ChangesIn, Duplicates, ChangesOut int
+	// Resumed says the sync came on a resumed TLS session.
+	Resumed bool
 }
 
 // Validate reports a configuration that cannot work.
@@ -393,7 +395,7 @@ func newRequestID() string {
 
 func (h *Handler) serveSync(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	sw := &syncWriter{ResponseWriter: w, rec: SyncRecord{RequestID: newRequestID()}}
+	sw := &syncWriter{ResponseWriter: w, rec: SyncRecord{RequestID: newRequestID(), Resumed: r.TLS != nil && r.TLS.DidResume}}
 	w = sw
 	if h.cfg.OnSync != nil {
 		defer func() {
@@ -515,7 +517,7 @@ func (h *Handler) serveSync(w http.ResponseWriter, r *http.Request) {
 	sw.rec.ChangesOut = out.Changes
 	log.Info("sync", "status", http.StatusOK, "request_bytes", len(data), "response_bytes", len(out.Data),
 		"applied", rec.Applied, "duplicates", rec.Duplicates, "sent_changes", out.Changes,
-		"complete", rec.Complete && out.Complete, "duration", time.Since(start))
+		"complete", rec.Complete && out.Complete, "tls_resumed", sw.rec.Resumed, "duration", time.Since(start))
 }
 
 // bundleKind is the wire frame kind of a replica bundle.

@@ -4,6 +4,7 @@ import (
 	"container/list"
 	"crypto/rand"
 	"crypto/tls"
+	"errors"
 	"sync"
 	"time"
 )
@@ -111,4 +112,36 @@ func (s *serverSessions) prune(now time.Time) {
 func (s *serverSessions) drop(el *list.Element) {
 	delete(s.byID, el.Value.(*serverSession).id)
 	s.order.Remove(el)
+}
+
+// TicketKeyLifetime is how long a session ticket key must still be
+// accepted after servers stop encrypting new tickets with it: the
+// longest a TLS 1.3 ticket may be used (crypto/tls's 7 days).
+const TicketKeyLifetime = sessionLifetime
+
+// SetTicketKeys makes the server of cfg (from ServerTLSConfig, before it
+// serves) issue stateless session tickets, encrypted with keys[0] and
+// decrypted with any of keys, instead of keeping its sessions in memory:
+// every server given the same keys resumes a session any of them began,
+// so a device that resumed with one node of a cloud resumes with the
+// next one too, and a restarted server resumes what it issued before.
+// Call it again with new keys to rotate them (first the key to encrypt
+// with, then those whose tickets may still be in use: keep each for
+// TicketKeyLifetime after it stops encrypting). The keys are secrets:
+// whoever holds them can read the sessions in tickets and make tickets
+// of their own for the device certificates they saw. It is safe to call
+// while the server serves.
+//
+// A stateless ticket carries the whole session, device certificate
+// included, so it is some 500 bytes larger (once in the ticket, once in
+// the next ClientHello), and it may be used more than once within its
+// lifetime; the session and its device certificate are verified at every
+// resumption (VerifyConnection and the Handler) as before.
+func SetTicketKeys(cfg *tls.Config, keys [][32]byte) error {
+	if len(keys) == 0 {
+		return errors.New("set ticket keys: no key")
+	}
+	cfg.WrapSession, cfg.UnwrapSession = nil, nil
+	cfg.SetSessionTicketKeys(keys)
+	return nil
 }

@@ -108,3 +108,39 @@ func TestServerSessionsExpire(t *testing.T) {
 	assert.False(t, resumed, "a session older than a ticket's lifetime is not resumed")
 	assert.Equal(t, 1, s.Len(), "only the new connection's session is kept")
 }
+
+// TestTicketKeysResumeOnAnotherServer: two servers given the same ticket
+// keys resume each other's sessions; a server given other keys does not;
+// after a rotation, a ticket sealed with the previous key still resumes,
+// and once the previous key is dropped it no longer does.
+func TestTicketKeysResumeOnAnotherServer(t *testing.T) {
+	key := func(b byte) [32]byte {
+		var k [32]byte
+		k[0] = b
+		return k
+	}
+	one, client := ticketServer(t, newServerSessions(8))
+	two := one.Clone()
+	stranger := one.Clone()
+	require.NoError(t, SetTicketKeys(one, [][32]byte{key(1)}))
+	require.NoError(t, SetTicketKeys(two, [][32]byte{key(1)}))
+	require.NoError(t, SetTicketKeys(stranger, [][32]byte{key(9)}))
+	require.Error(t, SetTicketKeys(two, nil), "no key")
+
+	resumed, first := connect(t, one, client, nil)
+	require.False(t, resumed)
+	resumed, second := connect(t, two, client, first)
+	assert.True(t, resumed, "the other server resumes the session")
+	resumed, _ = connect(t, stranger, client, first)
+	assert.False(t, resumed, "a server with other keys cannot")
+
+	require.NoError(t, SetTicketKeys(two, [][32]byte{key(2), key(1)}))
+	resumed, third := connect(t, two, client, second)
+	assert.True(t, resumed, "after a rotation, the previous key still opens its tickets")
+	require.NoError(t, SetTicketKeys(one, [][32]byte{key(2), key(1)}))
+	resumed, _ = connect(t, one, client, third)
+	assert.True(t, resumed, "a ticket sealed with the new key resumes on the other server once it has the key")
+	require.NoError(t, SetTicketKeys(one, [][32]byte{key(2)}))
+	resumed, _ = connect(t, one, client, second)
+	assert.False(t, resumed, "a dropped key opens nothing")
+}
