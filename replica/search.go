@@ -207,3 +207,80 @@ func differentName(a, b record.Patient) bool {
 		return e.Reason == identity.ReasonDifferentName
 	})
 }
+
+// Reindex brings every patient's chart's search keys up to date with its
+// patient, and returns how many charts it wrote. Storage made before the
+// store indexed search keys is indexed when opened from each chart's
+// names, village and national ID only (store.EntryKeys): a replica
+// upgraded from it calls Reindex once, so that its charts are found by
+// phone and identifier too without waiting for each to be edited. A chart
+// whose keys are up to date is not written. It loads every chart (about
+// a millisecond each), one at a time under the write lock, and leaves the
+// cache as it was; it stops at the first error, and calling it again
+// carries on.
+func (r *Replica) Reindex(ctx context.Context) (int, error) {
+	if err := r.checkOpen(); err != nil {
+		return 0, err
+	}
+	cs, err := r.st.Charts(ctx, store.Query{})
+	if err != nil {
+		return 0, fmt.Errorf("reindex charts: %w", err)
+	}
+	n := 0
+	for _, c := range cs {
+		if err := ctx.Err(); err != nil {
+			return n, fmt.Errorf("reindex charts: %w", err)
+		}
+		wrote, err := r.reindex(ctx, c)
+		if err != nil {
+			return n, fmt.Errorf("reindex chart %s: %w", c.ID, err)
+		}
+		if wrote {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// reindex writes a chart's index entry if its stored keys (c.Keys) are
+// not those of its patient.
+func (r *Replica) reindex(ctx context.Context, c store.Chart) (bool, error) {
+	unlock, err := r.lock()
+	if err != nil {
+		return false, err
+	}
+	defer unlock()
+	l := r.cache.get(c.ID)
+	cached := l != nil
+	if !cached {
+		if l, err = r.loadStored(ctx, c.ID); errors.Is(err, ErrNotFound) {
+			return false, nil
+		} else if err != nil {
+			return false, err
+		}
+		defer l.doc.Close() //nolint:errcheck // a document only read here
+	}
+	if l.chart == nil {
+		return false, nil
+	}
+	e, err := indexEntry(r.cfg, l)
+	if err != nil {
+		return false, err
+	}
+	if slices.Equal(e.Keys, c.Keys) {
+		return false, nil
+	}
+	var b store.Batch
+	if err := r.addChartWrites(&b, l); err != nil {
+		r.cache.remove(c.ID)
+		return false, err
+	}
+	if _, err := r.st.Write(ctx, b); err != nil {
+		r.cache.remove(c.ID)
+		return false, err
+	}
+	if len(b.Snapshots) > 0 {
+		l.sinceSnapshot = 0
+	}
+	return true, nil
+}

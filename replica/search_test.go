@@ -603,3 +603,45 @@ func ExampleReplica_Search() {
 	// wanjiro mwangi: Wanjiru Mwangi of Kamuga (0.86)
 	// mwangi nyeri: Wanjiku Mwangi of Nyeri (1.00)
 }
+
+// TestReindexAfterUpgrade: a database written before charts were indexed
+// by search key is indexed when opened by names, village and national ID
+// only; Reindex adds each chart's phones and identifiers, writing only
+// the charts whose keys were out of date.
+func TestReindexAfterUpgrade(t *testing.T) {
+	ctx := context.Background()
+	path := tempDB(t, "upgraded")
+	r, _ := openSQLite(t, path, replica.Config{Now: frozen})
+	id := registerPatient(t, r, record.Patient{GivenName: "Wanjiru", FamilyName: "Mwangi", EstimatedBirthYear: 1988, Phone: "+254 712 345678",
+		Identifiers: []record.Identifier{{System: record.SystemClinic, Value: "KMG-0042"}}})
+	unnamed := registerPatient(t, r, record.Patient{GivenName: "Achieng", EstimatedBirthYear: 1975})
+	require.NoError(t, r.Close())
+	db, err := sql.Open("sqlite3", "file:"+path+"?_journal_mode=WAL")
+	require.NoError(t, err)
+	_, err = db.Exec("DROP TABLE search_keys; DROP TABLE search_charts")
+	require.NoError(t, err, "take the database back to before the index")
+	require.NoError(t, db.Close())
+
+	r, _ = openSQLite(t, path, replica.Config{Now: frozen})
+	got, err := r.Search(ctx, "wanjiru mwangi", 0)
+	require.NoError(t, err)
+	assert.Equal(t, []string{id}, foundIDs(got), "the migration indexes names")
+	got, err = r.Search(ctx, "0712 345 678", 0)
+	require.NoError(t, err)
+	assert.Empty(t, got, "but not phones, which the entries do not hold")
+
+	n, err := r.Reindex(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, 1, n, "only the chart with a phone and an identifier is written again")
+	for _, q := range []string{"0712 345 678", "kmg-0042", "wanjiru"} {
+		got, err = r.Search(ctx, q, 0)
+		require.NoError(t, err)
+		assert.Equal(t, []string{id}, foundIDs(got), "after Reindex, %q finds the chart", q)
+	}
+	got, err = r.Search(ctx, "achieng", 0)
+	require.NoError(t, err)
+	assert.Equal(t, []string{unnamed}, foundIDs(got))
+	n, err = r.Reindex(ctx)
+	require.NoError(t, err)
+	assert.Zero(t, n, "a second Reindex writes nothing")
+}
