@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/chartsync/chartsync/record"
+	"github.com/chartsync/chartsync/replica/store/postgres/pgtest"
 	"github.com/chartsync/chartsync/transport/httpsync"
 )
 
@@ -64,4 +65,34 @@ func TestRevokedDeviceCannotConnect(t *testing.T) {
 	code, logs := stop()
 	assert.Equal(t, 0, code)
 	assert.Contains(t, logs, "handshake refused: device revoked", "the cloud logs the refusal")
+}
+
+// TestRevocationReachesEveryNode: a revocation kept in the database is
+// enforced by every node at the device's next connection once the node
+// looks at the roster again (revocationRefresh, set to look at every
+// connection here, so the test needs no wait).
+func TestRevocationReachesEveryNode(t *testing.T) {
+	old := revocationRefresh
+	revocationRefresh = 0
+	t.Cleanup(func() { revocationRefresh = old })
+	conn, schema := pgtest.ConnString(t), pgtest.Schema(t)
+	db := []string{"-db", conn, "-db-schema", schema, "-key-file", filepath.Join(t.TempDir(), "operator.key")}
+	code, _, stderr := cloud(t, append([]string{"init"}, db...)...)
+	require.Equal(t, 0, code, "init: %s", stderr)
+	serve := append([]string{"serve", "-addr", "127.0.0.1:0", "-dev-cert"}, db...)
+	addr1, _ := serverWith(t, serve...)
+	addr2, _ := serverWith(t, serve...)
+	tablet, cred := enrolledDevice(t, "kamuga-tablet-1", "kamuga", db)
+	syncWith(t, tablet, cred, addr1)
+	syncWith(t, tablet, cred, addr2)
+
+	code, _, stderr = cloud(t, append([]string{"revoke", "-device", "kamuga-tablet-1"}, db...)...)
+	require.Equal(t, 0, code, "revoke: %s", stderr)
+	for _, addr := range []string{addr1, addr2} {
+		c, err := httpsync.NewClient(tablet, httpsync.ClientConfig{Credential: cred, URL: "https://" + addr, MaxAttempts: 2})
+		require.NoError(t, err)
+		_, err = c.SyncReport(context.Background())
+		require.ErrorIs(t, err, httpsync.ErrCredentialRevoked, "node %s refuses the revoked device", addr)
+		c.Close()
+	}
 }
