@@ -112,6 +112,7 @@ import (
 
 	"github.com/chartsync/chartsync/crdt"
 	"github.com/chartsync/chartsync/replica/store"
+	"github.com/chartsync/chartsync/replica/store/internal/zchange"
 )
 
 const schema = `
@@ -325,8 +326,12 @@ func schemaState(ctx context.Context, db *sql.DB) (readable, complete bool, err 
 	if err != nil {
 		return false, false, err
 	}
+	compressed, err := hasCompressedLog(ctx, db)
+	if err != nil {
+		return false, false, err
+	}
 	readable = objects == 9 && columns == 2
-	return readable, readable && fence == 1 && indexed && searchable, nil
+	return readable, readable && fence == 1 && indexed && searchable && compressed, nil
 }
 
 // hasClinicLog reports whether the database has the log index by clinic
@@ -385,7 +390,10 @@ func migrate(ctx context.Context, db *sql.DB) error {
 	if err := migrateClinicLog(ctx, db); err != nil {
 		return err
 	}
-	return migrateSearch(ctx, db)
+	if err := migrateSearch(ctx, db); err != nil {
+		return err
+	}
+	return migrateCompress(ctx, db)
 }
 
 // migrateClinicLog creates and fills the log's index by clinic in a
@@ -510,6 +518,11 @@ func scanChanges(rows *sql.Rows) ([]store.Change, error) {
 		if len(c.Sig) == 0 {
 			c.Sig = nil
 		}
+		raw, err := zchange.Decompress(c.Raw)
+		if err != nil {
+			return nil, fmt.Errorf("change %d: %w", c.Seq, err)
+		}
+		c.Raw = raw
 		if len(hash) != len(c.Hash) {
 			return nil, fmt.Errorf("change %d: stored hash of %d bytes", c.Seq, len(hash))
 		}
@@ -1086,7 +1099,7 @@ func writeBatch(ctx context.Context, tx *sql.Tx, b store.Batch) (uint64, error) 
 		}
 		defer st.Close()
 		for _, c := range b.Changes {
-			res, err := st.ExecContext(ctx, c.Chart, c.Hash[:], c.Raw, c.From, sigOrEmpty(c.Sig))
+			res, err := st.ExecContext(ctx, c.Chart, c.Hash[:], zchange.Compress(c.Raw), c.From, sigOrEmpty(c.Sig))
 			if err == nil {
 				err = ix.added(ctx, res, c.Chart)
 			}
