@@ -16,6 +16,7 @@ import (
 
 	"github.com/chartsync/chartsync/crdt"
 	"github.com/chartsync/chartsync/replica/store"
+	"github.com/chartsync/chartsync/replica/store/internal/zchange"
 )
 
 // Config tunes a Store. The zero value works.
@@ -182,6 +183,11 @@ func scanChanges(rows pgx.Rows) ([]store.Change, error) {
 		if len(c.Sig) == 0 {
 			c.Sig = nil
 		}
+		raw, err := zchange.Decompress(c.Raw)
+		if err != nil {
+			return nil, fmt.Errorf("change %d: %w", c.Seq, err)
+		}
+		c.Raw = raw
 		out = append(out, c)
 	}
 	return out, rows.Err()

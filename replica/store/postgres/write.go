@@ -15,6 +15,7 @@ import (
 
 	"github.com/chartsync/chartsync/crdt"
 	"github.com/chartsync/chartsync/replica/store"
+	"github.com/chartsync/chartsync/replica/store/internal/zchange"
 )
 
 // Write implements store.Store: one transaction, committed synchronously
@@ -226,7 +227,7 @@ func writeBatch(ctx context.Context, tx pgx.Tx, b store.Batch) (written, error) 
 		seqs = append(seqs, head)
 		charts = append(charts, c.Chart)
 		hashes = append(hashes, c.Hash[:])
-		raws = append(raws, nonNil(c.Raw))
+		raws = append(raws, nonNil(zchange.Compress(c.Raw))) // as the SQLite store does (zchange); rows are read as either
 		srcs = append(srcs, c.From)
 		var sig []byte // NULL when unsigned
 		if len(c.Sig) > 0 {
