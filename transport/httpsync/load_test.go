@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -38,6 +39,14 @@ import (
 
 const loadCloudEnv = "HTTPSYNC_LOAD_CLOUD"
 
+// The shape of BenchmarkCloudLoad.
+var (
+	loadDevices = flag.Int("load.devices", 200, "BenchmarkCloudLoad: simulated clinic devices")
+	loadClinics = flag.Int("load.clinics", 20, "BenchmarkCloudLoad: clinics the devices are spread over")
+	loadCharts  = flag.Int("load.charts", 5, "BenchmarkCloudLoad: charts each device registers offline")
+	loadRounds  = flag.Int("load.rounds", 10, "BenchmarkCloudLoad: syncs each device makes, with an edit before each after the first")
+)
+
 func TestMain(m *testing.M) {
 	if dir := os.Getenv(loadCloudEnv); dir != "" {
 		os.Exit(runLoadCloud(dir))
@@ -52,6 +61,7 @@ type cloudStats struct {
 	PeakHeap     uint64 // bytes of live heap objects, sampled every 5ms
 	PeakGoMemory uint64 // all memory the Go runtime holds, sampled
 	PeakRSS      uint64 // resident set, sampled from /proc/self/statm
+	PeakCMemory  uint64 // resident set beyond what the Go runtime holds (Automerge and SQLite), sampled
 	HighWaterRSS uint64 // the kernel's peak resident set (VmHWM)
 }
 
@@ -106,29 +116,7 @@ func runLoadCloud(dir string) int {
 	go func() { _ = srv.ServeTLS(ln, "", "") }()
 
 	var st cloudStats
-	var mu sync.Mutex
-	stop := make(chan struct{})
-	sampled := make(chan struct{})
-	go func() {
-		defer close(sampled)
-		samples := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}, {Name: "/memory/classes/total:bytes"}}
-		tick := time.NewTicker(5 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			metrics.Read(samples)
-			rss := statmRSS()
-			mu.Lock()
-			st.PeakHeap = max(st.PeakHeap, samples[0].Value.Uint64())
-			st.PeakGoMemory = max(st.PeakGoMemory, samples[1].Value.Uint64())
-			st.PeakRSS = max(st.PeakRSS, rss)
-			mu.Unlock()
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-			}
-		}
-	}()
+	peaks := startMemPeaks()
 	if path := os.Getenv("HTTPSYNC_LOAD_CPUPROFILE"); path != "" {
 		f, err := os.Create(path)
 		if err != nil {
@@ -142,8 +130,8 @@ func runLoadCloud(dir string) int {
 	}
 	fmt.Printf("ADDR %s %s\n", ln.Addr(), rep.ID())
 	_, _ = io.Copy(io.Discard, os.Stdin)
-	close(stop)
-	<-sampled
+	p := peaks.stop()
+	st.PeakHeap, st.PeakGoMemory, st.PeakRSS, st.PeakCMemory = p.heap, p.goMemory, p.rss, p.cMemory
 	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	_ = srv.Shutdown(sctx)
@@ -157,6 +145,47 @@ func runLoadCloud(dir string) int {
 	out, _ := json.Marshal(st)
 	fmt.Printf("STATS %s\n", out)
 	return 0
+}
+
+// memPeaks samples a process's memory every 5 ms until stop.
+type memPeaks struct {
+	done    chan struct{}
+	sampled chan memPeak
+}
+
+// memPeak is the highest of each measure sampled.
+type memPeak struct {
+	heap, goMemory, rss, cMemory uint64
+}
+
+func startMemPeaks() *memPeaks {
+	m := &memPeaks{done: make(chan struct{}), sampled: make(chan memPeak, 1)}
+	go func() {
+		var p memPeak
+		samples := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}, {Name: "/memory/classes/total:bytes"}}
+		tick := time.NewTicker(5 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			metrics.Read(samples)
+			rss, heap, total := statmRSS(), samples[0].Value.Uint64(), samples[1].Value.Uint64()
+			p.heap, p.goMemory, p.rss = max(p.heap, heap), max(p.goMemory, total), max(p.rss, rss)
+			if rss > total {
+				p.cMemory = max(p.cMemory, rss-total)
+			}
+			select {
+			case <-m.done:
+				m.sampled <- p
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return m
+}
+
+func (m *memPeaks) stop() memPeak {
+	close(m.done)
+	return <-m.sampled
 }
 
 func statmRSS() uint64 {
@@ -199,15 +228,17 @@ type loadResult struct {
 	wall                     time.Duration
 	p50, p99, worst          time.Duration
 	cloud                    cloudStats
+	devices                  memPeak // the test process, which runs every simulated device
 }
 
 func (r loadResult) syncsPerSecond() float64 { return float64(r.syncs) / r.wall.Seconds() }
 
 func (r loadResult) String() string {
 	mib := func(b uint64) float64 { return float64(b) / (1 << 20) }
-	return fmt.Sprintf("%d syncs in %s: %.0f syncs/s; latency p50 %s, p99 %s, worst %s; %d failed, %d retries (cloud busy %d); cloud peak heap %.1f MiB, Go memory %.1f MiB, RSS %.1f MiB (VmHWM %.1f MiB); cloud holds %d charts",
+	return fmt.Sprintf("%d syncs in %s: %.0f syncs/s; latency p50 %s, p99 %s, worst %s; %d failed, %d retries (cloud busy %d); cloud peak heap %.1f MiB, Go memory %.1f MiB, RSS %.1f MiB (VmHWM %.1f MiB), C memory %.1f MiB; cloud holds %d charts; devices' process peak RSS %.1f MiB, heap %.1f MiB, C memory %.1f MiB",
 		r.syncs, r.wall.Round(time.Millisecond), r.syncsPerSecond(), r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), r.worst.Round(time.Microsecond),
-		r.failures, r.retries, r.cloud.Handler.Busy, mib(r.cloud.PeakHeap), mib(r.cloud.PeakGoMemory), mib(r.cloud.PeakRSS), mib(r.cloud.HighWaterRSS), r.cloud.Charts)
+		r.failures, r.retries, r.cloud.Handler.Busy, mib(r.cloud.PeakHeap), mib(r.cloud.PeakGoMemory), mib(r.cloud.PeakRSS), mib(r.cloud.HighWaterRSS), mib(r.cloud.PeakCMemory), r.cloud.Charts,
+		mib(r.devices.rss), mib(r.devices.heap), mib(r.devices.cMemory))
 }
 
 // loadCloud is a cloud served by a child process (runLoadCloud), so that
@@ -361,10 +392,12 @@ func runLoad(t testing.TB, shape loadShape) loadResult {
 			}
 		}()
 	}
+	peaks := startMemPeaks()
 	began := time.Now()
 	close(start)
 	wg.Wait()
 	res.wall = time.Since(began)
+	res.devices = peaks.stop()
 
 	res.cloud = lc.stop(t)
 	slices.Sort(latencies)
@@ -392,8 +425,16 @@ func TestCloudLoad(t *testing.T) {
 // latency percentiles and the cloud's peak memory. Run it once:
 //
 //	go test -run '^$' -bench CloudLoad -benchtime 1x ./transport/httpsync/
+//
+// The shape comes from flags, e.g. the national-scale runs:
+//
+//	go test -run '^$' -bench CloudLoad -benchtime 1x ./transport/httpsync/ -load.devices 300 -load.clinics 12
+//	go test -run '^$' -bench CloudLoad -benchtime 1x ./transport/httpsync/ -load.devices 500 -load.clinics 20
 func BenchmarkCloudLoad(b *testing.B) {
-	shape := loadShape{devices: 200, clinics: 20, charts: 5, rounds: 10}
+	shape := loadShape{devices: *loadDevices, clinics: *loadClinics, charts: *loadCharts, rounds: *loadRounds}
+	if shape.devices < 1 || shape.clinics < 1 || shape.charts < 1 || shape.rounds < 1 {
+		b.Fatalf("-load.devices, -load.clinics, -load.charts and -load.rounds must be at least 1")
+	}
 	var res loadResult
 	for range b.N {
 		res = runLoad(b, shape)
@@ -404,5 +445,8 @@ func BenchmarkCloudLoad(b *testing.B) {
 	b.ReportMetric(float64(res.p99.Microseconds())/1000, "p99-ms")
 	b.ReportMetric(float64(res.cloud.HighWaterRSS)/(1<<20), "cloud-peak-RSS-MiB")
 	b.ReportMetric(float64(res.cloud.PeakHeap)/(1<<20), "cloud-peak-heap-MiB")
+	b.ReportMetric(float64(res.cloud.PeakCMemory)/(1<<20), "cloud-peak-C-MiB")
+	b.ReportMetric(float64(res.devices.rss)/(1<<20), "devices-peak-RSS-MiB")
+	b.ReportMetric(float64(res.devices.cMemory)/(1<<20), "devices-peak-C-MiB")
 	b.ReportMetric(float64(res.failures), "failed-syncs")
 }
