@@ -56,9 +56,11 @@
 // # Receiving
 //
 // Receive works in four steps: decode (the bundle's form, every change
-// parsed in one call into automerge), verify (signatures, reading only
-// what is held and the signers' records), plan (each chart's new changes
-// judged by record's rules in causal order, before they touch anything,
+// read in Go: its structure and checksum), verify (signatures, reading only
+// what is held and the signers' records), plan (each change's operations
+// decoded and its bytes judged once, crdt.Judge, for the author check and
+// the apply alike; each chart's new changes judged by record's rules in
+// causal order, before they touch anything,
 // with a record.Checker whose cost follows the changes, then applied to a
 // private copy of the chart and judged for scope and registration; charts
 // in parallel; no I/O) and commit (one durable write). Only the commit holds the
@@ -95,12 +97,33 @@
 //
 // # Snapshots
 //
-// A snapshot is stored only once it has been loaded back
+// A chart is saved again once Config.CompactAfter changes, and half its
+// history, have piled up on its snapshot, so the saves of a growing chart
+// cost about twice its history in all. A snapshot is stored only once it
+// has been read back and found to hold exactly the changes applied
 // (crdt.Doc.SaveChecked). A stored snapshot that does not load (damaged
 // on disk) is not fatal: the chart is rebuilt from its changes in the log,
 // which keeps every change, and the next write stores a good snapshot; a
 // stored change the chart cannot take (kept by an older build) is left
 // out. Both are logged and counted (RebuiltCharts).
+//
+// # Search and duplicates
+//
+// Search finds patients by any words of their names, village, phone or
+// identifiers, in any order, whatever the case and accents, and tolerant
+// of common misspellings (package record/identity makes the keys and
+// scores them). It looks the words' keys up in the store's index
+// (store.Index.Search) and scores each candidate from its index entry,
+// without loading a chart; ErrTooManyMatches asks for more words when a
+// query would score more than MaxSearchCandidates charts. Duplicates and
+// DuplicatesOf return the charts that may be the same patient as a
+// registration not yet saved, or as a chart held, each scored with its
+// reasons (same identifier, same phone, similar name with the same birth
+// year and village); they load only the candidates that could reach the
+// threshold. Like Find, neither filters by clinic scope: a replica lists
+// what it holds. A database made before the index is indexed on open from
+// names, village and national ID; Reindex, called once after such an
+// upgrade, adds phones and identifiers.
 //
 // # Clinic scope
 //
