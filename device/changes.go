@@ -3,7 +3,9 @@ package device
 import (
 	"bytes"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"fmt"
+	"math"
 	"slices"
 )
 
@@ -32,27 +34,91 @@ func (id *Identity) SignChange(chart string, hash [32]byte) []byte {
 // replicaID's changes may be signed with (oldest first, including records
 // since expired or revoked), to send along with its changes to a replica
 // that has not met the device: a device enrolled again with new keys
-// still has its earlier changes checked with the earlier key.
+// still has its earlier changes checked with the earlier key. If the
+// device is revoked, its revocation comes last, so that the recipient
+// refuses what the revocation does not accept (AcceptedUpTo).
 func (r *Roster) SignerEnrolments(replicaID string) [][]byte {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	ks := r.keys[replicaID]
-	out := make([][]byte, len(ks))
+	out := make([][]byte, len(ks), len(ks)+1)
 	for i, k := range ks {
 		out[i] = k.raw
+	}
+	if e, ok := r.by[replicaID]; ok && e.Revoked {
+		out = append(out, e.raw)
+	}
+	return out
+}
+
+// AcceptedUpTo reports whether replicaID's enrolment in force is a
+// revocation and, if so, the highest sequence number of the device's
+// changes to chart that the revoking authority accepts: a change of the
+// device's actor to chart with a greater sequence number was made after
+// the revocation (or reached the authority only after it) and is refused.
+// 0 accepts none of its changes to chart. A revocation of the first
+// format (Authority.Revoke) names no limit: it gives math.MaxUint64,
+// every signed change of the device is accepted as before, and the
+// caller should say so (its device is cut off at the transports only).
+func (r *Roster) AcceptedUpTo(replicaID, chart string) (seq uint64, revoked bool) {
+	r.mu.RLock()
+	e, ok := r.by[replicaID]
+	r.mu.RUnlock()
+	if !ok || !e.Revoked {
+		return 0, false
+	}
+	if e.Accepted == nil {
+		return math.MaxUint64, true
+	}
+	return e.Accepted[chart], true
+}
+
+// RevocationsFor returns the signed revocations a replica sending to
+// recipient passes on, so that they reach every replica that may hold
+// the revoked devices' changes: those of devices of the recipient's
+// clinic, or every revocation held if the recipient is no device this
+// roster knows (the cloud), sorted by replica ID.
+func (r *Roster) RevocationsFor(recipient string) [][]byte {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	clinic, known := "", false
+	if e, ok := r.by[recipient]; ok {
+		clinic, known = e.Device.Clinic, true
+	}
+	ids := make([]string, 0, 4)
+	for id, e := range r.by {
+		if e.Revoked && (!known || e.Device.Clinic == clinic) {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	out := make([][]byte, len(ids))
+	for i, id := range ids {
+		out[i] = r.by[id].raw
 	}
 	return out
 }
 
 // LearnSigner records the signing key of a signed enrolment, for
-// VerifyChange, and returns the replica it enrols (also with an error,
-// once the record could be read). The enrolment must be
-// signed by a trusted authority that may enrol the device's clinic; unlike
-// Add, an enrolment that has expired (or was since revoked) is accepted,
-// because a device's changes stay its own after its enrolment ends. The
-// enrolment in force for the transports (Lookup) does not change. Learning a record
-// twice changes nothing.
+// VerifyChange, or a revocation, and returns the replica it is for (also
+// with an error, once the record could be read). The record must be
+// signed by a trusted authority that may enrol the device's clinic.
+// Unlike Add, an enrolment that has expired (or was since revoked) is
+// accepted, because a device's changes stay its own after its enrolment
+// ends, and it leaves the enrolment in force for the transports (Lookup)
+// as it was. A revocation is taken as Add takes it: once it is in force,
+// Lookup gives ErrRevoked and AcceptedUpTo its limit, so a revocation
+// travelling with the device's changes (SignerEnrolments) or with any
+// bundle (RevocationsFor) cuts the device off wherever it arrives.
+// Learning a record twice changes nothing, and costs no signature check.
 func (r *Roster) LearnSigner(data []byte) (string, error) {
+	sum := sha256.Sum256(data)
+	r.mu.RLock()
+	seen := r.learnt[sum]
+	r.mu.RUnlock()
+	if seen {
+		return "", nil
+	}
 	e, err := decodeEnrolment(data)
 	if err != nil {
 		return "", fmt.Errorf("learn signer: %w", err)
@@ -68,13 +134,22 @@ func (r *Roster) LearnSigner(data []byte) (string, error) {
 		return id, fmt.Errorf("learn signer %s: clinic %s: %w", id, e.Device.Clinic, ErrOutOfScope)
 	}
 	if e.Revoked {
-		return id, fmt.Errorf("learn signer %s: a revocation holds no key: %w", id, ErrMalformed)
+		if _, err := r.add(e); err != nil {
+			return id, fmt.Errorf("learn signer: %w", err)
+		}
+	} else {
+		// Only the key is learnt: which enrolment is in force for the
+		// transports (Lookup) changes only through Add and Merge.
+		r.rememberKey(e, a)
 	}
-	// Only the key is learnt: which enrolment is in force for the
-	// transports (Lookup) changes only through Add and Merge.
-	r.rememberKey(e, a)
+	if len(r.learnt) < maxLearnt {
+		r.learnt[sum] = true
+	}
 	return id, nil
 }
+
+// maxLearnt bounds the records a roster remembers having learnt.
+const maxLearnt = 1 << 16
 
 // rememberKey keeps e's signing key for VerifyChange, ordered by issue
 // time. r.mu is held and e's authority a has been checked. A key is not

@@ -9,8 +9,11 @@ import (
 	"encoding/hex"
 	"encoding/pem"
 	"fmt"
-	"github.com/chartsync/chartsync/internal/atomicfile"
+	"maps"
+	"slices"
 	"time"
+
+	"github.com/chartsync/chartsync/internal/atomicfile"
 
 	"github.com/chartsync/chartsync/internal/wire"
 )
@@ -111,18 +114,53 @@ func (a *Authority) Enrol(pub Public, issued time.Time, lifetime time.Duration) 
 	return a.sign(e)
 }
 
-// Revoke signs a revocation of the replica's enrolment, in force from at.
-// Added to a roster, it supersedes every enrolment of the replica issued
-// before at, and Lookup then returns ErrRevoked.
+// Revoke signs a revocation of the replica's enrolment, in force from at,
+// that names no limit on the device's changes: a record of the first
+// format, whose every change signature still verifies (see
+// Roster.AcceptedUpTo). Use RevokeAccepting, which names the changes the
+// authority accepts. Added to a roster, it supersedes every enrolment of
+// the replica issued before at, and Lookup then returns ErrRevoked.
 func (a *Authority) Revoke(replicaID, clinic string, at time.Time) ([]byte, error) {
+	return a.revoke(replicaID, clinic, at, nil)
+}
+
+// RevokeAccepting signs a revocation of the replica's enrolment, in force
+// from at, naming the last of the device's changes the authority accepts:
+// per chart, the highest Automerge sequence number of the device's actor
+// (its replica ID) that the authority's replica held when it revoked.
+// Every replica whose roster holds the record refuses the device's other
+// changes (Roster.AcceptedUpTo): those of a greater sequence number, and
+// any in a chart accepted does not name. An empty accepted accepts none.
+// The record is refused with ErrTooLarge past MaxRevocationBytes (about
+// 25,000 charts).
+func (a *Authority) RevokeAccepting(replicaID, clinic string, at time.Time, accepted map[string]uint64) ([]byte, error) {
+	if accepted == nil {
+		accepted = map[string]uint64{}
+	}
+	return a.revoke(replicaID, clinic, at, accepted)
+}
+
+func (a *Authority) revoke(replicaID, clinic string, at time.Time, accepted map[string]uint64) ([]byte, error) {
 	if err := checkReplicaID(replicaID); err != nil {
 		return nil, fmt.Errorf("revoke device: %w", err)
 	}
 	if err := CheckClinic(clinic); err != nil {
 		return nil, fmt.Errorf("revoke device: %w", err)
 	}
-	e := Enrolment{Device: Public{ReplicaID: replicaID, Clinic: clinic}, Issued: at, Expires: at, Revoked: true}
-	return a.sign(e)
+	for chart, seq := range accepted {
+		if chart == "" || len(chart) > MaxChartIDLen || seq == 0 {
+			return nil, fmt.Errorf("revoke device %s: accepted chart %q up to %d: %w", replicaID, chart, seq, ErrMalformed)
+		}
+	}
+	e := Enrolment{Device: Public{ReplicaID: replicaID, Clinic: clinic}, Issued: at, Expires: at, Revoked: true, Accepted: maps.Clone(accepted)}
+	data, err := a.sign(e)
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > MaxRevocationBytes {
+		return nil, fmt.Errorf("revoke device %s: a record of %d bytes accepting changes in %d charts, limit %d bytes: %w", replicaID, len(data), len(accepted), MaxRevocationBytes, ErrTooLarge)
+	}
+	return data, nil
 }
 
 // EnrolRequest checks a request made by Identity.Request (the device
@@ -142,8 +180,15 @@ func (a *Authority) sign(e Enrolment) ([]byte, error) {
 	}
 	e.Authority = a.PublicKey()
 	body := e.appendSigned(nil)
+	if len(body)+ed25519.SignatureSize > MaxRevocationBytes {
+		return nil, fmt.Errorf("enrolment of %s: a body of %d bytes, limit %d: %w", e.Device.ReplicaID, len(body)+ed25519.SignatureSize, MaxRevocationBytes, ErrTooLarge)
+	}
 	body = append(body, ed25519.Sign(a.key, signedMessage(PurposeEnrolment, body))...)
-	return wire.Encode(kindEnrolment, enrolmentVersion, body), nil
+	version := byte(enrolmentVersion1)
+	if e.Accepted != nil {
+		version = enrolmentVersion // only a revocation naming its accepted changes needs the second format
+	}
+	return wire.Encode(kindEnrolment, version, body), nil
 }
 
 // Enrolment is an authority's signed statement that a device (replica ID,
@@ -154,12 +199,24 @@ type Enrolment struct {
 	Issued    time.Time // UTC, whole seconds
 	Expires   time.Time // UTC, whole seconds
 	Revoked   bool
+	// Accepted, on a revocation of the second format (RevokeAccepting),
+	// names the device's changes the authority accepts: per chart, the
+	// highest sequence number of the device's actor accepted. nil on an
+	// enrolment and on a revocation of the first format (Revoke), which
+	// names no limit.
+	Accepted  map[string]uint64
 	Authority ed25519.PublicKey // the key that signed it
 
 	raw []byte // the signed file
 }
 
-const flagRevoked = 1
+const (
+	flagRevoked  = 1
+	flagAccepted = 2 // a revocation followed by the changes accepted (format version 2)
+)
+
+// MaxChartIDLen bounds a chart ID named by a revocation.
+const MaxChartIDLen = 64
 
 // Raw returns the signed enrolment file the record was decoded from.
 func (e Enrolment) Raw() []byte { return e.raw }
@@ -173,11 +230,19 @@ func (e Enrolment) ValidAt(t time.Time) bool { return !e.Revoked && t.Before(e.E
 //	authority key 32 | flags 1 | replica ID 16 | clinic (len-prefixed) |
 //	signing key (len-prefixed, 32 or 0 if revoked) | age recipient
 //	(len-prefixed) | issued, expires (uvarint Unix seconds)
+//
+// and, with flagAccepted (a revocation of format version 2):
+//
+//	count (uvarint) | count × (chart ID (len-prefixed), seq (uvarint)),
+//	chart IDs in increasing byte order, each seq at least 1
 func (e Enrolment) appendSigned(b []byte) []byte {
 	b = append(b, e.Authority...)
 	var flags byte
 	if e.Revoked {
 		flags |= flagRevoked
+	}
+	if e.Accepted != nil {
+		flags |= flagAccepted
 	}
 	b = append(b, flags)
 	rid, _ := hex.DecodeString(e.Device.ReplicaID)
@@ -186,7 +251,17 @@ func (e Enrolment) appendSigned(b []byte) []byte {
 	b = wire.AppendBytes(b, e.Device.SignKey)
 	b = wire.AppendBytes(b, []byte(e.Device.AgeRecipient))
 	b = binary.AppendUvarint(b, uint64(e.Issued.Unix()))
-	return binary.AppendUvarint(b, uint64(e.Expires.Unix()))
+	b = binary.AppendUvarint(b, uint64(e.Expires.Unix()))
+	if e.Accepted == nil {
+		return b
+	}
+	charts := slices.Sorted(maps.Keys(e.Accepted))
+	b = binary.AppendUvarint(b, uint64(len(charts)))
+	for _, c := range charts {
+		b = wire.AppendBytes(b, []byte(c))
+		b = binary.AppendUvarint(b, e.Accepted[c])
+	}
+	return b
 }
 
 // DecodeEnrolment parses an enrolment file and checks that it is signed by
@@ -202,12 +277,17 @@ func DecodeEnrolment(data []byte) (Enrolment, error) {
 }
 
 func decodeEnrolment(data []byte) (Enrolment, error) {
-	if len(data) > MaxEnrolmentBytes {
+	// Only a revocation of the second format may be over
+	// MaxEnrolmentBytes; anything else is refused by its size unread.
+	if len(data) > MaxRevocationBytes || len(data) > MaxEnrolmentBytes && (len(data) < 5 || data[4] != enrolmentVersion) {
 		return Enrolment{}, fmt.Errorf("%d bytes: %w", len(data), ErrTooLarge)
 	}
-	_, body, err := wire.Decode(data, kindEnrolment, enrolmentVersion, MaxEnrolmentBytes)
+	version, body, err := wire.Decode(data, kindEnrolment, enrolmentVersion, MaxRevocationBytes)
 	if err != nil {
 		return Enrolment{}, err
+	}
+	if version == enrolmentVersion1 && len(data) > MaxEnrolmentBytes {
+		return Enrolment{}, fmt.Errorf("%d bytes: %w", len(data), ErrTooLarge)
 	}
 	r := wire.NewReader(body)
 	var e Enrolment
@@ -244,6 +324,17 @@ func decodeEnrolment(data []byte) (Enrolment, error) {
 			return Enrolment{}, fmt.Errorf("time %d out of range: %w", times[i], ErrMalformed)
 		}
 	}
+	var accepted map[string]uint64
+	if flags[0]&flagAccepted != 0 {
+		if version < enrolmentVersion || flags[0]&flagRevoked == 0 {
+			return Enrolment{}, fmt.Errorf("accepted changes on a record of version %d, flags %#x: %w", version, flags[0], ErrMalformed)
+		}
+		if accepted, err = decodeAccepted(r); err != nil {
+			return Enrolment{}, err
+		}
+	} else if version != enrolmentVersion1 {
+		return Enrolment{}, fmt.Errorf("a record of version %d without accepted changes: %w", version, ErrMalformed)
+	}
 	signedLen := len(body) - r.Len()
 	sig, err := r.Fixed(ed25519.SignatureSize)
 	if err != nil {
@@ -252,7 +343,7 @@ func decodeEnrolment(data []byte) (Enrolment, error) {
 	if err := r.Done(); err != nil {
 		return Enrolment{}, err
 	}
-	if flags[0]&^flagRevoked != 0 {
+	if flags[0]&^(flagRevoked|flagAccepted) != 0 {
 		return Enrolment{}, fmt.Errorf("unknown flags %#x: %w", flags[0], ErrMalformed)
 	}
 	e = Enrolment{
@@ -264,6 +355,7 @@ func decodeEnrolment(data []byte) (Enrolment, error) {
 		Issued:    time.Unix(int64(times[0]), 0).UTC(),
 		Expires:   time.Unix(int64(times[1]), 0).UTC(),
 		Revoked:   flags[0]&flagRevoked != 0,
+		Accepted:  accepted,
 		Authority: bytes.Clone(auth),
 		raw:       bytes.Clone(data),
 	}
@@ -287,6 +379,33 @@ func decodeEnrolment(data []byte) (Enrolment, error) {
 		return Enrolment{}, fmt.Errorf("enrolment of %s: %w", e.Device.ReplicaID, ErrBadSignature)
 	}
 	return e, nil
+}
+
+// decodeAccepted reads a revocation's accepted changes (see appendSigned):
+// chart IDs strictly increasing, so a record has one encoding.
+func decodeAccepted(r *wire.Reader) (map[string]uint64, error) {
+	n, err := r.Count(2)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]uint64, min(n, 1024))
+	prev := ""
+	for i := range n {
+		c, err := r.Bytes(MaxChartIDLen)
+		if err != nil {
+			return nil, fmt.Errorf("accepted chart %d: %w", i, err)
+		}
+		seq, err := r.Uvarint()
+		if err != nil {
+			return nil, fmt.Errorf("accepted chart %d: %w", i, err)
+		}
+		if len(c) == 0 || seq == 0 || (i > 0 && string(c) <= prev) {
+			return nil, fmt.Errorf("accepted chart %d %q up to %d: %w", i, c, seq, ErrMalformed)
+		}
+		prev = string(c)
+		out[prev] = seq
+	}
+	return out, nil
 }
 
 // maxUnix bounds times on the wire (year 9999), so every time converts.

@@ -18,6 +18,8 @@ type seedFiles struct {
 	cloud                                              *device.Authority
 	enrolment, revocation, request, requestPEM, roster []byte
 	identity, authority                                []byte
+	// accepting is a revocation naming the changes accepted (format 2).
+	accepting []byte
 }
 
 func fuzzFiles(f *testing.F) seedFiles {
@@ -31,6 +33,11 @@ func fuzzFiles(f *testing.F) seedFiles {
 		f.Fatal(err)
 	}
 	rev, err := cloud.Revoke(id.ReplicaID(), "kamuga", t0)
+	if err != nil {
+		f.Fatal(err)
+	}
+	accepting, err := cloud.RevokeAccepting(id.ReplicaID(), "kamuga", t0.Add(time.Minute), map[string]uint64{
+		"0c3c5c2e-6f1a-4d7e-9a51-5d8c2b7f0e11": 4, "5b1f0c2a-9e3d-4a7b-8c6f-1d2e3f4a5b6c": 1})
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -57,7 +64,7 @@ func fuzzFiles(f *testing.F) seedFiles {
 		f.Fatal(err)
 	}
 	return seedFiles{cloud: cloud, enrolment: e, revocation: rev, request: id.Request(), requestPEM: id.RequestPEM(),
-		roster: r.Encode(), identity: marshal(f, id), authority: auth}
+		roster: r.Encode(), identity: marshal(f, id), authority: auth, accepting: accepting}
 }
 
 // marshal returns id's bytes (Identity.MarshalBinary).
@@ -72,7 +79,7 @@ func marshal(t testing.TB, id *device.Identity) []byte {
 
 // all returns every seed file, a few bytes of a frame, and nothing.
 func (s seedFiles) all() [][]byte {
-	return [][]byte{s.enrolment, s.revocation, s.request, s.requestPEM, s.roster, s.identity, s.authority, nil, []byte("CSE\x01\x01\x00\x00\x00")}
+	return [][]byte{s.enrolment, s.revocation, s.accepting, s.request, s.requestPEM, s.roster, s.identity, s.authority, nil, []byte("CSE\x01\x01\x00\x00\x00")}
 }
 
 // typed reports whether err is one of the refusals the package documents.
@@ -103,7 +110,7 @@ func FuzzDecodeEnrolment(f *testing.F) {
 	for _, seed := range s.all() {
 		f.Add(seed)
 	}
-	fuzzseed.Bytes(f, "FuzzDecodeEnrolment", s.enrolment, s.revocation)
+	fuzzseed.Bytes(f, "FuzzDecodeEnrolment", s.enrolment, s.revocation, s.accepting)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		for _, data := range bodies('E', data) {
 			e, err := device.DecodeEnrolment(data)
@@ -122,6 +129,14 @@ func FuzzDecodeEnrolment(f *testing.F) {
 			if !e.Revoked {
 				if err := e.Device.Validate(); err != nil {
 					t.Fatalf("decoded enrolment has an invalid device: %v", err)
+				}
+			}
+			if e.Accepted != nil && !e.Revoked {
+				t.Fatal("an enrolment in force names accepted changes")
+			}
+			for chart, seq := range e.Accepted {
+				if chart == "" || seq == 0 {
+					t.Fatalf("decoded revocation accepts chart %q up to %d", chart, seq)
 				}
 			}
 		}

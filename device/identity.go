@@ -28,7 +28,11 @@ const (
 
 	identityVersion  = 1
 	authorityVersion = 1
-	enrolmentVersion = 1
+	// enrolmentVersion 2 adds a revocation's accepted changes; records
+	// without them are still written as version 1, which every build
+	// reads.
+	enrolmentVersion  = 2
+	enrolmentVersion1 = 1
 	requestVersion   = 1
 	rosterVersion    = 1
 )
@@ -37,8 +41,12 @@ const (
 const (
 	// MaxClinicLen bounds a clinic ID.
 	MaxClinicLen = 100
-	// MaxEnrolmentBytes bounds one encoded enrolment or request.
+	// MaxEnrolmentBytes bounds one encoded enrolment or request, or a
+	// revocation of the first format.
 	MaxEnrolmentBytes = 1024
+	// MaxRevocationBytes bounds a revocation naming the changes accepted
+	// (format version 2), and its decompressed body.
+	MaxRevocationBytes = 1 << 20
 	// MaxRosterBytes bounds an encoded roster file (about 200,000 devices).
 	MaxRosterBytes  = 64 << 20
 	maxKeyFileBytes = 1024

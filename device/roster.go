@@ -70,6 +70,9 @@ type Roster struct {
 	// keys holds, per replica, every enrolment with a signing key seen,
 	// by issue time: the keys its changes may be signed with.
 	keys map[string][]Enrolment
+	// learnt holds the SHA-256 of every record LearnSigner took, so a
+	// record sent with every bundle costs its signature check once.
+	learnt map[[32]byte]bool
 }
 
 // NewRoster returns an empty roster trusting cfg.Authorities.
@@ -81,7 +84,7 @@ func NewRoster(cfg RosterConfig) (*Roster, error) {
 		cfg.Now = time.Now
 	}
 	cfg.Authorities = slices.Clone(cfg.Authorities)
-	return &Roster{cfg: cfg, by: map[string]Enrolment{}, keys: map[string][]Enrolment{}}, nil
+	return &Roster{cfg: cfg, by: map[string]Enrolment{}, keys: map[string][]Enrolment{}, learnt: map[[32]byte]bool{}}, nil
 }
 
 func (r *Roster) authority(key ed25519.PublicKey) (TrustedAuthority, bool) {
@@ -247,7 +250,7 @@ func (r *Roster) Merge(data []byte) (MergeResult, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	// Check every record against a copy first, so a bad record adds nothing.
-	trial := &Roster{cfg: r.cfg, by: maps.Clone(r.by), keys: maps.Clone(r.keys)}
+	trial := &Roster{cfg: r.cfg, by: maps.Clone(r.by), keys: maps.Clone(r.keys), learnt: r.learnt}
 	var res MergeResult
 	for _, e := range recs {
 		got, err := trial.add(e)
@@ -300,7 +303,7 @@ func decodeRoster(data []byte) ([]Enrolment, error) {
 	// present, not the count.
 	var out []Enrolment
 	for i := range n {
-		raw, err := rd.Bytes(MaxEnrolmentBytes)
+		raw, err := rd.Bytes(MaxRevocationBytes)
 		if err != nil {
 			return nil, fmt.Errorf("record %d: %w", i, err)
 		}
