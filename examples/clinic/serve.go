@@ -1,0 +1,161 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/chartsync/chartsync/examples/clinic/web"
+	"github.com/chartsync/chartsync/transport/httpsync"
+)
+
+// webSyncer is the sync page's Syncer: the sync command's code.
+type webSyncer struct{ a *app }
+
+func (s webSyncer) Status(ctx context.Context) (web.SyncStatus, error) {
+	a := s.a
+	c, err := a.credential()
+	if errors.Is(err, errNotConnected) || errors.Is(err, errNoIdentity) {
+		return web.SyncStatus{Advice: "This device is not connected to a cloud yet: " + explain(err)}, nil
+	}
+	if err != nil {
+		return web.SyncStatus{}, err
+	}
+	st := web.SyncStatus{Connected: true, Cloud: c.CloudURL}
+	r := a.r
+	if c.CloudReplica != "" {
+		if st.Pending, err = r.Pending(ctx, c.CloudReplica); err != nil {
+			return st, err
+		}
+	}
+	peers, err := r.Peers(ctx)
+	if err != nil {
+		return st, err
+	}
+	for _, p := range peers {
+		if p.ID == c.CloudReplica {
+			st.LastSync = p.LastSync
+		}
+	}
+	return st, nil
+}
+
+func (s webSyncer) Sync(ctx context.Context) (web.SyncResult, error) {
+	a := s.a
+	c, err := a.credential()
+	if err != nil {
+		return web.SyncResult{}, errors.New(explain(err))
+	}
+	var steps []string
+	last := httpsync.Phase("")
+	cfg := httpsync.ClientConfig{Credential: c, MaxAttempts: 4, SessionFile: a.path(sessionsFile),
+		Logger: slog.New(slog.NewTextHandler(a.log, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Progress: func(p httpsync.Progress) {
+			if p.Phase == last {
+				return
+			}
+			last = p.Phase
+			switch p.Phase {
+			case httpsync.PhaseSending:
+				steps = append(steps, fmt.Sprintf("Sending this device's changes (round %d)", p.Round))
+			case httpsync.PhaseReceiving:
+				steps = append(steps, fmt.Sprintf("Receiving the clinic's changes (round %d)", p.Round))
+			case httpsync.PhaseApplying:
+				steps = append(steps, "Saving what the cloud sent")
+			case httpsync.PhaseRetrying:
+				steps = append(steps, fmt.Sprintf("The link dropped: trying again in %s", p.RetryIn.Round(time.Second)))
+			case httpsync.PhaseDone:
+				steps = append(steps, "Done")
+			}
+		}}
+	cl, err := httpsync.NewClient(a.r, cfg)
+	if err != nil {
+		return web.SyncResult{}, err
+	}
+	defer cl.Close()
+	rep, err := cl.SyncReport(ctx)
+	if errors.Is(err, httpsync.ErrCredentialRevoked) {
+		return web.SyncResult{Steps: steps}, errors.New("this device has been revoked by the cloud's administrator and can no longer sync; nothing on it was deleted. Contact the administrator.")
+	}
+	if err != nil {
+		return web.SyncResult{Steps: steps}, errors.New(explain(err))
+	}
+	return web.SyncResult{Sent: rep.ChangesSent, Received: rep.ChangesApplied, Charts: rep.Charts,
+		Bytes: int64(rep.BytesSent + rep.BytesReceived), RoundTrips: rep.RoundTrips, Duration: rep.Duration, Steps: steps}, nil
+}
+
+// loopback checks that addr listens on the loopback interface only.
+func loopback(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return usagef("-addr %q: give a host and port, e.g. 127.0.0.1:8080", addr)
+	}
+	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+		return usagef("-addr %q: the app serves this device only: use 127.0.0.1 and a port, e.g. 127.0.0.1:8080", addr)
+	}
+	return nil
+}
+
+func init() {
+	var addr string
+	var idle time.Duration
+	register(&command{
+		name: "serve", args: "[-addr 127.0.0.1:8080] [-idle 15m]",
+		help: "Run the clinic app as a web app for this device's browser (on 127.0.0.1; no network needed).",
+		flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&addr, "addr", "127.0.0.1:8080", "where to listen: 127.0.0.1 and a port (port 0: any free one)")
+			fs.DurationVar(&idle, "idle", web.DefaultIdleTimeout, "log a user out after this long without use")
+		},
+		run: func(ctx context.Context, a *app, fs *flag.FlagSet, args []string) error {
+			if len(args) > 0 {
+				return usagef("unexpected %q", args[0])
+			}
+			if err := loopback(addr); err != nil {
+				return err
+			}
+			if idle <= 0 {
+				return usagef("-idle %s: give a duration such as 15m", idle)
+			}
+			d, r, err := a.deviceReplica(ctx)
+			if err != nil {
+				return err
+			}
+			g, err := a.guard()
+			if err != nil {
+				return err
+			}
+			logger := slog.New(slog.NewTextHandler(a.log, &slog.HandlerOptions{Level: slog.LevelWarn}))
+			srv, err := web.New(web.Config{Replica: r, Clinic: d.Clinic, Device: d.Device, Guard: g, IdleTimeout: idle,
+				Sync: webSyncer{a}, Logger: logger})
+			if err != nil {
+				return err
+			}
+			ln, err := net.Listen("tcp", addr)
+			if err != nil {
+				return fmt.Errorf("listen on %s: %w (is the app already running? try another -addr port)", addr, err)
+			}
+			hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute}
+			fmt.Fprintf(a.out, "The clinic app of %s is at http://%s/ (open it in this device's browser; Ctrl-C stops it)\n", d.Device, ln.Addr())
+			done := make(chan error, 1)
+			go func() { done <- hs.Serve(ln) }()
+			select {
+			case err := <-done:
+				return err
+			case <-ctx.Done():
+			}
+			shut, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := hs.Shutdown(shut); err != nil {
+				return err
+			}
+			<-done
+			fmt.Fprintln(a.out, "Stopped.")
+			return nil
+		},
+	})
+}

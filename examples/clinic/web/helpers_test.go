@@ -1,0 +1,205 @@
+package web
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/chartsync/chartsync/device/login"
+	"github.com/chartsync/chartsync/record"
+	"github.com/chartsync/chartsync/replica"
+)
+
+const (
+	testClinic = "kamuga"
+	testDevice = "kamuga-tablet"
+)
+
+// clock is a settable clock.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// fixture is the app on a real replica in a temporary directory, with one
+// user of each role (user ID "u-" + role, password password(role)).
+type fixture struct {
+	t     *testing.T
+	r     *replica.Replica
+	srv   *Server
+	ts    *httptest.Server
+	clock *clock
+	sync  *fakeSyncer
+}
+
+func password(role record.Role) string { return "pass-word-" + string(role) }
+
+func userID(role record.Role) string { return "u-" + string(role) }
+
+func author(role record.Role) record.Author {
+	return record.Author{UserID: userID(role), Name: "Test " + string(role), Role: role, Device: testDevice}
+}
+
+// lightParams keep the tests' password hashes cheap; the guard checks
+// them all the same.
+var lightParams = login.Params{Memory: 64, Time: 1, Threads: 1}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	ctx := context.Background()
+	dir := t.TempDir()
+	r, err := replica.Open(ctx, filepath.Join(dir, "replica.db"), replica.Config{Clinic: testClinic})
+	require.NoError(t, err)
+	t.Cleanup(func() { r.Close() })
+	admin := author(record.RoleAdministrator)
+	for _, role := range append([]record.Role{record.RoleAdministrator}, record.Roles()...) {
+		h, err := login.Hash(password(role), lightParams)
+		require.NoError(t, err)
+		_, err = r.UpdateUser(ctx, testClinic, admin, record.UserUpdate{UserID: userID(role), Name: "Test " + string(role), Role: role, PasswordHash: h})
+		require.NoError(t, err)
+	}
+	c := &clock{t: time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)}
+	g, err := login.OpenGuard(filepath.Join(dir, "login-guard.json"), login.Policy{DecoyParams: lightParams}, c.now)
+	require.NoError(t, err)
+	f := &fixture{t: t, r: r, clock: c, sync: &fakeSyncer{}}
+	f.srv, err = New(Config{Replica: r, Clinic: testClinic, Device: testDevice, Guard: g, Now: c.now, Sync: f.sync, Location: time.UTC})
+	require.NoError(t, err)
+	f.ts = httptest.NewServer(f.srv)
+	t.Cleanup(f.ts.Close)
+	return f
+}
+
+// register makes a chart as a clinician.
+func (f *fixture) register(reg record.Register) string {
+	f.t.Helper()
+	if reg.HomeClinic == "" {
+		reg.HomeClinic = testClinic
+	}
+	if reg.Sex == "" {
+		reg.Sex = "female"
+	}
+	id, err := f.r.Register(context.Background(), author(record.RoleClinician), reg)
+	require.NoError(f.t, err)
+	return id
+}
+
+func (f *fixture) edit(chart string, op record.Op) string {
+	f.t.Helper()
+	res, err := f.r.Edit(context.Background(), chart, author(record.RoleClinician), op)
+	require.NoError(f.t, err)
+	return res.EntryID
+}
+
+func (f *fixture) chart(id string) record.View {
+	f.t.Helper()
+	v, err := f.r.Chart(context.Background(), id)
+	require.NoError(f.t, err)
+	return v
+}
+
+// client is a browser: it keeps cookies, does not follow redirects, and
+// sends the CSRF token of the last page it read.
+type client struct {
+	t    *testing.T
+	f    *fixture
+	hc   *http.Client
+	csrf string
+}
+
+var csrfField = regexp.MustCompile(`name="csrf" value="([0-9a-f]+)"`)
+
+func (f *fixture) client() *client {
+	jar, err := cookiejar.New(nil)
+	require.NoError(f.t, err)
+	return &client{t: f.t, f: f, hc: &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+}
+
+func (c *client) do(req *http.Request) (int, string, *http.Response) {
+	c.t.Helper()
+	resp, err := c.hc.Do(req)
+	require.NoError(c.t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(c.t, err)
+	if m := csrfField.FindSubmatch(b); m != nil {
+		c.csrf = string(m[1])
+	}
+	return resp.StatusCode, string(b), resp
+}
+
+func (c *client) get(path string) (int, string) {
+	c.t.Helper()
+	req, err := http.NewRequest(http.MethodGet, c.f.ts.URL+path, nil)
+	require.NoError(c.t, err)
+	code, body, _ := c.do(req)
+	return code, body
+}
+
+// post sends a form with the client's CSRF token (unless the form has
+// its own "csrf").
+func (c *client) post(path string, form url.Values) (int, string, *http.Response) {
+	c.t.Helper()
+	if form == nil {
+		form = url.Values{}
+	}
+	if _, ok := form["csrf"]; !ok {
+		form.Set("csrf", c.csrf)
+	}
+	req, err := http.NewRequest(http.MethodPost, c.f.ts.URL+path, strings.NewReader(form.Encode()))
+	require.NoError(c.t, err)
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	return c.do(req)
+}
+
+// login logs the client in as a user of role.
+func (c *client) login(role record.Role) {
+	c.t.Helper()
+	code, _ := c.get("/login")
+	require.Equal(c.t, http.StatusOK, code)
+	code, body, resp := c.post("/login", url.Values{"user": {userID(role)}, "password": {password(role)}})
+	require.Equal(c.t, http.StatusSeeOther, code, "login as %s: %s", role, body)
+	require.Equal(c.t, "/patients", resp.Header.Get("Location"))
+	code, body = c.get("/patients")
+	require.Equal(c.t, http.StatusOK, code, body)
+}
+
+// fakeSyncer counts syncs and reports a fixed result.
+type fakeSyncer struct {
+	mu    sync.Mutex
+	syncs int
+}
+
+func (s *fakeSyncer) Status(context.Context) (SyncStatus, error) {
+	return SyncStatus{Connected: true, Cloud: "https://cloud.example:8443", Pending: 2}, nil
+}
+
+func (s *fakeSyncer) Sync(context.Context) (SyncResult, error) {
+	s.mu.Lock()
+	s.syncs++
+	s.mu.Unlock()
+	return SyncResult{Sent: 1, Received: 3, Charts: 2, Bytes: 2048, RoundTrips: 1, Duration: 300 * time.Millisecond,
+		Steps: []string{"Sending this device's changes (round 1)", "Done"}}, nil
+}

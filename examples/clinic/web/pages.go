@@ -1,0 +1,463 @@
+package web
+
+import (
+	"errors"
+	"fmt"
+	"html/template"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/chartsync/chartsync/record"
+	"github.com/chartsync/chartsync/record/identity"
+	"github.com/chartsync/chartsync/replica"
+)
+
+// searchLimit is the most patients a search lists.
+const searchLimit = 50
+
+func (s *Server) funcs() template.FuncMap {
+	return template.FuncMap{
+		"when": func(t time.Time) string {
+			if t.IsZero() {
+				return ""
+			}
+			return t.In(s.cfg.Location).Format("2006-01-02 15:04")
+		},
+		"short": func(id string) string {
+			if len(id) > 8 {
+				return id[:8]
+			}
+			return id
+		},
+		"num":    func(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) },
+		"upper":  strings.ToUpper,
+		"words":  func(s string) string { return strings.ReplaceAll(s, "_", " ") },
+		"deref":  func(f *float64) float64 { return *f },
+		"vitals": vitals,
+	}
+}
+
+// vitals says an encounter's vitals in words.
+func vitals(v record.Vitals) string {
+	var out []string
+	add := func(x float64, format string) {
+		if x != 0 {
+			out = append(out, fmt.Sprintf(format, strconv.FormatFloat(x, 'g', -1, 64)))
+		}
+	}
+	if v.BPSystolic != 0 || v.BPDiastolic != 0 {
+		out = append(out, fmt.Sprintf("BP %s/%s", strconv.FormatFloat(v.BPSystolic, 'g', -1, 64), strconv.FormatFloat(v.BPDiastolic, 'g', -1, 64)))
+	}
+	add(v.Pulse, "pulse %s")
+	add(v.Temperature, "%s °C")
+	add(v.Weight, "%s kg")
+	add(v.Height, "%s cm")
+	add(v.SpO2, "SpO2 %s%%")
+	return strings.Join(out, " · ")
+}
+
+// ---- find ----
+
+type patientsData struct {
+	Query       string
+	Searched    bool
+	Message     string
+	Found       []found
+	MayRegister bool
+}
+
+type found struct {
+	ID, Name, Village, NationalID, HomeClinic string
+}
+
+func (s *Server) patients(w http.ResponseWriter, r *http.Request, q *request) {
+	text := strings.TrimSpace(r.URL.Query().Get("q"))
+	d := patientsData{Query: text, MayRegister: record.Permitted(q.author.Role, record.SectionDemographics)}
+	if text != "" {
+		d.Searched = true
+		fs, err := s.r.Search(r.Context(), text, searchLimit)
+		switch {
+		case errors.Is(err, replica.ErrTooManyMatches):
+			d.Message = "Too many patients match. Type more of the name, or add the village or a phone number."
+		case err != nil:
+			s.fail(w, r, q, err)
+			return
+		}
+		for _, f := range fs {
+			d.Found = append(d.Found, found{ID: f.ID, Name: strings.TrimSpace(f.GivenName + " " + f.FamilyName), Village: f.Village, NationalID: f.NationalID, HomeClinic: f.HomeClinic})
+		}
+		if len(fs) == 0 && err == nil {
+			// A chart ID, or part of one, which the search does not take.
+			if cs, err := s.r.Find(r.Context(), text, searchLimit); err == nil {
+				for _, c := range cs {
+					d.Found = append(d.Found, found{ID: c.ID, Name: strings.TrimSpace(c.GivenName + " " + c.FamilyName), Village: c.Village, NationalID: c.NationalID, HomeClinic: c.HomeClinic})
+				}
+			}
+		}
+		if len(d.Found) == 0 && d.Message == "" {
+			d.Message = "No patient found. Try part of a name, a village or a phone number, or register the patient."
+		}
+	}
+	s.render(w, r, q, http.StatusOK, "patients", "Find a patient", d)
+}
+
+// ---- register ----
+
+type registerData struct {
+	Form       *formData
+	Candidates []candidate
+}
+
+type candidate struct {
+	ID, Name, Born, Village string
+	Reasons                 []string
+}
+
+var registerFields = []field{
+	{Name: "given_name", Label: "Given name", Required: true, Aliases: []string{"given"}},
+	{Name: "family_name", Label: "Family name", Aliases: []string{"family"}},
+	{Name: "sex", Label: "Sex", Type: "select", Options: []string{"female", "male", "other", "unknown"}, Required: true},
+	{Name: "birth_date", Label: "Birth date", Type: "date", Hint: "when known"},
+	{Name: "estimated_birth_year", Label: "Or estimated birth year", Type: "number", Example: "1988", Aliases: []string{"birth_year"}},
+	{Name: "village", Label: "Village"},
+	{Name: "address", Label: "Address or directions"},
+	{Name: "phone", Label: "Phone", Type: "tel"},
+	{Name: "national_id", Label: "National ID"},
+	{Name: "guardian", Label: "Guardian or next of kin"},
+}
+
+func (s *Server) registerPage(w http.ResponseWriter, r *http.Request, q *request) {
+	if !record.Permitted(q.author.Role, record.SectionDemographics) {
+		s.forbidden(w, r, q, record.SectionDemographics)
+		return
+	}
+	f := newFormData("Register a patient", "/register", "Register", registerFields, nil)
+	s.render(w, r, q, http.StatusOK, "register", "Register a patient", registerData{Form: f})
+}
+
+func (s *Server) registerPost(w http.ResponseWriter, r *http.Request, q *request) {
+	if !record.Permitted(q.author.Role, record.SectionDemographics) {
+		s.forbidden(w, r, q, record.SectionDemographics)
+		return
+	}
+	in := values(r, registerFields)
+	f := newFormData("Register a patient", "/register", "Register", registerFields, in)
+	reg := record.Register{
+		GivenName: in.get("given_name"), FamilyName: in.get("family_name"), Sex: in.get("sex"),
+		BirthDate: in.get("birth_date"), Village: in.get("village"), Address: in.get("address"),
+		Phone: in.get("phone"), NationalID: in.get("national_id"), Guardian: in.get("guardian"), HomeClinic: s.cfg.Clinic,
+	}
+	if y, ok := in.int(f, "estimated_birth_year", "Enter the birth year as four digits, e.g. 1988"); ok {
+		reg.EstimatedBirthYear = y
+	}
+	if in.get("given_name") == "" {
+		f.Errors["given_name"] = "Enter the patient's given name."
+	}
+	if reg.BirthDate == "" && reg.EstimatedBirthYear == 0 && f.Errors["estimated_birth_year"] == "" {
+		f.Errors["birth_date"] = "Enter the birth date, or an estimated birth year below."
+	}
+	if len(f.Errors) > 0 {
+		s.render(w, r, q, http.StatusUnprocessableEntity, "register", "Register a patient", registerData{Form: f})
+		return
+	}
+	ctx := r.Context()
+	if r.PostFormValue("confirm") == "" {
+		cs, err := s.r.Duplicates(ctx, record.Patient(reg))
+		if err != nil && !errors.Is(err, replica.ErrTooManyMatches) {
+			s.fail(w, r, q, err)
+			return
+		}
+		if len(cs) > 0 {
+			d := registerData{Form: f}
+			for _, c := range cs {
+				d.Candidates = append(d.Candidates, s.candidate(r, c))
+			}
+			f.Confirm = "Register as a new patient anyway"
+			s.render(w, r, q, http.StatusOK, "register", "Register a patient", d)
+			return
+		}
+	}
+	id, err := s.r.Register(ctx, q.author, reg)
+	if err != nil {
+		if s.formError(f, err) {
+			s.render(w, r, q, http.StatusUnprocessableEntity, "register", "Register a patient", registerData{Form: f})
+			return
+		}
+		s.writeFailed(w, r, q, err)
+		return
+	}
+	s.setFlash(q.sess, "Registered "+record.Patient(reg).FullName()+".")
+	http.Redirect(w, r, "/chart/"+id, http.StatusSeeOther)
+}
+
+// candidate describes a possible duplicate with its evidence in words.
+func (s *Server) candidate(r *http.Request, c identity.Candidate) candidate {
+	out := candidate{ID: c.ChartID}
+	if v, err := s.r.Chart(r.Context(), c.ChartID); err == nil {
+		p := v.Patient
+		out.Name, out.Village, out.Born = p.FullName(), p.Village, born(p)
+	}
+	for _, e := range c.Evidence {
+		if e.Weight > 0 {
+			out.Reasons = append(out.Reasons, e.Detail)
+		}
+	}
+	if len(out.Reasons) == 0 {
+		for _, e := range c.Evidence {
+			out.Reasons = append(out.Reasons, e.Detail)
+		}
+	}
+	return out
+}
+
+func born(p record.Patient) string {
+	if p.BirthDate != "" {
+		return p.BirthDate
+	}
+	if p.EstimatedBirthYear != 0 {
+		return fmt.Sprintf("about %d", p.EstimatedBirthYear)
+	}
+	return ""
+}
+
+// ---- chart ----
+
+type chartData struct {
+	V         record.View
+	Born      string
+	Hidden    string
+	Conflicts []conflict
+	Actions   []action
+	// Entry actions by section the user may change.
+	MayPrescribe, MayLab, MayEncounter bool
+}
+
+type conflict struct {
+	record.Conflict
+	MaySettle bool
+}
+
+type action struct{ Path, Label string }
+
+func (s *Server) view(r *http.Request, q *request, id string) (record.View, error) {
+	v, err := s.r.Chart(r.Context(), id)
+	if err != nil {
+		return v, err
+	}
+	return q.policy.Redact(v, q.author.Role), nil
+}
+
+func (s *Server) chartPage(w http.ResponseWriter, r *http.Request, q *request) {
+	id := r.PathValue("id")
+	v, err := s.view(r, q, id)
+	if err != nil {
+		s.notFound(w, r, q, err)
+		return
+	}
+	d := chartData{V: v, Born: born(v.Patient)}
+	var hidden []string
+	for _, h := range v.Hidden {
+		hidden = append(hidden, string(h))
+	}
+	d.Hidden = strings.Join(hidden, ", ")
+	for _, c := range v.Conflicts {
+		sec := sectionOf(c.Kind, c.Field)
+		d.Conflicts = append(d.Conflicts, conflict{Conflict: c, MaySettle: !c.Automatic && record.Permitted(q.author.Role, sec)})
+	}
+	for _, f := range chartForms {
+		if f.Entry == "" && s.mayUse(q, f) {
+			d.Actions = append(d.Actions, action{Path: "/chart/" + id + "/" + f.Name, Label: f.Title})
+		}
+	}
+	d.MayPrescribe = s.mayUse(q, formsByName["revise-dose"])
+	d.MayLab = s.mayUse(q, formsByName["lab"])
+	d.MayEncounter = s.mayUse(q, formsByName["note"])
+	s.render(w, r, q, http.StatusOK, "chart", v.Patient.FullName(), d)
+}
+
+func (s *Server) notFound(w http.ResponseWriter, r *http.Request, q *request, err error) {
+	if errors.Is(err, replica.ErrNotFound) || errors.Is(err, record.ErrNotFound) {
+		s.errorPage(w, r, q, http.StatusNotFound, "There is no such chart on this device. Find the patient by name.")
+		return
+	}
+	s.fail(w, r, q, err)
+}
+
+// settle resolves a conflict with the value the user chose.
+func (s *Server) settle(w http.ResponseWriter, r *http.Request, q *request) {
+	id := r.PathValue("id")
+	v, err := s.view(r, q, id)
+	if err != nil {
+		s.notFound(w, r, q, err)
+		return
+	}
+	entry, fieldName, value := r.PostFormValue("entry"), r.PostFormValue("field"), r.PostFormValue("value")
+	var c *record.Conflict
+	for i := range v.Conflicts {
+		if v.Conflicts[i].EntryID == entry && v.Conflicts[i].Field == fieldName {
+			c = &v.Conflicts[i]
+		}
+	}
+	if c == nil {
+		s.errorPage(w, r, q, http.StatusConflict, "That conflict is no longer open (someone may have settled it). Look at the chart again.")
+		return
+	}
+	if sec := sectionOf(c.Kind, c.Field); !record.Permitted(q.author.Role, sec) {
+		s.forbidden(w, r, q, sec)
+		return
+	}
+	if value == "" {
+		s.setFlash(q.sess, "Choose the value to keep, then press Keep this value.")
+		http.Redirect(w, r, "/chart/"+id+"#conflicts", http.StatusSeeOther)
+		return
+	}
+	if _, err := s.r.Edit(r.Context(), id, q.author, record.ResolveConflict{EntryID: entry, Field: fieldName, Value: value}); err != nil {
+		s.writeFailed(w, r, q, err)
+		return
+	}
+	s.setFlash(q.sess, fmt.Sprintf("Conflict settled: kept %q for the %s of %s.", value, strings.ReplaceAll(fieldName, "_", " "), c.Entry))
+	http.Redirect(w, r, "/chart/"+id, http.StatusSeeOther)
+}
+
+// writeFailed explains an error of a write in plain words.
+func (s *Server) writeFailed(w http.ResponseWriter, r *http.Request, q *request, err error) {
+	var fe *record.ForbiddenError
+	switch {
+	case errors.As(err, &fe):
+		s.forbidden(w, r, q, fe.Section)
+	case errors.Is(err, record.ErrTransition):
+		s.errorPage(w, r, q, http.StatusConflict, "That cannot be done to the entry as it is now: "+err.Error())
+	case errors.Is(err, replica.ErrOutOfScope):
+		s.errorPage(w, r, q, http.StatusForbidden, "This chart is not in this clinic's care, so this device may not change it.")
+	case errors.Is(err, replica.ErrNotFound), errors.Is(err, record.ErrNotFound):
+		s.notFound(w, r, q, err)
+	default:
+		s.fail(w, r, q, err)
+	}
+}
+
+// sectionOf is the section a field of an entry kind belongs to, as the
+// permission matrix of package record has it.
+func sectionOf(kind, fieldName string) record.Section {
+	switch kind {
+	case record.KindPatient:
+		if fieldName == "nka" {
+			return record.SectionAllergies
+		}
+		return record.SectionDemographics
+	case record.KindIdentifier:
+		return record.SectionDemographics
+	case record.KindAllergy:
+		return record.SectionAllergies
+	case record.KindDiagnosis:
+		return record.SectionDiagnoses
+	case record.KindPrescription:
+		return record.SectionPrescriptions
+	case record.KindLabResult:
+		return record.SectionLabResults
+	case record.KindEncounter:
+		return record.SectionEncounters
+	case record.KindReferral:
+		return record.SectionReferrals
+	}
+	return ""
+}
+
+// mayChange lists the roles that may change a section.
+func mayChange(sec record.Section) string {
+	var may []string
+	for _, r := range record.Roles() {
+		if record.Permitted(r, sec) {
+			may = append(may, string(r))
+		}
+	}
+	return strings.Join(may, ", ")
+}
+
+// ---- sync ----
+
+type syncData struct {
+	Enabled bool
+	Status  SyncStatus
+	Result  *SyncResult
+	Message string
+	Busy    bool
+}
+
+func (s *Server) syncStatus(r *http.Request) (syncData, error) {
+	d := syncData{Enabled: s.cfg.Sync != nil}
+	if s.cfg.Sync == nil {
+		return d, nil
+	}
+	st, err := s.cfg.Sync.Status(r.Context())
+	d.Status = st
+	return d, err
+}
+
+func (s *Server) syncPage(w http.ResponseWriter, r *http.Request, q *request) {
+	d, err := s.syncStatus(r)
+	if err != nil {
+		d.Message = err.Error()
+	}
+	s.render(w, r, q, http.StatusOK, "sync", "Sync", d)
+}
+
+func (s *Server) syncPost(w http.ResponseWriter, r *http.Request, q *request) {
+	if s.cfg.Sync == nil {
+		s.errorPage(w, r, q, http.StatusNotFound, "This device does not sync with a cloud.")
+		return
+	}
+	s.mu.Lock()
+	busy := s.syncing
+	s.syncing = true
+	s.mu.Unlock()
+	if busy {
+		d, _ := s.syncStatus(r)
+		d.Busy = true
+		d.Message = "A sync is already running on this device. Wait for it to finish, then look again."
+		s.render(w, r, q, http.StatusConflict, "sync", "Sync", d)
+		return
+	}
+	res, err := s.cfg.Sync.Sync(r.Context())
+	s.mu.Lock()
+	s.syncing = false
+	s.mu.Unlock()
+	d, serr := s.syncStatus(r)
+	if err == nil {
+		err = serr
+	}
+	if err != nil {
+		d.Message = "The sync did not finish: " + err.Error() + " Everything is saved on this device; try again when there is signal."
+		s.render(w, r, q, http.StatusOK, "sync", "Sync", d)
+		return
+	}
+	d.Result = &res
+	s.render(w, r, q, http.StatusOK, "sync", "Sync", d)
+}
+
+// plural says n things with the right ending.
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return strconv.Itoa(n) + " " + many
+}
+
+// Summary says what a sync did, in words.
+func (r SyncResult) Summary() string {
+	return fmt.Sprintf("Sent %s and received %s (%s updated), %s in %s.",
+		plural(r.Sent, "change", "changes"), plural(r.Received, "change", "changes"), plural(r.Charts, "chart", "charts"),
+		size(r.Bytes), r.Duration.Round(time.Millisecond))
+}
+
+func size(n int64) string {
+	switch {
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d bytes", n)
+}

@@ -1,0 +1,498 @@
+package web
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"embed"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/chartsync/chartsync/device/login"
+	"github.com/chartsync/chartsync/record"
+	"github.com/chartsync/chartsync/replica"
+)
+
+//go:embed templates/*.html static/*
+var files embed.FS
+
+// DefaultIdleTimeout is how long a session lasts without a request.
+const DefaultIdleTimeout = 15 * time.Minute
+
+// MaxSessions bounds the sessions (logged in or at the login page) kept in
+// memory; past it the least recently used is dropped.
+const MaxSessions = 1000
+
+// cookieName is the session cookie's name.
+const cookieName = "clinic_session"
+
+// maxForm bounds a request body: every form of the app is far smaller.
+const maxForm = 64 << 10
+
+// Syncer syncs the device with its cloud: the app's own sync code.
+type Syncer interface {
+	// Status says whether the device can sync and what is waiting.
+	Status(ctx context.Context) (SyncStatus, error)
+	// Sync runs one sync and says what it did. It may be slow (a 2G
+	// link); it returns when ctx ends.
+	Sync(ctx context.Context) (SyncResult, error)
+}
+
+// SyncStatus is what the sync page shows before a sync.
+type SyncStatus struct {
+	// Connected is false when the device has no cloud credential yet;
+	// Advice then says what to do.
+	Connected bool
+	Cloud     string
+	Advice    string
+	// Pending is the changes waiting to be sent, LastSync the end of the
+	// last sync with the cloud (zero: never).
+	Pending  int
+	LastSync time.Time
+}
+
+// SyncResult is what a sync did.
+type SyncResult struct {
+	Sent, Received, Charts int
+	Bytes                  int64
+	RoundTrips             int
+	Duration               time.Duration
+	// Steps are the phases the sync went through, in words.
+	Steps []string
+}
+
+// Config is what the web app works on. Replica, Clinic, Device and Guard
+// are required.
+type Config struct {
+	Replica *replica.Replica
+	// Clinic is the device's clinic: its roster holds the users who may
+	// log in. Device is the device's name, recorded on every change.
+	Clinic, Device string
+	// Guard checks passwords and locks out a user after failed logins.
+	Guard *login.Guard
+	// IdleTimeout logs a session out after this long without a request
+	// (default DefaultIdleTimeout).
+	IdleTimeout time.Duration
+	// Sync runs the sync page; nil shows that this device does not sync.
+	Sync Syncer
+	// Location is the time zone times are shown in (default time.Local).
+	Location *time.Location
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// Logger receives operational logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// Validate says what is missing from c.
+func (c Config) Validate() error {
+	switch {
+	case c.Replica == nil:
+		return errors.New("web: Config.Replica is required")
+	case c.Clinic == "" || c.Device == "":
+		return errors.New("web: Config.Clinic and Config.Device are required")
+	case c.Guard == nil:
+		return errors.New("web: Config.Guard is required")
+	case c.IdleTimeout < 0:
+		return errors.New("web: Config.IdleTimeout is negative")
+	}
+	return nil
+}
+
+// Server is the web app, an http.Handler. It is safe for concurrent use.
+type Server struct {
+	cfg   Config
+	r     *replica.Replica
+	mux   *http.ServeMux
+	pages map[string]*template.Template
+	log   *slog.Logger
+
+	mu       sync.Mutex
+	sessions map[string]*session
+	syncing  bool
+}
+
+// session is one browser's session: before login (user empty) it only
+// carries the login form's CSRF token.
+type session struct {
+	id, csrf string
+	user     string
+	seen     time.Time
+	flash    string
+}
+
+// New makes the web app.
+func New(cfg Config) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.IdleTimeout == 0 {
+		cfg.IdleTimeout = DefaultIdleTimeout
+	}
+	if cfg.Location == nil {
+		cfg.Location = time.Local
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{cfg: cfg, r: cfg.Replica, log: cfg.Logger, sessions: map[string]*session{}, pages: map[string]*template.Template{}}
+	if err := s.parse(); err != nil {
+		return nil, err
+	}
+	s.routes()
+	return s, nil
+}
+
+func (s *Server) parse() error {
+	names, err := fs.Glob(files, "templates/*.html")
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		if n == "templates/layout.html" {
+			continue
+		}
+		t, err := template.New("").Funcs(s.funcs()).ParseFS(files, "templates/layout.html", n)
+		if err != nil {
+			return fmt.Errorf("web: parse %s: %w", n, err)
+		}
+		s.pages[n[len("templates/"):len(n)-len(".html")]] = t
+	}
+	return nil
+}
+
+func (s *Server) routes() {
+	m := http.NewServeMux()
+	static, _ := fs.Sub(files, "static")
+	m.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(static)))
+	m.HandleFunc("GET /login", s.loginPage)
+	m.HandleFunc("POST /login", s.loginPost)
+	m.HandleFunc("POST /logout", s.user(s.logout))
+	m.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/patients", http.StatusSeeOther) })
+	m.HandleFunc("GET /patients", s.user(s.patients))
+	m.HandleFunc("GET /register", s.user(s.registerPage))
+	m.HandleFunc("POST /register", s.user(s.registerPost))
+	m.HandleFunc("GET /chart/{id}", s.user(s.chartPage))
+	m.HandleFunc("POST /chart/{id}/settle", s.user(s.settle))
+	m.HandleFunc("GET /chart/{id}/{form}", s.user(s.formPage))
+	m.HandleFunc("POST /chart/{id}/{form}", s.user(s.formPost))
+	m.HandleFunc("GET /sync", s.user(s.syncPage))
+	m.HandleFunc("POST /sync", s.user(s.syncPost))
+	s.mux = m
+}
+
+// ServeHTTP serves the app.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	// Nothing comes from elsewhere, nothing runs inline, no other site
+	// frames the app or receives its forms.
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("X-Frame-Options", "DENY")
+	if r.Method == http.MethodPost {
+		r.Body = http.MaxBytesReader(w, r.Body, maxForm)
+	}
+	s.mux.ServeHTTP(w, r)
+}
+
+// request is one request of a logged-in user.
+type request struct {
+	sess   *session
+	author record.Author
+	policy record.ReadPolicy
+}
+
+// user wraps a handler for logged-in users: it finds the session, ends
+// it when idle or when the roster no longer lets its user in, checks the
+// CSRF token of a POST, and reads the user's role and read policy.
+func (s *Server) user(h func(w http.ResponseWriter, r *http.Request, q *request)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		sess, idle := s.lookup(r)
+		if sess == nil || sess.user == "" {
+			if r.Method == http.MethodPost {
+				http.Error(w, "Your session has ended: log in again.", http.StatusForbidden)
+				return
+			}
+			to := "/login"
+			if idle {
+				to += "?idle=1"
+			}
+			http.Redirect(w, r, to, http.StatusSeeOther)
+			return
+		}
+		if r.Method == http.MethodPost && !s.checkCSRF(r, sess) {
+			http.Error(w, "This form has expired or did not come from this app: nothing was changed. Go back, reload the page and try again.", http.StatusForbidden)
+			return
+		}
+		au, err := s.author(r.Context(), sess.user)
+		if err != nil {
+			s.drop(sess.id)
+			s.errorPage(w, r, nil, http.StatusForbidden, err.Error())
+			return
+		}
+		p, err := s.r.ReadPolicy(r.Context(), s.cfg.Clinic)
+		if err != nil {
+			s.fail(w, r, nil, err)
+			return
+		}
+		h(w, r, &request{sess: sess, author: au, policy: p})
+	}
+}
+
+// author is the session's user as the roster has them now: a user
+// disabled or removed since logging in is logged out, and a changed role
+// applies at once.
+func (s *Server) author(ctx context.Context, id string) (record.Author, error) {
+	u, err := s.r.User(ctx, s.cfg.Clinic, id)
+	if errors.Is(err, replica.ErrNotFound) {
+		return record.Author{}, fmt.Errorf("%s is no longer on the clinic's users: you were logged out", id)
+	}
+	if err != nil {
+		return record.Author{}, err
+	}
+	if u.Disabled {
+		return record.Author{}, fmt.Errorf("%s's account was disabled by an administrator: you were logged out", id)
+	}
+	return record.Author{UserID: u.ID, Name: u.Name, Role: u.Role, Device: s.cfg.Device}, nil
+}
+
+// newID returns a random 32-byte ID in hex.
+func newID() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails
+	return hex.EncodeToString(b)
+}
+
+// lookup finds the request's session and marks it seen. idle is true when
+// the cookie named a session that ended for lack of use.
+func (s *Server) lookup(r *http.Request) (sess *session, idle bool) {
+	c, err := r.Cookie(cookieName)
+	if err != nil {
+		return nil, false
+	}
+	now := s.cfg.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sess = s.sessions[c.Value]
+	if sess == nil {
+		return nil, false
+	}
+	if now.Sub(sess.seen) > s.cfg.IdleTimeout {
+		delete(s.sessions, sess.id)
+		return nil, sess.user != ""
+	}
+	sess.seen = now
+	return sess, false
+}
+
+// start makes a session, for user (empty before login), and sets its
+// cookie.
+func (s *Server) start(w http.ResponseWriter, user string) *session {
+	now := s.cfg.Now()
+	sess := &session{id: newID(), csrf: newID(), user: user, seen: now}
+	s.mu.Lock()
+	for id, o := range s.sessions {
+		if now.Sub(o.seen) > s.cfg.IdleTimeout {
+			delete(s.sessions, id)
+		}
+	}
+	// Bounded: the least recently used session goes first.
+	for len(s.sessions) >= MaxSessions {
+		var oldest *session
+		for _, o := range s.sessions {
+			if oldest == nil || o.seen.Before(oldest.seen) {
+				oldest = o
+			}
+		}
+		delete(s.sessions, oldest.id)
+	}
+	s.sessions[sess.id] = sess
+	s.mu.Unlock()
+	http.SetCookie(w, &http.Cookie{Name: cookieName, Value: sess.id, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode})
+	return sess
+}
+
+func (s *Server) drop(id string) {
+	s.mu.Lock()
+	delete(s.sessions, id)
+	s.mu.Unlock()
+}
+
+// checkCSRF compares the form's token with the session's.
+func (s *Server) checkCSRF(r *http.Request, sess *session) bool {
+	got := r.PostFormValue("csrf")
+	return got != "" && subtle.ConstantTimeCompare([]byte(got), []byte(sess.csrf)) == 1
+}
+
+// setFlash keeps a message for the session's next page.
+func (s *Server) setFlash(sess *session, msg string) {
+	s.mu.Lock()
+	sess.flash = msg
+	s.mu.Unlock()
+}
+
+func (s *Server) takeFlash(sess *session) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f := sess.flash
+	sess.flash = ""
+	return f
+}
+
+// page is what every template receives.
+type page struct {
+	Title  string
+	User   *record.Author
+	CSRF   string
+	Flash  string
+	Error  string
+	Device string
+	Data   any
+}
+
+// render writes a page.
+func (s *Server) render(w http.ResponseWriter, r *http.Request, q *request, status int, name, title string, data any) {
+	t := s.pages[name]
+	if t == nil {
+		http.Error(w, "no such page", http.StatusInternalServerError)
+		return
+	}
+	p := page{Title: title, Data: data, Device: s.cfg.Device}
+	if q != nil {
+		au := q.author
+		p.User, p.CSRF, p.Flash = &au, q.sess.csrf, s.takeFlash(q.sess)
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	if err := t.ExecuteTemplate(w, "layout", p); err != nil {
+		s.log.Error("render page", "page", name, "err", err)
+	}
+}
+
+// errorPage shows a message in plain words.
+func (s *Server) errorPage(w http.ResponseWriter, r *http.Request, q *request, status int, msg string) {
+	s.render(w, r, q, status, "error", http.StatusText(status), msg)
+}
+
+// fail shows an unexpected error.
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, q *request, err error) {
+	s.log.Error("request", "path", r.URL.Path, "err", err)
+	s.errorPage(w, r, q, http.StatusInternalServerError, "Something went wrong on this device: "+err.Error())
+}
+
+// forbidden refuses an action the user's role may not take.
+func (s *Server) forbidden(w http.ResponseWriter, r *http.Request, q *request, sec record.Section) {
+	s.errorPage(w, r, q, http.StatusForbidden, fmt.Sprintf(
+		"You are logged in as a %s, who may not change a patient's %s. Ask someone who may (%s) to do it, logged in as themselves.",
+		q.author.Role, sec, mayChange(sec)))
+}
+
+// ---- login ----
+
+type loginData struct {
+	User    string
+	Message string
+	CSRF    string
+}
+
+func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
+	sess, idle := s.lookup(r)
+	if sess != nil && sess.user != "" {
+		http.Redirect(w, r, "/patients", http.StatusSeeOther)
+		return
+	}
+	if sess == nil {
+		sess = s.start(w, "")
+	}
+	d := loginData{CSRF: sess.csrf}
+	if idle || r.URL.Query().Get("idle") != "" {
+		d.Message = fmt.Sprintf("You were logged out after %s without use. Log in again.", minutes(s.cfg.IdleTimeout))
+	}
+	s.render(w, r, nil, http.StatusOK, "login", "Log in", d)
+}
+
+func (s *Server) loginPost(w http.ResponseWriter, r *http.Request) {
+	sess, _ := s.lookup(r)
+	if sess == nil || !s.checkCSRF(r, sess) {
+		http.Error(w, "This login form has expired: go back, reload the page and log in again.", http.StatusForbidden)
+		return
+	}
+	user, pw := r.PostFormValue("user"), r.PostFormValue("password")
+	again := func(msg string) {
+		s.render(w, r, nil, http.StatusUnauthorized, "login", "Log in", loginData{User: user, Message: msg, CSRF: sess.csrf})
+	}
+	if user == "" || pw == "" {
+		again("Enter your user ID and your password.")
+		return
+	}
+	ctx := r.Context()
+	users, err := s.r.Users(ctx, s.cfg.Clinic)
+	if err != nil {
+		s.fail(w, r, nil, err)
+		return
+	}
+	if len(users) == 0 {
+		again("This device holds no users of its clinic yet: sync it with the cloud to receive them, or set up the first administrator with \"clinic init -admin\".")
+		return
+	}
+	u, err := s.r.User(ctx, s.cfg.Clinic, user)
+	switch {
+	case errors.Is(err, replica.ErrNotFound):
+		u = record.User{} // an unknown user costs the same, and counts
+	case err != nil:
+		s.fail(w, r, nil, err)
+		return
+	}
+	if err := s.cfg.Guard.Login(user, u.PasswordHash, pw); err != nil {
+		var lo *login.LockedOutError
+		switch {
+		case errors.As(err, &lo):
+			again(fmt.Sprintf("Too many wrong passwords: %s is locked out on this device until %s. Wait, or ask an administrator to unlock it.",
+				user, lo.Until.In(s.cfg.Location).Format("15:04")))
+		case errors.Is(err, login.ErrWrongPassword):
+			failures, _ := s.cfg.Guard.Status(user)
+			left := s.cfg.Guard.Policy().MaxFailures - failures
+			again(fmt.Sprintf("Wrong user ID or password. %d more wrong tries lock %s out on this device.", left, user))
+		default:
+			s.fail(w, r, nil, err)
+		}
+		return
+	}
+	if u.Disabled {
+		again(fmt.Sprintf("%s's account is disabled: ask an administrator.", user))
+		return
+	}
+	// A new session ID at login: one known before it is worth nothing.
+	s.drop(sess.id)
+	s.start(w, u.ID)
+	s.log.Info("login", "user", u.ID)
+	http.Redirect(w, r, "/patients", http.StatusSeeOther)
+}
+
+func (s *Server) logout(w http.ResponseWriter, r *http.Request, q *request) {
+	s.drop(q.sess.id)
+	http.SetCookie(w, &http.Cookie{Name: cookieName, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode})
+	http.Redirect(w, r, "/login", http.StatusSeeOther)
+}
+
+func minutes(d time.Duration) string {
+	if d >= time.Minute && d%time.Minute == 0 {
+		m := int(d / time.Minute)
+		if m == 1 {
+			return "1 minute"
+		}
+		return fmt.Sprintf("%d minutes", m)
+	}
+	return d.String()
+}
