@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"slices"
 	"sort"
 	"strings"
@@ -349,6 +350,14 @@ func (m *Mem) Write(ctx context.Context, b Batch) (uint64, error) {
 	}
 	if err := ctx.Err(); err != nil {
 		return 0, err
+	}
+	if err := ExpectHeld(b.Expect, func(id string) (crdt.Heads, error) {
+		if c, ok := m.charts[id]; ok {
+			return c.Heads, nil
+		}
+		return nil, nil
+	}); err != nil {
+		return 0, fmt.Errorf("write: %w", err)
 	}
 	for k, v := range b.Meta {
 		m.meta[k] = v

@@ -67,6 +67,8 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -97,6 +99,28 @@ var ErrOutcomeUnknown = errors.New("store: outcome unknown: the write may or may
 // retry. Unless the error also matches ErrOutcomeUnknown, nothing was
 // stored.
 var ErrDiskFull = errors.New("store: the disk is full (free space on the device, then try again)")
+
+// ErrConflict is returned (wrapped) by a Write whose Batch.Expect does not
+// hold: a chart's index entry changed since the writer read it (another
+// writer on the same store, such as another cloud node, changed the
+// chart). Nothing of the batch was stored; read the chart again and retry.
+var ErrConflict = errors.New("store: a chart changed since it was read")
+
+// ExpectHeld checks expect against the index entries held, for stores
+// that read them inside their write: held returns a chart's stored heads,
+// or nil if it has no entry.
+func ExpectHeld(expect map[string]crdt.Heads, held func(id string) (crdt.Heads, error)) error {
+	for _, id := range slices.Sorted(maps.Keys(expect)) {
+		now, err := held(id)
+		if err != nil {
+			return err
+		}
+		if want := expect[id]; !slices.Equal(now, want) {
+			return fmt.Errorf("chart %s is at %v, not %v: %w", id, now, want, ErrConflict)
+		}
+	}
+	return nil
+}
 
 // Change is one stored change.
 type Change struct {
@@ -307,6 +331,13 @@ type Batch struct {
 	Grants    []NewGrant
 	// Quarantine appends refused bundles for review.
 	Quarantine []Quarantined
+	// Expect, if set, names charts whose index entries must hold these
+	// heads (none: no entry yet) when the batch is written, checked in the
+	// same transaction; otherwise nothing is written and Write returns an
+	// error matching ErrConflict. Writers sharing a store (several cloud
+	// nodes) set it for every chart they write, so that none overwrites a
+	// chart another changed after it read it.
+	Expect map[string]crdt.Heads
 }
 
 // ChangeLog is the log of changes.

@@ -92,7 +92,7 @@ const lockHead = "SELECT seq FROM log_head WHERE id = 0 FOR UPDATE"
 // to the head.
 func writeBatch(ctx context.Context, tx pgx.Tx, b store.Batch) (written, error) {
 	w := written{pid: tx.Conn().PgConn().PID()}
-	ordered := len(b.Changes) > 0 || len(b.Grants) > 0 || len(b.Charts) > 0
+	ordered := len(b.Changes) > 0 || len(b.Grants) > 0 || len(b.Charts) > 0 || len(b.Expect) > 0
 	first := &pgx.Batch{}
 	first.Queue("SELECT pg_current_xact_id()::text").QueryRow(func(row pgx.Row) error {
 		if err := row.Scan(&w.xid); err != nil {
@@ -133,6 +133,26 @@ func writeBatch(ctx context.Context, tx pgx.Tx, b store.Batch) (written, error) 
 		first.Queue("SELECT seq FROM log_head WHERE id = 0").QueryRow(func(row pgx.Row) error {
 			if err := row.Scan(&before); err != nil {
 				return fmt.Errorf("log head: %w", err)
+			}
+			return nil
+		})
+	}
+	// Charts are written under the log head's lock: the heads read here
+	// hold until this transaction ends.
+	held := map[string]crdt.Heads{}
+	if len(b.Expect) > 0 {
+		first.Queue("SELECT id, heads FROM charts WHERE id = ANY($1)", slices.Sorted(maps.Keys(b.Expect))).Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				var id string
+				var raw []byte
+				if err := rows.Scan(&id, &raw); err != nil {
+					return fmt.Errorf("read heads: %w", err)
+				}
+				h, err := decodeHeads(raw)
+				if err != nil {
+					return fmt.Errorf("read heads of %s: %w", id, err)
+				}
+				held[id] = h
 			}
 			return nil
 		})
@@ -182,6 +202,9 @@ func writeBatch(ctx context.Context, tx pgx.Tx, b store.Batch) (written, error) 
 		})
 	}
 	if err := tx.SendBatch(ctx, first).Close(); err != nil {
+		return w, err
+	}
+	if err := store.ExpectHeld(b.Expect, func(id string) (crdt.Heads, error) { return held[id], nil }); err != nil {
 		return w, err
 	}
 

@@ -1096,6 +1096,20 @@ func (s *Store) reopen(ctx context.Context) error {
 
 // writeBatch runs b's statements in tx and returns the log head.
 func writeBatch(ctx context.Context, tx *sql.Tx, b store.Batch) (uint64, error) {
+	// The transaction is the only writer (BEGIN IMMEDIATE): what it reads
+	// of the charts holds until it commits.
+	if err := store.ExpectHeld(b.Expect, func(id string) (crdt.Heads, error) {
+		var raw []byte
+		switch err := tx.QueryRowContext(ctx, "SELECT heads FROM charts WHERE id = ?", id).Scan(&raw); {
+		case errors.Is(err, sql.ErrNoRows):
+			return nil, nil
+		case err != nil:
+			return nil, err
+		}
+		return decodeHeads(raw)
+	}); err != nil {
+		return 0, err
+	}
 	for k, v := range b.Meta {
 		if _, err := tx.ExecContext(ctx, "INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", k, v); err != nil {
 			return 0, fmt.Errorf("meta %s: %w", k, err)

@@ -465,6 +465,43 @@ func Run(t *testing.T, open func(t *testing.T) Opened) {
 		assert.ErrorIs(t, err, store.ErrNotFound, "an unknown peer is not found")
 	})
 
+	t.Run("ExpectRefusesAChartThatMoved", func(t *testing.T) {
+		s := open(t).Store
+		h1 := crdt.Heads{change("a", 1, "").Hash}
+		h2 := crdt.Heads{change("a", 2, "").Hash}
+		_, err := s.Write(ctx, store.Batch{Changes: []store.NewChange{change("a", 1, "")}, Charts: []store.Chart{{ID: "a", Heads: h1, GivenName: "Amina"}},
+			Expect: map[string]crdt.Heads{"a": nil}})
+		require.NoError(t, err, "a chart expected to be new is written when it is")
+		head, err := s.Head(ctx)
+		require.NoError(t, err)
+
+		refused := []store.Batch{
+			{Changes: []store.NewChange{change("a", 2, "")}, Charts: []store.Chart{{ID: "a", Heads: h2, GivenName: "Other"}}, Expect: map[string]crdt.Heads{"a": nil}},
+			{Changes: []store.NewChange{change("a", 2, "")}, Charts: []store.Chart{{ID: "a", Heads: h2, GivenName: "Other"}}, Expect: map[string]crdt.Heads{"a": h2}},
+			{Changes: []store.NewChange{change("b", 1, "")}, Charts: []store.Chart{{ID: "a", Heads: h2}, {ID: "b", Heads: crdt.Heads{change("b", 1, "").Hash}}},
+				Expect: map[string]crdt.Heads{"a": h1, "b": h1}, Meta: map[string]string{"k": "v"}},
+		}
+		for i, b := range refused {
+			_, err := s.Write(ctx, b)
+			require.ErrorIs(t, err, store.ErrConflict, "batch %d", i)
+			now, err := s.Head(ctx)
+			require.NoError(t, err)
+			assert.Equal(t, head, now, "batch %d: nothing of a refused batch is written", i)
+			a, err := s.Chart(ctx, "a")
+			require.NoError(t, err)
+			assert.Equal(t, "Amina", a.GivenName, "batch %d: the chart is as it was", i)
+			assert.Equal(t, h1, a.Heads)
+			_, err = s.Meta(ctx, "k")
+			assert.ErrorIs(t, err, store.ErrNotFound)
+		}
+		_, err = s.Write(ctx, store.Batch{Changes: []store.NewChange{change("a", 2, "")}, Charts: []store.Chart{{ID: "a", Heads: h2, GivenName: "Amina"}},
+			Expect: map[string]crdt.Heads{"a": h1}})
+		require.NoError(t, err, "a chart as the writer read it is written")
+		a, err := s.Chart(ctx, "a")
+		require.NoError(t, err)
+		assert.Equal(t, h2, a.Heads)
+	})
+
 	t.Run("CancelledWriteStoresNothing", func(t *testing.T) {
 		s := open(t).Store
 		cctx, cancel := context.WithCancel(ctx)
