@@ -120,7 +120,7 @@ func (s *Server) formError(f *formData, err error) bool {
 	}
 	for _, x := range f.Fields {
 		if x.Name == ve.Field || slices.Contains(x.Aliases, ve.Field) {
-			f.Errors[x.Name] = fmt.Sprintf("%s %s.", x.Label, ve.Reason)
+			f.Errors[x.Name] = fmt.Sprintf("%s: %s.", x.Label, ve.Reason)
 			return true
 		}
 	}
@@ -416,10 +416,18 @@ func checkPrescription(v record.View, op record.Op) (notes, warn []string) {
 		if a.Status != record.StatusActive {
 			continue
 		}
-		ad, ok := dict.Lookup(a.Substance)
 		same := strings.EqualFold(a.Substance, rx.Drug)
-		if ok && coded {
-			same = same || ad.Code() == d.Code() || shareGroup(dict.GroupsOf(ad), dict.GroupsOf(d))
+		if coded {
+			groups := dict.GroupsOf(d)
+			if ad, ok := dict.Lookup(a.Substance); ok {
+				same = same || ad.Code() == d.Code() || shareGroup(dict.GroupsOf(ad), groups)
+			}
+			// An allergy to a group by its name ("penicillin", "sulfa").
+			for _, g := range dict.Groups() {
+				if slices.Contains(groups, g.Name) && (strings.EqualFold(a.Substance, g.Name) || slices.ContainsFunc(g.Variants, func(v string) bool { return strings.EqualFold(a.Substance, v) })) {
+					same = true
+				}
+			}
 		}
 		if same {
 			warn = append(warn, fmt.Sprintf("The patient is allergic to %s (%s): %s may cause a reaction.", a.Substance, a.Severity, rx.Drug))

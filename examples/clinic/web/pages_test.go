@@ -1,0 +1,335 @@
+package web
+
+import (
+	"context"
+	"html"
+	"net/http"
+	"net/url"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/chartsync/chartsync/record"
+	"github.com/chartsync/chartsync/replica"
+)
+
+// validForms are a valid submission of every chart form, and what the
+// chart page shows once it is saved.
+var validForms = []struct {
+	form  string
+	entry string // the kind of entry it needs: "prescription" or "encounter"
+	in    url.Values
+	shows []string
+}{
+	{"allergy", "", url.Values{"substance": {"Penicillin"}, "severity": {"severe"}, "reaction": {"rash"}}, []string{"Penicillin", "severe", "rash"}},
+	{"diagnosis", "", url.Values{"text": {"Malaria"}, "code": {"b54"}, "clinical": {"active"}, "verification": {"confirmed"}}, []string{"Malaria", "(B54)", "active, confirmed"}},
+	{"prescribe", "", url.Values{"drug": {"Panadol"}, "dose": {"500"}, "unit": {"mg"}, "route": {"oral"}, "frequency": {"tds"}, "duration_days": {"5"}, "confirm": {"1"}},
+		[]string{"Panadol", "ATC N02BE01", "500 mg oral TDS for 5 days"}},
+	{"revise-dose", "prescription", url.Values{"dose": {"250"}, "reason": {"renal"}}, []string{"250 mg oral BD"}},
+	{"discontinue", "prescription", url.Values{"reason": {"course finished"}}, []string{"stopped", "course finished"}},
+	{"lab", "", url.Values{"test": {"Haemoglobin"}, "loinc": {"718-7"}, "value": {"6.1"}, "unit": {"g/dL"}, "ref_low": {"12"}, "ref_high": {"16"}, "critical_low": {"7"}},
+		[]string{"Haemoglobin", "6.1 g/dL", `<span class="flag critical">CRITICAL</span>`}},
+	{"lab", "", url.Values{"test": {"Malaria RDT"}, "text": {"positive"}, "ref_text": {"negative"}, "abnormal_text": {"positive"}},
+		[]string{"Malaria RDT", "positive", `<span class="flag abnormal">ABNORMAL</span>`}},
+	{"encounter", "", url.Values{"complaint": {"Fever for three days"}, "date": {"2026-03-02"}, "bp": {"120/80"}, "temperature": {"38.5"}, "note": {"Looks unwell"}},
+		[]string{"Fever for three days", "BP 120/80", "38.5 °C", "Looks unwell"}},
+	{"note", "encounter", url.Values{"text": {"Better after paracetamol"}}, []string{"Better after paracetamol"}},
+	{"demographics", "", url.Values{"given_name": {"Wanjiru"}, "family_name": {"Mwangi"}, "sex": {"female"}, "estimated_birth_year": {"1988"}, "village": {"Gatundu"}, "phone": {"+254 712 345678"}},
+		[]string{"Gatundu", "+254 712 345678"}},
+}
+
+// chartWithEntries registers a patient with a prescription (amoxicillin
+// 500 mg BD) and a visit, and returns the chart and the entry IDs by kind.
+func chartWithEntries(f *fixture) (string, map[string]string) {
+	id := f.register(record.Register{GivenName: "Wanjiru", FamilyName: "Mwangi", EstimatedBirthYear: 1988, Village: "Kamuga"})
+	rx := f.edit(id, record.Prescribe{Drug: "Amoxicillin", Dose: 500, DoseUnit: "mg", Route: "oral", Frequency: "BD"})
+	enc := f.edit(id, record.AddEncounter{Complaint: "Cough", Date: "2026-03-01", Note: "Chest clear"})
+	return id, map[string]string{record.KindPrescription: rx, record.KindEncounter: enc}
+}
+
+func formPath(chart string, form string, entries map[string]string, kind string) string {
+	p := "/chart/" + chart + "/" + form
+	if kind != "" {
+		p += "?entry=" + entries[kind]
+	}
+	return p
+}
+
+// TestClinicalFormsRoundTrip: each form, posted with valid values, is
+// saved and the chart page shows what it recorded.
+func TestClinicalFormsRoundTrip(t *testing.T) {
+	f := newFixture(t)
+	c := f.client()
+	c.login(record.RoleClinician)
+	for _, tc := range validForms {
+		t.Run(tc.form, func(t *testing.T) {
+			id, entries := chartWithEntries(f)
+			path := formPath(id, tc.form, entries, tc.entry)
+			code, body := c.get(path)
+			require.Equal(t, http.StatusOK, code, body)
+			in := url.Values{}
+			for k, v := range tc.in {
+				in[k] = v
+			}
+			if tc.entry != "" {
+				in.Set("entry", entries[tc.entry])
+			}
+			code, body, resp := c.post("/chart/"+id+"/"+tc.form, in)
+			require.Equal(t, http.StatusSeeOther, code, "POST %s: %s", tc.form, body)
+			assert.Equal(t, "/chart/"+id, resp.Header.Get("Location"))
+			code, body = c.get("/chart/" + id)
+			require.Equal(t, http.StatusOK, code)
+			assert.Contains(t, body, "Saved: ", "the chart says what was saved")
+			for _, s := range tc.shows {
+				assert.Contains(t, html.UnescapeString(body), s, "the chart shows what %s recorded", tc.form)
+			}
+		})
+	}
+}
+
+// TestRolesForms: for every role and every form, the form is offered (on
+// the chart and by GET) exactly when the permission matrix lets the role
+// change its section, and a POST of it by a role that may not is refused
+// with 403 and changes nothing.
+func TestRolesForms(t *testing.T) {
+	f := newFixture(t)
+	for _, role := range record.Roles() {
+		c := f.client()
+		c.login(role)
+		for _, tc := range validForms {
+			form := formsByName[tc.form]
+			t.Run(string(role)+"/"+tc.form, func(t *testing.T) {
+				id, entries := chartWithEntries(f)
+				may := record.Permitted(role, form.Section)
+				_, chart := c.get("/chart/" + id)
+				link := `href="` + formPath(id, tc.form, entries, tc.entry)
+				if tc.entry != "" {
+					link = `href="/chart/` + id + "/" + tc.form + "?entry=" + entries[tc.entry]
+				}
+				assert.Equal(t, may, contains(chart, link), "the chart offers the %s form to a %s: %v", tc.form, role, may)
+				code, _ := c.get(formPath(id, tc.form, entries, tc.entry))
+				if may {
+					assert.Equal(t, http.StatusOK, code)
+				} else {
+					assert.Equal(t, http.StatusForbidden, code)
+				}
+				heads := f.chart(id).Heads
+				in := url.Values{}
+				for k, v := range tc.in {
+					in[k] = v
+				}
+				if tc.entry != "" {
+					in.Set("entry", entries[tc.entry])
+				}
+				code, body, _ := c.post("/chart/"+id+"/"+tc.form, in)
+				if may {
+					assert.Equal(t, http.StatusSeeOther, code, body)
+					return
+				}
+				assert.Equal(t, http.StatusForbidden, code)
+				assert.Contains(t, body, "may not change a patient")
+				assert.Equal(t, heads, f.chart(id).Heads, "a forbidden POST changes nothing")
+			})
+		}
+		t.Run(string(role)+"/register", func(t *testing.T) {
+			may := record.Permitted(role, record.SectionDemographics)
+			code, _ := c.get("/register")
+			code2, _, _ := c.post("/register", url.Values{"given_name": {"Zawadi"}, "family_name": {"Role" + string(role)}, "sex": {"female"}, "estimated_birth_year": {"2001"}})
+			if may {
+				assert.Equal(t, http.StatusOK, code)
+				assert.Equal(t, http.StatusSeeOther, code2)
+			} else {
+				assert.Equal(t, http.StatusForbidden, code)
+				assert.Equal(t, http.StatusForbidden, code2)
+			}
+		})
+	}
+}
+
+func contains(s, sub string) bool { return len(sub) > 0 && len(s) >= len(sub) && indexOf(s, sub) >= 0 }
+
+func indexOf(s, sub string) int {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if s[i:i+len(sub)] == sub {
+			return i
+		}
+	}
+	return -1
+}
+
+// TestReadPolicyApplies: a section the clinic hides from a role is not
+// shown to it on the chart, and its forms are refused.
+func TestReadPolicyApplies(t *testing.T) {
+	f := newFixture(t)
+	id, entries := chartWithEntries(f)
+	_, err := f.r.SetHidden(context.Background(), testClinic, author(record.RoleAdministrator), record.RoleNurse, []record.Section{record.SectionPrescriptions})
+	require.NoError(t, err)
+	c := f.client()
+	c.login(record.RoleNurse)
+	code, body := c.get("/chart/" + id)
+	require.Equal(t, http.StatusOK, code)
+	assert.NotContains(t, body, "Amoxicillin", "a hidden section is not shown")
+	assert.Contains(t, body, "Not shown to your role at this clinic: prescriptions")
+	code, _ = c.get(formPath(id, "revise-dose", entries, record.KindPrescription))
+	assert.Equal(t, http.StatusForbidden, code)
+	code, _, _ = c.post("/chart/"+id+"/prescribe", url.Values{"drug": {"Panadol"}, "dose": {"1"}, "unit": {"g"}, "route": {"oral"}, "frequency": {"OD"}, "confirm": {"1"}})
+	assert.Equal(t, http.StatusForbidden, code)
+}
+
+// TestSearch: the search box finds patients by several words in any
+// order and by spelling variants, and not others.
+func TestSearch(t *testing.T) {
+	f := newFixture(t)
+	wanjiru := f.register(record.Register{GivenName: "Wanjiru", FamilyName: "Mwangi", EstimatedBirthYear: 1988, Village: "Kamuga"})
+	otieno := f.register(record.Register{GivenName: "Achieng", FamilyName: "Otieno", EstimatedBirthYear: 1975})
+	c := f.client()
+	c.login(record.RoleRegistrationClerk)
+	for _, q := range []string{"wanjiru mwangi", "Wanjiro", "MWANGI wanjiru", "kamuga"} {
+		code, body := c.get("/patients?q=" + url.QueryEscape(q))
+		require.Equal(t, http.StatusOK, code)
+		assert.Contains(t, body, "/chart/"+wanjiru, "search %q", q)
+		assert.NotContains(t, body, "/chart/"+otieno, "search %q", q)
+	}
+	code, body := c.get("/patients?q=" + url.QueryEscape("wanjiru otieno"))
+	require.Equal(t, http.StatusOK, code)
+	assert.Contains(t, body, "No patient found")
+}
+
+// TestRegisterWarnsOfDuplicates: registering a patient like one already
+// registered shows the candidate with its reasons and a link to its
+// chart, and saves nothing until the clerk confirms.
+func TestRegisterWarnsOfDuplicates(t *testing.T) {
+	f := newFixture(t)
+	existing := f.register(record.Register{GivenName: "Wanjiru", FamilyName: "Mwangi", EstimatedBirthYear: 1988, Village: "Kamuga"})
+	c := f.client()
+	c.login(record.RoleRegistrationClerk)
+	in := url.Values{"given_name": {"Wanjiro"}, "family_name": {"Mwangi"}, "sex": {"female"}, "estimated_birth_year": {"1988"}, "village": {"Kamuga"}}
+	code, body, _ := c.post("/register", in)
+	require.Equal(t, http.StatusOK, code)
+	assert.Contains(t, body, "This may be a patient already registered")
+	assert.Contains(t, body, `href="/chart/`+existing+`"`, "a way to the existing chart")
+	assert.Contains(t, body, "Register as a new patient anyway")
+	assert.Regexp(t, `(?i)birth|village|name`, body, "the reasons are shown")
+	all, err := f.r.Find(context.Background(), "", 0)
+	require.NoError(t, err)
+	assert.Len(t, all, 1, "nothing is saved before the clerk confirms")
+
+	in.Set("confirm", "1")
+	code, body, resp := c.post("/register", in)
+	require.Equal(t, http.StatusSeeOther, code, body)
+	assert.NotEqual(t, "/chart/"+existing, resp.Header.Get("Location"))
+	all, err = f.r.Find(context.Background(), "", 0)
+	require.NoError(t, err)
+	assert.Len(t, all, 2)
+}
+
+// TestValidationMessages: a bad value is shown next to its field in
+// plain words naming the field, and nothing is saved.
+func TestValidationMessages(t *testing.T) {
+	f := newFixture(t)
+	id, _ := chartWithEntries(f)
+	c := f.client()
+	c.login(record.RoleClinician)
+	heads := f.chart(id).Heads
+	for _, tc := range []struct {
+		form string
+		in   url.Values
+		msg  string
+	}{
+		{"prescribe", url.Values{"drug": {"Panadol"}, "dose": {"500mg"}, "unit": {"mg"}, "route": {"oral"}, "frequency": {"TDS"}}, "Enter the dose as a number, e.g. 500."},
+		{"prescribe", url.Values{"dose": {"500"}, "unit": {"mg"}, "route": {"oral"}, "frequency": {"TDS"}}, "Enter the drug."},
+		{"lab", url.Values{"test": {"Hb"}}, "Enter the result: a number here, or a text result below."},
+		{"lab", url.Values{"test": {"Hb"}, "value": {"9"}, "unit": {"g/dL"}, "loinc": {"718-8"}}, "LOINC code: "},
+		{"lab", url.Values{"test": {"Hb"}, "value": {"9"}}, "Unit: a numeric value needs a unit."},
+		{"encounter", url.Values{"complaint": {"Fever"}, "date": {"2026-03-02"}, "bp": {"high"}}, "Enter the blood pressure as two numbers, e.g. 120/80."},
+		{"allergy", url.Values{"substance": {"Sulfa"}, "severity": {"bad"}}, "Severity: "},
+	} {
+		code, body, _ := c.post("/chart/"+id+"/"+tc.form, tc.in)
+		assert.Equal(t, http.StatusUnprocessableEntity, code, "%s %v", tc.form, tc.in)
+		assert.Contains(t, html.UnescapeString(body), tc.msg, "%s %v", tc.form, tc.in)
+	}
+	assert.Equal(t, heads, f.chart(id).Heads, "nothing invalid is saved")
+}
+
+// TestPrescribeShowsCodeAndAllergy: prescribing first shows how the
+// dictionary codes the drug (or that it is uncoded) and warns of an
+// allergy to it, then saves on confirmation, and the chart raises the
+// alert at the top.
+func TestPrescribeShowsCodeAndAllergy(t *testing.T) {
+	f := newFixture(t)
+	id := f.register(record.Register{GivenName: "Wanjiru", FamilyName: "Mwangi", EstimatedBirthYear: 1988})
+	f.edit(id, record.AddAllergy{Substance: "penicillin", Severity: "severe"})
+	c := f.client()
+	c.login(record.RoleNurse)
+	in := url.Values{"drug": {"Amoxil"}, "dose": {"500"}, "unit": {"mg"}, "route": {"oral"}, "frequency": {"TDS"}}
+	code, body, _ := c.post("/chart/"+id+"/prescribe", in)
+	require.Equal(t, http.StatusOK, code)
+	assert.Contains(t, body, "coded as J01CA04")
+	assert.Contains(t, body, "allergic to penicillin")
+	assert.Len(t, f.chart(id).Prescriptions, 0, "nothing saved before confirmation")
+
+	in.Set("confirm", "1")
+	code, _, _ = c.post("/chart/"+id+"/prescribe", in)
+	require.Equal(t, http.StatusSeeOther, code)
+	_, body = c.get("/chart/" + id)
+	assert.Contains(t, body, "NEW ALERT")
+	assert.Regexp(t, `(?s)class="alerts".*ALERT.*<h1>`, body, "the alert is at the top of the chart")
+
+	code, body, _ = c.post("/chart/"+id+"/prescribe", url.Values{"drug": {"Mystery tonic"}, "dose": {"5"}, "unit": {"ml"}, "route": {"oral"}, "frequency": {"OD"}})
+	require.Equal(t, http.StatusOK, code)
+	assert.Contains(t, html.UnescapeString(body), "not in the drug dictionary")
+}
+
+// TestConflictShownAndSettled: two devices revising one dose offline show
+// a conflict with every value and who wrote it; a role that may change
+// prescriptions gets a settle form and settles it, one that may not gets
+// none and its POST is refused.
+func TestConflictShownAndSettled(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	id := f.register(record.Register{GivenName: "Wanjiru", FamilyName: "Mwangi", EstimatedBirthYear: 1988})
+	rx := f.edit(id, record.Prescribe{Drug: "Amoxicillin", Dose: 500, DoseUnit: "mg", Route: "oral", Frequency: "BD"})
+
+	other, err := replica.Open(ctx, t.TempDir()+"/other.db", replica.Config{Clinic: testClinic})
+	require.NoError(t, err)
+	defer other.Close()
+	exchange := func(from, to *replica.Replica) {
+		out, err := from.MakeBundle(ctx, to.ID())
+		require.NoError(t, err)
+		_, err = to.Receive(ctx, out.Data)
+		require.NoError(t, err)
+	}
+	exchange(f.r, other)
+	laptop := record.Author{UserID: "u-mutua", Name: "Dr Mutua", Role: record.RoleClinician, Device: "kamuga-laptop"}
+	_, err = other.Edit(ctx, id, laptop, record.ReviseDose{PrescriptionID: rx, Dose: 750})
+	require.NoError(t, err)
+	f.edit(id, record.ReviseDose{PrescriptionID: rx, Dose: 250})
+	exchange(other, f.r)
+	require.Len(t, f.chart(id).Conflicts, 1)
+
+	lab := f.client()
+	lab.login(record.RoleLabTechnician)
+	code, body := lab.get("/chart/" + id)
+	require.Equal(t, http.StatusOK, code)
+	assert.Contains(t, body, "Conflicts to settle")
+	assert.Contains(t, body, "<strong>750</strong>, written by Dr Mutua (clinician, u-mutua) on kamuga-laptop")
+	assert.Contains(t, body, "<strong>250</strong>, written by Test clinician (clinician, u-clinician) on kamuga-tablet")
+	assert.NotContains(t, body, "Keep this value", "a lab technician may not settle a dose")
+	code, _, _ = lab.post("/chart/"+id+"/settle", url.Values{"entry": {rx}, "field": {"dose"}, "value": {"750"}})
+	assert.Equal(t, http.StatusForbidden, code)
+	require.Len(t, f.chart(id).Conflicts, 1, "a forbidden settle changes nothing")
+
+	nurse := f.client()
+	nurse.login(record.RoleNurse)
+	_, body = nurse.get("/chart/" + id)
+	assert.Contains(t, body, "Keep this value")
+	code, _, _ = nurse.post("/chart/"+id+"/settle", url.Values{"entry": {rx}, "field": {"dose"}, "value": {"750"}})
+	require.Equal(t, http.StatusSeeOther, code)
+	v := f.chart(id)
+	assert.Empty(t, v.Conflicts, "settled")
+	assert.Equal(t, 750.0, v.Prescriptions[0].Dose)
+	_, body = nurse.get("/chart/" + id)
+	assert.Contains(t, body, "Conflict settled")
+	assert.NotContains(t, body, "Conflicts to settle")
+}
