@@ -1,0 +1,135 @@
+package web
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/chartsync/chartsync/record"
+)
+
+// browser finds a Chromium to drive, or skips the test saying which
+// browsers it looked for.
+func browser(t *testing.T) string {
+	names := []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable"}
+	for _, n := range names {
+		if p, err := exec.LookPath(n); err == nil {
+			return p
+		}
+	}
+	t.Skipf("no headless browser found (looked for %v on PATH): install Debian's chromium package to run this test", names)
+	return ""
+}
+
+// TestBrowserPrescribeWithAllergy drives headless Chromium on a
+// phone-sized screen through login, search, the chart, and prescribing a
+// drug the patient is allergic to: the form shows the drug's code and the
+// allergy before saving, and the chart shows the alert at the top. It
+// fails on any JavaScript error or console error, and checks that the
+// stylesheet, served from the binary, applies. Screenshots of the pages go
+// to $CHARTSYNC_SCREENSHOTS when it is set.
+func TestBrowserPrescribeWithAllergy(t *testing.T) {
+	exe := browser(t)
+	f := newFixture(t)
+	id := f.register(record.Register{GivenName: "Wanjiru", FamilyName: "Mwangi", EstimatedBirthYear: 1988, Village: "Kamuga"})
+	f.edit(id, record.AddAllergy{Substance: "penicillin", Severity: "severe", Reaction: "rash"})
+	f.edit(id, record.AddEncounter{Complaint: "Fever", Date: "2026-03-01", Vitals: record.Vitals{Temperature: 38.4}})
+
+	var mu sync.Mutex
+	var problems []string
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(exe), chromedp.NoSandbox)
+	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancel()
+	ctx, cancel := chromedp.NewContext(actx, chromedp.WithListener(func(ev any) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch e := ev.(type) {
+		case *runtime.EventExceptionThrown:
+			problems = append(problems, "exception: "+e.ExceptionDetails.Text)
+		case *runtime.EventConsoleAPICalled:
+			if e.Type == runtime.ConsoleAPICalledTypeError {
+				problems = append(problems, fmt.Sprintf("console error: %v", e.Args))
+			}
+		}
+	}))
+	defer cancel()
+	ctx, cancel = context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+
+	shots := os.Getenv("CHARTSYNC_SCREENSHOTS")
+	shot := func(name string) chromedp.Action[chromedp.Void] {
+		return chromedp.Func(func(ctx context.Context, t2 *chromedp.Target) error {
+			if shots == "" {
+				return nil
+			}
+			png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+			if err != nil {
+				return err
+			}
+			if err := os.MkdirAll(shots, 0o755); err != nil {
+				return err
+			}
+			return os.WriteFile(filepath.Join(shots, name+".png"), png, 0o644)
+		})
+	}
+	submit := chromedp.Click(chromedp.CSS("main form button[type=submit]"))
+	err := chromedp.Do(ctx,
+		chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile),
+		chromedp.Navigate(f.ts.URL+"/patients"),
+		chromedp.WaitVisible(chromedp.CSS("#f-user")),
+		shot("login"),
+		chromedp.SendKeys(chromedp.CSS("#f-user"), userID(record.RoleNurse)),
+		chromedp.SendKeys(chromedp.CSS("#f-password"), password(record.RoleNurse)),
+		submit,
+		chromedp.WaitVisible(chromedp.CSS("#f-q")),
+		chromedp.SendKeys(chromedp.CSS("#f-q"), "wanjiro"),
+		submit,
+		chromedp.WaitVisible(chromedp.CSS(".results a")),
+		shot("find"),
+		chromedp.Click(chromedp.CSS(".results a")),
+		chromedp.WaitVisible(chromedp.CSS("#h-allergies")),
+		chromedp.Navigate(f.ts.URL+"/chart/"+id+"/prescribe"),
+		chromedp.WaitVisible(chromedp.CSS("#f-drug")),
+		chromedp.SendKeys(chromedp.CSS("#f-drug"), "Amoxil"),
+		chromedp.SendKeys(chromedp.CSS("#f-dose"), "500"),
+		submit,
+		chromedp.WaitVisible(chromedp.CSS("p.alert.high")),
+		shot("prescribe"),
+	)
+	require.NoError(t, err)
+	warning, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("p.alert.high")))
+	require.NoError(t, err)
+	assert.Contains(t, warning, "allergic to penicillin", "the allergy is shown at the moment of prescribing")
+	note, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("p.note")))
+	require.NoError(t, err)
+	assert.Contains(t, note, "J01CA04")
+
+	require.NoError(t, chromedp.Do(ctx, submit, chromedp.WaitVisible(chromedp.CSS("section.alerts")), shot("chart")))
+	alerts, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("section.alerts")))
+	require.NoError(t, err)
+	assert.Contains(t, alerts, "ALERT")
+	loc, err := chromedp.Run(ctx, chromedp.Location())
+	require.NoError(t, err)
+	assert.Equal(t, f.ts.URL+"/chart/"+id, loc)
+	bg, err := chromedp.Run(ctx, chromedp.Evaluate[string](`getComputedStyle(document.querySelector("header")).backgroundColor`))
+	require.NoError(t, err)
+	assert.Equal(t, "rgb(11, 79, 108)", bg, "the stylesheet is served and applies")
+	width, err := chromedp.Run(ctx, chromedp.Evaluate[float64](`document.documentElement.scrollWidth`))
+	require.NoError(t, err)
+	assert.LessOrEqual(t, width, 390.0, "nothing is wider than a phone's screen")
+	require.Len(t, f.chart(id).Prescriptions, 1)
+
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Empty(t, problems, "no JavaScript or console errors")
+}
