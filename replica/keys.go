@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 
@@ -41,6 +42,35 @@ type Keys interface {
 	// is for.
 	LearnSigner(record []byte) (string, error)
 }
+
+// Revocations is what a Keys may also do (*device.Roster does): say which
+// changes of a revoked device are still accepted, and give the signed
+// revocations to pass on. A replica whose Keys has it refuses, on every
+// path a change arrives by, the changes its authority's revocation does
+// not accept (ErrRevokedChange), and passes revocations on to its peers.
+type Revocations interface {
+	// AcceptedUpTo reports whether replicaID is revoked and, if so, the
+	// highest Automerge sequence number of its changes to chart the
+	// revoking authority accepts (0: none; math.MaxUint64: no limit, a
+	// revocation that names none).
+	AcceptedUpTo(replicaID, chart string) (seq uint64, revoked bool)
+	// RevocationsFor returns the signed revocations to send recipient
+	// with any bundle (records LearnSigner takes).
+	RevocationsFor(recipient string) [][]byte
+}
+
+// ErrRevokedChange is returned by Receive, on a replica whose Keys has
+// Revocations, for a bundle holding a change by a revoked device that its
+// revocation does not accept: one with a greater sequence number in its
+// chart than the last the revoking authority held, so made (or first
+// passed on) after the revocation. The error also matches
+// ErrForgedChange, and the bundle is kept in the quarantine as a forged
+// one is; nothing of it is applied.
+var ErrRevokedChange = errors.New("replica: change of a revoked device made after its revocation")
+
+// maxRevocationsSent bounds the revocations a bundle carries besides its
+// changes' signers.
+const maxRevocationsSent = 256
 
 // ErrForgedChange is returned by Receive, on a replica with Config.Keys,
 // for a bundle holding a change that is unsigned, whose signature does
@@ -90,13 +120,37 @@ func (r *Replica) sign(chart string, h crdt.Hash) []byte {
 
 // signers returns the signed enrolments of the devices whose changes b
 // carries, as far as they are known, for a recipient that may not have
-// met them.
+// met them, and the revocations the recipient should hold (Revocations).
+//
+// With Revocations, it first leaves out of b the changes that no replica
+// holding their device's revocation takes (see leaveOutRevoked), so that
+// a replica that accepted such changes before it learnt the revocation
+// does not have every later bundle refused: the recipient acknowledges
+// the bundle's positions past them and they are not sent again.
 func (r *Replica) signers(ctx context.Context, b *Bundle, self bool) ([][]byte, error) {
-	if r.cfg.Keys == nil || len(b.Changes) == 0 && !self {
+	if r.cfg.Keys == nil {
 		return nil, nil
 	}
-	seen := map[string]bool{}
 	var out [][]byte
+	sent := map[[32]byte]bool{}
+	if rk, ok := r.cfg.Keys.(Revocations); ok {
+		if err := r.leaveOutRevoked(ctx, b, rk); err != nil {
+			return nil, err
+		}
+		for _, rec := range rk.RevocationsFor(b.To) {
+			if len(out) == maxRevocationsSent {
+				break
+			}
+			if len(rec) <= MaxSignerBytes {
+				sent[sha256.Sum256(rec)] = true
+				out = append(out, rec)
+			}
+		}
+	}
+	if len(b.Changes) == 0 && !self {
+		return out, nil
+	}
+	seen := map[string]bool{}
 	actors := make([]string, 0, 1)
 	if self {
 		// The bundle is signed by this device: the recipient needs its
@@ -125,9 +179,102 @@ func (r *Replica) signers(ctx context.Context, b *Bundle, self bool) ([][]byte, 
 			// the recipient knowing the rest already.
 			break
 		}
-		out = append(out, recs...) // none: the recipient decides what an unknown signer means
+		for _, rec := range recs { // none: the recipient decides what an unknown signer means
+			sum := sha256.Sum256(rec)
+			if sent[sum] || len(rec) > MaxSignerBytes {
+				// A revocation over the bundle's limit for a record
+				// reaches peers with the roster only.
+				continue
+			}
+			sent[sum] = true
+			out = append(out, rec)
+		}
 	}
 	return out, nil
+}
+
+// leaveOutRevoked removes from b the changes of revoked devices that
+// their revocations do not accept. They are changes this replica took
+// before it learnt the revocation: every replica that holds it refuses
+// them, and a peer that has not learnt it yet learns it with this
+// bundle's revocations. The charts they were in are covered again from
+// their stored signatures (coverPart), so the device's earlier changes,
+// which a removed change covered, go with a signature of their own; a
+// change that then has none (it arrived covered by a removed one) is
+// removed too: the replicas that accept it got it from elsewhere.
+func (r *Replica) leaveOutRevoked(ctx context.Context, b *Bundle, rk Revocations) error {
+	drop := map[int]bool{}
+	affected := map[string]bool{}
+	for i, c := range b.Changes {
+		actor, err := crdt.ChangeActor(c.Raw)
+		if err != nil {
+			continue // not this step's to judge
+		}
+		upto, revoked := rk.AcceptedUpTo(actor, c.Chart)
+		if !revoked {
+			continue
+		}
+		pc, err := crdt.ParseChange(c.Raw)
+		if err != nil || pc.Seq <= upto {
+			continue
+		}
+		drop[i], affected[c.Chart] = true, true
+		r.log.Warn("a change of a revoked device past what its revocation accepts is not passed on",
+			"to", b.To, "chart", c.Chart, "device", actor, "seq", pc.Seq, "accepted", upto)
+	}
+	if len(drop) == 0 {
+		return nil
+	}
+	stored := map[crdt.Hash][]byte{} // stored signature fields of the affected charts' changes
+	for chart := range affected {
+		chs, err := r.st.ChartChanges(ctx, chart, 0)
+		if err != nil {
+			return fmt.Errorf("leave out refused changes of chart %s: %w", chart, err)
+		}
+		for _, c := range chs {
+			stored[c.Hash] = c.Sig
+		}
+	}
+	// Each round removes at least one change, or ends.
+	for len(drop) > 0 {
+		index := make([]int, len(b.Changes)) // new index of each change kept
+		kept := b.Changes[:0:0]
+		for i, c := range b.Changes {
+			if !drop[i] {
+				index[i] = len(kept)
+				kept = append(kept, c)
+			}
+		}
+		out := make([]outChange, len(kept))
+		for i := range kept {
+			c := &kept[i]
+			if affected[c.Chart] {
+				pc, err := crdt.ParseChange(c.Raw)
+				if err != nil {
+					return fmt.Errorf("leave out refused changes of chart %s: %w", c.Chart, err)
+				}
+				out[i] = outChange{hash: pc.Hash, stored: stored[pc.Hash]}
+			} else if c.Cover > 0 {
+				c.Cover = index[c.Cover-1] + 1
+			}
+		}
+		b.Changes = kept
+		drop = map[int]bool{}
+		for _, chart := range chartOrder(b) {
+			if !affected[chart.id] {
+				continue
+			}
+			if err := coverPart(b, out, chart.part); err != nil && !errors.Is(err, errUncovered) {
+				return fmt.Errorf("leave out refused changes of chart %s: %w", chart.id, err)
+			}
+			for _, i := range chart.part {
+				if c := b.Changes[i]; c.Sig == nil && c.Cover == 0 && len(out[i].stored) > 0 {
+					drop[i] = true
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // knownSigners returns every signed enrolment of actor this replica has:
@@ -151,16 +298,20 @@ func (r *Replica) knownSigners(ctx context.Context, actor string) (recs [][]byte
 
 // verifier checks the signatures of one received bundle's changes.
 type verifier struct {
-	r       *Replica
-	ctx     context.Context
-	learnt  map[string]error  // what learning each bundle signer gave, by replica
-	checked map[string]bool   // actors whose stored enrolments are up to date
-	meta    map[string]string // enrolments to store with the bundle's changes
-	clinic  map[crdt.Hash]string
+	r        *Replica
+	ctx      context.Context
+	revs     Revocations       // the Keys' revocations, nil if it has none
+	relearnt map[string]bool   // actors whose stored records were learnt again
+	warned   map[string]bool   // actors whose revocation without a limit was logged
+	learnt   map[string]error  // what learning each bundle signer gave, by replica
+	checked  map[string]bool   // actors whose stored enrolments are up to date
+	meta     map[string]string // enrolments to store with the bundle's changes
+	clinic   map[crdt.Hash]string
 }
 
 func (r *Replica) newVerifier(ctx context.Context, b *Bundle) *verifier {
-	v := &verifier{r: r, ctx: ctx, learnt: map[string]error{}, checked: map[string]bool{}, meta: map[string]string{}, clinic: map[crdt.Hash]string{}}
+	v := &verifier{r: r, ctx: ctx, learnt: map[string]error{}, checked: map[string]bool{}, meta: map[string]string{}, clinic: map[crdt.Hash]string{}, relearnt: map[string]bool{}, warned: map[string]bool{}}
+	v.revs, _ = r.cfg.Keys.(Revocations)
 	seen := map[[32]byte]bool{}
 	for _, rec := range b.Signers {
 		sum := sha256.Sum256(rec)
@@ -185,6 +336,17 @@ func (v *verifier) verify(chart string, c crdt.Change, sig []byte) error {
 		return fmt.Errorf("change %s of chart %s by %s is not signed: %w", c.Hash, chart, c.Actor, ErrForgedChange)
 	}
 	keys := v.r.cfg.Keys
+	if v.revs != nil && !v.relearnt[c.Actor] {
+		// A revocation stored with the device's changes is in force
+		// after a restart whose roster had not kept it (records learnt
+		// before cost no signature check).
+		v.relearnt[c.Actor] = true
+		if recs, err := v.r.storedSigners(v.ctx, c.Actor); err == nil {
+			for _, rec := range recs {
+				_, _ = keys.LearnSigner(rec)
+			}
+		}
+	}
 	clinic, err := keys.VerifyChange(c.Actor, chart, [32]byte(c.Hash), sig)
 	if err != nil && !v.checked[c.Actor] {
 		// A signer met before, whose records this replica stored, but
@@ -202,6 +364,9 @@ func (v *verifier) verify(chart string, c crdt.Change, sig []byte) error {
 		}
 		return fmt.Errorf("change %s of chart %s signed as %s: %w: %w", c.Hash, chart, c.Actor, ErrForgedChange, err)
 	}
+	if err := v.accepted(chart, c); err != nil {
+		return err
+	}
 	v.clinic[c.Hash] = clinic
 	if !v.checked[c.Actor] {
 		v.checked[c.Actor] = true
@@ -214,6 +379,32 @@ func (v *verifier) verify(chart string, c crdt.Change, sig []byte) error {
 		}
 	}
 	return nil
+}
+
+// accepted checks that c, signed by its device, is not one its device's
+// revocation refuses: a change with a greater sequence number in chart
+// than the last the revoking authority accepted.
+func (v *verifier) accepted(chart string, c crdt.Change) error {
+	if v.revs == nil {
+		return nil
+	}
+	upto, revoked := v.revs.AcceptedUpTo(c.Actor, chart)
+	switch {
+	case !revoked:
+		return nil
+	case upto == math.MaxUint64:
+		if v.warned[c.Actor] {
+			return nil
+		}
+		v.warned[c.Actor] = true
+		v.r.log.Warn("a change of a revoked device taken: its revocation names no limit on its changes",
+			"chart", chart, "device", c.Actor, "seq", c.Seq)
+		return nil
+	case c.Seq <= upto:
+		return nil
+	}
+	return fmt.Errorf("change %s of chart %s by %s is its change number %d there, past the %d its revocation accepts: %w: %w",
+		c.Hash, chart, c.Actor, c.Seq, upto, ErrRevokedChange, ErrForgedChange)
 }
 
 // mayChange checks that the device that signed a change is one that may
@@ -246,3 +437,42 @@ func (v *verifier) addTo(b *store.Batch) {
 // clinicOf returns the clinic of the device that signed the change with
 // hash h, as verify found it ("" if it did not check it).
 func (v *verifier) clinicOf(h crdt.Hash) string { return v.clinic[h] }
+
+// actorSeqPage is how many changes ActorSeqs reads from the log at a time.
+const actorSeqPage = 1000
+
+// ActorSeqs returns, per chart, the highest Automerge sequence number of
+// actor's changes this replica holds: what an authority revoking the
+// device with that replica ID accepts (device.Authority.RevokeAccepting).
+// A replica holds a chart's changes of one actor from 1 to that number,
+// none missing (a change is stored only once those it depends on are).
+//
+// It reads the whole log once, a page at a time, parsing in full only
+// actor's changes: a cost in the log's size, for an administrator's
+// rare revocation.
+func (r *Replica) ActorSeqs(ctx context.Context, actor string) (map[string]uint64, error) {
+	if err := r.checkOpen(); err != nil {
+		return nil, err
+	}
+	out := map[string]uint64{}
+	for after := uint64(0); ; {
+		page, err := r.st.Log(ctx, after, actorSeqPage)
+		if err != nil {
+			return nil, fmt.Errorf("changes of %s: %w", actor, err)
+		}
+		for _, c := range page {
+			after = c.Seq
+			if a, err := crdt.ChangeActor(c.Raw); err != nil || a != actor {
+				continue
+			}
+			pc, err := crdt.ParseChange(c.Raw)
+			if err != nil {
+				return nil, fmt.Errorf("changes of %s: change %s of chart %s: %w", actor, c.Hash, c.Chart, err)
+			}
+			out[c.Chart] = max(out[c.Chart], pc.Seq)
+		}
+		if len(page) < actorSeqPage {
+			return out, nil
+		}
+	}
+}

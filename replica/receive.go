@@ -416,6 +416,9 @@ func (d *decoded) verifySigned(v *verifier, fresh []chartBatch) error {
 			if err := v.verify(cb.chart, h, d.bundle.Changes[j].Sig); err != nil {
 				return err
 			}
+			if err := v.accepted(cb.chart, c); err != nil {
+				return err
+			}
 			if !d.reaches(j, c.Hash) {
 				return fmt.Errorf("change %s of chart %s is vouched for by %s, whose history in the bundle does not hold it: %w", c.Hash, cb.chart, h.Hash, ErrForgedChange)
 			}
