@@ -10,9 +10,78 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/chartsync/chartsync/device/login"
 	"github.com/chartsync/chartsync/examples/clinic/web"
+	"github.com/chartsync/chartsync/record"
+	"github.com/chartsync/chartsync/replica"
 	"github.com/chartsync/chartsync/transport/httpsync"
 )
+
+// demoPassword is every demo user's password.
+const demoPassword = "demo-pass-1"
+
+// setUpDemo makes a demo device in an empty data directory: clinic
+// "demo", a user of each role and a few patients. A directory already set
+// up is left as it is.
+func setUpDemo(ctx context.Context, a *app) error {
+	if _, err := a.device(); err == nil {
+		return nil
+	}
+	if err := writeJSON(a.path("device.json"), deviceConfig{Clinic: "demo", Device: "demo-tablet", Created: time.Now().UTC()}); err != nil {
+		return err
+	}
+	if _, err := newIdentity(a, replica.NewID(), "demo"); err != nil {
+		return err
+	}
+	r, err := a.replica(ctx)
+	if err != nil {
+		return err
+	}
+	h, err := login.Hash(demoPassword, login.DefaultParams)
+	if err != nil {
+		return err
+	}
+	admin := record.Author{UserID: "u-admin", Name: "Wairimu (admin)", Role: record.RoleAdministrator, Device: "demo-tablet"}
+	users := []record.UserUpdate{
+		{UserID: "u-admin", Name: "Wairimu (admin)", Role: record.RoleAdministrator},
+		{UserID: "u-achieng", Name: "Nurse Achieng", Role: record.RoleNurse},
+		{UserID: "u-mutua", Name: "Dr Mutua", Role: record.RoleClinician},
+		{UserID: "u-kiprop", Name: "Kiprop (lab)", Role: record.RoleLabTechnician},
+		{UserID: "u-njeri", Name: "Njeri (registration)", Role: record.RoleRegistrationClerk},
+	}
+	for _, u := range users {
+		u.PasswordHash = h
+		if _, err := r.UpdateUser(ctx, "demo", admin, u); err != nil {
+			return err
+		}
+	}
+	dr := record.Author{UserID: "u-mutua", Name: "Dr Mutua", Role: record.RoleClinician, Device: "demo-tablet"}
+	id, err := r.Register(ctx, dr, record.Register{GivenName: "Wanjiru", FamilyName: "Mwangi", Sex: "female", EstimatedBirthYear: 1988, Village: "Kamuga", Phone: "+254712345678", HomeClinic: "demo"})
+	if err != nil {
+		return err
+	}
+	for _, op := range []record.Op{
+		record.AddAllergy{Substance: "penicillin", Severity: "severe", Reaction: "rash"},
+		record.Diagnose{Text: "Malaria", Code: "B54", VerificationStatus: "confirmed"},
+		record.Prescribe{Drug: "Artemether + lumefantrine", Dose: 4, DoseUnit: "tablet", Route: "oral", Frequency: "BD", DurationDays: 3},
+		record.RecordLabResult{Test: "Haemoglobin", LOINC: "718-7", Value: record.Ptr(9.1), Unit: "g/dL", RefLow: record.Ptr(12.0), RefHigh: record.Ptr(16.0), CriticalLow: record.Ptr(7.0), SpecimenAt: time.Now()},
+		record.AddEncounter{Complaint: "Fever for three days", Date: time.Now().Format(time.DateOnly), Vitals: record.Vitals{Temperature: 38.6, Pulse: 96}, Note: "Malaria RDT positive."},
+	} {
+		if _, err := r.Edit(ctx, id, dr, op); err != nil {
+			return err
+		}
+	}
+	for _, p := range []record.Register{
+		{GivenName: "Otieno", FamilyName: "Odhiambo", Sex: "male", BirthDate: "2019-06-14", Village: "Gatundu", Guardian: "Akinyi Odhiambo", HomeClinic: "demo"},
+		{GivenName: "Achieng", FamilyName: "Otieno", Sex: "female", EstimatedBirthYear: 1975, Village: "Kamuga", HomeClinic: "demo"},
+	} {
+		if _, err := r.Register(ctx, dr, p); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(a.out, "Demo device set up in %s: log in as u-achieng (nurse), u-mutua (clinician), u-kiprop (lab), u-njeri (registration) or u-admin, password %s\n", a.dir, demoPassword)
+	return nil
+}
 
 // webSyncer is the sync page's Syncer: the sync command's code.
 type webSyncer struct{ a *app }
@@ -104,12 +173,14 @@ func loopback(addr string) error {
 func init() {
 	var addr string
 	var idle time.Duration
+	var demo bool
 	register(&command{
-		name: "serve", args: "[-addr 127.0.0.1:8080] [-idle 15m]",
+		name: "serve", args: "[-addr 127.0.0.1:8080] [-idle 15m] [-demo]",
 		help: "Run the clinic app as a web app for this device's browser (on 127.0.0.1; no network needed).",
 		flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&addr, "addr", "127.0.0.1:8080", "where to listen: 127.0.0.1 and a port (port 0: any free one)")
 			fs.DurationVar(&idle, "idle", web.DefaultIdleTimeout, "log a user out after this long without use")
+			fs.BoolVar(&demo, "demo", false, "in a data directory not yet set up: set up a demo clinic with users and patients first")
 		},
 		run: func(ctx context.Context, a *app, fs *flag.FlagSet, args []string) error {
 			if len(args) > 0 {
@@ -120,6 +191,11 @@ func init() {
 			}
 			if idle <= 0 {
 				return usagef("-idle %s: give a duration such as 15m", idle)
+			}
+			if demo {
+				if err := setUpDemo(ctx, a); err != nil {
+					return fmt.Errorf("set up the demo: %w", err)
+				}
 			}
 			d, r, err := a.deviceReplica(ctx)
 			if err != nil {
