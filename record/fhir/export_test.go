@@ -1,0 +1,7 @@
+package fhir
+
+// Internals under test.
+var (
+	FHIRSystem   = fhirSystem
+	RecordSystem = recordSystem
+)
