@@ -55,4 +55,3 @@ func FuzzImport(f *testing.F) {
 		}
 	})
 }
-
