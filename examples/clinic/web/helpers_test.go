@@ -47,7 +47,7 @@ func (c *clock) advance(d time.Duration) {
 // fixture is the app on a real replica in a temporary directory, with one
 // user of each role (user ID "u-" + role, password password(role)).
 type fixture struct {
-	t     *testing.T
+	t     testing.TB
 	r     *replica.Replica
 	srv   *Server
 	ts    *httptest.Server
@@ -67,7 +67,7 @@ func author(role record.Role) record.Author {
 // them all the same.
 var lightParams = login.Params{Memory: 64, Time: 1, Threads: 1}
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -123,7 +123,7 @@ func (f *fixture) chart(id string) record.View {
 // client is a browser: it keeps cookies, does not follow redirects, and
 // sends the CSRF token of the last page it read.
 type client struct {
-	t    *testing.T
+	t    testing.TB
 	f    *fixture
 	hc   *http.Client
 	csrf string
