@@ -18,6 +18,10 @@ type loaded struct {
 	// scope is the chart's scope as last indexed; a clinic that joins it
 	// gets a store.Grant.
 	scope []string
+	// row is the heads of the chart's index entry as this replica last
+	// read or wrote it (nil: it had none), which a write to a shared
+	// store expects to find (Config.SharedStore).
+	row crdt.Heads
 	// released: the chart's document was let go once a receive planned
 	// it (see heldChart.release); it must not be cached.
 	released bool

@@ -127,6 +127,11 @@ var errChartMoved = errors.New("a chart changed while the bundle was judged")
 // lock before it is planned under it.
 const optimisticTries = 3
 
+// sharedTries is how many more times a bundle is planned under the lock on
+// a shared store (Config.SharedStore) when another node's writes keep
+// moving its charts.
+const sharedTries = 5
+
 // ReceiveFrom is Receive for a bundle from a peer that may change only
 // what opt allows, such as a clinic device syncing with the cloud. The
 // bundle is applied whole or not at all.
@@ -148,7 +153,10 @@ func (r *Replica) ReceiveFrom(ctx context.Context, data []byte, opt ReceiveOptio
 	for try := 0; ; try++ {
 		locked := try >= optimisticTries
 		res, err := r.receiveOnce(ctx, d, signed, opt, locked)
-		if errors.Is(err, errChartMoved) && !locked {
+		// On a shared store even a plan made under this replica's lock
+		// can meet another node's write; a few more tries, then the
+		// error (the peer syncs again later).
+		if errors.Is(err, errChartMoved) && (!locked || r.cfg.SharedStore && try < optimisticTries+sharedTries) {
 			r.log.Debug("bundle planned again", "from", d.bundle.From, "try", try+1)
 			continue
 		}
@@ -520,15 +528,15 @@ func (r *Replica) cachedCopy(id string, locked bool) (*heldChart, error) {
 		}
 		defer unlock()
 	}
-	c := r.cache.get(id)
-	if c == nil {
-		return nil, nil
+	c, err := r.cachedCurrent(context.Background(), id)
+	if c == nil || err != nil {
+		return nil, err
 	}
 	doc, err := c.doc.Fork(nil, r.id) // carries held changes over
 	if err != nil {
 		return nil, fmt.Errorf("copy chart %s: %w", id, err)
 	}
-	l := &loaded{id: id, doc: doc, sinceSnapshot: c.sinceSnapshot, scope: slices.Clone(c.scope)}
+	l := &loaded{id: id, doc: doc, sinceSnapshot: c.sinceSnapshot, scope: slices.Clone(c.scope), row: slices.Clone(c.row)}
 	if err := l.open(); err != nil {
 		return nil, fmt.Errorf("copy chart %s: %w", id, err)
 	}
@@ -628,6 +636,12 @@ func planReceive(d *decoded, fresh []chartBatch, held map[string]*heldChart, sig
 		p.batch.Charts = append(p.batch.Charts, cp.batch.Charts...)
 		p.batch.Grants = append(p.batch.Grants, cp.batch.Grants...)
 		p.batch.Snapshots = append(p.batch.Snapshots, cp.batch.Snapshots...)
+		for id, heads := range cp.batch.Expect {
+			if p.batch.Expect == nil {
+				p.batch.Expect = map[string]crdt.Heads{}
+			}
+			p.batch.Expect[id] = heads
+		}
 		p.res.Changes = append(p.res.Changes, cp.changes...)
 		p.res.Applied += len(cp.cb.changes)
 		p.res.Charts = append(p.res.Charts, cp.cb.chart)
@@ -641,6 +655,14 @@ func planReceive(d *decoded, fresh []chartBatch, held map[string]*heldChart, sig
 
 // merge adds the plan of another group of the same bundle's charts.
 func (p *receivePlan) merge(q receivePlan) {
+	for id, heads := range q.batch.Expect {
+		if p.batch.Expect == nil {
+			p.batch.Expect = map[string]crdt.Heads{}
+		}
+		if _, ok := p.batch.Expect[id]; !ok {
+			p.batch.Expect[id] = heads
+		}
+	}
 	p.batch.Changes = append(p.batch.Changes, q.batch.Changes...)
 	p.batch.Charts = append(p.batch.Charts, q.batch.Charts...)
 	p.batch.Grants = append(p.batch.Grants, q.batch.Grants...)
@@ -1002,7 +1024,14 @@ func (r *Replica) commit(ctx context.Context, d *decoded, p receivePlan, opt Rec
 			return Received{}, fmt.Errorf("receive bundle: %w", err)
 		}
 	}
-	if _, err := r.st.Write(ctx, p.batch); err != nil {
+	if _, err := r.st.Write(ctx, p.batch); errors.Is(err, store.ErrConflict) {
+		// Another node changed a chart since it was read: read them
+		// again and plan the bundle again.
+		for _, h := range p.charts {
+			r.cache.remove(h.l.id)
+		}
+		return Received{}, fmt.Errorf("receive bundle: %w: %w", errChartMoved, err)
+	} else if err != nil {
 		return Received{}, fmt.Errorf("receive bundle: %w", err)
 	}
 	r.held.install(hu)

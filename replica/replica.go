@@ -55,6 +55,14 @@ type Config struct {
 	// history if that is more: a chart's saves then cost about twice its
 	// history in all, not its history once every CompactAfter changes.
 	CompactAfter int
+	// SharedStore says other replicas write the same store at once (the
+	// nodes of a cloud on one PostgreSQL database, each with the same
+	// replica ID): every write names the index entry it read of each
+	// chart it writes (store.Batch.Expect), a write that finds a chart
+	// changed by another node is read again and retried, and a cached
+	// chart is checked against its entry before use. Without it a node
+	// could store a snapshot without another node's change to the chart.
+	SharedStore bool
 	// BundleBytes is the change bytes a bundle carries at most before the
 	// rest is left for the next exchange (default 4 MiB).
 	BundleBytes int
@@ -324,6 +332,20 @@ func (r *Replica) Register(ctx context.Context, by record.Author, reg record.Reg
 // reached the disk, and the chart must be read again before the edit is
 // offered again.
 func (r *Replica) Edit(ctx context.Context, chartID string, by record.Author, op record.Op) (record.Result, error) {
+	// On a shared store another node may change the chart between this
+	// read and the write: the write is then refused whole, and the edit
+	// made again on the chart as it now is (a few times at most).
+	for try := 0; ; try++ {
+		res, err := r.edit(ctx, chartID, by, op)
+		if errors.Is(err, store.ErrConflict) && try < sharedTries {
+			continue
+		}
+		return res, err
+	}
+}
+
+// edit is one try of Edit.
+func (r *Replica) edit(ctx context.Context, chartID string, by record.Author, op record.Op) (record.Result, error) {
 	unlock, err := r.lock()
 	if err != nil {
 		return record.Result{}, err
@@ -465,14 +487,36 @@ func (r *Replica) Peers(ctx context.Context) ([]PeerStatus, error) {
 
 // load returns a chart, from the cache or from the store. r.mu is held.
 func (r *Replica) load(ctx context.Context, id string) (*loaded, error) {
-	if l := r.cache.get(id); l != nil {
-		return l, nil
+	if l, err := r.cachedCurrent(ctx, id); l != nil || err != nil {
+		return l, err
 	}
 	l, err := r.loadStored(ctx, id)
 	if err != nil {
 		return nil, err
 	}
 	r.cache.put(l)
+	return l, nil
+}
+
+// cachedCurrent returns a chart from the cache, or nil. On a shared store
+// a cached chart whose index entry another node has since rewritten is
+// dropped (and nil returned), so that it is read again. r.mu is held.
+func (r *Replica) cachedCurrent(ctx context.Context, id string) (*loaded, error) {
+	l := r.cache.get(id)
+	if l == nil || !r.cfg.SharedStore {
+		return l, nil
+	}
+	c, err := r.st.Chart(ctx, id)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		c = store.Chart{}
+	case err != nil:
+		return nil, fmt.Errorf("chart %s: %w", id, err)
+	}
+	if l.row == nil || !slices.Equal(c.Heads, l.row) {
+		r.cache.remove(id)
+		return nil, nil
+	}
 	return l, nil
 }
 
@@ -486,6 +530,16 @@ func (r *Replica) loadStored(ctx context.Context, id string) (_ *loaded, err err
 			_ = doc.Close()
 		}
 	}()
+	// The index entry is read first: what is read of the chart after it
+	// holds at least what the entry says, so a write that expects the
+	// entry (Config.SharedStore) never overwrites a change it did not read.
+	var row store.Chart
+	hasRow := false
+	if c, err := r.st.Chart(ctx, id); err == nil {
+		row, hasRow = c, true
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("load chart %s: %w", id, err)
+	}
 	var after uint64
 	snap, err := r.st.Snapshot(ctx, id)
 	if err == nil {
@@ -528,10 +582,11 @@ func (r *Replica) loadStored(ctx context.Context, id string) (_ *loaded, err err
 		return nil, fmt.Errorf("load chart %s: %w", id, err)
 	}
 	l := &loaded{id: id, doc: doc, sinceSnapshot: len(chs)}
-	if c, err := r.st.Chart(ctx, id); err == nil {
-		l.scope = c.Scope
-	} else if !errors.Is(err, store.ErrNotFound) {
-		return nil, fmt.Errorf("load chart %s: %w", id, err)
+	if hasRow {
+		l.scope, l.row = row.Scope, slices.Clone(row.Heads)
+		if l.row == nil {
+			l.row = crdt.Heads{}
+		}
 	}
 	if err := l.open(); err != nil {
 		return nil, fmt.Errorf("load chart %s: %w", id, err)
@@ -622,7 +677,16 @@ func chartWrites(cfg Config, b *store.Batch, l *loaded) error {
 	if err != nil {
 		return err
 	}
+	if cfg.SharedStore {
+		if b.Expect == nil {
+			b.Expect = map[string]crdt.Heads{}
+		}
+		if _, ok := b.Expect[l.id]; !ok {
+			b.Expect[l.id] = l.row // as read: nil if the chart had no entry
+		}
+	}
 	b.Charts = append(b.Charts, e)
+	l.row = e.Heads
 	// A clinic joining the chart's scope must be sent its earlier changes:
 	// record where in the log that happened.
 	for _, clinic := range e.Scope {

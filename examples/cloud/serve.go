@@ -267,7 +267,9 @@ func openReplica(ctx context.Context, at where, st state, log *slog.Logger, keys
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	rep, err = replica.New(ctx, store, replica.Config{Logger: log, Keys: keys, Signer: id})
+	// Other nodes write the same database: every write names the chart
+	// entries it read (replica.Config.SharedStore).
+	rep, err = replica.New(ctx, store, replica.Config{Logger: log, Keys: keys, Signer: id, SharedStore: true})
 	if err != nil {
 		store.Close()
 		return nil, nil, nil, err
