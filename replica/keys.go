@@ -446,17 +446,25 @@ const actorSeqPage = 1000
 // device with that replica ID accepts (device.Authority.RevokeAccepting).
 // A replica holds a chart's changes of one actor from 1 to that number,
 // none missing (a change is stored only once those it depends on are).
-//
-// It reads the whole log once, a page at a time, parsing in full only
-// actor's changes: a cost in the log's size, for an administrator's
-// rare revocation.
+// See the function ActorSeqs for its cost.
 func (r *Replica) ActorSeqs(ctx context.Context, actor string) (map[string]uint64, error) {
 	if err := r.checkOpen(); err != nil {
 		return nil, err
 	}
+	return ActorSeqs(ctx, r.st, actor)
+}
+
+// ActorSeqs is Replica.ActorSeqs over a store's log, for a program that
+// reads a replica's store without opening the replica (an administrator's
+// command beside a running server).
+//
+// It reads the whole log once, a page at a time, parsing in full only
+// actor's changes: a cost in the log's size, for an administrator's rare
+// revocation.
+func ActorSeqs(ctx context.Context, log store.ChangeLog, actor string) (map[string]uint64, error) {
 	out := map[string]uint64{}
 	for after := uint64(0); ; {
-		page, err := r.st.Log(ctx, after, actorSeqPage)
+		page, err := log.Log(ctx, after, actorSeqPage)
 		if err != nil {
 			return nil, fmt.Errorf("changes of %s: %w", actor, err)
 		}

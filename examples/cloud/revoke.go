@@ -2,16 +2,26 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
 	"time"
+
+	"github.com/chartsync/chartsync/replica"
+	"github.com/chartsync/chartsync/replica/store"
+	"github.com/chartsync/chartsync/replica/store/postgres"
+	"github.com/chartsync/chartsync/replica/store/sqlite"
 )
 
 var revokeCommand = &command{
 	name: "revoke",
 	args: "[-dir DIR | -db URL] -device NAME-OR-REPLICA",
-	help: "Revoke a device's enrolment: the cloud refuses its connections and its changes from then on (every node, within a second).",
+	help: "Revoke a device's enrolment: the cloud refuses its connections from then on (every node, within a second), and every replica the revocation reaches refuses its changes but those the cloud holds now.",
 	flags: func(fs *flag.FlagSet) {
 		fs.String("device", "", "the device's name, or its replica ID, as cloud devices lists them")
 	},
@@ -53,8 +63,14 @@ func revoke(ctx context.Context, fs *flag.FlagSet, at where, stdout, _ io.Writer
 	if err != nil {
 		return err
 	}
+	// The revocation accepts the device's changes the cloud holds now,
+	// and refuses anything else of it, wherever it turns up.
+	accepted, err := heldChanges(ctx, at, found.Replica)
+	if err != nil {
+		return fmt.Errorf("read what the cloud holds of device %s: %w", found.Device, err)
+	}
 	now := time.Now().UTC().Truncate(time.Second)
-	signed, err := a.Revoke(found.Replica, found.Clinic, now)
+	signed, err := a.RevokeAccepting(found.Replica, found.Clinic, now, accepted)
 	if err != nil {
 		return err
 	}
@@ -67,5 +83,52 @@ func revoke(ctx context.Context, fs *flag.FlagSet, at where, stdout, _ io.Writer
 	}
 	fmt.Fprintf(stdout, "Revoked device %s of clinic %s (replica %s). The cloud refuses its connections and its changes from now on; devices learn of it with their next roster.\n",
 		found.Device, found.Clinic, found.Replica)
+	total := uint64(0)
+	for _, n := range accepted {
+		total += n
+	}
+	fmt.Fprintf(stdout, "Changes up to #N of this device are kept, N for each of its %d charts the cloud holds (%d changes in all); anything later it makes is refused by every replica the revocation reaches.\n",
+		len(accepted), total)
+	charts := slices.Sorted(maps.Keys(accepted))
+	for i, c := range charts {
+		if i == maxChartsListed {
+			fmt.Fprintf(stdout, "  ... and %d more charts\n", len(charts)-i)
+			break
+		}
+		fmt.Fprintf(stdout, "  chart %s: changes up to #%d of this device are kept\n", c, accepted[c])
+	}
 	return nil
+}
+
+// maxChartsListed bounds the charts revoke lists by name.
+const maxChartsListed = 20
+
+// heldChanges returns, per chart, the highest sequence number of the
+// replica's changes the cloud's store holds (replica.ActorSeqs), read from
+// the store beside a running server: SQLite in the data directory (none
+// if the cloud never served), or the PostgreSQL database.
+func heldChanges(ctx context.Context, at where, replicaID string) (map[string]uint64, error) {
+	var st interface {
+		store.ChangeLog
+		Close() error
+	}
+	if at.DB == "" {
+		path := filepath.Join(at.Dir, fileReplica)
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			return map[string]uint64{}, nil
+		}
+		s, err := sqlite.Open(ctx, path)
+		if err != nil {
+			return nil, err
+		}
+		st = s
+	} else {
+		s, err := postgres.Open(ctx, at.DB, postgres.Config{Schema: at.Schema})
+		if err != nil {
+			return nil, err
+		}
+		st = s
+	}
+	defer st.Close()
+	return replica.ActorSeqs(ctx, st, replicaID)
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/chartsync/chartsync/device"
 	"github.com/chartsync/chartsync/record"
 	"github.com/chartsync/chartsync/replica/store/postgres/pgtest"
 	"github.com/chartsync/chartsync/transport/httpsync"
@@ -39,15 +40,18 @@ func TestRevokedDeviceCannotConnect(t *testing.T) {
 		return c
 	}
 	nurse := record.Author{UserID: "u-achieng", Role: record.RoleNurse}
-	_, err := tablet.Register(ctx, nurse, record.Register{GivenName: "Wanjiru", Sex: "female", EstimatedBirthYear: 1988, HomeClinic: "kamuga"})
+	chart, err := tablet.Register(ctx, nurse, record.Register{GivenName: "Wanjiru", Sex: "female", EstimatedBirthYear: 1988, HomeClinic: "kamuga"})
 	require.NoError(t, err)
 	first := client(tabletCred, sessions)
 	_, err = first.SyncReport(ctx)
 	require.NoError(t, err, "the tablet syncs before its revocation")
 	require.NoError(t, first.Close(), "the tablet keeps its TLS session")
 
-	code, _, stderr := cloud(t, "revoke", "-dir", dir, "-device", "kamuga-tablet-1")
+	code, stdout, stderr := cloud(t, "revoke", "-dir", dir, "-device", "kamuga-tablet-1")
 	require.Equal(t, 0, code, "revoke: %s", stderr)
+	assert.Contains(t, stdout, "chart "+chart+": changes up to #1 of this device are kept", "revoke says which of the tablet's changes are kept")
+	assert.Equal(t, map[string]uint64{chart: 1}, revocationOf(t, where{Dir: dir}, tablet.ID()).Accepted,
+		"the revocation accepts the change the serving cloud holds, read beside the server")
 
 	for _, tc := range []struct{ name, sessions string }{
 		{name: "a full handshake"},
@@ -83,11 +87,16 @@ func TestRevocationReachesEveryNode(t *testing.T) {
 	addr1, _ := serverWith(t, serve...)
 	addr2, _ := serverWith(t, serve...)
 	tablet, cred := enrolledDevice(t, "kamuga-tablet-1", "kamuga", db)
+	chart, err := tablet.Register(context.Background(), record.Author{UserID: "u-achieng", Role: record.RoleNurse},
+		record.Register{GivenName: "Wanjiru", Sex: "female", EstimatedBirthYear: 1988, HomeClinic: "kamuga"})
+	require.NoError(t, err)
 	syncWith(t, tablet, cred, addr1)
 	syncWith(t, tablet, cred, addr2)
 
 	code, _, stderr = cloud(t, append([]string{"revoke", "-device", "kamuga-tablet-1"}, db...)...)
 	require.Equal(t, 0, code, "revoke: %s", stderr)
+	assert.Equal(t, map[string]uint64{chart: 1}, revocationOf(t, where{DB: conn, Schema: schema, KeyFile: db[5]}, tablet.ID()).Accepted,
+		"the revocation accepts the change the database holds")
 	for _, addr := range []string{addr1, addr2} {
 		c, err := httpsync.NewClient(tablet, httpsync.ClientConfig{Credential: cred, URL: "https://" + addr, MaxAttempts: 2})
 		require.NoError(t, err)
@@ -95,4 +104,27 @@ func TestRevocationReachesEveryNode(t *testing.T) {
 		require.ErrorIs(t, err, httpsync.ErrCredentialRevoked, "node %s refuses the revoked device", addr)
 		c.Close()
 	}
+}
+
+// revocationOf returns the revocation of replicaID in the cloud's roster.
+func revocationOf(t *testing.T, at where, replicaID string) device.Enrolment {
+	t.Helper()
+	ctx := context.Background()
+	st, err := openState(ctx, at)
+	require.NoError(t, err)
+	defer st.Close()
+	a, _, err := st.Authority(ctx)
+	require.NoError(t, err)
+	r, err := device.NewRoster(device.RosterConfig{Authorities: []device.TrustedAuthority{{Key: a.PublicKey()}}})
+	require.NoError(t, err)
+	_, err = st.MergeRoster(ctx, r, 0)
+	require.NoError(t, err)
+	for _, e := range r.Enrolments() {
+		if e.Device.ReplicaID == replicaID {
+			require.True(t, e.Revoked, "the device is revoked")
+			return e
+		}
+	}
+	t.Fatalf("no record of %s in the roster", replicaID)
+	return device.Enrolment{}
 }
