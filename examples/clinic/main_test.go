@@ -105,7 +105,7 @@ func TestClinicWorkflow(t *testing.T) {
 	code, out, _ = clinic(t, dir, "show", short)
 	require.Zero(t, code)
 	assert.Contains(t, out, "!! ALERTS")
-	assert.Contains(t, out, "Amoxicillin 500 mg oral TDS [active]")
+	assert.Contains(t, out, "Amoxicillin (J01CA04 amoxicillin) 500 mg oral TDS [active]", "the drug is shown with its ATC code")
 	rx := regexp.MustCompile(`([0-9a-f]{8}) Amoxicillin`).FindStringSubmatch(out)
 	require.Len(t, rx, 2)
 
