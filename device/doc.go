@@ -72,8 +72,38 @@
 // (ErrUnknownAuthority) and records an authority may not sign
 // (ErrOutOfScope: a hub key limited to its clinics). A record issued later
 // replaces an earlier one for the same replica (new keys after a lost
-// phone; Authority.Revoke to cut a device off), and records settle the
-// same way whatever order they arrive in.
+// phone; Authority.RevokeAccepting to cut a device off), and records
+// settle the same way whatever order they arrive in.
+//
+// # Revocation
+//
+// A revocation (Authority.RevokeAccepting) names the last of the device's
+// changes the authority accepts, decided causally, not by any clock: per
+// chart, the highest Automerge sequence number of the device's actor (its
+// replica ID) the authority's replica held when it revoked. A roster that
+// holds it answers AcceptedUpTo(replica, chart) with that number, and the
+// replica refuses the device's changes past it (package replica,
+// ErrRevokedChange) on every path they arrive by; changes up to it stay
+// valid and keep flowing. The record travels as enrolments do: in roster
+// files, with the device's changes (SignerEnrolments returns it after the
+// device's keys), and with any bundle to a device of its clinic
+// (RevocationsFor); LearnSigner takes it as Add does, so Lookup then
+// gives ErrRevoked there too. Someone holding a stolen device gets
+// nothing new accepted by a replica the revocation has reached; a replica
+// it has not reached may take and forward the device's later changes,
+// which every replica holding the revocation refuses (see package
+// replica for what then happens to the forwarding replica).
+//
+// A revocation naming its accepted changes is an enrolment file of format
+// version 2 (flag 2, then the accepted charts in increasing order, each
+// with its number); enrolments and revocations of the first format stay
+// version 1, readable by every build. It may hold up to
+// MaxRevocationBytes (a device that changed tens of thousands of charts).
+// A revocation of the first format (Authority.Revoke, and every record
+// made before version 2) names no limit: AcceptedUpTo gives
+// math.MaxUint64, so its device's signed changes are still accepted, as
+// they were, and package replica logs a warning for them; revoke such a
+// device again with RevokeAccepting to limit them.
 //
 // # Change signatures
 //
@@ -81,7 +111,8 @@
 // change/v1, over the chart ID and the change's hash), and a Roster checks
 // such signatures (VerifyChange) with any key the device was ever
 // enrolled with: a change stays its device's after the enrolment expires,
-// is revoked, or is replaced by one with new keys. VerifyChange returns
+// is revoked, or is replaced by one with new keys (which of a revoked
+// device's changes are still accepted is AcceptedUpTo's to say). VerifyChange returns
 // the clinic the device signed as, for the caller to check the change is
 // that clinic's to make. SignerEnrolments gives the records that carry a
 // device's keys, for a replica to send along with its changes, and
@@ -117,7 +148,13 @@
 // Expiry follows the local clock; an offline device whose clock runs far
 // ahead treats enrolments as expired, one whose clock runs behind keeps
 // believing them longer. Enrolments are not checked for "not before".
-// Revocation only takes effect where the revocation record has arrived. An
+// Revocation only takes effect where the revocation record has arrived.
+// A revocation's accepted sequence numbers are the device's own claims in
+// its changes: a stolen device that makes a different change under a
+// number already accepted is refused by every replica holding the
+// accepted one (Automerge refuses a second change with the same number),
+// but may be taken by a replica that holds neither. A revocation over
+// replica.MaxSignerBytes travels in roster files only, not in bundles. An
 // identity file is protected by file permissions only, not by a
 // passphrase. The age keys are X25519, as the transports' design asks;
 // age's post-quantum hybrid keys would be a new format version.

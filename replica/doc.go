@@ -183,6 +183,46 @@
 // clinic's scope on the version the change was made on (or a clinic in
 // Config.Unscoped, such as the cloud's), or that clinic's user roster.
 //
+// # Revoked devices
+//
+// A lost or stolen device is cut off by a revocation its authority signs
+// (device.Authority.RevokeAccepting). "Before the revocation" is decided
+// causally, never by the device's clock: the revocation names, per chart,
+// the highest Automerge sequence number of the device's actor that the
+// authority's replica held when it revoked (ActorSeqs), and the changes
+// it accepts are exactly those: in each chart, the device's changes 1 to
+// that number. (Sequence numbers count an actor's changes in one
+// document, so one number per chart is needed; the device's changes to a
+// chart the revocation does not name are all refused.) With Config.Keys
+// that has Revocations (*device.Roster does), every received change of a
+// revoked device is checked in the verify step, whatever carried it
+// (HTTPS, a file, a relay bundle, another device's bundle): one past what
+// the revocation accepts refuses the bundle whole with ErrRevokedChange
+// (matching ErrForgedChange), kept in the quarantine, nothing applied.
+// Changes it accepts keep flowing, through any replica that holds them.
+//
+// The revocation travels with the roster and with bundles: a bundle
+// carries it with the revoked device's changes, and a bundle for a device
+// carries the revocations of the devices of its clinic (or, for a
+// recipient the sender's roster does not know, every revocation it
+// holds), so it reaches a replica at its next sync with any replica that
+// has it. What someone holding the stolen device can still do: nothing
+// new is taken by a replica once the revocation has reached it. A replica
+// the revocation has not reached yet may take the device's later changes
+// and forward them; each replica holding the revocation refuses that
+// bundle (once: it is quarantined like a forged one), and its answer
+// carries the revocation. A replica that holds the revocation leaves out
+// of the bundles it makes the changes that revocation refuses, and the
+// device's earlier changes they vouched for go with their own stored
+// signatures (or are left to the replicas that sent them), so its later
+// bundles are taken and sync between honest replicas goes on. The refused
+// changes stay in the store of the replica that took them (nothing is
+// ever deleted), and that replica's own later changes to such a chart
+// depend on them, so its peers hold those aside, unapplied, until an
+// administrator looks at the chart. A revocation of the first format
+// (device.Authority.Revoke) names no limit: its device's signed changes
+// are all taken, as before, with a warning in the log.
+//
 // # Users
 //
 // A clinic's user roster (record.Users: user IDs, names, roles, argon2id
