@@ -195,10 +195,10 @@ func (a *Authority) sign(e Enrolment) ([]byte, error) {
 // clinic, signing key, age recipient) is enrolled from Issued until
 // Expires, or, if Revoked, that it no longer is.
 type Enrolment struct {
-	Device    Public
-	Issued    time.Time // UTC, whole seconds
-	Expires   time.Time // UTC, whole seconds
-	Revoked   bool
+	Device  Public
+	Issued  time.Time // UTC, whole seconds
+	Expires time.Time // UTC, whole seconds
+	Revoked bool
 	// Accepted, on a revocation of the second format (RevokeAccepting),
 	// names the device's changes the authority accepts: per chart, the
 	// highest sequence number of the device's actor accepted. nil on an

@@ -33,8 +33,8 @@ const (
 	// reads.
 	enrolmentVersion  = 2
 	enrolmentVersion1 = 1
-	requestVersion   = 1
-	rosterVersion    = 1
+	requestVersion    = 1
+	rosterVersion     = 1
 )
 
 // Limits on what decoders accept.
