@@ -113,10 +113,12 @@
 // know whether the snapshot's data holds a change another node committed
 // between the moment the caller read the chart and that write. The store
 // contract leaves this to the caller (a snapshot must hold every change of
-// its chart up to its Seq), and a replica that snapshots charts on several
-// nodes at once must keep it: for example by snapshotting a chart only on
-// the node that holds its lock, or by reading the chart's changes after
-// the head it will write.
+// its chart up to its Seq). Writers on several nodes keep it with
+// store.Batch.Expect: the heads each chart's index entry held when the
+// writer read the chart are checked under the log head's lock, and a batch
+// whose chart another node changed since is refused whole (ErrConflict),
+// so its snapshot is never stored. A replica does this with
+// replica.Config.SharedStore.
 //
 // Peer positions are stored as bigint, bit for bit: one above 2^63 reads
 // back as written, but sorts as negative in SQL. Log positions never come
