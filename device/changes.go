@@ -85,9 +85,9 @@ func (r *Roster) RevocationsFor(recipient string) [][]byte {
 	if e, ok := r.by[recipient]; ok {
 		clinic, known = e.Device.Clinic, true
 	}
-	ids := make([]string, 0, 4)
-	for id, e := range r.by {
-		if e.Revoked && (!known || e.Device.Clinic == clinic) {
+	ids := make([]string, 0, len(r.revoked))
+	for id := range r.revoked {
+		if !known || r.by[id].Device.Clinic == clinic {
 			ids = append(ids, id)
 		}
 	}

@@ -73,6 +73,9 @@ type Roster struct {
 	// learnt holds the SHA-256 of every record LearnSigner took, so a
 	// record sent with every bundle costs its signature check once.
 	learnt map[[32]byte]bool
+	// revoked holds the replicas whose record in force is a revocation,
+	// so RevocationsFor costs the revocations, not the roster.
+	revoked map[string]bool
 }
 
 // NewRoster returns an empty roster trusting cfg.Authorities.
@@ -84,7 +87,7 @@ func NewRoster(cfg RosterConfig) (*Roster, error) {
 		cfg.Now = time.Now
 	}
 	cfg.Authorities = slices.Clone(cfg.Authorities)
-	return &Roster{cfg: cfg, by: map[string]Enrolment{}, keys: map[string][]Enrolment{}, learnt: map[[32]byte]bool{}}, nil
+	return &Roster{cfg: cfg, by: map[string]Enrolment{}, keys: map[string][]Enrolment{}, learnt: map[[32]byte]bool{}, revoked: map[string]bool{}}, nil
 }
 
 func (r *Roster) authority(key ed25519.PublicKey) (TrustedAuthority, bool) {
@@ -147,7 +150,7 @@ func (r *Roster) add(e Enrolment) (Enrolment, error) {
 			case !newCovers:
 				return Enrolment{}, fmt.Errorf("add enrolment of %s: held for clinic %s: %w", id, old.Device.Clinic, ErrOutOfScope)
 			case !oldCovers:
-				r.by[id] = e
+				r.set(e)
 				return e, nil
 			}
 		}
@@ -155,8 +158,19 @@ func (r *Roster) add(e Enrolment) (Enrolment, error) {
 			return old, nil
 		}
 	}
-	r.by[id] = e
+	r.set(e)
 	return e, nil
+}
+
+// set makes e the record in force for its replica. r.mu is held.
+func (r *Roster) set(e Enrolment) {
+	id := e.Device.ReplicaID
+	r.by[id] = e
+	if e.Revoked {
+		r.revoked[id] = true
+	} else {
+		delete(r.revoked, id)
+	}
 }
 
 // supersedes reports whether e replaces old: issued later, or at the same
@@ -250,7 +264,7 @@ func (r *Roster) Merge(data []byte) (MergeResult, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	// Check every record against a copy first, so a bad record adds nothing.
-	trial := &Roster{cfg: r.cfg, by: maps.Clone(r.by), keys: maps.Clone(r.keys), learnt: r.learnt}
+	trial := &Roster{cfg: r.cfg, by: maps.Clone(r.by), keys: maps.Clone(r.keys), learnt: r.learnt, revoked: maps.Clone(r.revoked)}
 	var res MergeResult
 	for _, e := range recs {
 		got, err := trial.add(e)
@@ -265,7 +279,7 @@ func (r *Roster) Merge(data []byte) (MergeResult, error) {
 			res.Skipped++
 		}
 	}
-	r.by, r.keys = trial.by, trial.keys
+	r.by, r.keys, r.revoked = trial.by, trial.keys, trial.revoked
 	return res, nil
 }
 
