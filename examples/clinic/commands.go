@@ -375,4 +375,5 @@ func init() {
 	})
 
 	clinicalCommands()
+	fhirCommands()
 }

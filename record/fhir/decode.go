@@ -631,5 +631,26 @@ func (b *Bundle) encounter(e *encpb.Encounter, full string) error {
 }
 
 // Identifiers lists the patient's identifiers in the bundle, to find the
-// chart it belongs to.
-func (b *Bundle) Identifiers() []record.Identifier { return slices.Clone(b.Patient.Identifiers) }
+// chart it belongs to: those of the Patient resource, then its reference
+// "Patient/id" in SystemResource, which a chart Import created from the
+// bundle carries.
+func (b *Bundle) Identifiers() []record.Identifier {
+	out := slices.Clone(b.Patient.Identifiers)
+	if id, ok := b.patientResourceID(); ok && !slices.ContainsFunc(out, func(o record.Identifier) bool {
+		return o.System == id.System && o.Value == id.Value
+	}) {
+		id.Status = record.StatusActive
+		out = append(out, id)
+	}
+	return out
+}
+
+// patientResourceID is the identifier naming the bundle's Patient
+// resource.
+func (b *Bundle) patientResourceID() (record.Identifier, bool) {
+	ref := "Patient/" + b.PatientID
+	if !b.HasPatient || b.PatientID == "" || len(ref) > 100 {
+		return record.Identifier{}, false
+	}
+	return record.Identifier{System: SystemResource, Value: ref}, true
+}

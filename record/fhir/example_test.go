@@ -17,7 +17,7 @@ func Example() {
 	at := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
 	chart, _, err := record.New(uuid.NewString(), crdt.NewActorID(), nurse, at, record.Register{
 		GivenName: "Wanjiru", FamilyName: "Mwangi", Sex: "female", EstimatedBirthYear: 1988,
-		HomeClinic: "kamuga-dispensary",
+		HomeClinic:  "kamuga-dispensary",
 		Identifiers: []record.Identifier{{System: record.SystemABHA, Value: "12345678901234"}},
 	})
 	if err != nil {
@@ -41,7 +41,8 @@ func Example() {
 	if err != nil {
 		panic(err)
 	}
-	fmt.Println("patient identifiers:", b.Identifiers())
+	ids := b.Identifiers()
+	fmt.Println("patient identifiers:", ids[0], "and", ids[1].System)
 	charts := &fhir.Memory{}
 	res, err := fhir.Import(context.Background(), charts, "", nurse, "", b)
 	if err != nil {
@@ -56,7 +57,7 @@ func Example() {
 	imported, _ := charts.Chart(context.Background(), res.ChartID)
 	fmt.Println(imported.Prescriptions[0].Drug, imported.Prescriptions[0].ATC)
 	// Output:
-	// patient identifiers: [abha|12345678901234]
+	// patient identifiers: abha|12345678901234 and urn:chartsync:fhir-resource
 	// created: true entries added: 1
 	// changes the second time: 0
 	// Panadol N02BE01

@@ -68,8 +68,9 @@ const (
 )
 
 // Import writes a decoded bundle into chartID on t, as by; chartID ""
-// registers a new chart from the bundle's Patient (homeClinic is its home
-// clinic when the Patient names none). Entries are matched to the
+// registers a new chart from the bundle's Patient, at homeClinic, or at
+// the clinic the Patient names (its managing organization) when
+// homeClinic is empty. Entries are matched to the
 // chart's by their external IDs (an entry imported before carries the
 // resource's identifier, or "Type/id" in SystemResource) or by entry ID
 // (a bundle exported from this chart); a matched entry is updated only
@@ -95,7 +96,11 @@ func Import(ctx context.Context, t Target, chartID string, by record.Author, hom
 		return res, &MalformedError{Err: ErrNoPatient, Reason: "a new chart needs one"}
 	}
 	reg := record.Register(b.Patient)
-	if reg.HomeClinic == "" {
+	if homeClinic != "" && chartID == "" {
+		if reg.HomeClinic != "" && reg.HomeClinic != homeClinic {
+			res.Skipped = append(res.Skipped, Skipped{Resource: "Patient/" + b.PatientID,
+				Reason: "its managing organization " + reg.HomeClinic + " is not the new chart's home clinic " + homeClinic})
+		}
 		reg.HomeClinic = homeClinic
 	}
 	var activeIDs []record.Identifier
@@ -103,6 +108,11 @@ func Import(ctx context.Context, t Target, chartID string, by record.Author, hom
 		if id.Status != record.StatusInactive {
 			activeIDs = append(activeIDs, record.Identifier{System: id.System, Value: id.Value})
 		}
+	}
+	if id, ok := b.patientResourceID(); ok && !slices.Contains(activeIDs, id) {
+		// The chart remembers the Patient it came from, as its entries
+		// do, so that the same bundle finds it again.
+		activeIDs = append(activeIDs, id)
 	}
 	reg.Identifiers = activeIDs
 	steps := planSteps(&res, b, v, chartID == "")
