@@ -17,7 +17,9 @@
 //
 // A *replica.Replica is an import Target; Memory is one over charts held
 // in memory. Callers find the chart a bundle belongs to themselves, by
-// Bundle.PatientID (a chart's own export) or Bundle.Identifiers.
+// Bundle.PatientID (a chart's own export) or Bundle.Identifiers (a chart
+// an import created carries its Patient's "Patient/id" as an identifier
+// in SystemResource, so the same bundle finds it again).
 //
 // # The mapping
 //
@@ -103,7 +105,9 @@
 //
 // Importing a chart's export into a new chart gives the same view except:
 //   - entry and chart IDs, which the new chart makes (each entry keeps
-//     where it came from as its ExternalID);
+//     where it came from as its ExternalID, the patient as an identifier
+//     in SystemResource), and the order of identifiers registered
+//     together;
 //   - who recorded each entry and when, and the history: the import is
 //     the importing user's change (Provenance is exported, not imported);
 //   - unsettled conflicts: exported as extensions, imported as the value
