@@ -58,8 +58,11 @@ type exporter struct {
 // timestamp is the time of the chart's latest change, so a chart exports
 // to the same bytes on every replica that has the same heads. Entries
 // entered in error are exported with that status and what the view keeps
-// of them (see the package doc). The bundle passes the library's R4
-// validation, or Export returns the error it gives.
+// of them (see the package doc). A view redacted by a read policy
+// (record.ReadPolicy.Redact) exports without what it hides: a hidden
+// note or change summary is left out, not exported as its placeholder.
+// The bundle passes the library's R4 validation, or Export returns the
+// error it gives.
 func Export(v record.View) (*bcrpb.Bundle, error) {
 	x := &exporter{v: v, latest: map[string]record.HistoryEntry{}, conflicts: map[string][]record.Conflict{}}
 	var last time.Time
@@ -491,7 +494,7 @@ func (x *exporter) encounter(e record.Encounter) *encpb.Encounter {
 	if e.Clinician != "" {
 		out.Participant = []*encpb.Encounter_Participant{{Individual: &dtpb.Reference{Display: fstr(e.Clinician)}}}
 	}
-	if e.Note != "" {
+	if e.Note != "" && e.Note != record.Redacted {
 		out.Extension = append(out.Extension, extString(extNote, e.Note))
 	}
 	return out
@@ -618,7 +621,7 @@ func (x *exporter) provenance(typ, id string, at time.Time, by record.Author) {
 			},
 		}},
 	}
-	if ok {
+	if ok && h.Summary != record.Redacted {
 		p.Activity = concept(h.Summary)
 	}
 	if typ == "Encounter" {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -233,4 +234,17 @@ func TestAllergySeverity(t *testing.T) {
 			assert.Equal(t, &record.Identifier{System: fhir.SystemResource, Value: "AllergyIntolerance/a1"}, v.Allergies[0].ExternalID)
 		})
 	}
+}
+
+// TestRedactedViewExportsWithoutPlaceholders: what a read policy hides is
+// left out of the export, not written as "[hidden]".
+func TestRedactedViewExportsWithoutPlaceholders(t *testing.T) {
+	v, err := clinicalChart(t).View()
+	require.NoError(t, err)
+	policy := record.ReadPolicy{record.RoleRegistrationClerk: {record.SectionNotes}}
+	data, err := fhir.ExportJSON(policy.Redact(v, record.RoleRegistrationClerk))
+	require.NoError(t, err)
+	assert.False(t, strings.Contains(string(data), record.Redacted), "a placeholder %q is exported", record.Redacted)
+	assert.False(t, strings.Contains(string(data), "RDT positive"), "the hidden note is exported")
+	assert.Contains(t, string(data), "fever and joint pain", "what the role may read is")
 }
