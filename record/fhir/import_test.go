@@ -259,3 +259,31 @@ func TestImportUpdatesMatchedEntries(t *testing.T) {
 	assert.Zero(t, again.Changes, "%+v", again)
 	assert.Equal(t, heads, c.Doc().Heads())
 }
+
+// TestPartialResourcesChangeNothing: a bundle from elsewhere that leaves
+// out elements of a matched entry (a frequency, a reaction) does not
+// change them, so importing it twice changes nothing.
+func TestPartialResourcesChangeNothing(t *testing.T) {
+	m, c := existing(t)
+	v, err := c.View()
+	require.NoError(t, err)
+	rx, al := v.Prescriptions[0], v.Allergies[0]
+	data := `{"resourceType":"Bundle","type":"collection","entry":[
+		{"resource":{"resourceType":"MedicationRequest","id":"` + rx.ID + `","status":"active","intent":"order","subject":{"reference":"Patient/` + c.ID() + `"},
+		 "medicationCodeableConcept":{"text":"Metformin"},"dosageInstruction":[{"doseAndRate":[{"doseQuantity":{"value":1000}}]}]}},
+		{"resource":{"resourceType":"AllergyIntolerance","id":"` + al.ID + `","code":{"text":"Penicillin"},"patient":{"reference":"Patient/` + c.ID() + `"}}}]}`
+	b, err := fhir.Decode([]byte(data))
+	require.NoError(t, err)
+	res, err := fhir.Import(context.Background(), m, c.ID(), doctor, "", b)
+	require.NoError(t, err)
+	assert.Equal(t, 1, res.Updated, "the dose is revised: %+v", res)
+	after, err := c.View()
+	require.NoError(t, err)
+	assert.Equal(t, 1000.0, after.Prescriptions[0].Dose)
+	assert.Equal(t, rx.Frequency, after.Prescriptions[0].Frequency, "a frequency the bundle leaves out is kept")
+	assert.Equal(t, al.Reaction, after.Allergies[0].Reaction)
+	assert.Equal(t, al.Severity, after.Allergies[0].Severity)
+	again, err := fhir.Import(context.Background(), m, c.ID(), doctor, "", b)
+	require.NoError(t, err)
+	assert.Zero(t, again.Changes, "%+v", again)
+}

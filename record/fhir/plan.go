@@ -291,8 +291,20 @@ func (p *planner) prescription(it item[record.Prescription], have []record.Presc
 			return
 		}
 		live := h.Status == record.StatusActive || h.Status == record.StatusOnHold
-		if live && (w.Dose != h.Dose || w.DoseUnit != h.DoseUnit || w.Frequency != h.Frequency) && w.Dose > 0 {
-			p.add(stepUpdate, -1, op(record.ReviseDose{PrescriptionID: h.ID, Dose: w.Dose, DoseUnit: w.DoseUnit, Frequency: w.Frequency, Reason: reasonImported}))
+		// What the bundle leaves out is not a change.
+		r := record.ReviseDose{PrescriptionID: h.ID, Dose: h.Dose, Reason: reasonImported}
+		changed := false
+		if w.Dose > 0 && w.Dose != h.Dose {
+			r.Dose, changed = w.Dose, true
+		}
+		if w.DoseUnit != "" && w.DoseUnit != h.DoseUnit {
+			r.DoseUnit, changed = w.DoseUnit, true
+		}
+		if w.Frequency != "" && w.Frequency != h.Frequency {
+			r.Frequency, changed = w.Frequency, true
+		}
+		if live && changed {
+			p.add(stepUpdate, -1, op(r))
 		}
 		if w.Status != h.Status {
 			if o := statusOp(h.ID, h.Status, w.Status, w.StatusReason); o != nil {
