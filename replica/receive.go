@@ -15,6 +15,7 @@ import (
 
 	"github.com/chartsync/chartsync/crdt"
 	"github.com/chartsync/chartsync/record"
+	"github.com/chartsync/chartsync/replica/internal/zchange"
 	"github.com/chartsync/chartsync/replica/store"
 )
 
@@ -204,6 +205,7 @@ func (r *Replica) receiveOnce(ctx context.Context, d *decoded, signed *verifier,
 		actor:        r.id,
 		clinic:       opt.Clinic,
 		checkAuthors: opt.CheckAuthors || r.cfg.CheckAuthors,
+		pack:         packs(r.st),
 	}
 	// Charts are read and planned a group at a time, and the copies of
 	// those the cache does not hold are let go after each group: what a
@@ -560,6 +562,7 @@ type receiveRules struct {
 	actor        string // this replica's ID
 	clinic       string // ReceiveOptions.Clinic
 	checkAuthors bool
+	pack         bool // the store keeps changes compressed (store.Packer)
 }
 
 // receivePlan is what planning decided: either the writes that store the
@@ -765,7 +768,13 @@ func (cp *chartPlan) plan(from string, sigs signatures, rules receiveRules) {
 		return
 	}
 	for i, c := range cp.cb.changes {
-		cp.batch.Changes = append(cp.batch.Changes, store.NewChange{Chart: cp.cb.chart, Hash: c.Hash, Raw: c.Raw, From: from, Sig: cp.cb.sigs[i]})
+		nc := store.NewChange{Chart: cp.cb.chart, Hash: c.Hash, Raw: c.Raw, From: from, Sig: cp.cb.sigs[i]}
+		if rules.pack {
+			// Compressed here, where charts are planned in parallel,
+			// not in the commit, which holds the write lock.
+			nc.Packed = zchange.Compress(c.Raw)
+		}
+		cp.batch.Changes = append(cp.batch.Changes, nc)
 		au, _ := record.AuthorOf(c)
 		cp.changes = append(cp.changes, ReceivedChange{Chart: cp.cb.chart, Hash: c.Hash, Author: au})
 	}
@@ -1196,6 +1205,12 @@ func parseBundle(b *Bundle) ([]chartBatch, []crdt.Change, error) {
 		batches[j].covers = append(batches[j].covers, cover)
 	}
 	return batches, parsed, nil
+}
+
+// packs reports whether st keeps changes compressed.
+func packs(st store.Store) bool {
+	p, ok := st.(store.Packer)
+	return ok && p.PacksChanges()
 }
 
 // applyReceived applies parsed changes to doc, holding what cannot apply

@@ -100,6 +100,13 @@ var ErrOutcomeUnknown = errors.New("store: outcome unknown: the write may or may
 // stored.
 var ErrDiskFull = errors.New("store: the disk is full (free space on the device, then try again)")
 
+// Packer is implemented by stores that keep changes compressed
+// (zchange): a writer may then hand them each change's Packed bytes.
+type Packer interface {
+	// PacksChanges reports whether NewChange.Packed is used.
+	PacksChanges() bool
+}
+
 // ErrConflict is returned (wrapped) by a Write whose Batch.Expect does not
 // hold: a chart's index entry changed since the writer read it (another
 // writer on the same store, such as another cloud node, changed the
@@ -139,6 +146,11 @@ type NewChange struct {
 	Raw   []byte
 	From  string
 	Sig   []byte // the author device's signature, if any
+	// Packed, if set, is Raw as the stores that compress changes keep
+	// it (zchange.Compress(Raw)), made by the writer already: a replica
+	// compresses a bundle's changes while it plans them, in parallel and
+	// outside its write lock. Nil: the store compresses Raw itself.
+	Packed []byte
 }
 
 // Chart is a chart's index entry: what finding and listing need, without

@@ -15,8 +15,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/chartsync/chartsync/crdt"
+	"github.com/chartsync/chartsync/replica/internal/zchange"
 	"github.com/chartsync/chartsync/replica/store"
-	"github.com/chartsync/chartsync/replica/store/internal/zchange"
 )
 
 // Config tunes a Store. The zero value works.
@@ -679,3 +679,6 @@ func searchQuery(q store.Search) (string, []any) {
 	}
 	return query, args
 }
+
+// PacksChanges implements store.Packer: changes are stored compressed.
+func (s *Store) PacksChanges() bool { return true }

@@ -14,8 +14,8 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/chartsync/chartsync/crdt"
+	"github.com/chartsync/chartsync/replica/internal/zchange"
 	"github.com/chartsync/chartsync/replica/store"
-	"github.com/chartsync/chartsync/replica/store/internal/zchange"
 )
 
 // Write implements store.Store: one transaction, committed synchronously
@@ -250,7 +250,11 @@ func writeBatch(ctx context.Context, tx pgx.Tx, b store.Batch) (written, error) 
 		seqs = append(seqs, head)
 		charts = append(charts, c.Chart)
 		hashes = append(hashes, c.Hash[:])
-		raws = append(raws, nonNil(zchange.Compress(c.Raw))) // as the SQLite store does (zchange); rows are read as either
+		packed := c.Packed // as the SQLite store keeps them (zchange); rows are read as either
+		if packed == nil {
+			packed = zchange.Compress(c.Raw)
+		}
+		raws = append(raws, nonNil(packed))
 		srcs = append(srcs, c.From)
 		var sig []byte // NULL when unsigned
 		if len(c.Sig) > 0 {

@@ -5,7 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 
-	"github.com/chartsync/chartsync/replica/store/internal/zchange"
+	"github.com/chartsync/chartsync/replica/internal/zchange"
 )
 
 // Changes are stored compressed, each on its own (package zchange): a
@@ -113,3 +113,6 @@ func compressRows(ctx context.Context, db *sql.DB, after int64) (n int, last int
 	}
 	return len(todo), last, tx.Commit()
 }
+
+// PacksChanges implements store.Packer: changes are stored compressed.
+func (s *Store) PacksChanges() bool { return true }

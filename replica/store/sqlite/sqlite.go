@@ -127,8 +127,8 @@ import (
 	sqlite3 "github.com/mattn/go-sqlite3" // registers the "sqlite3" driver
 
 	"github.com/chartsync/chartsync/crdt"
+	"github.com/chartsync/chartsync/replica/internal/zchange"
 	"github.com/chartsync/chartsync/replica/store"
-	"github.com/chartsync/chartsync/replica/store/internal/zchange"
 )
 
 const schema = `
@@ -1129,7 +1129,11 @@ func writeBatch(ctx context.Context, tx *sql.Tx, b store.Batch) (uint64, error) 
 		}
 		defer st.Close()
 		for _, c := range b.Changes {
-			res, err := st.ExecContext(ctx, c.Chart, c.Hash[:], zchange.Compress(c.Raw), c.From, sigOrEmpty(c.Sig))
+			packed := c.Packed
+			if packed == nil {
+				packed = zchange.Compress(c.Raw)
+			}
+			res, err := st.ExecContext(ctx, c.Chart, c.Hash[:], packed, c.From, sigOrEmpty(c.Sig))
 			if err == nil {
 				err = ix.added(ctx, res, c.Chart)
 			}
