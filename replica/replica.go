@@ -20,7 +20,6 @@ import (
 	"github.com/chartsync/chartsync/internal/dirlock"
 	"github.com/chartsync/chartsync/record"
 	"github.com/chartsync/chartsync/replica/store"
-	"github.com/chartsync/chartsync/replica/store/sqlite"
 )
 
 // ErrNotFound is returned for a chart this replica does not hold (or whose
@@ -181,7 +180,7 @@ func Open(ctx context.Context, path string, cfg Config) (*Replica, error) {
 	if err != nil {
 		lock, lockErr = nil, err
 	}
-	st, err := sqlite.Open(ctx, path)
+	st, err := openChecked(ctx, path, cfg) // sqlite.Open, then a bounded integrity check (integrity.go)
 	if err != nil {
 		_ = lock.Release()
 		return nil, fmt.Errorf("open replica: %w", err)
