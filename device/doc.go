@@ -153,8 +153,13 @@
 // its changes: a stolen device that makes a different change under a
 // number already accepted is refused by every replica holding the
 // accepted one (Automerge refuses a second change with the same number),
-// but may be taken by a replica that holds neither. A revocation over
-// replica.MaxSignerBytes travels in roster files only, not in bundles. An
+// but may be taken by a replica that holds neither. A bundle carries
+// revocations up to replica.MaxRevocationRecordBytes each (as large as
+// MaxRevocationBytes), those over replica.MaxSignerBytes at most
+// replica.MaxLargeSignerBytes together; one left out for that bound
+// reaches a replica with the roster, or with a bundle carrying fewer. A
+// replica of a build before these bounds refuses, as malformed, a bundle
+// carrying a record over replica.MaxSignerBytes. An
 // identity file is protected by file permissions only, not by a
 // passphrase. The age keys are X25519, as the transports' design asks;
 // age's post-quantum hybrid keys would be a new format version.

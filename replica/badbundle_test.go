@@ -220,7 +220,7 @@ func testBadBundles(t *testing.T, backend string) {
 		{"empty signer", wire.Encode('B', replica.BundleVersion, body(from, to, pos(0, 0, 0, 0), 1,
 			changeField(f.chart, raw0), []byte{1, 0})), replica.ErrMalformedBundle},
 		{"signer over the limit", wire.Encode('B', replica.BundleVersion, body(from, to, pos(0, 0, 0, 0), 1,
-			changeField(f.chart, raw0), []byte{1}, wire.AppendBytes(nil, make([]byte, replica.MaxSignerBytes+1)))), replica.ErrBundleTooLarge},
+			changeField(f.chart, raw0), []byte{1}, wire.AppendBytes(nil, make([]byte, replica.MaxRevocationRecordBytes+1)))), replica.ErrBundleTooLarge},
 		{"garbage change bytes", encode(t, replica.Bundle{From: from, To: to, Changes: []replica.BundleChange{
 			{Chart: f.chart, Raw: []byte("this is not an automerge change")}}}), replica.ErrMalformedBundle},
 		{"good changes, then garbage", encode(t, replica.Bundle{From: from, To: to, Changes: []replica.BundleChange{

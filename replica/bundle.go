@@ -41,8 +41,19 @@ const (
 	MaxChangeBytes = 16 << 20
 	// MaxSignatureBytes bounds one change signature in a bundle.
 	MaxSignatureBytes = 128
-	// MaxSignerBytes bounds one signer enrolment in a bundle.
+	// MaxSignerBytes bounds one signer enrolment in a bundle. A record
+	// over it (a revocation naming the changes it accepts in many
+	// charts) may be up to MaxRevocationRecordBytes, within
+	// MaxLargeSignerBytes for the bundle.
 	MaxSignerBytes = 4096
+	// MaxRevocationRecordBytes bounds one signer record in a bundle: the
+	// largest revocation an authority signs (device.MaxRevocationBytes,
+	// one accepting changes in tens of thousands of charts).
+	MaxRevocationRecordBytes = 1 << 20
+	// MaxLargeSignerBytes bounds the bytes of a bundle's signer records
+	// over MaxSignerBytes together, so a bundle's revocations cost a
+	// recipient at most that much besides its changes.
+	MaxLargeSignerBytes = 4 << 20
 	// MaxSigners bounds the signer enrolments of one bundle (each distinct
 	// one costs the recipient a signature check, about 50 µs): far more
 	// devices than a bundle's changes come from in a clinic's sync.
@@ -183,9 +194,13 @@ func (b *Bundle) encode(sign func([32]byte) []byte) ([]byte, error) {
 		return nil, fmt.Errorf("bundle with %d signer enrolments, limit %d: %w", len(b.Signers), MaxSigners, ErrBundleTooLarge)
 	}
 	body = binary.AppendUvarint(body, uint64(len(b.Signers)))
+	large := 0
 	for _, k := range b.Signers {
-		if len(k) == 0 || len(k) > MaxSignerBytes {
+		if len(k) == 0 || len(k) > MaxRevocationRecordBytes {
 			return nil, fmt.Errorf("bundle signer enrolment of %d bytes: %w", len(k), ErrMalformedBundle)
+		}
+		if large += largeSigner(k); large > MaxLargeSignerBytes {
+			return nil, fmt.Errorf("bundle signer records over %d bytes of %d bytes together, limit %d: %w", MaxSignerBytes, large, MaxLargeSignerBytes, ErrBundleTooLarge)
 		}
 		body = wire.AppendBytes(body, k)
 	}
@@ -198,6 +213,15 @@ func (b *Bundle) encode(sign func([32]byte) []byte) ([]byte, error) {
 	}
 	body = wire.AppendBytes(body, b.Auth)
 	return wire.Encode(bundleKind, bundleVersion, body), nil
+}
+
+// largeSigner returns what a signer record counts against
+// MaxLargeSignerBytes: its size if over MaxSignerBytes, else 0.
+func largeSigner(rec []byte) int {
+	if len(rec) > MaxSignerBytes {
+		return len(rec)
+	}
+	return 0
 }
 
 // DecodeBundle parses a bundle, bounding every length before allocating.
@@ -297,12 +321,16 @@ func DecodeBundle(data []byte) (*Bundle, error) {
 	if k > 0 {
 		b.Signers = make([][]byte, k)
 	}
+	large := 0
 	for i := range b.Signers {
-		if b.Signers[i], err = r.Bytes(MaxSignerBytes); err != nil {
+		if b.Signers[i], err = r.Bytes(MaxRevocationRecordBytes); err != nil {
 			return nil, fmt.Errorf("decode bundle signer %d: %w", i, err)
 		}
 		if len(b.Signers[i]) == 0 {
 			return nil, fmt.Errorf("decode bundle signer %d: empty: %w", i, ErrMalformedBundle)
+		}
+		if large += largeSigner(b.Signers[i]); large > MaxLargeSignerBytes {
+			return nil, fmt.Errorf("decode bundle signer %d: records over %d bytes of %d bytes together, limit %d: %w", i, MaxSignerBytes, large, MaxLargeSignerBytes, ErrBundleTooLarge)
 		}
 	}
 	b.signed = sha256.Sum256(body[:len(body)-r.Len()])

@@ -133,6 +133,14 @@ func (r *Replica) signers(ctx context.Context, b *Bundle, self bool) ([][]byte, 
 	}
 	var out [][]byte
 	sent := map[[32]byte]bool{}
+	large := 0 // bytes of the records over MaxSignerBytes (MaxLargeSignerBytes)
+	fits := func(rec []byte) bool {
+		if len(rec) > MaxRevocationRecordBytes || large+largeSigner(rec) > MaxLargeSignerBytes {
+			return false
+		}
+		large += largeSigner(rec)
+		return true
+	}
 	if rk, ok := r.cfg.Keys.(Revocations); ok {
 		if err := r.leaveOutRevoked(ctx, b, rk); err != nil {
 			return nil, err
@@ -141,7 +149,7 @@ func (r *Replica) signers(ctx context.Context, b *Bundle, self bool) ([][]byte, 
 			if len(out) == maxRevocationsSent {
 				break
 			}
-			if len(rec) <= MaxSignerBytes {
+			if fits(rec) {
 				sent[sha256.Sum256(rec)] = true
 				out = append(out, rec)
 			}
@@ -181,9 +189,11 @@ func (r *Replica) signers(ctx context.Context, b *Bundle, self bool) ([][]byte, 
 		}
 		for _, rec := range recs { // none: the recipient decides what an unknown signer means
 			sum := sha256.Sum256(rec)
-			if sent[sum] || len(rec) > MaxSignerBytes {
-				// A revocation over the bundle's limit for a record
-				// reaches peers with the roster only.
+			if sent[sum] || !fits(rec) {
+				// A revocation past the bundle's bound on large
+				// records (MaxLargeSignerBytes) reaches the
+				// recipient with the roster, or with a bundle
+				// carrying fewer.
 				continue
 			}
 			sent[sum] = true
