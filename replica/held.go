@@ -58,6 +58,20 @@ type heldChange struct {
 type heldStore struct {
 	mu     sync.Mutex
 	byPeer map[string][]heldChange
+	// refused holds the held changes withHeld found a revocation
+	// learnt since they arrived refuses: the next update drops them.
+	refused map[crdt.Hash]bool
+}
+
+// refuse notes a held change a revocation refuses, for the next update
+// to drop.
+func (s *heldStore) refuse(h crdt.Hash) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.refused == nil {
+		s.refused = map[crdt.Hash]bool{}
+	}
+	s.refused[h] = true
 }
 
 // loadHeld reads the held changes of every known peer. A value that does
@@ -135,16 +149,20 @@ func (s *heldStore) update(b *store.Batch, applied map[crdt.Hash]bool, added []h
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	u := heldUpdate{byPeer: map[string][]heldChange{}}
-	if len(applied) == 0 && len(added) == 0 {
+	if len(applied) == 0 && len(added) == 0 && len(s.refused) == 0 {
 		return u
 	}
+	// The changes refused are dropped with this batch; if it is not
+	// written, withHeld finds them refused again.
+	refused := s.refused
+	s.refused = nil
 	held := map[crdt.Hash]bool{}
 	perChart := map[string]int{}
 	touched := map[string]bool{}
 	for peer, hs := range s.byPeer {
 		var keep []heldChange
 		for _, h := range hs {
-			if applied[h.change.Hash] {
+			if applied[h.change.Hash] || refused[h.change.Hash] {
 				touched[peer] = true
 				continue
 			}
@@ -335,7 +353,11 @@ func splitReady(doc *crdt.Doc, cb chartBatch) (ready, waiting chartBatch) {
 
 // withHeld adds to fresh, chart by chart, the changes held for it: a
 // bundle touching a chart may bring what they wait for. Their signatures
-// were checked when they arrived; v learns their signers' clinics again.
+// were checked when they arrived; v learns their signers' clinics again,
+// and checks them against the revocations known now: a held change of a
+// device revoked since, past what its revocation accepts, is left out
+// and dropped from the held changes by the receive's update (the bundle
+// that would release it is honest, and is not refused for it).
 func (r *Replica) withHeld(fresh []chartBatch, v *verifier) []chartBatch {
 	byChart := r.held.forCharts(fresh)
 	if len(byChart) == 0 {
@@ -359,6 +381,14 @@ func (r *Replica) withHeld(fresh []chartBatch, v *verifier) []chartBatch {
 		for _, h := range hs {
 			if in[h.change.Hash] {
 				continue
+			}
+			if v != nil {
+				if err := v.accepted(cb.chart, h.change); err != nil {
+					r.log.Warn("a held change is dropped: a revocation learnt since it arrived refuses it",
+						"chart", cb.chart, "change", h.change.Hash, "from", h.from, "err", err)
+					r.held.refuse(h.change.Hash)
+					continue
+				}
 			}
 			in[h.change.Hash] = true
 			one := chartBatch{changes: []crdt.Change{h.change}, sigs: [][]byte{h.sig}, covers: []int{-1}, held: []bool{true}}
