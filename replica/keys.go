@@ -68,6 +68,125 @@ type Revocations interface {
 // one is; nothing of it is applied.
 var ErrRevokedChange = errors.New("replica: change of a revoked device made after its revocation")
 
+// RevokedChangeError is the error behind ErrRevokedChange: which change
+// was refused, and what its device's revocation accepts. It matches
+// ErrRevokedChange and ErrForgedChange.
+type RevokedChangeError struct {
+	Chart    string
+	Device   string    // the revoked device's replica ID (the change's actor)
+	Change   crdt.Hash // the change refused
+	Seq      uint64    // its sequence number in Chart
+	Accepted uint64    // the highest the revocation accepts in Chart
+}
+
+func (e *RevokedChangeError) Error() string {
+	return fmt.Sprintf("change %s of chart %s by %s is its change number %d there, past the %d its revocation accepts: %v: %v",
+		e.Change, e.Chart, e.Device, e.Seq, e.Accepted, ErrRevokedChange, ErrForgedChange)
+}
+
+// Is matches ErrRevokedChange and ErrForgedChange.
+func (e *RevokedChangeError) Is(target error) bool {
+	return target == ErrRevokedChange || target == ErrForgedChange
+}
+
+// RevocationsFor returns the signed revocations the replica's Keys holds
+// that recipient should have (Revocations.RevocationsFor), after those of
+// the devices named, if revoked (the devices whose changes recipient sent
+// and had refused: RevokedChangeError.Device), without repeats. It
+// returns nil if the Keys has no Revocations.
+func (r *Replica) RevocationsFor(recipient string, devices ...string) [][]byte {
+	rk, ok := r.cfg.Keys.(Revocations)
+	if !ok {
+		return nil
+	}
+	var out [][]byte
+	seen := map[[32]byte]bool{}
+	add := func(rec []byte) {
+		if sum := sha256.Sum256(rec); !seen[sum] {
+			seen[sum] = true
+			out = append(out, rec)
+		}
+	}
+	for _, id := range devices {
+		if _, revoked := rk.AcceptedUpTo(id, ""); !revoked {
+			continue
+		}
+		// Its revocation comes last (Keys.SignerEnrolments).
+		if recs := r.cfg.Keys.SignerEnrolments(id); len(recs) > 0 {
+			add(recs[len(recs)-1])
+		}
+	}
+	for _, rec := range rk.RevocationsFor(recipient) {
+		add(rec)
+	}
+	return out
+}
+
+// LearnRevocations has the replica's Keys learn signed revocations
+// (Keys.LearnSigner) that came other than with a bundle: with a peer's
+// refusal of changes of revoked devices this replica took before it knew
+// of their revocation (ErrRevokedChange). From then on the replica leaves
+// those changes out of its bundles, so its next sync is not refused
+// again. Each revocation learnt is stored with its device's signer
+// records, so the replica passes it on with the device's changes after a
+// restart too. It returns the devices now known to be revoked; a record
+// the Keys refuses (forged, of an authority not trusted) is skipped and
+// reported in the error, which matches ErrForgedChange. At most 256
+// records of at most MaxRevocationRecordBytes each are taken.
+func (r *Replica) LearnRevocations(ctx context.Context, recs [][]byte) ([]string, error) {
+	if err := r.checkOpen(); err != nil {
+		return nil, err
+	}
+	if r.cfg.Keys == nil {
+		return nil, nil
+	}
+	rk, _ := r.cfg.Keys.(Revocations)
+	var errs []error
+	var ids []string
+	meta := map[string]string{}
+	for i, rec := range recs {
+		if i == maxRevocationsSent {
+			errs = append(errs, fmt.Errorf("learn revocations: %d records, limit %d: %w", len(recs), maxRevocationsSent, ErrBundleTooLarge))
+			break
+		}
+		if len(rec) == 0 || len(rec) > MaxRevocationRecordBytes {
+			errs = append(errs, fmt.Errorf("learn revocation %d: %d bytes, limit %d: %w", i, len(rec), MaxRevocationRecordBytes, ErrForgedChange))
+			continue
+		}
+		id, err := r.cfg.Keys.LearnSigner(rec)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("learn revocation %d: %w: %w", i, ErrForgedChange, err))
+			continue
+		}
+		if id == "" || rk == nil || slices.Contains(ids, id) {
+			continue // learnt before, or no revocations kept
+		}
+		if _, revoked := rk.AcceptedUpTo(id, ""); !revoked {
+			continue
+		}
+		ids = append(ids, id)
+		known, unstored, err := r.knownSigners(ctx, id)
+		if err != nil {
+			return ids, fmt.Errorf("learn revocation of %s: %w", id, err)
+		}
+		if unstored {
+			meta[metaSigner+id] = encodeSigners(known)
+		}
+	}
+	if len(meta) > 0 {
+		unlock, err := r.lock()
+		if err != nil {
+			return ids, err
+		}
+		_, err = r.st.Write(ctx, store.Batch{Meta: meta})
+		unlock()
+		if err != nil {
+			return ids, fmt.Errorf("store learnt revocations: %w", err)
+		}
+	}
+	return ids, errors.Join(errs...)
+}
+
 // maxRevocationsSent bounds the revocations a bundle carries besides its
 // changes' signers.
 const maxRevocationsSent = 256
@@ -413,8 +532,7 @@ func (v *verifier) accepted(chart string, c crdt.Change) error {
 	case c.Seq <= upto:
 		return nil
 	}
-	return fmt.Errorf("change %s of chart %s by %s is its change number %d there, past the %d its revocation accepts: %w: %w",
-		c.Hash, chart, c.Actor, c.Seq, upto, ErrRevokedChange, ErrForgedChange)
+	return &RevokedChangeError{Chart: chart, Device: c.Actor, Change: c.Hash, Seq: c.Seq, Accepted: upto}
 }
 
 // mayChange checks that the device that signed a change is one that may
