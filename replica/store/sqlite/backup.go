@@ -125,3 +125,26 @@ func Backup(ctx context.Context, src, dst string) (err error) {
 	}
 	return f.Close()
 }
+
+// CheckFile runs Check (quick or full) on the database file at path
+// without writing to it or beside it, as on a backup before it is used:
+// it is opened read-only and immutable, so it must not be in use.
+func CheckFile(ctx context.Context, path string, full bool, max int) ([]string, error) {
+	if path == "" || strings.ContainsAny(path, "?#") {
+		return nil, fmt.Errorf("check %q: path must be a plain file path", path)
+	}
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("check %s: %w", path, err)
+	}
+	q := url.Values{}
+	q.Set("mode", "ro")
+	q.Set("immutable", "1")
+	db, err := sql.Open("sqlite3", "file:"+path+"?"+q.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("check %s: %w", path, err)
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+	s := &Store{path: path, db: db}
+	return s.Check(ctx, full, max)
+}
