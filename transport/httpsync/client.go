@@ -434,6 +434,9 @@ func (c *Client) sync(ctx context.Context, attempts int, holdRefused bool) (st R
 			if refusal(err) {
 				c.refused, c.refusedErr = sum, err
 			}
+			if ids := c.learnRevocations(ctx, err); len(ids) > 0 {
+				return st, fmt.Errorf("sync with %s: %w", c.cfg.URL, &LearntRevocationsError{Devices: ids, Err: err})
+			}
 			return st, fmt.Errorf("sync with %s: %w", c.cfg.URL, err)
 		}
 		st.RoundTrips++
@@ -461,6 +464,46 @@ func (c *Client) sync(ctx context.Context, attempts int, holdRefused bool) (st R
 		}
 	}
 	return st, fmt.Errorf("sync with %s: not complete after %d round trips", c.cfg.URL, c.cfg.MaxRounds)
+}
+
+// LearntRevocationsError is the error of a sync the cloud refused with
+// CodeRevokedChange, once the local replica has learnt the revocations
+// the refusal carried: the replica took changes of revoked devices made
+// after their revocation before it knew of it, and from now on leaves
+// them out of its bundles, so the next sync is not refused for them. It
+// wraps the cloud's *StatusError (matching replica.ErrRevokedChange and
+// replica.ErrForgedChange).
+type LearntRevocationsError struct {
+	Devices []string // replica IDs of the devices learnt to be revoked
+	Err     error
+}
+
+func (e *LearntRevocationsError) Error() string {
+	return fmt.Sprintf("%v (learnt the revocation of %d devices from the refusal: the next sync leaves their refused changes out)", e.Err, len(e.Devices))
+}
+
+func (e *LearntRevocationsError) Unwrap() error { return e.Err }
+
+// learnRevocations has the local replica learn the revocations a
+// refusal with CodeRevokedChange carries, and returns the devices it
+// learnt are revoked. The replica took the refused changes before it
+// knew of their devices' revocations; knowing them, it leaves those
+// changes out of its bundles (see replica.Revocations), so the next sync
+// is not refused again. A record the replica cannot take is logged.
+func (c *Client) learnRevocations(ctx context.Context, err error) []string {
+	var se *StatusError
+	if !errors.As(err, &se) || se.Code != CodeRevokedChange || len(se.Revocations) == 0 {
+		return nil
+	}
+	ids, lerr := c.local.LearnRevocations(ctx, se.Revocations)
+	if lerr != nil {
+		c.log.Warn("revocations sent with the cloud's refusal not all learnt", "learnt", len(ids), "err", lerr)
+	}
+	if len(ids) > 0 {
+		c.log.Info("the cloud refused changes of revoked devices; learnt their revocations, so the next sync leaves them out",
+			"devices", ids, "request_id", se.RequestID)
+	}
+	return ids
 }
 
 // errStalled cancels a request whose bytes stopped moving.
@@ -679,10 +722,19 @@ func statusError(resp *http.Response) *StatusError {
 			se.RetryAfter = max(0, time.Until(t))
 		}
 	}
-	data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	data, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBodyBytes))
 	var eb errorBody
 	if json.Unmarshal(data, &eb) == nil && eb.Error != "" {
 		se.Code, se.Message, se.RequestID = eb.Error, eb.Message, eb.RequestID
+		if eb.Error == CodeRevokedChange && len(eb.Revocations) <= maxRefusalRevocations {
+			size := 0
+			for _, rec := range eb.Revocations {
+				size += len(rec)
+			}
+			if size <= MaxRefusalRevocationBytes {
+				se.Revocations = eb.Revocations
+			}
+		}
 	} else {
 		se.Message = strings.TrimSpace(string(data))
 		if len(se.Message) > 200 {

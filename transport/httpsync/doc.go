@@ -25,7 +25,10 @@
 // ErrCredentialRevoked), 403 ErrForbidden (codes out-of-scope,
 // wrong-sender, unauthorized-change: a change its recorded role may not
 // make, forged-change: a change not signed by its device; the last two
-// also match replica.ErrUnauthorizedChange and replica.ErrForgedChange),
+// also match replica.ErrUnauthorizedChange and replica.ErrForgedChange;
+// revoked-change: a change of a revoked device made after its
+// revocation, matching replica.ErrRevokedChange and
+// replica.ErrForgedChange),
 // 408 ErrTooSlow (code too-slow: the body came slower than the cloud's
 // minimum rate, or past its deadline), 413 ErrTooLarge, 429
 // ErrSyncInProgress (another sync of the device is in progress; it also
@@ -34,6 +37,16 @@
 // network error. 400 means the device's data is at fault (a change the
 // cloud's replica cannot take, such as one reusing a sequence number,
 // is malformed too, never a 500), and 5xx only the cloud's own faults.
+//
+// A device that took a revoked device's later changes before it learnt of
+// the revocation (device to device, by file) has its bundle refused with
+// revoked-change, and, since a refusal carries no bundle, the answer
+// carries the revocations it needs instead ("revocations": the refused
+// devices' and those of its clinic, base64, at most
+// MaxRefusalRevocationBytes). The Client has its replica learn them
+// (replica.Replica.LearnRevocations) and returns the refusal; its next
+// sync leaves the refused changes out and is taken, so an honest device
+// is refused once, not on every sync.
 //
 // # Access log
 //

@@ -65,6 +65,7 @@ const (
 	CodeOutOfScope         = "out-of-scope"
 	CodeUnauthorizedChange = "unauthorized-change"
 	CodeForgedChange       = "forged-change"
+	CodeRevokedChange      = "revoked-change"
 	CodeTooLarge           = "too-large"
 	CodeBusy               = "busy"
 	CodeSyncInProgress     = "sync-in-progress"
@@ -75,11 +76,29 @@ const (
 	CodeUnavailable        = "shutting-down"
 )
 
+// MaxRefusalRevocationBytes bounds the signed revocations a refusal
+// with CodeRevokedChange carries (the records' bytes, before base64): room
+// for the largest revocation a device can be given
+// (replica.MaxRevocationRecordBytes) and the smaller ones of its clinic.
+const MaxRefusalRevocationBytes = 2 << 20
+
+// maxRefusalRevocations bounds how many revocations such a refusal
+// carries.
+const maxRefusalRevocations = 256
+
+// maxErrorBodyBytes bounds an error answer a Client reads: a message,
+// and the revocations of a refusal with CodeRevokedChange in base64.
+const maxErrorBodyBytes = 64<<10 + (MaxRefusalRevocationBytes+2)/3*4 + 4*maxRefusalRevocations
+
 // errorBody is the JSON body of every error response.
 type errorBody struct {
 	Error     string `json:"error"`
 	Message   string `json:"message"`
 	RequestID string `json:"request_id,omitempty"`
+	// Revocations, with CodeRevokedChange, are the signed revocations
+	// the device needs to leave the refused changes out of its next
+	// bundle (base64 in JSON).
+	Revocations [][]byte `json:"revocations,omitempty"`
 }
 
 // StatusError is an error response from the cloud. It matches, with
@@ -88,7 +107,9 @@ type errorBody struct {
 // ErrServer) and, where the code says
 // so, the replica error behind it (replica.ErrBundleVersion,
 // replica.ErrMalformedBundle, replica.ErrWrongRecipient,
-// replica.ErrUnauthorizedChange, replica.ErrForgedChange).
+// replica.ErrUnauthorizedChange, replica.ErrForgedChange, and for
+// CodeRevokedChange replica.ErrRevokedChange as well as
+// replica.ErrForgedChange).
 type StatusError struct {
 	Status  int    // HTTP status
 	Code    string // one of the Code constants, or "" if the body was not JSON
@@ -98,6 +119,12 @@ type StatusError struct {
 	// RequestID names the sync in the cloud's logs, if it said: quote it
 	// to the cloud's operator.
 	RequestID string
+	// Revocations, with CodeRevokedChange, are the signed revocations
+	// the cloud sent with its refusal: those of the devices whose
+	// changes it refused, and of the device's clinic (at most
+	// MaxRefusalRevocationBytes). The Client has its replica learn them
+	// (replica.Replica.LearnRevocations) before it returns the error.
+	Revocations [][]byte
 }
 
 func (e *StatusError) Error() string {
@@ -139,7 +166,9 @@ func (e *StatusError) Is(target error) bool {
 	case replica.ErrUnauthorizedChange:
 		return e.Code == CodeUnauthorizedChange
 	case replica.ErrForgedChange:
-		return e.Code == CodeForgedChange
+		return e.Code == CodeForgedChange || e.Code == CodeRevokedChange
+	case replica.ErrRevokedChange:
+		return e.Code == CodeRevokedChange
 	case ErrNoCredential:
 		return e.Code == CodeNoCredential
 	case ErrCredentialExpired:

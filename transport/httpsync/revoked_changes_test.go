@@ -45,6 +45,8 @@ func TestCloudRefusesRevokedTabletsLaterChanges(t *testing.T) {
 	_, err = laptop.rep.Receive(ctx, out.Data)
 	require.NoError(t, err, "the laptop has not learnt of the revocation")
 
+	up, err := laptop.rep.MakeBundle(ctx, c.rep.ID())
+	require.NoError(t, err)
 	before := snapshotOf(t, c.rep)
 	_, err = laptop.client.Sync(ctx)
 	require.Error(t, err, "the cloud took a change the tablet made after its revocation")
@@ -56,8 +58,6 @@ func TestCloudRefusesRevokedTabletsLaterChanges(t *testing.T) {
 	q, err := c.rep.Quarantined(ctx)
 	require.NoError(t, err)
 	assert.Len(t, q, 1, "the refused bundle is kept for review")
-	up, err := laptop.rep.MakeBundle(ctx, c.rep.ID())
-	require.NoError(t, err)
 	_, err = c.rep.Receive(ctx, up.Data)
 	assert.ErrorIs(t, err, replica.ErrRevokedChange, "the cloud's replica says why")
 

@@ -48,6 +48,9 @@ func classifyScope(err error) (status int, code string, ok bool) {
 		return http.StatusForbidden, CodeOutOfScope, true
 	case errors.Is(err, replica.ErrUnauthorizedChange):
 		return http.StatusForbidden, CodeUnauthorizedChange, true
+	case errors.Is(err, replica.ErrRevokedChange):
+		// Before ErrForgedChange, which it also matches.
+		return http.StatusForbidden, CodeRevokedChange, true
 	case errors.Is(err, replica.ErrForgedChange):
 		return http.StatusForbidden, CodeForgedChange, true
 	}

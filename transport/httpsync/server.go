@@ -487,7 +487,15 @@ func (h *Handler) serveSync(w http.ResponseWriter, r *http.Request) {
 				log.Error("access log: cannot record a refused bundle", "err", lerr)
 			}
 		}
-		h.fail(w, r, status, code, msg, err)
+		body := errorBody{Error: code, Message: msg}
+		if code == CodeRevokedChange {
+			// The device took the changes before it learnt of their
+			// device's revocation: with it, its next bundle leaves
+			// them out instead of being refused again.
+			body.Revocations = h.refusalRevocations(dev, err)
+			body.Message += "; the revocations this answer carries let the device leave those changes out of its next sync"
+		}
+		h.failWith(w, r, status, body, err)
 		return
 	}
 	if h.cfg.AccessLog != nil {
@@ -685,9 +693,41 @@ func classify(err error) (status int, code, msg string) {
 	return http.StatusInternalServerError, CodeInternal, "the cloud failed to process the sync; try again later"
 }
 
+// refusalRevocations returns the signed revocations a device refused
+// with err (matching replica.ErrRevokedChange) needs: those of the devices
+// whose changes were refused, then those of the device's clinic
+// (replica.Replica.RevocationsFor), at most maxRefusalRevocations of them
+// and MaxRefusalRevocationBytes in all.
+func (h *Handler) refusalRevocations(dev Device, err error) [][]byte {
+	var refused []string
+	var rce *replica.RevokedChangeError
+	if errors.As(err, &rce) {
+		refused = append(refused, rce.Device)
+	}
+	var out [][]byte
+	size := 0
+	for _, rec := range h.rep.RevocationsFor(dev.Replica, refused...) {
+		if len(out) == maxRefusalRevocations {
+			break
+		}
+		if size+len(rec) > MaxRefusalRevocationBytes {
+			continue
+		}
+		size += len(rec)
+		out = append(out, rec)
+	}
+	return out
+}
+
 // fail writes an error response and logs it. cause, if given, is logged
 // but not sent.
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, status int, code, msg string, cause error) {
+	h.failWith(w, r, status, errorBody{Error: code, Message: msg}, cause)
+}
+
+// failWith is fail with the body given.
+func (h *Handler) failWith(w http.ResponseWriter, r *http.Request, status int, body errorBody, cause error) {
+	code := body.Error
 	switch {
 	case status == http.StatusServiceUnavailable, status == http.StatusTooManyRequests, status == http.StatusRequestTimeout:
 		// Counted as busy or cut by the caller.
@@ -701,7 +741,9 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, status int, code,
 		level = slog.LevelError
 	}
 	attrs := []any{"status", status, "code", code, "path", r.URL.Path, "remote", r.RemoteAddr}
-	body := errorBody{Error: code, Message: msg}
+	if len(body.Revocations) > 0 {
+		attrs = append(attrs, "revocations_sent", len(body.Revocations))
+	}
 	if sw, ok := w.(*syncWriter); ok {
 		sw.rec.Code = code
 		body.RequestID = sw.rec.RequestID
