@@ -178,6 +178,10 @@ func init() {
 			if errors.Is(err, httpsync.ErrCredentialRevoked) {
 				return fmt.Errorf("this device has been revoked by the cloud's administrator and can no longer sync; nothing on it was deleted, and changes not yet synced stay on it. Contact the administrator: if the device is to sync again, they enrol it anew (clinic request writes the request to give them): %w", err)
 			}
+			var learnt *httpsync.LearntRevocationsError
+			if errors.As(err, &learnt) {
+				return fmt.Errorf("the cloud refused changes this device received from %d device(s) revoked by the cloud's administrator, made after their revocation; this device has now learnt of the revocation and will not send those changes again. Run clinic sync again to send this device's own work: %w", len(learnt.Devices), err)
+			}
 			if err != nil {
 				return err
 			}
