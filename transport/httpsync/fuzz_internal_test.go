@@ -14,12 +14,21 @@ func FuzzStatusError(f *testing.F) {
 	f.Add(503, "1", []byte(`{"error":"busy","message":"try again"}`))
 	f.Add(401, "", []byte(`{"error":"expired-credential"}`))
 	f.Add(502, "Wed, 21 Oct 2015 07:28:00 GMT", []byte("<html>bad gateway</html>"))
+	f.Add(403, "", []byte(`{"error":"revoked-change","message":"refused","revocations":["Q1NFAQIAqgGqAQ==","AAEC"]}`))
+	f.Add(403, "", []byte(`{"error":"forged-change","revocations":["AAEC"]}`))
 	f.Fuzz(func(t *testing.T, status int, retryAfter string, body []byte) {
 		resp := &http.Response{StatusCode: status, Header: http.Header{}, Body: io.NopCloser(bytes.NewReader(body))}
 		resp.Header.Set("Retry-After", retryAfter)
 		se := statusError(resp)
 		if se.Status != status || se.RetryAfter < 0 {
 			t.Fatalf("status %d read as %+v", status, se)
+		}
+		size := 0
+		for _, rec := range se.Revocations {
+			size += len(rec)
+		}
+		if len(se.Revocations) > 0 && (se.Code != CodeRevokedChange || len(se.Revocations) > maxRefusalRevocations || size > MaxRefusalRevocationBytes) {
+			t.Fatalf("revocations taken from a %q answer: %d of %d bytes", se.Code, len(se.Revocations), size)
 		}
 		_ = se.Error()
 	})
