@@ -376,4 +376,5 @@ func init() {
 
 	clinicalCommands()
 	fhirCommands()
+	backupCommands()
 }
