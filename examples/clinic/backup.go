@@ -52,7 +52,7 @@ const (
 var scryptWorkFactor = 18
 
 var (
-	errNotABackup     = errors.New("not a clinic backup file")
+	errNotABackup      = errors.New("not a clinic backup file")
 	errWrongPassphrase = errors.New("wrong passphrase for this backup (or not a clinic backup file)")
 )
 
