@@ -132,3 +132,33 @@ func TestRefusalRevocationsAreCheckedAndBounded(t *testing.T) {
 		})
 	}
 }
+
+// TestSyncerSyncsAgainAfterLearningARevocation: a Syncer whose sync is
+// refused for a revoked device's changes, and which learnt the
+// revocation from the refusal, syncs again at once (not at the next
+// Interval, an hour here): no one has to act, and the device's own work
+// reaches the cloud.
+func TestSyncerSyncsAgainAfterLearningARevocation(t *testing.T) {
+	ctx := context.Background()
+	c := newCloud(t, cloudOptions{memory: true})
+	tablet := c.newDevice(t, "kamuga", "kamuga-tablet", fastRetries())
+	b := c.newDevice(t, "kamuga", "kamuga-laptop", fastRetries())
+	chart := registerAt(t, tablet.rep, "Wanjiru", "Mwangi", "kamuga")
+	tablet.sync(t)
+	accepted, err := c.rep.ActorSeqs(ctx, tablet.rep.ID())
+	require.NoError(t, err)
+	rec, err := c.auth.RevokeAccepting(tablet.rep.ID(), "kamuga", time.Now().Truncate(time.Second), accepted)
+	require.NoError(t, err)
+	_, err = c.roster.Add(rec)
+	require.NoError(t, err)
+	edit(t, tablet.rep, chart, allergy(2))
+	_, err = b.rep.Receive(ctx, mustBundle(t, tablet.rep, b.rep.ID()))
+	require.NoError(t, err)
+	own := registerAt(t, b.rep, "Njeri", "Kamau", "kamuga")
+
+	s := startSyncer(t, b.client, fastSyncer())
+	st := waitStatus(t, s, "a sync after the refusal", func(st httpsync.Status) bool { return st.Syncs >= 1 })
+	assert.Empty(t, st.LastError)
+	_, err = c.rep.Chart(ctx, own)
+	require.NoError(t, err, "b's own work reached the cloud")
+}

@@ -95,7 +95,9 @@ type Status struct {
 // A refusal (4xx other than 408 and 429) is not retried: the Syncer
 // tries again at the next Notify or Interval, and then only if the bundle
 // it would send differs from the refused one (Status.Refused); SyncNow
-// sends it whatever it is.
+// sends it whatever it is. A refusal for changes of revoked devices that
+// taught the replica their revocations (LearntRevocationsError) is
+// followed by another sync at once, which leaves those changes out.
 // One goroutine, owned by Start and Close, does all the syncing. Its
 // methods are safe for concurrent use.
 type Syncer struct {
@@ -249,10 +251,19 @@ func (s *Syncer) run(ctx context.Context) {
 				return
 			}
 			var held *errNotResent
+			var learnt *LearntRevocationsError
 			switch {
 			case errors.As(err, &held):
 				// Nothing was sent: the refusal stands.
 				schedule(time.Now().Add(s.cfg.Interval))
+			case errors.As(err, &learnt):
+				// Refused for changes of revoked devices, whose
+				// revocations the replica has now learnt: its next
+				// bundle leaves them out. A refusal that teaches
+				// nothing new comes to the default case.
+				failures++
+				backingOff = false
+				schedule(time.Now())
 			case err == nil:
 				failures, backingOff = 0, false
 				schedule(time.Now().Add(s.cfg.Interval))
