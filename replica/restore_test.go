@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/chartsync/chartsync/device"
+	"github.com/chartsync/chartsync/record"
 	"github.com/chartsync/chartsync/replica"
 )
 
@@ -197,4 +198,55 @@ func mustReadFile(t *testing.T, path string) []byte {
 	b, err := os.ReadFile(path)
 	require.NoError(t, err)
 	return b
+}
+
+// TestBackupWhileWriting: a backup taken while another goroutine
+// registers patients holds every registration acknowledged before it
+// began, each whole, and opens as a sound replica.
+func TestBackupWhileWriting(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "tablet.db")
+	r, err := replica.Open(ctx, path, replica.Config{Now: frozen})
+	require.NoError(t, err)
+	defer r.Close()
+	before := map[string]bool{}
+	for range 20 {
+		before[register(t, r, "Wanjiru", "Mwangi", "Kamuga")] = true
+	}
+	written := map[string]bool{}
+	for id := range before {
+		written[id] = true
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 200 {
+			id, err := r.Register(ctx, nurse, record.Register{GivenName: "Amina", FamilyName: "Hassan", Sex: "female",
+				EstimatedBirthYear: 1990, Village: "Kamuga", HomeClinic: "kamuga-dispensary"})
+			if err != nil {
+				t.Errorf("register while backing up: %v", err)
+				return
+			}
+			written[id] = true
+		}
+	}()
+	backup := filepath.Join(dir, "tablet.backup")
+	require.NoError(t, replica.Backup(ctx, path, backup))
+	<-done
+
+	restored, err := replica.RestoreAs(ctx, backup, filepath.Join(dir, "restored", "replica.db"), replica.Config{})
+	require.NoError(t, err)
+	defer restored.Close()
+	require.NoError(t, restored.CheckIntegrity(ctx, true))
+	ids := chartIDs(t, restored)
+	held := map[string]bool{}
+	for _, id := range ids {
+		held[id] = true
+		assert.True(t, written[id], "the backup holds only charts that were written")
+		assert.NotEmpty(t, view(t, restored, id).Patient.GivenName, "chart %s is whole", id)
+	}
+	for id := range before {
+		assert.True(t, held[id], "a chart registered before the backup began is in it")
+	}
 }

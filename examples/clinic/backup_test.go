@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/chartsync/chartsync/device"
+	"github.com/chartsync/chartsync/internal/dirlock"
 	"github.com/chartsync/chartsync/record"
 	"github.com/chartsync/chartsync/replica"
 	"github.com/chartsync/chartsync/transport/httpsync"
@@ -277,4 +278,28 @@ func TestReadBackupRefuses(t *testing.T) {
 			require.ErrorIs(t, err, errNotABackup)
 		})
 	}
+}
+
+// TestBackupWhileInUse: a backup is taken while another program (clinic
+// serve) has the device's replica open and holds its data directory.
+func TestBackupWhileInUse(t *testing.T) {
+	scryptWorkFactor = 10
+	t.Cleanup(func() { scryptWorkFactor = 18 })
+	dir := t.TempDir()
+	must(t, dir, twice("admin-pass-1"), "init", "-clinic", "kamuga", "-device", "tab", "-admin", "u-admin")
+	ctx := context.Background()
+	lock, err := dirlock.Acquire(dir)
+	require.NoError(t, err)
+	defer lock.Release()
+	r, err := replica.Open(ctx, filepath.Join(dir, "replica.db"), replica.Config{Clinic: "kamuga"})
+	require.NoError(t, err)
+	defer r.Close()
+	code, _, _ := clinic(t, dir, "status")
+	require.Equal(t, 1, code, "the directory is in use")
+
+	out := filepath.Join(t.TempDir(), "tab.backup")
+	must(t, dir, twice("correct horse battery"), "backup", "-out", out)
+	restored := filepath.Join(t.TempDir(), "new")
+	must(t, dir, "correct horse battery\n", "restore", "-in", out, "-dir", restored)
+	must(t, restored, "admin-pass-1\n", "login", "-user", "u-admin")
 }
