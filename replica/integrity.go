@@ -40,7 +40,7 @@ const MaxProblems = 20
 // its database, and CheckIntegrity runs a check to the end on request.
 // The quick check reads every page of the file: 0.23 s for a database of
 // 20,000 charts of 10 changes (130 MiB) on a shared two-core machine with
-// the file in the page cache, against 1.0 s for the full check
+// the file in the page cache, against 1.0-1.4 s for the full check
 // (BenchmarkOpenCheck); reading the file from a cold disk adds its read
 // time.
 const OpenCheckTime = 5 * time.Second

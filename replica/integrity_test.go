@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -144,7 +145,8 @@ func TestCheckIntegrityUnsupported(t *testing.T) {
 
 // BenchmarkOpenCheck measures the integrity checks on a database of
 // 20,000 charts of 10 changes each: the quick check Open runs, and the
-// full one (CheckIntegrity(ctx, true)), with the file's size.
+// full one (CheckIntegrity(ctx, true)), with the file's size, and a
+// backup of it (replica.Backup: the copy and its quick check).
 func BenchmarkOpenCheck(b *testing.B) {
 	ctx := context.Background()
 	const n = 20_000
@@ -187,6 +189,17 @@ func BenchmarkOpenCheck(b *testing.B) {
 			b.ReportMetric(float64(fi.Size())/(1<<20), "db-MiB")
 		})
 	}
+	b.Run("backup", func(b *testing.B) {
+		var copied int64
+		for i := 0; b.Loop(); i++ {
+			out := filepath.Join(b.TempDir(), fmt.Sprint("backup-", i))
+			require.NoError(b, replica.Backup(ctx, path, out))
+			fi, err := os.Stat(out)
+			require.NoError(b, err)
+			copied = fi.Size()
+		}
+		b.ReportMetric(float64(copied)/(1<<20), "backup-MiB")
+	})
 	b.Run("open", func(b *testing.B) {
 		for b.Loop() {
 			r, err := replica.Open(ctx, path, replica.Config{})
