@@ -223,6 +223,29 @@
 // (device.Authority.Revoke) names no limit: its device's signed changes
 // are all taken, as before, with a warning in the log.
 //
+// Over HTTPS a refused bundle gets no answer bundle, so the cloud's refusal
+// itself carries the revocations the device lacks (httpsync's
+// revoked-change answer); the device learns them (LearnRevocations), stores
+// them with the revoked device's signer records, and its next bundle leaves
+// the refused changes out. A change held aside for its dependencies is
+// checked again, against the revocations known then, when a later bundle
+// releases it. Revocation records may be far larger than enrolments (one
+// naming 500 charts is about 10 KB): a bundle carries records up to
+// MaxRevocationRecordBytes each and MaxLargeSignerBytes together.
+//
+// # Integrity, backup and restore
+//
+// Open runs SQLite's quick check, stopped after OpenCheckTime, and refuses
+// a damaged database with ErrDamaged (a *DamagedError naming what SQLite
+// found), which says to restore from a backup or repair from a peer;
+// CheckIntegrity runs the full check, which also compares the indexes
+// with their tables. Backup makes a consistent copy (VACUUM INTO) while
+// the replica is in use. RestoreAs restores a backup as a new replica: a
+// fresh ID, so no actor ever reuses a sequence number, and every peer's
+// positions forgotten, so its peers send it everything it lacks, the lost
+// device's changes made after the backup among them; it must be enrolled
+// like a new device.
+//
 // # Users
 //
 // A clinic's user roster (record.Users: user IDs, names, roles, argon2id
