@@ -194,6 +194,28 @@ func (c *Chart) Do(by Author, at time.Time, op Op) (Result, error) {
 	return Result{Change: ch, EntryID: pl.entry}, nil
 }
 
+// Preview returns the view the chart would have after op, without
+// changing it: the alerts op would raise are in the view's Alerts (compare
+// with View's). The operation is checked as Do checks it (validation,
+// the author's role) and made on a copy of the chart, which is then let
+// go: nothing is stored, and the chart's own state is untouched. A
+// clinical app shows the alerts before the clinician confirms.
+func (c *Chart) Preview(by Author, at time.Time, op Op) (View, error) {
+	f, err := c.doc.Fork(nil, crdt.NewActorID())
+	if err != nil {
+		return View{}, fmt.Errorf("preview on chart %s: %w", c.id, err)
+	}
+	defer f.Close()
+	cp, err := Open(f)
+	if err != nil {
+		return View{}, err
+	}
+	if _, err := cp.Do(by, at, op); err != nil {
+		return View{}, err
+	}
+	return cp.View()
+}
+
 // advance brings the cached state s over a change this chart just made on
 // it, adding the change's writes as readState would read them, so that
 // the next operation does not read the whole chart again (a chart's

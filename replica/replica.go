@@ -389,6 +389,29 @@ func (r *Replica) edit(ctx context.Context, chartID string, by record.Author, op
 	return res, nil
 }
 
+// Preview returns the view a chart would have after op, without changing
+// it (record.Chart.Preview): the alerts the edit would raise, to show
+// before it is confirmed. It refuses what Edit would refuse.
+func (r *Replica) Preview(ctx context.Context, chartID string, by record.Author, op record.Op) (record.View, error) {
+	unlock, err := r.lock()
+	if err != nil {
+		return record.View{}, err
+	}
+	defer unlock()
+	l, err := r.load(ctx, chartID)
+	if err != nil {
+		return record.View{}, err
+	}
+	if l.chart == nil {
+		return record.View{}, fmt.Errorf("preview on chart %s: registration not received yet: %w", chartID, ErrNotFound)
+	}
+	v, err := l.chart.Preview(by, r.cfg.Now(), op)
+	if err != nil {
+		return record.View{}, fmt.Errorf("preview on chart %s: %w", chartID, err)
+	}
+	return v, nil
+}
+
 // Chart returns the current view of a chart.
 func (r *Replica) Chart(ctx context.Context, chartID string) (record.View, error) {
 	unlock, err := r.lock()

@@ -142,7 +142,7 @@ type chartForm struct {
 	// Build makes the operation from the values, noting errors in f.
 	Build func(s *Server, v record.View, entry string, in formValues, f *formData) record.Op
 	// Check, when set, is shown before saving: notes and warnings.
-	Check func(v record.View, op record.Op) (notes, warn []string)
+	Check func(s *Server, r *http.Request, q *request, v record.View, op record.Op) (notes, warn []string)
 }
 
 var (
@@ -401,53 +401,32 @@ func (s *Server) mayUse(q *request, f *chartForm) bool {
 	return record.Permitted(q.author.Role, f.Section) && !q.policy.Hides(q.author.Role, f.Section)
 }
 
-// checkPrescription says how the dictionary codes a drug, and warns of
-// an active allergy to it, before it is prescribed.
-func checkPrescription(v record.View, op record.Op) (notes, warn []string) {
+// checkPrescription says how the dictionary codes a drug, and shows the
+// alerts the prescription would raise (an allergy, a duplicate drug or
+// class) before it is saved: the library's own, from a preview of the
+// edit (Replica.Preview), so the page and the chart always agree.
+func checkPrescription(s *Server, r *http.Request, q *request, v record.View, op record.Op) (notes, warn []string) {
 	rx := op.(record.Prescribe)
-	dict := record.DrugDictionary()
-	d, coded := dict.Lookup(rx.Drug)
-	if coded {
+	if d, coded := record.DrugDictionary().Lookup(rx.Drug); coded {
 		notes = append(notes, fmt.Sprintf("%s is coded as %s (%s).", rx.Drug, d.Code(), d.Name))
 	} else {
 		notes = append(notes, fmt.Sprintf("%q is not in the drug dictionary: it will be recorded uncoded, and checked for allergies and duplicates by its name only.", rx.Drug))
 	}
-	for _, a := range v.Allergies {
-		if a.Status != record.StatusActive {
-			continue
-		}
-		same := strings.EqualFold(a.Substance, rx.Drug)
-		if coded {
-			groups := dict.GroupsOf(d)
-			if ad, ok := dict.Lookup(a.Substance); ok {
-				same = same || ad.Code() == d.Code() || shareGroup(dict.GroupsOf(ad), groups)
-			}
-			// An allergy to a group by its name ("penicillin", "sulfa").
-			for _, g := range dict.Groups() {
-				if slices.Contains(groups, g.Name) && (strings.EqualFold(a.Substance, g.Name) || slices.ContainsFunc(g.Variants, func(v string) bool { return strings.EqualFold(a.Substance, v) })) {
-					same = true
-				}
-			}
-		}
-		if same {
-			warn = append(warn, fmt.Sprintf("The patient is allergic to %s (%s): %s may cause a reaction.", a.Substance, a.Severity, rx.Drug))
-		}
+	after, err := s.r.Preview(r.Context(), v.ChartID, q.author, op)
+	if err != nil {
+		// Saving will say what is wrong; the preview only warns.
+		return notes, nil
 	}
-	for _, p := range v.Prescriptions {
-		if p.Status == record.StatusActive && ((coded && p.ATC == d.Code()) || strings.EqualFold(p.Drug, rx.Drug)) {
-			warn = append(warn, fmt.Sprintf("%s is already prescribed (%s %g %s %s).", p.Drug, p.Drug, p.Dose, p.DoseUnit, p.Frequency))
+	shown := map[string]bool{}
+	for _, a := range v.Alerts {
+		shown[a.Kind+"\x00"+a.Message] = true
+	}
+	for _, a := range after.Alerts {
+		if !shown[a.Kind+"\x00"+a.Message] {
+			warn = append(warn, a.Message)
 		}
 	}
 	return notes, warn
-}
-
-func shareGroup(a, b []string) bool {
-	for _, x := range a {
-		if slices.Contains(b, x) {
-			return true
-		}
-	}
-	return false
 }
 
 // formFor finds the form a request names and checks the user may use it
@@ -539,7 +518,7 @@ func (s *Server) formPost(w http.ResponseWriter, r *http.Request, q *request) {
 		return
 	}
 	if f.Check != nil && r.PostFormValue("confirm") == "" {
-		fd.Notes, fd.Warn = f.Check(v, op)
+		fd.Notes, fd.Warn = f.Check(s, r, q, v, op)
 		fd.Confirm = "Confirm and save"
 		s.render(w, r, q, http.StatusOK, "form", f.Title, formPageData{Chart: v, Form: fd})
 		return
