@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -47,7 +48,17 @@ type deviceConfig struct {
 type session struct {
 	record.Author
 	Since time.Time `json:"since"`
+	// Last is when the user last used the app; after Idle (defaultIdle
+	// if zero) without use they are logged out.
+	Last time.Time     `json:"last,omitzero"`
+	Idle time.Duration `json:"idle,omitempty"`
 }
+
+// defaultIdle is how long a user stays logged in without using the app.
+const defaultIdle = 15 * time.Minute
+
+// errIdle is the cause of a logout for want of use.
+var errIdle = errors.New("logged out after a while without use")
 
 var (
 	errNotInitialised = errors.New("this device is not set up")
@@ -138,6 +149,23 @@ func (a *app) author(ctx context.Context) (record.Author, error) {
 	if err != nil {
 		return record.Author{}, err
 	}
+	idle, now := cmp.Or(s.Idle, defaultIdle), time.Now().UTC()
+	last := s.Since
+	if s.Last.After(last) {
+		last = s.Last
+	}
+	if now.Sub(last) > idle || last.After(now.Add(time.Minute)) {
+		// A session unused for too long (or from a clock set back) ends:
+		// a tablet left on the counter is not left logged in.
+		if err := os.Remove(a.path("session.json")); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return record.Author{}, err
+		}
+		return record.Author{}, fmt.Errorf("%s was %w (%s): %w", s.Author.UserID, errIdle, idle, errNotLoggedIn)
+	}
+	// Best effort: a device whose disk is full still shows charts; the
+	// session then ends counting from its last recorded use.
+	s.Last = now
+	_ = writeJSON(a.path("session.json"), s)
 	r, err := a.replica(ctx)
 	if err != nil {
 		return record.Author{}, err

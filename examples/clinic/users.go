@@ -124,15 +124,20 @@ func (a *app) admin(ctx context.Context) (record.Author, error) {
 
 func init() {
 	var user string
+	var idle time.Duration
 	register(&command{
-		name: "login", args: "-user USER-ID",
-		help: "Log in as a member of staff (asks for your password); every change records who made it.\nWorks with no network: the clinic's users and their password hashes are on this device.",
+		name: "login", args: "-user USER-ID [-idle 15m]",
+		help: "Log in as a member of staff (asks for your password); every change records who made it.\nWorks with no network: the clinic's users and their password hashes are on this device.\nYou are logged out after -idle without using the app (default 15 minutes), and by \"clinic logout\".",
 		flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&user, "user", "", "your user ID (required)")
+			fs.DurationVar(&idle, "idle", defaultIdle, "log out after this long without use")
 		},
 		run: func(ctx context.Context, a *app, fs *flag.FlagSet, args []string) error {
 			if user == "" {
 				return usagef("-user is required")
+			}
+			if idle < time.Minute || idle > 24*time.Hour {
+				return usagef("-idle %s: give a duration from 1m to 24h, such as 15m", idle)
 			}
 			d, r, err := a.deviceReplica(ctx)
 			if err != nil {
@@ -172,7 +177,7 @@ func init() {
 				return fmt.Errorf("%s's account is disabled: ask an administrator", user)
 			}
 			au := record.Author{UserID: u.ID, Name: u.Name, Role: u.Role, Device: d.Device}
-			if err := writeJSON(a.path("session.json"), session{Author: au, Since: time.Now().UTC()}); err != nil {
+			if err := writeJSON(a.path("session.json"), session{Author: au, Since: time.Now().UTC(), Idle: idle}); err != nil {
 				return err
 			}
 			fmt.Fprintf(a.out, "Logged in as %s on %s.\n", au, d.Device)
