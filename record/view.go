@@ -48,6 +48,34 @@ type View struct {
 	Hidden []Section `json:"hidden,omitempty"`
 }
 
+// EntryIDs returns the IDs of the chart's clinical entries, list by list:
+// allergies, diagnoses, prescriptions, lab results, encounters, and with
+// inError those entered in error.
+func (v View) EntryIDs(inError bool) []string {
+	var ids []string
+	for _, a := range v.Allergies {
+		ids = append(ids, a.ID)
+	}
+	for _, d := range v.Diagnoses {
+		ids = append(ids, d.ID)
+	}
+	for _, p := range v.Prescriptions {
+		ids = append(ids, p.ID)
+	}
+	for _, l := range v.LabResults {
+		ids = append(ids, l.ID)
+	}
+	for _, e := range v.Encounters {
+		ids = append(ids, e.ID)
+	}
+	if inError {
+		for _, e := range v.EnteredInError {
+			ids = append(ids, e.ID)
+		}
+	}
+	return ids
+}
+
 // Recorded says who first recorded an entry, and when.
 type Recorded struct {
 	RecordedAt time.Time `json:"recorded_at"`

@@ -244,22 +244,7 @@ func (a *app) view(ctx context.Context, args []string) (record.View, error) {
 
 // entry finds an entry of a chart by its ID or a unique prefix.
 func entry(v record.View, ref string) (string, error) {
-	var ids []string
-	for _, a := range v.Allergies {
-		ids = append(ids, a.ID)
-	}
-	for _, d := range v.Diagnoses {
-		ids = append(ids, d.ID)
-	}
-	for _, p := range v.Prescriptions {
-		ids = append(ids, p.ID)
-	}
-	for _, l := range v.LabResults {
-		ids = append(ids, l.ID)
-	}
-	for _, e := range v.Encounters {
-		ids = append(ids, e.ID)
-	}
+	ids := v.EntryIDs(false)
 	ids = append(ids, v.ChartID)
 	var found []string
 	for _, id := range ids {

@@ -108,25 +108,7 @@ func (x *exporter) add(cr *bcrpb.ContainedResource) {
 
 func (x *exporter) export() error {
 	v := x.v
-	ids := []string{v.ChartID}
-	for _, a := range v.Allergies {
-		ids = append(ids, a.ID)
-	}
-	for _, d := range v.Diagnoses {
-		ids = append(ids, d.ID)
-	}
-	for _, p := range v.Prescriptions {
-		ids = append(ids, p.ID)
-	}
-	for _, l := range v.LabResults {
-		ids = append(ids, l.ID)
-	}
-	for _, e := range v.Encounters {
-		ids = append(ids, e.ID)
-	}
-	for _, e := range v.EnteredInError {
-		ids = append(ids, e.ID)
-	}
+	ids := append([]string{v.ChartID}, v.EntryIDs(true)...)
 	for _, id := range ids {
 		if !reID.MatchString(id) || len(id) > 64-len("-bp-diastolic") {
 			return fmt.Errorf("entry ID %q cannot be a FHIR resource id", id)
