@@ -40,7 +40,9 @@
 //
 // Sessions live in memory: restarting the server logs everyone out. The
 // cookie is not marked Secure, since the app is served over plain HTTP on
-// the loopback interface; serve it on 127.0.0.1 only. A sync runs within
+// the loopback interface; serve it on 127.0.0.1 only. A request naming any
+// other host is refused (421), so a page of another site that points a
+// name at 127.0.0.1 (DNS rebinding) cannot read the app's pages. A sync runs within
 // its POST request: the page shows its result when it ends, and the
 // steps it went through, not a live progress bar.
 package web
