@@ -350,22 +350,9 @@ func (r *Replica) edit(ctx context.Context, chartID string, by record.Author, op
 		return record.Result{}, err
 	}
 	defer unlock()
-	l, err := r.load(ctx, chartID)
+	l, err := r.editable(ctx, chartID)
 	if err != nil {
-		return record.Result{}, err
-	}
-	if l.chart == nil {
-		return record.Result{}, fmt.Errorf("edit chart %s: registration not received yet: %w", chartID, ErrNotFound)
-	}
-	if r.cfg.Clinic != "" {
-		scope, err := l.chart.Scope()
-		if err != nil {
-			return record.Result{}, fmt.Errorf("edit chart %s: %w", chartID, err)
-		}
-		if !slices.Contains(scope, r.cfg.Clinic) {
-			return record.Result{}, fmt.Errorf("edit chart %s: it is not shared with clinic %s (ask its home clinic to refer it): %w",
-				chartID, r.cfg.Clinic, ErrOutOfScope)
-		}
+		return record.Result{}, fmt.Errorf("edit chart %s: %w", chartID, err)
 	}
 	res, err := l.chart.Do(by, r.cfg.Now(), op)
 	if err != nil {
@@ -389,6 +376,29 @@ func (r *Replica) edit(ctx context.Context, chartID string, by record.Author, op
 	return res, nil
 }
 
+// editable loads a chart this replica may edit: its registration has
+// arrived and, on a clinic's device, it is in the clinic's scope. r.mu is
+// held.
+func (r *Replica) editable(ctx context.Context, chartID string) (*loaded, error) {
+	l, err := r.load(ctx, chartID)
+	if err != nil {
+		return nil, err
+	}
+	if l.chart == nil {
+		return nil, fmt.Errorf("registration not received yet: %w", ErrNotFound)
+	}
+	if r.cfg.Clinic != "" {
+		scope, err := l.chart.Scope()
+		if err != nil {
+			return nil, err
+		}
+		if !slices.Contains(scope, r.cfg.Clinic) {
+			return nil, fmt.Errorf("it is not shared with clinic %s (ask its home clinic to refer it): %w", r.cfg.Clinic, ErrOutOfScope)
+		}
+	}
+	return l, nil
+}
+
 // Preview returns the view a chart would have after op, without changing
 // it (record.Chart.Preview): the alerts the edit would raise, to show
 // before it is confirmed. It refuses what Edit would refuse.
@@ -398,12 +408,9 @@ func (r *Replica) Preview(ctx context.Context, chartID string, by record.Author,
 		return record.View{}, err
 	}
 	defer unlock()
-	l, err := r.load(ctx, chartID)
+	l, err := r.editable(ctx, chartID)
 	if err != nil {
-		return record.View{}, err
-	}
-	if l.chart == nil {
-		return record.View{}, fmt.Errorf("preview on chart %s: registration not received yet: %w", chartID, ErrNotFound)
+		return record.View{}, fmt.Errorf("preview on chart %s: %w", chartID, err)
 	}
 	v, err := l.chart.Preview(by, r.cfg.Now(), op)
 	if err != nil {

@@ -162,6 +162,8 @@ func TestDeviceRefusesOutOfScopeWrites(t *testing.T) {
 	before := dumpStore(t, devStore)
 	_, err = dev.Edit(ctx, other, doctor, allergy(2))
 	require.ErrorIs(t, err, replica.ErrOutOfScope, "a device edits only charts in its clinic's scope")
+	_, err = dev.Preview(ctx, other, doctor, allergy(2))
+	require.ErrorIs(t, err, replica.ErrOutOfScope, "nor previews an edit of one outside it")
 	assert.Equal(t, before, dumpStore(t, devStore))
 
 	edit(t, hub, other, record.Refer{ToClinic: "north"})
