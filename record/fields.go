@@ -81,6 +81,9 @@ var precedence = map[string][]string{
 	KindEncounter + ".status":    {StatusEnteredInError, StatusRecorded},
 	KindReferral + ".status":     {StatusEnteredInError, StatusEnded, StatusActive},
 	KindIdentifier + ".status":   {StatusEnteredInError, StatusInactive, StatusActive},
+	// An unmerge is an explicit act of someone who saw the merge; which
+	// charts are shown together follows the forwarding pointers anyway.
+	KindMerge + ".status": {StatusUnmerged, StatusActive},
 	KindDiagnosis + ".clinical": {ClinicalRelapse, ClinicalRecurrence, ClinicalActive, ClinicalRemission, ClinicalInactive,
 		ClinicalResolved},
 	KindDiagnosis + ".verification": {StatusEnteredInError, VerificationConfirmed, VerificationProvisional,
@@ -257,6 +260,11 @@ var fields = map[string]map[string]fieldSpec{
 		"village": text(100), "address": text(300), "phone": optional(pattern(rePhone, "a phone number")),
 		"national_id": optional(pattern(reCode, "an identifier")), "guardian": text(200),
 		"home_clinic": text(100), "nka": oneOf("true", "false"),
+		fieldMergedInto: optional(pattern(reID, "a chart ID")),
+	},
+	KindMerge: {
+		"chart": pattern(reID, "a chart ID"), "reason": text(500),
+		"status": oneOf(StatusActive, StatusUnmerged), "status_reason": text(500),
 	},
 	KindIdentifier: {
 		"identifier": identifierSpec,

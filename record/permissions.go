@@ -34,7 +34,7 @@ const (
 )
 
 var sections = []Section{SectionDemographics, SectionAllergies, SectionDiagnoses, SectionPrescriptions,
-	SectionLabResults, SectionEncounters, SectionReferrals}
+	SectionLabResults, SectionEncounters, SectionReferrals, SectionMerges}
 
 // Sections returns every section, in the order of the permission table.
 func Sections() []Section { return slices.Clone(sections) }
@@ -65,7 +65,10 @@ var permissions = map[Role][]Section{
 	// An administrator keeps demographics and referrals (the chart's
 	// scope) in order. Marking a clinical entry entered in error is a
 	// clinical judgement and needs that entry's section.
-	RoleAdministrator: {SectionDemographics, SectionReferrals},
+	// Merging duplicate charts (and unmerging them) is identity
+	// management: a clinician's or an administrator's, not a nurse's or
+	// a clerk's, since it changes which clinical entries a chart shows.
+	RoleAdministrator: {SectionDemographics, SectionReferrals, SectionMerges},
 }
 
 // Permitted reports whether role may change section s: add, edit, correct,
@@ -83,6 +86,9 @@ func sectionOf(kind, field string) (Section, bool) {
 		if field == "nka" {
 			return SectionAllergies, true
 		}
+		if field == fieldMergedInto {
+			return SectionMerges, true
+		}
 		return SectionDemographics, true
 	case KindIdentifier:
 		return SectionDemographics, true
@@ -98,6 +104,8 @@ func sectionOf(kind, field string) (Section, bool) {
 		return SectionEncounters, true
 	case KindReferral:
 		return SectionReferrals, true
+	case KindMerge:
+		return SectionMerges, true
 	}
 	return "", false
 }

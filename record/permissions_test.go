@@ -18,17 +18,18 @@ import (
 // matrix is the permission table of the package documentation, written
 // out again: the test fails if the code and the documented table part.
 var matrix = map[record.Role]string{
-	//                                    demo allergy diag rx  lab  enc  ref
-	record.RoleClinician:             "Y    Y       Y    Y    Y    Y    Y",
-	record.RoleNurse:                 "Y    Y       -    Y    Y    Y    Y",
-	record.RoleLabTechnician:         "-    -       -    -    Y    -    -",
-	record.RoleRegistrationClerk:     "Y    -       -    -    -    -    Y",
-	record.RoleCommunityHealthWorker: "Y    Y       -    -    -    Y    -",
-	record.RoleAdministrator:         "Y    -       -    -    -    -    Y",
+	//                                    demo allergy diag rx  lab  enc  ref  merge
+	record.RoleClinician:             "Y    Y       Y    Y    Y    Y    Y    Y",
+	record.RoleNurse:                 "Y    Y       -    Y    Y    Y    Y    -",
+	record.RoleLabTechnician:         "-    -       -    -    Y    -    -    -",
+	record.RoleRegistrationClerk:     "Y    -       -    -    -    -    Y    -",
+	record.RoleCommunityHealthWorker: "Y    Y       -    -    -    Y    -    -",
+	record.RoleAdministrator:         "Y    -       -    -    -    -    Y    Y",
 }
 
 var matrixSections = []record.Section{record.SectionDemographics, record.SectionAllergies, record.SectionDiagnoses,
-	record.SectionPrescriptions, record.SectionLabResults, record.SectionEncounters, record.SectionReferrals}
+	record.SectionPrescriptions, record.SectionLabResults, record.SectionEncounters, record.SectionReferrals,
+	record.SectionMerges}
 
 // documented reports what the table above says of role and s.
 func documented(role record.Role, s record.Section) bool {

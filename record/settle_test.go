@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -98,6 +99,12 @@ func settleCases() []settleCase {
 				record.EndReferral{ReferralID: ref, Reason: "x-ray done"}, record.EndReferral{ReferralID: ref, Reason: "moved away"})
 			return c, record.KindReferral, ref, "status_reason", "x-ray done"
 		}, func(string) record.Op { return record.Refer{ToClinic: "mission-hospital"} }},
+		{"a chart merged into two charts at once", record.SectionMerges, func(t *testing.T) (*record.Chart, string, string, string, string) {
+			c := newChart(t)
+			a, b := uuid.NewString(), uuid.NewString()
+			concurrently(t, c, record.SectionMerges, record.MergeInto{Survivor: a}, record.MergeInto{Survivor: b})
+			return c, record.KindPatient, c.ID(), "merged_into", a
+		}, func(string) record.Op { return record.Absorb{ChartID: uuid.NewString()} }},
 	}
 }
 

@@ -306,7 +306,7 @@ func (s *state) add(w *write) bool {
 
 func knownKind(k string) bool {
 	switch k {
-	case KindPatient, KindAllergy, KindDiagnosis, KindPrescription, KindLabResult, KindEncounter, KindReferral, KindIdentifier:
+	case KindPatient, KindAllergy, KindDiagnosis, KindPrescription, KindLabResult, KindEncounter, KindReferral, KindIdentifier, KindMerge:
 		return true
 	}
 	return false

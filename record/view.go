@@ -31,8 +31,16 @@ type View struct {
 	Encounters    []Encounter    `json:"encounters"`
 	// Referrals are the clinics the chart is shared with besides its home
 	// clinic.
-	Referrals      []Referral   `json:"referrals"`
-	EnteredInError []ErrorEntry `json:"entered_in_error"`
+	Referrals []Referral `json:"referrals"`
+	// MergedInto is the chart this one was merged into (its forwarding
+	// pointer as shown), "" if none; a competing value is in Conflicts.
+	MergedInto string `json:"merged_into,omitempty"`
+	// Merges are the charts merged into this one, whatever their status.
+	Merges []Merge `json:"merges,omitempty"`
+	// Absorbed, in a view of a merged group (Combine), lists the charts
+	// merged into this one whose entries the view shows.
+	Absorbed       []AbsorbedChart `json:"absorbed,omitempty"`
+	EnteredInError []ErrorEntry    `json:"entered_in_error"`
 	// Conflicts lists every field that concurrent edits left with more
 	// than one value.
 	Conflicts []Conflict `json:"conflicts"`
@@ -254,6 +262,9 @@ type HistoryEntry struct {
 	EntryID string    `json:"entry_id,omitempty"`
 	Summary string    `json:"summary"`
 	Change  crdt.Hash `json:"change"`
+	// Chart, in a view of a merged group (Combine), is the absorbed
+	// chart the change was made to; "" for the survivor's own.
+	Chart string `json:"chart,omitempty"`
 }
 
 func buildView(doc *crdt.Doc, s *state, heads crdt.Heads) (View, error) {
@@ -266,7 +277,7 @@ func buildView(doc *crdt.Doc, s *state, heads crdt.Heads) (View, error) {
 	if err != nil {
 		return View{}, err
 	}
-	kinds := []string{KindPatient, KindIdentifier, KindAllergy, KindDiagnosis, KindPrescription, KindLabResult, KindEncounter, KindReferral}
+	kinds := []string{KindPatient, KindIdentifier, KindAllergy, KindDiagnosis, KindPrescription, KindLabResult, KindEncounter, KindReferral, KindMerge}
 	for _, kind := range kinds {
 		for _, e := range s.entriesOf(kind) {
 			v.Conflicts = append(v.Conflicts, conflicts(e)...)
@@ -327,6 +338,7 @@ func buildView(doc *crdt.Doc, s *state, heads crdt.Heads) (View, error) {
 			}
 		}
 	}
+	v.MergedInto, v.Merges = s.patient().value(fieldMergedInto), mergesOf(s)
 	nka := s.patient().value("nka") == "true"
 	v.NoKnownAllergies = nka && !slices.ContainsFunc(v.Allergies, func(a Allergy) bool { return a.Status == StatusActive })
 	v.Alerts = alerts(&v, s)
