@@ -350,7 +350,9 @@ func (r *Replica) edit(ctx context.Context, chartID string, by record.Author, op
 		return record.Result{}, err
 	}
 	defer unlock()
-	l, err := r.editable(ctx, chartID)
+	// A chart taking part in a merge is edited through its survivor:
+	// see editTarget.
+	l, err := r.editTarget(ctx, chartID, op)
 	if err != nil {
 		return record.Result{}, fmt.Errorf("edit chart %s: %w", chartID, err)
 	}
@@ -359,15 +361,15 @@ func (r *Replica) edit(ctx context.Context, chartID string, by record.Author, op
 		return record.Result{}, fmt.Errorf("edit chart %s: %w", chartID, err)
 	}
 	l.sinceSnapshot++
-	b := store.Batch{Changes: []store.NewChange{{Chart: chartID, Hash: res.Change.Hash, Raw: res.Change.Raw, Sig: r.sign(chartID, res.Change.Hash)}}}
+	b := store.Batch{Changes: []store.NewChange{{Chart: l.id, Hash: res.Change.Hash, Raw: res.Change.Raw, Sig: r.sign(l.id, res.Change.Hash)}}}
 	if err := r.addChartWrites(&b, l); err != nil {
-		r.cache.remove(chartID)
+		r.cache.remove(l.id)
 		return record.Result{}, err
 	}
 	if _, err := r.st.Write(ctx, b); err != nil {
 		// The change is in memory only: forget the loaded chart so the
 		// next read comes from disk.
-		r.cache.remove(chartID)
+		r.cache.remove(l.id)
 		return record.Result{}, fmt.Errorf("edit chart %s: %w", chartID, err)
 	}
 	if len(b.Snapshots) > 0 {
@@ -408,7 +410,7 @@ func (r *Replica) Preview(ctx context.Context, chartID string, by record.Author,
 		return record.View{}, err
 	}
 	defer unlock()
-	l, err := r.editable(ctx, chartID)
+	l, err := r.editTarget(ctx, chartID, op)
 	if err != nil {
 		return record.View{}, fmt.Errorf("preview on chart %s: %w", chartID, err)
 	}
@@ -419,21 +421,17 @@ func (r *Replica) Preview(ctx context.Context, chartID string, by record.Author,
 	return v, nil
 }
 
-// Chart returns the current view of a chart.
+// Chart returns the current view of a chart. For a chart taking part in
+// a merge it follows the forwarding pointers to the surviving chart and
+// returns its view with the charts merged into it (record.Combine), whose
+// ChartID is the survivor's; OwnChart gives a chart's own document.
 func (r *Replica) Chart(ctx context.Context, chartID string) (record.View, error) {
 	unlock, err := r.lock()
 	if err != nil {
 		return record.View{}, err
 	}
 	defer unlock()
-	l, err := r.load(ctx, chartID)
-	if err != nil {
-		return record.View{}, err
-	}
-	if l.chart == nil {
-		return record.View{}, fmt.Errorf("chart %s: registration not received yet: %w", chartID, ErrNotFound)
-	}
-	v, err := l.chart.View()
+	v, err := r.mergedView(ctx, chartID)
 	if err != nil {
 		return record.View{}, fmt.Errorf("chart %s: %w", chartID, err)
 	}
@@ -689,6 +687,9 @@ func indexEntry(cfg Config, l *loaded) (store.Chart, error) {
 	}
 	e.GivenName, e.FamilyName, e.Village, e.NationalID, e.HomeClinic = p.GivenName, p.FamilyName, p.Village, p.NationalID, p.HomeClinic
 	e.Keys = searchKeys(p)
+	if err := withForwardKey(&e, l.chart); err != nil {
+		return e, fmt.Errorf("index chart %s: %w", l.id, err)
+	}
 	return e, nil
 }
 

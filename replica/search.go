@@ -67,7 +67,8 @@ func entryPatient(c store.Chart) record.Patient {
 	return p
 }
 
-// Search finds patients' charts by what someone typed: words of the
+// Search finds patients' charts by what someone typed (a chart merged
+// into another is found as its surviving chart, listed once): words of the
 // names or the village in any order, case and accents, common spelling
 // variants, the first letters of a word (three or more), or a phone or
 // identifier number however it is spaced (identity.ParseQuery). A chart
@@ -101,11 +102,23 @@ func (r *Replica) Search(ctx context.Context, text string, limit int) ([]Found, 
 	}
 	hits := make([]identity.Hit, 0, len(cs))
 	byID := make(map[string]store.Chart, len(cs))
+	at := map[string]int{} // index in hits, by chart
 	for _, c := range cs {
-		if score, ok := q.Match(entryPatient(c)); ok {
-			hits = append(hits, identity.Hit{ChartID: c.ID, Score: score})
-			byID[c.ID] = c
+		score, ok := q.Match(entryPatient(c))
+		if !ok {
+			continue
 		}
+		// A chart merged into another is found as its survivor, once.
+		if c, err = r.indexSurvivor(ctx, c); err != nil {
+			return nil, fmt.Errorf("search %q: %w", text, err)
+		}
+		if i, dup := at[c.ID]; dup {
+			hits[i].Score = max(hits[i].Score, score)
+			continue
+		}
+		at[c.ID] = len(hits)
+		hits = append(hits, identity.Hit{ChartID: c.ID, Score: score})
+		byID[c.ID] = c
 	}
 	identity.Rank(hits)
 	if limit > 0 && len(hits) > limit {
@@ -123,6 +136,7 @@ func (r *Replica) Search(ctx context.Context, text string, limit int) ([]Found, 
 // likely (a shared identifier; a similar name with the same birth year
 // and village; a shared phone), most likely first, each with the
 // evidence for and against. Show them to the clerk before registering.
+// Charts merged into another are not listed (their survivors are).
 //
 // The charts come from the store's index (identity.DuplicateKeys: the
 // phonetic keys of the names, the phones, the identifiers). Those whose
@@ -149,7 +163,7 @@ func (r *Replica) DuplicatesOf(ctx context.Context, chartID string) ([]identity.
 	if err != nil {
 		return nil, fmt.Errorf("duplicates of chart %s: %w", chartID, err)
 	}
-	out, err := r.duplicates(ctx, v.Patient, chartID)
+	out, err := r.duplicates(ctx, v.Patient, v.ChartID) // the survivor, for a chart merged into another
 	if err != nil {
 		return nil, fmt.Errorf("duplicates of chart %s: %w", chartID, err)
 	}
@@ -178,7 +192,9 @@ func (r *Replica) duplicates(ctx context.Context, p record.Patient, self string)
 	strong := slices.DeleteFunc(slices.Clone(keys), func(k string) bool { return slices.Contains(names, k) })
 	var charts []identity.Chart
 	for _, c := range cs {
-		if c.ID == self {
+		if _, forwarded := forwardKey(c.Keys); c.ID == self || forwarded {
+			// A chart merged into another is no candidate: its
+			// survivor is, if it matches.
 			continue
 		}
 		shared := slices.ContainsFunc(strong, func(k string) bool { _, ok := slices.BinarySearch(c.Keys, k); return ok })
