@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -14,7 +13,6 @@ import (
 	"github.com/chartsync/chartsync/examples/clinic/web"
 	"github.com/chartsync/chartsync/record"
 	"github.com/chartsync/chartsync/replica"
-	"github.com/chartsync/chartsync/transport/httpsync"
 )
 
 // demoPassword is every demo user's password.
@@ -83,81 +81,6 @@ func setUpDemo(ctx context.Context, a *app) error {
 	return nil
 }
 
-// webSyncer is the sync page's Syncer: the sync command's code.
-type webSyncer struct{ a *app }
-
-func (s webSyncer) Status(ctx context.Context) (web.SyncStatus, error) {
-	a := s.a
-	c, err := a.credential()
-	if errors.Is(err, errNotConnected) || errors.Is(err, errNoIdentity) {
-		return web.SyncStatus{Advice: "This device is not connected to a cloud yet: " + explain(err)}, nil
-	}
-	if err != nil {
-		return web.SyncStatus{}, err
-	}
-	st := web.SyncStatus{Connected: true, Cloud: c.CloudURL}
-	r := a.r
-	if c.CloudReplica != "" {
-		if st.Pending, err = r.Pending(ctx, c.CloudReplica); err != nil {
-			return st, err
-		}
-	}
-	peers, err := r.Peers(ctx)
-	if err != nil {
-		return st, err
-	}
-	for _, p := range peers {
-		if p.ID == c.CloudReplica {
-			st.LastSync = p.LastSync
-		}
-	}
-	return st, nil
-}
-
-func (s webSyncer) Sync(ctx context.Context) (web.SyncResult, error) {
-	a := s.a
-	c, err := a.credential()
-	if err != nil {
-		return web.SyncResult{}, errors.New(explain(err))
-	}
-	var steps []string
-	last := httpsync.Phase("")
-	cfg := httpsync.ClientConfig{Credential: c, MaxAttempts: 4, SessionFile: a.path(sessionsFile),
-		Logger: slog.New(slog.NewTextHandler(a.log, &slog.HandlerOptions{Level: slog.LevelWarn})),
-		Progress: func(p httpsync.Progress) {
-			if p.Phase == last {
-				return
-			}
-			last = p.Phase
-			switch p.Phase {
-			case httpsync.PhaseSending:
-				steps = append(steps, fmt.Sprintf("Sending this device's changes (round %d)", p.Round))
-			case httpsync.PhaseReceiving:
-				steps = append(steps, fmt.Sprintf("Receiving the clinic's changes (round %d)", p.Round))
-			case httpsync.PhaseApplying:
-				steps = append(steps, "Saving what the cloud sent")
-			case httpsync.PhaseRetrying:
-				steps = append(steps, fmt.Sprintf("The link dropped: trying again in %s", p.RetryIn.Round(time.Second)))
-			case httpsync.PhaseDone:
-				steps = append(steps, "Done")
-			}
-		}}
-	cl, err := httpsync.NewClient(a.r, cfg)
-	if err != nil {
-		return web.SyncResult{}, err
-	}
-	defer cl.Close()
-	rep, err := cl.SyncReport(ctx)
-	if errors.Is(err, httpsync.ErrCredentialRevoked) {
-		return web.SyncResult{Steps: steps}, errors.New("this device has been revoked by the cloud's administrator and can no longer sync; nothing on it was deleted. Contact the administrator.")
-	}
-	if err != nil {
-		return web.SyncResult{Steps: steps}, errors.New(explain(err))
-	}
-	return web.SyncResult{Sent: rep.ChangesSent, Received: rep.ChangesApplied, Charts: rep.Charts,
-		Bytes: int64(rep.BytesSent + rep.BytesReceived), RoundTrips: rep.RoundTrips, Duration: rep.Duration, Steps: steps}, nil
-}
-
 // loopback checks that addr listens on the loopback interface only.
 func loopback(addr string) error {
 	host, _, err := net.SplitHostPort(addr)
@@ -174,12 +97,14 @@ func init() {
 	var addr string
 	var idle time.Duration
 	var demo bool
+	var autoSync time.Duration
 	register(&command{
-		name: "serve", args: "[-addr 127.0.0.1:8080] [-idle 15m] [-demo]",
+		name: "serve", args: "[-addr 127.0.0.1:8080] [-idle 15m] [-autosync 5m] [-demo]",
 		help: "Run the clinic app as a web app for this device's browser (on 127.0.0.1; no network needed).",
 		flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&addr, "addr", "127.0.0.1:8080", "where to listen: 127.0.0.1 and a port (port 0: any free one)")
 			fs.DurationVar(&idle, "idle", web.DefaultIdleTimeout, "log a user out after this long without use")
+			fs.DurationVar(&autoSync, "autosync", web.DefaultAutoSync, "sync with the cloud in the background this often while it can be reached (0: only when asked)")
 			fs.BoolVar(&demo, "demo", false, "in a data directory not yet set up: set up a demo clinic with users and patients first")
 		},
 		run: func(ctx context.Context, a *app, fs *flag.FlagSet, args []string) error {
@@ -191,6 +116,12 @@ func init() {
 			}
 			if idle <= 0 {
 				return usagef("-idle %s: give a duration such as 15m", idle)
+			}
+			if autoSync < 0 {
+				return usagef("-autosync %s: give a duration such as 5m, or 0 to sync only when asked", autoSync)
+			}
+			if autoSync == 0 {
+				autoSync = -1 // web.Config: negative is off
 			}
 			if demo {
 				if err := setUpDemo(ctx, a); err != nil {
@@ -207,8 +138,12 @@ func init() {
 			}
 			logger := slog.New(slog.NewTextHandler(a.log, &slog.HandlerOptions{Level: slog.LevelWarn}))
 			srv, err := web.New(web.Config{Replica: r, Clinic: d.Clinic, Device: d.Device, Guard: g, IdleTimeout: idle,
-				Sync: webSyncer{a}, Logger: logger})
+				Sync: webSyncer{a}, AutoSync: autoSync, Logger: logger, SettingsFile: a.path(webSettingsFile), Folder: mediaFolder()})
 			if err != nil {
+				return err
+			}
+			defer srv.Close()
+			if err := srv.Start(ctx); err != nil {
 				return err
 			}
 			ln, err := net.Listen("tcp", addr)

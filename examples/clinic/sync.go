@@ -13,6 +13,7 @@ import (
 
 	"github.com/chartsync/chartsync/device"
 	"github.com/chartsync/chartsync/internal/atomicfile"
+	"github.com/chartsync/chartsync/replica"
 	"github.com/chartsync/chartsync/transport/httpsync"
 )
 
@@ -155,25 +156,12 @@ func init() {
 			if err != nil {
 				return err
 			}
-			c, err := a.credential()
-			if err != nil {
-				return err
-			}
 			bar := &progressBar{w: a.out}
-			// With the TLS sessions file, the next sync resumes this
-			// one's TLS session instead of making a full handshake
-			// (1.4 KB instead of 4.7 KB when there is nothing to sync).
-			cfg := httpsync.ClientConfig{Credential: c, MaxAttempts: 4, SessionFile: a.path(sessionsFile),
-				Logger: slog.New(slog.NewTextHandler(a.log, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+			var progress func(httpsync.Progress)
 			if !quiet {
-				cfg.Progress = bar.show
+				progress = bar.show
 			}
-			cl, err := httpsync.NewClient(r, cfg)
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
-			rep, err := cl.SyncReport(ctx)
+			rep, c, err := cloudSync(ctx, a, r, progress)
 			bar.end()
 			if errors.Is(err, httpsync.ErrCredentialRevoked) {
 				return fmt.Errorf("this device has been revoked by the cloud's administrator and can no longer sync; nothing on it was deleted, and changes not yet synced stay on it. Contact the administrator: if the device is to sync again, they enrol it anew (clinic request writes the request to give them): %w", err)
@@ -190,6 +178,28 @@ func init() {
 			return nil
 		},
 	})
+}
+
+// cloudSync runs one sync of r with the cloud over HTTPS: the sync
+// command's and the web app's. It returns the credential it synced with
+// (nil if the device has none: errNotConnected or errNoIdentity). With
+// the TLS sessions file, the next sync resumes this one's TLS session
+// instead of making a full handshake (1.4 KB instead of 4.7 KB when there
+// is nothing to sync). progress, if not nil, is called as the sync moves.
+func cloudSync(ctx context.Context, a *app, r *replica.Replica, progress func(httpsync.Progress)) (httpsync.Report, *httpsync.Credential, error) {
+	c, err := a.credential()
+	if err != nil {
+		return httpsync.Report{}, nil, err
+	}
+	cfg := httpsync.ClientConfig{Credential: c, MaxAttempts: 4, SessionFile: a.path(sessionsFile), Progress: progress,
+		Logger: slog.New(slog.NewTextHandler(a.log, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+	cl, err := httpsync.NewClient(r, cfg)
+	if err != nil {
+		return httpsync.Report{}, c, err
+	}
+	defer cl.Close()
+	rep, err := cl.SyncReport(ctx)
+	return rep, c, err
 }
 
 // progressBar draws a sync's progress on one terminal line.

@@ -84,9 +84,10 @@ func newFixture(t testing.TB) *fixture {
 	c := &clock{t: time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)}
 	g, err := login.OpenGuard(filepath.Join(dir, "login-guard.json"), login.Policy{DecoyParams: lightParams}, c.now)
 	require.NoError(t, err)
-	f := &fixture{t: t, r: r, clock: c, sync: &fakeSyncer{}}
+	f := &fixture{t: t, r: r, clock: c, sync: newFakeSyncer()}
 	f.srv, err = New(Config{Replica: r, Clinic: testClinic, Device: testDevice, Guard: g, Now: c.now, Sync: f.sync, Location: time.UTC})
 	require.NoError(t, err)
+	t.Cleanup(func() { f.srv.Close() })
 	f.ts = httptest.NewServer(f.srv)
 	t.Cleanup(f.ts.Close)
 	return f
@@ -186,20 +187,83 @@ func (c *client) login(role record.Role) {
 	require.Equal(c.t, http.StatusOK, code, body)
 }
 
-// fakeSyncer counts syncs and reports a fixed result.
+// fakeSyncer counts syncs and reports a fixed result, or err; with gate
+// set, a sync waits for it (or its context) after reporting its first
+// phase.
 type fakeSyncer struct {
-	mu    sync.Mutex
-	syncs int
+	mu     sync.Mutex
+	syncs  int
+	err    error
+	gate   chan struct{}
+	sent   chan struct{} // if set, told when a gated sync has reported its first phase
+	status SyncStatus
+	hand   []string // hand carries: kind and folder
+}
+
+func newFakeSyncer() *fakeSyncer {
+	return &fakeSyncer{status: SyncStatus{Connected: true, Cloud: "https://cloud.example:8443", Pending: 2}}
 }
 
 func (s *fakeSyncer) Status(context.Context) (SyncStatus, error) {
-	return SyncStatus{Connected: true, Cloud: "https://cloud.example:8443", Pending: 2}, nil
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.status, nil
 }
 
-func (s *fakeSyncer) Sync(context.Context) (SyncResult, error) {
+func (s *fakeSyncer) Sync(ctx context.Context, progress func(SyncProgress)) (SyncResult, error) {
 	s.mu.Lock()
 	s.syncs++
+	gate, sent, err := s.gate, s.sent, s.err
 	s.mu.Unlock()
-	return SyncResult{Sent: 1, Received: 3, Charts: 2, Bytes: 2048, RoundTrips: 1, Duration: 300 * time.Millisecond,
-		Steps: []string{"Sending this device's changes (round 1)", "Done"}}, nil
+	progress(SyncProgress{Phase: PhaseSending, Round: 1, Done: 1024, Total: 4096})
+	if sent != nil {
+		sent <- struct{}{}
+	}
+	if gate != nil {
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return SyncResult{}, ctx.Err()
+		}
+	}
+	if err != nil {
+		return SyncResult{}, err
+	}
+	progress(SyncProgress{Phase: PhaseDone, Round: 1})
+	return SyncResult{Sent: 1, Received: 3, Charts: 2, Bytes: 2048, RoundTrips: 1, Duration: 300 * time.Millisecond}, nil
+}
+
+func (s *fakeSyncer) carry(kind, dir string) (SyncResult, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.hand = append(s.hand, kind+" "+dir)
+	return SyncResult{Files: 1, Sent: 4, Path: dir + "/cs-x.bundle"}, s.err
+}
+
+func (s *fakeSyncer) ExportFile(_ context.Context, dir string) (SyncResult, error) {
+	return s.carry("export", dir)
+}
+
+func (s *fakeSyncer) ImportFile(_ context.Context, dir string) (SyncResult, error) {
+	return s.carry("import", dir)
+}
+
+func (s *fakeSyncer) HandToPhone(_ context.Context, dir string) (SyncResult, error) {
+	return s.carry("phone", dir)
+}
+
+// waitSync waits for the sync job under way, if any, to end.
+func (s *Server) waitSync(ctx context.Context) error {
+	s.mu.Lock()
+	j := s.sync.job
+	s.mu.Unlock()
+	if j == nil {
+		return nil
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-j.done:
+		return nil
+	}
 }

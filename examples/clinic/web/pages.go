@@ -17,8 +17,22 @@ import (
 // searchLimit is the most patients a search lists.
 const searchLimit = 50
 
-func (s *Server) funcs() template.FuncMap {
+func (s *Server) funcs(lang string) template.FuncMap {
 	return template.FuncMap{
+		// T says a message in the page's language; N says a count of
+		// something with the right plural form.
+		"T":    func(key string, args ...any) string { return tr(lang, key, args...) },
+		"N":    func(key string, n int) string { return plural(lang, n, key) },
+		"size": size,
+		"list": func(xs ...string) []string { return xs },
+		"ms":   func(d time.Duration) string { return d.Round(time.Millisecond).String() },
+		"secs": func(d time.Duration) string { return d.Round(time.Second).String() },
+		"pct": func(done, total int64) int64 {
+			if total <= 0 {
+				return 0
+			}
+			return min(100, done*100/total)
+		},
 		"when": func(t time.Time) string {
 			if t.IsZero() {
 				return ""
@@ -80,7 +94,7 @@ func (s *Server) patients(w http.ResponseWriter, r *http.Request, q *request) {
 		fs, err := s.r.Search(r.Context(), text, searchLimit)
 		switch {
 		case errors.Is(err, replica.ErrTooManyMatches):
-			d.Message = "Too many patients match. Type more of the name, or add the village or a phone number."
+			d.Message = tr(q.lang, "find.toomany")
 		case err != nil:
 			s.fail(w, r, q, err)
 			return
@@ -97,10 +111,10 @@ func (s *Server) patients(w http.ResponseWriter, r *http.Request, q *request) {
 			}
 		}
 		if len(d.Found) == 0 && d.Message == "" {
-			d.Message = "No patient found. Try part of a name, a village or a phone number, or register the patient."
+			d.Message = tr(q.lang, "find.none")
 		}
 	}
-	s.render(w, r, q, http.StatusOK, "patients", "Find a patient", d)
+	s.render(w, r, q, http.StatusOK, "patients", tr(q.lang, "find.title"), d)
 }
 
 // ---- register ----
@@ -376,82 +390,7 @@ func mayChange(sec record.Section) string {
 	return strings.Join(may, ", ")
 }
 
-// ---- sync ----
-
-type syncData struct {
-	Enabled bool
-	Status  SyncStatus
-	Result  *SyncResult
-	Message string
-	Busy    bool
-}
-
-func (s *Server) syncStatus(r *http.Request) (syncData, error) {
-	d := syncData{Enabled: s.cfg.Sync != nil}
-	if s.cfg.Sync == nil {
-		return d, nil
-	}
-	st, err := s.cfg.Sync.Status(r.Context())
-	d.Status = st
-	return d, err
-}
-
-func (s *Server) syncPage(w http.ResponseWriter, r *http.Request, q *request) {
-	d, err := s.syncStatus(r)
-	if err != nil {
-		d.Message = err.Error()
-	}
-	s.render(w, r, q, http.StatusOK, "sync", "Sync", d)
-}
-
-func (s *Server) syncPost(w http.ResponseWriter, r *http.Request, q *request) {
-	if s.cfg.Sync == nil {
-		s.errorPage(w, r, q, http.StatusNotFound, "This device does not sync with a cloud.")
-		return
-	}
-	s.mu.Lock()
-	busy := s.syncing
-	s.syncing = true
-	s.mu.Unlock()
-	if busy {
-		d, _ := s.syncStatus(r)
-		d.Busy = true
-		d.Message = "A sync is already running on this device. Wait for it to finish, then look again."
-		s.render(w, r, q, http.StatusConflict, "sync", "Sync", d)
-		return
-	}
-	res, err := s.cfg.Sync.Sync(r.Context())
-	s.mu.Lock()
-	s.syncing = false
-	s.mu.Unlock()
-	d, serr := s.syncStatus(r)
-	if err == nil {
-		err = serr
-	}
-	if err != nil {
-		d.Message = "The sync did not finish: " + err.Error() + " Everything is saved on this device; try again when there is signal."
-		s.render(w, r, q, http.StatusOK, "sync", "Sync", d)
-		return
-	}
-	d.Result = &res
-	s.render(w, r, q, http.StatusOK, "sync", "Sync", d)
-}
-
-// plural says n things with the right ending.
-func plural(n int, one, many string) string {
-	if n == 1 {
-		return "1 " + one
-	}
-	return strconv.Itoa(n) + " " + many
-}
-
-// Summary says what a sync did, in words.
-func (r SyncResult) Summary() string {
-	return fmt.Sprintf("Sent %s and received %s (%s updated), %s in %s.",
-		plural(r.Sent, "change", "changes"), plural(r.Received, "change", "changes"), plural(r.Charts, "chart", "charts"),
-		size(r.Bytes), r.Duration.Round(time.Millisecond))
-}
-
+// size says a number of bytes for people.
 func size(n int64) string {
 	switch {
 	case n >= 1<<20:
@@ -459,5 +398,34 @@ func size(n int64) string {
 	case n >= 1<<10:
 		return fmt.Sprintf("%.1f KB", float64(n)/(1<<10))
 	}
-	return fmt.Sprintf("%d bytes", n)
+	return fmt.Sprintf("%d B", n)
+}
+
+// ---- settings ----
+
+type settingsData struct {
+	Languages []Language
+	Zone      string
+}
+
+func (s *Server) settingsPage(w http.ResponseWriter, r *http.Request, q *request) {
+	s.render(w, r, q, http.StatusOK, "settings", tr(q.lang, "settings.title"), settingsData{Languages: Languages, Zone: s.cfg.Location.String()})
+}
+
+// settingsPost stores the user's language on this device.
+func (s *Server) settingsPost(w http.ResponseWriter, r *http.Request, q *request) {
+	lang := r.PostFormValue("language")
+	if !knownLanguage(lang) {
+		s.setFlash(q.sess, tr(q.lang, "settings.unknown"))
+		http.Redirect(w, r, "/settings", http.StatusSeeOther)
+		return
+	}
+	st := s.settings.get(q.author.UserID)
+	st.Language = lang
+	if err := s.settings.set(q.author.UserID, st); err != nil {
+		s.fail(w, r, q, err)
+		return
+	}
+	s.setFlash(q.sess, tr(lang, "settings.saved"))
+	http.Redirect(w, r, "/settings", http.StatusSeeOther)
 }

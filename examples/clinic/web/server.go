@@ -38,38 +38,6 @@ const cookieName = "clinic_session"
 // maxForm bounds a request body: every form of the app is far smaller.
 const maxForm = 64 << 10
 
-// Syncer syncs the device with its cloud: the app's own sync code.
-type Syncer interface {
-	// Status says whether the device can sync and what is waiting.
-	Status(ctx context.Context) (SyncStatus, error)
-	// Sync runs one sync and says what it did. It may be slow (a 2G
-	// link); it returns when ctx ends.
-	Sync(ctx context.Context) (SyncResult, error)
-}
-
-// SyncStatus is what the sync page shows before a sync.
-type SyncStatus struct {
-	// Connected is false when the device has no cloud credential yet;
-	// Advice then says what to do.
-	Connected bool
-	Cloud     string
-	Advice    string
-	// Pending is the changes waiting to be sent, LastSync the end of the
-	// last sync with the cloud (zero: never).
-	Pending  int
-	LastSync time.Time
-}
-
-// SyncResult is what a sync did.
-type SyncResult struct {
-	Sent, Received, Charts int
-	Bytes                  int64
-	RoundTrips             int
-	Duration               time.Duration
-	// Steps are the phases the sync went through, in words.
-	Steps []string
-}
-
 // Config is what the web app works on. Replica, Clinic, Device and Guard
 // are required.
 type Config struct {
@@ -82,8 +50,29 @@ type Config struct {
 	// IdleTimeout logs a session out after this long without a request
 	// (default DefaultIdleTimeout).
 	IdleTimeout time.Duration
-	// Sync runs the sync page; nil shows that this device does not sync.
+	// Sync runs the sync page and the background sync; nil shows that
+	// this device does not sync. If it is also a HandCarrier, the sync
+	// page offers USB files and relay bundles.
 	Sync Syncer
+	// AutoSync is how often the background sync (Start) syncs with the
+	// cloud (default DefaultAutoSync); negative turns it off. After
+	// failures it waits longer, up to AutoSyncMaxWait (default
+	// DefaultAutoSyncMaxWait).
+	AutoSync, AutoSyncMaxWait time.Duration
+	// SyncTimeout bounds one sync or hand carry (default
+	// DefaultSyncTimeout).
+	SyncTimeout time.Duration
+	// After is the background sync's timer (default time.After).
+	After func(time.Duration) <-chan time.Time
+	// Folder is the folder first offered for USB files and a phone's
+	// relay bundles (e.g. where sticks are mounted); empty offers none.
+	Folder string
+	// SettingsFile keeps each user's settings on this device (their
+	// language), as JSON; empty keeps them in memory only.
+	SettingsFile string
+	// Language is the language of the login page and of users who have
+	// not chosen one (default DefaultLanguage), one of Languages.
+	Language string
 	// Location is the time zone times are shown in (default time.Local).
 	Location *time.Location
 	// Now is the clock (default time.Now).
@@ -103,21 +92,33 @@ func (c Config) Validate() error {
 		return errors.New("web: Config.Guard is required")
 	case c.IdleTimeout < 0:
 		return errors.New("web: Config.IdleTimeout is negative")
+	case c.AutoSyncMaxWait < 0 || c.SyncTimeout < 0:
+		return errors.New("web: Config.AutoSyncMaxWait and Config.SyncTimeout must not be negative")
+	case c.Language != "" && !knownLanguage(c.Language):
+		return fmt.Errorf("web: Config.Language %q is not one of the app's languages", c.Language)
 	}
 	return nil
 }
 
 // Server is the web app, an http.Handler. It is safe for concurrent use.
+// It owns the goroutines of syncs it runs (Start, and syncs users start):
+// Close stops them and waits for them.
 type Server struct {
-	cfg   Config
-	r     *replica.Replica
-	mux   *http.ServeMux
-	pages map[string]*template.Template
-	log   *slog.Logger
+	cfg      Config
+	r        *replica.Replica
+	mux      *http.ServeMux
+	pages    map[string]*template.Template // by language "/" page
+	log      *slog.Logger
+	settings *settingsStore
+
+	base context.Context // ends at Close
+	stop context.CancelFunc
+	wg   sync.WaitGroup
 
 	mu       sync.Mutex
 	sessions map[string]*session
-	syncing  bool
+	sync     syncState
+	closed   bool
 }
 
 // session is one browser's session: before login (user empty) it only
@@ -146,10 +147,30 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, r: cfg.Replica, log: cfg.Logger, sessions: map[string]*session{}, pages: map[string]*template.Template{}}
+	if cfg.AutoSync == 0 {
+		cfg.AutoSync = DefaultAutoSync
+	}
+	if cfg.AutoSyncMaxWait == 0 {
+		cfg.AutoSyncMaxWait = DefaultAutoSyncMaxWait
+	}
+	if cfg.SyncTimeout == 0 {
+		cfg.SyncTimeout = DefaultSyncTimeout
+	}
+	if cfg.After == nil {
+		cfg.After = time.After
+	}
+	if cfg.Language == "" {
+		cfg.Language = DefaultLanguage
+	}
+	settings, err := openSettings(cfg.SettingsFile)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, r: cfg.Replica, log: cfg.Logger, sessions: map[string]*session{}, pages: map[string]*template.Template{}, settings: settings}
 	if err := s.parse(); err != nil {
 		return nil, err
 	}
+	s.base, s.stop = context.WithCancel(context.Background())
 	s.routes()
 	return s, nil
 }
@@ -159,15 +180,17 @@ func (s *Server) parse() error {
 	if err != nil {
 		return err
 	}
-	for _, n := range names {
-		if n == "templates/layout.html" {
-			continue
+	for _, l := range Languages {
+		for _, n := range names {
+			if n == "templates/layout.html" {
+				continue
+			}
+			t, err := template.New("").Funcs(s.funcs(l.Code)).ParseFS(files, "templates/layout.html", n)
+			if err != nil {
+				return fmt.Errorf("web: parse %s: %w", n, err)
+			}
+			s.pages[l.Code+"/"+n[len("templates/"):len(n)-len(".html")]] = t
 		}
-		t, err := template.New("").Funcs(s.funcs()).ParseFS(files, "templates/layout.html", n)
-		if err != nil {
-			return fmt.Errorf("web: parse %s: %w", n, err)
-		}
-		s.pages[n[len("templates/"):len(n)-len(".html")]] = t
 	}
 	return nil
 }
@@ -189,6 +212,9 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /chart/{id}/{form}", s.user(s.formPost))
 	m.HandleFunc("GET /sync", s.user(s.syncPage))
 	m.HandleFunc("POST /sync", s.user(s.syncPost))
+	m.HandleFunc("POST /sync/{kind}", s.user(s.handPost))
+	m.HandleFunc("GET /settings", s.user(s.settingsPage))
+	m.HandleFunc("POST /settings", s.user(s.settingsPost))
 	s.mux = m
 }
 
@@ -211,6 +237,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if r.Method == http.MethodPost {
 		r.Body = http.MaxBytesReader(w, r.Body, maxForm)
+		// A form may write: what waits to be sent is asked again.
+		defer s.forgetStatus()
 	}
 	s.mux.ServeHTTP(w, r)
 }
@@ -234,6 +262,7 @@ type request struct {
 	sess   *session
 	author record.Author
 	policy record.ReadPolicy
+	lang   string // the user's language
 }
 
 // user wraps a handler for logged-in users: it finds the session, ends
@@ -269,7 +298,7 @@ func (s *Server) user(h func(w http.ResponseWriter, r *http.Request, q *request)
 			s.fail(w, r, nil, err)
 			return
 		}
-		h(w, r, &request{sess: sess, author: au, policy: p})
+		h(w, r, &request{sess: sess, author: au, policy: p, lang: s.language(au.UserID)})
 	}
 }
 
@@ -382,19 +411,45 @@ type page struct {
 	Error  string
 	Device string
 	Data   any
+	// Lang is the page's language; Bar the sync status shown at the top
+	// (nil: none); Refresh, when not zero, reloads the page after that
+	// many seconds (a sync under way, followed without JavaScript).
+	Lang    string
+	Bar     *bar
+	Refresh int
 }
 
-// render writes a page.
+// language is a user's language.
+func (s *Server) language(user string) string {
+	if l := s.settings.get(user).Language; l != "" {
+		return l
+	}
+	return s.cfg.Language
+}
+
+// render writes a page in the user's language (the device's before
+// login).
 func (s *Server) render(w http.ResponseWriter, r *http.Request, q *request, status int, name, title string, data any) {
-	t := s.pages[name]
+	s.renderIn(w, r, q, s.cfg.Language, status, name, title, data)
+}
+
+func (s *Server) renderIn(w http.ResponseWriter, r *http.Request, q *request, lang string, status int, name, title string, data any) {
+	if q != nil {
+		lang = q.lang
+	}
+	t := s.pages[lang+"/"+name]
 	if t == nil {
 		http.Error(w, "no such page", http.StatusInternalServerError)
 		return
 	}
-	p := page{Title: title, Data: data, Device: s.cfg.Device}
+	p := page{Title: title, Data: data, Device: s.cfg.Device, Lang: lang}
 	if q != nil {
 		au := q.author
 		p.User, p.CSRF, p.Flash = &au, q.sess.csrf, s.takeFlash(q.sess)
+		p.Bar = s.statusBar(r.Context(), au.Role)
+		if p.Bar != nil && p.Bar.State == "running" && name == "sync" {
+			p.Refresh = 2
+		}
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
@@ -425,9 +480,22 @@ func (s *Server) forbidden(w http.ResponseWriter, r *http.Request, q *request, s
 // ---- login ----
 
 type loginData struct {
-	User    string
-	Message string
-	CSRF    string
+	User      string
+	Message   string
+	CSRF      string
+	Languages []Language
+}
+
+// loginLanguage is the login page's language: the one the page's link
+// or form names, else the browser's, else the device's.
+func (s *Server) loginLanguage(r *http.Request) string {
+	if l := r.FormValue("lang"); knownLanguage(l) {
+		return l
+	}
+	if l := acceptLanguage(r.Header.Get("Accept-Language")); l != "" {
+		return l
+	}
+	return s.cfg.Language
 }
 
 func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
@@ -439,11 +507,12 @@ func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
 	if sess == nil {
 		sess = s.start(w, "")
 	}
-	d := loginData{CSRF: sess.csrf}
+	lang := s.loginLanguage(r)
+	d := loginData{CSRF: sess.csrf, Languages: Languages}
 	if idle || r.URL.Query().Get("idle") != "" {
-		d.Message = fmt.Sprintf("You were logged out after %s without use. Log in again.", minutes(s.cfg.IdleTimeout))
+		d.Message = tr(lang, "login.idle", minutes(lang, s.cfg.IdleTimeout))
 	}
-	s.render(w, r, nil, http.StatusOK, "login", "Log in", d)
+	s.renderIn(w, r, nil, lang, http.StatusOK, "login", tr(lang, "login.title"), d)
 }
 
 func (s *Server) loginPost(w http.ResponseWriter, r *http.Request) {
@@ -452,12 +521,13 @@ func (s *Server) loginPost(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "This login form has expired: go back, reload the page and log in again.", http.StatusForbidden)
 		return
 	}
+	lang := s.loginLanguage(r)
 	user, pw := r.PostFormValue("user"), r.PostFormValue("password")
 	again := func(msg string) {
-		s.render(w, r, nil, http.StatusUnauthorized, "login", "Log in", loginData{User: user, Message: msg, CSRF: sess.csrf})
+		s.renderIn(w, r, nil, lang, http.StatusUnauthorized, "login", tr(lang, "login.title"), loginData{User: user, Message: msg, CSRF: sess.csrf, Languages: Languages})
 	}
 	if user == "" || pw == "" {
-		again("Enter your user ID and your password.")
+		again(tr(lang, "login.empty"))
 		return
 	}
 	ctx := r.Context()
@@ -467,7 +537,7 @@ func (s *Server) loginPost(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if len(users) == 0 {
-		again("This device holds no users of its clinic yet: sync it with the cloud to receive them, or set up the first administrator with \"clinic init -admin\".")
+		again(tr(lang, "login.nousers"))
 		return
 	}
 	u, err := s.r.User(ctx, s.cfg.Clinic, user)
@@ -482,19 +552,18 @@ func (s *Server) loginPost(w http.ResponseWriter, r *http.Request) {
 		var lo *login.LockedOutError
 		switch {
 		case errors.As(err, &lo):
-			again(fmt.Sprintf("Too many wrong passwords: %s is locked out on this device until %s. Wait, or ask an administrator to unlock it.",
-				user, lo.Until.In(s.cfg.Location).Format("15:04")))
+			again(tr(lang, "login.locked", user, lo.Until.In(s.cfg.Location).Format("15:04")))
 		case errors.Is(err, login.ErrWrongPassword):
 			failures, _ := s.cfg.Guard.Status(user)
 			left := s.cfg.Guard.Policy().MaxFailures - failures
-			again(fmt.Sprintf("Wrong user ID or password. %d more wrong tries lock %s out on this device.", left, user))
+			again(tr(lang, "login.wrong", left, user))
 		default:
 			s.fail(w, r, nil, err)
 		}
 		return
 	}
 	if u.Disabled {
-		again(fmt.Sprintf("%s's account is disabled: ask an administrator.", user))
+		again(tr(lang, "login.disabled", user))
 		return
 	}
 	// A new session ID at login: one known before it is worth nothing.
@@ -510,13 +579,9 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request, q *request) {
 	http.Redirect(w, r, "/login", http.StatusSeeOther)
 }
 
-func minutes(d time.Duration) string {
+func minutes(lang string, d time.Duration) string {
 	if d >= time.Minute && d%time.Minute == 0 {
-		m := int(d / time.Minute)
-		if m == 1 {
-			return "1 minute"
-		}
-		return fmt.Sprintf("%d minutes", m)
+		return plural(lang, int(d/time.Minute), "minutes")
 	}
 	return d.String()
 }

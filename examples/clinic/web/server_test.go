@@ -133,8 +133,10 @@ func TestCSRFRefused(t *testing.T) {
 	assert.Len(t, f.chart(id).Allergies, 1)
 }
 
-// TestSyncPage: the sync page shows what is waiting, and a sync's result
-// in words.
+// TestSyncPage: the sync page shows what is waiting; the sync button
+// starts a sync and sends the user to the page, which follows its
+// progress (reloading itself, without JavaScript) and then shows its
+// result in words; a second press while it runs starts no second sync.
 func TestSyncPage(t *testing.T) {
 	f := newFixture(t)
 	c := f.client()
@@ -144,11 +146,34 @@ func TestSyncPage(t *testing.T) {
 	assert.Contains(t, body, "https://cloud.example:8443")
 	assert.Contains(t, body, "Changes waiting to be sent</dt><dd>2")
 	assert.Contains(t, body, "never")
-	code, body, _ = c.post("/sync", nil)
+	assert.NotContains(t, body, `http-equiv="refresh"`, "an idle sync page does not reload itself")
+
+	gate, sent := make(chan struct{}), make(chan struct{}, 1)
+	f.sync.mu.Lock()
+	f.sync.gate, f.sync.sent = gate, sent
+	f.sync.mu.Unlock()
+	code, _, resp := c.post("/sync", nil)
+	require.Equal(t, http.StatusSeeOther, code)
+	assert.Equal(t, "/sync", resp.Header.Get("Location"))
+	<-sent
+	code, _, _ = c.post("/sync", nil)
+	require.Equal(t, http.StatusSeeOther, code, "a second press while a sync runs")
+	code, body = c.get("/sync")
 	require.Equal(t, http.StatusOK, code)
-	assert.Equal(t, 1, f.sync.syncs)
-	assert.Contains(t, body, "Sent 1 change and received 3 changes (2 charts updated), 2.0 KB in 300ms.")
+	assert.Contains(t, body, "already running", "the second press is told a sync runs")
+	assert.Contains(t, body, `http-equiv="refresh"`, "the page follows a running sync")
 	assert.Contains(t, body, "Sending this device&#39;s changes (round 1)")
+	assert.Contains(t, body, "1.0 KB / 4.0 KB")
+	assert.Contains(t, body, "Syncing now", "the status bar says a sync runs")
+
+	close(gate)
+	require.NoError(t, f.srv.waitSync(context.Background()))
+	assert.Equal(t, 1, f.sync.syncs, "one sync ran")
+	code, body = c.get("/sync")
+	require.Equal(t, http.StatusOK, code)
+	assert.Contains(t, body, "Sent 1 change and received 3 changes (2 charts updated), 2.0 KB in 300ms.")
+	assert.NotContains(t, body, `http-equiv="refresh"`)
+	assert.Contains(t, body, `class="syncbar online"`, "after a sync the device shows online")
 }
 
 // TestDisabledUserLoggedOut: a user the roster disables is logged out at
