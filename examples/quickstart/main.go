@@ -2,8 +2,10 @@
 // clinics and a cloud replica, each an embedded SQLite database in a
 // temporary directory. The clinics edit one patient's chart while offline,
 // sync through the cloud, and both then show the same chart with the
-// conflicting doses and the alerts a clinician must see. Finally every
-// replica is closed and reopened, and everything is still there.
+// conflicting doses and the alerts a clinician must see. Lwanda registers
+// the same woman again offline; the duplicate is detected and merged, and
+// the merge reaches Kamuga. Finally every replica is closed and reopened,
+// and everything is still there.
 //
 //	go run ./examples/quickstart [-keep]
 package main
@@ -125,6 +127,17 @@ func run(ctx context.Context, keep bool) error {
 		return err
 	}
 	fmt.Printf("   %-14s registered Otieno Odhiambo (%s)\n", "Lwanda clinic:", other[:8])
+	// Wanjiru comes to Lwanda without her card; the clerk, offline,
+	// cannot see Kamuga's chart and registers her again.
+	dup, err := lwanda.r.Register(ctx, nurse, record.Register{GivenName: "Wanjeru", FamilyName: "Mwangi", Sex: "female",
+		EstimatedBirthYear: 1988, Village: "Kamuga", Phone: "0712 345678", HomeClinic: "lwanda-health-centre"})
+	if err != nil {
+		return err
+	}
+	if _, err := lwanda.r.Edit(ctx, dup, nurse, record.AddEncounter{Complaint: "headache", Vitals: record.Vitals{BPSystolic: 150, BPDiastolic: 95}}); err != nil {
+		return err
+	}
+	fmt.Printf("   %-14s registered Wanjeru Mwangi again (%s), a duplicate, and recorded a visit\n", "Lwanda clinic:", dup[:8])
 
 	step("4. Signal returns: each clinic syncs with the cloud")
 	for _, s := range []*site{kamuga, lwanda, kamuga} {
@@ -173,7 +186,39 @@ func run(ctx context.Context, keep bool) error {
 		fmt.Printf("   ! %s\n", a.Message)
 	}
 
-	step("7. Every replica is closed and reopened from disk")
+	step("7. Dr Mutua finds the duplicate and merges it into Wanjiru's chart; the merge reaches Kamuga")
+	dups, err := lwanda.r.DuplicatesOf(ctx, dup)
+	if err != nil {
+		return err
+	}
+	if len(dups) == 0 || dups[0].ChartID != id {
+		return errors.New("the duplicate was not detected: please report this as a bug")
+	}
+	var reasons []string
+	for _, e := range dups[0].Evidence {
+		reasons = append(reasons, string(e.Reason))
+	}
+	fmt.Printf("   Lwanda: chart %s may be the same patient as %s (score %.2f: %s)\n", dup[:8], id[:8], dups[0].Score, strings.Join(reasons, ", "))
+	if err := lwanda.r.Merge(ctx, dup, id, doctor, "registered twice: same phone, name and birth year"); err != nil {
+		return err
+	}
+	for _, s := range []*site{lwanda, kamuga} {
+		if err := syncPair(ctx, s, cloud); err != nil {
+			return err
+		}
+	}
+	vm, err := kamuga.r.Chart(ctx, dup)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("   Kamuga reads chart %s and is shown Wanjiru's chart %s: %d encounters (the Lwanda visit among them), merged from %d chart\n",
+		dup[:8], vm.ChartID[:8], len(vm.Encounters), len(vm.Absorbed))
+	if vm.ChartID != id {
+		return errors.New("the merge did not reach Kamuga: please report this as a bug")
+	}
+	vk = vm
+
+	step("8. Every replica is closed and reopened from disk")
 	for _, s := range sites {
 		if err := s.r.Close(); err != nil {
 			return err
