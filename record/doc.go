@@ -189,13 +189,13 @@
 // allergies" belongs to the allergies; an encounter's vitals and note to
 // the encounters.
 //
-//	role                     demographics allergies diagnoses prescriptions lab-results encounters referrals
-//	clinician                     yes        yes       yes         yes          yes         yes        yes
-//	nurse                         yes        yes        -          yes          yes         yes        yes
-//	lab-technician                 -          -         -           -           yes          -          -
-//	registration-clerk            yes         -         -           -            -           -         yes
-//	community-health-worker       yes        yes        -           -            -          yes         -
-//	administrator                 yes         -         -           -            -           -         yes
+//	role                     demographics allergies diagnoses prescriptions lab-results encounters referrals merges
+//	clinician                     yes        yes       yes         yes          yes         yes        yes     yes
+//	nurse                         yes        yes        -          yes          yes         yes        yes      -
+//	lab-technician                 -          -         -           -           yes          -          -       -
+//	registration-clerk            yes         -         -           -            -           -         yes      -
+//	community-health-worker       yes        yes        -           -            -          yes         -       -
+//	administrator                 yes         -         -           -            -           -         yes     yes
 //
 // Why: a diagnosis is a clinician's call; a nurse in a rural clinic
 // prescribes under standing orders, runs point-of-care tests and refers.
@@ -235,6 +235,34 @@
 // CheckChange judges a chart change. ReadPolicy.Redact gives the view a
 // role may read: no word of a hidden section, in the lists, conflicts,
 // alerts or history, and View.Hidden says what was left out.
+//
+// # Merging duplicate charts
+//
+// One patient registered twice (at two clinics, offline) has two charts;
+// a clinician or an administrator (the merges section) merges chart B
+// into chart A. Both documents keep their entries and histories: a merge
+// only writes, in B, its forwarding pointer (MergeInto: the patient's
+// merged_into field, a write like any other) and, in A, a merge entry
+// naming B (Absorb; Release and Unmerge undo them). Package replica's
+// Merge writes both, with referrals so that each chart is shared with
+// the other's clinics. Which charts are shown together is decided by the
+// pointers alone (Survivor): A's view is A with the entries of every
+// chart whose pointers lead to it (Combine), so an edit made offline to
+// B after the merge is in B's document and shown with A; A's merge
+// entries only say where to look. Concurrent merges resolve the same way
+// on every replica:
+//   - B into A and B into C: B's pointer is an ordinary field conflict,
+//     shown by the usual rule (the latest write), listed in Conflicts and
+//     raising a merge-conflict alert in both survivors' views until a
+//     merge or unmerge settles it;
+//   - A into B and B into A: a cycle, whose survivor is the chart with
+//     the smallest ID (a merge-conflict alert says so);
+//   - a merge entry whose chart forwards elsewhere raises the alert too.
+//
+// Combine works out alerts over all the charts shown (an allergy recorded
+// in one against a prescription in the other). The pointer is checked
+// like any field (a chart ID); a change pointing a chart at itself is
+// harmless (a cycle of one).
 //
 // # Scope
 //

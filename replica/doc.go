@@ -125,6 +125,30 @@
 // names, village and national ID; Reindex, called once after such an
 // upgrade, adds phones and identifiers.
 //
+// # Merging duplicate charts
+//
+// Merge merges chart B into chart A (a duplicate found by Duplicates or
+// DuplicatesOf) as one durable write of both charts' changes: B's
+// forwarding pointer, A's merge entry, and referrals so that each chart
+// is in the other's clinics' scope (a merge of charts of two clinics
+// makes the survivor visible to both). It needs a role permitted the
+// merges section, both charts in a device's clinic scope, and is logged;
+// the changes are signed and checked on receipt like any other. Unmerge
+// undoes it. Chart, Edit and Preview follow the pointers (record.Survivor;
+// charts merged into each other concurrently resolve to the smallest
+// ID): Chart returns the survivor's view with every chart merged into it
+// (record.Combine), and an edit of an entry of B is written to B's
+// document, a new entry to A's. OwnChart reads one chart's own document.
+// A chart's index entry carries its pointer among its search keys, so
+// Search returns the survivor of a merged chart without loading it, once;
+// duplicate candidates leave merged charts out. Merges and unmerges
+// appear in both charts' history. Caveats: a merge entry in a chart this
+// replica may not write (another clinic's) is not released by a merge
+// settled here, and its view keeps a merge-conflict alert until a replica
+// that may write it settles it; a chart merged while its survivor's
+// changes have not arrived is shown alone (with the chain it was read
+// through) until they do.
+//
 // # Clinic scope
 //
 // A cloud serves many clinics, and a clinic's devices may hold only the
