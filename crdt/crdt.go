@@ -843,12 +843,20 @@ func (d *Doc) Edit(message string, at time.Time, fn func(tx *Tx) error) (ch Chan
 	if d.hist != nil {
 		m = d.hist.mark()
 	}
-	tx := &Tx{d: d.am}
+	if d.hist == nil && d.lazy == nil {
+		// Tx.Change may need the history, which then could be read
+		// only through Automerge, whose save would commit the
+		// transaction's operations half-made: read it now.
+		if err := d.ensureHistory(); err != nil {
+			return Change{}, fmt.Errorf("edit: %w", err)
+		}
+	}
+	tx := &Tx{d: d.am, doc: d}
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("edit: %v", r)
 		}
-		tx.d = nil
+		tx.d, tx.doc = nil, nil
 		if err != nil {
 			if d.hist != nil {
 				d.hist.undo(m)
@@ -878,6 +886,9 @@ func (d *Doc) Edit(message string, at time.Time, fn func(tx *Tx) error) (ch Chan
 	}
 	if ch, err = fromAM(amc); err != nil {
 		return Change{}, fmt.Errorf("edit: read back change: %w", err)
+	}
+	if tx.seq != 0 && (ch.Seq != tx.seq || ch.Actor != d.actor) {
+		return Change{}, fmt.Errorf("edit: the change is %s's %d, not the %d Tx.Change told", ch.Actor, ch.Seq, tx.seq)
 	}
 	if d.hist != nil {
 		// Automerge's own change, judged as any other: the document never

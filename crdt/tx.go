@@ -18,6 +18,28 @@ var ErrWrongType = errors.New("crdt: wrong type at path")
 type Tx struct {
 	d     *automerge.Doc
 	wrote bool
+
+	doc *Doc   // the document edited; its lock is held
+	seq uint64 // the change's sequence number, once Change has told it
+}
+
+// Change returns the actor and the sequence number of the change the
+// transaction makes. The pair names the change uniquely in the
+// document (Automerge refuses a second change with an actor's sequence
+// number), so keys built from it are keys no other change writes.
+func (tx *Tx) Change() (actor string, seq uint64, err error) {
+	if tx.doc == nil {
+		return "", 0, errors.New("crdt: transaction used after its Edit returned")
+	}
+	if tx.seq == 0 {
+		// A fork's history is built from its changes' bytes, without
+		// Automerge, so the operations written so far are untouched.
+		if err := tx.doc.ensureHistory(); err != nil {
+			return "", 0, err
+		}
+		tx.seq = tx.doc.hist.next(tx.doc.actor)
+	}
+	return tx.doc.actor, tx.seq, nil
 }
 
 func lookupMap(d *automerge.Doc, path []string) (*automerge.Map, error) {

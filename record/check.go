@@ -170,7 +170,7 @@ func CheckChange(doc *crdt.Doc, ch crdt.Change) (Touched, error) {
 			}
 		}
 	}
-	j := newJudge(ch.Hash, chartID, &t, func(e string) (string, bool) {
+	j := newJudge(ch, chartID, &t, func(e string) (string, bool) {
 		if x := bs.entries[e]; x != nil {
 			return x.kind, true
 		}
@@ -212,6 +212,8 @@ func CheckChange(doc *crdt.Doc, ch crdt.Change) (Touched, error) {
 // it accepts.
 type judge struct {
 	hash    crdt.Hash
+	actor   string // the change's author actor and sequence number
+	seq     uint64
 	chartID string
 	t       *Touched
 	kindOf  func(entry string) (string, bool) // kinds of the entries before the change
@@ -219,8 +221,8 @@ type judge struct {
 	kinds   map[string]string                 // kinds the change's writes give entries
 }
 
-func newJudge(hash crdt.Hash, chartID string, t *Touched, kindOf func(string) (string, bool), known func(string) *write) *judge {
-	return &judge{hash: hash, chartID: chartID, t: t, kindOf: kindOf, known: known, kinds: map[string]string{}}
+func newJudge(ch crdt.Change, chartID string, t *Touched, kindOf func(string) (string, bool), known func(string) *write) *judge {
+	return &judge{hash: ch.Hash, actor: ch.Actor, seq: ch.Seq, chartID: chartID, t: t, kindOf: kindOf, known: known, kinds: map[string]string{}}
 }
 
 // kind returns the kind of an entry, counting the writes judged so far.
@@ -234,6 +236,9 @@ func (j *judge) kind(entry string) (string, bool) {
 // write judges a write the change adds under ID id, whose JSON is js,
 // and returns it parsed (with its ID).
 func (j *judge) write(id, js string) (*write, error) {
+	if !boundKey(id, j.actor, j.seq) {
+		return nil, invalid("w", "change %s (%s's %d) adds a write under %q, another change's ID", j.hash, j.actor, j.seq, id)
+	}
 	w := &write{}
 	if err := json.Unmarshal([]byte(js), w); err != nil || !knownKind(w.Kind) || w.Entry == "" || w.Field == "" {
 		return nil, invalid("w", "change %s adds an unreadable write %s", j.hash, id)

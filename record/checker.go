@@ -346,7 +346,7 @@ func (c *Checker) fast(ch crdt.Change) (Touched, bool) {
 	}
 
 	// The rules CheckChange applies, in its order.
-	j := newJudge(ch.Hash, c.st.chartID, &t, c.kindOf, func(id string) *write { return c.st.byID[id] })
+	j := newJudge(ch, c.st.chartID, &t, c.kindOf, func(id string) *write { return c.st.byID[id] })
 	ws := make([]*write, 0, len(e.writes))
 	for _, k := range slices.Sorted(maps.Keys(e.writes)) {
 		w, err := j.write(k, e.writes[k])

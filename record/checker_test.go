@@ -295,6 +295,25 @@ func TestCheckerAgreesOnForgedChanges(t *testing.T) {
 				}
 			})
 		}},
+		{"adds a write under another device's key", func() crdt.Change {
+			return craft(t, f.chart, messageBy(doctor, "x"), putKeyed(func(actor string, seq uint64) string {
+				return fmt.Sprintf("%s.%d.0", crdt.NewActorID(), seq)
+			}, writeBy(doctor, record.KindDiagnosis, uuid.NewString(), "text", "Asthma")))
+		}},
+		{"adds a write under its author's key of a later change", func() crdt.Change {
+			return craft(t, f.chart, messageBy(doctor, "x"), putKeyed(func(actor string, seq uint64) string {
+				return fmt.Sprintf("%s.%d.0", actor, seq+1)
+			}, writeBy(doctor, record.KindDiagnosis, uuid.NewString(), "text", "Asthma")))
+		}},
+		{"adds a write under its own key with a padded index", func() crdt.Change {
+			return craft(t, f.chart, messageBy(doctor, "x"), putKeyed(func(actor string, seq uint64) string {
+				return fmt.Sprintf("%s.%d.01", actor, seq)
+			}, writeBy(doctor, record.KindDiagnosis, uuid.NewString(), "text", "Asthma")))
+		}},
+		{"adds a write under a dotted key that names no change", func() crdt.Change {
+			return craft(t, f.chart, messageBy(doctor, "x"), putKeyed(func(string, uint64) string { return "w.1" },
+				writeBy(doctor, record.KindDiagnosis, uuid.NewString(), "text", "Asthma")))
+		}},
 		{"rewrites a write with the same key twice", func() crdt.Change {
 			return craft(t, f.chart, messageBy(doctor, "x"), func(tx *crdt.Tx) error {
 				id := uuid.NewString()
@@ -330,6 +349,11 @@ func TestCheckerAgreesOnForgedChanges(t *testing.T) {
 		{"a lab technician's note edit that leaves the text as it was", func() crdt.Change {
 			return craft(t, f.chart, messageBy(labTech, "x"), labNote)
 		}, nil},
+		{"a write under its own change's key", func() crdt.Change {
+			return craft(t, f.chart, messageBy(nurse, "x"), putKeyed(func(actor string, seq uint64) string {
+				return fmt.Sprintf("%s.%d.7", actor, seq)
+			}, writeBy(nurse, record.KindAllergy, uuid.NewString(), "substance", "Sulfa")))
+		}, []record.Section{record.SectionAllergies}},
 		{"two writes in one change", func() crdt.Change {
 			return craft(t, f.chart, messageBy(nurse, "x"), putWrites(
 				writeBy(nurse, record.KindAllergy, uuid.NewString(), "substance", "Sulfa"),
@@ -356,6 +380,7 @@ var forgeKinds = []string{
 	"rewrite-write", "same-rewrite", "delete-write", "replace-container", "other-author", "missing-object",
 	"unknown-pred", "forbidden-role", "note-for-nothing", "noop-note-edit", "note-as-string", "identity",
 	"root-key", "valid-allergy", "wrong-supersedes", "double-put", "bad-identifier", "valid-identifier",
+	"foreign-key", "own-key",
 }
 
 // drawForged draws a hostile change on d, a device's copy of a chart
@@ -459,6 +484,23 @@ func drawForged(t *rapid.T, d *crdt.Doc, v record.View, kind string) *crdt.Chang
 			v = rapid.SampledFrom([]string{"aadhaar|234123412346", "phone|+254700000001", "urn:x|a b"}).Draw(t, "identifier")
 		}
 		return edit(putWrites(writeBy(by, record.KindIdentifier, uuid.NewString(), "identifier", v)))
+	case "foreign-key", "own-key":
+		return edit(func(tx *crdt.Tx) error {
+			actor, seq, err := tx.Change()
+			if err != nil {
+				return err
+			}
+			k := fmt.Sprintf("%s.%d.%d", actor, seq, rapid.IntRange(0, 20).Draw(t, "index"))
+			if kind == "foreign-key" {
+				k = rapid.SampledFrom([]string{
+					fmt.Sprintf("%s.%d.0", d.Actor(), seq),
+					fmt.Sprintf("%s.%d.0", actor, seq+uint64(rapid.IntRange(1, 3).Draw(t, "ahead"))),
+					fmt.Sprintf("%s.%d.00", actor, seq),
+					fmt.Sprintf("%s.%d", actor, seq),
+				}).Draw(t, "foreign key")
+			}
+			return tx.Put([]string{"w"}, k, newWrite(by))
+		})
 	case "double-put":
 		return edit(func(tx *crdt.Tx) error {
 			k := uuid.NewString()

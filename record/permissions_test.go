@@ -227,6 +227,21 @@ func putWrites(ws ...storedWrite) func(tx *crdt.Tx) error {
 	}
 }
 
+// putKeyed puts w under the key key returns for the change being made.
+func putKeyed(key func(actor string, seq uint64) string, w storedWrite) func(tx *crdt.Tx) error {
+	return func(tx *crdt.Tx) error {
+		actor, seq, err := tx.Change()
+		if err != nil {
+			return err
+		}
+		b, err := json.Marshal(w)
+		if err != nil {
+			return err
+		}
+		return tx.Put([]string{"w"}, key(actor, seq), string(b))
+	}
+}
+
 // writeIDs returns the IDs of the stored writes of one field of an entry.
 func writeIDs(t tb, c *record.Chart, entry, field string) []string {
 	t.Helper()

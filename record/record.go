@@ -256,7 +256,11 @@ func (pl *plan) message(by Author, at time.Time) string {
 
 // write puts the plan's writes into the document.
 func (pl *plan) write(tx *crdt.Tx, s *state, by Author, at time.Time) error {
-	for _, st := range pl.sets {
+	actor, seq, err := tx.Change()
+	if err != nil {
+		return err
+	}
+	for i, st := range pl.sets {
 		w := write{
 			Kind: st.kind, Entry: st.entry, Field: st.field, Value: st.value,
 			Supersedes: s.supersedes(st.entry, st.field),
@@ -266,7 +270,7 @@ func (pl *plan) write(tx *crdt.Tx, s *state, by Author, at time.Time) error {
 		if err != nil {
 			return err
 		}
-		id := newID()
+		id := writeKey(actor, seq, i)
 		if err := tx.Put(pathW, id, string(b)); err != nil {
 			return err
 		}
