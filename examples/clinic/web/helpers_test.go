@@ -67,11 +67,13 @@ func author(role record.Role) record.Author {
 // them all the same.
 var lightParams = login.Params{Memory: 64, Time: 1, Threads: 1}
 
-func newFixture(t testing.TB) *fixture {
+// newFixture makes the fixture; opts change the server's Config first.
+func newFixture(t testing.TB, opts ...func(*Config)) *fixture {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
-	r, err := replica.Open(ctx, filepath.Join(dir, "replica.db"), replica.Config{Clinic: testClinic})
+	c := &clock{t: time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)}
+	r, err := replica.Open(ctx, filepath.Join(dir, "replica.db"), replica.Config{Clinic: testClinic, Now: c.now})
 	require.NoError(t, err)
 	t.Cleanup(func() { r.Close() })
 	admin := author(record.RoleAdministrator)
@@ -81,11 +83,14 @@ func newFixture(t testing.TB) *fixture {
 		_, err = r.UpdateUser(ctx, testClinic, admin, record.UserUpdate{UserID: userID(role), Name: "Test " + string(role), Role: role, PasswordHash: h})
 		require.NoError(t, err)
 	}
-	c := &clock{t: time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)}
 	g, err := login.OpenGuard(filepath.Join(dir, "login-guard.json"), login.Policy{DecoyParams: lightParams}, c.now)
 	require.NoError(t, err)
 	f := &fixture{t: t, r: r, clock: c, sync: newFakeSyncer()}
-	f.srv, err = New(Config{Replica: r, Clinic: testClinic, Device: testDevice, Guard: g, Now: c.now, Sync: f.sync, Location: time.UTC})
+	cfg := Config{Replica: r, Clinic: testClinic, Device: testDevice, Guard: g, Now: c.now, Sync: f.sync, Location: time.UTC}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	f.srv, err = New(cfg)
 	require.NoError(t, err)
 	t.Cleanup(func() { f.srv.Close() })
 	f.ts = httptest.NewServer(f.srv)
@@ -196,6 +201,7 @@ type fakeSyncer struct {
 	err    error
 	gate   chan struct{}
 	sent   chan struct{} // if set, told when a gated sync has reported its first phase
+	during func()        // if set, called as the sync receives (to write what it brings)
 	status SyncStatus
 	hand   []string // hand carries: kind and folder
 }
@@ -228,6 +234,9 @@ func (s *fakeSyncer) Sync(ctx context.Context, progress func(SyncProgress)) (Syn
 	}
 	if err != nil {
 		return SyncResult{}, err
+	}
+	if s.during != nil {
+		s.during()
 	}
 	progress(SyncProgress{Phase: PhaseDone, Round: 1})
 	return SyncResult{Sent: 1, Received: 3, Charts: 2, Bytes: 2048, RoundTrips: 1, Duration: 300 * time.Millisecond}, nil
