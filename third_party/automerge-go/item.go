@@ -357,3 +357,15 @@ func toByteSpanStr(s string) (C.AMbyteSpan, func()) {
 func fromByteSpanStr(bs C.AMbyteSpan) string {
 	return string(fromByteSpan(bs))
 }
+
+// ptrOrUnlock returns the object ID to hand to C, or, once the result
+// the ID was read from has been freed (Value.Free), calls unlock and
+// panics with ErrFreed instead of handing C a dangling pointer.
+// (chartsync patch)
+func ptrOrUnlock(o *objID, unlock func()) *C.AMobjId {
+	if o.item != nil && o.item.result != nil && o.item.result.cResult == nil {
+		unlock()
+		panic(ErrFreed)
+	}
+	return o.cObjID
+}

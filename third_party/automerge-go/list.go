@@ -24,7 +24,8 @@ func NewList() *List {
 
 func (l *List) lock() (*C.AMdoc, *C.AMobjId, func()) {
 	cDoc, unlock := l.doc.lock()
-	return cDoc, l.objID.cObjID, func() {
+	cObj := ptrOrUnlock(l.objID, unlock) // (chartsync patch)
+	return cDoc, cObj, func() {
 		runtime.KeepAlive(l)
 		unlock()
 	}

@@ -25,7 +25,8 @@ func NewMap() *Map {
 
 func (m *Map) lock() (*C.AMdoc, *C.AMobjId, func()) {
 	cDoc, unlock := m.doc.lock()
-	return cDoc, m.objID.cObjID, func() {
+	cObj := ptrOrUnlock(m.objID, unlock) // (chartsync patch)
+	return cDoc, cObj, func() {
 		runtime.KeepAlive(m)
 		unlock()
 	}
@@ -268,9 +269,13 @@ func (m *Map) Values() (map[string]*Value, error) {
 	cDoc, cObj, unlock := m.lock()
 	defer unlock()
 
-	items, err := wrap(C.AMmapRange(cDoc, cObj, C.AMstr(nil), C.AMstr(nil), nil)).items()
+	r := wrap(C.AMmapRange(cDoc, cObj, C.AMstr(nil), C.AMstr(nil), nil))
+	items, err := r.items()
 	if err != nil {
 		return nil, err
+	}
+	if len(items) == 0 {
+		r.free() // no Value points into it (chartsync patch)
 	}
 
 	ret := map[string]*Value{}
@@ -288,8 +293,9 @@ func (m *Map) Keys() ([]string, error) {
 		return nil, err
 	}
 	keys := []string{}
-	for k := range v {
+	for k, val := range v {
 		keys = append(keys, k)
+		val.Free() // the keys are copies: nothing of the result is kept (chartsync patch)
 	}
 	return keys, nil
 }

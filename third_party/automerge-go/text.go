@@ -38,7 +38,7 @@ type Text struct {
 
 func (t *Text) lock() (*C.AMdoc, *C.AMobjId, func()) {
 	cDoc, unlock := t.doc.lock()
-	return cDoc, t.objID.cObjID, unlock
+	return cDoc, ptrOrUnlock(t.objID, unlock), unlock // (chartsync patch)
 }
 
 // NewText returns a detached Text with the given starting value.

@@ -61,6 +61,21 @@ func newValue(i *item, d *Doc) *Value {
 	return v
 }
 
+// Free releases the C memory of the result v was read from now, rather
+// than when the garbage collector finds it unreachable and its finalizer
+// runs. Every Value read by the same call shares that result (all the
+// values of one Map.Values or List.Values) and is released with it. The
+// scalar a Value holds (a string, bytes, a number) is a Go copy and stays
+// usable; a Map, List, Text or Counter taken from it must not be used
+// afterwards: its methods panic with ErrFreed. Free is safe to call more
+// than once, on any of the values that share a result. (chartsync patch)
+func (v *Value) Free() {
+	if v == nil || v.item == nil {
+		return
+	}
+	v.item.result.free()
+}
+
 func newValueInMap(i *item, m *Map, key string) *Value {
 	v := newValue(i, m.doc)
 	if c, ok := v.val.(*Counter); ok {
