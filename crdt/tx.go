@@ -42,10 +42,16 @@ func (tx *Tx) Change() (actor string, seq uint64, err error) {
 	return tx.doc.actor, tx.seq, nil
 }
 
-func lookupMap(d *automerge.Doc, path []string) (*automerge.Map, error) {
+// lookupMap returns the map at path, noting in rs (if not nil) each value
+// read on the way, which the map points into: rs must not be released
+// while the map is used.
+func lookupMap(d *automerge.Doc, path []string, rs *reads) (*automerge.Map, error) {
 	m := d.RootMap()
 	for i, seg := range path {
 		v, err := m.Get(seg)
+		if err == nil {
+			rs.keep(v)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("path %q: %v: %w", path[:i+1], err, ErrMalformed)
 		}
@@ -65,7 +71,7 @@ func (tx *Tx) mapAt(path []string) (*automerge.Map, error) {
 	if tx.d == nil {
 		return nil, errors.New("crdt: transaction used after its edit returned")
 	}
-	return lookupMap(tx.d, path)
+	return lookupMap(tx.d, path, nil)
 }
 
 // PutMap creates an empty map at key in the map at path, if none is there.
@@ -176,7 +182,9 @@ func (d *Doc) Strings(path ...string) (out map[string]string, err error) {
 	if d.am == nil {
 		return nil, fmt.Errorf("read %q: %w", path, ErrClosed)
 	}
-	m, err := lookupMap(d.am, path)
+	var rs reads
+	defer rs.release()
+	m, err := lookupMap(d.am, path, &rs)
 	if err != nil {
 		return nil, err
 	}
@@ -184,6 +192,7 @@ func (d *Doc) Strings(path ...string) (out map[string]string, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("read %q: %v: %w", path, err, ErrMalformed)
 	}
+	rs.keepAll(vals)
 	out = make(map[string]string, len(vals))
 	for k, v := range vals {
 		if v.Kind() == automerge.KindStr {
@@ -203,7 +212,9 @@ func (d *Doc) IsMap(path ...string) (err error) {
 	if d.am == nil {
 		return fmt.Errorf("read %q: %w", path, ErrClosed)
 	}
-	_, err = lookupMap(d.am, path)
+	var rs reads
+	defer rs.release()
+	_, err = lookupMap(d.am, path, &rs)
 	return err
 }
 
@@ -215,7 +226,9 @@ func (d *Doc) Keys(path ...string) (keys []string, err error) {
 	if d.am == nil {
 		return nil, fmt.Errorf("keys of %q: %w", path, ErrClosed)
 	}
-	m, err := lookupMap(d.am, path)
+	var rs reads
+	defer rs.release()
+	m, err := lookupMap(d.am, path, &rs)
 	if err != nil {
 		return nil, err
 	}
@@ -235,7 +248,9 @@ func (d *Doc) String(path []string, key string) (s string, err error) {
 	if d.am == nil {
 		return "", fmt.Errorf("read %q: %w", path, ErrClosed)
 	}
-	v, err := d.value(path, key)
+	var rs reads
+	defer rs.release()
+	v, err := d.value(path, key, &rs)
 	if err != nil {
 		return "", err
 	}
@@ -254,7 +269,9 @@ func (d *Doc) Text(path []string, key string) (s string, err error) {
 	if d.am == nil {
 		return "", fmt.Errorf("read text %q: %w", key, ErrClosed)
 	}
-	v, err := d.value(path, key)
+	var rs reads
+	defer rs.release()
+	v, err := d.value(path, key, &rs)
 	if err != nil {
 		return "", err
 	}
@@ -268,8 +285,10 @@ func (d *Doc) Text(path []string, key string) (s string, err error) {
 	return s, nil
 }
 
-func (d *Doc) value(path []string, key string) (*automerge.Value, error) {
-	m, err := lookupMap(d.am, path)
+// value reads the value at key of the map at path, noting in rs what it
+// read (the value among it).
+func (d *Doc) value(path []string, key string, rs *reads) (*automerge.Value, error) {
+	m, err := lookupMap(d.am, path, rs)
 	if err != nil {
 		return nil, err
 	}
@@ -277,6 +296,7 @@ func (d *Doc) value(path []string, key string) (*automerge.Value, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read %q: %v: %w", key, err, ErrMalformed)
 	}
+	rs.keep(v)
 	if v.Kind() == automerge.KindVoid {
 		return nil, fmt.Errorf("read %q: %w", key, ErrNotFound)
 	}
