@@ -30,7 +30,9 @@ type app struct {
 	raw io.Reader     // the input as given, to tell a terminal
 	out io.Writer
 	log io.Writer // warnings (standard error)
-	r   *replica.Replica
+	// terminal is set when out is a terminal: progress is drawn only then.
+	terminal bool
+	r        *replica.Replica
 	// lock is the data directory's, held while the replica is open: two
 	// copies of the app on one directory would write as one actor.
 	lock *dirlock.Lock
@@ -208,7 +210,7 @@ func (a *app) chart(ctx context.Context, ref string) (string, error) {
 	case 1:
 		return found[0], nil
 	}
-	return "", fmt.Errorf("%d charts start with %q: give more characters of the ID", len(found), ref)
+	return "", fmt.Errorf("%s start with %q: give more characters of the ID", plural(len(found), "chart", "charts"), ref)
 }
 
 // view reads the chart named by the single argument of a command, as the
@@ -258,7 +260,7 @@ func entry(v record.View, ref string) (string, error) {
 	case 1:
 		return found[0], nil
 	}
-	return "", fmt.Errorf("%d entries start with %q: give more characters", len(found), ref)
+	return "", fmt.Errorf("%s start with %q: give more characters", plural(len(found), "entry", "entries"), ref)
 }
 
 // explain turns an error into what a person should do next.
@@ -303,10 +305,10 @@ func explain(err error) string {
 				may = append(may, string(r))
 			}
 		}
-		return fmt.Sprintf("you are logged in as a %s, who may not change a patient's %s. Ask someone who may (%s) to do it, logged in as themselves.",
-			fe.Role, fe.Section, strings.Join(may, ", "))
+		return fmt.Sprintf("you are logged in as %s %s, who may not change a patient's %s. Ask someone who may (%s) to do it, logged in as themselves.",
+			article(string(fe.Role)), fe.Role, fe.Section, strings.Join(may, ", "))
 	case errors.As(err, &ve):
-		return fmt.Sprintf("%s %s. Correct it and run the command again.", strings.ReplaceAll(ve.Field, "_", " "), ve.Reason)
+		return explainInvalid(ve.Field, ve.Reason) + " Correct it and run the command again."
 	case errors.Is(err, record.ErrTransition):
 		return err.Error() + ". \"clinic show CHART\" shows each entry's status."
 	case errors.Is(err, replica.ErrOutOfScope):
@@ -315,6 +317,14 @@ func explain(err error) string {
 		return err.Error() + ". \"clinic find\" lists charts and \"clinic show CHART\" lists entries."
 	}
 	return err.Error()
+}
+
+// article is "a" or "an", as the word w takes.
+func article(w string) string {
+	if w != "" && strings.ContainsRune("aeiouAEIOU", rune(w[0])) {
+		return "an"
+	}
+	return "a"
 }
 
 func readJSON(path string, v any) error {

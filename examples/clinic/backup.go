@@ -369,8 +369,8 @@ func restore(ctx context.Context, a *app, in, name string) (err error) {
 	if err := writeJSON(a.path("device.json"), deviceConfig{Clinic: old.Clinic, Device: name, Cloud: old.Cloud, Created: time.Now().UTC()}); err != nil {
 		return err
 	}
-	fmt.Fprintf(a.out, "Restored %d charts from %s (a backup of device %s of clinic %s) as a new device %s, replica %s, in %s.\n",
-		len(charts), in, old.Device, old.Clinic, name, keys.ReplicaID(), a.dir)
+	fmt.Fprintf(a.out, "Restored %s from %s (a backup of device %s of clinic %s) as a new device %s, replica %s, in %s.\n",
+		plural(len(charts), "chart", "charts"), in, old.Device, old.Clinic, name, keys.ReplicaID(), a.dir)
 	fmt.Fprintf(a.out, "Device key fingerprint: %s\n", device.Fingerprint(keys.Public().SignKey))
 	fmt.Fprintf(a.out, "It is a new device: it must be enrolled before it syncs. Give %s to the administrator (cloud enrol -request), "+
 		"then run clinic connect -credential FILE and clinic sync: the cloud sends it every change made since the backup.\n", a.path(requestFile))

@@ -29,14 +29,14 @@ func chartOp(name, args, help string, flags func(fs *flag.FlagSet), build func(v
 // entryRef resolves the single entry reference of a command.
 func entryRef(v record.View, refs []string, what string) (string, error) {
 	if len(refs) != 1 {
-		return "", usagef("give the chart and then the %s (its first characters are enough)", what)
+		return "", usagef("give the chart and then the %s (the first characters of their IDs are enough)", what)
 	}
 	return entry(v, refs[0])
 }
 
 func noRefs(refs []string) error {
 	if len(refs) != 0 {
-		return usagef("unexpected arguments %q (flags go before the chart ID)", refs)
+		return usagef("unexpected arguments %q: give the chart ID, and flags as -name VALUE", refs)
 	}
 	return nil
 }
@@ -45,7 +45,7 @@ func clinicalCommands() {
 	var al record.AddAllergy
 	chartOp("allergy", "[flags] CHART", "Record an allergy.", func(fs *flag.FlagSet) {
 		fs.StringVar(&al.Substance, "substance", "", "what the patient reacts to (required)")
-		fs.StringVar(&al.Severity, "severity", "", "mild, moderate, severe or life-threatening (required)")
+		codeVar(fs, &al.Severity, "severity", "", "mild, moderate, severe or life-threatening (required)", severityCodes)
 		fs.StringVar(&al.Reaction, "reaction", "", "what happens")
 	}, func(v record.View, refs []string) (record.Op, error) { return al, noRefs(refs) })
 
@@ -54,22 +54,107 @@ func clinicalCommands() {
 			return record.RecordNoKnownAllergies{}, noRefs(refs)
 		})
 
+	// The update commands change only what their flags give: the flag
+	// set is kept to tell which flags the command line gave.
+	var demoFlags, allergyFlags *flag.FlagSet
+	var demo struct {
+		given, family, sex, born, village, address, phone, nationalID, guardian, homeClinic string
+		bornYear                                                                            int
+	}
+	chartOp("edit-patient", "CHART [-given NAME] [-family NAME] [-sex SEX] [-born YYYY-MM-DD | -born-year YYYY] [flags]",
+		"Correct a patient's details; only the flags given are changed (an empty value clears a detail).", func(fs *flag.FlagSet) {
+			demoFlags = fs
+			fs.StringVar(&demo.given, "given", "", "given name")
+			fs.StringVar(&demo.family, "family", "", "family name")
+			codeVar(fs, &demo.sex, "sex", "", "female, male, other or unknown", sexCodes)
+			fs.StringVar(&demo.born, "born", "", "birth date, YYYY-MM-DD")
+			fs.IntVar(&demo.bornYear, "born-year", 0, "estimated birth year, when the date is not known (0 clears it)")
+			fs.StringVar(&demo.village, "village", "", "village")
+			fs.StringVar(&demo.address, "address", "", "address or directions")
+			fs.StringVar(&demo.phone, "phone", "", "phone number")
+			fs.StringVar(&demo.nationalID, "national-id", "", "national health ID")
+			fs.StringVar(&demo.guardian, "guardian", "", "guardian or next of kin")
+			fs.StringVar(&demo.homeClinic, "home-clinic", "", "home clinic")
+		}, func(v record.View, refs []string) (record.Op, error) {
+			if err := noRefs(refs); err != nil {
+				return nil, err
+			}
+			var u record.UpdateDemographics
+			for _, f := range []struct {
+				name string
+				dst  **string
+				v    string
+			}{
+				{"given", &u.GivenName, demo.given}, {"family", &u.FamilyName, demo.family}, {"sex", &u.Sex, demo.sex},
+				{"born", &u.BirthDate, demo.born}, {"village", &u.Village, demo.village}, {"address", &u.Address, demo.address},
+				{"phone", &u.Phone, demo.phone}, {"national-id", &u.NationalID, demo.nationalID},
+				{"guardian", &u.Guardian, demo.guardian}, {"home-clinic", &u.HomeClinic, demo.homeClinic},
+			} {
+				if given(demoFlags, f.name) {
+					*f.dst = record.Ptr(f.v)
+				}
+			}
+			if given(demoFlags, "born-year") {
+				u.EstimatedBirthYear = record.Ptr(demo.bornYear)
+			}
+			if u == (record.UpdateDemographics{}) {
+				return nil, usagef("say what to change, e.g. -phone 0712345678 or -born 1988-04-02")
+			}
+			return u, nil
+		})
+
+	var ua record.UpdateAllergy
+	var uaReaction, uaSeverity, uaStatus string
+	chartOp("update-allergy", "CHART ALLERGY [-severity S] [-reaction TEXT] [-status STATUS] [-reason TEXT]",
+		"Change an allergy's severity, reaction or status (active, inactive, resolved); \"clinic error\" for one recorded by mistake.", func(fs *flag.FlagSet) {
+			allergyFlags = fs
+			codeVar(fs, &uaSeverity, "severity", "", "mild, moderate, severe or life-threatening", severityCodes)
+			fs.StringVar(&uaReaction, "reaction", "", "what happens")
+			codeVar(fs, &uaStatus, "status", "", "active, inactive or resolved", allergyStatuses)
+			fs.StringVar(&ua.Reason, "reason", "", "why")
+		}, func(v record.View, refs []string) (record.Op, error) {
+			id, err := entryRef(v, refs, "allergy")
+			if err != nil {
+				return nil, err
+			}
+			up := record.UpdateAllergy{AllergyID: id, Reason: ua.Reason}
+			if given(allergyFlags, "severity") {
+				up.Severity = record.Ptr(uaSeverity)
+			}
+			if given(allergyFlags, "reaction") {
+				up.Reaction = record.Ptr(uaReaction)
+			}
+			if given(allergyFlags, "status") {
+				up.Status = record.Ptr(uaStatus)
+			}
+			if up.Severity == nil && up.Reaction == nil && up.Status == nil {
+				return nil, usagef("say what to change: -severity, -reaction or -status")
+			}
+			return up, nil
+		})
+
+	chartOp("finalise-lab", "CHART LAB-RESULT", "Mark a preliminary lab result final.", nil,
+		func(v record.View, refs []string) (record.Op, error) {
+			id, err := entryRef(v, refs, "lab result")
+			return record.FinalizeLabResult{LabResultID: id}, err
+		})
+
 	var dx record.Diagnose
 	chartOp("diagnose", "[flags] CHART", "Record a diagnosis.", func(fs *flag.FlagSet) {
 		fs.StringVar(&dx.Text, "text", "", "the diagnosis in words (required)")
 		fs.StringVar(&dx.Code, "code", "", "ICD-10 code, e.g. B54")
 		fs.StringVar(&dx.Onset, "onset", "", "onset date, YYYY-MM-DD")
-		fs.StringVar(&dx.ClinicalStatus, "clinical", "", "clinical status (FHIR): active (default), recurrence, relapse, inactive, remission, resolved")
-		fs.StringVar(&dx.ClinicalStatus, "status", "", "the same as -clinical")
-		fs.StringVar(&dx.VerificationStatus, "verification", "", "verification status (FHIR): provisional (default), unconfirmed, differential, confirmed, refuted")
+		codeVar(fs, &dx.ClinicalStatus, "clinical", "", "clinical status (FHIR): active (default), recurrence, relapse, inactive, remission, resolved", clinicalCodes)
+		codeVar(fs, &dx.ClinicalStatus, "status", "", "the same as -clinical", clinicalCodes)
+		codeVar(fs, &dx.VerificationStatus, "verification", "", "verification status (FHIR): provisional (default), unconfirmed, differential, confirmed, refuted", verificationCodes)
 		fs.StringVar(&dx.Note, "note", "", "a note")
 	}, func(v record.View, refs []string) (record.Op, error) { return dx, noRefs(refs) })
 
 	var cds record.ChangeDiagnosisStatus
 	chartOp("diagnosis-status", "[flags] CHART DIAGNOSIS", "Change a diagnosis's clinical or verification status.", func(fs *flag.FlagSet) {
-		fs.StringVar(&cds.ClinicalStatus, "clinical", "", "clinical status: active, recurrence, relapse, inactive, remission, resolved")
-		fs.StringVar(&cds.ClinicalStatus, "status", "", "the same as -clinical")
-		fs.StringVar(&cds.VerificationStatus, "verification", "", "unconfirmed, provisional, differential, confirmed, refuted")
+		codeVar(fs, &cds.ClinicalStatus, "clinical", "", "clinical status: active, recurrence, relapse, inactive, remission, resolved", clinicalCodes)
+		codeVar(fs, &cds.ClinicalStatus, "status", "", "the same as -clinical", clinicalCodes)
+		codeVar(fs, &cds.VerificationStatus, "verification", "", "unconfirmed, provisional, differential, confirmed, refuted", verificationCodes)
 		fs.StringVar(&cds.Reason, "reason", "", "why")
 	}, func(v record.View, refs []string) (record.Op, error) {
 		id, err := entryRef(v, refs, "diagnosis")
@@ -83,9 +168,9 @@ func clinicalCommands() {
 		fs.StringVar(&rx.ATC, "atc", "", "WHO ATC code, e.g. J01CA04 (default: the dictionary's code for the drug)")
 		fs.StringVar(&rx.DrugCode, "code", "", "a drug code of another system (RxNorm, a national list)")
 		fs.Float64Var(&rx.Dose, "dose", 0, "dose amount (required)")
-		fs.StringVar(&rx.DoseUnit, "unit", "", "mg, g, mcg, ml, IU, units, tablet, capsule, drop, puff, sachet, suppository (required)")
-		fs.StringVar(&rx.Route, "route", "oral", "oral, IV, IM, SC, topical, inhaled, rectal, ...")
-		fs.StringVar(&rx.Frequency, "freq", "", "OD, BD, TDS, QID, Q4H, Q6H, Q8H, Q12H, NOCTE, PRN, STAT, WEEKLY (required)")
+		codeVar(fs, &rx.DoseUnit, "unit", "", "mg, g, mcg, ml, IU, units, tablet, capsule, drop, puff, sachet, suppository (required)", doseUnitCodes)
+		codeVar(fs, &rx.Route, "route", "oral", "oral, IV, IM, SC, topical, inhaled, rectal, ...", routeCodes)
+		codeVar(fs, &rx.Frequency, "freq", "", "OD, BD, TDS, QID, Q4H, Q6H, Q8H, Q12H, NOCTE, PRN, STAT, WEEKLY, in any case (required)", frequencyCodes)
 		fs.IntVar(&rx.DurationDays, "days", 0, "duration in days")
 		fs.StringVar(&rx.Start, "start", "", "start date, YYYY-MM-DD")
 		fs.StringVar(&rx.End, "end", "", "end date, YYYY-MM-DD")
@@ -95,8 +180,8 @@ func clinicalCommands() {
 	var rd record.ReviseDose
 	chartOp("revise-dose", "[flags] CHART PRESCRIPTION", "Change the dose (and unit or frequency) of a prescription.", func(fs *flag.FlagSet) {
 		fs.Float64Var(&rd.Dose, "dose", 0, "new dose amount (required)")
-		fs.StringVar(&rd.DoseUnit, "unit", "", "new unit (unchanged if not given)")
-		fs.StringVar(&rd.Frequency, "freq", "", "new frequency (unchanged if not given)")
+		codeVar(fs, &rd.DoseUnit, "unit", "", "new unit (unchanged if not given)", doseUnitCodes)
+		codeVar(fs, &rd.Frequency, "freq", "", "new frequency (unchanged if not given)", frequencyCodes)
 		fs.StringVar(&rd.Reason, "reason", "", "why")
 	}, func(v record.View, refs []string) (record.Op, error) {
 		id, err := entryRef(v, refs, "prescription")
@@ -256,7 +341,7 @@ func clinicalCommands() {
 				return err
 			}
 			fmt.Fprintf(a.out, "History of %s [chart %s]:\n", v.Patient.FullName(), chartfmt.Short(v.ChartID))
-			chartfmt.History(a.out, v, "  ")
+			chartfmt.History(a.out, inLocalTime(v), "  ")
 			return nil
 		},
 	})

@@ -28,10 +28,18 @@ func (o *optFloat) String() string {
 	return strconv.FormatFloat(*o.v, 'g', -1, 64)
 }
 
+// Get returns the value, 0 when not given.
+func (o *optFloat) Get() any {
+	if o == nil || o.v == nil {
+		return float64(0)
+	}
+	return *o.v
+}
+
 func (o *optFloat) Set(s string) error {
 	f, err := strconv.ParseFloat(s, 64)
 	if err != nil {
-		return fmt.Errorf("%q is not a number", s)
+		return fmt.Errorf("%q is not a number", s) // a checked flag says what it takes
 	}
 	o.v = &f
 	return nil
@@ -264,7 +272,7 @@ func init() {
 		flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&reg.GivenName, "given", "", "given name")
 			fs.StringVar(&reg.FamilyName, "family", "", "family name")
-			fs.StringVar(&reg.Sex, "sex", "", "female, male, other or unknown")
+			codeVar(fs, &reg.Sex, "sex", "", "female, male, other or unknown", sexCodes)
 			fs.StringVar(&reg.BirthDate, "born", "", "birth date, YYYY-MM-DD, when known")
 			fs.IntVar(&bornYear, "born-year", 0, "estimated birth year, when the date is not known")
 			fs.StringVar(&reg.Village, "village", "", "village")
@@ -365,6 +373,7 @@ func init() {
 				enc.SetIndent("", "  ")
 				return enc.Encode(v)
 			}
+			v = inLocalTime(v)
 			chartfmt.Print(a.out, v, "")
 			if withHistory {
 				fmt.Fprintln(a.out, "History:")

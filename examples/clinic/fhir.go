@@ -49,7 +49,7 @@ func fhirCommands() {
 				fmt.Fprintf(a.out, "Left out, as your role may not read them: %v.\n", v.Hidden)
 			}
 			if len(v.Conflicts) > 0 {
-				fmt.Fprintf(a.out, "%d unsettled conflicts are in the bundle as extensions; the value shown here is the one exported.\n", len(v.Conflicts))
+				fmt.Fprintf(a.out, "%s in the bundle as extensions; the value shown here is the one exported.\n", plural(len(v.Conflicts), "unsettled conflict is", "unsettled conflicts are"))
 			}
 			return nil
 		},
@@ -99,17 +99,17 @@ func fhirCommands() {
 			res, err := fhir.Import(ctx, a.r, chartID, by, d.Clinic, b)
 			if err != nil {
 				if res.Changes > 0 {
-					return fmt.Errorf("%w; %d changes were saved before it: run the import again to complete it", err, res.Changes)
+					return fmt.Errorf("%w; %s saved before it: run the import again to complete it", err, plural(res.Changes, "change was", "changes were"))
 				}
 				return fmt.Errorf("%w (nothing imported)", err)
 			}
 			switch {
 			case res.Created:
-				fmt.Fprintf(a.out, "Imported into a new chart %s: %d entries added.\n", res.ChartID, res.Added)
+				fmt.Fprintf(a.out, "Imported into a new chart %s: %s added.\n", res.ChartID, plural(res.Added, "entry", "entries"))
 			case res.Changes == 0:
 				fmt.Fprintf(a.out, "Chart %s already holds everything in %s: nothing changed.\n", res.ChartID, in)
 			default:
-				fmt.Fprintf(a.out, "Imported into chart %s: %d entries added, %d updated.\n", res.ChartID, res.Added, res.Updated)
+				fmt.Fprintf(a.out, "Imported into chart %s: %s added, %d updated.\n", res.ChartID, plural(res.Added, "entry", "entries"), res.Updated)
 			}
 			for _, u := range res.Unknown {
 				fmt.Fprintf(a.out, "Not imported: %s (this app does not import that kind of resource).\n", u)

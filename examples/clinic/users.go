@@ -169,7 +169,7 @@ func init() {
 				if errors.Is(err, login.ErrWrongPassword) {
 					failures, _ := g.Status(user)
 					left := g.Policy().MaxFailures - failures
-					return fmt.Errorf("%w: %d more wrong tries lock %s out on this device", errWrongLogin, left, user)
+					return fmt.Errorf("%w: %s %s out on this device", errWrongLogin, plural(left, "more wrong try locks", "more wrong tries lock"), user)
 				}
 				return err
 			}
@@ -233,18 +233,14 @@ func init() {
 		flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&id, "id", "", "the user's ID, e.g. u-achieng")
 			fs.StringVar(&name, "name", "", "the user's name as colleagues know it")
-			fs.StringVar(&role, "role", "", "clinician, nurse, lab-technician, registration-clerk, community-health-worker or administrator")
+			codeVar(fs, &role, "role", "", "clinician, nurse, lab-technician, registration-clerk, community-health-worker or administrator", roleCodes)
 		},
 		run: func(ctx context.Context, a *app, fs *flag.FlagSet, args []string) error {
 			if len(args) == 0 {
 				return usagef("say what to do: add, disable, enable, role or list")
 			}
-			// The action comes first: its flags follow it.
-			if err := fs.Parse(args[1:]); err != nil {
-				return usagef("%v", err)
-			}
-			if fs.NArg() > 0 {
-				return usagef("unexpected %q", fs.Arg(0))
+			if len(args) > 1 {
+				return usagef("unexpected %q", args[1])
 			}
 			d, r, err := a.deviceReplica(ctx)
 			if err != nil {
@@ -287,7 +283,7 @@ func init() {
 				}
 				up.Name, up.Role = name, record.Role(role)
 				if !up.Role.Valid() {
-					return usagef("-role %q is not a role", role)
+					return usagef("-role %q is not a role: give one of %s", role, strings.Join(roleCodes, ", "))
 				}
 				if up.PasswordHash, err = a.newPassword(id); err != nil {
 					return err
@@ -299,7 +295,7 @@ func init() {
 			case "role":
 				up.Role = record.Role(role)
 				if !up.Role.Valid() {
-					return usagef("-role %q is not a role", role)
+					return usagef("-role %q is not a role: give one of %s", role, strings.Join(roleCodes, ", "))
 				}
 			default:
 				return usagef("%q: say add, disable, enable, role or list", args[0])
@@ -317,7 +313,7 @@ func init() {
 		name: "policy", args: "[-role ROLE -hide SECTIONS]",
 		help: "Show, or set (administrators only), the chart sections each role may not read at this clinic.\nSECTIONS is a comma-separated list of allergies, diagnoses, prescriptions, lab-results, encounters, referrals, notes (notes: the text of encounter notes only); an empty list lets the role read everything.",
 		flags: func(fs *flag.FlagSet) {
-			fs.StringVar(&policyRole, "role", "", "the role to set")
+			codeVar(fs, &policyRole, "role", "", "the role to set", roleCodes)
 			fs.StringVar(&policyHide, "hide", "", "the sections it may not read")
 		},
 		run: func(ctx context.Context, a *app, fs *flag.FlagSet, args []string) error {
