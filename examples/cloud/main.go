@@ -91,7 +91,7 @@ type command struct {
 	flags            func(fs *flag.FlagSet)
 }
 
-var commands = []*command{initCommand, serveCommand, enrolCommand, revokeCommand, devicesCommand, auditCommand}
+var commands = []*command{initCommand, serveCommand, enrolCommand, revokeCommand, devicesCommand, systemsCommand, auditCommand}
 
 // where is where the cloud keeps its data: a data directory, or a
 // PostgreSQL database (DB set) whose secrets the operator key seals.

@@ -27,6 +27,8 @@ import (
 //	cloud_devices   the list of enrolments and revocations (JSON)
 //	cloud_ticket_keys the TLS session ticket keys, sealed (tickets.go)
 //	cloud_info      where a node last served
+//	cloud_systems   the systems authorised to read through the FHIR API
+//	                (systems.go): name, ID, their token's SHA-256
 //
 // A secret is made by the first node to need it: each node offers its
 // own (INSERT ... ON CONFLICT DO NOTHING) and all use the one kept.
@@ -93,7 +95,7 @@ func openPGState(ctx context.Context, connString, schema string, key *operatorKe
 			CREATE TABLE IF NOT EXISTS cloud_info (
 				key   text PRIMARY KEY,
 				value text NOT NULL
-			);`)
+			);`+pgSystemsTables)
 		return err
 	})
 	if err != nil {

@@ -20,11 +20,14 @@ import (
 
 // state is what the cloud keeps beside its replica: the device CA, the
 // enrolment authority, the cloud's own identity, the relay roster, the
-// list of enrolments and revocations, and where it last served. The data
-// directory keeps it in files (fileState); a cloud of several nodes keeps
-// it in PostgreSQL (pgState), its secrets sealed with the operator key.
+// list of enrolments and revocations, the systems authorised to read
+// charts through the FHIR API (systemStore), and where it last served.
+// The data directory keeps it in files (fileState); a cloud of several
+// nodes keeps it in PostgreSQL (pgState), its secrets sealed with the
+// operator key.
 // Both are safe for concurrent use, by goroutines and by processes.
 type state interface {
+	systemStore
 	// DeviceCA returns the device CA, made and kept first if none is
 	// kept yet (created says so). Two callers making one at once both
 	// get the one kept.
