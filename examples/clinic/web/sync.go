@@ -140,6 +140,8 @@ type running struct {
 
 // outcome is what the last sync job did.
 type outcome struct {
+	// Seq numbers the jobs the server has run, from 1.
+	Seq        int
 	Kind       jobKind
 	Background bool
 	Ended      time.Time
@@ -165,6 +167,7 @@ type syncState struct {
 	tried   time.Time
 	status  *SyncStatus // cached Syncer.Status; nil: ask again
 	started bool        // the background sync runs
+	seq     int         // jobs ended
 	folder  string      // the folder last used for a hand carry
 }
 
@@ -206,6 +209,8 @@ func (s *Server) runJob(j *running, run jobFunc) *outcome {
 	defer s.mu.Unlock()
 	defer close(j.done)
 	s.sync.job, s.sync.status = nil, nil
+	s.sync.seq++
+	out.Seq = s.sync.seq
 	if !j.Background || err == nil || s.sync.last == nil || s.sync.last.Background {
 		// A background failure does not hide what the user's own last
 		// sync said.
