@@ -50,6 +50,24 @@
 // sealing: a device resumes its session with any node, and with a
 // restarted one.
 //
+// The same HTTPS listener serves a read-only FHIR R4 API to authorised
+// systems (a national health information exchange, a district DHIS2
+// mediator): GET /fhir/metadata (the CapabilityStatement),
+// /fhir/Patient?identifier=SYSTEM|VALUE&name=NAME (a searchset of at
+// most 50 Patients a page, with the total), /fhir/Patient/ID and
+// /fhir/Patient/ID/$everything (the chart's export, package
+// record/fhir). A system needs no device certificate: it sends
+// Authorization: Bearer TOKEN, a token the operator issues with
+// "cloud systems add -name NAME" (printed once; the state keeps its
+// SHA-256 only) and revokes with "cloud systems revoke -name NAME",
+// refused from the next request on, on every node. Every request is in
+// the access log, under the system's ID as the device and its name as
+// the user; "cloud systems list" shows the IDs.
+//
+//	go run ./examples/cloud systems add -dir cloud-data -name national-hie
+//	curl --cacert cloud-data/ca/ca.crt -H "Authorization: Bearer $TOKEN" \
+//	    'https://127.0.0.1:8443/fhir/Patient?identifier=https://healthid.ndhm.gov.in|12345678901234'
+//
 // serve logs one structured line per sync (log/slog; -json for JSON
 // lines), each with a request_id that an error answer also gives the
 // device, and, on SIGINT or SIGTERM, stops taking new syncs and lets

@@ -38,7 +38,7 @@ const shutdownGrace = 30 * time.Second
 var serveCommand = &command{
 	name: "serve",
 	args: "[-dir DIR] [-addr 127.0.0.1:8443] [-ops 127.0.0.1:9443] (-dev-cert | -cert FILE -key FILE)",
-	help: "Serve the cloud replica to enrolled devices over HTTPS until SIGINT or SIGTERM.",
+	help: "Serve the cloud replica to enrolled devices, and its FHIR API to authorised systems, over HTTPS until SIGINT or SIGTERM.",
 	flags: func(fs *flag.FlagSet) {
 		fs.String("addr", "127.0.0.1:8443", "the address to listen on")
 		fs.String("ops", "", "serve the operator's endpoints (GET /healthz, /readyz, /metrics) on this address, e.g. 127.0.0.1:9443; keep it off the devices' network")
@@ -187,6 +187,16 @@ func serve(ctx context.Context, fs *flag.FlagSet, at where, stdout, stderr io.Wr
 		return err
 	}
 	srv := httpsync.NewServer(ln.Addr().String(), h, cert, log)
+	// The FHIR API for authorised systems shares the listener: NewServer
+	// set the TLS configuration up for h (device certificates requested,
+	// checked by h; revoked devices refused at the handshake), and only
+	// the routing changes.
+	api, err := newFHIRAPI(fhirConfig{Replica: rep, Systems: st, AccessLog: access, Logger: log})
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	srv.Handler = withFHIR(h, api)
 	// Session tickets sealed with the keys every node shares: a device
 	// resumes with any node, and with this one after a restart.
 	tctx, stopTickets := context.WithCancel(ctx)
@@ -206,7 +216,7 @@ func serve(ctx context.Context, fs *flag.FlagSet, at where, stdout, stderr io.Wr
 	} else {
 		log.Info("cloud serving", "url", url, "replica", rep.ID(), "dir", dir)
 	}
-	fmt.Fprintf(stdout, "Cloud replica %s is serving on %s.\nEnrol a device: cloud enrol %s -request DEVICE-DIR/enrol-request.pem -device NAME -out NAME.pem\nStop with Ctrl-C; syncs in flight finish first.\n", rep.ID(), url, where)
+	fmt.Fprintf(stdout, "Cloud replica %s is serving on %s.\nEnrol a device: cloud enrol %s -request DEVICE-DIR/enrol-request.pem -device NAME -out NAME.pem\nFHIR API for authorised systems: %s%s (cloud systems add %s -name NAME issues a token)\nStop with Ctrl-C; syncs in flight finish first.\n", rep.ID(), url, where, url, fhirPrefix, where)
 	if listening != nil {
 		listening(ln.Addr().String())
 	}
