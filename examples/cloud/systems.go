@@ -171,7 +171,11 @@ func systemsMain(ctx context.Context, fs *flag.FlagSet, at where, stdout, _ io.W
 		}
 		fmt.Fprintf(stdout, "Added system %s (ID %s). Its bearer token, shown this once and kept nowhere in the clear:\n\n%s\n\n", s.Name, s.ID, token)
 		fmt.Fprintf(stdout, "Give it to the system's operator over a secure channel. It reads charts over HTTPS only:\n  curl -H \"Authorization: Bearer TOKEN\" '%s/fhir/Patient?identifier=SYSTEM|VALUE'\n", url)
-		fmt.Fprintf(stdout, "Revoke it with: cloud systems revoke -name %s\n", s.Name)
+		loc := "-dir " + at.Dir
+		if at.DB != "" {
+			loc = "-db DATABASE"
+		}
+		fmt.Fprintf(stdout, "Revoke it with: cloud systems revoke %s -name %s\n", loc, s.Name)
 	case "revoke":
 		s, err := st.RevokeSystem(ctx, name, time.Now())
 		if errors.Is(err, errNoSystem) {

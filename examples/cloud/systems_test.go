@@ -105,6 +105,9 @@ func TestSystemsCommand(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "cloud-data")
 	at := []string{"-dir", dir}
 	token := addSystem(t, at, "national-hie")
+	code, stdout, _ := cloud(t, "systems", "add", "-name", "dhis2-mediator", "-dir", dir)
+	require.Equal(t, 0, code)
+	assert.Contains(t, stdout, "cloud systems revoke -dir "+dir+" -name dhis2-mediator", "add says how to revoke, here")
 
 	data, err := os.ReadFile(filepath.Join(dir, fileSystems))
 	require.NoError(t, err)
@@ -117,7 +120,7 @@ func TestSystemsCommand(t *testing.T) {
 	assert.Equal(t, 1, code)
 	assert.Contains(t, stderr, "already has this name")
 
-	code, stdout, _ := cloud(t, "systems", "list", "-dir", dir)
+	code, stdout, _ = cloud(t, "systems", "list", "-dir", dir)
 	require.Equal(t, 0, code)
 	assert.Contains(t, stdout, "national-hie")
 	assert.Contains(t, stdout, "active")
