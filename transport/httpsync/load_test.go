@@ -23,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/chartsync/chartsync/audit"
@@ -30,14 +31,22 @@ import (
 	"github.com/chartsync/chartsync/record"
 	"github.com/chartsync/chartsync/replica"
 	"github.com/chartsync/chartsync/replica/store"
+	"github.com/chartsync/chartsync/replica/store/postgres"
+	"github.com/chartsync/chartsync/replica/store/postgres/pgtest"
 	"github.com/chartsync/chartsync/transport/httpsync"
 )
 
-// The load test runs the cloud in a child process (this test binary,
-// re-executed with HTTPSYNC_LOAD_CLOUD naming its data directory) so that
-// its memory is measured apart from the simulated devices'.
+// The load test runs each cloud node in a child process (this test
+// binary, re-executed with HTTPSYNC_LOAD_CLOUD naming its data directory,
+// and HTTPSYNC_LOAD_POSTGRES and HTTPSYNC_LOAD_SCHEMA naming its database
+// when it runs on PostgreSQL) so that its memory is measured apart from
+// the simulated devices' and from the other nodes'.
 
-const loadCloudEnv = "HTTPSYNC_LOAD_CLOUD"
+const (
+	loadCloudEnv    = "HTTPSYNC_LOAD_CLOUD"
+	loadPostgresEnv = "HTTPSYNC_LOAD_POSTGRES"
+	loadSchemaEnv   = "HTTPSYNC_LOAD_SCHEMA"
+)
 
 // The shape of BenchmarkCloudLoad.
 var (
@@ -45,6 +54,9 @@ var (
 	loadClinics = flag.Int("load.clinics", 20, "BenchmarkCloudLoad: clinics the devices are spread over")
 	loadCharts  = flag.Int("load.charts", 5, "BenchmarkCloudLoad: charts each device registers offline")
 	loadRounds  = flag.Int("load.rounds", 10, "BenchmarkCloudLoad: syncs each device makes, with an edit before each after the first")
+	loadStore   = flag.String("load.store", "sqlite", "BenchmarkCloudLoad: the cloud's store, sqlite or postgres (the server named by "+pgtest.EnvVar+")")
+	loadNodes   = flag.Int("load.nodes", 1, "BenchmarkCloudLoad: cloud nodes sharing the store (more than 1 with -load.store postgres only)")
+	loadTimeout = flag.Duration("load.timeout", 30*time.Minute, "BenchmarkCloudLoad: how long the syncs may take in all; those still running then fail and no more start")
 )
 
 func TestMain(m *testing.M) {
@@ -82,12 +94,33 @@ func runLoadCloud(dir string) int {
 	if err != nil {
 		return fail(err)
 	}
-	rep, err := replica.Open(ctx, filepath.Join(dir, "cloud.db"), replica.Config{Keys: roster})
+	var rep *replica.Replica
+	if conn := os.Getenv(loadPostgresEnv); conn != "" {
+		// A node of a cloud on one PostgreSQL database, as examples/cloud
+		// serve -db runs it: the other nodes write the same store.
+		st, err := postgres.Open(ctx, conn, postgres.Config{Schema: os.Getenv(loadSchemaEnv)})
+		if err != nil {
+			return fail(err)
+		}
+		rep, err = replica.New(ctx, st, replica.Config{Keys: roster, SharedStore: true})
+		if err != nil {
+			_ = st.Close()
+			return fail(err)
+		}
+	} else {
+		rep, err = replica.Open(ctx, filepath.Join(dir, "cloud.db"), replica.Config{Keys: roster})
+		if err != nil {
+			return fail(err)
+		}
+	}
+	defer rep.Close()
+	// Each node keeps an access log of its own (a multi-node cloud keeps
+	// one chain in its database; that is examples/cloud's).
+	logDir, err := os.MkdirTemp(dir, "node-")
 	if err != nil {
 		return fail(err)
 	}
-	defer rep.Close()
-	access, err := audit.Open(filepath.Join(dir, "access.log"), audit.Config{})
+	access, err := audit.Open(filepath.Join(logDir, "access.log"), audit.Config{})
 	if err != nil {
 		return fail(err)
 	}
@@ -217,43 +250,100 @@ func vmHWM() uint64 {
 
 // loadShape is a load: devices spread over clinics, each with charts of
 // its own registered offline, syncing rounds times with an edit before
-// each sync after the first.
+// each sync after the first, with a cloud of nodes on one store.
 type loadShape struct {
 	devices, clinics, charts, rounds int
+	// postgres puts the cloud on PostgreSQL (the server pgtest names, in
+	// a schema of its own); otherwise it runs on SQLite.
+	postgres bool
+	// nodes is the number of cloud nodes (1 on SQLite); device i makes
+	// its r-th sync with node (i+r) mod nodes.
+	nodes int
+	// timeout bounds the syncs in all (0: none).
+	timeout time.Duration
+}
+
+func (s loadShape) String() string {
+	db := "SQLite"
+	if s.postgres {
+		db = "PostgreSQL"
+	}
+	return fmt.Sprintf("%d devices, %d clinics, %d charts each, %d syncs each, %d node(s) on %s", s.devices, s.clinics, s.charts, s.rounds, s.nodes, db)
 }
 
 // loadResult is what a load measured.
 type loadResult struct {
+	devices                  int
 	syncs, failures, retries int
 	wall                     time.Duration
 	p50, p99, worst          time.Duration
-	cloud                    cloudStats
-	devices                  memPeak // the test process, which runs every simulated device
+	nodes                    []cloudStats
+	dbBytes                  int64   // the cloud's database on disk once the syncs are done
+	deviceMem                memPeak // the test process, which runs every simulated device
 }
 
 func (r loadResult) syncsPerSecond() float64 { return float64(r.syncs) / r.wall.Seconds() }
 
-func (r loadResult) String() string {
-	mib := func(b uint64) float64 { return float64(b) / (1 << 20) }
-	return fmt.Sprintf("%d syncs in %s: %.0f syncs/s; latency p50 %s, p99 %s, worst %s; %d failed, %d retries (cloud busy %d); cloud peak heap %.1f MiB, Go memory %.1f MiB, RSS %.1f MiB (VmHWM %.1f MiB), C memory %.1f MiB; cloud holds %d charts; devices' process peak RSS %.1f MiB, heap %.1f MiB, C memory %.1f MiB",
-		r.syncs, r.wall.Round(time.Millisecond), r.syncsPerSecond(), r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), r.worst.Round(time.Microsecond),
-		r.failures, r.retries, r.cloud.Handler.Busy, mib(r.cloud.PeakHeap), mib(r.cloud.PeakGoMemory), mib(r.cloud.PeakRSS), mib(r.cloud.HighWaterRSS), mib(r.cloud.PeakCMemory), r.cloud.Charts,
-		mib(r.devices.rss), mib(r.devices.heap), mib(r.devices.cMemory))
+// nodePeakRSS is the highest peak resident set of the nodes.
+func (r loadResult) nodePeakRSS() uint64 {
+	var m uint64
+	for _, n := range r.nodes {
+		m = max(m, n.HighWaterRSS)
+	}
+	return m
 }
 
-// loadCloud is a cloud served by a child process (runLoadCloud), so that
-// its memory is measured apart from the devices'.
-type loadCloud struct {
+func (r loadResult) String() string {
+	mib := func(b uint64) float64 { return float64(b) / (1 << 20) }
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d syncs in %s: %.0f syncs/s; latency p50 %s, p99 %s, worst %s; %d failed, %d retries",
+		r.syncs, r.wall.Round(time.Millisecond), r.syncsPerSecond(), r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), r.worst.Round(time.Microsecond),
+		r.failures, r.retries)
+	for i, n := range r.nodes {
+		fmt.Fprintf(&b, "; node %d: busy %d, peak heap %.1f MiB, Go memory %.1f MiB, RSS %.1f MiB (VmHWM %.1f MiB), C memory %.1f MiB",
+			i+1, n.Handler.Busy, mib(n.PeakHeap), mib(n.PeakGoMemory), mib(n.PeakRSS), mib(n.HighWaterRSS), mib(n.PeakCMemory))
+	}
+	if len(r.nodes) > 0 {
+		fmt.Fprintf(&b, "; the cloud holds %d charts", r.nodes[0].Charts)
+	}
+	fmt.Fprintf(&b, "; database %.1f MiB; devices' process peak RSS %.1f MiB (%.0f KiB a device), heap %.1f MiB, C memory %.1f MiB (%.0f KiB a device)",
+		float64(r.dbBytes)/(1<<20), mib(r.deviceMem.rss), float64(r.deviceMem.rss)/float64(r.devices)/1024, mib(r.deviceMem.heap),
+		mib(r.deviceMem.cMemory), float64(r.deviceMem.cMemory)/float64(r.devices)/1024)
+	return b.String()
+}
+
+// loadNode is one cloud node, served by a child process (runLoadCloud),
+// so that its memory is measured apart from the devices' and the other
+// nodes'.
+type loadNode struct {
 	addr, id string
-	ca       *httpsync.DeviceCA
-	auth     *device.Authority
 	stdin    io.WriteCloser
 	lines    *bufio.Scanner
 	child    *exec.Cmd
 }
 
-// startLoadCloud starts a cloud process; stop ends it.
+// loadCloud is a cloud of one or more nodes on one store, with the
+// device CA and enrolment authority they share.
+type loadCloud struct {
+	dir      string
+	id       string // the cloud's replica ID, the same on every node
+	ca       *httpsync.DeviceCA
+	auth     *device.Authority
+	nodes    []*loadNode
+	pg       string // the PostgreSQL connection string, "" on SQLite
+	pgSchema string
+}
+
+// startLoadCloud starts a cloud of one node on SQLite; stop ends it.
 func startLoadCloud(t testing.TB) *loadCloud {
+	t.Helper()
+	return startLoadCloudOf(t, loadShape{nodes: 1})
+}
+
+// startLoadCloudOf starts the cloud's nodes of shape, one after the other
+// (the first makes the cloud's replica ID, which the others read);
+// stopAll ends them.
+func startLoadCloudOf(t testing.TB, shape loadShape) *loadCloud {
 	t.Helper()
 	dir := t.TempDir()
 	ca, _, err := httpsync.OpenDeviceCA(dir, time.Now())
@@ -265,44 +355,100 @@ func startLoadCloud(t testing.TB) *loadCloud {
 	auth, err := device.NewAuthority()
 	require.NoError(t, err)
 	require.NoError(t, auth.Save(filepath.Join(dir, "authority.key")))
+	lc := &loadCloud{dir: dir, ca: ca, auth: auth}
+	if shape.postgres {
+		lc.pg, lc.pgSchema = pgtest.ConnString(t), pgtest.Schema(t)
+	}
+	for range max(shape.nodes, 1) {
+		n := lc.startNode(t)
+		if lc.id == "" {
+			lc.id = n.id
+		}
+		require.Equal(t, lc.id, n.id, "every node serves the same cloud replica")
+		lc.nodes = append(lc.nodes, n)
+	}
+	return lc
+}
 
+func (lc *loadCloud) startNode(t testing.TB) *loadNode {
+	t.Helper()
 	child := exec.Command(os.Args[0], "-test.run=^$")
-	child.Env = append(os.Environ(), loadCloudEnv+"="+dir)
+	child.Env = append(os.Environ(), loadCloudEnv+"="+lc.dir)
+	if lc.pg != "" {
+		child.Env = append(child.Env, loadPostgresEnv+"="+lc.pg, loadSchemaEnv+"="+lc.pgSchema)
+	}
 	child.Stderr = os.Stderr
 	stdin, err := child.StdinPipe()
 	require.NoError(t, err)
 	stdout, err := child.StdoutPipe()
 	require.NoError(t, err)
-	require.NoError(t, child.Start(), "start the cloud process")
+	require.NoError(t, child.Start(), "start a cloud node")
 	t.Cleanup(func() { stdin.Close(); _ = child.Wait() })
 	lines := bufio.NewScanner(stdout)
-	require.True(t, lines.Scan(), "the cloud process prints its address")
-	lc := &loadCloud{ca: ca, auth: auth, stdin: stdin, lines: lines, child: child}
-	_, err = fmt.Sscanf(lines.Text(), "ADDR %s %s", &lc.addr, &lc.id)
+	require.True(t, lines.Scan(), "the cloud node prints its address")
+	n := &loadNode{stdin: stdin, lines: lines, child: child}
+	_, err = fmt.Sscanf(lines.Text(), "ADDR %s %s", &n.addr, &n.id)
 	require.NoError(t, err, "parse %q", lines.Text())
-	return lc
+	return n
 }
 
-// stop shuts the cloud process down and returns what it measured.
+// stop shuts a cloud of one node down and returns what it measured.
 func (lc *loadCloud) stop(t testing.TB) cloudStats {
 	t.Helper()
-	require.NoError(t, lc.stdin.Close())
-	var statsLine string
-	for lc.lines.Scan() {
-		if rest, ok := strings.CutPrefix(lc.lines.Text(), "STATS "); ok {
-			statsLine = rest
-		}
-	}
-	require.NoError(t, lc.child.Wait(), "the cloud process exits cleanly")
-	var st cloudStats
-	require.NoError(t, json.Unmarshal([]byte(statsLine), &st), "parse the cloud's stats %q", statsLine)
-	return st
+	return lc.stopAll(t)[0]
 }
 
-// loadDevice is a device enrolled at a loadCloud.
+// stopAll shuts every node down and returns what each measured.
+func (lc *loadCloud) stopAll(t testing.TB) []cloudStats {
+	t.Helper()
+	for _, n := range lc.nodes {
+		require.NoError(t, n.stdin.Close())
+	}
+	out := make([]cloudStats, len(lc.nodes))
+	for i, n := range lc.nodes {
+		var statsLine string
+		for n.lines.Scan() {
+			if rest, ok := strings.CutPrefix(n.lines.Text(), "STATS "); ok {
+				statsLine = rest
+			}
+		}
+		require.NoError(t, n.child.Wait(), "cloud node %d exits cleanly", i+1)
+		require.NoError(t, json.Unmarshal([]byte(statsLine), &out[i]), "parse node %d's stats %q", i+1, statsLine)
+	}
+	return out
+}
+
+// databaseBytes is the size of the cloud's database: on SQLite its files
+// (the database, its WAL and shared memory); on PostgreSQL every table and
+// index of its schema.
+func (lc *loadCloud) databaseBytes(t testing.TB) int64 {
+	t.Helper()
+	if lc.pg == "" {
+		var n int64
+		for _, suffix := range []string{"", "-wal", "-shm"} {
+			if fi, err := os.Stat(filepath.Join(lc.dir, "cloud.db"+suffix)); err == nil {
+				n += fi.Size()
+			}
+		}
+		return n
+	}
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, lc.pg)
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	var n int64
+	require.NoError(t, conn.QueryRow(ctx, `SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint
+		FROM pg_class c JOIN pg_namespace ns ON ns.oid = c.relnamespace
+		WHERE ns.nspname = $1 AND c.relkind IN ('r', 'm', 't')`, lc.pgSchema).Scan(&n))
+	return n
+}
+
+// loadDevice is a device enrolled at a loadCloud, with a client for
+// each of its nodes.
 type loadDevice struct {
-	rep    *replica.Replica
-	client *httpsync.Client
+	rep     *replica.Replica
+	client  *httpsync.Client   // the first node's
+	clients []*httpsync.Client // by node
 }
 
 // newDevice enrols a device of clinic (an in-memory replica configured by
@@ -323,34 +469,42 @@ func (lc *loadCloud) newDevice(t testing.TB, clinic, name string, cfg replica.Co
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = rep.Close() })
 	cred := enrolIdentity(t, lc.ca, httpsync.Enrolment{Replica: rep.ID(), Clinic: clinic, Device: name,
-		CloudURL: "https://" + lc.addr, CloudReplica: lc.id, ServerTrust: []*x509.Certificate{lc.ca.Cert}}, keys)
-	cl, err := httpsync.NewClient(rep, httpsync.ClientConfig{Credential: cred, MaxAttempts: 10,
-		MinBackoff: 20 * time.Millisecond, MaxBackoff: time.Second})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = cl.Close() })
-	return &loadDevice{rep: rep, client: cl}
+		CloudURL: "https://" + lc.nodes[0].addr, CloudReplica: lc.id, ServerTrust: []*x509.Certificate{lc.ca.Cert}}, keys)
+	d := &loadDevice{rep: rep}
+	for _, n := range lc.nodes {
+		cl, err := httpsync.NewClient(rep, httpsync.ClientConfig{Credential: cred, URL: "https://" + n.addr, MaxAttempts: 10,
+			MinBackoff: 20 * time.Millisecond, MaxBackoff: time.Second})
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = cl.Close() })
+		d.clients = append(d.clients, cl)
+	}
+	d.client = d.clients[0]
+	return d
 }
 
 func runLoad(t testing.TB, shape loadShape) loadResult {
 	t.Helper()
 	ctx := context.Background()
-	lc := startLoadCloud(t)
+	if shape.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, shape.timeout)
+		defer cancel()
+	}
+	lc := startLoadCloudOf(t, shape)
 
 	type sim struct {
-		rep    *replica.Replica
-		client *httpsync.Client
+		*loadDevice
 		charts []string
 	}
 	sims := make([]*sim, shape.devices)
 	for i := range sims {
 		clinic := fmt.Sprintf("clinic-%02d", i%shape.clinics)
-		d := lc.newDevice(t, clinic, fmt.Sprintf("device-%03d", i), replica.Config{CacheCharts: 8})
-		s := &sim{rep: d.rep, client: d.client}
+		s := &sim{loadDevice: lc.newDevice(t, clinic, fmt.Sprintf("device-%03d", i), replica.Config{CacheCharts: 8})}
 		for j := range shape.charts {
-			id, err := d.rep.Register(ctx, nurse, record.Register{GivenName: fmt.Sprintf("Patient%d", j), FamilyName: fmt.Sprintf("Device%d", i),
+			id, err := s.rep.Register(ctx, nurse, record.Register{GivenName: fmt.Sprintf("Patient%d", j), FamilyName: fmt.Sprintf("Device%d", i),
 				Sex: "female", EstimatedBirthYear: 1980 + j, Village: "Kamuga", HomeClinic: clinic})
 			require.NoError(t, err)
-			_, err = d.rep.Edit(ctx, id, clinician, amoxicillin(500))
+			_, err = s.rep.Edit(ctx, id, clinician, amoxicillin(500))
 			require.NoError(t, err)
 			s.charts = append(s.charts, id)
 		}
@@ -360,7 +514,7 @@ func runLoad(t testing.TB, shape loadShape) loadResult {
 	var (
 		mu        sync.Mutex
 		latencies []time.Duration
-		res       loadResult
+		res       = loadResult{devices: shape.devices}
 		wg        sync.WaitGroup
 	)
 	start := make(chan struct{})
@@ -370,6 +524,12 @@ func runLoad(t testing.TB, shape loadShape) loadResult {
 			defer wg.Done()
 			<-start
 			for round := range shape.rounds {
+				if ctx.Err() != nil {
+					mu.Lock()
+					res.failures += shape.rounds - round
+					mu.Unlock()
+					return
+				}
 				if round > 0 {
 					id := s.charts[round%len(s.charts)]
 					if _, err := s.rep.Edit(ctx, id, clinician, record.AddAllergy{Substance: fmt.Sprintf("substance-%d-%d", i, round), Severity: "mild"}); err != nil {
@@ -377,7 +537,7 @@ func runLoad(t testing.TB, shape loadShape) loadResult {
 					}
 				}
 				began := time.Now()
-				rep, err := s.client.SyncReport(ctx)
+				rep, err := s.clients[(i+round)%len(s.clients)].SyncReport(ctx)
 				took := time.Since(began)
 				mu.Lock()
 				res.retries += rep.Retries
@@ -397,9 +557,16 @@ func runLoad(t testing.TB, shape loadShape) loadResult {
 	close(start)
 	wg.Wait()
 	res.wall = time.Since(began)
-	res.devices = peaks.stop()
+	res.deviceMem = peaks.stop()
+	if path := os.Getenv("HTTPSYNC_LOAD_HEAPPROFILE"); path != "" {
+		f, err := os.Create(path)
+		require.NoError(t, err)
+		require.NoError(t, pprof.Lookup("heap").WriteTo(f, 0))
+		require.NoError(t, f.Close())
+	}
 
-	res.cloud = lc.stop(t)
+	res.nodes = lc.stopAll(t)
+	res.dbBytes = lc.databaseBytes(t)
 	slices.Sort(latencies)
 	if n := len(latencies); n > 0 {
 		res.p50, res.p99, res.worst = latencies[n/2], latencies[min(n-1, n*99/100)], latencies[n-1]
@@ -413,40 +580,91 @@ func TestCloudLoad(t *testing.T) {
 	if testing.Short() {
 		t.Skip("load test skipped in -short mode")
 	}
-	shape := loadShape{devices: 200, clinics: 20, charts: 3, rounds: 3}
+	shape := loadShape{devices: 200, clinics: 20, charts: 3, rounds: 3, nodes: 1}
 	res := runLoad(t, shape)
-	t.Logf("load (%d devices, %d clinics, %d charts each, %d syncs each): %s", shape.devices, shape.clinics, shape.charts, shape.rounds, res)
+	t.Logf("load (%s): %s", shape, res)
 	require.Zero(t, res.failures, "every sync succeeds, retries included")
 	require.Equal(t, shape.devices*shape.rounds, res.syncs)
-	require.Equal(t, shape.devices*shape.charts, res.cloud.Charts, "the cloud holds every device's charts")
+	require.Equal(t, shape.devices*shape.charts, res.nodes[0].Charts, "the cloud holds every device's charts")
 }
 
 // BenchmarkCloudLoad is TestCloudLoad with more rounds, reporting syncs/s,
-// latency percentiles and the cloud's peak memory. Run it once:
+// latency percentiles, each cloud node's peak memory, the database's size
+// and the simulated devices' memory, in all and per device. Run it once:
 //
 //	go test -run '^$' -bench CloudLoad -benchtime 1x ./transport/httpsync/
 //
-// The shape comes from flags, e.g. the national-scale runs:
+// The shape comes from flags:
+//
+//	-load.devices N   simulated clinic devices (default 200), each an
+//	                  in-memory replica in this process with a cache of 8
+//	                  charts, which signs its changes and checks everyone's
+//	-load.clinics N   clinics the devices are spread over (default 20);
+//	                  every device receives its clinic's charts
+//	-load.charts N    charts each device registers offline (default 5)
+//	-load.rounds N    syncs each device makes, with an edit before each
+//	                  after the first (default 10)
+//	-load.store S     sqlite (default: one node on a SQLite file) or
+//	                  postgres (the server named by CHARTSYNC_TEST_POSTGRES,
+//	                  in a schema of its own dropped afterwards; start one
+//	                  with eval "$(.ci/postgres start)")
+//	-load.nodes N     cloud nodes on the one PostgreSQL database (default
+//	                  1), each a process of its own with
+//	                  replica.Config.SharedStore; a device's r-th sync goes
+//	                  to node (device+r) mod N
+//	-load.timeout D   the syncs may take D in all (default 30m); those
+//	                  still running then fail, and no more start
+//
+// For example the national-scale runs, and the table of 1,000 devices
+// against 1 node on SQLite, 1 node and 3 nodes on PostgreSQL:
 //
 //	go test -run '^$' -bench CloudLoad -benchtime 1x ./transport/httpsync/ -load.devices 300 -load.clinics 12
 //	go test -run '^$' -bench CloudLoad -benchtime 1x ./transport/httpsync/ -load.devices 500 -load.clinics 20
+//	go test -run '^$' -bench CloudLoad -benchtime 1x ./transport/httpsync/ -load.devices 1000 -load.clinics 40 -load.rounds 5
+//	go test -run '^$' -bench CloudLoad -benchtime 1x ./transport/httpsync/ -load.devices 1000 -load.clinics 40 -load.rounds 5 -load.store postgres
+//	go test -run '^$' -bench CloudLoad -benchtime 1x ./transport/httpsync/ -load.devices 1000 -load.clinics 40 -load.rounds 5 -load.store postgres -load.nodes 3
+//
+// Memory is sampled every 5 ms: a node's peak is the kernel's high-water
+// mark of its resident set; the devices' "C memory" is their process's
+// resident set beyond what the Go runtime holds (Automerge and SQLite).
 func BenchmarkCloudLoad(b *testing.B) {
-	shape := loadShape{devices: *loadDevices, clinics: *loadClinics, charts: *loadCharts, rounds: *loadRounds}
-	if shape.devices < 1 || shape.clinics < 1 || shape.charts < 1 || shape.rounds < 1 {
-		b.Fatalf("-load.devices, -load.clinics, -load.charts and -load.rounds must be at least 1")
+	shape := loadShape{devices: *loadDevices, clinics: *loadClinics, charts: *loadCharts, rounds: *loadRounds,
+		nodes: *loadNodes, timeout: *loadTimeout}
+	if shape.devices < 1 || shape.clinics < 1 || shape.charts < 1 || shape.rounds < 1 || shape.nodes < 1 {
+		b.Fatalf("-load.devices, -load.clinics, -load.charts, -load.rounds and -load.nodes must be at least 1")
+	}
+	switch *loadStore {
+	case "sqlite":
+		if shape.nodes != 1 {
+			b.Fatalf("-load.nodes %d: nodes share a store on PostgreSQL only (-load.store postgres)", shape.nodes)
+		}
+	case "postgres":
+		shape.postgres = true
+	default:
+		b.Fatalf("-load.store %q: sqlite or postgres", *loadStore)
 	}
 	var res loadResult
 	for range b.N {
 		res = runLoad(b, shape)
 	}
-	b.Logf("load (%d devices, %d clinics, %d charts each, %d syncs each): %s", shape.devices, shape.clinics, shape.charts, shape.rounds, res)
+	b.Logf("load (%s): %s", shape, res)
 	b.ReportMetric(res.syncsPerSecond(), "syncs/s")
 	b.ReportMetric(float64(res.p50.Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(res.p99.Microseconds())/1000, "p99-ms")
-	b.ReportMetric(float64(res.cloud.HighWaterRSS)/(1<<20), "cloud-peak-RSS-MiB")
-	b.ReportMetric(float64(res.cloud.PeakHeap)/(1<<20), "cloud-peak-heap-MiB")
-	b.ReportMetric(float64(res.cloud.PeakCMemory)/(1<<20), "cloud-peak-C-MiB")
-	b.ReportMetric(float64(res.devices.rss)/(1<<20), "devices-peak-RSS-MiB")
-	b.ReportMetric(float64(res.devices.cMemory)/(1<<20), "devices-peak-C-MiB")
+	b.ReportMetric(float64(res.nodePeakRSS())/(1<<20), "node-peak-RSS-MiB")
+	for i, n := range res.nodes {
+		if len(res.nodes) > 1 {
+			b.ReportMetric(float64(n.HighWaterRSS)/(1<<20), fmt.Sprintf("node%d-peak-RSS-MiB", i+1))
+		}
+		if i == 0 {
+			b.ReportMetric(float64(n.PeakHeap)/(1<<20), "node1-peak-heap-MiB")
+			b.ReportMetric(float64(n.PeakCMemory)/(1<<20), "node1-peak-C-MiB")
+		}
+	}
+	b.ReportMetric(float64(res.dbBytes)/(1<<20), "db-MiB")
+	b.ReportMetric(float64(res.deviceMem.rss)/(1<<20), "devices-peak-RSS-MiB")
+	b.ReportMetric(float64(res.deviceMem.cMemory)/(1<<20), "devices-peak-C-MiB")
+	b.ReportMetric(float64(res.deviceMem.rss)/float64(shape.devices), "device-RSS-B/device")
+	b.ReportMetric(float64(res.deviceMem.cMemory)/float64(shape.devices), "device-C-B/device")
 	b.ReportMetric(float64(res.failures), "failed-syncs")
 }
