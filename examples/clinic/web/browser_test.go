@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/assert"
@@ -36,7 +37,7 @@ func browser(t *testing.T) string {
 // drug the patient is allergic to: the form shows the drug's code and the
 // allergy before saving, and the chart shows the alert at the top. It
 // fails on any JavaScript error or console error, and checks that the
-// stylesheet, served from the binary, applies. Screenshots of the pages go
+// stylesheet, served from the binary, applies; and on any failed request. Screenshots of the pages go
 // to $CHARTSYNC_SCREENSHOTS when it is set.
 func TestBrowserPrescribeWithAllergy(t *testing.T) {
 	exe := browser(t)
@@ -59,6 +60,14 @@ func TestBrowserPrescribeWithAllergy(t *testing.T) {
 		case *runtime.EventConsoleAPICalled:
 			if e.Type == runtime.ConsoleAPICalledTypeError {
 				problems = append(problems, fmt.Sprintf("console error: %v", e.Args))
+			}
+		case *network.EventLoadingFailed:
+			if !e.Canceled {
+				problems = append(problems, "request failed: "+e.ErrorText)
+			}
+		case *network.EventResponseReceived:
+			if e.Response.Status >= 400 {
+				problems = append(problems, fmt.Sprintf("%s answered %d", e.Response.URL, e.Response.Status))
 			}
 		}
 	}))
@@ -132,4 +141,72 @@ func TestBrowserPrescribeWithAllergy(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	assert.Empty(t, problems, "no JavaScript or console errors")
+}
+
+// unlabelled lists the page's form fields a screen reader cannot name:
+// every input (but hidden ones and buttons), select and textarea needs a
+// label, or an aria-label.
+const unlabelled = `[...document.querySelectorAll("input, select, textarea")]
+	.filter(e => !["hidden", "submit", "button"].includes(e.type))
+	.filter(e => !(e.labels && e.labels.length) && !e.getAttribute("aria-label") && !e.getAttribute("aria-labelledby"))
+	.map(e => e.name || e.id || e.outerHTML)`
+
+// TestBrowserEveryFieldHasALabel walks the app's pages in Chromium, as a
+// clinician and as an administrator (the settings, sync and every form of
+// a chart with a prescription, a visit and a conflict), and finds every
+// form field with a label the browser ties to it.
+func TestBrowserEveryFieldHasALabel(t *testing.T) {
+	exe := browser(t)
+	f := newFixture(t)
+	id := f.register(record.Register{GivenName: "Wanjiru", FamilyName: "Mwangi", EstimatedBirthYear: 1988})
+	rx := f.edit(id, record.Prescribe{Drug: "Amoxicillin", Dose: 500, DoseUnit: "mg", Route: "oral", Frequency: "TDS"})
+	visit := f.edit(id, record.AddEncounter{Complaint: "Fever", Date: "2026-03-01"})
+	conflictOn(t, f, id, rx)
+
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(exe), chromedp.NoSandbox)
+	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancel()
+	ctx, cancel := chromedp.NewContext(actx)
+	defer cancel()
+	ctx, cancel = context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+
+	check := func(p string) int {
+		require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(f.ts.URL+p), chromedp.WaitReady(chromedp.CSS("main"))), p)
+		fields, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll("main input:not([type=hidden]), main select, main textarea").length`))
+		require.NoError(t, err)
+		bad, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](unlabelled))
+		require.NoError(t, err)
+		assert.Empty(t, bad, "fields without a label on %s", p)
+		return fields
+	}
+	assert.Equal(t, 2, check("/login"))
+	// The forms each role is shown: a clinician's are most of them.
+	least := map[record.Role]int{record.RoleClinician: 40, record.RoleAdministrator: 15}
+	for _, role := range []record.Role{record.RoleClinician, record.RoleAdministrator} {
+		require.NoError(t, chromedp.Do(ctx,
+			chromedp.Navigate(f.ts.URL+"/login"),
+			chromedp.SendKeys(chromedp.CSS("#f-user"), userID(role)),
+			chromedp.SendKeys(chromedp.CSS("#f-password"), password(role)),
+			chromedp.Click(chromedp.CSS("main form button[type=submit]")),
+			chromedp.WaitVisible(chromedp.CSS("#f-q")),
+		))
+		pages := []string{"/patients", "/patients?q=wanjiru", "/register", "/sync", "/settings", "/chart/"+id}
+		for _, cf := range chartForms {
+			p := "/chart/" + id + "/" + cf.Name
+			switch cf.Entry {
+			case record.KindPrescription:
+				p += "?entry=" + rx
+			case record.KindEncounter:
+				p += "?entry=" + visit
+			}
+			pages = append(pages, p)
+		}
+		checked := 0
+		for _, p := range pages {
+			checked += check(p)
+		}
+		assert.Greater(t, checked, least[role], "the walk reached the forms as %s", role)
+		require.NoError(t, chromedp.Do(ctx, chromedp.Click(chromedp.CSS("form.logout button")), chromedp.WaitVisible(chromedp.CSS("#f-user"))))
+	}
 }

@@ -276,3 +276,27 @@ func (s *Server) waitSync(ctx context.Context) error {
 		return nil
 	}
 }
+
+// conflictOn makes a dose conflict on prescription rx of chart id: a
+// second replica revises the dose while the fixture's does too, and its
+// change is received.
+func conflictOn(t testing.TB, f *fixture, id, rx string) {
+	t.Helper()
+	ctx := context.Background()
+	other, err := replica.Open(ctx, filepath.Join(t.TempDir(), "other.db"), replica.Config{Clinic: testClinic})
+	require.NoError(t, err)
+	defer other.Close()
+	exchange := func(from, to *replica.Replica) {
+		out, err := from.MakeBundle(ctx, to.ID())
+		require.NoError(t, err)
+		_, err = to.Receive(ctx, out.Data)
+		require.NoError(t, err)
+	}
+	exchange(f.r, other)
+	laptop := record.Author{UserID: "u-mutua", Name: "Dr Mutua", Role: record.RoleClinician, Device: "kamuga-laptop"}
+	_, err = other.Edit(ctx, id, laptop, record.ReviseDose{PrescriptionID: rx, Dose: 750})
+	require.NoError(t, err)
+	f.edit(id, record.ReviseDose{PrescriptionID: rx, Dose: 250})
+	exchange(other, f.r)
+	require.Len(t, f.chart(id).Conflicts, 1)
+}
