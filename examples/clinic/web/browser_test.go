@@ -191,7 +191,7 @@ func TestBrowserEveryFieldHasALabel(t *testing.T) {
 			chromedp.Click(chromedp.CSS("main form button[type=submit]")),
 			chromedp.WaitVisible(chromedp.CSS("#f-q")),
 		))
-		pages := []string{"/patients", "/patients?q=wanjiru", "/register", "/sync", "/settings", "/chart/"+id}
+		pages := []string{"/patients", "/patients?q=wanjiru", "/register", "/sync", "/settings", "/chart/" + id}
 		for _, cf := range chartForms {
 			p := "/chart/" + id + "/" + cf.Name
 			switch cf.Entry {
