@@ -61,20 +61,43 @@ func body(from, to string, pos [4]uint64, count uint64, rest ...[]byte) []byte {
 // changeField is one unsigned change as a bundle body holds it.
 func changeField(chart string, raw []byte) []byte {
 	id := uuid.MustParse(chart)
-	return append(wire.AppendBytes(append([]byte{}, id[:]...), raw), 0)
+	return append(wire.AppendBytes(append(append([]byte{}, id[:]...), 0), raw), 0)
+}
+
+// cutField is one unsigned change as a bundle body holds it with the
+// dependency hashes at the given places cut out, each said to be the hash
+// of the change that many back in the bundle (cut: place, back).
+func cutField(t T, chart string, raw []byte, cut ...[2]uint64) []byte {
+	t.Helper()
+	id := uuid.MustParse(chart)
+	out := binary.AppendUvarint(append([]byte{}, id[:]...), uint64(len(cut)))
+	at, _, err := crdt.DepsSpan(raw)
+	require.NoError(t, err)
+	stripped := bytes.Clone(raw[:at])
+	next := at
+	for _, c := range cut {
+		out = binary.AppendUvarint(binary.AppendUvarint(out, c[0]), c[1])
+		slot := at + 32*int(c[0])
+		if slot > next && slot <= len(raw) {
+			stripped = append(stripped, raw[next:slot]...)
+		}
+		next = min(slot+32, len(raw))
+	}
+	stripped = append(stripped, raw[next:]...)
+	return append(wire.AppendBytes(out, stripped), 0)
 }
 
 // signedField is one change and its signature as a bundle body holds it.
 func signedField(chart string, raw, sig []byte) []byte {
 	id := uuid.MustParse(chart)
-	return wire.AppendBytes(append(wire.AppendBytes(append([]byte{}, id[:]...), raw), 1), sig)
+	return wire.AppendBytes(append(wire.AppendBytes(append(append([]byte{}, id[:]...), 0), raw), 1), sig)
 }
 
 // coveredField is one change covered by the bundle's change at index
 // cover, as a bundle body holds it.
 func coveredField(chart string, raw []byte, cover uint64) []byte {
 	id := uuid.MustParse(chart)
-	return binary.AppendUvarint(append(wire.AppendBytes(append([]byte{}, id[:]...), raw), 2), cover)
+	return binary.AppendUvarint(append(wire.AppendBytes(append(append([]byte{}, id[:]...), 0), raw), 2), cover)
 }
 
 func encode(t T, b replica.Bundle) []byte {
@@ -176,14 +199,27 @@ func testBadBundles(t *testing.T, backend string) {
 		{"version 1 (before signatures)", wire.Encode('B', 1, goodBody), replica.ErrBundleVersion},
 		{"version 2 (a signature per change)", wire.Encode('B', 2, goodBody), replica.ErrBundleVersion},
 		{"version 3 (no bundle signature)", wire.Encode('B', 3, goodBody), replica.ErrBundleVersion},
-		{"version 5", wire.Encode('B', 5, goodBody), replica.ErrBundleVersion},
+		{"version 4 (every dependency hash sent)", wire.Encode('B', 4, goodBody), replica.ErrBundleVersion},
+		{"version 6", wire.Encode('B', 6, goodBody), replica.ErrBundleVersion},
 		{"version 0", wire.Encode('B', 0, goodBody), replica.ErrBundleVersion},
 		{"version 255", wire.Encode('B', 255, goodBody), replica.ErrBundleVersion},
 		{"declared body just over the limit", frame('B', replica.BundleVersion, 0, replica.MaxBundleBytes+1, uint64(len(goodBody)), goodBody), replica.ErrBundleTooLarge},
 		{"declared body of 2^62 bytes", frame('B', replica.BundleVersion, 1, 1<<62, uint64(len(zBig)), zBig), replica.ErrBundleTooLarge},
 		{"stored length beyond the data", frame('B', replica.BundleVersion, 0, 1<<20, 1<<20, goodBody), replica.ErrMalformedBundle},
 		{"change over the change limit", wire.Encode('B', replica.BundleVersion, body(from, to, pos(0, 0, 0, 0), 1,
-			chartID[:], binary.AppendUvarint(nil, replica.MaxChangeBytes+1), raw0)), replica.ErrBundleTooLarge},
+			chartID[:], []byte{0}, binary.AppendUvarint(nil, replica.MaxChangeBytes+1), raw0)), replica.ErrBundleTooLarge},
+		{"a dependency left out named as the change itself", wire.Encode('B', replica.BundleVersion, body(from, to, pos(0, 0, 0, 0), 2,
+			changeField(f.chart, raw0), cutField(t, f.chart, f.chs[1].Raw, [2]uint64{0, 0}), []byte{0})), replica.ErrMalformedBundle},
+		{"a dependency left out named before the bundle's first change", wire.Encode('B', replica.BundleVersion, body(from, to, pos(0, 0, 0, 0), 2,
+			changeField(f.chart, raw0), cutField(t, f.chart, f.chs[1].Raw, [2]uint64{0, 2}), []byte{0})), replica.ErrMalformedBundle},
+		{"a dependency left out beyond the change's dependencies", wire.Encode('B', replica.BundleVersion, body(from, to, pos(0, 0, 0, 0), 2,
+			changeField(f.chart, raw0), cutField(t, f.chart, f.chs[1].Raw, [2]uint64{5, 1}), []byte{0})), replica.ErrMalformedBundle},
+		{"dependencies left out out of order", wire.Encode('B', replica.BundleVersion, body(from, to, pos(0, 0, 0, 0), 3,
+			changeField(f.chart, raw0), changeField(f.chart, f.chs[1].Raw), cutField(t, f.chart, f.chs[2].Raw, [2]uint64{0, 1}, [2]uint64{0, 2}), []byte{0})), replica.ErrMalformedBundle},
+		{"a dependency put back from the wrong change", wire.Encode('B', replica.BundleVersion, body(from, to, pos(0, 0, 0, 0), 3,
+			changeField(f.chart, raw0), changeField(f.chart, f.chs[2].Raw), cutField(t, f.chart, f.chs[1].Raw, [2]uint64{0, 1}), []byte{0})), replica.ErrMalformedBundle},
+		{"dependencies left out counted beyond the body", wire.Encode('B', replica.BundleVersion, body(from, to, pos(0, 0, 0, 0), 1,
+			chartID[:], binary.AppendUvarint(nil, 1<<40), raw0)), replica.ErrMalformedBundle},
 		{"compressed body longer than declared", frame('B', replica.BundleVersion, 1, uint64(len(goodBody)), uint64(len(zBig)), zBig), replica.ErrMalformedBundle},
 		{"compressed body shorter than declared", frame('B', replica.BundleVersion, 1, uint64(len(bigBody)+1), uint64(len(zBig)), zBig), replica.ErrMalformedBundle},
 		{"compressed body that is not zstd", frame('B', replica.BundleVersion, 1, uint64(len(goodBody)), uint64(len(goodBody)), goodBody), replica.ErrMalformedBundle},

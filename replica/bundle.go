@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/chartsync/chartsync/crdt"
 	"github.com/chartsync/chartsync/internal/wire"
 )
 
@@ -33,8 +34,10 @@ const (
 	// reads: a wire frame of kind 'B' (version 2 added change signatures
 	// and signer enrolments; version 3 lets a signed change cover the
 	// same device's earlier changes in its history; version 4 adds the
-	// sender's signature over the whole bundle).
-	BundleVersion = 4
+	// sender's signature over the whole bundle; version 5 leaves out of a
+	// change the hashes of the changes it depends on that the bundle
+	// carries before it, which its recipient puts back).
+	BundleVersion = 5
 	// MaxBundleBytes bounds a decoded bundle.
 	MaxBundleBytes = 256 << 20
 	// MaxChangeBytes bounds one change in a bundle.
@@ -166,7 +169,8 @@ func (b *Bundle) encode(sign func([32]byte) []byte) ([]byte, error) {
 	for _, v := range []uint64{b.Base, b.Upto, b.Head, b.Ack, uint64(len(b.Changes))} {
 		body = binary.AppendUvarint(body, v)
 	}
-	for _, c := range b.Changes {
+	carried := make(map[crdt.Hash]int, len(b.Changes)) // hash → index, of the changes written so far
+	for i, c := range b.Changes {
 		id, err := uuid.Parse(c.Chart)
 		if err != nil {
 			return nil, fmt.Errorf("bundle chart id %q: %w", c.Chart, err)
@@ -175,7 +179,10 @@ func (b *Bundle) encode(sign func([32]byte) []byte) ([]byte, error) {
 			return nil, fmt.Errorf("bundle change signature of %d bytes: %w", len(c.Sig), ErrBundleTooLarge)
 		}
 		body = append(body, id[:]...)
-		body = wire.AppendBytes(body, c.Raw)
+		body = appendChange(body, c.Raw, i, carried)
+		if len(c.Raw) > 8 {
+			carried[crdt.Hash(sha256.Sum256(c.Raw[8:]))] = i
+		}
 		switch {
 		case c.Cover != 0:
 			if len(c.Sig) > 0 || c.Cover < 0 || c.Cover > len(b.Changes) {
@@ -263,12 +270,14 @@ func DecodeBundle(data []byte) (*Bundle, error) {
 		return nil, fmt.Errorf("decode bundle change count: %w", err)
 	}
 	b.Changes = make([]BundleChange, n)
+	hashes := make([]crdt.Hash, n) // of the changes read, once a later one names them
+	restored := 0                  // the bytes of hashes put back so far
 	for i := range b.Changes {
 		id, err := r.Fixed(16)
 		if err != nil {
 			return nil, fmt.Errorf("decode bundle change %d: %w", i, err)
 		}
-		raw, err := r.Bytes(MaxChangeBytes)
+		raw, err := readChange(r, i, b.Changes[:i], hashes, &restored)
 		if err != nil {
 			return nil, fmt.Errorf("decode bundle change %d: %w", i, err)
 		}
@@ -344,4 +353,122 @@ func DecodeBundle(data []byte) (*Bundle, error) {
 		return nil, fmt.Errorf("decode bundle: %w", err)
 	}
 	return b, nil
+}
+
+// A change in a bundle (version 5) is written as the hashes it depends on
+// that the bundle carries before it, as pairs of uvarints (the hash's
+// place among its dependencies, and how many changes back the bundle
+// carries it), after their count, and then its bytes without those
+// hashes. A chart's change nearly always follows the change it depends on
+// (a first sync of a chart sends its whole history), and its 32-byte hash,
+// random to a compressor, becomes two bytes.
+
+// maxRestoredBytes bounds the hash bytes a recipient puts back into one
+// bundle's changes, apart from the bundle's own size: each costs the
+// sender at least two bytes.
+const maxRestoredBytes = MaxBundleBytes
+
+// appendChange appends change i of a bundle, raw, with the hashes of its
+// dependencies among carried (the changes before it, by hash) left out.
+// A change whose header cannot be read is written whole, for its
+// recipient to refuse.
+func appendChange(body, raw []byte, i int, carried map[crdt.Hash]int) []byte {
+	at, n, err := crdt.DepsSpan(raw)
+	if err != nil || at+32*n > len(raw) {
+		body = binary.AppendUvarint(body, 0)
+		return wire.AppendBytes(body, raw)
+	}
+	var cut [][2]int // slot, changes back
+	for j := range n {
+		if k, ok := carried[crdt.Hash(raw[at+32*j:at+32*j+32])]; ok {
+			cut = append(cut, [2]int{j, i - k})
+		}
+	}
+	body = binary.AppendUvarint(body, uint64(len(cut)))
+	if len(cut) == 0 {
+		return wire.AppendBytes(body, raw)
+	}
+	for _, c := range cut {
+		body = binary.AppendUvarint(body, uint64(c[0]))
+		body = binary.AppendUvarint(body, uint64(c[1]))
+	}
+	body = binary.AppendUvarint(body, uint64(len(raw)-32*len(cut)))
+	body = append(body, raw[:at]...)
+	next := at
+	for _, c := range cut {
+		slot := at + 32*c[0]
+		body = append(body, raw[next:slot]...)
+		next = slot + 32
+	}
+	return append(body, raw[next:]...)
+}
+
+// readChange reads change i of a bundle, putting back the dependency
+// hashes its sender left out: those of before (the changes read so far),
+// whose hashes it computes into hashes when first named. restored counts
+// the bytes put back in the bundle so far. The bytes are checked no
+// further: a hash put back in the wrong place makes a change whose
+// checksum fails where the change is read.
+func readChange(r *wire.Reader, i int, before []BundleChange, hashes []crdt.Hash, restored *int) ([]byte, error) {
+	m, err := r.Uvarint()
+	if err != nil {
+		return nil, err
+	}
+	if m > uint64(r.Len())/2 {
+		return nil, fmt.Errorf("%d dependencies left out, in %d bytes: %w", m, r.Len(), ErrMalformedBundle)
+	}
+	cut := make([][2]uint64, m)
+	for j := range cut {
+		for k := range cut[j] {
+			if cut[j][k], err = r.Uvarint(); err != nil {
+				return nil, err
+			}
+		}
+		switch back := cut[j][1]; {
+		case j > 0 && cut[j][0] <= cut[j-1][0]:
+			return nil, fmt.Errorf("dependencies left out out of order: %w", ErrMalformedBundle)
+		case back == 0 || back > uint64(i):
+			return nil, fmt.Errorf("a dependency left out names change %d back of %d: %w", back, i, ErrMalformedBundle)
+		}
+	}
+	raw, err := r.Bytes(MaxChangeBytes)
+	if err != nil || m == 0 {
+		return raw, err
+	}
+	at, n, err := crdt.DepsSpan(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrMalformedBundle, err)
+	}
+	kept := n - int(m)
+	if kept < 0 || cut[m-1][0] >= uint64(n) || at+32*kept > len(raw) {
+		return nil, fmt.Errorf("%d dependencies left out of a change of %d: %w", m, n, ErrMalformedBundle)
+	}
+	size := len(raw) + 32*int(m)
+	if size > MaxChangeBytes {
+		return nil, fmt.Errorf("change of %d bytes: %w", size, ErrBundleTooLarge)
+	}
+	if *restored += 32 * int(m); *restored > maxRestoredBytes {
+		return nil, fmt.Errorf("over %d bytes of dependencies put back: %w", maxRestoredBytes, ErrBundleTooLarge)
+	}
+	whole := make([]byte, 0, size)
+	whole = append(whole, raw[:at]...)
+	next := at
+	for slot := range n {
+		if len(cut) > 0 && cut[0][0] == uint64(slot) {
+			k := i - int(cut[0][1])
+			dep := before[k].Raw
+			if len(dep) <= 8 {
+				return nil, fmt.Errorf("a dependency left out names change %d, which is not one: %w", k, ErrMalformedBundle)
+			}
+			if hashes[k] == (crdt.Hash{}) {
+				hashes[k] = sha256.Sum256(dep[8:])
+			}
+			whole = append(whole, hashes[k][:]...)
+			cut = cut[1:]
+			continue
+		}
+		whole = append(whole, raw[next:next+32]...)
+		next += 32
+	}
+	return append(whole, raw[next:]...), nil
 }

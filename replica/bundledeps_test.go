@@ -1,0 +1,78 @@
+package replica_test
+
+import (
+	"bytes"
+	"context"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/chartsync/chartsync/crdt"
+	"github.com/chartsync/chartsync/internal/wire"
+	"github.com/chartsync/chartsync/replica"
+)
+
+// TestBundleLeavesOutCarriedDependencies: a bundle does not carry the
+// hash of a change its other changes depend on when it carries that
+// change too (the recipient puts the hash back), and carries every other
+// dependency hash; the changes decode to exactly the bytes sent, and a
+// recipient applies them.
+func TestBundleLeavesOutCarriedDependencies(t *testing.T) {
+	ctx := context.Background()
+	a, _ := newMem(t, replica.Config{Now: frozen})
+	b, _ := newMem(t, replica.Config{Now: frozen})
+	first := register(t, a, "Wanjiru", "Mwangi", "Kamuga")
+	_, err := replica.SyncPair(ctx, a, b)
+	require.NoError(t, err)
+
+	// After the sync, a's new changes depend on the registration, which
+	// b holds and the next bundle does not carry.
+	var made []crdt.Change
+	for i := range 4 {
+		made = append(made, edit(t, a, first, allergy(i)).Change)
+	}
+	second := register(t, a, "Baraka", "Otieno", "Siaya")
+	made = append(made, edit(t, a, second, allergy(9)).Change)
+
+	out, err := a.MakeBundle(ctx, b.ID())
+	require.NoError(t, err)
+	_, body, err := wire.Decode(out.Data, 'B', replica.BundleVersion, replica.MaxBundleBytes)
+	require.NoError(t, err)
+	bundle, err := replica.DecodeBundle(out.Data)
+	require.NoError(t, err)
+
+	carried := map[crdt.Hash]bool{}
+	sent := map[crdt.Hash][]byte{}
+	for _, c := range bundle.Changes {
+		ch, err := crdt.ReadChange(c.Raw)
+		require.NoError(t, err, "a change as decoded is whole: its checksum holds")
+		carried[ch.Hash] = true
+		sent[ch.Hash] = c.Raw
+	}
+	for _, m := range made {
+		require.Contains(t, sent, m.Hash)
+		assert.Equal(t, m.Raw, sent[m.Hash], "the change decodes to the bytes made")
+	}
+	left, kept := 0, 0
+	for _, c := range bundle.Changes {
+		ch, err := crdt.ReadChange(c.Raw)
+		require.NoError(t, err)
+		for _, d := range ch.Deps {
+			if carried[d] {
+				left++
+				assert.False(t, bytes.Contains(body, d[:]), "the hash of %s, which the bundle carries, is left out", d)
+			} else {
+				kept++
+				assert.True(t, bytes.Contains(body, d[:]), "the hash of %s, which the bundle does not carry, is sent", d)
+			}
+		}
+	}
+	assert.GreaterOrEqual(t, left, 4, "dependencies on changes the bundle carries")
+	assert.Equal(t, 1, kept, "the first edit depends on the registration b holds")
+
+	got, err := b.Receive(ctx, out.Data)
+	require.NoError(t, err)
+	assert.Equal(t, out.Changes, got.Applied)
+	requireSameCharts(t, a, b)
+}
