@@ -36,9 +36,10 @@ func browser(t *testing.T) string {
 // phone-sized screen through login, search, the chart, and prescribing a
 // drug the patient is allergic to: the form shows the drug's code and the
 // allergy before saving, and the chart shows the alert at the top. It
-// fails on any JavaScript error or console error, and checks that the
-// stylesheet, served from the binary, applies; and on any failed request. Screenshots of the pages go
-// to $CHARTSYNC_SCREENSHOTS when it is set.
+// fails on any JavaScript or console error and on any failed request, and
+// checks that the stylesheet, served from the binary, applies.
+// Screenshots of the pages go to $CHARTSYNC_SCREENSHOTS, or to
+// chartsync-screenshots in the system's temporary folder.
 func TestBrowserPrescribeWithAllergy(t *testing.T) {
 	exe := browser(t)
 	f := newFixture(t)
@@ -76,19 +77,18 @@ func TestBrowserPrescribeWithAllergy(t *testing.T) {
 	defer cancel()
 
 	shots := os.Getenv("CHARTSYNC_SCREENSHOTS")
+	if shots == "" {
+		shots = filepath.Join(os.TempDir(), "chartsync-screenshots")
+	}
+	require.NoError(t, os.MkdirAll(shots, 0o755))
+	t.Logf("screenshots in %s", shots)
 	shot := func(name string) chromedp.Action[chromedp.Void] {
 		return chromedp.Func(func(ctx context.Context, t2 *chromedp.Target) error {
-			if shots == "" {
-				return nil
-			}
 			png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 			if err != nil {
 				return err
 			}
-			if err := os.MkdirAll(shots, 0o755); err != nil {
-				return err
-			}
-			return os.WriteFile(filepath.Join(shots, name+".png"), png, 0o644)
+			return os.WriteFile(filepath.Join(shots, "web-"+name+".png"), png, 0o644)
 		})
 	}
 	submit := chromedp.Click(chromedp.CSS("main form button[type=submit]"))

@@ -2,16 +2,18 @@
 // its own browser on 127.0.0.1, working with no network at all, on top of
 // the device's replica.
 //
-// Pages are rendered on the server with html/template; the templates and
-// the one stylesheet are embedded in the binary, nothing is loaded from
-// the internet, and no action needs JavaScript. Every page is one column,
-// usable on a phone and on a laptop.
+// Pages are rendered on the server with html/template; the templates,
+// the stylesheet and the icon are embedded in the binary, nothing is
+// loaded from the internet, and the app serves no JavaScript: no action
+// needs it. Every page is one column, usable on a phone and on a laptop.
 //
 // # Usage
 //
-//	srv, err := web.New(web.Config{Replica: r, Clinic: "kamuga", Device: "kamuga-tablet", Guard: g})
+//	srv, err := web.New(web.Config{Replica: r, Clinic: "kamuga", Device: "kamuga-tablet", Guard: g, Sync: syncer})
 //	if err != nil { ... }
-//	http.Serve(listener, srv) // a listener on 127.0.0.1
+//	defer srv.Close()          // stops the syncs it runs, and waits for them
+//	err = srv.Start(ctx)       // the background sync
+//	http.Serve(listener, srv)  // a listener on 127.0.0.1
 //
 // Staff log in with the clinic's users (the roster's argon2id hashes,
 // checked by the device's login.Guard with its lockout). A session is a
@@ -33,8 +35,44 @@
 // chart (alerts first, conflicts with every competing value and its
 // author, a settle form for those the user may write), a form for each
 // clinical write (allergy, diagnosis, prescription, dose revision,
-// discontinuation, lab result, encounter, note, demographics), and a sync
-// page that runs the app's Syncer. Times are shown in Config.Location.
+// discontinuation, lab result, encounter, note, demographics), a sync
+// page, and the user's settings.
+//
+// # Sync
+//
+// Every page of a logged-in user starts with the device's sync status:
+// online, offline or not connected (from the last sync's outcome), the
+// changes waiting to be sent, the last sync, and the conflicts to settle
+// and alerts the last sync brought (counted as the user's role is shown
+// them, on the charts the sync changed). The sync page's button starts a
+// sync in the background and shows the page again; while the sync runs
+// the page reloads itself every two seconds (a meta refresh, no
+// JavaScript), showing its phase and bytes; then it shows what the sync
+// did and lists the charts it changed that have conflicts or alerts. One
+// sync runs at a time.
+//
+// Start runs the background sync: at once, then every Config.AutoSync
+// (5 minutes) while the device is connected; after a failure it waits
+// twice as long each time, up to Config.AutoSyncMaxWait (an hour), and
+// logs the first failure in a row as a warning and the others at debug
+// level; it stops for good when the cloud has revoked the device. Each
+// sync is bounded by Config.SyncTimeout, and Close ends them all.
+//
+// A Syncer that is also a HandCarrier gets USB and phone forms on the
+// sync page: write a bundle file for the cloud to a folder (a USB
+// stick), read the bundle files for this device in a folder, and
+// exchange relay bundles with a phone's folder. The folder is typed as a
+// full path on this device.
+//
+// # Languages and times
+//
+// Pages and messages are in English or Swahili (Languages), one JSON file
+// of messages per language in i18n/, embedded; a test checks every
+// English key has a message in every language. Each user chooses their
+// language on the settings page; the choice is kept on this device in
+// Config.SettingsFile. The login page follows its language links or the
+// browser's Accept-Language. Dates and times are shown in
+// Config.Location, the device's local time zone by default.
 //
 // # Caveats
 //
@@ -42,7 +80,13 @@
 // cookie is not marked Secure, since the app is served over plain HTTP on
 // the loopback interface; serve it on 127.0.0.1 only. A request naming any
 // other host is refused (421), so a page of another site that points a
-// name at 127.0.0.1 (DNS rebinding) cannot read the app's pages. A sync runs within
-// its POST request: the page shows its result when it ends, and the
-// steps it went through, not a live progress bar.
+// name at 127.0.0.1 (DNS rebinding) cannot read the app's pages.
+//
+// A Syncer's error details, validation messages of package record, the
+// clinical forms' labels and the chart page are in English whatever the
+// user's language. A user's language is kept on the device, not with
+// the clinic's roster, so it does not follow them to another device.
+// Which charts a sync changed is found from the charts' time of writing
+// when the Syncer does not say (an HTTPS sync does not): that reads the
+// index of every chart once after a sync that received changes.
 package web
