@@ -82,9 +82,10 @@
 // other host is refused (421), so a page of another site that points a
 // name at 127.0.0.1 (DNS rebinding) cannot read the app's pages.
 //
-// A Syncer's error details, validation messages of package record, the
-// clinical forms' labels and the chart page are in English whatever the
-// user's language. A user's language is kept on the device, not with
+// What comes from the library stays in English whatever the user's
+// language: alert messages, history summaries and validation reasons of
+// package record, a Syncer's error details, and the clinical codes
+// (statuses, units, routes, frequencies). A user's language is kept on the device, not with
 // the clinic's roster, so it does not follow them to another device.
 // Which charts a sync changed is found from the charts' time of writing
 // when the Syncer does not say (an HTTPS sync does not): that reads the

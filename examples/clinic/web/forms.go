@@ -28,8 +28,11 @@ type field struct {
 	Aliases []string
 }
 
-// formData is a form as a template shows it.
+// formData is a form as a template shows it, in a language.
 type formData struct {
+	// Lang is the form's language; Key names its fields' messages
+	// ("field.KEY.NAME" and "hint.KEY.NAME").
+	Lang, Key             string
 	Title, Action, Submit string
 	Fields                []field
 	Values                map[string]string
@@ -46,11 +49,27 @@ type formData struct {
 	Cancel  string
 }
 
-func newFormData(title, action, submit string, fs []field, in formValues) *formData {
+func newFormData(lang, key, action, submit string, fs []field, in formValues) *formData {
 	if in == nil {
 		in = formValues{}
 	}
-	return &formData{Title: title, Action: action, Submit: submit, Fields: fs, Values: in, Errors: map[string]string{}}
+	return &formData{Lang: lang, Key: key, Title: tr(lang, "form."+key+".title"), Action: action, Submit: submit, Fields: fs, Values: in, Errors: map[string]string{}}
+}
+
+// L is a field's label in the form's language.
+func (f *formData) L(x field) string {
+	if m, ok := catalogs[f.Lang]["field."+f.Key+"."+x.Name]; ok {
+		return m
+	}
+	return tr(DefaultLanguage, "field."+f.Key+"."+x.Name)
+}
+
+// H is a field's hint in the form's language ("" for none).
+func (f *formData) H(x field) string {
+	if x.Hint == "" {
+		return ""
+	}
+	return tr(f.Lang, "hint."+f.Key+"."+x.Name)
 }
 
 // formValues are a form's submitted values, trimmed.
@@ -84,7 +103,7 @@ func (in formValues) float(f *formData, name string) (*float64, bool) {
 	v, err := strconv.ParseFloat(s, 64)
 	if err != nil {
 		fl := f.field(name)
-		f.Errors[name] = fmt.Sprintf("Enter the %s as a number, e.g. %s.", strings.ToLower(fl.Label), fl.Example)
+		f.Errors[name] = tr(f.Lang, "form.number", strings.ToLower(f.L(fl)), fl.Example)
 		return nil, false
 	}
 	return &v, true
@@ -106,7 +125,7 @@ func (in formValues) int(f *formData, name, msg string) (int, bool) {
 func (in formValues) required(f *formData, names ...string) {
 	for _, n := range names {
 		if in[n] == "" {
-			f.Errors[n] = fmt.Sprintf("Enter the %s.", strings.ToLower(f.field(n).Label))
+			f.Errors[n] = tr(f.Lang, "form.enter", strings.ToLower(f.L(f.field(n))))
 		}
 	}
 }
@@ -120,7 +139,7 @@ func (s *Server) formError(f *formData, err error) bool {
 	}
 	for _, x := range f.Fields {
 		if x.Name == ve.Field || slices.Contains(x.Aliases, ve.Field) {
-			f.Errors[x.Name] = fmt.Sprintf("%s: %s.", x.Label, ve.Reason)
+			f.Errors[x.Name] = fmt.Sprintf("%s: %s.", f.L(x), ve.Reason)
 			return true
 		}
 	}
@@ -203,7 +222,7 @@ var chartForms = []*chartForm{
 			if d, ok := in.float(f, "dose"); ok {
 				rx.Dose = *d
 			}
-			rx.DurationDays, _ = in.int(f, "duration_days", "Enter the number of days as a whole number, e.g. 5")
+			rx.DurationDays, _ = in.int(f, "duration_days", tr(f.Lang, "form.days"))
 			return rx
 		},
 		Check: checkPrescription,
@@ -262,16 +281,16 @@ var chartForms = []*chartForm{
 			l.CriticalLow, _ = in.float(f, "critical_low")
 			l.CriticalHigh, _ = in.float(f, "critical_high")
 			if l.Value == nil && l.TextValue == "" && f.Errors["value"] == "" {
-				f.Errors["value"] = "Enter the result: a number here, or a text result below."
+				f.Errors["value"] = tr(f.Lang, "form.lab.value")
 			}
 			if l.Value != nil && l.TextValue != "" {
-				f.Errors["text"] = "Give a number or a text result, not both."
+				f.Errors["text"] = tr(f.Lang, "form.lab.both")
 			}
 			l.SpecimenAt = s.cfg.Now()
 			if t := in.get("specimen_at"); t != "" {
 				at, err := time.ParseInLocation("2006-01-02T15:04", t, s.cfg.Location)
 				if err != nil {
-					f.Errors["specimen_at"] = "Enter the time the specimen was taken, e.g. 2026-03-02 14:30."
+					f.Errors["specimen_at"] = tr(f.Lang, "form.lab.specimen")
 				}
 				l.SpecimenAt = at
 			}
@@ -303,7 +322,7 @@ var chartForms = []*chartForm{
 				a, err1 := strconv.ParseFloat(strings.TrimSpace(sys), 64)
 				b, err2 := strconv.ParseFloat(strings.TrimSpace(dia), 64)
 				if !ok || err1 != nil || err2 != nil {
-					f.Errors["bp"] = "Enter the blood pressure as two numbers, e.g. 120/80."
+					f.Errors["bp"] = tr(f.Lang, "form.bp")
 				}
 				e.Vitals.BPSystolic, e.Vitals.BPDiastolic = a, b
 			}
@@ -365,11 +384,11 @@ var chartForms = []*chartForm{
 					changed = true
 				}
 			}
-			if y, ok := in.int(f, "estimated_birth_year", "Enter the birth year as four digits, e.g. 1988"); ok && y != p.EstimatedBirthYear {
+			if y, ok := in.int(f, "estimated_birth_year", tr(f.Lang, "form.birthyear")); ok && y != p.EstimatedBirthYear {
 				u.EstimatedBirthYear, changed = record.Ptr(y), true
 			}
 			if !changed && len(f.Errors) == 0 {
-				f.Error = "Nothing was changed: edit a detail, then save."
+				f.Error = tr(f.Lang, "form.nochange")
 			}
 			return u
 		},
@@ -434,7 +453,7 @@ func checkPrescription(s *Server, r *http.Request, q *request, v record.View, op
 func (s *Server) formFor(w http.ResponseWriter, r *http.Request, q *request) (*chartForm, record.View, string, string, bool) {
 	f := formsByName[r.PathValue("form")]
 	if f == nil {
-		s.errorPage(w, r, q, http.StatusNotFound, "There is no such form.")
+		s.errorPage(w, r, q, http.StatusNotFound, tr(q.lang, "error.noform"))
 		return nil, record.View{}, "", "", false
 	}
 	if !s.mayUse(q, f) {
@@ -452,7 +471,7 @@ func (s *Server) formFor(w http.ResponseWriter, r *http.Request, q *request) (*c
 	if f.Entry != "" {
 		what = describe(v, f.Entry, entry)
 		if what == "" {
-			s.errorPage(w, r, q, http.StatusNotFound, "That entry is not on this chart. Go back to the chart and choose it there.")
+			s.errorPage(w, r, q, http.StatusNotFound, tr(q.lang, "error.noentry"))
 			return nil, record.View{}, "", "", false
 		}
 	}
@@ -484,8 +503,13 @@ type formPageData struct {
 	Form  *formData
 }
 
-func (s *Server) newChartForm(f *chartForm, v record.View, entry, what string, in formValues) *formData {
-	fd := newFormData(f.Title, "/chart/"+v.ChartID+"/"+f.Name, "Save", f.Fields, in)
+func (s *Server) newChartForm(q *request, f *chartForm, v record.View, entry, what string, in formValues) *formData {
+	key := f.Name
+	if f.Name == "demographics" {
+		key = "register" // the same fields
+	}
+	fd := newFormData(q.lang, key, "/chart/"+v.ChartID+"/"+f.Name, tr(q.lang, "form.save"), f.Fields, in)
+	fd.Title = tr(q.lang, "form."+f.Name+".title")
 	fd.Entry, fd.Context, fd.Cancel = entry, what, "/chart/"+v.ChartID
 	return fd
 }
@@ -499,7 +523,8 @@ func (s *Server) formPage(w http.ResponseWriter, r *http.Request, q *request) {
 	if f.Fill != nil {
 		in = f.Fill(s, v, entry)
 	}
-	s.render(w, r, q, http.StatusOK, "form", f.Title, formPageData{Chart: v, Form: s.newChartForm(f, v, entry, what, in)})
+	fd := s.newChartForm(q, f, v, entry, what, in)
+	s.render(w, r, q, http.StatusOK, "form", fd.Title, formPageData{Chart: v, Form: fd})
 }
 
 func (s *Server) formPost(w http.ResponseWriter, r *http.Request, q *request) {
@@ -508,10 +533,10 @@ func (s *Server) formPost(w http.ResponseWriter, r *http.Request, q *request) {
 		return
 	}
 	in := values(r, f.Fields)
-	fd := s.newChartForm(f, v, entry, what, in)
+	fd := s.newChartForm(q, f, v, entry, what, in)
 	op := f.Build(s, v, entry, in, fd)
 	again := func() {
-		s.render(w, r, q, http.StatusUnprocessableEntity, "form", f.Title, formPageData{Chart: v, Form: fd})
+		s.render(w, r, q, http.StatusUnprocessableEntity, "form", fd.Title, formPageData{Chart: v, Form: fd})
 	}
 	if len(fd.Errors) > 0 || fd.Error != "" {
 		again()
@@ -519,8 +544,8 @@ func (s *Server) formPost(w http.ResponseWriter, r *http.Request, q *request) {
 	}
 	if f.Check != nil && r.PostFormValue("confirm") == "" {
 		fd.Notes, fd.Warn = f.Check(s, r, q, v, op)
-		fd.Confirm = "Confirm and save"
-		s.render(w, r, q, http.StatusOK, "form", f.Title, formPageData{Chart: v, Form: fd})
+		fd.Confirm = tr(q.lang, "form.confirm")
+		s.render(w, r, q, http.StatusOK, "form", fd.Title, formPageData{Chart: v, Form: fd})
 		return
 	}
 	res, err := s.r.Edit(r.Context(), v.ChartID, q.author, op)
@@ -540,12 +565,12 @@ func (s *Server) formPost(w http.ResponseWriter, r *http.Request, q *request) {
 func (s *Server) saved(r *http.Request, q *request, before record.View, res record.Result) string {
 	after, err := s.view(r, q, before.ChartID)
 	if err != nil {
-		return "Saved."
+		return tr(q.lang, "saved")
 	}
-	msg := "Saved."
+	msg := tr(q.lang, "saved")
 	for _, h := range after.History {
 		if h.Change == res.Change.Hash {
-			msg = "Saved: " + h.Summary + "."
+			msg = tr(q.lang, "saved.what", h.Summary)
 		}
 	}
 	for _, p := range after.Prescriptions {

@@ -93,6 +93,17 @@ func TestLanguageChosenPerUser(t *testing.T) {
 	_, body = nurse.get("/patients?q=nobody")
 	assert.Contains(t, body, "Hakuna mgonjwa aliyepatikana", "the page's messages too")
 
+	// The chart and its forms, with their validation messages.
+	id := f.register(record.Register{GivenName: "Wanjiru", FamilyName: "Mwangi", EstimatedBirthYear: 1988})
+	_, body = nurse.get("/chart/" + id)
+	assert.Contains(t, body, "Mizio")
+	assert.Contains(t, body, "Hakuna kilichorekodiwa.")
+	_, body = nurse.get("/chart/" + id + "/allergy")
+	assert.Contains(t, body, "Rekodi mzio")
+	code, body, _ = nurse.post("/chart/"+id+"/allergy", url.Values{"severity": {"mild"}})
+	assert.Equal(t, http.StatusUnprocessableEntity, code)
+	assert.Contains(t, body, "Andika kitu.", "the validation message in Swahili, naming the field")
+
 	clinician := f.client()
 	clinician.login(record.RoleClinician)
 	_, body = clinician.get("/patients")
@@ -133,5 +144,28 @@ func TestDamagedSettingsRefused(t *testing.T) {
 			require.NoError(t, err)
 			assert.Equal(t, content, string(got))
 		})
+	}
+}
+
+// TestFieldLabelsAreTheCatalogs: the English labels written beside the
+// forms' fields are the English catalog's, so what the code says is what
+// English users see.
+func TestFieldLabelsAreTheCatalogs(t *testing.T) {
+	check := func(key string, fs []field) {
+		for _, x := range fs {
+			assert.Equal(t, x.Label, catalogs[DefaultLanguage]["field."+key+"."+x.Name], "form %s, field %s", key, x.Name)
+			if x.Hint != "" {
+				assert.Equal(t, x.Hint, catalogs[DefaultLanguage]["hint."+key+"."+x.Name], "form %s, field %s's hint", key, x.Name)
+			}
+		}
+	}
+	check("register", registerFields)
+	for _, cf := range chartForms {
+		key := cf.Name
+		if key == "demographics" {
+			key = "register"
+		}
+		check(key, cf.Fields)
+		assert.Equal(t, cf.Title, catalogs[DefaultLanguage]["form."+cf.Name+".title"], "form %s's title", cf.Name)
 	}
 }

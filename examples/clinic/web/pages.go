@@ -147,8 +147,8 @@ func (s *Server) registerPage(w http.ResponseWriter, r *http.Request, q *request
 		s.forbidden(w, r, q, record.SectionDemographics)
 		return
 	}
-	f := newFormData("Register a patient", "/register", "Register", registerFields, nil)
-	s.render(w, r, q, http.StatusOK, "register", "Register a patient", registerData{Form: f})
+	f := newFormData(q.lang, "register", "/register", tr(q.lang, "register.button"), registerFields, nil)
+	s.render(w, r, q, http.StatusOK, "register", f.Title, registerData{Form: f})
 }
 
 func (s *Server) registerPost(w http.ResponseWriter, r *http.Request, q *request) {
@@ -157,23 +157,23 @@ func (s *Server) registerPost(w http.ResponseWriter, r *http.Request, q *request
 		return
 	}
 	in := values(r, registerFields)
-	f := newFormData("Register a patient", "/register", "Register", registerFields, in)
+	f := newFormData(q.lang, "register", "/register", tr(q.lang, "register.button"), registerFields, in)
 	reg := record.Register{
 		GivenName: in.get("given_name"), FamilyName: in.get("family_name"), Sex: in.get("sex"),
 		BirthDate: in.get("birth_date"), Village: in.get("village"), Address: in.get("address"),
 		Phone: in.get("phone"), NationalID: in.get("national_id"), Guardian: in.get("guardian"), HomeClinic: s.cfg.Clinic,
 	}
-	if y, ok := in.int(f, "estimated_birth_year", "Enter the birth year as four digits, e.g. 1988"); ok {
+	if y, ok := in.int(f, "estimated_birth_year", tr(q.lang, "form.birthyear")); ok {
 		reg.EstimatedBirthYear = y
 	}
 	if in.get("given_name") == "" {
-		f.Errors["given_name"] = "Enter the patient's given name."
+		f.Errors["given_name"] = tr(q.lang, "form.givenname")
 	}
 	if reg.BirthDate == "" && reg.EstimatedBirthYear == 0 && f.Errors["estimated_birth_year"] == "" {
-		f.Errors["birth_date"] = "Enter the birth date, or an estimated birth year below."
+		f.Errors["birth_date"] = tr(q.lang, "form.birthdate")
 	}
 	if len(f.Errors) > 0 {
-		s.render(w, r, q, http.StatusUnprocessableEntity, "register", "Register a patient", registerData{Form: f})
+		s.render(w, r, q, http.StatusUnprocessableEntity, "register", f.Title, registerData{Form: f})
 		return
 	}
 	ctx := r.Context()
@@ -188,21 +188,21 @@ func (s *Server) registerPost(w http.ResponseWriter, r *http.Request, q *request
 			for _, c := range cs {
 				d.Candidates = append(d.Candidates, s.candidate(r, c))
 			}
-			f.Confirm = "Register as a new patient anyway"
-			s.render(w, r, q, http.StatusOK, "register", "Register a patient", d)
+			f.Confirm = tr(q.lang, "register.anyway")
+			s.render(w, r, q, http.StatusOK, "register", f.Title, d)
 			return
 		}
 	}
 	id, err := s.r.Register(ctx, q.author, reg)
 	if err != nil {
 		if s.formError(f, err) {
-			s.render(w, r, q, http.StatusUnprocessableEntity, "register", "Register a patient", registerData{Form: f})
+			s.render(w, r, q, http.StatusUnprocessableEntity, "register", f.Title, registerData{Form: f})
 			return
 		}
 		s.writeFailed(w, r, q, err)
 		return
 	}
-	s.setFlash(q.sess, "Registered "+record.Patient(reg).FullName()+".")
+	s.setFlash(q.sess, tr(q.lang, "register.done", record.Patient(reg).FullName()))
 	http.Redirect(w, r, "/chart/"+id, http.StatusSeeOther)
 }
 
@@ -282,7 +282,7 @@ func (s *Server) chartPage(w http.ResponseWriter, r *http.Request, q *request) {
 	}
 	for _, f := range chartForms {
 		if f.Entry == "" && s.mayUse(q, f) {
-			d.Actions = append(d.Actions, action{Path: "/chart/" + id + "/" + f.Name, Label: f.Title})
+			d.Actions = append(d.Actions, action{Path: "/chart/" + id + "/" + f.Name, Label: tr(q.lang, "form."+f.Name+".title")})
 		}
 	}
 	d.MayPrescribe = s.mayUse(q, formsByName["revise-dose"])
@@ -293,7 +293,7 @@ func (s *Server) chartPage(w http.ResponseWriter, r *http.Request, q *request) {
 
 func (s *Server) notFound(w http.ResponseWriter, r *http.Request, q *request, err error) {
 	if errors.Is(err, replica.ErrNotFound) || errors.Is(err, record.ErrNotFound) {
-		s.errorPage(w, r, q, http.StatusNotFound, "There is no such chart on this device. Find the patient by name.")
+		s.errorPage(w, r, q, http.StatusNotFound, tr(q.lang, "error.nochart"))
 		return
 	}
 	s.fail(w, r, q, err)
@@ -315,7 +315,7 @@ func (s *Server) settle(w http.ResponseWriter, r *http.Request, q *request) {
 		}
 	}
 	if c == nil {
-		s.errorPage(w, r, q, http.StatusConflict, "That conflict is no longer open (someone may have settled it). Look at the chart again.")
+		s.errorPage(w, r, q, http.StatusConflict, tr(q.lang, "error.conflictgone"))
 		return
 	}
 	if sec := sectionOf(c.Kind, c.Field); !record.Permitted(q.author.Role, sec) {
@@ -323,7 +323,7 @@ func (s *Server) settle(w http.ResponseWriter, r *http.Request, q *request) {
 		return
 	}
 	if value == "" {
-		s.setFlash(q.sess, "Choose the value to keep, then press Keep this value.")
+		s.setFlash(q.sess, tr(q.lang, "settle.choose"))
 		http.Redirect(w, r, "/chart/"+id+"#conflicts", http.StatusSeeOther)
 		return
 	}
@@ -331,7 +331,7 @@ func (s *Server) settle(w http.ResponseWriter, r *http.Request, q *request) {
 		s.writeFailed(w, r, q, err)
 		return
 	}
-	s.setFlash(q.sess, fmt.Sprintf("Conflict settled: kept %q for the %s of %s.", value, strings.ReplaceAll(fieldName, "_", " "), c.Entry))
+	s.setFlash(q.sess, tr(q.lang, "settle.done", value, strings.ReplaceAll(fieldName, "_", " "), c.Entry))
 	http.Redirect(w, r, "/chart/"+id, http.StatusSeeOther)
 }
 
@@ -342,9 +342,9 @@ func (s *Server) writeFailed(w http.ResponseWriter, r *http.Request, q *request,
 	case errors.As(err, &fe):
 		s.forbidden(w, r, q, fe.Section)
 	case errors.Is(err, record.ErrTransition):
-		s.errorPage(w, r, q, http.StatusConflict, "That cannot be done to the entry as it is now: "+err.Error())
+		s.errorPage(w, r, q, http.StatusConflict, tr(q.lang, "error.transition", err.Error()))
 	case errors.Is(err, replica.ErrOutOfScope):
-		s.errorPage(w, r, q, http.StatusForbidden, "This chart is not in this clinic's care, so this device may not change it.")
+		s.errorPage(w, r, q, http.StatusForbidden, tr(q.lang, "error.outofscope"))
 	case errors.Is(err, replica.ErrNotFound), errors.Is(err, record.ErrNotFound):
 		s.notFound(w, r, q, err)
 	default:

@@ -467,14 +467,16 @@ func (s *Server) errorPage(w http.ResponseWriter, r *http.Request, q *request, s
 // fail shows an unexpected error.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, q *request, err error) {
 	s.log.Error("request", "path", r.URL.Path, "err", err)
-	s.errorPage(w, r, q, http.StatusInternalServerError, "Something went wrong on this device: "+err.Error())
+	lang := s.cfg.Language
+	if q != nil {
+		lang = q.lang
+	}
+	s.errorPage(w, r, q, http.StatusInternalServerError, tr(lang, "error.internal", err.Error()))
 }
 
 // forbidden refuses an action the user's role may not take.
 func (s *Server) forbidden(w http.ResponseWriter, r *http.Request, q *request, sec record.Section) {
-	s.errorPage(w, r, q, http.StatusForbidden, fmt.Sprintf(
-		"You are logged in as a %s, who may not change a patient's %s. Ask someone who may (%s) to do it, logged in as themselves.",
-		q.author.Role, sec, mayChange(sec)))
+	s.errorPage(w, r, q, http.StatusForbidden, tr(q.lang, "error.forbidden", q.author.Role, sec, mayChange(sec)))
 }
 
 // ---- login ----
