@@ -60,6 +60,12 @@ func TestNodeProcess(t *testing.T) {
 	if os.Getenv(nodeEnv) != "1" {
 		t.Skip("runs the cloud command in a child process of TestThreeNodesOneKilled")
 	}
+	// The test holds the other end of stdin open: once it is gone (it
+	// ended or was killed), so is the node, leaving no process behind.
+	go func() {
+		io.Copy(io.Discard, os.Stdin)
+		os.Exit(3)
+	}()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	os.Exit(run(ctx, flag.Args(), os.Stdout, os.Stderr))
@@ -110,6 +116,10 @@ func (n *node) start() error {
 	cmd.Stderr = n.logs
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
+		return err
+	}
+	// Kept open while the node runs (Wait closes it): see TestNodeProcess.
+	if _, err := cmd.StdinPipe(); err != nil {
 		return err
 	}
 	if err := cmd.Start(); err != nil {
