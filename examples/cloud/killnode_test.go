@@ -36,9 +36,10 @@ import (
 //
 //	go test ./examples/cloud -run TestThreeNodesOneKilled -cloud.clinics 30 -cloud.devices 10
 //
-// which took 154 s on a shared 2-core machine (98 s of it enrolling the
-// devices one by one, 39 s for the 1,200 syncs of the run) with a peak
-// resident set of 556 MB for the test process. Each simulated device is a
+// which took 154 and 134 s in two runs on a shared 2-core machine (98
+// and 69 s of it enrolling the devices one by one, 39 and 48 s for the
+// 1,200 syncs of the run), with a peak resident set of 556 and 511 MB
+// for the test process. Each simulated device is a
 // replica on a memory store in this process, holding its clinic's ten
 // charts.
 var (
