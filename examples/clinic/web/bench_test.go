@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/http"
 	"testing"
-	"time"
 
 	"github.com/chartsync/chartsync/record"
 )
@@ -17,7 +16,7 @@ func BenchmarkChartPage(b *testing.B) {
 	id := f.register(record.Register{GivenName: "Wanjiru", FamilyName: "Mwangi", EstimatedBirthYear: 1988})
 	for i := range 50 {
 		f.edit(id, record.Prescribe{Drug: fmt.Sprintf("Drug %d", i), Dose: 100, DoseUnit: "mg", Route: "oral", Frequency: "BD"})
-		f.edit(id, record.RecordLabResult{Test: fmt.Sprintf("Test %d", i), Value: record.Ptr(float64(i)), Unit: "g/dL", RefLow: record.Ptr(10.0), RefHigh: record.Ptr(20.0), SpecimenAt: time.Now()})
+		f.edit(id, record.RecordLabResult{Test: fmt.Sprintf("Test %d", i), Value: record.Ptr(float64(i)), Unit: "g/dL", RefLow: record.Ptr(10.0), RefHigh: record.Ptr(20.0), SpecimenAt: f.clock.now()})
 		f.edit(id, record.AddEncounter{Complaint: fmt.Sprintf("Visit %d", i), Date: "2026-03-01", Note: "Seen and examined."})
 		f.edit(id, record.Diagnose{Text: fmt.Sprintf("Problem %d", i)})
 	}
