@@ -69,6 +69,9 @@ type ReceivedChange struct {
 	Chart  string
 	Hash   crdt.Hash
 	Author record.Author // zero if the message names none
+	// Op is the operation the change's message names (record.OperationOf),
+	// as its author claims it.
+	Op string
 }
 
 // Receive applies a bundle from a peer, whole or not at all. A bundle seen
@@ -776,7 +779,7 @@ func (cp *chartPlan) plan(from string, sigs signatures, rules receiveRules) {
 		}
 		cp.batch.Changes = append(cp.batch.Changes, nc)
 		au, _ := record.AuthorOf(c)
-		cp.changes = append(cp.changes, ReceivedChange{Chart: cp.cb.chart, Hash: c.Hash, Author: au})
+		cp.changes = append(cp.changes, ReceivedChange{Chart: cp.cb.chart, Hash: c.Hash, Author: au, Op: record.OperationOf(c)})
 	}
 	if err := chartWrites(rules.cfg, &cp.batch, cp.h.l); err != nil {
 		cp.err = fmt.Errorf("receive bundle: %w", err)

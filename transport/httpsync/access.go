@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/chartsync/chartsync/audit"
+	"github.com/chartsync/chartsync/record"
 	"github.com/chartsync/chartsync/replica"
 )
 
@@ -23,13 +24,18 @@ type AccessLog interface {
 var errAccessLog = errors.New("access log unavailable")
 
 // writeEntries returns the charts whose changes the device sent and the
-// cloud is about to store: one entry per chart and author.
+// cloud is about to store: one entry per chart and author, and one more
+// for each merge operation (merging charts, or undoing a merge), whose
+// detail names it.
 func writeEntries(dev Device, rec replica.Received) []audit.Entry {
-	type key struct{ chart, user, role string }
+	type key struct{ chart, user, role, op string }
 	writes := map[key]int{}
 	var order []key
 	for _, c := range rec.Changes {
-		k := key{c.Chart, c.Author.UserID, string(c.Author.Role)}
+		k := key{c.Chart, c.Author.UserID, string(c.Author.Role), ""}
+		if record.IsMergeOperation(c.Op) {
+			k.op = c.Op
+		}
 		if writes[k] == 0 {
 			order = append(order, k)
 		}
@@ -38,7 +44,7 @@ func writeEntries(dev Device, rec replica.Received) []audit.Entry {
 	entries := make([]audit.Entry, 0, len(order))
 	for _, k := range order {
 		entries = append(entries, audit.Entry{Action: audit.Write, Device: dev.Replica, Clinic: dev.Clinic,
-			User: k.user, Role: k.role, Chart: k.chart, Changes: writes[k]})
+			User: k.user, Role: k.role, Chart: k.chart, Changes: writes[k], Detail: k.op})
 	}
 	return entries
 }

@@ -134,3 +134,38 @@ func TestAccessLogLosesNoWrite(t *testing.T) {
 	assert.Equal(t, 1, n, "the retried write is recorded: %s", out.String())
 	assert.Contains(t, out.String(), `"action":"write"`)
 }
+
+// TestAccessLogRecordsMerges: merging two charts is recorded in the
+// cloud's access log as a merge on each of them (the chart merged away
+// and the chart that absorbs it), apart from the author's other writes.
+func TestAccessLogRecordsMerges(t *testing.T) {
+	ctx := context.Background()
+	log, err := audit.Open(filepath.Join(t.TempDir(), "access.log"), audit.Config{})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = log.Close() })
+	c := newCloud(t, cloudOptions{memory: true, config: httpsync.Config{AccessLog: log}})
+	ward := c.newDevice(t, "kamuga", "kamuga-ward", fastRetries())
+
+	a := registerAt(t, ward.rep, "Wanjiru", "Mwangi", "kamuga")
+	b := registerAt(t, ward.rep, "Wanjiro", "Mwangi", "kamuga")
+	ward.sync(t)
+	require.NoError(t, ward.rep.Merge(ctx, b, a, clinician, "the same woman, registered twice"))
+	ward.sync(t)
+
+	details := map[string][]string{}
+	for _, chart := range []string{a, b} {
+		var out bytes.Buffer
+		_, err := log.Export(ctx, &out, audit.Filter{Chart: chart}, audit.JSONLines)
+		require.NoError(t, err)
+		dec := json.NewDecoder(&out)
+		for dec.More() {
+			var e audit.Entry
+			require.NoError(t, dec.Decode(&e))
+			if e.Action == audit.Write && e.User == clinician.UserID {
+				details[chart] = append(details[chart], e.Detail)
+			}
+		}
+	}
+	assert.Contains(t, details[b], "merge-into", "the chart merged away")
+	assert.Contains(t, details[a], "absorb", "the chart that absorbs it")
+}
