@@ -270,11 +270,20 @@ func (j *judge) write(id, js string) (*write, error) {
 // note judges a change to the note of entry id (its text differs after
 // the change).
 func (j *judge) note(id string) error {
-	if k, _ := j.kind(id); k != KindEncounter {
+	s, ok := j.noteSection(id)
+	if !ok {
 		return invalid("notes", "change %s writes a note for %s, which is not an encounter", j.hash, id)
 	}
-	j.t.Sections = addSection(j.t.Sections, SectionEncounters)
+	j.t.Sections = addSection(j.t.Sections, s)
 	return nil
+}
+
+// noteSection returns the section of the note of entry id, counting the
+// writes judged so far; false if the entry is none whose kind carries a
+// note.
+func (j *judge) noteSection(id string) (Section, bool) {
+	k, _ := j.kind(id)
+	return noteSection(k)
 }
 
 // noteAt returns what CheckChange compares of notes/key: the text, a

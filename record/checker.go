@@ -364,17 +364,17 @@ func (c *Checker) fast(ch crdt.Change) (Touched, bool) {
 	for _, k := range e.newTexts {
 		notes[k] = true
 	}
-	encounter := func(k string) bool { kind, _ := j.kind(k); return kind == KindEncounter }
 
 	scope := c.currentScope()
 	changed, decided := c.noteChanges(e)
 	if decided {
 		for k, ok := range changed {
 			if ok {
-				if !encounter(k) {
+				s, ok := j.noteSection(k)
+				if !ok {
 					return Touched{}, false // refused: a note for something else
 				}
-				t.Sections = addSection(t.Sections, SectionEncounters)
+				t.Sections = addSection(t.Sections, s)
 			}
 		}
 		if authorize(t.Author.Role, t.Sections) != nil {
@@ -385,12 +385,15 @@ func (c *Checker) fast(ch crdt.Change) (Touched, bool) {
 	} else {
 		// Whether the notes' texts change is read before and after
 		// applying the change; nothing may refuse it once applied.
+		sections := make(map[string]Section, len(notes))
 		for k := range notes {
-			if !encounter(k) {
+			s, ok := j.noteSection(k)
+			if !ok || !Permitted(t.Author.Role, s) {
 				return Touched{}, false
 			}
+			sections[k] = s
 		}
-		if !Permitted(t.Author.Role, SectionEncounters) || authorize(t.Author.Role, t.Sections) != nil {
+		if authorize(t.Author.Role, t.Sections) != nil {
 			return Touched{}, false
 		}
 		if c.flush() != nil {
@@ -407,7 +410,7 @@ func (c *Checker) fast(ch crdt.Change) (Touched, bool) {
 		}
 		for k := range notes {
 			if noteAt(c.doc, k) != before[k] {
-				t.Sections = addSection(t.Sections, SectionEncounters)
+				t.Sections = addSection(t.Sections, sections[k])
 			}
 		}
 	}

@@ -71,27 +71,6 @@ const (
 	VerificationRefuted      = "refuted"
 )
 
-// precedence lists, for each status-like field, its values from the one
-// that wins a concurrent change to the one that loses. It never depends on
-// who wrote a value or when: see the package documentation.
-var precedence = map[string][]string{
-	KindPrescription + ".status": {StatusEnteredInError, StatusStopped, StatusCompleted, StatusOnHold, StatusActive},
-	KindAllergy + ".status":      {StatusEnteredInError, StatusActive, StatusInactive, StatusResolved},
-	KindLabResult + ".status":    {StatusEnteredInError, StatusCorrected, StatusFinal, StatusPreliminary},
-	KindEncounter + ".status":    {StatusEnteredInError, StatusRecorded},
-	KindReferral + ".status":     {StatusEnteredInError, StatusEnded, StatusActive},
-	KindIdentifier + ".status":   {StatusEnteredInError, StatusInactive, StatusActive},
-	// An unmerge is an explicit act of someone who saw the merge; which
-	// charts are shown together follows the forwarding pointers anyway.
-	KindMerge + ".status": {StatusUnmerged, StatusActive},
-	KindDiagnosis + ".clinical": {ClinicalRelapse, ClinicalRecurrence, ClinicalActive, ClinicalRemission, ClinicalInactive,
-		ClinicalResolved},
-	KindDiagnosis + ".verification": {StatusEnteredInError, VerificationConfirmed, VerificationProvisional,
-		VerificationDifferential, VerificationUnconfirmed, VerificationRefuted},
-	// An allergy recorded concurrently with "no known allergies" wins.
-	KindPatient + ".nka": {"false", "true"},
-}
-
 // A fieldSpec says how a field's stored value is checked.
 type fieldSpec func(v string) error
 
@@ -251,67 +230,12 @@ var frequencyWords = map[string]string{
 	"NOCTE": "at night", "PRN": "when needed", "STAT": "once, immediately", "WEEKLY": "once a week",
 }
 
-// fields lists every field of every entry kind with its check. A write to
-// a field not listed here is refused.
-var fields = map[string]map[string]fieldSpec{
-	KindPatient: {
-		"given": text(100), "family": text(100), "sex": oneOf(sexes...),
-		"birth_date": optional(date), "birth_year": optional(number(1880, 2200)),
-		"village": text(100), "address": text(300), "phone": optional(pattern(rePhone, "a phone number")),
-		"national_id": optional(pattern(reCode, "an identifier")), "guardian": text(200),
-		"home_clinic": text(100), "nka": oneOf("true", "false"),
-		fieldMergedInto: optional(pattern(reID, "a chart ID")),
-	},
-	KindMerge: {
-		"chart": pattern(reID, "a chart ID"), "reason": text(500),
-		"status": oneOf(StatusActive, StatusUnmerged), "status_reason": text(500),
-	},
-	KindIdentifier: {
-		"identifier": identifierSpec,
-		"status":     oneOf(StatusActive, StatusInactive, StatusEnteredInError), "status_reason": text(500),
-	},
-	KindAllergy: {
-		"substance": text(200), "reaction": text(300), "severity": oneOf(severities...),
-		"status": oneOf(StatusActive, StatusInactive, StatusResolved, StatusEnteredInError), "status_reason": text(500),
-	},
-	KindDiagnosis: {
-		"code": optional(pattern(reICD10, "an ICD-10 code such as J18.9")), "text": text(300), "onset": optional(date),
-		"clinical": oneOf(clinicals...), "verification": oneOf(append(verifs, StatusEnteredInError)...),
-		"note": text(2000), "status_reason": text(500),
-	},
-	KindPrescription: {
-		"drug": text(200), "drug_code": optional(pattern(reCode, "a drug code")),
-		"atc":  optional(pattern(reATC, "a level-5 ATC code such as J01CA04")),
-		"dose": number(0.0001, 100000), "unit": oneOf(doseUnits...), "route": oneOf(routes...),
-		"frequency": oneOf(frequencies...), "duration_days": optional(number(1, 3650)),
-		"start": optional(date), "end": optional(date), "instructions": text(1000),
-		"status": oneOf(StatusActive, StatusOnHold, StatusCompleted, StatusStopped, StatusEnteredInError), "status_reason": text(500),
-	},
-	KindLabResult: {
-		"test": text(200), "loinc": optional(loinc),
-		"value": optional(number(-1e9, 1e9)), "text": text(500), "unit": text(40),
-		"ref_text": text(200), "abnormal_text": textList(20, 200), "critical_text": textList(20, 200),
-		"ref_low": optional(number(-1e9, 1e9)), "ref_high": optional(number(-1e9, 1e9)),
-		"critical_low": optional(number(-1e9, 1e9)), "critical_high": optional(number(-1e9, 1e9)),
-		"specimen_at": timestamp,
-		"status":      oneOf(StatusPreliminary, StatusFinal, StatusCorrected, StatusEnteredInError), "status_reason": text(500),
-	},
-	KindReferral: {
-		"clinic": text(100), "reason": text(500),
-		"status": oneOf(StatusActive, StatusEnded, StatusEnteredInError), "status_reason": text(500),
-	},
-	KindEncounter: {
-		"date": date, "clinician": text(200), "complaint": text(1000),
-		"bp_systolic": optional(number(40, 300)), "bp_diastolic": optional(number(20, 200)),
-		"pulse": optional(number(20, 300)), "temperature": optional(number(25, 45)),
-		"weight": optional(number(0.3, 400)), "height": optional(number(20, 260)), "spo2": optional(number(50, 100)),
-		"status": oneOf(StatusRecorded, StatusEnteredInError), "status_reason": text(500),
-	},
-}
-
 // checkField validates one value for one field of one kind of entry.
 func checkField(kind, field, v string) error {
-	spec := fields[kind][field]
+	var spec fieldSpec
+	if k := kindSpecs[kind]; k != nil {
+		spec = k.fields[field]
+	}
 	if spec == nil {
 		return invalid(field, "is not a field of a %s", kind)
 	}

@@ -11,11 +11,6 @@ import (
 	"unicode/utf8"
 )
 
-// KindIdentifier is one of a patient's identifiers (a national health ID,
-// an ID card, a clinic number, a phone): an entry of its own, so that
-// identifiers added on two devices are both kept.
-const KindIdentifier = "identifier"
-
 // Identifier systems this package knows. Any other system is accepted if
 // it is a lower-case name or a URI (a FHIR identifier system such as
 // "http://hospital.example/mrn"); its value is checked only for being
@@ -240,18 +235,25 @@ func (p *plan) putExternalID(kind, entry string, id Identifier) error {
 func (s *state) identifiers() []Identifier {
 	var out []Identifier
 	for _, e := range s.entriesOf(KindIdentifier) {
-		st := e.value("status")
-		if st == StatusEnteredInError {
+		if e.value("status") == StatusEnteredInError {
 			continue
 		}
-		id, ok := parseIdentifier(e.value("identifier"))
-		if !ok {
-			continue
+		if id, ok := identifierOf(e); ok {
+			out = append(out, id)
 		}
-		id.ID, id.Status = e.id, st
-		out = append(out, id)
 	}
 	return out
+}
+
+// identifierOf returns the patient identifier an identifier entry holds,
+// false if it holds none readable.
+func identifierOf(e *entry) (Identifier, bool) {
+	id, ok := parseIdentifier(e.value("identifier"))
+	if !ok {
+		return Identifier{}, false
+	}
+	id.ID, id.Status = e.id, e.value("status")
+	return id, true
 }
 
 // sameIdentifierActive reports whether the chart has an active identifier
@@ -388,14 +390,4 @@ func (r RemoveIdentifier) plan(s *state, at time.Time) (*plan, error) {
 	p.put(KindIdentifier, e.id, "status_reason", r.Reason)
 	p.summary = fmt.Sprintf("Removed %s identifier %s: %s", id.System, id.Value, r.Reason)
 	return p, nil
-}
-
-// externalIDKinds are the entry kinds that may carry an external
-// identifier (the field external_id, "system|value").
-var externalIDKinds = []string{KindAllergy, KindDiagnosis, KindPrescription, KindLabResult, KindEncounter, KindReferral}
-
-func init() {
-	for _, k := range externalIDKinds {
-		fields[k]["external_id"] = identifierSpec
-	}
 }

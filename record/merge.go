@@ -11,10 +11,6 @@ import (
 	"github.com/chartsync/chartsync/crdt"
 )
 
-// KindMerge is a merge entry of a surviving chart: a chart merged into it
-// (see "Merging duplicate charts" in the package documentation).
-const KindMerge = "merge"
-
 // StatusUnmerged is the status of a merge entry whose chart was unmerged
 // (or whose merge was settled into another chart).
 const StatusUnmerged = "unmerged"
@@ -379,11 +375,11 @@ func Combine(survivor *Chart, absorbed []*Chart) (View, error) {
 	v.Absorbed = []AbsorbedChart{}
 	for i, av := range views[1:] {
 		v.Absorbed = append(v.Absorbed, AbsorbedChart{ChartID: av.ChartID, Heads: av.Heads, Patient: av.Patient})
-		v.Allergies = append(v.Allergies, av.Allergies...)
-		v.Diagnoses = append(v.Diagnoses, av.Diagnoses...)
-		v.Prescriptions = append(v.Prescriptions, av.Prescriptions...)
-		v.LabResults = append(v.LabResults, av.LabResults...)
-		v.Encounters = append(v.Encounters, av.Encounters...)
+		for _, k := range entryKinds {
+			if k.clinical {
+				k.list.appendFrom(&v, &av)
+			}
+		}
 		v.EnteredInError = append(v.EnteredInError, av.EnteredInError...)
 		v.Conflicts = append(v.Conflicts, av.Conflicts...)
 		v.Unreadable += av.Unreadable
@@ -392,14 +388,11 @@ func Combine(survivor *Chart, absorbed []*Chart) (View, error) {
 			v.History = append(v.History, h)
 		}
 	}
-	byRecorded := func(at time.Time, id string) func(time.Time, string) int {
-		return func(bt time.Time, bid string) int { return cmp.Or(at.Compare(bt), strings.Compare(id, bid)) }
+	for _, k := range entryKinds {
+		if k.clinical {
+			k.list.sort(&v)
+		}
 	}
-	slices.SortStableFunc(v.Allergies, func(a, b Allergy) int { return byRecorded(a.RecordedAt, a.ID)(b.RecordedAt, b.ID) })
-	slices.SortStableFunc(v.Diagnoses, func(a, b Diagnosis) int { return byRecorded(a.RecordedAt, a.ID)(b.RecordedAt, b.ID) })
-	slices.SortStableFunc(v.Prescriptions, func(a, b Prescription) int { return byRecorded(a.RecordedAt, a.ID)(b.RecordedAt, b.ID) })
-	slices.SortStableFunc(v.LabResults, func(a, b LabResult) int { return byRecorded(a.RecordedAt, a.ID)(b.RecordedAt, b.ID) })
-	slices.SortStableFunc(v.Encounters, func(a, b Encounter) int { return byRecorded(a.RecordedAt, a.ID)(b.RecordedAt, b.ID) })
 	slices.SortStableFunc(v.History, func(a, b HistoryEntry) int {
 		return cmp.Or(a.At.Compare(b.At), strings.Compare(a.Change.String(), b.Change.String()))
 	})
@@ -444,22 +437,6 @@ func mergeAlerts(v View, states []*state) []Alert {
 				Message: fmt.Sprintf("Chart %s was merged into this chart, but its entries are not shown here: it was merged elsewhere at the same time, or that half of the merge has not arrived.",
 					m.ChartID)})
 		}
-	}
-	return out
-}
-
-// mergesOf returns the merge entries of a state, as a View shows them.
-func mergesOf(s *state) []Merge {
-	var out []Merge
-	for _, e := range s.entriesOf(KindMerge) {
-		if errorEntry(e) != nil {
-			continue
-		}
-		out = append(out, Merge{
-			ID: e.id, ChartID: e.value("chart"), Reason: e.value("reason"), Status: e.value("status"),
-			StatusReason: e.statusReason("status"),
-			Recorded:     Recorded{RecordedAt: e.created.time(), RecordedBy: e.created.author()},
-		})
 	}
 	return out
 }

@@ -32,7 +32,9 @@ type plan struct {
 	entry   string // the entry created or changed
 	summary string // what happened, in words a clinician uses
 	sets    []set
-	// note operations on an encounter's collaborative text
+	// note operations on the collaborative text of an entry of kind
+	// noteKind (an encounter)
+	noteKind           string
 	newNote            bool
 	noteText           string
 	splicePos, spliceN int
@@ -974,7 +976,7 @@ func (a AddEncounter) plan(s *state, at time.Time) (*plan, error) {
 		return nil, invalid("note", "%v", err)
 	}
 	id := newID()
-	p := &plan{op: "add-encounter", entry: id, newNote: true, noteText: a.Note}
+	p := &plan{op: "add-encounter", entry: id, noteKind: KindEncounter, newNote: true, noteText: a.Note}
 	p.put(KindEncounter, id, "date", a.Date)
 	if a.Clinician != "" {
 		p.put(KindEncounter, id, "clinician", a.Clinician)
@@ -1020,7 +1022,7 @@ func (n EditNote) plan(s *state, at time.Time) (*plan, error) {
 	if err := text(20000)(n.Insert); err != nil {
 		return nil, invalid("insert", "%v", err)
 	}
-	p := &plan{op: "edit-note", entry: e.id, splice: true, splicePos: n.Pos, spliceN: n.Delete, noteText: n.Insert}
+	p := &plan{op: "edit-note", entry: e.id, noteKind: KindEncounter, splice: true, splicePos: n.Pos, spliceN: n.Delete, noteText: n.Insert}
 	p.summary = fmt.Sprintf("Edited the note of the %s encounter", e.value("date"))
 	return p, nil
 }
@@ -1037,16 +1039,13 @@ type MarkEnteredInError struct {
 
 func (m MarkEnteredInError) plan(s *state, at time.Time) (*plan, error) {
 	e := s.entries[m.EntryID]
-	if e == nil || e.kind == KindPatient {
+	if e == nil || kindSpecs[e.kind].errorField == "" {
 		return nil, fmt.Errorf("entry %q: %w", m.EntryID, ErrNotFound)
 	}
 	if err := required("reason", m.Reason); err != nil {
 		return nil, err
 	}
-	field := "status"
-	if e.kind == KindDiagnosis {
-		field = "verification"
-	}
+	field := kindSpecs[e.kind].errorField
 	if st := e.value(field); st == StatusEnteredInError {
 		return nil, transition("mark entered in error", st)
 	}
@@ -1079,7 +1078,7 @@ func (r ResolveConflict) plan(s *state, at time.Time) (*plan, error) {
 	if nka && r.Value == "true" && slices.ContainsFunc(s.entriesOf(KindAllergy), func(a *entry) bool { return a.value("status") == StatusActive }) {
 		return nil, fmt.Errorf("resolve no known allergies: an allergy is active: %w", ErrTransition)
 	}
-	if precedence[e.kind+"."+r.Field] != nil && !nka {
+	if precedenceOf(e.kind, r.Field) != nil && !nka {
 		return nil, invalid(r.Field, "a status follows clinical precedence; use the status operations to change it")
 	}
 	reg := e.fields[r.Field]
@@ -1096,29 +1095,4 @@ func (r ResolveConflict) plan(s *state, at time.Time) (*plan, error) {
 	p.put(e.kind, e.id, r.Field, r.Value)
 	p.summary = fmt.Sprintf("Resolved conflicting %s of %s: kept %q", strings.ReplaceAll(r.Field, "_", " "), label(e), r.Value)
 	return p, nil
-}
-
-// label names an entry for a person.
-func label(e *entry) string {
-	switch e.kind {
-	case KindAllergy:
-		return e.value("substance")
-	case KindDiagnosis:
-		return e.value("text")
-	case KindPrescription:
-		return e.value("drug")
-	case KindLabResult:
-		return e.value("test")
-	case KindEncounter:
-		return e.value("date") + " " + e.value("complaint")
-	case KindPatient:
-		return strings.TrimSpace(e.value("given") + " " + e.value("family"))
-	case KindReferral:
-		return "referral to " + e.value("clinic")
-	case KindIdentifier:
-		if id, ok := parseIdentifier(e.value("identifier")); ok {
-			return id.System + " " + id.Value
-		}
-	}
-	return e.id
 }

@@ -33,8 +33,9 @@ const (
 	SectionReferrals Section = "referrals"
 )
 
-var sections = []Section{SectionDemographics, SectionAllergies, SectionDiagnoses, SectionPrescriptions,
-	SectionLabResults, SectionEncounters, SectionReferrals, SectionMerges}
+// sections are the sections of the entry kinds (entryKinds), in the
+// order of the permission table.
+var sections = kindSections()
 
 // Sections returns every section, in the order of the permission table.
 func Sections() []Section { return slices.Clone(sections) }
@@ -78,38 +79,6 @@ func Permitted(role Role, s Section) bool {
 	return slices.Contains(permissions[role], s)
 }
 
-// sectionOf returns the section a field of an entry kind belongs to. The
-// patient's "no known allergies" statement belongs to the allergies.
-func sectionOf(kind, field string) (Section, bool) {
-	switch kind {
-	case KindPatient:
-		if field == "nka" {
-			return SectionAllergies, true
-		}
-		if field == fieldMergedInto {
-			return SectionMerges, true
-		}
-		return SectionDemographics, true
-	case KindIdentifier:
-		return SectionDemographics, true
-	case KindAllergy:
-		return SectionAllergies, true
-	case KindDiagnosis:
-		return SectionDiagnoses, true
-	case KindPrescription:
-		return SectionPrescriptions, true
-	case KindLabResult:
-		return SectionLabResults, true
-	case KindEncounter:
-		return SectionEncounters, true
-	case KindReferral:
-		return SectionReferrals, true
-	case KindMerge:
-		return SectionMerges, true
-	}
-	return "", false
-}
-
 // ErrForbidden is matched by every *ForbiddenError: the author's role may
 // not change a section the operation or change touches.
 var ErrForbidden = errors.New("record: role may not change this section")
@@ -148,7 +117,7 @@ func addSection(ss []Section, s Section) []Section {
 }
 
 // sections returns the sections the plan writes, sorted: those of its
-// field writes, and encounters for a note it creates or edits.
+// field writes, and that of the entry whose note it creates or edits.
 func (pl *plan) sections() []Section {
 	var ss []Section
 	for _, w := range pl.sets {
@@ -161,7 +130,12 @@ func (pl *plan) sections() []Section {
 		ss = addSection(ss, s)
 	}
 	if pl.newNote || pl.splice {
-		ss = addSection(ss, SectionEncounters)
+		s, ok := noteSection(pl.noteKind)
+		if !ok {
+			// Unreachable for this package's plans, as above.
+			s = Section("no note in kind " + pl.noteKind)
+		}
+		ss = addSection(ss, s)
 	}
 	return ss
 }

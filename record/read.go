@@ -81,66 +81,23 @@ const Redacted = "[hidden]"
 // entries about hidden entries keep only that they exist. View.Hidden
 // lists what was left out. v is not modified.
 func (p ReadPolicy) Redact(v View, role Role) View {
-	hidden := p[role]
-	if len(hidden) == 0 {
+	if len(p[role]) == 0 {
 		return v
 	}
 	out := v
-	kinds := map[string]Section{} // entry ID → section
-	note := func(id string, s Section) { kinds[id] = s }
-	for _, e := range v.Allergies {
-		note(e.ID, SectionAllergies)
-	}
-	for _, e := range v.Diagnoses {
-		note(e.ID, SectionDiagnoses)
-	}
-	for _, e := range v.Prescriptions {
-		note(e.ID, SectionPrescriptions)
-	}
-	for _, e := range v.LabResults {
-		note(e.ID, SectionLabResults)
-	}
-	for _, e := range v.Encounters {
-		note(e.ID, SectionEncounters)
-	}
-	for _, e := range v.Referrals {
-		note(e.ID, SectionReferrals)
+	hides := func(s Section) bool { return p.Hides(role, s) }
+	hidden := map[string]bool{} // IDs of the entries of hidden sections
+	for _, k := range entryKinds {
+		for _, id := range k.redact(k, &out, hides) {
+			hidden[id] = true
+		}
 	}
 	for _, e := range v.EnteredInError {
-		if s, ok := sectionOf(e.Kind, ""); ok {
-			note(e.ID, s)
+		if s, ok := sectionOf(e.Kind, ""); ok && hides(s) {
+			hidden[e.ID] = true
 		}
 	}
-	hides := func(s Section) bool { return p.Hides(role, s) }
-	if hides(SectionAllergies) {
-		out.Allergies, out.NoKnownAllergies = []Allergy{}, false
-	}
-	if hides(SectionDiagnoses) {
-		out.Diagnoses = []Diagnosis{}
-	}
-	if hides(SectionPrescriptions) {
-		out.Prescriptions = []Prescription{}
-	}
-	if hides(SectionLabResults) {
-		out.LabResults = []LabResult{}
-	}
-	if hides(SectionReferrals) {
-		out.Referrals = []Referral{}
-	}
-	if hides(SectionEncounters) {
-		out.Encounters = []Encounter{}
-	} else if hides(SectionNotes) {
-		out.Encounters = slices.Clone(v.Encounters)
-		for i := range out.Encounters {
-			if out.Encounters[i].Note != "" {
-				out.Encounters[i].Note = Redacted
-			}
-		}
-	}
-	hiddenEntry := func(id string) bool {
-		s, ok := kinds[id]
-		return ok && hides(s)
-	}
+	hiddenEntry := func(id string) bool { return hidden[id] }
 	out.EnteredInError = nil
 	for _, e := range v.EnteredInError {
 		if hiddenEntry(e.ID) {

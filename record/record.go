@@ -305,7 +305,14 @@ func (c *Chart) Patient() (Patient, error) {
 }
 
 func (s *state) patientView() Patient {
-	e := s.patient()
+	p := s.patient().demographics()
+	p.Identifiers = s.identifiers()
+	return p
+}
+
+// demographics returns the patient as a patient entry holds it: without
+// the identifiers, which are entries of their own.
+func (e *entry) demographics() Patient {
 	var p Patient
 	for _, f := range patientFields {
 		*f.get(&p) = e.value(f.field)
@@ -313,7 +320,6 @@ func (s *state) patientView() Patient {
 	if y, ok := parseFloat(e.value("birth_year")); ok {
 		p.EstimatedBirthYear = int(y)
 	}
-	p.Identifiers = s.identifiers()
 	return p
 }
 

@@ -8,9 +8,6 @@ import (
 	"time"
 )
 
-// KindReferral is a referral: the chart is shared with another clinic.
-const KindReferral = "referral"
-
 // Statuses of a referral.
 const (
 	StatusEnded = "ended"

@@ -25,16 +25,6 @@ var (
 
 const schemaVersion = "1"
 
-// Entry kinds, as stored in writes and shown in views.
-const (
-	KindPatient      = "patient"
-	KindAllergy      = "allergy"
-	KindDiagnosis    = "diagnosis"
-	KindPrescription = "prescription"
-	KindLabResult    = "lab-result"
-	KindEncounter    = "encounter"
-)
-
 // write is one value written to one field of one entry: the element of
 // every multi-value register in a chart. It is stored as JSON under its
 // own unique ID, so concurrent writes never overwrite each other. The ID
@@ -131,7 +121,7 @@ func (e *entry) value(field string) string {
 	if r == nil || len(r.current) == 0 {
 		return ""
 	}
-	if p := precedence[e.kind+"."+field]; p != nil {
+	if p := precedenceOf(e.kind, field); p != nil {
 		return resolveByPrecedence(p, r.current).Value
 	}
 	return r.current[0].Value
@@ -143,7 +133,7 @@ func (e *entry) writeOf(field string) *write {
 	if r == nil || len(r.current) == 0 {
 		return nil
 	}
-	if p := precedence[e.kind+"."+field]; p != nil {
+	if p := precedenceOf(e.kind, field); p != nil {
 		return resolveByPrecedence(p, r.current)
 	}
 	return r.current[0]
@@ -333,14 +323,6 @@ func (s *state) add(w *write) bool {
 		})
 	}
 	return true
-}
-
-func knownKind(k string) bool {
-	switch k {
-	case KindPatient, KindAllergy, KindDiagnosis, KindPrescription, KindLabResult, KindEncounter, KindReferral, KindIdentifier, KindMerge:
-		return true
-	}
-	return false
 }
 
 // entriesOf returns the entries of one kind, oldest first.

@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"encoding/json"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -61,20 +60,10 @@ type View struct {
 // inError those entered in error.
 func (v View) EntryIDs(inError bool) []string {
 	var ids []string
-	for _, a := range v.Allergies {
-		ids = append(ids, a.ID)
-	}
-	for _, d := range v.Diagnoses {
-		ids = append(ids, d.ID)
-	}
-	for _, p := range v.Prescriptions {
-		ids = append(ids, p.ID)
-	}
-	for _, l := range v.LabResults {
-		ids = append(ids, l.ID)
-	}
-	for _, e := range v.Encounters {
-		ids = append(ids, e.ID)
+	for _, k := range entryKinds {
+		if k.clinical {
+			ids = append(ids, k.list.ids(&v)...)
+		}
 	}
 	if inError {
 		for _, e := range v.EnteredInError {
@@ -269,76 +258,32 @@ type HistoryEntry struct {
 
 func buildView(doc *crdt.Doc, s *state, heads crdt.Heads) (View, error) {
 	v := View{
-		ChartID: s.chartID, Heads: heads, Patient: s.patientView(), Unreadable: s.unreadable,
-		Allergies: []Allergy{}, Diagnoses: []Diagnosis{}, Prescriptions: []Prescription{}, LabResults: []LabResult{},
-		Encounters: []Encounter{}, Referrals: []Referral{}, EnteredInError: []ErrorEntry{}, Conflicts: []Conflict{}, Alerts: []Alert{},
+		ChartID: s.chartID, Heads: heads, Patient: s.patient().demographics(), Unreadable: s.unreadable,
+		EnteredInError: []ErrorEntry{}, Conflicts: []Conflict{}, Alerts: []Alert{},
+	}
+	for _, k := range entryKinds {
+		if k.list != nil {
+			k.list.reset(&v)
+		}
 	}
 	notes, err := readNotes(doc)
 	if err != nil {
 		return View{}, err
 	}
-	kinds := []string{KindPatient, KindIdentifier, KindAllergy, KindDiagnosis, KindPrescription, KindLabResult, KindEncounter, KindReferral, KindMerge}
-	for _, kind := range kinds {
-		for _, e := range s.entriesOf(kind) {
+	for _, k := range entryKinds {
+		for _, e := range s.entriesOf(k.name) {
 			v.Conflicts = append(v.Conflicts, conflicts(e)...)
-			if kind == KindPatient {
+			if k.view == nil {
 				continue
 			}
 			if eie := errorEntry(e); eie != nil {
 				v.EnteredInError = append(v.EnteredInError, *eie)
 				continue
 			}
-			rec := Recorded{RecordedAt: e.created.time(), RecordedBy: e.created.author()}
-			ext := e.externalID()
-			switch kind {
-			case KindAllergy:
-				v.Allergies = append(v.Allergies, Allergy{
-					ID: e.id, Substance: e.value("substance"), Reaction: e.value("reaction"),
-					Severity: e.value("severity"), Status: e.value("status"), ExternalID: ext, Recorded: rec,
-				})
-			case KindDiagnosis:
-				v.Diagnoses = append(v.Diagnoses, Diagnosis{
-					ID: e.id, Code: e.value("code"), Text: e.value("text"), Onset: e.value("onset"),
-					ClinicalStatus: e.value("clinical"), VerificationStatus: e.value("verification"),
-					Note: e.value("note"), ExternalID: ext, Recorded: rec,
-				})
-			case KindPrescription:
-				dose, _ := parseFloat(e.value("dose"))
-				days, _ := strconv.Atoi(e.value("duration_days"))
-				rx := Prescription{
-					ID: e.id, Drug: e.value("drug"), ATC: e.value("atc"), DrugCode: e.value("drug_code"), Dose: dose,
-					DoseUnit: e.value("unit"), Route: e.value("route"), Frequency: e.value("frequency"),
-					DurationDays: days, Start: e.value("start"), End: e.value("end"),
-					Instructions: e.value("instructions"), Status: e.value("status"),
-					StatusReason: e.statusReason("status"), ExternalID: ext, Recorded: rec,
-				}
-				if d, ok := DrugDictionary().Code(rx.ATC); ok {
-					rx.Substance = d.Name
-				}
-				rx.Uncoded = rx.ATC == ""
-				v.Prescriptions = append(v.Prescriptions, rx)
-			case KindLabResult:
-				l := labResult(e, rec)
-				l.ExternalID = ext
-				v.LabResults = append(v.LabResults, l)
-			case KindReferral:
-				v.Referrals = append(v.Referrals, Referral{
-					ID: e.id, Clinic: e.value("clinic"), Reason: e.value("reason"), Status: e.value("status"),
-					StatusReason: e.value("status_reason"), ExternalID: ext, Recorded: rec,
-				})
-			case KindEncounter:
-				enc := Encounter{
-					ID: e.id, Date: e.value("date"), Clinician: e.value("clinician"),
-					Complaint: e.value("complaint"), Note: notes[e.id], ExternalID: ext, Recorded: rec,
-				}
-				for _, f := range enc.Vitals.fields() {
-					*f.v, _ = parseFloat(e.value(f.field))
-				}
-				v.Encounters = append(v.Encounters, enc)
-			}
+			k.view(&v, e, notes)
 		}
 	}
-	v.MergedInto, v.Merges = s.patient().value(fieldMergedInto), mergesOf(s)
+	v.MergedInto = s.patient().value(fieldMergedInto)
 	nka := s.patient().value("nka") == "true"
 	v.NoKnownAllergies = nka && !slices.ContainsFunc(v.Allergies, func(a Allergy) bool { return a.Status == StatusActive })
 	v.Alerts = alerts(&v, s)
@@ -383,7 +328,7 @@ func conflicts(e *entry) []Conflict {
 			continue
 		}
 		c := Conflict{Kind: e.kind, EntryID: e.id, Entry: label(e), Field: f, Shown: e.value(f),
-			Automatic: precedence[e.kind+"."+f] != nil}
+			Automatic: precedenceOf(e.kind, f) != nil}
 		for _, w := range r.current {
 			c.Values = append(c.Values, written(w))
 		}
@@ -392,11 +337,14 @@ func conflicts(e *entry) []Conflict {
 	return out
 }
 
+// errorEntry returns the entry as View.EnteredInError lists it, nil if
+// it is not entered in error.
 func errorEntry(e *entry) *ErrorEntry {
-	field := "status"
-	if e.kind == KindDiagnosis {
-		field = "verification"
+	k := kindSpecs[e.kind]
+	if k == nil || k.errorField == "" {
+		return nil
 	}
+	field := k.errorField
 	w := e.writeOf(field)
 	if w == nil || w.Value != StatusEnteredInError {
 		return nil
@@ -411,14 +359,14 @@ func optFloat(s string) *float64 {
 	return nil
 }
 
-func labResult(e *entry, rec Recorded) LabResult {
+func labResult(e *entry) LabResult {
 	l := LabResult{
 		ID: e.id, Test: e.value("test"), LOINC: e.value("loinc"), Value: optFloat(e.value("value")),
 		TextValue: e.value("text"), Unit: e.value("unit"),
 		RefLow: optFloat(e.value("ref_low")), RefHigh: optFloat(e.value("ref_high")),
 		CriticalLow: optFloat(e.value("critical_low")), CriticalHigh: optFloat(e.value("critical_high")),
 		RefText: e.value("ref_text"), AbnormalTexts: lines(e.value("abnormal_text")), CriticalTexts: lines(e.value("critical_text")),
-		Status: e.value("status"), StatusReason: e.statusReason("status"), Recorded: rec,
+		Status: e.value("status"), StatusReason: e.statusReason("status"), ExternalID: e.externalID(), Recorded: e.recorded(),
 	}
 	l.SpecimenAt, _ = time.Parse(time.RFC3339, e.value("specimen_at"))
 	l.Interpretation = interpret(l)
