@@ -36,8 +36,10 @@ const (
 	// same device's earlier changes in its history; version 4 adds the
 	// sender's signature over the whole bundle; version 5 leaves out of a
 	// change the hashes of the changes it depends on that the bundle
-	// carries before it, which its recipient puts back).
-	BundleVersion = 5
+	// carries before it, which its recipient puts back; version 6 adds
+	// UptoHash, CheckAt and CheckHash, which tell a replica whose log went back, a
+	// copied or restored data folder, from the one its peers knew).
+	BundleVersion = 6
 	// MaxBundleBytes bounds a decoded bundle.
 	MaxBundleBytes = 256 << 20
 	// MaxChangeBytes bounds one change in a bundle.
@@ -76,7 +78,18 @@ type Bundle struct {
 	Upto     uint64
 	Head     uint64
 	Ack      uint64
-	Changes  []BundleChange
+	// UptoHash is the first PositionHashBytes bytes of the hash of the
+	// sender's change at log position Upto (empty if Upto is 0 or names
+	// no change). The recipient keeps it and hands it back as a check.
+	UptoHash []byte
+	// CheckAt and CheckHash say what the sender was told (UptoHash) of
+	// the recipient's change at position CheckAt of the recipient's log,
+	// at most Ack (0 and empty: nothing). A recipient that holds another
+	// change there has a log that went back: it is a copy (see
+	// ErrForkedReplica).
+	CheckAt   uint64
+	CheckHash []byte
+	Changes   []BundleChange
 	// Signers are signed enrolments (see Keys) of devices whose changes
 	// the bundle carries, so a recipient that has not met a device can
 	// check its signatures.
@@ -166,9 +179,22 @@ func (b *Bundle) encode(sign func([32]byte) []byte) ([]byte, error) {
 	body := make([]byte, 0, size)
 	body = append(body, from...)
 	body = append(body, to...)
-	for _, v := range []uint64{b.Base, b.Upto, b.Head, b.Ack, uint64(len(b.Changes))} {
+	for _, v := range []uint64{b.Base, b.Upto, b.Head, b.Ack} {
 		body = binary.AppendUvarint(body, v)
 	}
+	if b.CheckAt > b.Ack || (b.CheckAt == 0) != (len(b.CheckHash) == 0) {
+		return nil, fmt.Errorf("bundle checks position %d with %d hash bytes, acknowledging %d: %w", b.CheckAt, len(b.CheckHash), b.Ack, ErrMalformedBundle)
+	}
+	for i, h := range [][]byte{b.UptoHash, b.CheckHash} {
+		if len(h) != 0 && len(h) != PositionHashBytes {
+			return nil, fmt.Errorf("bundle position hash of %d bytes, not %d: %w", len(h), PositionHashBytes, ErrMalformedBundle)
+		}
+		if i == 1 {
+			body = binary.AppendUvarint(body, b.CheckAt)
+		}
+		body = wire.AppendBytes(body, h)
+	}
+	body = binary.AppendUvarint(body, uint64(len(b.Changes)))
 	carried := make(map[crdt.Hash]int, len(b.Changes)) // hash → index, of the changes written so far
 	for i, c := range b.Changes {
 		id, err := uuid.Parse(c.Chart)
@@ -241,7 +267,9 @@ func DecodeBundle(data []byte) (*Bundle, error) {
 	}
 	if version != bundleVersion {
 		// Version 1 carried no signatures, version 2 one per change,
-		// version 3 no bundle signature; the sender must be updated.
+		// version 3 no bundle signature, version 4 every dependency
+		// hash, version 5 no position hashes; the sender must be
+		// updated.
 		return nil, fmt.Errorf("decode bundle: version %d from a sender older than this build (update it to send version %d): %w", version, bundleVersion, ErrBundleVersion)
 	}
 	r := wire.NewReader(body)
@@ -264,6 +292,24 @@ func DecodeBundle(data []byte) (*Bundle, error) {
 	}
 	if b.From == b.To {
 		return nil, fmt.Errorf("decode bundle: sender is recipient: %w", ErrMalformedBundle)
+	}
+	for i, h := range []*[]byte{&b.UptoHash, &b.CheckHash} {
+		if i == 1 {
+			if b.CheckAt, err = r.Uvarint(); err != nil {
+				return nil, fmt.Errorf("decode bundle check position: %w", err)
+			}
+		}
+		if *h, err = r.Bytes(32); err != nil {
+			return nil, fmt.Errorf("decode bundle position hash: %w", err)
+		}
+		if len(*h) == 0 {
+			*h = nil
+		} else if len(*h) != PositionHashBytes {
+			return nil, fmt.Errorf("decode bundle: position hash of %d bytes: %w", len(*h), ErrMalformedBundle)
+		}
+	}
+	if b.CheckAt > b.Ack || (b.CheckAt == 0) != (b.CheckHash == nil) {
+		return nil, fmt.Errorf("decode bundle: checks position %d with %d hash bytes, acknowledging %d: %w", b.CheckAt, len(b.CheckHash), b.Ack, ErrMalformedBundle)
 	}
 	n, err := r.Count(16 + 2)
 	if err != nil {

@@ -24,15 +24,18 @@
 // changes nothing because changes are content-addressed.
 //
 // Bundle wire format (a frame of package internal/wire, kind 'B', version
-// 4): sender and recipient IDs (16 bytes each), the positions Base, Upto,
-// Head and Ack as uvarints, a change count, then per change the chart ID
+// 6): sender and recipient IDs (16 bytes each), the positions Base, Upto,
+// Head and Ack as uvarints, the length-prefixed UptoHash (0 or 8 bytes),
+// CheckAt as a uvarint and the length-prefixed CheckHash (see Copied
+// data folders), a change count, then per change the chart ID
 // (16-byte UUID), the length-prefixed raw change and its signature form:
 // 0 (unsigned), 1 and the length-prefixed signature, or 2 and the index of
 // the change that covers it (see Signed changes); then a count of signer
 // enrolments, each length-prefixed; then the length-prefixed sender
 // signature over everything before it (empty if unsigned). Bundles of
-// versions 1 (no signatures), 2 (a signature per change) and 3 (no sender
-// signature) are refused with ErrBundleVersion.
+// versions 1 (no signatures), 2 (a signature per change), 3 (no sender
+// signature), 4 (every dependency hash) and 5 (no position hashes) are
+// refused with ErrBundleVersion.
 //
 // # Whose positions count
 //
@@ -47,10 +50,10 @@
 // bundle it makes unless BundleOptions.NoAuth). The changes of any other
 // bundle are taken, each checked against its author's signature, and its
 // positions ignored (Received.PositionsRefused, ErrUnauthenticatedPositions).
-// An acknowledgement beyond this replica's log head is not taken
-// (ErrImpossiblePosition) but the rest of the bundle is, so the sync goes
-// on; ResetPeer clears what a replica knows of a peer's positions when it
-// cannot be right (a peer restored from a backup). A replica without Keys
+// An authenticated acknowledgement beyond this replica's log head means
+// this replica's log went back (see Copied data folders); ResetPeer
+// clears what a replica knows of a peer's positions when it cannot be
+// right (a peer restored from a backup under its own ID). A replica without Keys
 // cannot tell senders apart and takes every bundle's positions.
 //
 // # Receiving
@@ -269,6 +272,30 @@
 // positions forgotten, so its peers send it everything it lacks, the lost
 // device's changes made after the backup among them; it must be enrolled
 // like a new device.
+//
+// # Copied data folders
+//
+// A data folder copied, or a backup put back with a file copy instead of
+// RestoreAs, opens as the replica it was copied from, with an older log:
+// its edits reuse its original's Automerge sequence numbers, and its
+// peers' positions name changes it does not hold. Each bundle names the
+// sender's change at Upto (UptoHash, 8 bytes of its hash); the recipient
+// keeps it and hands it back (CheckAt, CheckHash) with its
+// acknowledgements until a bundle of the sender shows it took that
+// acknowledgement (its Base reaches it). A replica is found forked, and
+// refuses from then on to register, edit, make or receive bundles with a
+// *ForkedError (ErrForkedReplica), kept across restarts, when a peer's
+// authenticated acknowledgement is beyond its log head, when a check
+// names another change than the one it holds there, or when a peer sends
+// it a change of its own actor that it does not hold. A recipient refuses
+// a bundle carrying a change whose author already used its sequence
+// number in that chart for another change with ErrForkedReplica (also
+// matching ErrMalformedBundle, quarantined), naming the forked author.
+// RecoverFork makes a new replica of a forked one under a fresh ID,
+// keeping every change it holds; its peers send it what it lacks.
+// Caveat: a chart the copy edited after its original had also edited it
+// holds a change no peer takes (a reused sequence number); RecoverFork
+// keeps it, and it must be entered again by hand.
 //
 // # Users
 //

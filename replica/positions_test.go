@@ -123,9 +123,11 @@ func TestAuthenticatedSenderPositionsCount(t *testing.T) {
 	assert.Equal(t, b.Upto, peerRecord(t, cloud.st, a.ID()).Received)
 }
 
-// An acknowledgement beyond the recipient's log is one no honest sender
-// could make: it is not taken, the bundle's changes are, and the sync
-// goes on. ResetPeer clears a peer's positions to repair either side.
+// An authenticated acknowledgement beyond the recipient's log is one no
+// honest sender makes of an honest recipient: the recipient's log went
+// back (a copied or restored data folder). The bundle is refused whole,
+// nothing of it applied nor recorded, and the recipient is marked forked
+// (see TestCopiedFolderIsFound).
 func TestImpossibleAcknowledgementIsNotTaken(t *testing.T) {
 	ctx := context.Background()
 	for _, keys := range []bool{false, true} {
@@ -167,21 +169,14 @@ func TestImpossibleAcknowledgementIsNotTaken(t *testing.T) {
 			}
 			require.NoError(t, err)
 
-			rec, err := b.Receive(ctx, data)
-			require.NoError(t, err)
-			assert.Equal(t, 1, rec.Applied, "the bundle's change is taken")
-			require.ErrorIs(t, rec.PositionsRefused, replica.ErrImpossiblePosition)
+			_, err = b.Receive(ctx, data)
+			require.ErrorIs(t, err, replica.ErrForkedReplica)
 			got := peerRecord(t, bStore, a.ID())
-			assert.Equal(t, before.Acked, got.Acked, "the impossible acknowledgement is not recorded")
-			assert.Equal(t, lying.Upto, got.Received, "the sender's own position is")
-
-			require.NoError(t, b.ResetPeer(ctx, a.ID()))
-			got = peerRecord(t, bStore, a.ID())
-			assert.Zero(t, got.Acked)
-			assert.Zero(t, got.Received)
-			_, err = replica.SyncPair(ctx, a, b)
+			assert.Equal(t, before, got, "nothing of the bundle is recorded")
+			bHeadAfter, err := bStore.Head(ctx)
 			require.NoError(t, err)
-			requireSameCharts(t, a, b)
+			assert.Equal(t, bHead, bHeadAfter, "nothing of it is applied")
+			require.ErrorIs(t, b.Forked(), replica.ErrForkedReplica)
 		})
 	}
 }

@@ -2,6 +2,7 @@ package httpsync_test
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -10,10 +11,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime/metrics"
 	"runtime/pprof"
 	"slices"
@@ -50,13 +53,14 @@ const (
 
 // The shape of BenchmarkCloudLoad.
 var (
-	loadDevices = flag.Int("load.devices", 200, "BenchmarkCloudLoad: simulated clinic devices")
-	loadClinics = flag.Int("load.clinics", 20, "BenchmarkCloudLoad: clinics the devices are spread over")
-	loadCharts  = flag.Int("load.charts", 5, "BenchmarkCloudLoad: charts each device registers offline")
-	loadRounds  = flag.Int("load.rounds", 10, "BenchmarkCloudLoad: syncs each device makes, with an edit before each after the first")
-	loadStore   = flag.String("load.store", "sqlite", "BenchmarkCloudLoad: the cloud's store, sqlite or postgres (the server named by "+pgtest.EnvVar+")")
-	loadNodes   = flag.Int("load.nodes", 1, "BenchmarkCloudLoad: cloud nodes sharing the store (more than 1 with -load.store postgres only)")
-	loadTimeout = flag.Duration("load.timeout", 30*time.Minute, "BenchmarkCloudLoad: how long the syncs may take in all; those still running then fail and no more start")
+	loadDevices  = flag.Int("load.devices", 200, "BenchmarkCloudLoad: simulated clinic devices")
+	loadClinics  = flag.Int("load.clinics", 20, "BenchmarkCloudLoad: clinics the devices are spread over")
+	loadCharts   = flag.Int("load.charts", 5, "BenchmarkCloudLoad: charts each device registers offline")
+	loadRounds   = flag.Int("load.rounds", 10, "BenchmarkCloudLoad: syncs each device makes, with an edit before each after the first")
+	loadStore    = flag.String("load.store", "sqlite", "BenchmarkCloudLoad: the cloud's store, sqlite or postgres (the server named by "+pgtest.EnvVar+")")
+	loadNodes    = flag.Int("load.nodes", 1, "BenchmarkCloudLoad: cloud nodes sharing the store (more than 1 with -load.store postgres only)")
+	loadAttempts = flag.Int("load.attempts", 10, "BenchmarkCloudLoad: attempts a device's sync makes (retrying a busy or unreachable cloud, backing off up to 1s) before it fails")
+	loadTimeout  = flag.Duration("load.timeout", 30*time.Minute, "BenchmarkCloudLoad: how long the syncs may take in all; those still running then fail and no more start")
 )
 
 func TestMain(m *testing.M) {
@@ -261,6 +265,8 @@ type loadShape struct {
 	nodes int
 	// timeout bounds the syncs in all (0: none).
 	timeout time.Duration
+	// attempts is each sync's httpsync.ClientConfig.MaxAttempts (0: 10).
+	attempts int
 }
 
 func (s loadShape) String() string {
@@ -280,6 +286,22 @@ type loadResult struct {
 	nodes                    []cloudStats
 	dbBytes                  int64   // the cloud's database on disk once the syncs are done
 	deviceMem                memPeak // the test process, which runs every simulated device
+	// failed counts the failed syncs by their error, devices and
+	// rounds left out; failedExample is one such error of each.
+	failed        map[string]int
+	failedExample map[string]string
+}
+
+// failedSyncs sums up the failed syncs, most frequent reason first, with
+// one example of each.
+func (r loadResult) failedSyncs() string {
+	reasons := slices.Collect(maps.Keys(r.failed))
+	slices.SortFunc(reasons, func(a, b string) int { return cmp.Or(cmp.Compare(r.failed[b], r.failed[a]), strings.Compare(a, b)) })
+	var b strings.Builder
+	for _, why := range reasons {
+		fmt.Fprintf(&b, "\n  %d failed syncs: %s", r.failed[why], r.failedExample[why])
+	}
+	return b.String()
 }
 
 func (r loadResult) syncsPerSecond() float64 { return float64(r.syncs) / r.wall.Seconds() }
@@ -455,6 +477,12 @@ type loadDevice struct {
 // cfg, which signs its changes and checks everyone's).
 func (lc *loadCloud) newDevice(t testing.TB, clinic, name string, cfg replica.Config) *loadDevice {
 	t.Helper()
+	return lc.newDeviceTrying(t, clinic, name, cfg, 10)
+}
+
+// newDeviceTrying is newDevice whose syncs make up to attempts attempts.
+func (lc *loadCloud) newDeviceTrying(t testing.TB, clinic, name string, cfg replica.Config, attempts int) *loadDevice {
+	t.Helper()
 	ctx := context.Background()
 	keys, err := device.Generate(replica.NewID(), clinic)
 	require.NoError(t, err)
@@ -472,7 +500,7 @@ func (lc *loadCloud) newDevice(t testing.TB, clinic, name string, cfg replica.Co
 		CloudURL: "https://" + lc.nodes[0].addr, CloudReplica: lc.id, ServerTrust: []*x509.Certificate{lc.ca.Cert}}, keys)
 	d := &loadDevice{rep: rep}
 	for _, n := range lc.nodes {
-		cl, err := httpsync.NewClient(rep, httpsync.ClientConfig{Credential: cred, URL: "https://" + n.addr, MaxAttempts: 10,
+		cl, err := httpsync.NewClient(rep, httpsync.ClientConfig{Credential: cred, URL: "https://" + n.addr, MaxAttempts: attempts,
 			MinBackoff: 20 * time.Millisecond, MaxBackoff: time.Second})
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = cl.Close() })
@@ -481,6 +509,9 @@ func (lc *loadCloud) newDevice(t testing.TB, clinic, name string, cfg replica.Co
 	d.client = d.clients[0]
 	return d
 }
+
+// loadAddr matches the addresses in a failed sync's error.
+var loadAddr = regexp.MustCompile(`127\.0\.0\.1:[0-9]+`)
 
 func runLoad(t testing.TB, shape loadShape) loadResult {
 	t.Helper()
@@ -499,7 +530,7 @@ func runLoad(t testing.TB, shape loadShape) loadResult {
 	sims := make([]*sim, shape.devices)
 	for i := range sims {
 		clinic := fmt.Sprintf("clinic-%02d", i%shape.clinics)
-		s := &sim{loadDevice: lc.newDevice(t, clinic, fmt.Sprintf("device-%03d", i), replica.Config{CacheCharts: 8})}
+		s := &sim{loadDevice: lc.newDeviceTrying(t, clinic, fmt.Sprintf("device-%03d", i), replica.Config{CacheCharts: 8}, cmp.Or(shape.attempts, 10))}
 		for j := range shape.charts {
 			id, err := s.rep.Register(ctx, nurse, record.Register{GivenName: fmt.Sprintf("Patient%d", j), FamilyName: fmt.Sprintf("Device%d", i),
 				Sex: "female", EstimatedBirthYear: 1980 + j, Village: "Kamuga", HomeClinic: clinic})
@@ -514,7 +545,7 @@ func runLoad(t testing.TB, shape loadShape) loadResult {
 	var (
 		mu        sync.Mutex
 		latencies []time.Duration
-		res       = loadResult{devices: shape.devices}
+		res       = loadResult{devices: shape.devices, failed: map[string]int{}, failedExample: map[string]string{}}
 		wg        sync.WaitGroup
 	)
 	start := make(chan struct{})
@@ -527,6 +558,7 @@ func runLoad(t testing.TB, shape loadShape) loadResult {
 				if ctx.Err() != nil {
 					mu.Lock()
 					res.failures += shape.rounds - round
+					res.failed["not started: -load.timeout passed"] += shape.rounds - round
 					mu.Unlock()
 					return
 				}
@@ -543,7 +575,12 @@ func runLoad(t testing.TB, shape loadShape) loadResult {
 				res.retries += rep.Retries
 				if err != nil {
 					res.failures++
-					t.Logf("device %d round %d: %v", i, round, err)
+					// Counted by the error without the addresses in it.
+					why := loadAddr.ReplaceAllString(err.Error(), "127.0.0.1")
+					res.failed[why]++
+					if res.failedExample[why] == "" {
+						res.failedExample[why] = fmt.Sprintf("device %d round %d: %v", i, round, err)
+					}
 				} else {
 					res.syncs++
 					latencies = append(latencies, took)
@@ -582,7 +619,7 @@ func TestCloudLoad(t *testing.T) {
 	}
 	shape := loadShape{devices: 200, clinics: 20, charts: 3, rounds: 3, nodes: 1}
 	res := runLoad(t, shape)
-	t.Logf("load (%s): %s", shape, res)
+	t.Logf("load (%s): %s%s", shape, res, res.failedSyncs())
 	require.Zero(t, res.failures, "every sync succeeds, retries included")
 	require.Equal(t, shape.devices*shape.rounds, res.syncs)
 	require.Equal(t, shape.devices*shape.charts, res.nodes[0].Charts, "the cloud holds every device's charts")
@@ -612,6 +649,9 @@ func TestCloudLoad(t *testing.T) {
 //	                  1), each a process of its own with
 //	                  replica.Config.SharedStore; a device's r-th sync goes
 //	                  to node (device+r) mod N
+//	-load.attempts N  attempts each sync makes before it fails (default
+//	                  10): a busy (503) or unreachable cloud is tried
+//	                  again after a backoff of 20 ms doubling up to 1 s
 //	-load.timeout D   the syncs may take D in all (default 30m); those
 //	                  still running then fail, and no more start
 //
@@ -629,9 +669,9 @@ func TestCloudLoad(t *testing.T) {
 // resident set beyond what the Go runtime holds (Automerge and SQLite).
 func BenchmarkCloudLoad(b *testing.B) {
 	shape := loadShape{devices: *loadDevices, clinics: *loadClinics, charts: *loadCharts, rounds: *loadRounds,
-		nodes: *loadNodes, timeout: *loadTimeout}
-	if shape.devices < 1 || shape.clinics < 1 || shape.charts < 1 || shape.rounds < 1 || shape.nodes < 1 {
-		b.Fatalf("-load.devices, -load.clinics, -load.charts, -load.rounds and -load.nodes must be at least 1")
+		nodes: *loadNodes, timeout: *loadTimeout, attempts: *loadAttempts}
+	if shape.devices < 1 || shape.clinics < 1 || shape.charts < 1 || shape.rounds < 1 || shape.nodes < 1 || shape.attempts < 1 {
+		b.Fatalf("-load.devices, -load.clinics, -load.charts, -load.rounds, -load.nodes and -load.attempts must be at least 1")
 	}
 	switch *loadStore {
 	case "sqlite":
@@ -647,7 +687,7 @@ func BenchmarkCloudLoad(b *testing.B) {
 	for range b.N {
 		res = runLoad(b, shape)
 	}
-	b.Logf("load (%s): %s", shape, res)
+	b.Logf("load (%s): %s%s", shape, res, res.failedSyncs())
 	b.ReportMetric(res.syncsPerSecond(), "syncs/s")
 	b.ReportMetric(float64(res.p50.Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(res.p99.Microseconds())/1000, "p99-ms")
