@@ -143,6 +143,9 @@ func (r *Replica) ReceiveFrom(ctx context.Context, data []byte, opt ReceiveOptio
 	if err := r.checkOpen(); err != nil {
 		return Received{}, err
 	}
+	if err := r.Forked(); err != nil {
+		return Received{}, fmt.Errorf("receive bundle: %w", err)
+	}
 	d, err := decodeReceived(data, r.id, opt.Sender)
 	if err != nil {
 		return Received{}, err
@@ -193,6 +196,9 @@ func (r *Replica) receiveOnce(ctx context.Context, d *decoded, signed *verifier,
 		return Received{}, fmt.Errorf("receive bundle: %w", err)
 	}
 	fresh := d.fresh(known)
+	if why := ownLost(fresh, r.id, d.bundle.From); why != "" {
+		return Received{}, fmt.Errorf("receive bundle: %w", r.forkFound(ctx, why, locked))
+	}
 	var sigs signatures
 	if signed != nil {
 		if err := d.verifySigned(signed, fresh); errors.Is(err, ErrForgedChange) {
@@ -846,7 +852,11 @@ func planChart(h *heldChart, cb chartBatch, sigs signatures, rules receiveRules)
 	if err := applyReceived(l.doc, cb.changes); err != nil {
 		// The peer sent a change this chart cannot take (a sequence
 		// number reused or skipped, an operation on nothing): the
-		// bundle is refused, and kept for review.
+		// bundle is refused, and kept for review. A sequence number its
+		// author used for another change is a forked author.
+		if fe := seqReused(l.doc, cb, err); fe != nil {
+			return fmt.Errorf("receive bundle: chart %s: %w: %w", cb.chart, ErrMalformedBundle, fe), true
+		}
 		return fmt.Errorf("receive bundle: chart %s: %w: %w", cb.chart, ErrMalformedBundle, err), true
 	}
 	if err := l.open(); err != nil {
@@ -1010,6 +1020,13 @@ func (r *Replica) commit(ctx context.Context, d *decoded, p receivePlan, opt Rec
 	if err != nil {
 		return Received{}, fmt.Errorf("receive bundle: %w", err)
 	}
+	if d.trusted {
+		if why, err := r.positionFork(ctx, b, head); err != nil {
+			return Received{}, fmt.Errorf("receive bundle: %w", err)
+		} else if why != "" {
+			return Received{}, fmt.Errorf("receive bundle: %w", r.markForked(ctx, why))
+		}
+	}
 	np, refused := advancePeer(peer, b, head, d.trusted)
 	if refused != nil {
 		p.res.PositionsRefused = refused
@@ -1021,6 +1038,11 @@ func (r *Replica) commit(ctx context.Context, d *decoded, p receivePlan, opt Rec
 	}
 	np.LastSync = r.cfg.Now().UTC()
 	p.batch.Peers = []store.Peer{np}
+	if d.trusted {
+		if err := r.noteCheck(ctx, &p.batch, b, np); err != nil {
+			return Received{}, fmt.Errorf("receive bundle: %w", err)
+		}
+	}
 	applied := make(map[crdt.Hash]bool, len(p.batch.Changes))
 	for _, c := range p.batch.Changes {
 		applied[c.Hash] = true

@@ -150,6 +150,9 @@ type Replica struct {
 	// rebuilt counts charts rebuilt from their log because their stored
 	// snapshot did not load.
 	rebuilt atomic.Int64
+	// forked is set once the replica is found to be a copy of one that
+	// went on without it (forked.go).
+	forked atomic.Pointer[ForkedError]
 
 	// afterPlan, if set (by tests), is called with a bundle's sender
 	// once the bundle is planned without the write lock.
@@ -245,6 +248,9 @@ func New(ctx context.Context, st store.Store, cfg Config) (*Replica, error) {
 	if err := r.loadHeld(ctx); err != nil {
 		return nil, err
 	}
+	if err := r.loadForked(ctx); err != nil {
+		return nil, err
+	}
 	return r, nil
 }
 
@@ -304,6 +310,9 @@ func (r *Replica) Register(ctx context.Context, by record.Author, reg record.Reg
 		return "", err
 	}
 	defer unlock()
+	if err := r.Forked(); err != nil {
+		return "", fmt.Errorf("register patient: %w", err)
+	}
 	if r.cfg.Clinic != "" && reg.HomeClinic != r.cfg.Clinic {
 		return "", fmt.Errorf("register patient of %q on a device of %q (register at the home clinic, or here and refer): %w",
 			reg.HomeClinic, r.cfg.Clinic, ErrOutOfScope)
@@ -350,6 +359,9 @@ func (r *Replica) edit(ctx context.Context, chartID string, by record.Author, op
 		return record.Result{}, err
 	}
 	defer unlock()
+	if err := r.Forked(); err != nil {
+		return record.Result{}, fmt.Errorf("edit chart %s: %w", chartID, err)
+	}
 	// A chart taking part in a merge is edited through its survivor:
 	// see editTarget.
 	l, err := r.editTarget(ctx, chartID, op)

@@ -170,6 +170,9 @@ func (r *Replica) MakeBundleFor(ctx context.Context, peer string, opt BundleOpti
 	if peer == r.id {
 		return Outgoing{}, errors.New("make bundle: a replica does not sync with itself")
 	}
+	if err := r.Forked(); err != nil {
+		return Outgoing{}, fmt.Errorf("make bundle for %s: %w", peer, err)
+	}
 	p, err := r.peer(ctx, peer)
 	if err != nil {
 		return Outgoing{}, fmt.Errorf("make bundle for %s: %w", peer, err)
@@ -228,6 +231,14 @@ func (r *Replica) MakeBundleFor(ctx context.Context, peer string, opt BundleOpti
 		if err := r.backfill(ctx, b, opt.Clinic, r.scopeFilter(ctx, opt.Clinic), add); err != nil {
 			return Outgoing{}, fmt.Errorf("make bundle for %s: %w", peer, err)
 		}
+	}
+	// The changes at both positions, so that a replica whose log went
+	// back (a copied data folder) can tell (forked.go).
+	if b.UptoHash, err = r.positionHash(ctx, b.Upto); err != nil {
+		return Outgoing{}, fmt.Errorf("make bundle for %s: %w", peer, err)
+	}
+	if err = r.bundleCheck(ctx, b); err != nil {
+		return Outgoing{}, fmt.Errorf("make bundle for %s: %w", peer, err)
 	}
 	if err := r.coverBundle(ctx, b, out); err != nil {
 		return Outgoing{}, fmt.Errorf("make bundle for %s: %w", peer, err)
