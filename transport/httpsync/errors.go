@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/chartsync/chartsync/replica"
+	"github.com/chartsync/chartsync/replica/gate"
 )
 
 // Errors a Client returns, matched with errors.Is. Each HTTP status the
@@ -52,21 +53,24 @@ var (
 	ErrUnreachable = errors.New("cloud unreachable")
 )
 
-// Error codes: the "error" member of an error response's JSON body.
+// Error codes: the "error" member of an error response's JSON body. The
+// codes of a refused bundle are the gate's (package replica/gate), the
+// same whatever courier brought the bundle, and those the access log
+// records.
 const (
-	CodeMalformed          = "malformed-bundle"
-	CodeVersion            = "unsupported-version"
-	CodeWrongRecipient     = "wrong-recipient"
+	CodeMalformed          = gate.CodeMalformed
+	CodeVersion            = gate.CodeVersion
+	CodeWrongRecipient     = gate.CodeWrongRecipient
 	CodeNoCredential       = "no-credential"
 	CodeBadCredential      = "bad-credential"
 	CodeExpiredCredential  = "expired-credential"
-	CodeRevokedCredential  = "revoked-credential"
-	CodeWrongSender        = "wrong-sender"
-	CodeOutOfScope         = "out-of-scope"
-	CodeUnauthorizedChange = "unauthorized-change"
-	CodeForgedChange       = "forged-change"
-	CodeRevokedChange      = "revoked-change"
-	CodeTooLarge           = "too-large"
+	CodeRevokedCredential  = gate.CodeRevokedCredential
+	CodeWrongSender        = gate.CodeWrongSender
+	CodeOutOfScope         = gate.CodeOutOfScope
+	CodeUnauthorizedChange = gate.CodeUnauthorizedChange
+	CodeForgedChange       = gate.CodeForgedChange
+	CodeRevokedChange      = gate.CodeRevokedChange
+	CodeTooLarge           = gate.CodeTooLarge
 	CodeBusy               = "busy"
 	CodeSyncInProgress     = "sync-in-progress"
 	CodeTooSlow            = "too-slow"
@@ -79,12 +83,13 @@ const (
 // MaxRefusalRevocationBytes bounds the signed revocations a refusal
 // with CodeRevokedChange carries (the records' bytes, before base64): room
 // for the largest revocation a device can be given
-// (replica.MaxRevocationRecordBytes) and the smaller ones of its clinic.
-const MaxRefusalRevocationBytes = 2 << 20
+// (replica.MaxRevocationRecordBytes) and the smaller ones of its clinic
+// (gate.MaxRefusalRevocationBytes).
+const MaxRefusalRevocationBytes = gate.MaxRefusalRevocationBytes
 
 // maxRefusalRevocations bounds how many revocations such a refusal
 // carries.
-const maxRefusalRevocations = 256
+const maxRefusalRevocations = gate.MaxRefusalRevocations
 
 // maxErrorBodyBytes bounds an error answer a Client reads: a message,
 // and the revocations of a refusal with CodeRevokedChange in base64.

@@ -14,15 +14,13 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"runtime"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/chartsync/chartsync/crdt"
 	"github.com/chartsync/chartsync/internal/wire"
 	"github.com/chartsync/chartsync/replica"
+	"github.com/chartsync/chartsync/replica/gate"
 )
 
 // Paths served by a Handler.
@@ -37,8 +35,19 @@ const ContentType = "application/vnd.chartsync.bundle"
 // Config configures a Handler. Replica and DeviceCA are required; every
 // other zero value means the documented default.
 type Config struct {
-	// Replica is the cloud replica served.
+	// Replica is the cloud replica served. It may be left nil when Gate
+	// is set: the gate's replica is served.
 	Replica *replica.Replica
+	// Gate, if set, is the cloud's policy for its devices (package
+	// replica/gate), shared with the other couriers the cloud takes
+	// bundles from: the Handler authenticates the device and hands its
+	// bundle to the gate, which applies it within the device's clinic's
+	// scope, admits a few at a time and records the access log. With a
+	// Gate, AccessLog, MaxConcurrent and QueueWait are the gate's (those
+	// fields here are ignored, but QueueWait still bounds the wait for a
+	// transfer). Without one, the Handler makes its own from Replica,
+	// AccessLog, MaxConcurrent and QueueWait.
+	Gate *gate.Gate
 	// DeviceCA holds the CA certificates a device certificate must chain
 	// to (DeviceCA.Pool). Required unless Authenticate is set.
 	DeviceCA *x509.CertPool
@@ -150,8 +159,10 @@ type SyncRecord struct {
 // Validate reports a configuration that cannot work.
 func (c Config) Validate() error {
 	switch {
-	case c.Replica == nil:
-		return errors.New("httpsync config: Replica is required")
+	case c.Replica == nil && c.Gate == nil:
+		return errors.New("httpsync config: Replica (or Gate) is required")
+	case c.Replica != nil && c.Gate != nil && c.Replica != c.Gate.Replica():
+		return errors.New("httpsync config: Replica is not the Gate's replica")
 	case c.DeviceCA == nil && c.Authenticate == nil:
 		return errors.New("httpsync config: DeviceCA (or Authenticate) is required")
 	case c.MaxBodyBytes < 0 || c.MaxRequestMemory < 0 || c.MaxConcurrent < 0 || c.MaxTransfers < 0 || c.QueueWait < 0 || c.StallTimeout < 0 ||
@@ -205,11 +216,9 @@ func (c Config) withDefaults() Config {
 type Handler struct {
 	cfg       Config
 	rep       *replica.Replica
+	gate      *gate.Gate // the cloud's policy: scope, admission, access log
 	log       *slog.Logger
-	devices   deviceGate    // one sync in progress per device
 	transfers chan struct{} // syncs in progress
-	slots     chan struct{} // syncs whose body has arrived, being applied and answered
-	apply     chan struct{} // syncs applying and building bundles
 	stats     handlerStats
 }
 
@@ -239,13 +248,22 @@ func NewHandler(cfg Config) (*Handler, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
+	g := cfg.Gate
+	if g == nil {
+		// The device's channel is checked at every handshake and
+		// request (CheckDevice): the gate need not check it again.
+		var err error
+		g, err = gate.New(gate.Config{Replica: cfg.Replica, AccessLog: cfg.AccessLog, MaxConcurrent: cfg.MaxConcurrent,
+			QueueWait: cfg.QueueWait, Logger: cfg.Logger})
+		if err != nil {
+			return nil, fmt.Errorf("httpsync handler: %w", err)
+		}
+	}
+	rep := g.Replica()
 	return &Handler{
-		cfg: cfg, rep: cfg.Replica,
-		log:       cfg.Logger.With("cloud", cfg.Replica.ID()),
-		devices:   deviceGate{turns: map[string]*deviceTurn{}},
+		cfg: cfg, rep: rep, gate: g,
+		log:       cfg.Logger.With("cloud", rep.ID()),
 		transfers: make(chan struct{}, cfg.MaxTransfers),
-		slots:     make(chan struct{}, cfg.MaxConcurrent),
-		apply:     make(chan struct{}, min(cfg.MaxConcurrent, max(2, runtime.GOMAXPROCS(0)))),
 	}, nil
 }
 
@@ -254,7 +272,7 @@ func (h *Handler) Stats() HandlerStats {
 	s := &h.stats
 	return HandlerStats{
 		Syncs: s.syncs.Load(), Refused: s.refused.Load(), Failed: s.failed.Load(), Busy: s.busy.Load(), Cut: s.cut.Load(),
-		Active: s.active.Load(), Receiving: s.receiving.Load(), Waiting: s.waiting.Load(), BytesIn: s.bytesIn.Load(), BytesOut: s.bytesOut.Load(),
+		Active: s.active.Load(), Receiving: s.receiving.Load(), Waiting: s.waiting.Load() + h.gate.Stats().Waiting, BytesIn: s.bytesIn.Load(), BytesOut: s.bytesOut.Load(),
 		Revoked: s.revoked.Load(),
 	}
 }
@@ -418,8 +436,8 @@ func (h *Handler) serveSync(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// One sync per device at a time: more would only hold the cloud.
-	leave, ok := h.devices.enter(r.Context(), dev.Replica, h.cfg.QueueWait, &h.stats.waiting)
-	if !ok {
+	leave, err := h.gate.Enter(r.Context(), dev.Replica)
+	if err != nil {
 		h.stats.busy.Add(1)
 		w.Header().Set("Retry-After", "1")
 		h.fail(w, r, http.StatusTooManyRequests, CodeSyncInProgress, "another sync of this device is in progress at the cloud; try again when it has ended", nil)
@@ -471,40 +489,33 @@ func (h *Handler) serveSync(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, http.StatusRequestEntityTooLarge, CodeTooLarge, fmt.Sprintf("the bundle is %d bytes once decompressed, over this cloud's limit of %d (its memory budget for one sync is %d bytes); send smaller bundles (replica Config.BundleBytes)", size, h.maxBundle(), h.cfg.MaxRequestMemory), nil)
 		return
 	}
-	out, rec, err := h.sync(r.Context(), data, dev, log)
+	// The gate applies the bundle within the device's clinic's scope,
+	// records it in the access log (refused, too), and makes the answer
+	// from the clinic's charts. TLS authenticates the cloud to the
+	// device: the answer needs no signature of its own.
+	sender := dev.sender()
+	out, rec, err := h.gate.Sync(r.Context(), sender, data, gate.AnswerOptions{NoAuth: true})
 	sw.rec.ChangesIn, sw.rec.Duplicates = rec.Applied, rec.Duplicates
-	if errors.Is(err, errNoSlot) {
+	if errors.Is(err, gate.ErrBusy) {
 		h.busy(w, r)
 		return
 	}
-	if errors.Is(err, errGone) {
+	if errors.Is(err, gate.ErrGone) {
+		log.Info("device went away", "request_bytes", len(data), "applied", rec.Applied, "err", err)
 		return
 	}
 	if err != nil {
 		status, code, msg := classify(err)
-		if _, _, refused := classifyScope(err); refused && h.cfg.AccessLog != nil {
-			if lerr := h.cfg.AccessLog.Append(context.WithoutCancel(r.Context()), refusedEntry(dev, code, msg)); lerr != nil {
-				log.Error("access log: cannot record a refused bundle", "err", lerr)
-			}
-		}
 		body := errorBody{Error: code, Message: msg}
 		if code == CodeRevokedChange {
 			// The device took the changes before it learnt of their
 			// device's revocation: with it, its next bundle leaves
 			// them out instead of being refused again.
-			body.Revocations = h.refusalRevocations(dev, err)
+			body.Revocations = h.gate.RefusalRevocations(sender, err)
 			body.Message += "; the revocations this answer carries let the device leave those changes out of its next sync"
 		}
 		h.failWith(w, r, status, body, err)
 		return
-	}
-	if h.cfg.AccessLog != nil {
-		if entries := readEntries(dev, out); len(entries) > 0 {
-			if err := h.cfg.AccessLog.Append(context.WithoutCancel(r.Context()), entries...); err != nil {
-				h.fail(w, r, http.StatusInternalServerError, CodeInternal, "the cloud could not record this sync in its access log; try again later", err)
-				return
-			}
-		}
 	}
 	w.Header().Set("Content-Type", ContentType)
 	w.Header().Set("Content-Length", strconv.Itoa(len(out.Data)))
@@ -539,49 +550,6 @@ const memoryPerBundleByte = 8
 // allows.
 func (h *Handler) maxBundle() int64 { return h.cfg.MaxRequestMemory / memoryPerBundleByte }
 
-var (
-	// errNoSlot: no sync slot came free within QueueWait.
-	errNoSlot = errors.New("no sync slot free")
-	// errGone: the device went away; there is no one to answer.
-	errGone = errors.New("device gone")
-)
-
-// sync applies a bundle that has arrived whole and builds the answer,
-// holding a sync slot throughout. It returns errNoSlot if none came free
-// within QueueWait, errGone if the device went away, or the error of
-// receiving or answering.
-func (h *Handler) sync(ctx context.Context, data []byte, dev Device, log *slog.Logger) (replica.Outgoing, replica.Received, error) {
-	if !h.take(ctx, h.slots) {
-		if ctx.Err() != nil {
-			log.Info("device went away while its bundle waited for a slot", "request_bytes", len(data))
-			return replica.Outgoing{}, replica.Received{}, errGone
-		}
-		return replica.Outgoing{}, replica.Received{}, errNoSlot
-	}
-	defer func() { <-h.slots }()
-	// Apply in arrival order (a channel queues its waiters first come,
-	// first served) rather than all at once on the replica's lock.
-	select {
-	case h.apply <- struct{}{}:
-	case <-ctx.Done():
-		log.Info("device went away while its bundle waited", "request_bytes", len(data))
-		return replica.Outgoing{}, replica.Received{}, errGone
-	}
-	defer func() { <-h.apply }()
-	// A bundle received whole is applied even if the device has gone
-	// meanwhile: it is idempotent, and its resend is then cheap.
-	rec, err := h.receive(context.WithoutCancel(ctx), data, dev)
-	if err != nil {
-		return replica.Outgoing{}, rec, err
-	}
-	out, err := h.bundleFor(ctx, dev)
-	if err != nil && ctx.Err() != nil {
-		log.Info("device went away before the answer", "applied", rec.Applied, "err", err)
-		return out, rec, errGone
-	}
-	return out, rec, err
-}
-
 // busy answers 503 for want of a slot.
 func (h *Handler) busy(w http.ResponseWriter, r *http.Request) {
 	h.stats.busy.Add(1)
@@ -610,113 +578,32 @@ func (h *Handler) take(ctx context.Context, sem chan struct{}) bool {
 	}
 }
 
-// deviceGate lets each device have one sync in progress, and a few more
-// waiting for it (a device whose link dropped may have its abandoned
-// request still in progress when it tries again).
-type deviceGate struct {
-	mu    sync.Mutex
-	turns map[string]*deviceTurn // by device replica ID; only devices with a sync in progress or waiting
-}
-
-// maxDeviceWaiting bounds the syncs of one device waiting for its turn.
-const maxDeviceWaiting = 4
-
-type deviceTurn struct {
-	token chan struct{} // holds a token while a sync of the device is in progress
-	users int           // syncs in progress or waiting
-}
-
-// enter waits up to wait for the device's turn. It returns the function
-// that ends it, or false if the turn did not come in time or too many
-// syncs of the device are waiting already.
-func (g *deviceGate) enter(ctx context.Context, device string, wait time.Duration, waiting *atomic.Int64) (leave func(), ok bool) {
-	g.mu.Lock()
-	t := g.turns[device]
-	if t == nil {
-		t = &deviceTurn{token: make(chan struct{}, 1)}
-		g.turns[device] = t
-	}
-	if t.users > maxDeviceWaiting {
-		g.mu.Unlock()
-		return nil, false
-	}
-	t.users++
-	g.mu.Unlock()
-	done := func() {
-		g.mu.Lock()
-		defer g.mu.Unlock()
-		if t.users--; t.users == 0 {
-			delete(g.turns, device)
-		}
-	}
-	select {
-	case t.token <- struct{}{}:
-		return func() { <-t.token; done() }, true
-	default:
-	}
-	waiting.Add(1)
-	defer waiting.Add(-1)
-	timer := time.NewTimer(wait)
-	defer timer.Stop()
-	select {
-	case t.token <- struct{}{}:
-		return func() { <-t.token; done() }, true
-	case <-timer.C:
-	case <-ctx.Done():
-	}
-	done()
-	return nil, false
-}
-
-// classify maps an error from receiving or building a bundle to a status,
-// a code and a message for the device.
+// classify maps an error from the gate to a status, a code and a
+// message for the device: the gate's refusal code (gate.CodeOf) says why
+// the bundle was refused, whatever courier brought it; HTTP only adds the
+// status.
 func classify(err error) (status int, code, msg string) {
+	switch code := gate.CodeOf(err); code {
+	case CodeTooLarge:
+		return http.StatusRequestEntityTooLarge, code, err.Error()
+	case CodeVersion:
+		return http.StatusBadRequest, code, err.Error() + "; this cloud and the device run incompatible versions of chartsync"
+	case CodeWrongRecipient:
+		return http.StatusBadRequest, code, err.Error() + "; the device's credential names another cloud replica"
+	case CodeMalformed:
+		return http.StatusBadRequest, code, err.Error()
+	case CodeWrongSender, CodeOutOfScope, CodeUnauthorizedChange, CodeRevokedChange, CodeForgedChange:
+		return http.StatusForbidden, code, err.Error()
+	case CodeRevokedCredential:
+		return http.StatusUnauthorized, code, revokedMessage
+	}
 	switch {
-	case errors.Is(err, replica.ErrBundleTooLarge):
-		return http.StatusRequestEntityTooLarge, CodeTooLarge, err.Error()
-	case errors.Is(err, replica.ErrBundleVersion):
-		return http.StatusBadRequest, CodeVersion, err.Error() + "; this cloud and the device run incompatible versions of chartsync"
-	case errors.Is(err, replica.ErrWrongRecipient):
-		return http.StatusBadRequest, CodeWrongRecipient, err.Error() + "; the device's credential names another cloud replica"
-	case errors.Is(err, replica.ErrMalformedBundle), errors.Is(err, crdt.ErrInvalidChange), errors.Is(err, crdt.ErrMalformed):
-		// A change Automerge will not take (a sequence number used
-		// twice, say) is the sender's fault whatever wraps it: answered
-		// 500, the device would send it again for ever.
-		return http.StatusBadRequest, CodeMalformed, err.Error()
-	}
-	if status, code, ok := classifyScope(err); ok {
-		return status, code, err.Error()
-	}
-	if errors.Is(err, replica.ErrClosed) {
+	case errors.Is(err, replica.ErrClosed):
 		return http.StatusServiceUnavailable, CodeUnavailable, "the cloud is shutting down; try again shortly"
+	case errors.Is(err, gate.ErrAccessLog):
+		return http.StatusInternalServerError, CodeInternal, "the cloud could not record this sync in its access log; try again later"
 	}
 	return http.StatusInternalServerError, CodeInternal, "the cloud failed to process the sync; try again later"
-}
-
-// refusalRevocations returns the signed revocations a device refused
-// with err (matching replica.ErrRevokedChange) needs: those of the devices
-// whose changes were refused, then those of the device's clinic
-// (replica.Replica.RevocationsFor), at most maxRefusalRevocations of them
-// and MaxRefusalRevocationBytes in all.
-func (h *Handler) refusalRevocations(dev Device, err error) [][]byte {
-	var refused []string
-	var rce *replica.RevokedChangeError
-	if errors.As(err, &rce) {
-		refused = append(refused, rce.Device)
-	}
-	var out [][]byte
-	size := 0
-	for _, rec := range h.rep.RevocationsFor(dev.Replica, refused...) {
-		if len(out) == maxRefusalRevocations {
-			break
-		}
-		if size+len(rec) > MaxRefusalRevocationBytes {
-			continue
-		}
-		size += len(rec)
-		out = append(out, rec)
-	}
-	return out
 }
 
 // fail writes an error response and logs it. cause, if given, is logged
