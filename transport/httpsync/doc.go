@@ -48,6 +48,19 @@
 // sync leaves the refused changes out and is taken, so an honest device
 // is refused once, not on every sync.
 //
+// # The cloud's policy: package replica/gate
+//
+// The Handler is HTTP framing: TLS and the device certificate, statuses,
+// headers, the bodies in transit and their pace. What a device may send
+// and is sent is the cloud's policy, which it shares with every other
+// courier (a bundle file imported at the cloud is checked and recorded
+// the same way): the Handler authenticates the device, turns it into a
+// gate.Sender and hands the bundle to a *gate.Gate (Config.Gate, or one
+// it makes from Config.AccessLog, MaxConcurrent and QueueWait), which
+// applies it within the device's clinic's scope, admits syncs, records
+// the access log and makes the answer. The refusal codes are the gate's;
+// the Handler adds the status.
+//
 // # Access log
 //
 // With Config.AccessLog (an *audit.Log), the cloud records every chart a
