@@ -153,7 +153,8 @@ const unlabelled = `[...document.querySelectorAll("input, select, textarea")]
 
 // TestBrowserEveryFieldHasALabel walks the app's pages in Chromium, as a
 // clinician and as an administrator (the settings, sync and every form of
-// a chart with a prescription, a visit and a conflict), and finds every
+// a chart with a prescription, a visit and a conflict, and the merge of
+// its duplicate), and finds every
 // form field with a label the browser ties to it.
 func TestBrowserEveryFieldHasALabel(t *testing.T) {
 	exe := browser(t)
@@ -162,6 +163,7 @@ func TestBrowserEveryFieldHasALabel(t *testing.T) {
 	rx := f.edit(id, record.Prescribe{Drug: "Amoxicillin", Dose: 500, DoseUnit: "mg", Route: "oral", Frequency: "TDS"})
 	visit := f.edit(id, record.AddEncounter{Complaint: "Fever", Date: "2026-03-01"})
 	conflictOn(t, f, id, rx)
+	dup := f.register(record.Register{GivenName: "Wanjiro", FamilyName: "Mwangi", EstimatedBirthYear: 1988})
 
 	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(exe), chromedp.NoSandbox)
 	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
@@ -207,6 +209,7 @@ func TestBrowserEveryFieldHasALabel(t *testing.T) {
 			checked += check(p)
 		}
 		assert.Greater(t, checked, least[role], "the walk reached the forms as %s", role)
+		assert.Equal(t, 1, check("/chart/"+dup+"/merge?into="+id), "the merge page asks for its reason, labelled, as %s", role)
 		require.NoError(t, chromedp.Do(ctx, chromedp.Click(chromedp.CSS("form.logout button")), chromedp.WaitVisible(chromedp.CSS("#f-user"))))
 	}
 }

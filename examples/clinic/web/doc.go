@@ -38,6 +38,24 @@
 // discontinuation, lab result, encounter, note, demographics), a sync
 // page, and the user's settings.
 //
+// # Merging duplicates
+//
+// A chart's page lists its possible duplicates (replica.DuplicatesOf,
+// with their reasons). A role permitted the merges section (clinicians
+// and administrators) is offered, for each, to merge it into this chart
+// or this chart into it: a confirmation page shows both charts side by
+// side (each chart's own document, replica.OwnChart) and asks for a
+// reason before replica.Merge. The survivor's page lists the charts
+// merged into it; the page of a chart merged away shows the survivor's
+// chart and says which chart was merged into it; both offer an unmerge
+// (replica.Unmerge, with a reason). Charts merged concurrently in ways
+// that disagree show the library's merge-conflict alert; a conflict of a
+// chart's forwarding pointer is settled from the conflicts list by
+// merging the chart into the chart chosen (which releases it from the
+// others) or unmerging it, and a merge entry whose chart went elsewhere
+// offers the same. A role not permitted gets no merge link, and its POST
+// of a merge, unmerge or merge settle is refused with 403.
+//
 // # Sync
 //
 // Every page of a logged-in user starts with the device's sync status:

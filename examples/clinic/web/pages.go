@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"html/template"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -122,6 +123,8 @@ func (s *Server) patients(w http.ResponseWriter, r *http.Request, q *request) {
 type registerData struct {
 	Form       *formData
 	Candidates []candidate
+	// MayMerge: the user may merge charts (from a chart's page).
+	MayMerge bool
 }
 
 type candidate struct {
@@ -184,7 +187,7 @@ func (s *Server) registerPost(w http.ResponseWriter, r *http.Request, q *request
 			return
 		}
 		if len(cs) > 0 {
-			d := registerData{Form: f}
+			d := registerData{Form: f, MayMerge: mayMerge(q)}
 			for _, c := range cs {
 				d.Candidates = append(d.Candidates, s.candidate(r, c))
 			}
@@ -246,11 +249,22 @@ type chartData struct {
 	Actions   []action
 	// Entry actions by section the user may change.
 	MayPrescribe, MayLab, MayEncounter bool
+	// MayMerge: the user may merge and unmerge charts. Forwarded names
+	// the chart asked for when it was merged into the one shown; Merged
+	// are the charts merged into it; Duplicates its possible duplicates.
+	MayMerge   bool
+	Forwarded  *forwardNote
+	Merged     []mergedChart
+	Duplicates []candidate
 }
 
 type conflict struct {
 	record.Conflict
 	MaySettle bool
+	// Merge: the conflict is of a merged chart's forwarding pointer;
+	// OfferUnmerge: none of its values is "not merged", which the settle
+	// form then offers too.
+	Merge, OfferUnmerge bool
 }
 
 type action struct{ Path, Label string }
@@ -278,7 +292,9 @@ func (s *Server) chartPage(w http.ResponseWriter, r *http.Request, q *request) {
 	d.Hidden = strings.Join(hidden, ", ")
 	for _, c := range v.Conflicts {
 		sec := sectionOf(c.Kind, c.Field)
-		d.Conflicts = append(d.Conflicts, conflict{Conflict: c, MaySettle: !c.Automatic && record.Permitted(q.author.Role, sec)})
+		merge := c.Kind == record.KindPatient && c.Field == fieldMergedInto
+		d.Conflicts = append(d.Conflicts, conflict{Conflict: c, MaySettle: !c.Automatic && record.Permitted(q.author.Role, sec),
+			Merge: merge, OfferUnmerge: merge && !slices.ContainsFunc(c.Values, func(w record.Written) bool { return w.Value == "" })})
 	}
 	for _, f := range chartForms {
 		if f.Entry == "" && s.mayUse(q, f) {
@@ -288,6 +304,7 @@ func (s *Server) chartPage(w http.ResponseWriter, r *http.Request, q *request) {
 	d.MayPrescribe = s.mayUse(q, formsByName["revise-dose"])
 	d.MayLab = s.mayUse(q, formsByName["lab"])
 	d.MayEncounter = s.mayUse(q, formsByName["note"])
+	s.mergeInfo(r, q, id, &d)
 	s.render(w, r, q, http.StatusOK, "chart", v.Patient.FullName(), d)
 }
 
@@ -320,6 +337,10 @@ func (s *Server) settle(w http.ResponseWriter, r *http.Request, q *request) {
 	}
 	if sec := sectionOf(c.Kind, c.Field); !record.Permitted(q.author.Role, sec) {
 		s.forbidden(w, r, q, sec)
+		return
+	}
+	if c.Kind == record.KindPatient && c.Field == fieldMergedInto && value != "" {
+		s.settleMerge(w, r, q, c, value)
 		return
 	}
 	if value == "" {
@@ -357,8 +378,11 @@ func (s *Server) writeFailed(w http.ResponseWriter, r *http.Request, q *request,
 func sectionOf(kind, fieldName string) record.Section {
 	switch kind {
 	case record.KindPatient:
-		if fieldName == "nka" {
+		switch fieldName {
+		case "nka":
 			return record.SectionAllergies
+		case fieldMergedInto:
+			return record.SectionMerges
 		}
 		return record.SectionDemographics
 	case record.KindIdentifier:
