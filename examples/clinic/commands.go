@@ -375,6 +375,9 @@ func init() {
 			}
 			v = inLocalTime(v)
 			chartfmt.Print(a.out, v, "")
+			if asked, err := a.chart(ctx, args[0]); err == nil {
+				printMerges(ctx, a, asked, v)
+			}
 			if withHistory {
 				fmt.Fprintln(a.out, "History:")
 				chartfmt.History(a.out, v, "  ")
