@@ -63,6 +63,20 @@
 // had passed (TestBackupAndRestore shows both). The clinic app has no
 // command for this yet.
 //
+// cloud import takes the bundle files a clinic's USB stick carries
+// (written by the clinic's export-bundle) as an HTTPS sync would: each
+// file addressed to the cloud is authenticated by its device's signature
+// over the bundle, then checked and recorded by the same gate as a sync
+// (package replica/gate: the device's clinic's scope, its authors'
+// roles and signatures, its revocation; the writes, and a refusal with
+// the code HTTPS would answer, in the access log), and a reply file for
+// each accepted device is written beside it, carrying its clinic's
+// charts it lacks (recorded as reads) for the clinic's import-bundle.
+// With -dir it needs the data directory to itself (stop serve first);
+// with -db it runs beside the nodes:
+//
+//	go run ./examples/cloud import -dir cloud-data -from /media/usb/chartsync
+//
 // cloud revoke revokes a device: the node refuses its TLS handshake
 // (full or resumed) and every request it makes, so it can neither send
 // changes nor read its clinic's charts. Each node looks at the kept
@@ -135,7 +149,7 @@ type command struct {
 	flags            func(fs *flag.FlagSet)
 }
 
-var commands = []*command{initCommand, serveCommand, enrolCommand, revokeCommand, devicesCommand, systemsCommand, auditCommand}
+var commands = []*command{initCommand, serveCommand, importCommand, enrolCommand, revokeCommand, devicesCommand, systemsCommand, auditCommand}
 
 // where is where the cloud keeps its data: a data directory, or a
 // PostgreSQL database (DB set) whose secrets the operator key seals.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/chartsync/chartsync/device"
 	"github.com/chartsync/chartsync/replica"
+	"github.com/chartsync/chartsync/replica/gate"
 	"github.com/chartsync/chartsync/transport/httpsync"
 )
 
@@ -122,4 +123,15 @@ func (l *liveRoster) CheckDevice(ctx context.Context, dev httpsync.Device) error
 		return fmt.Errorf("%w: %w", httpsync.ErrCredentialRevoked, err)
 	}
 	return nil
+}
+
+// CheckSender is gate.Config.CheckSender: CheckDevice for a sender a
+// courier authenticated, its refusal matching gate.ErrRevoked (and
+// httpsync.ErrCredentialRevoked).
+func (l *liveRoster) CheckSender(ctx context.Context, s gate.Sender) error {
+	err := l.CheckDevice(ctx, httpsync.Device{Replica: s.Replica, Clinic: s.Clinic, Name: s.Name})
+	if errors.Is(err, httpsync.ErrCredentialRevoked) {
+		return fmt.Errorf("%w: %w", gate.ErrRevoked, err)
+	}
+	return err
 }

@@ -167,8 +167,15 @@ func serve(ctx context.Context, fs *flag.FlagSet, at where, stdout, stderr io.Wr
 	if metrics != nil {
 		onSync = metrics.observe
 	}
+	// The cloud's policy (scope, authors, admission, the access log) is
+	// the gate's, shared with cloud import: a bundle file is checked and
+	// recorded as a sync is.
+	g, err := newGate(rep, access, roster, flagValue[int](fs, "max-concurrent"), log)
+	if err != nil {
+		return err
+	}
 	h, err = httpsync.NewHandler(httpsync.Config{
-		Replica: rep, DeviceCA: ca.Pool(), Logger: log, AccessLog: access, CheckDevice: roster.CheckDevice,
+		Gate: g, DeviceCA: ca.Pool(), Logger: log, CheckDevice: roster.CheckDevice,
 		MaxConcurrent: flagValue[int](fs, "max-concurrent"), MaxTransfers: flagValue[int](fs, "max-transfers"),
 		MaxBodyBytes: flagValue[int64](fs, "max-body"), MaxRequestMemory: flagValue[int64](fs, "max-request-memory"),
 		MinTransferRate: flagValue[int64](fs, "min-rate"), RequestTimeout: flagValue[time.Duration](fs, "request-timeout"),

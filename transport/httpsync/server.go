@@ -45,8 +45,9 @@ type Config struct {
 	// scope, admits a few at a time and records the access log. With a
 	// Gate, AccessLog, MaxConcurrent and QueueWait are the gate's (those
 	// fields here are ignored, but QueueWait still bounds the wait for a
-	// transfer). Without one, the Handler makes its own from Replica,
-	// AccessLog, MaxConcurrent and QueueWait.
+	// transfer, and MaxConcurrent still sets MaxTransfers' default).
+	// Without one, the Handler makes its own from Replica, AccessLog,
+	// MaxConcurrent and QueueWait.
 	Gate *gate.Gate
 	// DeviceCA holds the CA certificates a device certificate must chain
 	// to (DeviceCA.Pool). Required unless Authenticate is set.
