@@ -285,8 +285,11 @@
 // acknowledgement (its Base reaches it). A replica is found forked, and
 // refuses from then on to register, edit, make or receive bundles with a
 // *ForkedError (ErrForkedReplica), kept across restarts, when a peer's
-// authenticated acknowledgement is beyond its log head, when a check
-// names another change than the one it holds there, or when a peer sends
+// authenticated acknowledgement (ReceiveOptions.Sender, or a bundle its
+// sender signed, checked against Keys) is beyond its log head or carries
+// a check naming another change than the one it holds there (a replica
+// without Keys, which cannot tell who wrote a bundle, only leaves such
+// positions untaken, ErrImpossiblePosition), or when a peer sends
 // it a change of its own actor that it does not hold. A recipient refuses
 // a bundle carrying a change whose author already used its sequence
 // number in that chart for another change with ErrForkedReplica (also

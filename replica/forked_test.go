@@ -20,6 +20,10 @@ import (
 // Amina registered, synced) and the copy was then put back in its place
 // with a file copy, so it opens as the same replica with an older log.
 type forkFixture struct {
+	// config makes the configuration of a new enrolled device, whose
+	// signed bundles prove their positions.
+	config            func() replica.Config
+	tabletCfg         replica.Config
 	dir, tabletPath   string
 	cloud, restored   *replica.Replica
 	wanjiru, amina    string
@@ -29,12 +33,21 @@ type forkFixture struct {
 func newForkFixture(t *testing.T) *forkFixture {
 	ctx := context.Background()
 	f := &forkFixture{dir: t.TempDir()}
+	d := newDeployment(t)
+	f.config = func() replica.Config {
+		id, rec := d.enrol(t, "kamuga-dispensary")
+		roster := d.roster(t)
+		_, err := roster.Add(rec)
+		require.NoError(t, err)
+		return replica.Config{Now: frozen, Signer: id, Keys: roster}
+	}
 	var err error
-	f.cloud, err = replica.Open(ctx, filepath.Join(f.dir, "cloud.db"), replica.Config{Now: frozen})
+	f.cloud, err = replica.Open(ctx, filepath.Join(f.dir, "cloud.db"), f.config())
 	require.NoError(t, err)
 	t.Cleanup(func() { f.cloud.Close() })
 	f.tabletPath = filepath.Join(f.dir, "tablet", "replica.db")
-	tablet, err := replica.Open(ctx, f.tabletPath, replica.Config{Now: frozen})
+	f.tabletCfg = f.config()
+	tablet, err := replica.Open(ctx, f.tabletPath, f.tabletCfg)
 	require.NoError(t, err)
 	f.wanjiru = register(t, tablet, "Wanjiru", "Mwangi", "Kamuga")
 	edit(t, tablet, f.wanjiru, allergy(1))
@@ -53,7 +66,7 @@ func newForkFixture(t *testing.T) *forkFixture {
 		_ = os.Remove(f.tabletPath + suffix)
 	}
 	copyFile(t, copied, f.tabletPath)
-	f.restored, err = replica.Open(ctx, f.tabletPath, replica.Config{Now: frozen})
+	f.restored, err = replica.Open(ctx, f.tabletPath, f.tabletCfg)
 	require.NoError(t, err)
 	t.Cleanup(func() { f.restored.Close() })
 	require.Equal(t, f.tabletID, f.restored.ID(), "a copied folder keeps its replica ID")
@@ -141,7 +154,7 @@ func TestCopiedFolderIsFound(t *testing.T) {
 			require.ErrorIs(t, err, replica.ErrForkedReplica)
 
 			require.NoError(t, f.restored.Close())
-			reopened, err := replica.Open(ctx, f.tabletPath, replica.Config{Now: frozen})
+			reopened, err := replica.Open(ctx, f.tabletPath, f.tabletCfg)
 			require.NoError(t, err)
 			require.ErrorIs(t, reopened.Forked(), replica.ErrForkedReplica, "a restart keeps it")
 			require.NoError(t, reopened.Close())
@@ -149,7 +162,7 @@ func TestCopiedFolderIsFound(t *testing.T) {
 				return // see RecoverFork's caveat
 			}
 
-			recovered, err := replica.RecoverFork(ctx, f.tabletPath, filepath.Join(f.dir, "recovered", "replica.db"), replica.Config{Now: frozen})
+			recovered, err := replica.RecoverFork(ctx, f.tabletPath, filepath.Join(f.dir, "recovered", "replica.db"), f.config())
 			require.NoError(t, err)
 			defer recovered.Close()
 			assert.NotEqual(t, f.tabletID, recovered.ID())

@@ -123,11 +123,13 @@ func TestAuthenticatedSenderPositionsCount(t *testing.T) {
 	assert.Equal(t, b.Upto, peerRecord(t, cloud.st, a.ID()).Received)
 }
 
-// An authenticated acknowledgement beyond the recipient's log is one no
-// honest sender makes of an honest recipient: the recipient's log went
-// back (a copied or restored data folder). The bundle is refused whole,
-// nothing of it applied nor recorded, and the recipient is marked forked
-// (see TestCopiedFolderIsFound).
+// An acknowledgement beyond the recipient's log is one no honest sender
+// makes of an honest recipient. Signed by its sender, it shows the
+// recipient's log went back (a copied or restored data folder): the
+// bundle is refused whole, nothing of it applied nor recorded, and the
+// recipient is marked forked (see TestCopiedFolderIsFound). On a replica
+// without keys, where anyone could have written it, it is not taken, the
+// bundle's change is, and ResetPeer repairs the pair.
 func TestImpossibleAcknowledgementIsNotTaken(t *testing.T) {
 	ctx := context.Background()
 	for _, keys := range []bool{false, true} {
@@ -169,6 +171,18 @@ func TestImpossibleAcknowledgementIsNotTaken(t *testing.T) {
 			}
 			require.NoError(t, err)
 
+			if !keys {
+				rec, err := b.Receive(ctx, data)
+				require.NoError(t, err)
+				assert.Equal(t, 1, rec.Applied, "the bundle's change is taken")
+				require.ErrorIs(t, rec.PositionsRefused, replica.ErrImpossiblePosition)
+				assert.Equal(t, before.Acked, peerRecord(t, bStore, a.ID()).Acked, "the impossible acknowledgement is not recorded")
+				require.NoError(t, b.ResetPeer(ctx, a.ID()))
+				_, err = replica.SyncPair(ctx, a, b)
+				require.NoError(t, err)
+				requireSameCharts(t, a, b)
+				return
+			}
 			_, err = b.Receive(ctx, data)
 			require.ErrorIs(t, err, replica.ErrForkedReplica)
 			got := peerRecord(t, bStore, a.ID())

@@ -156,7 +156,8 @@ func (r *Replica) ReceiveFrom(ctx context.Context, data []byte, opt ReceiveOptio
 	if r.cfg.Keys != nil {
 		signed = r.newVerifier(ctx, d.bundle)
 	}
-	d.trusted = r.cfg.Keys == nil || opt.Sender != "" || r.authentic(ctx, d.bundle)
+	d.authenticated = opt.Sender != "" || r.cfg.Keys != nil && r.authentic(ctx, d.bundle)
+	d.trusted = r.cfg.Keys == nil || d.authenticated
 	for try := 0; ; try++ {
 		locked := try >= optimisticTries
 		res, err := r.receiveOnce(ctx, d, signed, opt, locked)
@@ -318,6 +319,10 @@ type decoded struct {
 	// trusted: the bundle is known to come from the replica it names, so
 	// its positions count.
 	trusted bool
+	// authenticated: something proves it (not merely a replica without
+	// Keys taking it on trust), so its positions may find this replica
+	// forked.
+	authenticated bool
 }
 
 type chartBatch struct {
@@ -1020,7 +1025,7 @@ func (r *Replica) commit(ctx context.Context, d *decoded, p receivePlan, opt Rec
 	if err != nil {
 		return Received{}, fmt.Errorf("receive bundle: %w", err)
 	}
-	if d.trusted {
+	if d.authenticated {
 		if why, err := r.positionFork(ctx, b, head); err != nil {
 			return Received{}, fmt.Errorf("receive bundle: %w", err)
 		} else if why != "" {

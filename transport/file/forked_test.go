@@ -5,10 +5,12 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/chartsync/chartsync/device"
 	"github.com/chartsync/chartsync/record"
 	"github.com/chartsync/chartsync/replica"
 	"github.com/chartsync/chartsync/transport/file"
@@ -34,9 +36,27 @@ func TestCopiedFolderFoundByFile(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
 			dir := t.TempDir()
-			cloud := openReplica(t, "cloud")
+			// Signed bundles: positions that prove their sender's.
+			auth, err := device.NewAuthority()
+			require.NoError(t, err)
+			trust := device.RosterConfig{Authorities: []device.TrustedAuthority{{Key: auth.PublicKey()}}}
+			config := func() replica.Config {
+				id, err := device.Generate(replica.NewID(), "kamuga-dispensary")
+				require.NoError(t, err)
+				rec, err := auth.Enrol(id.Public(), time.Now().Truncate(time.Second), time.Hour)
+				require.NoError(t, err)
+				roster, err := device.NewRoster(trust)
+				require.NoError(t, err)
+				_, err = roster.Add(rec)
+				require.NoError(t, err)
+				return replica.Config{Signer: id, Keys: roster}
+			}
+			cloud, err := replica.Open(ctx, filepath.Join(dir, "cloud.db"), config())
+			require.NoError(t, err)
+			defer cloud.Close()
 			tabletPath := filepath.Join(dir, "tablet.db")
-			tablet, err := replica.Open(ctx, tabletPath, replica.Config{})
+			tabletCfg := config()
+			tablet, err := replica.Open(ctx, tabletPath, tabletCfg)
 			require.NoError(t, err)
 			toCloud, toTablet := filepath.Join(dir, "to-cloud"), filepath.Join(dir, "to-tablet")
 			require.NoError(t, os.MkdirAll(toCloud, 0o700))
@@ -68,7 +88,7 @@ func TestCopiedFolderFoundByFile(t *testing.T) {
 			for _, s := range []string{"-wal", "-shm"} {
 				_ = os.Remove(tabletPath + s)
 			}
-			cp, err := replica.Open(ctx, tabletPath, replica.Config{})
+			cp, err := replica.Open(ctx, tabletPath, tabletCfg)
 			require.NoError(t, err)
 			defer cp.Close()
 
