@@ -792,7 +792,7 @@ func (cp *chartPlan) plan(from string, sigs signatures, rules receiveRules) {
 		au, _ := record.AuthorOf(c)
 		cp.changes = append(cp.changes, ReceivedChange{Chart: cp.cb.chart, Hash: c.Hash, Author: au, Op: record.OperationOf(c)})
 	}
-	if err := chartWrites(rules.cfg, &cp.batch, cp.h.l); err != nil {
+	if err := chartWrites(rules.cfg, &cp.batch, cp.h.l, !cp.h.isNew); err != nil {
 		cp.err = fmt.Errorf("receive bundle: %w", err)
 	}
 }

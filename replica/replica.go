@@ -710,11 +710,16 @@ func indexEntry(cfg Config, l *loaded) (store.Chart, error) {
 // change is not in a saved document, so a snapshot then could cover a log
 // position whose change it lacks).
 func (r *Replica) addChartWrites(b *store.Batch, l *loaded) error {
-	return chartWrites(r.cfg, b, l)
+	return chartWrites(r.cfg, b, l, true)
 }
 
-// chartWrites is addChartWrites with the replica's configuration.
-func chartWrites(cfg Config, b *store.Batch, l *loaded) error {
+// chartWrites is addChartWrites with the replica's configuration. A chart
+// received whole (new to this replica, as a first sync or a long history
+// brings it) is stored without a snapshot (snapshot false): it is not kept
+// loaded, saving and checking its whole history would double the work and
+// the memory of receiving it, and its first snapshot is made by the first
+// write after it is next loaded.
+func chartWrites(cfg Config, b *store.Batch, l *loaded, snapshot bool) error {
 	e, err := indexEntry(cfg, l)
 	if err != nil {
 		return err
@@ -747,7 +752,7 @@ func chartWrites(cfg Config, b *store.Batch, l *loaded) error {
 	// over and over then adds up to about twice its history, however it
 	// grows, and loading it applies at most half its history from the
 	// log.
-	if l.sinceSnapshot >= cfg.CompactAfter && 2*l.sinceSnapshot >= l.doc.Len() && len(l.doc.Pending()) == 0 {
+	if snapshot && l.sinceSnapshot >= cfg.CompactAfter && 2*l.sinceSnapshot >= l.doc.Len() && len(l.doc.Pending()) == 0 {
 		// A snapshot is stored only once it is known to load again: a
 		// chart whose snapshot did not would be lost to every later
 		// read. Its changes stay in the log either way.

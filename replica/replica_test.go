@@ -423,16 +423,32 @@ func TestCompactionKeepsEveryChange(t *testing.T) {
 	}
 	requireHasChanges(t, st2, hashes, "reopened compacted replica")
 
-	// A peer receiving all 41 changes at once compacts too, and loses nothing.
+	// A peer receiving all 41 changes at once, a chart new to it, stores
+	// them without a snapshot (saving the whole history again would
+	// double the work of receiving it), loses nothing, and snapshots the
+	// chart at the first write after it loads it.
 	peerPath := tempDB(t, "peer")
 	peer, pst := openSQLite(t, peerPath, cfg)
 	_, err = replica.SyncPair(ctx, r2, peer)
 	require.NoError(t, err)
 	_, err = pst.Snapshot(ctx, id)
-	require.NoError(t, err, "the receiving replica snapshots the chart")
+	require.ErrorIs(t, err, store.ErrNotFound, "a chart received whole has no snapshot yet")
+	require.NoError(t, peer.Close())
+	peer, pst = openSQLite(t, peerPath, cfg)
+	requireSameCharts(t, r2, peer)
+	edit(t, peer, id, allergy(99))
+	snap, err = pst.Snapshot(ctx, id)
+	require.NoError(t, err, "the first write after loading it snapshots the chart")
+	all, err = pst.ChartChanges(ctx, id, 0)
+	require.NoError(t, err)
+	assert.Len(t, all, 42, "every change stays in the log")
 	require.NoError(t, peer.Close())
 	peer, _ = openSQLite(t, peerPath, cfg)
-	requireSameCharts(t, r2, peer)
+	assert.Equal(t, view(t, peer, id).History, func() []record.HistoryEntry {
+		_, err := replica.SyncPair(ctx, peer, r2)
+		require.NoError(t, err)
+		return view(t, r2, id).History
+	}(), "the chart loads from its snapshot as the peer that sent it shows it")
 }
 
 func TestImportMergesChartAlreadyHeld(t *testing.T) {
