@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"github.com/chartsync/chartsync/device/login"
+	"github.com/chartsync/chartsync/device/session"
 	"github.com/chartsync/chartsync/record"
 	"github.com/chartsync/chartsync/replica"
 	"github.com/chartsync/chartsync/replica/store"
@@ -46,25 +46,18 @@ type deviceConfig struct {
 	Created time.Time `json:"created"`
 }
 
-// session is who is logged in on this device.
-type session struct {
-	record.Author
-	Since time.Time `json:"since"`
-	// Last is when the user last used the app; after Idle (defaultIdle
-	// if zero) without use they are logged out.
-	Last time.Time     `json:"last,omitzero"`
-	Idle time.Duration `json:"idle,omitempty"`
-}
+// sessionFile is who is logged in on this device (a session.File).
+const sessionFile = "session.json"
 
 // defaultIdle is how long a user stays logged in without using the app.
-const defaultIdle = 15 * time.Minute
+const defaultIdle = session.DefaultIdle
 
 // errIdle is the cause of a logout for want of use.
-var errIdle = errors.New("logged out after a while without use")
+var errIdle = session.ErrIdle
 
 var (
 	errNotInitialised = errors.New("this device is not set up")
-	errNotLoggedIn    = errors.New("no one is logged in")
+	errNotLoggedIn    = session.ErrNotLoggedIn
 )
 
 func (a *app) path(name string) string { return filepath.Join(a.dir, name) }
@@ -78,13 +71,21 @@ func (a *app) device() (deviceConfig, error) {
 	return d, err
 }
 
-func (a *app) session() (session, error) {
-	var s session
-	err := readJSON(a.path("session.json"), &s)
-	if errors.Is(err, os.ErrNotExist) {
-		return s, errNotLoggedIn
+func (a *app) session() (session.File, error) {
+	return session.ReadFile(a.path(sessionFile))
+}
+
+// policy is the device's login and session policy, on its replica.
+func (a *app) policy(ctx context.Context) (session.Policy, error) {
+	d, r, err := a.deviceReplica(ctx)
+	if err != nil {
+		return session.Policy{}, err
 	}
-	return s, err
+	g, err := a.guard()
+	if err != nil {
+		return session.Policy{}, err
+	}
+	return session.Policy{Clinic: d.Clinic, Device: d.Device, Users: r, Guard: g}, nil
 }
 
 // replica opens the device's replica.
@@ -147,42 +148,25 @@ func (a *app) author(ctx context.Context) (record.Author, error) {
 	if err != nil {
 		return record.Author{}, err
 	}
-	s, err := a.session()
+	// A session unused for too long (or from a clock set back) ends: a
+	// tablet left on the counter is not left logged in.
+	s, err := session.Use(a.path(sessionFile), time.Now().UTC())
 	if err != nil {
 		return record.Author{}, err
 	}
-	idle, now := cmp.Or(s.Idle, defaultIdle), time.Now().UTC()
-	last := s.Since
-	if s.Last.After(last) {
-		last = s.Last
-	}
-	if now.Sub(last) > idle || last.After(now.Add(time.Minute)) {
-		// A session unused for too long (or from a clock set back) ends:
-		// a tablet left on the counter is not left logged in.
-		if err := os.Remove(a.path("session.json")); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return record.Author{}, err
-		}
-		return record.Author{}, fmt.Errorf("%s was %w (%s): %w", s.Author.UserID, errIdle, idle, errNotLoggedIn)
-	}
-	// Best effort: a device whose disk is full still shows charts; the
-	// session then ends counting from its last recorded use.
-	s.Last = now
-	_ = writeJSON(a.path("session.json"), s)
 	r, err := a.replica(ctx)
 	if err != nil {
 		return record.Author{}, err
 	}
-	u, err := r.User(ctx, d.Clinic, s.Author.UserID)
-	if errors.Is(err, replica.ErrNotFound) {
+	p := session.Policy{Clinic: d.Clinic, Device: d.Device, Users: r}
+	au, err := p.Author(ctx, s.Author.UserID)
+	switch {
+	case errors.Is(err, session.ErrRemoved):
 		return record.Author{}, fmt.Errorf("%s is no longer on the clinic's roster: %w", s.Author.UserID, errNotLoggedIn)
+	case errors.Is(err, session.ErrDisabled):
+		return record.Author{}, fmt.Errorf("%s's account was disabled by an administrator: %w", s.Author.UserID, errNotLoggedIn)
 	}
-	if err != nil {
-		return record.Author{}, err
-	}
-	if u.Disabled {
-		return record.Author{}, fmt.Errorf("%s's account was disabled by an administrator: %w", u.ID, errNotLoggedIn)
-	}
-	return record.Author{UserID: u.ID, Name: u.Name, Role: u.Role, Device: d.Device}, nil
+	return au, err
 }
 
 // chart finds a chart by its ID or a unique prefix of it.
@@ -291,6 +275,8 @@ func explain(err error) string {
 		return err.Error() + ". The credential was refused (expired or not from this cloud): ask the administrator for a new one."
 	case errors.Is(err, httpsync.ErrForbidden):
 		return err.Error() + ". The cloud refused a change outside this clinic's charts."
+	case errors.Is(err, session.ErrCorruptFile):
+		return "the record of who is logged in on this device is damaged (" + err.Error() + "). Log in again: clinic login -user USER-ID"
 	case errors.Is(err, errNotLoggedIn):
 		return err.Error() + ". Run: clinic login -user USER-ID (it asks for your password)"
 	case errors.Is(err, login.ErrLockedOut), errors.Is(err, errWrongLogin), errors.Is(err, errNoUsers), errors.Is(err, login.ErrWeakPassword),

@@ -6,13 +6,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/chartsync/chartsync/device"
+	"github.com/chartsync/chartsync/device/session"
 	"github.com/chartsync/chartsync/examples/internal/chartfmt"
 	"github.com/chartsync/chartsync/record"
 	"github.com/chartsync/chartsync/replica"
@@ -196,7 +196,7 @@ func init() {
 			if err != nil {
 				return err
 			}
-			if err := os.Remove(a.path("session.json")); err != nil {
+			if err := session.RemoveFile(a.path(sessionFile)); err != nil {
 				return err
 			}
 			fmt.Fprintf(a.out, "%s logged out.\n", s.Author)

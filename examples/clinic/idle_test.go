@@ -9,6 +9,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/chartsync/chartsync/device/session"
 )
 
 // backdate moves the session's last use back by d, as if the tablet had
@@ -18,7 +20,7 @@ func backdate(t *testing.T, dir string, d time.Duration) {
 	path := filepath.Join(dir, "session.json")
 	b, err := os.ReadFile(path)
 	require.NoError(t, err)
-	var s session
+	var s session.File
 	require.NoError(t, json.Unmarshal(b, &s))
 	s.Since, s.Last = s.Since.Add(-d), s.Last.Add(-d)
 	require.NoError(t, writeJSON(path, s))

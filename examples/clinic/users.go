@@ -14,6 +14,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/chartsync/chartsync/device/login"
+	"github.com/chartsync/chartsync/device/session"
 	"github.com/chartsync/chartsync/record"
 	"github.com/chartsync/chartsync/replica"
 )
@@ -139,45 +140,38 @@ func init() {
 			if idle < time.Minute || idle > 24*time.Hour {
 				return usagef("-idle %s: give a duration from 1m to 24h, such as 15m", idle)
 			}
-			d, r, err := a.deviceReplica(ctx)
+			d, err := a.device()
 			if err != nil {
 				return err
 			}
-			users, err := r.Users(ctx, d.Clinic)
+			p, err := a.policy(ctx)
+			if err != nil {
+				return err
+			}
+			users, err := p.Users.Users(ctx, d.Clinic)
 			if err != nil {
 				return err
 			}
 			if len(users) == 0 {
-				return errNoUsers
-			}
-			g, err := a.guard()
-			if err != nil {
-				return err
+				return errNoUsers // before asking for a password
 			}
 			pw, err := a.readSecret("Password: ")
 			if err != nil {
 				return err
 			}
-			u, err := r.User(ctx, d.Clinic, user)
+			au, err := p.Login(ctx, user, pw)
+			var wp *session.WrongPasswordError
 			switch {
-			case errors.Is(err, replica.ErrNotFound):
-				u = record.User{} // an unknown user costs the same, and counts
+			case errors.As(err, &wp):
+				return fmt.Errorf("%w: %s %s out on this device", errWrongLogin, plural(wp.Left, "more wrong try locks", "more wrong tries lock"), user)
+			case errors.Is(err, session.ErrNoUsers):
+				return errNoUsers
+			case errors.Is(err, session.ErrDisabled):
+				return fmt.Errorf("%s's account is disabled: ask an administrator", user)
 			case err != nil:
 				return err
 			}
-			if err := g.Login(user, u.PasswordHash, pw); err != nil {
-				if errors.Is(err, login.ErrWrongPassword) {
-					failures, _ := g.Status(user)
-					left := g.Policy().MaxFailures - failures
-					return fmt.Errorf("%w: %s %s out on this device", errWrongLogin, plural(left, "more wrong try locks", "more wrong tries lock"), user)
-				}
-				return err
-			}
-			if u.Disabled {
-				return fmt.Errorf("%s's account is disabled: ask an administrator", user)
-			}
-			au := record.Author{UserID: u.ID, Name: u.Name, Role: u.Role, Device: d.Device}
-			if err := writeJSON(a.path("session.json"), session{Author: au, Since: time.Now().UTC(), Idle: idle}); err != nil {
+			if err := (session.File{Author: au, Since: time.Now().UTC(), Idle: idle}).WriteFile(a.path(sessionFile)); err != nil {
 				return err
 			}
 			fmt.Fprintf(a.out, "Logged in as %s on %s.\n", au, d.Device)

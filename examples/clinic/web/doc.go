@@ -16,7 +16,10 @@
 //	http.Serve(listener, srv)  // a listener on 127.0.0.1
 //
 // Staff log in with the clinic's users (the roster's argon2id hashes,
-// checked by the device's login.Guard with its lockout). A session is a
+// checked by the device's login.Guard with its lockout), under the
+// device's session.Policy (package device/session), which the command
+// line shares: the same refusals, the roster asked at every request, the
+// same idle logout. A session is a
 // random 32-byte ID in an HttpOnly, SameSite=Strict cookie naming a
 // session kept in the server's memory; it ends at logout, after
 // Config.IdleTimeout without a request (15 minutes by default), and as

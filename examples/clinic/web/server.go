@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/chartsync/chartsync/device/login"
+	devsession "github.com/chartsync/chartsync/device/session"
 	"github.com/chartsync/chartsync/record"
 	"github.com/chartsync/chartsync/replica"
 )
@@ -106,6 +107,7 @@ func (c Config) Validate() error {
 type Server struct {
 	cfg      Config
 	r        *replica.Replica
+	policy   devsession.Policy // who may log in, and stay logged in
 	mux      *http.ServeMux
 	pages    map[string]*template.Template // by language "/" page
 	log      *slog.Logger
@@ -166,7 +168,8 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, r: cfg.Replica, log: cfg.Logger, sessions: map[string]*session{}, pages: map[string]*template.Template{}, settings: settings}
+	s := &Server{cfg: cfg, r: cfg.Replica, log: cfg.Logger,
+		policy: devsession.Policy{Clinic: cfg.Clinic, Device: cfg.Device, Users: cfg.Replica, Guard: cfg.Guard, Idle: cfg.IdleTimeout}, sessions: map[string]*session{}, pages: map[string]*template.Template{}, settings: settings}
 	if err := s.parse(); err != nil {
 		return nil, err
 	}
@@ -310,17 +313,14 @@ func (s *Server) user(h func(w http.ResponseWriter, r *http.Request, q *request)
 // disabled or removed since logging in is logged out, and a changed role
 // applies at once.
 func (s *Server) author(ctx context.Context, id string) (record.Author, error) {
-	u, err := s.r.User(ctx, s.cfg.Clinic, id)
-	if errors.Is(err, replica.ErrNotFound) {
+	au, err := s.policy.Author(ctx, id)
+	switch {
+	case errors.Is(err, devsession.ErrRemoved):
 		return record.Author{}, fmt.Errorf("%s is no longer on the clinic's users: you were logged out", id)
-	}
-	if err != nil {
-		return record.Author{}, err
-	}
-	if u.Disabled {
+	case errors.Is(err, devsession.ErrDisabled):
 		return record.Author{}, fmt.Errorf("%s's account was disabled by an administrator: you were logged out", id)
 	}
-	return record.Author{UserID: u.ID, Name: u.Name, Role: u.Role, Device: s.cfg.Device}, nil
+	return au, err
 }
 
 // newID returns a random 32-byte ID in hex.
@@ -344,7 +344,7 @@ func (s *Server) lookup(r *http.Request) (sess *session, idle bool) {
 	if sess == nil {
 		return nil, false
 	}
-	if now.Sub(sess.seen) > s.cfg.IdleTimeout {
+	if devsession.Expired(sess.seen, now, s.cfg.IdleTimeout) {
 		delete(s.sessions, sess.id)
 		return nil, sess.user != ""
 	}
@@ -536,46 +536,30 @@ func (s *Server) loginPost(w http.ResponseWriter, r *http.Request) {
 		again(tr(lang, "login.empty"))
 		return
 	}
-	ctx := r.Context()
-	users, err := s.r.Users(ctx, s.cfg.Clinic)
-	if err != nil {
-		s.fail(w, r, nil, err)
-		return
-	}
-	if len(users) == 0 {
+	u, err := s.policy.Login(r.Context(), user, pw)
+	var wp *devsession.WrongPasswordError
+	var lo *login.LockedOutError
+	switch {
+	case errors.Is(err, devsession.ErrNoUsers):
 		again(tr(lang, "login.nousers"))
 		return
-	}
-	u, err := s.r.User(ctx, s.cfg.Clinic, user)
-	switch {
-	case errors.Is(err, replica.ErrNotFound):
-		u = record.User{} // an unknown user costs the same, and counts
+	case errors.As(err, &lo):
+		again(tr(lang, "login.locked", user, lo.Until.In(s.cfg.Location).Format("15:04")))
+		return
+	case errors.As(err, &wp):
+		again(tr(lang, "login.wrong", wp.Left, user))
+		return
+	case errors.Is(err, devsession.ErrDisabled):
+		again(tr(lang, "login.disabled", user))
+		return
 	case err != nil:
 		s.fail(w, r, nil, err)
 		return
 	}
-	if err := s.cfg.Guard.Login(user, u.PasswordHash, pw); err != nil {
-		var lo *login.LockedOutError
-		switch {
-		case errors.As(err, &lo):
-			again(tr(lang, "login.locked", user, lo.Until.In(s.cfg.Location).Format("15:04")))
-		case errors.Is(err, login.ErrWrongPassword):
-			failures, _ := s.cfg.Guard.Status(user)
-			left := s.cfg.Guard.Policy().MaxFailures - failures
-			again(tr(lang, "login.wrong", left, user))
-		default:
-			s.fail(w, r, nil, err)
-		}
-		return
-	}
-	if u.Disabled {
-		again(tr(lang, "login.disabled", user))
-		return
-	}
 	// A new session ID at login: one known before it is worth nothing.
 	s.drop(sess.id)
-	s.start(w, u.ID)
-	s.log.Info("login", "user", u.ID)
+	s.start(w, u.UserID)
+	s.log.Info("login", "user", u.UserID)
 	http.Redirect(w, r, "/patients", http.StatusSeeOther)
 }
 
