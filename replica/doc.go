@@ -50,8 +50,9 @@
 // bundle it makes unless BundleOptions.NoAuth). The changes of any other
 // bundle are taken, each checked against its author's signature, and its
 // positions ignored (Received.PositionsRefused, ErrUnauthenticatedPositions).
-// An authenticated acknowledgement beyond this replica's log head means
-// this replica's log went back (see Copied data folders); ResetPeer
+// An acknowledgement beyond this replica's log head is not taken
+// (ErrImpossiblePosition); a position check naming a change this replica
+// does not hold shows its log went back (see Copied data folders); ResetPeer
 // clears what a replica knows of a peer's positions when it cannot be
 // right (a peer restored from a backup under its own ID). A replica without Keys
 // cannot tell senders apart and takes every bundle's positions.
@@ -286,11 +287,17 @@
 // refuses from then on to register, edit, make or receive bundles with a
 // *ForkedError (ErrForkedReplica), kept across restarts, when a peer's
 // authenticated acknowledgement (ReceiveOptions.Sender, or a bundle its
-// sender signed, checked against Keys) is beyond its log head or carries
-// a check naming another change than the one it holds there (a replica
-// without Keys, which cannot tell who wrote a bundle, only leaves such
-// positions untaken, ErrImpossiblePosition), or when a peer sends
-// it a change of its own actor that it does not hold. A recipient refuses
+// sender signed, checked against Keys) carries a check naming another
+// change than the one it holds at that position, or none, or when a peer
+// sends it a change of its own actor, signed by its own key, that it does
+// not hold. An acknowledgement beyond its head alone, which a lying or
+// buggy peer could write, is only left untaken (ErrImpossiblePosition), as
+// are all positions on a replica without Keys, which cannot tell who
+// wrote a bundle. A replica serving a clinic's devices (a receive with
+// ReceiveOptions.Clinic, as a cloud's) is never found forked by a device:
+// one device's word must not stop it for every other, and a cloud
+// restored from a backup is sent its own lost changes back, which it
+// takes. A recipient refuses
 // a bundle carrying a change whose author already used its sequence
 // number in that chart for another change with ErrForkedReplica (also
 // matching ErrMalformedBundle, quarantined), naming the forked author.

@@ -25,14 +25,17 @@ import (
 //   - a received change of a chart whose author already used its sequence
 //     number there for another change (the recipient refuses the bundle:
 //     the author is forked, whichever replica forwarded it);
-//   - a received change made by this replica's own actor that it does not
-//     hold (it made it, and lost it);
-//   - a peer's authenticated acknowledgement beyond this replica's log
-//     head;
+//   - a received change made by this replica's own actor, signed by its
+//     key, that it does not hold (it made it, and lost it);
 //   - a peer's acknowledgement of a position whose change, as the peer was
-//     told of it (Bundle.CheckHash), is not the one this replica holds there.
+//     told of it (Bundle.CheckHash), is not the one this replica holds
+//     there, or none (its log is behind what it told the peer);
+//   - (not proof alone: a peer's acknowledgement beyond this replica's
+//     log head, which a liar could write, is only left untaken).
 //
-// The last three mean this replica is the copy: it is marked forked, for
+// The second and third, from an authenticated peer, on a replica not
+// serving a clinic's devices (ReceiveOptions.Clinic), mean this replica
+// is the copy: it is marked forked, for
 // good (a meta value, so a restart keeps it), and from then on refuses
 // to write as its actor (Register, Edit), to make bundles and to receive
 // them, with a *ForkedError. The way on is RecoverFork: a new replica ID,
@@ -218,10 +221,11 @@ func (r *Replica) noteCheck(ctx context.Context, batch *store.Batch, b *Bundle, 
 // a position beyond head, or a check naming another change than the one
 // held at its position. r.mu is held.
 func (r *Replica) positionFork(ctx context.Context, b *Bundle, head uint64) (string, error) {
-	if b.Ack > head {
-		return fmt.Sprintf("peer %s holds this replica's log up to position %d, beyond its head %d", b.From, b.Ack, head), nil
-	}
 	if b.CheckAt == 0 {
+		// An acknowledgement beyond head alone proves nothing: a peer
+		// told a lie about this replica's log (or a buggy one) would
+		// have it stop for good. It is not taken (advancePeer); a
+		// check naming a change this replica does not hold is proof.
 		return "", nil
 	}
 	own, err := r.positionHash(ctx, b.CheckAt)

@@ -158,6 +158,7 @@ func (r *Replica) ReceiveFrom(ctx context.Context, data []byte, opt ReceiveOptio
 	}
 	d.authenticated = opt.Sender != "" || r.cfg.Keys != nil && r.authentic(ctx, d.bundle)
 	d.trusted = r.cfg.Keys == nil || d.authenticated
+	d.forkEvidence = d.authenticated && opt.Clinic == ""
 	for try := 0; ; try++ {
 		locked := try >= optimisticTries
 		res, err := r.receiveOnce(ctx, d, signed, opt, locked)
@@ -197,9 +198,6 @@ func (r *Replica) receiveOnce(ctx context.Context, d *decoded, signed *verifier,
 		return Received{}, fmt.Errorf("receive bundle: %w", err)
 	}
 	fresh := d.fresh(known)
-	if why := ownLost(fresh, r.id, d.bundle.From); why != "" {
-		return Received{}, fmt.Errorf("receive bundle: %w", r.forkFound(ctx, why, locked))
-	}
 	var sigs signatures
 	if signed != nil {
 		if err := d.verifySigned(signed, fresh); errors.Is(err, ErrForgedChange) {
@@ -208,6 +206,13 @@ func (r *Replica) receiveOnce(ctx context.Context, d *decoded, signed *verifier,
 			return Received{}, fmt.Errorf("receive bundle: %w", err)
 		}
 		sigs = signed
+		// Only a change this replica's own key signed shows it lost
+		// changes of its own: anyone can name its ID in a change.
+		if d.forkEvidence {
+			if why := ownLost(fresh, r.id, d.bundle.From); why != "" {
+				return Received{}, fmt.Errorf("receive bundle: %w", r.forkFound(ctx, why, locked))
+			}
+		}
 	}
 	fresh = r.withHeld(fresh, signed)
 	rules := receiveRules{
@@ -320,9 +325,16 @@ type decoded struct {
 	// its positions count.
 	trusted bool
 	// authenticated: something proves it (not merely a replica without
-	// Keys taking it on trust), so its positions may find this replica
-	// forked.
+	// Keys taking it on trust).
 	authenticated bool
+	// forkEvidence: the bundle may find this replica forked (its
+	// positions, or a change of this replica's own it no longer holds):
+	// it is authenticated, and this replica is not serving a clinic's
+	// devices (ReceiveOptions.Clinic). A cloud never takes one device's
+	// word that its own log went back: a lying device could otherwise
+	// stop it for every device, and a cloud restored from a backup is
+	// sent its own lost changes back, which it takes.
+	forkEvidence bool
 }
 
 type chartBatch struct {
@@ -1025,7 +1037,7 @@ func (r *Replica) commit(ctx context.Context, d *decoded, p receivePlan, opt Rec
 	if err != nil {
 		return Received{}, fmt.Errorf("receive bundle: %w", err)
 	}
-	if d.authenticated {
+	if d.forkEvidence {
 		if why, err := r.positionFork(ctx, b, head); err != nil {
 			return Received{}, fmt.Errorf("receive bundle: %w", err)
 		} else if why != "" {
