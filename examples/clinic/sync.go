@@ -145,16 +145,27 @@ func init() {
 		},
 	})
 
-	var quiet bool
+	var quiet, restored bool
 	register(&command{
 		name: "sync", help: "Send this device's changes to the cloud and fetch the clinic's charts (needs signal).",
 		flags: func(fs *flag.FlagSet) {
 			fs.BoolVar(&quiet, "quiet", false, "no progress bar")
+			fs.BoolVar(&restored, "cloud-restored", false, "the cloud was restored from a backup: forget what this device knew the cloud held, so this sync sends everything the cloud may have lost and fetches what this device lacks")
 		},
 		run: func(ctx context.Context, a *app, fs *flag.FlagSet, args []string) error {
 			r, err := a.replica(ctx)
 			if err != nil {
 				return err
+			}
+			if restored {
+				c, err := a.credential()
+				if err != nil {
+					return err
+				}
+				if err := r.ResetPeer(ctx, c.CloudReplica); err != nil {
+					return fmt.Errorf("forget the cloud's sync positions: %w", err)
+				}
+				fmt.Fprintln(a.out, "Forgot what the cloud held: this sync sends every change the cloud may lack (those it holds already are sent, then skipped).")
 			}
 			bar := &progressBar{w: a.out}
 			var progress func(httpsync.Progress)

@@ -191,6 +191,20 @@ func TestClinicsSyncThroughCloud(t *testing.T) {
 	code, _, errOut = clinicIn(t, devices["tab"], "new-pass-of-laptop\n", "login", "-user", "u-laptop")
 	require.Zero(t, code, errOut)
 
+	// After the cloud is restored from a backup, sync -cloud-restored
+	// forgets what the cloud was known to hold: the tablet sends all its
+	// changes again (the cloud skips those it holds), where a plain sync
+	// sends none.
+	code, out, errOut = clinic(t, devices["tab"], "sync", "-quiet")
+	require.Zero(t, code, errOut)
+	assert.Contains(t, out, ": 0 changes sent")
+	code, out, errOut = clinic(t, devices["tab"], "sync", "-quiet", "-cloud-restored")
+	require.Zero(t, code, errOut)
+	assert.Contains(t, out, "Forgot what the cloud held")
+	sent := regexp.MustCompile(`: (\d+) changes sent`).FindStringSubmatch(out)
+	require.Len(t, sent, 2, out)
+	assert.NotEqual(t, "0", sent[1], "every change is sent again")
+
 	srv.Close()
 	code, _, errOut = clinic(t, devices["tab"], "sync", "-quiet")
 	assert.Equal(t, 1, code, "with the cloud gone, sync fails")
