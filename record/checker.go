@@ -40,6 +40,7 @@ type Checker struct {
 	scopeOK   bool
 
 	nfast, nslow int // changes judged each way, for tests
+	closed       bool
 }
 
 // noteText is the text of an encounter's note, character by character:
@@ -98,6 +99,15 @@ func NewChecker(doc *crdt.Doc) (*Checker, error) {
 	return c, nil
 }
 
+// Close releases the Checker's copy of the chart (its Automerge memory, at
+// once rather than by a finalizer). A chart that adopted the Checker's
+// state (Chart.Adopt) keeps it; the Checker must not be used afterwards.
+func (c *Checker) Close() error {
+	c.closed = true
+	c.queue, c.queued = nil, nil
+	return c.doc.Close()
+}
+
 // Check judges ch as CheckChange(d, ch) would, where d is the document
 // given to NewChecker plus every change Check has accepted since: same
 // Touched, same errors. When it accepts ch, ch counts as held for later
@@ -110,6 +120,9 @@ func NewChecker(doc *crdt.Doc) (*Checker, error) {
 // first change, an unusual operation or encoding, or one it would
 // refuse) is judged by CheckChange, whose cost grows with the chart.
 func (c *Checker) Check(ch crdt.Change) (Touched, error) {
+	if c.closed {
+		return Touched{}, fmt.Errorf("check change %s: the checker is closed", ch.Hash)
+	}
 	if c.follows(ch) {
 		if c.mode == modeStale {
 			c.rebuild()

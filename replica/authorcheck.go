@@ -20,5 +20,8 @@ func newAuthorCheck(doc *crdt.Doc) (*authorCheck, error) {
 	return &authorCheck{c: c}, nil
 }
 
+// close releases the checker's copy of the chart.
+func (a *authorCheck) close() { _ = a.c.Close() }
+
 // check judges c, whose dependencies are held or were checked before it.
 func (a *authorCheck) check(c crdt.Change) (record.Touched, error) { return a.c.Check(c) }

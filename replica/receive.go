@@ -852,6 +852,7 @@ func planChart(h *heldChart, cb chartBatch, sigs signatures, rules receiveRules)
 		if check, err = newAuthorCheck(l.doc); err != nil {
 			return fmt.Errorf("receive bundle: chart %s: %w", cb.chart, err), false
 		}
+		defer check.close()
 		// Judged by record's rules before they touch the chart, in
 		// causal order: a change naming objects its history does not
 		// hold can abort automerge-rs on apply, and the check refuses it

@@ -1,6 +1,7 @@
 package replica
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -188,9 +189,14 @@ func (r *Replica) MakeBundleFor(ctx context.Context, peer string, opt BundleOpti
 		out      []outChange // b.Changes as stored
 		awaiting = map[crdt.Hash]bool{}
 	)
+	var atUpto map[uint64]crdt.Hash // the carried changes by log position
 	add := func(c store.Change) {
 		b.Changes = append(b.Changes, BundleChange{Chart: c.Chart, Raw: c.Raw})
 		out = append(out, outChange{hash: c.Hash, stored: c.Sig})
+		if atUpto == nil {
+			atUpto = map[uint64]crdt.Hash{}
+		}
+		atUpto[c.Seq] = c.Hash
 	}
 	// The store pages the log as the peer may see it: the clinic's log
 	// (the changes of the charts now in its scope) less what the peer
@@ -233,9 +239,13 @@ func (r *Replica) MakeBundleFor(ctx context.Context, peer string, opt BundleOpti
 		}
 	}
 	// The changes at both positions, so that a replica whose log went
-	// back (a copied data folder) can tell (forked.go).
-	if b.UptoHash, err = r.positionHash(ctx, b.Upto); err != nil {
-		return Outgoing{}, fmt.Errorf("make bundle for %s: %w", peer, err)
+	// back (a copied data folder) can tell (forked.go). The change at
+	// Upto is named when the bundle carries it (a device's bundle: its
+	// own last change); reading it otherwise (another clinic's change, as
+	// often as not, for a clinic's device) would make a sync's cost
+	// follow the whole log again, and the peer keeps the check it has.
+	if h, ok := atUpto[b.Upto]; ok {
+		b.UptoHash = bytes.Clone(h[:PositionHashBytes])
 	}
 	if err = r.bundleCheck(ctx, b); err != nil {
 		return Outgoing{}, fmt.Errorf("make bundle for %s: %w", peer, err)
