@@ -162,6 +162,12 @@ type chartForm struct {
 	Build func(s *Server, v record.View, entry string, in formValues, f *formData) record.Op
 	// Check, when set, is shown before saving: notes and warnings.
 	Check func(s *Server, r *http.Request, q *request, v record.View, op record.Op) (notes, warn []string)
+	// Refusable: a refusal of the edit as the chart is now
+	// (record.ErrTransition) is shown in the form, in the words of
+	// message "form.NAME.refused", next to field RefusedAt ("" for the
+	// form as a whole), rather than on an error page.
+	Refusable bool
+	RefusedAt string
 }
 
 var (
@@ -393,6 +399,213 @@ var chartForms = []*chartForm{
 			return u
 		},
 	},
+	{
+		Name: "update-allergy", Title: "Change the allergy", Section: record.SectionAllergies, Entry: record.KindAllergy,
+		Fields: []field{
+			{Name: "severity", Label: "Severity", Type: "select", Options: severities, Required: true},
+			{Name: "reaction", Label: "Reaction", Hint: "what happens, e.g. rash"},
+			{Name: "status", Label: "Status", Type: "select", Options: allergyStatuses, Required: true, Hint: "inactive or resolved: no longer a danger"},
+			{Name: "reason", Label: "Reason"},
+		},
+		Fill: func(_ *Server, v record.View, entry string) formValues {
+			a := allergyOf(v, entry)
+			return formValues{"severity": a.Severity, "reaction": a.Reaction, "status": a.Status}
+		},
+		Build: func(_ *Server, v record.View, entry string, in formValues, f *formData) record.Op {
+			in.required(f, "severity", "status")
+			a := allergyOf(v, entry)
+			u := record.UpdateAllergy{AllergyID: entry, Reason: in.get("reason")}
+			if x := in.get("severity"); x != a.Severity {
+				u.Severity = record.Ptr(x)
+			}
+			if x := in.get("reaction"); x != a.Reaction {
+				u.Reaction = record.Ptr(x)
+			}
+			if x := in.get("status"); x != a.Status {
+				u.Status = record.Ptr(x)
+			}
+			if u.Severity == nil && u.Reaction == nil && u.Status == nil && len(f.Errors) == 0 {
+				f.Error = tr(f.Lang, "form.nochange")
+			}
+			return u
+		},
+	},
+	{
+		Name: "no-known-allergies", Title: "No known allergies", Section: record.SectionAllergies, Refusable: true,
+		Build: func(*Server, record.View, string, formValues, *formData) record.Op {
+			return record.RecordNoKnownAllergies{}
+		},
+	},
+	{
+		Name: "diagnosis-status", Title: "Change the diagnosis status", Section: record.SectionDiagnoses, Entry: record.KindDiagnosis,
+		Fields: []field{
+			{Name: "clinical", Label: "Clinical status", Type: "select", Options: append([]string{keepUnchanged}, clinicals...), Hint: "blank: unchanged"},
+			{Name: "verification", Label: "Verification status", Type: "select", Options: append([]string{keepUnchanged}, verifs...), Hint: "blank: unchanged"},
+			{Name: "reason", Label: "Reason"},
+		},
+		Build: func(_ *Server, v record.View, entry string, in formValues, f *formData) record.Op {
+			if in.get("clinical") == "" && in.get("verification") == "" {
+				f.Errors["clinical"] = tr(f.Lang, "form.diagnosis-status.none")
+			}
+			return record.ChangeDiagnosisStatus{DiagnosisID: entry, ClinicalStatus: in.get("clinical"),
+				VerificationStatus: in.get("verification"), Reason: in.get("reason")}
+		},
+	},
+	{
+		Name: "hold", Title: "Put the prescription on hold", Section: record.SectionPrescriptions, Entry: record.KindPrescription,
+		Fields: []field{{Name: "reason", Label: "Reason", Required: true, Hint: "why it is paused"}},
+		Build: func(_ *Server, _ record.View, entry string, in formValues, f *formData) record.Op {
+			in.required(f, "reason")
+			return record.PutOnHold{PrescriptionID: entry, Reason: in.get("reason")}
+		},
+	},
+	{
+		Name: "resume", Title: "Resume the prescription", Section: record.SectionPrescriptions, Entry: record.KindPrescription,
+		Fields: []field{{Name: "reason", Label: "Reason"}},
+		Build: func(_ *Server, _ record.View, entry string, in formValues, f *formData) record.Op {
+			return record.Resume{PrescriptionID: entry, Reason: in.get("reason")}
+		},
+	},
+	{
+		Name: "complete", Title: "The course is finished", Section: record.SectionPrescriptions, Entry: record.KindPrescription,
+		Build: func(_ *Server, _ record.View, entry string, _ formValues, _ *formData) record.Op {
+			return record.Complete{PrescriptionID: entry}
+		},
+	},
+	{
+		Name: "finalize-lab", Title: "Make the result final", Section: record.SectionLabResults, Entry: record.KindLabResult,
+		Build: func(_ *Server, _ record.View, entry string, _ formValues, _ *formData) record.Op {
+			return record.FinalizeLabResult{LabResultID: entry}
+		},
+	},
+	{
+		Name: "correct-lab", Title: "Correct the result", Section: record.SectionLabResults, Entry: record.KindLabResult,
+		Fields: []field{
+			{Name: "value", Label: "Correct value", Type: "number", Example: "11.2", Hint: "a number, or a text result below"},
+			{Name: "unit", Label: "Unit", Hint: "blank: unchanged"},
+			{Name: "text", Label: "Text result", Hint: "instead of a number, e.g. positive"},
+			{Name: "reason", Label: "Reason", Required: true, Hint: "what was wrong, e.g. wrong sample"},
+		},
+		Build: func(_ *Server, _ record.View, entry string, in formValues, f *formData) record.Op {
+			in.required(f, "reason")
+			c := record.CorrectLabResult{LabResultID: entry, TextValue: in.get("text"), Unit: in.get("unit"), Reason: in.get("reason")}
+			c.Value, _ = in.float(f, "value")
+			if c.Value == nil && c.TextValue == "" && f.Errors["value"] == "" {
+				f.Errors["value"] = tr(f.Lang, "form.lab.value")
+			}
+			if c.Value != nil && c.TextValue != "" {
+				f.Errors["text"] = tr(f.Lang, "form.lab.both")
+			}
+			return c
+		},
+	},
+	{
+		Name: "add-identifier", Title: "Add an ID number", Section: record.SectionDemographics, Refusable: true, RefusedAt: "value",
+		Fields: []field{
+			{Name: "system", Label: "Kind of number", Type: "select", Options: identifierSystems, Required: true},
+			{Name: "value", Label: "Number", Required: true, Hint: "as written on the card", Aliases: []string{"identifier", "identifiers"}},
+		},
+		Build: func(_ *Server, _ record.View, _ string, in formValues, f *formData) record.Op {
+			in.required(f, "system", "value")
+			return record.AddIdentifier{System: in.get("system"), Value: in.get("value")}
+		},
+	},
+	{
+		Name: "correct-identifier", Title: "Correct the ID number", Section: record.SectionDemographics, Entry: record.KindIdentifier,
+		Refusable: true, RefusedAt: "value",
+		Fields: []field{
+			{Name: "value", Label: "Correct number", Required: true, Aliases: []string{"identifier"}},
+			{Name: "reason", Label: "Reason"},
+		},
+		Fill: func(_ *Server, v record.View, entry string) formValues {
+			return formValues{"value": identifierOf(v, entry).Value}
+		},
+		Build: func(_ *Server, _ record.View, entry string, in formValues, f *formData) record.Op {
+			in.required(f, "value")
+			return record.CorrectIdentifier{IdentifierID: entry, Value: in.get("value"), Reason: in.get("reason")}
+		},
+	},
+	{
+		Name: "remove-identifier", Title: "The number is no longer used", Section: record.SectionDemographics, Entry: record.KindIdentifier,
+		Fields: []field{{Name: "reason", Label: "Reason", Required: true, Hint: "e.g. new card, phone given up"}},
+		Build: func(_ *Server, _ record.View, entry string, in formValues, f *formData) record.Op {
+			in.required(f, "reason")
+			return record.RemoveIdentifier{IdentifierID: entry, Reason: in.get("reason")}
+		},
+	},
+	{
+		Name: "refer", Title: "Refer to another clinic", Section: record.SectionReferrals,
+		Fields: []field{
+			{Name: "clinic", Label: "Clinic", Required: true, Hint: "the clinic's code, e.g. kisumu-hc", Aliases: []string{"to_clinic"}},
+			{Name: "reason", Label: "Reason"},
+		},
+		Build: func(_ *Server, _ record.View, _ string, in formValues, f *formData) record.Op {
+			in.required(f, "clinic")
+			return record.Refer{ToClinic: in.get("clinic"), Reason: in.get("reason")}
+		},
+	},
+	{
+		Name: "end-referral", Title: "End the referral", Section: record.SectionReferrals, Entry: record.KindReferral,
+		Fields: []field{{Name: "reason", Label: "Reason"}},
+		Build: func(_ *Server, _ record.View, entry string, in formValues, _ *formData) record.Op {
+			return record.EndReferral{ReferralID: entry, Reason: in.get("reason")}
+		},
+	},
+}
+
+// errorForms mark an entry of each kind entered in error: one form per
+// kind, as each kind is in its own section.
+var errorForms = []struct {
+	name, kind string
+	section    record.Section
+}{
+	{"allergy-error", record.KindAllergy, record.SectionAllergies},
+	{"diagnosis-error", record.KindDiagnosis, record.SectionDiagnoses},
+	{"prescription-error", record.KindPrescription, record.SectionPrescriptions},
+	{"lab-error", record.KindLabResult, record.SectionLabResults},
+	{"visit-error", record.KindEncounter, record.SectionEncounters},
+	{"identifier-error", record.KindIdentifier, record.SectionDemographics},
+}
+
+func init() {
+	for _, e := range errorForms {
+		chartForms = append(chartForms, &chartForm{
+			Name: e.name, Title: "Entered by mistake", Section: e.section, Entry: e.kind,
+			Fields: []field{{Name: "reason", Label: "Reason", Required: true, Hint: "what the mistake was, e.g. wrong patient"}},
+			Build: func(_ *Server, _ record.View, entry string, in formValues, f *formData) record.Op {
+				in.required(f, "reason")
+				return record.MarkEnteredInError{EntryID: entry, Reason: in.get("reason")}
+			},
+		})
+	}
+	for _, f := range chartForms {
+		formsByName[f.Name] = f
+	}
+}
+
+var (
+	allergyStatuses   = []string{record.StatusActive, record.StatusInactive, record.StatusResolved}
+	identifierSystems = []string{record.SystemNationalID, record.SystemClinic, record.SystemPhone, record.SystemAadhaar, record.SystemABHA}
+)
+
+// allergyOf is the chart's allergy id (zero if none).
+func allergyOf(v record.View, id string) record.Allergy {
+	for _, a := range v.Allergies {
+		if a.ID == id {
+			return a
+		}
+	}
+	return record.Allergy{}
+}
+
+// identifierOf is the patient's identifier id (zero if none).
+func identifierOf(v record.View, id string) record.Identifier {
+	for _, x := range v.Patient.Identifiers {
+		if x.ID == id {
+			return x
+		}
+	}
+	return record.Identifier{}
 }
 
 var formsByName = func() map[string]*chartForm {
@@ -494,6 +707,36 @@ func describe(v record.View, kind, id string) string {
 				return fmt.Sprintf("Visit of %s: %s", e.Date, e.Complaint)
 			}
 		}
+	case record.KindAllergy:
+		if a := allergyOf(v, id); a.ID != "" {
+			return fmt.Sprintf("Allergy to %s (%s, %s)", a.Substance, a.Severity, a.Status)
+		}
+	case record.KindDiagnosis:
+		for _, d := range v.Diagnoses {
+			if d.ID == id {
+				return fmt.Sprintf("%s (%s, %s)", d.Text, d.ClinicalStatus, d.VerificationStatus)
+			}
+		}
+	case record.KindLabResult:
+		for _, l := range v.LabResults {
+			if l.ID == id {
+				value := l.TextValue
+				if l.Value != nil {
+					value = strings.TrimSpace(strconv.FormatFloat(*l.Value, 'g', -1, 64) + " " + l.Unit)
+				}
+				return fmt.Sprintf("%s: %s (%s)", l.Test, value, l.Status)
+			}
+		}
+	case record.KindIdentifier:
+		if x := identifierOf(v, id); x.ID != "" {
+			return fmt.Sprintf("%s %s (%s)", x.System, x.Value, x.Status)
+		}
+	case record.KindReferral:
+		for _, r := range v.Referrals {
+			if r.ID == id {
+				return fmt.Sprintf("Referral to %s (%s)", r.Clinic, r.Status)
+			}
+		}
 	}
 	return ""
 }
@@ -551,6 +794,15 @@ func (s *Server) formPost(w http.ResponseWriter, r *http.Request, q *request) {
 	res, err := s.r.Edit(r.Context(), v.ChartID, q.author, op)
 	if err != nil {
 		if s.formError(fd, err) {
+			again()
+			return
+		}
+		if f.Refusable && errors.Is(err, record.ErrTransition) {
+			if msg := tr(q.lang, "form."+f.Name+".refused"); f.RefusedAt != "" {
+				fd.Errors[f.RefusedAt] = msg
+			} else {
+				fd.Error = msg
+			}
 			again()
 			return
 		}

@@ -249,6 +249,8 @@ type chartData struct {
 	Actions   []action
 	// Entry actions by section the user may change.
 	MayPrescribe, MayLab, MayEncounter bool
+	// May says, by form name, the forms the user may use.
+	May map[string]bool
 	// MayMerge: the user may merge and unmerge charts. Forwarded names
 	// the chart asked for when it was merged into the one shown; Merged
 	// are the charts merged into it; Duplicates its possible duplicates.
@@ -296,8 +298,10 @@ func (s *Server) chartPage(w http.ResponseWriter, r *http.Request, q *request) {
 		d.Conflicts = append(d.Conflicts, conflict{Conflict: c, MaySettle: !c.Automatic && record.Permitted(q.author.Role, sec),
 			Merge: merge, OfferUnmerge: merge && !slices.ContainsFunc(c.Values, func(w record.Written) bool { return w.Value == "" })})
 	}
+	d.May = map[string]bool{}
 	for _, f := range chartForms {
-		if f.Entry == "" && s.mayUse(q, f) {
+		d.May[f.Name] = s.mayUse(q, f)
+		if f.Entry == "" && d.May[f.Name] {
 			d.Actions = append(d.Actions, action{Path: "/chart/" + id + "/" + f.Name, Label: tr(q.lang, "form."+f.Name+".title")})
 		}
 	}

@@ -18,7 +18,7 @@ import (
 // chart page shows once it is saved.
 var validForms = []struct {
 	form  string
-	entry string // the kind of entry it needs: "prescription" or "encounter"
+	entry string // the entry it acts on: a key of chartWithEntries' map
 	in    url.Values
 	shows []string
 }{
@@ -37,15 +37,47 @@ var validForms = []struct {
 	{"note", "encounter", url.Values{"text": {"Better after paracetamol"}}, []string{"Better after paracetamol"}},
 	{"demographics", "", url.Values{"given_name": {"Wanjiru"}, "family_name": {"Mwangi"}, "sex": {"female"}, "estimated_birth_year": {"1988"}, "village": {"Gatundu"}, "phone": {"+254 712 345678"}},
 		[]string{"Gatundu", "+254 712 345678"}},
+	{"update-allergy", record.KindAllergy, url.Values{"severity": {"severe"}, "reaction": {"wheeze"}, "status": {"active"}, "reason": {"reacted again"}},
+		[]string{"Latex</strong> · severe · wheeze · active"}},
+	{"no-known-allergies", "", url.Values{}, []string{"No known allergies."}},
+	{"diagnosis-status", record.KindDiagnosis, url.Values{"clinical": {"resolved"}, "verification": {"confirmed"}}, []string{"Hypertension</strong> (I10) · resolved, confirmed"}},
+	{"hold", record.KindPrescription, url.Values{"reason": {"vomiting"}}, []string{`<span class="status">on-hold</span> (vomiting)`}},
+	{"resume", "held", url.Values{"reason": {"eating again"}}, []string{`Metformin</strong>`, `<span class="status">active</span> (eating again)`}},
+	{"complete", record.KindPrescription, url.Values{}, []string{`<span class="status">completed</span>`}},
+	{"finalize-lab", record.KindLabResult, url.Values{}, []string{"5.4 mmol/L · final"}},
+	{"correct-lab", record.KindLabResult, url.Values{"value": {"7,1"}, "reason": {"wrong sample"}}, []string{"7.1 mmol/L", "corrected"}},
+	{"add-identifier", "", url.Values{"system": {"national-id"}, "value": {"2345 678"}}, []string{"national-id <strong>2345678</strong> · active"}},
+	{"correct-identifier", record.KindIdentifier, url.Values{"value": {"K-124"}, "reason": {"typing slip"}}, []string{"clinic <strong>K124</strong> · active"}},
+	{"remove-identifier", record.KindIdentifier, url.Values{"reason": {"new card"}}, []string{"clinic <strong>K123</strong> · inactive"}},
+	{"refer", "", url.Values{"clinic": {"nakuru-hc"}, "reason": {"surgery"}}, []string{"nakuru-hc · surgery · active"}},
+	{"end-referral", record.KindReferral, url.Values{"reason": {"seen"}}, []string{"kisumu-hc · eye review · ended (seen)"}},
+	{"allergy-error", record.KindAllergy, url.Values{"reason": {"wrong patient"}}, []string{"allergy Latex (wrong patient)"}},
+	{"diagnosis-error", record.KindDiagnosis, url.Values{"reason": {"wrong patient"}}, []string{"diagnosis Hypertension", "(wrong patient)"}},
+	{"prescription-error", record.KindPrescription, url.Values{"reason": {"wrong patient"}}, []string{"prescription Amoxicillin", "(wrong patient)"}},
+	{"lab-error", record.KindLabResult, url.Values{"reason": {"wrong patient"}}, []string{"lab-result Blood glucose", "(wrong patient)"}},
+	{"visit-error", record.KindEncounter, url.Values{"reason": {"wrong patient"}}, []string{"encounter", "(wrong patient)"}},
+	{"identifier-error", record.KindIdentifier, url.Values{"reason": {"wrong patient"}}, []string{"identifier", "(wrong patient)"}},
 }
 
 // chartWithEntries registers a patient with a prescription (amoxicillin
-// 500 mg BD) and a visit, and returns the chart and the entry IDs by kind.
+// 500 mg BD), a visit, an inactive allergy to latex, a diagnosis of
+// hypertension, a preliminary glucose result, a clinic number K123, a
+// referral to kisumu-hc and a prescription on hold (metformin, "held"),
+// and returns the chart and the entry IDs by kind.
 func chartWithEntries(f *fixture) (string, map[string]string) {
 	id := f.register(record.Register{GivenName: "Wanjiru", FamilyName: "Mwangi", EstimatedBirthYear: 1988, Village: "Kamuga"})
 	rx := f.edit(id, record.Prescribe{Drug: "Amoxicillin", Dose: 500, DoseUnit: "mg", Route: "oral", Frequency: "BD"})
 	enc := f.edit(id, record.AddEncounter{Complaint: "Cough", Date: "2026-03-01", Note: "Chest clear"})
-	return id, map[string]string{record.KindPrescription: rx, record.KindEncounter: enc}
+	allergy := f.edit(id, record.AddAllergy{Substance: "Latex", Severity: "mild", Reaction: "itch"})
+	f.edit(id, record.UpdateAllergy{AllergyID: allergy, Status: record.Ptr(record.StatusInactive)})
+	dx := f.edit(id, record.Diagnose{Text: "Hypertension", Code: "I10"})
+	lab := f.edit(id, record.RecordLabResult{Test: "Blood glucose", Value: record.Ptr(5.4), Unit: "mmol/L", Status: record.StatusPreliminary, SpecimenAt: f.clock.now()})
+	ident := f.edit(id, record.AddIdentifier{System: record.SystemClinic, Value: "K123"})
+	ref := f.edit(id, record.Refer{ToClinic: "kisumu-hc", Reason: "eye review"})
+	held := f.edit(id, record.Prescribe{Drug: "Metformin", Dose: 500, DoseUnit: "mg", Route: "oral", Frequency: "BD"})
+	f.edit(id, record.PutOnHold{PrescriptionID: held, Reason: "fasting"})
+	return id, map[string]string{record.KindPrescription: rx, record.KindEncounter: enc, record.KindAllergy: allergy,
+		record.KindDiagnosis: dx, record.KindLabResult: lab, record.KindIdentifier: ident, record.KindReferral: ref, "held": held}
 }
 
 func formPath(chart string, form string, entries map[string]string, kind string) string {
@@ -250,6 +282,71 @@ func TestValidationMessages(t *testing.T) {
 		assert.Contains(t, html.UnescapeString(body), tc.msg, "%s %v", tc.form, tc.in)
 	}
 	assert.Equal(t, heads, f.chart(id).Heads, "nothing invalid is saved")
+}
+
+// TestFormErrorsNextToTheField: each form that takes values, posted
+// with a bad one, is shown again (422) with the message in the bad
+// field's own box, and nothing is saved.
+func TestFormErrorsNextToTheField(t *testing.T) {
+	f := newFixture(t)
+	c := f.client()
+	c.login(record.RoleClinician)
+	id, entries := chartWithEntries(f)
+	for _, tc := range []struct {
+		form, entry, field string
+		in                 url.Values
+		msg                string
+	}{
+		{"update-allergy", record.KindAllergy, "severity", url.Values{"severity": {"bad"}, "status": {"inactive"}}, "Severity: "},
+		{"update-allergy", record.KindAllergy, "status", url.Values{"severity": {"mild"}}, "Enter the status."},
+		{"diagnosis-status", record.KindDiagnosis, "clinical", url.Values{"reason": {"better"}}, "Choose a new clinical status or a new verification status."},
+		{"diagnosis-status", record.KindDiagnosis, "verification", url.Values{"verification": {"maybe"}}, "Verification status: "},
+		{"hold", record.KindPrescription, "reason", url.Values{}, "Enter the reason."},
+		{"correct-lab", record.KindLabResult, "value", url.Values{"value": {"5.4 mmol"}, "reason": {"typo"}}, "Enter the correct value as a number, e.g. 11.2."},
+		{"correct-lab", record.KindLabResult, "value", url.Values{"reason": {"typo"}}, "Enter the result: a number here, or a text result below."},
+		{"correct-lab", record.KindLabResult, "reason", url.Values{"value": {"6"}}, "Enter the reason."},
+		{"add-identifier", "", "value", url.Values{"system": {"phone"}, "value": {"12"}}, "Number: "},
+		{"add-identifier", "", "value", url.Values{"system": {"clinic"}, "value": {"K123"}}, "The patient already has this number"},
+		{"correct-identifier", record.KindIdentifier, "value", url.Values{"value": {"K|1"}}, "Correct number: "},
+		{"remove-identifier", record.KindIdentifier, "reason", url.Values{}, "Enter the reason."},
+		{"refer", "", "clinic", url.Values{"reason": {"surgery"}}, "Enter the clinic."},
+		{"allergy-error", record.KindAllergy, "reason", url.Values{}, "Enter the reason."},
+		{"diagnosis-error", record.KindDiagnosis, "reason", url.Values{}, "Enter the reason."},
+		{"prescription-error", record.KindPrescription, "reason", url.Values{}, "Enter the reason."},
+		{"lab-error", record.KindLabResult, "reason", url.Values{}, "Enter the reason."},
+		{"visit-error", record.KindEncounter, "reason", url.Values{}, "Enter the reason."},
+		{"identifier-error", record.KindIdentifier, "reason", url.Values{}, "Enter the reason."},
+	} {
+		t.Run(tc.form+"/"+tc.field, func(t *testing.T) {
+			heads := f.chart(id).Heads
+			in := url.Values{}
+			for k, v := range tc.in {
+				in[k] = v
+			}
+			if tc.entry != "" {
+				in.Set("entry", entries[tc.entry])
+			}
+			code, body, _ := c.post("/chart/"+id+"/"+tc.form, in)
+			require.Equal(t, http.StatusUnprocessableEntity, code, "%s %v: %s", tc.form, tc.in, body)
+			box := fieldBox(html.UnescapeString(body), tc.field)
+			assert.Contains(t, box, `<p class="error">`+tc.msg, "the message is in the %s box of %s", tc.field, tc.form)
+			assert.Equal(t, heads, f.chart(id).Heads, "nothing invalid is saved")
+		})
+	}
+}
+
+// fieldBox is the part of a form page that shows field name: from its
+// input to the end of its box.
+func fieldBox(body, name string) string {
+	i := indexOf(body, `id="f-`+name+`"`)
+	if i < 0 {
+		return ""
+	}
+	j := indexOf(body[i:], "</div>")
+	if j < 0 {
+		return body[i:]
+	}
+	return body[i : i+j]
 }
 
 // TestPrescribeShowsCodeAndAllergy: prescribing first shows how the
