@@ -23,7 +23,7 @@ import (
 // courier (package replica/gate): the HTTPS handler hands it each sync,
 // and cloud import each bundle file. It asks the roster whether a sender
 // was revoked.
-func newGate(rep *replica.Replica, access accessLog, roster *liveRoster, maxConcurrent int, log *slog.Logger) (*gate.Gate, error) {
+func newGate(rep *replica.Replica, access accessLog, roster liveRoster, maxConcurrent int, log *slog.Logger) (*gate.Gate, error) {
 	return gate.New(gate.Config{Replica: rep, AccessLog: access, CheckSender: roster.CheckSender, MaxConcurrent: maxConcurrent, Logger: log})
 }
 
