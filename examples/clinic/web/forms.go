@@ -168,6 +168,9 @@ type chartForm struct {
 	// form as a whole), rather than on an error page.
 	Refusable bool
 	RefusedAt string
+	// Offer, when set, says whether the chart page offers a form that
+	// acts on no entry, as the chart is now.
+	Offer func(v record.View) bool
 }
 
 var (
@@ -432,6 +435,9 @@ var chartForms = []*chartForm{
 	},
 	{
 		Name: "no-known-allergies", Title: "No known allergies", Section: record.SectionAllergies, Refusable: true,
+		Offer: func(v record.View) bool {
+			return !v.NoKnownAllergies && !slices.ContainsFunc(v.Allergies, func(a record.Allergy) bool { return a.Status == record.StatusActive })
+		},
 		Build: func(*Server, record.View, string, formValues, *formData) record.Op {
 			return record.RecordNoKnownAllergies{}
 		},

@@ -301,7 +301,7 @@ func (s *Server) chartPage(w http.ResponseWriter, r *http.Request, q *request) {
 	d.May = map[string]bool{}
 	for _, f := range chartForms {
 		d.May[f.Name] = s.mayUse(q, f)
-		if f.Entry == "" && d.May[f.Name] {
+		if f.Entry == "" && d.May[f.Name] && (f.Offer == nil || f.Offer(v)) {
 			d.Actions = append(d.Actions, action{Path: "/chart/" + id + "/" + f.Name, Label: tr(q.lang, "form."+f.Name+".title")})
 		}
 	}

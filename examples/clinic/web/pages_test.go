@@ -335,6 +335,28 @@ func TestFormErrorsNextToTheField(t *testing.T) {
 	}
 }
 
+// TestNoKnownAllergiesOnlyWithoutAnActiveAllergy: "no known allergies"
+// is offered only on a chart with no active allergy and none recorded;
+// sent anyway while an allergy is active, the form says why it is
+// refused (422), and nothing is saved.
+func TestNoKnownAllergiesOnlyWithoutAnActiveAllergy(t *testing.T) {
+	f := newFixture(t)
+	c := f.client()
+	c.login(record.RoleNurse)
+	id := f.register(record.Register{GivenName: "Achieng", FamilyName: "Otieno", EstimatedBirthYear: 1975})
+	link := `href="/chart/` + id + `/no-known-allergies"`
+	_, body := c.get("/chart/" + id)
+	assert.Contains(t, body, link, "offered on a chart with no allergy")
+	f.edit(id, record.AddAllergy{Substance: "Sulfa", Severity: "severe"})
+	_, body = c.get("/chart/" + id)
+	assert.NotContains(t, body, link, "not offered while an allergy is active")
+	heads := f.chart(id).Heads
+	code, body, _ := c.post("/chart/"+id+"/no-known-allergies", url.Values{})
+	require.Equal(t, http.StatusUnprocessableEntity, code, body)
+	assert.Contains(t, body, `<p class="error" role="alert">An allergy is recorded as active`)
+	assert.Equal(t, heads, f.chart(id).Heads, "nothing is saved")
+}
+
 // fieldBox is the part of a form page that shows field name: from its
 // input to the end of its box.
 func fieldBox(body, name string) string {
