@@ -36,10 +36,19 @@
 // Pages: find a patient (replica.Search), register (duplicate candidates
 // from replica.Duplicates shown, with their reasons, before saving), the
 // chart (alerts first, conflicts with every competing value and its
-// author, a settle form for those the user may write), a form for each
-// clinical write (allergy, diagnosis, prescription, dose revision,
-// discontinuation, lab result, encounter, note, demographics), a sync
-// page, and the user's settings.
+// author, a settle form for those the user may write), a form for every
+// write of package record to a chart, a sync page, and the user's
+// settings. Forms that add an entry (allergy, no known allergies,
+// diagnosis, prescription, lab result, visit, ID number, referral) are
+// buttons at the top of the chart; those that act on an entry (change an
+// allergy; a diagnosis's status; revise a dose, hold, resume, stop or
+// complete a prescription; finalise or correct a lab result; add to a
+// visit's note; correct or retire an ID number; end a referral; and
+// "entered by mistake" for each kind) are links beside it. A bad value
+// is shown again in its field's box (422), in words, as is a refusal of
+// the write as the chart is now where a form expects one (an ID number
+// the patient already has, "no known allergies" while an allergy is
+// active).
 //
 // # Merging duplicates
 //
