@@ -10,7 +10,8 @@ import (
 
 // BenchmarkChartPage serves the chart page of a chart with 200 entries
 // (50 each of prescriptions, lab results, visits and diagnoses) to a
-// logged-in clinician, and reports the page's size in bytes.
+// logged-in clinician, and reports the page's size in bytes, and as a
+// browser that takes gzip receives it (wire-bytes).
 func BenchmarkChartPage(b *testing.B) {
 	f := newFixture(b)
 	id := f.register(record.Register{GivenName: "Wanjiru", FamilyName: "Mwangi", EstimatedBirthYear: 1988})
@@ -32,4 +33,14 @@ func BenchmarkChartPage(b *testing.B) {
 		size = len(body)
 	}
 	b.ReportMetric(float64(size), "page-bytes")
+	req, err := http.NewRequest(http.MethodGet, f.ts.URL+"/chart/"+id, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	req.Header.Set("Accept-Encoding", "gzip")
+	_, zipped, resp := c.do(req)
+	if resp.Header.Get("Content-Encoding") != "gzip" {
+		b.Fatal("the chart page is not sent gzip-encoded")
+	}
+	b.ReportMetric(float64(len(zipped)), "wire-bytes")
 }
