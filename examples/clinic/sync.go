@@ -184,8 +184,9 @@ func init() {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(a.out, "Synced with %s: %d changes sent, %d received (%d charts changed), %s in %d round trip(s), %s.\n",
-				c.CloudURL, rep.ChangesSent, rep.ChangesApplied, rep.Charts, size(int64(rep.BytesSent+rep.BytesReceived)), rep.RoundTrips, rep.Duration.Round(time.Millisecond))
+			fmt.Fprintf(a.out, "Synced with %s: %s sent, %d received (%s changed), %s in %s, %s.\n",
+				c.CloudURL, plural(rep.ChangesSent, "change", "changes"), rep.ChangesApplied, plural(rep.Charts, "chart", "charts"),
+				size(int64(rep.BytesSent+rep.BytesReceived)), plural(rep.RoundTrips, "round trip", "round trips"), rep.Duration.Round(time.Millisecond))
 			return nil
 		},
 	})

@@ -198,6 +198,8 @@ func TestClinicsSyncThroughCloud(t *testing.T) {
 	code, out, errOut = clinic(t, devices["tab"], "sync", "-quiet")
 	require.Zero(t, code, errOut)
 	assert.Contains(t, out, ": 0 changes sent")
+	assert.Contains(t, out, "(0 charts changed)")
+	assert.Contains(t, out, " in 1 round trip,", "plurals in words")
 	code, out, errOut = clinic(t, devices["tab"], "sync", "-quiet", "-cloud-restored")
 	require.Zero(t, code, errOut)
 	assert.Contains(t, out, "Forgot what the cloud held")
