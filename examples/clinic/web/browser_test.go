@@ -32,26 +32,18 @@ func browser(t *testing.T) string {
 	return ""
 }
 
-// TestBrowserPrescribeWithAllergy drives headless Chromium on a
-// phone-sized screen through login, search, the chart, and prescribing a
-// drug the patient is allergic to: the form shows the drug's code and the
-// allergy before saving, and the chart shows the alert at the top. It
-// fails on any JavaScript or console error and on any failed request, and
-// checks that the stylesheet, served from the binary, applies.
-// Screenshots of the pages go to $CHARTSYNC_SCREENSHOTS, or to
-// chartsync-screenshots in the system's temporary folder.
-func TestBrowserPrescribeWithAllergy(t *testing.T) {
-	exe := browser(t)
-	f := newFixture(t)
-	id := f.register(record.Register{GivenName: "Wanjiru", FamilyName: "Mwangi", EstimatedBirthYear: 1988, Village: "Kamuga"})
-	f.edit(id, record.AddAllergy{Substance: "penicillin", Severity: "severe", Reaction: "rash"})
-	f.edit(id, record.AddEncounter{Complaint: "Fever", Date: "2026-03-01", Vitals: record.Vitals{Temperature: 38.4}})
-
+// startBrowser starts headless Chromium (exe) for the test and returns
+// its context, bounded to two minutes and closed with the test, and what
+// went wrong in its pages so far: JavaScript exceptions, console errors,
+// failed requests and answers of 400 or more, but those expected says
+// are expected (nil: none).
+func startBrowser(t *testing.T, exe string, expected func(url string, status int64) bool) (context.Context, func() []string) {
+	t.Helper()
 	var mu sync.Mutex
 	var problems []string
 	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(exe), chromedp.NoSandbox)
-	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancel()
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	t.Cleanup(cancelAlloc)
 	ctx, cancel := chromedp.NewContext(actx, chromedp.WithListener(func(ev any) {
 		mu.Lock()
 		defer mu.Unlock()
@@ -67,14 +59,37 @@ func TestBrowserPrescribeWithAllergy(t *testing.T) {
 				problems = append(problems, "request failed: "+e.ErrorText)
 			}
 		case *network.EventResponseReceived:
-			if e.Response.Status >= 400 {
+			if e.Response.Status >= 400 && (expected == nil || !expected(e.Response.URL, e.Response.Status)) {
 				problems = append(problems, fmt.Sprintf("%s answered %d", e.Response.URL, e.Response.Status))
 			}
 		}
 	}))
-	defer cancel()
-	ctx, cancel = context.WithTimeout(ctx, 2*time.Minute)
-	defer cancel()
+	t.Cleanup(cancel)
+	ctx, cancelTime := context.WithTimeout(ctx, 2*time.Minute)
+	t.Cleanup(cancelTime)
+	return ctx, func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]string(nil), problems...)
+	}
+}
+
+// TestBrowserPrescribeWithAllergy drives headless Chromium on a
+// phone-sized screen through login, search, the chart, and prescribing a
+// drug the patient is allergic to: the form shows the drug's code and the
+// allergy before saving, and the chart shows the alert at the top. It
+// fails on any JavaScript or console error and on any failed request, and
+// checks that the stylesheet, served from the binary, applies.
+// Screenshots of the pages go to $CHARTSYNC_SCREENSHOTS, or to
+// chartsync-screenshots in the system's temporary folder.
+func TestBrowserPrescribeWithAllergy(t *testing.T) {
+	exe := browser(t)
+	f := newFixture(t)
+	id := f.register(record.Register{GivenName: "Wanjiru", FamilyName: "Mwangi", EstimatedBirthYear: 1988, Village: "Kamuga"})
+	f.edit(id, record.AddAllergy{Substance: "penicillin", Severity: "severe", Reaction: "rash"})
+	f.edit(id, record.AddEncounter{Complaint: "Fever", Date: "2026-03-01", Vitals: record.Vitals{Temperature: 38.4}})
+
+	ctx, problems := startBrowser(t, exe, nil)
 
 	shots := os.Getenv("CHARTSYNC_SCREENSHOTS")
 	if shots == "" {
@@ -138,9 +153,7 @@ func TestBrowserPrescribeWithAllergy(t *testing.T) {
 	assert.LessOrEqual(t, width, 390.0, "nothing is wider than a phone's screen")
 	require.Len(t, f.chart(id).Prescriptions, 1)
 
-	mu.Lock()
-	defer mu.Unlock()
-	assert.Empty(t, problems, "no JavaScript or console errors")
+	assert.Empty(t, problems(), "no JavaScript or console errors")
 }
 
 // unlabelled lists the page's form fields a screen reader cannot name:
