@@ -196,6 +196,12 @@ func (r *Reader) Uvarint() (uint64, error) {
 	if n < 0 {
 		return 0, fmt.Errorf("varint overflows: %w", ErrMalformed)
 	}
+	if n > 1 && r.b[n-1] == 0 {
+		// Longer than it needs to be: an encoder never writes that, and a
+		// second spelling of one value would make one frame read alike
+		// from two byte strings (a digest over the bytes then differs).
+		return 0, fmt.Errorf("varint of %d bytes for %d, not its shortest form: %w", n, v, ErrMalformed)
+	}
 	r.b = r.b[n:]
 	return v, nil
 }

@@ -79,6 +79,36 @@ func TestReaderBoundsLengths(t *testing.T) {
 	require.ErrorIs(t, err, wire.ErrTooLarge)
 }
 
+// TestReaderTakesOnlyShortestVarints: a varint has one spelling, the
+// shortest, as encoders write it; a longer one (a value padded with
+// continuation bytes) is malformed, so that no frame reads alike from two
+// byte strings.
+func TestReaderTakesOnlyShortestVarints(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		in   []byte
+		want uint64
+		ok   bool
+	}{
+		{"zero", []byte{0x00}, 0, true},
+		{"one byte", []byte{0x7f}, 127, true},
+		{"two bytes", binary.AppendUvarint(nil, 0x3231), 0x3231, true},
+		{"zero in two bytes", []byte{0x80, 0x00}, 0, false},
+		{"one in two bytes", []byte{0x81, 0x00}, 0, false},
+		{"0x3231 in three bytes", []byte{0xb1, 0xe4, 0x00}, 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			v, err := wire.NewReader(tc.in).Uvarint()
+			if !tc.ok {
+				require.ErrorIs(t, err, wire.ErrMalformed)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, v)
+		})
+	}
+}
+
 func FuzzDecode(f *testing.F) {
 	f.Add(wire.Encode('B', 1, []byte("x")))
 	f.Add(wire.Encode('B', 1, bytes.Repeat([]byte("diagnosis "), 100)))
