@@ -72,15 +72,7 @@ func importBundles(ctx context.Context, fs *flag.FlagSet, at where, stdout, stde
 		return err
 	}
 	defer st.Close()
-	authority, _, err := st.Authority(ctx)
-	if err != nil {
-		return err
-	}
-	roster, err := openLiveRoster(ctx, st, rosterConfig(authority))
-	if err != nil {
-		return err
-	}
-	rep, access, _, err := openReplica(ctx, at, st, log, roster)
+	roster, rep, access, _, err := openCloud(ctx, at, st, log)
 	if err != nil {
 		return err
 	}

@@ -130,15 +130,7 @@ func serve(ctx context.Context, fs *flag.FlagSet, at where, stdout, stderr io.Wr
 	// Every change a device sends must carry its device's signature. The
 	// roster holds the devices enrolled so far; a device enrolled since
 	// this server started sends its enrolment with its changes.
-	authority, _, err := st.Authority(ctx)
-	if err != nil {
-		return err
-	}
-	roster, err := openLiveRoster(ctx, st, rosterConfig(authority))
-	if err != nil {
-		return err
-	}
-	rep, access, db, err := openReplica(ctx, at, st, log, roster)
+	roster, rep, access, db, err := openCloud(ctx, at, st, log)
 	if err != nil {
 		return err
 	}
@@ -254,6 +246,22 @@ func serve(ctx context.Context, fs *flag.FlagSet, at where, stdout, stderr io.Wr
 type accessLog interface {
 	httpsync.AccessLog
 	Close() error
+}
+
+// openCloud opens what every command serving devices needs: the roster of
+// the devices the cloud's authority enrolled, kept up to date from st,
+// and the replica (with its access log and store, as openReplica) that
+// checks their changes against it.
+func openCloud(ctx context.Context, at where, st state, log *slog.Logger) (roster liveRoster, rep *replica.Replica, access accessLog, db *postgres.Store, err error) {
+	authority, _, err := st.Authority(ctx)
+	if err != nil {
+		return roster, nil, nil, nil, err
+	}
+	if roster, err = openLiveRoster(ctx, st, rosterConfig(authority)); err != nil {
+		return roster, nil, nil, nil, err
+	}
+	rep, access, db, err = openReplica(ctx, at, st, log, roster)
+	return roster, rep, access, db, err
 }
 
 // openReplica opens the cloud's replica and access log: in the data
