@@ -61,7 +61,8 @@ type mergeStep struct {
 // merges left: a chart merged into several charts at once is merged again
 // into survivor (and released by the others this replica holds), and
 // charts merged into each other at once are settled with survivor kept
-// (its own pointer cleared). Nothing is written on error.
+// (its own pointer cleared). A forked replica (Forked) refuses with its
+// *ForkedError. Nothing is written on error.
 func (r *Replica) Merge(ctx context.Context, absorbed, survivor string, by record.Author, reason string) error {
 	for try := 0; ; try++ {
 		err := r.merge(ctx, absorbed, survivor, by, reason)
@@ -90,6 +91,9 @@ func (r *Replica) merge(ctx context.Context, absorbed, survivor string, by recor
 		return err
 	}
 	defer unlock()
+	if err := r.Forked(); err != nil {
+		return err
+	}
 	lx, err := r.editable(ctx, absorbed)
 	if err != nil {
 		return fmt.Errorf("chart %s: %w", absorbed, err)
@@ -183,7 +187,8 @@ func (r *Replica) merge(ctx context.Context, absorbed, survivor string, by recor
 // one durable write. The survivor's view no longer shows its entries; both
 // charts keep every entry and their whole history. Referrals the merge
 // made stay: both clinics keep the charts they were shown. Checked as
-// Merge is; a chart not merged gives ErrNotMerged.
+// Merge is (a forked replica refuses too); a chart not merged gives
+// ErrNotMerged.
 func (r *Replica) Unmerge(ctx context.Context, absorbed string, by record.Author, reason string) error {
 	for try := 0; ; try++ {
 		err := r.unmerge(ctx, absorbed, by, reason)
@@ -209,6 +214,9 @@ func (r *Replica) unmerge(ctx context.Context, absorbed string, by record.Author
 		return err
 	}
 	defer unlock()
+	if err := r.Forked(); err != nil {
+		return err
+	}
 	lx, err := r.editable(ctx, absorbed)
 	if err != nil {
 		return err

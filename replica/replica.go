@@ -772,7 +772,9 @@ func chartWrites(cfg Config, b *store.Batch, l *loaded, snapshot bool) error {
 // an index entry; a chart with many changes is stored with a snapshot.
 // With a Config.Signer, the changes made as this replica (the charts were
 // built with its ID as actor) are signed; others stay unsigned, and
-// replicas with Config.Keys will refuse them.
+// replicas with Config.Keys will refuse them. A forked replica (Forked)
+// refuses charts holding changes made as its ID, as it refuses every
+// write as its actor, with its *ForkedError; nothing is stored.
 func (r *Replica) Import(ctx context.Context, charts []*record.Chart) error {
 	unlock, err := r.lock()
 	if err != nil {
@@ -808,6 +810,9 @@ func (r *Replica) Import(ctx context.Context, charts []*record.Chart) error {
 		for _, ch := range chs {
 			nc := store.NewChange{Chart: c.ID(), Hash: ch.Hash, Raw: ch.Raw}
 			if ch.Actor == r.id {
+				if err := r.Forked(); err != nil {
+					return fmt.Errorf("import chart %s, made as this replica: %w", c.ID(), err)
+				}
 				nc.Sig = r.sign(c.ID(), ch.Hash) // made as this device: it vouches for it
 			}
 			b.Changes = append(b.Changes, nc)

@@ -82,14 +82,17 @@ func (r *Replica) withRoster(ctx context.Context, clinic string, fn func(*record
 // UpdateUser adds or changes a user of clinic's roster as by, as one
 // durable transaction; the roster is started if this replica holds none
 // (see record.NewUsers). It is replicated like a chart, to the devices of
-// that clinic. Errors are record.Users.Update's, or ErrOutOfScope on a
-// device of another clinic.
+// that clinic. Errors are record.Users.Update's, ErrOutOfScope on a
+// device of another clinic, or a forked replica's *ForkedError (Forked).
 func (r *Replica) UpdateUser(ctx context.Context, clinic string, by record.Author, up record.UserUpdate) (record.Result, error) {
 	unlock, err := r.lock()
 	if err != nil {
 		return record.Result{}, err
 	}
 	defer unlock()
+	if err := r.Forked(); err != nil {
+		return record.Result{}, fmt.Errorf("update user %s of %s: %w", up.UserID, clinic, err)
+	}
 	if r.cfg.Clinic != "" && clinic != r.cfg.Clinic {
 		return record.Result{}, fmt.Errorf("change the users of %s on a device of %s: %w", clinic, r.cfg.Clinic, ErrOutOfScope)
 	}
@@ -155,13 +158,17 @@ func (r *Replica) ReadPolicy(ctx context.Context, clinic string) (p record.ReadP
 
 // SetHidden sets the chart sections role may not read at clinic, as by
 // (an administrator), in clinic's roster: one durable transaction,
-// replicated to the clinic's devices.
+// replicated to the clinic's devices. A forked replica (Forked) refuses
+// with its *ForkedError.
 func (r *Replica) SetHidden(ctx context.Context, clinic string, by record.Author, role record.Role, hidden []record.Section) (record.Result, error) {
 	unlock, err := r.lock()
 	if err != nil {
 		return record.Result{}, err
 	}
 	defer unlock()
+	if err := r.Forked(); err != nil {
+		return record.Result{}, fmt.Errorf("set the read policy of %s: %w", clinic, err)
+	}
 	if r.cfg.Clinic != "" && clinic != r.cfg.Clinic {
 		return record.Result{}, fmt.Errorf("set the read policy of %s on a device of %s: %w", clinic, r.cfg.Clinic, ErrOutOfScope)
 	}
