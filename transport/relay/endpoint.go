@@ -247,25 +247,7 @@ func (e *Endpoint) SealBundle(peer string, data []byte) ([]byte, error) {
 }
 
 func (e *Endpoint) sealData(peer string, data []byte) ([]byte, error) {
-	pub, err := e.roster.Lookup(peer)
-	if err != nil {
-		return nil, fmt.Errorf("seal bundle for %s: %w", peer, err)
-	}
-	to, err := pub.Recipient()
-	if err != nil {
-		return nil, fmt.Errorf("seal bundle for %s: %w", peer, err)
-	}
-	ct, err := encrypt(data, to)
-	if err != nil {
-		return nil, err
-	}
-	now := e.cfg.Now().UTC().Truncate(time.Second)
-	h := Header{Kind: KindChanges, Sender: e.r.ID(), Recipient: peer, ID: newID(), Created: now, Expires: now.Add(e.cfg.Lifetime)}
-	raw, err := seal(e.id, h, ct)
-	if err != nil {
-		return nil, fmt.Errorf("seal bundle for %s: %w", peer, err)
-	}
-	return raw, nil
+	return Seal(e.id, e.roster, peer, data, e.cfg.Now(), e.cfg.Lifetime)
 }
 
 // Send puts in the endpoint's node a new bundle for peer if peer needs
@@ -360,33 +342,13 @@ func (e *Endpoint) Open(ctx context.Context, raw []byte) (replica.Received, erro
 }
 
 func (e *Endpoint) open(ctx context.Context, env *Envelope) (replica.Received, error) {
-	if env.Recipient != e.r.ID() {
-		return replica.Received{}, fmt.Errorf("open relay bundle %s for %s: %w", env.ID, env.Recipient, ErrWrongRecipient)
-	}
-	if env.Kind != KindChanges {
-		return replica.Received{}, fmt.Errorf("open relay bundle %s: a %s carries no changes: %w", env.ID, env.Kind, ErrMalformed)
-	}
-	if env.Expired(e.cfg.Now()) {
-		return replica.Received{}, fmt.Errorf("open relay bundle %s: expired %s: %w", env.ID, env.Expires.Format(time.RFC3339), ErrExpired)
-	}
-	if err := env.Verify(e.roster); err != nil {
-		return replica.Received{}, fmt.Errorf("open: %w", err)
-	}
-	plain, err := decrypt(env.Payload, e.id.AgeIdentity())
+	u, err := unseal(env, e.id, e.roster, e.cfg.Now())
 	if err != nil {
-		return replica.Received{}, fmt.Errorf("open relay bundle %s from %s: %w", env.ID, env.Sender, err)
-	}
-	b, err := replica.DecodeBundle(plain)
-	if err != nil {
-		return replica.Received{}, fmt.Errorf("open relay bundle %s from %s: %w", env.ID, env.Sender, err)
-	}
-	if b.From != env.Sender || b.To != env.Recipient {
-		return replica.Received{}, fmt.Errorf("open relay bundle %s: signed by %s for %s, carries %s for %s: %w",
-			env.ID, env.Sender, env.Recipient, b.From, b.To, ErrHeaderMismatch)
+		return replica.Received{}, err
 	}
 	// The envelope's signature authenticated the sender: the bundle's
 	// positions are its own.
-	return e.r.ReceiveFrom(ctx, plain, replica.ReceiveOptions{Sender: env.Sender})
+	return e.r.ReceiveFrom(ctx, u.Bundle, replica.ReceiveOptions{Sender: env.Sender})
 }
 
 // Collect adopts what arrived in the node (Scan), then opens every
@@ -491,24 +453,15 @@ func (e *Endpoint) collect(ctx context.Context, sender string) (transport.Stats,
 // bundles. An acknowledgement lives as long as the longest-lived bundle
 // it names, so it keeps every node from taking in a copy of them again.
 func (e *Endpoint) acknowledge(ctx context.Context, sender string, items []Item) error {
-	for chunk := range slices.Chunk(items, MaxAckIDs) {
-		ids := make([]string, len(chunk))
-		now := e.cfg.Now().UTC().Truncate(time.Second)
-		expires := now.Add(time.Second)
-		for i, it := range chunk {
-			ids[i] = it.ID
-			if it.Expires.After(expires) {
-				expires = it.Expires
-			}
-		}
-		payload, err := encodeAck(ids)
-		if err != nil {
-			return err
-		}
-		raw, err := seal(e.id, Header{Kind: KindAck, Sender: e.r.ID(), Recipient: sender, ID: newID(), Created: now, Expires: expires}, payload)
-		if err != nil {
-			return fmt.Errorf("acknowledge bundles of %s: %w", sender, err)
-		}
+	hs := make([]Header, len(items))
+	for i, it := range items {
+		hs[i] = it.Header
+	}
+	acks, err := Acknowledge(e.id, sender, hs, e.cfg.Now())
+	if err != nil {
+		return err
+	}
+	for _, raw := range acks {
 		if _, err := e.node.Put(ctx, raw); err != nil {
 			return fmt.Errorf("acknowledge bundles of %s: %w", sender, err)
 		}
