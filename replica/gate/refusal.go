@@ -38,6 +38,12 @@ const (
 	CodeRevokedChange = "revoked-change"
 	// The sender's device was revoked by the administrator.
 	CodeRevokedCredential = "revoked-credential"
+	// A change reuses a sequence number its author used for another
+	// change: the author is a copied or restored data folder writing as
+	// its original (replica.ErrForkedReplica). ForkedReplica names it;
+	// when that is the sender, the sender is the copy and must be
+	// recovered as a new replica.
+	CodeForked = "forked"
 )
 
 // CodeOf returns the refusal code of an error from Receive, Answer or
@@ -55,6 +61,10 @@ func CodeOf(err error) string {
 		return CodeVersion
 	case errors.Is(err, replica.ErrWrongRecipient):
 		return CodeWrongRecipient
+	case errors.Is(err, replica.ErrForkedReplica):
+		// Before ErrMalformedBundle, which it also matches: the bundle
+		// is well formed, its author is a copy.
+		return CodeForked
 	case errors.Is(err, replica.ErrMalformedBundle), errors.Is(err, crdt.ErrInvalidChange), errors.Is(err, crdt.ErrMalformed):
 		// A change Automerge will not take (a sequence number used
 		// twice, say) is the sender's fault whatever wraps it: taken
@@ -74,6 +84,16 @@ func CodeOf(err error) string {
 		return CodeForgedChange
 	case errors.Is(err, ErrRevoked):
 		return CodeRevokedCredential
+	}
+	return ""
+}
+
+// ForkedReplica returns the ID of the replica a refusal with CodeForked
+// names as forked (replica.ForkedError.Replica), or "".
+func ForkedReplica(err error) string {
+	var fe *replica.ForkedError
+	if errors.As(err, &fe) {
+		return fe.Replica
 	}
 	return ""
 }
