@@ -434,6 +434,9 @@ func (c *Client) sync(ctx context.Context, attempts int, holdRefused bool) (st R
 			if refusal(err) {
 				c.refused, c.refusedErr = sum, err
 			}
+			if ferr := c.learnForked(ctx, err); ferr != nil {
+				return st, fmt.Errorf("sync with %s: %w: %w", c.cfg.URL, err, ferr)
+			}
 			if ids := c.learnRevocations(ctx, err); len(ids) > 0 {
 				return st, fmt.Errorf("sync with %s: %w", c.cfg.URL, &LearntRevocationsError{Devices: ids, Err: err})
 			}
@@ -504,6 +507,25 @@ func (c *Client) learnRevocations(ctx context.Context, err error) []string {
 			"devices", ids, "request_id", se.RequestID)
 	}
 	return ids
+}
+
+// learnForked marks the local replica forked when the cloud refused its
+// bundle with CodeForked naming the replica itself: a change it sent
+// reuses a sequence number it had used for another change the cloud
+// holds, so its data folder is a copy of the device's, or was restored
+// from one, and it must not write or sync as that replica again
+// (replica.Replica.MarkForked). It returns the replica's *ForkedError,
+// or nil if err says nothing of this replica being forked.
+func (c *Client) learnForked(ctx context.Context, err error) error {
+	var se *StatusError
+	if !errors.As(err, &se) || se.Code != CodeForked || se.Forked != c.local.ID() {
+		return nil
+	}
+	why := &replica.ForkedError{Replica: c.local.ID(), Reason: "the cloud refused its bundle: " + se.Message}
+	ferr := c.local.MarkForked(ctx, why)
+	c.log.Error("the cloud found this device's data folder to be a copy of the device's (restored or copied): it no longer edits or syncs until it is recovered as a new replica",
+		"request_id", se.RequestID, "err", ferr)
+	return ferr
 }
 
 // errStalled cancels a request whose bytes stopped moving.
@@ -726,6 +748,9 @@ func statusError(resp *http.Response) *StatusError {
 	var eb errorBody
 	if json.Unmarshal(data, &eb) == nil && eb.Error != "" {
 		se.Code, se.Message, se.RequestID = eb.Error, eb.Message, eb.RequestID
+		if eb.Error == CodeForked {
+			se.Forked = eb.Forked
+		}
 		if eb.Error == CodeRevokedChange && len(eb.Revocations) <= maxRefusalRevocations {
 			size := 0
 			for _, rec := range eb.Revocations {

@@ -28,7 +28,11 @@
 // also match replica.ErrUnauthorizedChange and replica.ErrForgedChange;
 // revoked-change: a change of a revoked device made after its
 // revocation, matching replica.ErrRevokedChange and
-// replica.ErrForgedChange),
+// replica.ErrForgedChange), 409 (code forked: a change whose author
+// used its sequence number for another change, so the author is a copied
+// or restored data folder writing as its original; "forked" names the
+// author; it matches replica.ErrForkedReplica and
+// replica.ErrMalformedBundle),
 // 408 ErrTooSlow (code too-slow: the body came slower than the cloud's
 // minimum rate, or past its deadline), 413 ErrTooLarge, 429
 // ErrSyncInProgress (another sync of the device is in progress; it also
@@ -47,6 +51,16 @@
 // (replica.Replica.LearnRevocations) and returns the refusal; its next
 // sync leaves the refused changes out and is taken, so an honest device
 // is refused once, not on every sync.
+//
+// A device refused with forked naming its own replica is a copy of the
+// device the cloud knew (its data folder copied back, or restored from a
+// copy): the Client marks its replica forked (replica.Replica.MarkForked)
+// and returns the refusal joined with the replica's *replica.ForkedError.
+// From then on, after a restart too, the replica refuses to edit and to
+// sync as its ID until it is recovered as a new replica
+// (replica.RecoverFork). A copy that only registered new charts is told
+// by the cloud's answer instead: its log is behind what the cloud holds
+// of it (see package replica).
 //
 // # The cloud's policy: package replica/gate
 //

@@ -71,6 +71,7 @@ const (
 	CodeForgedChange       = gate.CodeForgedChange
 	CodeRevokedChange      = gate.CodeRevokedChange
 	CodeTooLarge           = gate.CodeTooLarge
+	CodeForked             = gate.CodeForked
 	CodeBusy               = "busy"
 	CodeSyncInProgress     = "sync-in-progress"
 	CodeTooSlow            = "too-slow"
@@ -104,6 +105,9 @@ type errorBody struct {
 	// the device needs to leave the refused changes out of its next
 	// bundle (base64 in JSON).
 	Revocations [][]byte `json:"revocations,omitempty"`
+	// Forked, with CodeForked, is the replica ID of the forked author
+	// (gate.ForkedReplica).
+	Forked string `json:"forked,omitempty"`
 }
 
 // StatusError is an error response from the cloud. It matches, with
@@ -112,9 +116,11 @@ type errorBody struct {
 // ErrServer) and, where the code says
 // so, the replica error behind it (replica.ErrBundleVersion,
 // replica.ErrMalformedBundle, replica.ErrWrongRecipient,
-// replica.ErrUnauthorizedChange, replica.ErrForgedChange, and for
+// replica.ErrUnauthorizedChange, replica.ErrForgedChange, for
 // CodeRevokedChange replica.ErrRevokedChange as well as
-// replica.ErrForgedChange).
+// replica.ErrForgedChange, and for CodeForked (409 Conflict)
+// replica.ErrForkedReplica as well as replica.ErrMalformedBundle, as the
+// cloud's own error does).
 type StatusError struct {
 	Status  int    // HTTP status
 	Code    string // one of the Code constants, or "" if the body was not JSON
@@ -130,6 +136,12 @@ type StatusError struct {
 	// MaxRefusalRevocationBytes). The Client has its replica learn them
 	// (replica.Replica.LearnRevocations) before it returns the error.
 	Revocations [][]byte
+	// Forked, with CodeForked, is the replica ID of the author the cloud
+	// found forked: a change of it reuses a sequence number it used for
+	// another change. When it is the device's own ID, the device is a
+	// copied or restored data folder: the Client marks its replica
+	// forked (replica.Replica.MarkForked) before it returns the error.
+	Forked string
 }
 
 func (e *StatusError) Error() string {
@@ -165,7 +177,9 @@ func (e *StatusError) Is(target error) bool {
 	case replica.ErrBundleVersion:
 		return e.Code == CodeVersion
 	case replica.ErrMalformedBundle:
-		return e.Code == CodeMalformed
+		return e.Code == CodeMalformed || e.Code == CodeForked
+	case replica.ErrForkedReplica:
+		return e.Code == CodeForked
 	case replica.ErrWrongRecipient:
 		return e.Code == CodeWrongRecipient
 	case replica.ErrUnauthorizedChange:

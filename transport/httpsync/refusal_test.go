@@ -91,10 +91,12 @@ func copyFiles(t *testing.T, from, to string) {
 // A device restored from a backup makes a change with the sequence number
 // of one the cloud already took from it: two different changes of one
 // actor with one sequence number, each honestly signed, to a chart or to
-// the clinic's user roster. The cloud cannot take it: it answers 400
-// malformed-bundle (not 500, which the device would retry for ever), keeps
-// the bundle for review, stores nothing of it, and the client sends it
-// once: a refusal is not retried.
+// the clinic's user roster. The cloud cannot take it: it answers a
+// refusal (not 500, which the device would retry for ever), keeps the
+// bundle for review, stores nothing of it, and the client sends it once:
+// a refusal is not retried. Where the cloud names the author forked (409
+// forked), the device is marked forked; otherwise it answers 400
+// malformed-bundle. Either matches replica.ErrMalformedBundle.
 func TestCloudRefusesReusedSequenceNumber(t *testing.T) {
 	admin := record.Author{UserID: "u-femi", Name: "Femi", Role: record.RoleAdministrator, Device: "kamuga-tablet"}
 	password := func(n int) string {
@@ -147,9 +149,17 @@ func TestCloudRefusesReusedSequenceNumber(t *testing.T) {
 			require.Error(t, err, "the cloud took a change reusing a sequence number")
 			var se *httpsync.StatusError
 			require.ErrorAs(t, err, &se)
-			assert.Equal(t, http.StatusBadRequest, se.Status, "a change the cloud cannot take is the device's fault: %v", err)
-			assert.Equal(t, httpsync.CodeMalformed, se.Code)
-			assert.ErrorIs(t, err, httpsync.ErrMalformed)
+			switch se.Status {
+			case http.StatusConflict:
+				assert.Equal(t, httpsync.CodeForked, se.Code)
+				assert.Equal(t, d.rep.ID(), se.Forked, "the refusal names the device forked")
+				assert.ErrorIs(t, err, replica.ErrForkedReplica)
+				assert.ErrorIs(t, d.rep.Forked(), replica.ErrForkedReplica, "the device knows it is forked")
+			default:
+				assert.Equal(t, http.StatusBadRequest, se.Status, "a change the cloud cannot take is the device's fault: %v", err)
+				assert.Equal(t, httpsync.CodeMalformed, se.Code)
+				assert.ErrorIs(t, err, httpsync.ErrMalformed)
+			}
 			assert.ErrorIs(t, err, replica.ErrMalformedBundle)
 			assert.NotErrorIs(t, err, httpsync.ErrServer)
 			assert.EqualValues(t, 1, count.requests.Load()-sent, "the refused bundle is sent once, not retried")

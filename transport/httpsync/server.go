@@ -515,6 +515,9 @@ func (h *Handler) serveSync(w http.ResponseWriter, r *http.Request) {
 			body.Revocations = h.gate.RefusalRevocations(sender, err)
 			body.Message += "; the revocations this answer carries let the device leave those changes out of its next sync"
 		}
+		if code == CodeForked {
+			body.Forked = gate.ForkedReplica(err)
+		}
 		h.failWith(w, r, status, body, err)
 		return
 	}
@@ -593,6 +596,10 @@ func classify(err error) (status int, code, msg string) {
 		return http.StatusBadRequest, code, err.Error() + "; the device's credential names another cloud replica"
 	case CodeMalformed:
 		return http.StatusBadRequest, code, err.Error()
+	case CodeForked:
+		// The bundle is well formed; its author's log conflicts with
+		// what the cloud holds of it.
+		return http.StatusConflict, code, err.Error()
 	case CodeWrongSender, CodeOutOfScope, CodeUnauthorizedChange, CodeRevokedChange, CodeForgedChange:
 		return http.StatusForbidden, code, err.Error()
 	case CodeRevokedCredential:
