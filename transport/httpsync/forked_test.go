@@ -182,6 +182,3 @@ func (d *folderDevice) putBack(t *testing.T, from string) {
 	require.NoError(t, err)
 	require.NoError(t, out.Close())
 }
-
-
-
