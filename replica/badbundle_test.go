@@ -52,7 +52,7 @@ func body(from, to string, pos [4]uint64, count uint64, rest ...[]byte) []byte {
 	for _, p := range pos {
 		out = binary.AppendUvarint(out, p)
 	}
-	out = append(out, 0, 0, 0) // UptoHash, CheckAt, CheckHash
+	out = append(out, 0, 0, 0, 0, 0) // UptoHash, CheckAt, CheckHash, Epoch, AckEpoch
 	out = binary.AppendUvarint(out, count)
 	for _, r := range rest {
 		out = append(out, r...)
@@ -203,7 +203,8 @@ func testBadBundles(t *testing.T, backend string) {
 		{"version 3 (no bundle signature)", wire.Encode('B', 3, goodBody), replica.ErrBundleVersion},
 		{"version 4 (every dependency hash sent)", wire.Encode('B', 4, goodBody), replica.ErrBundleVersion},
 		{"version 5 (no position hashes)", wire.Encode('B', 5, goodBody), replica.ErrBundleVersion},
-		{"version 7", wire.Encode('B', 7, goodBody), replica.ErrBundleVersion},
+		{"version 6 (no log epochs)", wire.Encode('B', 6, goodBody), replica.ErrBundleVersion},
+		{"version 8", wire.Encode('B', 8, goodBody), replica.ErrBundleVersion},
 		{"version 0", wire.Encode('B', 0, goodBody), replica.ErrBundleVersion},
 		{"version 255", wire.Encode('B', 255, goodBody), replica.ErrBundleVersion},
 		{"declared body just over the limit", frame('B', replica.BundleVersion, 0, replica.MaxBundleBytes+1, uint64(len(goodBody)), goodBody), replica.ErrBundleTooLarge},

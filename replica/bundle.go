@@ -38,8 +38,10 @@ const (
 	// change the hashes of the changes it depends on that the bundle
 	// carries before it, which its recipient puts back; version 6 adds
 	// UptoHash, CheckAt and CheckHash, which tell a replica whose log went back, a
-	// copied or restored data folder, from the one its peers knew).
-	BundleVersion = 6
+	// copied or restored data folder, from the one its peers knew;
+	// version 7 adds Epoch and AckEpoch, which tell a peer that a
+	// replica's log was restored from a backup under its own ID).
+	BundleVersion = 7
 	// MaxBundleBytes bounds a decoded bundle.
 	MaxBundleBytes = 256 << 20
 	// MaxChangeBytes bounds one change in a bundle.
@@ -89,7 +91,14 @@ type Bundle struct {
 	// ErrForkedReplica).
 	CheckAt   uint64
 	CheckHash []byte
-	Changes   []BundleChange
+	// Epoch names the sender's log (see LogEpoch): Base, Upto, Head and
+	// UptoHash are positions of that log. 0: not named.
+	Epoch uint64
+	// AckEpoch is the recipient's log Epoch as the sender last learnt
+	// it: Ack and CheckAt are positions of that log. 0: not known (the
+	// sender has not heard from the recipient since it named its log).
+	AckEpoch uint64
+	Changes  []BundleChange
 	// Signers are signed enrolments (see Keys) of devices whose changes
 	// the bundle carries, so a recipient that has not met a device can
 	// check its signatures.
@@ -194,6 +203,11 @@ func (b *Bundle) encode(sign func([32]byte) []byte) ([]byte, error) {
 		}
 		body = wire.AppendBytes(body, h)
 	}
+	if b.Epoch > MaxEpoch || b.AckEpoch > MaxEpoch {
+		return nil, fmt.Errorf("bundle log epochs %d and %d, limit %d: %w", b.Epoch, b.AckEpoch, MaxEpoch, ErrMalformedBundle)
+	}
+	body = binary.AppendUvarint(body, b.Epoch)
+	body = binary.AppendUvarint(body, b.AckEpoch)
 	body = binary.AppendUvarint(body, uint64(len(b.Changes)))
 	carried := make(map[crdt.Hash]int, len(b.Changes)) // hash → index, of the changes written so far
 	for i, c := range b.Changes {
@@ -268,8 +282,8 @@ func DecodeBundle(data []byte) (*Bundle, error) {
 	if version != bundleVersion {
 		// Version 1 carried no signatures, version 2 one per change,
 		// version 3 no bundle signature, version 4 every dependency
-		// hash, version 5 no position hashes; the sender must be
-		// updated.
+		// hash, version 5 no position hashes, version 6 no log
+		// epochs; the sender must be updated.
 		return nil, fmt.Errorf("decode bundle: version %d from a sender older than this build (update it to send version %d): %w", version, bundleVersion, ErrBundleVersion)
 	}
 	r := wire.NewReader(body)
@@ -310,6 +324,14 @@ func DecodeBundle(data []byte) (*Bundle, error) {
 	}
 	if b.CheckAt > b.Ack || (b.CheckAt == 0) != (b.CheckHash == nil) {
 		return nil, fmt.Errorf("decode bundle: checks position %d with %d hash bytes, acknowledging %d: %w", b.CheckAt, len(b.CheckHash), b.Ack, ErrMalformedBundle)
+	}
+	for _, p := range []*uint64{&b.Epoch, &b.AckEpoch} {
+		if *p, err = r.Uvarint(); err != nil {
+			return nil, fmt.Errorf("decode bundle log epochs: %w", err)
+		}
+		if *p > MaxEpoch {
+			return nil, fmt.Errorf("decode bundle: log epoch %d, limit %d: %w", *p, MaxEpoch, ErrMalformedBundle)
+		}
 	}
 	n, err := r.Count(16 + 2)
 	if err != nil {

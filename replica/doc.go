@@ -24,18 +24,36 @@
 // changes nothing because changes are content-addressed.
 //
 // Bundle wire format (a frame of package internal/wire, kind 'B', version
-// 6): sender and recipient IDs (16 bytes each), the positions Base, Upto,
+// 7): sender and recipient IDs (16 bytes each), the positions Base, Upto,
 // Head and Ack as uvarints, the length-prefixed UptoHash (0 or 8 bytes),
 // CheckAt as a uvarint and the length-prefixed CheckHash (see Copied
-// data folders), a change count, then per change the chart ID
+// data folders), the log epochs Epoch and AckEpoch as uvarints (see
+// Restored peers), a change count, then per change the chart ID
 // (16-byte UUID), the length-prefixed raw change and its signature form:
 // 0 (unsigned), 1 and the length-prefixed signature, or 2 and the index of
 // the change that covers it (see Signed changes); then a count of signer
 // enrolments, each length-prefixed; then the length-prefixed sender
 // signature over everything before it (empty if unsigned). Bundles of
 // versions 1 (no signatures), 2 (a signature per change), 3 (no sender
-// signature), 4 (every dependency hash) and 5 (no position hashes) are
-// refused with ErrBundleVersion.
+// signature), 4 (every dependency hash), 5 (no position hashes) and 6
+// (no log epochs) are refused with ErrBundleVersion.
+//
+// # Restored peers
+//
+// A replica restored from a backup under its own ID (a cloud's database
+// put back with pg_restore) has the log it had at the backup, while its
+// peers recorded positions beyond it. Each bundle names the sender's log
+// (Epoch: drawn from a random log ID and, for a store that can tell,
+// store.Placed, where the data lives, so that a restore into another
+// database names another log) and the recipient's log as the sender last
+// learnt it (AckEpoch). A replica that finds its own log named by an
+// epoch it no longer has takes the peer to hold nothing of it and sends
+// its scope again; one that finds a peer's log under a new epoch forgets
+// how far it held the old one and takes the peer's acknowledgement even
+// when it goes back, so it sends again what the peer lost; a bundle of a
+// log the sender left, carried late, moves no position
+// (ErrStalePositions). Such an exchange is not Complete, so a sync goes
+// on. See LogEpoch, NewLogEpoch and epoch.go.
 //
 // # Whose positions count
 //

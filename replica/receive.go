@@ -48,7 +48,11 @@ type Received struct {
 	Applied    int      // changes new to this replica
 	Duplicates int      // changes it already had
 	Charts     []string // charts that changed, sorted
-	Complete   bool     // the sender had nothing more to send
+	// Complete: the sender had nothing more to send, and nothing the
+	// bundle told sends this replica back (a peer restored from a
+	// backup, or one acknowledging a log this replica no longer has:
+	// see LogEpoch), so a sync whose own bundle was complete is done.
+	Complete bool
 	// Held counts the bundle's changes kept aside because changes they
 	// depend on have not arrived (see MaxHeldPerChart): they are applied
 	// when a later bundle brings those.
@@ -1038,14 +1042,22 @@ func (r *Replica) commit(ctx context.Context, d *decoded, p receivePlan, opt Rec
 	if err != nil {
 		return Received{}, fmt.Errorf("receive bundle: %w", err)
 	}
-	if d.forkEvidence {
+	var ep epochSeen
+	if d.trusted {
+		known, err := r.peerEpochs(ctx, b.From)
+		if err != nil {
+			return Received{}, fmt.Errorf("receive bundle: %w", err)
+		}
+		ep = seeEpochs(b, r.epoch.Load(), known)
+	}
+	if d.forkEvidence && !ep.ackStale && !ep.late {
 		if why, err := r.positionFork(ctx, b, head); err != nil {
 			return Received{}, fmt.Errorf("receive bundle: %w", err)
 		} else if why != "" {
 			return Received{}, fmt.Errorf("receive bundle: %w", r.markForked(ctx, why))
 		}
 	}
-	np, refused := advancePeer(peer, b, head, d.trusted)
+	np, refused := advancePeer(peer, b, head, d.trusted, ep)
 	if refused != nil {
 		p.res.PositionsRefused = refused
 		level := slog.LevelWarn
@@ -1056,7 +1068,26 @@ func (r *Replica) commit(ctx context.Context, d *decoded, p receivePlan, opt Rec
 	}
 	np.LastSync = r.cfg.Now().UTC()
 	p.batch.Peers = []store.Peer{np}
-	if d.trusted {
+	if ep.record != "" || ep.restarted {
+		if p.batch.Meta == nil {
+			p.batch.Meta = map[string]string{}
+		}
+		if ep.record != "" {
+			p.batch.Meta[metaPeerEpoch+b.From] = ep.record
+		}
+		if ep.restarted {
+			// The check kept is of the sender's old log.
+			p.batch.Meta[metaReceivedHash+b.From] = ""
+			r.log.Warn("peer's log restored from a backup: sending it again what it lacks", "peer", b.From, "epoch", b.Epoch)
+		}
+	}
+	if ep.restarted || ep.ackStale {
+		p.res.Complete = false
+	}
+	if ep.ackStale {
+		r.log.Warn("peer acknowledges a log this replica no longer has (restored from a backup): sending it again what it lacks", "peer", b.From, "epoch", r.epoch.Load())
+	}
+	if d.trusted && !ep.late && !ep.restarted {
 		if err := r.noteCheck(ctx, &p.batch, b, np); err != nil {
 			return Received{}, fmt.Errorf("receive bundle: %w", err)
 		}

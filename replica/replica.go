@@ -153,6 +153,8 @@ type Replica struct {
 	// forked is set once the replica is found to be a copy of one that
 	// went on without it (forked.go).
 	forked atomic.Pointer[ForkedError]
+	// epoch names the replica's log in its bundles (epoch.go).
+	epoch atomic.Uint64
 
 	// afterPlan, if set (by tests), is called with a bundle's sender
 	// once the bundle is planned without the write lock.
@@ -249,6 +251,9 @@ func New(ctx context.Context, st store.Store, cfg Config) (*Replica, error) {
 		return nil, err
 	}
 	if err := r.loadForked(ctx); err != nil {
+		return nil, err
+	}
+	if err := r.loadEpoch(ctx); err != nil {
 		return nil, err
 	}
 	return r, nil

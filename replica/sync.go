@@ -60,12 +60,29 @@ func selectChanges(page []store.Change, skip func(store.Change) bool, budget int
 // (ErrImpossiblePosition): an acknowledgement beyond this replica's head.
 // The rest of the bundle is, so the sync goes on; the peer that claimed
 // it is repaired with ResetPeer.
-func advancePeer(p store.Peer, b *Bundle, ownHead uint64, trusted bool) (store.Peer, error) {
+//
+// ep is what the bundle's log epochs tell (epoch.go): a sender restored
+// is held from the start of its new log, and its acknowledgement taken
+// even when it goes back; an acknowledgement of a log this replica no
+// longer has means the peer holds nothing of this one's; a late bundle
+// of a log the sender left moves nothing.
+func advancePeer(p store.Peer, b *Bundle, ownHead uint64, trusted bool, ep epochSeen) (store.Peer, error) {
 	if !trusted {
 		return p, fmt.Errorf("positions of a bundle from %s not authenticated as its own: %w", b.From, ErrUnauthenticatedPositions)
 	}
+	if ep.late {
+		return p, fmt.Errorf("bundle from %s made before its log was restored: %w", b.From, ErrStalePositions)
+	}
+	if ep.restarted {
+		p.Received = 0
+		if !ep.ackStale && b.Ack <= ownHead {
+			p.Acked = b.Ack
+		}
+	}
 	var refused error
-	if b.Ack > ownHead {
+	if ep.ackStale {
+		p.Acked = 0
+	} else if b.Ack > ownHead {
 		refused = fmt.Errorf("bundle from %s acknowledges position %d, beyond this replica's log head %d: %w", b.From, b.Ack, ownHead, ErrImpossiblePosition)
 	} else {
 		// Acknowledgements from reordered bundles may be stale: keep
@@ -87,6 +104,11 @@ func advancePeer(p store.Peer, b *Bundle, ownHead uint64, trusted bool) (store.P
 // authenticated its sender (ReceiveOptions.Sender). Its changes, each
 // signed by its author, are taken.
 var ErrUnauthenticatedPositions = errors.New("replica: bundle positions not authenticated")
+
+// ErrStalePositions is Received.PositionsRefused for a bundle its sender
+// made before its log was restored from a backup, carried late: its
+// changes are taken, its positions not (see Replica.LogEpoch).
+var ErrStalePositions = errors.New("replica: bundle positions of a log its sender left")
 
 // ErrImpossiblePosition is Received.PositionsRefused for a bundle claiming
 // a position no honest sender could: it is not taken, and the sync goes on
@@ -182,7 +204,14 @@ func (r *Replica) MakeBundleFor(ctx context.Context, peer string, opt BundleOpti
 	if err != nil {
 		return Outgoing{}, fmt.Errorf("make bundle for %s: %w", peer, err)
 	}
-	b := &Bundle{From: r.id, To: peer, Base: min(p.Acked, head), Head: head, Ack: p.Received}
+	epochs, err := r.peerEpochs(ctx, peer)
+	if err != nil {
+		return Outgoing{}, fmt.Errorf("make bundle for %s: %w", peer, err)
+	}
+	b := &Bundle{From: r.id, To: peer, Base: min(p.Acked, head), Head: head, Ack: p.Received, Epoch: r.epoch.Load()}
+	if len(epochs) > 0 {
+		b.AckEpoch = epochs[0]
+	}
 	b.Upto = b.Base
 	budget := r.cfg.BundleBytes
 	var (
@@ -400,7 +429,7 @@ func SyncPair(ctx context.Context, a, b *Replica) (SyncStats, error) {
 		st.ChangesBToA += back.Changes
 		st.AppliedAtB += rb.Applied
 		st.AppliedAtA += ra.Applied
-		if out.Complete && back.Complete {
+		if out.Complete && back.Complete && ra.Complete {
 			st.ConvergedAll = true
 			return st, nil
 		}

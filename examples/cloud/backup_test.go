@@ -95,10 +95,6 @@ func freshDatabase(t *testing.T, conn string) string {
 	return u.String()
 }
 
-// knownDefectsEnv, set to 1, runs the cases of a test that show a known
-// defect instead of skipping them.
-const knownDefectsEnv = "CHARTSYNC_TEST_KNOWN_DEFECTS"
-
 // TestBackupAndRestore backs a database cloud up with pg_dump while it
 // serves, lets the devices go on past the backup, restores the dump into
 // a new database with pg_restore and starts a node on it with the same
@@ -108,27 +104,20 @@ const knownDefectsEnv = "CHARTSYNC_TEST_KNOWN_DEFECTS"
 // converge with it and with each other, every edit kept, and the access
 // log's chain, restored and appended to, verifies.
 //
-// Each device must first forget its positions for the cloud
-// (replica.ResetPeer), as for any peer restored from a backup under its
-// own ID; "devices told nothing" shows what is lost otherwise (skipped
-// unless CHARTSYNC_TEST_KNOWN_DEFECTS=1): a device's record that the
-// cloud holds its edits only moves forward, so it never sends again what
-// the restored cloud lost, and its acknowledgement of the old log, once
-// the restored log has passed it, makes the cloud skip what it took in
-// since.
+// Told nothing, the devices learn of the restore from the cloud's
+// bundles: its log, in another database, has another epoch
+// (replica.LogEpoch, postgres.Store.Place), so each device sends it again
+// what it lost and takes its log from the start. A device may also be
+// told (clinic sync -cloud-restored, replica.ResetPeer), to the same end.
 func TestBackupAndRestore(t *testing.T) {
 	for _, tc := range []struct {
-		name   string
-		reset  bool
-		defect string
+		name  string
+		reset bool
 	}{
+		{name: "devices told nothing"},
 		{name: "devices reset their positions for the cloud", reset: true},
-		{name: "devices told nothing", defect: "a device never resends the edits the restored cloud lost, and never receives what the restored cloud took in at log positions it had already passed"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if tc.defect != "" && os.Getenv(knownDefectsEnv) != "1" {
-				t.Skipf("known defect: %s (set %s=1 to run it)", tc.defect, knownDefectsEnv)
-			}
 			testBackupAndRestore(t, tc.reset)
 		})
 	}

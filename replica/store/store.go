@@ -443,3 +443,15 @@ type Store interface {
 	// Close releases the store. Calls after Close return ErrClosed.
 	Close() error
 }
+
+// Placed is implemented by a Store that can tell where its data lives, in
+// a form that changes when the data is restored from a backup into
+// another place (another database or schema) while it stays the same for
+// every process opening the data where it is. The replica names its log
+// by it (replica.Replica.LogEpoch), so its peers learn of a restore.
+type Placed interface {
+	// Place returns the store's place. It is not secret and not unique
+	// across unrelated deployments; it only has to differ between a
+	// store and its restored copy.
+	Place(ctx context.Context) (string, error)
+}

@@ -682,3 +682,31 @@ func searchQuery(q store.Search) (string, []any) {
 
 // PacksChanges implements store.Packer: changes are stored compressed.
 func (s *Store) PacksChanges() bool { return true }
+
+var _ store.Placed = (*Store)(nil)
+
+// Place returns where the store's tables are: the cluster's system
+// identifier (where the role may read it), the database's and the meta
+// table's object IDs. Every process on the database sees the same place;
+// a dump restored into another database or schema, or another cluster,
+// is somewhere else, since restoring makes the tables anew. It names the
+// replica's log (replica.Replica.LogEpoch), so that devices learn of a
+// restore.
+func (s *Store) Place(ctx context.Context) (string, error) {
+	if err := s.check(); err != nil {
+		return "", err
+	}
+	var db, table uint32
+	err := s.pool.QueryRow(ctx, "SELECT d.oid, 'meta'::regclass::oid FROM pg_database d WHERE d.datname = current_database()").Scan(&db, &table)
+	if err != nil {
+		return "", s.readErr("read where the store is", err)
+	}
+	var system string
+	// pg_control_system is not every role's to call: without it, two
+	// clusters created alike may give a restore the place of its
+	// original (a restore into the same cluster never does).
+	if err := s.pool.QueryRow(ctx, "SELECT system_identifier::text FROM pg_control_system()").Scan(&system); err != nil {
+		system = "-"
+	}
+	return fmt.Sprintf("postgres:%s:%d:%d", system, db, table), nil
+}

@@ -445,3 +445,24 @@ func TestMigrationIndexesChartsBySearchKey(t *testing.T) {
 	assert.Empty(t, find("n:mwangi"), "and no longer by those of the migration")
 	assert.Equal(t, []string{"a"}, find("n:wanjiru"), "the roster of the same name is never found")
 }
+
+// Every process on one schema sees one place; the same data in another
+// schema (a dump restored there) is somewhere else.
+func TestPlaceTellsARestoredCopy(t *testing.T) {
+	ctx := context.Background()
+	conn, schema, other := pgtest.ConnString(t), pgtest.Schema(t), pgtest.Schema(t)
+	places := map[string]string{}
+	for i, s := range []string{schema, schema, other} {
+		st, err := postgres.Open(ctx, conn, postgres.Config{Schema: s})
+		require.NoError(t, err)
+		p, err := st.Place(ctx)
+		require.NoError(t, err)
+		require.NoError(t, st.Close())
+		require.NotEmpty(t, p)
+		if prev, ok := places[s]; ok {
+			assert.Equal(t, prev, p, "open %d of schema %s", i, s)
+		}
+		places[s] = p
+	}
+	assert.NotEqual(t, places[schema], places[other])
+}
