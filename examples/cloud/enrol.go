@@ -115,6 +115,14 @@ func enrol(ctx context.Context, fs *flag.FlagSet, at where, stdout, _ io.Writer)
 	if err != nil {
 		return err
 	}
+	// The cloud's own enrolment first, so that the roster the credential
+	// carries lets the device seal relay bundles for the cloud and check
+	// its replies (relayid.go).
+	if added, err := enrolCloud(ctx, st, authority, in.Replica, now); err != nil {
+		return err
+	} else if added {
+		fmt.Fprintf(stdout, "Enrolled the cloud (replica %s) in the relay roster: devices enrolled from now on can send it relay bundles.\n", in.Replica)
+	}
 	// The relay enrolment: the same device, the same keys, signed by the
 	// cloud's authority, added to the cloud's roster.
 	relay, err := authority.Enrol(pub, now, cred.Device.NotAfter.Sub(now))

@@ -30,9 +30,9 @@ func newGate(rep *replica.Replica, access accessLog, roster liveRoster, maxConcu
 var importCommand = &command{
 	name: "import",
 	args: "[-dir DIR] -from FOLDER",
-	help: "Apply the bundle files devices addressed to the cloud in a folder (a USB stick's), each checked and recorded in the access log\nas an HTTPS sync is, and write each accepted device's reply file there.",
+	help: "Apply the bundle files and relay bundles devices addressed to the cloud in a folder (a USB stick's, a phone's relay folder),\neach checked and recorded in the access log as an HTTPS sync is, and write each accepted device's reply there\n(a reply file; for relay bundles a reply sealed to the device and an acknowledgement). A relay bundle imported\nbefore is reported as a replay and applies nothing.",
 	flags: func(fs *flag.FlagSet) {
-		fs.String("from", "", "the folder holding the bundle files, e.g. /media/usb/chartsync (required)")
+		fs.String("from", "", "the folder holding the bundle files or relay bundles (*.relay, there or in its held folder), e.g. /media/usb/chartsync (required)")
 	},
 	run: importBundles,
 }
@@ -45,6 +45,11 @@ var importCommand = &command{
 // HTTPS), and answered with a reply file carrying the sender's clinic's
 // charts it lacks and the cloud's acknowledgement. The folder's other
 // files are left alone, and refused files stay where they are.
+// Then the relay bundles addressed to the cloud in the folder go through
+// the same gate, authenticated by the relay's signature instead
+// (relayimport.go), and a relay bundle applied before is reported as a
+// replay. Refusals are reported and make the command fail once every
+// bundle was tried; replays do not.
 func importBundles(ctx context.Context, fs *flag.FlagSet, at where, stdout, stderr io.Writer) error {
 	from := flagValue[string](fs, "from")
 	if from == "" {
@@ -104,13 +109,23 @@ func importBundles(ctx context.Context, fs *flag.FlagSet, at where, stdout, stde
 			refused = append(refused, bundleFile{path: f.path})
 		}
 	}
-	if len(files)+len(refused) == 0 {
-		fmt.Fprintf(stdout, "No bundle file for cloud replica %s in %s.\n", rep.ID(), from)
+	relayed, err := importRelayBundles(ctx, g, st, access, roster.Roster.Roster, from, stdout)
+	if err != nil {
+		return err
+	}
+	if len(files)+len(refused)+relayed.Total() == 0 {
+		fmt.Fprintf(stdout, "No bundle file or relay bundle for cloud replica %s in %s.\n", rep.ID(), from)
 		return nil
 	}
-	fmt.Fprintf(stdout, "Imported %d of %d bundle files.\n", accepted, accepted+len(refused))
-	if len(refused) > 0 {
-		return fmt.Errorf("%d bundle files refused (each named above; the access log records those refused for what they hold)", len(refused))
+	if len(files)+len(refused) > 0 {
+		fmt.Fprintf(stdout, "Imported %d of %d bundle files.\n", accepted, accepted+len(refused))
+	}
+	if relayed.Total() > 0 {
+		fmt.Fprintf(stdout, "Imported %d of %d relay bundles; %d had been imported before (replays, nothing applied).\n",
+			relayed.Imported, relayed.Total(), relayed.Replayed)
+	}
+	if n := len(refused) + relayed.Refused; n > 0 {
+		return fmt.Errorf("%d bundles refused (each named above; the access log records those refused for what they hold)", n)
 	}
 	return nil
 }
@@ -178,7 +193,7 @@ func bundleFiles(dir, cloud string) (files, refused []bundleFile, err error) {
 			continue
 		}
 		path := filepath.Join(dir, e.Name())
-		data, err := readBundleFile(path)
+		data, err := readRegular(path, maxBundleFileBytes)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
@@ -198,9 +213,9 @@ func bundleFiles(dir, cloud string) (files, refused []bundleFile, err error) {
 	return files, refused, nil
 }
 
-// readBundleFile reads a regular file of at most maxBundleFileBytes,
-// refusing symbolic links, directories and devices without opening them.
-func readBundleFile(path string) ([]byte, error) {
+// readRegular reads a regular file of at most limit bytes, refusing
+// symbolic links, directories and devices without opening them.
+func readRegular(path string, limit int64) ([]byte, error) {
 	fi, err := os.Lstat(path)
 	if err != nil {
 		return nil, err
@@ -208,8 +223,8 @@ func readBundleFile(path string) ([]byte, error) {
 	if !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("%s: %w", fi.Mode().Type(), file.ErrNotRegular)
 	}
-	if fi.Size() > maxBundleFileBytes {
-		return nil, fmt.Errorf("%d bytes, limit %d: %w", fi.Size(), maxBundleFileBytes, replica.ErrBundleTooLarge)
+	if fi.Size() > limit {
+		return nil, fmt.Errorf("%d bytes, limit %d: %w", fi.Size(), limit, replica.ErrBundleTooLarge)
 	}
 	f, err := os.Open(path)
 	if err != nil {
@@ -221,12 +236,12 @@ func readBundleFile(path string) ([]byte, error) {
 	} else if !os.SameFile(fi, ofi) {
 		return nil, fmt.Errorf("replaced while being opened: %w", file.ErrNotRegular)
 	}
-	data, err := io.ReadAll(io.LimitReader(f, maxBundleFileBytes+1))
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
 	if err != nil {
 		return nil, err
 	}
-	if len(data) > maxBundleFileBytes {
-		return nil, fmt.Errorf("grew past %d bytes: %w", maxBundleFileBytes, replica.ErrBundleTooLarge)
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("grew past %d bytes: %w", limit, replica.ErrBundleTooLarge)
 	}
 	return data, nil
 }

@@ -30,6 +30,7 @@ import (
 type importTablet struct {
 	rep  *replica.Replica
 	cred *httpsync.Credential
+	keys *device.Identity
 }
 
 func enrolTablet(t *testing.T, dir, clinic, name string) *importTablet {
@@ -49,7 +50,7 @@ func enrolTablet(t *testing.T, dir, clinic, name string) *importTablet {
 	require.NoError(t, err)
 	cred, err = cred.WithIdentity(keys)
 	require.NoError(t, err)
-	return &importTablet{rep: rep, cred: cred}
+	return &importTablet{rep: rep, cred: cred, keys: keys}
 }
 
 // chartWithPrescription registers a patient at clinic (by a nurse) and
