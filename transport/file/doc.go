@@ -20,7 +20,11 @@
 // fsync, rename, fsync of the directory; a failed export leaves nothing
 // behind. A new export replaces the older files from the same sender to
 // the same recipient, which it supersedes, so a directory holds at most one
-// file per direction. Importing a file twice changes nothing. A truncated,
+// file per direction. Importing a file twice changes nothing: a file
+// already applied (every position it carries already taken from its
+// sender, every change already held) is refused by ImportFile with
+// ErrReplayed, naming it, and passed over and reported by Import, since
+// files stay in their folder until replaced. A truncated,
 // damaged or renamed file is refused with an error matching ErrCorrupt or
 // a replica sentinel, and changes nothing.
 //

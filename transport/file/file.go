@@ -137,8 +137,10 @@ type Imported struct {
 	// Files lists every bundle file addressed to the replica that was
 	// tried, in the order it was tried.
 	Files []FileResult
-	// Sums over Files.
+	// Sums over Files. Replayed counts files already applied (their
+	// Err matches ErrReplayed), neither accepted nor rejected.
 	Accepted, Rejected  int
+	Replayed            int
 	Bytes               int // bytes of accepted files
 	Applied, Duplicates int // changes new to the replica, and already held
 }
@@ -170,17 +172,90 @@ func Import(ctx context.Context, r *replica.Replica, dir string) (Imported, erro
 // with ErrNotRegular and not opened. Files from one sender are applied
 // oldest bundle first.
 //
-// Applying a file already applied changes nothing, and a refused file
-// changes nothing. A refusal does not stop the import: the returned error
-// joins one *FileError per refused file (match ErrCorrupt, ErrNotRegular
-// and the replica sentinels with errors.Is), and Imported reports every
-// file either way. An error reading dir itself, or the context ending,
-// stops the import.
+// A refused file changes nothing. A refusal does not stop the import: the
+// returned error joins one *FileError per refused file (match ErrCorrupt,
+// ErrNotRegular and the replica sentinels with errors.Is), and Imported
+// reports every file either way. An error reading dir itself, or the
+// context ending, stops the import.
+//
+// A file already applied, which stays in dir until its sender's next
+// export replaces it, is passed over: it changes nothing, its sender's
+// last sync time included, and is reported in Imported (Replayed, and its
+// FileResult.Err matches ErrReplayed) but not in the returned error.
+// ImportFile, given that one file, refuses it with ErrReplayed. See
+// ImportFile for what already applied means.
 func ImportFrom(ctx context.Context, r *replica.Replica, peer, dir string) (Imported, error) {
 	if peer == "" {
 		return Imported{}, errors.New("import bundle files: no peer given")
 	}
 	return importDir(ctx, r, peer, dir)
+}
+
+// ImportFile applies one bundle file, at path, to r, and reports it as
+// Import would. The file's name must be a bundle file's name addressed to
+// r (ErrBadName, replica.ErrWrongRecipient). Errors are a *FileError
+// naming the file, matching what Import's do, or ErrReplayed for a file
+// already applied; a refused file changes nothing.
+//
+// A file already applied changes nothing, its sender's last sync time
+// included, and gives ErrReplayed. Already applied means: every
+// position the file carries was taken from its sender before (its
+// acknowledgement of the replica's log is no further than the sender was
+// known to have acknowledged, and it carries the sender's log no further
+// than the replica holds it), and every change it carries is held. It is
+// decided from the replica's positions, not from a record of files, so a
+// copy of an older file, under any name, is refused too, while a file
+// whose changes all came by another way (through a hub, say) but whose
+// positions are new is taken. A file whose positions the replica does not
+// take (an unsigned file at a replica with replica.Config.Keys) is never
+// found replayed: applied again, it brings nothing new.
+//
+// Finding a replay costs reading, twice, the bundle r would send the
+// file's sender (replica.MakeBundle), to learn r's positions for it.
+func ImportFile(ctx context.Context, r *replica.Replica, path string) (FileResult, error) {
+	name := filepath.Base(path)
+	n, err := ParseName(name)
+	if err != nil {
+		return FileResult{Path: path}, &FileError{Path: path, Err: err}
+	}
+	if n.To != r.ID() {
+		return FileResult{Path: path, From: n.From}, &FileError{Path: path, Err: fmt.Errorf("addressed to %s, not to %s: %w", n.To, r.ID(), replica.ErrWrongRecipient)}
+	}
+	data, err := readRegular(path)
+	if err != nil {
+		return FileResult{Path: path, From: n.From}, &FileError{Path: path, Err: err}
+	}
+	b, err := Parse(name, data)
+	if err != nil {
+		return FileResult{Path: path, From: n.From}, &FileError{Path: path, Err: err}
+	}
+	return apply(ctx, r, candidate{path: path, from: n.From, data: data, b: b})
+}
+
+// apply applies one checked bundle file to r. The error is a *FileError,
+// or the context's.
+func apply(ctx context.Context, r *replica.Replica, c candidate) (FileResult, error) {
+	res := FileResult{Path: c.path, From: c.from}
+	before, known := positionsOf(ctx, r, c.from)
+	got, err := r.Receive(ctx, c.data)
+	if err != nil {
+		if ctx.Err() != nil {
+			return res, err
+		}
+		res.Err = &FileError{Path: c.path, Err: err}
+		return res, res.Err
+	}
+	res.Received, res.Bytes = got, len(c.data)
+	if known && replayed(c.b, got, before) {
+		// Nothing was written (Receive writes nothing for a bundle
+		// that brings nothing): unless the positions moved after all.
+		if after, ok := positionsOf(ctx, r, c.from); ok && after == before {
+			res.Err = &FileError{Path: c.path, Err: fmt.Errorf("from %s, carrying its log up to position %d and its acknowledgement up to %d, already taken, and %d changes, already held: %w",
+				c.from, c.b.Upto, c.b.Ack, len(c.b.Changes), ErrReplayed)}
+			return res, res.Err
+		}
+	}
+	return res, nil
 }
 
 // candidate is a bundle file read and checked, waiting to be applied.
@@ -236,21 +311,58 @@ func importDir(ctx context.Context, r *replica.Replica, peer, dir string) (Impor
 		if err := ctx.Err(); err != nil {
 			return im, errors.Join(append(errs, err)...)
 		}
-		got, err := r.Receive(ctx, c.data)
-		if err != nil {
-			if ctx.Err() != nil {
-				return im, errors.Join(append(errs, err)...)
-			}
-			errs = append(errs, refuse(c.path, c.from, err))
+		res, err := apply(ctx, r, c)
+		switch {
+		case ctx.Err() != nil:
+			return im, errors.Join(append(errs, ctx.Err())...)
+		case errors.Is(err, ErrReplayed):
+			// Still in the folder, as files stay until replaced.
+			im.Files = append(im.Files, res)
+			im.Replayed++
+			continue
+		case err != nil:
+			im.Files = append(im.Files, res)
+			im.Rejected++
+			errs = append(errs, err)
 			continue
 		}
-		im.Files = append(im.Files, FileResult{Path: c.path, From: c.from, Received: got, Bytes: len(c.data)})
+		got := res.Received
+		im.Files = append(im.Files, res)
 		im.Accepted++
 		im.Bytes += len(c.data)
 		im.Applied += got.Applied
 		im.Duplicates += got.Duplicates
 	}
 	return im, errors.Join(errs...)
+}
+
+// positions is how far a replica holds a peer's log (Received), and how
+// far it knows the peer holds its own (Acked, within its head).
+type positions struct{ received, acked uint64 }
+
+// positionsOf returns r's positions for peer, as the bundle r would send
+// it states them (Ack, Base); false if r makes none (a forked replica,
+// whose Receive refuses the file anyway).
+func positionsOf(ctx context.Context, r *replica.Replica, peer string) (positions, bool) {
+	out, err := r.MakeBundle(ctx, peer)
+	if err != nil {
+		return positions{}, false
+	}
+	b, err := replica.DecodeBundle(out.Data)
+	if err != nil {
+		return positions{}, false
+	}
+	return positions{received: b.Ack, acked: b.Base}, true
+}
+
+// replayed reports whether b, received as got by a replica whose
+// positions for b's sender were p before, was applied before: it carried
+// no change the replica lacked and no position it had not taken.
+func replayed(b *replica.Bundle, got replica.Received, p positions) bool {
+	// A bundle with no position and no change tells nothing (a first
+	// contact is one): it is never found replayed.
+	return (b.Upto > 0 || b.Ack > 0) && got.Applied == 0 && got.Held == 0 && got.Duplicates == len(b.Changes) &&
+		b.Upto <= p.received && b.Ack <= p.acked
 }
 
 // readRegular reads a regular file of at most maxFileBytes, refusing

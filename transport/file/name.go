@@ -22,6 +22,11 @@ var (
 	ErrNotRegular = errors.New("bundle file is not a regular file")
 	// ErrBadName: a name that is not a bundle file's name.
 	ErrBadName = errors.New("not a bundle file name")
+	// ErrReplayed: a bundle file already applied: every position it
+	// carries is one the replica has already taken from its sender, and
+	// every change it carries is already held (see Import). Nothing of
+	// it is applied again.
+	ErrReplayed = errors.New("bundle file already applied")
 )
 
 // File names are
