@@ -9,7 +9,7 @@ import (
 	"os"
 	"strings"
 
-	sqlite3 "github.com/mattn/go-sqlite3"
+	sqlite3 "github.com/mutecomm/go-sqlcipher/v4"
 )
 
 // Check runs SQLite's own check of the database and returns the problems
@@ -106,7 +106,7 @@ func Backup(ctx context.Context, src, dst string) (err error) {
 	}()
 	q := url.Values{}
 	q.Set("mode", "rw") // never create src
-	db, err := sql.Open("sqlite3", dsn(src, q))
+	db, err := sql.Open(driverName, dsn(src, q))
 	if err != nil {
 		return fmt.Errorf("back up %s: %w", src, err)
 	}
@@ -139,7 +139,7 @@ func CheckFile(ctx context.Context, path string, full bool, max int) ([]string, 
 	q := url.Values{}
 	q.Set("mode", "ro")
 	q.Set("immutable", "1")
-	db, err := sql.Open("sqlite3", "file:"+path+"?"+q.Encode())
+	db, err := sql.Open(driverName, "file:"+path+"?"+q.Encode())
 	if err != nil {
 		return nil, fmt.Errorf("check %s: %w", path, err)
 	}

@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -37,7 +38,7 @@ func TestClinicLogQueryReadsOnlyTheClinic(t *testing.T) {
 			var id, parent, unused int
 			var detail string
 			require.NoError(t, rows.Scan(&id, &parent, &unused, &detail))
-			plan = append(plan, detail)
+			plan = append(plan, planStep(detail))
 		}
 		require.NoError(t, rows.Err())
 		rows.Close()
@@ -71,7 +72,7 @@ func TestSearchQueryReadsOnlyItsKeys(t *testing.T) {
 			var id, parent, unused int
 			var detail string
 			require.NoError(t, rows.Scan(&id, &parent, &unused, &detail))
-			plan = append(plan, detail)
+			plan = append(plan, planStep(detail))
 		}
 		require.NoError(t, rows.Err())
 		rows.Close()
@@ -83,4 +84,15 @@ func TestSearchQueryReadsOnlyItsKeys(t *testing.T) {
 				"%+v: the plan %q scans a table", q, plan)
 		}
 	}
+}
+
+// tableStep matches the start of a step of a plan that reads a table, as
+// SQLite before 3.36 words it ("SEARCH TABLE changes AS c") and after
+// ("SEARCH c").
+var tableStep = regexp.MustCompile(`^(SEARCH|SCAN) (?:TABLE |SUBQUERY )?(?:\S+ AS )?`)
+
+// planStep returns a step of a plan in the words of SQLite 3.36 on: a
+// table is named by its alias when it has one.
+func planStep(detail string) string {
+	return tableStep.ReplaceAllString(detail, "$1 ")
 }

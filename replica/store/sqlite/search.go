@@ -178,7 +178,7 @@ func searchQuery(q store.Search) (string, []any) {
 	if limit <= 0 {
 		limit = -1
 	}
-	return "WITH found(n) AS MATERIALIZED (" + strings.Join(terms, " INTERSECT ") + ")" +
+	return "WITH found(n) AS (" + strings.Join(terms, " INTERSECT ") + ")" +
 		" SELECT " + chartColsOf("ch", "k.keys") + " FROM found f CROSS JOIN search_charts k ON k.n = f.n" +
 		" CROSS JOIN charts ch ON ch.id = k.id WHERE ch.kind = '' ORDER BY ch.id LIMIT ?", append(args, limit)
 }

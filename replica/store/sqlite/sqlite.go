@@ -2,11 +2,17 @@
 // WAL mode with synchronous=FULL, so a Write that returns nil has been
 // fsynced and survives kill -9 and power loss.
 //
-// It uses github.com/mattn/go-sqlite3. cgo is already required by
-// automerge-go, and that driver compiles SQLite's own C sources, whose WAL
-// and fsync behaviour is the most widely exercised there is; the pure-Go
-// modernc.org/sqlite is a translation of the same code, slower for writes,
-// and would buy nothing here since the build needs a C compiler anyway.
+// It uses github.com/mutecomm/go-sqlcipher/v4, a build of the
+// database/sql driver github.com/mattn/go-sqlite3 around SQLCipher 4.4.2
+// (SQLite 3.33.0 with page encryption; its crypto is the bundled
+// libtomcrypt, no OpenSSL), so that a device's database can be encrypted
+// at rest. cgo is already required by automerge-go, and the driver
+// compiles SQLite's own C sources, whose WAL and fsync behaviour is the
+// most widely exercised there is. Only one SQLite can be linked into a
+// program (the two drivers' C symbols clash), so nothing in chartsync
+// imports github.com/mattn/go-sqlite3. SQLite 3.33 lacks RETURNING,
+// MATERIALIZED and (in this build) JSON1: the store's SQL does without
+// them, and reads a chart's scope with a function of its own (scope_has).
 //
 // # Usage
 //
@@ -124,7 +130,7 @@ import (
 	"syscall"
 	"time"
 
-	sqlite3 "github.com/mattn/go-sqlite3" // registers the "sqlite3" driver
+	sqlite3 "github.com/mutecomm/go-sqlcipher/v4" // registers the "sqlite3" driver
 
 	"github.com/chartsync/chartsync/crdt"
 	"github.com/chartsync/chartsync/replica/internal/zchange"
@@ -257,7 +263,7 @@ func openWriting(ctx context.Context, path string) (*sql.DB, error) {
 	q.Set("_journal_mode", "WAL")
 	q.Set("_synchronous", "FULL")
 	q.Set("_txlock", "immediate")
-	db, err := sql.Open("sqlite3", dsn(path, q))
+	db, err := sql.Open(driverName, dsn(path, q))
 	if err != nil {
 		return nil, err
 	}
@@ -290,7 +296,7 @@ func openReading(ctx context.Context, path string) (*sql.DB, error) {
 	q.Set("mode", "rw") // do not create
 	q.Set("_locking_mode", "EXCLUSIVE")
 	q.Set("_query_only", "1")
-	db, err := sql.Open("sqlite3", dsn(path, q))
+	db, err := sql.Open(driverName, dsn(path, q))
 	if err != nil {
 		return nil, err
 	}
@@ -383,16 +389,38 @@ CREATE TABLE clinic_log (
 ) WITHOUT ROWID;`
 
 // buildClinicLog fills the index by clinic from the charts' scopes and the
-// log, for a database made before it existed.
-const buildClinicLog = `
-INSERT OR IGNORE INTO clinics(name)
-	SELECT DISTINCT j.value FROM charts ch, json_each(ch.scope) j
-	WHERE json_valid(ch.scope) AND j.type = 'text';
-INSERT OR IGNORE INTO clinic_log(clinic, seq)
-	SELECT k.id, c.seq FROM charts ch, json_each(ch.scope) j
-	JOIN clinics k ON k.name = j.value
-	JOIN changes c ON c.chart = ch.id
-	WHERE json_valid(ch.scope) AND j.type = 'text';`
+// log, for a database made before it existed, in tx.
+func buildClinicLog(ctx context.Context, tx *sql.Tx) error {
+	rows, err := tx.QueryContext(ctx, "SELECT id, scope FROM charts")
+	if err != nil {
+		return err
+	}
+	scopes := map[string][]string{}
+	for rows.Next() {
+		var id, scope string
+		if err := rows.Scan(&id, &scope); err != nil {
+			rows.Close()
+			return err
+		}
+		scopes[id] = scopeClinics(scope)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for chart, clinics := range scopes {
+		for _, c := range clinics {
+			if _, err := tx.ExecContext(ctx, "INSERT OR IGNORE INTO clinics(name) VALUES(?)", c); err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO clinic_log(clinic, seq)
+				SELECT k.id, c.seq FROM clinics k JOIN changes c ON c.chart = ? WHERE k.name = ?`, chart, c); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
 
 // migrate brings a database made by an earlier version up to the schema:
 // the change signature and document kind columns came later, and so did
@@ -427,7 +455,7 @@ func migrateClinicLog(ctx context.Context, db *sql.DB) error {
 	if _, err := tx.ExecContext(ctx, clinicLogSchema); err != nil {
 		return fmt.Errorf("index the log by clinic: %w", err)
 	}
-	if _, err := tx.ExecContext(ctx, buildClinicLog); err != nil {
+	if err := buildClinicLog(ctx, tx); err != nil {
 		return fmt.Errorf("index the log by clinic: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
@@ -614,14 +642,14 @@ func logForQuery(q store.LogQuery, indexed bool) (string, []any) {
 	case q.Chart != "":
 		where, args = append(where, "c.chart = ?"), append(args, q.Chart)
 		if q.Clinic != "" {
-			where = append(where, "EXISTS (SELECT 1 FROM charts ch, json_each(ch.scope) j WHERE ch.id = c.chart AND json_valid(ch.scope) AND j.value = ?)")
+			where = append(where, "EXISTS (SELECT 1 FROM charts ch WHERE ch.id = c.chart AND scope_has(ch.scope, ?))")
 			args = append(args, q.Clinic)
 		}
 	case q.Clinic != "" && indexed:
 		from, seq = "clinic_log l JOIN changes c ON c.seq = l.seq", "l.seq"
 		where, args = append(where, "l.clinic = (SELECT id FROM clinics WHERE name = ?)"), append(args, q.Clinic)
 	case q.Clinic != "":
-		where = append(where, "EXISTS (SELECT 1 FROM charts ch, json_each(ch.scope) j WHERE ch.id = c.chart AND json_valid(ch.scope) AND j.value = ?)")
+		where = append(where, "EXISTS (SELECT 1 FROM charts ch WHERE ch.id = c.chart AND scope_has(ch.scope, ?))")
 		args = append(args, q.Clinic)
 	}
 	where, args = append(where, seq+" > ?", seq+" <= ?"), append(args, q.After, upto)
@@ -1215,7 +1243,10 @@ func (ix *clinicIndex) id(ctx context.Context, clinic string) (int64, error) {
 	var id int64
 	err := ix.tx.QueryRowContext(ctx, "SELECT id FROM clinics WHERE name = ?", clinic).Scan(&id)
 	if errors.Is(err, sql.ErrNoRows) {
-		err = ix.tx.QueryRowContext(ctx, "INSERT INTO clinics(name) VALUES(?) RETURNING id", clinic).Scan(&id)
+		var res sql.Result
+		if res, err = ix.tx.ExecContext(ctx, "INSERT INTO clinics(name) VALUES(?)", clinic); err == nil {
+			id, err = res.LastInsertId()
+		}
 	}
 	if err != nil {
 		return 0, fmt.Errorf("clinic %s: %w", clinic, err)

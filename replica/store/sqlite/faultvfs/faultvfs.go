@@ -40,7 +40,7 @@ import (
 	"syscall"
 	"unsafe"
 
-	_ "github.com/mattn/go-sqlite3" // links the SQLite this VFS wraps
+	_ "github.com/mutecomm/go-sqlcipher/v4" // links the SQLite this VFS wraps
 )
 
 // Name is the VFS's name, for a "vfs=" DSN parameter.

@@ -1,7 +1,7 @@
 // The parts of SQLite's VFS interface (https://sqlite.org/c3ref/vfs.html,
 // https://sqlite.org/c3ref/io_methods.html) this wrapper uses, declared as
 // that stable interface defines them. The functions are those of the
-// SQLite that github.com/mattn/go-sqlite3 links into the program.
+// SQLite that github.com/mutecomm/go-sqlcipher/v4 links into the program.
 
 #ifndef CHARTSYNC_FAULTVFS_H
 #define CHARTSYNC_FAULTVFS_H

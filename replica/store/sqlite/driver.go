@@ -1,0 +1,49 @@
+package sqlite
+
+import (
+	"database/sql"
+	"encoding/json"
+
+	sqlite3 "github.com/mutecomm/go-sqlcipher/v4"
+)
+
+// driverName is the database/sql driver the store opens its databases
+// with: the SQLCipher build of SQLite (github.com/mutecomm/go-sqlcipher),
+// with the functions the store's SQL uses added to every connection.
+// That SQLite (3.33) is built without JSON1, so a chart's scope (a JSON
+// array of clinic IDs) is read by scope_has, in Go.
+const driverName = "chartsync-sqlite"
+
+func init() {
+	sql.Register(driverName, &sqlite3.SQLiteDriver{ConnectHook: func(c *sqlite3.SQLiteConn) error {
+		return c.RegisterFunc("scope_has", scopeHas, true)
+	}})
+}
+
+// scopeHas reports whether scope, a chart's stored scope, holds clinic.
+// A scope that is not a JSON array holds nothing, and only its strings
+// are clinics.
+func scopeHas(scope, clinic string) bool {
+	for _, c := range scopeClinics(scope) {
+		if c == clinic {
+			return true
+		}
+	}
+	return false
+}
+
+// scopeClinics returns the clinics of a stored scope: the strings of a
+// JSON array, none for anything else.
+func scopeClinics(scope string) []string {
+	var elems []any
+	if err := json.Unmarshal([]byte(scope), &elems); err != nil {
+		return nil
+	}
+	var out []string
+	for _, e := range elems {
+		if s, ok := e.(string); ok {
+			out = append(out, s)
+		}
+	}
+	return out
+}
