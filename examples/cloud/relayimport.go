@@ -262,7 +262,10 @@ func (ri *relayImport) recordRefusal(ctx context.Context, sender, code string, e
 // the new one carries what they did.
 func (ri *relayImport) answer(ctx context.Context, sender string, replies []relayFile) error {
 	now := ri.now()
-	acks, err := relay.Acknowledge(ri.id, sender, ri.taken[sender], now)
+	taken := slices.CompactFunc(slices.SortedFunc(slices.Values(ri.taken[sender]), func(x, y relay.Header) int {
+		return cmp.Compare(x.Key(), y.Key())
+	}), func(x, y relay.Header) bool { return x.Key() == y.Key() }) // a replayed copy of a bundle taken once
+	acks, err := relay.Acknowledge(ri.id, sender, taken, now)
 	if err != nil {
 		return fmt.Errorf("acknowledge to %s: %w", sender, err)
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -178,6 +179,25 @@ func TestImportRelayChecksAndRecordsLikeHTTPS(t *testing.T) {
 	assert.Equal(t, cloudAgain[carriedChart], headsOf(t, carried.rep)[carriedChart], "the tablet and the cloud agree on its chart")
 }
 
+// codesOf returns the refusal codes of access log entries, in order.
+func codesOf(es []audit.Entry) []string {
+	var out []string
+	for _, e := range es {
+		code, _, _ := strings.Cut(e.Detail, ": ")
+		out = append(out, code)
+	}
+	return out
+}
+
+// byCode returns access log entries by their refusal code.
+func byCode(es []audit.Entry) map[string]audit.Entry {
+	out := map[string]audit.Entry{}
+	for i, code := range codesOf(es) {
+		out[code] = es[i]
+	}
+	return out
+}
+
 func headsOf(t *testing.T, r *replica.Replica) map[string]string {
 	t.Helper()
 	cs, err := r.Find(context.Background(), "", 0)
@@ -233,6 +253,14 @@ func TestImportRelayRefusesLikeHTTPS(t *testing.T) {
 	sealed, err := rogueEnd.SealBundle(rogue.cred.CloudReplica, forged)
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(filepath.Join(phone, "rogue.relay"), sealed, 0o600))
+	// The rogue tablet passes off the lost tablet's bundle as its own.
+	passedOff := revoked.bundle(t)
+	status, httpsCode = rogue.post(t, passedOff)
+	assert.Equal(t, http.StatusForbidden, status, "another device's bundle over HTTPS")
+	assert.Equal(t, httpsync.CodeWrongSender, httpsCode)
+	sealedOff, err := rogueEnd.SealBundle(rogue.cred.CloudReplica, passedOff)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(phone, "passed-off.relay"), sealedOff, 0o600))
 	exit, _ := stop()
 	require.Equal(t, 0, exit)
 
@@ -266,30 +294,34 @@ func TestImportRelayRefusesLikeHTTPS(t *testing.T) {
 	for _, want := range []string{
 		"from " + revoked.rep.ID() + "): " + httpsync.CodeRevokedCredential,
 		"from " + rogue.rep.ID() + ", clinic kamuga): " + httpsync.CodeForgedChange,
+		"from " + rogue.rep.ID() + "): " + httpsync.CodeWrongSender,
 		"from " + strangerKeys.ReplicaID() + "): " + httpsync.CodeBadCredential,
 		"Refused damaged.relay: " + httpsync.CodeMalformed,
-		"Imported 0 of 4 relay bundles",
+		"Imported 0 of 5 relay bundles",
 	} {
 		assert.Contains(t, stdout, want)
 	}
 	assert.Equal(t, before, cloudHeads(t, dir), "nothing of a refused relay bundle reached the cloud's charts")
 
 	rogueLog := accessOf(t, dir, rogue.rep.ID())
-	require.Len(t, rogueLog, len(accessBefore[rogue.rep.ID()])+1, "the forged change is recorded as over HTTPS: %+v", rogueLog)
-	last := rogueLog[len(rogueLog)-1]
-	assert.Equal(t, sameWork(accessBefore[rogue.rep.ID()][len(accessBefore[rogue.rep.ID()])-1:]), sameWork([]audit.Entry{last}),
-		"the relay bundle's refusal is recorded as the HTTPS one")
+	overHTTPS := accessBefore[rogue.rep.ID()]
+	require.Len(t, overHTTPS, 2, "the forged change and the passed-off bundle refused over HTTPS: %+v", overHTTPS)
+	require.Len(t, rogueLog, 4, "the relay bundles' refusals are recorded as over HTTPS: %+v", rogueLog)
+	byRelay := byCode(rogueLog[2:])
+	assert.ElementsMatch(t, codesOf(overHTTPS), slices.Collect(maps.Keys(byRelay)), "each relay bundle is recorded with the code HTTPS gave it")
+	assert.Equal(t, sameWork(overHTTPS[:1]), sameWork([]audit.Entry{byRelay[httpsync.CodeForgedChange]}),
+		"the forged change's refusal is recorded as the HTTPS one")
 	assert.Equal(t, accessBefore[revoked.rep.ID()], accessOf(t, dir, revoked.rep.ID()),
 		"a revoked device's relay bundle is refused before its signature is checked, so it names no one, as a refused handshake")
 	assert.Empty(t, accessOf(t, dir, strangerKeys.ReplicaID()), "a device no one enrolled is no one")
 
-	for _, name := range []string{"rogue.relay", "stranger.relay", "damaged.relay"} {
+	for _, name := range []string{"rogue.relay", "passed-off.relay", "stranger.relay", "damaged.relay"} {
 		assert.FileExists(t, filepath.Join(phone, name), "a refused relay bundle stays where it is")
 	}
 	assert.Len(t, heldFiles(t, phone), 1, "the revoked tablet's bundle stays on the phone")
 	names, err := filepath.Glob(filepath.Join(phone, "*.relay"))
 	require.NoError(t, err)
-	assert.Len(t, names, 3, "no reply and no acknowledgement for refused bundles")
+	assert.Len(t, names, 4, "no reply and no acknowledgement for refused bundles")
 }
 
 // TestImportRelayReplay: a relay bundle imported again, from the same
