@@ -204,6 +204,14 @@ func (g *Gate) Receive(ctx context.Context, s Sender, data []byte) (replica.Rece
 
 // refused records a refusal in the access log (a failure to record it is
 // logged: the refusal stands either way).
+// Refused records a refusal a courier made before any bundle reached the
+// gate (a revoked device's TLS handshake) as the gate records its own: in
+// its log and, as an audit.Refused entry, in the access log, so that a
+// refused device shows alike whichever courier it came by.
+func (g *Gate) Refused(ctx context.Context, s Sender, code string, err error) {
+	g.refused(ctx, s, code, err)
+}
+
 func (g *Gate) refused(ctx context.Context, s Sender, code string, err error) {
 	g.log.Info("bundle refused", "code", code, "device", s.Name, "replica", s.Replica, "clinic", s.Clinic, "err", err)
 	if g.cfg.AccessLog == nil {

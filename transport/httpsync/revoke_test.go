@@ -10,6 +10,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/chartsync/chartsync/audit"
+	"github.com/chartsync/chartsync/replica/gate"
 	"github.com/chartsync/chartsync/transport/httpsync"
 )
 
@@ -56,7 +58,8 @@ func TestRevokedDeviceIsRefused(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rv := &revocations{}
-			c, hs, ln := resumeCloud(t, cloudOptions{memory: true, config: httpsync.Config{CheckDevice: rv.check}})
+			access := &entriesLog{}
+			c, hs, ln := resumeCloud(t, cloudOptions{memory: true, config: httpsync.Config{CheckDevice: rv.check, AccessLog: access}})
 			d := agreed(t, c, ln)
 			other := c.newDevice(t, "kamuga", "kamuga-laptop", fastRetries())
 			file := ""
@@ -98,7 +101,39 @@ func TestRevokedDeviceIsRefused(t *testing.T) {
 				assert.Equal(t, before.Revoked+int64(len(verified)), after.Revoked, "every handshake of the revoked device was refused")
 				assert.Equal(t, tc.session, verified[0].DidResume, "the handshake refused was resumed: %v", tc.session)
 			}
+			refused := access.refusedOf(d.rep.ID())
+			require.NotEmpty(t, refused, "the access log records the revoked device's refusal, as it does one from a file")
+			for _, e := range refused {
+				assert.Contains(t, e.Detail, gate.CodeRevokedCredential)
+				assert.Equal(t, "kamuga", e.Clinic)
+			}
 			other.sync(t) // another device of the clinic still syncs
 		})
 	}
+}
+
+// entriesLog is an access log in memory.
+type entriesLog struct {
+	mu sync.Mutex
+	es []audit.Entry
+}
+
+func (l *entriesLog) Append(_ context.Context, es ...audit.Entry) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.es = append(l.es, es...)
+	return nil
+}
+
+// refusedOf returns the refusals recorded of a device.
+func (l *entriesLog) refusedOf(replicaID string) []audit.Entry {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []audit.Entry
+	for _, e := range l.es {
+		if e.Action == audit.Refused && e.Device == replicaID {
+			out = append(out, e)
+		}
+	}
+	return out
 }

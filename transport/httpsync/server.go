@@ -332,6 +332,7 @@ func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request) (Device, 
 	if err == nil && h.cfg.CheckDevice != nil {
 		if cerr := h.cfg.CheckDevice(r.Context(), dev); errors.Is(cerr, ErrCredentialRevoked) {
 			h.stats.revoked.Add(1)
+			h.gate.Refused(r.Context(), dev.sender(), gate.CodeRevokedCredential, cerr)
 			err = cerr
 		} else if cerr != nil {
 			h.fail(w, r, http.StatusServiceUnavailable, CodeUnavailable, "the cloud cannot check the device's enrolment just now; try again shortly", cerr)
@@ -385,6 +386,7 @@ func (h *Handler) VerifyConnection(cs tls.ConnectionState) error {
 	}
 	h.stats.revoked.Add(1)
 	h.log.Info("handshake refused: device revoked", "device", dev.Name, "replica", dev.Replica, "clinic", dev.Clinic, "resumed", cs.DidResume)
+	h.gate.Refused(ctx, dev.sender(), gate.CodeRevokedCredential, err)
 	return fmt.Errorf("device %s (replica %s): %w", dev.Name, dev.Replica, err)
 }
 
