@@ -70,6 +70,15 @@ func FuzzParseRelayBundle(f *testing.F) {
 		if env.Verify(w.roster) == nil && !bytes.Equal(genuine[env.Key()], env.signed) {
 			t.Fatal("a changed bundle verified")
 		}
+		// Unseal, the checks without the applying, refuses and opens
+		// what Open does.
+		if u, err := Unseal(data, b.id, w.roster, w.clock.Now()); err != nil {
+			if !isBadInput(err) {
+				t.Fatalf("unseal refused with an untyped error: %v", err)
+			}
+		} else if !bytes.Equal(genuine[u.Key()], env.signed) {
+			t.Fatal("unseal opened a changed bundle")
+		}
 		before := snapshot(t, b.r)
 		if _, err := b.e.Open(ctx, data); err != nil {
 			if !isBadInput(err) {
