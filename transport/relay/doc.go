@@ -23,7 +23,8 @@
 // enrolled key — all before it decrypts anything — then that the
 // decrypted replica bundle names the same sender and recipient as the
 // signed header (so one enrolled device cannot pass off another's log),
-// and only then hands it to replica.Receive. Each refusal is a typed error
+// and only then hands it to replica.Receive (an Endpoint), or back to its
+// caller (Unseal). Each refusal is a typed error
 // (see BadInput) and changes nothing.
 //
 // The hop count is deliberately outside the signature: every relay
@@ -99,6 +100,20 @@
 // last bundle expired unacknowledged. Bundles in the node stay until
 // acknowledged or expired, so a phone lost on the way loses nothing: the
 // next carrier takes them again. Endpoint.Link(peer) is a transport.Link.
+//
+// # Recipients that apply bundles their own way
+//
+// A recipient that does not hand what it receives straight to its replica
+// — a cloud serving many devices applies each bundle through its policy
+// (package replica/gate), the same for every courier — opens relay bundles
+// with Unseal: the same checks as an endpoint, in the same order, and the
+// replica bundle inside with the sender's enrolment (its clinic), applied
+// by nobody and remembered by nobody. Such a recipient keeps its own
+// record of the bundles it applied (by Header.Key, until they expire) to
+// refuse a replay with ErrReplayed, answers with Seal (a replica bundle
+// sealed to the sender) and acknowledges with Acknowledge; a node adopts
+// both like any bundle. The cloud's "import -from FOLDER" does this with a
+// phone's relay folder.
 //
 // # Usage
 //
