@@ -23,11 +23,18 @@ import (
 // that syncs it with url.
 func enrolledDevice(t *testing.T, name, clinic string, at []string) (*replica.Replica, *httpsync.Credential) {
 	t.Helper()
-	keys, err := device.Generate(replica.NewID(), clinic)
-	require.NoError(t, err)
+	keys, cred := enrolKeys(t, name, clinic, at)
 	rep, err := replica.New(context.Background(), store.NewMem(), replica.Config{Signer: keys})
 	require.NoError(t, err)
 	t.Cleanup(func() { rep.Close() })
+	return rep, cred
+}
+
+// enrolKeys makes a device identity and enrols it with cloud enrol.
+func enrolKeys(t *testing.T, name, clinic string, at []string) (*device.Identity, *httpsync.Credential) {
+	t.Helper()
+	keys, err := device.Generate(replica.NewID(), clinic)
+	require.NoError(t, err)
 	req := filepath.Join(t.TempDir(), "enrol-request.pem")
 	require.NoError(t, os.WriteFile(req, keys.RequestPEM(), 0o644))
 	out := filepath.Join(t.TempDir(), name+".pem")
@@ -37,7 +44,7 @@ func enrolledDevice(t *testing.T, name, clinic string, at []string) (*replica.Re
 	require.NoError(t, err)
 	cred, err = cred.WithIdentity(keys)
 	require.NoError(t, err)
-	return rep, cred
+	return keys, cred
 }
 
 func syncWith(t *testing.T, rep *replica.Replica, cred *httpsync.Credential, addr string) httpsync.Report {
