@@ -22,6 +22,28 @@
 // recording who made it (user, role, device) and when; View.History lists
 // the changes in words.
 //
+// # Clocks
+//
+// Checks that depend on today's date (a birth date or estimated birth
+// year not after this year, a diagnosis onset, specimen or encounter not
+// in the future) take today as the latest of the device's clock (the time
+// given to Do or New), the chart's latest change as its writes record it,
+// and ReleaseDate, a day this release of the software is known to run
+// after. So a device whose clock was reset to 1970 still edits a patient
+// born in 1990, and a device whose clock is behind another's still takes
+// a value that was plausible there. The clock is reported wrong when it
+// reads a time before ReleaseDate, or more than a day before the chart's
+// latest change: the edit is made all the same (carrying the clock's time,
+// which is what the device says), and its Result.Clock is a *ClockError
+// (ErrClock) for the app to show, so that someone sets the clock; a value
+// refused even against that reference is refused with a ValidationError
+// that names the clock as well as the field, and an encounter needs its
+// date given rather than taken from the wrong clock. A clock ahead of the
+// true time cannot be told from a chart left alone for a while: its edits
+// are made, dates up to its time are not refused as future, and once the
+// clock is set right the chart's latest change, "in the future", is the
+// reference, with Result.Clock saying one of the two clocks is wrong.
+//
 // # How a chart is stored
 //
 // Every entry has a UUID, so concurrent additions never collide. Every

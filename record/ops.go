@@ -150,7 +150,9 @@ var patientFields = []struct {
 	{"home_clinic", func(p *Patient) *string { return &p.HomeClinic }},
 }
 
-func checkPatient(p Patient, at time.Time) error {
+// checkPatient checks a patient's demographics; now is today's date as
+// the checks take it (see today).
+func checkPatient(p Patient, now time.Time) error {
 	if strings.TrimSpace(p.GivenName) == "" && strings.TrimSpace(p.FamilyName) == "" {
 		return invalid("given_name", "a given or family name is required")
 	}
@@ -168,11 +170,11 @@ func checkPatient(p Patient, at time.Time) error {
 		if err != nil {
 			return invalid("birth_date", "%q is not a date (YYYY-MM-DD)", p.BirthDate)
 		}
-		if d.After(at) || d.Year() < 1880 {
+		if d.After(now) || d.Year() < 1880 {
 			return invalid("birth_date", "%s is not a plausible birth date", p.BirthDate)
 		}
 	}
-	if y := p.EstimatedBirthYear; y != 0 && (y < 1880 || y > at.Year()) {
+	if y := p.EstimatedBirthYear; y != 0 && (y < 1880 || y > now.Year()) {
 		return invalid("estimated_birth_year", "%d is not a plausible birth year", y)
 	}
 	return nil
@@ -180,7 +182,8 @@ func checkPatient(p Patient, at time.Time) error {
 
 func (r Register) registerPlan(chartID string, at time.Time) (*plan, error) {
 	p := Patient(r)
-	if err := checkPatient(p, at); err != nil {
+	now, _ := today(at, time.Time{})
+	if err := checkPatient(p, now); err != nil {
 		return nil, err
 	}
 	pl := &plan{op: "register", entry: chartID}
@@ -232,7 +235,8 @@ func (u UpdateDemographics) plan(s *state, at time.Time) (*plan, error) {
 	if u.EstimatedBirthYear != nil {
 		next.EstimatedBirthYear = *u.EstimatedBirthYear
 	}
-	if err := checkPatient(next, at); err != nil {
+	now, _ := s.today(at)
+	if err := checkPatient(next, now); err != nil {
 		return nil, err
 	}
 	p := &plan{op: "update-demographics", entry: s.chartID}
@@ -412,7 +416,8 @@ func (d Diagnose) plan(s *state, at time.Time) (*plan, error) {
 		return nil, invalid("verification", "a new diagnosis cannot be entered in error")
 	}
 	if d.Onset != "" {
-		if t, err := time.Parse(time.DateOnly, d.Onset); err == nil && t.After(at) {
+		now, _ := s.today(at)
+		if t, err := time.Parse(time.DateOnly, d.Onset); err == nil && t.After(now) {
 			return nil, invalid("onset", "%s is in the future", d.Onset)
 		}
 	}
@@ -742,7 +747,7 @@ func (l RecordLabResult) plan(s *state, at time.Time) (*plan, error) {
 	if l.SpecimenAt.IsZero() {
 		return nil, invalid("specimen_at", "the specimen time is required")
 	}
-	if l.SpecimenAt.After(at.Add(24 * time.Hour)) {
+	if now, _ := s.today(at); l.SpecimenAt.After(now.Add(24 * time.Hour)) {
 		return nil, invalid("specimen_at", "%s is in the future", l.SpecimenAt.Format(time.RFC3339))
 	}
 	if l.Status == "" {
@@ -957,10 +962,15 @@ type AddEncounter struct {
 }
 
 func (a AddEncounter) plan(s *state, at time.Time) (*plan, error) {
+	now, clock := s.today(at)
 	if a.Date == "" {
+		if clock != nil {
+			// Today, by a wrong clock, would be a wrong date.
+			return nil, invalid("date", "the encounter's date is required while the device's clock is wrong")
+		}
 		a.Date = at.UTC().Format(time.DateOnly)
 	}
-	if d, err := time.Parse(time.DateOnly, a.Date); err == nil && d.After(at.Add(24*time.Hour)) {
+	if d, err := time.Parse(time.DateOnly, a.Date); err == nil && d.After(now.Add(24*time.Hour)) {
 		return nil, invalid("date", "%s is in the future", a.Date)
 	}
 	if err := required("complaint", a.Complaint); err != nil {

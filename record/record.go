@@ -34,6 +34,11 @@ type Chart struct {
 type Result struct {
 	Change  crdt.Change
 	EntryID string
+	// Clock, if not nil, is a *ClockError: the device's clock is
+	// obviously wrong, and the checks that depend on today's date used
+	// another reference. The change was made, with the clock's time; an
+	// app shows the error so that someone sets the clock.
+	Clock error
 }
 
 // message is the JSON commit message of every change: who did what.
@@ -60,8 +65,9 @@ func New(chartID, actor string, by Author, at time.Time, reg Register) (*Chart, 
 		return nil, Result{}, err
 	}
 	pl, err := reg.registerPlan(chartID, at)
+	_, clock := today(at, time.Time{})
 	if err != nil {
-		return nil, Result{}, err
+		return nil, Result{}, blameClock(err, clock)
 	}
 	if err := pl.check(); err != nil {
 		return nil, Result{}, err
@@ -90,7 +96,11 @@ func New(chartID, actor string, by Author, at time.Time, reg Register) (*Chart, 
 	if err != nil {
 		return nil, Result{}, fmt.Errorf("new chart: %w", err)
 	}
-	return &Chart{id: chartID, doc: doc}, Result{Change: ch, EntryID: chartID}, nil
+	res := Result{Change: ch, EntryID: chartID}
+	if clock != nil {
+		res.Clock = clock
+	}
+	return &Chart{id: chartID, doc: doc}, res, nil
 }
 
 // Open reads a chart from a document, which the Chart then owns. It gives
@@ -171,8 +181,9 @@ func (c *Chart) Do(by Author, at time.Time, op Op) (Result, error) {
 		return Result{}, err
 	}
 	pl, err := op.plan(s, at)
+	_, clock := s.today(at)
 	if err != nil {
-		return Result{}, err
+		return Result{}, blameClock(err, clock)
 	}
 	if err := pl.check(); err != nil {
 		return Result{}, err
@@ -191,7 +202,11 @@ func (c *Chart) Do(by Author, at time.Time, op Op) (Result, error) {
 		return Result{}, fmt.Errorf("%s: %w", pl.op, err)
 	}
 	c.advance(s, ch, pl.made)
-	return Result{Change: ch, EntryID: pl.entry}, nil
+	res := Result{Change: ch, EntryID: pl.entry}
+	if clock != nil {
+		res.Clock = clock
+	}
+	return res, nil
 }
 
 // Preview returns the view the chart would have after op, without

@@ -182,6 +182,21 @@ type state struct {
 	// writes in the entries' registers.
 	superseded map[string]bool
 	byID       map[string]*write
+	// latest is the latest time a readable write records (Unix
+	// milliseconds; 0 if none): when the chart last changed, as the
+	// clocks of the devices that changed it said.
+	latest int64
+}
+
+// today returns the time the checks that depend on today's date use for
+// an edit of the chart made at at, and whether the clock is wrong (see
+// ClockError).
+func (s *state) today(at time.Time) (time.Time, *ClockError) {
+	var latest time.Time
+	if s != nil && s.latest > 0 {
+		latest = time.UnixMilli(s.latest)
+	}
+	return today(at, latest)
 }
 
 // readState parses every write in the document.
@@ -218,6 +233,9 @@ func stateFrom(id string, raw map[string]string) *state {
 	slices.SortFunc(ws, func(a, b *write) int {
 		return cmp.Or(cmp.Compare(a.At, b.At), strings.Compare(a.ID, b.ID))
 	})
+	if len(ws) > 0 {
+		s.latest = ws[len(ws)-1].At
+	}
 	for _, w := range ws {
 		e := s.entries[w.Entry]
 		if e == nil {
@@ -280,6 +298,7 @@ func (s *state) add(w *write) bool {
 	if e != nil && e.kind != w.Kind && w.before(e.created) {
 		return false
 	}
+	s.latest = max(s.latest, w.At)
 	for _, sup := range w.Supersedes {
 		if s.superseded[sup] {
 			continue
