@@ -109,7 +109,7 @@ func importBundles(ctx context.Context, fs *flag.FlagSet, at where, stdout, stde
 			refused = append(refused, bundleFile{path: f.path})
 		}
 	}
-	relayed, err := importRelayBundles(ctx, g, st, access, roster.Roster.Roster, from, stdout)
+	relayed, err := importRelayBundles(ctx, g, st, roster.Roster.Roster, from, stdout)
 	if err != nil {
 		return err
 	}

@@ -107,7 +107,6 @@ func relayFiles(dir, cloud string) (toCloud, replies, refused []relayFile, err e
 // relayImport imports the relay bundles of one folder.
 type relayImport struct {
 	g      *gate.Gate
-	access gate.AccessLog
 	roster *device.Roster
 	id     *device.Identity // the cloud's
 	mem    relayMemory
@@ -133,7 +132,7 @@ func (r relayResult) Total() int { return r.Imported + r.Replayed + r.Refused }
 // dir (see the top of this file) through g, and writes the replies and
 // acknowledgements. An error is the cloud's own failure, which stops the
 // import; refusals and replays are counted and reported on stdout.
-func importRelayBundles(ctx context.Context, g *gate.Gate, st state, access gate.AccessLog, roster *device.Roster, dir string, stdout io.Writer) (relayResult, error) {
+func importRelayBundles(ctx context.Context, g *gate.Gate, st state, roster *device.Roster, dir string, stdout io.Writer) (relayResult, error) {
 	var res relayResult
 	cloud := g.Replica().ID()
 	files, replies, refused, err := relayFiles(dir, cloud)
@@ -155,7 +154,7 @@ func importRelayBundles(ctx context.Context, g *gate.Gate, st state, access gate
 	if err != nil {
 		return res, err
 	}
-	ri := &relayImport{g: g, access: access, roster: roster, id: id, mem: mem, dir: dir, now: time.Now, stdout: stdout,
+	ri := &relayImport{g: g, roster: roster, id: id, mem: mem, dir: dir, now: time.Now, stdout: stdout,
 		taken: map[string][]relay.Header{}, applied: map[string]bool{}}
 	for _, f := range files {
 		if err := ctx.Err(); err != nil {
@@ -200,12 +199,7 @@ func (ri *relayImport) importOne(ctx context.Context, f relayFile) (relayOutcome
 		}
 		code := relayCode(err)
 		fmt.Fprintf(ri.stdout, "Refused %s (relay bundle %s from %s): %s: %v\n", name, f.h.ID, f.h.Sender, code, err)
-		if errors.Is(err, relay.ErrHeaderMismatch) {
-			// The sender's signature verified: an enrolled device
-			// passed off another's bundle, which the gate records as a
-			// bundle of another sender.
-			ri.recordRefusal(ctx, f.h.Sender, code, err)
-		}
+		ri.recordRefusal(ctx, f.raw, code, err)
 		return relayRefused, nil
 	}
 	s := gate.Sender{Replica: u.From.ReplicaID, Clinic: u.From.Clinic}
@@ -241,17 +235,27 @@ func (ri *relayImport) importOne(ctx context.Context, f relayFile) (relayOutcome
 	return relayImported, nil
 }
 
-// recordRefusal records in the access log a refusal of a bundle whose
-// sender the relay authenticated, as the gate records its own.
-func (ri *relayImport) recordRefusal(ctx context.Context, sender, code string, err error) {
-	pub, lerr := ri.roster.Lookup(sender)
-	if lerr != nil || ri.access == nil {
+// recordRefusal records a refusal the relay made of a bundle that its
+// sender signed, as the gate records its own and HTTPS a revoked device's
+// handshake (gate.Gate.Refused): a revoked device's bundle, signed with
+// the key it was enrolled with (the relay refuses it before it looks at
+// the signature, so the cloud looks), and an enrolled device's bundle
+// carrying another's (found once the signature verified), which the gate
+// refuses as a bundle of another sender. A refusal that names a device
+// without its signature names no one, and is not recorded.
+func (ri *relayImport) recordRefusal(ctx context.Context, raw []byte, code string, err error) {
+	if !errors.Is(err, device.ErrRevoked) && !errors.Is(err, relay.ErrHeaderMismatch) {
 		return
 	}
-	s := gate.Sender{Replica: sender, Clinic: pub.Clinic}
-	if lerr := ri.access.Append(context.WithoutCancel(ctx), gate.RefusedEntry(s, code, err.Error())); lerr != nil {
-		fmt.Fprintf(ri.stdout, "The access log could not record the refusal: %v\n", lerr)
+	env, perr := relay.Parse(raw)
+	if perr != nil {
+		return
 	}
+	pub, verr := env.VerifyEnrolled(ri.roster)
+	if verr != nil {
+		return
+	}
+	ri.g.Refused(ctx, gate.Sender{Replica: pub.ReplicaID, Clinic: pub.Clinic}, code, err)
 }
 
 // answer writes to the folder the acknowledgement of the bundles of

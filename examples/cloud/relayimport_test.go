@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"net/http"
@@ -312,7 +313,7 @@ func TestImportRelayRefusesLikeHTTPS(t *testing.T) {
 	assert.Equal(t, sameWork(overHTTPS[:1]), sameWork([]audit.Entry{byRelay[httpsync.CodeForgedChange]}),
 		"the forged change's refusal is recorded as the HTTPS one")
 	assert.Equal(t, accessBefore[revoked.rep.ID()], accessOf(t, dir, revoked.rep.ID()),
-		"a revoked device's relay bundle is refused before its signature is checked, so it names no one, as a refused handshake")
+		"the data directory's roster keeps a revoked device's revocation, not the key it was enrolled with: the cloud cannot tell the device's relay bundle from one naming it, and records nothing (with a database it does: TestImportRelayWithDatabase)")
 	assert.Empty(t, accessOf(t, dir, strangerKeys.ReplicaID()), "a device no one enrolled is no one")
 
 	for _, name := range []string{"rogue.relay", "passed-off.relay", "stranger.relay", "damaged.relay"} {
@@ -405,6 +406,39 @@ func TestImportRelayWithDatabase(t *testing.T) {
 	exit, stdout, stderr = cloud(t, append([]string{"import", "-from", stick}, db...)...)
 	assert.Equal(t, 0, exit, "import: %s", stderr)
 	assert.Contains(t, stdout, "Imported 0 of 2 relay bundles; 2 had been imported before")
+
+	// A tablet revoked while its bundle travels: refused as over HTTPS,
+	// and recorded against it, since the database's roster keeps the key
+	// it signed with.
+	lost := enrolTabletAt(t, db, "kamuga", "kamuga-lost")
+	lost.chartWithPrescription(t, "kamuga")
+	lostPhone := t.TempDir()
+	lost.relayOut(t, lost.relayEnd(t), lostPhone)
+	code, _, stderr = cloud(t, append([]string{"revoke", "-device", "kamuga-lost"}, db...)...)
+	require.Equal(t, 0, code, "revoke: %s", stderr)
+	exit, stdout, _ = cloud(t, append([]string{"import", "-from", lostPhone}, db...)...)
+	assert.Equal(t, 1, exit)
+	assert.Contains(t, stdout, "from "+lost.rep.ID()+"): "+httpsync.CodeRevokedCredential)
+	entries := accessOfAt(t, db, lost.rep.ID())
+	require.Len(t, entries, 1, "the refusal is recorded: %+v", entries)
+	assert.Equal(t, audit.Refused, entries[0].Action)
+	assert.Equal(t, "kamuga", entries[0].Clinic)
+	assert.True(t, strings.HasPrefix(entries[0].Detail, httpsync.CodeRevokedCredential+": "), "the refusal's detail: %q", entries[0].Detail)
+}
+
+// accessOfAt is accessOf for a cloud kept where at says.
+func accessOfAt(t *testing.T, at []string, replicaID string) []audit.Entry {
+	t.Helper()
+	code, stdout, stderr := cloud(t, append([]string{"audit", "-device", replicaID}, at...)...)
+	require.Equal(t, 0, code, "audit: %s", stderr)
+	var out []audit.Entry
+	dec := json.NewDecoder(strings.NewReader(stdout))
+	for dec.More() {
+		var e audit.Entry
+		require.NoError(t, dec.Decode(&e))
+		out = append(out, e)
+	}
+	return out
 }
 
 // enrolTabletAt is enrolTablet for a cloud kept where at says.

@@ -136,3 +136,32 @@ func Acknowledge(id *device.Identity, sender string, acked []Header, now time.Ti
 	}
 	return out, nil
 }
+
+// VerifyEnrolled checks the envelope's signature against every key its
+// sender was ever enrolled with in roster (device.Roster.SignerEnrolments:
+// those since expired or revoked too) and returns the enrolment whose key
+// verified it. It does not say the sender may send: Verify does, and
+// refuses a revoked or expired sender without looking at the signature.
+// It tells a recipient that refused a bundle for its sender whether the
+// device itself signed it, so that the refusal can be recorded against
+// the device rather than against anyone who names it. Errors match
+// device.ErrUnknownDevice (no key of the sender is known) or
+// device.ErrBadSignature.
+func (e *Envelope) VerifyEnrolled(roster *device.Roster) (device.Public, error) {
+	recs := roster.SignerEnrolments(e.Sender)
+	found := false
+	for i := len(recs) - 1; i >= 0; i-- {
+		en, err := device.DecodeEnrolment(recs[i])
+		if err != nil || en.Revoked || en.Device.ReplicaID != e.Sender {
+			continue
+		}
+		found = true
+		if en.Device.Verify(Purpose, e.signed, e.sig) == nil {
+			return en.Device, nil
+		}
+	}
+	if !found {
+		return device.Public{}, fmt.Errorf("relay bundle %s from %s: no key of the sender known: %w", e.ID, e.Sender, device.ErrUnknownDevice)
+	}
+	return device.Public{}, fmt.Errorf("relay bundle %s from %s: %w", e.ID, e.Sender, device.ErrBadSignature)
+}

@@ -106,3 +106,35 @@ func TestSealedAnswerOpensAtTheSender(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, []string{f.env.Key()}, pr.Pruned, "the acknowledgement lets A's node drop the bundle")
 }
+
+// TestVerifyEnrolledAuthenticatesARevokedSender: Verify refuses a revoked
+// sender without looking at its signature; VerifyEnrolled tells whether
+// the device itself signed the bundle (its key as enrolled before the
+// revocation), or someone naming it, or a device never enrolled.
+func TestVerifyEnrolledAuthenticatesARevokedSender(t *testing.T) {
+	f := newTamperFixture(t)
+	a := f.a.r.ID()
+	forged := mustParse(t, resign(t, f.c.id, f.env.Header, f.env.Payload))
+	stranger := mustParse(t, resign(t, f.stranger, Header{Kind: KindChanges, Sender: f.stranger.ReplicaID(), Recipient: f.b.r.ID(),
+		ID: newID(), Created: t0, Expires: t0.Add(time.Hour)}, f.env.Payload))
+
+	pub, err := f.env.VerifyEnrolled(f.w.roster)
+	require.NoError(t, err, "an enrolled sender's own bundle")
+	assert.Equal(t, f.a.id.Public(), pub)
+
+	rev, err := f.w.cloud.Revoke(a, "kamuga", f.w.clock.Now())
+	require.NoError(t, err)
+	_, err = f.w.roster.Add(rev)
+	require.NoError(t, err)
+	require.ErrorIs(t, f.env.Verify(f.w.roster), device.ErrRevoked)
+	require.ErrorIs(t, forged.Verify(f.w.roster), device.ErrRevoked, "Verify cannot tell the device from someone naming it")
+
+	pub, err = f.env.VerifyEnrolled(f.w.roster)
+	require.NoError(t, err, "the revoked device's own bundle is still its own")
+	assert.Equal(t, a, pub.ReplicaID)
+	assert.Equal(t, "kamuga", pub.Clinic)
+	_, err = forged.VerifyEnrolled(f.w.roster)
+	assert.ErrorIs(t, err, device.ErrBadSignature, "a bundle naming the revoked device, signed by another")
+	_, err = stranger.VerifyEnrolled(f.w.roster)
+	assert.ErrorIs(t, err, device.ErrUnknownDevice)
+}
