@@ -310,6 +310,7 @@ func TestOpeningABundleAgainIsAReplay(t *testing.T) {
 	_, err = f.b.e.Open(ctx, f.raw)
 	require.ErrorIs(t, err, ErrReplayed)
 	assert.Contains(t, err.Error(), f.env.ID, "the refusal names the bundle")
+	assert.Contains(t, err.Error(), f.env.Sender, "the refusal names the bundle's sender")
 	assert.True(t, isBadInput(err))
 	assert.Equal(t, before, snapshot(t, f.b.r))
 }
