@@ -85,8 +85,21 @@ func IsDamage(err error) bool {
 // compacted, keeps every row's number (the log's positions), is fsynced
 // before Backup returns, and is mode 0600. On error dst is removed.
 func Backup(ctx context.Context, src, dst string) (err error) {
+	return BackupConfig(ctx, src, dst, Config{})
+}
+
+// BackupConfig is Backup of a database opened with cfg: the copy of an
+// encrypted database is encrypted with the same key (and a salt of its
+// own), and is read with it (OpenConfig, CheckFileConfig).
+func BackupConfig(ctx context.Context, src, dst string, cfg Config) (err error) {
 	if src == "" || strings.ContainsAny(src, "?#") {
 		return fmt.Errorf("back up %q: path must be a plain file path", src)
+	}
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("back up %s: %w", src, err)
+	}
+	if err := cfg.checkFile(src); err != nil {
+		return fmt.Errorf("back up %s: %w", src, err)
 	}
 	if _, err := os.Stat(src); err != nil {
 		return fmt.Errorf("back up %s: %w", src, err)
@@ -106,14 +119,14 @@ func Backup(ctx context.Context, src, dst string) (err error) {
 	}()
 	q := url.Values{}
 	q.Set("mode", "rw") // never create src
-	db, err := sql.Open(driverName, dsn(src, q))
+	db, err := sql.Open(driverName, cfg.dsn(src, q))
 	if err != nil {
 		return fmt.Errorf("back up %s: %w", src, err)
 	}
 	defer db.Close()
 	db.SetMaxOpenConns(1)
 	if _, err := db.ExecContext(ctx, "VACUUM INTO ?", dst); err != nil {
-		return fmt.Errorf("back up %s to %s: %w", src, dst, err)
+		return fmt.Errorf("back up %s to %s: %w", src, dst, cfg.keyError(src, err))
 	}
 	f, err := os.OpenFile(dst, os.O_RDWR, 0)
 	if err != nil {
@@ -130,21 +143,43 @@ func Backup(ctx context.Context, src, dst string) (err error) {
 // without writing to it or beside it, as on a backup before it is used:
 // it is opened read-only and immutable, so it must not be in use.
 func CheckFile(ctx context.Context, path string, full bool, max int) ([]string, error) {
+	return CheckFileConfig(ctx, path, full, max, Config{})
+}
+
+// CheckFileConfig is CheckFile of a database read with cfg. A key that
+// does not open the file gives an error matching ErrWrongKey, not a
+// problem found.
+func CheckFileConfig(ctx context.Context, path string, full bool, max int, cfg Config) ([]string, error) {
 	if path == "" || strings.ContainsAny(path, "?#") {
 		return nil, fmt.Errorf("check %q: path must be a plain file path", path)
 	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("check %s: %w", path, err)
+	}
 	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("check %s: %w", path, err)
+	}
+	if err := cfg.checkFile(path); err != nil {
 		return nil, fmt.Errorf("check %s: %w", path, err)
 	}
 	q := url.Values{}
 	q.Set("mode", "ro")
 	q.Set("immutable", "1")
-	db, err := sql.Open(driverName, "file:"+path+"?"+q.Encode())
+	db, err := sql.Open(driverName, cfg.dsn(path, q))
 	if err != nil {
 		return nil, fmt.Errorf("check %s: %w", path, err)
 	}
 	defer db.Close()
 	db.SetMaxOpenConns(1)
+	// A wrong key and a damaged first page look alike (and so do an
+	// encrypted file read without a key and a damaged header): the key
+	// is the likelier, and a sound file must not be called damaged.
+	var n int
+	if err := db.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_schema").Scan(&n); err != nil {
+		if err = cfg.keyError(path, err); errors.Is(err, ErrWrongKey) {
+			return nil, fmt.Errorf("check %s: %w", path, err)
+		}
+	}
 	s := &Store{path: path, db: db}
 	return s.Check(ctx, full, max)
 }

@@ -1,6 +1,7 @@
 package sqlite_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"path/filepath"
@@ -62,11 +63,26 @@ func (c benchChart) batch() store.Batch {
 	return store.Batch{Changes: c.changes, Charts: []store.Chart{c.entry}}
 }
 
+// benchConfigs are the stores each benchmark compares: in clear and
+// encrypted.
+func benchConfigs() []struct {
+	name string
+	cfg  sqlite.Config
+} {
+	return []struct {
+		name string
+		cfg  sqlite.Config
+	}{
+		{"plain", sqlite.Config{}},
+		{"encrypted", sqlite.Config{Key: bytes.Repeat([]byte{0x5a}, sqlite.KeySize)}},
+	}
+}
+
 // filledStore writes charts into a new store at path, one batch each.
-func filledStore(tb testing.TB, path string, charts []benchChart) *sqlite.Store {
+func filledStore(tb testing.TB, path string, cfg sqlite.Config, charts []benchChart) *sqlite.Store {
 	tb.Helper()
 	ctx := context.Background()
-	s, err := sqlite.Open(ctx, path)
+	s, err := sqlite.OpenConfig(ctx, path, cfg)
 	require.NoError(tb, err)
 	for _, c := range charts {
 		_, err := s.Write(ctx, c.batch())
@@ -78,70 +94,76 @@ func filledStore(tb testing.TB, path string, charts []benchChart) *sqlite.Store 
 // BenchmarkOpen opens and closes a store of 1,000 charts (4,000 changes).
 func BenchmarkOpen(b *testing.B) {
 	ctx := context.Background()
-	b.Run("plain", func(b *testing.B) {
-		path := filepath.Join(b.TempDir(), "charts.db")
-		require.NoError(b, filledStore(b, path, benchBatches(b, 1000)).Close())
-		b.ResetTimer()
-		for b.Loop() {
-			s, err := sqlite.Open(ctx, path)
-			require.NoError(b, err)
-			_, err = s.Head(ctx)
-			require.NoError(b, err)
-			require.NoError(b, s.Close())
-		}
-	})
+	for _, bc := range benchConfigs() {
+		b.Run(bc.name, func(b *testing.B) {
+			path := filepath.Join(b.TempDir(), "charts.db")
+			require.NoError(b, filledStore(b, path, bc.cfg, benchBatches(b, 1000)).Close())
+			b.ResetTimer()
+			for b.Loop() {
+				s, err := sqlite.OpenConfig(ctx, path, bc.cfg)
+				require.NoError(b, err)
+				_, err = s.Head(ctx)
+				require.NoError(b, err)
+				require.NoError(b, s.Close())
+			}
+		})
+	}
 }
 
 // BenchmarkWrite writes one chart a batch (4 changes and its entry, one
 // fsynced transaction), as registering a patient does.
 func BenchmarkWrite(b *testing.B) {
 	ctx := context.Background()
-	b.Run("plain", func(b *testing.B) {
-		charts := benchBatches(b, 1000)
-		dir := b.TempDir()
-		s, err := sqlite.Open(ctx, filepath.Join(dir, "charts.db"))
-		require.NoError(b, err)
-		defer s.Close()
-		i := 0
-		for b.Loop() {
-			if i == len(charts) {
-				// Start again on a new file, so that every write adds
-				// a chart.
-				b.StopTimer()
-				require.NoError(b, s.Close())
-				s, err = sqlite.Open(ctx, filepath.Join(dir, fmt.Sprintf("charts-%d.db", i)))
-				require.NoError(b, err)
-				i = 0
-				b.StartTimer()
-			}
-			_, err := s.Write(ctx, charts[i].batch())
+	for _, bc := range benchConfigs() {
+		b.Run(bc.name, func(b *testing.B) {
+			charts := benchBatches(b, 1000)
+			dir := b.TempDir()
+			s, err := sqlite.OpenConfig(ctx, filepath.Join(dir, "charts.db"), bc.cfg)
 			require.NoError(b, err)
-			i++
-		}
-	})
+			defer s.Close()
+			i := 0
+			for b.Loop() {
+				if i == len(charts) {
+					// Start again on a new file, so that every write adds
+					// a chart.
+					b.StopTimer()
+					require.NoError(b, s.Close())
+					s, err = sqlite.OpenConfig(ctx, filepath.Join(dir, fmt.Sprintf("charts-%d.db", i)), bc.cfg)
+					require.NoError(b, err)
+					i = 0
+					b.StartTimer()
+				}
+				_, err := s.Write(ctx, charts[i].batch())
+				require.NoError(b, err)
+				i++
+			}
+		})
+	}
 }
 
 // BenchmarkSyncRead reads a clinic's whole log (4,000 changes, pages of
 // 500), as a sync to a new device of the clinic does.
 func BenchmarkSyncRead(b *testing.B) {
 	ctx := context.Background()
-	b.Run("plain", func(b *testing.B) {
-		s := filledStore(b, filepath.Join(b.TempDir(), "charts.db"), benchBatches(b, 1000))
-		defer s.Close()
-		b.ResetTimer()
-		for b.Loop() {
-			var after uint64
-			n := 0
-			for range 100 {
-				page, err := s.LogFor(ctx, store.LogQuery{Clinic: "north", After: after, Limit: 500})
-				require.NoError(b, err)
-				if len(page) == 0 {
-					break
+	for _, bc := range benchConfigs() {
+		b.Run(bc.name, func(b *testing.B) {
+			s := filledStore(b, filepath.Join(b.TempDir(), "charts.db"), bc.cfg, benchBatches(b, 1000))
+			defer s.Close()
+			b.ResetTimer()
+			for b.Loop() {
+				var after uint64
+				n := 0
+				for range 100 {
+					page, err := s.LogFor(ctx, store.LogQuery{Clinic: "north", After: after, Limit: 500})
+					require.NoError(b, err)
+					if len(page) == 0 {
+						break
+					}
+					n += len(page)
+					after = page[len(page)-1].Seq
 				}
-				n += len(page)
-				after = page[len(page)-1].Seq
+				require.Equal(b, 4000, n)
 			}
-			require.Equal(b, 4000, n)
-		}
-	})
+		})
+	}
 }
