@@ -460,3 +460,58 @@ func enrolTabletAt(t *testing.T, at []string, clinic, name string) *importTablet
 	require.NoError(t, err)
 	return &importTablet{rep: rep, cred: cred, keys: keys}
 }
+
+// TestEnrolEnrolsTheCloudOnce: the first cloud enrol enrols the cloud's
+// own key pair in the roster, for a long time, and the credential's
+// roster carries it (so the device can seal for the cloud and check its
+// replies); later enrolments keep that enrolment.
+func TestEnrolEnrolsTheCloudOnce(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "cloud-data")
+	var outs []string
+	var creds []*httpsync.Credential
+	for _, name := range []string{"kamuga-tablet-1", "kamuga-tablet-2"} {
+		keys, err := device.Generate(replica.NewID(), "kamuga")
+		require.NoError(t, err)
+		req := filepath.Join(t.TempDir(), "enrol-request.pem")
+		require.NoError(t, os.WriteFile(req, keys.RequestPEM(), 0o644))
+		credPath := filepath.Join(t.TempDir(), name+".pem")
+		code, stdout, stderr := cloud(t, "enrol", "-dir", dir, "-request", req, "-device", name, "-out", credPath)
+		require.Equal(t, 0, code, "enrol %s: %s", name, stderr)
+		cred, err := httpsync.ReadCredentialFile(credPath)
+		require.NoError(t, err)
+		outs, creds = append(outs, stdout), append(creds, cred)
+	}
+	assert.Contains(t, outs[0], "Enrolled the cloud (replica "+creds[0].CloudReplica+") in the relay roster")
+	assert.NotContains(t, outs[1], "Enrolled the cloud", "the cloud is enrolled once")
+
+	st, err := openState(ctx, where{Dir: dir})
+	require.NoError(t, err)
+	defer st.Close()
+	id, created, err := st.Identity(ctx, replica.NewID())
+	require.NoError(t, err)
+	require.False(t, created, "the cloud's key pair was kept by enrol")
+	assert.Equal(t, creds[0].CloudReplica, id.ReplicaID(), "the key pair is the cloud replica's")
+	var cloudRecords int
+	a, _, err := st.Authority(ctx)
+	require.NoError(t, err)
+	roster, err := device.NewRoster(rosterConfig(a))
+	require.NoError(t, err)
+	_, err = st.MergeRoster(ctx, roster, 0)
+	require.NoError(t, err)
+	for _, e := range roster.Enrolments() {
+		if e.Device.ReplicaID == id.ReplicaID() {
+			cloudRecords++
+			assert.True(t, e.Device.Equal(id.Public()), "the cloud's enrolment has its own keys")
+			assert.Greater(t, time.Until(e.Expires), 9*365*24*time.Hour, "the cloud is enrolled for years")
+		}
+	}
+	assert.Equal(t, 1, cloudRecords)
+	for i, cred := range creds {
+		r, err := cred.NewRoster()
+		require.NoError(t, err)
+		pub, err := r.Lookup(id.ReplicaID())
+		require.NoError(t, err, "credential %d lets its device seal for the cloud", i)
+		assert.True(t, pub.Equal(id.Public()))
+	}
+}
