@@ -255,6 +255,8 @@ func explain(err error) string {
 	switch {
 	case errors.As(err, &ue):
 		return ue.explain()
+	case errors.Is(err, replica.ErrForkedReplica):
+		return explainForked(err)
 	case errors.Is(err, store.ErrOutcomeUnknown):
 		return "the device reported a storage error and cannot tell whether the change was saved. Check (\"clinic show CHART\", \"clinic user list\") before doing it again, and have the device's storage checked. (Details: " + err.Error() + ")"
 	case errors.Is(err, replica.ErrDamaged):
@@ -303,6 +305,22 @@ func explain(err error) string {
 		return err.Error() + ". \"clinic find\" lists charts and \"clinic show CHART\" lists entries."
 	}
 	return err.Error()
+}
+
+// explainForked says what to do about err, matching
+// replica.ErrForkedReplica: this device's data folder is an old copy of
+// itself (copied back, or restored from a copy by hand), or the cloud
+// refused changes of another device that is.
+func explainForked(err error) string {
+	var fe *replica.ForkedError
+	if !errors.As(err, &fe) || !fe.Self {
+		return "the cloud refused this device's changes because some of them were made by another device whose data folder is an old copy of itself, writing as that device again. Nothing on this device was lost. Tell the cloud's administrator, and have that device run \"clinic recover\". (Details: " + err.Error() + ")"
+	}
+	return "this device's data folder is an old copy: it was copied back, or restored from a copy, after this device had gone on working and syncing without it, " +
+		"so what it wrote now would clash with what this device wrote since. Nothing is lost: every chart and change in this folder is kept, and the cloud holds the changes made after the copy. " +
+		"Editing and syncing from this folder have stopped. To go on, make a new device of it: clinic recover -to NEW-DIR (a new, empty folder); " +
+		"give NEW-DIR/" + requestFile + " to the cloud's administrator (cloud enrol -request), then run clinic -dir NEW-DIR connect -credential FILE and clinic -dir NEW-DIR sync: the cloud sends it everything it lacks. " +
+		"Keep this folder until the new device has synced. (Details: " + err.Error() + ")"
 }
 
 // article is "a" or "an", as the word w takes.

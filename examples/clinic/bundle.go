@@ -2,8 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+
+	"github.com/chartsync/chartsync/transport/file"
 )
 
 // The commands for syncing with no signal: a bundle file on a USB stick
@@ -65,7 +68,10 @@ func init() {
 			}
 			im, err := importFile(ctx, r, importFrom)
 			for _, f := range im.Files {
-				if f.Err != nil {
+				switch {
+				case errors.Is(f.Err, file.ErrReplayed):
+					fmt.Fprintf(a.out, "Already imported %s: nothing in it is new, nothing changed.\n", f.Path)
+				case f.Err != nil:
 					fmt.Fprintf(a.out, "Refused %s: %v\n", f.Path, f.Err)
 				}
 			}

@@ -19,8 +19,9 @@ import (
 
 // TestBundleFilesByUSB: a device with no signal exports its changes to a
 // stick's folder; the cloud imports them and writes its reply there; the
-// device imports the reply, and the next export has nothing new. A folder
-// that is not there is named in the error.
+// device imports the reply, and the next export has nothing new; the
+// reply imported again is reported as imported before, not refused. A
+// folder that is not there is named in the error.
 func TestBundleFilesByUSB(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -71,6 +72,12 @@ func TestBundleFilesByUSB(t *testing.T) {
 	code, out, errOut = clinic(t, dir, "status")
 	require.Zero(t, code, errOut)
 	assert.Contains(t, out, "Changes waiting to be sent: 0", "the cloud's reply acknowledged the device's changes")
+
+	// The same stick again: the reply, imported before, changes nothing.
+	code, out, errOut = clinic(t, dir, "import-bundle", "-from", stick)
+	require.Zero(t, code, "a file imported before is no failure: %s", errOut)
+	assert.Contains(t, out, "Already imported")
+	assert.NotContains(t, out, "Refused")
 
 	code, out, errOut = clinic(t, dir, "import-bundle", "-from", t.TempDir())
 	require.Zero(t, code, errOut)

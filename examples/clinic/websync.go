@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/chartsync/chartsync/examples/clinic/web"
+	"github.com/chartsync/chartsync/replica"
 	"github.com/chartsync/chartsync/transport/file"
 	"github.com/chartsync/chartsync/transport/httpsync"
 )
@@ -44,8 +45,13 @@ func (s webSyncer) Status(ctx context.Context) (web.SyncStatus, error) {
 	if err != nil {
 		return web.SyncStatus{}, err
 	}
-	st := web.SyncStatus{Connected: true, Cloud: c.CloudURL}
 	r := a.r
+	if err := r.Forked(); err != nil {
+		// Nothing to try until it is recovered as a new device: shown
+		// as not connected, with what to do.
+		return web.SyncStatus{Cloud: c.CloudURL, Advice: explainForked(err)}, nil
+	}
+	st := web.SyncStatus{Connected: true, Cloud: c.CloudURL}
 	if c.CloudReplica != "" {
 		if st.Pending, err = r.Pending(ctx, c.CloudReplica); err != nil {
 			return st, err
@@ -73,6 +79,8 @@ func webError(err error) error {
 		return fmt.Errorf("%w: %s", web.ErrNotConnected, explain(err))
 	case errors.Is(err, httpsync.ErrCredentialRevoked):
 		return fmt.Errorf("%w: %w", web.ErrRevoked, err)
+	case errors.Is(err, replica.ErrForkedReplica):
+		return fmt.Errorf("%w: %w", web.ErrForked, err)
 	case errors.Is(err, httpsync.ErrUnreachable):
 		return fmt.Errorf("%w: %w", web.ErrOffline, err)
 	case errors.Is(err, errNotAFolder):
@@ -128,6 +136,9 @@ func (s webSyncer) ImportFile(ctx context.Context, dir string) (web.SyncResult, 
 	res := web.SyncResult{Files: im.Accepted, Received: im.Applied, Bytes: int64(im.Bytes), Duration: time.Since(start), ChartIDs: []string{}}
 	charts := map[string]bool{}
 	for _, f := range im.Files {
+		if errors.Is(f.Err, file.ErrReplayed) {
+			continue // imported before: it changed nothing now
+		}
 		if f.Err != nil {
 			res.Refused = append(res.Refused, fmt.Sprintf("%s: %v", filepath.Base(f.Path), errors.Unwrap(f.Err)))
 			continue

@@ -22,8 +22,9 @@ type Syncer interface {
 	// progress (never nil) as the sync moves, from its own goroutine. It
 	// may be slow (a 2G link); it returns when ctx ends. An error that
 	// matches ErrOffline says the cloud could not be reached; ErrRevoked,
-	// that the cloud no longer accepts this device; ErrNotConnected, that
-	// the device has no cloud credential.
+	// that the cloud no longer accepts this device; ErrForked, that its
+	// data folder is an old copy of itself; ErrNotConnected, that the
+	// device has no cloud credential.
 	Sync(ctx context.Context, progress func(SyncProgress)) (SyncResult, error)
 }
 
@@ -46,8 +47,12 @@ type HandCarrier interface {
 // Errors a Syncer's methods wrap, for the app to explain in the user's
 // language.
 var (
-	ErrOffline      = errors.New("the cloud could not be reached")
-	ErrRevoked      = errors.New("this device has been revoked by the cloud's administrator")
+	ErrOffline = errors.New("the cloud could not be reached")
+	ErrRevoked = errors.New("this device has been revoked by the cloud's administrator")
+	// ErrForked: the device's data folder is an old copy of itself
+	// (replica.ErrForkedReplica): it no longer syncs until it is
+	// recovered as a new device.
+	ErrForked       = errors.New("this device's data folder is an old copy")
 	ErrNotConnected = errors.New("this device is not connected to a cloud")
 	// ErrNotAFolder: the folder given for a bundle is missing or not a
 	// folder.
@@ -348,7 +353,7 @@ func (s *Server) autoSync(ctx context.Context) {
 				s.log.Info("background sync reached the cloud again", "failures", failures)
 			}
 			failures = 0
-		case errors.Is(out.Err, ErrRevoked), errors.Is(out.Err, ErrNotConnected):
+		case errors.Is(out.Err, ErrRevoked), errors.Is(out.Err, ErrForked), errors.Is(out.Err, ErrNotConnected):
 			s.log.Warn("background sync stopped", "err", out.Err)
 			return
 		default:
@@ -520,6 +525,8 @@ func (s *Server) explain(lang string, kind jobKind, err error) string {
 		key = "sync.failed.offline"
 	case errors.Is(err, ErrRevoked):
 		key = "sync.failed.revoked"
+	case errors.Is(err, ErrForked):
+		key = "sync.failed.forked"
 	case errors.Is(err, ErrNotConnected):
 		key = "sync.failed.unconnected"
 	case errors.Is(err, ErrNotAFolder):

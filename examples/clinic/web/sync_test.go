@@ -202,3 +202,32 @@ func TestSyncNewsShowsWhatItBrought(t *testing.T) {
 	assert.Contains(t, body, "allergic to penicillin")
 	assert.NotContains(t, body, `href="/chart/`+old+`"`, "a chart the sync did not change is not")
 }
+
+// TestForkedDeviceStopsBackgroundSync: a sync refused because the
+// device's data folder is an old copy of itself (ErrForked) stops the
+// background sync, as a revoked device's does (trying again cannot
+// help), and the sync page says what happened, that nothing is lost and
+// what to run.
+func TestForkedDeviceStopsBackgroundSync(t *testing.T) {
+	clock := newTurns()
+	f := newFixture(t, func(c *Config) { c.After = clock.after })
+	f.sync.err = fmt.Errorf("%w: replica 0123 is a copy of a replica that went on without it", ErrForked)
+	require.NoError(t, f.srv.Start(context.Background()))
+	c := f.client()
+	c.login(record.RoleNurse)
+	assert.Equal(t, time.Duration(0), clock.next(t))
+	clock.fire <- time.Time{}
+
+	closed := make(chan struct{})
+	go func() { f.srv.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(time.Minute):
+		t.Fatal("the background sync went on after the device was found to be an old copy")
+	}
+	assert.Equal(t, 1, f.sync.syncs, "no second try")
+	_, body := c.get("/sync")
+	for _, want := range []string{"data folder is an old copy", "Nothing is lost", "clinic recover -to NEW-DIR"} {
+		assert.Contains(t, body, want)
+	}
+}
