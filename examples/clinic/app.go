@@ -46,6 +46,10 @@ type deviceConfig struct {
 	Created time.Time `json:"created"`
 }
 
+// deviceClock is the clock the device's edits are made with (tests set
+// it).
+var deviceClock = time.Now
+
 // sessionFile is who is logged in on this device (a session.File).
 const sessionFile = "session.json"
 
@@ -100,7 +104,7 @@ func (a *app) replica(ctx context.Context) (*replica.Replica, error) {
 	// Changes made here are signed with the device's key; changes from
 	// elsewhere must be signed by their devices (once the cloud's roster
 	// is known) and within their authors' roles.
-	cfg := replica.Config{Clinic: d.Clinic, CheckAuthors: true}
+	cfg := replica.Config{Clinic: d.Clinic, CheckAuthors: true, Now: func() time.Time { return deviceClock() }}
 	id, err := a.identity()
 	switch {
 	case err == nil:

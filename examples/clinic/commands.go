@@ -85,6 +85,9 @@ func (a *app) edit(ctx context.Context, chartRef string, op func(v record.View) 
 			fmt.Fprintf(a.out, "Saved: %s [entry %s]\n", h.Summary, chartfmt.Short(res.EntryID))
 		}
 	}
+	if res.Clock != nil {
+		fmt.Fprintf(a.out, "Warning: %v.\n", res.Clock)
+	}
 	if _, ok := o.(record.Prescribe); ok {
 		for _, p := range after.Prescriptions {
 			if p.ID != res.EntryID {
@@ -304,6 +307,10 @@ func init() {
 				return checkRegister(ctx, r, by, reg, start, err)
 			}
 			fmt.Fprintf(a.out, "Registered %s: chart %s\n", record.Patient(reg).FullName(), id)
+			if now := deviceClock(); now.Before(record.ReleaseDate()) {
+				fmt.Fprintf(a.out, "Warning: the device clock reads %s, before this software was released (%s): the registration is saved with that time; set the device's date and time.\n",
+					now.Format(time.DateOnly), record.ReleaseDate().Format(time.DateOnly))
+			}
 			return nil
 		},
 	})
