@@ -341,3 +341,23 @@ func keys(m map[string][]byte) []string {
 	}
 	return out
 }
+
+// TestNewStoreIsTheOwnersAlone: a new database, its write-ahead log and
+// its wal-index are mode 0600, whatever the process's umask lets through.
+func TestNewStoreIsTheOwnersAlone(t *testing.T) {
+	ctx := context.Background()
+	for _, cfg := range []sqlite.Config{{}, {Key: newKey(t)}} {
+		dir := t.TempDir()
+		path := filepath.Join(dir, "charts.db")
+		s, err := sqlite.OpenConfig(ctx, path, cfg)
+		require.NoError(t, err)
+		_, err = s.Write(ctx, namedChart())
+		require.NoError(t, err)
+		for _, name := range []string{"charts.db", "charts.db-wal", "charts.db-shm"} {
+			fi, err := os.Stat(filepath.Join(dir, name))
+			require.NoError(t, err)
+			assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm(), "%s (key: %t) is readable by others", name, cfg.Key != nil)
+		}
+		require.NoError(t, s.Close())
+	}
+}

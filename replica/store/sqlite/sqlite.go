@@ -115,7 +115,9 @@
 // open); deriving it from users' passwords, or keeping it in a key file
 // they unlock, is the caller's. Opening with another key or none gives
 // ErrWrongKey and writes nothing; a key for a database in clear gives
-// ErrNotEncrypted, and Encrypt encrypts such a database in place.
+// ErrNotEncrypted, and Encrypt encrypts such a database in place. A
+// database Open creates, its write-ahead log and its wal-index are mode
+// 0600, encrypted or not.
 // BackupConfig copies an encrypted database encrypted with the same key,
 // and CheckFileConfig checks such a copy.
 //
@@ -260,6 +262,13 @@ func OpenConfig(ctx context.Context, path string, cfg Config) (*Store, error) {
 	}
 	if err := cfg.checkFile(path); err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	// SQLite creates a new database with the process's umask, and its
+	// write-ahead log and wal-index with the database's mode: made here
+	// empty, they are all the owner's alone. An error is left for SQLite
+	// to report as it would.
+	if f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600); err == nil {
+		f.Close()
 	}
 	s := &Store{path: path, cfg: cfg}
 	if err := s.reopen(ctx); err != nil {
