@@ -344,7 +344,7 @@ type positions struct{ received, acked uint64 }
 // it states them (Ack, Base); false if r makes none (a forked replica,
 // whose Receive refuses the file anyway).
 func positionsOf(ctx context.Context, r *replica.Replica, peer string) (positions, bool) {
-	out, err := r.MakeBundle(ctx, peer)
+	out, err := r.MakeBundleFor(ctx, peer, replica.BundleOptions{NoAuth: true})
 	if err != nil {
 		return positions{}, false
 	}

@@ -28,7 +28,7 @@ var refusals = []error{
 	replica.ErrMalformedBundle, replica.ErrBundleVersion, replica.ErrBundleTooLarge, replica.ErrWrongRecipient,
 }
 
-func openReplica(t *testing.T, name string) *replica.Replica {
+func openReplica(t testing.TB, name string) *replica.Replica {
 	t.Helper()
 	r, err := replica.Open(t.Context(), filepath.Join(t.TempDir(), name+".db"), replica.Config{})
 	require.NoError(t, err, "open replica %s", name)
@@ -36,7 +36,7 @@ func openReplica(t *testing.T, name string) *replica.Replica {
 	return r
 }
 
-func register(t *testing.T, r *replica.Replica, given string) string {
+func register(t testing.TB, r *replica.Replica, given string) string {
 	t.Helper()
 	id, err := r.Register(t.Context(), nurse, record.Register{
 		GivenName: given, FamilyName: "Mwangi", Sex: "female", EstimatedBirthYear: 1988,
