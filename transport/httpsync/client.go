@@ -278,6 +278,8 @@ func newTransport(tc *tls.Config) *http.Transport {
 		TLSClientConfig:     tc,
 		TLSHandshakeTimeout: 30 * time.Second,
 		ForceAttemptHTTP2:   true,
+		// Bundles are compressed already: no Accept-Encoding.
+		DisableCompression:  true,
 		MaxIdleConnsPerHost: 2,
 		IdleConnTimeout:     90 * time.Second,
 	}
@@ -693,7 +695,6 @@ func (c *Client) post(ctx context.Context, bundle []byte, pr *progress) ([]byte,
 	req.GetBody = func() (io.ReadCloser, error) {
 		return io.NopCloser(&countingReader{r: bytes.NewReader(bundle), on: pr.sent}), nil
 	}
-	req.Header.Set("Content-Type", ContentType)
 	pr.phase(PhaseSending, int64(len(bundle)))
 	return c.do(req, pr)
 }

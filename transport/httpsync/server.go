@@ -29,7 +29,11 @@ const (
 	PathHello = "/v1/hello"
 )
 
-// ContentType is the media type of a bundle in a request or response.
+// ContentType is the media type of a bundle. A sync's request and its
+// 200 answer carry no Content-Type header, to keep an idle sync within
+// 1 KiB on the wire: POST PathSync takes and gives bundles only, and an
+// error answer says application/json. A proxy or file store that must
+// name a bundle's type names it so.
 const ContentType = "application/vnd.chartsync.bundle"
 
 // Config configures a Handler. Replica and DeviceCA are required; every
@@ -523,9 +527,14 @@ func (h *Handler) serveSync(w http.ResponseWriter, r *http.Request) {
 		h.failWith(w, r, status, body, err)
 		return
 	}
-	w.Header().Set("Content-Type", ContentType)
+	// A device has no use for a Date, a Cache-Control (an answer to a
+	// POST is not cached) or a Content-Type (see ContentType); on a 2G
+	// link every byte counts. Nil, not deleted: net/http would sniff a
+	// type and add it.
+	w.Header()["Content-Type"] = nil
+	w.Header().Del("Cache-Control")
 	w.Header().Set("Content-Length", strconv.Itoa(len(out.Data)))
-	w.Header()["Date"] = nil // a device has no use for it; on a 2G link every byte counts
+	w.Header()["Date"] = nil
 	w.WriteHeader(http.StatusOK)
 	sent, err := writePaced(w, rc, out.Data, h.pace(end))
 	h.stats.bytesOut.Add(int64(sent))
