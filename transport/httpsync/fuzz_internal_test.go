@@ -16,6 +16,8 @@ func FuzzStatusError(f *testing.F) {
 	f.Add(502, "Wed, 21 Oct 2015 07:28:00 GMT", []byte("<html>bad gateway</html>"))
 	f.Add(403, "", []byte(`{"error":"revoked-change","message":"refused","revocations":["Q1NFAQIAqgGqAQ==","AAEC"]}`))
 	f.Add(403, "", []byte(`{"error":"forged-change","revocations":["AAEC"]}`))
+	f.Add(409, "", []byte(`{"error":"forked","message":"replica 0123 is forked","forked":"0123456789abcdef0123456789abcdef"}`))
+	f.Add(400, "", []byte(`{"error":"malformed-bundle","forked":"0123456789abcdef0123456789abcdef"}`))
 	f.Fuzz(func(t *testing.T, status int, retryAfter string, body []byte) {
 		resp := &http.Response{StatusCode: status, Header: http.Header{}, Body: io.NopCloser(bytes.NewReader(body))}
 		resp.Header.Set("Retry-After", retryAfter)
@@ -29,6 +31,9 @@ func FuzzStatusError(f *testing.F) {
 		}
 		if len(se.Revocations) > 0 && (se.Code != CodeRevokedChange || len(se.Revocations) > maxRefusalRevocations || size > MaxRefusalRevocationBytes) {
 			t.Fatalf("revocations taken from a %q answer: %d of %d bytes", se.Code, len(se.Revocations), size)
+		}
+		if se.Forked != "" && se.Code != CodeForked {
+			t.Fatalf("a forked replica taken from a %q answer", se.Code)
 		}
 		_ = se.Error()
 	})
