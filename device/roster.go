@@ -234,9 +234,26 @@ func (r *Roster) Enrolments() []Enrolment {
 // Encode returns a roster file holding every record (each still signed by
 // its authority, so the file needs no signature of its own): what a hub
 // hands to a clinic that was never online, with the clinic's own
-// enrolment, on a USB stick.
+// enrolment, on a USB stick. Besides the records in force it holds every
+// earlier enrolment whose key a device's changes may be signed with
+// (VerifyChange), so that a roster saved and read again still verifies
+// the changes a device made before it was revoked or enrolled anew.
 func (r *Roster) Encode() []byte {
 	es := r.Enrolments()
+	r.mu.RLock()
+	seen := make(map[string]bool, len(es))
+	for _, e := range es {
+		seen[string(e.raw)] = true
+	}
+	for _, id := range slices.Sorted(maps.Keys(r.keys)) {
+		for _, k := range r.keys[id] {
+			if !seen[string(k.raw)] {
+				seen[string(k.raw)] = true
+				es = append(es, k)
+			}
+		}
+	}
+	r.mu.RUnlock()
 	var body []byte
 	body = binary.AppendUvarint(body, uint64(len(es)))
 	for _, e := range es {

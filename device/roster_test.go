@@ -346,3 +346,32 @@ func TestRosterSkipsAStaleOutOfScopeRecord(t *testing.T) {
 	_, err = r.Lookup(lwanda.ReplicaID())
 	assert.NoError(t, err, "the file's other devices are added")
 }
+
+// A roster saved after a device was revoked, or enrolled again with new
+// keys, and read back still verifies the changes the device signed
+// before with its old key, while the device stays revoked.
+func TestEncodedRosterKeepsEarlierKeys(t *testing.T) {
+	as := newAuthorities(t)
+	c := &clock{now: t0}
+	tablet := newIdentity(t, "kamuga")
+	r := newRoster(t, c, as.trust()...)
+	_, err := r.Add(enrol(t, as.hub, tablet.Public(), t0, 24*time.Hour))
+	require.NoError(t, err)
+	hash := [32]byte{1, 2, 3}
+	sig := tablet.SignChange("chart", hash)
+	_, err = r.Add(mustRevoke(t, as.hub, tablet.ReplicaID(), "kamuga"))
+	require.NoError(t, err)
+	_, err = r.VerifyChange(tablet.ReplicaID(), "chart", hash, sig)
+	require.NoError(t, err, "the roster that saw the enrolment verifies the change")
+
+	read := newRoster(t, c, as.trust()...)
+	_, err = read.Merge(r.Encode())
+	require.NoError(t, err)
+	clinic, err := read.VerifyChange(tablet.ReplicaID(), "chart", hash, sig)
+	require.NoError(t, err, "the roster read back verifies the change made before the revocation")
+	assert.Equal(t, "kamuga", clinic)
+	_, err = read.Lookup(tablet.ReplicaID())
+	require.ErrorIs(t, err, device.ErrRevoked, "and the device stays revoked")
+	assert.Len(t, read.Enrolments(), 1, "one record in force")
+	assert.Equal(t, r.Encode(), read.Encode(), "read back, the roster encodes alike")
+}
