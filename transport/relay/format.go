@@ -54,6 +54,10 @@ var BadInput = []error{
 	ErrHeaderMismatch, ErrTooManyHops, device.ErrBadSignature, device.ErrUnknownDevice,
 	device.ErrExpired, device.ErrRevoked,
 	replica.ErrMalformedBundle, replica.ErrBundleVersion, replica.ErrBundleTooLarge, replica.ErrWrongRecipient,
+	// What a checking replica refuses a bundle for: its changes, not the
+	// recipient, are at fault, and retrying it changes nothing.
+	replica.ErrUnauthorizedChange, replica.ErrForgedChange, replica.ErrRevokedChange, replica.ErrOutOfScope,
+	replica.ErrWrongSender,
 }
 
 func isBadInput(err error) bool {
