@@ -15,7 +15,8 @@ import (
 
 // TestWrongClock: checks that depend on today's date (a birth year not
 // after this year, a birth date, an onset not in the future) use a sane
-// reference when the device's clock is obviously wrong, and say so.
+// reference when the device's clock is obviously wrong, and say so. The
+// chart is a patient with an estimated birth year of 1990.
 //
 // A clock before this release (record.ReleaseDate), as one reset to
 // 1970, or more than a day before the chart's latest change, is wrong:
@@ -47,12 +48,15 @@ func TestWrongClock(t *testing.T) {
 		{name: "the clock an hour before the chart's latest change", edited: t0, clock: t0.Add(-time.Hour)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := newChart(t) // estimated birth year 1988, registered at t0
+			reg := baseRegister()
+			reg.EstimatedBirthYear = 1990
+			c, res, err := record.New(uuid.NewString(), crdt.NewActorID(), registry, t0, reg)
+			require.NoError(t, err)
 			if tc.edited != t0 {
 				do(t, c, nurse, tc.edited, record.UpdateDemographics{Phone: ptr("+254 700 000001")})
 			}
 
-			res, err := c.Do(nurse, tc.clock, record.UpdateDemographics{Village: ptr("Lwanda")})
+			res, err = c.Do(nurse, tc.clock, record.UpdateDemographics{Village: ptr("Lwanda")})
 			require.NoError(t, err, "changing the village is refused: the birth year is blamed for the clock")
 			assert.Equal(t, "Lwanda", view(t, c).Patient.Village)
 			assert.Equal(t, tc.clock.Unix(), res.Change.Time.Unix(), "the change carries the device's time")
