@@ -62,4 +62,11 @@
 // goes in a later file, once the peer's acknowledgement has come back.
 // Move a large backlog with a larger BundleBytes, or over several trips.
 // Import holds the files of one directory in memory while applying them.
+//
+// To tell a file already applied, Import and ImportFile read the
+// replica's positions for the file's sender from the bundle the replica
+// would send it (made once before the file is applied, and once more when
+// the file brought nothing): a cost in what the replica has for that
+// sender, up to BundleBytes (BenchmarkImportReplayedFile: 13-17 ms with
+// 200 charts unacknowledged, against 0.2-0.6 ms to apply the file).
 package file
