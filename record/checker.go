@@ -689,17 +689,33 @@ func (c *Checker) read() checkerMode {
 // reports whether it did: only when k judged the chart's last changes
 // itself, and holds exactly c's heads. k must not be used afterwards (c
 // owns the state from then on).
-func (c *Chart) Adopt(k *Checker) bool {
+func (c *Chart) Adopt(k *Checker) bool { return c.adopt(k, false) }
+
+// AdoptCopy is Adopt for a Checker that goes on judging changes to the
+// chart (the rest of a long history, in the sender's next bundle): c gets
+// a copy of k's state, at a cost that follows the chart's entries and
+// writes but reads nothing of its document, and k stays as it was.
+func (c *Chart) AdoptCopy(k *Checker) bool { return c.adopt(k, true) }
+
+func (c *Chart) adopt(k *Checker, keep bool) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if k.mode != modeReady || k.st == nil || k.st.chartID != c.id {
+	if k.closed || k.mode != modeReady || k.st == nil || k.st.chartID != c.id {
 		return false
 	}
 	heads := c.doc.Heads()
 	if !k.heads.Equal(heads) {
 		return false
 	}
+	if keep {
+		c.st, c.heads = k.st.clone(), heads
+		return true
+	}
 	c.st, c.heads = k.st, heads
 	k.st, k.mode = nil, modeStale
 	return true
 }
+
+// Heads returns the heads of the chart as the Checker holds it: the
+// document given to NewChecker and every change it accepted since.
+func (c *Checker) Heads() crdt.Heads { return slices.Clone(c.heads) }

@@ -3,6 +3,7 @@ package record
 import (
 	"cmp"
 	"encoding/json"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -197,6 +198,27 @@ func (s *state) today(at time.Time) (time.Time, *ClockError) {
 		latest = time.UnixMilli(s.latest)
 	}
 	return today(at, latest)
+}
+
+// clone returns a copy of s that changes to either leave the other as it
+// is. Writes never change once parsed, so the copy shares them; entries,
+// registers and the maps are copied.
+func (s *state) clone() *state {
+	out := &state{
+		chartID:    s.chartID,
+		entries:    make(map[string]*entry, len(s.entries)),
+		unreadable: s.unreadable,
+		superseded: maps.Clone(s.superseded),
+		byID:       maps.Clone(s.byID),
+	}
+	for id, e := range s.entries {
+		ne := &entry{id: e.id, kind: e.kind, created: e.created, fields: make(map[string]*register, len(e.fields))}
+		for f, r := range e.fields {
+			ne.fields[f] = &register{all: slices.Clone(r.all), current: slices.Clone(r.current)}
+		}
+		out.entries[id] = ne
+	}
+	return out
 }
 
 // readState parses every write in the document.

@@ -15,3 +15,7 @@ func (r *Replica) SetAfterPlan(f func(from string)) { r.afterPlan = f }
 // ResidentBytes is the process's resident set, as a receive reads it (0
 // where it is not read).
 func ResidentBytes() int64 { return residentBytes() }
+
+// CheckersMade reports how many record.Checkers receiving has made (each
+// reads its chart whole).
+func (r *Replica) CheckersMade() int64 { return r.checkersMade.Load() }

@@ -225,6 +225,9 @@ func (r *Replica) receiveOnce(ctx context.Context, d *decoded, signed *verifier,
 		clinic:       opt.Clinic,
 		checkAuthors: opt.CheckAuthors || r.cfg.CheckAuthors,
 		pack:         packs(r.st),
+		cut:          cutChart(d.bundle),
+		kept:         &r.kept,
+		newCheck:     r.newAuthorCheck,
 	}
 	// Charts are read and planned a group at a time, and the copies of
 	// those the cache does not hold are let go after each group: what a
@@ -593,6 +596,14 @@ type receiveRules struct {
 	clinic       string // ReceiveOptions.Clinic
 	checkAuthors bool
 	pack         bool // the store keeps changes compressed (store.Packer)
+	// cut is the chart whose changes end a bundle after which the
+	// sender has more to send: its history may go on in the next
+	// bundle, so its Checker is kept for it (keptChecker). "" if none.
+	cut string
+	// kept is the replica's keptChecker.
+	kept *keptChecker
+	// newCheck starts an author check of a chart (Replica.newAuthorCheck).
+	newCheck func(chart string, doc *crdt.Doc) (*authorCheck, error)
 }
 
 // receivePlan is what planning decided: either the writes that store the
@@ -833,6 +844,28 @@ func (h *heldChart) unheld(cb chartBatch) chartBatch {
 	return out
 }
 
+// authorCheck starts an author check of chart with rules.newCheck, or
+// with a new Checker if it is not set (plans made without a replica).
+func (rules receiveRules) authorCheck(chart string, doc *crdt.Doc) (*authorCheck, error) {
+	if rules.newCheck != nil {
+		return rules.newCheck(chart, doc)
+	}
+	c, err := record.NewChecker(doc)
+	if err != nil {
+		return nil, err
+	}
+	return &authorCheck{c: c, chart: chart}, nil
+}
+
+// cutChart returns the chart of b's last change if its sender has more
+// to send, else "".
+func cutChart(b *Bundle) string {
+	if b.Complete() || len(b.Changes) == 0 {
+		return ""
+	}
+	return b.Changes[len(b.Changes)-1].Chart
+}
+
 // planChart applies one chart's fresh changes to its held copy and judges
 // them. It reports whether a refusal is one to keep for review.
 func planChart(h *heldChart, cb chartBatch, sigs signatures, rules receiveRules) (err error, quarantine bool) {
@@ -850,13 +883,22 @@ func planChart(h *heldChart, cb chartBatch, sigs signatures, rules receiveRules)
 		_, _ = crdt.Judge(&cb.changes[i])
 	}
 	users := slices.ContainsFunc(cb.changes, record.IsUsersChange)
+	// A history cut by the bundle's size goes on in the sender's next
+	// bundle: its Checker is kept for it, if all is well.
+	keep := rules.cut != "" && cb.chart == rules.cut
 	if rules.checkAuthors && l.users == nil && !users {
 		// Chart changes are judged against the chart as held, before
 		// the bundle's changes are applied.
-		if check, err = newAuthorCheck(l.doc); err != nil {
+		if check, err = rules.authorCheck(cb.chart, l.doc); err != nil {
 			return fmt.Errorf("receive bundle: chart %s: %w", cb.chart, err), false
 		}
-		defer check.close()
+		defer func() {
+			if keep && err == nil && rules.kept != nil {
+				rules.kept.keep(check)
+			} else {
+				check.close()
+			}
+		}()
 		// Judged by record's rules before they touch the chart, in
 		// causal order: a change naming objects its history does not
 		// hold can abort automerge-rs on apply, and the check refuses it
@@ -886,8 +928,13 @@ func planChart(h *heldChart, cb chartBatch, sigs signatures, rules receiveRules)
 	}
 	if check != nil && l.chart != nil {
 		// The checker has read the chart as it now is: its scope and
-		// index row need not read it again.
-		l.chart.Adopt(check.c)
+		// index row need not read it again. A Checker kept for the
+		// sender's next bundle gives a copy.
+		if keep {
+			l.chart.AdoptCopy(check.c)
+		} else {
+			l.chart.Adopt(check.c)
+		}
 	}
 	if rules.clinic != "" && !h.isNew && !slices.Contains(l.scope, rules.clinic) {
 		// The clinic has lost the chart; changes its devices made

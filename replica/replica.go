@@ -155,6 +155,11 @@ type Replica struct {
 	forked atomic.Pointer[ForkedError]
 	// epoch names the replica's log in its bundles (epoch.go).
 	epoch atomic.Uint64
+	// kept is the Checker of a long history kept between the bundles
+	// that bring it (authorcheck.go).
+	kept keptChecker
+	// checkersMade counts the Checkers made, for tests.
+	checkersMade atomic.Int64
 
 	// afterPlan, if set (by tests), is called with a bundle's sender
 	// once the bundle is planned without the write lock.
@@ -272,6 +277,7 @@ func (r *Replica) Close() error {
 	}
 	r.cache.clear()
 	r.cache.release()
+	r.kept.clear()
 	err := r.st.Close()
 	if lerr := r.fileLock.Release(); err == nil {
 		err = lerr

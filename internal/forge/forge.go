@@ -28,11 +28,20 @@ func Prescription(actor string, registrar, by record.Author, clinic string, at t
 	if err != nil {
 		return nil, err
 	}
-	at = at.Add(time.Hour)
+	if err := PrescriptionOn(c, by, at.Add(time.Hour)); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// PrescriptionOn adds to chart c a prescription written directly in
+// record's storage format under by's name at at, whatever by's role may
+// do, as Prescription does.
+func PrescriptionOn(c *record.Chart, by record.Author, at time.Time) error {
 	msg, err := json.Marshal(map[string]any{"op": "record-lab-result", "user": by.UserID, "name": by.Name,
 		"role": by.Role, "device": by.Device, "entry": "", "summary": "Recorded a lab result", "at": at.UnixMilli()})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	rx := uuid.NewString()
 	_, err = c.Doc().Edit(string(msg), at, func(tx *crdt.Tx) error {
@@ -48,8 +57,5 @@ func Prescription(actor string, registrar, by record.Author, clinic string, at t
 		}
 		return nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	return c, nil
+	return err
 }

@@ -1,0 +1,61 @@
+package replica_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/chartsync/chartsync/crdt"
+	"github.com/chartsync/chartsync/internal/forge"
+	"github.com/chartsync/chartsync/record"
+	"github.com/chartsync/chartsync/replica"
+)
+
+// TestLongHistoryIsCheckedOnce: a chart with 700 changes reaches a
+// checking replica in several bundles (a small bundle size cuts its
+// history). The Checker that judged one bundle's part judges the next,
+// so the chart is read for checking once, not once a bundle; and a change
+// its author may not make, in a later bundle, is still refused.
+func TestLongHistoryIsCheckedOnce(t *testing.T) {
+	ctx := context.Background()
+	device, _ := newMem(t, replica.Config{BundleBytes: 96 << 10})
+	cloud, _ := newMem(t, replica.Config{CheckAuthors: true})
+	chart := register(t, device, "Wanjiru", "Mwangi", "Kamuga")
+	for i := range 700 {
+		edit(t, device, chart, allergy(i))
+	}
+	st, err := replica.SyncPair(ctx, device, cloud)
+	require.NoError(t, err)
+	require.True(t, st.ConvergedAll)
+	require.Greater(t, st.BundlesAToB, 3, "the history comes in several bundles")
+	assert.Equal(t, int64(1), cloud.CheckersMade(), "one Checker for the whole history")
+	requireSameCharts(t, device, cloud)
+
+	// A long history made by a modified client, with a lab technician's
+	// prescription (a change a lab technician may not make) at its end,
+	// in the last of its bundles.
+	at := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
+	forged, _, err := record.New(uuid.NewString(), crdt.NewActorID(), nurse, at, record.Register{GivenName: "Amina", Sex: "female", EstimatedBirthYear: 1990, HomeClinic: "kamuga"})
+	require.NoError(t, err)
+	for i := range 600 {
+		_, err := forged.Do(nurse, at.Add(time.Duration(i)*time.Second), allergy(i))
+		require.NoError(t, err)
+	}
+	lab := record.Author{UserID: "u-chege", Name: "Chege", Role: record.RoleLabTechnician}
+	require.NoError(t, forge.PrescriptionOn(forged, lab, at.Add(time.Hour)))
+	rogue, _ := newMem(t, replica.Config{BundleBytes: 96 << 10})
+	require.NoError(t, rogue.Import(ctx, []*record.Chart{forged}))
+	made := cloud.CheckersMade()
+	_, err = replica.SyncPair(ctx, rogue, cloud)
+	require.ErrorIs(t, err, replica.ErrUnauthorizedChange, "the kept Checker refuses what a new one refuses")
+	assert.Equal(t, made+1, cloud.CheckersMade(), "the forged history too was checked by one Checker")
+	v := view(t, cloud, forged.ID())
+	n := len(v.Allergies)
+	assert.True(t, n > 0 && n < 600, "the bundles before the forged one were taken, the forged one not: %d allergies", n)
+	assert.Zero(t, len(v.Prescriptions), "the forged prescription is refused")
+}
