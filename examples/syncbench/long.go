@@ -104,7 +104,7 @@ func longScenario(ctx context.Context, o options, dep *deployment, name string, 
 	prog := newProgress(fmt.Sprintf("%s: editing one chart %d times", name, edits))
 	start := time.Now()
 	rng := rand.New(rand.NewPCG(o.seed, o.seed^0x10ca1))
-	chart, err := longChart(rng, a.ID(), clinicHome, time.Date(2026, 11, 1, 8, 0, 0, 0, time.UTC), edits, func(done int) {
+	chart, err := longChart(rng, a.ID(), clinicHome, record.ReleaseDate().AddDate(0, 1, 0), edits, func(done int) {
 		prog.update("%d/%d", done, edits)
 	}, ctx.Err)
 	if err != nil {

@@ -112,9 +112,13 @@ var clerk = record.Author{UserID: "u-clerk-1", Name: "Clerk Njeri", Role: record
 // with dose revisions and discontinuations, lab results finalised and
 // corrected, allergies and demographic updates. Each edit is one change,
 // by a role allowed to make it. step, if set, is called every 500 edits;
-// cancelled, if set, is asked every 100 edits whether to give up.
-func longChart(r *rand.Rand, actor, clinic string, base time.Time, edits int, step func(done int), cancelled func() error) (*record.Chart, error) {
-	at := base.AddDate(-5, 0, 0)
+// cancelled, if set, is asked every 100 edits whether to give up. The
+// history starts at start, a few hours apart an edit (10,000 edits span
+// about six years), each made with its own time as the device's clock:
+// start must be after record.ReleaseDate, or the edits would be made with
+// a clock record takes to be wrong.
+func longChart(r *rand.Rand, actor, clinic string, start time.Time, edits int, step func(done int), cancelled func() error) (*record.Chart, error) {
+	at := start
 	id := uuid.Must(uuid.NewRandomFromReader(randReader{r})).String()
 	c, _, err := record.New(id, actor, clerk, at, record.Register{
 		GivenName: pick(r, givenNames), FamilyName: pick(r, familyNames), Sex: "female", EstimatedBirthYear: 1960,
