@@ -47,7 +47,7 @@ import (
 // a copied or restored data folder. Received from a peer, it refuses the
 // bundle (which also matches ErrMalformedBundle); on the copy itself it
 // refuses every edit and sync until it is recovered with RecoverFork (on
-// a clinic device, `clinic restore`).
+// a clinic device, `clinic recover -to NEW-DIR`).
 var ErrForkedReplica = errors.New("replica: forked (a copied or restored data folder writing as the replica it was copied from)")
 
 // ForkedError says which replica is forked and how it was found.
@@ -62,7 +62,7 @@ type ForkedError struct {
 
 func (e *ForkedError) Error() string {
 	if e.Self {
-		return fmt.Sprintf("replica %s is a copy of a replica that went on without it (%s): it must not write as that replica again; recover it as a new replica (RecoverFork; on a clinic device, clinic restore) to keep its changes and get back what it lost", e.Replica, e.Reason)
+		return fmt.Sprintf("replica %s is a copy of a replica that went on without it (%s): it must not write as that replica again; recover it as a new replica (RecoverFork; on a clinic device, clinic recover -to NEW-DIR) to keep its changes and get back what it lost", e.Replica, e.Reason)
 	}
 	return fmt.Sprintf("replica %s is forked: %s (a copied or restored data folder writing as its original; it must be recovered as a new replica)", e.Replica, e.Reason)
 }
