@@ -315,12 +315,15 @@ type Doc struct {
 // progress. A Doc never closed is freed by a finalizer, later.
 func (d *Doc) Close() error {
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	if d.am == nil {
+		d.mu.Unlock()
 		return nil
 	}
+	freed := d.automergeBytes()
 	d.am.Free()
 	d.am, d.hist, d.lazy, d.pending = nil, nil, nil, nil
+	d.mu.Unlock()
+	noteFreed(freed)
 	return nil
 }
 

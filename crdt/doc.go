@@ -112,6 +112,21 @@
 // forks peak at 33 MiB (BenchmarkForkChurn) and 20,000 loads at 53 MiB
 // (BenchmarkLoadChurn).
 //
+// Memory freed goes back to the system, not only to malloc. Automerge
+// allocates a document in many small blocks, from whichever thread the
+// Go runtime runs the call on, so in several of glibc's arenas; malloc
+// gives back only free memory at the top of an arena, so the pages freed
+// between documents still open (a cache evicting some charts and
+// keeping others) stayed in the process: closing 90 of 120 loaded
+// charts, every fourth kept open, gave 4 MB of their 47 MB back. Close therefore looks at
+// the free memory malloc holds once every 4 MiB it frees, and when that
+// has grown by 16 MiB since it was least asks malloc to return its free
+// pages (malloc_trim); the same 120 charts now give back 37 MB
+// (TestClosedDocumentsShrinkTheProcess). A loop that frees memory and
+// takes it again at once (100,000 forks made and closed) does not grow
+// malloc's free memory and pays for no trim. Nothing is done on other C
+// libraries.
+//
 // Reads release what they read, too. Each map on a read's path, and each
 // value read, is a result of its own in C: about 1 KB for a String of a
 // small chart, a copy of every value for Strings, 133 KB for the Keys of
