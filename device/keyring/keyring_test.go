@@ -103,13 +103,17 @@ func TestUnlockErrors(t *testing.T) {
 		{name: "truncated", user: "amina", password: aminaPassword, want: ErrDamaged,
 			edit: func(t *testing.T, path string) { rewriteBytes(t, path, func(b []byte) []byte { return b[:len(b)/2] }) }},
 		{name: "not JSON", user: "amina", password: aminaPassword, want: ErrDamaged,
-			edit: func(t *testing.T, path string) { rewriteBytes(t, path, func([]byte) []byte { return []byte("PK\x03\x04") }) }},
+			edit: func(t *testing.T, path string) {
+				rewriteBytes(t, path, func([]byte) []byte { return []byte("PK\x03\x04") })
+			}},
 		{name: "larger than MaxFileSize", user: "amina", password: aminaPassword, want: ErrDamaged,
 			edit: func(t *testing.T, path string) {
 				rewriteBytes(t, path, func(b []byte) []byte { return append(b, bytes.Repeat([]byte(" "), MaxFileSize)...) })
 			}},
 		{name: "data after the keyring", user: "amina", password: aminaPassword, want: ErrDamaged,
-			edit: func(t *testing.T, path string) { rewriteBytes(t, path, func(b []byte) []byte { return append(b, "{}"...) }) }},
+			edit: func(t *testing.T, path string) {
+				rewriteBytes(t, path, func(b []byte) []byte { return append(b, "{}"...) })
+			}},
 		{name: "a flipped bit in a sealed key", user: "amina", password: aminaPassword, want: ErrDamaged,
 			edit: func(t *testing.T, path string) {
 				r, err := load(path)
@@ -130,7 +134,9 @@ func TestUnlockErrors(t *testing.T) {
 			}},
 		{name: "unknown field", user: "amina", password: aminaPassword, want: ErrDamaged,
 			edit: func(t *testing.T, path string) {
-				rewriteBytes(t, path, func(b []byte) []byte { return bytes.Replace(b, []byte(`{"keyring"`), []byte(`{"extra":1,"keyring"`), 1) })
+				rewriteBytes(t, path, func(b []byte) []byte {
+					return bytes.Replace(b, []byte(`{"keyring"`), []byte(`{"extra":1,"keyring"`), 1)
+				})
 			}},
 		{name: "another version", user: "amina", password: aminaPassword, want: ErrDamaged,
 			edit: func(t *testing.T, path string) { rewrite(t, path, func(r *ring) { r.Version = 2 }) }},
@@ -147,7 +153,9 @@ func TestUnlockErrors(t *testing.T) {
 		{name: "a user ID with a control character", user: "amina", password: aminaPassword, want: ErrDamaged,
 			edit: func(t *testing.T, path string) { rewrite(t, path, func(r *ring) { r.Users[1].User = "bara\n" }) }},
 		{name: "memory over the bound", user: "amina", password: aminaPassword, want: ErrDamaged,
-			edit: func(t *testing.T, path string) { rewrite(t, path, func(r *ring) { r.Users[0].Argon2id.Memory = MaxMemory + 1 }) }},
+			edit: func(t *testing.T, path string) {
+				rewrite(t, path, func(r *ring) { r.Users[0].Argon2id.Memory = MaxMemory + 1 })
+			}},
 		{name: "work over the bound", user: "amina", password: aminaPassword, want: ErrDamaged,
 			edit: func(t *testing.T, path string) {
 				rewrite(t, path, func(r *ring) { r.Users[0].Argon2id = Params{Memory: MaxMemory, Time: 5, Threads: 1} })
@@ -155,11 +163,17 @@ func TestUnlockErrors(t *testing.T) {
 		{name: "zero threads", user: "amina", password: aminaPassword, want: ErrDamaged,
 			edit: func(t *testing.T, path string) { rewrite(t, path, func(r *ring) { r.Users[0].Argon2id.Threads = 0 }) }},
 		{name: "a short salt", user: "amina", password: aminaPassword, want: ErrDamaged,
-			edit: func(t *testing.T, path string) { rewrite(t, path, func(r *ring) { r.Users[0].Salt = r.Users[0].Salt[:8] }) }},
+			edit: func(t *testing.T, path string) {
+				rewrite(t, path, func(r *ring) { r.Users[0].Salt = r.Users[0].Salt[:8] })
+			}},
 		{name: "a short nonce", user: "amina", password: aminaPassword, want: ErrDamaged,
-			edit: func(t *testing.T, path string) { rewrite(t, path, func(r *ring) { r.Users[0].Nonce = r.Users[0].Nonce[:12] }) }},
+			edit: func(t *testing.T, path string) {
+				rewrite(t, path, func(r *ring) { r.Users[0].Nonce = r.Users[0].Nonce[:12] })
+			}},
 		{name: "a truncated sealed key", user: "amina", password: aminaPassword, want: ErrDamaged,
-			edit: func(t *testing.T, path string) { rewrite(t, path, func(r *ring) { r.Users[0].Sealed = r.Users[0].Sealed[:40] }) }},
+			edit: func(t *testing.T, path string) {
+				rewrite(t, path, func(r *ring) { r.Users[0].Sealed = r.Users[0].Sealed[:40] })
+			}},
 		{name: "a short key check", user: "amina", password: aminaPassword, want: ErrDamaged,
 			edit: func(t *testing.T, path string) { rewrite(t, path, func(r *ring) { r.KeyCheck = r.KeyCheck[:16] }) }},
 		{name: "a recipient that does not parse", user: "amina", password: aminaPassword, want: ErrDamaged,
@@ -305,13 +319,17 @@ func TestChangesRefused(t *testing.T) {
 		{"change a password to one too long", func(p string, _ []byte) error {
 			return fast.ChangePassword(p, "amina", aminaPassword, strings.Repeat("m", MaxPasswordLength+1))
 		}, ErrPasswordTooLong, nil},
-		{"reset a password with another key", func(p string, _ []byte) error { return fast.ResetPassword(p, stranger, "amina", "a brand new password") }, ErrWrongKey, nil},
+		{"reset a password with another key", func(p string, _ []byte) error {
+			return fast.ResetPassword(p, stranger, "amina", "a brand new password")
+		}, ErrWrongKey, nil},
 		{"reset an unknown user's password", func(p string, k []byte) error { return fast.ResetPassword(p, k, "chiku", "a brand new password") }, ErrUnknownUser, nil},
 		{"add a user to a damaged keyring", func(p string, k []byte) error { return fast.AddUser(p, k, "chiku", aminaPassword) }, ErrDamaged,
 			func(t *testing.T, p string, _ []byte) { require.NoError(t, os.WriteFile(p, []byte("{}"), 0o600)) }},
 		{"change a password in a damaged keyring", func(p string, _ []byte) error {
 			return fast.ChangePassword(p, "amina", aminaPassword, "a brand new password")
-		}, ErrDamaged, func(t *testing.T, p string, _ []byte) { rewriteBytes(t, p, func(b []byte) []byte { return b[:len(b)-3] }) }},
+		}, ErrDamaged, func(t *testing.T, p string, _ []byte) {
+			rewriteBytes(t, p, func(b []byte) []byte { return b[:len(b)-3] })
+		}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			path, key, _ := newKeyring(t)
