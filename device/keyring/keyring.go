@@ -373,6 +373,11 @@ func recoverKey(path string, identity age.Identity) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	return r.recoverKey(identity)
+}
+
+// recoverKey decrypts r's recovery entry with identity.
+func (r *ring) recoverKey(identity age.Identity) ([]byte, error) {
 	dec, err := age.Decrypt(bytes.NewReader(r.Recovery.Age), identity)
 	var nomatch *age.NoIdentityMatchError
 	if errors.As(err, &nomatch) {
