@@ -17,7 +17,7 @@ import (
 // of the process, which SQLCipher 4.5 turned off by default too): with
 // it, SQLite's every allocation is locked into memory and every free
 // zeroed and unlocked, two system calls each, which made opening a store
-// about twice as slow. What it keeps out of swap is SQLite's share of
+// three to four times as slow. What it keeps out of swap is SQLite's share of
 // the process's memory only: the charts read, the Automerge documents and
 // the key itself live in memory it does not cover.
 const driverName = "chartsync-sqlite"

@@ -125,7 +125,14 @@
 // operating system's cache and every page written: the bundled crypto is
 // portable C, without the processor's AES instructions. See
 // BenchmarkOpen, BenchmarkWrite and BenchmarkSyncRead, which run each
-// case in clear and encrypted.
+// case in clear and encrypted: on a shared two-core machine, medians of
+// four runs, opening a store of 1,000 charts took 1.0 ms in clear and
+// 1.6 ms encrypted, writing a chart 2.0 and 3.1 ms (an fsync each, so
+// the ratio swung from 1.1 to 1.6 between runs), reading a clinic's log
+// of 4,000 changes 27 and 26 ms from SQLite's cache and 67 and 84 ms
+// from the files; syncbench's full sync of 5,000 charts took 1.3 times
+// as long with both replicas encrypted, and its databases 3.7% more
+// room (SQLCipher keeps an IV and a MAC in each page).
 //
 // # Caveats
 //
