@@ -100,50 +100,71 @@ func Create(path, recipient, user, password string) ([]byte, error) {
 
 // Create is the package's Create with c's parameters.
 func (c Config) Create(path, recipient, user, password string) ([]byte, error) {
-	key, err := c.create(path, recipient, user, password)
-	if err != nil {
+	key := make([]byte, KeySize)
+	if _, err := rand.Read(key); err != nil {
+		return nil, fmt.Errorf("create keyring %s: read random key: %w", path, err)
+	}
+	if err := c.create(path, key, recipient, user, password); err != nil {
 		return nil, fmt.Errorf("create keyring %s: %w", path, err)
 	}
 	return key, nil
 }
 
-func (c Config) create(path, recipient, user, password string) ([]byte, error) {
+// CreateForKey is Create for a data key the device has already: it makes
+// a new keyring at path for key, with one entry for user and a recovery
+// entry. It is how a device whose keyring file is lost or damaged, and
+// whose key is known (recovered from a copy of the keyring, or still held
+// by a logged-in session), gets a keyring again. It does not check that
+// key opens the device's database: the caller does (sqlite.OpenConfig).
+// Errors are Create's, and ErrWrongKey for a key not KeySize bytes long.
+func CreateForKey(path string, key []byte, recipient, user, password string) error {
+	return Config{}.CreateForKey(path, key, recipient, user, password)
+}
+
+// CreateForKey is the package's CreateForKey with c's parameters.
+func (c Config) CreateForKey(path string, key []byte, recipient, user, password string) error {
+	if len(key) != KeySize {
+		return fmt.Errorf("create keyring %s: %w: %d bytes, want %d", path, ErrWrongKey, len(key), KeySize)
+	}
+	if err := c.create(path, key, recipient, user, password); err != nil {
+		return fmt.Errorf("create keyring %s: %w", path, err)
+	}
+	return nil
+}
+
+func (c Config) create(path string, key []byte, recipient, user, password string) error {
 	if err := c.Validate(); err != nil {
-		return nil, err
+		return err
 	}
 	rcpt, err := parseRecipient(recipient)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if err := checkUser(user); err != nil {
-		return nil, err
+		return err
 	}
 	if err := checkNewPassword(password); err != nil {
-		return nil, err
+		return err
 	}
 	if _, err := os.Lstat(path); err == nil {
-		return nil, ErrExists
+		return ErrExists
 	} else if !errors.Is(err, os.ErrNotExist) {
-		return nil, err
-	}
-	key := make([]byte, KeySize)
-	if _, err := rand.Read(key); err != nil {
-		return nil, fmt.Errorf("read random key: %w", err)
+		return err
 	}
 	var sealed bytes.Buffer
 	w, err := age.Encrypt(&sealed, rcpt)
 	if err != nil {
-		return nil, fmt.Errorf("encrypt recovery entry: %w", err)
+		return fmt.Errorf("encrypt recovery entry: %w", err)
 	}
 	if _, err := w.Write(key); err != nil {
-		return nil, fmt.Errorf("encrypt recovery entry: %w", err)
+		return fmt.Errorf("encrypt recovery entry: %w", err)
 	}
 	if err := w.Close(); err != nil {
-		return nil, fmt.Errorf("encrypt recovery entry: %w", err)
+		return fmt.Errorf("encrypt recovery entry: %w", err)
 	}
 	e, err := seal(user, password, c.params(), key)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	r := &ring{
 		Format:   fileFormat,
@@ -152,10 +173,7 @@ func (c Config) create(path, recipient, user, password string) ([]byte, error) {
 		Recovery: recovery{Recipient: recipient, Age: sealed.Bytes()},
 		Users:    []entry{e},
 	}
-	if err := save(path, r); err != nil {
-		return nil, err
-	}
-	return key, nil
+	return save(path, r)
 }
 
 // Unlock returns the data key of the keyring at path, unsealed with

@@ -207,3 +207,31 @@ func TestZeroConfigUsesDefaultParams(t *testing.T) {
 	assert.Equal(t, DefaultParams, r.Users[0].Argon2id)
 	require.NoError(t, DefaultParams.Validate())
 }
+
+// TestCreateForKeyRebuildsADamagedKeyring: a damaged keyring refuses every
+// password; the key recovered from an older copy of the file makes a new
+// keyring for the same key, which the new user's password unlocks. A key
+// of the wrong size, or a path that holds a keyring, is refused.
+func TestCreateForKeyRebuildsADamagedKeyring(t *testing.T) {
+	path, key, id := newKeyring(t)
+	copyPath := filepath.Join(t.TempDir(), "keyring-copy")
+	data, err := os.ReadFile(path)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(copyPath, data, 0o600))
+	rewriteBytes(t, path, func(b []byte) []byte { return b[:len(b)-40] })
+	_, err = Unlock(path, "amina", aminaPassword)
+	require.ErrorIs(t, err, ErrDamaged)
+
+	recovered, err := Recover(copyPath, id)
+	require.NoError(t, err)
+	require.ErrorIs(t, fast.CreateForKey(path, recovered, id.Recipient().String(), "admin", "the administrator's password"), ErrExists)
+	require.ErrorIs(t, fast.CreateForKey(filepath.Join(t.TempDir(), "k"), recovered[:16], id.Recipient().String(), "admin", "the administrator's password"), ErrWrongKey)
+	require.NoError(t, os.Remove(path))
+	require.NoError(t, fast.CreateForKey(path, recovered, id.Recipient().String(), "admin", "the administrator's password"))
+	got, err := Unlock(path, "admin", "the administrator's password")
+	require.NoError(t, err)
+	assert.Equal(t, key, got, "the rebuilt keyring holds another key")
+	again, err := Recover(path, id)
+	require.NoError(t, err)
+	assert.Equal(t, key, again, "the rebuilt keyring's recovery entry holds another key")
+}
