@@ -328,7 +328,7 @@ func RecoverFork(ctx context.Context, path, newPath string, cfg Config) (*Replic
 	}
 	defer os.RemoveAll(tmp)
 	copyPath := filepath.Join(tmp, "forked.db")
-	if err := Backup(ctx, path, copyPath); err != nil {
+	if err := BackupConfig(ctx, path, copyPath, cfg); err != nil {
 		return nil, fmt.Errorf("recover forked replica %s: %w", path, err)
 	}
 	r, err := RestoreAs(ctx, copyPath, newPath, cfg)

@@ -66,7 +66,7 @@ type checker interface {
 // bounded by OpenCheckTime. A database found damaged, by the check or by
 // the open itself, is closed and reported as a *DamagedError.
 func openChecked(ctx context.Context, path string, cfg Config) (*sqlite.Store, error) {
-	st, err := sqlite.Open(ctx, path)
+	st, err := sqlite.OpenConfig(ctx, path, cfg.storeConfig())
 	if err != nil {
 		if sqlite.IsDamage(err) {
 			return nil, &DamagedError{Path: path, Problems: []string{err.Error()}}

@@ -20,6 +20,7 @@ import (
 	"github.com/chartsync/chartsync/internal/dirlock"
 	"github.com/chartsync/chartsync/record"
 	"github.com/chartsync/chartsync/replica/store"
+	"github.com/chartsync/chartsync/replica/store/sqlite"
 )
 
 // ErrNotFound is returned for a chart this replica does not hold (or whose
@@ -44,6 +45,13 @@ var ErrWrongSigner = errors.New("replica: signer is another device's")
 
 // Config tunes a Replica. The zero value works.
 type Config struct {
+	// DatabaseKey, if set, is the sqlite.KeySize-byte key the replica's
+	// SQLite database (Open) is encrypted with, with SQLCipher: its
+	// charts, index, pending changes, quarantine and keys are unreadable
+	// without it (package replica/store/sqlite). A database in clear is
+	// encrypted with sqlite.Encrypt, not by opening it with a key. Nil:
+	// in clear.
+	DatabaseKey []byte
 	// CacheCharts bounds how many charts are kept loaded (default 256).
 	// A loaded 40-change chart costs about 230 KB of Automerge (C)
 	// memory and 120 KB of Go heap (BenchmarkCachedChart); a chart
@@ -107,8 +115,20 @@ func (c Config) Validate() error {
 	if c.CacheCharts < 0 || c.CompactAfter < 0 || c.BundleBytes < 0 || c.ReceiveMemory < 0 {
 		return errors.New("replica config: limits must not be negative")
 	}
+	if err := (sqlite.Config{Key: c.DatabaseKey}).Validate(); err != nil {
+		return fmt.Errorf("replica config: DatabaseKey: %w", err)
+	}
 	return nil
 }
+
+// ErrWrongKey matches the error of Open (and Backup, RestoreAs) for a
+// database encrypted with another key than Config.DatabaseKey, or
+// encrypted when no key is given. The database is not touched, and it is
+// not reported as damaged.
+var ErrWrongKey = sqlite.ErrWrongKey
+
+// storeConfig is the SQLite store's configuration for c.
+func (c Config) storeConfig() sqlite.Config { return sqlite.Config{Key: c.DatabaseKey} }
 
 func (c Config) withDefaults() Config {
 	if c.CacheCharts == 0 {

@@ -29,13 +29,22 @@ var ErrReusedID = errors.New("replica: a restored replica must not reuse its bac
 // A backup is restored with RestoreAs, never by copying it back in
 // place: see RestoreAs.
 func Backup(ctx context.Context, path, out string) error {
-	if err := sqlite.Backup(ctx, path, out); err != nil {
+	return BackupConfig(ctx, path, out, Config{})
+}
+
+// BackupConfig is Backup of a database encrypted with cfg.DatabaseKey:
+// the copy is encrypted with the same key.
+func BackupConfig(ctx context.Context, path, out string, cfg Config) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	if err := sqlite.BackupConfig(ctx, path, out, cfg.storeConfig()); err != nil {
 		if sqlite.IsDamage(err) {
 			return &DamagedError{Path: path, Problems: []string{err.Error()}}
 		}
 		return fmt.Errorf("back up replica: %w", err)
 	}
-	problems, err := sqlite.CheckFile(ctx, out, false, MaxProblems)
+	problems, err := sqlite.CheckFileConfig(ctx, out, false, MaxProblems, cfg.storeConfig())
 	if err == nil && len(problems) > 0 {
 		err = &DamagedError{Path: out, Problems: problems}
 	}
@@ -47,8 +56,9 @@ func Backup(ctx context.Context, path, out string) error {
 }
 
 // RestoreAs makes a new replica at newPath, which must not exist, from the
-// backup at backupPath (a file Backup wrote, decrypted), and opens it with
-// cfg. The backup file is read, not changed.
+// backup at backupPath (a file Backup wrote, decrypted; or BackupConfig,
+// with the same cfg.DatabaseKey, which the new replica is encrypted with
+// too), and opens it with cfg. The backup file is read, not changed.
 //
 // The new replica holds every chart and change of the backup, but under a
 // fresh replica ID: cfg.Signer's (a new device identity, which must not
@@ -74,7 +84,7 @@ func RestoreAs(ctx context.Context, backupPath, newPath string, cfg Config) (*Re
 	if _, err := os.Lstat(newPath); err == nil {
 		return nil, fmt.Errorf("restore to %s: %w", newPath, os.ErrExist)
 	}
-	problems, err := sqlite.CheckFile(ctx, backupPath, true, MaxProblems)
+	problems, err := sqlite.CheckFileConfig(ctx, backupPath, true, MaxProblems, cfg.storeConfig())
 	if err != nil {
 		return nil, fmt.Errorf("restore %s: %w", backupPath, err)
 	}
@@ -118,7 +128,7 @@ func renew(ctx context.Context, backupPath, path string, cfg Config) (oldID, new
 	if err := copyFile(backupPath, path); err != nil {
 		return "", "", err
 	}
-	st, err := sqlite.Open(ctx, path)
+	st, err := sqlite.OpenConfig(ctx, path, cfg.storeConfig())
 	if err != nil {
 		return "", "", err
 	}

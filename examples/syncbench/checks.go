@@ -35,7 +35,7 @@ func checksScenario(ctx context.Context, o options, dep *deployment, a *replica.
 			}
 			name = "checks-on"
 		}
-		b, err := replica.Open(ctx, filepath.Join(o.dir, name+".db"), cfg)
+		b, err := o.open(ctx, filepath.Join(o.dir, name+".db"), cfg)
 		if err != nil {
 			return res, err
 		}

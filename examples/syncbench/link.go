@@ -241,7 +241,7 @@ func firstDownload(ctx context.Context, o options, dep *deployment, b *replica.R
 	if err != nil {
 		return res, err
 	}
-	d, err := replica.Open(ctx, filepath.Join(o.dir, "d.db"), cfg)
+	d, err := o.open(ctx, filepath.Join(o.dir, "d.db"), cfg)
 	if err != nil {
 		return res, err
 	}

@@ -73,7 +73,7 @@ func longScenario(ctx context.Context, o options, dep *deployment, name string, 
 		if err != nil {
 			return nil, err
 		}
-		return replica.Open(ctx, filepath.Join(dir, file), cfg)
+		return o.open(ctx, filepath.Join(dir, file), cfg)
 	}
 	// The long chart travels in bundles of the default size, so that one
 	// large bundle meets the cloud (-bundle-bytes applies to the other

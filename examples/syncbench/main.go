@@ -44,6 +44,7 @@ package main
 import (
 	"bytes"
 	"context"
+	cryptorand "crypto/rand"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -136,13 +137,27 @@ type options struct {
 	long         int
 	longBase     int
 	idleEvery    time.Duration
+	// key, if set (-encrypt), is the key every replica's database is
+	// encrypted with (replica.Config.DatabaseKey).
+	key []byte
 }
 
 func (o options) mode() string {
+	m := "peers"
 	if o.clinic {
-		return "clinic"
+		m = "clinic"
 	}
-	return "peers"
+	if o.key != nil {
+		m += ", encrypted"
+	}
+	return m
+}
+
+// open opens a replica's database at path with cfg, encrypted with o.key
+// if set.
+func (o options) open(ctx context.Context, path string, cfg replica.Config) (*replica.Replica, error) {
+	cfg.DatabaseKey = o.key
+	return replica.Open(ctx, path, cfg)
 }
 
 // The groups of scenarios -scenarios chooses from.
@@ -155,6 +170,7 @@ func main() {
 	flag.StringVar(&o.dir, "dir", "", "directory for the replica databases (default: a temporary directory, removed afterwards)")
 	flag.Uint64Var(&o.seed, "seed", 1, "seed for the synthetic charts")
 	flag.IntVar(&o.verify, "verify", 10000, "compare the views of all charts when N is at most this; above it, of every changed chart and a random sample of this many")
+	encrypt := flag.Bool("encrypt", false, "every replica's database is encrypted (SQLCipher, a random key: replica.Config.DatabaseKey), to measure what encryption at rest costs")
 	unsigned := flag.Bool("unsigned", false, "replicas neither sign nor check change signatures (by default both do, as devices of a deployment); not with -clinic, and the checks scenario is skipped")
 	flag.BoolVar(&o.checkAuthors, "check-authors", false, "peers mode: the receiving replicas also check every change's author and role (record.CheckChange), as the cloud does (in -clinic mode both sides always do)")
 	flag.BoolVar(&o.clinic, "clinic", false, "run the sync and checks scenarios as the cloud runs them: replica A is a device of clinic "+clinicHome+", B the cloud, which receives only A's bundles within the clinic's scope, checking authors, and answers with the clinic's charts only")
@@ -167,6 +183,13 @@ func main() {
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof)")
 	memProfile := flag.String("memprofile", "", "write a profile of the memory allocated over the whole run to this file at its end (go tool pprof -sample_index=alloc_space)")
 	flag.Parse()
+	if *encrypt {
+		o.key = make([]byte, 32)
+		if _, err := cryptorand.Read(o.key); err != nil {
+			fmt.Fprintln(os.Stderr, "syncbench: no randomness for a database key:", err)
+			os.Exit(2)
+		}
+	}
 	if *memProfile != "" {
 		runtime.MemProfileRate = 64 << 10
 		defer func() {
@@ -281,7 +304,7 @@ func runCharts(ctx context.Context, o options, dep *deployment, emit func(result
 	if err != nil {
 		return err
 	}
-	a, err := replica.Open(ctx, filepath.Join(o.dir, "a.db"), cfgA)
+	a, err := o.open(ctx, filepath.Join(o.dir, "a.db"), cfgA)
 	if err != nil {
 		return err
 	}
@@ -321,7 +344,7 @@ func runCharts(ctx context.Context, o options, dep *deployment, emit func(result
 // a and a new replica B (with -clinic, also a new device's first download
 // from B), then times reopening B.
 func runSync(ctx context.Context, o options, dep *deployment, a *replica.Replica, cfgB replica.Config, ids []string, savedBytes int, rng *rand.Rand, emit func(result)) error {
-	b, err := replica.Open(ctx, filepath.Join(o.dir, "b.db"), cfgB)
+	b, err := o.open(ctx, filepath.Join(o.dir, "b.db"), cfgB)
 	if err != nil {
 		return err
 	}
