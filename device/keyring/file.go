@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"slices"
 	"strings"
@@ -212,4 +213,43 @@ func save(path string, r *ring) error {
 		return err
 	}
 	return atomicfile.Write(path, data, writeOptions)
+}
+
+// saveNew is save for a keyring that must not replace a file: one that
+// appeared at path since the caller looked (another process creating a
+// keyring) is left as it is, and the error matches ErrExists. Replacing
+// it would lose the only wrapped copy of another data key.
+func saveNew(path string, r *ring) error {
+	data, err := r.encode()
+	if err != nil {
+		return err
+	}
+	o := writeOptions
+	rename := o.Rename
+	if rename == nil {
+		rename = os.Rename
+	}
+	o.Rename = func(tmp, path string) error { return renameNoReplace(tmp, path, rename) }
+	return atomicfile.Write(path, data, o)
+}
+
+// renameNoReplace moves tmp to path unless path exists: it links tmp
+// there (which fails if path exists) and removes tmp. On a file system
+// without hard links it checks for path and renames, which a file made in
+// between would lose the race to.
+func renameNoReplace(tmp, path string, rename func(oldpath, newpath string) error) error {
+	err := os.Link(tmp, path)
+	switch {
+	case err == nil:
+		// The keyring is in place; a temporary name left behind holds
+		// nothing a keyring does not.
+		_ = os.Remove(tmp)
+		return nil
+	case errors.Is(err, fs.ErrExist):
+		return ErrExists
+	}
+	if _, err := os.Lstat(path); err == nil {
+		return ErrExists
+	}
+	return rename(tmp, path)
 }

@@ -173,7 +173,7 @@ func (c Config) create(path string, key []byte, recipient, user, password string
 		Recovery: recovery{Recipient: recipient, Age: sealed.Bytes()},
 		Users:    []entry{e},
 	}
-	return save(path, r)
+	return saveNew(path, r)
 }
 
 // Unlock returns the data key of the keyring at path, unsealed with

@@ -128,7 +128,8 @@ func TestFileHoldsNoSecret(t *testing.T) {
 }
 
 // TestFailedWriteLeavesTheKeyringAsItWas: when writing the new file fails
-// (here its rename), AddUser reports it, the keyring is byte for byte as
+// (its rename, or for Create its sync), AddUser, ChangePassword and Create
+// report it, the keyring is byte for byte as
 // it was, still unlocks, and no temporary file is left behind.
 func TestFailedWriteLeavesTheKeyringAsItWas(t *testing.T) {
 	path, key, _ := newKeyring(t)
@@ -147,6 +148,10 @@ func TestFailedWriteLeavesTheKeyringAsItWas(t *testing.T) {
 	_, err = Unlock(path, "amina", aminaPassword)
 	require.NoError(t, err, "amina's old password no longer unlocks after a failed change")
 
+	// Create puts its file in place with a link, not a rename: fail its
+	// sync instead.
+	writeOptions.Sync = func(*os.File) error { return errDisk }
+	t.Cleanup(func() { writeOptions.Sync = nil })
 	_, rcpt := newRecovery(t)
 	fresh := filepath.Join(filepath.Dir(path), "other-keyring")
 	_, err = fast.Create(fresh, rcpt, "amina", aminaPassword)
@@ -234,4 +239,29 @@ func TestCreateForKeyRebuildsADamagedKeyring(t *testing.T) {
 	again, err := Recover(path, id)
 	require.NoError(t, err)
 	assert.Equal(t, key, again, "the rebuilt keyring's recovery entry holds another key")
+}
+
+// TestCreateNeverReplacesAKeyring: a keyring that appears while Create
+// writes its own (another process creating one) is kept byte for byte,
+// Create reports ErrExists, and no temporary file is left.
+func TestCreateNeverReplacesAKeyring(t *testing.T) {
+	_, rcpt := newRecovery(t)
+	path := filepath.Join(t.TempDir(), "keyring")
+	var theirs []byte
+	writeOptions.Sync = func(f *os.File) error {
+		writeOptions.Sync = nil // the other Create syncs as usual
+		_, err := fast.Create(path, rcpt, "bara", baraPassword)
+		require.NoError(t, err, "the other process's Create")
+		theirs, err = os.ReadFile(path)
+		require.NoError(t, err)
+		return f.Sync()
+	}
+	t.Cleanup(func() { writeOptions.Sync = nil })
+	key, err := fast.Create(path, rcpt, "amina", aminaPassword)
+	require.ErrorIs(t, err, ErrExists)
+	assert.Nil(t, key)
+	got, err := os.ReadFile(path)
+	require.NoError(t, err)
+	assert.Equal(t, theirs, got, "Create replaced a keyring made while it wrote")
+	assert.Equal(t, []string{"keyring"}, dirNames(t, filepath.Dir(path)), "Create left a temporary file")
 }
