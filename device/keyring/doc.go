@@ -31,7 +31,9 @@
 //
 // One JSON document, at most MaxFileSize (1 MiB), written atomically
 // (temporary file, fsync, rename, fsync of the directory; package
-// internal/atomicfile) with mode 0600:
+// internal/atomicfile) with mode 0600; Create puts its file in place with
+// a hard link, so that it never replaces a keyring that appeared meanwhile
+// (on file systems without hard links, it checks and renames):
 //
 //	{"keyring":{"format":"chartsync-keyring","version":1,
 //	   "key_check":"<base64 HMAC-SHA256 of a fixed label under the key>",
