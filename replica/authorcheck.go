@@ -23,11 +23,20 @@ func (r *Replica) newAuthorCheck(chart string, doc *crdt.Doc) (*authorCheck, err
 	if c := r.kept.take(chart, doc.Heads()); c != nil {
 		return &authorCheck{c: c, chart: chart}, nil
 	}
+	a, err := newChecker(chart, doc)
+	if err == nil {
+		r.checkersMade.Add(1)
+	}
+	return a, err
+}
+
+// newChecker starts judging changes to chart with a new record.Checker,
+// which reads doc whole.
+func newChecker(chart string, doc *crdt.Doc) (*authorCheck, error) {
 	c, err := record.NewChecker(doc)
 	if err != nil {
 		return nil, err
 	}
-	r.checkersMade.Add(1)
 	return &authorCheck{c: c, chart: chart}, nil
 }
 

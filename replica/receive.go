@@ -850,11 +850,7 @@ func (rules receiveRules) authorCheck(chart string, doc *crdt.Doc) (*authorCheck
 	if rules.newCheck != nil {
 		return rules.newCheck(chart, doc)
 	}
-	c, err := record.NewChecker(doc)
-	if err != nil {
-		return nil, err
-	}
-	return &authorCheck{c: c, chart: chart}, nil
+	return newChecker(chart, doc)
 }
 
 // cutChart returns the chart of b's last change if its sender has more
