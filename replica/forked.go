@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -254,34 +255,29 @@ func ownLost(fresh []chartBatch, actor, from string) string {
 // seqReused looks, once a chart refused one of cb's changes, for the
 // reason being a forked author: another change of the same author with
 // the same sequence number, held in doc or carried in cb. It returns the
-// error to refuse the bundle with, or nil.
-func seqReused(doc *crdt.Doc, cb chartBatch, refused error) error {
+// error to refuse the bundle with, or nil. The refused change is the one
+// refused names (a *crdt.InvalidChangeError), or else bad, if not nil.
+func seqReused(doc *crdt.Doc, cb chartBatch, refused error, bad *crdt.Change) error {
 	var ice *crdt.InvalidChangeError
-	if !errors.As(refused, &ice) {
-		return nil
-	}
-	var bad *crdt.Change
-	for i := range cb.changes {
-		if cb.changes[i].Hash == ice.Hash {
-			bad = &cb.changes[i]
+	if errors.As(refused, &ice) {
+		bad = nil
+		for i := range cb.changes {
+			if cb.changes[i].Hash == ice.Hash {
+				bad = &cb.changes[i]
+			}
 		}
 	}
 	if bad == nil {
 		return nil
 	}
 	same := func(c crdt.Change) bool { return c.Actor == bad.Actor && c.Seq == bad.Seq && c.Hash != bad.Hash }
-	found := false
-	for _, c := range cb.changes {
-		found = found || same(c)
-	}
-	if !found {
+	found := slices.ContainsFunc(cb.changes, same)
+	if !found && doc != nil {
 		held, err := doc.Changes(nil)
 		if err != nil {
 			return nil
 		}
-		for _, c := range held {
-			found = found || same(c)
-		}
+		found = slices.ContainsFunc(held, same)
 	}
 	if !found {
 		return nil

@@ -903,6 +903,13 @@ func planChart(h *heldChart, cb chartBatch, sigs signatures, rules receiveRules)
 		touched = make([]record.Touched, len(cb.changes))
 		for _, i := range causalOrder(cb.changes) {
 			t, err := check.check(cb.changes[i])
+			if err != nil && errors.Is(err, crdt.ErrMalformed) {
+				// A sequence number its author used for another
+				// change is a forked author, as on apply below.
+				if fe := seqReused(l.doc, cb, err, &cb.changes[i]); fe != nil {
+					return fmt.Errorf("receive bundle: chart %s: %w: %w", cb.chart, ErrMalformedBundle, fe), true
+				}
+			}
 			if err, quarantine := authorError(err, cb.chart, cb.changes[i]); err != nil {
 				return err, quarantine
 			}
@@ -914,7 +921,7 @@ func planChart(h *heldChart, cb chartBatch, sigs signatures, rules receiveRules)
 		// number reused or skipped, an operation on nothing): the
 		// bundle is refused, and kept for review. A sequence number its
 		// author used for another change is a forked author.
-		if fe := seqReused(l.doc, cb, err); fe != nil {
+		if fe := seqReused(l.doc, cb, err, nil); fe != nil {
 			return fmt.Errorf("receive bundle: chart %s: %w: %w", cb.chart, ErrMalformedBundle, fe), true
 		}
 		return fmt.Errorf("receive bundle: chart %s: %w: %w", cb.chart, ErrMalformedBundle, err), true

@@ -45,9 +45,10 @@ func testAdversarial(t *testing.T, newPair func(t *testing.T) Pair) {
 		for _, tc := range []struct {
 			name   string
 			mangle func(*crdt.ChangeInfo)
+			forked bool // the change shows its author forked
 		}{
-			{"reused", func(info *crdt.ChangeInfo) { info.Time = info.Time.Add(time.Second) }},
-			{"skipped", func(info *crdt.ChangeInfo) { info.Seq++ }},
+			{"reused", func(info *crdt.ChangeInfo) { info.Time = info.Time.Add(time.Second) }, true},
+			{"skipped", func(info *crdt.ChangeInfo) { info.Seq++ }, false},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				p := checked(t, newPair)
@@ -63,8 +64,24 @@ func testAdversarial(t *testing.T, newPair func(t *testing.T) Pair) {
 				err = inject(t, p, replica.Bundle{From: p.A.ID(), To: p.B.ID(), Changes: []replica.BundleChange{signed(t, p, chart, raw)}})
 				require.Error(t, err, "a change the chart cannot take is refused")
 				t.Logf("refused: %v", err)
-				require.True(t, matchesAny(err, p.BadInput), "the refusal is typed: %v", err)
 				assert.Equal(t, before.Charts, Snapshot(t, p.B).Charts, "B's charts are as they were")
+				if !tc.forked {
+					require.True(t, matchesAny(err, p.BadInput), "the refusal is typed: %v", err)
+					edit(t, p.A, chart, nurse, amoxicillin(500))
+					converge(t, p)
+					return
+				}
+				// Two changes of A with one sequence number, both
+				// signed with A's key: only a copy of A writing as A
+				// makes them. The refusal says so.
+				require.ErrorIs(t, err, replica.ErrForkedReplica, "the refusal is of a forked author")
+				assert.Contains(t, err.Error(), p.A.ID(), "the refusal names A")
+				if p.A.Forked() != nil {
+					// The transport told A: it writes as itself no more.
+					_, err := p.A.Edit(context.WithoutCancel(t.Context()), chart, nurse, amoxicillin(500))
+					require.ErrorIs(t, err, replica.ErrForkedReplica, "A, told it is forked, edits no more")
+					return
+				}
 				edit(t, p.A, chart, nurse, amoxicillin(500))
 				converge(t, p)
 			})
