@@ -2,6 +2,7 @@ package device
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"fmt"
@@ -36,14 +37,24 @@ func (id *Identity) SignChange(chart string, hash [32]byte) []byte {
 // that has not met the device: a device enrolled again with new keys
 // still has its earlier changes checked with the earlier key. If the
 // device is revoked, its revocation comes last, so that the recipient
-// refuses what the revocation does not accept (AcceptedUpTo).
+// refuses what the revocation does not accept (AcceptedUpTo). If an
+// authority that signed one of its records is revoked, that authority
+// revocation comes first, so the recipient refuses what it refuses; the
+// records it refuses are left out.
 func (r *Roster) SignerEnrolments(replicaID string) [][]byte {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	ks := r.keys[replicaID]
-	out := make([][]byte, len(ks), len(ks)+1)
-	for i, k := range ks {
-		out[i] = k.raw
+	out := make([][]byte, 0, len(ks)+1)
+	for _, k := range ks {
+		if v, ok := r.authRevs[string(k.Authority)]; ok && !slices.ContainsFunc(out, func(rec []byte) bool { return bytes.Equal(rec, v.raw) }) {
+			out = append(out, v.raw)
+		}
+	}
+	for _, k := range ks {
+		if r.refused(k) == nil {
+			out = append(out, k.raw)
+		}
 	}
 	if e, ok := r.by[replicaID]; ok && e.Revoked {
 		out = append(out, e.raw)
@@ -75,12 +86,17 @@ func (r *Roster) AcceptedUpTo(replicaID, chart string) (seq uint64, revoked bool
 
 // RevocationsFor returns the signed revocations a replica sending to
 // recipient passes on, so that they reach every replica that may hold
-// the revoked devices' changes: those of devices of the recipient's
+// the revoked devices' changes: first every authority revocation held
+// (by revoked key), then the revocations of devices of the recipient's
 // clinic, or every revocation held if the recipient is no device this
 // roster knows (the cloud), sorted by replica ID.
 func (r *Roster) RevocationsFor(recipient string) [][]byte {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
+	var auth [][]byte
+	for _, v := range r.authorityRevocations() {
+		auth = append(auth, v.raw)
+	}
 	clinic, known := "", false
 	if e, ok := r.by[recipient]; ok {
 		clinic, known = e.Device.Clinic, true
@@ -92,9 +108,10 @@ func (r *Roster) RevocationsFor(recipient string) [][]byte {
 		}
 	}
 	slices.Sort(ids)
-	out := make([][]byte, len(ids))
-	for i, id := range ids {
-		out[i] = r.by[id].raw
+	out := make([][]byte, 0, len(auth)+len(ids))
+	out = append(out, auth...)
+	for _, id := range ids {
+		out = append(out, r.by[id].raw)
 	}
 	return out
 }
@@ -111,12 +128,33 @@ func (r *Roster) RevocationsFor(recipient string) [][]byte {
 // travelling with the device's changes (SignerEnrolments) or with any
 // bundle (RevocationsFor) cuts the device off wherever it arrives.
 // Learning a record twice changes nothing, and costs no signature check.
+//
+// An authority revocation (Authority.RevokeAuthority) is taken as
+// AddAuthorityRevocation takes it, and gives the replica ID "". A record
+// that an authority revocation held refuses gives an error matching
+// ErrRevokedAuthority; an enrolment's key is kept all the same, so that
+// VerifyChange says why a change signed with it is refused.
 func (r *Roster) LearnSigner(data []byte) (string, error) {
 	sum := sha256.Sum256(data)
 	r.mu.RLock()
 	seen := r.learnt[sum]
 	r.mu.RUnlock()
 	if seen {
+		return "", nil
+	}
+	if isAuthorityRevocation(data) {
+		v, err := decodeAuthorityRevocation(data)
+		if err != nil {
+			return "", fmt.Errorf("learn signer: %w", err)
+		}
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if _, err := r.addAuthorityRevocation(v); err != nil {
+			return "", fmt.Errorf("learn signer: %w", err)
+		}
+		if len(r.learnt) < maxLearnt {
+			r.learnt[sum] = true
+		}
 		return "", nil
 	}
 	e, err := decodeEnrolment(data)
@@ -141,6 +179,9 @@ func (r *Roster) LearnSigner(data []byte) (string, error) {
 		// Only the key is learnt: which enrolment is in force for the
 		// transports (Lookup) changes only through Add and Merge.
 		r.rememberKey(e, a)
+		if err := r.refused(e); err != nil {
+			return id, fmt.Errorf("learn signer: %w", err)
+		}
 	}
 	if len(r.learnt) < maxLearnt {
 		r.learnt[sum] = true
@@ -187,19 +228,35 @@ func (r *Roster) rememberKey(e Enrolment, a TrustedAuthority) {
 // it: the clinic the device signed as, which the caller must check the
 // change is for (a chart in that clinic's scope, that clinic's user
 // roster). Errors match ErrUnknownDevice if no key of the device is known
-// (see LearnSigner), or ErrBadSignature.
+// (see LearnSigner), ErrRevokedAuthority if only a key given by a
+// record that an authority revocation refuses verifies it (whenever the
+// change was made: the revocation accepts the records, not the changes,
+// so a device its revoker did not know of is refused as a whole), or
+// ErrBadSignature.
 func (r *Roster) VerifyChange(replicaID, chart string, hash [32]byte, sig []byte) (clinic string, err error) {
 	r.mu.RLock()
 	ks := r.keys[replicaID]
+	refused := make([]error, len(ks))
+	for i, k := range ks {
+		refused[i] = r.refused(k)
+	}
 	r.mu.RUnlock()
 	if len(ks) == 0 {
 		return "", fmt.Errorf("change signed by %s: %w", replicaID, ErrUnknownDevice)
 	}
 	msg := changeMessage(chart, hash)
+	var refusal error
 	for i := len(ks) - 1; i >= 0; i-- {
-		if ks[i].Device.Verify(PurposeChange, msg, sig) == nil {
+		if ks[i].Device.Verify(PurposeChange, msg, sig) != nil {
+			continue
+		}
+		if refused[i] == nil {
 			return ks[i].Device.Clinic, nil
 		}
+		refusal = cmp.Or(refusal, refused[i])
+	}
+	if refusal != nil {
+		return "", fmt.Errorf("change %x of chart %s signed as %s: %w", hash[:4], chart, replicaID, refusal)
 	}
 	return "", fmt.Errorf("change %x of chart %s signed as %s: %w", hash[:4], chart, replicaID, ErrBadSignature)
 }

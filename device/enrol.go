@@ -207,7 +207,8 @@ type Enrolment struct {
 	Accepted  map[string]uint64
 	Authority ed25519.PublicKey // the key that signed it
 
-	raw []byte // the signed file
+	raw []byte   // the signed file
+	sum [32]byte // its RecordDigest
 }
 
 const (
@@ -358,6 +359,7 @@ func decodeEnrolment(data []byte) (Enrolment, error) {
 		Accepted:  accepted,
 		Authority: bytes.Clone(auth),
 		raw:       bytes.Clone(data),
+		sum:       RecordDigest(data),
 	}
 	if len(sk) > 0 {
 		e.Device.SignKey = bytes.Clone(sk)

@@ -2,6 +2,7 @@ package device
 
 import (
 	"errors"
+	"fmt"
 
 	"github.com/chartsync/chartsync/internal/wire"
 )
@@ -31,6 +32,11 @@ var (
 	ErrExpired = errors.New("device: enrolment expired")
 	// ErrRevoked: the authority revoked the device's enrolment.
 	ErrRevoked = errors.New("device: enrolment revoked")
+	// ErrRevokedAuthority: a record was signed by an authority key (a
+	// hub administrator's) whose revocation does not accept it: it is
+	// not in force, and neither is the device it enrolled or the changes
+	// signed with the key it gave. It also matches ErrRevoked.
+	ErrRevokedAuthority = fmt.Errorf("device: record of a revoked authority: %w", ErrRevoked)
 	// ErrInsecureKeyFile: a secret key file may be read by other users.
 	ErrInsecureKeyFile = errors.New("device: key file is readable by other users")
 )

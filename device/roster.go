@@ -76,6 +76,14 @@ type Roster struct {
 	// revoked holds the replicas whose record in force is a revocation,
 	// so RevocationsFor costs the revocations, not the roster.
 	revoked map[string]bool
+	// all holds, per replica, every record Add or Merge took (in scope
+	// of a trusted authority), in the order they came: when an
+	// authority is revoked, each device settles again on those its
+	// revocation does not refuse (resettle).
+	all map[string][]Enrolment
+	// authRevs holds the authority revocation in force for each revoked
+	// key (string of the key).
+	authRevs map[string]AuthorityRevocation
 }
 
 // NewRoster returns an empty roster trusting cfg.Authorities.
@@ -87,7 +95,8 @@ func NewRoster(cfg RosterConfig) (*Roster, error) {
 		cfg.Now = time.Now
 	}
 	cfg.Authorities = slices.Clone(cfg.Authorities)
-	return &Roster{cfg: cfg, by: map[string]Enrolment{}, keys: map[string][]Enrolment{}, learnt: map[[32]byte]bool{}, revoked: map[string]bool{}}, nil
+	return &Roster{cfg: cfg, by: map[string]Enrolment{}, keys: map[string][]Enrolment{}, learnt: map[[32]byte]bool{},
+		revoked: map[string]bool{}, all: map[string][]Enrolment{}, authRevs: map[string]AuthorityRevocation{}}, nil
 }
 
 func (r *Roster) authority(key ed25519.PublicKey) (TrustedAuthority, bool) {
@@ -110,7 +119,17 @@ func (r *Roster) authority(key ed25519.PublicKey) (TrustedAuthority, bool) {
 // an enrolment. A record issued before the one held changes nothing; one
 // issued later replaces it (re-enrolment with new keys, or revocation).
 // Adding the same record twice changes nothing.
+//
+// A record signed by an authority whose revocation (AuthorityRevocation)
+// the roster holds, and which that revocation does not accept, is
+// refused with ErrRevokedAuthority. data may also be an authority
+// revocation file (Authority.RevokeAuthority), taken as
+// AddAuthorityRevocation takes it; Add then returns a zero Enrolment.
 func (r *Roster) Add(data []byte) (Enrolment, error) {
+	if isAuthorityRevocation(data) {
+		_, err := r.AddAuthorityRevocation(data)
+		return Enrolment{}, err
+	}
 	e, err := decodeEnrolment(data)
 	if err != nil {
 		return Enrolment{}, fmt.Errorf("add enrolment: %w", err)
@@ -131,9 +150,61 @@ func (r *Roster) add(e Enrolment) (Enrolment, error) {
 		return Enrolment{}, fmt.Errorf("add enrolment of %s: clinic %s: %w", id, e.Device.Clinic, ErrOutOfScope)
 	}
 	r.rememberKey(e, a)
+	r.keep(e)
+	if err := r.refused(e); err != nil {
+		return Enrolment{}, fmt.Errorf("add enrolment: %w", err)
+	}
 	if !e.Revoked && !e.ValidAt(r.cfg.Now()) {
 		return Enrolment{}, fmt.Errorf("add enrolment of %s: expired %s: %w", id, e.Expires.Format(time.RFC3339), ErrExpired)
 	}
+	return r.place(e, a)
+}
+
+// AddAuthorityRevocation verifies a signed authority revocation
+// (Authority.RevokeAuthority) and records it, returning the one now in
+// force for its key. It is refused with ErrMalformed (or ErrVersion,
+// ErrTooLarge), ErrBadSignature, ErrUnknownAuthority (signed by a key
+// not trusted), ErrOutOfScope (its signer may not revoke that key: it
+// must cover every clinic the key may enrol, and more; a key of every
+// clinic, the cloud's, is never revoked; an authority cannot revoke
+// itself) or ErrRevokedAuthority (signed by a key revoked itself, which
+// does not accept it). One issued before the one held for its key
+// changes nothing; one issued later replaces it.
+//
+// From then on every record of the revoked key that it does not accept
+// is refused (ErrRevokedAuthority), those the roster held too: the
+// devices they enrolled are in force by their other records only
+// (Lookup), and their keys no longer verify changes (VerifyChange).
+func (r *Roster) AddAuthorityRevocation(data []byte) (AuthorityRevocation, error) {
+	v, err := decodeAuthorityRevocation(data)
+	if err != nil {
+		return AuthorityRevocation{}, fmt.Errorf("add authority revocation: %w", err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	got, err := r.addAuthorityRevocation(v)
+	if err != nil {
+		return AuthorityRevocation{}, fmt.Errorf("add authority revocation: %w", err)
+	}
+	return got, nil
+}
+
+// keep adds e to the records of its replica (all). r.mu is held.
+func (r *Roster) keep(e Enrolment) {
+	id := e.Device.ReplicaID
+	recs := r.all[id]
+	if slices.ContainsFunc(recs, func(k Enrolment) bool { return k.sum == e.sum }) {
+		return
+	}
+	r.all[id] = append(slices.Clone(recs), e) // a Merge trial shares the slices
+}
+
+// place makes e, a record of a trusted authority a in force and not
+// expired, the record in force for its replica if it displaces the one
+// held, and returns the one in force, or ErrOutOfScope if e is newer but
+// a may not displace the one held (of another clinic). r.mu is held.
+func (r *Roster) place(e Enrolment, a TrustedAuthority) (Enrolment, error) {
+	id := e.Device.ReplicaID
 	old, held := r.by[id]
 	if held && !bytes.Equal(old.raw, e.raw) {
 		if old.Device.Clinic != e.Device.Clinic {
@@ -188,12 +259,24 @@ func supersedes(e, old Enrolment) bool {
 
 // Lookup returns the keys of the device running replicaID. It returns an
 // error matching ErrUnknownDevice if no enrolment is held, ErrRevoked if
-// it was revoked, or ErrExpired if it has expired.
+// it was revoked, ErrRevokedAuthority (which matches ErrRevoked too) if
+// its only records are of a revoked authority that does not accept
+// them, or ErrExpired if it has expired.
 func (r *Roster) Lookup(replicaID string) (Public, error) {
 	r.mu.RLock()
 	e, ok := r.by[replicaID]
+	var refused error
+	if !ok {
+		for _, k := range r.all[replicaID] {
+			if refused = r.refused(k); refused != nil {
+				break
+			}
+		}
+	}
 	r.mu.RUnlock()
 	switch {
+	case refused != nil:
+		return Public{}, fmt.Errorf("device %s: %w", replicaID, refused)
 	case !ok:
 		return Public{}, fmt.Errorf("device %s: %w", replicaID, ErrUnknownDevice)
 	case e.Revoked:
@@ -238,26 +321,47 @@ func (r *Roster) Enrolments() []Enrolment {
 // earlier enrolment whose key a device's changes may be signed with
 // (VerifyChange), so that a roster saved and read again still verifies
 // the changes a device made before it was revoked or enrolled anew.
+//
+// The authority revocations held come first, and the records they refuse
+// stay in the file (every roster reading it refuses them alike, with
+// ErrRevokedAuthority). A device whose record in force is a limited
+// authority's (a hub's) has every record of it written, so that if that
+// authority is revoked later the device settles on the others (a
+// revocation the hub's record had displaced is not lost).
 func (r *Roster) Encode() []byte {
 	es := r.Enrolments()
 	r.mu.RLock()
-	seen := make(map[string]bool, len(es))
+	var recs [][]byte
+	for _, v := range r.authorityRevocations() {
+		recs = append(recs, v.raw)
+	}
+	seen := make(map[[32]byte]bool, len(es))
+	add := func(e Enrolment) {
+		if !seen[e.sum] {
+			seen[e.sum] = true
+			recs = append(recs, e.raw)
+		}
+	}
 	for _, e := range es {
-		seen[string(e.raw)] = true
+		add(e)
 	}
 	for _, id := range slices.Sorted(maps.Keys(r.keys)) {
 		for _, k := range r.keys[id] {
-			if !seen[string(k.raw)] {
-				seen[string(k.raw)] = true
-				es = append(es, k)
+			add(k)
+		}
+	}
+	for _, e := range es {
+		if a, ok := r.authority(e.Authority); ok && len(a.Clinics) > 0 {
+			for _, k := range r.all[e.Device.ReplicaID] {
+				add(k)
 			}
 		}
 	}
 	r.mu.RUnlock()
 	var body []byte
-	body = binary.AppendUvarint(body, uint64(len(es)))
-	for _, e := range es {
-		body = wire.AppendBytes(body, e.raw)
+	body = binary.AppendUvarint(body, uint64(len(recs)))
+	for _, rec := range recs {
+		body = wire.AppendBytes(body, rec)
 	}
 	return wire.Encode(kindRoster, rosterVersion, body)
 }
@@ -266,26 +370,49 @@ func (r *Roster) Encode() []byte {
 type MergeResult struct {
 	Added   int // records that are now in force
 	Skipped int // records older than those held, or expired
+	// Refused counts records of a revoked authority that its revocation
+	// does not accept (ErrRevokedAuthority): skipped too.
+	Refused int
 }
 
 // Merge adds every record of a roster file (Encode) or a single enrolment
 // file. It is all or nothing for forgery: if any record is malformed,
 // forged, signed by an untrusted authority or out of its authority's scope,
 // nothing is added and the error says which. Expired and superseded records
-// are skipped and counted.
+// are skipped and counted, and so are records of a revoked authority its
+// revocation does not accept (Refused). Authority revocations in the
+// file are taken first, so the order of its records does not matter.
 func (r *Roster) Merge(data []byte) (MergeResult, error) {
-	recs, err := decodeRoster(data)
+	recs, revs, err := decodeRoster(data)
 	if err != nil {
 		return MergeResult{}, fmt.Errorf("merge roster: %w", err)
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	// Check every record against a copy first, so a bad record adds nothing.
-	trial := &Roster{cfg: r.cfg, by: maps.Clone(r.by), keys: maps.Clone(r.keys), learnt: r.learnt, revoked: maps.Clone(r.revoked)}
+	trial := &Roster{cfg: r.cfg, by: maps.Clone(r.by), keys: maps.Clone(r.keys), learnt: r.learnt, revoked: maps.Clone(r.revoked),
+		all: maps.Clone(r.all), authRevs: maps.Clone(r.authRevs)}
 	var res MergeResult
+	for _, v := range revs {
+		got, err := trial.addAuthorityRevocation(v)
+		switch {
+		case errors.Is(err, ErrRevokedAuthority):
+			res.Skipped++
+			res.Refused++
+		case err != nil:
+			return MergeResult{}, fmt.Errorf("merge roster: %w", err)
+		case bytes.Equal(got.raw, v.raw):
+			res.Added++
+		default:
+			res.Skipped++
+		}
+	}
 	for _, e := range recs {
 		got, err := trial.add(e)
 		switch {
+		case errors.Is(err, ErrRevokedAuthority):
+			res.Skipped++
+			res.Refused++
 		case errors.Is(err, ErrExpired):
 			res.Skipped++
 		case err != nil:
@@ -296,22 +423,39 @@ func (r *Roster) Merge(data []byte) (MergeResult, error) {
 			res.Skipped++
 		}
 	}
-	r.by, r.keys, r.revoked = trial.by, trial.keys, trial.revoked
+	r.by, r.keys, r.revoked, r.all, r.authRevs = trial.by, trial.keys, trial.revoked, trial.all, trial.authRevs
 	return res, nil
 }
 
-// decodeRoster decodes a roster file, or a single enrolment file, into
-// signature-checked records.
-func decodeRoster(data []byte) ([]Enrolment, error) {
+// decodeRoster decodes a roster file, or a single enrolment or
+// authority revocation file, into signature-checked records.
+func decodeRoster(data []byte) ([]Enrolment, []AuthorityRevocation, error) {
 	if len(data) >= 3 && data[2] == kindEnrolment {
 		e, err := decodeEnrolment(data)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		return []Enrolment{e}, nil
+		return []Enrolment{e}, nil, nil
 	}
+	if isAuthorityRevocation(data) {
+		v, err := decodeAuthorityRevocation(data)
+		if err != nil {
+			return nil, nil, err
+		}
+		return nil, []AuthorityRevocation{v}, nil
+	}
+	recs, revs, err := decodeRosterFile(data)
+	if err != nil {
+		return nil, nil, err
+	}
+	return recs, revs, nil
+}
+
+// decodeRosterFile decodes a roster file (Encode): each record an
+// enrolment or an authority revocation.
+func decodeRosterFile(data []byte) ([]Enrolment, []AuthorityRevocation, error) {
 	if len(data) > MaxRosterBytes {
-		return nil, fmt.Errorf("%d bytes: %w", len(data), ErrTooLarge)
+		return nil, nil, fmt.Errorf("%d bytes: %w", len(data), ErrTooLarge)
 	}
 	// A roster's records are signatures, keys and random IDs, which
 	// compression cannot shrink much: a frame claiming more than
@@ -320,34 +464,43 @@ func decodeRoster(data []byte) ([]Enrolment, error) {
 	bound := min(MaxRosterBytes, len(data)*maxInflation)
 	_, body, err := wire.Decode(data, kindRoster, rosterVersion, bound)
 	if bound < MaxRosterBytes && errors.Is(err, ErrTooLarge) {
-		return nil, fmt.Errorf("roster of %d bytes claims a body of more than %d times that: %w", len(data), maxInflation, wire.ErrTruncated)
+		return nil, nil, fmt.Errorf("roster of %d bytes claims a body of more than %d times that: %w", len(data), maxInflation, wire.ErrTruncated)
 	}
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	rd := wire.NewReader(body)
 	n, err := rd.Count(1 + minEnrolmentBytes)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	// Records are appended as they decode, so memory follows the records
 	// present, not the count.
 	var out []Enrolment
+	var revs []AuthorityRevocation
 	for i := range n {
 		raw, err := rd.Bytes(MaxRevocationBytes)
 		if err != nil {
-			return nil, fmt.Errorf("record %d: %w", i, err)
+			return nil, nil, fmt.Errorf("record %d: %w", i, err)
+		}
+		if isAuthorityRevocation(raw) {
+			v, err := decodeAuthorityRevocation(raw)
+			if err != nil {
+				return nil, nil, fmt.Errorf("record %d: %w", i, err)
+			}
+			revs = append(revs, v)
+			continue
 		}
 		e, err := decodeEnrolment(raw)
 		if err != nil {
-			return nil, fmt.Errorf("record %d: %w", i, err)
+			return nil, nil, fmt.Errorf("record %d: %w", i, err)
 		}
 		out = append(out, e)
 	}
 	if err := rd.Done(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return out, nil
+	return out, revs, nil
 }
 
 // Save writes the roster file (Encode) to path atomically. The roster
