@@ -1,0 +1,291 @@
+package replica_test
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/binary"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/chartsync/chartsync/crdt"
+	"github.com/chartsync/chartsync/replica"
+)
+
+// dbFile is a closed SQLite database file read whole, for tests that
+// damage chosen pages of it.
+type dbFile struct {
+	path     string
+	data     []byte
+	pageSize int
+}
+
+func readDBFile(t *testing.T, path string) *dbFile {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	require.NoError(t, err)
+	size := int(binary.BigEndian.Uint16(data[16:18]))
+	require.Zero(t, len(data)%size, "the database is made of whole pages")
+	return &dbFile{path: path, data: data, pageSize: size}
+}
+
+// page returns page n (numbered from 1).
+func (f *dbFile) page(n int) []byte { return f.data[(n-1)*f.pageSize : n*f.pageSize] }
+
+// pageType returns the b-tree page type byte of page n.
+func (f *dbFile) pageType(n int) byte {
+	off := 0
+	if n == 1 {
+		off = 100
+	}
+	return f.page(n)[off]
+}
+
+// rootPage reads the first page of a table or index from the intact
+// database.
+func rootPage(t *testing.T, path, name string) int {
+	t.Helper()
+	db, err := sql.Open("sqlite3", "file:"+path+"?mode=ro")
+	require.NoError(t, err)
+	defer db.Close()
+	var root int
+	require.NoError(t, db.QueryRow("SELECT rootpage FROM sqlite_master WHERE name = ?", name).Scan(&root), "root page of %s", name)
+	return root
+}
+
+// tree returns every page of the b-tree whose root is page root: its
+// interior pages and its leaves, in order.
+func (f *dbFile) tree(root int) (interior, leaves []int) {
+	var walk func(n, depth int)
+	walk = func(n, depth int) {
+		if depth > 20 || n < 1 || n*f.pageSize > len(f.data) {
+			return
+		}
+		off := 0
+		if n == 1 {
+			off = 100
+		}
+		p := f.page(n)
+		switch p[off] {
+		case 0x0D, 0x0A: // table or index leaf
+			leaves = append(leaves, n)
+			return
+		case 0x05, 0x02: // table or index interior
+		default:
+			return
+		}
+		interior = append(interior, n)
+		cells := int(binary.BigEndian.Uint16(p[off+3:]))
+		for i := range cells {
+			at := int(binary.BigEndian.Uint16(p[off+12+2*i:]))
+			walk(int(binary.BigEndian.Uint32(p[at:])), depth+1)
+		}
+		walk(int(binary.BigEndian.Uint32(p[off+8:])), depth+1)
+	}
+	walk(root, 0)
+	return interior, leaves
+}
+
+// leafHolding returns the leaf page of the table rooted at root whose
+// cells hold needle.
+func (f *dbFile) leafHolding(t *testing.T, root int, needle []byte) int {
+	t.Helper()
+	_, leaves := f.tree(root)
+	for _, n := range leaves {
+		if bytes.Contains(f.page(n), needle) {
+			return n
+		}
+	}
+	t.Fatalf("no leaf of the b-tree at page %d holds %x", root, needle)
+	return 0
+}
+
+// rowKey is what a change's row in the change table holds and nothing
+// else does: its chart's ID followed by its hash (a change's hash appears
+// in the rows of the changes that depend on it too).
+func rowKey(chart string, h crdt.Hash) []byte { return append([]byte(chart), h[:]...) }
+
+// damage overwrites pages with garbage and writes the file.
+func (f *dbFile) damage(t *testing.T, pages ...int) {
+	t.Helper()
+	for _, n := range pages {
+		copy(f.page(n), bytes.Repeat([]byte{0xA5}, f.pageSize))
+	}
+	require.NoError(t, os.WriteFile(f.path, f.data, 0o600))
+}
+
+// salvageFixture is a closed replica database of 40 charts of 6 changes
+// each (240 changes), and the hashes of each chart's changes.
+func salvageFixture(t *testing.T) (path, id string, charts []string, hashes map[string][]crdt.Hash) {
+	t.Helper()
+	ctx := context.Background()
+	path = tempDB(t, "tablet")
+	r, err := replica.Open(ctx, path, replica.Config{Now: frozen})
+	require.NoError(t, err)
+	hashes = map[string][]crdt.Hash{}
+	for i := range 40 {
+		c := register(t, r, fmt.Sprintf("Patient%d", i), "Mwangi", "Kamuga")
+		charts = append(charts, c)
+		for j := range 5 {
+			edit(t, r, c, allergy(i*10+j))
+		}
+		for _, h := range view(t, r, c).History {
+			hashes[c] = append(hashes[c], h.Change)
+		}
+	}
+	id = r.ID()
+	require.NoError(t, r.Close())
+	return path, id, charts, hashes
+}
+
+// TestSalvageDamagePatterns damages a replica database in several ways a
+// failing disk does and salvages it: whatever is damaged, Salvage reads
+// every change row that is still readable (each checked against its
+// hash), reports the positions and charts it lost, and never panics;
+// when nothing can be read it says so with ErrUnsalvageable.
+func TestSalvageDamagePatterns(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name string
+		// pages chooses the pages to damage.
+		pages func(t *testing.T, f *dbFile, path string, charts []string, hashes map[string][]crdt.Hash) []int
+		// loses says the damage takes changes (rows of the change table).
+		loses         bool
+		unsalvageable bool
+		header        bool
+	}{
+		{name: "the header page", header: true,
+			pages: func(t *testing.T, f *dbFile, path string, charts []string, hashes map[string][]crdt.Hash) []int {
+				return []int{1}
+			}},
+		{name: "the index of changes by chart",
+			pages: func(t *testing.T, f *dbFile, path string, charts []string, hashes map[string][]crdt.Hash) []int {
+				in, leaves := f.tree(rootPage(t, path, "changes_by_chart"))
+				return append(in, leaves...)
+			}},
+		{name: "every index of the changes",
+			pages: func(t *testing.T, f *dbFile, path string, charts []string, hashes map[string][]crdt.Hash) []int {
+				var pages []int
+				for _, ix := range []string{"changes_by_chart", "sqlite_autoindex_changes_1", "clinic_log"} {
+					in, leaves := f.tree(rootPage(t, path, ix))
+					pages = append(append(pages, in...), leaves...)
+				}
+				return pages
+			}},
+		{name: "a page of the change table", loses: true,
+			pages: func(t *testing.T, f *dbFile, path string, charts []string, hashes map[string][]crdt.Hash) []int {
+				return []int{f.leafHolding(t, rootPage(t, path, "changes"), rowKey(charts[20], hashes[charts[20]][0]))}
+			}},
+		{name: "pages of the change table and its index", loses: true,
+			pages: func(t *testing.T, f *dbFile, path string, charts []string, hashes map[string][]crdt.Hash) []int {
+				root := rootPage(t, path, "changes")
+				in, leaves := f.tree(rootPage(t, path, "changes_by_chart"))
+				return append([]int{f.leafHolding(t, root, rowKey(charts[5], hashes[charts[5]][2])), f.leafHolding(t, root, rowKey(charts[30], hashes[charts[30]][0])), leaves[len(leaves)/2]}, in...)
+			}},
+		{name: "the first and last pages of the change table", loses: true,
+			pages: func(t *testing.T, f *dbFile, path string, charts []string, hashes map[string][]crdt.Hash) []int {
+				_, leaves := f.tree(rootPage(t, path, "changes"))
+				return []int{leaves[0], leaves[len(leaves)-1]}
+			}},
+		{name: "every page", unsalvageable: true, loses: true,
+			pages: func(t *testing.T, f *dbFile, path string, charts []string, hashes map[string][]crdt.Hash) []int {
+				var all []int
+				for n := 1; n <= len(f.data)/f.pageSize; n++ {
+					all = append(all, n)
+				}
+				return all
+			}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path, id, charts, hashes := salvageFixture(t)
+			f := readDBFile(t, path)
+			_, leaves := f.tree(rootPage(t, path, "changes"))
+			damaged := tc.pages(t, f, path, charts, hashes)
+			// The changes whose rows the damage overwrites, and their
+			// charts.
+			gone := map[crdt.Hash]bool{}
+			lost := map[string]bool{}
+			for _, c := range charts {
+				for _, h := range hashes[c] {
+					for _, n := range damaged {
+						if slices.Contains(leaves, n) && bytes.Contains(f.page(n), rowKey(c, h)) {
+							gone[h], lost[c] = true, true
+						}
+					}
+				}
+			}
+			assert.Equal(t, tc.loses, len(gone) > 0, "the damage takes change rows")
+			f.damage(t, damaged...)
+			_, err := replica.Open(ctx, path, replica.Config{})
+			require.Error(t, err, "the damaged database does not open")
+			before, err := os.ReadFile(path)
+			require.NoError(t, err)
+
+			chs, rep, err := replica.Salvage(ctx, path, replica.Config{})
+			after, rerr := os.ReadFile(path)
+			require.NoError(t, rerr)
+			assert.Equal(t, before, after, "the damaged file is only read")
+			if tc.unsalvageable {
+				require.ErrorIs(t, err, replica.ErrUnsalvageable, "nothing can be read, and Salvage says so")
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, id, rep.Replica, "the damaged replica's ID is read")
+			assert.Equal(t, tc.header, rep.HeaderRebuilt)
+
+			got := map[crdt.Hash]replica.SalvagedChange{}
+			for i, c := range chs {
+				got[c.Hash] = c
+				if i > 0 {
+					assert.Less(t, chs[i-1].Seq, c.Seq, "changes in log order")
+				}
+				parsed, err := crdt.ParseChange(c.Raw)
+				require.NoError(t, err, "a salvaged change decodes")
+				assert.Equal(t, c.Hash, parsed.Hash, "a salvaged change is the one its hash names")
+			}
+			total := 0
+			for _, c := range charts {
+				for _, h := range hashes[c] {
+					_, ok := got[h]
+					assert.Equal(t, !gone[h], ok, "change %s of chart %s: salvaged unless its row was overwritten", h, c)
+					if ok {
+						assert.Equal(t, c, got[h].Chart)
+					}
+				}
+				total += len(hashes[c])
+			}
+			assert.Equal(t, uint64(total), rep.Head, "the log's length is known")
+			assert.Equal(t, total, rep.Read+len(rep.Lost), "every position is read or reported lost")
+			assert.Len(t, rep.Lost, len(gone), "each change lost is reported")
+			assert.Len(t, chs, rep.Read)
+			var lostCharts []string
+			for c := range lost {
+				lostCharts = append(lostCharts, c)
+			}
+			slices.Sort(lostCharts)
+			assert.Equal(t, lostCharts, rep.LostCharts, "the charts that lost changes are named")
+			assert.Equal(t, rep.Lost, rep.UnsyncedLost(), "no peer acknowledged anything")
+		})
+	}
+}
+
+// TestSalvageRefuses: a missing file, and a file that is no database, are
+// errors, not panics; the second matches ErrUnsalvageable.
+func TestSalvageRefuses(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	_, _, err := replica.Salvage(ctx, filepath.Join(dir, "none.db"), replica.Config{})
+	require.ErrorIs(t, err, os.ErrNotExist)
+	junk := filepath.Join(dir, "junk.db")
+	require.NoError(t, os.WriteFile(junk, bytes.Repeat([]byte("not a database "), 1000), 0o600))
+	_, _, err = replica.Salvage(ctx, junk, replica.Config{})
+	require.ErrorIs(t, err, replica.ErrUnsalvageable)
+	_, _, err = replica.Salvage(ctx, junk, replica.Config{DatabaseKey: []byte("short")})
+	require.Error(t, err, "a bad key size is refused")
+}
