@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"slices"
 	"sync"
 
 	"github.com/klauspost/compress/zstd"
@@ -160,20 +161,32 @@ func decompress(stored []byte, rawLen int) ([]byte, error) {
 	}
 	defer d.Close()
 	// Start from a size the stored bytes could plausibly inflate to, and
-	// let the buffer grow from there.
-	var buf bytes.Buffer
-	buf.Grow(min(rawLen, 4*len(stored)+512))
-	n, err := buf.ReadFrom(io.LimitReader(d, int64(rawLen)+1))
-	if err != nil {
+	// grow, never past the declared length, as the data proves longer: a
+	// header's claim alone allocates nothing.
+	buf := make([]byte, 0, min(rawLen, 4*len(stored)+512))
+	for len(buf) < rawLen {
+		if len(buf) == cap(buf) {
+			buf = slices.Grow(buf, min(rawLen, 2*cap(buf))-len(buf))
+		}
+		n, err := d.Read(buf[len(buf):min(cap(buf), rawLen)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF && len(buf) < rawLen {
+			return nil, fmt.Errorf("frame body of %d bytes, %d declared: %w", len(buf), rawLen, ErrTruncated)
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("frame body: %v: %w", err, ErrMalformed)
+		}
+	}
+	var more [1]byte
+	if n, err := d.Read(more[:]); n > 0 {
+		return nil, fmt.Errorf("frame body longer than declared: %w", ErrMalformed)
+	} else if err != nil && err != io.EOF {
 		return nil, fmt.Errorf("frame body: %v: %w", err, ErrMalformed)
 	}
-	if n > int64(rawLen) {
-		return nil, fmt.Errorf("frame body longer than declared: %w", ErrMalformed)
-	}
-	if n < int64(rawLen) {
-		return nil, fmt.Errorf("frame body of %d bytes, %d declared: %w", n, rawLen, ErrTruncated)
-	}
-	return buf.Bytes(), nil
+	return buf, nil
 }
 
 // Reader reads fields from a decoded body. Every method bounds what it

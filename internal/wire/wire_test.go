@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"hash/crc32"
+	"math/rand/v2"
 	"runtime"
 	"testing"
 
@@ -201,4 +202,26 @@ func FuzzSize(f *testing.F) {
 		require.NoError(t, serr, "Decode took a frame Size refused")
 		require.EqualValues(t, raw, len(body))
 	})
+}
+
+// BenchmarkDecode decodes a compressed frame of a 1 MiB body shaped like a
+// bundle's (repetitive records with random bytes among them): its
+// allocations per decode are what receiving pays besides the body itself.
+func BenchmarkDecode(b *testing.B) {
+	body := make([]byte, 0, 1<<20)
+	rnd := rand.New(rand.NewPCG(1, 2))
+	for len(body) < 1<<20 {
+		body = append(body, `{"op":"prescribe","drug":"amoxicillin","dose":"250 mg"}`...)
+		for range 16 {
+			body = append(body, byte(rnd.Uint32()))
+		}
+	}
+	frame := wire.Encode('B', 1, body)
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, err := wire.Decode(frame, 'B', 1, 4<<20); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
