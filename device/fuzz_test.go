@@ -20,6 +20,10 @@ type seedFiles struct {
 	identity, authority                                []byte
 	// accepting is a revocation naming the changes accepted (format 2).
 	accepting []byte
+	// hubRevocation is the cloud's revocation of a hub's key accepting
+	// one of its enrolments; hubRoster a roster file holding it, that
+	// enrolment and one it refuses.
+	hubRevocation, hubRoster []byte
 }
 
 func fuzzFiles(f *testing.F) seedFiles {
@@ -55,6 +59,30 @@ func fuzzFiles(f *testing.F) seedFiles {
 			f.Fatal(err)
 		}
 	}
+	hub, err := device.NewAuthority()
+	if err != nil {
+		f.Fatal(err)
+	}
+	hubRecs := make([][]byte, 2)
+	for i := range hubRecs {
+		if hubRecs[i], err = hub.Enrol(newIdentity(f, "kamuga").Public(), t0, time.Hour); err != nil {
+			f.Fatal(err)
+		}
+	}
+	hubRev, err := cloud.RevokeAuthority(hub.PublicKey(), t0, hubRecs[:1])
+	if err != nil {
+		f.Fatal(err)
+	}
+	hr, err := device.NewRoster(device.RosterConfig{Authorities: []device.TrustedAuthority{{Key: cloud.PublicKey()}, {Key: hub.PublicKey(), Clinics: []string{"kamuga"}}},
+		Now: func() time.Time { return t0 }})
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, rec := range [][]byte{hubRecs[0], hubRecs[1], hubRev, e} {
+		if _, err := hr.Add(rec); err != nil {
+			f.Fatal(err)
+		}
+	}
 	dir := f.TempDir()
 	if err := cloud.Save(dir + "/authority"); err != nil {
 		f.Fatal(err)
@@ -64,7 +92,7 @@ func fuzzFiles(f *testing.F) seedFiles {
 		f.Fatal(err)
 	}
 	return seedFiles{cloud: cloud, enrolment: e, revocation: rev, request: id.Request(), requestPEM: id.RequestPEM(),
-		roster: r.Encode(), identity: marshal(f, id), authority: auth, accepting: accepting}
+		roster: r.Encode(), identity: marshal(f, id), authority: auth, accepting: accepting, hubRevocation: hubRev, hubRoster: hr.Encode()}
 }
 
 // marshal returns id's bytes (Identity.MarshalBinary).
@@ -79,13 +107,13 @@ func marshal(t testing.TB, id *device.Identity) []byte {
 
 // all returns every seed file, a few bytes of a frame, and nothing.
 func (s seedFiles) all() [][]byte {
-	return [][]byte{s.enrolment, s.revocation, s.accepting, s.request, s.requestPEM, s.roster, s.identity, s.authority, nil, []byte("CSE\x01\x01\x00\x00\x00")}
+	return [][]byte{s.enrolment, s.revocation, s.accepting, s.request, s.requestPEM, s.roster, s.identity, s.authority, s.hubRevocation, s.hubRoster, nil, []byte("CSE\x01\x01\x00\x00\x00")}
 }
 
 // typed reports whether err is one of the refusals the package documents.
 func typed(err error) bool {
 	for _, target := range []error{device.ErrMalformed, device.ErrVersion, device.ErrTooLarge, device.ErrBadSignature,
-		device.ErrUnknownAuthority, device.ErrOutOfScope, device.ErrExpired} {
+		device.ErrUnknownAuthority, device.ErrOutOfScope, device.ErrExpired, device.ErrRevokedAuthority} {
 		if errors.Is(err, target) {
 			return true
 		}
@@ -179,7 +207,7 @@ func FuzzMergeRoster(f *testing.F) {
 	for _, seed := range s.all() {
 		f.Add(seed)
 	}
-	fuzzseed.Bytes(f, "FuzzMergeRoster", s.roster, s.enrolment)
+	fuzzseed.Bytes(f, "FuzzMergeRoster", s.roster, s.enrolment, s.hubRoster, s.hubRevocation)
 	cloud := s.cloud
 	f.Fuzz(func(t *testing.T, data []byte) {
 		for _, data := range bodies('D', data) {
@@ -191,9 +219,50 @@ func FuzzMergeRoster(f *testing.F) {
 				if !typed(err) {
 					t.Fatalf("refused with an untyped error: %v", err)
 				}
-				if len(r.Enrolments()) != 0 {
+				if len(r.Enrolments()) != 0 || len(r.AuthorityRevocations()) != 0 {
 					t.Fatal("a refused roster added records")
 				}
+			}
+		}
+	})
+}
+
+// FuzzDecodeAuthorityRevocation: decoding authority revocations never
+// panics and refuses with a typed error; what decodes is signed by the
+// key it names, revokes another key, keeps its bytes, and names its
+// accepted records once each in increasing order.
+func FuzzDecodeAuthorityRevocation(f *testing.F) {
+	s := fuzzFiles(f)
+	for _, seed := range append(s.all(), s.hubRevocation[:len(s.hubRevocation)/2]) {
+		f.Add(seed)
+	}
+	fuzzseed.Bytes(f, "FuzzDecodeAuthorityRevocation", s.hubRevocation)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		for _, data := range bodies('H', data) {
+			v, err := device.DecodeAuthorityRevocation(data)
+			if err != nil {
+				if !typed(err) {
+					t.Fatalf("refused with an untyped error: %v", err)
+				}
+				continue
+			}
+			if !bytes.Equal(v.Raw(), data) {
+				t.Fatal("decoded revocation does not keep its bytes")
+			}
+			if bytes.Equal(v.Authority, v.Revoked) {
+				t.Fatal("decoded revocation revokes its own signer")
+			}
+			for i := 1; i < len(v.Accepted); i++ {
+				if bytes.Compare(v.Accepted[i-1][:], v.Accepted[i][:]) >= 0 {
+					t.Fatal("decoded revocation names its accepted records out of order")
+				}
+			}
+			r, err := device.NewRoster(device.RosterConfig{Authorities: []device.TrustedAuthority{{Key: v.Authority}}, Now: func() time.Time { return t0 }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := r.AddAuthorityRevocation(data); err != nil {
+				t.Fatalf("a roster trusting its signer refuses a decoded revocation: %v", err)
 			}
 		}
 	})
