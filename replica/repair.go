@@ -636,9 +636,9 @@ type RepairReport struct {
 	// Changes counts the changes stored in its log.
 	Changes int
 	// Waiting counts this device's own changes not yet in a peer that
-	// depend on a change lost here: they are kept aside (see Held in the
-	// package documentation) and applied when a peer sends what they
-	// depend on.
+	// depend on a change lost here: they are kept aside, and
+	// ApplySalvaged applies them once a peer has sent what they depend
+	// on.
 	Waiting int
 	// LeftToPeers counts changes left out because they depend on a change
 	// lost here and a peer holds them: the peer sends them again, with
@@ -664,9 +664,11 @@ type RepairReport struct {
 // damage cannot be applied yet: if a peer has acknowledged it (or it came
 // from one), it is left for the peers to send again; if it is this
 // device's own and in no peer, it is kept aside and applied when a peer
-// sends what it depends on (RepairReport.Waiting). The first sync with a
-// peer then brings back every change the peer holds that the damage took,
-// and gives the peer every salvaged change it lacks.
+// sends what it depends on (RepairReport.Waiting, ApplySalvaged). The
+// first sync with a peer then brings back every change the peer holds
+// that the damage took, and gives the peer every salvaged change it
+// lacks; ApplySalvaged then applies the changes that waited, and the next
+// sync gives them to the peer.
 //
 // On error nothing is left at newPath. When nothing of the damaged
 // database can be read, the error matches ErrUnsalvageable.
@@ -857,17 +859,16 @@ func (r *Replica) rebuildChart(id string, in []SalvagedChange) (*crdt.Doc, map[c
 	return doc, applied, doc.Pending(), nil
 }
 
+// metaSalvaged is the meta key under which a repaired replica keeps the
+// salvaged changes that wait for a change the damage took (encodeHeld's
+// form).
+const metaSalvaged = "salvaged-waiting"
+
 // keepWaiting keeps a repaired replica's own changes that wait for a lost
-// change aside, as changes held from the damaged replica (a peer of no
-// positions, so that they are read again on open), within the bounds
-// held changes are read back with.
+// change aside, within the bounds held changes are read back with.
+// ApplySalvaged applies them once a peer has sent what they wait for.
 func (r *Replica) keepWaiting(ctx context.Context, hs []heldChange, rep *RepairReport) error {
 	if len(hs) == 0 {
-		return nil
-	}
-	if rep.Salvage.Replica == "" {
-		rep.NotKept += len(hs)
-		r.log.Error("salvaged changes waiting for a lost change are not kept: the damaged replica's ID did not read", "changes", len(hs))
 		return nil
 	}
 	size := 0
@@ -881,11 +882,157 @@ func (r *Replica) keepWaiting(ctx context.Context, hs []heldChange, rep *RepairR
 		size += len(h.change.Raw)
 		keep = append(keep, h)
 	}
-	from := rep.Salvage.Replica
-	b := store.Batch{Meta: map[string]string{metaHeld + from: encodeHeld(keep)}, Peers: []store.Peer{{ID: from}}}
-	if _, err := r.st.Write(ctx, b); err != nil {
+	if _, err := r.st.Write(ctx, store.Batch{Meta: map[string]string{metaSalvaged: encodeHeld(keep)}}); err != nil {
 		return fmt.Errorf("keep salvaged changes aside: %w", err)
 	}
 	rep.Waiting = len(keep)
 	return nil
+}
+
+// waitingSalvaged reads the salvaged changes kept aside. r.mu is held.
+func (r *Replica) waitingSalvaged(ctx context.Context) ([]heldChange, error) {
+	v, err := r.st.Meta(ctx, metaSalvaged)
+	if errors.Is(err, store.ErrNotFound) || err == nil && v == "" {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read salvaged changes kept aside: %w", err)
+	}
+	hs, err := decodeHeld(v, "")
+	if err != nil {
+		return nil, fmt.Errorf("read salvaged changes kept aside: %w", err)
+	}
+	return hs, nil
+}
+
+// SalvagedWaiting counts the salvaged changes a repaired replica keeps
+// aside until a peer sends the changes they depend on (see Repair and
+// ApplySalvaged).
+func (r *Replica) SalvagedWaiting(ctx context.Context) (int, error) {
+	unlock, err := r.lock()
+	if err != nil {
+		return 0, err
+	}
+	defer unlock()
+	hs, err := r.waitingSalvaged(ctx)
+	return len(hs), err
+}
+
+// ApplySalvaged applies the salvaged changes a repaired replica keeps
+// aside (see Repair) whose dependencies it now holds, as a peer's sync
+// brings them back: each is stored in its chart's log, with its
+// signature, as a change made here (so that it is sent to every peer by
+// the next sync), and the rest stay aside. It returns how many were
+// applied, and how many still wait. Call it after each sync of a
+// repaired replica until none waits, and sync again when it applied any.
+// A change that its chart now holds (a peer had it after all) is
+// dropped from those waiting.
+func (r *Replica) ApplySalvaged(ctx context.Context) (applied, waiting int, err error) {
+	unlock, err := r.lock()
+	if err != nil {
+		return 0, 0, err
+	}
+	defer unlock()
+	if err := r.Forked(); err != nil {
+		return 0, 0, fmt.Errorf("apply salvaged changes: %w", err)
+	}
+	hs, err := r.waitingSalvaged(ctx)
+	if err != nil || len(hs) == 0 {
+		return 0, 0, err
+	}
+	byChart := map[string][]heldChange{}
+	var order []string
+	for _, h := range hs {
+		if _, ok := byChart[h.chart]; !ok {
+			order = append(order, h.chart)
+		}
+		byChart[h.chart] = append(byChart[h.chart], h)
+	}
+	var b store.Batch
+	var rest []heldChange
+	var touched []string
+	var docs []*crdt.Doc
+	defer func() {
+		for _, d := range docs {
+			_ = d.Close()
+		}
+	}()
+	for _, id := range order {
+		l, err := r.loadStored(ctx, id)
+		if errors.Is(err, ErrNotFound) {
+			rest = append(rest, byChart[id]...)
+			continue
+		}
+		if err != nil {
+			return 0, 0, fmt.Errorf("apply salvaged changes: %w", err)
+		}
+		docs = append(docs, l.doc)
+		ready, later := readySalvaged(l.doc, byChart[id])
+		rest = append(rest, later...)
+		if len(ready) == 0 {
+			continue
+		}
+		chs := make([]crdt.Change, len(ready))
+		for i, h := range ready {
+			chs[i] = h.change
+		}
+		if _, err := l.doc.Apply(chs...); err != nil {
+			return 0, 0, fmt.Errorf("apply salvaged changes to chart %s: %w", id, err)
+		}
+		for _, h := range ready {
+			b.Changes = append(b.Changes, store.NewChange{Chart: id, Hash: h.change.Hash, Raw: h.change.Raw, Sig: h.sig})
+		}
+		l.sinceSnapshot += len(ready)
+		l.chart, l.users = nil, nil
+		if err := l.open(); err != nil {
+			return 0, 0, fmt.Errorf("apply salvaged changes to chart %s: %w", id, err)
+		}
+		if err := r.addChartWrites(&b, l); err != nil {
+			return 0, 0, err
+		}
+		touched = append(touched, id)
+	}
+	if len(rest) == len(hs) {
+		return 0, len(rest), nil
+	}
+	b.Meta = map[string]string{metaSalvaged: encodeHeld(rest)}
+	if _, err := r.st.Write(ctx, b); err != nil {
+		return 0, 0, fmt.Errorf("apply salvaged changes: %w", err)
+	}
+	for _, id := range touched {
+		r.cache.remove(id) // read again from the store
+	}
+	r.log.Info("salvaged changes applied", "applied", len(b.Changes), "waiting", len(rest))
+	return len(b.Changes), len(rest), nil
+}
+
+// readySalvaged splits a chart's waiting changes into those doc can take
+// now (every dependency held, or ready before them), leaving out those
+// doc holds already, and those that must wait.
+func readySalvaged(doc *crdt.Doc, hs []heldChange) (ready, later []heldChange) {
+	ok := map[crdt.Hash]bool{}
+	todo := hs
+	for changed := true; changed; {
+		changed = false
+		var next []heldChange
+		for _, h := range todo {
+			if doc.Has(h.change.Hash) {
+				changed = true // a peer had it: nothing to keep
+				continue
+			}
+			good := true
+			for _, d := range h.change.Deps {
+				good = good && (ok[d] || doc.Has(d))
+			}
+			if good {
+				ok[h.change.Hash] = true
+				ready = append(ready, h)
+				changed = true
+				continue
+			}
+			next = append(next, h)
+		}
+		todo = next
+	}
+	return ready, todo
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/chartsync/chartsync/crdt"
+	"github.com/chartsync/chartsync/device"
 	"github.com/chartsync/chartsync/replica"
 )
 
@@ -288,4 +289,124 @@ func TestSalvageRefuses(t *testing.T) {
 	require.ErrorIs(t, err, replica.ErrUnsalvageable)
 	_, _, err = replica.Salvage(ctx, junk, replica.Config{DatabaseKey: []byte("short")})
 	require.Error(t, err, "a bad key size is refused")
+}
+
+// TestRepairFromPeer: a tablet that signs its changes syncs with the
+// cloud, edits on without syncing (an allergy on a synced chart, a new
+// chart, an edit of another chart), and its database is damaged: the page
+// holding the synced chart's first changes is overwritten. Repaired under
+// a new identity, the tablet holds what the damage left; its unsynced
+// allergy, which depends on a lost change, waits aside. One sync with the
+// cloud brings back what the damage took and gives the cloud what it
+// lacked: every edit acknowledged on the tablet is on both sides, once,
+// both agree, nothing is quarantined, and the repaired tablet's new
+// edits sync under its new ID.
+func TestRepairFromPeer(t *testing.T) {
+	ctx := context.Background()
+	d := newDeployment(t)
+	dir := t.TempDir()
+	oldID, oldRec := d.enrol(t, "north")
+	newID, newRec := d.enrol(t, "north")
+	cloudID, cloudRec := d.enrol(t, "cloud")
+	roster := func() *device.Roster {
+		r := d.roster(t)
+		for _, rec := range [][]byte{oldRec, newRec, cloudRec} {
+			_, err := r.Add(rec)
+			require.NoError(t, err)
+		}
+		return r
+	}
+	cloud, err := replica.Open(ctx, filepath.Join(dir, "cloud.db"), replica.Config{Signer: cloudID, Keys: roster(), Now: frozen})
+	require.NoError(t, err)
+	defer cloud.Close()
+	tabletPath := filepath.Join(dir, "tablet.db")
+	tablet, err := replica.Open(ctx, tabletPath, replica.Config{Signer: oldID, Keys: roster(), Now: frozen})
+	require.NoError(t, err)
+
+	wanjiru := register(t, tablet, "Wanjiru", "Mwangi", "Kamuga")
+	edit(t, tablet, wanjiru, allergy(1))
+	var others []string
+	for i := range 30 {
+		c := register(t, tablet, fmt.Sprintf("Patient%d", i), "Otieno", "Kamuga")
+		edit(t, tablet, c, allergy(100+i))
+		others = append(others, c)
+	}
+	syncAll(t, [2]*replica.Replica{tablet, cloud}, [2]*replica.Replica{tablet, cloud})
+	regHash := view(t, tablet, wanjiru).History[0].Change
+
+	// Acknowledged, never synced.
+	edit(t, tablet, wanjiru, allergy(2))
+	amina := register(t, tablet, "Amina", "Hassan", "Kamuga")
+	edit(t, tablet, amina, allergy(3))
+	edit(t, tablet, others[29], allergy(4))
+	var unsynced []crdt.Hash
+	for _, c := range []string{wanjiru, amina, others[29]} {
+		for _, h := range view(t, tablet, c).History {
+			if c == amina || h.Change == view(t, tablet, c).Heads[0] {
+				unsynced = append(unsynced, h.Change)
+			}
+		}
+	}
+	want := map[string]int{wanjiru: 2, amina: 1, others[29]: 2}
+	for _, c := range others[:29] {
+		want[c] = 1
+	}
+	require.NoError(t, tablet.Close())
+
+	f := readDBFile(t, tabletPath)
+	page := f.leafHolding(t, rootPage(t, tabletPath, "changes"), rowKey(wanjiru, regHash))
+	for _, h := range unsynced {
+		require.NotContains(t, string(f.page(page)), string(h[:]), "the damage takes only synced changes")
+	}
+	f.damage(t, page)
+	_, err = replica.Open(ctx, tabletPath, replica.Config{Signer: oldID, Keys: roster()})
+	require.ErrorIs(t, err, replica.ErrDamaged)
+
+	_, _, err = replica.Repair(ctx, tabletPath, filepath.Join(dir, "same.db"), replica.Config{Signer: oldID, Keys: roster()})
+	require.ErrorIs(t, err, replica.ErrReusedID, "the repaired tablet must not write as the damaged one")
+
+	repairedPath := filepath.Join(dir, "repaired", "tablet.db")
+	repaired, rep, err := replica.Repair(ctx, tabletPath, repairedPath, replica.Config{Signer: newID, Keys: roster(), Now: frozen})
+	require.NoError(t, err)
+	defer repaired.Close()
+	assert.Equal(t, newID.ReplicaID(), repaired.ID(), "the repaired tablet is its new identity")
+	assert.Equal(t, oldID.ReplicaID(), rep.Salvage.Replica)
+	assert.NotEmpty(t, rep.Salvage.Lost, "the damage took changes")
+	assert.Contains(t, rep.Salvage.LostCharts, wanjiru)
+	assert.Empty(t, rep.Salvage.UnsyncedLost(), "every change lost had been acknowledged by the cloud")
+	assert.Equal(t, 1, rep.Waiting, "the unsynced allergy on the damaged chart waits for what it depends on")
+	waiting, err := repaired.SalvagedWaiting(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, 1, waiting)
+	applied, waiting, err := repaired.ApplySalvaged(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, [2]int{0, 1}, [2]int{applied, waiting}, "before a sync, what the allergy depends on is not here")
+	assert.Equal(t, 0, rep.NotKept)
+	assert.Len(t, view(t, repaired, amina).Allergies, 1, "the unsynced chart is salvaged")
+	_, err = os.Stat(tabletPath)
+	require.NoError(t, err, "the damaged database is left in place")
+
+	syncAll(t, [2]*replica.Replica{repaired, cloud})
+	applied, waiting, err = repaired.ApplySalvaged(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, [2]int{1, 0}, [2]int{applied, waiting}, "the cloud sent what the allergy depends on: it is applied")
+	syncAll(t, [2]*replica.Replica{repaired, cloud}, [2]*replica.Replica{repaired, cloud})
+	requireSameCharts(t, cloud, repaired)
+	for c, n := range want {
+		assert.Len(t, view(t, repaired, c).Allergies, n, "every acknowledged allergy of chart %s is back, once", c)
+	}
+	waiting, err = repaired.SalvagedWaiting(ctx)
+	require.NoError(t, err)
+	assert.Zero(t, waiting, "nothing waits any more")
+	q, err := cloud.Quarantined(ctx)
+	require.NoError(t, err)
+	assert.Empty(t, q, "the cloud refused nothing of the salvaged changes")
+
+	edit(t, repaired, wanjiru, allergy(5))
+	syncAll(t, [2]*replica.Replica{repaired, cloud})
+	assert.Len(t, view(t, cloud, wanjiru).Allergies, 3, "the repaired tablet's new edit reached the cloud")
+	seqs, err := cloud.ActorSeqs(ctx, repaired.ID())
+	require.NoError(t, err)
+	assert.Equal(t, map[string]uint64{wanjiru: 1}, seqs, "new edits are the new ID's")
+	requireSameCharts(t, cloud, repaired)
 }
