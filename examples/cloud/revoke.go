@@ -20,10 +20,12 @@ import (
 
 var revokeCommand = &command{
 	name: "revoke",
-	args: "[-dir DIR | -db URL] -device NAME-OR-REPLICA",
-	help: "Revoke a device's enrolment: the cloud refuses its connections from then on (every node, within a second), and every replica the revocation reaches refuses its changes but those the cloud holds now.",
+	args: "[-dir DIR | -db URL] (-device NAME-OR-REPLICA | -authority FINGERPRINT-OR-KEYFILE)",
+	help: "Revoke a device's enrolment: the cloud refuses its connections from then on (every node, within a second), and every replica the revocation reaches refuses its changes but those the cloud holds now. " +
+		"With -authority, revoke a hub's enrolment authority (a stolen hub key): every replica the revocation reaches refuses every record the key signs but those the cloud holds now, and so the devices it enrols from then on.",
 	flags: func(fs *flag.FlagSet) {
 		fs.String("device", "", "the device's name, or its replica ID, as cloud devices lists them")
+		fs.String("authority", "", "a hub's enrolment authority: its key file (the hub's authority key, or its public key in hex), its public key in hex, or its key's fingerprint (xxxx-xxxx-xxxx-xxxx) if a record the cloud holds names it")
 	},
 	run: revoke,
 }
@@ -32,9 +34,14 @@ func revoke(ctx context.Context, fs *flag.FlagSet, at where, stdout, _ io.Writer
 	if fs.NArg() > 0 {
 		return usagef("unexpected arguments %q", fs.Args())
 	}
-	name := flagValue[string](fs, "device")
-	if name == "" {
-		return usagef("-device is required: the device's name or replica ID")
+	name, authority := flagValue[string](fs, "device"), flagValue[string](fs, "authority")
+	switch {
+	case name != "" && authority != "":
+		return usagef("-device and -authority revoke different things: give one")
+	case authority != "":
+		return revokeAuthority(ctx, at, authority, stdout)
+	case name == "":
+		return usagef("-device or -authority is required: the device's name or replica ID, or the hub authority's key file or fingerprint")
 	}
 	st, err := openState(ctx, at)
 	if err != nil {
