@@ -2,6 +2,7 @@ package device
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/binary"
@@ -289,6 +290,23 @@ func (r *Roster) refused(e Enrolment) error {
 	}
 	return fmt.Errorf("record of %s signed by authority %s, revoked %s by %s without accepting it: %w",
 		e.Device.ReplicaID, Fingerprint(e.Authority), v.Issued.Format(time.RFC3339), Fingerprint(v.Authority), ErrRevokedAuthority)
+}
+
+// onlyRefused returns the refusal of one of replicaID's records if
+// every record of it the roster holds (taken by Add or Merge, or keys
+// learnt) is refused by an authority revocation, else nil. r.mu is held.
+func (r *Roster) onlyRefused(replicaID string) error {
+	var refusal error
+	for _, recs := range [][]Enrolment{r.all[replicaID], r.keys[replicaID]} {
+		for _, k := range recs {
+			err := r.refused(k)
+			if err == nil {
+				return nil
+			}
+			refusal = cmp.Or(refusal, err)
+		}
+	}
+	return refusal
 }
 
 // addAuthorityRevocation checks v against the roster's trust and keeps

@@ -114,6 +114,9 @@ func TestAuthorityRevocation(t *testing.T) {
 				} else {
 					require.ErrorIs(t, err, tc.wantErr, how)
 				}
+				upto, revoked := r.AcceptedUpTo(tc.lookup.ReplicaID(), chartA)
+				assert.Equal(t, tc.wantErr != nil, revoked, "%s: a device refused counts as revoked, its changes refused as a revoked device's", how)
+				assert.Zero(t, upto, how)
 				_, err = r.VerifyChange(tc.signer.ReplicaID(), chartA, hash, tc.signer.SignChange(chartA, hash))
 				if tc.signErr == nil {
 					require.NoError(t, err, how)

@@ -71,10 +71,19 @@ func (r *Roster) SignerEnrolments(replicaID string) [][]byte {
 // format (Authority.Revoke) names no limit: it gives math.MaxUint64,
 // every signed change of the device is accepted as before, and the
 // caller should say so (its device is cut off at the transports only).
+//
+// A device whose every record the roster holds is refused by an
+// authority revocation (ErrRevokedAuthority: a device a revoked hub
+// enrolled that its revoker did not know of) counts as revoked with
+// nothing accepted: 0, true.
 func (r *Roster) AcceptedUpTo(replicaID, chart string) (seq uint64, revoked bool) {
 	r.mu.RLock()
 	e, ok := r.by[replicaID]
+	onlyRefused := !ok && r.onlyRefused(replicaID) != nil
 	r.mu.RUnlock()
+	if onlyRefused {
+		return 0, true
+	}
 	if !ok || !e.Revoked {
 		return 0, false
 	}

@@ -267,11 +267,7 @@ func (r *Roster) Lookup(replicaID string) (Public, error) {
 	e, ok := r.by[replicaID]
 	var refused error
 	if !ok {
-		for _, k := range r.all[replicaID] {
-			if refused = r.refused(k); refused != nil {
-				break
-			}
-		}
+		refused = r.onlyRefused(replicaID)
 	}
 	r.mu.RUnlock()
 	switch {
