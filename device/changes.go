@@ -238,10 +238,16 @@ func (r *Roster) rememberKey(e Enrolment, a TrustedAuthority) {
 // change is for (a chart in that clinic's scope, that clinic's user
 // roster). Errors match ErrUnknownDevice if no key of the device is known
 // (see LearnSigner), ErrRevokedAuthority if only a key given by a
-// record that an authority revocation refuses verifies it (whenever the
-// change was made: the revocation accepts the records, not the changes,
-// so a device its revoker did not know of is refused as a whole), or
-// ErrBadSignature.
+// record that an authority revocation refuses verifies it while the
+// device is in force by another record (a key a stolen hub key gave a
+// device it had enrolled before), or ErrBadSignature.
+//
+// A device whose every record is refused by an authority revocation (one
+// a revoked hub enrolled that its revoker did not know of) is treated
+// as a revoked device: its signatures verify, and AcceptedUpTo refuses
+// every change of it (0, true), whenever it was made, so a replica
+// refuses them as a revoked device's (replica.ErrRevokedChange) and
+// leaves them out of what it passes on.
 func (r *Roster) VerifyChange(replicaID, chart string, hash [32]byte, sig []byte) (clinic string, err error) {
 	r.mu.RLock()
 	ks := r.keys[replicaID]
@@ -249,6 +255,8 @@ func (r *Roster) VerifyChange(replicaID, chart string, hash [32]byte, sig []byte
 	for i, k := range ks {
 		refused[i] = r.refused(k)
 	}
+	_, inForce := r.by[replicaID]
+	revokedAsAWhole := !inForce && r.onlyRefused(replicaID) != nil
 	r.mu.RUnlock()
 	if len(ks) == 0 {
 		return "", fmt.Errorf("change signed by %s: %w", replicaID, ErrUnknownDevice)
@@ -259,8 +267,8 @@ func (r *Roster) VerifyChange(replicaID, chart string, hash [32]byte, sig []byte
 		if ks[i].Device.Verify(PurposeChange, msg, sig) != nil {
 			continue
 		}
-		if refused[i] == nil {
-			return ks[i].Device.Clinic, nil
+		if refused[i] == nil || revokedAsAWhole {
+			return ks[i].Device.Clinic, nil // AcceptedUpTo refuses the changes of the latter
 		}
 		refusal = cmp.Or(refusal, refused[i])
 	}
