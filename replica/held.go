@@ -77,8 +77,12 @@ func (s *heldStore) refuse(h crdt.Hash) {
 // loadHeld reads the held changes of every known peer. A value that does
 // not decode is dropped with a log line: held changes come again from
 // their sender.
+//
+// Read again after a write of unknown outcome, it replaces what r.held
+// holds only once every value is read, under the held store's lock (a
+// receive may be planning meanwhile).
 func (r *Replica) loadHeld(ctx context.Context) error {
-	r.held = &heldStore{byPeer: map[string][]heldChange{}}
+	byPeer := map[string][]heldChange{}
 	peers, err := r.st.Peers(ctx)
 	if err != nil {
 		return fmt.Errorf("read held changes: %w", err)
@@ -96,8 +100,14 @@ func (r *Replica) loadHeld(ctx context.Context) error {
 			r.log.Warn("held changes dropped: their stored form does not decode", "peer", p.ID, "err", err)
 			continue
 		}
-		r.held.byPeer[p.ID] = hs
+		byPeer[p.ID] = hs
 	}
+	if r.held == nil {
+		r.held = &heldStore{}
+	}
+	r.held.mu.Lock()
+	r.held.byPeer = byPeer
+	r.held.mu.Unlock()
 	return nil
 }
 

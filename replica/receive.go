@@ -1165,6 +1165,17 @@ func (r *Replica) commit(ctx context.Context, d *decoded, p receivePlan, opt Rec
 		}
 		return Received{}, fmt.Errorf("receive bundle: %w: %w", errChartMoved, err)
 	} else if err != nil {
+		// The write may have reached the disk (ErrOutcomeUnknown): the
+		// charts it wrote, and the changes held for their dependencies,
+		// are read again from the store, never kept as they were.
+		for _, h := range p.charts {
+			r.cache.remove(h.l.id)
+		}
+		if errors.Is(err, store.ErrOutcomeUnknown) {
+			if herr := r.loadHeld(ctx); herr != nil {
+				return Received{}, fmt.Errorf("receive bundle: %w (and reading the held changes again: %v)", err, herr)
+			}
+		}
 		return Received{}, fmt.Errorf("receive bundle: %w", err)
 	}
 	r.held.install(hu)
