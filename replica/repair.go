@@ -45,7 +45,10 @@ import (
 // a database in clear (the header and the table of tables) is replaced
 // by that of a new database of the same schema, whose tables' first
 // pages are where a database made by this version puts them; rows read
-// through it are checked like any other.
+// through it are checked like any other. Where SQLite cannot reach rows
+// of a database in clear (a damaged interior page of the table hides
+// every leaf below it), the file is also read page by page
+// (repair_pages.go).
 
 // ErrUnsalvageable matches the error of Salvage and Repair when nothing
 // of the damaged database can be read: not even its list of tables (for
@@ -101,6 +104,9 @@ type SalvageReport struct {
 	// HeaderRebuilt says the database's first page was unreadable and
 	// was replaced by a new database's (see Salvage).
 	HeaderRebuilt bool
+	// FromPages counts the changes read from the file's pages where
+	// SQLite could not reach their rows (a database in clear only).
+	FromPages int
 	// Problems are what failed to read, in SQLite's words, at most
 	// MaxProblems of them.
 	Problems []string
@@ -172,6 +178,9 @@ func Salvage(ctx context.Context, path string, cfg Config) ([]SalvagedChange, Sa
 	defer db.Close()
 	defer conn.Close()
 	s := &salvager{db: conn, rep: &rep, charts: map[uint64]string{}, heads: map[string][]byte{}}
+	if cfg.DatabaseKey == nil {
+		s.pages = cp
+	}
 	s.readMeta(ctx)
 	s.readIndexes(ctx)
 	s.readCharts(ctx)
@@ -275,6 +284,9 @@ type salvager struct {
 	charts map[uint64]string
 	// heads holds each chart's heads as its index entry has them.
 	heads map[string][]byte
+	// pages, for a database in clear, is the copy to read page by page
+	// where SQLite cannot read rows (repair_pages.go).
+	pages string
 }
 
 // readCharts reads the charts' index entries (their heads), from each
@@ -454,21 +466,48 @@ func (s *salvager) readLog(ctx context.Context) ([]SalvagedChange, error) {
 	var good []SalvagedChange
 	have := map[crdt.Hash]bool{}
 	var deps []crdt.Change
-	for _, c := range out {
+	take := func(c SalvagedChange) bool {
 		sc, parsed, err := checkSalvaged(c)
 		if err != nil {
-			s.rep.problem("the change at position %d is damaged: %v", c.Seq, err)
-			lost[c.Seq] = true
-			if c.Chart != "" {
-				s.charts[c.Seq] = c.Chart
-			}
-			continue
+			return false
 		}
 		read[c.Seq] = true
 		have[sc.Hash] = true
 		deps = append(deps, crdt.Change{Hash: sc.Hash, Deps: parsed.Deps, Actor: sc.Chart})
 		good = append(good, sc)
 		s.rep.Head = max(s.rep.Head, c.Seq)
+		return true
+	}
+	for _, c := range out {
+		if !take(c) {
+			s.rep.problem("the change at position %d is damaged", c.Seq)
+			lost[c.Seq] = true
+			if c.Chart != "" {
+				s.charts[c.Seq] = c.Chart
+			}
+		}
+	}
+	// Rows SQLite could not reach (below a damaged interior page, say)
+	// may be read from the pages themselves.
+	missing := len(lost) > 0
+	for p := range s.charts {
+		missing = missing || !read[p]
+	}
+	for p := uint64(1); p <= s.rep.Head && !missing; p++ {
+		missing = !read[p]
+	}
+	if missing && s.pages != "" {
+		f, err := scanFile(s.pages)
+		if err != nil {
+			s.rep.problem("the file did not read page by page: %v", err)
+		} else {
+			for _, c := range f.rows() {
+				if !read[c.Seq] && take(c) {
+					s.rep.FromPages++
+					delete(lost, c.Seq)
+				}
+			}
+		}
 	}
 	// A position an index names, or below the highest found, that did not
 	// read: lost. (Positions are numbered without gaps.)

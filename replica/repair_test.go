@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"encoding/binary"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/chartsync/chartsync/crdt"
 	"github.com/chartsync/chartsync/device"
+	"github.com/chartsync/chartsync/record"
 	"github.com/chartsync/chartsync/replica"
 )
 
@@ -122,7 +124,8 @@ func (f *dbFile) damage(t *testing.T, pages ...int) {
 }
 
 // salvageFixture is a closed replica database of 40 charts of 6 changes
-// each (240 changes), and the hashes of each chart's changes.
+// each and one of 2 whose second holds a long note (242 changes), and
+// the hashes of each chart's changes.
 func salvageFixture(t *testing.T) (path, id string, charts []string, hashes map[string][]crdt.Hash) {
 	t.Helper()
 	ctx := context.Background()
@@ -139,6 +142,19 @@ func salvageFixture(t *testing.T) (path, id string, charts []string, hashes map[
 		for _, h := range view(t, r, c).History {
 			hashes[c] = append(hashes[c], h.Change)
 		}
+	}
+	// A note too long for one page: its change's row goes on overflow
+	// pages.
+	rng := rand.New(rand.NewPCG(1, 2))
+	note := make([]byte, 12000)
+	for i := range note {
+		note[i] = "abcdefghijklmnopqrstuvwxyz "[rng.IntN(27)]
+	}
+	c := register(t, r, "Longnote", "Mwangi", "Kamuga")
+	edit(t, r, c, record.AddEncounter{Complaint: "fever", Note: string(note)})
+	charts = append(charts, c)
+	for _, h := range view(t, r, c).History {
+		hashes[c] = append(hashes[c], h.Change)
 	}
 	id = r.ID()
 	require.NoError(t, r.Close())
@@ -160,6 +176,9 @@ func TestSalvageDamagePatterns(t *testing.T) {
 		loses         bool
 		unsalvageable bool
 		header        bool
+		// fromPages says rows are read from the file's pages, which
+		// SQLite could not reach.
+		fromPages bool
 	}{
 		{name: "the header page", header: true,
 			pages: func(t *testing.T, f *dbFile, path string, charts []string, hashes map[string][]crdt.Hash) []int {
@@ -193,6 +212,21 @@ func TestSalvageDamagePatterns(t *testing.T) {
 			pages: func(t *testing.T, f *dbFile, path string, charts []string, hashes map[string][]crdt.Hash) []int {
 				_, leaves := f.tree(rootPage(t, path, "changes"))
 				return []int{leaves[0], leaves[len(leaves)-1]}
+			}},
+		{name: "the change table's interior pages", fromPages: true,
+			pages: func(t *testing.T, f *dbFile, path string, charts []string, hashes map[string][]crdt.Hash) []int {
+				in, _ := f.tree(rootPage(t, path, "changes"))
+				require.NotEmpty(t, in, "the change table is more than a leaf")
+				return in
+			}},
+		{name: "interior pages of every table and index", fromPages: true,
+			pages: func(t *testing.T, f *dbFile, path string, charts []string, hashes map[string][]crdt.Hash) []int {
+				var pages []int
+				for _, name := range []string{"changes", "changes_by_chart", "sqlite_autoindex_changes_1", "charts", "snapshots"} {
+					in, _ := f.tree(rootPage(t, path, name))
+					pages = append(pages, in...)
+				}
+				return pages
 			}},
 		{name: "every page", unsalvageable: true, loses: true,
 			pages: func(t *testing.T, f *dbFile, path string, charts []string, hashes map[string][]crdt.Hash) []int {
@@ -239,6 +273,7 @@ func TestSalvageDamagePatterns(t *testing.T) {
 			require.NoError(t, err)
 			assert.Equal(t, id, rep.Replica, "the damaged replica's ID is read")
 			assert.Equal(t, tc.header, rep.HeaderRebuilt)
+			assert.Equal(t, tc.fromPages, rep.FromPages > 0, "changes read from the pages: %d", rep.FromPages)
 
 			got := map[crdt.Hash]replica.SalvagedChange{}
 			for i, c := range chs {
