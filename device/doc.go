@@ -105,6 +105,48 @@
 // they were, and package replica logs a warning for them; revoke such a
 // device again with RevokeAccepting to limit them.
 //
+// # Revoking an authority
+//
+// A hub administrator's key enrols devices offline, so a stolen one
+// could enrol devices of the thief's. The cloud's authority (or any
+// trusted authority that may enrol every clinic the hub may, and more)
+// revokes it with Authority.RevokeAuthority, deciding "before" causally,
+// as for a device: the revocation names, by RecordDigest, the records of
+// the hub's key its signer holds when it revokes (the enrolments, and
+// revocations, it took of the hub). A roster holding it
+// (AddAuthorityRevocation; Add and Merge take it too) refuses every
+// other record of that key, whenever signed, with ErrRevokedAuthority
+// (which also matches ErrRevoked), those it had taken before the
+// revocation arrived too: each device settles again on its records not
+// refused, so a device the hub enrolled before keeps its listed
+// enrolment (a renewal the thief signs is refused, the device stays in
+// force), and a device revocation the thief's record had displaced is in
+// force again. A device whose every record is refused (one the thief
+// enrolled) is looked up as ErrRevokedAuthority, and counts as a
+// revoked device accepting none of its changes (AcceptedUpTo gives 0,
+// true; VerifyChange verifies its signatures, as it does a revoked
+// device's), so every checking replica refuses its changes
+// (replica.ErrRevokedChange) on every path, and one that took them
+// before it learnt the revocation leaves them out of its bundles. A key
+// a refused record gave a device in force by another record verifies no
+// change (ErrRevokedAuthority). The revocation travels as a device's
+// does: first in roster files (Encode), with every bundle
+// (RevocationsFor gives it to every recipient, first), and with the
+// records of a device its key enrolled (SignerEnrolments, first);
+// LearnSigner takes it. An authority cannot revoke itself, and a key of
+// every clinic (the cloud's) is never revoked (ErrOutOfScope); a key
+// this roster does not trust may be revoked by an authority of every
+// clinic only (the record is kept, to pass on). Records of a revoked
+// key's own revocations of other authorities are refused like its
+// other records. A later revocation of the same key (one accepting
+// more) replaces an earlier one.
+//
+// An authority revocation is a file of its own kind ('H', version 1):
+// the signer's key, the revoked key, the time, then the accepted records'
+// digests in increasing order, and the signature (purpose
+// authority-revocation/v1); at most MaxRevocationBytes (about 32,000
+// records).
+//
 // # Change signatures
 //
 // A device signs every chart change it makes (Identity.SignChange, purpose
@@ -128,8 +170,9 @@
 // records of the smallest enrolment could fill; records are appended as
 // they decode. A file that claims more than it holds is ErrMalformed, one
 // over a limit ErrTooLarge. FuzzDecodeEnrolment, FuzzParseRequest,
-// FuzzMergeRoster, FuzzDecodeIdentity and FuzzDecodeAuthority exercise
-// the decoders, starting from the real files in testdata/fuzz.
+// FuzzMergeRoster, FuzzDecodeIdentity, FuzzDecodeAuthority and
+// FuzzDecodeAuthorityRevocation exercise the decoders, starting from the
+// real files in testdata/fuzz.
 //
 // # Usage
 //
@@ -149,6 +192,11 @@
 // ahead treats enrolments as expired, one whose clock runs behind keeps
 // believing them longer. Enrolments are not checked for "not before".
 // Revocation only takes effect where the revocation record has arrived.
+// A build before authority revocations refuses, as malformed, a roster
+// file holding one (it keeps the records it had), and skips one sent
+// with a bundle. An authority revocation names the records its signer
+// held: a device the hub enrolled that the signer never saw is refused
+// with the thief's, and must be enrolled again.
 // A revocation's accepted sequence numbers are the device's own claims in
 // its changes: a stolen device that makes a different change under a
 // number already accepted is refused by every replica holding the
