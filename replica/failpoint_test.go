@@ -53,6 +53,8 @@ type failRig struct {
 	failures []string
 	// bSetup is b's last change in the setup, which a holds.
 	bSetup record.Result
+	// stepper, if set, runs each call of a instead of step's checks.
+	stepper func(what string, call func() error)
 	// forged, once sent, is a bundle from b that a must refuse and keep
 	// in its quarantine once.
 	forged []byte
@@ -107,9 +109,10 @@ func (r *failRig) ack(chart string, hs ...crdt.Hash) {
 // write.
 func (r *failRig) arm(p faultstore.Point, crash bool) {
 	r.crash = crash
-	f := faultstore.Fault{At: p, Crash: crash}
+	f := faultstore.Fault{At: p}
 	if crash {
-		f.OnCrash = func(faultstore.Point) {
+		f.Action = faultstore.Crash
+		f.OnHit = func(faultstore.Point) {
 			cp, err := faultvfs.CrashCopy(r.path, r.scratch)
 			require.NoError(r.t, err, "copy what the crash leaves")
 			r.crashed = cp
@@ -122,6 +125,10 @@ func (r *failRig) arm(p faultstore.Point, crash bool) {
 // process is gone). A call that fails with anything but an unknown
 // outcome must leave a's store exactly as it was.
 func (r *failRig) step(what string, call func() error) {
+	if r.stepper != nil {
+		r.stepper(what, call)
+		return
+	}
 	if r.fs.Crashed() {
 		return
 	}
@@ -451,4 +458,86 @@ func TestReceiveOfUnknownOutcomeKeepsItsCharts(t *testing.T) {
 	_, err = replica.SyncPair(r.ctx, x, r.b)
 	require.NoError(t, err)
 	requireSameOwnCharts(t, x, r.b)
+}
+
+// TestCrashInsideACompaction tears writes of the edit path that store a
+// snapshot: the process dies at each write of the commit to the
+// database's files in turn (that write lost, or written but failed, and
+// the disk writing nothing more, so what the crash leaves is kept as it
+// was), and the copy it leaves reopens holding every change acknowledged
+// before, and edits, syncs and converges with the peer.
+func TestCrashInsideACompaction(t *testing.T) {
+	require.NoError(t, faultvfs.Install())
+	base := t.TempDir()
+	faultvfs.SkipSyncs(base)
+	defer faultvfs.SkipSyncs("")
+	count := newFailRig(t, base, "count")
+	first := count.fs.Count() + 1
+	count.editPath()
+	var compactions []faultstore.Write
+	for _, w := range count.fs.Writes(first, 0) {
+		if w.Snapshot() {
+			compactions = append(compactions, w)
+		}
+	}
+	require.NotEmpty(t, compactions, "the edit path compacts")
+	// The first compaction of a chart, and the last (a merge's: two
+	// charts in one write) are torn; tearing every one costs a minute.
+	compactions = []faultstore.Write{compactions[0], compactions[len(compactions)-1]}
+	tears := []bool{false, true}
+	if testing.Short() {
+		tears = []bool{true}
+	}
+	require.NoError(t, count.a.Close())
+	runs := 0
+	for _, w := range compactions {
+		for _, performed := range tears {
+			torn := 0
+			for k := 0; ; k++ {
+				require.Less(t, k, maxGrowths, "the commit never ends")
+				r := newFailRig(t, base, fmt.Sprintf("torn-%d", runs))
+				runs++
+				r.crash = true
+				rules := append([]faultvfs.Rule{faultvfs.FailWrite(faultvfs.All, k, 1, performed)}, faultvfs.Dies(0)...)
+				r.fs.Arm(faultstore.Fault{At: faultstore.Point{Write: w.N, When: faultstore.Before}, Action: faultstore.Call,
+					OnHit: func(faultstore.Point) { faultvfs.Arm(r.dir, rules...) }})
+				stop := false
+				r.stepper = func(what string, call func() error) {
+					if stop {
+						return
+					}
+					err := call()
+					if r.fs.Fired() > 0 {
+						faultvfs.Disarm() // the compaction's write is over
+					}
+					if err != nil {
+						stop = true // the process died in this call
+						cp, cerr := faultvfs.CrashCopy(r.path, r.scratch)
+						require.NoError(t, cerr)
+						r.crashed = cp
+						r.failures = append(r.failures, fmt.Sprintf("%s: %v", what, err))
+					}
+				}
+				r.editPath()
+				fired := faultvfs.Fired()
+				faultvfs.Disarm()
+				require.Equal(t, 1, r.fs.Fired(), "the path reaches %s", w)
+				if !stop {
+					// The commit made fewer than k writes: every one was torn.
+					require.Zero(t, fired)
+					require.Positive(t, k, "the first write of a compaction can be torn")
+					require.NoError(t, r.a.Close())
+					break
+				}
+				torn++
+				require.Positive(t, fired, "the path failed where the disk did (%q)", r.failures)
+				require.NoError(t, r.a.Close())
+				x, err := replica.Open(r.ctx, r.crashed, failpointConfig)
+				require.NoError(t, err, "the replica reopens after a crash inside %s", w)
+				r.check(x, fmt.Sprintf("after a crash at file write %d of %s (performed %v)", k, w, performed))
+				require.NoError(t, x.Close())
+			}
+			t.Logf("%s: torn at each of its %d file writes (performed %v)", w, torn, performed)
+		}
+	}
 }

@@ -46,22 +46,34 @@ type Point struct {
 
 func (p Point) String() string { return fmt.Sprintf("%s write %d", p.When, p.Write) }
 
+// Action is what a Fault does at its point.
+type Action int
+
+// Actions.
+const (
+	// Fail fails the write there with Fault.Err.
+	Fail Action = iota
+	// Crash stops the store there (see ErrCrashed).
+	Crash
+	// Call only runs Fault.OnHit, and the write goes on: a test arms
+	// there a fault below the store (faultvfs's) for that write alone.
+	Call
+)
+
 // Fault is what to do at a failpoint.
 type Fault struct {
 	// At is the failpoint. Writes numbered before At.Write go through.
 	At Point
 	// Times is how many writes from At.Write it strikes: 0 or 1 for
 	// one, a negative number for every later write. A crash strikes once.
-	Times int
-	// Crash stops the store at At (see ErrCrashed); otherwise the
-	// write fails there with Err.
-	Crash bool
+	Times  int
+	Action Action
 	// Err is the error of a failed write; nil means ErrInjected.
 	Err error
-	// OnCrash, if set, runs at the crash, before the crashing call
-	// returns and while no other write can run: a test takes its copy of
-	// the storage there.
-	OnCrash func(Point)
+	// OnHit, if set, runs each time the fault strikes, before the write
+	// goes on or returns, while no other write can run: at a crash, a
+	// test takes its copy of the storage there.
+	OnHit func(Point)
 }
 
 // Write describes one write the wrapper saw: how much of each part of
@@ -188,7 +200,7 @@ func (s *Store) strikes(p Point) *Fault {
 		return nil
 	}
 	times := f.Times
-	if f.Crash || times == 0 {
+	if f.Action == Crash || times == 0 {
 		times = 1
 	}
 	if times > 0 && p.Write >= f.At.Write+times {
@@ -198,17 +210,21 @@ func (s *Store) strikes(p Point) *Fault {
 }
 
 // hit carries out fault f at point p, and returns the error the write
-// returns. s.mu is held.
+// returns (nil for Call). s.mu is held.
 func (s *Store) hit(f *Fault, p Point) error {
 	s.fired++
-	if f.Crash {
+	if f.Action == Crash {
 		s.crashed.Store(true)
-		if f.OnCrash != nil {
-			f.OnCrash(p)
-		}
-		if p.When == After {
-			return fmt.Errorf("%w at %s: %w", ErrCrashed, p, store.ErrOutcomeUnknown)
-		}
+	}
+	if f.OnHit != nil {
+		f.OnHit(p)
+	}
+	switch {
+	case f.Action == Call:
+		return nil
+	case f.Action == Crash && p.When == After:
+		return fmt.Errorf("%w at %s: %w", ErrCrashed, p, store.ErrOutcomeUnknown)
+	case f.Action == Crash:
 		return fmt.Errorf("%w at %s", ErrCrashed, p)
 	}
 	err := f.Err
@@ -233,7 +249,9 @@ func (s *Store) Write(ctx context.Context, b store.Batch) (uint64, error) {
 	s.writes = append(s.writes, describe(n, b))
 	w := &s.writes[n-1]
 	if f := s.strikes(Point{n, Before}); f != nil {
-		return 0, s.hit(f, Point{n, Before})
+		if err := s.hit(f, Point{n, Before}); err != nil {
+			return 0, err
+		}
 	}
 	head, err := s.inner.Write(ctx, b)
 	if err != nil {
@@ -241,7 +259,9 @@ func (s *Store) Write(ctx context.Context, b store.Batch) (uint64, error) {
 	}
 	w.Stored = true
 	if f := s.strikes(Point{n, After}); f != nil {
-		return 0, s.hit(f, Point{n, After})
+		if err := s.hit(f, Point{n, After}); err != nil {
+			return 0, err
+		}
 	}
 	return head, nil
 }

@@ -104,7 +104,7 @@ func TestCrashStopsTheStore(t *testing.T) {
 			b2, h2 := allergy(2)
 			var crashes []faultstore.Point
 			var heldAtCrash bool
-			s.Arm(faultstore.Fault{At: faultstore.Point{Write: 2, When: when}, Crash: true, OnCrash: func(p faultstore.Point) {
+			s.Arm(faultstore.Fault{At: faultstore.Point{Write: 2, When: when}, Action: faultstore.Crash, OnHit: func(p faultstore.Point) {
 				crashes = append(crashes, p)
 				heldAtCrash = holds(t, mem, h2)
 			}})
@@ -223,4 +223,21 @@ func TestOptionalInterfacesAreForwarded(t *testing.T) {
 	place, err = p.Place(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, "db-7", place)
+}
+
+// TestCallLetsTheWriteGoOn: a Call fault runs its hook at its point and
+// the write goes on as if nothing struck.
+func TestCallLetsTheWriteGoOn(t *testing.T) {
+	ctx := context.Background()
+	mem := store.NewMem()
+	s := faultstore.New(mem)
+	var seen []bool
+	b, h := allergy(1)
+	s.Arm(faultstore.Fault{At: faultstore.Point{Write: 1, When: faultstore.Before}, Action: faultstore.Call,
+		OnHit: func(faultstore.Point) { seen = append(seen, holds(t, mem, h)) }})
+	_, err := s.Write(ctx, b)
+	require.NoError(t, err)
+	assert.Equal(t, []bool{false}, seen, "the hook ran once, before the batch was stored")
+	assert.True(t, holds(t, mem, h))
+	assert.Equal(t, 1, s.Fired())
 }
