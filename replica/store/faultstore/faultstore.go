@@ -16,7 +16,7 @@ import (
 var ErrInjected = errors.New("faultstore: injected write failure")
 
 // ErrCrashed is returned by every call to a store that crashed at a
-// failpoint (Fault.Crash), except Close.
+// failpoint (a Fault with Action Crash), except Close.
 var ErrCrashed = errors.New("faultstore: the store crashed at a failpoint")
 
 // When is one side of a write.
