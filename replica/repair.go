@@ -173,7 +173,7 @@ func Salvage(ctx context.Context, path string, cfg Config) ([]SalvagedChange, Sa
 		if cfg.DatabaseKey != nil {
 			return nil, rep, fmt.Errorf("salvage %s: %w (or a wrong key: %w): %v", path, ErrUnsalvageable, ErrWrongKey, err)
 		}
-		return nil, rep, fmt.Errorf("salvage %s: %w: %v", path, ErrUnsalvageable, err)
+		return nil, rep, fmt.Errorf("salvage %s: %w (an encrypted database needs its key): %v", path, ErrUnsalvageable, err)
 	}
 	defer db.Close()
 	defer conn.Close()
@@ -189,7 +189,10 @@ func Salvage(ctx context.Context, path string, cfg Config) ([]SalvagedChange, Sa
 		return nil, rep, fmt.Errorf("salvage %s: %w", path, err)
 	}
 	if len(out) == 0 && len(s.charts) == 0 && rep.Replica == "" && len(rep.Problems) > 0 {
-		return nil, rep, fmt.Errorf("salvage %s: %w: %s", path, ErrUnsalvageable, rep.Problems[0])
+		if cfg.DatabaseKey != nil {
+			return nil, rep, fmt.Errorf("salvage %s: %w (or a wrong key: %w): %s", path, ErrUnsalvageable, ErrWrongKey, rep.Problems[0])
+		}
+		return nil, rep, fmt.Errorf("salvage %s: %w (an encrypted database needs its key): %s", path, ErrUnsalvageable, rep.Problems[0])
 	}
 	return out, rep, nil
 }

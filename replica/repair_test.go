@@ -445,3 +445,67 @@ func TestRepairFromPeer(t *testing.T) {
 	assert.Equal(t, map[string]uint64{wanjiru: 1}, seqs, "new edits are the new ID's")
 	requireSameCharts(t, cloud, repaired)
 }
+
+// TestSalvageEncrypted: a database encrypted with a key, a page in its
+// middle overwritten, is salvaged and repaired with its key: every change
+// that reads is checked, the rest reported, and the repaired database is
+// encrypted with the same key (no patient's name in its file). Without
+// the key, or with another, nothing is read and the error says so.
+func TestSalvageEncrypted(t *testing.T) {
+	ctx := context.Background()
+	key := bytes.Repeat([]byte{7}, 32)
+	path := tempDB(t, "tablet")
+	r, err := replica.Open(ctx, path, replica.Config{DatabaseKey: key, Now: frozen})
+	require.NoError(t, err)
+	var charts []string
+	for i := range 30 {
+		c := register(t, r, fmt.Sprintf("Zawadi%d", i), "Mwangi", "Kamuga")
+		edit(t, r, c, allergy(i))
+		charts = append(charts, c)
+	}
+	require.NoError(t, r.Close())
+	data, err := os.ReadFile(path)
+	require.NoError(t, err)
+	require.NotContains(t, string(data), "Zawadi", "the database is encrypted")
+	const page = 4096
+	mid := len(data) / page / 2
+	copy(data[mid*page:(mid+1)*page], bytes.Repeat([]byte{0xA5}, page))
+	require.NoError(t, os.WriteFile(path, data, 0o600))
+	_, err = replica.Open(ctx, path, replica.Config{DatabaseKey: key})
+	require.Error(t, err, "the damaged database does not open")
+
+	chs, rep, err := replica.Salvage(ctx, path, replica.Config{DatabaseKey: key})
+	require.NoError(t, err)
+	assert.Equal(t, uint64(60), rep.Head)
+	assert.Equal(t, 60, rep.Read+len(rep.Lost), "every position is read or reported lost")
+	assert.Len(t, chs, rep.Read)
+	assert.Zero(t, rep.FromPages, "an encrypted file is not read page by page")
+	for _, c := range chs {
+		p, err := crdt.ParseChange(c.Raw)
+		require.NoError(t, err)
+		assert.Equal(t, c.Hash, p.Hash)
+	}
+
+	for _, k := range [][]byte{nil, bytes.Repeat([]byte{8}, 32)} {
+		_, _, err := replica.Salvage(ctx, path, replica.Config{DatabaseKey: k})
+		require.ErrorIs(t, err, replica.ErrUnsalvageable, "without its key nothing reads")
+		if k != nil {
+			require.ErrorIs(t, err, replica.ErrWrongKey, "a wrong key is named as a possible cause")
+		}
+	}
+
+	newPath := filepath.Join(t.TempDir(), "repaired.db")
+	repaired, rrep, err := replica.Repair(ctx, path, newPath, replica.Config{DatabaseKey: key, Now: frozen})
+	require.NoError(t, err)
+	assert.Equal(t, rep.Read, rrep.Changes+rrep.LeftToPeers+rrep.Waiting, "every change salvaged is stored, left to peers or waiting")
+	require.NoError(t, repaired.Close())
+	data, err = os.ReadFile(newPath)
+	require.NoError(t, err)
+	assert.NotContains(t, string(data), "Zawadi", "the repaired database is encrypted too")
+	_, err = replica.Open(ctx, newPath, replica.Config{})
+	require.ErrorIs(t, err, replica.ErrWrongKey)
+	repaired, err = replica.Open(ctx, newPath, replica.Config{DatabaseKey: key})
+	require.NoError(t, err)
+	defer repaired.Close()
+	assert.NotEmpty(t, chartIDs(t, repaired))
+}
