@@ -106,7 +106,11 @@ func (a *Authority) RevokeAuthority(revoked ed25519.PublicKey, at time.Time, acc
 		return nil, fmt.Errorf("revoke authority %s: accepting %d records makes %d bytes, limit %d: %w", Fingerprint(revoked), len(sums), len(body)+ed25519.SignatureSize, MaxRevocationBytes, ErrTooLarge)
 	}
 	body = append(body, ed25519.Sign(a.key, signedMessage(PurposeAuthorityRevocation, body))...)
-	return wire.Encode(kindAuthorityRevocation, authorityRevocationVersion, body), nil
+	out := wire.Encode(kindAuthorityRevocation, authorityRevocationVersion, body)
+	if len(out) > MaxRevocationBytes {
+		return nil, fmt.Errorf("revoke authority %s: accepting %d records makes a file of %d bytes, limit %d: %w", Fingerprint(revoked), len(sums), len(out), MaxRevocationBytes, ErrTooLarge)
+	}
+	return out, nil
 }
 
 // recordSigner returns the key that signed an enrolment or authority

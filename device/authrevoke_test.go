@@ -372,3 +372,26 @@ func TestAuthorityRevocationOrderProperty(t *testing.T) {
 		assert.Equal(rt, want, outcomes(again), "its roster file read again")
 	})
 }
+
+// TestRevokeAuthorityBounds: a revocation accepting a thousand records
+// is read back accepting exactly those; a file over MaxRevocationBytes
+// is refused unread.
+func TestRevokeAuthorityBounds(t *testing.T) {
+	as := newAuthorities(t)
+	pub := newIdentity(t, "kamuga").Public()
+	recs := make([][]byte, 1001)
+	for i := range recs {
+		recs[i] = enrol(t, as.hub, pub, t0.Add(time.Duration(i)*time.Second), time.Hour)
+	}
+	rec, err := as.cloud.RevokeAuthority(as.hub.PublicKey(), t0, recs[:1000])
+	require.NoError(t, err)
+	v, err := device.DecodeAuthorityRevocation(rec)
+	require.NoError(t, err)
+	assert.Len(t, v.Accepted, 1000)
+	for _, r := range recs[:1000] {
+		require.True(t, v.Accepts(r))
+	}
+	assert.False(t, v.Accepts(recs[1000]))
+	_, err = device.DecodeAuthorityRevocation(append(rec, make([]byte, device.MaxRevocationBytes)...))
+	assert.ErrorIs(t, err, device.ErrTooLarge)
+}
