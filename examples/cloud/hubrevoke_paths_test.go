@@ -185,7 +185,8 @@ func TestHubRevokedFileBundle(t *testing.T) {
 // TestHubRevokedRelayBundle: a relay bundle of a tablet the stolen hub
 // key enrolled after the revocation is refused by the clinic's endpoint
 // (its sender's enrolment is refused); the tablet enrolled before
-// reaches the clinic.
+// reaches the clinic, and learns the revocation from the clinic's relay
+// bundle.
 func TestHubRevokedRelayBundle(t *testing.T) {
 	ctx := context.Background()
 	w := newHubWorld(t)
@@ -197,6 +198,12 @@ func TestHubRevokedRelayBundle(t *testing.T) {
 		return e
 	}
 	at := endpoint(clinic)
+	listedEnd := endpoint(listed)
+	toListed, err := at.Seal(ctx, listed.r.ID())
+	require.NoError(t, err)
+	_, err = listedEnd.Open(ctx, toListed)
+	require.NoError(t, err)
+	require.Len(t, listed.roster.AuthorityRevocations(), 1, "a relay bundle carries the revocation")
 	registerAt(t, rogue, "Rogue")
 	sealed, err := endpoint(rogue).Seal(ctx, clinic.r.ID())
 	require.NoError(t, err)
@@ -206,7 +213,7 @@ func TestHubRevokedRelayBundle(t *testing.T) {
 	assert.Equal(t, before, transporttest.Snapshot(t, clinic.r), "nothing of it is applied")
 
 	chart := registerAt(t, listed, "Wanjiru")
-	sealed, err = endpoint(listed).Seal(ctx, clinic.r.ID())
+	sealed, err = listedEnd.Seal(ctx, clinic.r.ID())
 	require.NoError(t, err)
 	_, err = at.Open(ctx, sealed)
 	require.NoError(t, err, "a tablet the hub enrolled before its revocation keeps working")
