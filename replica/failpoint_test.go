@@ -405,9 +405,6 @@ func TestEveryFailpointKeepsAcknowledgedChanges(t *testing.T) {
 							r := newFailRig(t, base, fmt.Sprintf("%s-%d", path.name, runs))
 							runs++
 							require.Equal(t, first-1, r.fs.Count(), "the setup writes as often each time")
-							if path.name == "receive" && p.When == faultstore.After && !crash && w.Charts > 0 {
-								t.Skip("a receive whose commit's outcome is unknown keeps its charts' loaded copies, now behind the store (TestReceiveOfUnknownOutcomeKeepsItsCharts)")
-							}
 							r.arm(p, crash)
 							path.run(r)
 							require.Equal(t, 1, r.fs.Fired(), "the path reaches %s (%s)", p, w)
@@ -426,38 +423,55 @@ func TestEveryFailpointKeepsAcknowledgedChanges(t *testing.T) {
 }
 
 // TestReceiveOfUnknownOutcomeKeepsItsCharts: a receive whose write stored
-// the bundle but could not say so (ErrOutcomeUnknown) must not leave the
-// replica working from the charts as they were before it: the peer's
+// the bundle but could not say so (ErrOutcomeUnknown), because the store
+// failed after its commit or because SQLite's fsync of the commit failed
+// and the disk then refused every write until it healed, must not leave
+// the replica working from the charts as they were before it: the peer's
 // change is in the chart, after more edits compact it too, and the
 // replica converges with the peer.
 func TestReceiveOfUnknownOutcomeKeepsItsCharts(t *testing.T) {
-	t.Skip("the receive's commit keeps the loaded copy of each chart it wrote when the write's outcome is unknown: the chart is then compacted without the peer's change, which is lost to it for good")
 	require.NoError(t, faultvfs.Install())
-	r := newFailRig(t, t.TempDir(), "unknown")
-	chart := r.charts["a-own"]
-	view(t, r.a, chart) // loaded
-	fromB := edit(t, r.b, chart, allergy(302)).Change.Hash
-	out, err := r.b.MakeBundle(r.ctx, r.a.ID())
-	require.NoError(t, err)
-	r.fs.Arm(faultstore.Fault{At: faultstore.Point{Write: r.fs.Count() + 1, When: faultstore.After}})
-	_, err = r.a.Receive(r.ctx, out.Data)
-	require.ErrorIs(t, err, replica.ErrOutcomeUnknown)
-	r.fs.Disarm()
-	for i := range 4 {
-		edit(t, r.a, chart, allergy(400+i))
+	tests := []struct {
+		name string
+		arm  func(r *failRig)
+	}{
+		{"the store fails after the commit", func(r *failRig) {
+			r.fs.Arm(faultstore.Fault{At: faultstore.Point{Write: r.fs.Count() + 1, When: faultstore.After}})
+		}},
+		{"the commit's fsync fails, then the disk writes nothing", func(r *failRig) {
+			faultvfs.Arm(r.dir, faultvfs.FailSync(faultvfs.WAL, 0, 1), faultvfs.FailWrite(faultvfs.All, 0, -1, false).Then(0))
+		}},
 	}
-	require.NoError(t, r.a.Close())
-	x, err := replica.Open(r.ctx, r.path, failpointConfig)
-	require.NoError(t, err)
-	defer x.Close()
-	held := false
-	for _, e := range view(t, x, chart).History {
-		held = held || e.Change == fromB
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newFailRig(t, t.TempDir(), "unknown")
+			chart := r.charts["a-own"]
+			view(t, r.a, chart) // loaded
+			fromB := edit(t, r.b, chart, allergy(302)).Change.Hash
+			out, err := r.b.MakeBundle(r.ctx, r.a.ID())
+			require.NoError(t, err)
+			tt.arm(r)
+			_, err = r.a.Receive(r.ctx, out.Data)
+			r.fs.Disarm()
+			faultvfs.Disarm()
+			require.ErrorIs(t, err, replica.ErrOutcomeUnknown)
+			for i := range 4 {
+				edit(t, r.a, chart, allergy(400+i))
+			}
+			require.NoError(t, r.a.Close())
+			x, err := replica.Open(r.ctx, r.path, failpointConfig)
+			require.NoError(t, err)
+			defer x.Close()
+			held := false
+			for _, e := range view(t, x, chart).History {
+				held = held || e.Change == fromB
+			}
+			assert.True(t, held, "the peer's change, stored by the receive that could not say so, is in the chart")
+			_, err = replica.SyncPair(r.ctx, x, r.b)
+			require.NoError(t, err)
+			requireSameOwnCharts(t, x, r.b)
+		})
 	}
-	assert.True(t, held, "the peer's change, stored by the receive that could not say so, is in the chart")
-	_, err = replica.SyncPair(r.ctx, x, r.b)
-	require.NoError(t, err)
-	requireSameOwnCharts(t, x, r.b)
 }
 
 // TestCrashInsideACompaction tears writes of the edit path that store a
