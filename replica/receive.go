@@ -95,7 +95,9 @@ type ReceiveOptions struct {
 	Sender string
 	// Clinic, if set, accepts changes only to charts in that clinic's
 	// scope: a chart held here must be in its scope already, and a new
-	// chart must be registered to it. Anything else gives ErrOutOfScope.
+	// chart must be registered to it. Anything else gives ErrOutOfScope,
+	// and the bundle is kept in the quarantine for review, as a forged
+	// one is.
 	Clinic string
 	// CheckAuthors checks every new change with record.CheckChange: the
 	// role recorded on it must be allowed to change each chart section it
@@ -943,7 +945,8 @@ func planChart(h *heldChart, cb chartBatch, sigs signatures, rules receiveRules)
 		// The clinic has lost the chart; changes its devices made
 		// before they learnt of it are still theirs to send.
 		if err := madeInScope(l, cb.changes, rules.clinic, rules.actor); err != nil {
-			return fmt.Errorf("receive bundle: chart %s: %w", cb.chart, err), false
+			// Kept for review, as a forged change is.
+			return fmt.Errorf("receive bundle: chart %s: %w", cb.chart, err), true
 		}
 	}
 	if rules.checkAuthors && l.users == nil && users {
@@ -960,7 +963,7 @@ func planChart(h *heldChart, cb chartBatch, sigs signatures, rules receiveRules)
 			}
 		}
 		if !slices.Contains(scope, rules.clinic) {
-			return fmt.Errorf("receive bundle: new chart %s is not registered to clinic %s: %w", cb.chart, rules.clinic, ErrOutOfScope), false
+			return fmt.Errorf("receive bundle: new chart %s is not registered to clinic %s: %w", cb.chart, rules.clinic, ErrOutOfScope), true
 		}
 	}
 	if rules.checkAuthors && l.chart != nil {
