@@ -3,6 +3,7 @@ package replica
 import (
 	"context"
 	"database/sql"
+	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"github.com/google/uuid"
 	_ "github.com/mutecomm/go-sqlcipher/v4" // the "sqlite3" driver, SQLCipher's build, as package sqlite uses
@@ -139,25 +141,32 @@ func (s *SalvageReport) problem(format string, args ...any) {
 // (SalvageReport.Lost); when nothing at all can be read, the error
 // matches ErrUnsalvageable. A database that is not damaged is read whole.
 func Salvage(ctx context.Context, path string, cfg Config) ([]SalvagedChange, SalvageReport, error) {
+	chs, rep, _, err := salvage(ctx, path, cfg)
+	return chs, rep, err
+}
+
+// salvage is Salvage, returning also the signer records the damaged
+// replica kept (meta values under metaSigner, by key) as far as they read.
+func salvage(ctx context.Context, path string, cfg Config) ([]SalvagedChange, SalvageReport, map[string]string, error) {
 	rep := SalvageReport{Path: path}
 	if err := cfg.Validate(); err != nil {
-		return nil, rep, err
+		return nil, rep, nil, err
 	}
 	if _, err := os.Stat(path); err != nil {
-		return nil, rep, fmt.Errorf("salvage %s: %w", path, err)
+		return nil, rep, nil, fmt.Errorf("salvage %s: %w", path, err)
 	}
 	tmp, err := os.MkdirTemp(filepath.Dir(path), ".salvage-*")
 	if err != nil {
-		return nil, rep, fmt.Errorf("salvage %s: %w", path, err)
+		return nil, rep, nil, fmt.Errorf("salvage %s: %w", path, err)
 	}
 	defer os.RemoveAll(tmp)
 	cp := filepath.Join(tmp, "damaged.db")
 	if err := copyFile(path, cp); err != nil {
-		return nil, rep, fmt.Errorf("salvage %s: %w", path, err)
+		return nil, rep, nil, fmt.Errorf("salvage %s: %w", path, err)
 	}
 	if _, err := os.Stat(path + "-wal"); err == nil {
 		if err := copyFile(path+"-wal", cp+"-wal"); err != nil {
-			return nil, rep, fmt.Errorf("salvage %s: %w", path, err)
+			return nil, rep, nil, fmt.Errorf("salvage %s: %w", path, err)
 		}
 	}
 	db, conn, err := openSalvage(ctx, cp, cfg)
@@ -171,9 +180,9 @@ func Salvage(ctx context.Context, path string, cfg Config) ([]SalvagedChange, Sa
 	}
 	if err != nil {
 		if cfg.DatabaseKey != nil {
-			return nil, rep, fmt.Errorf("salvage %s: %w (or a wrong key: %w): %v", path, ErrUnsalvageable, ErrWrongKey, err)
+			return nil, rep, nil, fmt.Errorf("salvage %s: %w (or a wrong key: %w): %v", path, ErrUnsalvageable, ErrWrongKey, err)
 		}
-		return nil, rep, fmt.Errorf("salvage %s: %w (an encrypted database needs its key): %v", path, ErrUnsalvageable, err)
+		return nil, rep, nil, fmt.Errorf("salvage %s: %w (an encrypted database needs its key): %v", path, ErrUnsalvageable, err)
 	}
 	defer db.Close()
 	defer conn.Close()
@@ -184,17 +193,18 @@ func Salvage(ctx context.Context, path string, cfg Config) ([]SalvagedChange, Sa
 	s.readMeta(ctx)
 	s.readIndexes(ctx)
 	s.readCharts(ctx)
+	signers := s.readSigners(ctx)
 	out, err := s.readLog(ctx)
 	if err != nil {
-		return nil, rep, fmt.Errorf("salvage %s: %w", path, err)
+		return nil, rep, nil, fmt.Errorf("salvage %s: %w", path, err)
 	}
 	if len(out) == 0 && len(s.charts) == 0 && rep.Replica == "" && len(rep.Problems) > 0 {
 		if cfg.DatabaseKey != nil {
-			return nil, rep, fmt.Errorf("salvage %s: %w (or a wrong key: %w): %s", path, ErrUnsalvageable, ErrWrongKey, rep.Problems[0])
+			return nil, rep, nil, fmt.Errorf("salvage %s: %w (or a wrong key: %w): %s", path, ErrUnsalvageable, ErrWrongKey, rep.Problems[0])
 		}
-		return nil, rep, fmt.Errorf("salvage %s: %w (an encrypted database needs its key): %s", path, ErrUnsalvageable, rep.Problems[0])
+		return nil, rep, nil, fmt.Errorf("salvage %s: %w (an encrypted database needs its key): %s", path, ErrUnsalvageable, rep.Problems[0])
 	}
-	return out, rep, nil
+	return out, rep, signers, nil
 }
 
 // openSalvage opens the copy at path, and one connection to it, and
@@ -345,6 +355,42 @@ func (s *salvager) readMeta(ctx context.Context) {
 		s.rep.problem("the peers' positions did not read: %v", err)
 		s.rep.Acked = 0
 	}
+}
+
+// readSigners reads the signer records the damaged replica kept of the
+// devices whose changes it held (see metaSigner), so that the repaired
+// replica passes them on with those changes as the damaged one did. A
+// value that does not decode is left out.
+func (s *salvager) readSigners(ctx context.Context) map[string]string {
+	out := map[string]string{}
+	rows, err := s.db.QueryContext(ctx, "SELECT key, value FROM meta WHERE key > ? AND key < ? ORDER BY key", metaSigner, metaSigner[:len(metaSigner)-1]+"0")
+	if err != nil {
+		s.rep.problem("the signer records did not read: %v", err)
+		return out
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var k, v string
+		if err := rows.Scan(&k, &v); err != nil {
+			s.rep.problem("the signer records did not read whole: %v", err)
+			return out
+		}
+		if _, err := idBytes(strings.TrimPrefix(k, metaSigner)); err != nil {
+			continue
+		}
+		good := v != ""
+		for _, line := range strings.Split(v, "\n") {
+			_, err := base64.StdEncoding.DecodeString(line)
+			good = good && err == nil
+		}
+		if good {
+			out[k] = v
+		}
+	}
+	if err := rows.Err(); err != nil {
+		s.rep.problem("the signer records did not read whole: %v", err)
+	}
+	return out
 }
 
 // readIndexes learns, from the index of changes by chart, which log
@@ -722,7 +768,7 @@ func Repair(ctx context.Context, damagedPath, newPath string, cfg Config) (*Repl
 	if _, err := os.Lstat(newPath); err == nil {
 		return nil, rep, fmt.Errorf("repair to %s: %w", newPath, os.ErrExist)
 	}
-	chs, srep, err := Salvage(ctx, damagedPath, cfg)
+	chs, srep, signers, err := salvage(ctx, damagedPath, cfg)
 	rep.Salvage = srep
 	if err != nil {
 		return nil, rep, fmt.Errorf("repair: %w", err)
@@ -740,7 +786,7 @@ func Repair(ctx context.Context, damagedPath, newPath string, cfg Config) (*Repl
 	}
 	defer os.RemoveAll(tmp)
 	tmpPath := filepath.Join(tmp, "replica.db")
-	if err := build(ctx, tmpPath, cfg, chs, &rep); err != nil {
+	if err := build(ctx, tmpPath, cfg, chs, signers, &rep); err != nil {
 		return nil, rep, fmt.Errorf("repair %s to %s: %w", damagedPath, newPath, err)
 	}
 	if _, err := os.Stat(tmpPath + "-wal"); err == nil {
@@ -764,7 +810,7 @@ func Repair(ctx context.Context, damagedPath, newPath string, cfg Config) (*Repl
 
 // build makes the new replica at path and stores the salvaged changes in
 // it, closing it once done.
-func build(ctx context.Context, path string, cfg Config, chs []SalvagedChange, rep *RepairReport) (err error) {
+func build(ctx context.Context, path string, cfg Config, chs []SalvagedChange, signers map[string]string, rep *RepairReport) (err error) {
 	r, err := Open(ctx, path, cfg)
 	if err != nil {
 		return err
@@ -780,6 +826,11 @@ func build(ctx context.Context, path string, cfg Config, chs []SalvagedChange, r
 		return err
 	}
 	defer unlock()
+	if len(signers) > 0 {
+		if _, err := r.st.Write(ctx, store.Batch{Meta: signers}); err != nil {
+			return fmt.Errorf("keep the signer records: %w", err)
+		}
+	}
 	return r.adopt(ctx, chs, rep)
 }
 

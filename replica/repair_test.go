@@ -509,3 +509,42 @@ func TestSalvageEncrypted(t *testing.T) {
 	defer repaired.Close()
 	assert.NotEmpty(t, chartIDs(t, repaired))
 }
+
+// TestRepairKeepsSignerRecords: a tablet holds a chart another device
+// (a laptop its roster never enrolled) made, with the laptop's signed
+// enrolment, which it passes on with the laptop's changes. Repaired, it
+// still does: a hub that never met the laptop takes the chart from the
+// repaired tablet.
+func TestRepairKeepsSignerRecords(t *testing.T) {
+	ctx := context.Background()
+	d := newDeployment(t)
+	dir := t.TempDir()
+	laptop := d.device(t, "north")
+	oldID, oldRec := d.enrol(t, "north")
+	newID, newRec := d.enrol(t, "north")
+	roster := func() *device.Roster {
+		r := d.roster(t)
+		for _, rec := range [][]byte{oldRec, newRec} {
+			_, err := r.Add(rec)
+			require.NoError(t, err)
+		}
+		return r
+	}
+	cloud, _ := newMem(t, replica.Config{Keys: d.roster(t)})
+	tabletPath := filepath.Join(dir, "tablet.db")
+	tablet, err := replica.Open(ctx, tabletPath, replica.Config{Signer: oldID, Keys: roster(), Now: frozen})
+	require.NoError(t, err)
+	otieno := register(t, laptop.Replica, "Otieno", "Odhiambo", "Kamuga")
+	register(t, tablet, "Wanjiru", "Mwangi", "Kamuga")
+	syncAll(t, [2]*replica.Replica{laptop.Replica, cloud}, [2]*replica.Replica{tablet, cloud})
+	require.Contains(t, chartIDs(t, tablet), otieno)
+	require.NoError(t, tablet.Close())
+
+	repaired, _, err := replica.Repair(ctx, tabletPath, filepath.Join(dir, "repaired.db"), replica.Config{Signer: newID, Keys: roster(), Now: frozen})
+	require.NoError(t, err)
+	defer repaired.Close()
+	hub, _ := newMem(t, replica.Config{Keys: d.roster(t)})
+	_, err = replica.SyncPair(ctx, repaired, hub)
+	require.NoError(t, err, "the hub checks the laptop's changes with the enrolment the repaired tablet kept")
+	assert.Equal(t, view(t, laptop.Replica, otieno), view(t, hub, otieno))
+}
