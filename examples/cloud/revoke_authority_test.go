@@ -12,6 +12,7 @@ import (
 	"github.com/chartsync/chartsync/device"
 	"github.com/chartsync/chartsync/replica"
 	"github.com/chartsync/chartsync/replica/store"
+	"github.com/chartsync/chartsync/replica/store/postgres/pgtest"
 )
 
 // TestRevokeAuthorityCommand: cloud revoke -authority signs the cloud's
@@ -93,4 +94,22 @@ func authorityRevocationsOf(t *testing.T, at where) []device.AuthorityRevocation
 	_, err = st.MergeRoster(ctx, r, 0)
 	require.NoError(t, err)
 	return r.AuthorityRevocations()
+}
+
+// TestRevokeAuthorityInTheDatabase: with -db, the revocation of a hub's
+// key is kept in the database's roster, where every node reads it.
+func TestRevokeAuthorityInTheDatabase(t *testing.T) {
+	conn, schema := pgtest.ConnString(t), pgtest.Schema(t)
+	keyFile := filepath.Join(t.TempDir(), "operator.key")
+	db := []string{"-db", conn, "-db-schema", schema, "-key-file", keyFile}
+	code, _, stderr := cloud(t, append([]string{"init"}, db...)...)
+	require.Equal(t, 0, code, "init: %s", stderr)
+	hub, err := device.NewAuthority()
+	require.NoError(t, err)
+	code, stdout, stderr := cloud(t, append([]string{"revoke", "-authority", hex.EncodeToString(hub.PublicKey())}, db...)...)
+	require.Equal(t, 0, code, "revoke -authority: %s", stderr)
+	assert.Contains(t, stdout, "Revoked the enrolment authority "+device.Fingerprint(hub.PublicKey()))
+	revs := authorityRevocationsOf(t, where{DB: conn, Schema: schema, KeyFile: keyFile})
+	require.Len(t, revs, 1)
+	assert.Equal(t, []byte(hub.PublicKey()), []byte(revs[0].Revoked))
 }
