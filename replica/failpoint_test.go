@@ -268,6 +268,26 @@ func (r *failRig) receivePath() {
 	r.receiveStep("receive b's acknowledgement")
 }
 
+// heldPath is the receive path of a change that arrives before the
+// change it depends on: a holds it aside (in its store), then b's bundle
+// brings what it waits for and releases it.
+func (r *failRig) heldPath() {
+	t := r.t
+	edit(t, r.b, r.charts["a-own"], allergy(310))
+	later := edit(t, r.b, r.charts["a-own"], allergy(311)).Change
+	early := encode(t, replica.Bundle{From: r.b.ID(), To: r.a.ID(), Changes: []replica.BundleChange{{Chart: r.charts["a-own"], Raw: later.Raw}}})
+	r.step("receive a change ahead of its dependency", func() error {
+		got, err := r.a.Receive(r.ctx, early)
+		if err == nil {
+			require.Equal(t, 1, got.Held, "the change is held aside")
+		}
+		return err
+	})
+	_, err := r.lb.Send(r.ctx)
+	require.NoError(t, err)
+	r.receiveStep("receive the dependency")
+}
+
 // check checks replica x, which holds a's data: it holds every change a's
 // callers were told is saved, applied to its chart; it edits, registers
 // and syncs with b, and the two then hold the same charts.
@@ -355,14 +375,17 @@ func (r *failRig) finish() {
 	r.check(x, "reopened after a failed write")
 }
 
-// TestEveryFailpointKeepsAcknowledgedChanges runs the edit path and the
-// receive path once to number their writes, then once per failpoint
-// (before and after each write, snapshots included) and per fault (a
-// failed write, a crash): every change a caller was told is saved is
-// there afterwards, in the running replica and once reopened (after a
-// crash, from the copy the crash left), a failed call that did not say
-// its outcome is unknown changed nothing, and the replica edits, syncs
-// and converges with its peer.
+// TestEveryFailpointKeepsAcknowledgedChanges runs each path once to
+// number its writes (the edit path: a registration, edits, compactions, a
+// merge; the receive path: a bundle of changes with a compaction, a forged
+// bundle quarantined, an acknowledgement; the held path: a change held
+// aside for its dependency, then released), then once per failpoint
+// (before and after each write) and per fault (a failed write, a crash):
+// every change a caller was told is saved is there afterwards, in the
+// running replica and once reopened (after a crash, from the copy the
+// crash left), a failed call that did not say its outcome is unknown
+// changed nothing, the forged bundle is quarantined once, and the replica
+// edits, syncs and converges with its peer.
 func TestEveryFailpointKeepsAcknowledgedChanges(t *testing.T) {
 	require.NoError(t, faultvfs.Install())
 	base := t.TempDir()
@@ -374,6 +397,7 @@ func TestEveryFailpointKeepsAcknowledgedChanges(t *testing.T) {
 	}{
 		{"edit", (*failRig).editPath},
 		{"receive", (*failRig).receivePath},
+		{"held", (*failRig).heldPath},
 	}
 	for _, path := range paths {
 		t.Run(path.name, func(t *testing.T) {
