@@ -579,3 +579,81 @@ func TestCrashInsideACompaction(t *testing.T) {
 		}
 	}
 }
+
+// TestFirstOpenFailpoints fails, or crashes, a new replica's first open at
+// each failpoint of its writes (its replica ID, its log's ID): an open
+// that failed can be made again on the same store, a crash's copy opens,
+// and either way the replica keeps the ID it stored, registers a patient
+// and converges with a peer.
+func TestFirstOpenFailpoints(t *testing.T) {
+	require.NoError(t, faultvfs.Install())
+	base := t.TempDir()
+	faultvfs.SkipSyncs(base)
+	defer faultvfs.SkipSyncs("")
+	ctx := context.Background()
+	open := func(t *testing.T, name string) (string, *faultstore.Store) {
+		dir := filepath.Join(base, name)
+		require.NoError(t, os.MkdirAll(dir, 0o700))
+		path := filepath.Join(dir, "a.db")
+		st, err := sqlite.Open(ctx, path)
+		require.NoError(t, err)
+		return path, faultstore.New(st)
+	}
+	_, counting := open(t, "count")
+	r, err := replica.New(ctx, counting, failpointConfig)
+	require.NoError(t, err)
+	writes := counting.Writes(1, 0)
+	require.NoError(t, r.Close())
+	require.NotEmpty(t, writes)
+
+	runs := 0
+	for _, w := range writes {
+		for _, when := range []faultstore.When{faultstore.Before, faultstore.After} {
+			for _, crash := range []bool{false, true} {
+				p := faultstore.Point{Write: w.N, When: when}
+				t.Run(fmt.Sprintf("%s/crash=%v", p, crash), func(t *testing.T) {
+					path, fs := open(t, fmt.Sprint("open-", runs))
+					runs++
+					scratch := t.TempDir()
+					copied := ""
+					f := faultstore.Fault{At: p}
+					if crash {
+						f.Action = faultstore.Crash
+						f.OnHit = func(faultstore.Point) {
+							var err error
+							copied, err = faultvfs.CrashCopy(path, scratch)
+							require.NoError(t, err)
+						}
+					}
+					fs.Arm(f)
+					_, err := replica.New(ctx, fs, failpointConfig)
+					require.Error(t, err, "the open stops at %s (%s)", p, w)
+					fs.Disarm()
+					id, idErr := fs.Inner().Meta(ctx, "replica_id")
+					var x *replica.Replica
+					if crash {
+						require.NoError(t, fs.Close())
+						x, err = replica.Open(ctx, copied, failpointConfig)
+						require.NoError(t, err, "the copy a crash left opens")
+					} else {
+						x, err = replica.New(ctx, fs, failpointConfig)
+						require.NoError(t, err, "the open succeeds when made again")
+					}
+					defer x.Close()
+					if idErr == nil && !crash {
+						assert.Equal(t, id, x.ID(), "the replica keeps the ID it stored")
+					}
+					if crash && (when == faultstore.After || w.N > 1) {
+						assert.Equal(t, id, x.ID(), "the replica keeps the ID it stored before the crash")
+					}
+					peer, _ := openSQLite(t, tempDB(t, "peer"), failpointConfig)
+					chart := register(t, x, "Akinyi", "Odhiambo", "Asembo")
+					edit(t, x, chart, allergy(1))
+					_, err = replica.SyncPair(ctx, x, peer)
+					require.NoError(t, err)
+					requireSameOwnCharts(t, x, peer)
+				})
+			}
+		}
+	}
+}
