@@ -5,7 +5,12 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/printer"
+	"go/token"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -240,4 +245,57 @@ func TestCallLetsTheWriteGoOn(t *testing.T) {
 	assert.Equal(t, []bool{false}, seen, "the hook ran once, before the batch was stored")
 	assert.True(t, holds(t, mem, h))
 	assert.Equal(t, 1, s.Fired())
+}
+
+// TestForwardsEveryInterfaceTheReplicaAsksFor reads package replica's
+// source for the optional interfaces it asks its store for (a type
+// assertion on its store) and checks that the wrapper forwards each, so
+// that wrapping a store switches no feature of the replica off.
+func TestForwardsEveryInterfaceTheReplicaAsksFor(t *testing.T) {
+	forwarded := map[string]bool{"store.Packer": true, "store.Placed": true, "checker": true}
+	var s any = faultstore.New(store.NewMem())
+	_, packer := s.(store.Packer)
+	_, placed := s.(store.Placed)
+	_, checks := s.(interface {
+		Check(ctx context.Context, full bool, max int) ([]string, error)
+	})
+	require.True(t, packer && placed && checks, "the wrapper implements what it claims to forward")
+
+	files, err := filepath.Glob(filepath.Join("..", "..", "*.go"))
+	require.NoError(t, err)
+	require.NotEmpty(t, files, "package replica's source is two folders up")
+	asked := map[string]string{}
+	fset := token.NewFileSet()
+	for _, name := range files {
+		if strings.HasSuffix(name, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(fset, name, nil, 0)
+		require.NoError(t, err)
+		ast.Inspect(f, func(n ast.Node) bool {
+			ta, ok := n.(*ast.TypeAssertExpr)
+			if !ok || ta.Type == nil || !isStore(ta.X) {
+				return true
+			}
+			var b strings.Builder
+			require.NoError(t, printer.Fprint(&b, fset, ta.Type))
+			asked[b.String()] = fset.Position(ta.Pos()).String()
+			return true
+		})
+	}
+	require.NotEmpty(t, asked, "the replica asks its store for optional interfaces")
+	for iface, where := range asked {
+		assert.True(t, forwarded[iface], "the replica asks its store for %s (%s): forward it in the wrapper", iface, where)
+	}
+}
+
+// isStore reports whether x names the replica's store (st, r.st).
+func isStore(x ast.Expr) bool {
+	switch x := x.(type) {
+	case *ast.Ident:
+		return x.Name == "st"
+	case *ast.SelectorExpr:
+		return x.Sel.Name == "st"
+	}
+	return false
 }
