@@ -27,6 +27,15 @@
 // CSRF token, and a POST without it is refused with 403 and changes
 // nothing.
 //
+// A device whose data is encrypted gives an Unlocker instead of a
+// Replica: the server starts locked, serving only the login page; a
+// login opens the data with the user's password (Unlocker.Unlock) before
+// the roster's checks, a password the keys refuse counting as a wrong
+// try; the data stays open while any session is logged in, and is
+// locked (the replica closed, the key forgotten) at the last logout or
+// when the last session's idle time passes (Sweep, every SweepEvery).
+// The background sync runs only while the data is open.
+//
 // The read policy and the permission matrix of package record apply on
 // the server to every page and form: a role is not shown a form for a
 // section it may not change, and a POST to one is refused with 403

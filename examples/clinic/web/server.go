@@ -44,7 +44,12 @@ const maxForm = 64 << 10
 // Config is what the web app works on. Replica, Clinic, Device and Guard
 // are required.
 type Config struct {
+	// Replica is the device's replica, open. With an Unlocker it is
+	// nil: the Unlocker opens it at a login.
 	Replica *replica.Replica
+	// Unlocker, if set, opens the device's encrypted data at a login
+	// and closes it when no session remains (see Unlocker).
+	Unlocker Unlocker
 	// Clinic is the device's clinic: its roster holds the users who may
 	// log in. Device is the device's name, recorded on every change.
 	Clinic, Device string
@@ -87,8 +92,10 @@ type Config struct {
 // Validate says what is missing from c.
 func (c Config) Validate() error {
 	switch {
-	case c.Replica == nil:
-		return errors.New("web: Config.Replica is required")
+	case c.Replica == nil && c.Unlocker == nil:
+		return errors.New("web: Config.Replica (or Config.Unlocker) is required")
+	case c.Replica != nil && c.Unlocker != nil:
+		return errors.New("web: give Config.Replica or Config.Unlocker, not both")
 	case c.Clinic == "" || c.Device == "":
 		return errors.New("web: Config.Clinic and Config.Device are required")
 	case c.Guard == nil:
@@ -107,7 +114,12 @@ func (c Config) Validate() error {
 // It owns the goroutines of syncs it runs (Start, and syncs users start):
 // Close stops them and waits for them.
 type Server struct {
-	cfg      Config
+	cfg Config
+	// data guards r and policy.Users, which an Unlocker opens and
+	// closes: a request of a logged-in user and a sync hold it for
+	// reading, opening and closing the data for writing. It is taken
+	// before mu, never while mu is held.
+	data     sync.RWMutex
 	r        *replica.Replica
 	policy   devsession.Policy // who may log in, and stay logged in
 	mux      *http.ServeMux
@@ -171,7 +183,10 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, r: cfg.Replica, log: cfg.Logger,
-		policy: devsession.Policy{Clinic: cfg.Clinic, Device: cfg.Device, Users: cfg.Replica, Guard: cfg.Guard, Idle: cfg.IdleTimeout}, sessions: map[string]*session{}, pages: map[string]*template.Template{}, settings: settings}
+		policy: devsession.Policy{Clinic: cfg.Clinic, Device: cfg.Device, Guard: cfg.Guard, Idle: cfg.IdleTimeout}, sessions: map[string]*session{}, pages: map[string]*template.Template{}, settings: settings}
+	if cfg.Replica != nil {
+		s.policy.Users = cfg.Replica
+	}
 	if err := s.parse(); err != nil {
 		return nil, err
 	}
@@ -279,7 +294,19 @@ type request struct {
 // CSRF token of a POST, and reads the user's role and read policy.
 func (s *Server) user(h func(w http.ResponseWriter, r *http.Request, q *request)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		if s.cfg.Unlocker != nil {
+			// A logout, or a session found idle, may leave no one
+			// logged in: the data is locked then.
+			defer s.lockIfNoSession()
+		}
+		s.data.RLock()
+		defer s.data.RUnlock()
 		sess, idle := s.lookup(r)
+		if sess != nil && sess.user != "" && s.r == nil {
+			// The data was locked since this session began.
+			s.drop(sess.id)
+			sess, idle = nil, true
+		}
 		if sess == nil || sess.user == "" {
 			if r.Method == http.MethodPost {
 				http.Error(w, "Your session has ended: log in again.", http.StatusForbidden)
@@ -559,10 +586,13 @@ func (s *Server) loginPost(w http.ResponseWriter, r *http.Request) {
 		again(tr(lang, "login.empty"))
 		return
 	}
-	u, err := s.policy.Login(r.Context(), user, pw)
+	u, err := s.login(r.Context(), user, pw)
 	var wp *devsession.WrongPasswordError
 	var lo *login.LockedOutError
 	switch {
+	case errors.Is(err, ErrNoKey):
+		again(tr(lang, "login.nokey", user, user))
+		return
 	case errors.Is(err, devsession.ErrNoUsers):
 		again(tr(lang, "login.nousers"))
 		return
@@ -584,6 +614,34 @@ func (s *Server) loginPost(w http.ResponseWriter, r *http.Request) {
 	s.start(w, u.UserID)
 	s.log.Info("login", "user", u.UserID)
 	http.Redirect(w, r, "/patients", http.StatusSeeOther)
+}
+
+// login checks a login: with an Unlocker, the data is opened with the
+// user's password first (or the password checked against the keys of
+// the data already open), then the roster decides. The data opened for
+// a login the roster refuses is closed again, unless a session holds it.
+func (s *Server) login(ctx context.Context, user, password string) (record.Author, error) {
+	if s.cfg.Unlocker == nil {
+		return s.policy.Login(ctx, user, password)
+	}
+	s.data.Lock()
+	defer s.data.Unlock()
+	rep, err := s.cfg.Unlocker.Unlock(ctx, user, password)
+	if err != nil {
+		return record.Author{}, err
+	}
+	s.r, s.policy.Users = rep, rep
+	u, err := s.policy.Login(ctx, user, password)
+	if err == nil {
+		err = s.cfg.Unlocker.LoggedIn(ctx, user, password)
+	}
+	if err != nil {
+		if s.loggedIn() == 0 {
+			s.lockData()
+		}
+		return record.Author{}, err
+	}
+	return u, nil
 }
 
 func (s *Server) logout(w http.ResponseWriter, r *http.Request, q *request) {

@@ -294,10 +294,11 @@ func open(c record.Conflict) bool { return !c.Automatic }
 // once: a background sync waits for its next turn. The first failure in a
 // row is logged as a warning, the others at debug level. Nothing starts
 // without a Syncer or with a negative AutoSync.
+//
+// With an Unlocker, Start also starts the sweep of idle sessions
+// (Sweep, every SweepEvery), and the background sync runs only while the
+// data is open: while some session is logged in.
 func (s *Server) Start(ctx context.Context) error {
-	if s.cfg.Sync == nil || s.cfg.AutoSync < 0 {
-		return nil
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -307,6 +308,13 @@ func (s *Server) Start(ctx context.Context) error {
 		return errors.New("web: background sync already started")
 	}
 	s.sync.started = true
+	if s.cfg.Unlocker != nil {
+		s.wg.Add(1)
+		go s.sweeper()
+	}
+	if s.cfg.Sync == nil || s.cfg.AutoSync < 0 {
+		return nil
+	}
 	s.wg.Add(1)
 	go s.autoSync(ctx)
 	return nil
@@ -338,15 +346,13 @@ func (s *Server) autoSync(ctx context.Context) {
 		case <-s.cfg.After(wait):
 		}
 		wait = s.cfg.AutoSync
-		st, err := s.status(ctx)
-		if err != nil || !st.Connected {
-			continue // nothing to try until the device is connected
+		out, stop := s.autoSyncTurn(ctx)
+		if stop {
+			return
 		}
-		j := s.claim(jobCloud, true)
-		if j == nil {
-			continue // the user's sync runs now
+		if out == nil {
+			continue
 		}
-		out := s.runJob(j, s.cfg.Sync.Sync)
 		switch {
 		case out.Err == nil:
 			if failures > 0 {
@@ -356,6 +362,8 @@ func (s *Server) autoSync(ctx context.Context) {
 		case errors.Is(out.Err, ErrRevoked), errors.Is(out.Err, ErrForked), errors.Is(out.Err, ErrNotConnected):
 			s.log.Warn("background sync stopped", "err", out.Err)
 			return
+		case errors.Is(out.Err, ErrLocked):
+			// Locked while the sync began: the next turn tries again.
 		default:
 			failures++
 			wait = backoff(s.cfg.AutoSync, s.cfg.AutoSyncMaxWait, failures)
@@ -367,6 +375,29 @@ func (s *Server) autoSync(ctx context.Context) {
 		}
 	}
 }
+
+// autoSyncTurn runs one background sync, if the device is connected, the
+// user runs none and the data is open (some session is logged in; it
+// stays open until the sync ends). It returns nil when it ran none.
+func (s *Server) autoSyncTurn(ctx context.Context) (out *outcome, stop bool) {
+	s.data.RLock()
+	defer s.data.RUnlock()
+	if s.r == nil {
+		return nil, false // locked: no one logged in holds the key
+	}
+	st, err := s.status(ctx)
+	if err != nil || !st.Connected {
+		return nil, false // nothing to try until the device is connected
+	}
+	j := s.claim(jobCloud, true)
+	if j == nil {
+		return nil, false // the user's sync runs now
+	}
+	return s.runJob(j, s.cfg.Sync.Sync), false
+}
+
+// ErrLocked: a sync found the data locked (no one logged in).
+var ErrLocked = errors.New("web: the data is locked: no one is logged in")
 
 // backoff is the wait after n failures in a row: every, doubled for each
 // failure after the first, at most max.
@@ -595,6 +626,12 @@ func (s *Server) startJob(w http.ResponseWriter, r *http.Request, q *request, ki
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
+		// The data stays open until the job ends.
+		s.data.RLock()
+		defer s.data.RUnlock()
+		if s.r == nil {
+			run = func(context.Context, func(SyncProgress)) (SyncResult, error) { return SyncResult{}, ErrLocked }
+		}
 		s.runJob(j, run)
 	}()
 	http.Redirect(w, r, "/sync", http.StatusSeeOther)
