@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/chartsync/chartsync/device/keyring"
 	"github.com/chartsync/chartsync/device/login"
 	"github.com/chartsync/chartsync/device/session"
 	"github.com/chartsync/chartsync/record"
@@ -36,6 +37,9 @@ type app struct {
 	// lock is the data directory's, held while the replica is open: two
 	// copies of the app on one directory would write as one actor.
 	lock *dirlock.Lock
+	// key is the database's data key, once a login or a live session
+	// gave it (see keys.go); nil for a database in clear.
+	key []byte
 }
 
 // deviceConfig is the device's configuration, written by init.
@@ -44,6 +48,11 @@ type deviceConfig struct {
 	Device  string    `json:"device"`
 	Cloud   string    `json:"cloud,omitempty"`
 	Created time.Time `json:"created"`
+	// Recovery is the age recipient the keyring's recovery entry is
+	// made for at the first login, on a device set up without an
+	// administrator (init -recovery); empty: the cloud's, from the
+	// credential.
+	Recovery string `json:"recovery,omitempty"`
 }
 
 // deviceClock is the clock the device's edits are made with (tests set
@@ -121,16 +130,43 @@ func (a *app) replica(ctx context.Context) (*replica.Replica, error) {
 	case err != nil && !errors.Is(err, os.ErrNotExist):
 		return nil, err
 	}
-	lock, err := dirlock.Acquire(a.dir)
-	if errors.Is(err, dirlock.ErrLocked) {
-		return nil, fmt.Errorf("%w (another clinic command on this device's data, such as a sync, is still running)", err)
-	}
+	// The data key: the database is encrypted once the device has a
+	// keyring; a live session holds the key between commands.
+	enc, err := a.encrypted()
 	if err != nil {
 		return nil, err
 	}
+	if enc {
+		key, err := a.heldKey()
+		if err != nil {
+			return nil, err
+		}
+		if key == nil {
+			return nil, errLocked
+		}
+		cfg.DatabaseKey = key
+	}
+	lock := a.lock
+	if lock == nil {
+		lock, err = dirlock.Acquire(a.dir)
+		if errors.Is(err, dirlock.ErrLocked) {
+			return nil, fmt.Errorf("%w (another clinic command on this device's data, such as a sync, is still running)", err)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
 	r, err := replica.Open(ctx, a.path("replica.db"), cfg)
+	if errors.Is(err, replica.ErrWrongKey) && cfg.DatabaseKey != nil && a.key != nil {
+		// A session's key that does not open the database (a keyring
+		// made anew): the session ends, and the user logs in again.
+		a.dropKey()
+		err = fmt.Errorf("%w: the key this session held does not open the data: %w", err, errNotLoggedIn)
+	}
 	if err != nil {
-		_ = lock.Release()
+		if a.lock == nil {
+			_ = lock.Release()
+		}
 		return nil, err
 	}
 	a.r, a.lock = r, lock
@@ -142,6 +178,7 @@ func (a *app) close() {
 		a.r.Close()
 	}
 	_ = a.lock.Release()
+	clear(a.key)
 }
 
 // author is the logged-in user on this device, as the clinic's roster
@@ -154,7 +191,7 @@ func (a *app) author(ctx context.Context) (record.Author, error) {
 	}
 	// A session unused for too long (or from a clock set back) ends: a
 	// tablet left on the counter is not left logged in.
-	s, err := session.Use(a.path(sessionFile), time.Now().UTC())
+	s, err := a.useSession()
 	if err != nil {
 		return record.Author{}, err
 	}
@@ -281,6 +318,12 @@ func explain(err error) string {
 		return err.Error() + ". The credential was refused (expired or not from this cloud): ask the administrator for a new one."
 	case errors.Is(err, httpsync.ErrForbidden):
 		return err.Error() + ". The cloud refused a change outside this clinic's charts."
+	case errors.Is(err, keyring.ErrDamaged):
+		return "this device's keyring, which holds the key of its encrypted data, is damaged (" + err.Error() + "). Nothing is lost: put back the keyring file from a backup or a copy of this folder, or have an administrator with the recovery key run clinic unlock-recovery."
+	case errors.Is(err, keyring.ErrWeakPassword), errors.Is(err, keyring.ErrPasswordTooLong), errors.Is(err, errNoKeyEntry):
+		return err.Error()
+	case errors.Is(err, replica.ErrWrongKey):
+		return "the key does not open this device's data (" + err.Error() + "). Log in again (clinic login -user USER-ID); if that fails, an administrator with the recovery key runs clinic unlock-recovery."
 	case errors.Is(err, session.ErrCorruptFile):
 		return "the record of who is logged in on this device is damaged (" + err.Error() + "). Log in again: clinic login -user USER-ID"
 	case errors.Is(err, errNotLoggedIn):

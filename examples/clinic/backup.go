@@ -17,16 +17,22 @@ import (
 	"filippo.io/age"
 
 	"github.com/chartsync/chartsync/device"
+	"github.com/chartsync/chartsync/device/keyring"
 	"github.com/chartsync/chartsync/internal/atomicfile"
 	"github.com/chartsync/chartsync/replica"
 )
 
 // A backup file is an age file encrypted to a passphrase (an scrypt
-// recipient) holding a tar archive of two entries, in this order:
-// device.json (the device's configuration: clinic, name, cloud) and
-// replica.db (a consistent copy of the replica's database, replica.Backup).
-// The device's keys, credential, sessions and login record are left out:
-// a restored device is a new device, with its own keys and replica ID.
+// recipient) holding a tar archive of two or three entries, in this
+// order: device.json (the device's configuration: clinic, name, cloud),
+// replica.db (a consistent copy of the replica's database,
+// replica.BackupConfig: encrypted with the device's data key, as the
+// database is) and keyring (the device's keyring, which holds that key
+// wrapped per user and for recovery; absent from backups of a device
+// whose data is in clear). The restored device unlocks with the same
+// passwords and the same recovery key. The device's keys, credential,
+// sessions and login record are left out: a restored device is a new
+// device, with its own keys and replica ID.
 //
 // The passphrase, not the cloud's key: a device is restored when it is
 // lost or broken, often where the cloud cannot be reached, and the clinic
@@ -38,6 +44,7 @@ import (
 const (
 	backupDevice  = "device.json"
 	backupReplica = "replica.db"
+	backupKeyring = keyringFile
 	// maxBackupDevice bounds the device configuration read from a backup.
 	maxBackupDevice = 64 << 10
 	// minPassphrase is the fewest characters of a backup's passphrase.
@@ -60,10 +67,11 @@ func backupCommands() {
 	var out string
 	register(&command{
 		name: "backup", args: "-out FILE",
-		help: "Write an encrypted backup of this device's charts (asks for a passphrase twice); the app may be in use meanwhile.",
+		help: "Write an encrypted backup of this device's charts (asks for a passphrase twice); the app may be in use meanwhile.\nNeeds someone logged in. The backup holds the device's keyring: restored, it unlocks with the same passwords.",
 		flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&out, "out", "", "the backup file to write (required; kept apart from the device)")
 		},
+		// The backup of encrypted data needs its key: someone logged in.
 		run: func(ctx context.Context, a *app, fs *flag.FlagSet, args []string) error {
 			if out == "" {
 				return usagef("-out is required")
@@ -72,12 +80,14 @@ func backupCommands() {
 		},
 	})
 
-	var in, dir, name string
+	var in, dir, name, restoreUser, restoreIdentity string
 	register(&command{
-		name: "restore", args: "-in FILE -dir NEWDIR [-device NAME]",
-		help: "Restore a backup as a new device in an empty directory (asks for the backup's passphrase); it is enrolled again before it syncs.",
+		name: "restore", args: "-in FILE -dir NEWDIR [-device NAME] (-user USER-ID | -identity FILE)",
+		help: "Restore a backup as a new device in an empty directory (asks for the backup's passphrase); it is enrolled again before it syncs.\nThe backup's data is encrypted: -user names one of its users, whose password (asked after the passphrase) opens it, or -identity gives its recovery key. The restored device unlocks with the same passwords.",
 		flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&in, "in", "", "the backup file (required)")
+			fs.StringVar(&restoreUser, "user", "", "a user of the backed-up device, whose password opens its data")
+			fs.StringVar(&restoreIdentity, "identity", "", "instead of -user: the device's recovery key (an age identity file)")
 			fs.StringVar(&dir, "dir", "", "the new device's data directory, empty or new (default: the -dir given before the command)")
 			fs.StringVar(&name, "device", "", "a name for the new device (default: the old name and \"-restored\")")
 		},
@@ -88,7 +98,7 @@ func backupCommands() {
 			if dir != "" {
 				a.dir = dir
 			}
-			return restore(ctx, a, in, name)
+			return restore(ctx, a, in, name, opener{user: restoreUser, identity: restoreIdentity})
 		},
 	})
 
@@ -150,6 +160,27 @@ func backup(ctx context.Context, a *app, out string) (err error) {
 	if err != nil {
 		return err
 	}
+	// Encrypted data is copied encrypted, with its key, which a live
+	// session holds; the keyring goes with it.
+	var cfg replica.Config
+	if enc, err := a.encrypted(); err != nil {
+		return err
+	} else if enc {
+		if cfg.DatabaseKey, err = a.heldKey(); err != nil {
+			return err
+		}
+		if cfg.DatabaseKey == nil {
+			return errLocked
+		}
+	}
+	var ring []byte
+	if ok, err := a.hasKeyring(); err != nil {
+		return err
+	} else if ok {
+		if ring, err = os.ReadFile(a.path(keyringFile)); err != nil {
+			return err
+		}
+	}
 	pw, err := a.readPassphrase(true)
 	if err != nil {
 		return err
@@ -168,7 +199,7 @@ func backup(ctx context.Context, a *app, out string) (err error) {
 	}
 	defer os.RemoveAll(plain)
 	copyPath := filepath.Join(plain, backupReplica)
-	if err := replica.Backup(ctx, a.path("replica.db"), copyPath); err != nil {
+	if err := replica.BackupConfig(ctx, a.path("replica.db"), copyPath, cfg); err != nil {
 		return err
 	}
 	conf, err := json.Marshal(d)
@@ -209,6 +240,11 @@ func backup(ctx context.Context, a *app, out string) (err error) {
 	if err := addEntry(tw, backupReplica, fi.Size(), db); err != nil {
 		return err
 	}
+	if ring != nil {
+		if err := addEntry(tw, backupKeyring, int64(len(ring)), bytes.NewReader(ring)); err != nil {
+			return err
+		}
+	}
 	if err := tw.Close(); err != nil {
 		return err
 	}
@@ -231,7 +267,11 @@ func backup(ctx context.Context, a *app, out string) (err error) {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(a.out, "Backup of device %s of clinic %s written to %s (%s, encrypted to the passphrase).\n", d.Device, d.Clinic, out, size(st.Size()))
+	what := "encrypted to the passphrase"
+	if ring != nil {
+		what += "; its data encrypted with the device's key too, which the same passwords unlock"
+	}
+	fmt.Fprintf(a.out, "Backup of device %s of clinic %s written to %s (%s, %s).\n", d.Device, d.Clinic, out, size(st.Size()), what)
 	fmt.Fprintf(a.out, "Keep it, and the passphrase, apart from this device. To restore it on a new device: clinic restore -in %s -dir NEWDIR\n", out)
 	return nil
 }
@@ -246,54 +286,116 @@ func addEntry(tw *tar.Writer, name string, n int64, r io.Reader) error {
 	return nil
 }
 
-// readBackup reads a decrypted backup: the device's configuration, and
-// the replica database, written to dbPath (a new file, 0600). Anything
-// else in it, or a part missing, refuses it with errNotABackup.
-func readBackup(r io.Reader, dbPath string) (deviceConfig, error) {
-	var d deviceConfig
+// readBackup reads a decrypted backup: the device's configuration, the
+// replica database, written to dbPath (a new file, 0600), and the
+// keyring, if the backup has one, written to keyringPath (a new file,
+// 0600). Anything else in it, or a part missing, refuses it with
+// errNotABackup.
+func readBackup(r io.Reader, dbPath, keyringPath string) (d deviceConfig, hasKeyring bool, err error) {
 	tr := tar.NewReader(r)
 	h, err := tr.Next()
 	if err != nil || h.Name != backupDevice || h.Typeflag != tar.TypeReg || h.Size < 0 || h.Size > maxBackupDevice {
-		return d, fmt.Errorf("%w: its first part is not the device's configuration", errNotABackup)
+		return d, false, fmt.Errorf("%w: its first part is not the device's configuration", errNotABackup)
 	}
 	conf, err := io.ReadAll(io.LimitReader(tr, h.Size))
 	if err != nil {
-		return d, fmt.Errorf("%w: %w", errNotABackup, err)
+		return d, false, fmt.Errorf("%w: %w", errNotABackup, err)
 	}
 	if err := json.Unmarshal(conf, &d); err != nil {
-		return d, fmt.Errorf("%w: the device's configuration does not decode: %w", errNotABackup, err)
+		return d, false, fmt.Errorf("%w: the device's configuration does not decode: %w", errNotABackup, err)
 	}
 	if err := device.CheckClinic(d.Clinic); err != nil || d.Device == "" {
-		return d, fmt.Errorf("%w: the device's configuration names no valid clinic and device", errNotABackup)
+		return d, false, fmt.Errorf("%w: the device's configuration names no valid clinic and device", errNotABackup)
 	}
 	h, err = tr.Next()
 	if err != nil || h.Name != backupReplica || h.Typeflag != tar.TypeReg || h.Size <= 0 {
-		return d, fmt.Errorf("%w: its second part is not the device's database", errNotABackup)
+		return d, false, fmt.Errorf("%w: its second part is not the device's database", errNotABackup)
 	}
-	f, err := os.OpenFile(dbPath, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return d, err
+	if err := writeNew(dbPath, tr, h.Size); err != nil {
+		return d, false, fmt.Errorf("%w: its database: %w", errNotABackup, err)
 	}
-	defer f.Close()
-	if n, err := io.Copy(f, tr); err != nil || n != h.Size {
-		return d, fmt.Errorf("%w: its database is cut short (%d of %d bytes): %v", errNotABackup, n, h.Size, err)
-	}
-	if _, err := tr.Next(); !errors.Is(err, io.EOF) {
-		return d, fmt.Errorf("%w: it holds more than a device's configuration and database", errNotABackup)
+	h, err = tr.Next()
+	switch {
+	case errors.Is(err, io.EOF):
+	case err == nil && h.Name == backupKeyring && h.Typeflag == tar.TypeReg && h.Size > 0 && h.Size <= keyring.MaxFileSize:
+		if err := writeNew(keyringPath, tr, h.Size); err != nil {
+			return d, false, fmt.Errorf("%w: its keyring: %w", errNotABackup, err)
+		}
+		hasKeyring = true
+		if _, err := tr.Next(); !errors.Is(err, io.EOF) {
+			return d, false, fmt.Errorf("%w: it holds more than a device's configuration, database and keyring", errNotABackup)
+		}
+	default:
+		return d, false, fmt.Errorf("%w: it holds more than a device's configuration, database and keyring", errNotABackup)
 	}
 	// The age stream's end is authenticated: reading to it proves the
 	// file was not cut short or changed.
 	if _, err := io.Copy(io.Discard, r); err != nil {
-		return d, fmt.Errorf("%w: %w", errNotABackup, err)
+		return d, false, fmt.Errorf("%w: %w", errNotABackup, err)
+	}
+	return d, hasKeyring, nil
+}
+
+// writeNew writes n bytes of r to a new file at path (0600), fsynced.
+func writeNew(path string, r io.Reader, n int64) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if got, err := io.Copy(f, r); err != nil || got != n {
+		return fmt.Errorf("cut short (%d of %d bytes): %v", got, n, err)
 	}
 	if err := f.Sync(); err != nil {
-		return d, err
+		return err
 	}
-	return d, f.Close()
+	return f.Close()
+}
+
+// opener is how a restore opens a backup's encrypted data: a user's
+// password (user) or the recovery key (identity, a file).
+type opener struct{ user, identity string }
+
+// key returns the data key of the keyring at path.
+func (o opener) key(a *app, path string) ([]byte, error) {
+	switch {
+	case o.identity != "":
+		ids, err := readRecoveryIdentity(o.identity)
+		if err != nil {
+			return nil, err
+		}
+		return recoverKey(path, ids)
+	case o.user != "":
+		pw, err := a.readSecret(fmt.Sprintf("Password of %s on the backed-up device: ", o.user))
+		if err != nil {
+			return nil, err
+		}
+		key, err := keyring.Unlock(path, o.user, pw)
+		if errors.Is(err, keyring.ErrWrongPassword) || errors.Is(err, keyring.ErrUnknownUser) {
+			return nil, fmt.Errorf("%w (the password %s had on the backed-up device when the backup was made): nothing was restored", errWrongLogin, o.user)
+		}
+		return key, err
+	}
+	return nil, usagef("this backup's data is encrypted: give -user USER-ID (one of its users, whose password opens it) or -identity FILE (its recovery key)")
+}
+
+// recoverKey opens the keyring at path with the first of ids that can.
+func recoverKey(path string, ids []age.Identity) ([]byte, error) {
+	err := keyring.ErrWrongIdentity
+	for _, id := range ids {
+		var key []byte
+		if key, err = keyring.Recover(path, id); err == nil {
+			return key, nil
+		}
+		if !errors.Is(err, keyring.ErrWrongIdentity) {
+			return nil, err
+		}
+	}
+	return nil, fmt.Errorf("%w: it is not this device's recovery key", err)
 }
 
 // restore makes a new device in a.dir from the backup in.
-func restore(ctx context.Context, a *app, in, name string) (err error) {
+func restore(ctx context.Context, a *app, in, name string, o opener) (err error) {
 	if entries, err := os.ReadDir(a.dir); err == nil && len(entries) > 0 {
 		return fmt.Errorf("%s is not empty: restore into a new directory (-dir NEWDIR); a backup is never restored over a device's data", a.dir)
 	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -336,9 +438,20 @@ func restore(ctx context.Context, a *app, in, name string) (err error) {
 	}()
 	plain := a.path(".restore-" + backupReplica)
 	defer os.Remove(plain)
-	old, err := readBackup(dec, plain)
+	ringCopy := a.path(".restore-" + backupKeyring)
+	defer os.Remove(ringCopy)
+	old, hasRing, err := readBackup(dec, plain, ringCopy)
 	if err != nil {
 		return fmt.Errorf("%s: %w", in, err)
+	}
+	// Encrypted data: the backed-up keyring opens it, and becomes the
+	// new device's, with the same users and recovery key.
+	var cfg replica.Config
+	if hasRing {
+		if cfg.DatabaseKey, err = o.key(a, ringCopy); err != nil {
+			return err
+		}
+		defer clear(cfg.DatabaseKey)
 	}
 	if name == "" {
 		name = old.Device + "-restored"
@@ -348,7 +461,8 @@ func restore(ctx context.Context, a *app, in, name string) (err error) {
 	if err != nil {
 		return err
 	}
-	r, err := replica.RestoreAs(ctx, plain, a.path("replica.db"), replica.Config{Clinic: old.Clinic, Signer: keys})
+	cfg.Clinic, cfg.Signer = old.Clinic, keys
+	r, err := replica.RestoreAs(ctx, plain, a.path("replica.db"), cfg)
 	if err != nil {
 		return err
 	}
@@ -365,13 +479,21 @@ func restore(ctx context.Context, a *app, in, name string) (err error) {
 	if err := writeRequest(keys, a.path(requestFile)); err != nil {
 		return err
 	}
+	if hasRing {
+		if err := os.Rename(ringCopy, a.path(keyringFile)); err != nil {
+			return err
+		}
+	}
 	// Written last: the directory is a device once it has its configuration.
-	if err := writeJSON(a.path("device.json"), deviceConfig{Clinic: old.Clinic, Device: name, Cloud: old.Cloud, Created: time.Now().UTC()}); err != nil {
+	if err := writeJSON(a.path("device.json"), deviceConfig{Clinic: old.Clinic, Device: name, Cloud: old.Cloud, Recovery: old.Recovery, Created: time.Now().UTC()}); err != nil {
 		return err
 	}
 	fmt.Fprintf(a.out, "Restored %s from %s (a backup of device %s of clinic %s) as a new device %s, replica %s, in %s.\n",
 		plural(len(charts), "chart", "charts"), in, old.Device, old.Clinic, name, keys.ReplicaID(), a.dir)
 	fmt.Fprintf(a.out, "Device key fingerprint: %s\n", device.Fingerprint(keys.Public().SignKey))
+	if hasRing {
+		fmt.Fprintln(a.out, "Its data is encrypted as the backed-up device's was: its users log in with the passwords they had there.")
+	}
 	fmt.Fprintf(a.out, "It is a new device: it must be enrolled before it syncs. Give %s to the administrator (cloud enrol -request), "+
 		"then run clinic connect -credential FILE and clinic sync: the cloud sends it every change made since the backup.\n", a.path(requestFile))
 	fmt.Fprintf(a.out, "If device %s is lost, sync this device before the administrator revokes it, so that its changes held only in the backup are accepted.\n", old.Device)

@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/chartsync/chartsync/device"
+	"github.com/chartsync/chartsync/device/keyring"
 	"github.com/chartsync/chartsync/internal/dirlock"
 	"github.com/chartsync/chartsync/record"
 	"github.com/chartsync/chartsync/replica"
@@ -147,7 +148,13 @@ func TestBackupRestoreAsNewDevice(t *testing.T) {
 	assert.Equal(t, 1, code, "a backup is never restored over a device's data")
 	assert.Contains(t, errOut, "not empty")
 
-	out = must(t, tab, "correct horse battery\n", "restore", "-in", backupFile, "-dir", restored)
+	code, _, errOut = clinicIn(t, tab, "correct horse battery\nnot-her-password\n", "restore", "-in", backupFile, "-dir", restored, "-user", "u-achieng")
+	assert.Equal(t, 1, code, "a wrong password does not open the backup's data")
+	assert.Contains(t, errOut, "wrong user ID or password")
+	_, err = os.Stat(filepath.Join(restored, "device.json"))
+	assert.ErrorIs(t, err, os.ErrNotExist, "a failed restore sets nothing up")
+	out = must(t, tab, "correct horse battery\nnurse-pass-1\n", "restore", "-in", backupFile, "-dir", restored, "-user", "u-achieng")
+	assert.Contains(t, out, "the passwords they had there")
 	newID := replicaLine.FindStringSubmatch(out)[1]
 	assert.NotEqual(t, lostID, newID, "the restored device has a new replica ID")
 	assert.Contains(t, out, "cloud enrol", "restore says the device must be enrolled again")
@@ -160,8 +167,9 @@ func TestBackupRestoreAsNewDevice(t *testing.T) {
 	assert.Contains(t, errOut, "clinic connect")
 
 	cloud.enrol(t, restored, "tab-restored")
-	must(t, restored, "", "sync", "-quiet")
+	// The restored keyring: the same passwords unlock the restored data.
 	must(t, restored, "nurse-pass-1\n", "login", "-user", "u-achieng")
+	must(t, restored, "", "sync", "-quiet")
 	v := chartJSON(t, restored, wanjiru)
 	assert.Len(t, v.Allergies, 2, "both allergies, the one made after the backup too, each once")
 	assert.Equal(t, "Amina", chartJSON(t, restored, amina).Patient.GivenName, "the chart made after the backup came from the cloud")
@@ -186,8 +194,11 @@ func TestBackupRestoreAsNewDevice(t *testing.T) {
 
 	// The same backup restored again is yet another device.
 	again := filepath.Join(t.TempDir(), "again")
-	out = must(t, tab, "correct horse battery\n", "restore", "-in", backupFile, "-dir", again)
+	// This time with the recovery key instead of a password.
+	out = must(t, tab, "correct horse battery\n", "restore", "-in", backupFile, "-dir", again, "-identity", recoveryFile(t))
 	assert.NotContains(t, []string{lostID, newID}, replicaLine.FindStringSubmatch(out)[1], "a second restore gets another replica ID")
+	must(t, again, "nurse-pass-1\n", "login", "-user", "u-achieng")
+	assert.Len(t, chartJSON(t, again, wanjiru).Allergies, 1, "the backup's data, opened with the recovery key")
 }
 
 // TestBackupRefusesShortPassphrase: a backup needs a passphrase of some
@@ -225,17 +236,32 @@ func FuzzReadBackup(f *testing.F) {
 	require.NoError(f, addEntry(tw, backupDevice, int64(len(conf)), bytes.NewReader(conf)))
 	require.NoError(f, addEntry(tw, backupReplica, int64(len(db)), bytes.NewReader(db)))
 	require.NoError(f, tw.Close())
-	seed := buf.Bytes()
+	seed := bytes.Clone(buf.Bytes())
+	// And one with a keyring, as a backup of an encrypted device has.
+	buf.Reset()
+	tw = tar.NewWriter(&buf)
+	ring := []byte(`{"keyring":{"format":"chartsync-keyring","version":1}}`)
+	require.NoError(f, addEntry(tw, backupDevice, int64(len(conf)), bytes.NewReader(conf)))
+	require.NoError(f, addEntry(tw, backupReplica, int64(len(db)), bytes.NewReader(db)))
+	require.NoError(f, addEntry(tw, backupKeyring, int64(len(ring)), bytes.NewReader(ring)))
+	require.NoError(f, tw.Close())
+	f.Add(bytes.Clone(buf.Bytes()))
 	f.Add(seed)
 	f.Add(seed[:len(seed)/2])
 	f.Add(seed[:600])
 	f.Add([]byte{})
 	f.Add(bytes.Repeat([]byte{0}, 1024))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		path := filepath.Join(t.TempDir(), "replica.db")
-		d, err := readBackup(bytes.NewReader(data), path)
+		dir := t.TempDir()
+		path := filepath.Join(dir, "replica.db")
+		d, hasRing, err := readBackup(bytes.NewReader(data), path, filepath.Join(dir, "keyring"))
 		if err != nil {
 			return
+		}
+		if hasRing {
+			fi, err := os.Stat(filepath.Join(dir, "keyring"))
+			require.NoError(t, err)
+			assert.LessOrEqual(t, fi.Size(), int64(keyring.MaxFileSize))
 		}
 		assert.NotEmpty(t, d.Clinic)
 		assert.NotEmpty(t, d.Device)
@@ -274,7 +300,7 @@ func TestReadBackupRefuses(t *testing.T) {
 			tw := tar.NewWriter(&buf)
 			tc.build(tw)
 			require.NoError(t, tw.Close())
-			_, err := readBackup(&buf, filepath.Join(t.TempDir(), "replica.db"))
+			_, _, err := readBackup(&buf, filepath.Join(t.TempDir(), "replica.db"), filepath.Join(t.TempDir(), "keyring"))
 			require.ErrorIs(t, err, errNotABackup)
 		})
 	}
@@ -287,11 +313,14 @@ func TestBackupWhileInUse(t *testing.T) {
 	t.Cleanup(func() { scryptWorkFactor = 18 })
 	dir := t.TempDir()
 	must(t, dir, twice("admin-pass-1"), "init", "-clinic", "kamuga", "-device", "tab", "-admin", "u-admin")
+	must(t, dir, "admin-pass-1\n", "login", "-user", "u-admin") // a backup needs the data's key
 	ctx := context.Background()
 	lock, err := dirlock.Acquire(dir)
 	require.NoError(t, err)
 	defer lock.Release()
-	r, err := replica.Open(ctx, filepath.Join(dir, "replica.db"), replica.Config{Clinic: "kamuga"})
+	key, err := keyring.Unlock(filepath.Join(dir, "keyring"), "u-admin", "admin-pass-1")
+	require.NoError(t, err)
+	r, err := replica.Open(ctx, filepath.Join(dir, "replica.db"), replica.Config{Clinic: "kamuga", DatabaseKey: key})
 	require.NoError(t, err)
 	defer r.Close()
 	code, _, _ := clinic(t, dir, "status")
@@ -300,6 +329,6 @@ func TestBackupWhileInUse(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "tab.backup")
 	must(t, dir, twice("correct horse battery"), "backup", "-out", out)
 	restored := filepath.Join(t.TempDir(), "new")
-	must(t, dir, "correct horse battery\n", "restore", "-in", out, "-dir", restored)
+	must(t, dir, "correct horse battery\nadmin-pass-1\n", "restore", "-in", out, "-dir", restored, "-user", "u-admin")
 	must(t, restored, "admin-pass-1\n", "login", "-user", "u-admin")
 }

@@ -6,13 +6,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/chartsync/chartsync/device"
-	"github.com/chartsync/chartsync/device/session"
 	"github.com/chartsync/chartsync/examples/internal/chartfmt"
 	"github.com/chartsync/chartsync/record"
 	"github.com/chartsync/chartsync/replica"
@@ -139,16 +139,19 @@ func init() {
 	var (
 		clinicID, deviceName, cloud string
 		admin, adminName            string
+		recovery, recoveryOut       string
 	)
 	register(&command{
-		name: "init", args: "-clinic CLINIC-ID -device DEVICE-NAME [-cloud URL] [-admin USER-ID -admin-name NAME]",
-		help: "Set up this device for a clinic (once per device).",
+		name: "init", args: "-clinic CLINIC-ID -device DEVICE-NAME [-cloud URL] [-admin USER-ID -admin-name NAME (-recovery age1… | -recovery-out FILE)]",
+		help: "Set up this device for a clinic (once per device).\nThe device's data is encrypted; the first administrator's password unlocks it, and a recovery key kept off the device opens it if every password is lost:\ngive -recovery with the cloud's or an administrator's age recipient (clinic recovery-key makes one), or -recovery-out FILE to make one there (on a USB stick, kept apart).\nA device set up without -admin gets its users at its first sync, and its data is encrypted at the first login, with the recovery key of -recovery or else the cloud's.",
 		flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&clinicID, "clinic", "", "the clinic this device belongs to, e.g. kamuga-dispensary (required)")
 			fs.StringVar(&deviceName, "device", "", "a name for this device, e.g. kamuga-tablet-1 (required)")
 			fs.StringVar(&cloud, "cloud", "", "the cloud's URL, for syncing when there is signal")
 			fs.StringVar(&admin, "admin", "", "on the clinic's first device only: the user ID of its first administrator (asks for the password)")
 			fs.StringVar(&adminName, "admin-name", "", "the first administrator's name")
+			fs.StringVar(&recovery, "recovery", "", "the age recipient (age1…) of the recovery key that opens this device's data if every password is lost: the cloud's, or an administrator's")
+			fs.StringVar(&recoveryOut, "recovery-out", "", "with -admin and no -recovery: make a recovery key and write it to this file, off the device (the file is what opens the device when every password is lost)")
 		},
 		run: func(ctx context.Context, a *app, fs *flag.FlagSet, args []string) error {
 			if clinicID == "" || deviceName == "" {
@@ -160,7 +163,44 @@ func init() {
 			if d, err := a.device(); err == nil {
 				return fmt.Errorf("%s is already set up for clinic %s as %s: use another -dir for another device", a.dir, d.Clinic, d.Device)
 			}
-			if err := writeJSON(a.path("device.json"), deviceConfig{Clinic: clinicID, Device: deviceName, Cloud: cloud, Created: time.Now().UTC()}); err != nil {
+			if recovery != "" {
+				if err := checkRecipient(recovery); err != nil {
+					return err
+				}
+			}
+			switch {
+			case recovery != "" && recoveryOut != "":
+				return usagef("give -recovery or -recovery-out, not both")
+			case admin == "" && recoveryOut != "":
+				return usagef("-recovery-out is for a device set up with -admin; a device without one uses -recovery or the cloud's key")
+			case admin != "" && recovery == "" && recoveryOut == "":
+				// Never a device whose lost passwords would lose its
+				// unsynced changes: its keyring needs a recovery entry,
+				// and no cloud credential names one before enrolment.
+				return usagef("no recovery key: the first administrator's device needs a recovery key, which opens its encrypted data if every password is lost (otherwise changes not yet synced would be lost with the passwords). Give -recovery age1… (the cloud's recovery recipient, or an administrator's from clinic recovery-key -out FILE or age-keygen), or -recovery-out FILE to make one now in FILE, to keep off the device")
+			}
+			var adminPassword, adminHash string
+			if admin != "" {
+				var err error
+				if adminPassword, adminHash, err = a.newPassword(admin); err != nil {
+					return err
+				}
+			}
+			if recoveryOut != "" {
+				var err error
+				if recovery, err = writeRecoveryIdentity(recoveryOut, fmt.Sprintf("recovery key of device %s of clinic %s: keep it off the device; clinic unlock-recovery -identity FILE opens the device with it", deviceName, clinicID)); err != nil {
+					return err
+				}
+				fmt.Fprintf(a.out, "Recovery key written to %s (recipient %s): keep it apart from the device, safe; it opens the device's data if every password is lost.\n", recoveryOut, recovery)
+			}
+			if err := os.MkdirAll(a.dir, 0o700); err != nil {
+				return fmt.Errorf("set up %s: %w", a.dir, err)
+			}
+			conf := deviceConfig{Clinic: clinicID, Device: deviceName, Cloud: cloud, Created: time.Now().UTC()}
+			if admin == "" {
+				conf.Recovery = recovery // for the first login's keyring
+			}
+			if err := writeJSON(a.path("device.json"), conf); err != nil {
 				return fmt.Errorf("set up %s: %w", a.dir, err)
 			}
 			// The device's keys: made here, kept here (0600). Only the
@@ -169,6 +209,15 @@ func init() {
 			id, err := newIdentity(a, replica.NewID(), clinicID)
 			if err != nil {
 				return err
+			}
+			if admin != "" {
+				// The data key, wrapped for the administrator and for
+				// recovery; the database is made encrypted with it.
+				key, err := keyringConfig.Create(a.path(keyringFile), recovery, admin, adminPassword)
+				if err != nil {
+					return fmt.Errorf("make this device's keyring: %w", err)
+				}
+				a.key = key
 			}
 			r, err := a.replica(ctx)
 			if err != nil {
@@ -181,28 +230,31 @@ func init() {
 			fmt.Fprintf(a.out, "Device key fingerprint: %s\n", device.Fingerprint(id.Public().SignKey))
 			fmt.Fprintf(a.out, "To sync with a cloud: give %s to the administrator (it holds no secret), then run clinic connect -credential FILE with the file you get back.\n", a.path(requestFile))
 			if admin != "" {
-				if err := startRoster(ctx, a, clinicID, admin, adminName); err != nil {
+				if err := startRoster(ctx, a, clinicID, admin, adminName, adminHash); err != nil {
 					return err
 				}
+				fmt.Fprintf(a.out, "This device's data is encrypted: %s's password unlocks it (each colleague gets their own at their first login here), and the recovery key %s opens it if every password is lost.\n", admin, recovery)
 				fmt.Fprintf(a.out, "Next: clinic login -user %s, then add the clinic's staff with clinic user add\n", admin)
 			} else {
-				fmt.Fprintf(a.out, "Next: sync with the cloud to receive the clinic's users, then clinic login -user USER-ID\n")
+				fmt.Fprintf(a.out, "Next: sync with the cloud to receive the clinic's users, then clinic login -user USER-ID at once: this device's data is encrypted at that first login (until then it holds the clinic's charts in clear).\n")
 			}
 			return nil
 		},
 	})
 
 	register(&command{
-		name: "logout", help: "Log out of this device.",
+		name: "logout", help: "Log out of this device: the key of its encrypted data is removed from it until the next login.",
 		run: func(ctx context.Context, a *app, fs *flag.FlagSet, args []string) error {
 			s, err := a.session()
 			if err != nil {
+				// No session: a key left behind goes all the same.
+				a.dropKey()
 				return err
 			}
-			if err := session.RemoveFile(a.path(sessionFile)); err != nil {
+			if err := a.endSession(); err != nil {
 				return err
 			}
-			fmt.Fprintf(a.out, "%s logged out.\n", s.Author)
+			fmt.Fprintf(a.out, "%s logged out; this device's data is locked until the next login.\n", s.Author)
 			return nil
 		},
 	})
@@ -215,18 +267,27 @@ func init() {
 				return err
 			}
 			r, err := a.replica(ctx)
-			if err != nil {
+			locked := errors.Is(err, errLocked)
+			if err != nil && !locked {
 				return err
 			}
-			charts, err := r.Find(ctx, "", 0)
-			if err != nil {
-				return err
+			if locked {
+				fmt.Fprintf(a.out, "Device %s of clinic %s\nLogged in: no one (run clinic login)\nData: encrypted; log in to see the charts held and the changes waiting to sync\n", d.Device, d.Clinic)
+			} else {
+				charts, err := r.Find(ctx, "", 0)
+				if err != nil {
+					return err
+				}
+				who := "no one (run clinic login)"
+				if s, err := a.session(); err == nil {
+					who = s.Author.String()
+				}
+				data := "encrypted"
+				if a.key == nil {
+					data = "NOT encrypted (it is at the next login once a recovery key is known: see clinic login -h)"
+				}
+				fmt.Fprintf(a.out, "Device %s of clinic %s, replica %s\nLogged in: %s\nData: %s\nCharts held: %d\n", d.Device, d.Clinic, r.ID(), who, data, len(charts))
 			}
-			who := "no one (run clinic login)"
-			if s, err := a.session(); err == nil {
-				who = s.Author.String()
-			}
-			fmt.Fprintf(a.out, "Device %s of clinic %s, replica %s\nLogged in: %s\nCharts held: %d\n", d.Device, d.Clinic, r.ID(), who, len(charts))
 			id, err := a.identity()
 			switch {
 			case errors.Is(err, errNoIdentity):
@@ -245,6 +306,9 @@ func init() {
 				return err
 			}
 			fmt.Fprintf(a.out, "Cloud: %s (credential valid until %s)\n", c.CloudURL, c.Device.NotAfter.Local().Format(time.DateOnly))
+			if locked {
+				return nil
+			}
 			if c.CloudReplica != "" {
 				pending, err := r.Pending(ctx, c.CloudReplica)
 				if err != nil {

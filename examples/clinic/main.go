@@ -12,7 +12,20 @@
 // it, and "clinic sync" uses it with the device's own key, the same key
 // that signs its relay bundles.
 //
-//	go run ./examples/clinic init -clinic kamuga-dispensary -device kamuga-tablet-1
+// The device's data (replica.db: charts, index, pending changes,
+// quarantine, roster) is encrypted with a random data key, kept only
+// wrapped in the keyring file: once per user of the device, under their
+// password, and once for a recovery key kept off the device (init
+// -recovery age1…, the cloud's or an administrator's; clinic
+// recovery-key makes one). Logging in unlocks it; logout, and the first
+// command after the idle time, remove it from the device (keys.go says
+// what a stolen device gives away in each state). "clinic unlock-recovery"
+// opens a device whose every password is lost with the recovery key,
+// keeping every unsynced change. Every file the app writes is 0600, every
+// directory 0700.
+//
+//	go run ./examples/clinic recovery-key -out /media/usb/kamuga-recovery.txt
+//	go run ./examples/clinic init -clinic kamuga-dispensary -device kamuga-tablet-1 -admin u-wairimu -recovery age1…
 //	go run ./examples/clinic connect -credential kamuga-tablet-1.pem
 //	go run ./examples/clinic login -user u-achieng   (asks for the password)
 //	go run ./examples/clinic register -given Wanjiru -family Mwangi -sex female -born-year 1988 -village Kamuga
@@ -69,6 +82,7 @@ func main() {
 // command failed, 2 a mistake in the command line. Passwords are read
 // from stdin (without echo on a terminal).
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	privateFiles()
 	a := &app{dir: envOr("CHARTSYNC_CLINIC_DIR", "clinic-data"), in: bufio.NewReader(stdin), raw: stdin, out: stdout, log: stderr,
 		terminal: isTerminal(stdout)}
 	defer a.close()
@@ -384,6 +398,7 @@ func usage(w io.Writer) {
 	fmt.Fprintln(w, `usage: clinic [-dir DIR] COMMAND [flags] [args]
 
 Works with no network. Start with "clinic init", then "clinic login".
+The device's data is encrypted: logging in unlocks it, logging out locks it.
 Flags may come before or after a command's arguments.
 Commands:`)
 	for _, n := range commandNames() {

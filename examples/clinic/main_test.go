@@ -6,13 +6,18 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"filippo.io/age"
+
 	"github.com/chartsync/chartsync/device"
+	"github.com/chartsync/chartsync/device/keyring"
+	"github.com/chartsync/chartsync/device/login"
 )
 
 // clinic runs one command line against dir and returns its output.
@@ -26,8 +31,29 @@ func clinic(t *testing.T, dir string, args ...string) (code int, stdout, stderr 
 func clinicIn(t *testing.T, dir, input string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	var out, errOut bytes.Buffer
+	if len(args) > 0 && args[0] == "init" && slices.Contains(args, "-admin") && !slices.Contains(args, "-recovery") && !slices.Contains(args, "-recovery-out") {
+		args = append(slices.Clone(args), "-recovery", testRecovery.Recipient().String())
+	}
 	code = run(context.Background(), append([]string{"-dir", dir}, args...), strings.NewReader(input), &out, &errOut)
 	return code, out.String(), errOut.String()
+}
+
+// testRecovery is the recovery key of the devices tests set up with an
+// administrator (clinicIn gives init its recipient when none is given).
+var testRecovery = func() *age.X25519Identity {
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		panic(err)
+	}
+	return id
+}()
+
+// TestMain makes the app's password derivations cheap: every login
+// derives a key from the password twice (the keyring's and the roster's).
+func TestMain(m *testing.M) {
+	keyringConfig = keyring.Config{Params: keyring.Params{Memory: 64, Time: 1, Threads: 1}}
+	passwordParams = login.Params{Memory: 64, Time: 1, Threads: 1}
+	os.Exit(m.Run())
 }
 
 // twice is a new password as the commands that set one read it.
@@ -157,4 +183,38 @@ func TestClinicWorkflow(t *testing.T) {
 	assert.Equal(t, 1, code)
 	code, _, _ = clinic(t, dir, "nonsense")
 	assert.Equal(t, 2, code)
+}
+
+// clearDevice copies testdata/clear-device, a device as the app made it
+// before it encrypted data, to a new directory, with the modes that app
+// gave its files (the request readable by all), and returns it. It is of
+// clinic kamuga, device tab-1, with users u-admin (password
+// admin-pass-1) and u-nurse (nurse-pass-1), and one patient, Wanjiru
+// Kamau-Oldfixture; it has no credential and no recovery key.
+func clearDevice(t *testing.T) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "clinic-data")
+	require.NoError(t, os.Mkdir(dir, 0o755))
+	entries, err := os.ReadDir(filepath.Join("testdata", "clear-device"))
+	require.NoError(t, err)
+	for _, e := range entries {
+		data := mustRead(t, filepath.Join("testdata", "clear-device", e.Name()))
+		mode := os.FileMode(0o600)
+		if e.Name() == "enrol-request.pem" {
+			mode = 0o644
+		}
+		require.NoError(t, os.WriteFile(filepath.Join(dir, e.Name()), data, mode))
+		require.NoError(t, os.Chmod(filepath.Join(dir, e.Name()), mode)) // whatever the umask
+	}
+	require.NoError(t, os.Chmod(dir, 0o755))
+	return dir
+}
+
+// recoveryFile writes testRecovery to a file, as clinic recovery-key
+// does, and returns its path.
+func recoveryFile(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "recovery-key.txt")
+	require.NoError(t, os.WriteFile(path, []byte("# test recovery key\n"+testRecovery.String()+"\n"), 0o600))
+	return path
 }

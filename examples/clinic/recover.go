@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/chartsync/chartsync/device"
+	"github.com/chartsync/chartsync/internal/atomicfile"
 	"github.com/chartsync/chartsync/replica"
 )
 
@@ -84,7 +85,20 @@ func recoverDevice(ctx context.Context, a *app, newDir, name string) (err error)
 	if err != nil {
 		return err
 	}
-	nr, err := replica.RecoverFork(ctx, a.path("replica.db"), filepath.Join(newDir, "replica.db"), replica.Config{Clinic: d.Clinic, Signer: keys})
+	// Encrypted data stays encrypted with the same key, and the keyring
+	// goes with it: the same passwords unlock the new device.
+	if ok, err := a.hasKeyring(); err != nil {
+		return err
+	} else if ok {
+		ring, err := os.ReadFile(a.path(keyringFile))
+		if err != nil {
+			return err
+		}
+		if err := atomicfile.Write(filepath.Join(newDir, keyringFile), ring, atomicfile.Options{Perm: 0o600}); err != nil {
+			return err
+		}
+	}
+	nr, err := replica.RecoverFork(ctx, a.path("replica.db"), filepath.Join(newDir, "replica.db"), replica.Config{Clinic: d.Clinic, Signer: keys, DatabaseKey: a.key})
 	if err != nil {
 		return err
 	}
@@ -103,7 +117,7 @@ func recoverDevice(ctx context.Context, a *app, newDir, name string) (err error)
 		return err
 	}
 	// Written last: the directory is a device once it has its configuration.
-	if err := writeJSON(filepath.Join(newDir, "device.json"), deviceConfig{Clinic: d.Clinic, Device: name, Cloud: d.Cloud, Created: time.Now().UTC()}); err != nil {
+	if err := writeJSON(filepath.Join(newDir, "device.json"), deviceConfig{Clinic: d.Clinic, Device: name, Cloud: d.Cloud, Recovery: d.Recovery, Created: time.Now().UTC()}); err != nil {
 		return err
 	}
 	fmt.Fprintf(a.out, "Recovered %s of device %s of clinic %s, every change in its folder kept, as a new device %s, replica %s, in %s.\n",

@@ -101,8 +101,10 @@ func TestCopiedTabletToldAndRecovered(t *testing.T) {
 	assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
 
 	cloud.enrol(t, newDir, "tab-recovered")
-	must(t, newDir, "", "sync", "-quiet")
+	// The data keeps its key and the keyring comes along: the same
+	// password unlocks the new device.
 	must(t, newDir, "nurse-pass-1\n", "login", "-user", "u-achieng")
+	must(t, newDir, "", "sync", "-quiet")
 	assert.Len(t, chartJSON(t, newDir, wanjiru).Allergies, 2, "both allergies, the one the copy never held too, each once")
 	assert.Equal(t, "Amina", chartJSON(t, newDir, amina).Patient.GivenName, "the chart the copy never held came from the cloud")
 	assert.Equal(t, "Baraka", chartJSON(t, newDir, baraka).Patient.GivenName, "the copy's own chart is kept")

@@ -2,15 +2,18 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/chartsync/chartsync/device/login"
 	"github.com/chartsync/chartsync/examples/clinic/web"
+	"github.com/chartsync/chartsync/internal/dirlock"
 	"github.com/chartsync/chartsync/record"
 	"github.com/chartsync/chartsync/replica"
 )
@@ -18,13 +21,41 @@ import (
 // demoPassword is every demo user's password.
 const demoPassword = "demo-pass-1"
 
+// demoRecoveryFile is the demo device's recovery key, kept in its data
+// directory: a demo holds no real patient, and a real device's recovery
+// key is kept off the device.
+const demoRecoveryFile = "demo-recovery-key.txt"
+
 // setUpDemo makes a demo device in an empty data directory: clinic
-// "demo", a user of each role and a few patients. A directory already set
-// up is left as it is.
-func setUpDemo(ctx context.Context, a *app) error {
+// "demo", a user of each role and a few patients, its data encrypted
+// with a keyring that holds every demo user and a recovery key written
+// beside it. A directory already set up is left as it is. The data is
+// left locked: the web app's login opens it.
+func setUpDemo(ctx context.Context, a *app) (err error) {
 	if _, err := a.device(); err == nil {
 		return nil
 	}
+	if err := os.MkdirAll(a.dir, 0o700); err != nil {
+		return err
+	}
+	rcp, err := writeRecoveryIdentity(a.path(demoRecoveryFile), "recovery key of the demo device (a real device's is kept off the device)")
+	if err != nil {
+		return err
+	}
+	key, err := keyringConfig.Create(a.path(keyringFile), rcp, "u-admin", demoPassword)
+	if err != nil {
+		return err
+	}
+	a.key = key
+	defer func() {
+		if a.r != nil {
+			if cerr := a.r.Close(); err == nil {
+				err = cerr
+			}
+			a.r = nil
+		}
+		a.dropMemoryKey()
+	}()
 	if err := writeJSON(a.path("device.json"), deviceConfig{Clinic: "demo", Device: "demo-tablet", Created: time.Now().UTC()}); err != nil {
 		return err
 	}
@@ -35,7 +66,7 @@ func setUpDemo(ctx context.Context, a *app) error {
 	if err != nil {
 		return err
 	}
-	h, err := login.Hash(demoPassword, login.DefaultParams)
+	h, err := login.Hash(demoPassword, passwordParams)
 	if err != nil {
 		return err
 	}
@@ -50,6 +81,9 @@ func setUpDemo(ctx context.Context, a *app) error {
 	for _, u := range users {
 		u.PasswordHash = h
 		if _, err := r.UpdateUser(ctx, "demo", admin, u); err != nil {
+			return err
+		}
+		if err := a.setKeyEntry(u.UserID, demoPassword); err != nil {
 			return err
 		}
 	}
@@ -78,7 +112,52 @@ func setUpDemo(ctx context.Context, a *app) error {
 		}
 	}
 	fmt.Fprintf(a.out, "Demo device set up in %s: log in as u-achieng (nurse), u-mutua (clinician), u-kiprop (lab), u-njeri (registration) or u-admin, password %s\n", a.dir, demoPassword)
+	fmt.Fprintf(a.out, "Its data is encrypted; its recovery key is in %s (for the demo only: a real device's recovery key is kept off the device).\n", a.path(demoRecoveryFile))
 	return nil
+}
+
+// newWebApp makes the web app of the device in a.dir, with cfg's
+// timings. A device whose data is encrypted is opened by the web app's
+// login (webUnlocker), and closed when no session remains; one whose
+// data is in clear (made before the app encrypted data) is opened now,
+// with a warning.
+func newWebApp(ctx context.Context, a *app, cfg web.Config) (*web.Server, deviceConfig, error) {
+	d, err := a.device()
+	if err != nil {
+		return nil, d, err
+	}
+	enc, err := a.encrypted()
+	if err != nil {
+		return nil, d, err
+	}
+	g, err := a.guard()
+	if err != nil {
+		return nil, d, err
+	}
+	if enc {
+		// The data directory is this process's while it runs, open or
+		// locked.
+		if a.lock == nil {
+			a.lock, err = dirlock.Acquire(a.dir)
+		}
+		if err != nil {
+			if errors.Is(err, dirlock.ErrLocked) {
+				return nil, d, fmt.Errorf("%w (another clinic command on this device's data, such as a sync, is still running)", err)
+			}
+			return nil, d, err
+		}
+		cfg.Unlocker = &webUnlocker{a: a, g: g}
+	} else {
+		if cfg.Replica, err = a.replica(ctx); err != nil {
+			return nil, d, err
+		}
+		fmt.Fprintln(a.log, "Warning: this device's data is NOT encrypted. Log in once with the command line (clinic login -user USER-ID -recovery age1…) to encrypt it.")
+	}
+	cfg.Clinic, cfg.Device, cfg.Guard, cfg.Sync = d.Clinic, d.Device, g, webSyncer{a}
+	cfg.Logger = slog.New(slog.NewTextHandler(a.log, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	cfg.SettingsFile, cfg.Folder = a.path(webSettingsFile), mediaFolder()
+	srv, err := web.New(cfg)
+	return srv, d, err
 }
 
 // loopback checks that addr listens on the loopback interface only.
@@ -100,7 +179,7 @@ func init() {
 	var autoSync time.Duration
 	register(&command{
 		name: "serve", args: "[-addr 127.0.0.1:8080] [-idle 15m] [-autosync 5m] [-demo]",
-		help: "Run the clinic app as a web app for this device's browser (on 127.0.0.1; no network needed).",
+		help: "Run the clinic app as a web app for this device's browser (on 127.0.0.1; no network needed).\nThe login page unlocks the device's encrypted data; the key stays in memory only, and is dropped when the last user logs out or is logged out after -idle. The background sync runs only while someone is logged in.",
 		flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&addr, "addr", "127.0.0.1:8080", "where to listen: 127.0.0.1 and a port (port 0: any free one)")
 			fs.DurationVar(&idle, "idle", web.DefaultIdleTimeout, "log a user out after this long without use")
@@ -128,17 +207,7 @@ func init() {
 					return fmt.Errorf("set up the demo: %w", err)
 				}
 			}
-			d, r, err := a.deviceReplica(ctx)
-			if err != nil {
-				return err
-			}
-			g, err := a.guard()
-			if err != nil {
-				return err
-			}
-			logger := slog.New(slog.NewTextHandler(a.log, &slog.HandlerOptions{Level: slog.LevelWarn}))
-			srv, err := web.New(web.Config{Replica: r, Clinic: d.Clinic, Device: d.Device, Guard: g, IdleTimeout: idle,
-				Sync: webSyncer{a}, AutoSync: autoSync, Logger: logger, SettingsFile: a.path(webSettingsFile), Folder: mediaFolder()})
+			srv, d, err := newWebApp(ctx, a, web.Config{IdleTimeout: idle, AutoSync: autoSync})
 			if err != nil {
 				return err
 			}

@@ -53,7 +53,7 @@ func (a *app) identity() (*device.Identity, error) {
 
 // writeRequest writes the device's enrolment request to path.
 func writeRequest(id *device.Identity, path string) error {
-	return atomicfile.Write(path, id.RequestPEM(), atomicfile.Options{Perm: 0o644})
+	return atomicfile.Write(path, id.RequestPEM(), atomicfile.Options{Perm: 0o600})
 }
 
 var (
@@ -147,12 +147,15 @@ func init() {
 
 	var quiet, restored bool
 	register(&command{
-		name: "sync", help: "Send this device's changes to the cloud and fetch the clinic's charts (needs signal).",
+		name: "sync", help: "Send this device's changes to the cloud and fetch the clinic's charts (needs signal).\nNeeds someone logged in: the device's data is encrypted, and their session holds its key.",
 		flags: func(fs *flag.FlagSet) {
 			fs.BoolVar(&quiet, "quiet", false, "no progress bar")
 			fs.BoolVar(&restored, "cloud-restored", false, "the cloud was restored from a backup: forget what this device knew the cloud held, so this sync sends everything the cloud may have lost and fetches what this device lacks")
 		},
 		run: func(ctx context.Context, a *app, fs *flag.FlagSet, args []string) error {
+			if _, err := a.credential(); err != nil {
+				return err // not connected: said before asking for a login
+			}
 			r, err := a.replica(ctx)
 			if err != nil {
 				return err

@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/term"
 
+	"github.com/chartsync/chartsync/device/keyring"
 	"github.com/chartsync/chartsync/device/login"
 	"github.com/chartsync/chartsync/device/session"
 	"github.com/chartsync/chartsync/record"
@@ -52,24 +53,46 @@ func (a *app) readSecret(prompt string) (string, error) {
 	return strings.TrimRight(line, "\r\n"), nil
 }
 
-// newPassword reads a new password twice and hashes it.
-func (a *app) newPassword(whose string) (string, error) {
-	pw, err := a.readSecret(fmt.Sprintf("New password for %s: ", whose))
+// newPassword reads a new password twice and returns it with its hash
+// for the roster.
+func (a *app) newPassword(whose string) (pw, hash string, err error) {
+	pw, err = a.readSecret(fmt.Sprintf("New password for %s: ", whose))
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	again, err := a.readSecret("The same password again: ")
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	if pw != again {
-		return "", errMismatch
+		return "", "", errMismatch
 	}
-	h, err := login.Hash(pw, login.DefaultParams)
+	h, err := login.Hash(pw, passwordParams)
 	if err != nil {
-		return "", fmt.Errorf("%w (use at least %d characters)", err, login.MinPasswordLength)
+		return "", "", fmt.Errorf("%w (use at least %d characters)", err, login.MinPasswordLength)
 	}
-	return h, nil
+	return pw, h, nil
+}
+
+// setKeyEntry gives user an entry under password in the device's keyring
+// (a new one, or the old one re-sealed), with the data key this session
+// holds; a device without a keyring (data in clear) has none to set.
+func (a *app) setKeyEntry(user, password string) error {
+	if ok, err := a.hasKeyring(); err != nil || !ok {
+		return err
+	}
+	if a.key == nil {
+		return errLocked
+	}
+	path := a.path(keyringFile)
+	err := keyringConfig.AddUser(path, a.key, user, password)
+	if errors.Is(err, keyring.ErrUserExists) {
+		err = keyringConfig.ResetPassword(path, a.key, user, password)
+	}
+	if err != nil {
+		return fmt.Errorf("set %s's entry in this device's keyring: %w", user, err)
+	}
+	return nil
 }
 
 func (a *app) guard() (*login.Guard, error) {
@@ -80,14 +103,11 @@ func (a *app) guard() (*login.Guard, error) {
 	return g, err
 }
 
-// startRoster sets up the clinic's first administrator on this device.
-func startRoster(ctx context.Context, a *app, clinic, id, name string) error {
+// startRoster sets up the clinic's first administrator on this device,
+// with h, their password's hash.
+func startRoster(ctx context.Context, a *app, clinic, id, name, h string) error {
 	if name == "" {
 		name = id
-	}
-	h, err := a.newPassword(id)
-	if err != nil {
-		return err
 	}
 	d, r, err := a.deviceReplica(ctx)
 	if err != nil {
@@ -124,14 +144,15 @@ func (a *app) admin(ctx context.Context) (record.Author, error) {
 }
 
 func init() {
-	var user string
+	var user, loginRecovery string
 	var idle time.Duration
 	register(&command{
 		name: "login", args: "-user USER-ID [-idle 15m]",
-		help: "Log in as a member of staff (asks for your password); every change records who made it.\nWorks with no network: the clinic's users and their password hashes are on this device.\nYou are logged out after -idle without using the app (default 15 minutes), and by \"clinic logout\".",
+		help: "Log in as a member of staff (asks for your password); every change records who made it.\nWorks with no network: the clinic's users and their password hashes are on this device.\nYour password unlocks the device's encrypted data; the first time you log in on a device, a colleague who has logged in there must be logged in (their session holds the key).\nYou are logged out after -idle without using the app (default 15 minutes), and by \"clinic logout\": the key is then removed from the device.",
 		flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&user, "user", "", "your user ID (required)")
 			fs.DurationVar(&idle, "idle", defaultIdle, "log out after this long without use")
+			fs.StringVar(&loginRecovery, "recovery", "", "on a device whose data is not yet encrypted: the age recipient (age1…) of the recovery key its keyring is made with (default: the cloud's, from the credential)")
 		},
 		run: func(ctx context.Context, a *app, fs *flag.FlagSet, args []string) error {
 			if user == "" {
@@ -140,41 +161,35 @@ func init() {
 			if idle < time.Minute || idle > 24*time.Hour {
 				return usagef("-idle %s: give a duration from 1m to 24h, such as 15m", idle)
 			}
+			if loginRecovery != "" {
+				if err := checkRecipient(loginRecovery); err != nil {
+					return err
+				}
+			}
 			d, err := a.device()
 			if err != nil {
 				return err
 			}
-			p, err := a.policy(ctx)
+			au, key, note, err := a.logIn(ctx, user, loginRecovery)
 			if err != nil {
 				return err
 			}
-			users, err := p.Users.Users(ctx, d.Clinic)
-			if err != nil {
-				return err
-			}
-			if len(users) == 0 {
-				return errNoUsers // before asking for a password
-			}
-			pw, err := a.readSecret("Password: ")
-			if err != nil {
-				return err
-			}
-			au, err := p.Login(ctx, user, pw)
-			var wp *session.WrongPasswordError
-			switch {
-			case errors.As(err, &wp):
-				return fmt.Errorf("%w: %s %s out on this device", errWrongLogin, plural(wp.Left, "more wrong try locks", "more wrong tries lock"), user)
-			case errors.Is(err, session.ErrNoUsers):
-				return errNoUsers
-			case errors.Is(err, session.ErrDisabled):
-				return fmt.Errorf("%s's account is disabled: ask an administrator", user)
-			case err != nil:
-				return err
-			}
+			// The session, and the key it holds until logout or until a
+			// command finds it idle.
 			if err := (session.File{Author: au, Since: time.Now().UTC(), Idle: idle}).WriteFile(a.path(sessionFile)); err != nil {
 				return err
 			}
+			if key != nil {
+				if err := a.keepKey(key); err != nil {
+					return err
+				}
+			} else {
+				a.dropKey()
+			}
 			fmt.Fprintf(a.out, "Logged in as %s on %s.\n", au, d.Device)
+			if note != "" {
+				fmt.Fprintln(a.out, note)
+			}
 			return nil
 		},
 	})
@@ -208,12 +223,27 @@ func init() {
 				}
 				return err
 			}
-			h, err := a.newPassword(by.UserID)
+			pw, h, err := a.newPassword(by.UserID)
 			if err != nil {
 				return err
 			}
 			if _, err := r.UpdateUser(ctx, d.Clinic, by, record.UserUpdate{UserID: by.UserID, PasswordHash: h}); err != nil {
 				return err
+			}
+			// The keyring entry is re-sealed; the data is not
+			// re-encrypted. The current password opens the entry; one
+			// changed on another device meanwhile does not, and the
+			// session's key re-seals it instead.
+			if ok, err := a.hasKeyring(); err != nil {
+				return err
+			} else if ok {
+				err := keyringConfig.ChangePassword(a.path(keyringFile), by.UserID, old, pw)
+				if errors.Is(err, keyring.ErrWrongPassword) || errors.Is(err, keyring.ErrUnknownUser) {
+					err = a.setKeyEntry(by.UserID, pw)
+				}
+				if err != nil {
+					return fmt.Errorf("the clinic's roster has the new password, but this device's keyring does not (%w): log in with the new password while a colleague is logged in, or run clinic passwd again", err)
+				}
 			}
 			fmt.Fprintf(a.out, "Password of %s changed on this device; the clinic's other devices get it when they sync.\n", by.UserID)
 			return nil
@@ -222,8 +252,8 @@ func init() {
 
 	var id, name, role string
 	register(&command{
-		name: "user", args: "add -id USER-ID -name NAME -role ROLE | disable -id USER-ID | enable -id USER-ID | role -id USER-ID -role ROLE | list",
-		help: "Manage the clinic's users (administrators only; list is for anyone logged in).\nadd asks for the new user's first password. Changes reach the clinic's other devices at their next sync.",
+		name: "user", args: "add -id USER-ID -name NAME -role ROLE | reset-password -id USER-ID | disable -id USER-ID | enable -id USER-ID | role -id USER-ID -role ROLE | list",
+		help: "Manage the clinic's users (administrators only; list is for anyone logged in).\nadd asks for the new user's first password, reset-password for a new one (for a user who forgot theirs); both give the user a key entry on this device.\ndisable also removes the user's key entry from this device. Changes reach the clinic's other devices at their next sync.",
 		flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&id, "id", "", "the user's ID, e.g. u-achieng")
 			fs.StringVar(&name, "name", "", "the user's name as colleagues know it")
@@ -231,7 +261,7 @@ func init() {
 		},
 		run: func(ctx context.Context, a *app, fs *flag.FlagSet, args []string) error {
 			if len(args) == 0 {
-				return usagef("say what to do: add, disable, enable, role or list")
+				return usagef("say what to do: add, reset-password, disable, enable, role or list")
 			}
 			if len(args) > 1 {
 				return usagef("unexpected %q", args[1])
@@ -267,6 +297,8 @@ func init() {
 				return usagef("-id is required")
 			}
 			up := record.UserUpdate{UserID: id}
+			var password string
+			var keyEntry bool
 			switch args[0] {
 			case "add":
 				if name == "" || role == "" {
@@ -279,9 +311,18 @@ func init() {
 				if !up.Role.Valid() {
 					return usagef("-role %q is not a role: give one of %s", role, strings.Join(roleCodes, ", "))
 				}
-				if up.PasswordHash, err = a.newPassword(id); err != nil {
+				if password, up.PasswordHash, err = a.newPassword(id); err != nil {
 					return err
 				}
+				keyEntry = true
+			case "reset-password":
+				if _, err := r.User(ctx, d.Clinic, id); err != nil {
+					return err
+				}
+				if password, up.PasswordHash, err = a.newPassword(id); err != nil {
+					return err
+				}
+				keyEntry = true
 			case "disable":
 				up.Disable = true
 			case "enable":
@@ -292,10 +333,20 @@ func init() {
 					return usagef("-role %q is not a role: give one of %s", role, strings.Join(roleCodes, ", "))
 				}
 			default:
-				return usagef("%q: say add, disable, enable, role or list", args[0])
+				return usagef("%q: say add, reset-password, disable, enable, role or list", args[0])
 			}
 			if _, err := r.UpdateUser(ctx, d.Clinic, by, up); err != nil {
 				return err
+			}
+			switch {
+			case keyEntry:
+				if err := a.setKeyEntry(id, password); err != nil {
+					return err
+				}
+			case up.Disable:
+				if err := a.removeKeyEntry(id); err != nil {
+					return err
+				}
 			}
 			fmt.Fprintf(a.out, "User %s: %s done on this device; the clinic's other devices get it when they sync.\n", id, args[0])
 			return nil
@@ -376,4 +427,27 @@ func init() {
 			return nil
 		},
 	})
+}
+
+// removeKeyEntry removes user's entry from the device's keyring (a user
+// disabled): their password no longer unlocks this device's data. The
+// last entry stays (the keyring would open for no one).
+func (a *app) removeKeyEntry(user string) error {
+	if ok, err := a.hasKeyring(); err != nil || !ok {
+		return err
+	}
+	if a.key == nil {
+		return errLocked
+	}
+	err := keyring.RemoveUser(a.path(keyringFile), a.key, user)
+	switch {
+	case errors.Is(err, keyring.ErrUnknownUser):
+		return nil
+	case errors.Is(err, keyring.ErrLastUser):
+		fmt.Fprintf(a.log, "Warning: %s holds the only key entry on this device, which stays until another user has one.\n", user)
+		return nil
+	case err != nil:
+		return fmt.Errorf("remove %s's entry from this device's keyring: %w", user, err)
+	}
+	return nil
 }

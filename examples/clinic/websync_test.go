@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/chartsync/chartsync/device"
+	"github.com/chartsync/chartsync/device/keyring"
 	"github.com/chartsync/chartsync/examples/clinic/web"
 	"github.com/chartsync/chartsync/transport/file"
 	"github.com/chartsync/chartsync/transport/httpsync"
@@ -76,6 +77,13 @@ func (c *relayCloud) enrolAll(t *testing.T, dirs map[string]string) {
 // webSyncer; the replica is closed at the end of the test or by close.
 func webApp(t *testing.T, dir string) (*app, webSyncer) {
 	a := &app{dir: dir, in: bufio.NewReader(strings.NewReader("")), raw: strings.NewReader(""), out: io.Discard, log: io.Discard}
+	if _, err := os.Stat(filepath.Join(dir, keyringFile)); err == nil {
+		// As the web app's login does: the administrator's password
+		// unlocks the data.
+		key, err := keyring.Unlock(filepath.Join(dir, keyringFile), "u-admin", "admin-pass-1")
+		require.NoError(t, err)
+		a.key = key
+	}
 	_, err := a.replica(context.Background())
 	require.NoError(t, err)
 	t.Cleanup(a.close)
