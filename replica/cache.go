@@ -2,6 +2,13 @@ package replica
 
 import (
 	"container/list"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+
+	"github.com/klauspost/compress/zstd"
 
 	"github.com/chartsync/chartsync/crdt"
 	"github.com/chartsync/chartsync/record"
@@ -27,69 +34,142 @@ type loaded struct {
 	released bool
 }
 
-// lru keeps at most max charts loaded. It is not safe for concurrent use.
+// lru is the replica's cache of charts: at most max of them, least
+// recently used evicted first. It is not safe for concurrent use (the
+// replica's write lock guards it).
 //
-// The cache owns the documents of the charts it holds: a chart evicted,
-// removed or replaced by another copy has its document closed (its
-// Automerge memory released at once), but only when release is called,
-// which the replica does as it gives up its write lock. Code holding the
-// lock may therefore keep using a chart it read from the cache even if a
-// later read in the same call evicts it; code without the lock never
-// holds a cached chart (it works on forks).
+// Between calls it keeps no Automerge document of a chart: it keeps the
+// chart's view (record.View, as JSON compressed with zstd, about 4 KB for
+// a chart of 40 changes where its document costs Automerge hundreds of
+// kilobytes) and the heads it was read at, and Replica.Chart answers from
+// it while the chart's index entry has those heads. A chart a call loads
+// (to write it, receive into it, or read it the first time) is held with
+// its document until the call gives up the write lock (release): the
+// document is then closed, its Automerge memory released at once, and the
+// chart kept as its view if it was viewed (again at its new heads if the
+// call changed it), or else forgotten. A clinic's user roster is the one
+// document kept open between calls: a replica holds a few, small, and
+// reads them often.
+//
+// Code holding the lock may keep using a chart it read from the cache
+// even if a later read in the same call evicts it: a document is closed
+// only by release, which the replica calls as it gives up its write lock.
+// Code without the lock never holds a cached chart (it works on forks).
 type lru struct {
 	max   int
-	order *list.List // front is most recent; values are *loaded
+	order *list.List // front is most recent; values are *entry
 	byID  map[string]*list.Element
+	// hot are the entries given a document since the last release.
+	hot []*entry
 	// dropped are the documents to close at the next release.
 	dropped []*crdt.Doc
 	// closed counts the documents closed.
 	closed int
 }
 
+// entry is one chart the cache holds: loaded (with its document) while a
+// call uses it, and its view, if one was read, at the heads it was read
+// at.
+type entry struct {
+	id   string
+	l    *loaded // nil between calls, but for a user roster
+	view *cachedView
+}
+
+// cachedView is a chart's view as kept between calls.
+type cachedView struct {
+	heads crdt.Heads
+	data  []byte // the record.View as JSON, compressed with zstd
+}
+
 func newLRU(max int) *lru {
 	return &lru{max: max, order: list.New(), byID: map[string]*list.Element{}}
 }
 
+// get returns a chart the cache holds loaded, or nil: nil too for a chart
+// it keeps only as a view (see viewOf).
 func (c *lru) get(id string) *loaded {
 	e, ok := c.byID[id]
 	if !ok {
 		return nil
 	}
+	ent := e.Value.(*entry)
+	if ent.l == nil {
+		return nil
+	}
 	c.order.MoveToFront(e)
-	return e.Value.(*loaded)
+	return ent.l
 }
 
-// put caches l, in place of any other copy of the chart, and evicts the
-// least recently used charts beyond max.
+// viewOf returns the view kept of a chart not loaded now, or nil.
+func (c *lru) viewOf(id string) *cachedView {
+	e, ok := c.byID[id]
+	if !ok {
+		return nil
+	}
+	ent := e.Value.(*entry)
+	if ent.l != nil || ent.view == nil {
+		return nil
+	}
+	c.order.MoveToFront(e)
+	return ent.view
+}
+
+// put caches l, in place of any other copy of the chart. The least
+// recently used charts beyond max are evicted by release, once the
+// charts loaded meanwhile are kept or forgotten: loading a chart to write
+// it does not evict a chart kept as its view.
 func (c *lru) put(l *loaded) {
+	if l.doc == nil {
+		c.remove(l.id)
+		return
+	}
 	if e, ok := c.byID[l.id]; ok {
-		c.drop(e.Value.(*loaded), l)
-		e.Value = l
+		ent := e.Value.(*entry)
+		c.drop(ent.l, l)
+		if ent.l == nil {
+			c.hot = append(c.hot, ent)
+		}
+		ent.l = l
 		c.order.MoveToFront(e)
 		return
 	}
-	c.byID[l.id] = c.order.PushFront(l)
-	for c.order.Len() > c.max {
-		last := c.order.Back()
-		c.order.Remove(last)
-		old := last.Value.(*loaded)
-		delete(c.byID, old.id)
-		c.drop(old, nil)
+	ent := &entry{id: l.id, l: l}
+	c.byID[l.id] = c.order.PushFront(ent)
+	c.hot = append(c.hot, ent)
+}
+
+// keepView keeps v as the view of chart id, which the cache holds loaded
+// at v's heads; it is what the chart is kept as once released.
+func (c *lru) keepView(id string, v record.View) error {
+	e, ok := c.byID[id]
+	if !ok {
+		return nil
 	}
+	ent := e.Value.(*entry)
+	if ent.l == nil || !ent.l.doc.Heads().Equal(v.Heads) {
+		return nil
+	}
+	cv, err := encodeView(v)
+	if err != nil {
+		return err
+	}
+	ent.view = cv
+	return nil
 }
 
 func (c *lru) remove(id string) {
 	if e, ok := c.byID[id]; ok {
 		c.order.Remove(e)
 		delete(c.byID, id)
-		c.drop(e.Value.(*loaded), nil)
+		c.drop(e.Value.(*entry).l, nil)
 	}
 }
 
 // clear evicts every chart.
 func (c *lru) clear() {
 	for e := c.order.Front(); e != nil; e = e.Next() {
-		c.drop(e.Value.(*loaded), nil)
+		c.drop(e.Value.(*entry).l, nil)
 	}
 	c.order.Init()
 	clear(c.byID)
@@ -98,16 +178,40 @@ func (c *lru) clear() {
 // drop queues old's document for closing, unless next (the copy that
 // replaces it, or nil) still uses it.
 func (c *lru) drop(old, next *loaded) {
-	if old == next || old.doc == nil || (next != nil && next.doc == old.doc) {
+	if old == nil || old == next || old.doc == nil || (next != nil && next.doc == old.doc) {
 		return
 	}
 	c.dropped = append(c.dropped, old.doc)
 }
 
-// release closes the documents of the charts evicted, removed or
-// replaced since it was last called. The replica calls it as it gives up
-// its write lock (see Replica.lock).
+// release lets go of the documents of the charts loaded since it was last
+// called, keeping each viewed chart as its view (read again if the chart
+// changed meanwhile) and forgetting the others, evicts the least recently
+// used charts beyond max, and closes those documents with the documents
+// of the charts evicted, removed or replaced meanwhile. The
+// replica calls it as it gives up its write lock (see Replica.lock).
 func (c *lru) release() {
+	for _, ent := range c.hot {
+		e, ok := c.byID[ent.id]
+		if !ok || e.Value.(*entry) != ent || ent.l == nil || ent.l.users != nil {
+			continue // evicted or replaced (its document is queued), or a roster
+		}
+		if !ent.settle() {
+			c.order.Remove(e)
+			delete(c.byID, ent.id)
+		}
+		c.drop(ent.l, nil)
+		ent.l = nil
+	}
+	clear(c.hot)
+	c.hot = c.hot[:0]
+	for c.order.Len() > c.max {
+		last := c.order.Back()
+		c.order.Remove(last)
+		old := last.Value.(*entry)
+		delete(c.byID, old.id)
+		c.drop(old.l, nil)
+	}
 	for _, d := range c.dropped {
 		_ = d.Close()
 	}
@@ -116,4 +220,78 @@ func (c *lru) release() {
 	c.dropped = c.dropped[:0]
 }
 
+// settle makes ent's view that of its loaded chart, reading it again if
+// the chart changed since it was viewed, and reports whether the chart is
+// worth keeping as a view: it was viewed, and its view reads.
+func (ent *entry) settle() bool {
+	l := ent.l
+	if ent.view == nil || l.chart == nil || l.released {
+		return false
+	}
+	heads := l.doc.Heads()
+	if ent.view.heads.Equal(heads) {
+		return true
+	}
+	ent.view = nil
+	if plain, err := unmerged(l); err != nil || !plain {
+		return false
+	}
+	v, err := l.chart.View()
+	if err != nil || !v.Heads.Equal(heads) {
+		return false
+	}
+	cv, err := encodeView(v)
+	if err != nil {
+		return false
+	}
+	ent.view = cv
+	return true
+}
+
 func (c *lru) len() int { return c.order.Len() }
+
+// viewCodec compresses the views the cache keeps: JSON shrinks about six
+// times (keys and dates recur), and a view is decoded in about the time
+// it takes to build from its document.
+var viewCodec = sync.OnceValues(func() (*zstd.Encoder, *zstd.Decoder) {
+	enc, err := zstd.NewWriter(nil,
+		zstd.WithEncoderLevel(zstd.SpeedFastest),
+		zstd.WithEncoderCRC(false), // in memory only
+		zstd.WithEncoderConcurrency(1),
+		zstd.WithLowerEncoderMem(true),
+	)
+	if err != nil {
+		panic(fmt.Sprintf("replica: view encoder: %v", err)) // fixed options
+	}
+	dec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderLowmem(true))
+	if err != nil {
+		panic(fmt.Sprintf("replica: view decoder: %v", err))
+	}
+	return enc, dec
+})
+
+// errCachedView is the error of a kept view that does not decode; the
+// chart is then read from the store.
+var errCachedView = errors.New("replica: cached view does not decode")
+
+func encodeView(v record.View) (*cachedView, error) {
+	js, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("cache view of chart %s: %w", v.ChartID, err)
+	}
+	enc, _ := viewCodec()
+	return &cachedView{heads: slices.Clone(v.Heads), data: enc.EncodeAll(js, make([]byte, 0, len(js)/4))}, nil
+}
+
+func (cv *cachedView) decode() (record.View, error) {
+	_, dec := viewCodec()
+	js, err := dec.DecodeAll(cv.data, nil)
+	if err != nil {
+		return record.View{}, fmt.Errorf("%w: %v", errCachedView, err)
+	}
+	var v record.View
+	if err := json.Unmarshal(js, &v); err != nil {
+		return record.View{}, fmt.Errorf("%w: %v", errCachedView, err)
+	}
+	return v, nil
+}

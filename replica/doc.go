@@ -2,9 +2,12 @@
 // server and syncs them with peers over any courier.
 //
 // A Replica stores every raw change in a Store (SQLite by default, see
-// Open), loads charts on demand into a bounded LRU cache, compacts charts
-// into snapshots as changes pile up, and edits them through package
-// record's typed operations, one durable transaction per edit.
+// Open), loads charts on demand, compacts charts into snapshots as changes
+// pile up, and edits them through package record's typed operations, one
+// durable transaction per edit. A chart's Automerge document is loaded for
+// the call that needs it and closed as the call ends; a bounded LRU cache
+// keeps the charts viewed as their views (record.View, compressed), which
+// Chart returns while the chart's index entry is unchanged.
 //
 // # Sync: one bundle for every courier
 //

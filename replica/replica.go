@@ -52,10 +52,13 @@ type Config struct {
 	// encrypted with sqlite.Encrypt, not by opening it with a key. Nil:
 	// in clear.
 	DatabaseKey []byte
-	// CacheCharts bounds how many charts are kept loaded (default 256).
-	// A loaded 40-change chart costs about 230 KB of Automerge (C)
-	// memory and 120 KB of Go heap (BenchmarkCachedChart); a chart
-	// evicted has its Automerge memory released at once.
+	// CacheCharts bounds how many charts the cache keeps (default 256).
+	// The cache keeps a chart viewed as its view, not its document
+	// (see Chart): a 40-change chart costs about 4 KB
+	// (BenchmarkCachedChart), where its loaded document costs Automerge
+	// hundreds of kilobytes. A chart is loaded to be written or
+	// received into, and its Automerge memory released as the write
+	// ends.
 	CacheCharts int
 	// CompactAfter is how many changes may pile up on a chart's snapshot
 	// before a new snapshot is written (default 64), or half the chart's
@@ -180,6 +183,9 @@ type Replica struct {
 	kept keptChecker
 	// checkersMade counts the Checkers made, for tests.
 	checkersMade atomic.Int64
+	// loads counts the charts loaded from the store (loadStored), for
+	// tests.
+	loads atomic.Int64
 
 	// afterPlan, if set (by tests), is called with a bundle's sender
 	// once the bundle is planned without the write lock.
@@ -468,17 +474,72 @@ func (r *Replica) Preview(ctx context.Context, chartID string, by record.Author,
 // a merge it follows the forwarding pointers to the surviving chart and
 // returns its view with the charts merged into it (record.Combine), whose
 // ChartID is the survivor's; OwnChart gives a chart's own document.
+//
+// A chart that takes part in no merge is answered from the cache's copy
+// of its view while its index entry has the heads the view was read at,
+// without loading its document (see Config.CacheCharts).
 func (r *Replica) Chart(ctx context.Context, chartID string) (record.View, error) {
 	unlock, err := r.lock()
 	if err != nil {
 		return record.View{}, err
 	}
 	defer unlock()
+	if v, ok, err := r.cachedView(ctx, chartID); err != nil {
+		return record.View{}, fmt.Errorf("chart %s: %w", chartID, err)
+	} else if ok {
+		return v, nil
+	}
 	v, err := r.mergedView(ctx, chartID)
 	if err != nil {
 		return record.View{}, fmt.Errorf("chart %s: %w", chartID, err)
 	}
+	r.keepView(chartID, v)
 	return v, nil
+}
+
+// cachedView returns a chart's view as the cache keeps it, and true, if
+// its index entry still has the heads the view was read at: no Automerge
+// document is loaded. A view kept of a chart that has changed since is
+// forgotten. r.mu is held.
+func (r *Replica) cachedView(ctx context.Context, id string) (record.View, bool, error) {
+	cv := r.cache.viewOf(id)
+	if cv == nil {
+		return record.View{}, false, nil
+	}
+	c, err := r.st.Chart(ctx, id)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		r.cache.remove(id)
+		return record.View{}, false, nil
+	case err != nil:
+		return record.View{}, false, err
+	case !c.Heads.Equal(cv.heads):
+		r.cache.remove(id)
+		return record.View{}, false, nil
+	}
+	v, err := cv.decode()
+	if err != nil {
+		r.log.Error("cached view of a chart does not decode: reading the chart again", "chart", id, "err", err)
+		r.cache.remove(id)
+		return record.View{}, false, nil
+	}
+	return v, true, nil
+}
+
+// keepView has the cache keep v, just read of chart id, as the chart's
+// view between calls, if the chart takes no part in a merge (the view of
+// a merged chart is made of other charts too). r.mu is held.
+func (r *Replica) keepView(id string, v record.View) {
+	l := r.cache.get(id)
+	if l == nil || l.chart == nil || v.ChartID != id {
+		return
+	}
+	if plain, err := unmerged(l); err != nil || !plain {
+		return
+	}
+	if err := r.cache.keepView(id, v); err != nil {
+		r.log.Warn("chart view not cached", "chart", id, "err", err)
+	}
 }
 
 // Heads returns a chart's heads as stored in the index.
@@ -600,6 +661,7 @@ func (r *Replica) loadStored(ctx context.Context, id string) (_ *loaded, err err
 			_ = doc.Close()
 		}
 	}()
+	r.loads.Add(1)
 	// The index entry is read first: what is read of the chart after it
 	// holds at least what the entry says, so a write that expects the
 	// entry (Config.SharedStore) never overwrites a change it did not read.
