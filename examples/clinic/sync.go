@@ -190,6 +190,9 @@ func init() {
 			fmt.Fprintf(a.out, "Synced with %s: %s sent, %d received (%s changed), %s in %s, %s.\n",
 				c.CloudURL, plural(rep.ChangesSent, "change", "changes"), rep.ChangesApplied, plural(rep.Charts, "chart", "charts"),
 				size(int64(rep.BytesSent+rep.BytesReceived)), plural(rep.RoundTrips, "round trip", "round trips"), rep.Duration.Round(time.Millisecond))
+			if a.key == nil {
+				fmt.Fprintln(a.out, "Warning: this device's data is NOT encrypted yet: log in now (clinic login -user USER-ID) to encrypt it.")
+			}
 			return nil
 		},
 	})
