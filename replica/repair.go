@@ -925,27 +925,37 @@ func (r *Replica) rebuildChart(id string, in []SalvagedChange) (*crdt.Doc, map[c
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	parsed := make([]crdt.Change, 0, len(in))
+	// The usual case, every dependency salvaged: one bulk load of the
+	// chart's changes as stored, as a chart is loaded from its log.
+	if err := applyAll(doc, in, func(c SalvagedChange) ([]byte, crdt.Hash) { return c.Raw, c.Hash }); err == nil {
+		applied := map[crdt.Hash]bool{}
+		pending := doc.Pending()
+		waits := map[crdt.Hash]bool{}
+		for _, c := range pending {
+			waits[c.Hash] = true
+		}
+		for _, c := range in {
+			if !waits[c.Hash] {
+				applied[c.Hash] = true
+			}
+		}
+		return doc, applied, pending, nil
+	}
+	// One at a time, leaving out what the chart refuses.
+	var hs []crdt.Hash
 	for _, c := range in {
 		ch, err := crdt.ParseChange(c.Raw)
 		if err != nil {
 			continue // checked by Salvage
 		}
-		parsed = append(parsed, ch)
+		one, err := doc.Apply(ch)
+		if err != nil {
+			r.log.Error("a salvaged change is left out of its chart: the chart cannot take it", "chart", id, "change", ch.Hash, "err", err)
+			continue
+		}
+		hs = append(hs, one...)
 	}
 	applied := map[crdt.Hash]bool{}
-	hs, err := doc.Apply(parsed...)
-	if err != nil {
-		// One at a time, leaving out what the chart refuses.
-		for _, ch := range parsed {
-			one, err := doc.Apply(ch)
-			if err != nil {
-				r.log.Error("a salvaged change is left out of its chart: the chart cannot take it", "chart", id, "change", ch.Hash, "err", err)
-				continue
-			}
-			hs = append(hs, one...)
-		}
-	}
 	for _, h := range hs {
 		applied[h] = true
 	}
