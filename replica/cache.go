@@ -280,7 +280,9 @@ func encodeView(v record.View) (*cachedView, error) {
 		return nil, fmt.Errorf("cache view of chart %s: %w", v.ChartID, err)
 	}
 	enc, _ := viewCodec()
-	return &cachedView{heads: slices.Clone(v.Heads), data: enc.EncodeAll(js, make([]byte, 0, len(js)/4))}, nil
+	// Kept for as long as the chart is cached: no spare capacity.
+	data := slices.Clone(enc.EncodeAll(js, nil))
+	return &cachedView{heads: slices.Clone(v.Heads), data: data}, nil
 }
 
 func (cv *cachedView) decode() (record.View, error) {

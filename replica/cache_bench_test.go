@@ -27,8 +27,27 @@ func residentMiB() float64 { return float64(replica.ResidentBytes()) / (1 << 20)
 // their IDs.
 func storeOfCharts(b *testing.B, n int) (*store.Mem, []string) {
 	b.Helper()
-	ctx := context.Background()
 	r, st := newMem(b, replica.Config{})
+	return st, makeCharts(b, r, n)
+}
+
+// dbOfCharts returns the path of a SQLite database (a device's store)
+// holding n charts as storeOfCharts makes them, and their IDs.
+func dbOfCharts(b *testing.B, n int) (string, []string) {
+	b.Helper()
+	path := tempDB(b, "charts")
+	r, err := replica.Open(context.Background(), path, replica.Config{})
+	require.NoError(b, err)
+	ids := makeCharts(b, r, n)
+	require.NoError(b, r.Close())
+	return path, ids
+}
+
+// makeCharts imports n charts of 40 changes into r, and returns their
+// IDs.
+func makeCharts(b *testing.B, r *replica.Replica, n int) []string {
+	b.Helper()
+	ctx := context.Background()
 	ids := make([]string, 0, n)
 	at := frozen()
 	for len(ids) < n {
@@ -64,17 +83,24 @@ func storeOfCharts(b *testing.B, n int) (*store.Mem, []string) {
 			require.NoError(b, c.Doc().Close())
 		}
 	}
-	return st, ids
+	return ids
 }
 
 // BenchmarkCachedChart reports what one cached chart costs: the growth
 // of the resident set (and of the Go heap) when 256 charts of 40 changes
-// are read into the cache, per chart. Run it alone (-run '^$').
+// are read into the cache, per chart, and the bytes of the view the cache
+// keeps of each (view-bytes/chart). The view codec is made before the
+// measure (it is made once per process). Run it alone (-run '^$').
 func BenchmarkCachedChart(b *testing.B) {
 	ctx := context.Background()
 	const n = 256
 	st, ids := storeOfCharts(b, n)
-	var rss, heap float64
+	warm, err := replica.New(ctx, keepOpen{st}, replica.Config{})
+	require.NoError(b, err)
+	_, err = warm.Chart(ctx, ids[0])
+	require.NoError(b, err)
+	require.NoError(b, warm.Close())
+	var rss, heap, kept float64
 	for b.Loop() {
 		r, err := replica.New(ctx, keepOpen{st}, replica.Config{CacheCharts: n})
 		require.NoError(b, err)
@@ -90,36 +116,42 @@ func BenchmarkCachedChart(b *testing.B) {
 		runtime.ReadMemStats(&m1)
 		rss = (residentMiB() - before) * (1 << 20) / n
 		heap = float64(m1.HeapInuse-m0.HeapInuse) / n
+		kept = float64(r.CachedViewBytes()) / n
 		require.NoError(b, r.Close())
 	}
 	b.ReportMetric(rss, "RSS-bytes/chart")
 	b.ReportMetric(heap, "heap-bytes/chart")
+	b.ReportMetric(kept, "view-bytes/chart")
 }
 
 // BenchmarkRandomViews views 20,000 charts chosen at random among 1,000
-// through the default cache (256 charts), as a busy clinic does, and
-// reports the process's peak resident set (peak-RSS-MiB, the store's
-// making included) and the resident set at the end; store-RSS-MiB is the
-// resident set once the store of 1,000 charts is made (the Go runtime
-// having given back what it does not use), and views-peak-RSS-MiB the
-// highest resident set while the views run, sampled after each. Run it
-// alone (-run '^$' -benchtime=1x), as the peak is the process's.
+// through the default cache (256 charts), as a busy clinic does, on a
+// SQLite database as a device holds them (a memory store would hold every
+// chart's changes in the process, over 100 MiB for these). It reports
+// the resident set once the database is made and the process has given
+// back what it does not use (store-RSS-MiB), the highest resident set
+// while the views run, sampled after each (views-peak-RSS-MiB), the
+// process's peak (peak-RSS-MiB, the database's making included), the
+// resident set at the end, and the charts loaded from the store
+// (loads/view). Run it alone (-run '^$' -benchtime=1x), as the peak is the
+// process's.
 func BenchmarkRandomViews(b *testing.B) {
 	ctx := context.Background()
-	st, ids := storeOfCharts(b, 1000)
+	path, ids := dbOfCharts(b, 1000)
 	rng := rand.New(rand.NewPCG(1, 2))
 	runtime.GC()
 	debug.FreeOSMemory()
 	base := residentMiB()
-	var during float64
+	var during, loads float64
 	for b.Loop() {
-		r, err := replica.New(ctx, keepOpen{st}, replica.Config{})
+		r, err := replica.Open(ctx, path, replica.Config{})
 		require.NoError(b, err)
 		for range 20000 {
 			_, err := r.Chart(ctx, ids[rng.IntN(len(ids))])
 			require.NoError(b, err)
 			during = max(during, residentMiB())
 		}
+		loads = float64(r.ChartsLoaded()) / 20000
 		require.NoError(b, r.Close())
 	}
 	var ms runtime.MemStats
@@ -129,4 +161,34 @@ func BenchmarkRandomViews(b *testing.B) {
 	b.ReportMetric(base, "store-RSS-MiB")
 	b.ReportMetric(during, "views-peak-RSS-MiB")
 	b.ReportMetric(float64(ms.HeapInuse)/(1<<20), "heap-inuse-MiB")
+	b.ReportMetric(loads, "loads/view")
+}
+
+// BenchmarkChartView reads one chart's view: again and again (cached:
+// the same chart each time), and cycling through more charts than the
+// cache holds (uncached: each read loads its chart), on 64 charts of 40
+// changes.
+func BenchmarkChartView(b *testing.B) {
+	ctx := context.Background()
+	st, ids := storeOfCharts(b, 64)
+	for _, tc := range []struct {
+		name  string
+		cache int
+	}{{"cached", 64}, {"uncached", 8}} {
+		b.Run(tc.name, func(b *testing.B) {
+			r, err := replica.New(ctx, keepOpen{st}, replica.Config{CacheCharts: tc.cache})
+			require.NoError(b, err)
+			defer r.Close()
+			i := 0
+			for b.Loop() {
+				id := ids[0]
+				if tc.name == "uncached" {
+					id = ids[i%len(ids)]
+				}
+				i++
+				_, err := r.Chart(ctx, id)
+				require.NoError(b, err)
+			}
+		})
+	}
 }
