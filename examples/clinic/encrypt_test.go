@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/chartsync/chartsync/device/keyring"
+	"github.com/chartsync/chartsync/replica"
 )
 
 // filesHolding lists the files under dir whose bytes hold s.
@@ -287,4 +289,39 @@ func TestPasswordChangesReachTheKeyring(t *testing.T) {
 	users, err = keyring.Users(ring)
 	require.NoError(t, err)
 	assert.Equal(t, []string{"u-achieng", "u-admin"}, users, "a disabled user's entry is removed")
+}
+
+// TestUnlockRecoveryWithTheCloudsKey: a clinic's second device, whose
+// keyring was made at its first login for the cloud's recovery key,
+// holds an edit not yet synced when every password of it is lost. The
+// cloud's identity file opens it; the administrator's new password is
+// set; the edit is there and reaches the cloud at the next sync.
+func TestUnlockRecoveryWithTheCloudsKey(t *testing.T) {
+	ctx := context.Background()
+	cloud := newRelayCloud(t)
+	tab, laptop := t.TempDir(), t.TempDir()
+	must(t, tab, twice("admin-pass-1"), "init", "-clinic", "kamuga", "-device", "tab", "-admin", "u-admin", "-admin-name", "Wairimu")
+	must(t, laptop, "", "init", "-clinic", "kamuga", "-device", "laptop")
+	cloud.enrolAll(t, map[string]string{"tab": tab, "laptop": laptop})
+	must(t, tab, "admin-pass-1\n", "login", "-user", "u-admin")
+	must(t, tab, twice("nurse-pass-1"), "user", "add", "-id", "u-achieng", "-name", "Nurse Achieng", "-role", "nurse")
+	must(t, tab, "", "sync", "-quiet")
+	must(t, laptop, "", "sync", "-quiet")
+	must(t, laptop, "nurse-pass-1\n", "login", "-user", "u-achieng")
+	out := must(t, laptop, "", "register", "-given", "Zawadi", "-family", "Nyamweya", "-sex", "female", "-born-year", "1988")
+	id := regexp.MustCompile(`chart ([0-9a-f-]{36})`).FindStringSubmatch(out)[1]
+	must(t, laptop, "", "allergy", "-substance", "penicillin", "-severity", "severe", id)
+	must(t, laptop, "", "logout")
+	_, err := cloud.r.Chart(ctx, id)
+	require.ErrorIs(t, err, replica.ErrNotFound, "the chart is on the laptop only")
+
+	cloudKey := filepath.Join(t.TempDir(), "cloud.key")
+	require.NoError(t, cloud.keys.Save(cloudKey))
+	out = must(t, laptop, twice("new-admin-pass"), "unlock-recovery", "-identity", cloudKey, "-user", "u-admin")
+	assert.Contains(t, out, "waiting to be sent to the cloud are kept")
+	must(t, laptop, "", "sync", "-quiet")
+	v, err := cloud.r.Chart(ctx, id)
+	require.NoError(t, err, "the unsynced chart reached the cloud")
+	require.Len(t, v.Allergies, 1)
+	assert.Equal(t, "penicillin", v.Allergies[0].Substance)
 }

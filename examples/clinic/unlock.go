@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/chartsync/chartsync/device/session"
@@ -90,14 +91,22 @@ func unlockRecovery(ctx context.Context, a *app, identityPath, user string, idle
 		return err
 	}
 	u, err := r.User(ctx, d.Clinic, user)
-	if errors.Is(err, replica.ErrNotFound) {
-		return fmt.Errorf("%s is not one of the clinic's users on this device: give an administrator's user ID (clinic user list, once logged in, lists them)", user)
-	}
-	if err != nil {
+	if err != nil && !errors.Is(err, replica.ErrNotFound) {
 		return err
 	}
-	if u.Role != record.RoleAdministrator || u.Disabled {
-		return fmt.Errorf("%s is not an active administrator of the clinic: give an administrator's user ID", user)
+	if err != nil || u.Role != record.RoleAdministrator || u.Disabled {
+		// The data is open: the administrators can be named.
+		var admins []string
+		users, uerr := r.Users(ctx, d.Clinic)
+		if uerr != nil {
+			return uerr
+		}
+		for _, o := range users {
+			if o.Role == record.RoleAdministrator && !o.Disabled {
+				admins = append(admins, o.ID)
+			}
+		}
+		return fmt.Errorf("%s is not an active administrator of the clinic on this device: give one of theirs (%s); nothing was changed", user, strings.Join(admins, ", "))
 	}
 	pw, h, err := a.newPassword(user)
 	if err != nil {
