@@ -49,9 +49,22 @@ func damageRowPage(t *testing.T, path, chart string, hash crdt.Hash) []byte {
 // repair again syncs: every edit the tablet acknowledged is back, on the
 // tablet and in the cloud, once; the tablet syncs further edits; and a
 // device that is not damaged is not repaired.
-func TestRepairDamagedTablet(t *testing.T) {
-	ctx := context.Background()
-	cloud := newTestCloud(t)
+// damagedTablet is a tablet of clinic kamuga, synced with cloud over
+// HTTPS, with a nurse logged in: Wanjiru's chart with a penicillin
+// allergy and 20 other charts with an allergy each, synced; then a sulfa
+// allergy on Wanjiru's chart and Amina's chart with a latex allergy,
+// never synced; then the page of its database holding Wanjiru's
+// registration overwritten with garbage. It returns the tablet's folder,
+// its replica ID, the charts, and the page as it was.
+type damaged struct {
+	tab, oldID     string
+	wanjiru, amina string
+	others         []string
+	page           []byte
+}
+
+func damagedTablet(t *testing.T, cloud *testCloud) damaged {
+	t.Helper()
 	tab := t.TempDir()
 	must(t, tab, twice("admin-pass-1"), "init", "-clinic", "kamuga", "-device", "tab", "-admin", "u-admin", "-admin-name", "Wairimu")
 	cloud.enrol(t, tab, "tab")
@@ -63,32 +76,61 @@ func TestRepairDamagedTablet(t *testing.T) {
 		out := must(t, tab, "", "register", "-given", given, "-family", "Mwangi", "-sex", "female", "-born-year", "1988")
 		return chartID.FindStringSubmatch(out)[1]
 	}
-	wanjiru := register("Wanjiru")
-	must(t, tab, "", "allergy", "-substance", "penicillin", "-severity", "severe", wanjiru)
-	var others []string
+	d := damaged{tab: tab}
+	d.wanjiru = register("Wanjiru")
+	must(t, tab, "", "allergy", "-substance", "penicillin", "-severity", "severe", d.wanjiru)
 	for i := range 20 {
 		c := register(fmt.Sprintf("Patient%d", i))
 		must(t, tab, "", "allergy", "-substance", fmt.Sprintf("substance-%d", i), "-severity", "mild", c)
-		others = append(others, c)
+		d.others = append(d.others, c)
 	}
 	must(t, tab, "", "sync", "-quiet")
-	oldID := replicaLine.FindStringSubmatch(must(t, tab, "", "status"))[1]
-	registration := chartJSON(t, tab, wanjiru).History[0].Change
+	d.oldID = replicaLine.FindStringSubmatch(must(t, tab, "", "status"))[1]
+	registration := chartJSON(t, tab, d.wanjiru).History[0].Change
 
 	// Acknowledged on the tablet, never synced.
-	must(t, tab, "", "allergy", "-substance", "sulfa", "-severity", "mild", wanjiru)
-	amina := register("Amina")
-	must(t, tab, "", "allergy", "-substance", "latex", "-severity", "moderate", amina)
+	must(t, tab, "", "allergy", "-substance", "sulfa", "-severity", "mild", d.wanjiru)
+	d.amina = register("Amina")
+	must(t, tab, "", "allergy", "-substance", "latex", "-severity", "moderate", d.amina)
 
-	old := damageRowPage(t, filepath.Join(tab, "replica.db"), wanjiru, registration)
+	d.page = damageRowPage(t, filepath.Join(tab, "replica.db"), d.wanjiru, registration)
 	code, _, errOut := clinic(t, tab, "find")
 	require.Equal(t, 1, code, "the damaged database is refused")
-	assert.Contains(t, errOut, "damaged")
+	require.Contains(t, errOut, "damaged")
+	return d
+}
 
+// requireAllBack checks that the device in dir and the cloud hold every
+// edit the damaged tablet acknowledged, once, and agree.
+func requireAllBack(t *testing.T, cloud *testCloud, dir string, d damaged) {
+	t.Helper()
+	ctx := context.Background()
+	assert.Len(t, chartJSON(t, dir, d.wanjiru).Allergies, 2, "the synced allergy came back from the cloud, the unsynced one from the damaged file, once each")
+	assert.Len(t, chartJSON(t, dir, d.amina).Allergies, 1, "the unsynced chart is kept")
+	for i, c := range d.others {
+		assert.Len(t, chartJSON(t, dir, c).Allergies, 1, "chart %d", i)
+	}
+	for _, c := range append([]string{d.wanjiru, d.amina}, d.others...) {
+		v, err := cloud.r.Chart(ctx, c)
+		require.NoError(t, err)
+		mine := chartJSON(t, dir, c)
+		assert.Equal(t, mine.Heads, v.Heads, "the cloud and the device agree on chart %s", c)
+		assert.Len(t, v.Allergies, len(mine.Allergies))
+	}
+	q, err := cloud.r.Quarantined(ctx)
+	require.NoError(t, err)
+	assert.Empty(t, q, "the cloud refused nothing the repaired device sent")
+}
+
+func TestRepairDamagedTablet(t *testing.T) {
+	ctx := context.Background()
+	cloud := newTestCloud(t)
+	d := damagedTablet(t, cloud)
+	tab := d.tab
 	out := must(t, tab, "", "repair")
 	newID := replicaLine.FindStringSubmatch(out)[1]
-	assert.NotEqual(t, oldID, newID, "the repaired tablet is a new replica")
-	for _, want := range []string{"could not be read", "the cloud had acknowledged each of them", wanjiru, "waiting for changes the damage took", "cloud enrol", "connect -credential", "repair"} {
+	assert.NotEqual(t, d.oldID, newID, "the repaired tablet is a new replica")
+	for _, want := range []string{"could not be read", "the cloud had acknowledged each of them", d.wanjiru, "waiting for changes the damage took", "cloud enrol", "connect -credential", "repair"} {
 		assert.Contains(t, out, want, "clinic repair says what was lost and what to do next")
 	}
 	damaged, err := filepath.Glob(filepath.Join(tab, "replica.db.damaged-*"))
@@ -96,7 +138,7 @@ func TestRepairDamagedTablet(t *testing.T) {
 	require.NotEmpty(t, damaged, "the damaged database is kept aside")
 	kept, err := os.ReadFile(damaged[0])
 	require.NoError(t, err)
-	assert.True(t, bytes.Contains(kept, bytes.Repeat([]byte{0xA5}, 64)) && !bytes.Contains(kept, old), "the damaged file is kept as it was, not mended")
+	assert.True(t, bytes.Contains(kept, bytes.Repeat([]byte{0xA5}, 64)) && !bytes.Contains(kept, d.page), "the damaged file is kept as it was, not mended")
 	keys, err := filepath.Glob(filepath.Join(tab, "identity.key.before-repair-*"))
 	require.NoError(t, err)
 	assert.Len(t, keys, 1, "the old device's keys are kept aside")
@@ -104,36 +146,57 @@ func TestRepairDamagedTablet(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
 
-	code, _, errOut = clinic(t, tab, "sync", "-quiet")
+	code, _, _ := clinic(t, tab, "sync", "-quiet")
 	assert.Equal(t, 1, code, "the rebuilt device is not connected yet")
 	cloud.enrol(t, tab, "tab-repaired")
 	out = must(t, tab, "", "repair", "-quiet")
 	assert.Contains(t, out, "Applied 1 salvaged change", "the unsynced allergy that waited is applied")
 	assert.Contains(t, out, "Repair finished")
+	requireAllBack(t, cloud, tab, d)
 
-	assert.Len(t, chartJSON(t, tab, wanjiru).Allergies, 2, "the synced allergy came back from the cloud, the unsynced one from the damaged file, once each")
-	assert.Len(t, chartJSON(t, tab, amina).Allergies, 1, "the unsynced chart is kept")
-	for i, c := range others {
-		assert.Len(t, chartJSON(t, tab, c).Allergies, 1, "chart %d", i)
-	}
-	for _, c := range append([]string{wanjiru, amina}, others...) {
-		v, err := cloud.r.Chart(ctx, c)
-		require.NoError(t, err)
-		mine := chartJSON(t, tab, c)
-		assert.Equal(t, mine.Heads, v.Heads, "the cloud and the tablet agree on chart %s", c)
-		assert.Len(t, v.Allergies, len(mine.Allergies))
-	}
-	q, err := cloud.r.Quarantined(ctx)
-	require.NoError(t, err)
-	assert.Empty(t, q, "the cloud refused nothing the repaired tablet sent")
-
-	must(t, tab, "", "allergy", "-substance", "aspirin", "-severity", "mild", wanjiru)
+	must(t, tab, "", "allergy", "-substance", "aspirin", "-severity", "mild", d.wanjiru)
 	must(t, tab, "", "sync", "-quiet")
-	v, err := cloud.r.Chart(ctx, wanjiru)
+	v, err := cloud.r.Chart(ctx, d.wanjiru)
 	require.NoError(t, err)
 	assert.Len(t, v.Allergies, 3, "the repaired tablet's new edit reached the cloud")
 
-	code, _, errOut = clinic(t, tab, "repair")
+	code, _, errOut := clinic(t, tab, "repair")
 	assert.Equal(t, 1, code, "a sound device is not repaired")
 	assert.Contains(t, errOut, "nothing to repair")
+}
+
+// TestRepairToNewFolder: clinic repair -to NEWDIR rebuilds the damaged
+// tablet in a new folder, leaving its own folder as it was (the damaged
+// database included), the nurse still logged in there; enrolled, the new
+// device finishes the repair and holds every acknowledged edit. A folder
+// that is not empty is refused.
+func TestRepairToNewFolder(t *testing.T) {
+	cloud := newTestCloud(t)
+	d := damagedTablet(t, cloud)
+	before, err := os.ReadFile(filepath.Join(d.tab, "replica.db"))
+	require.NoError(t, err)
+
+	busy := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(busy, "x"), nil, 0o600))
+	code, _, errOut := clinic(t, d.tab, "repair", "-to", busy)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errOut, "not empty")
+
+	newDir := filepath.Join(t.TempDir(), "new")
+	out := must(t, d.tab, "", "repair", "-to", newDir, "-device", "tab-2")
+	assert.Contains(t, out, "left as it was")
+	after, err := os.ReadFile(filepath.Join(d.tab, "replica.db"))
+	require.NoError(t, err)
+	assert.Equal(t, before, after, "the damaged tablet's folder is left as it was")
+	for _, name := range []string{"replica.db", "identity.key", "enrol-request.pem", "device.json", "session.json"} {
+		_, err := os.Stat(filepath.Join(newDir, name))
+		assert.NoError(t, err, "the new folder has %s", name)
+	}
+	_, err = os.Stat(filepath.Join(newDir, "credential.pem"))
+	assert.ErrorIs(t, err, os.ErrNotExist, "the old device's credential is not the new one's")
+
+	cloud.enrol(t, newDir, "tab-2")
+	out = must(t, newDir, "", "repair", "-quiet")
+	assert.Contains(t, out, "Repair finished")
+	requireAllBack(t, cloud, newDir, d)
 }
