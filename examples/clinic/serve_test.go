@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/chartsync/chartsync/device/keyring"
 	"github.com/chartsync/chartsync/examples/clinic/web"
 )
 
@@ -109,4 +110,54 @@ func TestServeDemoUnlocksInMemory(t *testing.T) {
 	assert.False(t, srv.Unlocked(), "the last logout locks the data")
 	assert.Nil(t, a.key, "and forgets the key")
 	assert.Nil(t, a.r)
+}
+
+// TestServeColleagueFirstLogin: in the web app, a user without a key
+// entry on the device (one who came by sync) is told to have a colleague
+// log in first; while a colleague's session holds the data open, their
+// login (checked against the roster) gives them an entry.
+func TestServeColleagueFirstLogin(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	must(t, dir, twice("admin-pass-1"), "init", "-clinic", "kamuga", "-device", "tab", "-admin", "u-admin", "-admin-name", "Wairimu")
+	must(t, dir, "admin-pass-1\n", "login", "-user", "u-admin")
+	must(t, dir, twice("doctor-pass-1"), "user", "add", "-id", "u-mutua", "-name", "Dr Mutua", "-role", "clinician")
+	must(t, dir, "", "logout")
+	// As if Dr Mutua had come by sync: on the roster, without an entry.
+	ring := filepath.Join(dir, keyringFile)
+	key, err := keyring.Unlock(ring, "u-admin", "admin-pass-1")
+	require.NoError(t, err)
+	require.NoError(t, keyring.RemoveUser(ring, key, "u-mutua"))
+
+	a := &app{dir: dir, in: bufio.NewReader(strings.NewReader("")), raw: strings.NewReader(""), out: io.Discard, log: io.Discard}
+	t.Cleanup(a.close)
+	srv, _, err := newWebApp(ctx, a, web.Config{AutoSync: -1})
+	require.NoError(t, err)
+	t.Cleanup(func() { srv.Close() })
+	ts := httptest.NewServer(srv)
+	t.Cleanup(ts.Close)
+	browser := func() *http.Client {
+		jar, err := cookiejar.New(nil)
+		require.NoError(t, err)
+		return &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	}
+	doctor, admin := browser(), browser()
+
+	code, body := webLogin(t, doctor, ts.URL, "u-mutua", "doctor-pass-1")
+	assert.Equal(t, http.StatusUnauthorized, code)
+	assert.Contains(t, body, "u-mutua has no key on this device yet")
+	assert.False(t, srv.Unlocked())
+
+	code, body = webLogin(t, admin, ts.URL, "u-admin", "admin-pass-1")
+	require.Equal(t, http.StatusSeeOther, code, body)
+	code, body = webLogin(t, doctor, ts.URL, "u-mutua", "not-his-password")
+	assert.Equal(t, http.StatusUnauthorized, code, "the roster checks his password")
+	assert.Contains(t, body, "Wrong user ID or password")
+	code, body = webLogin(t, doctor, ts.URL, "u-mutua", "doctor-pass-1")
+	require.Equal(t, http.StatusSeeOther, code, body)
+	users, err := keyring.Users(ring)
+	require.NoError(t, err)
+	assert.Contains(t, users, "u-mutua", "his login made his entry")
+	_, err = keyring.Unlock(ring, "u-mutua", "doctor-pass-1")
+	assert.NoError(t, err)
 }
