@@ -119,8 +119,10 @@ func setUpDemo(ctx context.Context, a *app) (err error) {
 // newWebApp makes the web app of the device in a.dir, with cfg's
 // timings. A device whose data is encrypted is opened by the web app's
 // login (webUnlocker), and closed when no session remains; one whose
-// data is in clear (made before the app encrypted data) is opened now,
-// with a warning.
+// data is in clear (made before the app encrypted data) is encrypted at
+// its first login when a recovery key is known (device.json's, or the
+// cloud's from the credential), and otherwise opened now, in clear, with
+// a warning.
 func newWebApp(ctx context.Context, a *app, cfg web.Config) (*web.Server, deviceConfig, error) {
 	d, err := a.device()
 	if err != nil {
@@ -134,7 +136,15 @@ func newWebApp(ctx context.Context, a *app, cfg web.Config) (*web.Server, device
 	if err != nil {
 		return nil, d, err
 	}
-	if enc {
+	var recovery string
+	if !enc {
+		// A device whose data is in clear: encrypted at the first
+		// login, when a recovery key is known.
+		if recovery, err = a.recoveryRecipient("", d); err != nil {
+			return nil, d, err
+		}
+	}
+	if enc || recovery != "" {
 		// The data directory is this process's while it runs, open or
 		// locked.
 		if a.lock == nil {
@@ -146,12 +156,12 @@ func newWebApp(ctx context.Context, a *app, cfg web.Config) (*web.Server, device
 			}
 			return nil, d, err
 		}
-		cfg.Unlocker = &webUnlocker{a: a, g: g}
+		cfg.Unlocker = &webUnlocker{a: a, g: g, recovery: recovery}
 	} else {
 		if cfg.Replica, err = a.replica(ctx); err != nil {
 			return nil, d, err
 		}
-		fmt.Fprintln(a.log, "Warning: this device's data is NOT encrypted. Log in once with the command line (clinic login -user USER-ID -recovery age1…) to encrypt it.")
+		fmt.Fprintln(a.log, "Warning: this device's data is NOT encrypted, and no recovery key is known to encrypt it with. Connect the device to the cloud (clinic connect), or log in once with the command line (clinic login -user USER-ID -recovery age1…), to encrypt it.")
 	}
 	cfg.Clinic, cfg.Device, cfg.Guard, cfg.Sync = d.Clinic, d.Device, g, webSyncer{a}
 	cfg.Logger = slog.New(slog.NewTextHandler(a.log, &slog.HandlerOptions{Level: slog.LevelWarn}))

@@ -161,3 +161,46 @@ func TestServeColleagueFirstLogin(t *testing.T) {
 	_, err = keyring.Unlock(ring, "u-mutua", "doctor-pass-1")
 	assert.NoError(t, err)
 }
+
+// TestServeEncryptsAClearDevice: the web app on a device whose data the
+// app wrote in clear (testdata/clear-device) and whose recovery key is
+// known encrypts it at the first login, as the command line's login does.
+func TestServeEncryptsAClearDevice(t *testing.T) {
+	ctx := context.Background()
+	dir := clearDevice(t)
+	conf := filepath.Join(dir, "device.json")
+	var d deviceConfig
+	require.NoError(t, readJSON(conf, &d))
+	d.Recovery = testRecovery.Recipient().String()
+	require.NoError(t, writeJSON(conf, d))
+
+	var out strings.Builder
+	a := &app{dir: dir, in: bufio.NewReader(strings.NewReader("")), raw: strings.NewReader(""), out: &out, log: io.Discard}
+	t.Cleanup(a.close)
+	srv, _, err := newWebApp(ctx, a, web.Config{AutoSync: -1})
+	require.NoError(t, err)
+	t.Cleanup(func() { srv.Close() })
+	ts := httptest.NewServer(srv)
+	t.Cleanup(ts.Close)
+	assert.False(t, srv.Unlocked(), "nothing is open before the first login")
+	jar, err := cookiejar.New(nil)
+	require.NoError(t, err)
+	hc := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+
+	code, _ := webLogin(t, hc, ts.URL, "u-nurse", "not-the-password")
+	assert.Equal(t, http.StatusUnauthorized, code)
+	assert.True(t, inClear(t, dir), "a refused login encrypts nothing")
+	code, body := webLogin(t, hc, ts.URL, "u-nurse", "nurse-pass-1")
+	require.Equal(t, http.StatusSeeOther, code, body)
+	assert.Contains(t, out.String(), "now encrypted")
+	assert.False(t, inClear(t, dir))
+	assert.Empty(t, filesHolding(t, dir, "Oldfixture"))
+	resp, err := hc.Get(ts.URL + "/patients?q=wanjiru")
+	require.NoError(t, err)
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.NoError(t, err)
+	assert.Contains(t, string(b), "Kamau-Oldfixture", "the chart is kept")
+	_, err = keyring.Unlock(filepath.Join(dir, keyringFile), "u-nurse", "nurse-pass-1")
+	assert.NoError(t, err, "her password unlocks the keyring made at her login")
+}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/chartsync/chartsync/device/keyring"
 	"github.com/chartsync/chartsync/device/login"
+	"github.com/chartsync/chartsync/device/session"
 	"github.com/chartsync/chartsync/examples/clinic/web"
 	"github.com/chartsync/chartsync/replica"
 )
@@ -23,6 +24,9 @@ type webUnlocker struct {
 	// re-seals: one without an entry, or whose password the keyring
 	// refused while the data was open (changed on another device).
 	entry string
+	// recovery, for a device whose data is still in clear, is the
+	// recovery recipient its keyring is made for at the first login.
+	recovery string
 }
 
 var _ web.Unlocker = (*webUnlocker)(nil)
@@ -30,6 +34,9 @@ var _ web.Unlocker = (*webUnlocker)(nil)
 func (u *webUnlocker) Unlock(ctx context.Context, user, password string) (*replica.Replica, error) {
 	a := u.a
 	u.entry = ""
+	if u.recovery != "" {
+		return u.firstLogin(ctx, user, password)
+	}
 	known, err := a.inKeyring(user)
 	if err != nil {
 		return nil, err
@@ -93,4 +100,38 @@ func (u *webUnlocker) Lock() error {
 func (a *app) dropMemoryKey() {
 	clear(a.key)
 	a.key = nil
+}
+
+// firstLogin logs the first user in on a device whose data is in clear,
+// as the command line's first login does: the roster checks the
+// password, then the keyring is made for the user and the recovery
+// recipient, and the database encrypted in place. The web app then
+// checks the roster again, on the encrypted database.
+func (u *webUnlocker) firstLogin(ctx context.Context, user, password string) (*replica.Replica, error) {
+	a := u.a
+	d, err := a.device()
+	if err != nil {
+		return nil, err
+	}
+	r, err := a.replica(ctx)
+	if err != nil {
+		return nil, err
+	}
+	p := session.Policy{Clinic: d.Clinic, Device: d.Device, Users: r, Guard: u.g}
+	if _, err := p.Login(ctx, user, password); err != nil {
+		return nil, err
+	}
+	key, err := keyringConfig.Create(a.path(keyringFile), u.recovery, user, password)
+	if err != nil {
+		return nil, fmt.Errorf("make this device's keyring: %w", err)
+	}
+	if err := a.encryptInPlace(ctx, key); err != nil {
+		return nil, err
+	}
+	if err := tightenModes(a.dir); err != nil {
+		return nil, fmt.Errorf("make this device's files private: %w", err)
+	}
+	fmt.Fprintf(a.out, "This device's data is now encrypted (%s's first login since the app encrypts data); the recovery key %s opens it if every password is lost.\n", user, u.recovery)
+	u.recovery = ""
+	return a.r, nil
 }
