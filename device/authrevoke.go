@@ -366,6 +366,20 @@ func (r *Roster) AuthorityRevocations() []AuthorityRevocation {
 	return r.authorityRevocations()
 }
 
+// AuthorityRevocationRecords returns the signed authority revocations in
+// force, by revoked key, as LearnSigner and AddAuthorityRevocation take
+// them: what a replica keeps so that it holds them again after a restart
+// (replica.AuthorityRevocations).
+func (r *Roster) AuthorityRevocationRecords() [][]byte {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	var out [][]byte
+	for _, v := range r.authorityRevocations() {
+		out = append(out, v.raw)
+	}
+	return out
+}
+
 // authorityRevocations is AuthorityRevocations with r.mu held.
 func (r *Roster) authorityRevocations() []AuthorityRevocation {
 	out := make([]AuthorityRevocation, 0, len(r.authRevs))

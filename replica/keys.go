@@ -59,6 +59,72 @@ type Revocations interface {
 	RevocationsFor(recipient string) [][]byte
 }
 
+// AuthorityRevocations is what a Keys may also do (*device.Roster does):
+// give the signed revocations of authority keys it holds (records
+// LearnSigner takes, for no replica). A replica stores those it learns,
+// with the bundle or refusal that brought them, and has its Keys learn
+// them again when it opens, so that a device refuses a revoked hub's
+// records after a restart as before it, whatever its roster was built
+// from.
+type AuthorityRevocations interface {
+	AuthorityRevocationRecords() [][]byte
+}
+
+// metaAuthorityRevocations holds the authority revocations the replica's
+// Keys held after the last write that changed them (base64 lines).
+const metaAuthorityRevocations = "authority-revocations"
+
+// authorityRevocationsToStore returns the authority revocations r's Keys
+// holds, encoded for metaAuthorityRevocations, if they differ from those
+// stored; ok is false if there is nothing to store.
+func (r *Replica) authorityRevocationsToStore() (v string, ok bool) {
+	ar, is := r.cfg.Keys.(AuthorityRevocations)
+	if !is {
+		return "", false
+	}
+	recs := ar.AuthorityRevocationRecords()
+	if len(recs) == 0 {
+		return "", false
+	}
+	v = encodeSigners(recs)
+	r.authRevMu.Lock()
+	defer r.authRevMu.Unlock()
+	return v, v != r.authRevStored
+}
+
+// storedAuthorityRevocations notes v as stored.
+func (r *Replica) storedAuthorityRevocations(v string) {
+	r.authRevMu.Lock()
+	r.authRevStored = v
+	r.authRevMu.Unlock()
+}
+
+// loadAuthorityRevocations has r's Keys learn the authority revocations
+// stored. A record it refuses now is logged and left out.
+func (r *Replica) loadAuthorityRevocations(ctx context.Context) error {
+	if r.cfg.Keys == nil {
+		return nil
+	}
+	v, err := r.st.Meta(ctx, metaAuthorityRevocations)
+	if errors.Is(err, store.ErrNotFound) || err == nil && v == "" {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read authority revocations: %w", err)
+	}
+	for _, line := range strings.Split(v, "\n") {
+		rec, err := base64.StdEncoding.DecodeString(line)
+		if err == nil {
+			_, err = r.cfg.Keys.LearnSigner(rec)
+		}
+		if err != nil {
+			r.log.Warn("a stored authority revocation is not taken", "err", err)
+		}
+	}
+	r.storedAuthorityRevocations(v)
+	return nil
+}
+
 // ErrRevokedChange is returned by Receive, on a replica whose Keys has
 // Revocations, for a bundle holding a change by a revoked device that its
 // revocation does not accept: one with a greater sequence number in its
@@ -173,6 +239,10 @@ func (r *Replica) LearnRevocations(ctx context.Context, recs [][]byte) ([]string
 			meta[metaSigner+id] = encodeSigners(known)
 		}
 	}
+	authRevs, storeAuthRevs := r.authorityRevocationsToStore()
+	if storeAuthRevs {
+		meta[metaAuthorityRevocations] = authRevs
+	}
 	if len(meta) > 0 {
 		unlock, err := r.lock()
 		if err != nil {
@@ -182,6 +252,9 @@ func (r *Replica) LearnRevocations(ctx context.Context, recs [][]byte) ([]string
 		unlock()
 		if err != nil {
 			return ids, fmt.Errorf("store learnt revocations: %w", err)
+		}
+		if storeAuthRevs {
+			r.storedAuthorityRevocations(authRevs)
 		}
 	}
 	return ids, errors.Join(errs...)
@@ -451,6 +524,10 @@ func (r *Replica) newVerifier(ctx context.Context, b *Bundle) *verifier {
 		if id, err := r.cfg.Keys.LearnSigner(rec); id != "" && v.learnt[id] == nil {
 			v.learnt[id] = err
 		}
+	}
+	if authRevs, ok := r.authorityRevocationsToStore(); ok {
+		// An authority revocation the bundle brought is stored with it.
+		v.meta[metaAuthorityRevocations] = authRevs
 	}
 	return v
 }

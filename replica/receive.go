@@ -1182,6 +1182,9 @@ func (r *Replica) commit(ctx context.Context, d *decoded, p receivePlan, opt Rec
 		return Received{}, fmt.Errorf("receive bundle: %w", err)
 	}
 	r.held.install(hu)
+	if v, ok := p.batch.Meta[metaAuthorityRevocations]; ok {
+		r.storedAuthorityRevocations(v)
+	}
 	snapshot := map[string]bool{}
 	for _, s := range p.batch.Snapshots {
 		snapshot[s.Chart] = true

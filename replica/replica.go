@@ -170,6 +170,9 @@ type Replica struct {
 	// fileLock is the database's lock, held from Open to Close (nil for
 	// a replica made with New over another Store).
 	fileLock *dirlock.Lock
+	// authRevStored is the metaAuthorityRevocations value last stored.
+	authRevMu     sync.Mutex
+	authRevStored string
 	// rebuilt counts charts rebuilt from their log because their stored
 	// snapshot did not load.
 	rebuilt atomic.Int64
@@ -285,6 +288,9 @@ func New(ctx context.Context, st store.Store, cfg Config) (*Replica, error) {
 		return nil, err
 	}
 	if err := r.loadEpoch(ctx); err != nil {
+		return nil, err
+	}
+	if err := r.loadAuthorityRevocations(ctx); err != nil {
 		return nil, err
 	}
 	return r, nil
