@@ -187,6 +187,9 @@ func init() {
 				}
 			}
 			if recoveryOut != "" {
+				if inside(a.dir, recoveryOut) {
+					return usagef("-recovery-out %s is in the device's data directory: the recovery key would be stolen with the device; write it off the device (a USB stick kept apart)", recoveryOut)
+				}
 				var err error
 				if recovery, err = writeRecoveryIdentity(recoveryOut, fmt.Sprintf("recovery key of device %s of clinic %s: keep it off the device; clinic unlock-recovery -identity FILE opens the device with it", deviceName, clinicID)); err != nil {
 					return err

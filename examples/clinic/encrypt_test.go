@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -324,4 +325,34 @@ func TestUnlockRecoveryWithTheCloudsKey(t *testing.T) {
 	require.NoError(t, err, "the unsynced chart reached the cloud")
 	require.Len(t, v.Allergies, 1)
 	assert.Equal(t, "penicillin", v.Allergies[0].Substance)
+}
+
+// TestInitNeedsARecoveryKey: the first administrator's device is not set
+// up without a recovery key (its lost passwords would lose its unsynced
+// changes), nor with one written into its own data directory;
+// -recovery-out writes one apart, which opens the device.
+func TestInitNeedsARecoveryKey(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "tab")
+	args := []string{"init", "-clinic", "kamuga", "-device", "tab", "-admin", "u-admin"}
+	var out, errOut bytes.Buffer
+	code := run(context.Background(), append([]string{"-dir", dir}, args...), strings.NewReader(twice("admin-pass-1")), &out, &errOut)
+	assert.Equal(t, 2, code, "no recovery key: refused")
+	assert.Contains(t, errOut.String(), "-recovery")
+	_, err := os.Stat(filepath.Join(dir, "device.json"))
+	assert.ErrorIs(t, err, os.ErrNotExist, "nothing is set up")
+
+	code, _, errOut2 := clinicIn(t, dir, twice("admin-pass-1"), append(args, "-recovery-out", filepath.Join(dir, "rk.txt"))...)
+	assert.Equal(t, 2, code)
+	assert.Contains(t, errOut2, "data directory")
+
+	rk := filepath.Join(t.TempDir(), "rk.txt")
+	stdout := must(t, dir, twice("admin-pass-1"), append(args, "-recovery-out", rk)...)
+	assert.Contains(t, stdout, "Recovery key written to "+rk)
+	fi, err := os.Stat(rk)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
+	ids, err := readRecoveryIdentity(rk)
+	require.NoError(t, err)
+	_, err = recoverKey(filepath.Join(dir, keyringFile), ids)
+	assert.NoError(t, err, "the key written apart opens the device")
 }
