@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -37,9 +38,34 @@ import (
 // whose repair is finished.
 var errNotDamaged = errors.New("this device's database is not damaged (full check) and no repaired change waits: there is nothing to repair")
 
-// repairKey returns the key of the device's database for a repair, nil
-// for a database in clear.
-var repairKey = func(a *app) ([]byte, error) { return nil, nil }
+// dataKeys is how the app holds the device's data key (encryption at
+// rest): whether the device's data is encrypted, and the key a live
+// session holds (nil if none).
+type dataKeys interface {
+	encrypted() (bool, error)
+	heldKey() ([]byte, error)
+}
+
+// repairKey returns the key of the device's database for a repair: the
+// one the logged-in user's session holds, when the app encrypts its data
+// (dataKeys); nil for a database in clear, or when no session holds it
+// (then the damaged database reads only if it is in clear). Encryption
+// at rest may set its own.
+var repairKey = func(a *app) ([]byte, error) {
+	k, ok := any(a).(dataKeys)
+	if !ok {
+		return nil, nil
+	}
+	enc, err := k.encrypted()
+	if err != nil || !enc {
+		return nil, err
+	}
+	key, err := k.heldKey()
+	if err != nil || key == nil {
+		return nil, err
+	}
+	return bytes.Clone(key), nil
+}
 
 func init() {
 	var dir, name string
@@ -69,46 +95,88 @@ func repairDevice(ctx context.Context, a *app, newDir, name string, quiet bool) 
 		return err
 	}
 	r, err := a.replica(ctx)
-	switch {
-	case err == nil:
+	if err == nil {
 		fmt.Fprintln(a.out, "Checking this device's database (full check)...")
 		cerr := r.CheckIntegrity(ctx, true)
-		if errors.Is(cerr, replica.ErrDamaged) {
-			// Found by the full check only: rebuilt as any damage is. The
-			// directory stays locked (a.lock) while the database is
-			// closed.
-			fmt.Fprintf(a.out, "Damage found: %v\n", cerr)
-			a.r = nil
-			if err := r.Close(); err != nil {
-				return err
+		if cerr == nil {
+			if newDir != "" {
+				return fmt.Errorf("%w (-to is for a damaged device)", errNotDamaged)
 			}
-			return rebuild(ctx, a, d, newDir, name)
+			return finishRepair(ctx, a, r, quiet)
 		}
-		if cerr != nil {
-			return cerr
+		// Damage found by the full check only is rebuilt as any damage
+		// is. The directory stays locked (a.lock) while the database is
+		// closed.
+		a.r = nil
+		if err := r.Close(); err != nil {
+			return err
 		}
-		if newDir != "" {
-			return fmt.Errorf("%w (-to is for a damaged device)", errNotDamaged)
+		if !errors.Is(cerr, replica.ErrDamaged) {
+			if ok, err := damagedBySalvage(ctx, a, d); err != nil || !ok {
+				return errors.Join(cerr, err)
+			}
 		}
-		return finishRepair(ctx, a, r, quiet)
-	case !errors.Is(err, replica.ErrDamaged):
+		fmt.Fprintf(a.out, "Damage found: %v\n", cerr)
+		return rebuild(ctx, a, d, newDir, name)
+	}
+	if !errors.Is(err, replica.ErrDamaged) && !mayBeDamage(err) {
 		return err
 	}
-	lock, err := dirlock.Acquire(a.dir)
-	if errors.Is(err, dirlock.ErrLocked) {
-		return fmt.Errorf("%w (another clinic command on this device's data, such as a sync, is still running)", err)
+	lock, lerr := dirlock.Acquire(a.dir)
+	if errors.Is(lerr, dirlock.ErrLocked) {
+		return fmt.Errorf("%w (another clinic command on this device's data, such as a sync, is still running)", lerr)
 	}
-	if err != nil {
-		return err
+	if lerr != nil {
+		return lerr
 	}
 	a.lock = lock // released by a.close
+	if !errors.Is(err, replica.ErrDamaged) {
+		// An encrypted database's damaged page can fail the check on open
+		// with a plain SQL error: reading it tells.
+		if ok, serr := damagedBySalvage(ctx, a, d); serr != nil || !ok {
+			return errors.Join(err, serr)
+		}
+	}
 	return rebuild(ctx, a, d, newDir, name)
+}
+
+// mayBeDamage reports whether err, from opening the device's replica, may
+// come from a damaged database: it is none of the errors that say why a
+// sound one does not open (another program has it, a wrong or missing
+// key, no one logged in, no device, a cancelled command).
+func mayBeDamage(err error) bool {
+	for _, not := range []error{replica.ErrInUse, replica.ErrWrongKey, errNotLoggedIn, errNotInitialised, os.ErrNotExist, os.ErrPermission, context.Canceled, context.DeadlineExceeded} {
+		if errors.Is(err, not) {
+			return false
+		}
+	}
+	return true
+}
+
+// damagedBySalvage reads the device's database as a repair would and
+// reports whether anything of it did not read. a.lock is held.
+func damagedBySalvage(ctx context.Context, a *app, d deviceConfig) (bool, error) {
+	cfg, err := repairConfig(a, d, nil)
+	if err != nil {
+		return false, err
+	}
+	_, rep, err := replica.Salvage(ctx, a.path("replica.db"), cfg)
+	if errors.Is(err, replica.ErrUnsalvageable) {
+		return true, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return len(rep.Problems) > 0 || len(rep.Lost) > 0, nil
 }
 
 // repairConfig is the replica configuration of the rebuilt device, as
 // app.replica makes it, with the new device's keys.
 func repairConfig(a *app, d deviceConfig, keys *device.Identity) (replica.Config, error) {
-	cfg := replica.Config{Clinic: d.Clinic, CheckAuthors: true, Now: func() time.Time { return deviceClock() }, Signer: keys}
+	cfg := replica.Config{Clinic: d.Clinic, CheckAuthors: true, Now: func() time.Time { return deviceClock() }}
+	if keys != nil {
+		cfg.Signer = keys
+	}
 	c, err := httpsync.ReadCredentialFile(a.path(credentialFile))
 	switch {
 	case err == nil && len(c.Authority) > 0:
@@ -165,7 +233,7 @@ func rebuild(ctx context.Context, a *app, d deviceConfig, newDir, name string) (
 	nr, rep, err := replica.Repair(ctx, a.path("replica.db"), built, cfg)
 	if err != nil {
 		if errors.Is(err, replica.ErrUnsalvageable) {
-			return fmt.Errorf("%w. Nothing is removed: restore the device from its latest backup (clinic restore -in FILE -dir NEWDIR), or set up a new device that the cloud fills; changes not yet synced are lost unless a backup holds them", err)
+			return fmt.Errorf("%w. Nothing is removed. If this device's data is encrypted, log in first (clinic login -user USER-ID) so that its key is at hand, and run clinic repair again; otherwise restore the device from its latest backup (clinic restore -in FILE -dir NEWDIR), or set up a new device that the cloud fills: changes not yet synced are lost unless a backup holds them", err)
 		}
 		return err
 	}
