@@ -17,6 +17,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"pgregory.net/rapid"
 
 	"github.com/chartsync/chartsync/crdt"
 	"github.com/chartsync/chartsync/device"
@@ -617,4 +618,50 @@ func repairBenchDB(b *testing.B, n int) string {
 	}
 	require.NoError(b, r.Close())
 	return path
+}
+
+// TestSalvageAnyDamage: whatever pages of a replica database are
+// overwritten (a few or many, anywhere, zeroed or with garbage), Salvage
+// returns only changes the database held, each in its own chart and in
+// log order, accounts for every position it knows of as read or lost,
+// and fails, if at all, with ErrUnsalvageable.
+func TestSalvageAnyDamage(t *testing.T) {
+	ctx := context.Background()
+	path, _, charts, hashes := salvageFixture(t)
+	orig, err := os.ReadFile(path)
+	require.NoError(t, err)
+	chartOf := map[crdt.Hash]string{}
+	total := 0
+	for _, c := range charts {
+		for _, h := range hashes[c] {
+			chartOf[h] = c
+			total++
+		}
+	}
+	const page = 4096
+	pages := len(orig) / page
+	rapid.Check(t, func(rt *rapid.T) {
+		data := bytes.Clone(orig)
+		for _, n := range rapid.SliceOfNDistinct(rapid.IntRange(0, pages-1), 1, 8, rapid.ID).Draw(rt, "pages") {
+			fill := rapid.SampledFrom([]byte{0x00, 0xA5, 0xFF}).Draw(rt, "fill")
+			copy(data[n*page:(n+1)*page], bytes.Repeat([]byte{fill}, page))
+		}
+		damaged := filepath.Join(t.TempDir(), "damaged.db")
+		require.NoError(rt, os.WriteFile(damaged, data, 0o600))
+		chs, rep, err := replica.Salvage(ctx, damaged, replica.Config{})
+		if err != nil {
+			require.ErrorIs(rt, err, replica.ErrUnsalvageable)
+			return
+		}
+		for i, c := range chs {
+			want, ok := chartOf[c.Hash]
+			require.True(rt, ok, "salvaged change %s was in the database", c.Hash)
+			require.Equal(rt, want, c.Chart, "change %s in its own chart", c.Hash)
+			if i > 0 {
+				require.Less(rt, chs[i-1].Seq, c.Seq)
+			}
+		}
+		require.LessOrEqual(rt, rep.Head, uint64(total))
+		require.Equal(rt, int(rep.Head), rep.Read+len(rep.Lost), "every position known is read or lost")
+	})
 }
