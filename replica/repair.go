@@ -36,7 +36,10 @@ import (
 // (the new ID is a new peer to it, so it is sent everything it lacks);
 // what the damage left that the peer lacks (the changes not yet synced)
 // goes to the peer in the same sync, with the signatures it was stored
-// with.
+// with. A change of this device's own, not yet in a peer, that depends on
+// a change the damage took waits aside until the peer has sent that
+// change back; ApplySalvaged then applies it, and the next sync gives it
+// to the peer. The signer records the damaged replica kept are kept too.
 //
 // Salvage reads the log a range at a time; where a range fails (a damaged
 // page), it reads that stretch of positions one at a time, so that one
@@ -51,6 +54,15 @@ import (
 // of a database in clear (a damaged interior page of the table hides
 // every leaf below it), the file is also read page by page
 // (repair_pages.go).
+//
+// Caveats: Salvage copies the damaged database beside it first, so it
+// needs that much free space; Repair holds the salvaged changes in memory
+// while it rebuilds their charts (BenchmarkRepair). An encrypted
+// database is read through SQLite only: a damaged interior page of its
+// change table costs every row below it. What the damaged replica knew
+// of its peers' positions, its quarantine and the changes it held for
+// their dependencies are not kept: its peers send again what the new
+// replica lacks.
 
 // ErrUnsalvageable matches the error of Salvage and Repair when nothing
 // of the damaged database can be read: not even its list of tables (for
