@@ -348,15 +348,12 @@ func splitReady(doc *crdt.Doc, cb chartBatch) (ready, waiting chartBatch) {
 		}
 	}
 	ready, waiting = chartBatch{chart: cb.chart}, chartBatch{chart: cb.chart}
-	for i, c := range cb.changes {
+	for i := range cb.changes {
 		dst := &waiting
 		if ok[i] {
 			dst = &ready
 		}
-		dst.changes = append(dst.changes, c)
-		dst.sigs = append(dst.sigs, cb.sigs[i])
-		dst.covers = append(dst.covers, cb.covers[i])
-		dst.held = append(dst.held, cb.isHeld(i))
+		dst.add(&cb, i)
 	}
 	return ready, waiting
 }
@@ -401,7 +398,7 @@ func (r *Replica) withHeld(fresh []chartBatch, v *verifier) []chartBatch {
 				}
 			}
 			in[h.change.Hash] = true
-			one := chartBatch{changes: []crdt.Change{h.change}, sigs: [][]byte{h.sig}, covers: []int{-1}, held: []bool{true}}
+			one := chartBatch{changes: []crdt.Change{h.change}, sigs: [][]byte{h.sig}, covers: []int{-1}, held: []bool{true}, heldFrom: map[crdt.Hash]string{h.change.Hash: h.from}}
 			nb.add(&one, 0)
 			if v != nil {
 				v.clinic[h.change.Hash] = h.clinic

@@ -354,6 +354,10 @@ type chartBatch struct {
 	// held marks the changes that were held here, not in the bundle
 	// (nil if none is).
 	held []bool
+	// heldFrom names, for each held change, the peer that sent it: it
+	// is stored as received from that peer, not from the one whose
+	// bundle released it (which may lack it).
+	heldFrom map[crdt.Hash]string
 }
 
 // isHeld reports whether change i was held here, not in the bundle.
@@ -369,6 +373,12 @@ func (cb *chartBatch) add(from *chartBatch, i int) {
 			cb.held = append(cb.held, false)
 		}
 		cb.held = append(cb.held, from.isHeld(i))
+	}
+	if f, ok := from.heldFrom[from.changes[i].Hash]; ok && from.isHeld(i) {
+		if cb.heldFrom == nil {
+			cb.heldFrom = map[crdt.Hash]string{}
+		}
+		cb.heldFrom[from.changes[i].Hash] = f
 	}
 }
 
@@ -811,7 +821,11 @@ func (cp *chartPlan) plan(from string, sigs signatures, rules receiveRules) {
 		return
 	}
 	for i, c := range cp.cb.changes {
-		nc := store.NewChange{Chart: cp.cb.chart, Hash: c.Hash, Raw: c.Raw, From: from, Sig: cp.cb.sigs[i]}
+		src := from
+		if f, ok := cp.cb.heldFrom[c.Hash]; ok && cp.cb.isHeld(i) {
+			src = f // released by this bundle, sent by another peer
+		}
+		nc := store.NewChange{Chart: cp.cb.chart, Hash: c.Hash, Raw: c.Raw, From: src, Sig: cp.cb.sigs[i]}
 		if rules.pack {
 			// Compressed here, where charts are planned in parallel,
 			// not in the commit, which holds the write lock.
