@@ -47,9 +47,12 @@ type loaded struct {
 // its document until the call gives up the write lock (release): the
 // document is then closed, its Automerge memory released at once, and the
 // chart kept as its view if it was viewed (again at its new heads if the
-// call changed it), or else forgotten. A clinic's user roster is the one
-// document kept open between calls: a replica holds a few, small, and
-// reads them often.
+// call changed it), or else forgotten. Two kinds of document stay open
+// between calls: those of the openWritten charts most recently changed by
+// a call that loaded them (a clinician records a visit as several edits
+// of one chart, each of which would otherwise load it again), and a
+// clinic's user roster (a replica holds a few, small, and reads them
+// often).
 //
 // Code holding the lock may keep using a chart it read from the cache
 // even if a later read in the same call evicts it: a document is closed
@@ -59,8 +62,12 @@ type lru struct {
 	max   int
 	order *list.List // front is most recent; values are *entry
 	byID  map[string]*list.Element
-	// hot are the entries given a document since the last release.
+	// hot are the entries given or read with a document since the last
+	// release.
 	hot []*entry
+	// written are the entries whose document stays open because a call
+	// changed it, oldest first (at most openWritten once released).
+	written []*entry
 	// dropped are the documents to close at the next release.
 	dropped []*crdt.Doc
 	// closed counts the documents closed.
@@ -72,9 +79,17 @@ type lru struct {
 // at.
 type entry struct {
 	id   string
-	l    *loaded // nil between calls, but for a user roster
+	l    *loaded // nil between calls, but for a user roster and openWritten charts
 	view *cachedView
+	// hot: in lru.hot; heads are its document's heads when it became so.
+	hot   bool
+	heads crdt.Heads
 }
+
+// openWritten is how many charts changed by a call keep their document
+// open between calls: a loaded chart of 40 changes costs Automerge about
+// half a megabyte.
+const openWritten = 4
 
 // cachedView is a chart's view as kept between calls.
 type cachedView struct {
@@ -98,7 +113,17 @@ func (c *lru) get(id string) *loaded {
 		return nil
 	}
 	c.order.MoveToFront(e)
+	c.markHot(ent)
 	return ent.l
+}
+
+// markHot notes that a call uses ent's document, for release.
+func (c *lru) markHot(ent *entry) {
+	if ent.hot {
+		return
+	}
+	ent.hot, ent.heads = true, ent.l.doc.Heads()
+	c.hot = append(c.hot, ent)
 }
 
 // viewOf returns the view kept of a chart not loaded now, or nil.
@@ -127,16 +152,14 @@ func (c *lru) put(l *loaded) {
 	if e, ok := c.byID[l.id]; ok {
 		ent := e.Value.(*entry)
 		c.drop(ent.l, l)
-		if ent.l == nil {
-			c.hot = append(c.hot, ent)
-		}
 		ent.l = l
+		c.markHot(ent)
 		c.order.MoveToFront(e)
 		return
 	}
 	ent := &entry{id: l.id, l: l}
 	c.byID[l.id] = c.order.PushFront(ent)
-	c.hot = append(c.hot, ent)
+	c.markHot(ent)
 }
 
 // keepView keeps v as the view of chart id, which the cache holds loaded
@@ -184,27 +207,35 @@ func (c *lru) drop(old, next *loaded) {
 	c.dropped = append(c.dropped, old.doc)
 }
 
-// release lets go of the documents of the charts loaded since it was last
-// called, keeping each viewed chart as its view (read again if the chart
-// changed meanwhile) and forgetting the others, evicts the least recently
-// used charts beyond max, and closes those documents with the documents
-// of the charts evicted, removed or replaced meanwhile. The
-// replica calls it as it gives up its write lock (see Replica.lock).
+// release lets go of the documents of the charts used since it was last
+// called: each viewed chart is kept as its view (read again if the chart
+// changed meanwhile) and the others forgotten, but for the openWritten
+// charts most recently changed, whose documents stay open. It then evicts
+// the least recently used charts beyond max, and closes the documents let
+// go of with those of the charts evicted, removed or replaced meanwhile.
+// The replica calls it as it gives up its write lock (see Replica.lock).
 func (c *lru) release() {
 	for _, ent := range c.hot {
-		e, ok := c.byID[ent.id]
-		if !ok || e.Value.(*entry) != ent || ent.l == nil || ent.l.users != nil {
+		ent.hot = false
+		if !c.holds(ent) || ent.l.users != nil {
 			continue // evicted or replaced (its document is queued), or a roster
 		}
-		if !ent.settle() {
-			c.order.Remove(e)
-			delete(c.byID, ent.id)
+		if !ent.heads.Equal(ent.l.doc.Heads()) && ent.l.chart != nil && !ent.l.released {
+			c.written = slices.DeleteFunc(c.written, func(w *entry) bool { return w == ent })
+			c.written = append(c.written, ent)
+			continue
 		}
-		c.drop(ent.l, nil)
-		ent.l = nil
+		if !slices.Contains(c.written, ent) {
+			c.letGo(ent)
+		}
 	}
 	clear(c.hot)
 	c.hot = c.hot[:0]
+	c.written = slices.DeleteFunc(c.written, func(w *entry) bool { return !c.holds(w) })
+	for len(c.written) > openWritten {
+		c.letGo(c.written[0])
+		c.written = slices.Delete(c.written, 0, 1)
+	}
 	for c.order.Len() > c.max {
 		last := c.order.Back()
 		c.order.Remove(last)
@@ -218,6 +249,26 @@ func (c *lru) release() {
 	c.closed += len(c.dropped)
 	clear(c.dropped)
 	c.dropped = c.dropped[:0]
+}
+
+// holds reports whether ent is the cache's entry of its chart, with a
+// document.
+func (c *lru) holds(ent *entry) bool {
+	e, ok := c.byID[ent.id]
+	return ok && e.Value.(*entry) == ent && ent.l != nil
+}
+
+// letGo queues ent's document for closing, keeping the chart as its view
+// if it was viewed, else forgetting it.
+func (c *lru) letGo(ent *entry) {
+	if !ent.settle() {
+		if e, ok := c.byID[ent.id]; ok && e.Value.(*entry) == ent {
+			c.order.Remove(e)
+			delete(c.byID, ent.id)
+		}
+	}
+	c.drop(ent.l, nil)
+	ent.l = nil
 }
 
 // settle makes ent's view that of its loaded chart, reading it again if

@@ -192,3 +192,21 @@ func BenchmarkChartView(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkEditViewed edits a chart of 40 changes that is viewed between
+// edits, as a clinician records a visit: each op is one edit and one view.
+func BenchmarkEditViewed(b *testing.B) {
+	ctx := context.Background()
+	st, ids := storeOfCharts(b, 1)
+	r, err := replica.New(ctx, keepOpen{st}, replica.Config{Now: func() time.Time { return frozenAt.Add(48 * time.Hour) }})
+	require.NoError(b, err)
+	defer r.Close()
+	i := 0
+	for b.Loop() {
+		i++
+		_, err := r.Edit(ctx, ids[0], doctor, record.AddEncounter{Complaint: "review", Note: fmt.Sprintf("Seen again, visit %d.", i)})
+		require.NoError(b, err)
+		_, err = r.Chart(ctx, ids[0])
+		require.NoError(b, err)
+	}
+}

@@ -5,7 +5,8 @@
 // Open), loads charts on demand, compacts charts into snapshots as changes
 // pile up, and edits them through package record's typed operations, one
 // durable transaction per edit. A chart's Automerge document is loaded for
-// the call that needs it and closed as the call ends; a bounded LRU cache
+// the call that needs it and closed as the call ends (but for the few
+// charts edited last, kept open for their next edit); a bounded LRU cache
 // keeps the charts viewed as their views (record.View, compressed), which
 // Chart returns while the chart's index entry is unchanged.
 //

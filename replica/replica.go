@@ -57,8 +57,9 @@ type Config struct {
 	// (see Chart): a 40-change chart costs about 4 KB
 	// (BenchmarkCachedChart), where its loaded document costs Automerge
 	// hundreds of kilobytes. A chart is loaded to be written or
-	// received into, and its Automerge memory released as the write
-	// ends.
+	// received into, and its Automerge memory released as the call
+	// ends, but for the four charts most recently edited, whose
+	// documents stay open for their next edit.
 	CacheCharts int
 	// CompactAfter is how many changes may pile up on a chart's snapshot
 	// before a new snapshot is written (default 64), or half the chart's
@@ -635,13 +636,15 @@ func (r *Replica) load(ctx context.Context, id string) (*loaded, error) {
 	return l, nil
 }
 
-// cachedCurrent returns a chart from the cache, or nil. On a shared store
-// a cached chart whose index entry another node has since rewritten is
-// dropped (and nil returned), so that it is read again. r.mu is held.
+// cachedCurrent returns a chart the cache holds loaded, or nil. A cached
+// chart whose index entry has since been rewritten past the cache (by
+// another node of a shared store, or another replica over the same
+// store) is dropped (and nil returned), so that it is read again. r.mu
+// is held.
 func (r *Replica) cachedCurrent(ctx context.Context, id string) (*loaded, error) {
 	l := r.cache.get(id)
-	if l == nil || !r.cfg.SharedStore {
-		return l, nil
+	if l == nil {
+		return nil, nil
 	}
 	c, err := r.st.Chart(ctx, id)
 	switch {
