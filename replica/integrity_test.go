@@ -25,9 +25,16 @@ import (
 // charts with the hash of that chart's registration.
 func damagedFixture(t *testing.T) (path string, pageSize int, chart string, reg []byte) {
 	t.Helper()
+	return damagedFixtureWith(t, nil)
+}
+
+// damagedFixtureWith is damagedFixture of a database encrypted with key
+// (in clear if nil).
+func damagedFixtureWith(t *testing.T, key []byte) (path string, pageSize int, chart string, reg []byte) {
+	t.Helper()
 	ctx := context.Background()
 	path = tempDB(t, "clinic")
-	r, err := replica.Open(ctx, path, replica.Config{Now: frozen})
+	r, err := replica.Open(ctx, path, replica.Config{Now: frozen, DatabaseKey: key})
 	require.NoError(t, err)
 	for i := range 40 {
 		id, err := r.Register(ctx, nurse, record.Register{GivenName: "Wanjiru", FamilyName: "Mwangi", Sex: "female",
@@ -46,6 +53,9 @@ func damagedFixture(t *testing.T) (path string, pageSize int, chart string, reg 
 	data, err := os.ReadFile(path)
 	require.NoError(t, err)
 	pageSize = int(binary.BigEndian.Uint16(data[16:18]))
+	if key != nil {
+		pageSize = 4096 // SQLCipher's, in a header it encrypts
+	}
 	require.Greater(t, len(data)/pageSize, 50, "the fixture spans many pages")
 	return path, pageSize, chart, reg
 }
@@ -55,7 +65,6 @@ func damagedFixture(t *testing.T) (path string, pageSize int, chart string, reg 
 // *DamagedError naming the file and what SQLite found, and an intact
 // database opens.
 func TestOpenRefusesDamagedDatabase(t *testing.T) {
-	ctx := context.Background()
 	for _, tc := range []struct {
 		name   string
 		at     float64 // where the damage starts, as a fraction of the file
@@ -67,35 +76,46 @@ func TestOpenRefusesDamagedDatabase(t *testing.T) {
 		{"pages near the end", 0.8, 2, 0xFF},
 		{"the second page", 0, 1, 0xA5},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			path, pageSize, _, _ := damagedFixture(t)
-			r, err := replica.Open(ctx, path, replica.Config{})
-			require.NoError(t, err, "the intact database opens")
-			require.NoError(t, r.CheckIntegrity(ctx, true), "the intact database passes the full check")
-			require.NoError(t, r.Close())
-
-			data, err := os.ReadFile(path)
-			require.NoError(t, err)
-			pages := len(data) / pageSize
-			first := max(1, int(tc.at*float64(pages)))
-			f, err := os.OpenFile(path, os.O_WRONLY, 0)
-			require.NoError(t, err)
-			_, err = f.WriteAt(bytes.Repeat([]byte{tc.filler}, tc.pages*pageSize), int64(first*pageSize))
-			require.NoError(t, err)
-			require.NoError(t, f.Close())
-
-			_, err = replica.Open(ctx, path, replica.Config{})
-			require.ErrorIs(t, err, replica.ErrDamaged, "a database with damaged pages is refused on open")
-			var de *replica.DamagedError
-			require.ErrorAs(t, err, &de)
-			assert.Equal(t, path, de.Path)
-			assert.NotEmpty(t, de.Problems, "the error says what was found")
-			assert.Contains(t, err.Error(), "restore it from a backup", "the error says what to do")
-
-			_, err = replica.Open(ctx, path, replica.Config{})
-			require.ErrorIs(t, err, replica.ErrDamaged, "a refused open releases the database's lock")
-		})
+		for _, encrypted := range []bool{false, true} {
+			name := tc.name
+			var key []byte
+			if encrypted {
+				name += ", encrypted"
+				key = bytes.Repeat([]byte{7}, 32)
+			}
+			t.Run(name, func(t *testing.T) { testOpenRefusesDamage(t, key, tc.at, tc.pages, tc.filler) })
+		}
 	}
+}
+
+func testOpenRefusesDamage(t *testing.T, key []byte, at float64, npages int, filler byte) {
+	ctx := context.Background()
+	path, pageSize, _, _ := damagedFixtureWith(t, key)
+	r, err := replica.Open(ctx, path, replica.Config{DatabaseKey: key})
+	require.NoError(t, err, "the intact database opens")
+	require.NoError(t, r.CheckIntegrity(ctx, true), "the intact database passes the full check")
+	require.NoError(t, r.Close())
+
+	data, err := os.ReadFile(path)
+	require.NoError(t, err)
+	pages := len(data) / pageSize
+	first := max(1, int(at*float64(pages)))
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	require.NoError(t, err)
+	_, err = f.WriteAt(bytes.Repeat([]byte{filler}, npages*pageSize), int64(first*pageSize))
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+
+	_, err = replica.Open(ctx, path, replica.Config{DatabaseKey: key})
+	require.ErrorIs(t, err, replica.ErrDamaged, "a database with damaged pages is refused on open")
+	var de *replica.DamagedError
+	require.ErrorAs(t, err, &de)
+	assert.Equal(t, path, de.Path)
+	assert.NotEmpty(t, de.Problems, "the error says what was found")
+	assert.Contains(t, err.Error(), "restore it from a backup", "the error says what to do")
+
+	_, err = replica.Open(ctx, path, replica.Config{DatabaseKey: key})
+	require.ErrorIs(t, err, replica.ErrDamaged, "a refused open releases the database's lock")
 }
 
 // TestCheckIntegrityFindsIndexDamage changes one byte of a change's hash
@@ -207,4 +227,24 @@ func BenchmarkOpenCheck(b *testing.B) {
 			require.NoError(b, r.Close())
 		}
 	})
+}
+
+// TestOpenRefusesAnyDamagedPageEncrypted overwrites each of the first
+// pages of an encrypted database in turn: whichever it is, Open reports
+// the damage (SQLCipher refuses a page whose authentication code does not
+// match with a plain SQLite error, which the check looks into), never a
+// bare "SQL logic error".
+func TestOpenRefusesAnyDamagedPageEncrypted(t *testing.T) {
+	ctx := context.Background()
+	key := bytes.Repeat([]byte{7}, 32)
+	path, pageSize, _, _ := damagedFixtureWith(t, key)
+	intact, err := os.ReadFile(path)
+	require.NoError(t, err)
+	for page := 1; page < 20; page++ {
+		data := bytes.Clone(intact)
+		copy(data[page*pageSize:(page+1)*pageSize], bytes.Repeat([]byte{0xA5}, pageSize))
+		require.NoError(t, os.WriteFile(path, data, 0o600))
+		_, err := replica.Open(ctx, path, replica.Config{DatabaseKey: key})
+		require.ErrorIs(t, err, replica.ErrDamaged, "page %d damaged", page)
+	}
 }

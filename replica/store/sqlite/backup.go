@@ -36,25 +36,52 @@ func (s *Store) Check(ctx context.Context, full bool, max int) ([]string, error)
 	if full {
 		pragma = "integrity_check"
 	}
-	rows, err := db.QueryContext(ctx, fmt.Sprintf("PRAGMA %s(%d)", pragma, max))
+	problems, err := checkRows(ctx, db, fmt.Sprintf("PRAGMA %s(%d)", pragma, max))
 	if err != nil {
+		if cipher := s.cipherDamage(ctx, db, max, err); len(cipher) > 0 {
+			return cipher, nil
+		}
 		return damage(ctx, pragma, err)
+	}
+	return problems, nil
+}
+
+// checkRows runs a check pragma and returns the lines it gave other than
+// "ok".
+func checkRows(ctx context.Context, db *sql.DB, query string) ([]string, error) {
+	rows, err := db.QueryContext(ctx, query)
+	if err != nil {
+		return nil, err
 	}
 	defer rows.Close()
 	var problems []string
 	for rows.Next() {
 		var line string
 		if err := rows.Scan(&line); err != nil {
-			return nil, fmt.Errorf("%s: %w", pragma, err)
+			return nil, err
 		}
 		if line != "ok" {
 			problems = append(problems, line)
 		}
 	}
-	if err := rows.Err(); err != nil {
-		return damage(ctx, pragma, err)
+	return problems, rows.Err()
+}
+
+// cipherDamage tells, for an encrypted store whose check stopped with a
+// plain SQLite error (SQLCipher gives one for a page whose authentication
+// code does not match, which is what a damaged page of an encrypted
+// database looks like), the pages SQLCipher's own check finds damaged:
+// at most max lines, none if it finds none or the store is in clear.
+func (s *Store) cipherDamage(ctx context.Context, db *sql.DB, max int, err error) []string {
+	var se sqlite3.Error
+	if s.cfg.Key == nil || ctx.Err() != nil || !errors.As(err, &se) || se.Code != sqlite3.ErrError {
+		return nil
 	}
-	return problems, nil
+	problems, cerr := checkRows(ctx, db, "PRAGMA cipher_integrity_check")
+	if cerr != nil {
+		return nil
+	}
+	return problems[:min(len(problems), max)]
 }
 
 // damage turns an error a check ended with into what it says of the
