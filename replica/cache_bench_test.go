@@ -4,8 +4,11 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"os/exec"
 	"runtime"
 	"runtime/debug"
+	"strings"
 	"testing"
 	"time"
 
@@ -31,21 +34,9 @@ func storeOfCharts(b *testing.B, n int) (*store.Mem, []string) {
 	return st, makeCharts(b, r, n)
 }
 
-// dbOfCharts returns the path of a SQLite database (a device's store)
-// holding n charts as storeOfCharts makes them, and their IDs.
-func dbOfCharts(b *testing.B, n int) (string, []string) {
-	b.Helper()
-	path := tempDB(b, "charts")
-	r, err := replica.Open(context.Background(), path, replica.Config{})
-	require.NoError(b, err)
-	ids := makeCharts(b, r, n)
-	require.NoError(b, r.Close())
-	return path, ids
-}
-
 // makeCharts imports n charts of 40 changes into r, and returns their
 // IDs.
-func makeCharts(b *testing.B, r *replica.Replica, n int) []string {
+func makeCharts(b testing.TB, r *replica.Replica, n int) []string {
 	b.Helper()
 	ctx := context.Background()
 	ids := make([]string, 0, n)
@@ -124,20 +115,49 @@ func BenchmarkCachedChart(b *testing.B) {
 	b.ReportMetric(kept, "view-bytes/chart")
 }
 
+// viewsDBEnv names the database TestMakeViewsDB makes for
+// BenchmarkRandomViews, in a process of its own.
+const viewsDBEnv = "CHARTSYNC_VIEWS_DB"
+
+// TestMakeViewsDB makes BenchmarkRandomViews's database, at the path
+// viewsDBEnv names, and prints the charts' IDs; without it, it is skipped.
+func TestMakeViewsDB(t *testing.T) {
+	path := os.Getenv(viewsDBEnv)
+	if path == "" {
+		t.Skip(viewsDBEnv + " not set: BenchmarkRandomViews runs it")
+	}
+	r, err := replica.Open(context.Background(), path, replica.Config{})
+	require.NoError(t, err)
+	ids := makeCharts(t, r, 1000)
+	require.NoError(t, r.Close())
+	fmt.Println("ids:" + strings.Join(ids, ","))
+}
+
 // BenchmarkRandomViews views 20,000 charts chosen at random among 1,000
 // through the default cache (256 charts), as a busy clinic does, on a
 // SQLite database as a device holds them (a memory store would hold every
-// chart's changes in the process, over 100 MiB for these). It reports
-// the resident set once the database is made and the process has given
-// back what it does not use (store-RSS-MiB), the highest resident set
-// while the views run, sampled after each (views-peak-RSS-MiB), the
-// process's peak (peak-RSS-MiB, the database's making included), the
-// resident set at the end, and the charts loaded from the store
-// (loads/view). Run it alone (-run '^$' -benchtime=1x), as the peak is the
-// process's.
+// chart's changes in the process, over 100 MiB for these). The database
+// is made by another process (TestMakeViewsDB), so that this one is a
+// device's: it opens the database and views charts. It reports the
+// resident set before the views (store-RSS-MiB), the highest resident set
+// while they run, sampled after each (views-peak-RSS-MiB), the process's
+// peak (peak-RSS-MiB), the resident set at the end, and the charts loaded
+// from the store per view (loads/view). Run it alone (-run '^$'
+// -benchtime=1x), as the peak is the process's.
 func BenchmarkRandomViews(b *testing.B) {
 	ctx := context.Background()
-	path, ids := dbOfCharts(b, 1000)
+	path := tempDB(b, "views")
+	cmd := exec.Command(os.Args[0], "-test.run=^TestMakeViewsDB$")
+	cmd.Env = append(os.Environ(), viewsDBEnv+"="+path)
+	out, err := cmd.Output()
+	require.NoError(b, err, "make the database: %s", out)
+	var ids []string
+	for line := range strings.Lines(string(out)) {
+		if rest, ok := strings.CutPrefix(strings.TrimSpace(line), "ids:"); ok {
+			ids = strings.Split(rest, ",")
+		}
+	}
+	require.Len(b, ids, 1000)
 	rng := rand.New(rand.NewPCG(1, 2))
 	runtime.GC()
 	debug.FreeOSMemory()
