@@ -301,7 +301,7 @@ func explain(err error) string {
 	case errors.Is(err, store.ErrOutcomeUnknown):
 		return "the device reported a storage error and cannot tell whether the change was saved. Check (\"clinic show CHART\", \"clinic user list\") before doing it again, and have the device's storage checked. (Details: " + err.Error() + ")"
 	case errors.Is(err, replica.ErrDamaged):
-		return "this device's database is damaged (" + err.Error() + "). Nothing more is written to it. If you have a backup, restore it as a new device: clinic restore -in BACKUP-FILE -dir NEW-DIR (then the administrator enrols it and it syncs what it lacks from the cloud); otherwise ask the administrator, and keep this folder: changes not yet synced are in it."
+		return "this device's database is damaged (" + err.Error() + "). Nothing more is written to it. Run clinic repair: it rebuilds the device from what the database still holds, keeping the changes not yet synced, and from the cloud (the damaged file is kept aside; the administrator enrols the rebuilt device, then run clinic repair again). Or, with a backup, restore it as a new device: clinic restore -in BACKUP-FILE -dir NEW-DIR. Either way keep this folder until the device has synced."
 	case errors.Is(err, store.ErrDiskFull):
 		return "the device's disk is full: nothing was saved. Free space on the device (old exports, backups, other files), then run the same command again. (Details: " + err.Error() + ")"
 	case errors.Is(err, errNotInitialised):

@@ -116,7 +116,7 @@ func backupCommands() {
 				err = r.CheckIntegrity(ctx, !quick)
 			}
 			if errors.Is(err, replica.ErrDamaged) {
-				return fmt.Errorf("%w. Restore the device from its latest backup (clinic restore -in FILE -dir NEWDIR), then enrol and sync it: the cloud sends it what it lacks", err)
+				return fmt.Errorf("%w. Run clinic repair: it rebuilds the device from what the database still holds, keeping the changes not yet synced, and from the cloud. Or restore the device from its latest backup (clinic restore -in FILE -dir NEWDIR), then enrol and sync it: the cloud sends it what it lacks", err)
 			}
 			if err != nil {
 				return err

@@ -3,9 +3,11 @@ package main
 import (
 	"crypto/x509"
 	"fmt"
+	"maps"
 	"net"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -351,4 +353,19 @@ func TestCorrectionCommands(t *testing.T) {
 	}
 	_, hist, _ := clinic(t, dir, "history", short)
 	assert.Contains(t, hist, "Updated village, phone", "the correction is in the history")
+}
+
+// TestHelpOfEveryCommand: clinic help COMMAND prints each command's usage
+// and flags, and nothing about a panic, for every command.
+func TestHelpOfEveryCommand(t *testing.T) {
+	names := slices.Sorted(maps.Keys(commands))
+	require.NotEmpty(t, names)
+	for _, name := range names {
+		t.Run(name, func(t *testing.T) {
+			code, out, errOut := run2(t, "help", name)
+			assert.Zero(t, code, errOut)
+			assert.Contains(t, out, "usage: clinic "+name)
+			assert.NotContains(t, out+errOut, "panic")
+		})
+	}
 }

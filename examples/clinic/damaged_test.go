@@ -41,5 +41,6 @@ func TestDamagedDatabaseSaysToRestore(t *testing.T) {
 	code, _, errOut := clinic(t, dir, "find")
 	assert.NotZero(t, code)
 	assert.Contains(t, errOut, "damaged")
+	assert.Contains(t, errOut, "clinic repair", "the error names the command that keeps unsynced changes")
 	assert.Contains(t, errOut, "clinic restore -in BACKUP-FILE -dir NEW-DIR")
 }

@@ -36,6 +36,15 @@ type checked struct {
 	set  bool // given on the command line
 }
 
+// String returns the wrapped value's text; "" for the zero checked that
+// package flag makes to tell a default from a zero value.
+func (c *checked) String() string {
+	if c == nil || c.Value == nil {
+		return ""
+	}
+	return c.Value.String()
+}
+
 // Get returns the wrapped value's own, when it has one.
 func (c *checked) Get() any {
 	if g, ok := c.Value.(flag.Getter); ok {
