@@ -319,8 +319,14 @@ func reportRebuild(a *app, old, nd deviceConfig, keys *device.Identity, rep repl
 		fmt.Fprintf(a.out, "This folder (%s), damaged database included, is left as it was.\n", a.dir)
 	}
 	fmt.Fprintf(a.out, "Device key fingerprint: %s\n", device.Fingerprint(keys.Public().SignKey))
+	// With nothing waiting, the rebuilt device only needs a sync; with
+	// changes waiting, repair's second step applies them after it.
+	then := "repair"
+	if rep.Waiting == 0 {
+		then = "sync"
+	}
 	fmt.Fprintf(a.out, "Next: it is a new device and must be enrolled before it syncs. Give %s to the administrator (cloud enrol -request), "+
-		"then run clinic -dir %s connect -credential FILE and clinic -dir %s repair: the cloud sends back what the damage took, and this device's changes reach it.\n", req, target, target)
+		"then run clinic -dir %s connect -credential FILE and clinic -dir %s %s: the cloud sends back what the damage took, and this device's changes reach it.\n", req, target, target, then)
 	fmt.Fprintf(a.out, "Ask the administrator to revoke the old device %s (replica %s) once the new one has synced. Keep what was put aside until then.\n", old.Device, s.Replica)
 }
 

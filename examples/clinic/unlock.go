@@ -135,7 +135,7 @@ func unlockRecovery(ctx context.Context, a *app, identityPath, user string, idle
 	pending := ""
 	if c, err := a.credential(); err == nil && c.CloudReplica != "" {
 		if n, err := r.Pending(ctx, c.CloudReplica); err == nil {
-			pending = fmt.Sprintf(" %s waiting to be sent to the cloud are kept.", plural(n, "change", "changes"))
+			pending = fmt.Sprintf(" %s waiting to be sent to the cloud, kept.", plural(n, "change", "changes"))
 		}
 	}
 	fmt.Fprintf(a.out, "Device %s opened with its recovery key: %s has a new password on this device and is logged in.%s\n", d.Device, user, pending)
