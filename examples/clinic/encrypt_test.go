@@ -319,7 +319,7 @@ func TestUnlockRecoveryWithTheCloudsKey(t *testing.T) {
 	cloudKey := filepath.Join(t.TempDir(), "cloud.key")
 	require.NoError(t, cloud.keys.Save(cloudKey))
 	out = must(t, laptop, twice("new-admin-pass"), "unlock-recovery", "-identity", cloudKey, "-user", "u-admin")
-	assert.Contains(t, out, "waiting to be sent to the cloud are kept")
+	assert.Contains(t, out, "waiting to be sent to the cloud, kept")
 	must(t, laptop, "", "sync", "-quiet")
 	v, err := cloud.r.Chart(ctx, id)
 	require.NoError(t, err, "the unsynced chart reached the cloud")
