@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/chartsync/chartsync/device"
+	"github.com/chartsync/chartsync/device/keyring"
 	"github.com/chartsync/chartsync/internal/atomicfile"
 	"github.com/chartsync/chartsync/internal/dirlock"
 	"github.com/chartsync/chartsync/replica"
@@ -70,21 +71,76 @@ var repairKey = func(a *app) ([]byte, error) {
 func init() {
 	var dir, name string
 	var quiet bool
+	var o opener
 	register(&command{
-		name: "repair", args: "[-to NEWDIR] [-device NAME] [-quiet]",
-		help: "Rebuild this device when its database is damaged: every change that can still be read is kept, those not yet synced too, under a new replica ID, and the damaged file is kept aside. Once the new device is enrolled and connected, run it again: the cloud sends back what the damage took, and the device's own changes that waited for it reach the cloud.",
+		name: "repair", args: "[-to NEWDIR] [-device NAME] [-user USER-ID | -identity FILE] [-quiet]",
+		help: "Rebuild this device when its database is damaged: every change that can still be read is kept, those not yet synced too, under a new replica ID, and the damaged file is kept aside. Once the new device is enrolled and connected, run it again: the cloud sends back what the damage took, and the device's own changes that waited for it reach the cloud.\n" +
+			"A damaged database cannot be logged in to: with no one logged in, -user names a user whose password (asked) unlocks the device's encrypted data, or -identity gives its recovery key.",
 		flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&dir, "to", "", "rebuild the device in this new, empty directory instead of in place (this folder is then left as it is)")
 			fs.StringVar(&name, "device", "", "a name for the rebuilt device (default: this device's name and \"-repaired\")")
+			fs.StringVar(&o.user, "user", "", "with no one logged in: a user of this device, whose password unlocks its data")
+			fs.StringVar(&o.identity, "identity", "", "with no one logged in: the device's recovery key file")
 			fs.BoolVar(&quiet, "quiet", false, "no progress bar")
 		},
 		run: func(ctx context.Context, a *app, fs *flag.FlagSet, args []string) error {
 			if len(args) > 0 {
 				return usagef("unexpected %q", args[0])
 			}
+			if err := unlockForRepair(a, o); err != nil {
+				return err
+			}
 			return repairDevice(ctx, a, dir, name, quiet)
 		},
 	})
+}
+
+// unlockForRepair gives the app the data key of an encrypted device no
+// session holds it for, from a user's password or the recovery key: the
+// damaged database refuses a login. A wrong password counts as a wrong
+// login try.
+func unlockForRepair(a *app, o opener) error {
+	if o.user == "" && o.identity == "" {
+		return nil // the session's key, or a database in clear
+	}
+	if o.user != "" && o.identity != "" {
+		return usagef("give -user or -identity, not both")
+	}
+	enc, err := a.encrypted()
+	if err != nil || !enc {
+		return err
+	}
+	if held, err := a.heldKey(); err != nil || held != nil {
+		return err
+	}
+	if o.user != "" {
+		g, err := a.guard()
+		if err != nil {
+			return err
+		}
+		if err := lockedOut(g, o.user); err != nil {
+			return loginError(o.user, err)
+		}
+		pw, err := a.readSecret("Password: ")
+		if err != nil {
+			return err
+		}
+		key, err := keyring.Unlock(a.path(keyringFile), o.user, pw)
+		if errors.Is(err, keyring.ErrWrongPassword) || errors.Is(err, keyring.ErrUnknownUser) {
+			return loginError(o.user, countWrongTry(g, o.user, pw))
+		}
+		if err != nil {
+			return err
+		}
+		a.key = key
+		return nil
+	}
+	key, err := o.key(a, a.path(keyringFile))
+	if err != nil {
+		return err
+	}
+	a.key = key
+	return nil
 }
 
 // repairDevice rebuilds a damaged device (in place, or in newDir), or
@@ -319,14 +375,8 @@ func reportRebuild(a *app, old, nd deviceConfig, keys *device.Identity, rep repl
 		fmt.Fprintf(a.out, "This folder (%s), damaged database included, is left as it was.\n", a.dir)
 	}
 	fmt.Fprintf(a.out, "Device key fingerprint: %s\n", device.Fingerprint(keys.Public().SignKey))
-	// With nothing waiting, the rebuilt device only needs a sync; with
-	// changes waiting, repair's second step applies them after it.
-	then := "repair"
-	if rep.Waiting == 0 {
-		then = "sync"
-	}
 	fmt.Fprintf(a.out, "Next: it is a new device and must be enrolled before it syncs. Give %s to the administrator (cloud enrol -request), "+
-		"then run clinic -dir %s connect -credential FILE and clinic -dir %s %s: the cloud sends back what the damage took, and this device's changes reach it.\n", req, target, target, then)
+		"then run clinic -dir %s connect -credential FILE and clinic -dir %s repair (with -user USER-ID if no one is logged in): the cloud sends back what the damage took, and this device's changes reach it.\n", req, target, target)
 	fmt.Fprintf(a.out, "Ask the administrator to revoke the old device %s (replica %s) once the new one has synced. Keep what was put aside until then.\n", old.Device, s.Replica)
 }
 
@@ -339,9 +389,26 @@ func finishRepair(ctx context.Context, a *app, r *replica.Replica, quiet bool) e
 		return err
 	}
 	if waiting == 0 {
-		return errNotDamaged
+		// A rebuilt device that has not met the cloud yet is synced
+		// all the same: it may have lost its clinic's users to the
+		// damage, and then no one can log in to sync it.
+		c, err := a.credential()
+		if err != nil || c.CloudReplica == "" {
+			return errNotDamaged
+		}
+		peers, err := r.Peers(ctx)
+		if err != nil {
+			return err
+		}
+		for _, p := range peers {
+			if p.ID == c.CloudReplica && !p.LastSync.IsZero() {
+				return errNotDamaged
+			}
+		}
+		fmt.Fprintln(a.out, "Nothing salvaged waits; syncing the rebuilt device with the cloud for the first time...")
+	} else {
+		fmt.Fprintf(a.out, "Salvaged from the damaged database, %s waiting for changes the cloud holds; syncing...\n", plural(waiting, "change is", "changes are"))
 	}
-	fmt.Fprintf(a.out, "Salvaged from the damaged database, %s waiting for changes the cloud holds; syncing...\n", plural(waiting, "change is", "changes are"))
 	sync := func() (httpsync.Report, *httpsync.Credential, error) {
 		bar := &progressBar{w: a.out}
 		var progress func(httpsync.Progress)

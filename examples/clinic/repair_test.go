@@ -229,3 +229,33 @@ func TestRepairToNewFolder(t *testing.T) {
 	assert.Contains(t, out, "Repair finished")
 	requireAllBack(t, cloud, newDir, d)
 }
+
+// TestRepairLockedDevice: a damaged encrypted tablet no one is logged in
+// to (a damaged database refuses a login) is repaired with a user's
+// password given to repair; a wrong one is refused and counted as a
+// wrong login try, and repair without one says how to unlock.
+func TestRepairLockedDevice(t *testing.T) {
+	cloud := newTestCloud(t)
+	d := damagedTablet(t, cloud)
+	tab := d.tab
+	must(t, tab, "", "logout")
+	code, _, errOut := clinic(t, tab, "login", "-user", "u-achieng")
+	require.NotZero(t, code, "a damaged database refuses a login")
+
+	code, _, errOut = clinicIn(t, tab, "wrong-pass-1\n", "repair", "-user", "u-achieng")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errOut, "more wrong tries lock u-achieng out", "a wrong password counts as a wrong try")
+	_, err := os.Stat(filepath.Join(tab, "replica.db"))
+	require.NoError(t, err, "nothing was rebuilt")
+
+	out := must(t, tab, "nurse-pass-1\n", "repair", "-user", "u-achieng", "-quiet")
+	assert.Contains(t, out, "Rebuilt device")
+	cloud.enrol(t, tab, "tab-repaired")
+	out = must(t, tab, "nurse-pass-1\n", "repair", "-user", "u-achieng", "-quiet")
+	assert.Contains(t, out, "Repair finished")
+	must(t, tab, "nurse-pass-1\n", "login", "-user", "u-achieng")
+	requireAllBack(t, cloud, tab, d)
+	code, _, errOut = clinic(t, tab, "repair")
+	assert.Equal(t, 1, code, "a repaired device that has synced is not repaired again")
+	assert.Contains(t, errOut, "nothing to repair")
+}
