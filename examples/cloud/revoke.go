@@ -115,27 +115,24 @@ const maxChartsListed = 20
 // the store beside a running server: SQLite in the data directory (none
 // if the cloud never served), or the PostgreSQL database.
 func heldChanges(ctx context.Context, at where, replicaID string) (map[string]uint64, error) {
-	var st interface {
-		store.ChangeLog
-		Close() error
-	}
-	if at.DB == "" {
-		path := filepath.Join(at.Dir, fileReplica)
-		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-			return map[string]uint64{}, nil
-		}
-		s, err := sqlite.Open(ctx, path)
-		if err != nil {
-			return nil, err
-		}
-		st = s
-	} else {
-		s, err := postgres.Open(ctx, at.DB, postgres.Config{Schema: at.Schema})
-		if err != nil {
-			return nil, err
-		}
-		st = s
+	st, err := openCloudStore(ctx, at)
+	if err != nil || st == nil {
+		return map[string]uint64{}, err
 	}
 	defer st.Close()
 	return replica.ActorSeqs(ctx, st, replicaID)
+}
+
+// openCloudStore opens the cloud's store beside a running server, to
+// read: SQLite in the data directory (nil if the cloud never served), or
+// the PostgreSQL database.
+func openCloudStore(ctx context.Context, at where) (store.Store, error) {
+	if at.DB != "" {
+		return postgres.Open(ctx, at.DB, postgres.Config{Schema: at.Schema})
+	}
+	path := filepath.Join(at.Dir, fileReplica)
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	return sqlite.Open(ctx, path)
 }

@@ -11,7 +11,6 @@ import (
 	"io"
 	"maps"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -19,8 +18,6 @@ import (
 	"github.com/chartsync/chartsync/crdt"
 	"github.com/chartsync/chartsync/device"
 	"github.com/chartsync/chartsync/replica/store"
-	"github.com/chartsync/chartsync/replica/store/postgres"
-	"github.com/chartsync/chartsync/replica/store/sqlite"
 )
 
 // revokeAuthority signs the cloud authority's revocation of a hub's
@@ -200,26 +197,9 @@ const metaSigner = "signer/"
 // server as heldChanges reads it: a look at every change's actor, for an
 // administrator's rare revocation.
 func storedSignerRecords(ctx context.Context, at where) ([][]byte, error) {
-	var st interface {
-		store.Store
-		Close() error
-	}
-	if at.DB == "" {
-		path := filepath.Join(at.Dir, fileReplica)
-		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-			return nil, nil
-		}
-		s, err := sqlite.Open(ctx, path)
-		if err != nil {
-			return nil, err
-		}
-		st = s
-	} else {
-		s, err := postgres.Open(ctx, at.DB, postgres.Config{Schema: at.Schema})
-		if err != nil {
-			return nil, err
-		}
-		st = s
+	st, err := openCloudStore(ctx, at)
+	if err != nil || st == nil {
+		return nil, err
 	}
 	defer st.Close()
 	actors := map[string]bool{}
