@@ -149,7 +149,7 @@ type command struct {
 	flags            func(fs *flag.FlagSet)
 }
 
-var commands = []*command{initCommand, serveCommand, importCommand, enrolCommand, revokeCommand, devicesCommand, systemsCommand, referCommand, restoredCommand, auditCommand}
+var commands = []*command{initCommand, serveCommand, importCommand, enrolCommand, revokeCommand, devicesCommand, systemsCommand, referCommand, restoredCommand, recipientCommand, auditCommand}
 
 // where is where the cloud keeps its data: a data directory, or a
 // PostgreSQL database (DB set) whose secrets the operator key seals.
