@@ -96,9 +96,10 @@
 // held. A bundle's memory is that of the bytes read: no length it claims
 // is allocated before the bytes are there. Its charts are read and planned
 // in groups of 256 KiB of changes, and the copies of charts the cache does
-// not hold are let go after each group; once the process has grown by
-// Config.ReceiveMemory (64 MiB) Automerge's memory is reclaimed (it is
-// freed by finalizers, after a collection). A bundle of many charts with
+// not hold are closed after each group, which frees their Automerge
+// memory at once; once the process has grown by Config.ReceiveMemory
+// (64 MiB) a collection also runs, for what is still left to automerge-go's
+// finalizers (see package crdt's doc). A bundle of many charts with
 // long notes (Automerge holds hundreds of bytes per character) thus costs
 // a bounded amount, not the sum of its charts: 400 new charts with a
 // 20,000-character note each grew the peak resident set by about 200 MiB
