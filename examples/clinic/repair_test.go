@@ -242,6 +242,13 @@ func TestRepairLockedDevice(t *testing.T) {
 	code, _, errOut := clinic(t, tab, "login", "-user", "u-achieng")
 	require.NotZero(t, code, "a damaged database refuses a login")
 
+	code, _, errOut = clinic(t, tab, "repair", "-user", "u-achieng", "-identity", filepath.Join(t.TempDir(), "key.txt"))
+	assert.Equal(t, 2, code, "-user and -identity together are refused")
+	assert.Contains(t, errOut, "not both")
+	code, _, errOut = clinic(t, tab, "repair", "-identity", filepath.Join(t.TempDir(), "missing.txt"))
+	assert.Equal(t, 1, code, "a recovery key file that is not there is refused")
+	assert.Contains(t, errOut, "missing.txt")
+
 	code, _, errOut = clinicIn(t, tab, "wrong-pass-1\n", "repair", "-user", "u-achieng")
 	assert.Equal(t, 1, code)
 	assert.Contains(t, errOut, "more wrong tries lock u-achieng out", "a wrong password counts as a wrong try")
