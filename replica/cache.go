@@ -84,6 +84,9 @@ type entry struct {
 	// hot: in lru.hot; heads are its document's heads when it became so.
 	hot   bool
 	heads crdt.Heads
+	// changed: a call put the chart as it changed it (a receive's
+	// judged copy), which heads cannot show.
+	changed bool
 }
 
 // openWritten is how many charts changed by a call keep their document
@@ -162,6 +165,15 @@ func (c *lru) put(l *loaded) {
 	c.markHot(ent)
 }
 
+// putChanged caches l, a chart the call changed, as put does; it counts
+// as written when the call releases it, as a chart changed in place does.
+func (c *lru) putChanged(l *loaded) {
+	c.put(l)
+	if e, ok := c.byID[l.id]; ok && l.doc != nil {
+		e.Value.(*entry).changed = true
+	}
+}
+
 // keepView keeps v as the view of chart id, which the cache holds loaded
 // at v's heads; it is what the chart is kept as once released.
 func (c *lru) keepView(id string, v record.View) error {
@@ -220,7 +232,9 @@ func (c *lru) release() {
 		if !c.holds(ent) || ent.l.users != nil {
 			continue // evicted or replaced (its document is queued), or a roster
 		}
-		if !ent.heads.Equal(ent.l.doc.Heads()) && ent.l.chart != nil && !ent.l.released {
+		changed := ent.changed || !ent.heads.Equal(ent.l.doc.Heads())
+		ent.changed = false
+		if changed && ent.l.chart != nil && !ent.l.released {
 			c.written = slices.DeleteFunc(c.written, func(w *entry) bool { return w == ent })
 			c.written = append(c.written, ent)
 			continue

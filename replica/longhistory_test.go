@@ -19,8 +19,10 @@ import (
 // TestLongHistoryIsCheckedOnce: a chart with 700 changes reaches a
 // checking replica in several bundles (a small bundle size cuts its
 // history). The Checker that judged one bundle's part judges the next,
-// so the chart is read for checking once, not once a bundle; and a change
-// its author may not make, in a later bundle, is still refused.
+// so the chart is read for checking once, not once a bundle; the chart
+// itself is kept from one bundle to the next, never read back from the
+// store; and a change its author may not make, in a later bundle, is
+// still refused.
 func TestLongHistoryIsCheckedOnce(t *testing.T) {
 	ctx := context.Background()
 	device, _ := newMem(t, replica.Config{BundleBytes: 96 << 10})
@@ -29,11 +31,13 @@ func TestLongHistoryIsCheckedOnce(t *testing.T) {
 	for i := range 700 {
 		edit(t, device, chart, allergy(i))
 	}
+	loads := cloud.ChartsLoaded()
 	st, err := replica.SyncPair(ctx, device, cloud)
 	require.NoError(t, err)
 	require.True(t, st.ConvergedAll)
 	require.Greater(t, st.BundlesAToB, 3, "the history comes in several bundles")
 	assert.Equal(t, int64(1), cloud.CheckersMade(), "one Checker for the whole history")
+	assert.Equal(t, loads, cloud.ChartsLoaded(), "the chart received so far is kept for its next bundle, not read back from the store")
 	requireSameCharts(t, device, cloud)
 
 	// A long history made by a modified client, with a lab technician's

@@ -1203,6 +1203,7 @@ func (r *Replica) commit(ctx context.Context, d *decoded, p receivePlan, opt Rec
 	for _, s := range p.batch.Snapshots {
 		snapshot[s.Chart] = true
 	}
+	cut := cutChart(b)
 	for _, h := range p.charts {
 		if snapshot[h.l.id] {
 			h.l.sinceSnapshot = 0
@@ -1210,13 +1211,14 @@ func (r *Replica) commit(ctx context.Context, d *decoded, p receivePlan, opt Rec
 		switch {
 		case r.cache.get(h.l.id) != nil && h.l.released:
 			r.cache.remove(h.l.id) // cached since it was read: read again when needed
-		case r.cache.get(h.l.id) != nil, !h.isNew && !h.l.released:
+		case r.cache.get(h.l.id) != nil, !h.l.released && (!h.isNew || h.l.id == cut):
 			// The judged copy replaces what was held; a chart read from
-			// the store for a later change is kept too, so that its next
-			// bundle (a long history arrives in several) does not read
-			// it again. New charts, as a first sync brings by the
-			// thousand, are not.
-			r.cache.put(h.l)
+			// the store for a later change is kept too, and so is the
+			// chart the bundle was cut in, so that its next bundle (a
+			// long history arrives in several) does not read it again.
+			// Other new charts, as a first sync brings by the thousand,
+			// are not. It stays open as a chart this call changed.
+			r.cache.putChanged(h.l)
 			h.cached = true
 		}
 	}

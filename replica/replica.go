@@ -670,7 +670,6 @@ func (r *Replica) loadStored(ctx context.Context, id string) (_ *loaded, err err
 			_ = doc.Close()
 		}
 	}()
-	r.loads.Add(1)
 	// The index entry is read first: what is read of the chart after it
 	// holds at least what the entry says, so a write that expects the
 	// entry (Config.SharedStore) never overwrites a change it did not read.
@@ -732,6 +731,7 @@ func (r *Replica) loadStored(ctx context.Context, id string) (_ *loaded, err err
 	if err := l.open(); err != nil {
 		return nil, fmt.Errorf("load chart %s: %w", id, err)
 	}
+	r.loads.Add(1)
 	return l, nil
 }
 
