@@ -18,13 +18,17 @@ import (
 // is not safe for concurrent use.
 type Checker struct {
 	// doc is the chart as given to NewChecker, plus every change
-	// accepted since except those in queue, which are applied to it
-	// when it is next read. heads are the heads of doc and queue.
-	doc    *crdt.Doc
-	queue  []crdt.Change
-	queued map[crdt.Hash]bool
-	heads  crdt.Heads
-	mode   checkerMode
+	// accepted since except those queued, which are applied to it when
+	// it is next read. The queue is a copy of the changes' bytes, one
+	// after another, with their hashes: the Checker keeps neither the
+	// buffers the changes were handed in (a bundle's) nor what their
+	// bytes decode to. heads are the heads of doc and the queue.
+	doc         *crdt.Doc
+	queue       []byte      // the queued changes' bytes, concatenated
+	queueHashes []crdt.Hash // the queued changes' hashes, in order
+	queued      map[crdt.Hash]bool
+	heads       crdt.Heads
+	mode        checkerMode
 
 	// What the fast path knows of the chart, valid in modeReady.
 	st        *state
@@ -104,7 +108,7 @@ func NewChecker(doc *crdt.Doc) (*Checker, error) {
 // state (Chart.Adopt) keeps it; the Checker must not be used afterwards.
 func (c *Checker) Close() error {
 	c.closed = true
-	c.queue, c.queued = nil, nil
+	c.queue, c.queueHashes, c.queued = nil, nil, nil
 	return c.doc.Close()
 }
 
@@ -158,20 +162,24 @@ func (c *Checker) follows(ch crdt.Change) bool {
 
 // flush applies the queued changes to doc.
 func (c *Checker) flush() error {
-	if len(c.queue) == 0 {
+	if len(c.queueHashes) == 0 {
 		return nil
 	}
-	hashes := make([]crdt.Hash, len(c.queue))
-	for i, ch := range c.queue {
-		hashes[i] = ch.Hash
-	}
-	if err := c.doc.ApplyStored(crdt.SaveChanges(c.queue), hashes); err != nil {
+	// ApplyStored copies each change's bytes out of the queue.
+	if err := c.doc.ApplyStored(c.queue, c.queueHashes); err != nil {
 		// Every queued change was checked to be one Automerge applies.
 		c.mode = modeIrregular
 		return fmt.Errorf("checker: apply the changes accepted before: %w", err)
 	}
-	c.queue, c.queued = nil, map[crdt.Hash]bool{}
+	c.queue, c.queueHashes, c.queued = nil, nil, map[crdt.Hash]bool{}
 	return nil
+}
+
+// enqueue queues ch, accepted, to be applied to doc when it is next read.
+func (c *Checker) enqueue(ch crdt.Change) {
+	c.queue = append(c.queue, ch.Raw...)
+	c.queueHashes = append(c.queueHashes, ch.Hash)
+	c.queued[ch.Hash] = true
 }
 
 // slow judges ch with CheckChange and, if it is accepted, applies it.
@@ -393,8 +401,7 @@ func (c *Checker) fast(ch crdt.Change) (Touched, bool) {
 		if authorize(t.Author.Role, t.Sections) != nil {
 			return Touched{}, false
 		}
-		c.queue = append(c.queue, ch)
-		c.queued[ch.Hash] = true
+		c.enqueue(ch)
 	} else {
 		// Whether the notes' texts change is read before and after
 		// applying the change; nothing may refuse it once applied.
