@@ -156,6 +156,40 @@ func TestDecodeMemoryFollowsTheBodyNotTheHeader(t *testing.T) {
 	assert.Equal(t, bytes.Repeat([]byte("x"), 1000), body)
 }
 
+// TestDecodeAnyRatio: bodies that inflate little, about as much as a
+// bundle, and far more than Decode first assumes (a run of zeros) all
+// come back whole; the last are read again as a stream.
+func TestDecodeAnyRatio(t *testing.T) {
+	rnd := rand.New(rand.NewPCG(3, 4))
+	random := make([]byte, 64<<10)
+	for i := range random {
+		random[i] = byte(rnd.Uint32())
+	}
+	bundleLike := make([]byte, 0, 1<<20)
+	for len(bundleLike) < 1<<20 {
+		bundleLike = append(bundleLike, `{"k":"prescription","f":"dose","v":"1","u":"u-mutua","r":"clinician"}`...)
+		bundleLike = append(bundleLike, random[len(bundleLike)%len(random):][:8]...)
+	}
+	for _, tc := range []struct {
+		name string
+		body []byte
+	}{
+		{"random", random},
+		{"like a bundle", bundleLike},
+		{"zeros", make([]byte, 8<<20)},
+		{"one repeated line", bytes.Repeat([]byte("visit recorded\n"), 200_000)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			frame := wire.Encode('B', 1, tc.body)
+			_, got, err := wire.Decode(frame, 'B', 1, 16<<20)
+			require.NoError(t, err)
+			require.Equal(t, tc.body, got)
+			_, _, err = wire.Decode(frame, 'B', 1, len(tc.body)-1)
+			require.ErrorIs(t, err, wire.ErrTooLarge)
+		})
+	}
+}
+
 func TestSize(t *testing.T) {
 	body := bytes.Repeat([]byte("clinical note "), 10_000)
 	frame := wire.Encode('B', 1, body)
