@@ -168,7 +168,7 @@ func TestDecodeAnyRatio(t *testing.T) {
 	bundleLike := make([]byte, 0, 1<<20)
 	for len(bundleLike) < 1<<20 {
 		bundleLike = append(bundleLike, `{"k":"prescription","f":"dose","v":"1","u":"u-mutua","r":"clinician"}`...)
-		bundleLike = append(bundleLike, random[len(bundleLike)%len(random):][:8]...)
+		bundleLike = append(bundleLike, random[len(bundleLike)%(len(random)-8):][:8]...)
 	}
 	for _, tc := range []struct {
 		name string
