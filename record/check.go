@@ -239,8 +239,8 @@ func (j *judge) write(id, js string) (*write, error) {
 	if !boundKey(id, j.actor, j.seq) {
 		return nil, invalid("w", "change %s (%s's %d) adds a write under %q, another change's ID", j.hash, j.actor, j.seq, id)
 	}
-	w := &write{}
-	if err := json.Unmarshal([]byte(js), w); err != nil || !knownKind(w.Kind) || w.Entry == "" || w.Field == "" {
+	w, err := parseWrite(js)
+	if err != nil || !knownKind(w.Kind) || w.Entry == "" || w.Field == "" {
 		return nil, invalid("w", "change %s adds an unreadable write %s", j.hash, id)
 	}
 	w.ID = id

@@ -2,7 +2,6 @@ package record
 
 import (
 	"cmp"
-	"encoding/json"
 	"maps"
 	"slices"
 	"strconv"
@@ -241,8 +240,8 @@ func stateFrom(id string, raw map[string]string) *state {
 	s := &state{chartID: id, entries: make(map[string]*entry), superseded: superseded}
 	ws := make([]*write, 0, len(raw))
 	for wid, js := range raw {
-		w := &write{}
-		if err := json.Unmarshal([]byte(js), w); err != nil || !knownKind(w.Kind) || w.Entry == "" || w.Field == "" {
+		w, err := parseWrite(js)
+		if err != nil || !knownKind(w.Kind) || w.Entry == "" || w.Field == "" {
 			s.unreadable++
 			continue
 		}

@@ -1,0 +1,102 @@
+package record
+
+import (
+	"encoding/json"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// sameAsJSON checks that parseWrite reads js as json.Unmarshal does.
+func sameAsJSON(t testing.TB, js string) {
+	var want write
+	wantErr := json.Unmarshal([]byte(js), &want)
+	got, err := parseWrite(js)
+	if wantErr != nil {
+		require.Error(t, err, "json.Unmarshal refuses %q", js)
+		return
+	}
+	require.NoError(t, err, "json.Unmarshal reads %q", js)
+	require.Equal(t, want, *got, "%q", js)
+}
+
+func TestParseWrite(t *testing.T) {
+	marshalled, err := json.Marshal(write{Kind: KindPrescription, Entry: "d5c819ff-67a9-48af-a0fe-97724c03035b", Field: "drug", Value: "Zinc sulphate 20 mg", Supersedes: []string{"66f2.17.0", "66f2.16.3"}, User: "u-mutua", Name: "CO Mutua", Role: RoleClinician, Device: "kamuga-tablet-1", At: 1796676498062})
+	require.NoError(t, err)
+	for _, tc := range []struct {
+		name  string
+		js    string
+		plain bool // read without json.Unmarshal
+	}{
+		{"as json.Marshal writes it", string(marshalled), true},
+		{"no optional fields", `{"k":"lab","e":"x","f":"test","v":"Hb","u":"u-1","r":"nurse","t":0}`, true},
+		{"empty object", `{}`, true},
+		{"empty supersedes", `{"s":[],"k":"lab"}`, true},
+		{"negative time", `{"t":-5}`, true},
+		{"non-ASCII value", `{"v":"Ñandú 5 µg"}`, true},
+		{"escaped quote", `{"v":"say \"ah\""}`, false},
+		{"HTML escapes json.Marshal writes", `{"v":"amoxicillin \u0026 clavulanate"}`, false},
+		{"spaces", `{ "k" : "lab" }`, false},
+		{"trailing space", `{"k":"lab"} `, false},
+		{"key in capitals", `{"K":"lab"}`, false},
+		{"unknown key", `{"x":1,"k":"lab"}`, false},
+		{"repeated key", `{"k":"lab","k":"vital"}`, false},
+		{"null value", `{"v":null}`, false},
+		{"null supersedes", `{"s":null}`, false},
+		{"time with a fraction", `{"t":1.5}`, false},
+		{"time with an exponent", `{"t":1e3}`, false},
+		{"time with a leading zero", `{"t":012}`, false},
+		{"time too large", `{"t":99999999999999999999}`, false},
+		{"invalid UTF-8", "{\"v\":\"\xff\"}", false},
+		{"number for a string", `{"v":5}`, false},
+		{"string for the time", `{"t":"5"}`, false},
+		{"trailing comma", `{"k":"lab",}`, false},
+		{"not an object", `[1]`, false},
+		{"truncated", `{"k":"la`, false},
+		{"trailing bytes", `{"k":"lab"}x`, false},
+		{"control character", "{\"v\":\"a\tb\"}", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, plain := parseWritePlain(tc.js)
+			assert.Equal(t, tc.plain, plain, "read directly")
+			sameAsJSON(t, tc.js)
+		})
+	}
+}
+
+func FuzzParseWrite(f *testing.F) {
+	for _, s := range []string{
+		`{"k":"prescription","e":"d5c8","f":"drug","v":"Zinc","s":["a.1.0"],"u":"u-mutua","n":"CO Mutua","r":"clinician","d":"tab-1","t":1796676498062}`,
+		`{"k":"lab","t":-0}`, `{"s":[]}`, `{"v":"\u00e9"}`, `{"t":1e3}`, `{}`, `{"k":"a","K":"b"}`,
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, js string) {
+		sameAsJSON(t, js)
+	})
+}
+
+// BenchmarkParseWrite reads a write as json.Marshal gives it, directly
+// and with json.Unmarshal.
+func BenchmarkParseWrite(b *testing.B) {
+	js, err := json.Marshal(write{Kind: KindPrescription, Entry: "d5c819ff-67a9-48af-a0fe-97724c03035b", Field: "drug", Value: "Zinc sulphate 20 mg", User: "u-mutua", Name: "CO Mutua", Role: RoleClinician, Device: "kamuga-tablet-1", At: 1796676498062})
+	require.NoError(b, err)
+	b.Run("parseWrite", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := parseWrite(string(js)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("json.Unmarshal", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			var w write
+			if err := json.Unmarshal(js, &w); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
