@@ -1,7 +1,6 @@
 package record
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -28,8 +27,8 @@ type Touched struct {
 // user roster change), without judging the change; false if the message
 // names no valid author.
 func AuthorOf(ch crdt.Change) (Author, bool) {
-	var msg message
-	if json.Unmarshal([]byte(ch.Message), &msg) != nil {
+	msg, err := parseMessage(ch.Message)
+	if err != nil {
 		return Author{}, false
 	}
 	a := Author{UserID: msg.User, Name: msg.Name, Role: msg.Role, Device: msg.Device}
@@ -64,8 +63,8 @@ func AuthorOf(ch crdt.Change) (Author, bool) {
 // crdt.ErrNotFound if doc lacks a dependency; crdt.ErrMalformed for
 // bytes that do not apply.
 func CheckChange(doc *crdt.Doc, ch crdt.Change) (Touched, error) {
-	var msg message
-	if err := json.Unmarshal([]byte(ch.Message), &msg); err != nil {
+	msg, err := parseMessage(ch.Message)
+	if err != nil {
 		return Touched{}, invalid("message", "change %s carries no chart message: %v", ch.Hash, err)
 	}
 	t := Touched{Author: Author{UserID: msg.User, Name: msg.Name, Role: msg.Role, Device: msg.Device}}
@@ -76,10 +75,7 @@ func CheckChange(doc *crdt.Doc, ch crdt.Change) (Touched, error) {
 
 	// before is the chart the change was made on; a chart's first change
 	// was made on nothing.
-	var (
-		f   *crdt.Doc
-		err error
-	)
+	var f *crdt.Doc
 	if t.Registers {
 		f, err = crdt.New(crdt.NewActorID())
 	} else {

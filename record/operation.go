@@ -1,7 +1,6 @@
 package record
 
 import (
-	"encoding/json"
 
 	"github.com/chartsync/chartsync/crdt"
 )
@@ -11,8 +10,8 @@ import (
 // (the message is the author's claim; CheckChange judges what the change
 // does); "" if the message names none.
 func OperationOf(ch crdt.Change) string {
-	var msg message
-	if json.Unmarshal([]byte(ch.Message), &msg) != nil {
+	msg, err := parseMessage(ch.Message)
+	if err != nil {
 		return ""
 	}
 	return msg.Op

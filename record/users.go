@@ -488,8 +488,8 @@ func (u *Users) Update(by Author, at time.Time, up UserUpdate) (Result, error) {
 // The message is not trusted: each check refuses a change that writes
 // anything else than its kind of document holds.
 func IsUsersChange(ch crdt.Change) bool {
-	var msg message
-	if json.Unmarshal([]byte(ch.Message), &msg) != nil {
+	msg, err := parseMessage(ch.Message)
+	if err != nil {
 		return false
 	}
 	return msg.Op == opPutUser || msg.Op == opSetPassword || msg.Op == opSetHidden
@@ -508,18 +508,15 @@ func IsUsersChange(ch crdt.Change) bool {
 // is another kind of document, crdt.ErrNotFound if a dependency is
 // missing.
 func CheckUsersChange(doc *crdt.Doc, ch crdt.Change) (Author, error) {
-	var msg message
-	if err := json.Unmarshal([]byte(ch.Message), &msg); err != nil || (msg.Op != opPutUser && msg.Op != opSetPassword && msg.Op != opSetHidden) {
+	msg, err := parseMessage(ch.Message)
+	if err != nil || (msg.Op != opPutUser && msg.Op != opSetPassword && msg.Op != opSetHidden) {
 		return Author{}, invalid("message", "change %s carries no user roster message", ch.Hash)
 	}
 	by := Author{UserID: msg.User, Name: msg.Name, Role: msg.Role, Device: msg.Device}
 	if err := by.Validate(); err != nil {
 		return Author{}, fmt.Errorf("change %s: %w", ch.Hash, err)
 	}
-	var (
-		f   *crdt.Doc
-		err error
-	)
+	var f *crdt.Doc
 	if len(ch.Deps) == 0 {
 		f, err = crdt.New(crdt.NewActorID())
 	} else {

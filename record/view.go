@@ -2,7 +2,6 @@ package record
 
 import (
 	"cmp"
-	"encoding/json"
 	"slices"
 	"strings"
 	"time"
@@ -454,8 +453,7 @@ func history(doc *crdt.Doc) ([]HistoryEntry, error) {
 	out := make([]HistoryEntry, 0, len(chs))
 	for _, ch := range chs {
 		h := HistoryEntry{At: ch.Time.UTC(), Change: ch.Hash}
-		var m message
-		if err := json.Unmarshal([]byte(ch.Message), &m); err == nil && m.Op != "" {
+		if m, err := parseMessage(ch.Message); err == nil && m.Op != "" {
 			h.Op, h.EntryID, h.Summary = m.Op, m.Entry, m.Summary
 			h.By = Author{UserID: m.User, Name: m.Name, Role: m.Role, Device: m.Device}
 			if m.At != 0 {

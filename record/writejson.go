@@ -2,7 +2,9 @@ package record
 
 import (
 	"encoding/json"
+	"slices"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -29,74 +31,100 @@ func parseWrite(js string) (*write, error) {
 // describes; false if it is not (which says nothing of its validity).
 func parseWritePlain(js string) (*write, bool) {
 	w := &write{}
+	var seen [10]bool
+	ok := plainObject(js, func(key string, p *plainJSON) bool {
+		text := [...]*string{&w.Kind, &w.Entry, &w.Field, &w.Value, &w.User, &w.Name, &w.Device}
+		i := slotOf(key, "kefvundrst")
+		if i < 0 || seen[i] {
+			return false
+		}
+		seen[i] = true
+		var ok bool
+		switch {
+		case i < len(text):
+			*text[i], ok = p.str()
+		case key == "r":
+			var r string
+			r, ok = p.str()
+			w.Role = Role(r)
+		case key == "s":
+			w.Supersedes, ok = p.strs()
+		default: // "t"
+			w.At, ok = p.int()
+		}
+		return ok
+	})
+	return w, ok
+}
+
+// parseMessage reads a change's message as json.Unmarshal reads it into a
+// message, directly when it is in the plain form parseWrite describes.
+func parseMessage(js string) (message, error) {
+	if m, ok := parseMessagePlain(js); ok {
+		return m, nil
+	}
+	var m message
+	err := json.Unmarshal([]byte(js), &m)
+	return m, err
+}
+
+func parseMessagePlain(js string) (message, bool) {
+	var m message
+	var seen [8]bool
+	keys := [...]string{"op", "user", "name", "device", "entry", "summary", "role", "at"}
+	text := [...]*string{&m.Op, &m.User, &m.Name, &m.Device, &m.Entry, &m.Summary}
+	ok := plainObject(js, func(key string, p *plainJSON) bool {
+		i := slices.Index(keys[:], key)
+		if i < 0 || seen[i] {
+			return false
+		}
+		seen[i] = true
+		var ok bool
+		switch {
+		case i < len(text):
+			*text[i], ok = p.str()
+		case key == "role":
+			var r string
+			r, ok = p.str()
+			m.Role = Role(r)
+		default: // "at"
+			m.At, ok = p.int()
+		}
+		return ok
+	})
+	return m, ok
+}
+
+// slotOf returns the place of a one-letter key among keys, or -1.
+func slotOf(key, keys string) int {
+	if len(key) != 1 {
+		return -1
+	}
+	return strings.IndexByte(keys, key[0])
+}
+
+// plainObject reads js as an object in plain form: each key a plain
+// string, read by field with its value (field reports false for a key or
+// value not in plain form, or a key met before), no spaces, nothing after
+// it. It reports false for anything else.
+func plainObject(js string, field func(key string, p *plainJSON) bool) bool {
 	p := plainJSON{s: js}
 	if !p.next('{') {
-		return nil, false
+		return false
 	}
 	if p.next('}') {
-		return w, p.done()
+		return p.done()
 	}
-	var seen [10]bool
 	for {
 		key, ok := p.str()
-		if !ok || len(key) != 1 || !p.next(':') {
-			return nil, false
-		}
-		var slot int
-		var dst *string
-		switch key[0] {
-		case 'k':
-			slot, dst = 0, &w.Kind
-		case 'e':
-			slot, dst = 1, &w.Entry
-		case 'f':
-			slot, dst = 2, &w.Field
-		case 'v':
-			slot, dst = 3, &w.Value
-		case 'u':
-			slot, dst = 4, &w.User
-		case 'n':
-			slot, dst = 5, &w.Name
-		case 'd':
-			slot, dst = 6, &w.Device
-		case 'r':
-			slot = 7
-		case 's':
-			slot = 8
-		case 't':
-			slot = 9
-		default:
-			return nil, false
-		}
-		if seen[slot] {
-			return nil, false
-		}
-		seen[slot] = true
-		switch slot {
-		case 7:
-			r, ok := p.str()
-			if !ok {
-				return nil, false
-			}
-			w.Role = Role(r)
-		case 8:
-			if w.Supersedes, ok = p.strs(); !ok {
-				return nil, false
-			}
-		case 9:
-			if w.At, ok = p.int(); !ok {
-				return nil, false
-			}
-		default:
-			if *dst, ok = p.str(); !ok {
-				return nil, false
-			}
+		if !ok || !p.next(':') || !field(key, &p) {
+			return false
 		}
 		if p.next('}') {
-			return w, p.done()
+			return p.done()
 		}
 		if !p.next(',') {
-			return nil, false
+			return false
 		}
 	}
 }

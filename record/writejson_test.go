@@ -100,3 +100,50 @@ func BenchmarkParseWrite(b *testing.B) {
 		}
 	})
 }
+
+// TestParseMessage: a change's message reads as json.Unmarshal reads it,
+// directly when json.Marshal wrote it.
+func TestParseMessage(t *testing.T) {
+	marshalled, err := json.Marshal(message{Op: "prescribe", User: "u-mutua", Name: "CO Mutua", Role: RoleClinician, Device: "kamuga-tablet-1", Entry: "d5c8", Summary: "Prescribed Zinc sulphate 20 mg", At: 1796676498062})
+	require.NoError(t, err)
+	for _, tc := range []struct {
+		js    string
+		plain bool
+	}{
+		{string(marshalled), true},
+		{`{"op":"register","user":"u-1","role":"nurse","entry":"x","summary":"","at":1}`, true},
+		{`{"op":"a","op":"b"}`, false},
+		{`{"Op":"register"}`, false},
+		{`{"summary":"Prescribed amoxicillin \u0026 clavulanate"}`, false},
+		{`{"at":"1"}`, false},
+		{`not json`, false},
+	} {
+		_, plain := parseMessagePlain(tc.js)
+		assert.Equal(t, tc.plain, plain, "%s read directly", tc.js)
+		sameMessage(t, tc.js)
+	}
+}
+
+func sameMessage(t testing.TB, js string) {
+	var want message
+	wantErr := json.Unmarshal([]byte(js), &want)
+	got, err := parseMessage(js)
+	if wantErr != nil {
+		require.Error(t, err, "json.Unmarshal refuses %q", js)
+		return
+	}
+	require.NoError(t, err, "json.Unmarshal reads %q", js)
+	require.Equal(t, want, got, "%q", js)
+}
+
+func FuzzParseMessage(f *testing.F) {
+	for _, s := range []string{
+		`{"op":"prescribe","user":"u-mutua","name":"CO Mutua","role":"clinician","device":"tab-1","entry":"d5c8","summary":"Prescribed","at":1796676498062}`,
+		`{"op":"x","at":-0}`, `{}`, `{"summary":"\u00e9"}`, `{"at":1e3}`, `{"op":"a","OP":"b"}`,
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, js string) {
+		sameMessage(t, js)
+	})
+}
