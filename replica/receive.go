@@ -878,8 +878,28 @@ func cutChart(b *Bundle) string {
 	return b.Changes[len(b.Changes)-1].Chart
 }
 
+// judgeSliceOps bounds the operations of a chart's changes decoded at
+// once while they are judged, checked and applied: a decoded operation
+// takes about 200 bytes of memory where its bytes in the change take a
+// few, so a bundle's changes decoded all at once cost several times the
+// bundle (25 MiB for a bundle of 4 MiB of one chart's changes).
+const judgeSliceOps = 16 << 10
+
+// afterSlice, if set (by tests), is called each time planChart has
+// checked and applied a slice of a chart's changes, while it still holds
+// their decoded operations.
+var afterSlice func()
+
 // planChart applies one chart's fresh changes to its held copy and judges
 // them. It reports whether a refusal is one to keep for review.
+//
+// The changes are taken in causal order, in slices of at most
+// judgeSliceOps decoded operations (a change at least): each slice is
+// judged, checked by record's rules and applied before the next is
+// decoded, so only one slice's operations are held at a time. A change
+// is always checked before it touches the chart. On a refusal the held
+// copy may hold part of the changes; the plan is refused and the copy
+// let go.
 func planChart(h *heldChart, cb chartBatch, sigs signatures, rules receiveRules) (err error, quarantine bool) {
 	l := h.l
 	registered := l.chart != nil // its registration was already here
@@ -887,13 +907,6 @@ func planChart(h *heldChart, cb chartBatch, sigs signatures, rules receiveRules)
 		check   *authorCheck
 		touched []record.Touched // what check found each change to touch
 	)
-	// Each change's operations are decoded and its bytes judged once,
-	// here, where charts are planned in parallel: the author check and
-	// the apply below use what was found. A change refused here is
-	// refused again, with its reason, where it is used.
-	for i := range cb.changes {
-		_, _ = crdt.Judge(&cb.changes[i])
-	}
 	users := slices.ContainsFunc(cb.changes, record.IsUsersChange)
 	// A history cut by the bundle's size goes on in the sender's next
 	// bundle: its Checker is kept for it, if all is well.
@@ -911,36 +924,62 @@ func planChart(h *heldChart, cb chartBatch, sigs signatures, rules receiveRules)
 				check.close()
 			}
 		}()
-		// Judged by record's rules before they touch the chart, in
-		// causal order: a change naming objects its history does not
-		// hold can abort automerge-rs on apply, and the check refuses it
-		// first. Whether the signer may change the chart is asked once
-		// the chart's scope is known, below.
 		touched = make([]record.Touched, len(cb.changes))
-		for _, i := range causalOrder(cb.changes) {
-			t, err := check.check(cb.changes[i])
-			if err != nil && errors.Is(err, crdt.ErrMalformed) {
-				// A sequence number its author used for another
-				// change is a forked author, as on apply below.
-				if fe := seqReused(l.doc, cb, err, &cb.changes[i]); fe != nil {
-					return fmt.Errorf("receive bundle: chart %s: %w: %w", cb.chart, ErrMalformedBundle, fe), true
-				}
-			}
-			if err, quarantine := authorError(err, cb.chart, cb.changes[i]); err != nil {
-				return err, quarantine
-			}
-			touched[i] = t
-		}
 	}
-	if err := applyReceived(l.doc, cb.changes); err != nil {
-		// The peer sent a change this chart cannot take (a sequence
-		// number reused or skipped, an operation on nothing): the
-		// bundle is refused, and kept for review. A sequence number its
-		// author used for another change is a forked author.
-		if fe := seqReused(l.doc, cb, err, nil); fe != nil {
-			return fmt.Errorf("receive bundle: chart %s: %w: %w", cb.chart, ErrMalformedBundle, fe), true
+	order := causalOrder(cb.changes)
+	for len(order) > 0 {
+		// Each change's operations are decoded and its bytes judged
+		// once, here, where charts are planned in parallel: the author
+		// check and the apply below use what was found. A change
+		// refused here is refused again, with its reason, where it is
+		// used. The decoded operations live on the slice's own copies
+		// of the changes, and go with them.
+		slice := make([]crdt.Change, 0, min(len(order), 256))
+		ops, n := 0, 0
+		for n < len(order) && (n == 0 || ops < judgeSliceOps) {
+			c := cb.changes[order[n]]
+			if info, err := crdt.Judge(&c); err == nil {
+				ops += len(info.Ops)
+			}
+			slice = append(slice, c)
+			n++
 		}
-		return fmt.Errorf("receive bundle: chart %s: %w: %w", cb.chart, ErrMalformedBundle, err), true
+		if check != nil {
+			// Judged by record's rules before they touch the chart, in
+			// causal order: a change naming objects its history does
+			// not hold can abort automerge-rs on apply, and the check
+			// refuses it first. Whether the signer may change the
+			// chart is asked once the chart's scope is known, below.
+			for k, i := range order[:n] {
+				t, err := check.check(slice[k])
+				if err != nil && errors.Is(err, crdt.ErrMalformed) {
+					// A sequence number its author used for another
+					// change is a forked author, as on apply below.
+					if fe := seqReused(l.doc, cb, err, &cb.changes[i]); fe != nil {
+						return fmt.Errorf("receive bundle: chart %s: %w: %w", cb.chart, ErrMalformedBundle, fe), true
+					}
+				}
+				if err, quarantine := authorError(err, cb.chart, cb.changes[i]); err != nil {
+					return err, quarantine
+				}
+				touched[i] = t
+			}
+		}
+		if err := applyReceived(l.doc, slice); err != nil {
+			// The peer sent a change this chart cannot take (a sequence
+			// number reused or skipped, an operation on nothing): the
+			// bundle is refused, and kept for review. A sequence number
+			// its author used for another change is a forked author.
+			if fe := seqReused(l.doc, cb, err, nil); fe != nil {
+				return fmt.Errorf("receive bundle: chart %s: %w: %w", cb.chart, ErrMalformedBundle, fe), true
+			}
+			return fmt.Errorf("receive bundle: chart %s: %w: %w", cb.chart, ErrMalformedBundle, err), true
+		}
+		if afterSlice != nil {
+			afterSlice()
+			runtime.KeepAlive(slice)
+		}
+		order = order[n:]
 	}
 	if err := l.open(); err != nil {
 		return fmt.Errorf("receive bundle: chart %s: %w: %w", cb.chart, ErrMalformedBundle, err), false
