@@ -17,6 +17,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
+	"runtime/debug"
 	"runtime/metrics"
 	"runtime/pprof"
 	"slices"
@@ -75,7 +77,7 @@ type cloudStats struct {
 	Handler      httpsync.HandlerStats
 	Charts       int
 	PeakHeap     uint64 // bytes of live heap objects, sampled every 5ms
-	PeakGoMemory uint64 // all memory the Go runtime holds, sampled
+	PeakGoMemory uint64 // all memory the Go runtime holds resident, sampled
 	PeakRSS      uint64 // resident set, sampled from /proc/self/statm
 	PeakCMemory  uint64 // resident set beyond what the Go runtime holds (Automerge and SQLite), sampled
 	HighWaterRSS uint64 // the kernel's peak resident set (VmHWM)
@@ -195,19 +197,38 @@ type memPeak struct {
 	heap, goMemory, rss, cMemory uint64
 }
 
+// loadPeakHeapEnv names a file to which the devices' process writes its
+// heap profile each time the live heap (as of the last collection) has
+// grown by a tenth past its highest: the file then holds the profile at
+// the peak, which says what the devices hold in the middle of their syncs.
+const loadPeakHeapEnv = "HTTPSYNC_LOAD_PEAKHEAPPROFILE"
+
 func startMemPeaks() *memPeaks {
 	m := &memPeaks{done: make(chan struct{}), sampled: make(chan memPeak, 1)}
+	peakProfile := os.Getenv(loadPeakHeapEnv)
 	go func() {
 		var p memPeak
-		samples := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}, {Name: "/memory/classes/total:bytes"}}
+		var profiled uint64 // the live heap at the last profile written
+		samples := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}, {Name: "/memory/classes/total:bytes"},
+			{Name: "/memory/classes/heap/released:bytes"}, {Name: "/gc/heap/live:bytes"}}
 		tick := time.NewTicker(5 * time.Millisecond)
 		defer tick.Stop()
 		for {
 			metrics.Read(samples)
 			rss, heap, total := statmRSS(), samples[0].Value.Uint64(), samples[1].Value.Uint64()
-			p.heap, p.goMemory, p.rss = max(p.heap, heap), max(p.goMemory, total), max(p.rss, rss)
-			if rss > total {
-				p.cMemory = max(p.cMemory, rss-total)
+			// The runtime's total counts the heap it gave back to the
+			// system (released), which is not resident.
+			resident := total - min(total, samples[2].Value.Uint64())
+			p.heap, p.goMemory, p.rss = max(p.heap, heap), max(p.goMemory, resident), max(p.rss, rss)
+			if rss > resident {
+				p.cMemory = max(p.cMemory, rss-resident)
+			}
+			if live := samples[3].Value.Uint64(); peakProfile != "" && live > profiled+profiled/10 {
+				profiled = live
+				if err := writeHeapProfile(peakProfile); err != nil {
+					fmt.Fprintln(os.Stderr, "load:", err)
+					peakProfile = ""
+				}
 			}
 			select {
 			case <-m.done:
@@ -220,9 +241,55 @@ func startMemPeaks() *memPeaks {
 	return m
 }
 
+// writeHeapProfile writes the heap profile to path, through a temporary
+// file renamed over it, so that path always holds a whole profile.
+func writeHeapProfile(path string) error {
+	f, err := os.CreateTemp(filepath.Dir(path), ".heap-*")
+	if err != nil {
+		return fmt.Errorf("heap profile: %w", err)
+	}
+	err = pprof.Lookup("heap").WriteTo(f, 0)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		_ = os.Remove(f.Name())
+		return fmt.Errorf("heap profile %s: %w", path, err)
+	}
+	return nil
+}
+
 func (m *memPeaks) stop() memPeak {
 	close(m.done)
 	return <-m.sampled
+}
+
+// settled is a process's memory after a collection that gives the Go
+// runtime's free memory back to the system: rss its resident set, heap its
+// live heap, goResident what the Go runtime holds resident (heap, stacks,
+// metadata).
+type settled struct {
+	rss, heap, goResident, goroutines uint64
+}
+
+// cMemory is the resident set beyond what the Go runtime holds: Automerge's
+// and SQLite's memory, and what malloc keeps free.
+func (s settled) cMemory() uint64 {
+	if s.rss < s.goResident {
+		return 0
+	}
+	return s.rss - s.goResident
+}
+
+func settledMem() settled {
+	debug.FreeOSMemory()
+	samples := []metrics.Sample{{Name: "/gc/heap/live:bytes"}, {Name: "/memory/classes/total:bytes"}, {Name: "/memory/classes/heap/released:bytes"}}
+	metrics.Read(samples)
+	return settled{rss: statmRSS(), heap: samples[0].Value.Uint64(), goResident: samples[1].Value.Uint64() - samples[2].Value.Uint64(),
+		goroutines: uint64(runtime.NumGoroutine())}
 }
 
 func statmRSS() uint64 {
@@ -286,6 +353,9 @@ type loadResult struct {
 	nodes                    []cloudStats
 	dbBytes                  int64   // the cloud's database on disk once the syncs are done
 	deviceMem                memPeak // the test process, which runs every simulated device
+	// settled is the devices' process once their syncs are done, and
+	// closed once their replicas are closed too (their stores kept).
+	settled, closed settled
 	// failed counts the failed syncs by their error, devices and
 	// rounds left out; failedExample is one such error of each.
 	failed        map[string]int
@@ -331,6 +401,12 @@ func (r loadResult) String() string {
 	fmt.Fprintf(&b, "; database %.1f MiB; devices' process peak RSS %.1f MiB (%.0f KiB a device), heap %.1f MiB, C memory %.1f MiB (%.0f KiB a device)",
 		float64(r.dbBytes)/(1<<20), mib(r.deviceMem.rss), float64(r.deviceMem.rss)/float64(r.devices)/1024, mib(r.deviceMem.heap),
 		mib(r.deviceMem.cMemory), float64(r.deviceMem.cMemory)/float64(r.devices)/1024)
+	perDevice := func(s settled) string {
+		kib := func(b uint64) float64 { return float64(b) / float64(r.devices) / 1024 }
+		return fmt.Sprintf("RSS %.0f KiB, live heap %.0f KiB, Go resident %.0f KiB, C %.0f KiB a device, %d goroutines",
+			kib(s.rss), kib(s.heap), kib(s.goResident), kib(s.cMemory()), s.goroutines)
+	}
+	fmt.Fprintf(&b, "; once synced: %s; replicas closed: %s", perDevice(r.settled), perDevice(r.closed))
 	return b.String()
 }
 
@@ -595,12 +671,17 @@ func runLoad(t testing.TB, shape loadShape) loadResult {
 	wg.Wait()
 	res.wall = time.Since(began)
 	res.deviceMem = peaks.stop()
+	// What the devices hold once their syncs are done, and what of it
+	// their replicas' open documents and caches hold (closing a replica
+	// lets go of them but keeps its in-memory store).
+	res.settled = settledMem()
 	if path := os.Getenv("HTTPSYNC_LOAD_HEAPPROFILE"); path != "" {
-		f, err := os.Create(path)
-		require.NoError(t, err)
-		require.NoError(t, pprof.Lookup("heap").WriteTo(f, 0))
-		require.NoError(t, f.Close())
+		require.NoError(t, writeHeapProfile(path))
 	}
+	for _, s := range sims {
+		require.NoError(t, s.rep.Close())
+	}
+	res.closed = settledMem()
 
 	res.nodes = lc.stopAll(t)
 	res.dbBytes = lc.databaseBytes(t)
@@ -666,7 +747,23 @@ func TestCloudLoad(t *testing.T) {
 //
 // Memory is sampled every 5 ms: a node's peak is the kernel's high-water
 // mark of its resident set; the devices' "C memory" is their process's
-// resident set beyond what the Go runtime holds (Automerge and SQLite).
+// resident set beyond what the Go runtime holds resident (Automerge,
+// SQLite, what malloc keeps free, and the program's own pages). Once the
+// syncs are done the devices' process is measured again after a
+// collection ("once synced", device-synced-*/device: what a device holds
+// between syncs), and once more with every replica closed (their open
+// documents and caches let go of, their in-memory stores kept). The peak
+// per device, less what a device holds once synced, is what the devices'
+// syncs hold at once. The devices' bytes per device are best read as the
+// slope between runs of different -load.devices with as many devices per
+// clinic (100/4, 300/12, 500/20): the process's fixed cost (its code,
+// the bundle encoder) then drops out.
+//
+// Two environment variables write the devices' heap profile:
+// HTTPSYNC_LOAD_HEAPPROFILE=file once the syncs are done, and
+// HTTPSYNC_LOAD_PEAKHEAPPROFILE=file at the highest live heap seen
+// (written again each time the live heap grows by a tenth), for
+// go tool pprof -sample_index=inuse_space.
 func BenchmarkCloudLoad(b *testing.B) {
 	shape := loadShape{devices: *loadDevices, clinics: *loadClinics, charts: *loadCharts, rounds: *loadRounds,
 		nodes: *loadNodes, timeout: *loadTimeout, attempts: *loadAttempts}
@@ -706,5 +803,7 @@ func BenchmarkCloudLoad(b *testing.B) {
 	b.ReportMetric(float64(res.deviceMem.cMemory)/(1<<20), "devices-peak-C-MiB")
 	b.ReportMetric(float64(res.deviceMem.rss)/float64(shape.devices), "device-RSS-B/device")
 	b.ReportMetric(float64(res.deviceMem.cMemory)/float64(shape.devices), "device-C-B/device")
+	b.ReportMetric(float64(res.settled.rss)/float64(shape.devices), "device-synced-RSS-B/device")
+	b.ReportMetric(float64(res.settled.heap)/float64(shape.devices), "device-synced-heap-B/device")
 	b.ReportMetric(float64(res.failures), "failed-syncs")
 }
