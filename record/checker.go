@@ -20,15 +20,16 @@ type Checker struct {
 	// doc is the chart as given to NewChecker, plus every change
 	// accepted since except those queued, which are applied to it when
 	// it is next read. The queue is a copy of the changes' bytes, one
-	// after another, with their hashes: the Checker keeps neither the
-	// buffers the changes were handed in (a bundle's) nor what their
-	// bytes decode to. heads are the heads of doc and the queue.
-	doc         *crdt.Doc
-	queue       []byte      // the queued changes' bytes, concatenated
-	queueHashes []crdt.Hash // the queued changes' hashes, in order
-	queued      map[crdt.Hash]bool
-	heads       crdt.Heads
-	mode        checkerMode
+	// after another in blocks, with their hashes: the Checker keeps
+	// neither the buffers the changes were handed in (a bundle's) nor
+	// what their bytes decode to, and a long run of changes costs its
+	// bytes, not twice as much as a buffer grown by doubling would.
+	// heads are the heads of doc and the queue.
+	doc    *crdt.Doc
+	queue  []queuedBlock
+	queued map[crdt.Hash]bool
+	heads  crdt.Heads
+	mode   checkerMode
 
 	// What the fast path knows of the chart, valid in modeReady.
 	st        *state
@@ -46,6 +47,17 @@ type Checker struct {
 	nfast, nslow int // changes judged each way, for tests
 	closed       bool
 }
+
+// queuedBlock holds changes a Checker accepted and has not applied to
+// its copy of the chart: their bytes, concatenated, and their hashes.
+type queuedBlock struct {
+	raw    []byte
+	hashes []crdt.Hash
+}
+
+// queueBlockBytes is the size of a block of queued changes (a larger
+// change has a block of its own).
+const queueBlockBytes = 256 << 10
 
 // noteText is the text of an encounter's note, character by character:
 // every element ever inserted (a string, by the operation that inserted
@@ -108,7 +120,7 @@ func NewChecker(doc *crdt.Doc) (*Checker, error) {
 // state (Chart.Adopt) keeps it; the Checker must not be used afterwards.
 func (c *Checker) Close() error {
 	c.closed = true
-	c.queue, c.queueHashes, c.queued = nil, nil, nil
+	c.queue, c.queued = nil, nil
 	return c.doc.Close()
 }
 
@@ -162,23 +174,35 @@ func (c *Checker) follows(ch crdt.Change) bool {
 
 // flush applies the queued changes to doc.
 func (c *Checker) flush() error {
-	if len(c.queueHashes) == 0 {
+	if len(c.queue) == 0 {
 		return nil
 	}
-	// ApplyStored copies each change's bytes out of the queue.
-	if err := c.doc.ApplyStored(c.queue, c.queueHashes); err != nil {
-		// Every queued change was checked to be one Automerge applies.
-		c.mode = modeIrregular
-		return fmt.Errorf("checker: apply the changes accepted before: %w", err)
+	// ApplyStored copies each change's bytes out of the queue. The
+	// blocks are in the order the changes were accepted, so each
+	// block's dependencies are applied before it.
+	for len(c.queue) > 0 {
+		b := c.queue[0]
+		if err := c.doc.ApplyStored(b.raw, b.hashes); err != nil {
+			// Every queued change was checked to be one Automerge applies.
+			c.mode = modeIrregular
+			return fmt.Errorf("checker: apply the changes accepted before: %w", err)
+		}
+		c.queue = c.queue[1:]
 	}
-	c.queue, c.queueHashes, c.queued = nil, nil, map[crdt.Hash]bool{}
+	c.queue, c.queued = nil, map[crdt.Hash]bool{}
 	return nil
 }
 
 // enqueue queues ch, accepted, to be applied to doc when it is next read.
 func (c *Checker) enqueue(ch crdt.Change) {
-	c.queue = append(c.queue, ch.Raw...)
-	c.queueHashes = append(c.queueHashes, ch.Hash)
+	n := len(c.queue)
+	if n == 0 || len(c.queue[n-1].raw)+len(ch.Raw) > cap(c.queue[n-1].raw) {
+		c.queue = append(c.queue, queuedBlock{raw: make([]byte, 0, max(queueBlockBytes, len(ch.Raw)))})
+		n++
+	}
+	b := &c.queue[n-1]
+	b.raw = append(b.raw, ch.Raw...)
+	b.hashes = append(b.hashes, ch.Hash)
 	c.queued[ch.Hash] = true
 }
 

@@ -51,3 +51,30 @@ func TestCheckerKeepsNothingOfTheChangesHandedIn(t *testing.T) {
 	require.NoError(t, c.flush(), "the changes accepted apply to the Checker's copy")
 	assert.Equal(t, crdt.Heads{chs[n-1].Hash}, c.doc.Heads())
 }
+
+// The changes a Checker has accepted and not yet applied to its copy of
+// the chart cost their bytes in its queue, not the spare room of a
+// buffer grown by doubling (up to as much again): at most one block's
+// room is unused. Applied, they are all in its copy of the chart.
+func TestCheckerQueueCostsItsBytes(t *testing.T) {
+	chs := cachedRun(t, 1000)
+	empty, err := crdt.New(crdt.NewActorID())
+	require.NoError(t, err)
+	c, err := NewChecker(empty)
+	require.NoError(t, err)
+	defer c.Close()
+	for i, ch := range chs {
+		_, err := c.Check(ch)
+		require.NoError(t, err, "change %d (%s)", i, ch.Message)
+	}
+	queued, room := 0, 0
+	for _, b := range c.queue {
+		queued += len(b.hashes)
+		room += cap(b.raw) - len(b.raw)
+	}
+	assert.Greater(t, queued, len(chs)/2, "most changes wait in the queue")
+	assert.LessOrEqual(t, room, queueBlockBytes, "the queue's unused room")
+	require.NoError(t, c.flush())
+	assert.Equal(t, crdt.Heads{chs[len(chs)-1].Hash}, c.doc.Heads(), "the queued changes apply in order")
+	assert.Empty(t, c.queue)
+}
