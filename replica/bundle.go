@@ -1,6 +1,7 @@
 package replica
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -318,7 +319,7 @@ func DecodeBundle(data []byte) (*Bundle, error) {
 		}
 		if len(*h) == 0 {
 			*h = nil
-		} else if len(*h) != PositionHashBytes {
+		} else if *h = bytes.Clone(*h); len(*h) != PositionHashBytes {
 			return nil, fmt.Errorf("decode bundle: position hash of %d bytes: %w", len(*h), ErrMalformedBundle)
 		}
 	}
@@ -338,6 +339,10 @@ func DecodeBundle(data []byte) (*Bundle, error) {
 		return nil, fmt.Errorf("decode bundle change count: %w", err)
 	}
 	b.Changes = make([]BundleChange, n)
+	// Every byte field of the bundle is copied out of body, the changes
+	// and their signatures into blocks of the bundle's own: nothing
+	// decoded keeps the frame's body, which is let go once it is read.
+	var own arena
 	hashes := make([]crdt.Hash, n) // of the changes read, once a later one names them
 	restored := 0                  // the bytes of hashes put back so far
 	for i := range b.Changes {
@@ -345,7 +350,7 @@ func DecodeBundle(data []byte) (*Bundle, error) {
 		if err != nil {
 			return nil, fmt.Errorf("decode bundle change %d: %w", i, err)
 		}
-		raw, err := readChange(r, i, b.Changes[:i], hashes, &restored)
+		raw, err := readChange(r, i, b.Changes[:i], hashes, &restored, &own)
 		if err != nil {
 			return nil, fmt.Errorf("decode bundle change %d: %w", i, err)
 		}
@@ -367,7 +372,7 @@ func DecodeBundle(data []byte) (*Bundle, error) {
 			if len(sig) == 0 {
 				return nil, fmt.Errorf("decode bundle change %d: empty signature: %w", i, ErrMalformedBundle)
 			}
-			b.Changes[i].Sig = sig
+			b.Changes[i].Sig = own.copy(sig)
 		case sigCover:
 			j, err := r.Uvarint()
 			if err != nil {
@@ -403,6 +408,7 @@ func DecodeBundle(data []byte) (*Bundle, error) {
 		if b.Signers[i], err = r.Bytes(MaxRevocationRecordBytes); err != nil {
 			return nil, fmt.Errorf("decode bundle signer %d: %w", i, err)
 		}
+		b.Signers[i] = bytes.Clone(b.Signers[i])
 		if len(b.Signers[i]) == 0 {
 			return nil, fmt.Errorf("decode bundle signer %d: empty: %w", i, ErrMalformedBundle)
 		}
@@ -417,6 +423,7 @@ func DecodeBundle(data []byte) (*Bundle, error) {
 	if len(b.Auth) == 0 {
 		b.Auth = nil
 	}
+	b.Auth = bytes.Clone(b.Auth)
 	if err := r.Done(); err != nil {
 		return nil, fmt.Errorf("decode bundle: %w", err)
 	}
@@ -471,13 +478,35 @@ func appendChange(body, raw []byte, i int, carried map[crdt.Hash]int) []byte {
 	return append(body, raw[next:]...)
 }
 
+// arenaBlockBytes is the size of the blocks a decoded bundle's changes
+// are copied into (a larger change has a block of its own).
+const arenaBlockBytes = 256 << 10
+
+// arena hands out the byte fields of one decoded bundle from blocks of
+// its own, a few allocations for thousands of changes. A slice it hands
+// out has no spare capacity.
+type arena struct{ block []byte }
+
+// room returns room for n bytes: a slice of length 0 and capacity n.
+func (a *arena) room(n int) []byte {
+	if n > cap(a.block)-len(a.block) {
+		a.block = make([]byte, 0, max(arenaBlockBytes, n))
+	}
+	at := len(a.block)
+	a.block = a.block[:at+n]
+	return a.block[at : at : at+n]
+}
+
+// copy returns a copy of b.
+func (a *arena) copy(b []byte) []byte { return append(a.room(len(b)), b...) }
+
 // readChange reads change i of a bundle, putting back the dependency
 // hashes its sender left out: those of before (the changes read so far),
 // whose hashes it computes into hashes when first named. restored counts
 // the bytes put back in the bundle so far. The bytes are checked no
 // further: a hash put back in the wrong place makes a change whose
 // checksum fails where the change is read.
-func readChange(r *wire.Reader, i int, before []BundleChange, hashes []crdt.Hash, restored *int) ([]byte, error) {
+func readChange(r *wire.Reader, i int, before []BundleChange, hashes []crdt.Hash, restored *int, own *arena) ([]byte, error) {
 	m, err := r.Uvarint()
 	if err != nil {
 		return nil, err
@@ -500,8 +529,11 @@ func readChange(r *wire.Reader, i int, before []BundleChange, hashes []crdt.Hash
 		}
 	}
 	raw, err := r.Bytes(MaxChangeBytes)
-	if err != nil || m == 0 {
-		return raw, err
+	if err != nil {
+		return nil, err
+	}
+	if m == 0 {
+		return own.copy(raw), nil
 	}
 	at, n, err := crdt.DepsSpan(raw)
 	if err != nil {
@@ -518,7 +550,7 @@ func readChange(r *wire.Reader, i int, before []BundleChange, hashes []crdt.Hash
 	if *restored += 32 * int(m); *restored > maxRestoredBytes {
 		return nil, fmt.Errorf("over %d bytes of dependencies put back: %w", maxRestoredBytes, ErrBundleTooLarge)
 	}
-	whole := make([]byte, 0, size)
+	whole := own.room(size)
 	whole = append(whole, raw[:at]...)
 	next := at
 	for slot := range n {
