@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"slices"
 	"strconv"
-	"strings"
 	"unicode/utf8"
 )
 
@@ -31,30 +30,12 @@ func parseWrite(js string) (*write, error) {
 // describes; false if it is not (which says nothing of its validity).
 func parseWritePlain(js string) (*write, bool) {
 	w := &write{}
-	var seen [10]bool
-	ok := plainObject(js, func(key string, p *plainJSON) bool {
-		text := [...]*string{&w.Kind, &w.Entry, &w.Field, &w.Value, &w.User, &w.Name, &w.Device}
-		i := slotOf(key, "kefvundrst")
-		if i < 0 || seen[i] {
-			return false
-		}
-		seen[i] = true
-		var ok bool
-		switch {
-		case i < len(text):
-			*text[i], ok = p.str()
-		case key == "r":
-			var r string
-			r, ok = p.str()
-			w.Role = Role(r)
-		case key == "s":
-			w.Supersedes, ok = p.strs()
-		default: // "t"
-			w.At, ok = p.int()
-		}
-		return ok
-	})
-	return w, ok
+	f := plainFields{
+		keys: []string{"k", "e", "f", "v", "u", "n", "d", "r", "s", "t"},
+		text: []*string{&w.Kind, &w.Entry, &w.Field, &w.Value, &w.User, &w.Name, &w.Device},
+		role: &w.Role, list: &w.Supersedes, at: &w.At,
+	}
+	return w, f.read(js)
 }
 
 // parseMessage reads a change's message as json.Unmarshal reads it into a
@@ -70,37 +51,50 @@ func parseMessage(js string) (message, error) {
 
 func parseMessagePlain(js string) (message, bool) {
 	var m message
-	var seen [8]bool
-	keys := [...]string{"op", "user", "name", "device", "entry", "summary", "role", "at"}
-	text := [...]*string{&m.Op, &m.User, &m.Name, &m.Device, &m.Entry, &m.Summary}
-	ok := plainObject(js, func(key string, p *plainJSON) bool {
-		i := slices.Index(keys[:], key)
-		if i < 0 || seen[i] {
+	f := plainFields{
+		keys: []string{"op", "user", "name", "device", "entry", "summary", "role", "at"},
+		text: []*string{&m.Op, &m.User, &m.Name, &m.Device, &m.Entry, &m.Summary},
+		role: &m.Role, at: &m.At,
+	}
+	return m, f.read(js)
+}
+
+// plainFields are where a plain object's fields go: a string for each of
+// the first keys (text), then a role, a list of strings if list is set,
+// and a time.
+type plainFields struct {
+	keys []string
+	text []*string
+	role *Role
+	list *[]string
+	at   *int64
+}
+
+// read reads js into f if it is a plain object of f's keys, each at most
+// once.
+func (f plainFields) read(js string) bool {
+	var seen uint32
+	return plainObject(js, func(key string, p *plainJSON) bool {
+		i := slices.Index(f.keys, key)
+		if i < 0 || seen&(1<<i) != 0 {
 			return false
 		}
-		seen[i] = true
+		seen |= 1 << i
 		var ok bool
 		switch {
-		case i < len(text):
-			*text[i], ok = p.str()
-		case key == "role":
+		case i < len(f.text):
+			*f.text[i], ok = p.str()
+		case i == len(f.text):
 			var r string
 			r, ok = p.str()
-			m.Role = Role(r)
-		default: // "at"
-			m.At, ok = p.int()
+			*f.role = Role(r)
+		case i == len(f.keys)-1:
+			*f.at, ok = p.int()
+		default:
+			*f.list, ok = p.strs()
 		}
 		return ok
 	})
-	return m, ok
-}
-
-// slotOf returns the place of a one-letter key among keys, or -1.
-func slotOf(key, keys string) int {
-	if len(key) != 1 {
-		return -1
-	}
-	return strings.IndexByte(keys, key[0])
 }
 
 // plainObject reads js as an object in plain form: each key a plain

@@ -8,17 +8,27 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// sameAsJSON checks that parseWrite reads js as json.Unmarshal does.
-func sameAsJSON(t testing.TB, js string) {
-	var want write
+// sameAsJSON checks that parse reads js as json.Unmarshal reads it into
+// a T.
+func sameAsJSON[T any](t testing.TB, js string, parse func(string) (T, error)) {
+	var want T
 	wantErr := json.Unmarshal([]byte(js), &want)
-	got, err := parseWrite(js)
+	got, err := parse(js)
 	if wantErr != nil {
 		require.Error(t, err, "json.Unmarshal refuses %q", js)
 		return
 	}
 	require.NoError(t, err, "json.Unmarshal reads %q", js)
-	require.Equal(t, want, *got, "%q", js)
+	require.Equal(t, want, got, "%q", js)
+}
+
+// parseWriteValue is parseWrite giving a write, not a pointer.
+func parseWriteValue(js string) (write, error) {
+	w, err := parseWrite(js)
+	if err != nil {
+		return write{}, err
+	}
+	return *w, nil
 }
 
 func TestParseWrite(t *testing.T) {
@@ -60,7 +70,7 @@ func TestParseWrite(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			_, plain := parseWritePlain(tc.js)
 			assert.Equal(t, tc.plain, plain, "read directly")
-			sameAsJSON(t, tc.js)
+			sameAsJSON(t, tc.js, parseWriteValue)
 		})
 	}
 }
@@ -73,7 +83,7 @@ func FuzzParseWrite(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, js string) {
-		sameAsJSON(t, js)
+		sameAsJSON(t, js, parseWriteValue)
 	})
 }
 
@@ -120,20 +130,8 @@ func TestParseMessage(t *testing.T) {
 	} {
 		_, plain := parseMessagePlain(tc.js)
 		assert.Equal(t, tc.plain, plain, "%s read directly", tc.js)
-		sameMessage(t, tc.js)
+		sameAsJSON(t, tc.js, parseMessage)
 	}
-}
-
-func sameMessage(t testing.TB, js string) {
-	var want message
-	wantErr := json.Unmarshal([]byte(js), &want)
-	got, err := parseMessage(js)
-	if wantErr != nil {
-		require.Error(t, err, "json.Unmarshal refuses %q", js)
-		return
-	}
-	require.NoError(t, err, "json.Unmarshal reads %q", js)
-	require.Equal(t, want, got, "%q", js)
 }
 
 func FuzzParseMessage(f *testing.F) {
@@ -144,6 +142,6 @@ func FuzzParseMessage(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, js string) {
-		sameMessage(t, js)
+		sameAsJSON(t, js, parseMessage)
 	})
 }
