@@ -350,6 +350,7 @@ func DecodeBundle(data []byte) (*Bundle, error) {
 		if err != nil {
 			return nil, fmt.Errorf("decode bundle change %d: %w", i, err)
 		}
+		own.left = r.Len()
 		raw, err := readChange(r, i, b.Changes[:i], hashes, &restored, &own)
 		if err != nil {
 			return nil, fmt.Errorf("decode bundle change %d: %w", i, err)
@@ -485,12 +486,17 @@ const arenaBlockBytes = 256 << 10
 // arena hands out the byte fields of one decoded bundle from blocks of
 // its own, a few allocations for thousands of changes. A slice it hands
 // out has no spare capacity.
-type arena struct{ block []byte }
+type arena struct {
+	block []byte
+	// left is about how many bytes are still to be handed out (what is
+	// left of the body to read): a small bundle's block is no larger.
+	left int
+}
 
 // room returns room for n bytes: a slice of length 0 and capacity n.
 func (a *arena) room(n int) []byte {
 	if n > cap(a.block)-len(a.block) {
-		a.block = make([]byte, 0, max(arenaBlockBytes, n))
+		a.block = make([]byte, 0, max(n, min(arenaBlockBytes, a.left)))
 	}
 	at := len(a.block)
 	a.block = a.block[:at+n]
