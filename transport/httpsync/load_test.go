@@ -25,6 +25,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -55,14 +56,15 @@ const (
 
 // The shape of BenchmarkCloudLoad.
 var (
-	loadDevices  = flag.Int("load.devices", 200, "BenchmarkCloudLoad: simulated clinic devices")
-	loadClinics  = flag.Int("load.clinics", 20, "BenchmarkCloudLoad: clinics the devices are spread over")
-	loadCharts   = flag.Int("load.charts", 5, "BenchmarkCloudLoad: charts each device registers offline")
-	loadRounds   = flag.Int("load.rounds", 10, "BenchmarkCloudLoad: syncs each device makes, with an edit before each after the first")
-	loadStore    = flag.String("load.store", "sqlite", "BenchmarkCloudLoad: the cloud's store, sqlite or postgres (the server named by "+pgtest.EnvVar+")")
-	loadNodes    = flag.Int("load.nodes", 1, "BenchmarkCloudLoad: cloud nodes sharing the store (more than 1 with -load.store postgres only)")
-	loadAttempts = flag.Int("load.attempts", 10, "BenchmarkCloudLoad: attempts a device's sync makes (retrying a busy or unreachable cloud, backing off up to 1s) before it fails")
-	loadTimeout  = flag.Duration("load.timeout", 30*time.Minute, "BenchmarkCloudLoad: how long the syncs may take in all; those still running then fail and no more start")
+	loadDevices     = flag.Int("load.devices", 200, "BenchmarkCloudLoad: simulated clinic devices")
+	loadClinics     = flag.Int("load.clinics", 20, "BenchmarkCloudLoad: clinics the devices are spread over")
+	loadCharts      = flag.Int("load.charts", 5, "BenchmarkCloudLoad: charts each device registers offline")
+	loadRounds      = flag.Int("load.rounds", 10, "BenchmarkCloudLoad: syncs each device makes, with an edit before each after the first")
+	loadStore       = flag.String("load.store", "sqlite", "BenchmarkCloudLoad: the cloud's store, sqlite or postgres (the server named by "+pgtest.EnvVar+")")
+	loadNodes       = flag.Int("load.nodes", 1, "BenchmarkCloudLoad: cloud nodes sharing the store (more than 1 with -load.store postgres only)")
+	loadAttempts    = flag.Int("load.attempts", 10, "BenchmarkCloudLoad: attempts a device's sync makes (retrying a busy or unreachable cloud, backing off up to 1s) before it fails")
+	loadDeviceStore = flag.String("load.devicestore", "mem", "BenchmarkCloudLoad: where each device keeps its charts, mem (in memory) or sqlite (a database of its own on disk, as a tablet)")
+	loadTimeout     = flag.Duration("load.timeout", 30*time.Minute, "BenchmarkCloudLoad: how long the syncs may take in all; those still running then fail and no more start")
 )
 
 func TestMain(m *testing.M) {
@@ -155,7 +157,7 @@ func runLoadCloud(dir string) int {
 	go func() { _ = srv.ServeTLS(ln, "", "") }()
 
 	var st cloudStats
-	peaks := startMemPeaks()
+	peaks := startMemPeaks(nil)
 	if path := os.Getenv("HTTPSYNC_LOAD_CPUPROFILE"); path != "" {
 		f, err := os.Create(path)
 		if err != nil {
@@ -192,9 +194,13 @@ type memPeaks struct {
 	sampled chan memPeak
 }
 
-// memPeak is the highest of each measure sampled.
+// memPeak is the highest of each measure sampled, and when the resident
+// set peaked: rssAt after the sampling began, with rssProgress of the
+// work done (as the sampler's progress function counts it).
 type memPeak struct {
 	heap, goMemory, rss, cMemory uint64
+	rssAt                        time.Duration
+	rssProgress                  int64
 }
 
 // loadPeakHeapEnv names a file to which the devices' process writes its
@@ -203,9 +209,12 @@ type memPeak struct {
 // the peak, which says what the devices hold in the middle of their syncs.
 const loadPeakHeapEnv = "HTTPSYNC_LOAD_PEAKHEAPPROFILE"
 
-func startMemPeaks() *memPeaks {
+// startMemPeaks samples the process's memory until stop; progress, if
+// not nil, counts the work done, read when the resident set peaks.
+func startMemPeaks(progress func() int64) *memPeaks {
 	m := &memPeaks{done: make(chan struct{}), sampled: make(chan memPeak, 1)}
 	peakProfile := os.Getenv(loadPeakHeapEnv)
+	began := time.Now()
 	go func() {
 		var p memPeak
 		var profiled uint64 // the live heap at the last profile written
@@ -219,7 +228,13 @@ func startMemPeaks() *memPeaks {
 			// The runtime's total counts the heap it gave back to the
 			// system (released), which is not resident.
 			resident := total - min(total, samples[2].Value.Uint64())
-			p.heap, p.goMemory, p.rss = max(p.heap, heap), max(p.goMemory, resident), max(p.rss, rss)
+			if rss > p.rss {
+				p.rss, p.rssAt = rss, time.Since(began)
+				if progress != nil {
+					p.rssProgress = progress()
+				}
+			}
+			p.heap, p.goMemory = max(p.heap, heap), max(p.goMemory, resident)
 			if rss > resident {
 				p.cMemory = max(p.cMemory, rss-resident)
 			}
@@ -334,6 +349,9 @@ type loadShape struct {
 	timeout time.Duration
 	// attempts is each sync's httpsync.ClientConfig.MaxAttempts (0: 10).
 	attempts int
+	// devicesOnDisk keeps each device's charts in a SQLite database of
+	// its own (replica.Open), as a tablet does; otherwise in memory.
+	devicesOnDisk bool
 }
 
 func (s loadShape) String() string {
@@ -341,7 +359,11 @@ func (s loadShape) String() string {
 	if s.postgres {
 		db = "PostgreSQL"
 	}
-	return fmt.Sprintf("%d devices, %d clinics, %d charts each, %d syncs each, %d node(s) on %s", s.devices, s.clinics, s.charts, s.rounds, s.nodes, db)
+	devices := "in memory"
+	if s.devicesOnDisk {
+		devices = "on SQLite"
+	}
+	return fmt.Sprintf("%d devices (%s), %d clinics, %d charts each, %d syncs each, %d node(s) on %s", s.devices, devices, s.clinics, s.charts, s.rounds, s.nodes, db)
 }
 
 // loadResult is what a load measured.
@@ -398,8 +420,9 @@ func (r loadResult) String() string {
 	if len(r.nodes) > 0 {
 		fmt.Fprintf(&b, "; the cloud holds %d charts", r.nodes[0].Charts)
 	}
-	fmt.Fprintf(&b, "; database %.1f MiB; devices' process peak RSS %.1f MiB (%.0f KiB a device), heap %.1f MiB, C memory %.1f MiB (%.0f KiB a device)",
-		float64(r.dbBytes)/(1<<20), mib(r.deviceMem.rss), float64(r.deviceMem.rss)/float64(r.devices)/1024, mib(r.deviceMem.heap),
+	fmt.Fprintf(&b, "; database %.1f MiB; devices' process peak RSS %.1f MiB (%.0f KiB a device; at %s, %d of %d syncs ended), heap %.1f MiB, C memory %.1f MiB (%.0f KiB a device)",
+		float64(r.dbBytes)/(1<<20), mib(r.deviceMem.rss), float64(r.deviceMem.rss)/float64(r.devices)/1024,
+		r.deviceMem.rssAt.Round(time.Second), r.deviceMem.rssProgress, r.syncs+r.failures, mib(r.deviceMem.heap),
 		mib(r.deviceMem.cMemory), float64(r.deviceMem.cMemory)/float64(r.devices)/1024)
 	perDevice := func(s settled) string {
 		kib := func(b uint64) float64 { return float64(b) / float64(r.devices) / 1024 }
@@ -559,6 +582,14 @@ func (lc *loadCloud) newDevice(t testing.TB, clinic, name string, cfg replica.Co
 // newDeviceTrying is newDevice whose syncs make up to attempts attempts.
 func (lc *loadCloud) newDeviceTrying(t testing.TB, clinic, name string, cfg replica.Config, attempts int) *loadDevice {
 	t.Helper()
+	return lc.newDeviceOn(t, clinic, name, cfg, attempts, false)
+}
+
+// newDeviceOn is newDeviceTrying whose replica, if onDisk, keeps its
+// charts in a SQLite database of its own in a temporary directory
+// (replica.Open), as a tablet does, rather than in memory.
+func (lc *loadCloud) newDeviceOn(t testing.TB, clinic, name string, cfg replica.Config, attempts int, onDisk bool) *loadDevice {
+	t.Helper()
 	ctx := context.Background()
 	keys, err := device.Generate(replica.NewID(), clinic)
 	require.NoError(t, err)
@@ -569,7 +600,12 @@ func (lc *loadCloud) newDeviceTrying(t testing.TB, clinic, name string, cfg repl
 	_, err = roster.Add(rec)
 	require.NoError(t, err)
 	cfg.Signer, cfg.Keys, cfg.CheckAuthors = keys, roster, true
-	rep, err := replica.New(ctx, store.NewMem(), cfg)
+	var rep *replica.Replica
+	if onDisk {
+		rep, err = replica.Open(ctx, filepath.Join(t.TempDir(), "device.db"), cfg)
+	} else {
+		rep, err = replica.New(ctx, store.NewMem(), cfg)
+	}
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = rep.Close() })
 	cred := enrolIdentity(t, lc.ca, httpsync.Enrolment{Replica: rep.ID(), Clinic: clinic, Device: name,
@@ -606,7 +642,7 @@ func runLoad(t testing.TB, shape loadShape) loadResult {
 	sims := make([]*sim, shape.devices)
 	for i := range sims {
 		clinic := fmt.Sprintf("clinic-%02d", i%shape.clinics)
-		s := &sim{loadDevice: lc.newDeviceTrying(t, clinic, fmt.Sprintf("device-%03d", i), replica.Config{CacheCharts: 8}, cmp.Or(shape.attempts, 10))}
+		s := &sim{loadDevice: lc.newDeviceOn(t, clinic, fmt.Sprintf("device-%03d", i), replica.Config{CacheCharts: 8}, cmp.Or(shape.attempts, 10), shape.devicesOnDisk)}
 		for j := range shape.charts {
 			id, err := s.rep.Register(ctx, nurse, record.Register{GivenName: fmt.Sprintf("Patient%d", j), FamilyName: fmt.Sprintf("Device%d", i),
 				Sex: "female", EstimatedBirthYear: 1980 + j, Village: "Kamuga", HomeClinic: clinic})
@@ -619,6 +655,7 @@ func runLoad(t testing.TB, shape loadShape) loadResult {
 	}
 
 	var (
+		synced    atomic.Int64 // syncs ended, failed or not
 		mu        sync.Mutex
 		latencies []time.Duration
 		res       = loadResult{devices: shape.devices, failed: map[string]int{}, failedExample: map[string]string{}}
@@ -647,6 +684,7 @@ func runLoad(t testing.TB, shape loadShape) loadResult {
 				began := time.Now()
 				rep, err := s.clients[(i+round)%len(s.clients)].SyncReport(ctx)
 				took := time.Since(began)
+				synced.Add(1)
 				mu.Lock()
 				res.retries += rep.Retries
 				if err != nil {
@@ -665,7 +703,7 @@ func runLoad(t testing.TB, shape loadShape) loadResult {
 			}
 		}()
 	}
-	peaks := startMemPeaks()
+	peaks := startMemPeaks(func() int64 { return synced.Load() })
 	began := time.Now()
 	close(start)
 	wg.Wait()
@@ -714,9 +752,14 @@ func TestCloudLoad(t *testing.T) {
 //
 // The shape comes from flags:
 //
-//	-load.devices N   simulated clinic devices (default 200), each an
-//	                  in-memory replica in this process with a cache of 8
-//	                  charts, which signs its changes and checks everyone's
+//	-load.devices N   simulated clinic devices (default 200), each a
+//	                  replica in this process with a cache of 8 charts,
+//	                  which signs its changes and checks everyone's
+//	-load.devicestore S
+//	                  where each device keeps its charts: mem (default: an
+//	                  in-memory store, whose data is then part of the
+//	                  process's memory) or sqlite (a database of its own in
+//	                  a temporary directory, replica.Open, as a tablet)
 //	-load.clinics N   clinics the devices are spread over (default 20);
 //	                  every device receives its clinic's charts
 //	-load.charts N    charts each device registers offline (default 5)
@@ -769,6 +812,13 @@ func BenchmarkCloudLoad(b *testing.B) {
 		nodes: *loadNodes, timeout: *loadTimeout, attempts: *loadAttempts}
 	if shape.devices < 1 || shape.clinics < 1 || shape.charts < 1 || shape.rounds < 1 || shape.nodes < 1 || shape.attempts < 1 {
 		b.Fatalf("-load.devices, -load.clinics, -load.charts, -load.rounds, -load.nodes and -load.attempts must be at least 1")
+	}
+	switch *loadDeviceStore {
+	case "mem":
+	case "sqlite":
+		shape.devicesOnDisk = true
+	default:
+		b.Fatalf("-load.devicestore %q: mem or sqlite", *loadDeviceStore)
 	}
 	switch *loadStore {
 	case "sqlite":
