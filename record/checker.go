@@ -25,7 +25,12 @@ type Checker struct {
 	// what their bytes decode to, and a long run of changes costs its
 	// bytes, not twice as much as a buffer grown by doubling would.
 	// heads are the heads of doc and the queue.
+	//
+	// A resting Checker (Rest) has no doc of its own and nothing
+	// queued: src, the chart it was given by Resume, holds what it
+	// holds, and doc is copied from src only when a change needs it.
 	doc    *crdt.Doc
+	src    *crdt.Doc
 	queue  []queuedBlock
 	queued map[crdt.Hash]bool
 	heads  crdt.Heads
@@ -120,8 +125,85 @@ func NewChecker(doc *crdt.Doc) (*Checker, error) {
 // state (Chart.Adopt) keeps it; the Checker must not be used afterwards.
 func (c *Checker) Close() error {
 	c.closed = true
-	c.queue, c.queued = nil, nil
+	c.queue, c.queued, c.src = nil, nil, nil
+	if c.doc == nil {
+		return nil
+	}
 	return c.doc.Close()
+}
+
+// Rest lets go of the Checker's copy of the chart and of the changes it
+// queued for it, for a Checker kept between runs of changes to a chart
+// its caller holds (a replica's, between the bundles of a long history):
+// doc must hold exactly what the Checker holds (its heads, and no change
+// held for its dependencies), or Rest does nothing and reports false. A
+// resting Checker keeps what it knows of the chart, and must be given
+// the chart again by Resume before it judges another change. doc is not
+// kept.
+func (c *Checker) Rest(doc *crdt.Doc) bool {
+	if c.closed || len(doc.Pending()) > 0 || !doc.Heads().Equal(c.heads) {
+		return false
+	}
+	if c.doc != nil {
+		_ = c.doc.Close()
+	}
+	c.doc, c.src, c.queue, c.queued = nil, nil, nil, map[crdt.Hash]bool{}
+	return true
+}
+
+// Resume gives a resting Checker the chart to judge changes on: doc must
+// hold exactly what the Checker holds (its heads, and no change held for
+// its dependencies), or Resume reports false and the Checker cannot be
+// used. The Checker copies its own document from doc only if a change
+// needs it, so doc must stay open, changed only by changes the Checker
+// accepted, until the Checker rests again or is closed; the Checker does
+// not modify it. A Checker that is not resting ignores doc and reports
+// true.
+func (c *Checker) Resume(doc *crdt.Doc) bool {
+	switch {
+	case c.closed:
+		return false
+	case c.doc != nil:
+		return true
+	case len(doc.Pending()) > 0 || !doc.Heads().Equal(c.heads):
+		return false
+	}
+	c.src = doc
+	return true
+}
+
+// document makes sure the Checker has its own copy of the chart, copying
+// it from the chart Resume gave if it rests.
+func (c *Checker) document() error {
+	if c.doc != nil {
+		return nil
+	}
+	if c.src == nil {
+		return fmt.Errorf("checker: resting, and not given the chart again")
+	}
+	var (
+		held *crdt.Doc
+		err  error
+	)
+	if len(c.src.Pending()) == 0 {
+		held, err = c.src.Fork(nil, crdt.NewActorID()) // a copy, much cheaper than a fork at heads
+	} else {
+		held, err = c.src.Fork(c.src.Heads(), crdt.NewActorID()) // without the held changes
+	}
+	if err != nil {
+		return fmt.Errorf("checker: copy the chart: %w", err)
+	}
+	c.doc, c.src = held, nil
+	return nil
+}
+
+// has reports whether the Checker's copy of the chart (or the chart it
+// rests on) holds the change with hash h.
+func (c *Checker) has(h crdt.Hash) bool {
+	if c.doc == nil {
+		return c.src != nil && c.src.Has(h)
+	}
+	return c.doc.Has(h)
 }
 
 // Check judges ch as CheckChange(d, ch) would, where d is the document
@@ -165,7 +247,7 @@ func (c *Checker) follows(ch crdt.Change) bool {
 		}
 	}
 	for _, d := range ch.Deps {
-		if !slices.Contains(c.heads, d) && !c.queued[d] && !c.doc.Has(d) {
+		if !slices.Contains(c.heads, d) && !c.queued[d] && !c.has(d) {
 			return false
 		}
 	}
@@ -174,6 +256,10 @@ func (c *Checker) follows(ch crdt.Change) bool {
 
 // flush applies the queued changes to doc.
 func (c *Checker) flush() error {
+	if err := c.document(); err != nil {
+		c.mode = modeIrregular
+		return err
+	}
 	if len(c.queue) == 0 {
 		return nil
 	}

@@ -78,3 +78,70 @@ func TestCheckerQueueCostsItsBytes(t *testing.T) {
 	assert.Equal(t, crdt.Heads{chs[len(chs)-1].Hash}, c.doc.Heads(), "the queued changes apply in order")
 	assert.Empty(t, c.queue)
 }
+
+// A Checker rested on the chart its accepted changes were applied to
+// keeps neither its copy of the chart nor the changes it queued; resumed
+// on that chart, it judges the rest of the history as CheckChange does,
+// copying the chart only when a change needs it, and leaves the chart
+// alone. A chart that does not hold what the Checker holds is refused
+// either way.
+func TestCheckerRestsOnTheChartItsChangesWereAppliedTo(t *testing.T) {
+	chs := cachedRun(t, 1000)
+	half := len(chs) / 2
+	empty, err := crdt.New(crdt.NewActorID())
+	require.NoError(t, err)
+	c, err := NewChecker(empty)
+	require.NoError(t, err)
+	chart, err := crdt.New(crdt.NewActorID())
+	require.NoError(t, err)
+	defer chart.Close()
+	for i, ch := range chs[:half] {
+		_, err := c.Check(ch)
+		require.NoError(t, err, "change %d (%s)", i, ch.Message)
+	}
+	require.NotEmpty(t, c.queue, "the changes accepted wait in the queue")
+
+	require.NoError(t, chart.ApplyStored(crdt.SaveChanges(chs[:half-1]), hashesOf(chs[:half-1])))
+	assert.False(t, c.Rest(chart), "a chart a change behind is not the Checker's")
+	assert.NotEmpty(t, c.queue, "a refused rest keeps the queue")
+	_, err = chart.Apply(chs[half-1])
+	require.NoError(t, err)
+	require.True(t, c.Rest(chart), "the chart holds what the Checker holds")
+	assert.Empty(t, c.queue, "a resting Checker keeps no copy of the changes it accepted")
+	assert.Nil(t, c.doc, "nor its own copy of the chart")
+
+	other, err := crdt.New(crdt.NewActorID())
+	require.NoError(t, err)
+	defer other.Close()
+	assert.False(t, c.Resume(other), "a chart that is not the Checker's is refused")
+	require.True(t, c.Resume(chart))
+	heads := chart.Heads()
+	for i, ch := range chs[half:] {
+		got, gotErr := c.Check(ch)
+		require.NoError(t, gotErr, "change %d", half+i)
+		if i < 100 {
+			assert.Equal(t, heads, chart.Heads(), "the Checker leaves the chart alone")
+			continue
+		}
+		if i == 100 {
+			// The caller applies the changes the Checker accepted.
+			require.NoError(t, chart.ApplyStored(crdt.SaveChanges(chs[half:half+100]), hashesOf(chs[half:half+100])))
+		}
+		if i%50 == 0 {
+			// CheckChange reads the whole chart: a sample of them.
+			want, wantErr := CheckChange(chart, ch)
+			require.NoError(t, wantErr, "change %d", half+i)
+			require.Equal(t, want, got, "change %d", half+i)
+		}
+		_, err := chart.Apply(ch)
+		require.NoError(t, err)
+	}
+	assert.Nil(t, c.doc, "no change needed the document")
+	_, err = c.Check(chs[half])
+	require.NoError(t, err, "a change checked again is accepted again, on a copy of the chart")
+	require.NotNil(t, c.doc)
+	require.NoError(t, c.flush())
+	assert.Equal(t, chart.Heads(), c.doc.Heads(), "the copy holds the chart's history")
+	require.NoError(t, c.Close())
+	assert.Equal(t, chs[len(chs)-1].Hash, chart.Heads()[0], "closing the Checker leaves the chart open")
+}
