@@ -917,8 +917,22 @@ func planChart(h *heldChart, cb chartBatch, sigs signatures, rules receiveRules)
 		if check, err = rules.authorCheck(cb.chart, l.doc); err != nil {
 			return fmt.Errorf("receive bundle: chart %s: %w", cb.chart, err), false
 		}
+		if !check.c.Resume(l.doc) {
+			// A Checker kept resting for a chart that now holds a
+			// change held for its dependencies: a new one.
+			check.close()
+			if check, err = newChecker(cb.chart, l.doc); err != nil {
+				return fmt.Errorf("receive bundle: chart %s: %w", cb.chart, err), false
+			}
+		}
 		defer func() {
 			if keep && err == nil && rules.kept != nil {
+				// The chart holds every change the Checker accepted:
+				// the Checker kept for the rest of the history rests
+				// on it, keeping no copy of those changes, and
+				// copies the chart only if a change of the next
+				// bundle needs it.
+				check.c.Rest(l.doc)
 				rules.kept.keep(check)
 			} else {
 				check.close()
