@@ -60,9 +60,15 @@ type queuedBlock struct {
 	hashes []crdt.Hash
 }
 
-// queueBlockBytes is the size of a block of queued changes (a larger
-// change has a block of its own).
-const queueBlockBytes = 256 << 10
+// queueBlockBytes is the largest block of queued changes (a larger
+// change has a block of its own); the first block is
+// queueFirstBlockBytes and each next one twice as large as the last, up
+// to queueBlockBytes: a replica keeps a Checker for each chart a bundle
+// brings, most with a few changes of a kilobyte.
+const (
+	queueFirstBlockBytes = 4 << 10
+	queueBlockBytes      = 256 << 10
+)
 
 // noteText is the text of an encounter's note, character by character:
 // every element ever inserted (a string, by the operation that inserted
@@ -283,7 +289,11 @@ func (c *Checker) flush() error {
 func (c *Checker) enqueue(ch crdt.Change) {
 	n := len(c.queue)
 	if n == 0 || len(c.queue[n-1].raw)+len(ch.Raw) > cap(c.queue[n-1].raw) {
-		c.queue = append(c.queue, queuedBlock{raw: make([]byte, 0, max(queueBlockBytes, len(ch.Raw)))})
+		size := queueFirstBlockBytes
+		if n > 0 {
+			size = min(2*cap(c.queue[n-1].raw), queueBlockBytes)
+		}
+		c.queue = append(c.queue, queuedBlock{raw: make([]byte, 0, max(size, len(ch.Raw)))})
 		n++
 	}
 	b := &c.queue[n-1]

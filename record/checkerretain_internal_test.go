@@ -74,6 +74,7 @@ func TestCheckerQueueCostsItsBytes(t *testing.T) {
 	}
 	assert.Greater(t, queued, len(chs)/2, "most changes wait in the queue")
 	assert.LessOrEqual(t, room, queueBlockBytes, "the queue's unused room")
+	assert.LessOrEqual(t, room, queuedBytes(c), "the queue's unused room is at most what it holds")
 	require.NoError(t, c.flush())
 	assert.Equal(t, crdt.Heads{chs[len(chs)-1].Hash}, c.doc.Heads(), "the queued changes apply in order")
 	assert.Empty(t, c.queue)
@@ -144,4 +145,34 @@ func TestCheckerRestsOnTheChartItsChangesWereAppliedTo(t *testing.T) {
 	assert.Equal(t, chart.Heads(), c.doc.Heads(), "the copy holds the chart's history")
 	require.NoError(t, c.Close())
 	assert.Equal(t, chs[len(chs)-1].Hash, chart.Heads()[0], "closing the Checker leaves the chart open")
+}
+
+func queuedBytes(c *Checker) int {
+	n := 0
+	for _, b := range c.queue {
+		n += len(b.raw)
+	}
+	return n
+}
+
+// A Checker of a chart with a few small changes, as a replica keeps one
+// for each chart a bundle brings, queues them in room of their size, not
+// in a block made for a long history.
+func TestSmallChartsQueueIsSmall(t *testing.T) {
+	chs := cachedRun(t, 4)
+	empty, err := crdt.New(crdt.NewActorID())
+	require.NoError(t, err)
+	c, err := NewChecker(empty)
+	require.NoError(t, err)
+	defer c.Close()
+	for i, ch := range chs {
+		_, err := c.Check(ch)
+		require.NoError(t, err, "change %d (%s)", i, ch.Message)
+	}
+	room := 0
+	for _, b := range c.queue {
+		room += cap(b.raw)
+	}
+	require.NotEmpty(t, c.queue, "a change waits in the queue")
+	assert.LessOrEqual(t, room, max(2*queuedBytes(c), queueFirstBlockBytes), "the queue's room for %d bytes", queuedBytes(c))
 }
