@@ -532,26 +532,56 @@ func (h *heldChart) close() {
 	_ = h.l.doc.Close()
 }
 
-// held reads the charts that fresh changes, as private copies: a cached
-// chart is forked, any other is loaded from the store. Without the write
-// lock the copies may be overtaken; commit notices.
+// heldCharts reads the charts that fresh changes, as private copies: a
+// cached chart is forked, any other is loaded from the store, on as many
+// cores as there are (loading a chart applies its stored changes, which
+// costs Automerge a millisecond or more a chart). Without the write lock
+// the copies may be overtaken; commit notices. On an error it returns
+// the copies made, for the caller to let go.
 func (r *Replica) heldCharts(ctx context.Context, fresh []chartBatch, locked bool) (map[string]*heldChart, error) {
 	out := make(map[string]*heldChart, len(fresh))
-	for _, cb := range fresh {
-		h, err := r.heldChart(ctx, cb.chart, locked)
+	var stored []int // fresh's charts the cache does not hold
+	for i, cb := range fresh {
+		h, err := r.cachedCopy(cb.chart, locked)
 		if err != nil {
-			return nil, err
+			return out, err
 		}
-		out[cb.chart] = h
+		if h != nil {
+			out[cb.chart] = h
+		} else {
+			stored = append(stored, i)
+		}
 	}
-	return out, nil
+	loaded := make([]*heldChart, len(stored))
+	errs := make([]error, len(stored))
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), len(stored)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := range next {
+				loaded[k], errs[k] = r.storedChart(ctx, fresh[stored[k]].chart)
+			}
+		}()
+	}
+	for k := range stored {
+		next <- k
+	}
+	close(next)
+	wg.Wait()
+	for k, i := range stored {
+		if loaded[k] != nil {
+			out[fresh[i].chart] = loaded[k]
+		}
+	}
+	return out, errors.Join(errs...)
 }
 
-func (r *Replica) heldChart(ctx context.Context, id string, locked bool) (*heldChart, error) {
-	cached, err := r.cachedCopy(id, locked)
-	if err != nil || cached != nil {
-		return cached, err
-	}
+// storedChart reads a chart the cache does not hold from the store, or
+// starts it if the store has none of it. It touches nothing of the
+// replica's but the store, and may run on several goroutines at once.
+func (r *Replica) storedChart(ctx context.Context, id string) (*heldChart, error) {
 	l, err := r.loadStored(ctx, id)
 	if errors.Is(err, ErrNotFound) {
 		doc, err := crdt.New(r.id)
