@@ -1,7 +1,6 @@
 package record
 
 import (
-	"encoding/json"
 	"fmt"
 	"maps"
 	"slices"
@@ -459,8 +458,8 @@ func (c *Checker) noteChanges(e edits) (changed map[string]bool, decided bool) {
 // reports false, having changed nothing, for a change it does not accept
 // or cannot judge so: CheckChange then decides.
 func (c *Checker) fast(ch crdt.Change) (Touched, bool) {
-	var msg message
-	if json.Unmarshal([]byte(ch.Message), &msg) != nil {
+	msg, err := parseMessage(ch.Message)
+	if err != nil {
 		return Touched{}, false
 	}
 	t := Touched{Author: Author{UserID: msg.User, Name: msg.Name, Role: msg.Role, Device: msg.Device}}
@@ -576,8 +575,8 @@ func (c *Checker) absorb(ch crdt.Change) bool {
 	}
 	ws := make([]*write, 0, len(e.writes))
 	for k, js := range e.writes {
-		w := &write{}
-		if json.Unmarshal([]byte(js), w) != nil || !knownKind(w.Kind) || w.Entry == "" || w.Field == "" {
+		w, err := parseWrite(js)
+		if err != nil || !knownKind(w.Kind) || w.Entry == "" || w.Field == "" {
 			return false
 		}
 		w.ID = k
