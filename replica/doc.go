@@ -104,6 +104,14 @@
 // a bounded amount, not the sum of its charts: 400 new charts with a
 // 20,000-character note each grew the peak resident set by about 200 MiB
 // (BenchmarkReceiveLongNotes), where 100 of them grew it by 1 GiB before.
+// Within a chart, changes are decoded, checked and applied in causal order
+// in slices of at most 16,384 decoded operations, so one chart's long
+// history does not hold all its decoded operations at once. The charts a
+// group changes that the cache does not hold are read from the store on
+// as many cores as there are. A chart whose history the bundle's size
+// cut stays open in the cache for the sender's next bundle, and the
+// Checker that judged it rests on it (record.Checker.Rest) rather than
+// keeping a copy of the chart and of its changes.
 //
 // A received change whose dependencies are neither held nor in its bundle
 // is held aside (Received.Held, Held): not applied and not put in the log,
