@@ -10,15 +10,11 @@ import (
 	"sync"
 
 	"github.com/chartsync/chartsync/crdt"
-	"github.com/chartsync/chartsync/replica/internal/zchange"
 )
 
 // Mem is an in-memory Store for tests and simulations. Its durability ends
 // with the process. FailWrites, when set, makes Write fail with its error
-// and store nothing, to test error paths. It keeps changes compressed, as
-// the SQLite store does (package zchange): a simulation of many devices
-// in one process then holds each device's data at about the size it has
-// on a device's disk, not four times that.
+// and store nothing, to test error paths.
 type Mem struct {
 	mu         sync.Mutex
 	closed     bool
@@ -38,13 +34,7 @@ type Mem struct {
 	FailWrites error
 }
 
-var (
-	_ Store  = (*Mem)(nil)
-	_ Packer = (*Mem)(nil)
-)
-
-// PacksChanges implements Packer: Mem keeps changes compressed.
-func (m *Mem) PacksChanges() bool { return true }
+var _ Store = (*Mem)(nil)
 
 // NewMem returns an empty in-memory store.
 func NewMem() *Mem {
@@ -69,28 +59,10 @@ func (m *Mem) lock() (func(), error) {
 	return m.mu.Unlock, nil
 }
 
-// cloneChange returns a stored change as a reader gets it: its own copy,
-// with its bytes as they were written.
-func cloneChange(c Change) (Change, error) {
-	raw, err := zchange.Decompress(c.Raw)
-	if err != nil {
-		return Change{}, fmt.Errorf("read change %s: %w", c.Hash, err)
-	}
-	if !zchange.Compressed(c.Raw) {
-		raw = bytes.Clone(raw) // kept as written: the reader's own copy
-	}
-	c.Raw = raw
+func cloneChange(c Change) Change {
+	c.Raw = bytes.Clone(c.Raw)
 	c.Sig = bytes.Clone(c.Sig)
-	return c, nil
-}
-
-// readChange appends the stored change at position i to out.
-func (m *Mem) readChange(out []Change, i uint64) ([]Change, error) {
-	c, err := cloneChange(m.log[i])
-	if err != nil {
-		return out, err
-	}
-	return append(out, c), nil
+	return c
 }
 
 // Head implements ChangeLog.
@@ -112,9 +84,7 @@ func (m *Mem) Log(ctx context.Context, after uint64, limit int) ([]Change, error
 	defer unlock()
 	var out []Change
 	for i := after; i < uint64(len(m.log)) && (limit <= 0 || len(out) < limit); i++ {
-		if out, err = m.readChange(out, i); err != nil {
-			return nil, err
-		}
+		out = append(out, cloneChange(m.log[i]))
 	}
 	return out, nil
 }
@@ -129,9 +99,7 @@ func (m *Mem) ChartChanges(ctx context.Context, chart string, after uint64) ([]C
 	var out []Change
 	for _, i := range m.byChart[chart] {
 		if m.log[i].Seq > after {
-			if out, err = m.readChange(out, uint64(i)); err != nil {
-				return nil, err
-			}
+			out = append(out, cloneChange(m.log[i]))
 		}
 	}
 	return out, nil
@@ -165,15 +133,12 @@ func (m *Mem) LogFor(ctx context.Context, q LogQuery) ([]Change, error) {
 		}
 	}
 	var out []Change
-	var rerr error
 	next := func(i uint64) bool { // reads position i; false when done
 		if i >= upto || q.Limit > 0 && len(out) >= q.Limit {
 			return false
 		}
 		if q.NotFrom == "" || m.log[i].From != q.NotFrom {
-			if out, rerr = m.readChange(out, i); rerr != nil {
-				return false
-			}
+			out = append(out, cloneChange(m.log[i]))
 		}
 		return true
 	}
@@ -181,16 +146,13 @@ func (m *Mem) LogFor(ctx context.Context, q LogQuery) ([]Change, error) {
 	if idx == nil {
 		for i := after; next(i); i++ {
 		}
-	} else {
-		from, _ := slices.BinarySearch(idx, int(after))
-		for _, i := range idx[from:] {
-			if !next(uint64(i)) {
-				break
-			}
-		}
+		return out, nil
 	}
-	if rerr != nil {
-		return nil, rerr
+	from, _ := slices.BinarySearch(idx, int(after))
+	for _, i := range idx[from:] {
+		if !next(uint64(i)) {
+			break
+		}
 	}
 	return out, nil
 }
@@ -405,11 +367,7 @@ func (m *Mem) Write(ctx context.Context, b Batch) (uint64, error) {
 		if _, ok := m.byHash[c.Hash]; ok {
 			continue
 		}
-		packed := c.Packed
-		if packed == nil {
-			packed = zchange.Compress(c.Raw)
-		}
-		m.log = append(m.log, Change{Seq: uint64(len(m.log) + 1), Chart: c.Chart, Hash: c.Hash, Raw: bytes.Clone(packed), From: c.From, Sig: bytes.Clone(c.Sig)})
+		m.log = append(m.log, Change{Seq: uint64(len(m.log) + 1), Chart: c.Chart, Hash: c.Hash, Raw: bytes.Clone(c.Raw), From: c.From, Sig: bytes.Clone(c.Sig)})
 		i := len(m.log) - 1
 		m.byHash[c.Hash] = i
 		m.byChart[c.Chart] = append(m.byChart[c.Chart], i)

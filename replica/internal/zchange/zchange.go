@@ -84,16 +84,12 @@ func Compress(raw []byte) []byte {
 	return out
 }
 
-// Compressed reports whether b is a frame Compress made, which
-// Decompress inflates; otherwise Decompress returns b itself.
-func Compressed(b []byte) bool { return bytes.HasPrefix(b, zstdMagic) }
-
 // Decompress returns the bytes stored as b by Compress (or stored raw
 // before it). A zstd frame that does not decompress to an Automerge change
 // gives an error matching ErrCorrupt.
 // It is safe for concurrent use.
 func Decompress(b []byte) ([]byte, error) {
-	if !Compressed(b) {
+	if !bytes.HasPrefix(b, zstdMagic) {
 		return b, nil // stored as it came
 	}
 	_, dec := codec()

@@ -197,9 +197,6 @@ func TestWritesAreDescribed(t *testing.T) {
 }
 
 // placed is a store that can tell where it is.
-// bare is a store with none of the optional interfaces.
-type bare struct{ store.Store }
-
 type placed struct{ *store.Mem }
 
 func (placed) Place(context.Context) (string, error) { return "db-7", nil }
@@ -222,8 +219,7 @@ func TestOptionalInterfacesAreForwarded(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, place, "SQLite has no place: the wrapper says none, as the replica takes a store without Place")
 
-	assert.True(t, faultstore.New(store.NewMem()).PacksChanges(), "the memory store keeps changes packed too")
-	m := faultstore.New(bare{store.NewMem()})
+	m := faultstore.New(store.NewMem())
 	assert.False(t, m.PacksChanges())
 	_, err = m.Check(ctx, false, 10)
 	assert.ErrorIs(t, err, errors.ErrUnsupported)
