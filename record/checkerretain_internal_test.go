@@ -58,15 +58,7 @@ func TestCheckerKeepsNothingOfTheChangesHandedIn(t *testing.T) {
 // room is unused. Applied, they are all in its copy of the chart.
 func TestCheckerQueueCostsItsBytes(t *testing.T) {
 	chs := cachedRun(t, 1000)
-	empty, err := crdt.New(crdt.NewActorID())
-	require.NoError(t, err)
-	c, err := NewChecker(empty)
-	require.NoError(t, err)
-	defer c.Close()
-	for i, ch := range chs {
-		_, err := c.Check(ch)
-		require.NoError(t, err, "change %d (%s)", i, ch.Message)
-	}
+	c := checkerOf(t, chs)
 	queued, room := 0, 0
 	for _, b := range c.queue {
 		queued += len(b.hashes)
@@ -147,6 +139,22 @@ func TestCheckerRestsOnTheChartItsChangesWereAppliedTo(t *testing.T) {
 	assert.Equal(t, chs[len(chs)-1].Hash, chart.Heads()[0], "closing the Checker leaves the chart open")
 }
 
+// checkerOf returns a Checker of a new chart that accepted chs, closed
+// when the test ends.
+func checkerOf(t *testing.T, chs []crdt.Change) *Checker {
+	t.Helper()
+	empty, err := crdt.New(crdt.NewActorID())
+	require.NoError(t, err)
+	c, err := NewChecker(empty)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close() })
+	for i, ch := range chs {
+		_, err := c.Check(ch)
+		require.NoError(t, err, "change %d (%s)", i, ch.Message)
+	}
+	return c
+}
+
 func queuedBytes(c *Checker) int {
 	n := 0
 	for _, b := range c.queue {
@@ -159,16 +167,7 @@ func queuedBytes(c *Checker) int {
 // for each chart a bundle brings, queues them in room of their size, not
 // in a block made for a long history.
 func TestSmallChartsQueueIsSmall(t *testing.T) {
-	chs := cachedRun(t, 4)
-	empty, err := crdt.New(crdt.NewActorID())
-	require.NoError(t, err)
-	c, err := NewChecker(empty)
-	require.NoError(t, err)
-	defer c.Close()
-	for i, ch := range chs {
-		_, err := c.Check(ch)
-		require.NoError(t, err, "change %d (%s)", i, ch.Message)
-	}
+	c := checkerOf(t, cachedRun(t, 4))
 	room := 0
 	for _, b := range c.queue {
 		room += cap(b.raw)
