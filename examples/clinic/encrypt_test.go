@@ -142,12 +142,7 @@ func TestWrongPasswordRefused(t *testing.T) {
 // then on on their own; one with no colleague logged in is told to have
 // one log in first.
 func TestSyncedUserFirstLogin(t *testing.T) {
-	cloud := newRelayCloud(t)
-	tab, laptop := t.TempDir(), t.TempDir()
-	must(t, tab, twice("admin-pass-1"), "init", "-clinic", "kamuga", "-device", "tab", "-admin", "u-admin", "-admin-name", "Wairimu")
-	must(t, laptop, "", "init", "-clinic", "kamuga", "-device", "laptop")
-	cloud.enrolAll(t, map[string]string{"tab": tab, "laptop": laptop})
-	must(t, tab, "admin-pass-1\n", "login", "-user", "u-admin")
+	cloud, tab, laptop := tabletAndLaptop(t)
 	must(t, tab, twice("nurse-pass-1"), "user", "add", "-id", "u-achieng", "-name", "Nurse Achieng", "-role", "nurse")
 	must(t, tab, twice("doctor-pass-1"), "user", "add", "-id", "u-mutua", "-name", "Dr Mutua", "-role", "clinician")
 	must(t, tab, "", "register", "-given", "Zawadi", "-family", "Nyamweya", "-sex", "female", "-born-year", "1988")
@@ -299,12 +294,7 @@ func TestPasswordChangesReachTheKeyring(t *testing.T) {
 // set; the edit is there and reaches the cloud at the next sync.
 func TestUnlockRecoveryWithTheCloudsKey(t *testing.T) {
 	ctx := context.Background()
-	cloud := newRelayCloud(t)
-	tab, laptop := t.TempDir(), t.TempDir()
-	must(t, tab, twice("admin-pass-1"), "init", "-clinic", "kamuga", "-device", "tab", "-admin", "u-admin", "-admin-name", "Wairimu")
-	must(t, laptop, "", "init", "-clinic", "kamuga", "-device", "laptop")
-	cloud.enrolAll(t, map[string]string{"tab": tab, "laptop": laptop})
-	must(t, tab, "admin-pass-1\n", "login", "-user", "u-admin")
+	cloud, tab, laptop := tabletAndLaptop(t)
 	must(t, tab, twice("nurse-pass-1"), "user", "add", "-id", "u-achieng", "-name", "Nurse Achieng", "-role", "nurse")
 	must(t, tab, "", "sync", "-quiet")
 	must(t, laptop, "", "sync", "-quiet")

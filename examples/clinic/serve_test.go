@@ -117,7 +117,6 @@ func TestServeDemoUnlocksInMemory(t *testing.T) {
 // log in first; while a colleague's session holds the data open, their
 // login (checked against the roster) gives them an entry.
 func TestServeColleagueFirstLogin(t *testing.T) {
-	ctx := context.Background()
 	dir := t.TempDir()
 	must(t, dir, twice("admin-pass-1"), "init", "-clinic", "kamuga", "-device", "tab", "-admin", "u-admin", "-admin-name", "Wairimu")
 	must(t, dir, "admin-pass-1\n", "login", "-user", "u-admin")
@@ -129,13 +128,7 @@ func TestServeColleagueFirstLogin(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, keyring.RemoveUser(ring, key, "u-mutua"))
 
-	a := &app{dir: dir, in: bufio.NewReader(strings.NewReader("")), raw: strings.NewReader(""), out: io.Discard, log: io.Discard}
-	t.Cleanup(a.close)
-	srv, _, err := newWebApp(ctx, a, web.Config{AutoSync: -1})
-	require.NoError(t, err)
-	t.Cleanup(func() { srv.Close() })
-	ts := httptest.NewServer(srv)
-	t.Cleanup(ts.Close)
+	srv, ts := serveWeb(t, dir, io.Discard)
 	browser := func() *http.Client {
 		jar, err := cookiejar.New(nil)
 		require.NoError(t, err)
@@ -166,7 +159,6 @@ func TestServeColleagueFirstLogin(t *testing.T) {
 // app wrote in clear (testdata/clear-device) and whose recovery key is
 // known encrypts it at the first login, as the command line's login does.
 func TestServeEncryptsAClearDevice(t *testing.T) {
-	ctx := context.Background()
 	dir := clearDevice(t)
 	conf := filepath.Join(dir, "device.json")
 	var d deviceConfig
@@ -175,13 +167,7 @@ func TestServeEncryptsAClearDevice(t *testing.T) {
 	require.NoError(t, writeJSON(conf, d))
 
 	var out strings.Builder
-	a := &app{dir: dir, in: bufio.NewReader(strings.NewReader("")), raw: strings.NewReader(""), out: &out, log: io.Discard}
-	t.Cleanup(a.close)
-	srv, _, err := newWebApp(ctx, a, web.Config{AutoSync: -1})
-	require.NoError(t, err)
-	t.Cleanup(func() { srv.Close() })
-	ts := httptest.NewServer(srv)
-	t.Cleanup(ts.Close)
+	srv, ts := serveWeb(t, dir, &out)
 	assert.False(t, srv.Unlocked(), "nothing is open before the first login")
 	jar, err := cookiejar.New(nil)
 	require.NoError(t, err)
@@ -203,4 +189,19 @@ func TestServeEncryptsAClearDevice(t *testing.T) {
 	assert.Contains(t, string(b), "Kamau-Oldfixture", "the chart is kept")
 	_, err = keyring.Unlock(filepath.Join(dir, keyringFile), "u-nurse", "nurse-pass-1")
 	assert.NoError(t, err, "her password unlocks the keyring made at her login")
+}
+
+// serveWeb serves the clinic web app of the device in dir (no automatic
+// sync) on a test server, both closed when the test ends; out takes what
+// the app prints.
+func serveWeb(t *testing.T, dir string, out io.Writer) (*web.Server, *httptest.Server) {
+	t.Helper()
+	a := &app{dir: dir, in: bufio.NewReader(strings.NewReader("")), raw: strings.NewReader(""), out: out, log: io.Discard}
+	t.Cleanup(a.close)
+	srv, _, err := newWebApp(context.Background(), a, web.Config{AutoSync: -1})
+	require.NoError(t, err)
+	t.Cleanup(func() { srv.Close() })
+	ts := httptest.NewServer(srv)
+	t.Cleanup(ts.Close)
+	return srv, ts
 }

@@ -33,6 +33,20 @@ type relayCloud struct {
 	roster *device.Roster
 }
 
+// tabletAndLaptop returns a relay cloud and two devices of clinic kamuga
+// enrolled with it: the tablet, set up with administrator u-admin
+// (password admin-pass-1), who is logged in on it, and the laptop.
+func tabletAndLaptop(t *testing.T) (cloud *relayCloud, tab, laptop string) {
+	t.Helper()
+	cloud = newRelayCloud(t)
+	tab, laptop = t.TempDir(), t.TempDir()
+	must(t, tab, twice("admin-pass-1"), "init", "-clinic", "kamuga", "-device", "tab", "-admin", "u-admin", "-admin-name", "Wairimu")
+	must(t, laptop, "", "init", "-clinic", "kamuga", "-device", "laptop")
+	cloud.enrolAll(t, map[string]string{"tab": tab, "laptop": laptop})
+	must(t, tab, "admin-pass-1\n", "login", "-user", "u-admin")
+	return cloud, tab, laptop
+}
+
 func newRelayCloud(t *testing.T) *relayCloud {
 	c := &relayCloud{testCloud: newTestCloud(t)}
 	var err error
@@ -99,12 +113,7 @@ func webApp(t *testing.T, dir string) (*app, webSyncer) {
 // web.ErrNotAFolder.
 func TestWebSyncerCarriesByHand(t *testing.T) {
 	ctx := context.Background()
-	cloud := newRelayCloud(t)
-	tab, laptop := t.TempDir(), t.TempDir()
-	must(t, tab, twice("admin-pass-1"), "init", "-clinic", "kamuga", "-device", "tab", "-admin", "u-admin", "-admin-name", "Wairimu")
-	must(t, laptop, "", "init", "-clinic", "kamuga", "-device", "laptop")
-	cloud.enrolAll(t, map[string]string{"tab": tab, "laptop": laptop})
-	must(t, tab, "admin-pass-1\n", "login", "-user", "u-admin")
+	cloud, tab, laptop := tabletAndLaptop(t)
 	out := must(t, tab, "", "register", "-given", "Wanjiru", "-family", "Mwangi", "-sex", "female", "-born-year", "1988")
 	chart := regexp.MustCompile(`chart ([0-9a-f-]+)`).FindStringSubmatch(out)
 	require.Len(t, chart, 2, out)
