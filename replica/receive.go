@@ -890,12 +890,20 @@ func (h *heldChart) unheld(cb chartBatch) chartBatch {
 	return out
 }
 
-// authorCheck starts an author check of chart with rules.newCheck, or
-// with a new Checker if it is not set (plans made without a replica).
+// authorCheck starts an author check of chart, as held in doc, with
+// rules.newCheck, or with a new Checker if it is not set (plans made
+// without a replica). A Checker kept resting for the chart resumes on
+// doc; one that cannot (the chart now holds a change held for its
+// dependencies) is replaced by a new one.
 func (rules receiveRules) authorCheck(chart string, doc *crdt.Doc) (*authorCheck, error) {
-	if rules.newCheck != nil {
-		return rules.newCheck(chart, doc)
+	if rules.newCheck == nil {
+		return newChecker(chart, doc)
 	}
+	check, err := rules.newCheck(chart, doc)
+	if err != nil || check.c.Resume(doc) {
+		return check, err
+	}
+	check.close()
 	return newChecker(chart, doc)
 }
 
@@ -946,14 +954,6 @@ func planChart(h *heldChart, cb chartBatch, sigs signatures, rules receiveRules)
 		// the bundle's changes are applied.
 		if check, err = rules.authorCheck(cb.chart, l.doc); err != nil {
 			return fmt.Errorf("receive bundle: chart %s: %w", cb.chart, err), false
-		}
-		if !check.c.Resume(l.doc) {
-			// A Checker kept resting for a chart that now holds a
-			// change held for its dependencies: a new one.
-			check.close()
-			if check, err = newChecker(cb.chart, l.doc); err != nil {
-				return fmt.Errorf("receive bundle: chart %s: %w", cb.chart, err), false
-			}
 		}
 		defer func() {
 			if keep && err == nil && rules.kept != nil {
