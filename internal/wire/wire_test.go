@@ -126,7 +126,12 @@ func FuzzDecode(f *testing.F) {
 // bytes while its body inflates to body.
 func frameClaiming(body []byte, rawLen uint64) []byte {
 	enc, _ := zstd.NewWriter(nil)
-	z := enc.EncodeAll(body, nil)
+	return frameStoring(enc.EncodeAll(body, nil), rawLen)
+}
+
+// frameStoring frames stored as a compressed body that claims rawLen
+// bytes, with a valid checksum.
+func frameStoring(z []byte, rawLen uint64) []byte {
 	out := []byte{'C', 'S', 'B', 0x01, 1, 1}
 	out = binary.AppendUvarint(out, rawLen)
 	out = binary.AppendUvarint(out, uint64(len(z)))
@@ -147,6 +152,16 @@ func TestDecodeMemoryFollowsTheBodyNotTheHeader(t *testing.T) {
 	require.ErrorIs(t, err, wire.ErrTruncated, "a body shorter than its header claims is refused")
 	allocated := after.TotalAlloc - before.TotalAlloc
 	assert.Less(t, allocated, uint64(8<<20), "decoding a %d-byte frame that claims %d bytes allocated %d bytes", len(data), claimed, allocated)
+
+	// A compressed body that is no zstd frame, or a damaged one, is
+	// refused as malformed.
+	_, _, err = wire.Decode(frameStoring([]byte("not a zstd frame at all"), 100), 'B', 1, 1<<20)
+	require.ErrorIs(t, err, wire.ErrMalformed)
+	enc, _ := zstd.NewWriter(nil)
+	z := enc.EncodeAll(bytes.Repeat([]byte("clinic "), 500), nil)
+	z[len(z)/2] ^= 0xff
+	_, _, err = wire.Decode(frameStoring(z, 3500), 'B', 1, 1<<20)
+	require.ErrorIs(t, err, wire.ErrMalformed)
 
 	// A body longer than claimed is refused too, and an honest one decodes.
 	_, _, err = wire.Decode(frameClaiming(bytes.Repeat([]byte("x"), 1000), 999), 'B', 1, 1<<20)
