@@ -102,6 +102,25 @@ func coveredField(chart string, raw []byte, cover uint64) []byte {
 	return binary.AppendUvarint(append(wire.AppendBytes(append(append([]byte{}, id[:]...), 0), raw), 2), cover)
 }
 
+// batchField is one change vouched for by the bundle's batch signature
+// tree, at leaf, as a bundle body holds it.
+func batchField(chart string, raw []byte, tree, leaf uint64) []byte {
+	id := uuid.MustParse(chart)
+	out := append(wire.AppendBytes(append(append([]byte{}, id[:]...), 0), raw), 3)
+	return binary.AppendUvarint(binary.AppendUvarint(out, tree), leaf)
+}
+
+// treeField is a batch signature's tree as a bundle body holds it: its
+// leaf count, signature and sibling hashes.
+func treeField(n uint64, sig []byte, extra ...crdt.Hash) []byte {
+	out := wire.AppendBytes(binary.AppendUvarint(nil, n), sig)
+	out = binary.AppendUvarint(out, uint64(len(extra)))
+	for _, h := range extra {
+		out = append(out, h[:]...)
+	}
+	return out
+}
+
 func encode(t T, b replica.Bundle) []byte {
 	t.Helper()
 	data, err := b.Encode()
@@ -204,7 +223,8 @@ func testBadBundles(t *testing.T, backend string) {
 		{"version 4 (every dependency hash sent)", wire.Encode('B', 4, goodBody), replica.ErrBundleVersion},
 		{"version 5 (no position hashes)", wire.Encode('B', 5, goodBody), replica.ErrBundleVersion},
 		{"version 6 (no log epochs)", wire.Encode('B', 6, goodBody), replica.ErrBundleVersion},
-		{"version 8", wire.Encode('B', 8, goodBody), replica.ErrBundleVersion},
+		{"version 7 (no batch signatures)", wire.Encode('B', 7, goodBody), replica.ErrBundleVersion},
+		{"version 9", wire.Encode('B', 9, goodBody), replica.ErrBundleVersion},
 		{"version 0", wire.Encode('B', 0, goodBody), replica.ErrBundleVersion},
 		{"version 255", wire.Encode('B', 255, goodBody), replica.ErrBundleVersion},
 		{"declared body just over the limit", frame('B', replica.BundleVersion, 0, replica.MaxBundleBytes+1, uint64(len(goodBody)), goodBody), replica.ErrBundleTooLarge},
@@ -254,13 +274,29 @@ func testBadBundles(t *testing.T, backend string) {
 			coveredField(f.chart, raw0, 1), changeField(f.chart, f.chs[1].Raw), []byte{0})), replica.ErrMalformedBundle},
 		{"cover by another chart's change", wire.Encode('B', replica.BundleVersion, body(from, to, pos(0, 0, 0, 0), 2,
 			coveredField(f.chart, raw0, 1), signedField(uuid.NewString(), f.chs[1].Raw, make([]byte, 64)), []byte{0})), replica.ErrMalformedBundle},
+		{"a batch signature naming a tree the bundle lacks", wire.Encode('B', replica.BundleVersion, body(from, to, pos(0, 0, 0, 0), 1,
+			batchField(f.chart, raw0, 0, 0), []byte{0, 0, 0})), replica.ErrMalformedBundle},
+		{"a batch signature tree vouching for no change", wire.Encode('B', replica.BundleVersion, body(from, to, pos(0, 0, 0, 0), 1,
+			changeField(f.chart, raw0), []byte{1}, treeField(1, make([]byte, 64)), []byte{0, 0})), replica.ErrMalformedBundle},
+		{"a batch signature tree short of a sibling hash", wire.Encode('B', replica.BundleVersion, body(from, to, pos(0, 0, 0, 0), 1,
+			batchField(f.chart, raw0, 0, 0), []byte{1}, treeField(2, make([]byte, 64)), []byte{0, 0})), replica.ErrMalformedBundle},
+		{"a batch signature tree with a sibling hash too many", wire.Encode('B', replica.BundleVersion, body(from, to, pos(0, 0, 0, 0), 1,
+			batchField(f.chart, raw0, 0, 0), []byte{1}, treeField(1, make([]byte, 64), crdt.Hash{7}), []byte{0, 0})), replica.ErrMalformedBundle},
+		{"two changes at one leaf of a batch signature tree", wire.Encode('B', replica.BundleVersion, body(from, to, pos(0, 0, 0, 0), 2,
+			batchField(f.chart, raw0, 0, 0), batchField(f.chart, f.chs[1].Raw, 0, 0), []byte{1}, treeField(2, make([]byte, 64)), []byte{0, 0})), replica.ErrMalformedBundle},
+		{"a leaf past its batch signature tree", wire.Encode('B', replica.BundleVersion, body(from, to, pos(0, 0, 0, 0), 1,
+			batchField(f.chart, raw0, 0, 5), []byte{1}, treeField(2, make([]byte, 64), crdt.Hash{7}), []byte{0, 0})), replica.ErrMalformedBundle},
+		{"a batch signature tree over the leaf limit", wire.Encode('B', replica.BundleVersion, body(from, to, pos(0, 0, 0, 0), 1,
+			batchField(f.chart, raw0, 0, 0), []byte{1}, treeField(257, make([]byte, 64)), []byte{0, 0})), replica.ErrMalformedBundle},
+		{"a batch signature tree without a signature", wire.Encode('B', replica.BundleVersion, body(from, to, pos(0, 0, 0, 0), 1,
+			batchField(f.chart, raw0, 0, 0), []byte{1}, treeField(1, nil), []byte{0, 0})), replica.ErrMalformedBundle},
 		{"no signer count", wire.Encode('B', replica.BundleVersion, body(from, to, pos(0, 0, 0, 0), 1, changeField(f.chart, raw0))), replica.ErrMalformedBundle},
 		{"signer count beyond the body", wire.Encode('B', replica.BundleVersion, body(from, to, pos(0, 0, 0, 0), 1,
-			changeField(f.chart, raw0), []byte{100}, wire.AppendBytes(nil, []byte("signer")))), replica.ErrMalformedBundle},
+			changeField(f.chart, raw0), []byte{0, 100}, wire.AppendBytes(nil, []byte("signer")))), replica.ErrMalformedBundle},
 		{"empty signer", wire.Encode('B', replica.BundleVersion, body(from, to, pos(0, 0, 0, 0), 1,
-			changeField(f.chart, raw0), []byte{1, 0})), replica.ErrMalformedBundle},
+			changeField(f.chart, raw0), []byte{0, 1, 0})), replica.ErrMalformedBundle},
 		{"signer over the limit", wire.Encode('B', replica.BundleVersion, body(from, to, pos(0, 0, 0, 0), 1,
-			changeField(f.chart, raw0), []byte{1}, wire.AppendBytes(nil, make([]byte, replica.MaxRevocationRecordBytes+1)))), replica.ErrBundleTooLarge},
+			changeField(f.chart, raw0), []byte{0, 1}, wire.AppendBytes(nil, make([]byte, replica.MaxRevocationRecordBytes+1)))), replica.ErrBundleTooLarge},
 		{"garbage change bytes", encode(t, replica.Bundle{From: from, To: to, Changes: []replica.BundleChange{
 			{Chart: f.chart, Raw: []byte("this is not an automerge change")}}}), replica.ErrMalformedBundle},
 		{"good changes, then garbage", encode(t, replica.Bundle{From: from, To: to, Changes: []replica.BundleChange{

@@ -41,14 +41,18 @@ const (
 	// UptoHash, CheckAt and CheckHash, which tell a replica whose log went back, a
 	// copied or restored data folder, from the one its peers knew;
 	// version 7 adds Epoch and AckEpoch, which tell a peer that a
-	// replica's log was restored from a backup under its own ID).
-	BundleVersion = 7
+	// replica's log was restored from a backup under its own ID;
+	// version 8 adds batch signatures, one signature over a device's
+	// changes to many charts, with a proof for each change).
+	BundleVersion = 8
 	// MaxBundleBytes bounds a decoded bundle.
 	MaxBundleBytes = 256 << 20
 	// MaxChangeBytes bounds one change in a bundle.
 	MaxChangeBytes = 16 << 20
-	// MaxSignatureBytes bounds one change signature in a bundle.
-	MaxSignatureBytes = 128
+	// MaxSignatureBytes bounds one change's signature field: a signature,
+	// or a batch signature's proof (the signature, the change's place in
+	// its tree and up to 8 sibling hashes; see batchsig.go).
+	MaxSignatureBytes = 512
 	// MaxSignerBytes bounds one signer enrolment in a bundle. A record
 	// over it (a revocation naming the changes it accepts in many
 	// charts) may be up to MaxRevocationRecordBytes, within
@@ -138,7 +142,8 @@ const (
 	sigNone   = 0 // unsigned
 	sigOwn    = 1 // the change's own signature follows
 	sigCover  = 2 // the index of the covering change follows
-	sigMaxTag = sigCover
+	sigBatch  = 3 // the change's tree (see batchsig.go) and its place among the leaves follow
+	sigMaxTag = sigBatch
 )
 
 // Complete reports whether the bundle carries all the sender had.
@@ -211,6 +216,19 @@ func (b *Bundle) encode(sign func([32]byte) []byte) ([]byte, error) {
 	body = binary.AppendUvarint(body, b.AckEpoch)
 	body = binary.AppendUvarint(body, uint64(len(b.Changes)))
 	carried := make(map[crdt.Hash]int, len(b.Changes)) // hash → index, of the changes written so far
+	hashes := make([]crdt.Hash, len(b.Changes))
+	for i, c := range b.Changes {
+		if len(c.Raw) > 8 {
+			hashes[i] = sha256.Sum256(c.Raw[8:])
+		}
+	}
+	trees, members := groupProofs(b, func(i int) crdt.Hash { return hashes[i] })
+	inTree := make(map[int][2]uint64) // change → tree, leaf
+	for t, ms := range members {
+		for _, m := range ms {
+			inTree[m.change] = [2]uint64{uint64(t), m.index}
+		}
+	}
 	for i, c := range b.Changes {
 		id, err := uuid.Parse(c.Chart)
 		if err != nil {
@@ -222,9 +240,14 @@ func (b *Bundle) encode(sign func([32]byte) []byte) ([]byte, error) {
 		body = append(body, id[:]...)
 		body = appendChange(body, c.Raw, i, carried)
 		if len(c.Raw) > 8 {
-			carried[crdt.Hash(sha256.Sum256(c.Raw[8:]))] = i
+			carried[hashes[i]] = i
 		}
+		tree, batched := inTree[i]
 		switch {
+		case batched:
+			body = append(body, sigBatch)
+			body = binary.AppendUvarint(body, tree[0])
+			body = binary.AppendUvarint(body, tree[1])
 		case c.Cover != 0:
 			if len(c.Sig) > 0 || c.Cover < 0 || c.Cover > len(b.Changes) {
 				return nil, fmt.Errorf("bundle change with a cover %d of %d changes and a signature of %d bytes: %w", c.Cover, len(b.Changes), len(c.Sig), ErrMalformedBundle)
@@ -236,6 +259,15 @@ func (b *Bundle) encode(sign func([32]byte) []byte) ([]byte, error) {
 			body = wire.AppendBytes(body, c.Sig)
 		default:
 			body = append(body, sigNone)
+		}
+	}
+	body = binary.AppendUvarint(body, uint64(len(trees)))
+	for _, t := range trees {
+		body = binary.AppendUvarint(body, t.n)
+		body = wire.AppendBytes(body, t.sig)
+		body = binary.AppendUvarint(body, uint64(len(t.extra)))
+		for _, h := range t.extra {
+			body = append(body, h[:]...)
 		}
 	}
 	if len(b.Signers) > MaxSigners {
@@ -284,7 +316,8 @@ func DecodeBundle(data []byte) (*Bundle, error) {
 		// Version 1 carried no signatures, version 2 one per change,
 		// version 3 no bundle signature, version 4 every dependency
 		// hash, version 5 no position hashes, version 6 no log
-		// epochs; the sender must be updated.
+		// epochs, version 7 no batch signatures; the sender must be
+		// updated.
 		return nil, fmt.Errorf("decode bundle: version %d from a sender older than this build (update it to send version %d): %w", version, bundleVersion, ErrBundleVersion)
 	}
 	r := wire.NewReader(body)
@@ -345,6 +378,7 @@ func DecodeBundle(data []byte) (*Bundle, error) {
 	var own arena
 	hashes := make([]crdt.Hash, n) // of the changes read, once a later one names them
 	restored := 0                  // the bytes of hashes put back so far
+	var batched [][3]uint64        // the changes vouched for by a tree: tree, change, leaf
 	for i := range b.Changes {
 		id, err := r.Fixed(16)
 		if err != nil {
@@ -383,9 +417,23 @@ func DecodeBundle(data []byte) (*Bundle, error) {
 				return nil, fmt.Errorf("decode bundle change %d: cover %d of %d changes: %w", i, j, n, ErrMalformedBundle)
 			}
 			b.Changes[i].Cover = int(j) + 1
+		case sigBatch:
+			var m [2]uint64
+			for k := range m {
+				if m[k], err = r.Uvarint(); err != nil {
+					return nil, fmt.Errorf("decode bundle change %d batch signature: %w", i, err)
+				}
+			}
+			if m[0] >= uint64(n) || m[1] >= maxBatchLeaves {
+				return nil, fmt.Errorf("decode bundle change %d: leaf %d of tree %d: %w", i, m[1], m[0], ErrMalformedBundle)
+			}
+			batched = append(batched, [3]uint64{m[0], uint64(i), m[1]})
 		default:
 			return nil, fmt.Errorf("decode bundle change %d: signature form %d: %w", i, tag[0], ErrMalformedBundle)
 		}
+	}
+	if err := readTrees(r, b, batched, hashes, &own); err != nil {
+		return nil, fmt.Errorf("decode bundle: %w", err)
 	}
 	for i, c := range b.Changes {
 		if c.Cover != 0 {

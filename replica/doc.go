@@ -28,19 +28,23 @@
 // changes nothing because changes are content-addressed.
 //
 // Bundle wire format (a frame of package internal/wire, kind 'B', version
-// 7): sender and recipient IDs (16 bytes each), the positions Base, Upto,
+// 8): sender and recipient IDs (16 bytes each), the positions Base, Upto,
 // Head and Ack as uvarints, the length-prefixed UptoHash (0 or 8 bytes),
 // CheckAt as a uvarint and the length-prefixed CheckHash (see Copied
 // data folders), the log epochs Epoch and AckEpoch as uvarints (see
 // Restored peers), a change count, then per change the chart ID
 // (16-byte UUID), the length-prefixed raw change and its signature form:
-// 0 (unsigned), 1 and the length-prefixed signature, or 2 and the index of
-// the change that covers it (see Signed changes); then a count of signer
-// enrolments, each length-prefixed; then the length-prefixed sender
-// signature over everything before it (empty if unsigned). Bundles of
-// versions 1 (no signatures), 2 (a signature per change), 3 (no sender
-// signature), 4 (every dependency hash), 5 (no position hashes) and 6
-// (no log epochs) are refused with ErrBundleVersion.
+// 0 (unsigned), 1 and the length-prefixed signature, 2 and the index of
+// the change that covers it, or 3 and the index of the batch signature
+// that vouches for it and its leaf in that signature's tree (see Signed
+// changes); then a count of batch signatures, each its tree's leaf count,
+// the length-prefixed signature and a count of sibling hashes (32 bytes
+// each); then a count of signer enrolments, each length-prefixed; then
+// the length-prefixed sender signature over everything before it (empty
+// if unsigned). Bundles of versions 1 (no signatures), 2 (a signature per
+// change), 3 (no sender signature), 4 (every dependency hash), 5 (no
+// position hashes), 6 (no log epochs) and 7 (no batch signatures) are
+// refused with ErrBundleVersion.
 //
 // # Restored peers
 //
@@ -229,7 +233,16 @@
 // first sync thus carries one signature, and costs one check, instead of
 // one per change. A recipient keeps a cover marker with each covered
 // change and passes it on the same way; a bundle is never cut between a
-// covered change and its cover. With
+// covered change and its cover. A device sending its own changes of
+// several charts signs them together: one signature over a Merkle tree
+// whose leaves are its latest change of each chart, so that 50 charts
+// edited offline carry one signature, not 50. The recipient checks the
+// signature once and keeps with each of those changes its proof (the
+// signature and the sibling hashes on its path to the tree's root), which
+// verifies alone, so the change can be passed on without the others; a
+// bundle carrying several changes of one tree carries its signature once,
+// with only the sibling hashes its changes do not give (see batchsig.go).
+// With
 // Config.Keys (the devices a trusted authority enrolled, *device.Roster),
 // every received change must carry a signature that verifies against a
 // key its actor was enrolled with, or the bundle is refused whole with

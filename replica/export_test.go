@@ -1,5 +1,7 @@
 package replica
 
+import "github.com/chartsync/chartsync/crdt"
+
 // CachedCharts reports how many charts the replica holds loaded, for tests
 // of the LRU bound and of lazy loading.
 func (r *Replica) CachedCharts() int {
@@ -19,3 +21,17 @@ func ResidentBytes() int64 { return residentBytes() }
 // CheckersMade reports how many record.Checkers receiving has made (each
 // reads its chart whole).
 func (r *Replica) CheckersMade() int64 { return r.checkersMade.Load() }
+
+// ProofSignature returns the signature a stored batch signature's proof
+// carries; false if sig is no proof.
+func ProofSignature(sig []byte) ([]byte, bool) {
+	p, ok := parseProof(sig)
+	return p.sig, ok
+}
+
+// VerifyStored checks a stored signature field that is a signature or a
+// batch signature's proof, as a recipient of the change checks it.
+func VerifyStored(keys Keys, actor, chart string, h crdt.Hash, sig []byte) (string, error) {
+	v := &verifier{r: &Replica{cfg: Config{Keys: keys}}}
+	return v.check(actor, chart, h, sig)
+}

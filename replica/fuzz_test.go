@@ -81,6 +81,12 @@ func FuzzDecodeBundle(f *testing.F) {
 	for _, s := range withBodies(f, fuzzSeeds(f, sender, recipient)) {
 		f.Add(s)
 	}
+	// Signed bundles: a bundle of several charts carries a batch
+	// signature.
+	signer, signedRecipient, _ := signedFuzzReplicas(f)
+	for _, s := range withBodies(f, fuzzSeeds(f, signer, signedRecipient)) {
+		f.Add(s)
+	}
 	f.Add([]byte{})
 	f.Add([]byte("CSB\x01\x01\x00"))
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -140,7 +146,10 @@ func FuzzReceive(f *testing.F) {
 // sender that signs: refused bundles give a typed error and leave the
 // store's charts, log and peers as they were; accepted changes were
 // signed by an enrolled device.
-func FuzzReceiveSigned(f *testing.F) {
+// signedFuzzReplicas returns a sender and a recipient with fixed IDs,
+// each a device enrolled by one authority, that sign their changes and
+// check others'; the recipient checks authors too.
+func signedFuzzReplicas(f *testing.F) (sender, recipient *replica.Replica, recipientStore *store.Mem) {
 	auth, err := device.NewAuthority()
 	require.NoError(f, err)
 	mk := func(id string, cfg replica.Config) (*replica.Replica, *store.Mem) {
@@ -159,8 +168,13 @@ func FuzzReceiveSigned(f *testing.F) {
 		f.Cleanup(func() { _ = r.Close() })
 		return r, st
 	}
-	sender, _ := mk(fuzzSenderID, replica.Config{})
-	recipient, st := mk(fuzzRecipientID, replica.Config{CheckAuthors: true})
+	sender, _ = mk(fuzzSenderID, replica.Config{})
+	recipient, recipientStore = mk(fuzzRecipientID, replica.Config{CheckAuthors: true})
+	return sender, recipient, recipientStore
+}
+
+func FuzzReceiveSigned(f *testing.F) {
+	sender, recipient, st := signedFuzzReplicas(f)
 	for _, s := range withBodies(f, fuzzSeeds(f, sender, recipient)) {
 		f.Add(s)
 	}

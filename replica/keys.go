@@ -509,6 +509,7 @@ type verifier struct {
 	checked  map[string]bool   // actors whose stored enrolments are up to date
 	meta     map[string]string // enrolments to store with the bundle's changes
 	clinic   map[crdt.Hash]string
+	trees    map[verifiedTree]string // tree signatures checked, and their signers' clinics
 }
 
 func (r *Replica) newVerifier(ctx context.Context, b *Bundle) *verifier {
@@ -553,7 +554,7 @@ func (v *verifier) verify(chart string, c crdt.Change, sig []byte) error {
 			}
 		}
 	}
-	clinic, err := keys.VerifyChange(c.Actor, chart, [32]byte(c.Hash), sig)
+	clinic, err := v.check(c.Actor, chart, c.Hash, sig)
 	if err != nil && !v.checked[c.Actor] {
 		// A signer met before, whose records this replica stored, but
 		// the directory has not learnt since it was opened.
@@ -561,7 +562,7 @@ func (v *verifier) verify(chart string, c crdt.Change, sig []byte) error {
 			for _, rec := range recs {
 				_, _ = keys.LearnSigner(rec)
 			}
-			clinic, err = keys.VerifyChange(c.Actor, chart, [32]byte(c.Hash), sig)
+			clinic, err = v.check(c.Actor, chart, c.Hash, sig)
 		}
 	}
 	if err != nil {
@@ -585,6 +586,41 @@ func (v *verifier) verify(chart string, c crdt.Change, sig []byte) error {
 		}
 	}
 	return nil
+}
+
+// check verifies sig, a signature or a batch signature's proof, as
+// actor's of the change with hash h in chart, and returns the clinic of
+// actor's enrolment. A tree's signature is checked once per actor: the
+// other changes of the tree cost their path's hashes.
+func (v *verifier) check(actor, chart string, h crdt.Hash, sig []byte) (string, error) {
+	p, ok := parseProof(sig)
+	if !ok {
+		return v.r.cfg.Keys.VerifyChange(actor, chart, [32]byte(h), sig)
+	}
+	digest, err := proofDigest(p, chart, h)
+	if err != nil {
+		return "", err
+	}
+	k := verifiedTree{actor: actor, digest: digest, sig: string(p.sig)}
+	if clinic, ok := v.trees[k]; ok {
+		return clinic, nil
+	}
+	clinic, err := v.r.cfg.Keys.VerifyChange(actor, batchDomain, digest, p.sig)
+	if err != nil {
+		return "", fmt.Errorf("batch signature: %w", err)
+	}
+	if v.trees == nil {
+		v.trees = map[verifiedTree]string{}
+	}
+	v.trees[k] = clinic
+	return clinic, nil
+}
+
+// verifiedTree is a tree signature a verifier has checked.
+type verifiedTree struct {
+	actor  string
+	digest [32]byte
+	sig    string
 }
 
 // accepted checks that c, signed by its device, is not one its device's

@@ -90,7 +90,7 @@ func TestLargeSignerRecordsAreBoundedPerBundle(t *testing.T) {
 	for _, rec := range [][]byte{big, big, big, big, make([]byte, replica.MaxSignerBytes+1)} {
 		signers = wire.AppendBytes(signers, rec)
 	}
-	data := wire.Encode('B', replica.BundleVersion, body(from, to, [4]uint64{}, 0, signers, []byte{0}))
+	data := wire.Encode('B', replica.BundleVersion, body(from, to, [4]uint64{}, 0, []byte{0}, signers, []byte{0}))
 	_, err := replica.DecodeBundle(data)
 	require.ErrorIs(t, err, replica.ErrBundleTooLarge)
 }

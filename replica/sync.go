@@ -286,6 +286,7 @@ func (r *Replica) MakeBundleFor(ctx context.Context, peer string, opt BundleOpti
 	if b.Signers, err = r.signers(ctx, b, sign); err != nil {
 		return Outgoing{}, fmt.Errorf("make bundle for %s: %w", peer, err)
 	}
+	r.batchSign(b)
 	var data []byte
 	if sign {
 		data, err = b.EncodeSigned(r.cfg.Signer)
