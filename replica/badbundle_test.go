@@ -72,7 +72,7 @@ func changeField(chart string, raw []byte) []byte {
 func cutField(t T, chart string, raw []byte, cut ...[2]uint64) []byte {
 	t.Helper()
 	id := uuid.MustParse(chart)
-	out := binary.AppendUvarint(append([]byte{}, id[:]...), uint64(len(cut)))
+	out := binary.AppendUvarint(append([]byte{}, id[:]...), uint64(2*len(cut))) // the checksum kept
 	at, _, err := crdt.DepsSpan(raw)
 	require.NoError(t, err)
 	stripped := bytes.Clone(raw[:at])
@@ -242,6 +242,10 @@ func testBadBundles(t *testing.T, backend string) {
 			changeField(f.chart, raw0), changeField(f.chart, f.chs[1].Raw), cutField(t, f.chart, f.chs[2].Raw, [2]uint64{0, 1}, [2]uint64{0, 2}), []byte{0})), replica.ErrMalformedBundle},
 		{"a dependency put back from the wrong change", wire.Encode('B', replica.BundleVersion, body(from, to, pos(0, 0, 0, 0), 3,
 			changeField(f.chart, raw0), changeField(f.chart, f.chs[2].Raw), cutField(t, f.chart, f.chs[1].Raw, [2]uint64{0, 1}), []byte{0})), replica.ErrMalformedBundle},
+		{"a change without its checksum, cut inside its header", wire.Encode('B', replica.BundleVersion, body(from, to, pos(0, 0, 0, 0), 1,
+			chartID[:], []byte{1}, wire.AppendBytes(nil, raw0[:6]), []byte{0, 0, 0, 0})), replica.ErrMalformedBundle},
+		{"a change without its checksum, and a byte changed", wire.Encode('B', replica.BundleVersion, body(from, to, pos(0, 0, 0, 0), 1,
+			chartID[:], []byte{1}, wire.AppendBytes(nil, append(bytes.Clone(raw0[:4]), append([]byte{raw0[8] ^ 0x40}, raw0[9:]...)...)), []byte{0, 0, 0, 0})), replica.ErrMalformedBundle},
 		{"dependencies left out counted beyond the body", wire.Encode('B', replica.BundleVersion, body(from, to, pos(0, 0, 0, 0), 1,
 			chartID[:], binary.AppendUvarint(nil, 1<<40), raw0)), replica.ErrMalformedBundle},
 		{"compressed body longer than declared", frame('B', replica.BundleVersion, 1, uint64(len(goodBody)), uint64(len(zBig)), zBig), replica.ErrMalformedBundle},

@@ -238,7 +238,7 @@ func (b *Bundle) encode(sign func([32]byte) []byte) ([]byte, error) {
 			return nil, fmt.Errorf("bundle change signature of %d bytes: %w", len(c.Sig), ErrBundleTooLarge)
 		}
 		body = append(body, id[:]...)
-		body = appendChange(body, c.Raw, i, carried)
+		body = appendChange(body, c.Raw, hashes[i], i, carried)
 		if len(c.Raw) > 8 {
 			carried[hashes[i]] = i
 		}
@@ -492,11 +492,12 @@ func DecodeBundle(data []byte) (*Bundle, error) {
 // sender at least two bytes.
 const maxRestoredBytes = MaxBundleBytes
 
-// appendChange appends change i of a bundle, raw, with the hashes of its
-// dependencies among carried (the changes before it, by hash) left out.
-// A change whose header cannot be read is written whole, for its
-// recipient to refuse.
-func appendChange(body, raw []byte, i int, carried map[crdt.Hash]int) []byte {
+// appendChange appends change i of a bundle, raw, whose hash is h, with
+// the hashes of its dependencies among carried (the changes before it, by
+// hash) left out, and its checksum too, which is the start of h. A change
+// whose header cannot be read is written whole, for its recipient to
+// refuse.
+func appendChange(body, raw []byte, h crdt.Hash, i int, carried map[crdt.Hash]int) []byte {
 	at, n, err := crdt.DepsSpan(raw)
 	if err != nil || at+32*n > len(raw) {
 		body = binary.AppendUvarint(body, 0)
@@ -508,17 +509,23 @@ func appendChange(body, raw []byte, i int, carried map[crdt.Hash]int) []byte {
 			cut = append(cut, [2]int{j, i - k})
 		}
 	}
-	body = binary.AppendUvarint(body, uint64(len(cut)))
-	if len(cut) == 0 {
-		return wire.AppendBytes(body, raw)
+	// The uvarint before the change: how many dependencies are left out,
+	// times two, plus one if the checksum is.
+	elide := 0
+	if bytes.Equal(raw[4:8], h[:4]) {
+		elide = 1
 	}
+	body = binary.AppendUvarint(body, uint64(2*len(cut)+elide))
 	for _, c := range cut {
 		body = binary.AppendUvarint(body, uint64(c[0]))
 		body = binary.AppendUvarint(body, uint64(c[1]))
 	}
-	body = binary.AppendUvarint(body, uint64(len(raw)-32*len(cut)))
-	body = append(body, raw[:at]...)
-	next := at
+	body = binary.AppendUvarint(body, uint64(len(raw)-32*len(cut)-4*elide))
+	body = append(body, raw[:4]...)
+	if elide == 0 {
+		body = append(body, raw[4:8]...)
+	}
+	next := 8
 	for _, c := range cut {
 		slot := at + 32*c[0]
 		body = append(body, raw[next:slot]...)
@@ -555,16 +562,17 @@ func (a *arena) room(n int) []byte {
 func (a *arena) copy(b []byte) []byte { return append(a.room(len(b)), b...) }
 
 // readChange reads change i of a bundle, putting back the dependency
-// hashes its sender left out: those of before (the changes read so far),
-// whose hashes it computes into hashes when first named. restored counts
-// the bytes put back in the bundle so far. The bytes are checked no
-// further: a hash put back in the wrong place makes a change whose
-// checksum fails where the change is read.
+// hashes its sender left out, those of before (the changes read so far),
+// whose hashes it computes into hashes when first named, and its checksum
+// if left out. restored counts the bytes put back in the bundle so far.
+// The bytes are checked no further: a hash put back in the wrong place
+// makes a change whose checksum fails where the change is read.
 func readChange(r *wire.Reader, i int, before []BundleChange, hashes []crdt.Hash, restored *int, own *arena) ([]byte, error) {
-	m, err := r.Uvarint()
+	form, err := r.Uvarint()
 	if err != nil {
 		return nil, err
 	}
+	m, elided := form/2, form%2 == 1
 	if m > uint64(r.Len())/2 {
 		return nil, fmt.Errorf("%d dependencies left out, in %d bytes: %w", m, r.Len(), ErrMalformedBundle)
 	}
@@ -586,27 +594,50 @@ func readChange(r *wire.Reader, i int, before []BundleChange, hashes []crdt.Hash
 	if err != nil {
 		return nil, err
 	}
-	if m == 0 {
+	if m == 0 && !elided {
 		return own.copy(raw), nil
 	}
-	at, n, err := crdt.DepsSpan(raw)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrMalformedBundle, err)
+	// shift is how far the checksum left out moves what follows it:
+	// raw[k-shift] is byte k of the whole change, from byte 8 on.
+	if len(raw) < 8 {
+		return nil, fmt.Errorf("a change of %d bytes with its header cut: %w", len(raw), ErrMalformedBundle)
+	}
+	shift := 0
+	if elided {
+		shift = 4
+	}
+	at, n := 8, 0
+	if m > 0 {
+		// The header as it is whole (the checksum's bytes do not matter
+		// to DepsSpan).
+		var hb [48]byte
+		hdr := append(hb[:0], raw[:4]...)
+		if elided {
+			hdr = append(hdr, 0, 0, 0, 0)
+		}
+		hdr = append(hdr, raw[4:min(len(raw), 40)]...)
+		if at, n, err = crdt.DepsSpan(hdr); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrMalformedBundle, err)
+		}
 	}
 	kept := n - int(m)
-	if kept < 0 || cut[m-1][0] >= uint64(n) || at+32*kept > len(raw) {
+	if kept < 0 || m > 0 && cut[m-1][0] >= uint64(n) || at-shift+32*kept > len(raw) {
 		return nil, fmt.Errorf("%d dependencies left out of a change of %d: %w", m, n, ErrMalformedBundle)
 	}
-	size := len(raw) + 32*int(m)
+	size := len(raw) + 32*int(m) + shift
 	if size > MaxChangeBytes {
 		return nil, fmt.Errorf("change of %d bytes: %w", size, ErrBundleTooLarge)
 	}
-	if *restored += 32 * int(m); *restored > maxRestoredBytes {
+	if *restored += size - len(raw); *restored > maxRestoredBytes {
 		return nil, fmt.Errorf("over %d bytes of dependencies put back: %w", maxRestoredBytes, ErrBundleTooLarge)
 	}
 	whole := own.room(size)
-	whole = append(whole, raw[:at]...)
-	next := at
+	whole = append(whole, raw[:4]...)
+	if elided {
+		whole = append(whole, 0, 0, 0, 0) // the checksum, filled in below
+	}
+	whole = append(whole, raw[4:at-shift]...)
+	next := at - shift
 	for slot := range n {
 		if len(cut) > 0 && cut[0][0] == uint64(slot) {
 			k := i - int(cut[0][1])
@@ -624,5 +655,10 @@ func readChange(r *wire.Reader, i int, before []BundleChange, hashes []crdt.Hash
 		whole = append(whole, raw[next:next+32]...)
 		next += 32
 	}
-	return append(whole, raw[next:]...), nil
+	whole = append(whole, raw[next:]...)
+	if elided {
+		hashes[i] = sha256.Sum256(whole[8:])
+		copy(whole[4:8], hashes[i][:4])
+	}
+	return whole, nil
 }

@@ -15,8 +15,8 @@ import (
 
 // TestBundleLeavesOutCarriedDependencies: a bundle does not carry the
 // hash of a change its other changes depend on when it carries that
-// change too (the recipient puts the hash back), and carries every other
-// dependency hash; the changes decode to exactly the bytes sent, and a
+// change too (the recipient puts the hash back), nor any change's checksum
+// (the start of its hash), and carries every other dependency hash; the changes decode to exactly the bytes sent, and a
 // recipient applies them.
 func TestBundleLeavesOutCarriedDependencies(t *testing.T) {
 	ctx := context.Background()
@@ -53,6 +53,10 @@ func TestBundleLeavesOutCarriedDependencies(t *testing.T) {
 	for _, m := range made {
 		require.Contains(t, sent, m.Hash)
 		assert.Equal(t, m.Raw, sent[m.Hash], "the change decodes to the bytes made")
+		// The checksum, the first 4 bytes of the change's hash, is left
+		// out too: the change's magic is followed by what follows it.
+		assert.False(t, bytes.Contains(body, m.Raw[:8]), "the checksum of %s is left out", m.Hash)
+		assert.True(t, bytes.Contains(body, append(bytes.Clone(m.Raw[:4]), m.Raw[8:12]...)), "%s is sent without its checksum", m.Hash)
 	}
 	left, kept := 0, 0
 	for _, c := range bundle.Changes {

@@ -33,7 +33,9 @@
 // CheckAt as a uvarint and the length-prefixed CheckHash (see Copied
 // data folders), the log epochs Epoch and AckEpoch as uvarints (see
 // Restored peers), a change count, then per change the chart ID
-// (16-byte UUID), the length-prefixed raw change and its signature form:
+// (16-byte UUID), the raw change (without its checksum, the first 4 bytes of its hash,
+// and without the dependency hashes of changes the bundle carries before
+// it; see appendChange) and its signature form:
 // 0 (unsigned), 1 and the length-prefixed signature, 2 and the index of
 // the change that covers it, or 3 and the index of the batch signature
 // that vouches for it and its leaf in that signature's tree (see Signed
