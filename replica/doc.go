@@ -33,10 +33,10 @@
 // CheckAt as a uvarint and the length-prefixed CheckHash (see Copied
 // data folders), the log epochs Epoch and AckEpoch as uvarints (see
 // Restored peers), a change count, then per change the chart ID
-// (16-byte UUID), the raw change (without its checksum, the first 4 bytes of its hash,
-// and without the dependency hashes of changes the bundle carries before
-// it; see appendChange) and its signature form:
-// 0 (unsigned), 1 and the length-prefixed signature, 2 and the index of
+// (16-byte UUID), the raw change (without its checksum, the first 4
+// bytes of its hash, and without the dependency hashes of changes the
+// bundle carries before it; see appendChange) and its signature form: 0
+// (unsigned), 1 and the length-prefixed signature, 2 and the index of
 // the change that covers it, or 3 and the index of the batch signature
 // that vouches for it and its leaf in that signature's tree (see Signed
 // changes); then a count of batch signatures, each its tree's leaf count,
