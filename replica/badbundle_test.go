@@ -387,3 +387,34 @@ func TestBundleErrorsAreDistinct(t *testing.T) {
 	}
 	assert.NotErrorIs(t, replica.ErrMalformedBundle, store.ErrNotFound)
 }
+
+// TestBatchProofsAreBoundedByTheBundle: a bundle cannot make its
+// recipient build proofs many times its size (a tree of 256 leaves whose
+// changes are a few bytes each): it is refused as too large before its
+// changes are read.
+func TestBatchProofsAreBoundedByTheBundle(t *testing.T) {
+	from, to := crdt.NewActorID(), crdt.NewActorID()
+	chart := uuid.NewString()
+	var fields [][]byte
+	for i := range 256 {
+		fields = append(fields, batchField(chart, []byte{0x85, 0x6f, 0x4a, 0x83, byte(i)}, 0, uint64(i)))
+	}
+	fields = append(fields, []byte{1}, treeField(256, make([]byte, 64)), []byte{0, 0})
+	data := wire.Encode('B', replica.BundleVersion, body(from, to, [4]uint64{}, 256, fields...))
+	_, err := replica.DecodeBundle(data)
+	require.ErrorIs(t, err, replica.ErrBundleTooLarge)
+
+	// The same tree over changes of an honest size decodes.
+	fields = fields[:0]
+	for i := range 256 {
+		fields = append(fields, batchField(chart, bytes.Repeat([]byte{byte(i)}, 300), 0, uint64(i)))
+	}
+	fields = append(fields, []byte{1}, treeField(256, make([]byte, 64)), []byte{0, 0})
+	data = wire.Encode('B', replica.BundleVersion, body(from, to, [4]uint64{}, 256, fields...))
+	b, err := replica.DecodeBundle(data)
+	require.NoError(t, err)
+	for _, c := range b.Changes {
+		_, ok := replica.ProofSignature(c.Sig)
+		require.True(t, ok)
+	}
+}

@@ -413,11 +413,21 @@ func (r *Replica) batchSign(b *Bundle) {
 	}
 }
 
+// maxProofBytes bounds the bytes of the proofs a bundle of body bytes
+// gives its changes. A proof is at most a few hundred bytes, and each of
+// its change's several hundred: the proofs of an honest bundle are well
+// under twice its size. A bundle whose proofs would be larger (a tree of
+// many leaves whose changes are a few bytes each) is refused, so that
+// what a bundle decodes to stays bounded by what was read.
+func maxProofBytes(body int) int { return 2*body + 16<<10 }
+
 // readTrees reads the trees of a bundle's batch signatures, which follow
 // its changes, and gives each change vouched for by one (batched: tree,
-// change, leaf) its proof as its signature field. hashes holds the hashes
-// of b's changes computed so far (zero where not).
-func readTrees(r *wire.Reader, b *Bundle, batched [][3]uint64, hashes []crdt.Hash, own *arena) error {
+// change, leaf) its proof as its signature field, up to budget bytes of
+// proofs. hashes holds the hashes of b's changes computed so far (zero
+// where not).
+func readTrees(r *wire.Reader, b *Bundle, batched [][3]uint64, hashes []crdt.Hash, own *arena, budget int) error {
+	limit := budget
 	count, err := r.Count(4)
 	if err != nil {
 		return fmt.Errorf("batch signature count: %w", err)
@@ -480,7 +490,11 @@ func readTrees(r *wire.Reader, b *Bundle, batched [][3]uint64, hashes []crdt.Has
 			return fmt.Errorf("batch signature %d: %w: %w", t, ErrMalformedBundle, err)
 		}
 		for k, m := range ms {
-			b.Changes[m.change].Sig = own.copy(proofs[k].encode())
+			enc := proofs[k].encode()
+			if budget -= len(enc); budget < 0 {
+				return fmt.Errorf("batch signature proofs over %d bytes, for a bundle of %d changes: %w", limit, len(b.Changes), ErrBundleTooLarge)
+			}
+			b.Changes[m.change].Sig = own.copy(enc)
 		}
 	}
 	return nil

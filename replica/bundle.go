@@ -432,7 +432,7 @@ func DecodeBundle(data []byte) (*Bundle, error) {
 			return nil, fmt.Errorf("decode bundle change %d: signature form %d: %w", i, tag[0], ErrMalformedBundle)
 		}
 	}
-	if err := readTrees(r, b, batched, hashes, &own); err != nil {
+	if err := readTrees(r, b, batched, hashes, &own, maxProofBytes(len(body))); err != nil {
 		return nil, fmt.Errorf("decode bundle: %w", err)
 	}
 	for i, c := range b.Changes {
