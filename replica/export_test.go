@@ -35,3 +35,7 @@ func VerifyStored(keys Keys, actor, chart string, h crdt.Hash, sig []byte) (stri
 	v := &verifier{r: &Replica{cfg: Config{Keys: keys}}}
 	return v.check(actor, chart, h, sig)
 }
+
+// ReceiveSlots reports how many bundles with changes this process
+// receives at once, and how many of those slots are taken now.
+func ReceiveSlots() (size, taken int) { return cap(receiveSlots), len(receiveSlots) }

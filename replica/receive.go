@@ -152,9 +152,35 @@ func (r *Replica) ReceiveFrom(ctx context.Context, data []byte, opt ReceiveOptio
 	if err := r.Forked(); err != nil {
 		return Received{}, fmt.Errorf("receive bundle: %w", err)
 	}
+	// A large bundle waits for a slot before it is decoded; a small one
+	// is decoded first, and waits only if it brings changes: an idle sync
+	// is never queued behind other peers' bundles.
+	var release func()
+	defer func() {
+		if release != nil {
+			release()
+		}
+	}()
+	take := func() error {
+		var err error
+		if release, err = receiveSlot(ctx); err != nil {
+			return fmt.Errorf("receive bundle: %w", err)
+		}
+		return nil
+	}
+	if len(data) > receiveSlotFreeBytes {
+		if err := take(); err != nil {
+			return Received{}, err
+		}
+	}
 	d, err := decodeReceived(data, r.id, opt.Sender)
 	if err != nil {
 		return Received{}, err
+	}
+	if release == nil && len(d.bundle.Changes) > 0 {
+		if err := take(); err != nil {
+			return Received{}, err
+		}
 	}
 	// Signer records are learnt once: checking them costs a signature
 	// each, and a bundle may carry many.
@@ -176,6 +202,34 @@ func (r *Replica) ReceiveFrom(ctx context.Context, data []byte, opt ReceiveOptio
 			continue
 		}
 		return res, err
+	}
+}
+
+// receiveSlots bounds the bundles this process receives at once, over
+// all its replicas: a bundle's decoding, checks and planning take a core
+// and, while they run, memory in proportion to the bundle (its changes
+// decoded, the charts it changes copied). More bundles at once than cores
+// finish no sooner, but together they can hold far more memory: a cloud
+// answering hundreds of devices at the same moment, or a process
+// simulating many devices. Reading a chart from a store can wait on a
+// disk or a database, so there are several slots per core; a bundle
+// waiting for a slot holds only its bytes (a small one, decoded). A slot
+// is held until the bundle is committed or refused, and nothing that
+// holds one waits for another.
+var receiveSlots = make(chan struct{}, max(8, 4*runtime.GOMAXPROCS(0)))
+
+// receiveSlotFreeBytes is the size of bundle that is decoded before it
+// waits for a slot.
+const receiveSlotFreeBytes = 64 << 10
+
+// receiveSlot waits for one of receiveSlots, or for ctx to end; release
+// gives it back.
+func receiveSlot(ctx context.Context) (release func(), err error) {
+	select {
+	case receiveSlots <- struct{}{}:
+		return func() { <-receiveSlots }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
 	}
 }
 

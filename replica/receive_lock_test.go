@@ -151,3 +151,76 @@ func TestABundleOvertakenAgainAndAgainIsTakenUnderTheLock(t *testing.T) {
 	assert.Len(t, v.Prescriptions, 1)
 	assert.Len(t, v.Allergies, 3, "every edit that overtook the bundle is kept")
 }
+
+// TestReceivesAtOnceAreBounded: a process receives at most
+// ReceiveSlots bundles with changes at once, over all its replicas; the
+// others wait, holding only their bytes, and go on as slots free up. A
+// bundle without changes (an idle sync) never waits, and a receive
+// waiting for a slot ends with its context.
+func TestReceivesAtOnceAreBounded(t *testing.T) {
+	ctx := context.Background()
+	size, taken := replica.ReceiveSlots()
+	require.Zero(t, taken, "no receive runs before the test")
+	n := size + 3
+	hub, _ := newMem(t, replica.Config{})
+	devs := make([]*replica.Replica, n)
+	bundles := make([][]byte, n)
+	held := map[string]bool{} // the devices whose bundles wait once planned
+	for i := range devs {
+		devs[i], _ = newMem(t, replica.Config{})
+		register(t, devs[i], fmt.Sprintf("Patient %d", i), "Otieno", "Kamuga")
+		out, err := devs[i].MakeBundle(ctx, hub.ID())
+		require.NoError(t, err)
+		bundles[i] = out.Data
+		held[devs[i].ID()] = true
+	}
+	planned, release := make(chan string, n), make(chan struct{})
+	hub.SetAfterPlan(func(from string) {
+		if held[from] {
+			planned <- from
+			<-release
+		}
+	})
+	received := make(chan error, n)
+	for i := range devs {
+		go func() {
+			_, err := hub.Receive(ctx, bundles[i])
+			received <- err
+		}()
+	}
+	for range size {
+		waitFor(t, planned, "a bundle being planned")
+	}
+	_, taken = replica.ReceiveSlots()
+	require.Equal(t, size, taken, "every slot is taken by a planned bundle")
+	select {
+	case from := <-planned:
+		t.Fatalf("a bundle from %s was planned with every slot taken", from)
+	default:
+	}
+
+	// An idle sync goes through meanwhile.
+	idle, _ := newMem(t, replica.Config{})
+	out, err := idle.MakeBundle(ctx, hub.ID())
+	require.NoError(t, err)
+	_, err = hub.Receive(ctx, out.Data)
+	require.NoError(t, err, "an idle bundle is received while every slot is taken")
+
+	// A bundle with changes whose context ends gives up waiting.
+	late, _ := newMem(t, replica.Config{})
+	register(t, late, "Late", "Otieno", "Kamuga")
+	lateOut, err := late.MakeBundle(ctx, hub.ID())
+	require.NoError(t, err)
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	_, err = hub.Receive(cctx, lateOut.Data)
+	require.ErrorIs(t, err, context.Canceled)
+
+	close(release)
+	for range n {
+		require.NoError(t, waitFor(t, received, "a receive"))
+	}
+	assert.Len(t, chartIDs(t, hub), n, "every bundle is stored once its turn comes")
+	_, taken = replica.ReceiveSlots()
+	assert.Zero(t, taken, "every slot is given back")
+}
