@@ -3,6 +3,7 @@ package replica_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -60,10 +61,32 @@ func body(from, to string, pos [4]uint64, count uint64, rest ...[]byte) []byte {
 	return out
 }
 
+// checksumLeftOut reports whether a bundle carries raw without its
+// checksum, which its recipient computes: raw is a change whose header
+// reads, of at least 12 bytes, whose checksum is the start of its hash.
+func checksumLeftOut(raw []byte) bool {
+	at, n, err := crdt.DepsSpan(raw)
+	if err != nil || at+32*n > len(raw) || len(raw) < 12 {
+		return false
+	}
+	h := sha256.Sum256(raw[8:])
+	return bytes.Equal(raw[4:8], h[:4])
+}
+
+// rawField is a change's bytes as a bundle body holds them, none of its
+// dependencies left out: the form (1 if its checksum is left out) and the
+// length-prefixed bytes.
+func rawField(raw []byte) []byte {
+	if !checksumLeftOut(raw) {
+		return wire.AppendBytes([]byte{0}, raw)
+	}
+	return wire.AppendBytes([]byte{1}, append(bytes.Clone(raw[:4]), raw[8:]...))
+}
+
 // changeField is one unsigned change as a bundle body holds it.
 func changeField(chart string, raw []byte) []byte {
 	id := uuid.MustParse(chart)
-	return append(wire.AppendBytes(append(append([]byte{}, id[:]...), 0), raw), 0)
+	return append(append(append([]byte{}, id[:]...), rawField(raw)...), 0)
 }
 
 // cutField is one unsigned change as a bundle body holds it with the
@@ -72,10 +95,18 @@ func changeField(chart string, raw []byte) []byte {
 func cutField(t T, chart string, raw []byte, cut ...[2]uint64) []byte {
 	t.Helper()
 	id := uuid.MustParse(chart)
-	out := binary.AppendUvarint(append([]byte{}, id[:]...), uint64(2*len(cut))) // the checksum kept
+	elide := checksumLeftOut(raw)
+	form := uint64(2 * len(cut))
+	if elide {
+		form++
+	}
+	out := binary.AppendUvarint(append([]byte{}, id[:]...), form)
 	at, _, err := crdt.DepsSpan(raw)
 	require.NoError(t, err)
 	stripped := bytes.Clone(raw[:at])
+	if elide {
+		stripped = append(bytes.Clone(raw[:4]), raw[8:at]...)
+	}
 	next := at
 	for _, c := range cut {
 		out = binary.AppendUvarint(binary.AppendUvarint(out, c[0]), c[1])
@@ -92,21 +123,21 @@ func cutField(t T, chart string, raw []byte, cut ...[2]uint64) []byte {
 // signedField is one change and its signature as a bundle body holds it.
 func signedField(chart string, raw, sig []byte) []byte {
 	id := uuid.MustParse(chart)
-	return wire.AppendBytes(append(wire.AppendBytes(append(append([]byte{}, id[:]...), 0), raw), 1), sig)
+	return wire.AppendBytes(append(append(append([]byte{}, id[:]...), rawField(raw)...), 1), sig)
 }
 
 // coveredField is one change covered by the bundle's change at index
 // cover, as a bundle body holds it.
 func coveredField(chart string, raw []byte, cover uint64) []byte {
 	id := uuid.MustParse(chart)
-	return binary.AppendUvarint(append(wire.AppendBytes(append(append([]byte{}, id[:]...), 0), raw), 2), cover)
+	return binary.AppendUvarint(append(append(append([]byte{}, id[:]...), rawField(raw)...), 2), cover)
 }
 
 // batchField is one change vouched for by the bundle's batch signature
 // tree, at leaf, as a bundle body holds it.
 func batchField(chart string, raw []byte, tree, leaf uint64) []byte {
 	id := uuid.MustParse(chart)
-	out := append(wire.AppendBytes(append(append([]byte{}, id[:]...), 0), raw), 3)
+	out := append(append(append([]byte{}, id[:]...), rawField(raw)...), 3)
 	return binary.AppendUvarint(binary.AppendUvarint(out, tree), leaf)
 }
 
@@ -246,6 +277,13 @@ func testBadBundles(t *testing.T, backend string) {
 			chartID[:], []byte{1}, wire.AppendBytes(nil, raw0[:6]), []byte{0, 0, 0, 0})), replica.ErrMalformedBundle},
 		{"a change without its checksum, and a byte changed", wire.Encode('B', replica.BundleVersion, body(from, to, pos(0, 0, 0, 0), 1,
 			chartID[:], []byte{1}, wire.AppendBytes(nil, append(bytes.Clone(raw0[:4]), append([]byte{raw0[8] ^ 0x40}, raw0[9:]...)...)), []byte{0, 0, 0, 0})), replica.ErrMalformedBundle},
+		{"a change sent with a checksum its recipient computes", wire.Encode('B', replica.BundleVersion, body(from, to, pos(0, 0, 0, 0), 1,
+			chartID[:], wire.AppendBytes([]byte{0}, raw0), []byte{0, 0, 0, 0})), replica.ErrMalformedBundle},
+		{"a batch signature's proof sent as a plain signature", wire.Encode('B', replica.BundleVersion, body(from, to, pos(0, 0, 0, 0), 1,
+			signedField(f.chart, raw0, append([]byte{'p', 1, 0, 64}, make([]byte, 64)...)), []byte{0, 0, 0})), replica.ErrMalformedBundle},
+		{"batch signature trees numbered out of order", wire.Encode('B', replica.BundleVersion, body(from, to, pos(0, 0, 0, 0), 2,
+			batchField(f.chart, raw0, 1, 0), batchField(f.chart, f.chs[1].Raw, 0, 0),
+			[]byte{2}, treeField(1, bytes.Repeat([]byte{1}, 64)), treeField(1, bytes.Repeat([]byte{2}, 64)), []byte{0, 0})), replica.ErrMalformedBundle},
 		{"dependencies left out counted beyond the body", wire.Encode('B', replica.BundleVersion, body(from, to, pos(0, 0, 0, 0), 1,
 			chartID[:], binary.AppendUvarint(nil, 1<<40), raw0)), replica.ErrMalformedBundle},
 		{"compressed body longer than declared", frame('B', replica.BundleVersion, 1, uint64(len(goodBody)), uint64(len(zBig)), zBig), replica.ErrMalformedBundle},

@@ -1,6 +1,7 @@
 package replica
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
@@ -49,9 +50,12 @@ const (
 	maxBatchLeaves = 256
 	// batchMaxDepth is the most sibling hashes a proof holds.
 	batchMaxDepth = 8
-	// proofTag starts a stored proof. A proof is longer than 64 bytes, a
-	// signature 64 bytes, and a cover marker 33, so none is mistaken for
-	// another by its length.
+	// proofTag starts a stored proof. A stored signature field is a
+	// proof when it is not 64 bytes long (an Ed25519 signature is) and
+	// reads exactly as one (parseProof); a cover marker starts with 'c'.
+	// A Signer whose signatures are not 64 bytes and may start with
+	// proofTag would make its own signatures ambiguous: a device's is
+	// Ed25519.
 	proofTag = 'p'
 	// maxProofSignatureBytes bounds the signature in a proof.
 	maxProofSignatureBytes = 128
@@ -474,13 +478,15 @@ func readTrees(r *wire.Reader, b *Bundle, batched [][3]uint64, hashes []crdt.Has
 		}
 		members[x[0]] = append(members[x[0]], treeMember{change: int(x[1]), index: x[2]})
 	}
-	leafOf := func(i int) crdt.Hash {
-		c := b.Changes[i]
-		if hashes[i] == (crdt.Hash{}) && len(c.Raw) > 8 {
+	hashOf := func(i int) crdt.Hash {
+		if c := b.Changes[i]; hashes[i] == (crdt.Hash{}) && len(c.Raw) > 8 {
 			hashes[i] = sha256.Sum256(c.Raw[8:])
 		}
-		return batchLeaf(c.Chart, hashes[i])
+		return hashes[i]
 	}
+	leafOf := func(i int) crdt.Hash { return batchLeaf(b.Changes[i].Chart, hashOf(i)) }
+	encoded := make([][]byte, len(b.Changes)) // the proofs, by change
+	size := 0
 	for t, ms := range members {
 		if len(ms) == 0 {
 			return fmt.Errorf("batch signature %d vouches for no change: %w", t, ErrMalformedBundle)
@@ -491,11 +497,37 @@ func readTrees(r *wire.Reader, b *Bundle, batched [][3]uint64, hashes []crdt.Has
 		}
 		for k, m := range ms {
 			enc := proofs[k].encode()
-			if budget -= len(enc); budget < 0 {
+			if size += len(enc); size > limit {
 				return fmt.Errorf("batch signature proofs over %d bytes, for a bundle of %d changes: %w", limit, len(b.Changes), ErrBundleTooLarge)
 			}
-			b.Changes[m.change].Sig = own.copy(enc)
+			encoded[m.change] = enc
 		}
 	}
+	own.left = size // the proofs go into one block
+	for i, enc := range encoded {
+		if enc != nil {
+			b.Changes[i].Sig = own.copy(enc)
+		}
+	}
+	// A bundle has one encoding: the trees must be those its sender's
+	// encoder makes of these proofs (grouped alike, numbered in order of
+	// their first change, with the same sibling hashes), and no proof may
+	// travel as a plain signature.
+	again, regrouped := groupProofs(b, hashOf)
+	same := len(again) == len(trees)
+	for t := 0; same && t < len(trees); t++ {
+		same = again[t].n == trees[t].n && bytes.Equal(again[t].sig, trees[t].sig) && slices.Equal(again[t].extra, trees[t].extra) &&
+			slices.Equal(regrouped[t], sortedMembers(members[t]))
+	}
+	if !same {
+		return fmt.Errorf("batch signatures not in the form their sender writes: %w", ErrMalformedBundle)
+	}
 	return nil
+}
+
+// sortedMembers returns ms in order of leaf, as groupProofs lists them.
+func sortedMembers(ms []treeMember) []treeMember {
+	out := slices.Clone(ms)
+	slices.SortFunc(out, func(x, y treeMember) int { return compareUint(x.index, y.index) })
+	return out
 }

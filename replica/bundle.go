@@ -53,6 +53,8 @@ const (
 	// or a batch signature's proof (the signature, the change's place in
 	// its tree and up to 8 sibling hashes; see batchsig.go).
 	MaxSignatureBytes = 512
+	// maxAuthBytes bounds the sender's signature over a bundle.
+	maxAuthBytes = 128
 	// MaxSignerBytes bounds one signer enrolment in a bundle. A record
 	// over it (a revocation naming the changes it accepts in many
 	// charts) may be up to MaxRevocationRecordBytes, within
@@ -288,7 +290,7 @@ func (b *Bundle) encode(sign func([32]byte) []byte) ([]byte, error) {
 		b.signed = sha256.Sum256(body)
 		b.Auth = sign(b.signed)
 	}
-	if len(b.Auth) > MaxSignatureBytes {
+	if len(b.Auth) > maxAuthBytes {
 		return nil, fmt.Errorf("bundle signature of %d bytes: %w", len(b.Auth), ErrBundleTooLarge)
 	}
 	body = wire.AppendBytes(body, b.Auth)
@@ -466,7 +468,7 @@ func DecodeBundle(data []byte) (*Bundle, error) {
 		}
 	}
 	b.signed = sha256.Sum256(body[:len(body)-r.Len()])
-	if b.Auth, err = r.Bytes(MaxSignatureBytes); err != nil {
+	if b.Auth, err = r.Bytes(maxAuthBytes); err != nil {
 		return nil, fmt.Errorf("decode bundle signature: %w", err)
 	}
 	if len(b.Auth) == 0 {
@@ -512,7 +514,7 @@ func appendChange(body, raw []byte, h crdt.Hash, i int, carried map[crdt.Hash]in
 	// The uvarint before the change: how many dependencies are left out,
 	// times two, plus one if the checksum is.
 	elide := 0
-	if bytes.Equal(raw[4:8], h[:4]) {
+	if elidable(raw, h) {
 		elide = 1
 	}
 	body = binary.AppendUvarint(body, uint64(2*len(cut)+elide))
@@ -532,6 +534,16 @@ func appendChange(body, raw []byte, h crdt.Hash, i int, carried map[crdt.Hash]in
 		next = slot + 32
 	}
 	return append(body, raw[next:]...)
+}
+
+// elidable reports whether a bundle leaves out the checksum of change
+// raw, whose hash is h: a change whose header DepsSpan reads, of at least
+// 12 bytes (8 once its checksum is left out), whose checksum is the start
+// of its hash. A recipient refuses a change sent in the other form than
+// this, so that a bundle has one encoding.
+func elidable(raw []byte, h crdt.Hash) bool {
+	at, n, err := crdt.DepsSpan(raw)
+	return err == nil && at+32*n <= len(raw) && len(raw) >= 12 && bytes.Equal(raw[4:8], h[:4])
 }
 
 // arenaBlockBytes is the size of the blocks a decoded bundle's changes
@@ -595,6 +607,12 @@ func readChange(r *wire.Reader, i int, before []BundleChange, hashes []crdt.Hash
 		return nil, err
 	}
 	if m == 0 && !elided {
+		if len(raw) > 8 {
+			hashes[i] = sha256.Sum256(raw[8:])
+			if elidable(raw, hashes[i]) {
+				return nil, fmt.Errorf("a change sent with a checksum its recipient computes: %w", ErrMalformedBundle)
+			}
+		}
 		return own.copy(raw), nil
 	}
 	// shift is how far the checksum left out moves what follows it:
@@ -656,9 +674,15 @@ func readChange(r *wire.Reader, i int, before []BundleChange, hashes []crdt.Hash
 		next += 32
 	}
 	whole = append(whole, raw[next:]...)
+	hashes[i] = sha256.Sum256(whole[8:])
 	if elided {
-		hashes[i] = sha256.Sum256(whole[8:])
 		copy(whole[4:8], hashes[i][:4])
+	}
+	if elidable(whole, hashes[i]) != elided {
+		if elided {
+			return nil, fmt.Errorf("a change sent without a checksum that its recipient cannot compute: %w", ErrMalformedBundle)
+		}
+		return nil, fmt.Errorf("a change sent with a checksum its recipient computes: %w", ErrMalformedBundle)
 	}
 	return whole, nil
 }

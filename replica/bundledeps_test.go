@@ -3,8 +3,10 @@ package replica_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"testing"
 
+	"github.com/google/uuid"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -79,4 +81,22 @@ func TestBundleLeavesOutCarriedDependencies(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, out.Changes, got.Applied)
 	requireSameCharts(t, a, b)
+}
+
+// TestShortChangesTravelWhole: a change too short to lose its checksum
+// (11 bytes, a header and nothing else) is sent with it, and comes back
+// as it was sent.
+func TestShortChangesTravelWhole(t *testing.T) {
+	raw := []byte{0x85, 0x6f, 0x4a, 0x83, 0, 0, 0, 0, 0x01, 0x01, 0x00}
+	h := sha256.Sum256(raw[8:])
+	copy(raw[4:8], h[:4])
+	_, n, err := crdt.DepsSpan(raw)
+	require.NoError(t, err, "its header reads")
+	require.Zero(t, n)
+	b := replica.Bundle{From: crdt.NewActorID(), To: crdt.NewActorID(), Changes: []replica.BundleChange{{Chart: uuid.NewString(), Raw: raw}}}
+	data, err := b.Encode()
+	require.NoError(t, err)
+	got, err := replica.DecodeBundle(data)
+	require.NoError(t, err)
+	assert.Equal(t, raw, got.Changes[0].Raw)
 }

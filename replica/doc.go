@@ -237,7 +237,8 @@
 // change and passes it on the same way; a bundle is never cut between a
 // covered change and its cover. A device sending its own changes of
 // several charts signs them together: one signature over a Merkle tree
-// whose leaves are its latest change of each chart, so that 50 charts
+// whose leaves are its signed changes in the bundle that no later one
+// covers (as a rule, its latest change of each chart), so that 50 charts
 // edited offline carry one signature, not 50. The recipient checks the
 // signature once and keeps with each of those changes its proof (the
 // signature and the sibling hashes on its path to the tree's root), which

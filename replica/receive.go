@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/chartsync/chartsync/crdt"
+	"github.com/chartsync/chartsync/internal/wire"
 	"github.com/chartsync/chartsync/record"
 	"github.com/chartsync/chartsync/replica/internal/zchange"
 	"github.com/chartsync/chartsync/replica/store"
@@ -144,7 +145,10 @@ const sharedTries = 5
 
 // ReceiveFrom is Receive for a bundle from a peer that may change only
 // what opt allows, such as a clinic device syncing with the cloud. The
-// bundle is applied whole or not at all.
+// bundle is applied whole or not at all. A bundle with changes (or signer
+// records), or a large one, first waits until fewer than max(8, 4×cores)
+// bundles are being received in the process; if ctx ends meanwhile, its
+// error is returned and nothing is read.
 func (r *Replica) ReceiveFrom(ctx context.Context, data []byte, opt ReceiveOptions) (Received, error) {
 	if err := r.checkOpen(); err != nil {
 		return Received{}, err
@@ -153,8 +157,8 @@ func (r *Replica) ReceiveFrom(ctx context.Context, data []byte, opt ReceiveOptio
 		return Received{}, fmt.Errorf("receive bundle: %w", err)
 	}
 	// A large bundle waits for a slot before it is decoded; a small one
-	// is decoded first, and waits only if it brings changes: an idle sync
-	// is never queued behind other peers' bundles.
+	// is decoded first, and waits only if it brings changes or signer
+	// records: an idle sync is never queued behind other peers' bundles.
 	var release func()
 	defer func() {
 		if release != nil {
@@ -168,7 +172,9 @@ func (r *Replica) ReceiveFrom(ctx context.Context, data []byte, opt ReceiveOptio
 		}
 		return nil
 	}
-	if len(data) > receiveSlotFreeBytes {
+	// What the frame declares its body to be bounds what decoding it
+	// allocates, however well it compresses.
+	if size, err := wire.Size(data, bundleKind); err == nil && size > receiveSlotFreeBytes {
 		if err := take(); err != nil {
 			return Received{}, err
 		}
@@ -177,7 +183,8 @@ func (r *Replica) ReceiveFrom(ctx context.Context, data []byte, opt ReceiveOptio
 	if err != nil {
 		return Received{}, err
 	}
-	if release == nil && len(d.bundle.Changes) > 0 {
+	// Signer records cost a signature check each.
+	if release == nil && (len(d.bundle.Changes) > 0 || len(d.bundle.Signers) > 0) {
 		if err := take(); err != nil {
 			return Received{}, err
 		}
@@ -215,11 +222,13 @@ func (r *Replica) ReceiveFrom(ctx context.Context, data []byte, opt ReceiveOptio
 // disk or a database, so there are several slots per core; a bundle
 // waiting for a slot holds only its bytes (a small one, decoded). A slot
 // is held until the bundle is committed or refused, and nothing that
-// holds one waits for another.
+// holds one waits for another: the callbacks a receive makes while it
+// holds one (Config.Keys, ReceiveOptions.BeforeWrite) must not receive a
+// bundle themselves.
 var receiveSlots = make(chan struct{}, max(8, 4*runtime.GOMAXPROCS(0)))
 
-// receiveSlotFreeBytes is the size of bundle that is decoded before it
-// waits for a slot.
+// receiveSlotFreeBytes is the largest bundle body (as its frame declares
+// it, decompressed) that is decoded before it waits for a slot.
 const receiveSlotFreeBytes = 64 << 10
 
 // receiveSlot waits for one of receiveSlots, or for ctx to end; release

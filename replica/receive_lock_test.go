@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/chartsync/chartsync/internal/wire"
 	"github.com/chartsync/chartsync/replica"
 )
 
@@ -155,8 +156,9 @@ func TestABundleOvertakenAgainAndAgainIsTakenUnderTheLock(t *testing.T) {
 // TestReceivesAtOnceAreBounded: a process receives at most
 // ReceiveSlots bundles with changes at once, over all its replicas; the
 // others wait, holding only their bytes, and go on as slots free up. A
-// bundle without changes (an idle sync) never waits, and a receive
-// waiting for a slot ends with its context.
+// bundle without changes (an idle sync) never waits, a frame declaring a
+// large body waits before it is decoded, and a receive waiting for a slot
+// ends with its context.
 func TestReceivesAtOnceAreBounded(t *testing.T) {
 	ctx := context.Background()
 	size, taken := replica.ReceiveSlots()
@@ -215,6 +217,14 @@ func TestReceivesAtOnceAreBounded(t *testing.T) {
 	cancel()
 	_, err = hub.Receive(cctx, lateOut.Data)
 	require.ErrorIs(t, err, context.Canceled)
+	// So does a frame that declares a large body, before it is decoded,
+	// however small it compresses to.
+	zeros := wire.Encode('B', replica.BundleVersion, make([]byte, 1<<20))
+	require.Less(t, len(zeros), 4<<10)
+	_, err = hub.Receive(cctx, zeros)
+	require.ErrorIs(t, err, context.Canceled, "a large body waits for a slot before it is decoded")
+	_, err = hub.Receive(ctx, wire.Encode('B', replica.BundleVersion, make([]byte, 1<<10)))
+	require.ErrorIs(t, err, replica.ErrMalformedBundle, "a small body is decoded first")
 
 	close(release)
 	for range n {

@@ -168,8 +168,11 @@ func (g *Gate) Stats() Stats { return Stats{Waiting: g.waiting.Load()} }
 // stored. The bundle is applied whole or not at all, even if ctx ends
 // meanwhile.
 //
-// Receive takes no slot: Sync does, and a courier that applies bundles
-// one at a time (an import from a folder) may call Receive directly. The
+// Receive takes no slot of the gate's: Sync does, and a courier that
+// applies bundles one at a time (an import from a folder) may call
+// Receive directly. (The replica may wait for one of the process's
+// receive slots, which are more than the gate applies at once; see
+// replica.Replica.ReceiveFrom.) The
 // replica's errors are returned as they are, so that a courier can tell
 // the sender exactly why.
 func (g *Gate) Receive(ctx context.Context, s Sender, data []byte) (replica.Received, error) {
