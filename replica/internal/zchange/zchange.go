@@ -23,6 +23,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 
 	"github.com/klauspost/compress/zstd"
@@ -50,9 +51,9 @@ var (
 var codec = sync.OnceValues(func() (*zstd.Encoder, *zstd.Decoder) {
 	enc, err := zstd.NewWriter(nil,
 		zstd.WithEncoderDict(dict1),
-		zstd.WithEncoderLevel(zstd.SpeedFastest), // on a change: as small as SpeedDefault and better, in half the time
-		zstd.WithEncoderCRC(false),               // the change's own checksum and hash cover it
-		zstd.WithEncoderConcurrency(1),
+		zstd.WithEncoderLevel(zstd.SpeedFastest),           // on a change: as small as SpeedDefault and better, in half the time
+		zstd.WithEncoderCRC(false),                         // the change's own checksum and hash cover it
+		zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)), // a receive compresses its charts' changes in parallel
 		zstd.WithSingleSegment(true),
 	)
 	if err != nil {
