@@ -204,3 +204,38 @@ func TestBatchSignatureNeedsTwoCharts(t *testing.T) {
 	_, err = b.Receive(ctx, out.Data)
 	require.NoError(t, err)
 }
+
+// TestASignatureHoldsForItsChartOnly: a change its device signed for one
+// chart, carried in the same bundle in another chart with a signature
+// that is not its device's, is checked again there and refused: what
+// checking a change found holds for the chart it was checked in.
+func TestASignatureHoldsForItsChartOnly(t *testing.T) {
+	ctx := context.Background()
+	for _, checkAuthors := range []bool{false, true} {
+		d := newDeployment(t)
+		a, rogue := d.device(t, "kamuga-dispensary"), d.device(t, "kamuga-dispensary")
+		hubStore := store.NewMem()
+		hub, err := replica.New(ctx, keepOpen{hubStore}, replica.Config{Keys: d.roster(t), CheckAuthors: checkAuthors})
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = hub.Close() })
+		victim := register(t, rogue.Replica, "Victim", "Patient", "Kamuga")
+		_, err = replica.SyncPair(ctx, rogue.Replica, hub)
+		require.NoError(t, err)
+
+		chartA := register(t, a.Replica, "Other", "Person", "Siaya")
+		edit(t, a.Replica, chartA, prescribe("Amoxicillin", 500))
+		chs, err := a.st.ChartChanges(ctx, chartA, 0)
+		require.NoError(t, err)
+		require.Len(t, chs, 2)
+		require.Len(t, chs[1].Sig, 64)
+		data := encode(t, replica.Bundle{From: rogue.ID(), To: hub.ID(), Signers: [][]byte{a.rec, rogue.rec}, Changes: []replica.BundleChange{
+			{Chart: chartA, Raw: chs[1].Raw, Sig: chs[1].Sig},                  // a's, for chart A
+			{Chart: victim, Raw: chs[0].Raw, Cover: 3},                         // covered by the next
+			{Chart: victim, Raw: chs[1].Raw, Sig: bytes.Repeat([]byte{7}, 64)}, // not a's signature
+		}})
+		before := dumpStore(t, hubStore)
+		_, err = hub.Receive(ctx, data)
+		require.ErrorIs(t, err, replica.ErrForgedChange, "checking authors: %v", checkAuthors)
+		assert.Equal(t, before, dumpStore(t, hubStore))
+	}
+}

@@ -122,6 +122,6 @@ func TestCoversPerDeviceAreBounded(t *testing.T) {
 	require.NoError(t, err)
 	d, err := decodeReceived(data, me, "")
 	require.NoError(t, err)
-	err = d.verifySigned(&verifier{clinic: map[crdt.Hash]string{}}, d.fresh(nil))
+	err = d.verifySigned(&verifier{clinic: map[changeIn]string{}}, d.fresh(nil))
 	require.ErrorIs(t, err, ErrMalformedBundle)
 }

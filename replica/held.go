@@ -401,7 +401,7 @@ func (r *Replica) withHeld(fresh []chartBatch, v *verifier) []chartBatch {
 			one := chartBatch{changes: []crdt.Change{h.change}, sigs: [][]byte{h.sig}, covers: []int{-1}, held: []bool{true}, heldFrom: map[crdt.Hash]string{h.change.Hash: h.from}}
 			nb.add(&one, 0)
 			if v != nil {
-				v.clinic[h.change.Hash] = h.clinic
+				v.clinic[changeIn{cb.chart, h.change.Hash}] = h.clinic
 			}
 		}
 		out[i] = nb

@@ -508,12 +508,12 @@ type verifier struct {
 	learnt   map[string]error  // what learning each bundle signer gave, by replica
 	checked  map[string]bool   // actors whose stored enrolments are up to date
 	meta     map[string]string // enrolments to store with the bundle's changes
-	clinic   map[crdt.Hash]string
+	clinic   map[changeIn]string
 	trees    map[verifiedTree]string // tree signatures checked, and their signers' clinics
 }
 
 func (r *Replica) newVerifier(ctx context.Context, b *Bundle) *verifier {
-	v := &verifier{r: r, ctx: ctx, learnt: map[string]error{}, checked: map[string]bool{}, meta: map[string]string{}, clinic: map[crdt.Hash]string{}, relearnt: map[string]bool{}, warned: map[string]bool{}}
+	v := &verifier{r: r, ctx: ctx, learnt: map[string]error{}, checked: map[string]bool{}, meta: map[string]string{}, clinic: map[changeIn]string{}, relearnt: map[string]bool{}, warned: map[string]bool{}}
 	v.revs, _ = r.cfg.Keys.(Revocations)
 	seen := map[[32]byte]bool{}
 	for _, rec := range b.Signers {
@@ -536,7 +536,7 @@ func (r *Replica) newVerifier(ctx context.Context, b *Bundle) *verifier {
 // verify checks one change of chart, notes the clinic its signer is
 // enrolled in, and notes its signer's enrolments for storing with it.
 func (v *verifier) verify(chart string, c crdt.Change, sig []byte) error {
-	if _, done := v.clinic[c.Hash]; done {
+	if _, done := v.clinic[changeIn{chart, c.Hash}]; done {
 		return nil // checked already, as the cover of another change
 	}
 	if len(sig) == 0 {
@@ -574,7 +574,7 @@ func (v *verifier) verify(chart string, c crdt.Change, sig []byte) error {
 	if err := v.accepted(chart, c); err != nil {
 		return err
 	}
-	v.clinic[c.Hash] = clinic
+	v.clinic[changeIn{chart, c.Hash}] = clinic
 	if !v.checked[c.Actor] {
 		v.checked[c.Actor] = true
 		recs, unstored, err := v.r.knownSigners(v.ctx, c.Actor)
@@ -653,8 +653,8 @@ func (v *verifier) accepted(chart string, c crdt.Change) error {
 // clinic; for a chart (unscoped true), a device of a clinic in the
 // chart's scope on the version the change was made on, or of a clinic in
 // Config.Unscoped.
-func (v *verifier) mayChange(c crdt.Change, scope []string, unscoped bool) error {
-	clinic := v.clinic[c.Hash]
+func (v *verifier) mayChange(chart string, c crdt.Change, scope []string, unscoped bool) error {
+	clinic := v.clinic[changeIn{chart, c.Hash}]
 	if slices.Contains(scope, clinic) || unscoped && slices.Contains(v.r.cfg.Unscoped, clinic) {
 		return nil
 	}
@@ -676,8 +676,17 @@ func (v *verifier) addTo(b *store.Batch) {
 }
 
 // clinicOf returns the clinic of the device that signed the change with
-// hash h, as verify found it ("" if it did not check it).
-func (v *verifier) clinicOf(h crdt.Hash) string { return v.clinic[h] }
+// hash h in chart, as verify found it ("" if it did not check it).
+func (v *verifier) clinicOf(chart string, h crdt.Hash) string { return v.clinic[changeIn{chart, h}] }
+
+// changeIn is a change of a chart. What a verifier found of a change
+// holds for the chart it checked it in only: a signature covers the
+// chart as well as the change, so the same change carried in another
+// chart is checked again.
+type changeIn struct {
+	chart string
+	hash  crdt.Hash
+}
 
 // actorSeqPage is how many changes ActorSeqs reads from the log at a time.
 const actorSeqPage = 1000

@@ -540,7 +540,7 @@ func (d *decoded) verifySigned(v *verifier, fresh []chartBatch) error {
 			if !d.reaches(j, c.Hash) {
 				return fmt.Errorf("change %s of chart %s is vouched for by %s, whose history in the bundle does not hold it: %w", c.Hash, cb.chart, h.Hash, ErrForgedChange)
 			}
-			v.clinic[c.Hash] = v.clinic[h.Hash]
+			v.clinic[changeIn{cb.chart, c.Hash}] = v.clinic[changeIn{cb.chart, h.Hash}]
 		}
 	}
 	return nil
@@ -688,10 +688,10 @@ type signatures interface {
 	// mayChange checks that the device that signed c may change a
 	// document of scope (unscoped: a chart, which clinics in
 	// Config.Unscoped may change whatever its scope).
-	mayChange(c crdt.Change, scope []string, unscoped bool) error
+	mayChange(chart string, c crdt.Change, scope []string, unscoped bool) error
 	// clinicOf returns the clinic of the device that signed the change
 	// with hash h, as checked.
-	clinicOf(h crdt.Hash) string
+	clinicOf(chart string, h crdt.Hash) string
 }
 
 // receiveRules is what planning needs of the replica and the options.
@@ -903,7 +903,7 @@ func (cp *chartPlan) plan(from string, sigs signatures, rules receiveRules) {
 		}
 		hc := heldChange{chart: cp.cb.chart, change: c, sig: waiting.sigs[i], from: from}
 		if sigs != nil {
-			hc.clinic = sigs.clinicOf(c.Hash)
+			hc.clinic = sigs.clinicOf(cp.cb.chart, c.Hash)
 		}
 		cp.waiting = append(cp.waiting, hc)
 	}
@@ -1146,7 +1146,7 @@ func planChart(h *heldChart, cb chartBatch, sigs signatures, rules receiveRules)
 			case check == nil:
 				err, quarantine = judgeChange(l, c, cb.chart, sigs)
 			case sigs != nil:
-				err, quarantine = authorError(sigs.mayChange(c, touched[i].Scope, true), cb.chart, c)
+				err, quarantine = authorError(sigs.mayChange(cb.chart, c, touched[i].Scope, true), cb.chart, c)
 			}
 			if err != nil {
 				return err, quarantine
@@ -1166,13 +1166,13 @@ func judgeChange(l *loaded, c crdt.Change, chart string, sigs signatures) (error
 	if record.IsUsersChange(c) {
 		_, err = record.CheckUsersChange(l.doc, c)
 		if err == nil && sigs != nil && l.users != nil {
-			err = sigs.mayChange(c, []string{l.users.Clinic()}, false)
+			err = sigs.mayChange(chart, c, []string{l.users.Clinic()}, false)
 		}
 	} else {
 		var t record.Touched
 		t, err = record.CheckChange(l.doc, c)
 		if err == nil && sigs != nil {
-			err = sigs.mayChange(c, t.Scope, true)
+			err = sigs.mayChange(chart, c, t.Scope, true)
 		}
 	}
 	return authorError(err, chart, c)
