@@ -2,6 +2,7 @@ package replica
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
@@ -305,11 +306,7 @@ func groupProofs(b *Bundle, hashes func(i int) crdt.Hash) ([]wireTree, [][]treeM
 	}
 	for t := range trees {
 		ms, ps := members[t], proofs[t]
-		order := make([]int, len(ms))
-		for i := range order {
-			order[i] = i
-		}
-		slices.SortFunc(order, func(x, y int) int { return compareUint(ms[x].index, ms[y].index) })
+		order := byLeaf(ms)
 		leaves := make([]treeLeaf, len(ms))
 		sorted := make([]treeMember, len(ms))
 		for i, o := range order {
@@ -326,25 +323,21 @@ func groupProofs(b *Bundle, hashes func(i int) crdt.Hash) ([]wireTree, [][]treeM
 	return trees, members
 }
 
-func compareUint(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
+// byLeaf returns the indices of ms in order of their leaves.
+func byLeaf(ms []treeMember) []int {
+	order := make([]int, len(ms))
+	for i := range order {
+		order[i] = i
 	}
-	return 0
+	slices.SortFunc(order, func(x, y int) int { return cmp.Compare(ms[x].index, ms[y].index) })
+	return order
 }
 
 // resolveTree computes the proofs of a tree's members from the tree as a
 // bundle carries it (their leaves from their charts and hashes), and
 // returns them in the members' order; an error if the tree does not fit.
 func resolveTree(t wireTree, ms []treeMember, leafOf func(change int) crdt.Hash) ([]batchProof, error) {
-	order := make([]int, len(ms))
-	for i := range order {
-		order[i] = i
-	}
-	slices.SortFunc(order, func(x, y int) int { return compareUint(ms[x].index, ms[y].index) })
+	order := byLeaf(ms)
 	leaves := make([]treeLeaf, len(ms))
 	for i, o := range order {
 		leaves[i] = treeLeaf{ms[o].index, leafOf(ms[o].change)}
@@ -528,6 +521,6 @@ func readTrees(r *wire.Reader, b *Bundle, batched [][3]uint64, hashes []crdt.Has
 // sortedMembers returns ms in order of leaf, as groupProofs lists them.
 func sortedMembers(ms []treeMember) []treeMember {
 	out := slices.Clone(ms)
-	slices.SortFunc(out, func(x, y treeMember) int { return compareUint(x.index, y.index) })
+	slices.SortFunc(out, func(x, y treeMember) int { return cmp.Compare(x.index, y.index) })
 	return out
 }

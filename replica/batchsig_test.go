@@ -14,6 +14,18 @@ import (
 	"github.com/chartsync/chartsync/replica/store"
 )
 
+// hub is a replica that checks every change's signature against the
+// deployment's authority, and its author if checkAuthors, over a store
+// the test reads.
+func (d *deployment) hub(t *testing.T, checkAuthors bool) (*replica.Replica, *store.Mem) {
+	t.Helper()
+	st := store.NewMem()
+	hub, err := replica.New(context.Background(), keepOpen{st}, replica.Config{Keys: d.roster(t), CheckAuthors: checkAuthors})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = hub.Close() })
+	return hub, st
+}
+
 // TestOneSignatureCoversADevicesCharts: a device that edited several
 // charts offline sends one signature for all of them; the hub that checks
 // it keeps a proof with each chart's change, passes the changes on with
@@ -24,10 +36,7 @@ func TestOneSignatureCoversADevicesCharts(t *testing.T) {
 	d := newDeployment(t)
 	const clinic = "kamuga-dispensary" // the scope register gives
 	a, c := d.device(t, clinic), d.device(t, clinic)
-	hubStore := store.NewMem()
-	hub, err := replica.New(ctx, keepOpen{hubStore}, replica.Config{Keys: d.roster(t), CheckAuthors: true})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = hub.Close() })
+	hub, hubStore := d.hub(t, true)
 
 	var charts []string
 	for i := range 5 {
@@ -214,12 +223,9 @@ func TestASignatureHoldsForItsChartOnly(t *testing.T) {
 	for _, checkAuthors := range []bool{false, true} {
 		d := newDeployment(t)
 		a, rogue := d.device(t, "kamuga-dispensary"), d.device(t, "kamuga-dispensary")
-		hubStore := store.NewMem()
-		hub, err := replica.New(ctx, keepOpen{hubStore}, replica.Config{Keys: d.roster(t), CheckAuthors: checkAuthors})
-		require.NoError(t, err)
-		t.Cleanup(func() { _ = hub.Close() })
+		hub, hubStore := d.hub(t, checkAuthors)
 		victim := register(t, rogue.Replica, "Victim", "Patient", "Kamuga")
-		_, err = replica.SyncPair(ctx, rogue.Replica, hub)
+		_, err := replica.SyncPair(ctx, rogue.Replica, hub)
 		require.NoError(t, err)
 
 		chartA := register(t, a.Replica, "Other", "Person", "Siaya")
