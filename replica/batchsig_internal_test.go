@@ -178,3 +178,25 @@ func TestParseProofRefusesOtherFields(t *testing.T) {
 	_, ok := parseProof(good)
 	assert.True(t, ok)
 }
+
+// FuzzParseProof: a stored signature field, read back from any store or
+// held record, is a proof only if it reads exactly as one, and then it
+// encodes to the same bytes; nothing else panics.
+func FuzzParseProof(f *testing.F) {
+	ft := newFullTree(f, 6, 4)
+	for _, p := range ft.proofs {
+		f.Add(p.encode())
+	}
+	f.Add(make([]byte, 64))
+	f.Add(coverMarker(crdt.Hash{1}))
+	f.Fuzz(func(t *testing.T, sig []byte) {
+		p, ok := parseProof(sig)
+		if !ok {
+			return
+		}
+		require.Equal(t, sig, p.encode())
+		require.Len(t, p.path, pathLen(p.n, p.index))
+		_, err := proofDigest(p, "chart", crdt.Hash{})
+		require.NoError(t, err)
+	})
+}
