@@ -230,16 +230,23 @@ func treeRoot(n uint64, leaves []treeLeaf, sibling func(leaf, at int) (crdt.Hash
 // with hash h in chart being its leaf at p.index; an error if p's path
 // does not fit its tree.
 func proofDigest(p batchProof, chart string, h crdt.Hash) ([32]byte, error) {
-	if len(p.path) != pathLen(p.n, p.index) {
-		return [32]byte{}, fmt.Errorf("%w: %d sibling hashes for leaf %d of %d", errBadProof, len(p.path), p.index, p.n)
-	}
-	root, _, err := treeRoot(p.n, []treeLeaf{{p.index, batchLeaf(chart, h)}}, func(_, at int) (crdt.Hash, error) {
-		return p.path[at], nil
-	})
+	root, err := proofRoot(p, batchLeaf(chart, h))
 	if err != nil {
 		return [32]byte{}, err
 	}
 	return batchDigest(p.n, root), nil
+}
+
+// proofRoot returns the root of p's tree that p's path gives for leaf at
+// p.index; an error if the path does not fit the tree.
+func proofRoot(p batchProof, leaf crdt.Hash) (crdt.Hash, error) {
+	if len(p.path) != pathLen(p.n, p.index) {
+		return crdt.Hash{}, fmt.Errorf("%w: %d sibling hashes for leaf %d of %d", errBadProof, len(p.path), p.index, p.n)
+	}
+	root, _, err := treeRoot(p.n, []treeLeaf{{p.index, leaf}}, func(_, at int) (crdt.Hash, error) {
+		return p.path[at], nil
+	})
+	return root, err
 }
 
 // wireTree is one tree's signature as a bundle carries it: the tree's
@@ -282,8 +289,7 @@ func groupProofs(b *Bundle, hashes func(i int) crdt.Hash) ([]wireTree, [][]treeM
 		if !ok {
 			continue
 		}
-		leaf := batchLeaf(c.Chart, hashes(i))
-		root, _, err := treeRoot(p.n, []treeLeaf{{p.index, leaf}}, func(_, at int) (crdt.Hash, error) { return p.path[at], nil })
+		root, err := proofRoot(p, batchLeaf(c.Chart, hashes(i)))
 		if err != nil {
 			continue // cannot be: parseProof checked the path's length
 		}
@@ -372,10 +378,9 @@ func (r *Replica) batchSign(b *Bundle) {
 	}
 	var mine []int
 	for i, c := range b.Changes {
+		// A covered change has no signature here (coverPart), and a
+		// proof is already a batch signature.
 		if c.Cover != 0 || len(c.Sig) == 0 || isProof(c.Sig) {
-			continue
-		}
-		if _, covered := coverOf(c.Sig); covered {
 			continue
 		}
 		actor, _, err := crdt.ChangeHeader(c.Raw)
@@ -420,11 +425,10 @@ func maxProofBytes(body int) int { return 2*body + 16<<10 }
 
 // readTrees reads the trees of a bundle's batch signatures, which follow
 // its changes, and gives each change vouched for by one (batched: tree,
-// change, leaf) its proof as its signature field, up to budget bytes of
+// change, leaf) its proof as its signature field, up to limit bytes of
 // proofs. hashes holds the hashes of b's changes computed so far (zero
 // where not).
-func readTrees(r *wire.Reader, b *Bundle, batched [][3]uint64, hashes []crdt.Hash, own *arena, budget int) error {
-	limit := budget
+func readTrees(r *wire.Reader, b *Bundle, batched [][3]uint64, hashes []crdt.Hash, own *arena, limit int) error {
 	count, err := r.Count(4)
 	if err != nil {
 		return fmt.Errorf("batch signature count: %w", err)
