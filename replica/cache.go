@@ -120,6 +120,23 @@ func (c *lru) get(id string) *loaded {
 	return ent.l
 }
 
+// take removes a chart the cache holds loaded and gives it to the caller,
+// who owns its document from then on; nil if the chart is not loaded. A
+// view kept of the chart goes with it.
+func (c *lru) take(id string) *loaded {
+	e, ok := c.byID[id]
+	if !ok || e.Value.(*entry).l == nil {
+		return nil
+	}
+	ent := e.Value.(*entry)
+	l := ent.l
+	c.order.Remove(e)
+	delete(c.byID, id)
+	ent.l = nil
+	c.written = slices.DeleteFunc(c.written, func(w *entry) bool { return w == ent })
+	return l
+}
+
 // markHot notes that a call uses ent's document, for release.
 func (c *lru) markHot(ent *entry) {
 	if ent.hot {

@@ -22,6 +22,10 @@ func ResidentBytes() int64 { return residentBytes() }
 // reads its chart whole).
 func (r *Replica) CheckersMade() int64 { return r.checkersMade.Load() }
 
+// ChartsCopied reports how many cached charts receiving has copied (each
+// copy costs Automerge the chart's whole history).
+func (r *Replica) ChartsCopied() int64 { return r.chartsCopied.Load() }
+
 // ProofSignature returns the signature a stored batch signature's proof
 // carries; false if sig is no proof.
 func ProofSignature(sig []byte) ([]byte, bool) {

@@ -38,6 +38,7 @@ func TestLongHistoryIsCheckedOnce(t *testing.T) {
 	require.Greater(t, st.BundlesAToB, 3, "the history comes in several bundles")
 	assert.Equal(t, int64(1), cloud.CheckersMade(), "one Checker for the whole history")
 	assert.Equal(t, loads, cloud.ChartsLoaded(), "the chart received so far is kept for its next bundle, not read back from the store")
+	assert.Zero(t, cloud.ChartsCopied(), "each next bundle is planned on the chart kept, not on a copy of it")
 	requireSameCharts(t, device, cloud)
 
 	// A long history made by a modified client, with a lab technician's

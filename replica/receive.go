@@ -659,7 +659,14 @@ func (r *Replica) storedChart(ctx context.Context, id string) (*heldChart, error
 	return &heldChart{l: l, base: l.doc.Heads()}, nil
 }
 
-// cachedCopy returns a copy of a cached chart, or nil if it is not cached.
+// cachedCopy returns a cached chart for a receive to plan on, or nil if
+// it is not cached. A chart is taken out of the cache, not copied: a
+// copy costs Automerge the chart's whole history, for each bundle of a
+// long one. The receive owns it from then on; commit puts it back, and a
+// receive that fails closes it, so that the chart is read again from the
+// store. Meanwhile a reader or writer of the chart reads it from the
+// store, and commit notices a writer. A user roster, which other calls
+// read while a receive plans, is copied.
 func (r *Replica) cachedCopy(id string, locked bool) (*heldChart, error) {
 	if !locked {
 		unlock, err := r.lock()
@@ -672,12 +679,18 @@ func (r *Replica) cachedCopy(id string, locked bool) (*heldChart, error) {
 	if c == nil || err != nil {
 		return nil, err
 	}
+	if c.users == nil {
+		l := r.cache.take(id)
+		return &heldChart{l: l, base: l.doc.Heads(), fromCache: true}, nil
+	}
 	doc, err := c.doc.Fork(nil, r.id) // carries held changes over
 	if err != nil {
 		return nil, fmt.Errorf("copy chart %s: %w", id, err)
 	}
+	r.chartsCopied.Add(1)
 	l := &loaded{id: id, doc: doc, sinceSnapshot: c.sinceSnapshot, scope: slices.Clone(c.scope), row: slices.Clone(c.row)}
 	if err := l.open(); err != nil {
+		_ = doc.Close()
 		return nil, fmt.Errorf("copy chart %s: %w", id, err)
 	}
 	return &heldChart{l: l, base: doc.Heads(), fromCache: true}, nil
