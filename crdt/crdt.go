@@ -2,7 +2,6 @@ package crdt
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -461,18 +460,18 @@ func (d *Doc) SaveChecked() ([]byte, error) {
 		return nil, fmt.Errorf("save document: %w", err)
 	}
 	data, heads := d.am.Save(), sortedHeads(d.am.Heads())
-	raws, got, err := decodeDocument(data)
+	hashes, got, err := documentHashes(data)
 	if err != nil {
 		return nil, fmt.Errorf("save document: %w: %w", err, ErrUnsaveable)
 	}
 	if !got.Equal(heads) {
 		return nil, fmt.Errorf("save document: loads at %s, not %s: %w", got, heads, ErrUnsaveable)
 	}
-	if len(raws) != len(d.hist.changes) {
-		return nil, fmt.Errorf("save document: holds %d changes, not %d: %w", len(raws), len(d.hist.changes), ErrUnsaveable)
+	if len(hashes) != len(d.hist.changes) {
+		return nil, fmt.Errorf("save document: holds %d changes, not %d: %w", len(hashes), len(d.hist.changes), ErrUnsaveable)
 	}
-	for _, raw := range raws {
-		if len(raw) < 10 || !d.hist.has(Hash(sha256.Sum256(raw[8:]))) {
+	for _, h := range hashes {
+		if !d.hist.has(h) {
 			return nil, fmt.Errorf("save document: holds a change the document did not apply: %w", ErrUnsaveable)
 		}
 	}

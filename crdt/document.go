@@ -144,26 +144,39 @@ type docChange struct {
 // what it decodes (docRowLimit, maxInflate, and maxDecodedOps a change).
 // Every error matches ErrMalformed.
 func decodeDocument(data []byte) (raws [][]byte, heads Heads, err error) {
-	raws, heads, err = readDocument(data)
+	raws, _, heads, err = readDocument(data, true)
 	if err != nil {
 		return nil, nil, fmt.Errorf("read document: %v: %w", err, ErrMalformed)
 	}
 	return raws, heads, nil
 }
 
-func readDocument(data []byte) ([][]byte, Heads, error) {
+// documentHashes is decodeDocument for the hashes of the changes a saved
+// document holds, in its order, without keeping their bytes: a long
+// chart's changes are megabytes.
+func documentHashes(data []byte) (hashes []Hash, heads Heads, err error) {
+	_, hashes, heads, err = readDocument(data, false)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read document: %v: %w", err, ErrMalformed)
+	}
+	return hashes, heads, nil
+}
+
+// readDocument reads a saved document's changes: their hashes, and their
+// bytes if keep.
+func readDocument(data []byte, keep bool) ([][]byte, []Hash, Heads, error) {
 	if len(data) < 10 || !bytes.Equal(data[:4], chunkMagic) {
-		return nil, nil, fmt.Errorf("no document header")
+		return nil, nil, nil, fmt.Errorf("no document header")
 	}
 	if data[8] != chunkDocument {
-		return nil, nil, fmt.Errorf("chunk type %d is not a document", data[8])
+		return nil, nil, nil, fmt.Errorf("chunk type %d is not a document", data[8])
 	}
 	n, k := binary.Uvarint(data[9:])
 	if k <= 0 || n != uint64(len(data)-9-k) {
-		return nil, nil, fmt.Errorf("bad length (or bytes after the document)")
+		return nil, nil, nil, fmt.Errorf("bad length (or bytes after the document)")
 	}
 	if sum := sha256.Sum256(data[8:]); !bytes.Equal(sum[:4], data[4:8]) {
-		return nil, nil, fmt.Errorf("checksum does not match the content")
+		return nil, nil, nil, fmt.Errorf("checksum does not match the content")
 	}
 	r := &reader{b: data[9+k:]}
 
@@ -177,7 +190,7 @@ func readDocument(data []byte) ([][]byte, Heads, error) {
 	for i := uint64(0); i < na && r.err == nil; i++ {
 		a := r.bytes(r.uvarint("actor length"), "actor")
 		if r.err == nil && (len(a) == 0 || i > 0 && bytes.Compare(prev, a) >= 0) {
-			return nil, nil, fmt.Errorf("actors empty, unsorted or repeated")
+			return nil, nil, nil, fmt.Errorf("actors empty, unsorted or repeated")
 		}
 		prev = a
 		actors = append(actors, fmt.Sprintf("%x", a))
@@ -191,20 +204,20 @@ func readDocument(data []byte) ([][]byte, Heads, error) {
 		heads = append(heads, Hash(r.bytes(32, "head")))
 	}
 	if r.err != nil {
-		return nil, nil, r.err
+		return nil, nil, nil, r.err
 	}
 	if !slices.IsSortedFunc(heads, func(a, b Hash) int { return bytes.Compare(a[:], b[:]) }) || len(slices.Compact(slices.Clone(heads))) != len(heads) {
-		return nil, nil, fmt.Errorf("heads unsorted or repeated")
+		return nil, nil, nil, fmt.Errorf("heads unsorted or repeated")
 	}
 
 	// Column layouts, then data.
 	changeSpecs, err := readColumnSpecs(r)
 	if err != nil {
-		return nil, nil, fmt.Errorf("change columns: %w", err)
+		return nil, nil, nil, fmt.Errorf("change columns: %w", err)
 	}
 	opSpecs, err := readColumnSpecs(r)
 	if err != nil {
-		return nil, nil, fmt.Errorf("operation columns: %w", err)
+		return nil, nil, nil, fmt.Errorf("operation columns: %w", err)
 	}
 	budget := maxInflate
 	changeCols, err := readColumnData(r, changeSpecs, []uint64{
@@ -212,7 +225,7 @@ func readDocument(data []byte) ([][]byte, Heads, error) {
 		specDocDepsGroup, specDocDepsIndex, specDocExtraMeta, specDocExtraRaw,
 	}, na, &budget)
 	if err != nil {
-		return nil, nil, fmt.Errorf("change columns: %w", err)
+		return nil, nil, nil, fmt.Errorf("change columns: %w", err)
 	}
 	opCols, err := readColumnData(r, opSpecs, []uint64{
 		specDocObjActor, specDocObjCtr, specDocKeyActor, specDocKeyCtr, specDocKeyStr, specDocIDActor,
@@ -220,7 +233,7 @@ func readDocument(data []byte) ([][]byte, Heads, error) {
 		specDocSuccActor, specDocSuccCtr, specDocExpand, specDocMarkName,
 	}, na, &budget)
 	if err != nil {
-		return nil, nil, fmt.Errorf("operation columns: %w", err)
+		return nil, nil, nil, fmt.Errorf("operation columns: %w", err)
 	}
 
 	// Head indices, if any.
@@ -230,25 +243,28 @@ func readDocument(data []byte) ([][]byte, Heads, error) {
 			headIdx = append(headIdx, r.uvarint("head index"))
 		}
 		if r.err != nil || len(r.b) > 0 {
-			return nil, nil, fmt.Errorf("bad head indices")
+			return nil, nil, nil, fmt.Errorf("bad head indices")
 		}
 	}
 
 	limit := docRowLimit(len(data))
 	changes, err := readDocChanges(changeCols, len(actors), limit)
 	if err != nil {
-		return nil, nil, fmt.Errorf("changes: %w", err)
+		return nil, nil, nil, fmt.Errorf("changes: %w", err)
 	}
 	ops, err := readDocOps(opCols, actors, limit)
 	if err != nil {
-		return nil, nil, fmt.Errorf("operations: %w", err)
+		return nil, nil, nil, fmt.Errorf("operations: %w", err)
 	}
 	if err := assignOps(changes, ops, actors); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 
 	// Rebuild each change's bytes and hash, dependencies first.
-	raws := make([][]byte, len(changes))
+	var raws [][]byte
+	if keep {
+		raws = make([][]byte, len(changes))
+	}
 	hashes := make([]Hash, len(changes))
 	isDep := make([]bool, len(changes))
 	for i, c := range changes {
@@ -268,9 +284,12 @@ func readDocument(data []byte) ([][]byte, Heads, error) {
 		info.OtherActors = otherActors(info.Actor, c.ops)
 		raw, err := EncodeChange(info)
 		if err != nil {
-			return nil, nil, fmt.Errorf("change %d: %v", i, err)
+			return nil, nil, nil, fmt.Errorf("change %d: %v", i, err)
 		}
-		raws[i], hashes[i] = raw, sha256.Sum256(raw[8:])
+		hashes[i] = sha256.Sum256(raw[8:])
+		if keep {
+			raws[i] = raw
+		}
 	}
 	var got Heads
 	for i, h := range hashes {
@@ -280,14 +299,14 @@ func readDocument(data []byte) ([][]byte, Heads, error) {
 	}
 	sortHashes(got)
 	if !got.Equal(heads) {
-		return nil, nil, fmt.Errorf("the changes' heads are not the document's")
+		return nil, nil, nil, fmt.Errorf("the changes' heads are not the document's")
 	}
 	for i, x := range headIdx {
 		if x >= uint64(len(hashes)) || hashes[x] != heads[i] {
-			return nil, nil, fmt.Errorf("head index %d does not name head %s", x, heads[i])
+			return nil, nil, nil, fmt.Errorf("head index %d does not name head %s", x, heads[i])
 		}
 	}
-	return raws, heads, nil
+	return raws, hashes, heads, nil
 }
 
 // readDocChanges decodes the change metadata columns.
