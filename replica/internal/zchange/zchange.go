@@ -89,12 +89,19 @@ func Compress(raw []byte) []byte {
 		return raw
 	}
 	enc, _ := codec()
-	out := enc.EncodeAll(raw, make([]byte, 0, len(raw)/2))
-	if len(out) >= len(raw) {
+	// Compressed into a buffer kept for the next change, then copied at
+	// its size: a store batch holds what Compress returns until it
+	// commits, and a change shrinks about five times.
+	buf := scratch.Get().(*[]byte)
+	defer scratch.Put(buf)
+	*buf = enc.EncodeAll(raw, (*buf)[:0])
+	if len(*buf) >= len(raw) {
 		return raw
 	}
-	return out
+	return bytes.Clone(*buf)
 }
+
+var scratch = sync.Pool{New: func() any { return new([]byte) }}
 
 // Decompress returns the bytes stored as b by Compress (or stored raw
 // before it). A zstd frame that does not decompress to an Automerge change

@@ -223,3 +223,13 @@ func FuzzDecompress(f *testing.F) {
 		}
 	})
 }
+
+// What Compress returns holds what it stores, with no more spare capacity
+// than the allocator's rounding: a store batch holds it until it commits.
+func TestCompressedChangesHoldTheirSize(t *testing.T) {
+	for _, r := range chartChanges(t, 10, 3) {
+		s := Compress(r)
+		require.Less(t, len(s), len(r))
+		assert.LessOrEqual(t, cap(s), len(s)+len(s)/8+16, "%d bytes in %d of capacity", len(s), cap(s))
+	}
+}
