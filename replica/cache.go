@@ -57,7 +57,9 @@ type loaded struct {
 // Code holding the lock may keep using a chart it read from the cache
 // even if a later read in the same call evicts it: a document is closed
 // only by release, which the replica calls as it gives up its write lock.
-// Code without the lock never holds a cached chart (it works on forks).
+// Code without the lock never holds a cached chart: it works on forks,
+// or, as a receive does, takes the chart out of the cache (take) and
+// owns its document until it puts it back or closes it.
 type lru struct {
 	max   int
 	order *list.List // front is most recent; values are *entry
