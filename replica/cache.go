@@ -123,20 +123,23 @@ func (c *lru) get(id string) *loaded {
 }
 
 // take removes a chart the cache holds loaded and gives it to the caller,
-// who owns its document from then on; nil if the chart is not loaded. A
+// who owns its document from then on; nil if the chart is not loaded.
+// written reports whether its document was one kept open as changed
+// (see openWritten), for the caller to put it back so (putChanged). A
 // view kept of the chart goes with it.
-func (c *lru) take(id string) *loaded {
+func (c *lru) take(id string) (l *loaded, written bool) {
 	e, ok := c.byID[id]
 	if !ok || e.Value.(*entry).l == nil {
-		return nil
+		return nil, false
 	}
 	ent := e.Value.(*entry)
-	l := ent.l
+	l = ent.l
 	c.order.Remove(e)
 	delete(c.byID, id)
 	ent.l = nil
+	written = slices.Contains(c.written, ent)
 	c.written = slices.DeleteFunc(c.written, func(w *entry) bool { return w == ent })
-	return l
+	return l, written
 }
 
 // markHot notes that a call uses ent's document, for release.

@@ -64,3 +64,32 @@ func TestLongHistoryIsCheckedOnce(t *testing.T) {
 	assert.True(t, n > 0 && n < 600, "the bundles before the forged one were taken, the forged one not: %d allergies", n)
 	assert.Zero(t, len(v.Prescriptions), "the forged prescription is refused")
 }
+
+// A chart a receive takes from the cache and leaves as it was (its one
+// change waits for another) goes back to the cache: the next bundle does
+// not read it from the store again.
+func TestAChartABundleLeavesAsItWasStaysCached(t *testing.T) {
+	ctx := context.Background()
+	a, _ := newMem(t, replica.Config{})
+	b, _ := newMem(t, replica.Config{})
+	chart := register(t, a, "Wanjiru", "Mwangi", "Kamuga")
+	_, err := replica.SyncPair(ctx, a, b)
+	require.NoError(t, err)
+	edit(t, a, chart, allergy(1))
+	_, err = replica.SyncPair(ctx, a, b) // b keeps the chart it changed open
+	require.NoError(t, err)
+	second := edit(t, a, chart, allergy(2)).Change
+	third := edit(t, a, chart, allergy(3)).Change
+	only := func(c crdt.Change) []byte {
+		return encode(t, replica.Bundle{From: a.ID(), To: b.ID(), Changes: []replica.BundleChange{{Chart: chart, Raw: c.Raw}}})
+	}
+	loads := b.ChartsLoaded()
+	rec, err := b.Receive(ctx, only(third))
+	require.NoError(t, err)
+	require.Equal(t, 1, rec.Held, "the third change waits for the second")
+	rec, err = b.Receive(ctx, only(second))
+	require.NoError(t, err)
+	assert.Equal(t, 2, rec.Applied, "the second change, and the third it released")
+	assert.Equal(t, loads, b.ChartsLoaded(), "the chart stayed cached through the bundle that left it as it was")
+	assert.Equal(t, view(t, a, chart), view(t, b, chart))
+}

@@ -574,6 +574,7 @@ type heldChart struct {
 	isNew     bool // nothing of the chart is held
 	base      crdt.Heads
 	fromCache bool // copied from the cache, which commit updates
+	written   bool // taken from the cache, where it was kept open as changed
 	cached    bool // commit put it in the cache, which owns it from then on
 }
 
@@ -680,8 +681,8 @@ func (r *Replica) cachedCopy(id string, locked bool) (*heldChart, error) {
 		return nil, err
 	}
 	if c.users == nil {
-		l := r.cache.take(id)
-		return &heldChart{l: l, base: l.doc.Heads(), fromCache: true}, nil
+		l, written := r.cache.take(id)
+		return &heldChart{l: l, base: l.doc.Heads(), fromCache: true, written: written}, nil
 	}
 	doc, err := c.doc.Fork(nil, r.id) // carries held changes over
 	if err != nil {
@@ -730,6 +731,10 @@ type receivePlan struct {
 	batch  store.Batch // changes, charts, snapshots and grants (no peer yet)
 	res    Received
 	charts []*heldChart // the charts as they are once the batch is written
+	// untouched are the charts taken from the cache that the bundle
+	// leaves as they were (their changes all wait, say): commit puts
+	// them back.
+	untouched []*heldChart
 	// waiting are the bundle's changes to hold until their dependencies
 	// arrive.
 	waiting []heldChange
@@ -787,6 +792,9 @@ func planReceive(d *decoded, fresh []chartBatch, held map[string]*heldChart, sig
 		p.res.Held += len(cp.waiting)
 		fromBundle += len(cp.waiting)
 		if len(cp.cb.changes) == 0 {
+			if cp.h.fromCache {
+				p.untouched = append(p.untouched, cp.h)
+			}
 			continue
 		}
 		for i := range cp.cb.changes {
@@ -834,6 +842,7 @@ func (p *receivePlan) merge(q receivePlan) {
 	p.res.Held += q.res.Held
 	p.res.Charts = append(p.res.Charts, q.res.Charts...)
 	p.charts = append(p.charts, q.charts...)
+	p.untouched = append(p.untouched, q.untouched...)
 	p.waiting = append(p.waiting, q.waiting...)
 	p.fromBundle += q.fromBundle
 }
@@ -1380,6 +1389,22 @@ func (r *Replica) commit(ctx context.Context, d *decoded, p receivePlan, opt Rec
 			r.cache.putChanged(h.l)
 			h.cached = true
 		}
+	}
+	for _, h := range p.untouched {
+		// Back in the cache, unless another call cached the chart
+		// meanwhile or changed it.
+		if r.cache.get(h.l.id) != nil {
+			continue
+		}
+		if now, err := r.heldHeads(ctx, h.l.id); err != nil || !now.Equal(h.base) {
+			continue
+		}
+		if h.written {
+			r.cache.putChanged(h.l)
+		} else {
+			r.cache.put(h.l)
+		}
+		h.cached = true
 	}
 	r.log.Debug("received bundle", "from", b.From, "applied", p.res.Applied, "duplicates", p.res.Duplicates, "charts", len(p.res.Charts))
 	return p.res, nil
