@@ -48,24 +48,13 @@ var (
 	zstdMagic      = []byte{0x28, 0xb5, 0x2f, 0xfd}
 )
 
-// encoderWindow is the encoder's window: a chart change of a few kilobytes
-// fits many times, and a longer one (a long note) compresses as well as
-// its text repeats within it.
-const encoderWindow = 256 << 10
-
-var codec = sync.OnceValues(newCodec)
-
-func newCodec() (*zstd.Encoder, *zstd.Decoder) {
+var codec = sync.OnceValues(func() (*zstd.Encoder, *zstd.Decoder) {
 	enc, err := zstd.NewWriter(nil,
 		zstd.WithEncoderDict(dict1),
 		zstd.WithEncoderLevel(zstd.SpeedFastest),           // on a change: as small as SpeedDefault and better, in half the time
 		zstd.WithEncoderCRC(false),                         // the change's own checksum and hash cover it
 		zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)), // a receive compresses its charts' changes in parallel
 		zstd.WithSingleSegment(true),
-		// A change is kilobytes: zstd's default window of megabytes
-		// only makes each encoder hold megabytes of history.
-		zstd.WithWindowSize(encoderWindow),
-		zstd.WithLowerEncoderMem(true),
 	)
 	if err != nil {
 		panic(fmt.Sprintf("zchange: encoder: %v", err)) // the shipped dictionary is tested
@@ -80,7 +69,7 @@ func newCodec() (*zstd.Encoder, *zstd.Decoder) {
 		panic(fmt.Sprintf("zchange: decoder: %v", err))
 	}
 	return enc, dec
-}
+})
 
 // Compress returns what to store for the raw change: a zstd frame if it is
 // smaller, else raw itself. It is safe for concurrent use.

@@ -9,8 +9,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"runtime"
-	"sync"
 	"testing"
 	"time"
 
@@ -119,31 +117,6 @@ func TestCompressesChartChanges(t *testing.T) {
 	ratio := float64(raw) / float64(stored)
 	t.Logf("%d changes, %d bytes raw, %d stored: %.2f×", len(raws), raw, stored, ratio)
 	assert.Greater(t, ratio, 3.0, "chart changes shrink with the dictionary")
-}
-
-// The encoder's memory follows a change, not zstd's default window of
-// megabytes: a process keeps one encoder per core for as long as it runs.
-func TestEncoderMemoryIsSmall(t *testing.T) {
-	raws := chartChanges(t, 20, 5)
-	var before, after runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&before)
-	enc, _ := newCodec()
-	var wg sync.WaitGroup
-	for range runtime.GOMAXPROCS(0) {
-		wg.Go(func() {
-			for _, r := range raws {
-				enc.EncodeAll(r, nil)
-			}
-		})
-	}
-	wg.Wait()
-	runtime.GC()
-	runtime.ReadMemStats(&after)
-	held := int64(after.HeapAlloc) - int64(before.HeapAlloc)
-	t.Logf("%d encoders hold %d KiB", runtime.GOMAXPROCS(0), held>>10)
-	assert.Less(t, held, int64(runtime.GOMAXPROCS(0))*(1<<20), "each encoder holds under 1 MiB")
-	runtime.KeepAlive(enc)
 }
 
 func TestRawRowsReadAsTheyAre(t *testing.T) {
