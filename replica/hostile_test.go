@@ -194,3 +194,55 @@ func TestTheQuarantineKeepsABoundedNumberPerPeer(t *testing.T) {
 	require.NoError(t, err)
 	assert.Len(t, q, replica.MaxQuarantinedPerPeer)
 }
+
+// A chart whose index entry names a stored change the chart cannot take
+// (an older build stored and indexed it) is read without that change, and
+// still takes what peers send: before, the entry's heads never matched
+// the chart as read, so every bundle changing the chart failed as if
+// another write had overtaken it, on every try, cached or not.
+func TestAChartIndexedPastAChangeItCannotTakeStillReceives(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		cached bool // the chart is read (and cached) before the bundle
+	}{{"read from the store", false}, {"cached", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			r, st := newMem(t, replica.Config{})
+			peer, _ := newMem(t, replica.Config{})
+			chart := register(t, r, "Wanjiru", "Mwangi", "Kamuga")
+			last := edit(t, r, chart, allergy(1)).Change
+			syncAll(t, [2]*replica.Replica{r, peer})
+
+			info, err := crdt.ChangeOps(last.Raw)
+			require.NoError(t, err)
+			info.Seq += 5
+			raw, err := crdt.EncodeChange(info)
+			require.NoError(t, err)
+			bad, err := crdt.ParseChange(raw)
+			require.NoError(t, err)
+			row, err := st.Chart(ctx, chart)
+			require.NoError(t, err)
+			row.Heads = crdt.Heads{bad.Hash}
+			_, err = st.Write(ctx, store.Batch{
+				Changes: []store.NewChange{{Chart: chart, Hash: bad.Hash, Raw: raw}},
+				Charts:  []store.Chart{row},
+			})
+			require.NoError(t, err)
+			r = reopenMem(t, r, st, replica.Config{})
+			if tc.cached {
+				view(t, r, chart)
+			}
+
+			sent := edit(t, peer, chart, allergy(2)).Change
+			b, err := peer.MakeBundle(ctx, r.ID())
+			require.NoError(t, err)
+			res, err := r.Receive(ctx, b.Data)
+			require.NoError(t, err)
+			assert.Equal(t, 1, res.Applied)
+			heads, err := r.Heads(ctx, chart)
+			require.NoError(t, err)
+			assert.Equal(t, crdt.Heads{sent.Hash}, heads, "the peer's change is the chart's head")
+			assert.Equal(t, view(t, peer, chart), view(t, r, chart))
+		})
+	}
+}

@@ -568,10 +568,15 @@ func (d *decoded) fresh(known map[crdt.Hash]bool) []chartBatch {
 }
 
 // heldChart is a chart as held when a receive began: a private copy the
-// plan may change, and the heads it had, which commit checks again.
+// plan may change, and the heads of the index entry it was read against,
+// which commit checks again.
 type heldChart struct {
-	l         *loaded
-	isNew     bool // nothing of the chart is held
+	l     *loaded
+	isNew bool // nothing of the chart is held
+	// base is the chart's index heads as read (loaded.row), not its
+	// document's: a chart read without a stored change it cannot take
+	// has fewer heads than its entry, and would seem overtaken on every
+	// try.
 	base      crdt.Heads
 	fromCache bool // copied from the cache, which commit updates
 	written   bool // taken from the cache, where it was kept open as changed
@@ -657,7 +662,7 @@ func (r *Replica) storedChart(ctx context.Context, id string) (*heldChart, error
 	if err != nil {
 		return nil, err
 	}
-	return &heldChart{l: l, base: l.doc.Heads()}, nil
+	return &heldChart{l: l, base: l.row}, nil
 }
 
 // cachedCopy returns a cached chart for a receive to plan on, or nil if
@@ -682,7 +687,7 @@ func (r *Replica) cachedCopy(id string, locked bool) (*heldChart, error) {
 	}
 	if c.users == nil {
 		l, written := r.cache.take(id)
-		return &heldChart{l: l, base: l.doc.Heads(), fromCache: true, written: written}, nil
+		return &heldChart{l: l, base: l.row, fromCache: true, written: written}, nil
 	}
 	doc, err := c.doc.Fork(nil, r.id) // carries held changes over
 	if err != nil {
@@ -694,7 +699,7 @@ func (r *Replica) cachedCopy(id string, locked bool) (*heldChart, error) {
 		_ = doc.Close()
 		return nil, fmt.Errorf("copy chart %s: %w", id, err)
 	}
-	return &heldChart{l: l, base: doc.Heads(), fromCache: true}, nil
+	return &heldChart{l: l, base: l.row, fromCache: true}, nil
 }
 
 // signatures is what planning needs of the verified signatures.
@@ -1410,11 +1415,12 @@ func (r *Replica) commit(ctx context.Context, d *decoded, p receivePlan, opt Rec
 	return p.res, nil
 }
 
-// heldHeads returns the heads of a chart as held now (nil if nothing of
-// it is held). r.mu is held.
+// heldHeads returns the heads of a chart's index entry as held now (nil
+// if it has none): a cached chart's as it was read or written. r.mu is
+// held.
 func (r *Replica) heldHeads(ctx context.Context, id string) (crdt.Heads, error) {
 	if l := r.cache.get(id); l != nil {
-		return l.doc.Heads(), nil
+		return l.row, nil
 	}
 	c, err := r.st.Chart(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
