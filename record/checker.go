@@ -125,6 +125,24 @@ func NewChecker(doc *crdt.Doc) (*Checker, error) {
 	return c, nil
 }
 
+// NewCheckerOn is NewChecker for a chart its caller goes on holding (a
+// replica's own copy of a chart, while it receives changes to it): the
+// Checker reads doc where it is instead of copying it first, as a
+// Checker given doc by Resume does, and copies it only when a change
+// needs that (one judged by CheckChange, or one whose notes' texts must
+// be read again once it is applied). doc must stay open, changed only by
+// changes the Checker accepted, until the Checker rests or is closed;
+// the Checker does not modify it. A doc holding changes held for their
+// dependencies, or nothing, is copied at once, as NewChecker does.
+func NewCheckerOn(doc *crdt.Doc) (*Checker, error) {
+	if len(doc.Heads()) == 0 || len(doc.Pending()) > 0 {
+		return NewChecker(doc)
+	}
+	c := &Checker{src: doc, heads: doc.Heads(), queued: map[crdt.Hash]bool{}}
+	c.rebuild()
+	return c, nil
+}
+
 // Close releases the Checker's copy of the chart (its Automerge memory, at
 // once rather than by a finalizer). A chart that adopted the Checker's
 // state (Chart.Adopt) keeps it; the Checker must not be used afterwards.
@@ -261,6 +279,7 @@ func (c *Checker) follows(ch crdt.Change) bool {
 
 // flush applies the queued changes to doc.
 func (c *Checker) flush() error {
+	c.dropHeld()
 	if err := c.document(); err != nil {
 		c.mode = modeIrregular
 		return err
@@ -282,6 +301,30 @@ func (c *Checker) flush() error {
 	}
 	c.queue, c.queued = nil, map[crdt.Hash]bool{}
 	return nil
+}
+
+// dropHeld forgets the queued changes if the Checker rests on a chart
+// that holds them already (its holder applied them), as a receive
+// applies each run of changes the Checker accepted: copying that chart
+// copies them.
+func (c *Checker) dropHeld() {
+	if c.doc == nil && c.src != nil && len(c.queue) > 0 && c.src.Heads().Equal(c.heads) {
+		c.queue, c.queued = nil, map[crdt.Hash]bool{}
+	}
+}
+
+// reading returns the chart as the Checker holds it, to read: the chart
+// it rests on if that holds just what the Checker holds, else its own
+// copy, with the queued changes applied.
+func (c *Checker) reading() (*crdt.Doc, error) {
+	c.dropHeld()
+	if c.doc == nil && c.src != nil && len(c.queue) == 0 && c.src.Heads().Equal(c.heads) {
+		return c.src, nil
+	}
+	if err := c.flush(); err != nil {
+		return nil, err
+	}
+	return c.doc, nil
 }
 
 // enqueue queues ch, accepted, to be applied to doc when it is next read.
@@ -640,30 +683,33 @@ func (c *Checker) currentScope() []string {
 // rebuild reads what the fast path needs from the whole chart held.
 func (c *Checker) rebuild() {
 	c.st, c.idx, c.seqs, c.wKeys, c.notes, c.texts, c.referrals, c.scope, c.scopeOK = nil, nil, nil, nil, nil, nil, nil, nil, false
-	if c.flush() != nil {
+	d, err := c.reading()
+	if err != nil {
 		c.mode = modeIrregular
 		return
 	}
-	c.mode = c.read()
+	c.mode = c.read(d)
 }
 
-func (c *Checker) read() checkerMode {
+// read reads what the fast path needs from d, the chart as the Checker
+// holds it.
+func (c *Checker) read(d *crdt.Doc) checkerMode {
 	if len(c.heads) == 0 {
 		return modeNotChart
 	}
-	if _, err := Open(c.doc); err != nil {
+	if _, err := Open(d); err != nil {
 		return modeNotChart
 	}
-	id, err := c.doc.String(pathChart, "id")
+	id, err := d.String(pathChart, "id")
 	if err != nil {
 		return modeIrregular
 	}
-	raw, err := c.doc.Strings(pathW...)
+	raw, err := d.Strings(pathW...)
 	if err != nil {
 		return modeIrregular
 	}
 	st := stateFrom(id, raw)
-	chs, err := c.doc.Changes(nil)
+	chs, err := d.Changes(nil)
 	if err != nil {
 		return modeIrregular
 	}
@@ -752,7 +798,7 @@ func (c *Checker) read() checkerMode {
 		return out
 	}
 	for _, p := range [][]string{nil, pathNotes} {
-		keys, err := c.doc.Keys(p...)
+		keys, err := d.Keys(p...)
 		if err != nil {
 			return modeIrregular
 		}

@@ -18,16 +18,19 @@ import (
 	"github.com/chartsync/chartsync/record"
 )
 
-// checkBoth judges ch on doc with CheckChange and with a Checker made for
-// doc, requires the two verdicts to agree exactly, and returns
-// CheckChange's.
+// checkBoth judges ch on doc with CheckChange and with Checkers made for
+// doc (by NewChecker and by NewCheckerOn), requires the verdicts to agree
+// exactly, and returns CheckChange's.
 func checkBoth(t tb, doc *crdt.Doc, ch crdt.Change) (record.Touched, error) {
 	t.Helper()
 	want, wantErr := record.CheckChange(doc, ch)
-	c, err := record.NewChecker(doc)
-	require.NoError(t, err, "making a checker")
-	got, gotErr := c.Check(ch)
-	sameVerdict(t, want, wantErr, got, gotErr)
+	for _, newChecker := range []func(*crdt.Doc) (*record.Checker, error){record.NewChecker, record.NewCheckerOn} {
+		c, err := newChecker(doc)
+		require.NoError(t, err, "making a checker")
+		got, gotErr := c.Check(ch)
+		sameVerdict(t, want, wantErr, got, gotErr)
+		require.NoError(t, c.Close())
+	}
 	return want, wantErr
 }
 
@@ -518,7 +521,10 @@ func drawForged(t *rapid.T, d *crdt.Doc, v record.View, kind string) *crdt.Chang
 // hostile changes made by writing to the document directly; a checking
 // replica receives every change in causal order (now and then one before
 // its dependencies). A Checker and CheckChange on the replica's
-// document judge every change alike: the same Touched, the same error.
+// document judge every change alike: the same Touched, the same error,
+// whether the Checker keeps its own copy of the chart (NewChecker) or
+// reads the replica's document, to which each change it accepts is
+// applied (NewCheckerOn).
 func TestPropertyCheckerAgreesWithCheckChange(t *testing.T) {
 	var fastTotal, slowTotal int
 	rapid.Check(t, func(t *rapid.T) {
@@ -535,7 +541,11 @@ func TestPropertyCheckerAgreesWithCheckChange(t *testing.T) {
 			_, err := ref.Merge(base.Doc())
 			require.NoError(t, err)
 		}
-		c, err := record.NewChecker(ref)
+		newChecker := record.NewChecker
+		if rapid.Bool().Draw(t, "on the replica's document") {
+			newChecker = record.NewCheckerOn
+		}
+		c, err := newChecker(ref)
 		require.NoError(t, err)
 
 		judge := func(ch crdt.Change) {

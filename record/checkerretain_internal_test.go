@@ -175,3 +175,42 @@ func TestSmallChartsQueueIsSmall(t *testing.T) {
 	require.NotEmpty(t, c.queue, "a change waits in the queue")
 	assert.LessOrEqual(t, room, max(2*queuedBytes(c), queueFirstBlockBytes), "the queue's room for %d bytes", queuedBytes(c))
 }
+
+// A Checker made on a chart its caller holds (NewCheckerOn) reads that
+// chart without copying it: a run of changes it judges from their
+// operations, applied by the caller run after run, never makes it copy
+// the chart, and it leaves the chart alone. A change that needs a copy
+// (one checked again, which CheckChange judges) makes one then.
+func TestCheckerOnAChartCopiesItOnlyWhenAChangeNeedsIt(t *testing.T) {
+	chs := cachedRun(t, 300)
+	chart, err := crdt.New(crdt.NewActorID())
+	require.NoError(t, err)
+	defer chart.Close()
+	require.NoError(t, chart.ApplyStored(crdt.SaveChanges(chs[:100]), hashesOf(chs[:100])))
+
+	c, err := NewCheckerOn(chart)
+	require.NoError(t, err)
+	assert.Nil(t, c.doc, "the Checker has no copy of the chart")
+	assert.Equal(t, modeReady, c.mode, "it read the chart where it is")
+	for start := 100; start < len(chs); start += 50 {
+		run := chs[start : start+50]
+		heads := chart.Heads()
+		for i, ch := range run {
+			_, err := c.Check(ch)
+			require.NoError(t, err, "change %d (%s)", start+i, ch.Message)
+		}
+		assert.Equal(t, heads, chart.Heads(), "the Checker leaves the chart alone")
+		// The caller applies what the Checker accepted.
+		require.NoError(t, chart.ApplyStored(crdt.SaveChanges(run), hashesOf(run)))
+	}
+	assert.Equal(t, 200, c.nfast, "every change is judged from its operations")
+	assert.Nil(t, c.doc, "no change needed a copy of the chart")
+
+	_, err = c.Check(chs[150])
+	require.NoError(t, err, "a change checked again is accepted again")
+	require.NotNil(t, c.doc, "on a copy of the chart")
+	assert.Empty(t, c.queue, "the copy holds what the chart held: nothing waits to be applied")
+	assert.Equal(t, chart.Heads(), c.doc.Heads())
+	require.NoError(t, c.Close())
+	assert.Equal(t, crdt.Heads{chs[len(chs)-1].Hash}, chart.Heads(), "closing the Checker leaves the chart open")
+}

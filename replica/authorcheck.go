@@ -31,9 +31,12 @@ func (r *Replica) newAuthorCheck(chart string, doc *crdt.Doc) (*authorCheck, err
 }
 
 // newChecker starts judging changes to chart with a new record.Checker,
-// which reads doc whole.
+// which reads doc whole, where it is (record.NewCheckerOn): a receive
+// plans on its own copy of the chart, and applies to it only the changes
+// the Checker accepted, so the Checker copies the chart only for a
+// change that needs it.
 func newChecker(chart string, doc *crdt.Doc) (*authorCheck, error) {
-	c, err := record.NewChecker(doc)
+	c, err := record.NewCheckerOn(doc)
 	if err != nil {
 		return nil, err
 	}
