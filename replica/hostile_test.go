@@ -2,6 +2,7 @@ package replica_test
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -199,12 +200,15 @@ func TestTheQuarantineKeepsABoundedNumberPerPeer(t *testing.T) {
 // (an older build stored and indexed it) is read without that change, and
 // still takes what peers send: before, the entry's heads never matched
 // the chart as read, so every bundle changing the chart failed as if
-// another write had overtaken it, on every try, cached or not.
+// another write had overtaken it, on every try, whether or not the
+// chart's view was read (and cached) first. (Its document is not kept
+// open in the cache with its entry ahead of it: the cache keeps a view,
+// and a write rewrites the entry with the document's heads.)
 func TestAChartIndexedPastAChangeItCannotTakeStillReceives(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
-		cached bool // the chart is read (and cached) before the bundle
-	}{{"read from the store", false}, {"cached", true}} {
+		viewed bool // the chart's view is read (and cached) before the bundle
+	}{{"not read before", false}, {"its view read before", true}} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
 			r, st := newMem(t, replica.Config{})
@@ -229,7 +233,7 @@ func TestAChartIndexedPastAChangeItCannotTakeStillReceives(t *testing.T) {
 			})
 			require.NoError(t, err)
 			r = reopenMem(t, r, st, replica.Config{})
-			if tc.cached {
+			if tc.viewed {
 				view(t, r, chart)
 			}
 
@@ -245,4 +249,44 @@ func TestAChartIndexedPastAChangeItCannotTakeStillReceives(t *testing.T) {
 			assert.Equal(t, view(t, peer, chart), view(t, r, chart))
 		})
 	}
+}
+
+// A chart indexed past a change it cannot take, which a local edit
+// overtakes while a receive plans a bundle changing it, is still seen to
+// have moved: the bundle is planned again, and the edit and the bundle's
+// change are both kept.
+func TestAChartIndexedPastAChangeItCannotTakeIsSeenToMove(t *testing.T) {
+	ctx := context.Background()
+	r, st := newMem(t, replica.Config{CheckAuthors: true})
+	peer, _ := newMem(t, replica.Config{})
+	chart := register(t, r, "Wanjiru", "Mwangi", "Kamuga")
+	last := edit(t, r, chart, allergy(1)).Change
+	syncAll(t, [2]*replica.Replica{r, peer})
+	info, err := crdt.ChangeOps(last.Raw)
+	require.NoError(t, err)
+	info.Seq += 5
+	raw, err := crdt.EncodeChange(info)
+	require.NoError(t, err)
+	bad, err := crdt.ParseChange(raw)
+	require.NoError(t, err)
+	row, err := st.Chart(ctx, chart)
+	require.NoError(t, err)
+	row.Heads = crdt.Heads{bad.Hash}
+	_, err = st.Write(ctx, store.Batch{Changes: []store.NewChange{{Chart: chart, Hash: bad.Hash, Raw: raw}}, Charts: []store.Chart{row}})
+	require.NoError(t, err)
+	r = reopenMem(t, r, st, replica.Config{CheckAuthors: true})
+	edit(t, peer, chart, allergy(2))
+	var plans atomic.Int32
+	r.SetAfterPlan(func(from string) {
+		if from == peer.ID() && plans.Add(1) == 1 {
+			edit(t, r, chart, allergy(3))
+		}
+	})
+	b, err := peer.MakeBundle(ctx, r.ID())
+	require.NoError(t, err)
+	res, err := r.Receive(ctx, b.Data)
+	require.NoError(t, err)
+	assert.Equal(t, 1, res.Applied)
+	assert.Equal(t, int32(2), plans.Load())
+	assert.Len(t, view(t, r, chart).Allergies, 3)
 }
