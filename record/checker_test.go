@@ -521,10 +521,12 @@ func drawForged(t *rapid.T, d *crdt.Doc, v record.View, kind string) *crdt.Chang
 // hostile changes made by writing to the document directly; a checking
 // replica receives every change in causal order (now and then one before
 // its dependencies). A Checker and CheckChange on the replica's
-// document judge every change alike: the same Touched, the same error,
-// whether the Checker keeps its own copy of the chart (NewChecker) or
-// reads the replica's document, to which each change it accepts is
-// applied (NewCheckerOn).
+// document judge every change alike: the same Touched, the same error.
+// The Checker keeps its own copy of the chart (NewChecker), or reads the
+// replica's document (NewCheckerOn) as a receive uses it: the changes it
+// accepts are applied to the document in runs, each once it is checked,
+// and now and then it rests and resumes between runs, as between
+// bundles.
 func TestPropertyCheckerAgreesWithCheckChange(t *testing.T) {
 	var fastTotal, slowTotal int
 	rapid.Check(t, func(t *rapid.T) {
@@ -541,12 +543,34 @@ func TestPropertyCheckerAgreesWithCheckChange(t *testing.T) {
 			_, err := ref.Merge(base.Doc())
 			require.NoError(t, err)
 		}
-		newChecker := record.NewChecker
-		if rapid.Bool().Draw(t, "on the replica's document") {
+		// held is the document the Checker is made on: ref itself, or,
+		// on the replica's document, a copy that takes what the Checker
+		// accepted in runs.
+		on := rapid.Bool().Draw(t, "on the replica's document")
+		held, newChecker := ref, record.NewChecker
+		if on {
+			held, err = crdt.New(crdt.NewActorID())
+			require.NoError(t, err)
+			_, err = held.Merge(ref)
+			require.NoError(t, err)
 			newChecker = record.NewCheckerOn
 		}
-		c, err := newChecker(ref)
+		c, err := newChecker(held)
 		require.NoError(t, err)
+		var run []crdt.Change // accepted, not yet applied to held
+		endRun := func() {
+			if !on {
+				return
+			}
+			_, err := held.Apply(run...)
+			require.NoError(t, err)
+			run = nil
+			require.Equal(t, ref.Heads(), held.Heads())
+			if rapid.Bool().Draw(t, "rest") {
+				require.True(t, c.Rest(held), "the document holds what the Checker holds")
+				require.True(t, c.Resume(held))
+			}
+		}
 
 		judge := func(ch crdt.Change) {
 			want, wantErr := record.CheckChange(ref, ch)
@@ -555,6 +579,10 @@ func TestPropertyCheckerAgreesWithCheckChange(t *testing.T) {
 			if wantErr == nil {
 				_, err := ref.Apply(ch)
 				require.NoError(t, err)
+				run = append(run, ch)
+			}
+			if on && rapid.IntRange(0, 3).Draw(t, "end of a run") == 0 {
+				endRun()
 			}
 		}
 		// deliver gives the replica the device's changes it lacks, in
@@ -622,6 +650,7 @@ func TestPropertyCheckerAgreesWithCheckChange(t *testing.T) {
 		for _, dev := range devs {
 			deliver(dev.Doc())
 		}
+		endRun()
 		fast, slow := record.CheckerCounts(c)
 		fastTotal += fast
 		slowTotal += slow
@@ -888,106 +917,4 @@ func TestChartAdoptsACheckersState(t *testing.T) {
 	other, err := record.Open(fork(t, chart).Doc())
 	require.NoError(t, err)
 	assert.False(t, other.Adopt(behind), "a checker of an earlier version")
-}
-
-// TestPropertyCheckerOnAgreesInRuns: a Checker made by NewCheckerOn on a
-// replica's document is used as a receive uses it: changes from devices
-// editing at random (forgeries among them) are checked in runs, each run
-// applied to the document only once it is checked, and now and then the
-// Checker rests and resumes between runs. It judges every change as
-// CheckChange does on a document holding what was accepted.
-func TestPropertyCheckerOnAgreesInRuns(t *testing.T) {
-	var fastTotal, slowTotal int
-	rapid.Check(t, func(t *rapid.T) {
-		base := newChart(t)
-		n := rapid.IntRange(1, 3).Draw(t, "devices")
-		devs := make([]*record.Chart, n)
-		for i := range devs {
-			devs[i] = fork(t, base)
-		}
-		ref, err := crdt.New(crdt.NewActorID())
-		require.NoError(t, err)
-		_, err = ref.Merge(base.Doc())
-		require.NoError(t, err)
-		truth, err := ref.Fork(nil, crdt.NewActorID())
-		require.NoError(t, err)
-		c, err := record.NewCheckerOn(ref)
-		require.NoError(t, err)
-		var run []crdt.Change
-		applyRun := func() {
-			if len(run) > 0 {
-				_, err := ref.Apply(run...)
-				require.NoError(t, err)
-				run = nil
-			}
-			require.Equal(t, truth.Heads(), ref.Heads())
-			if rapid.Bool().Draw(t, "rest") {
-				require.True(t, c.Rest(ref))
-				require.True(t, c.Resume(ref))
-			}
-		}
-		judge := func(ch crdt.Change) {
-			want, wantErr := record.CheckChange(truth, ch)
-			got, gotErr := c.Check(ch)
-			sameVerdict(t, want, wantErr, got, gotErr)
-			if wantErr == nil {
-				_, err := truth.Apply(ch)
-				require.NoError(t, err)
-				run = append(run, ch)
-			}
-			if rapid.IntRange(0, 3).Draw(t, "end run") == 0 {
-				applyRun()
-			}
-		}
-		deliver := func(d *crdt.Doc) {
-			chs, err := d.Changes(nil)
-			require.NoError(t, err)
-			for _, ch := range chs {
-				if !truth.Has(ch.Hash) {
-					judge(ch)
-				}
-			}
-		}
-		for range rapid.IntRange(5, 40).Draw(t, "steps") {
-			i := rapid.IntRange(0, n-1).Draw(t, "device")
-			dev := devs[i]
-			switch rapid.IntRange(0, 9).Draw(t, "action") {
-			case 0:
-				if j := rapid.IntRange(0, n-1).Draw(t, "other"); j != i {
-					merge(t, dev, devs[j])
-				}
-			case 1:
-				v := view(t, dev)
-				if ch := drawForged(t, dev.Doc(), v, rapid.SampledFrom(forgeKinds).Draw(t, "forgery")); ch != nil {
-					deliver(dev.Doc())
-					judge(*ch)
-				}
-			default:
-				v := view(t, dev)
-				kind := rapid.SampledFrom(opKinds).Draw(t, "op")
-				op := drawOp(t, kind, v)
-				if op == nil {
-					continue
-				}
-				by := rapid.SampledFrom(staff).Draw(t, "author")
-				at := t0.Add(time.Duration(rapid.IntRange(0, 60).Draw(t, "minute")) * time.Minute)
-				if _, err := dev.Do(by, at, op); err != nil {
-					continue
-				}
-				if rapid.IntRange(0, 2).Draw(t, "send") == 0 {
-					continue
-				}
-				deliver(dev.Doc())
-			}
-		}
-		for _, dev := range devs {
-			deliver(dev.Doc())
-		}
-		applyRun()
-		fast, slow := record.CheckerCounts(c)
-		fastTotal += fast
-		slowTotal += slow
-	})
-	t.Logf("changes judged from their operations: %d, by CheckChange: %d", fastTotal, slowTotal)
-	require.Positive(t, fastTotal, "no change was judged from its operations")
 }

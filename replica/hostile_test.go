@@ -161,20 +161,11 @@ func TestARefusedBundleIsQuarantinedOnce(t *testing.T) {
 // sequence number skipped) no longer breaks its chart: the chart is read
 // without it, and that is reported.
 func TestAStoredChangeTheChartCannotTakeIsLeftOut(t *testing.T) {
-	ctx := context.Background()
 	r, st := newMem(t, replica.Config{})
 	chart := register(t, r, "Wanjiru", "Mwangi", "Kamuga")
 	last := edit(t, r, chart, allergy(1)).Change
 	want := view(t, r, chart)
-	info, err := crdt.ChangeOps(last.Raw)
-	require.NoError(t, err)
-	info.Seq += 5
-	raw, err := crdt.EncodeChange(info)
-	require.NoError(t, err)
-	bad, err := crdt.ParseChange(raw)
-	require.NoError(t, err)
-	_, err = st.Write(ctx, store.Batch{Changes: []store.NewChange{{Chart: chart, Hash: bad.Hash, Raw: raw}}})
-	require.NoError(t, err)
+	storeSkippingChange(t, st, chart, last, false)
 
 	r = reopenMem(t, r, st, replica.Config{})
 	assert.Equal(t, want, view(t, r, chart), "the chart reads as it was before the bad change")
@@ -211,28 +202,7 @@ func TestAChartIndexedPastAChangeItCannotTakeStillReceives(t *testing.T) {
 	}{{"not read before", false}, {"its view read before", true}} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
-			r, st := newMem(t, replica.Config{})
-			peer, _ := newMem(t, replica.Config{})
-			chart := register(t, r, "Wanjiru", "Mwangi", "Kamuga")
-			last := edit(t, r, chart, allergy(1)).Change
-			syncAll(t, [2]*replica.Replica{r, peer})
-
-			info, err := crdt.ChangeOps(last.Raw)
-			require.NoError(t, err)
-			info.Seq += 5
-			raw, err := crdt.EncodeChange(info)
-			require.NoError(t, err)
-			bad, err := crdt.ParseChange(raw)
-			require.NoError(t, err)
-			row, err := st.Chart(ctx, chart)
-			require.NoError(t, err)
-			row.Heads = crdt.Heads{bad.Hash}
-			_, err = st.Write(ctx, store.Batch{
-				Changes: []store.NewChange{{Chart: chart, Hash: bad.Hash, Raw: raw}},
-				Charts:  []store.Chart{row},
-			})
-			require.NoError(t, err)
-			r = reopenMem(t, r, st, replica.Config{})
+			r, peer, chart := indexedPastABadChange(t, replica.Config{})
 			if tc.viewed {
 				view(t, r, chart)
 			}
@@ -257,24 +227,7 @@ func TestAChartIndexedPastAChangeItCannotTakeStillReceives(t *testing.T) {
 // change are both kept.
 func TestAChartIndexedPastAChangeItCannotTakeIsSeenToMove(t *testing.T) {
 	ctx := context.Background()
-	r, st := newMem(t, replica.Config{CheckAuthors: true})
-	peer, _ := newMem(t, replica.Config{})
-	chart := register(t, r, "Wanjiru", "Mwangi", "Kamuga")
-	last := edit(t, r, chart, allergy(1)).Change
-	syncAll(t, [2]*replica.Replica{r, peer})
-	info, err := crdt.ChangeOps(last.Raw)
-	require.NoError(t, err)
-	info.Seq += 5
-	raw, err := crdt.EncodeChange(info)
-	require.NoError(t, err)
-	bad, err := crdt.ParseChange(raw)
-	require.NoError(t, err)
-	row, err := st.Chart(ctx, chart)
-	require.NoError(t, err)
-	row.Heads = crdt.Heads{bad.Hash}
-	_, err = st.Write(ctx, store.Batch{Changes: []store.NewChange{{Chart: chart, Hash: bad.Hash, Raw: raw}}, Charts: []store.Chart{row}})
-	require.NoError(t, err)
-	r = reopenMem(t, r, st, replica.Config{CheckAuthors: true})
+	r, peer, chart := indexedPastABadChange(t, replica.Config{CheckAuthors: true})
 	edit(t, peer, chart, allergy(2))
 	var plans atomic.Int32
 	r.SetAfterPlan(func(from string) {
@@ -289,4 +242,42 @@ func TestAChartIndexedPastAChangeItCannotTakeIsSeenToMove(t *testing.T) {
 	assert.Equal(t, 1, res.Applied)
 	assert.Equal(t, int32(2), plans.Load())
 	assert.Len(t, view(t, r, chart).Allergies, 3)
+}
+
+// storeSkippingChange stores, as an older build could have, a change to
+// chart made on last that skips sequence numbers, which the chart cannot
+// take; with indexed, the chart's index entry names it as its head.
+func storeSkippingChange(t *testing.T, st store.Store, chart string, last crdt.Change, indexed bool) {
+	t.Helper()
+	ctx := context.Background()
+	info, err := crdt.ChangeOps(last.Raw)
+	require.NoError(t, err)
+	info.Seq += 5
+	raw, err := crdt.EncodeChange(info)
+	require.NoError(t, err)
+	bad, err := crdt.ParseChange(raw)
+	require.NoError(t, err)
+	b := store.Batch{Changes: []store.NewChange{{Chart: chart, Hash: bad.Hash, Raw: raw}}}
+	if indexed {
+		row, err := st.Chart(ctx, chart)
+		require.NoError(t, err)
+		row.Heads = crdt.Heads{bad.Hash}
+		b.Charts = []store.Chart{row}
+	}
+	_, err = st.Write(ctx, b)
+	require.NoError(t, err)
+}
+
+// indexedPastABadChange returns a replica (opened with cfg) holding a
+// chart whose index entry names a stored change the chart cannot take,
+// and a peer that holds the chart as it was before that change.
+func indexedPastABadChange(t *testing.T, cfg replica.Config) (r, peer *replica.Replica, chart string) {
+	t.Helper()
+	r, st := newMem(t, cfg)
+	peer, _ = newMem(t, replica.Config{})
+	chart = register(t, r, "Wanjiru", "Mwangi", "Kamuga")
+	last := edit(t, r, chart, allergy(1)).Change
+	syncAll(t, [2]*replica.Replica{r, peer})
+	storeSkippingChange(t, st, chart, last, true)
+	return reopenMem(t, r, st, cfg), peer, chart
 }
