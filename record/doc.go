@@ -305,7 +305,9 @@
 // It keeps its own copy of the chart, to which it applies the changes it
 // accepted only when it next needs the document (until then it keeps a
 // copy of their bytes); Checker.Rest and Resume let a caller that holds
-// the chart with those changes spare both. The role CheckChange trusts is the
+// the chart with those changes spare both, and NewCheckerOn starts a
+// Checker that way, reading the caller's chart without copying it. The
+// role CheckChange trusts is the
 // one the change's message records: signatures (package replica) prove
 // which device made a change, not which person, so a modified client on
 // an enrolled device can claim any role. A read policy is applied where a
