@@ -247,7 +247,8 @@ func resealed(data []byte) []byte {
 // FuzzCheckerAgrees parses arbitrary bytes (checksums made valid) as
 // changes and judges each, in turn, with a Checker and with CheckChange
 // on a chart holding the changes accepted before it: the two verdicts are
-// the same (Touched and error), and neither panics.
+// the same (Touched and error), and neither panics; so does a Checker
+// made by NewCheckerOn on a document that takes each accepted change.
 func FuzzCheckerAgrees(f *testing.F) {
 	base := seedChart(f)
 	away := fork(f, base)
@@ -286,12 +287,22 @@ func FuzzCheckerAgrees(f *testing.F) {
 		require.NoError(t, err)
 		c, err := record.NewChecker(ref)
 		require.NoError(t, err)
+		// A Checker on a document of its caller's, which takes each
+		// change once the Checker accepted it, as a receive's does.
+		held, err := crdt.Load(saved, crdt.NewActorID())
+		require.NoError(t, err)
+		on, err := record.NewCheckerOn(held)
+		require.NoError(t, err)
 		for _, ch := range chs {
 			want, wantErr := record.CheckChange(ref, ch)
 			got, gotErr := c.Check(ch)
 			sameVerdict(t, want, wantErr, got, gotErr)
+			got, gotErr = on.Check(ch)
+			sameVerdict(t, want, wantErr, got, gotErr)
 			if wantErr == nil {
 				_, err := ref.Apply(ch)
+				require.NoError(t, err)
+				_, err = held.Apply(ch)
 				require.NoError(t, err)
 			}
 		}
