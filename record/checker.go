@@ -303,22 +303,25 @@ func (c *Checker) flush() error {
 	return nil
 }
 
-// dropHeld forgets the queued changes if the Checker rests on a chart
-// that holds them already (its holder applied them), as a receive
-// applies each run of changes the Checker accepted: copying that chart
-// copies them.
-func (c *Checker) dropHeld() {
-	if c.doc == nil && c.src != nil && len(c.queue) > 0 && c.src.Heads().Equal(c.heads) {
+// dropHeld reports whether the Checker rests on a chart that holds just
+// what the Checker holds (its holder applied every change it queued, as
+// a receive applies each run of changes the Checker accepted), and then
+// forgets the queue: reading that chart, or copying it, needs none of it.
+func (c *Checker) dropHeld() bool {
+	if c.doc != nil || c.src == nil || !c.src.Heads().Equal(c.heads) {
+		return false
+	}
+	if len(c.queue) > 0 {
 		c.queue, c.queued = nil, map[crdt.Hash]bool{}
 	}
+	return true
 }
 
 // reading returns the chart as the Checker holds it, to read: the chart
 // it rests on if that holds just what the Checker holds, else its own
 // copy, with the queued changes applied.
 func (c *Checker) reading() (*crdt.Doc, error) {
-	c.dropHeld()
-	if c.doc == nil && c.src != nil && len(c.queue) == 0 && c.src.Heads().Equal(c.heads) {
+	if c.dropHeld() {
 		return c.src, nil
 	}
 	if err := c.flush(); err != nil {

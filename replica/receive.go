@@ -578,7 +578,7 @@ type heldChart struct {
 	// has fewer heads than its entry, and would seem overtaken on every
 	// try.
 	base      crdt.Heads
-	fromCache bool // copied from the cache, which commit updates
+	fromCache bool // taken (a roster: copied) from the cache, which commit updates
 	written   bool // taken from the cache, where it was kept open as changed
 	cached    bool // commit put it in the cache, which owns it from then on
 }
@@ -611,7 +611,7 @@ func (r *Replica) heldCharts(ctx context.Context, fresh []chartBatch, locked boo
 	out := make(map[string]*heldChart, len(fresh))
 	var stored []int // fresh's charts the cache does not hold
 	for i, cb := range fresh {
-		h, err := r.cachedCopy(cb.chart, locked)
+		h, err := r.takeCached(cb.chart, locked)
 		if err != nil {
 			return out, err
 		}
@@ -665,7 +665,7 @@ func (r *Replica) storedChart(ctx context.Context, id string) (*heldChart, error
 	return &heldChart{l: l, base: l.row}, nil
 }
 
-// cachedCopy returns a cached chart for a receive to plan on, or nil if
+// takeCached returns a cached chart for a receive to plan on, or nil if
 // it is not cached. A chart is taken out of the cache, not copied: a
 // copy costs Automerge the chart's whole history, for each bundle of a
 // long one. The receive owns it from then on; commit puts it back, and a
@@ -673,7 +673,7 @@ func (r *Replica) storedChart(ctx context.Context, id string) (*heldChart, error
 // store. Meanwhile a reader or writer of the chart reads it from the
 // store, and commit notices a writer. A user roster, which other calls
 // read while a receive plans, is copied.
-func (r *Replica) cachedCopy(id string, locked bool) (*heldChart, error) {
+func (r *Replica) takeCached(id string, locked bool) (*heldChart, error) {
 	if !locked {
 		unlock, err := r.lock()
 		if err != nil {

@@ -188,7 +188,7 @@ type Replica struct {
 	// checkersMade counts the Checkers made, for tests.
 	checkersMade atomic.Int64
 	// chartsCopied counts the cached charts a receive copied to plan on
-	// (see cachedCopy), for tests.
+	// (see takeCached), for tests.
 	chartsCopied atomic.Int64
 	// loads counts the charts loaded from the store (loadStored), for
 	// tests.
